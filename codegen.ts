@@ -1,0 +1,25 @@
+import type { CodegenConfig } from '@graphql-codegen/cli';
+
+/** Resolver types from schema/*.graphql, mapped to the service-layer models. */
+const config: CodegenConfig = {
+  schema: 'schema/*.graphql',
+  generates: {
+    'src/graphql/generated.ts': {
+      plugins: ['typescript', 'typescript-resolvers'],
+      config: {
+        useIndexSignature: true,
+        useTypeImports: true,
+        enumsAsTypes: true,
+        contextType: './context#GraphQLContext',
+        scalars: { DateTime: 'Date | string' },
+        mappers: {
+          User: '../db/entities/user#UserEntity',
+          Room: '../chat/models#RoomModel',
+          Message: '../chat/models#MessageModel',
+        },
+      },
+    },
+  },
+};
+
+export default config;

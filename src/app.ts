@@ -1,0 +1,74 @@
+import { AuthService } from './auth/auth-service';
+import { TokenService } from './auth/tokens';
+import { MessageService } from './chat/message-service';
+import { HubRegistry } from './chat/room-hub';
+import { RoomService } from './chat/room-service';
+import { SubscriptionService } from './chat/subscription-service';
+import type { Config } from './config';
+import { openDatabase, type Database } from './db/data-source';
+import { createLoaders, type Services } from './graphql/context';
+import { createSchema } from './graphql/schema';
+import { createHttpServer } from './http/server';
+import { createLogger, type Logger } from './logger';
+import { createPubSub, type PubSub } from './pubsub';
+
+/** A running instance: its address once listening, its parts (for tests), and how to stop it. */
+export interface App {
+  config: Config;
+  log: Logger;
+  db: Database;
+  pubsub: PubSub;
+  services: Services;
+  hubs: HubRegistry;
+  /** Listens on `config.port` (0 picks a free one); resolves to the port. */
+  listen(): Promise<number>;
+  /** Graceful stop: stop accepting, close WebSockets with 1001, finish requests, release resources. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root: opens the database (running migrations), pub/sub, the services and
+ * the HTTP/WebSocket server. Nothing here reads the environment; `config` says everything.
+ */
+export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
+  const db = await openDatabase(config, log);
+  const pubsub = createPubSub(config, log);
+  const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
+  const messages = new MessageService(db.dataSource, pubsub, log);
+  const hubs = new HubRegistry(messages, pubsub, log, config.healIntervalMs);
+  const services: Services = {
+    auth: new AuthService(db.dataSource, tokens),
+    rooms: new RoomService(db.dataSource, pubsub, log),
+    messages,
+    subscriptions: new SubscriptionService(db.dataSource, hubs, messages, log),
+  };
+  const server = await createHttpServer({
+    schema: createSchema(),
+    tokens,
+    log,
+    introspection: config.introspection,
+    probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
+    context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource) }),
+    roomHubs: () => hubs.size,
+  });
+
+  let stopping: Promise<void> | undefined;
+  return {
+    config,
+    log,
+    db,
+    pubsub,
+    services,
+    hubs,
+    listen: () => server.listen(config.port, config.host),
+    stop() {
+      stopping ??= (async () => {
+        await server.stop();
+        await hubs.close();
+        await pubsub.close();
+        await db.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,68 @@
+import { hash, verify } from '@node-rs/argon2';
+import type { DataSource } from 'typeorm';
+import { UserEntity } from '../db/entities';
+import { conflict, unauthenticated } from '../errors';
+import { isUniqueViolation } from '../db/errors';
+import { parseInput, logInInput, signUpInput } from '../validation';
+import type { TokenService, Viewer } from './tokens';
+
+/** argon2id with the library's recommended cost (m=19 MiB, t=2, p=1). */
+const ARGON2 = { algorithm: 2 /* Argon2id */, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
+
+export interface AuthResult {
+  token: string;
+  expiresAt: Date;
+  user: UserEntity;
+}
+
+/** Accounts: sign-up, log-in and the current user. */
+export class AuthService {
+  /** Verified against for unknown usernames, so a miss costs as long as a wrong password. */
+  private readonly decoyHash: Promise<string>;
+
+  constructor(private readonly db: DataSource, private readonly tokens: TokenService) {
+    this.decoyHash = hash('decoy-password-for-timing', ARGON2);
+  }
+
+  /** Creates an account. Throws BAD_USER_INPUT for invalid fields, CONFLICT for a taken username. */
+  async signUp(raw: unknown): Promise<AuthResult> {
+    const input = parseInput(signUpInput, raw);
+    const passwordHash = await hash(input.password, ARGON2);
+    try {
+      const user = await this.db.getRepository(UserEntity).save({
+        username: input.username,
+        displayName: input.displayName ?? input.username,
+        passwordHash,
+        isAssistant: false,
+      });
+      return { ...this.tokens.issue(user.id), user: stripHash(user) };
+    } catch (err) {
+      if (isUniqueViolation(err)) throw conflict('That username is taken', 'username');
+      throw err;
+    }
+  }
+
+  /** Signs in. A wrong username or password gives the same UNAUTHENTICATED answer. */
+  async logIn(raw: unknown): Promise<AuthResult> {
+    const input = parseInput(logInInput, raw);
+    const user = await this.db
+      .getRepository(UserEntity)
+      .createQueryBuilder('u')
+      .addSelect('u.passwordHash')
+      .where('lower(u.username) = lower(:username)', { username: input.username })
+      .getOne();
+    const ok = await verify(user?.passwordHash ?? (await this.decoyHash), input.password).catch(() => false);
+    if (!user || !user.passwordHash || !ok) throw unauthenticated('Wrong username or password');
+    return { ...this.tokens.issue(user.id), user: stripHash(user) };
+  }
+
+  /** The viewer's user, or null when signed out (or the account is gone). */
+  async me(viewer: Viewer | null): Promise<UserEntity | null> {
+    return viewer ? this.db.getRepository(UserEntity).findOneBy({ id: viewer.id }) : null;
+  }
+}
+
+function stripHash(user: UserEntity): UserEntity {
+  const { passwordHash: _omit, ...rest } = user;
+  return rest as UserEntity;
+}

@@ -1,0 +1,181 @@
+import type { DataSource, EntityManager, SelectQueryBuilder } from 'typeorm';
+import type { Viewer } from '../auth/tokens';
+import { MessageEntity, RoomEntity } from '../db/entities';
+import { badUserInput } from '../errors';
+import type { Logger } from '../logger';
+import { roomTopic, type MessageWire, type PubSub } from '../pubsub';
+import { isUuid, pageSize, parseInput, sendMessageInput } from '../validation';
+import { requireMember } from './access';
+import { decodeMessageCursor, encodeMessageCursor } from './cursors';
+import type { MessageModel } from './models';
+import { connection, type Connection } from './pages';
+
+export interface PageArgs {
+  first?: number | null;
+  after?: string | null;
+  last?: number | null;
+  before?: string | null;
+  threadId?: string | null;
+}
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 200;
+
+/** Thrown inside the send transaction to roll it back when the clientId was already used. */
+class DuplicateSend extends Error {}
+
+/** Sending and reading messages: the send path of DESIGN.md and history pages. */
+export class MessageService {
+  constructor(private readonly db: DataSource, private readonly pubsub: PubSub, private readonly log: Logger) {}
+
+  /**
+   * Sends a message. API.md guarantees 1, 3, 4: the room's next seq is taken under the room row's
+   * lock in the same transaction as the insert (commit order = seq order, no gaps); a repeated
+   * `clientId` is settled by the unique index and answers the first message; the message is
+   * published only after commit, and a failed publish does not fail the send (hubs heal gaps).
+   */
+  async send(viewer: Viewer | null, raw: unknown): Promise<MessageEntity> {
+    const input = parseInput(sendMessageInput, raw);
+    const { userId: authorId } = await requireMember(this.db.manager, viewer, input.roomId);
+    const parentId = input.parentId == null ? null : await this.threadRootOf(input.roomId, input.parentId);
+    const clientId = input.clientId ?? null;
+    let message: MessageEntity;
+    try {
+      message = await this.db.transaction((tx) =>
+        this.insertNext(tx, { roomId: input.roomId, authorId, body: input.body, parentId, clientId }),
+      );
+    } catch (err) {
+      if (!(err instanceof DuplicateSend)) throw err;
+      return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId: clientId! });
+    }
+    await this.publishAdded(message);
+    return message;
+  }
+
+  /**
+   * Takes the room's next seq and inserts the message with it. Runs inside a transaction; throws
+   * `DuplicateSend` (rolling the seq back) when the clientId was already used.
+   */
+  async insertNext(
+    tx: EntityManager,
+    fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> & Partial<Pick<MessageEntity, 'status'>>,
+  ): Promise<MessageEntity> {
+    const [[{ last_seq: seq }]] = await tx.query(
+      'UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq',
+      [fields.roomId],
+    );
+    const inserted = await tx
+      .createQueryBuilder()
+      .insert()
+      .into(MessageEntity)
+      .values({ ...fields, seq })
+      .orIgnore()
+      .returning(['id', 'status', 'created_at', 'updated_at'])
+      .execute();
+    const row = inserted.raw[0];
+    if (!row) throw new DuplicateSend();
+    return tx.getRepository(MessageEntity).create({
+      status: 'COMPLETE',
+      ...fields,
+      seq,
+      id: row.id,
+      createdAt: row.created_at,
+      updatedAt: row.updated_at,
+    });
+  }
+
+  /** Publishes a committed message; a failure is logged, never thrown (the hubs heal the gap). */
+  async publishAdded(message: MessageModel): Promise<void> {
+    await this.pubsub
+      .publish(roomTopic(message.roomId), { kind: 'added', message: toWire(message) })
+      .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, seq: message.seq }, 'publish failed'));
+  }
+
+  /**
+   * A page of a room's history in increasing seq: `first`/`after` forwards, `last`/`before`
+   * backwards, the newest 50 by default; optionally one thread (its root and replies).
+   */
+  async page(viewer: Viewer | null, roomId: string, args: PageArgs): Promise<Connection<MessageModel>> {
+    await requireMember(this.db.manager, viewer, roomId);
+    if (args.first != null && args.last != null) throw badUserInput('Pass first or last, not both', 'last');
+    const after = args.after == null ? undefined : decodeMessageCursor(args.after, roomId, 'after');
+    const before = args.before == null ? undefined : decodeMessageCursor(args.before, roomId, 'before');
+    if (args.threadId != null && !isUuid(args.threadId)) throw badUserInput('threadId is not a message id', 'threadId');
+    const forward = args.first != null || (args.last == null && after !== undefined);
+    const limit = parseInput(pageSize(MAX_PAGE), (forward ? args.first : args.last) ?? DEFAULT_PAGE);
+
+    const scoped = () => {
+      const q = this.db.getRepository(MessageEntity).createQueryBuilder('m').where('m.room_id = :roomId', { roomId });
+      if (args.threadId) q.andWhere('(m.id = :t OR m.parent_id = :t)', { t: args.threadId });
+      return q;
+    };
+    const rows = await this.window(scoped(), after, before)
+      .orderBy('m.seq', forward ? 'ASC' : 'DESC')
+      .limit(limit + 1)
+      .getMany();
+    const items = rows.map((node) => ({ node, cursor: encodeMessageCursor(roomId, node.seq) }));
+    if (forward) {
+      const hasPreviousPage = after !== undefined && (await scoped().andWhere('m.seq <= :after', { after }).getExists());
+      return connection(items, limit, { hasPreviousPage });
+    }
+    const hasNextPage = before !== undefined && (await scoped().andWhere('m.seq >= :before', { before }).getExists());
+    const page = connection(items, limit, { hasNextPage });
+    const edges = page.edges.reverse();
+    return {
+      edges,
+      pageInfo: {
+        ...page.pageInfo,
+        hasPreviousPage: items.length > limit,
+        startCursor: edges[0]?.cursor ?? null,
+        endCursor: edges[edges.length - 1]?.cursor ?? null,
+      },
+    };
+  }
+
+  /** Messages of a room with `afterSeq < seq <= uptoSeq`, in seq order, at most `limit`. */
+  async range(roomId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<MessageEntity[]> {
+    return this.db
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .where('m.room_id = :roomId AND m.seq > :afterSeq AND m.seq <= :uptoSeq', { roomId, afterSeq, uptoSeq })
+      .orderBy('m.seq', 'ASC')
+      .limit(limit)
+      .getMany();
+  }
+
+  /** The seq of the room's newest message. */
+  async lastSeq(roomId: string): Promise<number> {
+    const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true } });
+    return room?.lastSeq ?? 0;
+  }
+
+  /** The thread root a reply to `parentId` belongs to; BAD_USER_INPUT unless it is a message of the room. */
+  private async threadRootOf(roomId: string, parentId: string): Promise<string> {
+    const parent = isUuid(parentId)
+      ? await this.db.getRepository(MessageEntity).findOne({ where: { id: parentId, roomId }, select: { id: true, parentId: true } })
+      : null;
+    if (!parent) throw badUserInput('parentId does not name a message of this room', 'parentId');
+    return parent.parentId ?? parent.id;
+  }
+
+  private window(q: SelectQueryBuilder<MessageEntity>, after?: number, before?: number) {
+    if (after !== undefined) q.andWhere('m.seq > :after', { after });
+    if (before !== undefined) q.andWhere('m.seq < :before', { before });
+    return q;
+  }
+}
+
+/** A message in the form that crosses pub/sub. */
+export function toWire(m: MessageModel): MessageWire {
+  return {
+    id: m.id,
+    roomId: m.roomId,
+    seq: m.seq,
+    authorId: m.authorId,
+    body: m.body,
+    parentId: m.parentId,
+    clientId: m.clientId,
+    status: m.status,
+    createdAt: m.createdAt instanceof Date ? m.createdAt.toISOString() : m.createdAt,
+  };
+}

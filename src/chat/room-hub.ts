@@ -1,0 +1,185 @@
+import type { Logger } from '../logger';
+import { roomTopic, type PubSub, type RoomSignal } from '../pubsub';
+import type { MessageModel } from './models';
+import { toWire } from './message-service';
+
+/** What a hub reads from the database: the truth behind the pub/sub wake-ups. */
+export interface MessageStore {
+  range(roomId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<MessageModel[]>;
+  lastSeq(roomId: string): Promise<number>;
+}
+
+export type HubListener = (signal: RoomSignal) => void;
+
+const FILL_BATCH = 500;
+const SUBSCRIBE_WAIT_MS = 2000;
+
+/**
+ * One room's delivery point on this instance (API.md guarantees 1, 2, 5). It holds one pub/sub
+ * subscription and `position`, the last seq it fanned out. Signals are handled one at a time:
+ * a message with `seq = position + 1` fans out; one further ahead first has the gap read from
+ * the database; one at or below `position` is a duplicate and dropped. On pub/sub reconnect and
+ * on a slow timer it compares `position` with the room's `last_seq` and reads any missed tail.
+ * Listeners therefore see messages in strictly increasing seq with no gap.
+ */
+export class RoomHub {
+  /** The last seq fanned out to listeners. */
+  position = 0;
+  private readonly listeners = new Set<HubListener>();
+  private chain: Promise<void> = Promise.resolve();
+  private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
+  private timer?: NodeJS.Timeout;
+  private stopped = false;
+
+  constructor(
+    readonly roomId: string,
+    private readonly store: MessageStore,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+    private readonly healIntervalMs: number,
+  ) {}
+
+  /** Subscribes, then reads the room's position (in that order, so nothing falls between). */
+  async start(): Promise<void> {
+    const subscribing = this.pubsub.subscribe(roomTopic(this.roomId), (s) => this.enqueue(() => this.handle(s)));
+    this.unsubscribe = subscribing.catch((err) => {
+      this.log.warn({ err: (err as Error).message, roomId: this.roomId }, 'room subscription failed; healing by timer');
+      return undefined;
+    });
+    // A subscribe stuck behind a dead Redis must not hold the room hostage: the timer heals meanwhile.
+    const settled = await Promise.race([this.unsubscribe.then(() => true), delay(SUBSCRIBE_WAIT_MS).then(() => false)]);
+    if (!settled) void this.unsubscribe.then(() => this.heal());
+    this.position = await this.store.lastSeq(this.roomId);
+    this.timer = setInterval(() => this.heal(), this.healIntervalMs);
+    this.timer.unref();
+  }
+
+  /** Adds a listener; from this call on it receives every fan-out, starting after `position`. */
+  add(listener: HubListener): void {
+    this.listeners.add(listener);
+  }
+
+  remove(listener: HubListener): void {
+    this.listeners.delete(listener);
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+
+  /** Reads and fans out whatever the database has beyond `position` (after a reconnect, or by timer). */
+  heal(): void {
+    this.enqueue(async () => {
+      const last = await this.store.lastSeq(this.roomId);
+      if (last > this.position) await this.fill(last);
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.listeners.clear();
+    const unsubscribe = await this.unsubscribe;
+    await unsubscribe?.().catch(() => undefined);
+  }
+
+  private enqueue(task: () => Promise<void>): void {
+    this.chain = this.chain.then(async () => {
+      if (this.stopped) return;
+      try {
+        await task();
+      } catch (err) {
+        // The database is unreachable: keep `position`; the next signal or heal retries.
+        this.log.warn({ err: (err as Error).message, roomId: this.roomId }, 'room hub could not read the database');
+      }
+    });
+  }
+
+  private async handle(signal: RoomSignal): Promise<void> {
+    if (signal.kind !== 'added') return this.fanOut(signal);
+    const { seq } = signal.message;
+    if (seq <= this.position) return; // duplicate, or already read from the database
+    if (seq > this.position + 1) await this.fill(seq - 1);
+    this.emitAdded(signal);
+  }
+
+  private async fill(uptoSeq: number): Promise<void> {
+    while (this.position < uptoSeq && !this.stopped) {
+      const batch = await this.store.range(this.roomId, this.position, uptoSeq, FILL_BATCH);
+      if (batch.length === 0) return;
+      for (const message of batch) this.emitAdded({ kind: 'added', message: toWire(message) });
+    }
+  }
+
+  private emitAdded(signal: Extract<RoomSignal, { kind: 'added' }>): void {
+    this.position = signal.message.seq;
+    this.fanOut(signal);
+  }
+
+  private fanOut(signal: RoomSignal): void {
+    for (const listener of this.listeners) listener(signal);
+  }
+}
+
+/** The hubs of this instance, one per room with at least one subscriber. */
+export class HubRegistry {
+  private readonly hubs = new Map<string, { hub: RoomHub; refs: number; ready: Promise<void> }>();
+  private readonly offReconnect: () => void;
+
+  constructor(
+    private readonly store: MessageStore,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+    private readonly healIntervalMs: number,
+  ) {
+    this.offReconnect = pubsub.onReconnect(() => this.healAll());
+  }
+
+  /** The room's hub, started; call `release` when done. Rejects when the hub cannot start. */
+  async acquire(roomId: string): Promise<{ hub: RoomHub; release: () => void }> {
+    let entry = this.hubs.get(roomId);
+    if (!entry) {
+      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.healIntervalMs);
+      entry = { hub, refs: 0, ready: hub.start() };
+      this.hubs.set(roomId, entry);
+    }
+    entry.refs++;
+    const current = entry;
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      if (--current.refs === 0 && this.hubs.get(roomId) === current) {
+        this.hubs.delete(roomId);
+        void current.hub.stop();
+      }
+    };
+    try {
+      await current.ready;
+    } catch (err) {
+      release();
+      throw err;
+    }
+    return { hub: current.hub, release };
+  }
+
+  /** Every hub reads what it may have missed (signals are lost while pub/sub is down). */
+  healAll(): void {
+    for (const { hub } of this.hubs.values()) hub.heal();
+  }
+
+  get size(): number {
+    return this.hubs.size;
+  }
+
+  async close(): Promise<void> {
+    this.offReconnect();
+    const entries = [...this.hubs.values()];
+    this.hubs.clear();
+    await Promise.all(entries.map(({ hub }) => hub.stop()));
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

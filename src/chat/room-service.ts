@@ -1,0 +1,119 @@
+import type { DataSource } from 'typeorm';
+import type { Viewer } from '../auth/tokens';
+import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
+import type { Role } from '../db/entities/membership';
+import { forbidden, notFound } from '../errors';
+import type { PubSub } from '../pubsub';
+import { roomTopic } from '../pubsub';
+import type { Logger } from '../logger';
+import { createRoomInput, isUuid, pageSize, parseInput } from '../validation';
+import { requireMember, requireViewer } from './access';
+import { decodeRoomCursor, encodeRoomCursor } from './cursors';
+import type { RoomModel } from './models';
+import { connection, type Connection } from './pages';
+
+/** Rooms and who is in them. */
+export class RoomService {
+  constructor(private readonly db: DataSource, private readonly pubsub: PubSub, private readonly log: Logger) {}
+
+  /** Creates a room with the viewer as its OWNER. */
+  async create(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
+    const { id: userId } = requireViewer(viewer);
+    const input = parseInput(createRoomInput, raw);
+    return this.db.transaction(async (tx) => {
+      const room = await tx.getRepository(RoomEntity).save({
+        name: input.name,
+        kind: input.kind,
+        assistantEnabled: input.assistantEnabled ?? false,
+        createdBy: userId,
+      });
+      await tx.getRepository(MembershipEntity).insert({ roomId: room.id, userId, role: 'OWNER' });
+      return { ...room, viewerRole: 'OWNER' as Role };
+    });
+  }
+
+  /** Joins a PUBLIC room; idempotent. A PRIVATE or unknown room is FORBIDDEN. */
+  async join(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
+    const { id: userId } = requireViewer(viewer);
+    const room = isUuid(roomId) ? await this.db.getRepository(RoomEntity).findOneBy({ id: roomId }) : null;
+    if (!room || room.kind !== 'PUBLIC') {
+      throw forbidden('This room does not exist or needs an invitation');
+    }
+    await this.addMembership(roomId, userId);
+    return this.viewAs(viewer, roomId);
+  }
+
+  /** The room's OWNER adds a user. Not the OWNER (or no such room): FORBIDDEN; no such user: NOT_FOUND. */
+  async addMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can add members');
+    const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
+    if (!user) throw notFound('No user has this id');
+    await this.addMembership(roomId, userId);
+    return this.viewAs(viewer, roomId);
+  }
+
+  /** A room the viewer is in, or null (missing and foreign rooms alike). */
+  async get(viewer: Viewer | null, roomId: string): Promise<RoomModel | null> {
+    if (!viewer || !isUuid(roomId)) return null;
+    const row = await this.db
+      .getRepository(RoomEntity)
+      .createQueryBuilder('r')
+      .innerJoin(MembershipEntity, 'm', 'm.room_id = r.id AND m.user_id = :userId', { userId: viewer.id })
+      .addSelect('m.role', 'role')
+      .where('r.id = :roomId', { roomId })
+      .getRawAndEntities();
+    const room = row.entities[0];
+    return room ? { ...room, viewerRole: row.raw[0].role as Role } : null;
+  }
+
+  /** The viewer's rooms in the order joined, as a Relay page. */
+  async list(viewer: Viewer | null, args: { first?: number | null; after?: string | null }): Promise<Connection<RoomModel>> {
+    const { id: userId } = requireViewer(viewer);
+    const first = args.first == null ? 20 : parseInput(pageSize(100), args.first);
+    const afterId = args.after == null ? 0 : decodeRoomCursor(args.after, 'after');
+    const { entities, raw } = await this.db
+      .getRepository(RoomEntity)
+      .createQueryBuilder('r')
+      .innerJoin(MembershipEntity, 'm', 'm.room_id = r.id')
+      .addSelect(['m.id AS membership_id', 'm.role AS role'])
+      .where('m.user_id = :userId AND m.id > :afterId', { userId, afterId })
+      .orderBy('m.id', 'ASC')
+      .limit(first + 1)
+      .getRawAndEntities();
+    const items = entities.map((room, i) => ({
+      node: { ...room, viewerRole: raw[i].role as Role },
+      cursor: encodeRoomCursor(Number(raw[i].membership_id)),
+    }));
+    return connection(items, first, { hasPreviousPage: afterId > 0 });
+  }
+
+  /** The viewer's role in a room, or null. */
+  async roleOf(viewer: Viewer | null, roomId: string): Promise<Role | null> {
+    if (!viewer) return null;
+    const m = await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId: viewer.id });
+    return m?.role ?? null;
+  }
+
+  private async viewAs(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
+    const room = await this.get(viewer, roomId);
+    if (!room) throw forbidden();
+    return room;
+  }
+
+  private async addMembership(roomId: string, userId: string): Promise<void> {
+    const result = await this.db
+      .createQueryBuilder()
+      .insert()
+      .into(MembershipEntity)
+      .values({ roomId, userId, role: 'MEMBER' })
+      .orIgnore()
+      .returning('id')
+      .execute();
+    if (result.raw.length > 0) {
+      await this.pubsub
+        .publish(roomTopic(roomId), { kind: 'membership', userId, member: true })
+        .catch((err) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed'));
+    }
+  }
+}

@@ -1,0 +1,116 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Everything the server reads from its environment, validated once at start. */
+export interface Config {
+  /** HTTP and WebSocket port. Default 4000; 0 picks a free port (tests). */
+  port: number;
+  /** Bind address. Default `0.0.0.0`. */
+  host: string;
+  /** PostgreSQL connection string; unset means the embedded PGlite database in `dataDir`. */
+  databaseUrl?: string;
+  /** Directory for the embedded database and the generated development secret. Default `./.data`. */
+  dataDir: string;
+  /** Redis for pub/sub between instances; unset means in-memory pub/sub (one instance only). */
+  redisUrl?: string;
+  /** Token signing key (HS256). Generated once into `dataDir` when unset outside production. */
+  jwtSecret: string;
+  /** Token lifetime in seconds. Default 7 days. */
+  jwtTtlSeconds: number;
+  /** Key for the OpenAI-compatible endpoint; unset disables the assistant. */
+  openaiApiKey?: string;
+  /** Base URL of the OpenAI-compatible endpoint; unset uses the SDK's default. */
+  openaiBaseUrl?: string;
+  /** Chat model name. Default `gpt-4o-mini`. */
+  openaiModel: string;
+  /** Serve introspection and GraphiQL. Default true in every `NODE_ENV`. */
+  introspection: boolean;
+  /** pino level. Default `info`. */
+  logLevel: string;
+  /** `production` or anything else. */
+  nodeEnv: string;
+  /** How often a room hub with subscribers compares its position with the database, in ms. Default 5000. */
+  healIntervalMs: number;
+  /** Longest a graceful shutdown may take before the process exits anyway, in ms. Default 10000. */
+  shutdownTimeoutMs: number;
+}
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const envSchema = z.object({
+  PORT: int(0, 65535).default(4000),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATABASE_URL: z.string().url().optional(),
+  DATA_DIR: z.string().min(1).default('./.data'),
+  REDIS_URL: z.string().url().optional(),
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  JWT_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 7),
+  OPENAI_API_KEY: z.string().min(1).optional(),
+  OPENAI_BASE_URL: z.string().url().optional(),
+  OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+  INTROSPECTION: bool.default('true'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  NODE_ENV: z.string().default('development'),
+  HEAL_INTERVAL_MS: int(100, 600_000).default(5000),
+  SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+});
+
+/** A configuration problem that must stop the server; the message names the variable. */
+export class ConfigError extends Error {}
+
+/**
+ * Reads and validates the environment. Empty strings count as unset. Throws `ConfigError` naming
+ * the first bad variable. May create `DATA_DIR` and a generated secret file in it.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(`Invalid ${issue.path.join('.')}: ${issue.message}`);
+  }
+  const e = parsed.data;
+  if (!e.JWT_SECRET && e.NODE_ENV === 'production' && e.DATABASE_URL) {
+    throw new ConfigError('JWT_SECRET is required when NODE_ENV=production and DATABASE_URL is set');
+  }
+  const dataDir = path.resolve(e.DATA_DIR);
+  return {
+    port: e.PORT,
+    host: e.HOST,
+    databaseUrl: e.DATABASE_URL,
+    dataDir,
+    redisUrl: e.REDIS_URL,
+    jwtSecret: e.JWT_SECRET ?? readOrCreateSecret(dataDir),
+    jwtTtlSeconds: e.JWT_TTL_SECONDS,
+    openaiApiKey: e.OPENAI_API_KEY,
+    openaiBaseUrl: e.OPENAI_BASE_URL,
+    openaiModel: e.OPENAI_MODEL,
+    introspection: e.INTROSPECTION,
+    logLevel: e.LOG_LEVEL,
+    nodeEnv: e.NODE_ENV,
+    healIntervalMs: e.HEAL_INTERVAL_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+  };
+}
+
+/** True when the secret came from the data directory rather than `JWT_SECRET` (worth a warning). */
+export const generatedSecretFile = (dataDir: string) => path.join(dataDir, 'jwt-secret');
+
+function readOrCreateSecret(dataDir: string): string {
+  const file = generatedSecretFile(dataDir);
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    mkdirSync(dataDir, { recursive: true });
+    const secret = randomBytes(48).toString('base64url');
+    try {
+      writeFileSync(file, secret, { mode: 0o600, flag: 'wx' });
+      return secret;
+    } catch {
+      return readFileSync(file, 'utf8').trim(); // another process wrote it first
+    }
+  }
+}

@@ -1,0 +1,84 @@
+import 'reflect-metadata';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { openEmbedded } from './embedded';
+import { entities } from './entities';
+import { migrations } from './migrations';
+
+/** The database the services use, and how to check and release it. */
+export interface Database {
+  dataSource: DataSource;
+  /** True when a trivial query answers within the timeout. */
+  ping(timeoutMs?: number): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+/** Any number in this project's key space; serializes migrations across instances starting at once. */
+const MIGRATION_LOCK_KEY = 7_246_311;
+
+const common = {
+  type: 'postgres',
+  entities,
+  migrations,
+  migrationsTransactionMode: 'each',
+  uuidExtension: 'pgcrypto',
+  installExtensions: false,
+  synchronize: false,
+  logging: false,
+} as const;
+
+/**
+ * Opens PostgreSQL (`DATABASE_URL`) or the embedded PGlite database in `DATA_DIR`, and runs the
+ * pending migrations — on PostgreSQL under an advisory lock, so instances starting together on an
+ * empty database migrate it once.
+ */
+export async function openDatabase(config: Config, log: Logger): Promise<Database> {
+  if (!config.databaseUrl) {
+    const embedded = await openEmbedded(config.dataDir, log);
+    const dataSource = new DataSource({ ...common, extra: embedded.poolConfig } as DataSourceOptions);
+    await dataSource.initialize();
+    await dataSource.runMigrations();
+    return wrap(dataSource, async () => {
+      await dataSource.destroy();
+      await embedded.close();
+    });
+  }
+  const dataSource = new DataSource({
+    ...common,
+    url: config.databaseUrl,
+    extra: { max: 20, connectionTimeoutMillis: 3000, keepAlive: true },
+  } as DataSourceOptions);
+  await dataSource.initialize();
+  await migrateUnderLock(dataSource);
+  return wrap(dataSource, () => dataSource.destroy());
+}
+
+async function migrateUnderLock(dataSource: DataSource): Promise<void> {
+  const runner = dataSource.createQueryRunner();
+  await runner.connect();
+  try {
+    await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    await dataSource.runMigrations();
+  } finally {
+    await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await runner.release();
+  }
+}
+
+function wrap(dataSource: DataSource, close: () => Promise<void>): Database {
+  return {
+    dataSource,
+    close,
+    async ping(timeoutMs = 2000) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+      const query = dataSource.query('SELECT 1').then(() => true, () => false);
+      try {
+        return await Promise.race([query, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}

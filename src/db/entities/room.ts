@@ -1,0 +1,31 @@
+import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
+
+export type RoomKind = 'PUBLIC' | 'PRIVATE';
+
+/** A room; `lastSeq` is the seq of its newest message and the lock that orders senders. */
+@Entity('rooms')
+export class RoomEntity {
+  @PrimaryGeneratedColumn('uuid')
+  id: string;
+
+  @Column('text')
+  name: string;
+
+  @Column('text')
+  kind: RoomKind;
+
+  @Column('boolean', { name: 'assistant_enabled', default: false })
+  assistantEnabled: boolean;
+
+  @Column('text', { name: 'assistant_instructions', nullable: true })
+  assistantInstructions: string | null;
+
+  @Column('integer', { name: 'last_seq', default: 0 })
+  lastSeq: number;
+
+  @Column('uuid', { name: 'created_by' })
+  createdBy: string;
+
+  @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
+  createdAt: Date;
+}

@@ -1,0 +1,4 @@
+import { Init1763800000000 } from './1763800000000-init';
+
+/** Every migration, oldest first; run at start on PostgreSQL and PGlite alike. */
+export const migrations = [Init1763800000000];

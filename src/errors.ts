@@ -1,0 +1,80 @@
+import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import type { Logger } from './logger';
+
+/** The error codes of API.md: every error a client can cause carries one in `extensions.code`. */
+export enum ErrorCode {
+  Unauthenticated = 'UNAUTHENTICATED',
+  Forbidden = 'FORBIDDEN',
+  NotFound = 'NOT_FOUND',
+  BadUserInput = 'BAD_USER_INPUT',
+  Conflict = 'CONFLICT',
+  RateLimited = 'RATE_LIMITED',
+  AssistantUnavailable = 'ASSISTANT_UNAVAILABLE',
+  ServiceUnavailable = 'SERVICE_UNAVAILABLE',
+  InternalServerError = 'INTERNAL_SERVER_ERROR',
+}
+
+/** An error meant for the client: its message and extensions reach the response as they are. */
+export class AppError extends GraphQLError {
+  constructor(code: ErrorCode, message: string, extensions: Record<string, unknown> = {}) {
+    super(message, { extensions: { ...extensions, code } });
+    this.name = 'AppError';
+  }
+
+  get code(): ErrorCode {
+    return this.extensions.code as ErrorCode;
+  }
+}
+
+export const unauthenticated = (message = 'Sign in first: send a valid bearer token') =>
+  new AppError(ErrorCode.Unauthenticated, message);
+/** The one answer for a room that is missing or not the viewer's (API.md guarantee 6). */
+export const forbidden = (message = 'Not allowed') => new AppError(ErrorCode.Forbidden, message);
+export const notFound = (message: string) => new AppError(ErrorCode.NotFound, message);
+export const badUserInput = (message: string, field?: string) =>
+  new AppError(ErrorCode.BadUserInput, message, field ? { field } : {});
+export const conflict = (message: string, field?: string) =>
+  new AppError(ErrorCode.Conflict, message, field ? { field } : {});
+export const rateLimited = (retryAfterMs: number, message = 'Too many requests; retry later') =>
+  new AppError(ErrorCode.RateLimited, message, { retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)) });
+export const serviceUnavailable = (message = 'The service is temporarily unavailable; retry shortly') =>
+  new AppError(ErrorCode.ServiceUnavailable, message);
+
+/** Codes that GraphQL itself or Apollo Server raise for a malformed request; they are safe to show. */
+const REQUEST_ERROR_CODES = new Set([
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'BAD_USER_INPUT',
+  'BAD_REQUEST',
+  'OPERATION_RESOLUTION_FAILURE',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+]);
+
+/**
+ * The one place that decides what a client sees of an error, on HTTP and WebSocket alike.
+ * `AppError`s and GraphQL's own request errors pass (without stack traces); anything else is
+ * logged with the request id and answered as `INTERNAL_SERVER_ERROR` carrying only that id.
+ */
+export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {
+  const graphqlError = error instanceof GraphQLError ? error : undefined;
+  const original = graphqlError?.originalError ?? error;
+  if (original instanceof AppError) {
+    return { ...original.toJSON(), locations: graphqlError?.locations, path: graphqlError?.path };
+  }
+  const inner = graphqlError?.originalError;
+  if (graphqlError && (!inner || inner instanceof GraphQLError)) {
+    // Without a path the error is about the request (parse, validation, variables), not execution.
+    const code = graphqlError.extensions.code;
+    if (REQUEST_ERROR_CODES.has(String(code)) || (code === undefined && !graphqlError.path)) {
+      const { message, locations } = graphqlError;
+      return { message, locations, extensions: { ...graphqlError.extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
+    }
+  }
+  log.error({ err: original, requestId, path: graphqlError?.path }, 'unexpected error');
+  return {
+    message: `Internal server error (request ${requestId})`,
+    path: graphqlError?.path,
+    extensions: { code: ErrorCode.InternalServerError, requestId },
+  };
+}

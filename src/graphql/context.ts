@@ -1,0 +1,42 @@
+import DataLoader from 'dataloader';
+import { In, type DataSource } from 'typeorm';
+import type { AuthService } from '../auth/auth-service';
+import type { Viewer } from '../auth/tokens';
+import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
+import type { MessageService } from '../chat/message-service';
+import type { RoomService } from '../chat/room-service';
+import type { SubscriptionService } from '../chat/subscription-service';
+
+/** The services resolvers call; built once in `app.ts`. */
+export interface Services {
+  auth: AuthService;
+  rooms: RoomService;
+  messages: MessageService;
+  subscriptions: SubscriptionService;
+}
+
+/** Batched lookups by id for one operation, so a page of messages costs one query per kind. */
+export interface Loaders {
+  user: DataLoader<string, UserEntity | null>;
+  room: DataLoader<string, RoomEntity | null>;
+  message: DataLoader<string, MessageEntity | null>;
+}
+
+/** What every resolver receives, on HTTP and WebSocket alike. */
+export interface GraphQLContext {
+  viewer: Viewer | null;
+  requestId: string;
+  services: Services;
+  loaders: Loaders;
+}
+
+/** Fresh loaders for one operation. */
+export function createLoaders(db: DataSource): Loaders {
+  const byId = <T extends { id: string }>(entity: new () => T) =>
+    new DataLoader<string, T | null>(async (ids) => {
+      const rows = await db.getRepository(entity).findBy({ id: In([...ids]) } as never);
+      const map = new Map(rows.map((r) => [r.id, r]));
+      return ids.map((id) => map.get(id) ?? null);
+    });
+  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity) };
+}

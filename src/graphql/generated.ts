@@ -1,0 +1,608 @@
+import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
+import type { UserEntity } from '../db/entities/user';
+import type { RoomModel, MessageModel } from '../chat/models';
+import type { GraphQLContext } from './context';
+export type Maybe<T> = T | null;
+export type InputMaybe<T> = Maybe<T>;
+export type Omit<T, K extends keyof T> = Pick<T, Exclude<keyof T, K>>;
+export type RequireFields<T, K extends keyof T> = Omit<T, K> & { [P in K]-?: NonNullable<T[P]> };
+/** All built-in and custom scalars, mapped to their actual values */
+export type Scalars = {
+  ID: { input: string; output: string; }
+  String: { input: string; output: string; }
+  Boolean: { input: boolean; output: boolean; }
+  Int: { input: number; output: number; }
+  Float: { input: number; output: number; }
+  /** An instant in time, as an ISO 8601 string in UTC (for example `2026-11-22T09:28:12.000Z`). */
+  DateTime: { input: Date | string; output: Date | string; }
+};
+
+/** A piece of an assistant reply's text, streamed as the model writes it. */
+export type AssistantDelta = {
+  __typename?: 'AssistantDelta';
+  /** Position of this piece in the reply: 0, 1, 2, …; append pieces in this order. */
+  index: Scalars['Int']['output'];
+  /** The reply being written. */
+  messageId: Scalars['ID']['output'];
+  /** The text to append. */
+  text: Scalars['String']['output'];
+};
+
+/** A signed session token and the user it belongs to. */
+export type AuthPayload = {
+  __typename?: 'AuthPayload';
+  /** When the token stops being accepted; log in again after it. */
+  expiresAt: Scalars['DateTime']['output'];
+  /** Send as `Authorization: Bearer <token>` over HTTP, or `{ "authorization": "Bearer <token>" }` in `connection_init` over WebSocket. */
+  token: Scalars['String']['output'];
+  /** The signed-in user. */
+  user: User;
+};
+
+/** What `createRoom` needs. */
+export type CreateRoomInput = {
+  /** Whether a message mentioning `@assistant` gets an AI reply. Defaults to false. */
+  assistantEnabled?: InputMaybe<Scalars['Boolean']['input']>;
+  /** PUBLIC or PRIVATE. */
+  kind: RoomKind;
+  /** Display name, 1 to 100 characters after trimming. */
+  name: Scalars['String']['input'];
+};
+
+/** What `logIn` needs to sign in. */
+export type LogInInput = {
+  /** The account's password. */
+  password: Scalars['String']['input'];
+  /** The username given at sign-up (any case). */
+  username: Scalars['String']['input'];
+};
+
+/** A message in a room, numbered by `seq` without gaps. */
+export type Message = {
+  __typename?: 'Message';
+  /** Who wrote it. */
+  author: User;
+  /** The text (up to 4,000 characters). */
+  body: Scalars['String']['output'];
+  /** The sender's idempotency key, echoed back. */
+  clientId?: Maybe<Scalars['String']['output']>;
+  /** When it was committed. */
+  createdAt: Scalars['DateTime']['output'];
+  /** Opaque position of this message; the same string as its edge's cursor. Pass as `after` to `messages`, `messageAdded` or `roomEvents` to resume after it. */
+  cursor: Scalars['String']['output'];
+  /** Opaque, stable identifier. */
+  id: Scalars['ID']['output'];
+  /** The thread root, for a reply; null for a message that starts a thread. */
+  parent?: Maybe<Message>;
+  /** The room the message belongs to. */
+  room: Room;
+  /** Position in the room: 1, 2, 3, … without gaps, in commit order. */
+  seq: Scalars['Int']['output'];
+  /** COMPLETE, or STREAMING/FAILED for an assistant reply. */
+  status: MessageStatus;
+};
+
+/** A new message was committed in the room. */
+export type MessageAdded = {
+  __typename?: 'MessageAdded';
+  /** The new message. */
+  message: Message;
+};
+
+/** A page of messages (Relay connection), oldest first. */
+export type MessageConnection = {
+  __typename?: 'MessageConnection';
+  /** The messages of this page, in increasing `seq`. */
+  edges: Array<MessageEdge>;
+  /** Where this page sits. */
+  pageInfo: PageInfo;
+};
+
+/** One message in a `MessageConnection` page. */
+export type MessageEdge = {
+  __typename?: 'MessageEdge';
+  /** Opaque position of this edge; the same string as the message's `cursor`. */
+  cursor: Scalars['String']['output'];
+  /** The message. */
+  node: Message;
+};
+
+/** The state of a message's body. */
+export type MessageStatus =
+  /** The body is final. */
+  | 'COMPLETE'
+  /** An assistant reply that ended with an error; the body says why. */
+  | 'FAILED'
+  /** An assistant reply whose text is still arriving as `AssistantDelta` events. */
+  | 'STREAMING';
+
+/** A message changed: an edit, or an assistant reply's text and status. */
+export type MessageUpdated = {
+  __typename?: 'MessageUpdated';
+  /** The message as it is now. */
+  message: Message;
+};
+
+/** The root of every write: accounts, rooms and messages. */
+export type Mutation = {
+  __typename?: 'Mutation';
+  /** The room's OWNER brings a user into the room (PRIVATE or PUBLIC). Anyone else gets `FORBIDDEN`; an unknown user is `NOT_FOUND`. */
+  addMember: Room;
+  /** Creates a room; the viewer becomes its OWNER. */
+  createRoom: Room;
+  /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
+  joinRoom: Room;
+  /** Signs in. A wrong username or password is `UNAUTHENTICATED` (the same answer for both). */
+  logIn: AuthPayload;
+  /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. */
+  sendMessage: Message;
+  /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
+  signUp: AuthPayload;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationAddMemberArgs = {
+  roomId: Scalars['ID']['input'];
+  userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationCreateRoomArgs = {
+  input: CreateRoomInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationJoinRoomArgs = {
+  roomId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationLogInArgs = {
+  input: LogInInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationSendMessageArgs = {
+  input: SendMessageInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationSignUpArgs = {
+  input: SignUpInput;
+};
+
+/** Where a page of a Relay connection sits in the whole list. */
+export type PageInfo = {
+  __typename?: 'PageInfo';
+  /** The cursor of the last edge, or null for an empty page. */
+  endCursor?: Maybe<Scalars['String']['output']>;
+  /** True when more items follow the last edge of this page. */
+  hasNextPage: Scalars['Boolean']['output'];
+  /** True when more items precede the first edge of this page. */
+  hasPreviousPage: Scalars['Boolean']['output'];
+  /** The cursor of the first edge, or null for an empty page. */
+  startCursor?: Maybe<Scalars['String']['output']>;
+};
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type Query = {
+  __typename?: 'Query';
+  /** The signed-in user, or null without a valid token. */
+  me?: Maybe<User>;
+  /** A page of a room's history, oldest first. Use `first`/`after` to read forwards or `last`/`before` to read backwards (default: the newest 50). The viewer must be a member, otherwise `FORBIDDEN`. */
+  messages: MessageConnection;
+  /** A room the viewer is a member of; null when it does not exist or the viewer may not see it. */
+  room?: Maybe<Room>;
+  /** The rooms the viewer is a member of, in the order joined. */
+  rooms: RoomConnection;
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type QueryMessagesArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  before?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  last?: InputMaybe<Scalars['Int']['input']>;
+  roomId: Scalars['ID']['input'];
+  threadId?: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type QueryRoomArgs = {
+  id: Scalars['ID']['input'];
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type QueryRoomsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+/** A member's role in a room. */
+export type Role =
+  /** Reads and writes the room. */
+  | 'MEMBER'
+  /** Created the room; may add and remove members. */
+  | 'OWNER';
+
+/** A conversation with its members and an ordered message history. */
+export type Room = {
+  __typename?: 'Room';
+  /** Whether a message mentioning `@assistant` gets an AI reply. */
+  assistantEnabled: Scalars['Boolean']['output'];
+  /** Opaque, stable identifier. */
+  id: Scalars['ID']['output'];
+  /** PUBLIC or PRIVATE. */
+  kind: RoomKind;
+  /** The `seq` of the newest message (0 when empty). Messages are numbered 1, 2, 3, … without gaps. */
+  lastSeq: Scalars['Int']['output'];
+  /** Display name, 1 to 100 characters. */
+  name: Scalars['String']['output'];
+  /** The viewer's role, or null when the viewer is not a member. */
+  viewerRole?: Maybe<Role>;
+};
+
+/** A page of rooms (Relay connection), in the order the viewer joined them. */
+export type RoomConnection = {
+  __typename?: 'RoomConnection';
+  /** The rooms of this page. */
+  edges: Array<RoomEdge>;
+  /** Where this page sits. */
+  pageInfo: PageInfo;
+};
+
+/** One room in a `RoomConnection` page. */
+export type RoomEdge = {
+  __typename?: 'RoomEdge';
+  /** Opaque position of this edge; pass as `after` to continue. */
+  cursor: Scalars['String']['output'];
+  /** The room. */
+  node: Room;
+};
+
+/** Everything that happens in a room, in order. */
+export type RoomEvent = AssistantDelta | MessageAdded | MessageUpdated;
+
+/** Who may find and join a room. */
+export type RoomKind =
+  /** Only the OWNER can bring users in, with `addMember`. */
+  | 'PRIVATE'
+  /** Anyone signed in may join with `joinRoom`. */
+  | 'PUBLIC';
+
+/** What `sendMessage` needs. */
+export type SendMessageInput = {
+  /** The text: not blank, at most 4,000 characters. */
+  body: Scalars['String']['input'];
+  /** Idempotency key chosen by the client (1 to 128 characters). Sending again with the same key returns the first message. */
+  clientId?: InputMaybe<Scalars['String']['input']>;
+  /** Reply to this message (of the same room); the reply joins that message's thread. */
+  parentId?: InputMaybe<Scalars['ID']['input']>;
+  /** The room to send into; the viewer must be a member. */
+  roomId: Scalars['ID']['input'];
+};
+
+/** What `signUp` needs to create an account. */
+export type SignUpInput = {
+  /** Name shown in the interface, 1 to 64 characters; defaults to the username. */
+  displayName?: InputMaybe<Scalars['String']['input']>;
+  /** At least 8 characters, at most 256. */
+  password: Scalars['String']['input'];
+  /** 3 to 32 letters, digits or underscores; must not be taken (case-insensitively). */
+  username: Scalars['String']['input'];
+};
+
+/** Live streams over WebSocket (subprotocol `graphql-transport-ws`, path `/graphql`). */
+export type Subscription = {
+  __typename?: 'Subscription';
+  /** New messages of a room in increasing `seq`, each once. With `after`, first every message after that cursor, then live ones, with no gap and no duplicate. */
+  messageAdded: Message;
+  /** Everything that happens in a room: new messages (as with `messageAdded`, resumable with `after`), updates and assistant text as it streams. */
+  roomEvents: RoomEvent;
+};
+
+
+/** Live streams over WebSocket (subprotocol `graphql-transport-ws`, path `/graphql`). */
+export type SubscriptionMessageAddedArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  roomId: Scalars['ID']['input'];
+};
+
+
+/** Live streams over WebSocket (subprotocol `graphql-transport-ws`, path `/graphql`). */
+export type SubscriptionRoomEventsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  roomId: Scalars['ID']['input'];
+};
+
+/** A person with an account, or the assistant. */
+export type User = {
+  __typename?: 'User';
+  /** Name shown in the interface. */
+  displayName: Scalars['String']['output'];
+  /** Opaque, stable identifier. */
+  id: Scalars['ID']['output'];
+  /** True for the AI assistant's user, which writes assistant replies. */
+  isAssistant: Scalars['Boolean']['output'];
+  /** Unique handle (3 to 32 letters, digits or underscores; unique regardless of case). */
+  username: Scalars['String']['output'];
+};
+
+export type WithIndex<TObject> = TObject & Record<string, any>;
+export type ResolversObject<TObject> = WithIndex<TObject>;
+
+export type ResolverTypeWrapper<T> = Promise<T> | T;
+
+
+export type ResolverWithResolve<TResult, TParent, TContext, TArgs> = {
+  resolve: ResolverFn<TResult, TParent, TContext, TArgs>;
+};
+export type Resolver<TResult, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> = ResolverFn<TResult, TParent, TContext, TArgs> | ResolverWithResolve<TResult, TParent, TContext, TArgs>;
+
+export type ResolverFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => Promise<TResult> | TResult;
+
+export type SubscriptionSubscribeFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => AsyncIterable<TResult> | Promise<AsyncIterable<TResult>>;
+
+export type SubscriptionResolveFn<TResult, TParent, TContext, TArgs> = (
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => TResult | Promise<TResult>;
+
+export interface SubscriptionSubscriberObject<TResult, TKey extends string, TParent, TContext, TArgs> {
+  subscribe: SubscriptionSubscribeFn<{ [key in TKey]: TResult }, TParent, TContext, TArgs>;
+  resolve?: SubscriptionResolveFn<TResult, { [key in TKey]: TResult }, TContext, TArgs>;
+}
+
+export interface SubscriptionResolverObject<TResult, TParent, TContext, TArgs> {
+  subscribe: SubscriptionSubscribeFn<any, TParent, TContext, TArgs>;
+  resolve: SubscriptionResolveFn<TResult, any, TContext, TArgs>;
+}
+
+export type SubscriptionObject<TResult, TKey extends string, TParent, TContext, TArgs> =
+  | SubscriptionSubscriberObject<TResult, TKey, TParent, TContext, TArgs>
+  | SubscriptionResolverObject<TResult, TParent, TContext, TArgs>;
+
+export type SubscriptionResolver<TResult, TKey extends string, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> =
+  | ((...args: any[]) => SubscriptionObject<TResult, TKey, TParent, TContext, TArgs>)
+  | SubscriptionObject<TResult, TKey, TParent, TContext, TArgs>;
+
+export type TypeResolveFn<TTypes, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>> = (
+  parent: TParent,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => Maybe<TTypes> | Promise<Maybe<TTypes>>;
+
+export type IsTypeOfResolverFn<T = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>> = (obj: T, context: TContext, info: GraphQLResolveInfo) => boolean | Promise<boolean>;
+
+export type NextResolverFn<T> = () => Promise<T>;
+
+export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = Record<PropertyKey, never>, TContext = Record<PropertyKey, never>, TArgs = Record<PropertyKey, never>> = (
+  next: NextResolverFn<TResult>,
+  parent: TParent,
+  args: TArgs,
+  context: TContext,
+  info: GraphQLResolveInfo
+) => TResult | Promise<TResult>;
+
+
+
+/** Mapping of union types */
+export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = ResolversObject<{
+  RoomEvent:
+    | ( AssistantDelta )
+    | ( Omit<MessageAdded, 'message'> & { message: _RefType['Message'] } )
+    | ( Omit<MessageUpdated, 'message'> & { message: _RefType['Message'] } )
+  ;
+}>;
+
+
+/** Mapping between all available schema types and the resolvers types */
+export type ResolversTypes = ResolversObject<{
+  AssistantDelta: ResolverTypeWrapper<AssistantDelta>;
+  AuthPayload: ResolverTypeWrapper<Omit<AuthPayload, 'user'> & { user: ResolversTypes['User'] }>;
+  Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
+  CreateRoomInput: CreateRoomInput;
+  DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  ID: ResolverTypeWrapper<Scalars['ID']['output']>;
+  Int: ResolverTypeWrapper<Scalars['Int']['output']>;
+  LogInInput: LogInInput;
+  Message: ResolverTypeWrapper<MessageModel>;
+  MessageAdded: ResolverTypeWrapper<Omit<MessageAdded, 'message'> & { message: ResolversTypes['Message'] }>;
+  MessageConnection: ResolverTypeWrapper<Omit<MessageConnection, 'edges'> & { edges: Array<ResolversTypes['MessageEdge']> }>;
+  MessageEdge: ResolverTypeWrapper<Omit<MessageEdge, 'node'> & { node: ResolversTypes['Message'] }>;
+  MessageStatus: MessageStatus;
+  MessageUpdated: ResolverTypeWrapper<Omit<MessageUpdated, 'message'> & { message: ResolversTypes['Message'] }>;
+  Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  PageInfo: ResolverTypeWrapper<PageInfo>;
+  Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Role: Role;
+  Room: ResolverTypeWrapper<RoomModel>;
+  RoomConnection: ResolverTypeWrapper<Omit<RoomConnection, 'edges'> & { edges: Array<ResolversTypes['RoomEdge']> }>;
+  RoomEdge: ResolverTypeWrapper<Omit<RoomEdge, 'node'> & { node: ResolversTypes['Room'] }>;
+  RoomEvent: ResolverTypeWrapper<ResolversUnionTypes<ResolversTypes>['RoomEvent']>;
+  RoomKind: RoomKind;
+  SendMessageInput: SendMessageInput;
+  SignUpInput: SignUpInput;
+  String: ResolverTypeWrapper<Scalars['String']['output']>;
+  Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  User: ResolverTypeWrapper<UserEntity>;
+}>;
+
+/** Mapping between all available schema types and the resolvers parents */
+export type ResolversParentTypes = ResolversObject<{
+  AssistantDelta: AssistantDelta;
+  AuthPayload: Omit<AuthPayload, 'user'> & { user: ResolversParentTypes['User'] };
+  Boolean: Scalars['Boolean']['output'];
+  CreateRoomInput: CreateRoomInput;
+  DateTime: Scalars['DateTime']['output'];
+  ID: Scalars['ID']['output'];
+  Int: Scalars['Int']['output'];
+  LogInInput: LogInInput;
+  Message: MessageModel;
+  MessageAdded: Omit<MessageAdded, 'message'> & { message: ResolversParentTypes['Message'] };
+  MessageConnection: Omit<MessageConnection, 'edges'> & { edges: Array<ResolversParentTypes['MessageEdge']> };
+  MessageEdge: Omit<MessageEdge, 'node'> & { node: ResolversParentTypes['Message'] };
+  MessageUpdated: Omit<MessageUpdated, 'message'> & { message: ResolversParentTypes['Message'] };
+  Mutation: Record<PropertyKey, never>;
+  PageInfo: PageInfo;
+  Query: Record<PropertyKey, never>;
+  Room: RoomModel;
+  RoomConnection: Omit<RoomConnection, 'edges'> & { edges: Array<ResolversParentTypes['RoomEdge']> };
+  RoomEdge: Omit<RoomEdge, 'node'> & { node: ResolversParentTypes['Room'] };
+  RoomEvent: ResolversUnionTypes<ResolversParentTypes>['RoomEvent'];
+  SendMessageInput: SendMessageInput;
+  SignUpInput: SignUpInput;
+  String: Scalars['String']['output'];
+  Subscription: Record<PropertyKey, never>;
+  User: UserEntity;
+}>;
+
+export type AssistantDeltaResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['AssistantDelta'] = ResolversParentTypes['AssistantDelta']> = ResolversObject<{
+  index?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  messageId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  text?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
+export type AuthPayloadResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['AuthPayload'] = ResolversParentTypes['AuthPayload']> = ResolversObject<{
+  expiresAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+}>;
+
+export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversTypes['DateTime'], any> {
+  name: 'DateTime';
+}
+
+export type MessageResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Message'] = ResolversParentTypes['Message']> = ResolversObject<{
+  author?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  body?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  clientId?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  parent?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
+  room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
+  seq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  status?: Resolver<ResolversTypes['MessageStatus'], ParentType, ContextType>;
+}>;
+
+export type MessageAddedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageAdded'] = ResolversParentTypes['MessageAdded']> = ResolversObject<{
+  message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
+export type MessageConnectionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageConnection'] = ResolversParentTypes['MessageConnection']> = ResolversObject<{
+  edges?: Resolver<Array<ResolversTypes['MessageEdge']>, ParentType, ContextType>;
+  pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
+}>;
+
+export type MessageEdgeResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageEdge'] = ResolversParentTypes['MessageEdge']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
+}>;
+
+export type MessageUpdatedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageUpdated'] = ResolversParentTypes['MessageUpdated']> = ResolversObject<{
+  message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
+export type MutationResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
+  addMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationAddMemberArgs, 'roomId' | 'userId'>>;
+  createRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationCreateRoomArgs, 'input'>>;
+  joinRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationJoinRoomArgs, 'roomId'>>;
+  logIn?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLogInArgs, 'input'>>;
+  sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
+  signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
+}>;
+
+export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['PageInfo'] = ResolversParentTypes['PageInfo']> = ResolversObject<{
+  endCursor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  hasNextPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  hasPreviousPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  startCursor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type QueryResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
+  me?: Resolver<Maybe<ResolversTypes['User']>, ParentType, ContextType>;
+  messages?: Resolver<ResolversTypes['MessageConnection'], ParentType, ContextType, RequireFields<QueryMessagesArgs, 'roomId'>>;
+  room?: Resolver<Maybe<ResolversTypes['Room']>, ParentType, ContextType, RequireFields<QueryRoomArgs, 'id'>>;
+  rooms?: Resolver<ResolversTypes['RoomConnection'], ParentType, ContextType, Partial<QueryRoomsArgs>>;
+}>;
+
+export type RoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Room'] = ResolversParentTypes['Room']> = ResolversObject<{
+  assistantEnabled?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  kind?: Resolver<ResolversTypes['RoomKind'], ParentType, ContextType>;
+  lastSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  viewerRole?: Resolver<Maybe<ResolversTypes['Role']>, ParentType, ContextType>;
+}>;
+
+export type RoomConnectionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomConnection'] = ResolversParentTypes['RoomConnection']> = ResolversObject<{
+  edges?: Resolver<Array<ResolversTypes['RoomEdge']>, ParentType, ContextType>;
+  pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
+}>;
+
+export type RoomEdgeResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomEdge'] = ResolversParentTypes['RoomEdge']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
+}>;
+
+export type RoomEventResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomEvent'] = ResolversParentTypes['RoomEvent']> = ResolversObject<{
+  __resolveType: TypeResolveFn<'AssistantDelta' | 'MessageAdded' | 'MessageUpdated', ParentType, ContextType>;
+}>;
+
+export type SubscriptionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
+  messageAdded?: SubscriptionResolver<ResolversTypes['Message'], "messageAdded", ParentType, ContextType, RequireFields<SubscriptionMessageAddedArgs, 'roomId'>>;
+  roomEvents?: SubscriptionResolver<ResolversTypes['RoomEvent'], "roomEvents", ParentType, ContextType, RequireFields<SubscriptionRoomEventsArgs, 'roomId'>>;
+}>;
+
+export type UserResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User']> = ResolversObject<{
+  displayName?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  isAssistant?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  username?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+}>;
+
+export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
+  AssistantDelta?: AssistantDeltaResolvers<ContextType>;
+  AuthPayload?: AuthPayloadResolvers<ContextType>;
+  DateTime?: GraphQLScalarType;
+  Message?: MessageResolvers<ContextType>;
+  MessageAdded?: MessageAddedResolvers<ContextType>;
+  MessageConnection?: MessageConnectionResolvers<ContextType>;
+  MessageEdge?: MessageEdgeResolvers<ContextType>;
+  MessageUpdated?: MessageUpdatedResolvers<ContextType>;
+  Mutation?: MutationResolvers<ContextType>;
+  PageInfo?: PageInfoResolvers<ContextType>;
+  Query?: QueryResolvers<ContextType>;
+  Room?: RoomResolvers<ContextType>;
+  RoomConnection?: RoomConnectionResolvers<ContextType>;
+  RoomEdge?: RoomEdgeResolvers<ContextType>;
+  RoomEvent?: RoomEventResolvers<ContextType>;
+  Subscription?: SubscriptionResolvers<ContextType>;
+  User?: UserResolvers<ContextType>;
+}>;
+

@@ -1,0 +1,12 @@
+import type { Resolvers } from '../generated';
+
+/** `schema/auth.graphql`. */
+export const authResolvers: Resolvers = {
+  Query: {
+    me: (_, __, ctx) => ctx.services.auth.me(ctx.viewer),
+  },
+  Mutation: {
+    signUp: (_, { input }, ctx) => ctx.services.auth.signUp(input),
+    logIn: (_, { input }, ctx) => ctx.services.auth.logIn(input),
+  },
+};

@@ -1,0 +1,8 @@
+import type { Resolvers } from '../generated';
+import { authResolvers } from './auth';
+import { commonResolvers } from './common';
+import { messageResolvers } from './messages';
+import { roomResolvers } from './rooms';
+
+/** All resolvers, one file per schema domain (makeExecutableSchema merges them). */
+export const resolvers: Resolvers[] = [commonResolvers, authResolvers, roomResolvers, messageResolvers];

@@ -1,0 +1,138 @@
+import { randomUUID } from 'node:crypto';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import http from 'node:http';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
+import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { expressMiddleware } from '@as-integrations/express5';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { GraphQLSchema } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { WebSocketServer } from 'ws';
+import type { TokenService, Viewer } from '../auth/tokens';
+import { maskError } from '../errors';
+import type { GraphQLContext } from '../graphql/context';
+import type { Logger } from '../logger';
+import { graphiql } from './graphiql';
+import { healthz, readyz, type ReadinessProbes } from './health';
+import { Metrics } from './metrics';
+
+export interface HttpDeps {
+  schema: GraphQLSchema;
+  tokens: TokenService;
+  log: Logger;
+  introspection: boolean;
+  probes: ReadinessProbes;
+  /** Builds the context of one operation. */
+  context(viewer: Viewer | null, requestId: string): GraphQLContext;
+  roomHubs(): number;
+}
+
+/** WebSocket close code for a missing or invalid token (graphql-ws's Forbidden). */
+export const CLOSE_FORBIDDEN = 4403;
+
+/**
+ * One HTTP server on one port: Apollo Server for `POST /graphql`, graphql-ws on the same path,
+ * GraphiQL for browsers, `/healthz`, `/readyz`, `/metrics`. `stop()` drains it: WebSockets are
+ * closed with 1001 (clients reconnect elsewhere) and in-flight HTTP requests finish.
+ */
+export async function createHttpServer(deps: HttpDeps) {
+  const { log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  const httpServer = http.createServer(app);
+  const requestScope = new AsyncLocalStorage<{ requestId: string }>();
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  const metrics = new Metrics({ webSockets: () => wsServer.clients.size, roomHubs: deps.roomHubs });
+  type WsExtra = { viewer?: Viewer };
+  const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
+    {
+      schema: deps.schema,
+      onConnect: (ctx) => {
+        const params = ctx.connectionParams ?? {};
+        const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization);
+        if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
+        ctx.extra.viewer = viewer;
+        return true;
+      },
+      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),
+      onNext: (_ctx, _id, _payload, args, result) =>
+        result.errors
+          ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
+          : undefined,
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e, randomUUID(), log)),
+    },
+    wsServer,
+    12_000,
+  );
+
+  const apollo = new ApolloServer<GraphQLContext>({
+    schema: deps.schema,
+    introspection: deps.introspection,
+    includeStacktraceInErrorResponses: false,
+    formatError: (_formatted, error) => maskError(error, requestScope.getStore()?.requestId ?? randomUUID(), log),
+    plugins: [
+      ApolloServerPluginDrainHttpServer({ httpServer }),
+      ApolloServerPluginLandingPageDisabled(),
+      metrics.plugin(),
+      {
+        async serverWillStart() {
+          return {
+            async drainServer() {
+              await wsCleanup.dispose(); // closes every socket with 1001 Going Away
+            },
+          };
+        },
+      },
+    ],
+  });
+  await apollo.start();
+
+  app.get('/', (_req, res) => res.redirect(302, '/graphql'));
+  app.get('/healthz', healthz);
+  app.get('/readyz', readyz(deps.probes));
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
+  app.use('/graphql', graphiql(deps.introspection));
+  app.use(
+    '/graphql',
+    (req, res, next) => {
+      const requestId = randomUUID();
+      res.setHeader('x-request-id', requestId);
+      requestScope.run({ requestId }, next);
+    },
+    express.json({ limit: '1mb' }),
+    expressMiddleware(apollo, {
+      context: async ({ req }) =>
+        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, requestScope.getStore()!.requestId),
+    }),
+  );
+  app.use((_req, res) => {
+    res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
+  });
+  // Malformed JSON and anything else that escapes a handler: a JSON answer, never a stack trace.
+  app.use((err: Error & { status?: number; type?: string }, _req: Request, res: Response, _next: NextFunction) => {
+    const status = err.status && err.status >= 400 && err.status < 500 ? err.status : 500;
+    if (status === 500) log.error({ err }, 'unhandled HTTP error');
+    const message = status === 500 ? 'Internal server error' : err.type === 'entity.parse.failed' ? 'Body is not valid JSON' : err.message;
+    res.status(status).json({ errors: [{ message, extensions: { code: status === 500 ? 'INTERNAL_SERVER_ERROR' : 'BAD_REQUEST' } }] });
+  });
+
+  return {
+    httpServer,
+    metrics,
+    listen(port: number, host: string): Promise<number> {
+      return new Promise((resolve, reject) => {
+        httpServer.once('error', reject);
+        httpServer.listen(port, host, () => {
+          httpServer.off('error', reject);
+          resolve((httpServer.address() as { port: number }).port);
+        });
+      });
+    },
+    /** Stops accepting, closes WebSockets with 1001, waits for in-flight HTTP requests. */
+    stop: () => apollo.stop(),
+  };
+}

@@ -1,0 +1,61 @@
+import { createApp } from './app';
+import { ConfigError, generatedSecretFile, loadConfig } from './config';
+import { DataDirLockedError } from './db/embedded';
+import { createLogger } from './logger';
+
+/** The process: read config, start the app, stop it gracefully on SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`Configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = createLogger(config.logLevel);
+  if (!process.env.JWT_SECRET) {
+    log.warn({ file: generatedSecretFile(config.dataDir) }, 'JWT_SECRET is not set: using a generated secret (set it in production)');
+  }
+  let app;
+  try {
+    app = await createApp(config, log);
+  } catch (err) {
+    if (err instanceof DataDirLockedError) {
+      log.fatal(err.message);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const port = await app.listen();
+  const where = `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/graphql`;
+  log.info(
+    { port, database: config.databaseUrl ? 'postgresql' : 'embedded', pubsub: config.redisUrl ? 'redis' : 'memory' },
+    `chat API ready: GraphiQL and GraphQL at ${where}`,
+  );
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs);
+    force.unref();
+    app.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  console.error('Failed to start:', err instanceof Error ? err.message : err);
+  process.exit(1);
+});

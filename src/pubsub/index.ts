@@ -1,0 +1,13 @@
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import { MemoryPubSub } from './memory';
+import { RedisBus } from './redis';
+import type { PubSub } from './types';
+
+export type { PubSub, RoomSignal, MessageWire } from './types';
+export { roomTopic } from './types';
+
+/** Redis pub/sub when `REDIS_URL` is set (instances act as one), in-memory otherwise. */
+export function createPubSub(config: Config, log: Logger): PubSub {
+  return config.redisUrl ? new RedisBus(config.redisUrl, log) : new MemoryPubSub();
+}

@@ -1,0 +1,68 @@
+import { RedisPubSub } from 'graphql-redis-subscriptions';
+import Redis from 'ioredis';
+import type { Logger } from '../logger';
+import type { PubSub, RoomSignal } from './types';
+
+/**
+ * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
+ * command timeout, so a send never waits on a dead Redis; the subscriber reconnects and
+ * resubscribes by itself, and each reconnect is reported so hubs can read what they missed.
+ */
+export class RedisBus implements PubSub {
+  private readonly publisher: Redis;
+  private readonly subscriber: Redis;
+  private readonly bus: RedisPubSub;
+  private readonly reconnectListeners = new Set<() => void>();
+  private wasReady = false;
+
+  constructor(url: string, log: Logger) {
+    const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2000);
+    this.publisher = new Redis(url, {
+      enableOfflineQueue: false,
+      commandTimeout: 2000,
+      maxRetriesPerRequest: 0,
+      retryStrategy,
+      lazyConnect: false,
+    });
+    this.subscriber = new Redis(url, { retryStrategy, maxRetriesPerRequest: null });
+    for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
+      client.on('error', (err) => log.warn({ err: err.message, client: name }, 'redis connection error'));
+    }
+    this.subscriber.on('ready', () => {
+      if (this.wasReady) {
+        log.info('redis subscriber reconnected');
+        for (const listener of this.reconnectListeners) listener();
+      }
+      this.wasReady = true;
+    });
+    this.bus = new RedisPubSub({ publisher: this.publisher, subscriber: this.subscriber });
+  }
+
+  async publish(topic: string, signal: RoomSignal): Promise<void> {
+    await this.bus.publish(topic, signal);
+  }
+
+  async subscribe(topic: string, handler: (signal: RoomSignal) => void) {
+    const id = await this.bus.subscribe(topic, handler);
+    return async () => this.bus.unsubscribe(id);
+  }
+
+  onReconnect(listener: () => void): () => void {
+    this.reconnectListeners.add(listener);
+    return () => this.reconnectListeners.delete(listener);
+  }
+
+  async ping(): Promise<boolean> {
+    if (this.subscriber.status !== 'ready') return false;
+    try {
+      return (await this.publisher.ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.reconnectListeners.clear();
+    await this.bus.close().catch(() => undefined);
+  }
+}

@@ -1,0 +1,40 @@
+import type { MessageStatus } from '../db/entities/message';
+
+/** A message as it travels between instances (dates as ISO strings, so JSON keeps them). */
+export interface MessageWire {
+  id: string;
+  roomId: string;
+  seq: number;
+  authorId: string;
+  body: string;
+  parentId: string | null;
+  clientId: string | null;
+  status: MessageStatus;
+  createdAt: string;
+}
+
+/** What is published on a room's topic. Topic names come only from `roomTopic`. */
+export type RoomSignal =
+  | { kind: 'added'; message: MessageWire }
+  | { kind: 'updated'; message: MessageWire }
+  | { kind: 'delta'; messageId: string; index: number; text: string }
+  | { kind: 'membership'; userId: string; member: boolean };
+
+/** The one place topic names are made. */
+export const roomTopic = (roomId: string) => `room:${roomId}`;
+
+/**
+ * The small interface behind which Redis and the in-memory bus sit. Delivery is at most once:
+ * callers treat a signal as a wake-up and keep PostgreSQL as the truth.
+ */
+export interface PubSub {
+  /** Publishes; rejects promptly when the bus is unreachable (never queues behind a dead link). */
+  publish(topic: string, signal: RoomSignal): Promise<void>;
+  /** Subscribes a handler; resolves to the function that unsubscribes it. */
+  subscribe(topic: string, handler: (signal: RoomSignal) => void): Promise<() => Promise<void>>;
+  /** Calls the listener after the bus reconnected (signals may have been lost meanwhile). */
+  onReconnect(listener: () => void): () => void;
+  /** True when the bus answers. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,68 @@
+import { z } from 'zod';
+import { badUserInput } from './errors';
+
+/** Text PostgreSQL can store: no NUL characters. */
+const storable = (s: string) => !s.includes('\u0000');
+const NUL_MESSAGE = 'must not contain NUL characters';
+
+export const MAX_BODY_LENGTH = 4000;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** True for a well-formed UUID; anything else cannot name a row and never reaches SQL. */
+export const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
+
+export const signUpInput = z.object({
+  username: z
+    .string()
+    .min(3, 'must be at least 3 characters')
+    .max(32, 'must be at most 32 characters')
+    .regex(/^[A-Za-z0-9_]+$/, 'may contain only letters, digits and underscores'),
+  password: z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters').refine(storable, NUL_MESSAGE),
+  displayName: z
+    .string()
+    .refine(storable, NUL_MESSAGE)
+    .transform((s) => s.trim())
+    .pipe(z.string().min(1, 'must not be blank').max(64, 'must be at most 64 characters'))
+    .nullish(),
+});
+
+export const logInInput = z.object({
+  username: z.string().max(32, 'must be at most 32 characters'),
+  password: z.string().max(256, 'must be at most 256 characters'),
+});
+
+export const createRoomInput = z.object({
+  name: z
+    .string()
+    .refine(storable, NUL_MESSAGE)
+    .transform((s) => s.trim())
+    .pipe(z.string().min(1, 'must not be blank').max(100, 'must be at most 100 characters')),
+  kind: z.enum(['PUBLIC', 'PRIVATE']),
+  assistantEnabled: z.boolean().nullish(),
+});
+
+export const sendMessageInput = z.object({
+  roomId: z.string(),
+  body: z
+    .string()
+    .refine(storable, NUL_MESSAGE)
+    .refine((s) => s.trim().length > 0, 'must not be blank')
+    .refine((s) => s.length <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`),
+  parentId: z.string().nullish(),
+  clientId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').refine(storable, NUL_MESSAGE).nullish(),
+});
+
+/** Page sizes: `first`/`last` between 1 and `max`. */
+export const pageSize = (max: number) => z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`);
+
+/**
+ * Parses input with a schema, or throws BAD_USER_INPUT naming the field at fault
+ * (e.g. `body must not be blank`, `extensions.field = "body"`).
+ */
+export function parseInput<S extends z.ZodTypeAny>(schema: S, raw: unknown): z.output<S> {
+  const result = schema.safeParse(raw);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const field = issue.path.join('.') || undefined;
+  throw badUserInput(field ? `${field} ${issue.message}` : issue.message, field);
+}
