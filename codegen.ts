@@ -4,7 +4,7 @@ import type { CodegenConfig } from '@graphql-codegen/cli';
 const config: CodegenConfig = {
   schema: 'schema/*.graphql',
   generates: {
-    'src/graphql/generated.ts': {
+    [process.env.CODEGEN_OUT ?? 'src/graphql/generated.ts']: {
       plugins: ['typescript', 'typescript-resolvers'],
       config: {
         useIndexSignature: true,

@@ -1,10 +1,10 @@
-/** Jest: TypeScript through @swc/jest; real PostgreSQL and Redis from test/support/global-setup.mjs. */
+/** Jest: TypeScript through @swc/jest; real PostgreSQL and Redis from test/support/global-setup.js. */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  globalSetup: '<rootDir>/test/support/global-setup.mjs',
-  globalTeardown: '<rootDir>/test/support/global-teardown.mjs',
+  globalSetup: '<rootDir>/test/support/global-setup.js',
+  globalTeardown: '<rootDir>/test/support/global-teardown.js',
   testTimeout: 30000,
   maxWorkers: 2,
   transform: {

@@ -59,10 +59,10 @@ export const pageSize = (max: number) => z.number().int().min(1, 'must be at lea
  * Parses input with a schema, or throws BAD_USER_INPUT naming the field at fault
  * (e.g. `body must not be blank`, `extensions.field = "body"`).
  */
-export function parseInput<S extends z.ZodTypeAny>(schema: S, raw: unknown): z.output<S> {
+export function parseInput<S extends z.ZodTypeAny>(schema: S, raw: unknown, name?: string): z.output<S> {
   const result = schema.safeParse(raw);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
-  const field = issue.path.join('.') || undefined;
+  const field = [name, ...issue.path].filter((p) => p !== undefined).join('.') || undefined;
   throw badUserInput(field ? `${field} ${issue.message}` : issue.message, field);
 }

@@ -102,7 +102,7 @@ export class MessageService {
     const before = args.before == null ? undefined : decodeMessageCursor(args.before, roomId, 'before');
     if (args.threadId != null && !isUuid(args.threadId)) throw badUserInput('threadId is not a message id', 'threadId');
     const forward = args.first != null || (args.last == null && after !== undefined);
-    const limit = parseInput(pageSize(MAX_PAGE), (forward ? args.first : args.last) ?? DEFAULT_PAGE);
+    const limit = parseInput(pageSize(MAX_PAGE), (forward ? args.first : args.last) ?? DEFAULT_PAGE, forward ? 'first' : 'last');
 
     const scoped = () => {
       const q = this.db.getRepository(MessageEntity).createQueryBuilder('m').where('m.room_id = :roomId', { roomId });

@@ -172,6 +172,11 @@ export class HubRegistry {
     return this.hubs.size;
   }
 
+  /** How many feeds listen to the room on this instance (0 without a hub). */
+  listeners(roomId: string): number {
+    return this.hubs.get(roomId)?.hub.size ?? 0;
+  }
+
   async close(): Promise<void> {
     this.offReconnect();
     const entries = [...this.hubs.values()];

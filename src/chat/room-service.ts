@@ -70,7 +70,7 @@ export class RoomService {
   /** The viewer's rooms in the order joined, as a Relay page. */
   async list(viewer: Viewer | null, args: { first?: number | null; after?: string | null }): Promise<Connection<RoomModel>> {
     const { id: userId } = requireViewer(viewer);
-    const first = args.first == null ? 20 : parseInput(pageSize(100), args.first);
+    const first = args.first == null ? 20 : parseInput(pageSize(100), args.first, 'first');
     const afterId = args.after == null ? 0 : decodeRoomCursor(args.after, 'after');
     const { entities, raw } = await this.db
       .getRepository(RoomEntity)

@@ -1,0 +1,192 @@
+import { codeOf, createRoom, gql, must, send, signUp, startServer, unique, type TestServer } from '../support/harness';
+
+let server: TestServer;
+let url: string;
+beforeAll(async () => {
+  server = await startServer();
+  url = server.url;
+});
+afterAll(() => server.stop());
+
+const PAGE = `query($roomId: ID!, $first: Int, $after: String, $last: Int, $before: String, $threadId: ID) {
+  messages(roomId: $roomId, first: $first, after: $after, last: $last, before: $before, threadId: $threadId) {
+    edges { cursor node { id seq body cursor parent { id } } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}`;
+
+describe('sendMessage', () => {
+  it('numbers messages 1, 2, 3 per room and echoes the clientId', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const first = await send(url, ada, roomId, 'one', { clientId: 'a-1' });
+    const second = await send(url, ada, roomId, 'two');
+    expect([first.seq, second.seq]).toEqual([1, 2]);
+    const data = await must(url, `query($id: ID!) { room(id: $id) { lastSeq } }`, { id: roomId }, ada.token);
+    expect(data.room.lastSeq).toBe(2);
+  });
+
+  it('gives ten concurrent senders distinct, gapless seqs', async () => {
+    const owner = await signUp(url);
+    const roomId = await createRoom(url, owner);
+    const users = await Promise.all(Array.from({ length: 10 }, () => signUp(url)));
+    await Promise.all(users.map((u) => must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, u.token)));
+    const sent = await Promise.all(users.flatMap((u) => Array.from({ length: 5 }, (_, i) => send(url, u, roomId, `m${i}`))));
+    expect(sent.map((m) => m.seq).sort((a, b) => a - b)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+  });
+
+  it('returns the first message for a repeated clientId, also when the retries race', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const clientId = unique('c');
+    const results = await Promise.all(Array.from({ length: 8 }, () => send(url, ada, roomId, 'once', { clientId })));
+    expect(new Set(results.map((m) => m.id)).size).toBe(1);
+    const again = await send(url, ada, roomId, 'different body, same key', { clientId });
+    expect(again.id).toBe(results[0].id);
+    expect(again.body).toBe('once');
+    const next = await send(url, ada, roomId, 'next');
+    expect(next.seq).toBe(2); // the rolled-back duplicates left no gap
+  });
+
+  it('keeps clientIds apart per author and per room', async () => {
+    const [ada, bob] = await Promise.all([signUp(url), signUp(url)]);
+    const roomId = await createRoom(url, ada);
+    await must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const a = await send(url, ada, roomId, 'a', { clientId: 'same' });
+    const b = await send(url, bob, roomId, 'b', { clientId: 'same' });
+    const otherRoom = await createRoom(url, ada);
+    const c = await send(url, ada, otherRoom, 'c', { clientId: 'same' });
+    expect(new Set([a.id, b.id, c.id]).size).toBe(3);
+  });
+
+  it.each([
+    ['a blank body', { body: '   \n ' }, 'body'],
+    ['a body over 4,000 characters', { body: 'x'.repeat(4001) }, 'body'],
+    ['a NUL character', { body: 'a\u0000b' }, 'body'],
+    ['an empty clientId', { body: 'ok', clientId: '' }, 'clientId'],
+    ['a clientId over 128 characters', { body: 'ok', clientId: 'c'.repeat(129) }, 'clientId'],
+    ['a parentId that is not a message', { body: 'ok', parentId: 'not-an-id' }, 'parentId'],
+    ['a parentId of an unknown message', { body: 'ok', parentId: '00000000-0000-4000-8000-000000000000' }, 'parentId'],
+  ])('refuses %s with BAD_USER_INPUT and writes nothing', async (_name, input, field) => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const result = await gql(url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, ...input } }, ada.token);
+    expect(codeOf(result)).toBe('BAD_USER_INPUT');
+    expect(result.errors![0].extensions!.field).toBe(field);
+    const data = await must(url, `query($id: ID!) { room(id: $id) { lastSeq } }`, { id: roomId }, ada.token);
+    expect(data.room.lastSeq).toBe(0);
+  });
+
+  it('accepts a body of exactly 4,000 characters', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    expect((await send(url, ada, roomId, 'y'.repeat(4000))).body).toHaveLength(4000);
+  });
+
+  it('refuses a parent from another room', async () => {
+    const ada = await signUp(url);
+    const [roomA, roomB] = await Promise.all([createRoom(url, ada), createRoom(url, ada)]);
+    const inA = await send(url, ada, roomA, 'in A');
+    const result = await gql(url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId: roomB, body: 'x', parentId: inA.id } }, ada.token);
+    expect(codeOf(result)).toBe('BAD_USER_INPUT');
+  });
+
+  it('is UNAUTHENTICATED without a token and FORBIDDEN for a non-member', async () => {
+    const [ada, eve] = await Promise.all([signUp(url), signUp(url)]);
+    const roomId = await createRoom(url, ada);
+    const query = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`;
+    expect(codeOf(await gql(url, query, { input: { roomId, body: 'hi' } }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(url, query, { input: { roomId, body: 'hi' } }, eve.token))).toBe('FORBIDDEN');
+  });
+});
+
+describe('replies and threads', () => {
+  it('attaches a reply to the thread root, also when replying to a reply', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const root = await send(url, ada, roomId, 'root');
+    await send(url, ada, roomId, 'unrelated');
+    const reply = await send(url, ada, roomId, 'reply', { parentId: root.id });
+    const nested = await send(url, ada, roomId, 'reply to reply', { parentId: reply.id });
+    const page = await must(url, PAGE, { roomId, threadId: root.id }, ada.token);
+    expect(page.messages.edges.map((e: any) => e.node.body)).toEqual(['root', 'reply', 'reply to reply']);
+    expect(page.messages.edges.map((e: any) => e.node.parent?.id ?? null)).toEqual([null, root.id, root.id]);
+    expect(nested.seq).toBe(4);
+  });
+
+  it('refuses a malformed threadId', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const result = await gql(url, PAGE, { roomId, threadId: 'nope' }, ada.token);
+    expect(codeOf(result)).toBe('BAD_USER_INPUT');
+  });
+});
+
+describe('messages (history pages)', () => {
+  let ada: Awaited<ReturnType<typeof signUp>>;
+  let roomId: string;
+  beforeAll(async () => {
+    ada = await signUp(url);
+    roomId = await createRoom(url, ada);
+    for (let i = 1; i <= 7; i++) await send(url, ada, roomId, `m${i}`);
+  });
+
+  const seqs = (page: any) => page.messages.edges.map((e: any) => e.node.seq);
+
+  it('pages forwards with first/after, the edge cursor equal to the message cursor', async () => {
+    const p1 = await must(url, PAGE, { roomId, first: 3 }, ada.token);
+    expect(seqs(p1)).toEqual([1, 2, 3]);
+    expect(p1.messages.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false });
+    for (const e of p1.messages.edges) expect(e.cursor).toBe(e.node.cursor);
+    const p2 = await must(url, PAGE, { roomId, first: 3, after: p1.messages.pageInfo.endCursor }, ada.token);
+    expect(seqs(p2)).toEqual([4, 5, 6]);
+    expect(p2.messages.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
+    const p3 = await must(url, PAGE, { roomId, first: 3, after: p2.messages.pageInfo.endCursor }, ada.token);
+    expect(seqs(p3)).toEqual([7]);
+    expect(p3.messages.pageInfo.hasNextPage).toBe(false);
+  });
+
+  it('pages backwards with last/before, oldest first within the page', async () => {
+    const p1 = await must(url, PAGE, { roomId, last: 3 }, ada.token);
+    expect(seqs(p1)).toEqual([5, 6, 7]);
+    expect(p1.messages.pageInfo).toMatchObject({ hasNextPage: false, hasPreviousPage: true });
+    const p2 = await must(url, PAGE, { roomId, last: 3, before: p1.messages.pageInfo.startCursor }, ada.token);
+    expect(seqs(p2)).toEqual([2, 3, 4]);
+    expect(p2.messages.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
+    const p3 = await must(url, PAGE, { roomId, last: 3, before: p2.messages.pageInfo.startCursor }, ada.token);
+    expect(seqs(p3)).toEqual([1]);
+    expect(p3.messages.pageInfo.hasPreviousPage).toBe(false);
+  });
+
+  it('returns the newest messages by default', async () => {
+    expect(seqs(await must(url, PAGE, { roomId }, ada.token))).toEqual([1, 2, 3, 4, 5, 6, 7]);
+  });
+
+  it.each([
+    ['first: 0', { first: 0 }, 'first'],
+    ['first: 201', { first: 201 }, 'first'],
+    ['last: -1', { last: -1 }, 'last'],
+    ['first and last', { first: 1, last: 1 }, 'last'],
+    ['a garbage cursor', { after: 'garbage!' }, 'after'],
+    ['a room cursor as before', { before: Buffer.from('r1:1').toString('base64url') }, 'before'],
+  ])('refuses %s with BAD_USER_INPUT', async (_n, args, field) => {
+    const result = await gql(url, PAGE, { roomId, ...args }, ada.token);
+    expect(codeOf(result)).toBe('BAD_USER_INPUT');
+    expect(result.errors![0].extensions!.field).toBe(field);
+  });
+
+  it('refuses a cursor of another room', async () => {
+    const other = await createRoom(url, ada);
+    const m = await send(url, ada, other, 'x');
+    const result = await gql(url, PAGE, { roomId, after: m.cursor }, ada.token);
+    expect(codeOf(result)).toBe('BAD_USER_INPUT');
+  });
+
+  it('is FORBIDDEN for a non-member and for an unknown room alike', async () => {
+    const eve = await signUp(url);
+    const foreign = await gql(url, PAGE, { roomId }, eve.token);
+    const missing = await gql(url, PAGE, { roomId: '00000000-0000-4000-8000-000000000000' }, eve.token);
+    expect(codeOf(foreign)).toBe('FORBIDDEN');
+    expect(missing.errors).toEqual(foreign.errors);
+  });
+});

@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
+import WebSocket from 'ws';
+import { createApp, type App } from '../../src/app';
+import { loadConfig } from '../../src/config';
+import { createLogger } from '../../src/logger';
+
+export const TEST_SECRET = 'test-secret-that-is-long-enough-for-hs256-signing';
+
+/** A running app on port 0 and how to talk to it. */
+export interface TestServer {
+  app: App;
+  url: string;
+  wsUrl: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the real app on port 0. By default against the PostgreSQL and Redis that the global
+ * setup started; pass `{ DATABASE_URL: undefined }` for the embedded database, `{ REDIS_URL: undefined }`
+ * for in-memory pub/sub.
+ */
+export async function startServer(env: Record<string, string | undefined> = {}): Promise<TestServer> {
+  const config = loadConfig({
+    PORT: '0',
+    HOST: '127.0.0.1',
+    DATABASE_URL: requireEnv('TEST_DATABASE_URL'),
+    REDIS_URL: requireEnv('TEST_REDIS_URL'),
+    DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'chat-data-')),
+    JWT_SECRET: TEST_SECRET,
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    ...env,
+  });
+  const app = await createApp(config, createLogger(config.logLevel));
+  const port = await app.listen();
+  return {
+    app,
+    url: `http://127.0.0.1:${port}/graphql`,
+    wsUrl: `ws://127.0.0.1:${port}/graphql`,
+    stop: () => app.stop(),
+  };
+}
+
+function requireEnv(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: the jest global setup starts the servers (see DESIGN.md, Tests)`);
+  return value;
+}
+
+export interface GqlResult<T = any> {
+  status: number;
+  data?: T;
+  errors?: Array<{ message: string; path?: string[]; extensions?: Record<string, any> }>;
+}
+
+/** POSTs one GraphQL operation; resolves to the HTTP status and the body. */
+export async function gql<T = any>(url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GqlResult<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return { status: res.status, ...((await res.json()) as object) };
+}
+
+/** Like `gql`, but throws when the answer has errors; resolves to `data`. */
+export async function must<T = any>(url: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<T> {
+  const result = await gql<T>(url, query, variables, token);
+  if (result.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(result.errors)}`);
+  return result.data as T;
+}
+
+/** The `extensions.code` of the first error. */
+export const codeOf = (result: GqlResult) => result.errors?.[0]?.extensions?.code;
+
+/** A unique name for test data, so test files share one database without truncation. */
+export const unique = (prefix = 'u') => `${prefix}_${randomBytes(5).toString('hex')}`;
+
+export interface TestUser {
+  id: string;
+  username: string;
+  token: string;
+}
+
+/** Signs up a fresh user. */
+export async function signUp(url: string, username = unique()): Promise<TestUser> {
+  const data = await must(
+    url,
+    `mutation($input: SignUpInput!) { signUp(input: $input) { token user { id username } } }`,
+    { input: { username, password: 'correct horse battery' } },
+  );
+  return { id: data.signUp.user.id, username, token: data.signUp.token };
+}
+
+/** Creates a room owned by `owner`; resolves to its id. */
+export async function createRoom(url: string, owner: TestUser, kind: 'PUBLIC' | 'PRIVATE' = 'PUBLIC', name = unique('room')): Promise<string> {
+  const data = await must(url, `mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }`, { input: { name, kind } }, owner.token);
+  return data.createRoom.id;
+}
+
+export interface SentMessage {
+  id: string;
+  seq: number;
+  cursor: string;
+  body: string;
+}
+
+/** Sends a message; resolves to it. */
+export async function send(url: string, user: TestUser, roomId: string, body: string, extra: Record<string, unknown> = {}): Promise<SentMessage> {
+  const data = await must(
+    url,
+    `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id seq cursor body } }`,
+    { input: { roomId, body, ...extra } },
+    user.token,
+  );
+  return data.sendMessage;
+}
+
+/** A graphql-ws client authenticated as `user` (or with the given connection params). */
+export function wsClient(wsUrl: string, params: Record<string, unknown> | TestUser | null, options: Partial<Parameters<typeof createClient>[0]> = {}): Client {
+  const connectionParams = params && 'token' in params ? { authorization: `Bearer ${params.token}` } : (params ?? undefined);
+  return createClient({ url: wsUrl, webSocketImpl: WebSocket, connectionParams: connectionParams as Record<string, unknown>, retryAttempts: 0, lazy: true, ...options });
+}
+
+/** A running subscription whose results are collected as they arrive. */
+export interface Collected<T = any> {
+  results: ExecutionResult<T>[];
+  /** Resolves when the subscription completes; rejects with the close event or error. */
+  done: Promise<void>;
+  /** Waits until `predicate(results)` holds. */
+  until(predicate: (results: ExecutionResult<T>[]) => boolean, timeoutMs?: number): Promise<ExecutionResult<T>[]>;
+  stop(): void;
+}
+
+/** Subscribes and collects every result. */
+export function collect<T = any>(client: Client, query: string, variables: Record<string, unknown> = {}): Collected<T> {
+  const results: ExecutionResult<T>[] = [];
+  let stop = () => {};
+  const done = new Promise<void>((resolve, reject) => {
+    stop = client.subscribe<T>({ query, variables }, { next: (r) => results.push(r), error: reject, complete: resolve });
+  });
+  done.catch(() => undefined);
+  return {
+    results,
+    done,
+    until: (predicate, timeoutMs = 10_000) => waitFor(() => (predicate(results) ? results : undefined), timeoutMs, () => JSON.stringify(results).slice(0, 2000)),
+    stop: () => stop(),
+  };
+}
+
+/** Polls `probe` until it returns a value other than undefined/false; rejects after `timeoutMs`. */
+export async function waitFor<T>(probe: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, describe?: () => string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`waitFor timed out${describe ? `: ${describe()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const MESSAGE_ADDED = `subscription($roomId: ID!, $after: String) {
+  messageAdded(roomId: $roomId, after: $after) { id seq cursor body author { username } }
+}`;
+
+/** The seqs of collected `messageAdded` results. */
+export const seqsOf = (results: ExecutionResult<any>[]) => results.map((r) => r.data?.messageAdded?.seq);
