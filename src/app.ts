@@ -3,6 +3,7 @@ import { TokenService } from './auth/tokens';
 import { MessageService } from './chat/message-service';
 import { HubRegistry } from './chat/room-hub';
 import { RoomService } from './chat/room-service';
+import { RoomStore } from './chat/room-store';
 import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
@@ -35,12 +36,13 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
   const messages = new MessageService(db.dataSource, pubsub, log);
-  const hubs = new HubRegistry(messages, pubsub, log, config.healIntervalMs);
+  const store = new RoomStore(db.dataSource);
+  const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs);
   const services: Services = {
     auth: new AuthService(db.dataSource, tokens),
     rooms: new RoomService(db.dataSource, pubsub, log),
     messages,
-    subscriptions: new SubscriptionService(db.dataSource, hubs, messages, log),
+    subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
   };
   const server = await createHttpServer({
     schema: createSchema(),

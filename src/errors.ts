@@ -1,4 +1,5 @@
 import { GraphQLError, type GraphQLFormattedError } from 'graphql';
+import { isConnectionError } from './db/errors';
 import type { Logger } from './logger';
 
 /** The error codes of API.md: every error a client can cause carries one in `extensions.code`. */
@@ -53,8 +54,9 @@ const REQUEST_ERROR_CODES = new Set([
 
 /**
  * The one place that decides what a client sees of an error, on HTTP and WebSocket alike.
- * `AppError`s and GraphQL's own request errors pass (without stack traces); anything else is
- * logged with the request id and answered as `INTERNAL_SERVER_ERROR` carrying only that id.
+ * `AppError`s and GraphQL's own request errors pass (without stack traces); an unreachable
+ * database is `SERVICE_UNAVAILABLE` (retryable); anything else is logged with the request id and
+ * answered as `INTERNAL_SERVER_ERROR` carrying only that id.
  */
 export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {
   const graphqlError = error instanceof GraphQLError ? error : undefined;
@@ -70,6 +72,14 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
       const { message, locations } = graphqlError;
       return { message, locations, extensions: { ...graphqlError.extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
     }
+  }
+  if (isConnectionError(original)) {
+    log.warn({ err: (original as Error).message, requestId }, 'database unreachable');
+    return {
+      message: `The database is unreachable; retry shortly (request ${requestId})`,
+      path: graphqlError?.path,
+      extensions: { code: ErrorCode.ServiceUnavailable, requestId },
+    };
   }
   log.error({ err: original, requestId, path: graphqlError?.path }, 'unexpected error');
   return {

@@ -1,18 +1,27 @@
 import type { Logger } from '../logger';
 import type { RoomSignal } from '../pubsub';
 import type { MessageModel } from './models';
-import type { MessageStore, RoomHub } from './room-hub';
+import type { RoomHub } from './room-hub';
+import type { RoomStore } from './room-store';
 
-/** Events one subscription receives: room signals in order, messages in strictly increasing seq. */
-export type FeedEvent = Exclude<RoomSignal, { kind: 'added' }> | { kind: 'added'; message: MessageModel };
+/**
+ * Events one subscription receives: messages in strictly increasing seq, the other room signals
+ * it accepts, and at most one `revoked` (the viewer left or was removed), which ends the feed.
+ */
+export type FeedEvent =
+  | Exclude<RoomSignal, { kind: 'added' | 'membership' }>
+  | { kind: 'added'; message: MessageModel }
+  | { kind: 'revoked' };
 
 export interface FeedOptions {
   hub: RoomHub;
-  store: MessageStore;
+  store: RoomStore;
   log: Logger;
+  /** The subscriber; the feed ends with `revoked` when this user stops being a member. */
+  viewerId: string;
   /** Deliver messages with seq greater than this; undefined means only those sent from now on. */
   afterSeq?: number;
-  /** Which signals besides new messages to pass on (updates, deltas, membership changes). */
+  /** Which signals besides new messages and the viewer's removal to pass on (updates, deltas). */
   accept: (signal: RoomSignal) => boolean;
   /** Called once when the feed ends, for whatever reason. */
   onClose: () => void;
@@ -34,16 +43,27 @@ const RETRY_MS = 1000;
 export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<FeedEvent> {
   const { hub, store, log } = options;
   const roomId = hub.roomId;
-  let queue: RoomSignal[] = [];
+  let queue: FeedEvent[] = [];
   let closed = false;
+  let revoked = false;
   let wake: (() => void) | undefined;
   const listener = (signal: RoomSignal) => {
-    if (signal.kind !== 'added' && !options.accept(signal)) return;
-    if (queue.length >= MAX_BUFFER) queue = queue.filter((s) => s.kind !== 'added');
-    queue.push(signal);
+    let event: FeedEvent;
+    if (signal.kind === 'membership') {
+      if (signal.member || signal.userId !== options.viewerId) return;
+      event = { kind: 'revoked' };
+      revoked = true;
+      queue = []; // API.md guarantee 6: nothing more reaches a removed member
+    } else if (signal.kind === 'added' || options.accept(signal)) {
+      event = signal;
+      if (queue.length >= MAX_BUFFER) queue = queue.filter((s) => s.kind !== 'added');
+    } else {
+      return;
+    }
+    queue.push(event);
     wake?.();
   };
-  hub.add(listener);
+  hub.add(listener, options.viewerId);
   let delivered = options.afterSeq ?? hub.position;
 
   const sleep = (ms?: number) =>
@@ -58,7 +78,7 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
 
   /** Messages from the database up to `uptoSeq`, in batches, retrying while it is unreachable. */
   async function* catchUp(uptoSeq: number): AsyncGenerator<FeedEvent> {
-    while (delivered < uptoSeq && !closed) {
+    while (delivered < uptoSeq && !closed && !revoked) {
       let batch;
       try {
         batch = await store.range(roomId, delivered, uptoSeq, REPLAY_BATCH);
@@ -69,7 +89,7 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
       }
       if (batch.length === 0) return; // nothing there (yet): the hub will bring it
       for (const message of batch) {
-        if (closed) return;
+        if (closed || revoked) return;
         delivered = message.seq;
         yield { kind: 'added', message };
       }
@@ -85,6 +105,10 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
           if (delivered < hub.position) yield* catchUp(hub.position);
           if (delivered === before && !closed) await sleep(delivered < hub.position ? RETRY_MS : undefined);
           continue;
+        }
+        if (head.kind === 'revoked') {
+          yield head;
+          break;
         }
         if (head.kind !== 'added') {
           yield head;

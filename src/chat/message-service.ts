@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager, SelectQueryBuilder } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
-import { MessageEntity, RoomEntity } from '../db/entities';
+import { MessageEntity } from '../db/entities';
 import { badUserInput } from '../errors';
 import type { Logger } from '../logger';
 import { roomTopic, type MessageWire, type PubSub } from '../pubsub';
@@ -48,7 +48,7 @@ export class MessageService {
       if (!(err instanceof DuplicateSend)) throw err;
       return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId: clientId! });
     }
-    await this.publishAdded(message);
+    void this.publishAdded(message); // never waits on pub/sub: a lost signal is healed from the database
     return message;
   }
 
@@ -130,23 +130,6 @@ export class MessageService {
         endCursor: edges[edges.length - 1]?.cursor ?? null,
       },
     };
-  }
-
-  /** Messages of a room with `afterSeq < seq <= uptoSeq`, in seq order, at most `limit`. */
-  async range(roomId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<MessageEntity[]> {
-    return this.db
-      .getRepository(MessageEntity)
-      .createQueryBuilder('m')
-      .where('m.room_id = :roomId AND m.seq > :afterSeq AND m.seq <= :uptoSeq', { roomId, afterSeq, uptoSeq })
-      .orderBy('m.seq', 'ASC')
-      .limit(limit)
-      .getMany();
-  }
-
-  /** The seq of the room's newest message. */
-  async lastSeq(roomId: string): Promise<number> {
-    const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true } });
-    return room?.lastSeq ?? 0;
   }
 
   /** The thread root a reply to `parentId` belongs to; BAD_USER_INPUT unless it is a message of the room. */

@@ -1,13 +1,7 @@
 import type { Logger } from '../logger';
 import { roomTopic, type PubSub, type RoomSignal } from '../pubsub';
-import type { MessageModel } from './models';
 import { toWire } from './message-service';
-
-/** What a hub reads from the database: the truth behind the pub/sub wake-ups. */
-export interface MessageStore {
-  range(roomId: string, afterSeq: number, uptoSeq: number, limit: number): Promise<MessageModel[]>;
-  lastSeq(roomId: string): Promise<number>;
-}
+import type { RoomStore } from './room-store';
 
 export type HubListener = (signal: RoomSignal) => void;
 
@@ -19,13 +13,15 @@ const SUBSCRIBE_WAIT_MS = 2000;
  * subscription and `position`, the last seq it fanned out. Signals are handled one at a time:
  * a message with `seq = position + 1` fans out; one further ahead first has the gap read from
  * the database; one at or below `position` is a duplicate and dropped. On pub/sub reconnect and
- * on a slow timer it compares `position` with the room's `last_seq` and reads any missed tail.
+ * on a slow timer it compares `position` with the room's `last_seq` and reads any missed tail,
+ * and checks that its listeners' users are still members (a lost removal signal is re-made).
  * Listeners therefore see messages in strictly increasing seq with no gap.
  */
 export class RoomHub {
   /** The last seq fanned out to listeners. */
   position = 0;
-  private readonly listeners = new Set<HubListener>();
+  /** Each listener with the user it delivers to. */
+  private readonly listeners = new Map<HubListener, string>();
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   private timer?: NodeJS.Timeout;
@@ -33,7 +29,7 @@ export class RoomHub {
 
   constructor(
     readonly roomId: string,
-    private readonly store: MessageStore,
+    private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
@@ -54,9 +50,9 @@ export class RoomHub {
     this.timer.unref();
   }
 
-  /** Adds a listener; from this call on it receives every fan-out, starting after `position`. */
-  add(listener: HubListener): void {
-    this.listeners.add(listener);
+  /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
+  add(listener: HubListener, userId: string): void {
+    this.listeners.set(listener, userId);
   }
 
   remove(listener: HubListener): void {
@@ -67,11 +63,19 @@ export class RoomHub {
     return this.listeners.size;
   }
 
-  /** Reads and fans out whatever the database has beyond `position` (after a reconnect, or by timer). */
+  /**
+   * Reads and fans out whatever the database has beyond `position`, and re-signals the removal of
+   * listeners' users who are no longer members (after a reconnect, or by timer).
+   */
   heal(): void {
     this.enqueue(async () => {
       const last = await this.store.lastSeq(this.roomId);
       if (last > this.position) await this.fill(last);
+      const users = [...new Set(this.listeners.values())];
+      const members = await this.store.members(this.roomId, users);
+      for (const userId of users) {
+        if (!members.has(userId)) this.fanOut({ kind: 'membership', userId, member: false });
+      }
     });
   }
 
@@ -117,7 +121,7 @@ export class RoomHub {
   }
 
   private fanOut(signal: RoomSignal): void {
-    for (const listener of this.listeners) listener(signal);
+    for (const listener of [...this.listeners.keys()]) listener(signal);
   }
 }
 
@@ -127,7 +131,7 @@ export class HubRegistry {
   private readonly offReconnect: () => void;
 
   constructor(
-    private readonly store: MessageStore,
+    private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,

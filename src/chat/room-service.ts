@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
-import { forbidden, notFound } from '../errors';
+import { conflict, forbidden, notFound } from '../errors';
 import type { PubSub } from '../pubsub';
 import { roomTopic } from '../pubsub';
 import type { Logger } from '../logger';
@@ -50,6 +50,25 @@ export class RoomService {
     const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
     if (!user) throw notFound('No user has this id');
     await this.addMembership(roomId, userId);
+    return this.viewAs(viewer, roomId);
+  }
+
+  /** The viewer leaves a room. The OWNER cannot leave (CONFLICT); a non-member gets FORBIDDEN. */
+  async leave(viewer: Viewer | null, roomId: string): Promise<boolean> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    if (membership.role === 'OWNER') throw conflict('The owner cannot leave the room', 'roomId');
+    await this.removeMembership(roomId, membership.userId);
+    return true;
+  }
+
+  /** The OWNER removes a member. Not the OWNER: FORBIDDEN; not a member: NOT_FOUND; the OWNER themself: CONFLICT. */
+  async removeMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can remove members');
+    if (userId === membership.userId) throw conflict('The owner cannot remove themself', 'userId');
+    const target = isUuid(userId) ? await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId }) : null;
+    if (!target) throw notFound('That user is not a member of this room');
+    await this.removeMembership(roomId, userId);
     return this.viewAs(viewer, roomId);
   }
 
@@ -102,18 +121,17 @@ export class RoomService {
   }
 
   private async addMembership(roomId: string, userId: string): Promise<void> {
-    const result = await this.db
-      .createQueryBuilder()
-      .insert()
-      .into(MembershipEntity)
-      .values({ roomId, userId, role: 'MEMBER' })
-      .orIgnore()
-      .returning('id')
-      .execute();
-    if (result.raw.length > 0) {
-      await this.pubsub
-        .publish(roomTopic(roomId), { kind: 'membership', userId, member: true })
-        .catch((err) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed'));
-    }
+    await this.db.createQueryBuilder().insert().into(MembershipEntity).values({ roomId, userId, role: 'MEMBER' }).orIgnore().execute();
+  }
+
+  /**
+   * Deletes a membership and tells every instance, so the user's live subscriptions to the room
+   * end with FORBIDDEN (API.md guarantee 6). The hubs' periodic check covers a lost signal.
+   */
+  private async removeMembership(roomId: string, userId: string): Promise<void> {
+    await this.db.getRepository(MembershipEntity).delete({ roomId, userId });
+    await this.pubsub
+      .publish(roomTopic(roomId), { kind: 'membership', userId, member: false })
+      .catch((err) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed; hubs will notice by timer'));
   }
 }

@@ -5,20 +5,22 @@ import type { RoomSignal } from '../pubsub';
 import { requireMember } from './access';
 import { decodeMessageCursor } from './cursors';
 import { createMessageFeed, type FeedEvent } from './message-feed';
-import type { HubRegistry, MessageStore } from './room-hub';
+import type { HubRegistry } from './room-hub';
+import type { RoomStore } from './room-store';
 
 /** Opens subscription streams: checks access, then resumes through the room's hub. */
 export class SubscriptionService {
   constructor(
     private readonly db: DataSource,
     private readonly hubs: HubRegistry,
-    private readonly store: MessageStore,
+    private readonly store: RoomStore,
     private readonly log: Logger,
   ) {}
 
   /**
    * A room's events for a member, resuming after the `after` cursor when given.
-   * `accept` picks which signals besides new messages pass. FORBIDDEN for non-members.
+   * `accept` picks which signals besides new messages pass. FORBIDDEN for non-members; the
+   * stream ends with a `revoked` event when the viewer leaves or is removed.
    */
   async open(
     viewer: Viewer | null,
@@ -26,9 +28,9 @@ export class SubscriptionService {
     after: string | null | undefined,
     accept: (signal: RoomSignal) => boolean,
   ): Promise<AsyncIterableIterator<FeedEvent>> {
-    await requireMember(this.db.manager, viewer, roomId);
+    const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const afterSeq = after == null ? undefined : decodeMessageCursor(after, roomId, 'after');
     const { hub, release } = await this.hubs.acquire(roomId);
-    return createMessageFeed({ hub, store: this.store, log: this.log, afterSeq, accept, onClose: release });
+    return createMessageFeed({ hub, store: this.store, log: this.log, viewerId: userId, afterSeq, accept, onClose: release });
   }
 }

@@ -132,8 +132,12 @@ export type Mutation = {
   createRoom: Room;
   /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
   joinRoom: Room;
+  /** The viewer leaves the room; their live subscriptions to it end with `FORBIDDEN`. The OWNER cannot leave (`CONFLICT`). */
+  leaveRoom: Scalars['Boolean']['output'];
   /** Signs in. A wrong username or password is `UNAUTHENTICATED` (the same answer for both). */
   logIn: AuthPayload;
+  /** The room's OWNER removes a member; that user's live subscriptions to the room end with `FORBIDDEN` on every instance. A user who is not a member is `NOT_FOUND`. */
+  removeMember: Room;
   /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. */
   sendMessage: Message;
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
@@ -161,8 +165,21 @@ export type MutationJoinRoomArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationLeaveRoomArgs = {
+  roomId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationLogInArgs = {
   input: LogInInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationRemoveMemberArgs = {
+  roomId: Scalars['ID']['input'];
+  userId: Scalars['ID']['input'];
 };
 
 
@@ -532,7 +549,9 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   addMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationAddMemberArgs, 'roomId' | 'userId'>>;
   createRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationCreateRoomArgs, 'input'>>;
   joinRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationJoinRoomArgs, 'roomId'>>;
+  leaveRoom?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLeaveRoomArgs, 'roomId'>>;
   logIn?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLogInArgs, 'input'>>;
+  removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
 }>;

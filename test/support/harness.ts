@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createClient, type Client, type ExecutionResult } from 'graphql-ws';
+import { createClient, type Client, type FormattedExecutionResult as ExecutionResult } from 'graphql-ws';
 import WebSocket from 'ws';
 import { createApp, type App } from '../../src/app';
 import { loadConfig } from '../../src/config';
@@ -140,7 +140,7 @@ export function collect<T = any>(client: Client, query: string, variables: Recor
   const results: ExecutionResult<T>[] = [];
   let stop = () => {};
   const done = new Promise<void>((resolve, reject) => {
-    stop = client.subscribe<T>({ query, variables }, { next: (r) => results.push(r), error: reject, complete: resolve });
+    stop = client.subscribe<T>({ query, variables }, { next: (r) => results.push(r as ExecutionResult<T>), error: reject, complete: resolve });
   });
   done.catch(() => undefined);
   return {

@@ -16,8 +16,8 @@ function toRoomEvent(event: FeedEvent) {
       return { __typename: 'MessageUpdated' as const, message: event.message };
     case 'delta':
       return { __typename: 'AssistantDelta' as const, messageId: event.messageId, index: event.index, text: event.text };
-    default:
-      throw forbidden();
+    case 'revoked':
+      throw forbidden('You are no longer a member of this room');
   }
 }
 
@@ -32,7 +32,7 @@ export const messageResolvers: Resolvers = {
   Subscription: {
     messageAdded: {
       subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, onlyMessages),
-      resolve: (event: FeedEvent) => (event.kind === 'added' ? event.message : toRoomEvent(event)) as never,
+      resolve: (event: FeedEvent) => (event.kind === 'added' ? event.message : toRoomEvent(event)) as never, // only 'revoked' reaches toRoomEvent here
     },
     roomEvents: {
       subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, roomEventSignals),

@@ -10,6 +10,8 @@ export const roomResolvers: Resolvers = {
     createRoom: (_, { input }, ctx) => ctx.services.rooms.create(ctx.viewer, input),
     joinRoom: (_, { roomId }, ctx) => ctx.services.rooms.join(ctx.viewer, roomId),
     addMember: (_, { roomId, userId }, ctx) => ctx.services.rooms.addMember(ctx.viewer, roomId, userId),
+    leaveRoom: (_, { roomId }, ctx) => ctx.services.rooms.leave(ctx.viewer, roomId),
+    removeMember: (_, { roomId, userId }, ctx) => ctx.services.rooms.removeMember(ctx.viewer, roomId, userId),
   },
   Room: {
     viewerRole: (room, _, ctx) =>

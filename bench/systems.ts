@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { freePort, startServerProcess, type ServerProcess } from './infra';
+import type { SystemName, Target } from './protocol';
+
+/** One system under test, running: its server process and how load processes reach it. */
+export interface RunningSystem {
+  name: SystemName;
+  server: ServerProcess;
+  target: Target;
+  stop(): Promise<void>;
+}
+
+/** How many distinct users the subscriber connections of ours share (sign-up costs ~100 ms each). */
+const SUBSCRIBER_USERS = 10;
+
+/**
+ * Starts the chat API from its TypeScript sources in production mode against the given
+ * PostgreSQL and Redis, then signs up a sender (who creates a PUBLIC room) and subscriber users
+ * (who join it).
+ */
+export async function startOurs(backing: { databaseUrl: string; redisUrl: string }): Promise<RunningSystem> {
+  const port = await freePort();
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-bench-'));
+  const server = await startServerProcess(
+    'chat API',
+    'src/main.ts',
+    {
+      NODE_ENV: 'production',
+      DATABASE_URL: backing.databaseUrl,
+      REDIS_URL: backing.redisUrl,
+      JWT_SECRET: randomBytes(48).toString('base64url'),
+      LOG_LEVEL: 'warn',
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      DATA_DIR: dataDir,
+    },
+    `http://127.0.0.1:${port}/readyz`,
+  );
+  const httpUrl = `http://127.0.0.1:${port}/graphql`;
+  const sender = await signUp(httpUrl);
+  const room = await gql(httpUrl, 'mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }', {
+    input: { name: `bench ${sender.name}`, kind: 'PUBLIC' },
+  }, sender.token);
+  const roomId = room.createRoom.id as string;
+  const subscriberTokens: string[] = [];
+  for (let i = 0; i < SUBSCRIBER_USERS; i++) {
+    const user = await signUp(httpUrl);
+    await gql(httpUrl, 'mutation($roomId: ID!) { joinRoom(roomId: $roomId) { id } }', { roomId }, user.token);
+    subscriberTokens.push(user.token);
+  }
+  return {
+    name: 'ours',
+    server,
+    target: { system: 'ours', httpUrl, wsUrl: `ws://127.0.0.1:${port}/graphql`, roomId, senderToken: sender.token, subscriberTokens },
+    async stop() {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Starts the reference Socket.IO server (`bench/socketio-server.ts`). */
+export async function startReference(): Promise<RunningSystem> {
+  const port = await freePort();
+  const server = await startServerProcess('Socket.IO reference', 'bench/socketio-server.ts', { PORT: String(port) }, `http://127.0.0.1:${port}/healthz`);
+  return {
+    name: 'socketio',
+    server,
+    target: { system: 'socketio', httpUrl: `http://127.0.0.1:${port}`, wsUrl: '', roomId: '', senderToken: '', subscriberTokens: [] },
+    stop: () => server.stop(),
+  };
+}
+
+async function signUp(url: string): Promise<{ name: string; token: string }> {
+  const name = `bench_${randomBytes(5).toString('hex')}`;
+  const data = await gql(url, 'mutation($input: SignUpInput!) { signUp(input: $input) { token } }', {
+    input: { username: name, password: 'correct horse battery staple' },
+  });
+  return { name, token: data.signUp.token };
+}
+
+/** POSTs one GraphQL operation; resolves to `data`, throws on errors. */
+async function gql(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: any; errors?: unknown[] };
+  if (body.errors?.length) throw new Error(`GraphQL errors (${res.status}): ${JSON.stringify(body.errors)}`);
+  return body.data;
+}

@@ -1,0 +1,89 @@
+import { collect, createRoom, codeOf, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+
+let a: TestServer;
+let b: TestServer;
+beforeAll(async () => {
+  [a, b] = await Promise.all([startServer({ HEAL_INTERVAL_MS: '300' }), startServer({ HEAL_INTERVAL_MS: '300' })]);
+});
+afterAll(() => Promise.all([a.stop(), b.stop()]));
+
+const LEAVE = `mutation($r: ID!) { leaveRoom(roomId: $r) }`;
+const REMOVE = `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`;
+const JOIN = `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`;
+
+describe('membership changes reach live subscriptions', () => {
+  it('ends a member’s subscriptions on every instance with FORBIDDEN when they leave, and nothing later reaches them', async () => {
+    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, owner);
+    await must(a.url, JOIN, { r: roomId }, bob.token);
+    const [ca, cb] = [wsClient(a.wsUrl, bob), wsClient(b.wsUrl, bob)];
+    const [onA, onB] = [collect(ca, MESSAGE_ADDED, { roomId }), collect(cb, MESSAGE_ADDED, { roomId })];
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+    await send(a.url, owner, roomId, 'before');
+    await Promise.all([onA.until((r) => r.length === 1), onB.until((r) => r.length === 1)]);
+    expect((await must(a.url, LEAVE, { r: roomId }, bob.token)).leaveRoom).toBe(true);
+    await Promise.all([onA.done, onB.done]);
+    await send(b.url, owner, roomId, 'after');
+    for (const sub of [onA, onB]) {
+      expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['before', 'FORBIDDEN']);
+    }
+    expect(codeOf(await gql(a.url, `query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, { r: roomId }, bob.token))).toBe('FORBIDDEN');
+    await Promise.all([ca.dispose(), cb.dispose()]);
+  });
+
+  it('ends a removed member’s subscriptions on every instance, and only theirs', async () => {
+    const [owner, bob, carol] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, owner, 'PRIVATE');
+    for (const u of [bob, carol]) await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: u.id }, owner.token);
+    const clients = [wsClient(a.wsUrl, bob), wsClient(b.wsUrl, bob), wsClient(b.wsUrl, carol)];
+    const [bobA, bobB, carolB] = clients.map((c) => collect(c, MESSAGE_ADDED, { roomId }));
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 2);
+    await must(a.url, REMOVE, { r: roomId, u: bob.id }, owner.token);
+    await Promise.all([bobA.done, bobB.done]);
+    await send(a.url, owner, roomId, 'for carol');
+    await carolB.until((r) => r.length === 1);
+    expect(carolB.results[0].data?.messageAdded.body).toBe('for carol');
+    expect(bobA.results.map((r) => r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+    expect(bobB.results.map((r) => r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+    await Promise.all(clients.map((c) => c.dispose()));
+  });
+
+  it('ends the subscription even when the removal signal is lost (the hub re-checks memberships)', async () => {
+    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, owner);
+    await must(a.url, JOIN, { r: roomId }, bob.token);
+    const client = wsClient(b.wsUrl, bob);
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    const publish = jest.spyOn(a.app.pubsub, 'publish').mockRejectedValueOnce(new Error('pub/sub down'));
+    await must(a.url, LEAVE, { r: roomId }, bob.token);
+    publish.mockRestore();
+    await sub.done;
+    expect(sub.results.map((r) => r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+    await client.dispose();
+  });
+
+  it.each([
+    ['the owner leaving', 'owner-leave', 'CONFLICT'],
+    ['a non-member leaving', 'outsider-leave', 'FORBIDDEN'],
+    ['a member removing someone', 'member-remove', 'FORBIDDEN'],
+    ['the owner removing a non-member', 'remove-stranger', 'NOT_FOUND'],
+    ['the owner removing themself', 'remove-self', 'CONFLICT'],
+    ['a malformed user id', 'remove-malformed', 'NOT_FOUND'],
+  ])('refuses %s', async (_name, scenario, code) => {
+    const [owner, bob, eve] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, owner);
+    await must(a.url, JOIN, { r: roomId }, bob.token);
+    const result = {
+      'owner-leave': () => gql(a.url, LEAVE, { r: roomId }, owner.token),
+      'outsider-leave': () => gql(a.url, LEAVE, { r: roomId }, eve.token),
+      'member-remove': () => gql(a.url, REMOVE, { r: roomId, u: owner.id }, bob.token),
+      'remove-stranger': () => gql(a.url, REMOVE, { r: roomId, u: eve.id }, owner.token),
+      'remove-self': () => gql(a.url, REMOVE, { r: roomId, u: owner.id }, owner.token),
+      'remove-malformed': () => gql(a.url, REMOVE, { r: roomId, u: 'x' }, owner.token),
+    }[scenario]!;
+    expect(codeOf(await result())).toBe(code);
+    const roles = await must(a.url, `query($r: ID!) { room(id: $r) { viewerRole } }`, { r: roomId }, bob.token);
+    expect(roles.room.viewerRole).toBe('MEMBER');
+  });
+});
