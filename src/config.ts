@@ -25,6 +25,18 @@ export interface Config {
   openaiBaseUrl?: string;
   /** Chat model name. Default `gpt-4o-mini`. */
   openaiModel: string;
+  /** Retries the SDK makes on 429, 5xx and connection errors. Default 2. */
+  openaiMaxRetries: number;
+  /** Longest wait for the model's response to start, in ms. Default 60000. */
+  openaiTimeoutMs: number;
+  /** A reply whose stream sends nothing for this long ends FAILED, in ms. Default 30000. */
+  assistantStallTimeoutMs: number;
+  /** How many characters of the thread the model sees (oldest trimmed first). Default 12000. */
+  assistantContextChars: number;
+  /** Replies one user may have streaming at once. Default 3. */
+  assistantMaxStreamingPerUser: number;
+  /** Asks one user may make per minute. Default 20. */
+  assistantAsksPerMinute: number;
   /** Serve introspection and GraphiQL. Default true in every `NODE_ENV`. */
   introspection: boolean;
   /** pino level. Default `info`. */
@@ -51,6 +63,12 @@ const envSchema = z.object({
   OPENAI_API_KEY: z.string().min(1).optional(),
   OPENAI_BASE_URL: z.string().url().optional(),
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
+  OPENAI_MAX_RETRIES: int(0, 10).default(2),
+  OPENAI_TIMEOUT_MS: int(1000, 600_000).default(60_000),
+  ASSISTANT_STALL_TIMEOUT_MS: int(100, 600_000).default(30_000),
+  ASSISTANT_CONTEXT_CHARS: int(100, 1_000_000).default(12_000),
+  ASSISTANT_MAX_STREAMING_PER_USER: int(1, 100).default(3),
+  ASSISTANT_ASKS_PER_MINUTE: int(1, 10_000).default(20),
   INTROSPECTION: bool.default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
@@ -88,6 +106,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     openaiApiKey: e.OPENAI_API_KEY,
     openaiBaseUrl: e.OPENAI_BASE_URL,
     openaiModel: e.OPENAI_MODEL,
+    openaiMaxRetries: e.OPENAI_MAX_RETRIES,
+    openaiTimeoutMs: e.OPENAI_TIMEOUT_MS,
+    assistantStallTimeoutMs: e.ASSISTANT_STALL_TIMEOUT_MS,
+    assistantContextChars: e.ASSISTANT_CONTEXT_CHARS,
+    assistantMaxStreamingPerUser: e.ASSISTANT_MAX_STREAMING_PER_USER,
+    assistantAsksPerMinute: e.ASSISTANT_ASKS_PER_MINUTE,
     introspection: e.INTROSPECTION,
     logLevel: e.LOG_LEVEL,
     nodeEnv: e.NODE_ENV,

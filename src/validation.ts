@@ -39,6 +39,13 @@ export const createRoomInput = z.object({
     .pipe(z.string().min(1, 'must not be blank').max(100, 'must be at most 100 characters')),
   kind: z.enum(['PUBLIC', 'PRIVATE']),
   assistantEnabled: z.boolean().nullish(),
+  assistantInstructions: z.string().max(4000, 'must be at most 4000 characters').refine(storable, NUL_MESSAGE).nullish(),
+});
+
+export const updateRoomInput = z.object({
+  roomId: z.string(),
+  assistantEnabled: z.boolean().nullish(),
+  assistantInstructions: z.string().max(4000, 'must be at most 4000 characters').refine(storable, NUL_MESSAGE).nullish(),
 });
 
 export const sendMessageInput = z.object({

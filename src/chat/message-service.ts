@@ -26,7 +26,16 @@ class DuplicateSend extends Error {}
 
 /** Sending and reading messages: the send path of DESIGN.md and history pages. */
 export class MessageService {
-  constructor(private readonly db: DataSource, private readonly pubsub: PubSub, private readonly log: Logger) {}
+  /**
+   * @param afterSend called with each newly committed message (e.g. the assistant's mention
+   *   trigger); it runs in the background and never fails the send.
+   */
+  constructor(
+    private readonly db: DataSource,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+    private readonly afterSend: (message: MessageEntity) => Promise<void> = async () => undefined,
+  ) {}
 
   /**
    * Sends a message. API.md guarantees 1, 3, 4: the room's next seq is taken under the room row's
@@ -49,6 +58,7 @@ export class MessageService {
       return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId: clientId! });
     }
     void this.publishAdded(message); // never waits on pub/sub: a lost signal is healed from the database
+    this.afterSend(message).catch((err) => this.log.warn({ err: (err as Error).message, messageId: message.id }, 'after-send hook failed'));
     return message;
   }
 
@@ -58,7 +68,8 @@ export class MessageService {
    */
   async insertNext(
     tx: EntityManager,
-    fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> & Partial<Pick<MessageEntity, 'status'>>,
+    fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
+      Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy'>>,
   ): Promise<MessageEntity> {
     const [[{ last_seq: seq }]] = await tx.query(
       'UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq',
@@ -76,6 +87,10 @@ export class MessageService {
     if (!row) throw new DuplicateSend();
     return tx.getRepository(MessageEntity).create({
       status: 'COMPLETE',
+      statusReason: null,
+      deltaCount: 0,
+      askedMessageId: null,
+      askedBy: null,
       ...fields,
       seq,
       id: row.id,
@@ -159,6 +174,8 @@ export function toWire(m: MessageModel): MessageWire {
     parentId: m.parentId,
     clientId: m.clientId,
     status: m.status,
+    statusReason: m.statusReason,
+    deltaCount: m.deltaCount,
     createdAt: m.createdAt instanceof Date ? m.createdAt.toISOString() : m.createdAt,
   };
 }

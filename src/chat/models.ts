@@ -15,5 +15,7 @@ export interface MessageModel {
   parentId: string | null;
   clientId: string | null;
   status: MessageStatus;
+  statusReason: string | null;
+  deltaCount: number;
   createdAt: Date | string;
 }

@@ -6,7 +6,7 @@ import { conflict, forbidden, notFound } from '../errors';
 import type { PubSub } from '../pubsub';
 import { roomTopic } from '../pubsub';
 import type { Logger } from '../logger';
-import { createRoomInput, isUuid, pageSize, parseInput } from '../validation';
+import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
 import { requireMember, requireViewer } from './access';
 import { decodeRoomCursor, encodeRoomCursor } from './cursors';
 import type { RoomModel } from './models';
@@ -25,6 +25,7 @@ export class RoomService {
         name: input.name,
         kind: input.kind,
         assistantEnabled: input.assistantEnabled ?? false,
+        assistantInstructions: input.assistantInstructions?.trim() || null,
         createdBy: userId,
       });
       await tx.getRepository(MembershipEntity).insert({ roomId: room.id, userId, role: 'OWNER' });
@@ -51,6 +52,18 @@ export class RoomService {
     if (!user) throw notFound('No user has this id');
     await this.addMembership(roomId, userId);
     return this.viewAs(viewer, roomId);
+  }
+
+  /** The OWNER changes the room's assistant settings; anyone else gets FORBIDDEN. */
+  async update(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
+    const input = parseInput(updateRoomInput, raw);
+    const membership = await requireMember(this.db.manager, viewer, input.roomId);
+    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can change the room');
+    const changes: Partial<RoomEntity> = {};
+    if (input.assistantEnabled != null) changes.assistantEnabled = input.assistantEnabled;
+    if (input.assistantInstructions != null) changes.assistantInstructions = input.assistantInstructions.trim() || null;
+    if (Object.keys(changes).length > 0) await this.db.getRepository(RoomEntity).update({ id: input.roomId }, changes);
+    return this.viewAs(viewer, input.roomId);
   }
 
   /** The viewer leaves a room. The OWNER cannot leave (CONFLICT); a non-member gets FORBIDDEN. */

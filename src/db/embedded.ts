@@ -38,13 +38,21 @@ export async function openEmbedded(dataDir: string, log: Logger): Promise<Embedd
   }
 }
 
+/** Lock files this process holds: a second open in the same process must be refused too. */
+const held = new Set<string>();
+
 function acquireLock(file: string): () => void {
+  if (held.has(file)) {
+    throw new DataDirLockedError(`The data directory ${path.dirname(file)} is already open in this process`);
+  }
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(file, 'wx');
       writeSync(fd, String(process.pid));
       closeSync(fd);
+      held.add(file);
       return () => {
+        if (!held.delete(file)) return;
         try {
           unlinkSync(file);
         } catch {
@@ -60,7 +68,7 @@ function acquireLock(file: string): () => void {
             'stop it or set DATA_DIR to another directory',
         );
       }
-      unlinkSync(file); // stale: its process is gone
+      unlinkSync(file); // stale: its process is gone (or it is ours from before a restart as the same pid)
     }
   }
   throw new DataDirLockedError(`Could not lock ${file}`);

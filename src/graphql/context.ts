@@ -1,5 +1,6 @@
 import DataLoader from 'dataloader';
 import { In, type DataSource } from 'typeorm';
+import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
@@ -13,6 +14,7 @@ export interface Services {
   rooms: RoomService;
   messages: MessageService;
   subscriptions: SubscriptionService;
+  assistant: AssistantService;
 }
 
 /** Batched lookups by id for one operation, so a page of messages costs one query per kind. */

@@ -17,6 +17,12 @@ export type Scalars = {
   DateTime: { input: Date | string; output: Date | string; }
 };
 
+/** What `askAssistant` needs. */
+export type AskAssistantInput = {
+  /** The message to answer; the viewer must be able to read it. The reply goes into its thread. */
+  messageId: Scalars['ID']['input'];
+};
+
 /** A piece of an assistant reply's text, streamed as the model writes it. */
 export type AssistantDelta = {
   __typename?: 'AssistantDelta';
@@ -43,6 +49,8 @@ export type AuthPayload = {
 export type CreateRoomInput = {
   /** Whether a message mentioning `@assistant` gets an AI reply. Defaults to false. */
   assistantEnabled?: InputMaybe<Scalars['Boolean']['input']>;
+  /** The assistant's instructions for this room (its system prompt), up to 4,000 characters. */
+  assistantInstructions?: InputMaybe<Scalars['String']['input']>;
   /** PUBLIC or PRIVATE. */
   kind: RoomKind;
   /** Display name, 1 to 100 characters after trimming. */
@@ -70,6 +78,8 @@ export type Message = {
   createdAt: Scalars['DateTime']['output'];
   /** Opaque position of this message; the same string as its edge's cursor. Pass as `after` to `messages`, `messageAdded` or `roomEvents` to resume after it. */
   cursor: Scalars['String']['output'];
+  /** How many `AssistantDelta` pieces `body` already holds. A client that reads a STREAMING reply from history appends only the deltas with `index >= deltaCount`. */
+  deltaCount: Scalars['Int']['output'];
   /** Opaque, stable identifier. */
   id: Scalars['ID']['output'];
   /** The thread root, for a reply; null for a message that starts a thread. */
@@ -78,8 +88,10 @@ export type Message = {
   room: Room;
   /** Position in the room: 1, 2, 3, … without gaps, in commit order. */
   seq: Scalars['Int']['output'];
-  /** COMPLETE, or STREAMING/FAILED for an assistant reply. */
+  /** COMPLETE, or STREAMING/FAILED/CANCELLED for an assistant reply. */
   status: MessageStatus;
+  /** Why an assistant reply ended FAILED or CANCELLED, in words a person can read; null otherwise. */
+  statusReason?: Maybe<Scalars['String']['output']>;
 };
 
 /** A new message was committed in the room. */
@@ -109,9 +121,11 @@ export type MessageEdge = {
 
 /** The state of a message's body. */
 export type MessageStatus =
+  /** An assistant reply stopped with `cancelAssistant`; the body keeps the text streamed until then. */
+  | 'CANCELLED'
   /** The body is final. */
   | 'COMPLETE'
-  /** An assistant reply that ended with an error; the body says why. */
+  /** An assistant reply that ended with an error; the body and `statusReason` say why. */
   | 'FAILED'
   /** An assistant reply whose text is still arriving as `AssistantDelta` events. */
   | 'STREAMING';
@@ -128,6 +142,10 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** The room's OWNER brings a user into the room (PRIVATE or PUBLIC). Anyone else gets `FORBIDDEN`; an unknown user is `NOT_FOUND`. */
   addMember: Room;
+  /** Asks the assistant to answer a message. Returns at once the reply: a message by the assistant in the asked message's thread, `STREAMING` with an empty body. Its text arrives as `AssistantDelta` events on `roomEvents`, then a `MessageUpdated` with `COMPLETE` and the full body (or `FAILED` and a readable reason). Asking about the same message again returns the same reply. `ASSISTANT_UNAVAILABLE` when the server has no model configured; `RATE_LIMITED` (with `retryAfterMs`) past the per-user limits. */
+  askAssistant: Message;
+  /** Stops a streaming assistant reply (the asker or a room OWNER may), from any instance. The text so far is kept and the status becomes `CANCELLED`. A reply that already ended is returned unchanged. */
+  cancelAssistant: Message;
   /** Creates a room; the viewer becomes its OWNER. */
   createRoom: Room;
   /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
@@ -142,6 +160,8 @@ export type Mutation = {
   sendMessage: Message;
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;
+  /** The room's OWNER changes its assistant settings. */
+  updateRoom: Room;
 };
 
 
@@ -149,6 +169,18 @@ export type Mutation = {
 export type MutationAddMemberArgs = {
   roomId: Scalars['ID']['input'];
   userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationAskAssistantArgs = {
+  input: AskAssistantInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationCancelAssistantArgs = {
+  messageId: Scalars['ID']['input'];
 };
 
 
@@ -192,6 +224,12 @@ export type MutationSendMessageArgs = {
 /** The root of every write: accounts, rooms and messages. */
 export type MutationSignUpArgs = {
   input: SignUpInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationUpdateRoomArgs = {
+  input: UpdateRoomInput;
 };
 
 /** Where a page of a Relay connection sits in the whole list. */
@@ -256,6 +294,8 @@ export type Room = {
   __typename?: 'Room';
   /** Whether a message mentioning `@assistant` gets an AI reply. */
   assistantEnabled: Scalars['Boolean']['output'];
+  /** The assistant's instructions for this room (its system prompt), or null for the default. */
+  assistantInstructions?: Maybe<Scalars['String']['output']>;
   /** Opaque, stable identifier. */
   id: Scalars['ID']['output'];
   /** PUBLIC or PRIVATE. */
@@ -338,6 +378,16 @@ export type SubscriptionMessageAddedArgs = {
 /** Live streams over WebSocket (subprotocol `graphql-transport-ws`, path `/graphql`). */
 export type SubscriptionRoomEventsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
+  roomId: Scalars['ID']['input'];
+};
+
+/** What `updateRoom` changes; omitted fields stay as they are. */
+export type UpdateRoomInput = {
+  /** Whether a message mentioning `@assistant` gets an AI reply. */
+  assistantEnabled?: InputMaybe<Scalars['Boolean']['input']>;
+  /** The assistant's instructions for this room (its system prompt), up to 4,000 characters; an empty string clears them. */
+  assistantInstructions?: InputMaybe<Scalars['String']['input']>;
+  /** The room; only its OWNER may change it. */
   roomId: Scalars['ID']['input'];
 };
 
@@ -436,6 +486,7 @@ export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = Reso
 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = ResolversObject<{
+  AskAssistantInput: AskAssistantInput;
   AssistantDelta: ResolverTypeWrapper<AssistantDelta>;
   AuthPayload: ResolverTypeWrapper<Omit<AuthPayload, 'user'> & { user: ResolversTypes['User'] }>;
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
@@ -463,11 +514,13 @@ export type ResolversTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  UpdateRoomInput: UpdateRoomInput;
   User: ResolverTypeWrapper<UserEntity>;
 }>;
 
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = ResolversObject<{
+  AskAssistantInput: AskAssistantInput;
   AssistantDelta: AssistantDelta;
   AuthPayload: Omit<AuthPayload, 'user'> & { user: ResolversParentTypes['User'] };
   Boolean: Scalars['Boolean']['output'];
@@ -492,6 +545,7 @@ export type ResolversParentTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: Scalars['String']['output'];
   Subscription: Record<PropertyKey, never>;
+  UpdateRoomInput: UpdateRoomInput;
   User: UserEntity;
 }>;
 
@@ -518,11 +572,13 @@ export type MessageResolvers<ContextType = GraphQLContext, ParentType extends Re
   clientId?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  deltaCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   parent?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
   room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
   seq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   status?: Resolver<ResolversTypes['MessageStatus'], ParentType, ContextType>;
+  statusReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
 }>;
 
 export type MessageAddedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageAdded'] = ResolversParentTypes['MessageAdded']> = ResolversObject<{
@@ -547,6 +603,8 @@ export type MessageUpdatedResolvers<ContextType = GraphQLContext, ParentType ext
 
 export type MutationResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   addMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationAddMemberArgs, 'roomId' | 'userId'>>;
+  askAssistant?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationAskAssistantArgs, 'input'>>;
+  cancelAssistant?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationCancelAssistantArgs, 'messageId'>>;
   createRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationCreateRoomArgs, 'input'>>;
   joinRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationJoinRoomArgs, 'roomId'>>;
   leaveRoom?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLeaveRoomArgs, 'roomId'>>;
@@ -554,6 +612,7 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
+  updateRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationUpdateRoomArgs, 'input'>>;
 }>;
 
 export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['PageInfo'] = ResolversParentTypes['PageInfo']> = ResolversObject<{
@@ -572,6 +631,7 @@ export type QueryResolvers<ContextType = GraphQLContext, ParentType extends Reso
 
 export type RoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Room'] = ResolversParentTypes['Room']> = ResolversObject<{
   assistantEnabled?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  assistantInstructions?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   kind?: Resolver<ResolversTypes['RoomKind'], ParentType, ContextType>;
   lastSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;

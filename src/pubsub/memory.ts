@@ -1,18 +1,18 @@
 import { EventEmitter } from 'node:events';
-import type { PubSub, RoomSignal } from './types';
+import type { PubSub, Topic } from './types';
 
 /** In-process pub/sub for a single instance (the embedded default). */
 export class MemoryPubSub implements PubSub {
   private readonly emitter = new EventEmitter().setMaxListeners(0);
 
-  async publish(topic: string, signal: RoomSignal): Promise<void> {
-    this.emitter.emit(topic, signal);
+  async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
+    this.emitter.emit(topic.name, payload);
   }
 
-  async subscribe(topic: string, handler: (signal: RoomSignal) => void) {
-    this.emitter.on(topic, handler);
+  async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
+    this.emitter.on(topic.name, handler);
     return async () => {
-      this.emitter.off(topic, handler);
+      this.emitter.off(topic.name, handler);
     };
   }
 

@@ -1,7 +1,7 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import Redis from 'ioredis';
 import type { Logger } from '../logger';
-import type { PubSub, RoomSignal } from './types';
+import type { PubSub, Topic } from './types';
 
 /**
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
@@ -38,12 +38,12 @@ export class RedisBus implements PubSub {
     this.bus = new RedisPubSub({ publisher: this.publisher, subscriber: this.subscriber });
   }
 
-  async publish(topic: string, signal: RoomSignal): Promise<void> {
-    await this.bus.publish(topic, signal);
+  async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
+    await this.bus.publish(topic.name, payload);
   }
 
-  async subscribe(topic: string, handler: (signal: RoomSignal) => void) {
-    const id = await this.bus.subscribe(topic, handler);
+  async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
+    const id = await this.bus.subscribe(topic.name, handler);
     return async () => this.bus.unsubscribe(id);
   }
 

@@ -10,6 +10,8 @@ export interface MessageWire {
   parentId: string | null;
   clientId: string | null;
   status: MessageStatus;
+  statusReason: string | null;
+  deltaCount: number;
   createdAt: string;
 }
 
@@ -20,8 +22,22 @@ export type RoomSignal =
   | { kind: 'delta'; messageId: string; index: number; text: string }
   | { kind: 'membership'; userId: string; member: boolean };
 
+/** Stops a streaming assistant reply, wherever it streams. */
+export interface AssistantControl {
+  kind: 'cancel';
+  messageId: string;
+}
+
+/** A topic and the payload it carries, so publish and subscribe cannot disagree. */
+export interface Topic<T> {
+  readonly name: string;
+  /** Never set; carries the payload type. */
+  readonly payload?: T;
+}
+
 /** The one place topic names are made. */
-export const roomTopic = (roomId: string) => `room:${roomId}`;
+export const roomTopic = (roomId: string): Topic<RoomSignal> => ({ name: `room:${roomId}` });
+export const assistantControlTopic: Topic<AssistantControl> = { name: 'assistant:control' };
 
 /**
  * The small interface behind which Redis and the in-memory bus sit. Delivery is at most once:
@@ -29,9 +45,9 @@ export const roomTopic = (roomId: string) => `room:${roomId}`;
  */
 export interface PubSub {
   /** Publishes; rejects promptly when the bus is unreachable (never queues behind a dead link). */
-  publish(topic: string, signal: RoomSignal): Promise<void>;
+  publish<T>(topic: Topic<T>, payload: T): Promise<void>;
   /** Subscribes a handler; resolves to the function that unsubscribes it. */
-  subscribe(topic: string, handler: (signal: RoomSignal) => void): Promise<() => Promise<void>>;
+  subscribe<T>(topic: Topic<T>, handler: (payload: T) => void): Promise<() => Promise<void>>;
   /** Calls the listener after the bus reconnected (signals may have been lost meanwhile). */
   onReconnect(listener: () => void): () => void;
   /** True when the bus answers. */

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateColumn } from 'typeorm';
 
-export type MessageStatus = 'COMPLETE' | 'STREAMING' | 'FAILED';
+export type MessageStatus = 'COMPLETE' | 'STREAMING' | 'FAILED' | 'CANCELLED';
 
 /** A message; `(room_id, seq)` is unique and gapless, `(room_id, author_id, client_id)` dedupes retries. */
 @Entity('messages')
@@ -28,6 +28,22 @@ export class MessageEntity {
 
   @Column('text', { default: 'COMPLETE' })
   status: MessageStatus;
+
+  /** Why an assistant reply ended FAILED or CANCELLED. */
+  @Column('text', { name: 'status_reason', nullable: true })
+  statusReason: string | null;
+
+  /** How many streamed deltas `body` holds (assistant replies). */
+  @Column('integer', { name: 'delta_count', default: 0 })
+  deltaCount: number;
+
+  /** For an assistant reply: the message it answers (one reply per asked message). */
+  @Column('uuid', { name: 'asked_message_id', nullable: true })
+  askedMessageId: string | null;
+
+  /** For an assistant reply: who asked (may cancel it). */
+  @Column('uuid', { name: 'asked_by', nullable: true })
+  askedBy: string | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -1,0 +1,16 @@
+/** One message of the conversation sent to the model. */
+export interface ChatTurn {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/**
+ * A chat model that streams its answer as text pieces. The only implementation talks to an
+ * OpenAI-compatible endpoint (`openai-model.ts`); tests run it against a local fake server.
+ */
+export interface ChatModel {
+  /** Streams the reply; stops (without error) when `signal` aborts; throws on upstream failure. */
+  stream(turns: ChatTurn[], signal: AbortSignal): AsyncIterable<string>;
+  /** A sentence a person can read for an error thrown by `stream`. */
+  describeFailure(err: unknown): string;
+}

@@ -1,0 +1,221 @@
+import type { DataSource } from 'typeorm';
+import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
+import type { MessageStatus } from '../db/entities/message';
+import type { Logger } from '../logger';
+import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
+import { toWire } from '../chat/message-service';
+import { buildTurns } from './context';
+import type { ChatModel } from './model';
+
+export interface RunnerOptions {
+  stallTimeoutMs: number;
+  contextChars: number;
+  /** How often the growing text is saved, in ms. */
+  saveIntervalMs?: number;
+  /** How often a reply waiting on the model proves it is alive, in ms. */
+  heartbeatMs?: number;
+}
+
+type StopReason = 'cancelled' | 'stalled' | 'shutdown';
+
+const MAX_THREAD = 200;
+
+/**
+ * Streams assistant replies on this instance (API.md guarantee 7). For each reply it builds the
+ * thread's context, streams the model's answer, publishes every piece as an `AssistantDelta` in
+ * order, saves the growing text, and ends the reply COMPLETE, FAILED (upstream error, stall,
+ * shutdown: with a readable reason) or CANCELLED, publishing `MessageUpdated`. A reply whose
+ * process died is found by its stale heartbeat and marked FAILED by `sweep`.
+ */
+export class ReplyRunner {
+  private readonly active = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  private offControl?: Promise<() => Promise<void>>;
+
+  constructor(
+    private readonly db: DataSource,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+    private readonly options: RunnerOptions,
+  ) {}
+
+  /** Listens for cancellations from every instance. */
+  listen(): void {
+    this.offControl = this.pubsub.subscribe(assistantControlTopic, (signal) => {
+      if (signal.kind === 'cancel') this.abort(signal.messageId, 'cancelled');
+    });
+    this.offControl.catch((err) => this.log.warn({ err: (err as Error).message }, 'assistant control subscription failed'));
+  }
+
+  /** Starts streaming `reply` in the background. */
+  start(model: ChatModel, reply: MessageEntity): void {
+    const controller = new AbortController();
+    const done = this.run(model, reply, controller)
+      .catch((err) => this.log.error({ err, messageId: reply.id }, 'assistant reply crashed'))
+      .finally(() => this.active.delete(reply.id));
+    this.active.set(reply.id, { controller, done });
+  }
+
+  /** Stops a reply streaming here; false when it is not streaming on this instance. */
+  abort(messageId: string, reason: StopReason): boolean {
+    const entry = this.active.get(messageId);
+    entry?.controller.abort(reason);
+    return Boolean(entry);
+  }
+
+  get size(): number {
+    return this.active.size;
+  }
+
+  /** Shutdown: every reply streaming here ends FAILED with a reason; resolves when all are written. */
+  async stopAll(): Promise<void> {
+    const entries = [...this.active.entries()];
+    for (const [id] of entries) this.abort(id, 'shutdown');
+    await Promise.all(entries.map(([, e]) => e.done));
+    await (await this.offControl?.catch(() => undefined))?.().catch(() => undefined);
+  }
+
+  /**
+   * Marks FAILED the replies left STREAMING by a process that is gone: all of them when this is
+   * the only instance, otherwise those whose heartbeat is older than `staleMs`.
+   */
+  async sweep(staleMs: number | 'all'): Promise<number> {
+    const [rows]: [MessageEntity[]] = await this.db.query(
+      `UPDATE messages SET status = 'FAILED', status_reason = $1,
+         body = CASE WHEN body = '' THEN $2 ELSE body || E'\\n\\n' || $2 END, updated_at = now()
+       WHERE status = 'STREAMING' AND NOT (id = ANY($3::uuid[]))
+         AND ($4::int IS NULL OR updated_at < now() - make_interval(secs => $4::int / 1000.0))
+       RETURNING id`,
+      ['The server stopped while the assistant was replying', '[The assistant stopped: the server restarted]', [...this.active.keys()], staleMs === 'all' ? null : staleMs],
+    );
+    for (const { id } of rows) await this.publishUpdated(id);
+    if (rows.length) this.log.warn({ count: rows.length }, 'marked orphaned assistant replies FAILED');
+    return rows.length;
+  }
+
+  private async run(model: ChatModel, reply: MessageEntity, controller: AbortController): Promise<void> {
+    const { signal } = controller;
+    const saveEvery = this.options.saveIntervalMs ?? 250;
+    let text = '';
+    let index = 0;
+    let lastSave = Date.now();
+    let stall: NodeJS.Timeout | undefined;
+    const resetStall = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => controller.abort('stalled' satisfies StopReason), this.options.stallTimeoutMs);
+    };
+    const save = async () => {
+      lastSave = Date.now();
+      if (!(await this.savePartial(reply.id, text, index))) controller.abort('cancelled' satisfies StopReason);
+    };
+    const heartbeat = setInterval(() => void save().catch(() => undefined), this.options.heartbeatMs ?? 5000);
+    resetStall();
+    try {
+      const turns = await this.context(reply);
+      for await (const piece of model.stream(turns, signal)) {
+        if (signal.aborted) break;
+        resetStall();
+        text += piece;
+        await this.pubsub
+          .publish(roomTopic(reply.roomId), { kind: 'delta', messageId: reply.id, index: index++, text: piece })
+          .catch(() => undefined); // subscribers also get the saved text and the final body
+        if (Date.now() - lastSave >= saveEvery) await save().catch(() => undefined);
+      }
+      if (signal.aborted) await this.finishAborted(reply, text, index, signal.reason as StopReason);
+      else await this.finish(reply.id, 'COMPLETE', text, index, null);
+    } catch (err) {
+      if (signal.aborted) await this.finishAborted(reply, text, index, signal.reason as StopReason);
+      else {
+        const reason = model.describeFailure(err);
+        this.log.warn({ err: (err as Error).message, messageId: reply.id }, 'assistant reply failed');
+        await this.finish(reply.id, 'FAILED', text, index, reason);
+      }
+    } finally {
+      clearTimeout(stall);
+      clearInterval(heartbeat);
+    }
+  }
+
+  private finishAborted(reply: MessageEntity, text: string, count: number, reason: StopReason) {
+    if (reason === 'cancelled') return this.finish(reply.id, 'CANCELLED', text, count, 'Cancelled');
+    const why =
+      reason === 'stalled'
+        ? `The model sent nothing for ${Math.round(this.options.stallTimeoutMs / 1000)} s`
+        : 'The server shut down while the assistant was replying';
+    return this.finish(reply.id, 'FAILED', text, count, why);
+  }
+
+  /** Saves the text so far; false when the reply is no longer STREAMING (cancelled elsewhere). */
+  private async savePartial(id: string, body: string, deltaCount: number): Promise<boolean> {
+    const [rows] = await this.db.query(
+      `UPDATE messages SET body = $2, delta_count = $3, updated_at = now() WHERE id = $1 AND status = 'STREAMING' RETURNING id`,
+      [id, body, deltaCount],
+    );
+    return rows.length > 0;
+  }
+
+  /**
+   * Writes the final state (retrying while the database is unreachable) and publishes it.
+   * A cancelled reply keeps its partial text; a failed one also carries the reason in its body.
+   */
+  private async finish(id: string, status: MessageStatus, text: string, deltaCount: number, reason: string | null) {
+    const body = status === 'FAILED' ? (text ? `${text}\n\n[${reason}]` : `[${reason}]`) : text;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const [rows] = await this.db.query(
+          `UPDATE messages SET status = $2, body = $3, delta_count = $4, status_reason = $5, updated_at = now()
+           WHERE id = $1 AND status = 'STREAMING' RETURNING id`,
+          [id, status, body, deltaCount, reason],
+        );
+        // Cancelled meanwhile (maybe from another instance): keep that, with the text streamed so far.
+        if (rows.length === 0) {
+          await this.db.query(
+            `UPDATE messages SET body = $2, delta_count = $3, updated_at = now() WHERE id = $1 AND status = 'CANCELLED'`,
+            [id, text, deltaCount],
+          );
+        }
+        break;
+      } catch (err) {
+        if (attempt >= 10) {
+          this.log.error({ err: (err as Error).message, messageId: id }, 'could not save the assistant reply; the sweep will fail it');
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      }
+    }
+    await this.publishUpdated(id);
+  }
+
+  private async publishUpdated(id: string): Promise<void> {
+    const message = await this.db.getRepository(MessageEntity).findOneBy({ id });
+    if (!message) return;
+    await this.pubsub
+      .publish(roomTopic(message.roomId), { kind: 'updated', message: toWire(message) })
+      .catch((err) => this.log.warn({ err: (err as Error).message }, 'publish failed'));
+  }
+
+  /** The room's instructions and the thread up to the reply, authors named, oldest first. */
+  private async context(reply: MessageEntity) {
+    const room = await this.db.getRepository(RoomEntity).findOneByOrFail({ id: reply.roomId });
+    const rows = await this.db
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .innerJoin(UserEntity, 'u', 'u.id = m.author_id')
+      .select(['m.body AS body', 'u.username AS username', 'u.display_name AS display_name', 'u.is_assistant AS is_assistant'])
+      .where('m.room_id = :roomId AND (m.id = :root OR m.parent_id = :root) AND m.seq < :seq', {
+        roomId: reply.roomId,
+        root: reply.parentId,
+        seq: reply.seq,
+      })
+      .andWhere(`m.status = 'COMPLETE'`)
+      .orderBy('m.seq', 'DESC')
+      .limit(MAX_THREAD)
+      .getRawMany();
+    const thread = rows.reverse().map((r) => ({
+      username: r.username,
+      displayName: r.display_name,
+      isAssistant: r.is_assistant,
+      body: r.body,
+    }));
+    return buildTurns(room.assistantInstructions, thread, this.options.contextChars);
+  }
+}

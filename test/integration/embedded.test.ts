@@ -1,0 +1,219 @@
+// The embedded mode (DESIGN.md, Modes): PGlite in DATA_DIR behind a lock file, in-memory pub/sub.
+// PGlite's first start takes seconds, so one app serves the whole file; only the restart and the
+// lock tests start others, on the same DATA_DIR.
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DataDirLockedError } from '../../src/db/embedded';
+import {
+  collect,
+  createRoom,
+  MESSAGE_ADDED,
+  must,
+  send,
+  seqsOf,
+  signUp,
+  startServer,
+  unique,
+  waitFor,
+  wsClient,
+  type TestServer,
+  type TestUser,
+} from '../support/harness';
+
+const SLOW = 60_000;
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-'));
+const lockFile = path.join(dataDir, 'pglite.lock');
+const embedded = (dir = dataDir) => ({ DATABASE_URL: undefined, REDIS_URL: undefined, DATA_DIR: dir });
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startServer(embedded());
+}, SLOW);
+afterAll(async () => {
+  await server?.stop();
+  rmSync(dataDir, { recursive: true, force: true });
+}, SLOW);
+
+const PAGE = `query($roomId: ID!, $first: Int, $after: String, $last: Int, $before: String) {
+  messages(roomId: $roomId, first: $first, after: $after, last: $last, before: $before) {
+    edges { cursor node { id seq body cursor } }
+    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  }
+}`;
+const LOG_IN = `mutation($input: LogInInput!) { logIn(input: $input) { token user { id username } } }`;
+const seqsOfPage = (data: any) => data.messages.edges.map((e: any) => e.node.seq);
+
+async function logIn(url: string, username: string): Promise<TestUser> {
+  const data = await must(url, LOG_IN, { input: { username, password: 'correct horse battery' } });
+  return { id: data.logIn.user.id, username, token: data.logIn.token };
+}
+
+describe('embedded mode (PGlite and in-memory pub/sub)', () => {
+  it('runs on PGlite in DATA_DIR with in-memory pub/sub, holding the lock file', () => {
+    expect(server.app.config.databaseUrl).toBeUndefined();
+    expect(server.app.config.redisUrl).toBeUndefined();
+    expect(server.app.config.dataDir).toBe(dataDir);
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+  });
+
+  it('signs up, logs in and answers me', async () => {
+    const ada = await signUp(server.url);
+    const again = await logIn(server.url, ada.username.toUpperCase());
+    expect(again.id).toBe(ada.id);
+    const data = await must(server.url, `{ me { id username } }`, {}, again.token);
+    expect(data.me).toEqual({ id: ada.id, username: ada.username });
+  }, SLOW);
+
+  it('numbers messages without a gap and returns the first message for a repeated clientId, also when retries race', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const first = await send(server.url, ada, roomId, 'one');
+    const clientId = unique('c');
+    const raced = await Promise.all(Array.from({ length: 6 }, () => send(server.url, ada, roomId, 'two', { clientId })));
+    expect(new Set(raced.map((m) => m.id)).size).toBe(1);
+    expect(raced[0].seq).toBe(2);
+    const retried = await send(server.url, ada, roomId, 'another body, same key', { clientId });
+    expect(retried).toEqual(raced[0]);
+    const third = await send(server.url, ada, roomId, 'three');
+    expect([first.seq, third.seq]).toEqual([1, 3]);
+    const data = await must(server.url, `query($id: ID!) { room(id: $id) { lastSeq } }`, { id: roomId }, ada.token);
+    expect(data.room.lastSeq).toBe(3);
+  }, SLOW);
+
+  it('pages history forwards and backwards', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    for (let i = 1; i <= 5; i++) await send(server.url, ada, roomId, `m${i}`);
+    const p1 = await must(server.url, PAGE, { roomId, first: 2 }, ada.token);
+    expect(seqsOfPage(p1)).toEqual([1, 2]);
+    expect(p1.messages.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: false });
+    const p2 = await must(server.url, PAGE, { roomId, first: 10, after: p1.messages.pageInfo.endCursor }, ada.token);
+    expect(seqsOfPage(p2)).toEqual([3, 4, 5]);
+    expect(p2.messages.pageInfo.hasNextPage).toBe(false);
+    const back = await must(server.url, PAGE, { roomId, last: 2, before: p2.messages.pageInfo.endCursor }, ada.token);
+    expect(seqsOfPage(back)).toEqual([3, 4]);
+    expect(back.messages.pageInfo).toMatchObject({ hasNextPage: true, hasPreviousPage: true });
+  }, SLOW);
+
+  it('delivers live messages to a subscriber and resumes with after, without a gap or duplicate', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+
+    const c1 = wsClient(server.wsUrl, ada);
+    const live = collect(c1, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    for (let i = 1; i <= 4; i++) await send(server.url, bob, roomId, `live ${i}`);
+    await live.until((r) => r.length >= 4);
+    expect(seqsOf(live.results)).toEqual([1, 2, 3, 4]);
+    const lastSeen = live.results[3].data!.messageAdded.cursor;
+    live.stop();
+    await c1.dispose();
+    await waitFor(() => server.app.hubs.listeners(roomId) === 0);
+
+    for (let i = 5; i <= 7; i++) await send(server.url, bob, roomId, `missed ${i}`);
+    const c2 = wsClient(server.wsUrl, ada);
+    const resumed = collect(c2, MESSAGE_ADDED, { roomId, after: lastSeen });
+    await Promise.all(Array.from({ length: 3 }, (_, i) => send(server.url, bob, roomId, `during ${i}`)));
+    await resumed.until((r) => r.length >= 6);
+    expect(seqsOf(resumed.results)).toEqual([5, 6, 7, 8, 9, 10]);
+    expect(resumed.results.every((r) => !r.errors)).toBe(true);
+    resumed.stop();
+    await c2.dispose();
+  }, SLOW);
+
+  it('keeps users, rooms and messages across a restart on the same DATA_DIR, and seq continues without a gap', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const sent = [];
+    for (let i = 1; i <= 3; i++) sent.push(await send(server.url, ada, roomId, `before restart ${i}`));
+
+    await server.stop();
+    expect(() => readFileSync(lockFile)).toThrow(); // a clean stop releases the lock
+    server = await startServer(embedded());
+
+    const again = await logIn(server.url, ada.username);
+    expect(again.id).toBe(ada.id);
+    const history = await must(server.url, PAGE, { roomId }, again.token);
+    expect(history.messages.edges.map((e: any) => [e.node.seq, e.node.body, e.cursor])).toEqual(
+      sent.map((m) => [m.seq, m.body, m.cursor]),
+    );
+
+    const client = wsClient(server.wsUrl, again);
+    const sub = collect(client, MESSAGE_ADDED, { roomId, after: sent[1].cursor });
+    const next = await send(server.url, again, roomId, 'after restart');
+    expect(next.seq).toBe(4);
+    await sub.until((r) => r.length >= 2);
+    expect(seqsOf(sub.results)).toEqual([3, 4]);
+    sub.stop();
+    await client.dispose();
+  }, SLOW);
+
+  it('refuses a second app on a DATA_DIR in use with DataDirLockedError and leaves the first working', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    await send(server.url, ada, roomId, 'before the second app');
+
+    let second: TestServer | undefined;
+    const failure = await startServer(embedded()).then(
+      (s) => {
+        second = s;
+        return undefined;
+      },
+      (err: unknown) => err,
+    );
+    // Should the lock not hold, stop the intruder at once so the rest of the file can go on.
+    await second?.stop();
+
+    const next = await send(server.url, ada, roomId, 'after the second app');
+    expect(next.seq).toBe(2);
+    const history = await must(server.url, PAGE, { roomId }, ada.token);
+    expect(history.messages.edges.map((e: any) => e.node.body)).toEqual(['before the second app', 'after the second app']);
+
+    expect(failure).toBeInstanceOf(DataDirLockedError);
+    expect((failure as Error).message).toContain(dataDir);
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+  }, SLOW);
+
+  it('refuses a DATA_DIR locked by another live process, naming the process', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-locked-'));
+    const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      writeFileSync(path.join(dir, 'pglite.lock'), String(holder.pid));
+      let intruder: TestServer | undefined;
+      const failure = await startServer(embedded(dir)).then(
+        (s) => {
+          intruder = s;
+          return undefined;
+        },
+        (err: unknown) => err,
+      );
+      await intruder?.stop();
+      expect(failure).toBeInstanceOf(DataDirLockedError);
+      expect((failure as Error).message).toContain(String(holder.pid));
+      expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8').trim()).toBe(String(holder.pid));
+    } finally {
+      holder.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, SLOW);
+
+  it('takes over a stale lock file whose process is gone', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    await send(server.url, ada, roomId, 'before the crash');
+    await server.stop();
+
+    const dead = spawnSync('true');
+    expect(dead.pid).toBeGreaterThan(0);
+    writeFileSync(lockFile, String(dead.pid)); // what a killed process leaves behind
+    server = await startServer(embedded());
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+
+    const again = await logIn(server.url, ada.username);
+    const next = await send(server.url, again, roomId, 'after the takeover');
+    expect(next.seq).toBe(2);
+  }, SLOW);
+});

@@ -1,0 +1,180 @@
+// Scale-out (API.md guarantees 1, 2 and 5): two instances on one PostgreSQL and one Redis.
+// Redis pub/sub is only a wake-up; the room hubs read what it lost from the database.
+import type { Client } from 'graphql-ws';
+import {
+  collect,
+  createRoom,
+  MESSAGE_ADDED,
+  must,
+  send,
+  seqsOf,
+  signUp,
+  startServer,
+  waitFor,
+  wsClient,
+  type Collected,
+  type TestServer,
+  type TestUser,
+} from '../support/harness';
+
+const range = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const idsOf = (sub: Collected) => sub.results.map((r) => r.data?.messageAdded?.id);
+
+/** Clients opened by a test, disposed after it whatever happened. */
+const clients: Client[] = [];
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.dispose()));
+});
+
+function subscribe(server: TestServer, user: TestUser, roomId: string, after?: string): Collected {
+  const client = wsClient(server.wsUrl, user);
+  clients.push(client);
+  return collect(client, MESSAGE_ADDED, { roomId, after: after ?? null });
+}
+
+/** A public room owned by the first user, joined by the others. */
+async function roomWith(url: string, users: TestUser[]): Promise<string> {
+  const roomId = await createRoom(url, users[0]);
+  await Promise.all(users.slice(1).map((u) => must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, u.token)));
+  return roomId;
+}
+
+describe('two instances sharing PostgreSQL and Redis', () => {
+  let a: TestServer;
+  let b: TestServer;
+  beforeAll(async () => {
+    // The heal timer is pushed out of reach so that what arrives here comes through pub/sub and
+    // the gap fill alone; the timer has its own test below.
+    [a, b] = await Promise.all([startServer({ HEAL_INTERVAL_MS: '600000' }), startServer({ HEAL_INTERVAL_MS: '600000' })]);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('delivers a message sent on A to subscribers on A and on B, in seq order', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const onA = subscribe(a, ada, roomId);
+    const onB = subscribe(b, bob, roomId);
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+
+    const sent = [];
+    for (let i = 1; i <= 3; i++) sent.push(await send(a.url, ada, roomId, `from A ${i}`));
+    await Promise.all([onA.until((r) => r.length >= 3), onB.until((r) => r.length >= 3)]);
+    for (const sub of [onA, onB]) {
+      expect(seqsOf(sub.results)).toEqual([1, 2, 3]);
+      expect(idsOf(sub)).toEqual(sent.map((m) => m.id));
+    }
+  });
+
+  it('delivers messages sent alternately and concurrently on A and B to subscribers on both, in strictly increasing seq, none missing or doubled', async () => {
+    const users = await Promise.all([signUp(a.url), signUp(b.url), signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, users);
+    const servers = [a, b];
+    const subs = users.map((u, i) => subscribe(servers[i % 2], u, roomId));
+    await waitFor(() => a.app.hubs.listeners(roomId) === 2 && b.app.hubs.listeners(roomId) === 2);
+
+    const sent = [];
+    for (let i = 0; i < 20; i++) sent.push(await send(servers[i % 2].url, users[i % 4], roomId, `alternate ${i}`));
+    sent.push(
+      ...(await Promise.all(range(0, 59).map((i) => send(servers[i % 2].url, users[(i + 1) % 4], roomId, `concurrent ${i}`)))),
+    );
+    const total = sent.length;
+    expect(sent.map((m) => m.seq).sort((x, y) => x - y)).toEqual(range(1, total));
+
+    await Promise.all(subs.map((s) => s.until((r) => r.length >= total, 20_000)));
+    const idBySeq = new Map(sent.map((m) => [m.seq, m.id]));
+    for (const sub of subs) {
+      expect(seqsOf(sub.results)).toEqual(range(1, total));
+      expect(idsOf(sub)).toEqual(range(1, total).map((seq) => idBySeq.get(seq)));
+      expect(sub.results.every((r) => !r.errors)).toBe(true);
+    }
+  }, 60_000);
+
+  it('lets a subscriber on B resume with after and get the rest of what A sent', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const first = subscribe(b, bob, roomId);
+    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    for (let i = 1; i <= 3; i++) await send(a.url, ada, roomId, `seen ${i}`);
+    await first.until((r) => r.length >= 3);
+    const lastSeen = first.results[2].data!.messageAdded.cursor;
+    first.stop();
+    await waitFor(() => b.app.hubs.listeners(roomId) === 0);
+
+    for (let i = 4; i <= 7; i++) await send(a.url, ada, roomId, `missed ${i}`);
+    const resumed = subscribe(b, bob, roomId, lastSeen);
+    // More arrive on A while B replays: the seam must hold.
+    await Promise.all(range(8, 12).map((i) => send(a.url, ada, roomId, `during ${i}`)));
+    await resumed.until((r) => r.length >= 9);
+    expect(seqsOf(first.results)).toEqual([1, 2, 3]);
+    expect(seqsOf(resumed.results)).toEqual(range(4, 12));
+  });
+
+  it('fills from the database the messages whose publish was lost, before the next one, on both instances', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const onA = subscribe(a, ada, roomId);
+    const onB = subscribe(b, bob, roomId);
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+
+    await send(a.url, ada, roomId, 'published 1');
+    await Promise.all([onA.until((r) => r.length >= 1), onB.until((r) => r.length >= 1)]);
+
+    const publish = jest.spyOn(a.app.pubsub, 'publish');
+    try {
+      publish.mockRejectedValueOnce(new Error('down')).mockRejectedValueOnce(new Error('down'));
+      const lost = [await send(a.url, ada, roomId, 'lost 2'), await send(a.url, ada, roomId, 'lost 3')];
+      expect(lost.map((m) => m.seq)).toEqual([2, 3]); // the sends succeed although the publish failed
+      await expect(publish.mock.results[0].value).rejects.toThrow('down');
+      await expect(publish.mock.results[1].value).rejects.toThrow('down');
+    } finally {
+      publish.mockRestore();
+    }
+
+    await send(b.url, bob, roomId, 'published 4');
+    await send(a.url, ada, roomId, 'published 5');
+    await Promise.all([onA.until((r) => r.length >= 5), onB.until((r) => r.length >= 5)]);
+    for (const sub of [onA, onB]) {
+      expect(seqsOf(sub.results)).toEqual([1, 2, 3, 4, 5]);
+      expect(sub.results.map((r) => r.data?.messageAdded.body)).toEqual(['published 1', 'lost 2', 'lost 3', 'published 4', 'published 5']);
+    }
+  });
+});
+
+describe('two instances with a short heal interval', () => {
+  let a: TestServer;
+  let b: TestServer;
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startServer({ HEAL_INTERVAL_MS: '200' }), startServer({ HEAL_INTERVAL_MS: '200' })]);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('delivers a lost last message within the heal timer although nothing follows it', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const onA = subscribe(a, ada, roomId);
+    const onB = subscribe(b, bob, roomId);
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+
+    await send(a.url, ada, roomId, 'published 1');
+    const publish = jest.spyOn(a.app.pubsub, 'publish').mockRejectedValueOnce(new Error('down'));
+    let tail;
+    try {
+      tail = await send(a.url, ada, roomId, 'lost tail 2');
+      await expect(publish.mock.results[0].value).rejects.toThrow('down');
+    } finally {
+      publish.mockRestore();
+    }
+    expect(tail.seq).toBe(2);
+
+    // Well under the 5 s default interval: only the 200 ms timer can bring it.
+    await Promise.all([onA.until((r) => r.length >= 2, 3000), onB.until((r) => r.length >= 2, 3000)]);
+    for (const sub of [onA, onB]) {
+      expect(seqsOf(sub.results)).toEqual([1, 2]);
+      expect(sub.results[1].data?.messageAdded.id).toBe(tail.id);
+    }
+  });
+});
