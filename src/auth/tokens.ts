@@ -3,6 +3,8 @@ import jwt from 'jsonwebtoken';
 /** The signed-in user a request acts for. */
 export interface Viewer {
   id: string;
+  /** When the token expires (ms since the epoch). */
+  expiresAt?: number;
 }
 
 const ALGORITHM = 'HS256' as const;
@@ -28,7 +30,8 @@ export class TokenService {
   verify(token: string): Viewer | null {
     try {
       const claims = jwt.verify(token, this.secret, { algorithms: [ALGORITHM], issuer: ISSUER });
-      return typeof claims === 'object' && typeof claims.sub === 'string' ? { id: claims.sub } : null;
+      if (typeof claims !== 'object' || typeof claims.sub !== 'string') return null;
+      return { id: claims.sub, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined };
     } catch {
       return null;
     }

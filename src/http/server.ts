@@ -54,6 +54,12 @@ export async function createHttpServer(deps: HttpDeps) {
         const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization);
         if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
         ctx.extra.viewer = viewer;
+        if (viewer.expiresAt) {
+          // A socket lives no longer than its token: the client reconnects with a fresh one.
+          const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));
+          timer.unref();
+          ctx.extra.socket.once('close', () => clearTimeout(timer));
+        }
         return true;
       },
       context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),

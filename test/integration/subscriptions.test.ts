@@ -1,4 +1,5 @@
-import { collect, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import jwt from 'jsonwebtoken';
+import { TEST_SECRET, collect, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -86,6 +87,20 @@ describe('messageAdded', () => {
   ])('closes a WebSocket with %s with 4403', async (_name, params) => {
     const client = wsClient(server.wsUrl, params);
     const sub = collect(client, MESSAGE_ADDED, { roomId: '00000000-0000-4000-8000-000000000000' });
+    const closed = await sub.done.then(() => undefined, (e) => e);
+    expect(closed?.code).toBe(4403);
+    await client.dispose();
+  });
+});
+
+describe('token expiry', () => {
+  it('closes a WebSocket with 4403 when its token expires', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 2 });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${token}` });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
     const closed = await sub.done.then(() => undefined, (e) => e);
     expect(closed?.code).toBe(4403);
     await client.dispose();
