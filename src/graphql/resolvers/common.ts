@@ -11,6 +11,7 @@ function toDate(value: unknown): Date {
 export const commonResolvers: Resolvers = {
   DateTime: new GraphQLScalarType({
     name: 'DateTime',
+    description: 'An instant in time, as an ISO 8601 string in UTC (for example `2026-11-22T09:28:12.000Z`).',
     serialize: (value) => toDate(value).toISOString(),
     parseValue: (value) => toDate(value),
     parseLiteral: (ast) => (ast.kind === Kind.STRING ? toDate(ast.value) : toDate(undefined)),
