@@ -38,6 +38,7 @@ export interface App {
 export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
   const db = await openDatabase(config, log);
   const pubsub = createPubSub(config, log);
+  if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
   const messages: MessageService = new MessageService(db.dataSource, pubsub, log, (m) => assistant.replyToMention(m));
   const store = new RoomStore(db.dataSource);

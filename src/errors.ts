@@ -70,7 +70,8 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
     const code = graphqlError.extensions.code;
     if (REQUEST_ERROR_CODES.has(String(code)) || (code === undefined && !graphqlError.path)) {
       const { message, locations } = graphqlError;
-      return { message, locations, extensions: { ...graphqlError.extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
+      const { http: _transport, ...extensions } = graphqlError.extensions; // Apollo's status and headers stay inside
+      return { message, locations, extensions: { ...extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
     }
   }
   if (isConnectionError(original)) {

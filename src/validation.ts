@@ -27,7 +27,7 @@ export const signUpInput = z.object({
 });
 
 export const logInInput = z.object({
-  username: z.string().max(32, 'must be at most 32 characters'),
+  username: z.string().max(32, 'must be at most 32 characters').refine(storable, NUL_MESSAGE),
   password: z.string().max(256, 'must be at most 256 characters'),
 });
 

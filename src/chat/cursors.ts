@@ -29,7 +29,7 @@ export function encodeRoomCursor(membershipId: number): string {
 
 export function decodeRoomCursor(cursor: string, field: string): number {
   const [tag, idText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== 'r1' || rest.length || !/^\d{1,10}$/.test(idText ?? '')) {
+  if (tag !== 'r1' || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
     throw badUserInput(`${field} is not a valid room cursor`, field);
   }
   return Number(idText);

@@ -12,19 +12,41 @@ mutation SignUp {
 `;
 
 /**
- * Reads the Authorization header of GraphiQL's active tab (persisted in localStorage) so that
- * subscriptions send it in `connection_init` as `{ authorization }`, like Apollo Client does.
+ * Subscriptions authenticate in `connection_init` (`{ authorization }`, like Apollo Client), but
+ * GraphiQL sends its Headers editor only with HTTP requests. Yoga's GraphiQL opens a new socket per
+ * subscription and awaits `connectionParams` when it connects, so this reads the Authorization header
+ * there: from the editor's latest text (`onEditHeaders` fires on every change, tab switches included)
+ * or, before any edit, from the active tab GraphiQL restored from localStorage.
+ * A missing header or a token that `me` does not accept throws: graphql-ws then closes with 4500 and
+ * GraphiQL shows the message at once, whereas the server's 4403 is retried for some 40 s and then
+ * shown as `{"isTrusted": true}`.
  */
 const CONNECTION_PARAMS_SCRIPT = `
-function chatConnectionParams() {
+let chatHeadersText = null;
+function chatEditHeaders(text) { chatHeadersText = text; }
+function chatPersistedHeaders() {
+  const state = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
+  const tab = state && state.tabs && state.tabs[state.activeTabIndex || 0];
+  return (tab && tab.headers) || localStorage.getItem('graphiql:headers');
+}
+function chatAuthorization() {
   try {
-    var state = JSON.parse(localStorage.getItem('graphiql:tabState') || 'null');
-    var tab = state && state.tabs && state.tabs[state.activeTabIndex || 0];
-    var raw = (tab && tab.headers) || localStorage.getItem('graphiql:headers') || '{}';
-    var headers = JSON.parse(raw);
-    for (var key in headers) if (key.toLowerCase() === 'authorization') return { authorization: headers[key] };
+    const headers = JSON.parse(chatHeadersText !== null ? chatHeadersText : chatPersistedHeaders() || '{}') || {};
+    for (const key in headers) if (key.toLowerCase() === 'authorization') return headers[key];
   } catch (e) {}
-  return {};
+  return undefined;
+}
+async function chatConnectionParams() {
+  const authorization = chatAuthorization();
+  if (!authorization) throw new Error('Subscriptions need {"Authorization": "Bearer <token>"} in the Headers tab');
+  const res = await fetch('/graphql', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: authorization },
+    body: JSON.stringify({ query: '{ me { id } }' }),
+  }).catch(() => undefined);
+  const body = res && (await res.json().catch(() => undefined));
+  if (body && body.data && body.data.me === null) throw new Error('The Authorization header needs "Bearer <token>" with a valid, unexpired token: log in again');
+  return { authorization: authorization };
 }`;
 
 let page: string | undefined;
@@ -69,7 +91,7 @@ ${script(CONNECTION_PARAMS_SCRIPT)}
 ${script(assets.js)};
 YogaGraphiQL.renderYogaGraphiQL(
   document.querySelector('#root'),
-  Object.assign(${JSON.stringify(options)}, { connectionParams: chatConnectionParams })
+  Object.assign(${JSON.stringify(options)}, { connectionParams: chatConnectionParams, onEditHeaders: chatEditHeaders })
 );
 </script>
 </body>
@@ -78,13 +100,14 @@ YogaGraphiQL.renderYogaGraphiQL(
 }
 
 /**
- * `GET /graphql` from a browser (`Accept: text/html`, no `query` parameter) answers GraphiQL;
- * every other request goes on to the GraphQL server.
+ * `GET /graphql` from a browser (`Accept` prefers `text/html`) answers GraphiQL, also with a `query`
+ * parameter: GraphiQL writes the operation there as it is edited, so a reload must find the page
+ * again. Every other request goes on to the GraphQL server.
  */
 export function graphiql(enabled: boolean) {
   return (req: Request, res: Response, next: NextFunction) => {
     const wantsHtml = req.method === 'GET' && req.accepts(['application/json', 'text/html']) === 'text/html';
-    if (!enabled || !wantsHtml || req.query.query !== undefined) return next();
+    if (!enabled || !wantsHtml) return next();
     res.type('html').set('cache-control', 'no-cache').send(renderPage());
   };
 }

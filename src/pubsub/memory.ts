@@ -24,6 +24,10 @@ export class MemoryPubSub implements PubSub {
     return true;
   }
 
+  async ready(): Promise<boolean> {
+    return true;
+  }
+
   async close(): Promise<void> {
     this.emitter.removeAllListeners();
   }

@@ -61,6 +61,18 @@ export class RedisBus implements PubSub {
     }
   }
 
+  async ready(timeoutMs: number): Promise<boolean> {
+    const connected = (client: Redis) =>
+      client.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => client.once('ready', () => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
+    try {
+      return await Promise.race([Promise.all([connected(this.publisher), connected(this.subscriber)]).then(() => true), timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   async close(): Promise<void> {
     this.reconnectListeners.clear();
     await this.bus.close().catch(() => undefined);

@@ -52,5 +52,7 @@ export interface PubSub {
   onReconnect(listener: () => void): () => void;
   /** True when the bus answers. */
   ping(): Promise<boolean>;
+  /** Resolves true once connected, false after `timeoutMs` (the app starts anyway and heals later). */
+  ready(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }

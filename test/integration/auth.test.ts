@@ -179,6 +179,14 @@ describe('signUp', () => {
     expect(logIn.logIn.user.id).toBe(winners[0].data.signUp.user.id);
   });
 
+  it('keeps the name assistant for the assistant, in any case', async () => {
+    for (const name of ['assistant', 'Assistant', 'ASSISTANT']) {
+      const result = await signUpWith({ username: name, password: PASSWORD });
+      expect(codeOf(result)).toBe('CONFLICT');
+      expect(result.errors![0].extensions!.field).toBe('username');
+    }
+  });
+
   it('never answers the password hash', async () => {
     const name = username();
     const texts = [await rawText(SIGN_UP, { input: { username: name, password: PASSWORD } })];
@@ -223,7 +231,15 @@ describe('logIn', () => {
     expect(JSON.stringify(wrongPassword)).not.toContain(user.username);
   });
 
-  it('does not sign in with a prefix of the password or with a password for another user', async () => {
+  it('does not sign in as the assistant, which has no password, and answers as for an unknown user', async () => {
+    const assistant = await logInWith({ username: 'assistant', password: 'not the password' });
+    const unknownUser = await logInWith({ username: username('nobody'), password: 'not the password' });
+    expect(codeOf(assistant)).toBe('UNAUTHENTICATED');
+    expect(assistant.errors).toEqual(unknownUser.errors);
+    expect(codeOf(await logInWith({ username: 'assistant', password: '' }))).toBe('UNAUTHENTICATED');
+  });
+
+  it('does not sign in with a near miss of the password or an empty one', async () => {
     const [ada, bob] = await Promise.all([signUp(url, username()), signUp(url, username())]);
     expect(codeOf(await logInWith({ username: ada.username, password: PASSWORD.slice(0, -1) }))).toBe('UNAUTHENTICATED');
     expect(codeOf(await logInWith({ username: ada.username, password: `${PASSWORD} ` }))).toBe('UNAUTHENTICATED');
@@ -270,6 +286,13 @@ describe('me and tokens', () => {
       createHmac('sha256', TEST_SECRET).update(input).digest('base64url'),
     );
     expect((await must(url, ME, {}, manual)).me.id).toBe(ada.id);
+  });
+
+  it('answers me with null for a valid token of an account that does not exist', async () => {
+    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: '00000000-0000-4000-8000-000000000000', expiresIn: 60 });
+    const result = await gql(url, ME, {}, token);
+    expect(result.errors).toBeUndefined();
+    expect(result.data.me).toBeNull();
   });
 
   it('does not accept an expired token', async () => {

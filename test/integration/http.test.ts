@@ -1,0 +1,298 @@
+import { collect, createRoom, gql, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+
+/** The throwaway servers of `test/support/servers.js` (plain CommonJS, shared with jest's global setup). */
+interface Throwaway {
+  url: string;
+  port: number;
+  start(): unknown;
+  stop(): unknown;
+  destroy(): unknown;
+}
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const servers = require('../support/servers.js') as {
+  freePort(): Promise<number>;
+  startPostgres(): Promise<Throwaway>;
+  startRedis(): Promise<Throwaway>;
+};
+
+let server: TestServer;
+let base: string;
+beforeAll(async () => {
+  server = await startServer();
+  base = server.url.replace(/\/graphql$/, '');
+});
+afterAll(() => server.stop());
+afterEach(() => jest.restoreAllMocks());
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** What a leaked stack trace looks like: `at fn (/path/file.js:12:34)` or `at /path/file.js:12:34`. */
+const STACK_LINE = /\bat .*:\d+:\d+/;
+
+const post = (body: string, headers: Record<string, string> = {}) =>
+  fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+
+const readyz = async (origin: string) => {
+  const res = await fetch(`${origin}/readyz`);
+  return { status: res.status, body: (await res.json()) as Record<string, string> };
+};
+
+/** Asserts that a response body is JSON errors with a code and nothing internal. */
+function expectCleanErrors(text: string) {
+  const body = JSON.parse(text) as GqlResult;
+  expect(body.errors?.length).toBeGreaterThan(0);
+  for (const error of body.errors!) expect(typeof error.extensions?.code).toBe('string');
+  expect(text).not.toMatch(STACK_LINE);
+  expect(text).not.toMatch(/stacktrace|node_modules|SyntaxError/i);
+  return body;
+}
+
+describe('health and metrics', () => {
+  it('answers GET /healthz with 200', async () => {
+    const res = await fetch(`${base}/healthz`);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ status: 'ok' });
+  });
+
+  it('answers GET /readyz with 200 and both dependencies up', async () => {
+    await waitFor(async () => (await readyz(base)).status === 200);
+    expect(await readyz(base)).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'up' } });
+  });
+
+  it('answers GET /metrics in Prometheus text format, counting open WebSockets', async () => {
+    const scrape = async () => {
+      const res = await fetch(`${base}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/^text\/plain/);
+      return res.text();
+    };
+    const count = (text: string) => Number(/^chat_websocket_connections (\d+)$/m.exec(text)?.[1]);
+    const first = await scrape();
+    expect(first).toContain('# TYPE chat_websocket_connections gauge');
+    expect(first).toContain('# HELP chat_websocket_connections');
+    const before = count(first);
+    const ada = await signUp(server.url);
+    const client = wsClient(server.wsUrl, ada, { lazy: false });
+    try {
+      await waitFor(async () => count(await scrape()) === before + 1);
+    } finally {
+      await client.dispose();
+    }
+    await waitFor(async () => count(await scrape()) === before);
+  });
+
+  it('answers an unknown path with 404 and JSON errors', async () => {
+    const res = await fetch(`${base}/nowhere`);
+    expect(res.status).toBe(404);
+    expectCleanErrors(await res.text());
+  });
+});
+
+describe('readiness follows the dependencies', () => {
+  it('refuses to start when the database is unreachable', async () => {
+    const port = await servers.freePort();
+    await expect(startServer({ DATABASE_URL: `postgresql://app@127.0.0.1:${port}/chat` })).rejects.toThrow();
+  });
+
+  it('answers 503 with database down while PostgreSQL is stopped, and 200 once it is back', async () => {
+    const pg = await servers.startPostgres();
+    let app: TestServer | undefined;
+    try {
+      app = await startServer({ DATABASE_URL: pg.url });
+      const origin = app.url.replace(/\/graphql$/, '');
+      await waitFor(async () => (await readyz(origin)).status === 200);
+      pg.stop();
+      const down = await waitFor(async () => {
+        const r = await readyz(origin);
+        return r.status === 503 ? r : undefined;
+      });
+      expect(down.body).toEqual({ status: 'unavailable', database: 'down', pubsub: 'up' });
+      pg.start();
+      const up = await waitFor(async () => {
+        const r = await readyz(origin);
+        return r.status === 200 ? r : undefined;
+      });
+      expect(up.body).toEqual({ status: 'ready', database: 'up', pubsub: 'up' });
+    } finally {
+      await app?.stop();
+      pg.destroy();
+    }
+  });
+
+  it('answers 503 with pubsub down while Redis is stopped, and 200 once it is back', async () => {
+    const redis = await servers.startRedis();
+    let app: TestServer | undefined;
+    try {
+      app = await startServer({ REDIS_URL: redis.url });
+      const origin = app.url.replace(/\/graphql$/, '');
+      await waitFor(async () => (await readyz(origin)).status === 200);
+      await redis.stop();
+      const down = await waitFor(async () => {
+        const r = await readyz(origin);
+        return r.status === 503 ? r : undefined;
+      });
+      expect(down.body).toEqual({ status: 'unavailable', database: 'up', pubsub: 'down' });
+      await redis.start();
+      const up = await waitFor(async () => {
+        const r = await readyz(origin);
+        return r.status === 200 ? r : undefined;
+      });
+      expect(up.body).toEqual({ status: 'ready', database: 'up', pubsub: 'up' });
+    } finally {
+      await app?.stop();
+      await redis.destroy();
+    }
+  });
+});
+
+describe('GraphiQL', () => {
+  it('redirects GET / to /graphql', async () => {
+    const res = await fetch(`${base}/`, { redirect: 'manual' });
+    expect([301, 302, 303, 307, 308]).toContain(res.status);
+    expect(res.headers.get('location')).toBe('/graphql');
+  });
+
+  it('serves GraphiQL to a browser with nothing loaded from another origin', async () => {
+    const res = await fetch(server.url, { headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' } });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await res.text();
+    expect(html).toContain('<div id="root">');
+    expect(html).not.toMatch(/\b(src|href)\s*=\s*["']?(https?:)?\/\//i);
+    expect(html).not.toMatch(/@import\s+url\(\s*["']?https?:/i);
+  });
+
+  it('does not serve GraphiQL nor answer introspection when INTROSPECTION=false', async () => {
+    const closed = await startServer({ INTROSPECTION: 'false' });
+    try {
+      const page = await fetch(closed.url, { headers: { accept: 'text/html' } });
+      expect(page.headers.get('content-type') ?? '').not.toMatch(/text\/html/);
+      expect(await page.text()).not.toContain('<div id="root">');
+      const schema = await gql(closed.url, `{ __schema { types { name } } }`);
+      expect(schema.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+      expect(schema.data ?? null).toBeNull();
+      const type = await gql(closed.url, `{ __type(name: "Room") { fields { name } } }`);
+      expect(type.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+      // Ordinary operations still work.
+      expect(await gql(closed.url, `{ me { id } }`)).toEqual({ status: 200, data: { me: null } });
+    } finally {
+      await closed.stop();
+    }
+  });
+
+  it('answers introspection by default', async () => {
+    const result = await gql(server.url, `{ __type(name: "Room") { name } }`);
+    expect(result.data).toEqual({ __type: { name: 'Room' } });
+  });
+});
+
+describe('GraphQL over HTTP', () => {
+  it('answers a malformed JSON body with 400 and JSON errors without a stack trace', async () => {
+    const res = await post('{"query": "{ me { id } ');
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toMatch(/json/);
+    const body = expectCleanErrors(await res.text());
+    expect(body.errors![0].extensions!.code).toBe('BAD_REQUEST');
+  });
+
+  it.each([
+    ['no query', '{}'],
+    ['a query that is not a string', '{"query": 42}'],
+    ['a batch (not supported)', '[{"query": "{ me { id } }"}]'],
+    ['a bare JSON string', '"{ me { id } }"'],
+  ])('answers a body with %s with 400 and JSON errors', async (_name, body) => {
+    const res = await post(body);
+    expect(res.status).toBe(400);
+    expect(res.headers.get('content-type')).toMatch(/json/);
+    expectCleanErrors(await res.text());
+  });
+
+  it('answers a missing required variable with BAD_USER_INPUT', async () => {
+    const result = await gql(server.url, 'query($id: ID!) { room(id: $id) { id } }', {});
+    expect(result.status).toBe(400);
+    expect(result.errors?.[0].extensions?.code).toBe('BAD_USER_INPUT');
+  });
+
+  it('answers a body over the size limit with 413 and JSON errors', async () => {
+    const res = await post(JSON.stringify({ query: '{ me { id } }', variables: { pad: 'x'.repeat(1_100_000) } }));
+    expect(res.status).toBe(413);
+    expectCleanErrors(await res.text());
+  });
+
+  it('answers an unknown field with GRAPHQL_VALIDATION_FAILED', async () => {
+    const result = await gql(server.url, `{ me { id shoeSize } }`);
+    expect(result.status).toBe(400);
+    expect(result.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+    expect(result.errors?.[0].message).toContain('shoeSize');
+  });
+
+  it('answers a syntax error with GRAPHQL_PARSE_FAILED', async () => {
+    const result = await gql(server.url, `{ me { id `);
+    expect(result.errors?.[0].extensions?.code).toBe('GRAPHQL_PARSE_FAILED');
+  });
+
+  it('answers application/graphql-response+json when asked', async () => {
+    const res = await post(JSON.stringify({ query: '{ me { id } }' }), { accept: 'application/graphql-response+json' });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^application\/graphql-response\+json/);
+    expect(await res.json()).toEqual({ data: { me: null } });
+  });
+
+  it('carries a distinct x-request-id header on every response', async () => {
+    const [a, b] = await Promise.all([post(JSON.stringify({ query: '{ me { id } }' })), post(JSON.stringify({ query: '{ me { id } }' }))]);
+    expect(a.headers.get('x-request-id')).toMatch(UUID);
+    expect(b.headers.get('x-request-id')).toMatch(UUID);
+    expect(a.headers.get('x-request-id')).not.toBe(b.headers.get('x-request-id'));
+  });
+});
+
+describe('internal faults are masked', () => {
+  const SECRET_FAULT = 'SELECT password_hash FROM users WHERE secret = 1';
+
+  it('answers INTERNAL_SERVER_ERROR with the request id and no SQL or stack over HTTP', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    jest.spyOn(server.app.services.rooms, 'get').mockRejectedValue(new Error(SECRET_FAULT));
+    const res = await post(JSON.stringify({ query: 'query($id: ID!) { room(id: $id) { id } }', variables: { id: roomId } }), {
+      authorization: `Bearer ${ada.token}`,
+    });
+    const text = await res.text();
+    const body = expectCleanErrors(text);
+    expect(text).not.toMatch(/SELECT|password_hash|secret/i);
+    expect(body.errors).toHaveLength(1);
+    expect(body.errors![0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', requestId: expect.stringMatching(UUID) });
+    expect(body.errors![0].message).not.toContain('SELECT');
+    expect(body.errors![0].path).toEqual(['room']);
+    // The id in the answer is the one in the header, so a report can be matched with the logs.
+    expect(body.errors![0].extensions!.requestId).toBe(res.headers.get('x-request-id'));
+  });
+
+  it('masks a fault thrown synchronously, too', async () => {
+    const ada = await signUp(server.url);
+    jest.spyOn(server.app.services.auth, 'me').mockImplementation(() => {
+      throw new TypeError("Cannot read properties of undefined (reading 'SELECT')");
+    });
+    const res = await post(JSON.stringify({ query: '{ me { id } }' }), { authorization: `Bearer ${ada.token}` });
+    const text = await res.text();
+    const body = expectCleanErrors(text);
+    expect(text).not.toMatch(/SELECT|TypeError|undefined/);
+    expect(body.errors![0].extensions!.code).toBe('INTERNAL_SERVER_ERROR');
+  });
+
+  it('answers INTERNAL_SERVER_ERROR with a request id and no SQL or stack over WebSocket', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    jest.spyOn(server.app.services.subscriptions, 'open').mockRejectedValue(new Error(SECRET_FAULT));
+    const client = wsClient(server.wsUrl, ada);
+    try {
+      const sub = collect(client, `subscription($roomId: ID!) { messageAdded(roomId: $roomId) { id } }`, { roomId });
+      await sub.done;
+      const text = JSON.stringify(sub.results);
+      expect(text).not.toMatch(/SELECT|password_hash|secret/i);
+      expect(text).not.toMatch(STACK_LINE);
+      expect(sub.results).toHaveLength(1);
+      expect(sub.results[0].errors?.[0].extensions).toEqual({ code: 'INTERNAL_SERVER_ERROR', requestId: expect.stringMatching(UUID) });
+    } finally {
+      await client.dispose();
+    }
+  });
+});

@@ -1,0 +1,168 @@
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync, existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, generatedSecretFile, loadConfig } from '../../src/config';
+
+const SECRET = 's'.repeat(32);
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'chat-config-'));
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The ConfigError `loadConfig(env)` throws. */
+function configError(env: NodeJS.ProcessEnv): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected loadConfig to throw');
+}
+
+describe('loadConfig', () => {
+  it('fills in the documented defaults', () => {
+    const config = loadConfig({ DATA_DIR: dir });
+    expect(config).toMatchObject({
+      port: 4000,
+      host: '0.0.0.0',
+      databaseUrl: undefined,
+      dataDir: dir,
+      redisUrl: undefined,
+      jwtSecret: expect.any(String),
+      jwtTtlSeconds: 7 * 24 * 3600,
+      openaiApiKey: undefined,
+      openaiBaseUrl: undefined,
+      openaiModel: 'gpt-4o-mini',
+      introspection: true,
+      logLevel: 'info',
+      nodeEnv: 'development',
+      healIntervalMs: 5000,
+      shutdownTimeoutMs: 10_000,
+    });
+  });
+
+  it('defaults DATA_DIR to ./.data, resolved to an absolute path', () => {
+    expect(loadConfig({ JWT_SECRET: SECRET }).dataDir).toBe(path.resolve('./.data'));
+  });
+
+  it('reads every variable it knows', () => {
+    const config = loadConfig({
+      PORT: '0',
+      HOST: '127.0.0.1',
+      DATABASE_URL: 'postgresql://app@db:5432/chat',
+      DATA_DIR: dir,
+      REDIS_URL: 'redis://cache:6379',
+      JWT_SECRET: SECRET,
+      JWT_TTL_SECONDS: '3600',
+      OPENAI_API_KEY: 'sk-test',
+      OPENAI_BASE_URL: 'http://llm.local/v1',
+      OPENAI_MODEL: 'tiny',
+      INTROSPECTION: 'false',
+      LOG_LEVEL: 'silent',
+      NODE_ENV: 'production',
+      HEAL_INTERVAL_MS: '250',
+      SHUTDOWN_TIMEOUT_MS: '3000',
+    });
+    expect(config).toMatchObject({
+      port: 0,
+      host: '127.0.0.1',
+      databaseUrl: 'postgresql://app@db:5432/chat',
+      dataDir: dir,
+      redisUrl: 'redis://cache:6379',
+      jwtSecret: SECRET,
+      jwtTtlSeconds: 3600,
+      openaiApiKey: 'sk-test',
+      openaiBaseUrl: 'http://llm.local/v1',
+      openaiModel: 'tiny',
+      introspection: false,
+      logLevel: 'silent',
+      nodeEnv: 'production',
+      healIntervalMs: 250,
+      shutdownTimeoutMs: 3000,
+    });
+  });
+
+  it('treats empty strings as unset', () => {
+    const config = loadConfig({ DATA_DIR: dir, PORT: '', DATABASE_URL: '', REDIS_URL: '', JWT_SECRET: SECRET, INTROSPECTION: '' });
+    expect(config).toMatchObject({ port: 4000, databaseUrl: undefined, redisUrl: undefined, introspection: true });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['false', false],
+    ['0', false],
+  ])('reads INTROSPECTION=%s as %s', (value, expected) => {
+    expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET, INTROSPECTION: value }).introspection).toBe(expected);
+  });
+
+  it.each(['abc', '65536', '-1', '1.5', '80 80'])('refuses PORT=%s with an error naming PORT', (port) => {
+    expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, PORT: port }).message).toMatch(/\bPORT\b/);
+  });
+
+  it.each([
+    ['DATABASE_URL', 'not a url'],
+    ['REDIS_URL', 'not a url'],
+    ['JWT_SECRET', 'short'],
+    ['JWT_TTL_SECONDS', '59'],
+    ['LOG_LEVEL', 'loud'],
+    ['INTROSPECTION', 'yes'],
+    ['HEAL_INTERVAL_MS', 'often'],
+  ])('refuses a bad %s with an error naming it', (name, value) => {
+    expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, [name]: value }).message).toContain(name);
+  });
+
+  it('requires JWT_SECRET in production with DATABASE_URL, and writes no secret then', () => {
+    const error = configError({ DATA_DIR: dir, NODE_ENV: 'production', DATABASE_URL: 'postgresql://app@db/chat' });
+    expect(error.message).toContain('JWT_SECRET');
+    expect(existsSync(generatedSecretFile(dir))).toBe(false);
+  });
+
+  it('generates a secret in production without DATABASE_URL, and in development with it', () => {
+    expect(loadConfig({ DATA_DIR: dir, NODE_ENV: 'production' }).jwtSecret.length).toBeGreaterThanOrEqual(32);
+    expect(loadConfig({ DATA_DIR: dir, DATABASE_URL: 'postgresql://app@db/chat' }).jwtSecret.length).toBeGreaterThanOrEqual(32);
+  });
+
+  it('persists a generated secret in DATA_DIR, readable only by its owner, and reuses it', () => {
+    const dataDir = path.join(dir, 'nested', 'data'); // created on demand
+    const first = loadConfig({ DATA_DIR: dataDir });
+    const file = generatedSecretFile(dataDir);
+    expect(readFileSync(file, 'utf8')).toBe(first.jwtSecret);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(first.jwtSecret.length).toBeGreaterThanOrEqual(32);
+    expect(loadConfig({ DATA_DIR: dataDir }).jwtSecret).toBe(first.jwtSecret);
+  });
+
+  it('generates a different secret for another DATA_DIR', () => {
+    const other = mkdtempSync(path.join(os.tmpdir(), 'chat-config-'));
+    try {
+      expect(loadConfig({ DATA_DIR: other }).jwtSecret).not.toBe(loadConfig({ DATA_DIR: dir }).jwtSecret);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+
+  it('reads an existing secret file, trimmed', () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(generatedSecretFile(dir), `${'k'.repeat(40)}\n`);
+    expect(loadConfig({ DATA_DIR: dir }).jwtSecret).toBe('k'.repeat(40));
+  });
+
+  it('prefers JWT_SECRET and then writes no file', () => {
+    expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET }).jwtSecret).toBe(SECRET);
+    expect(existsSync(generatedSecretFile(dir))).toBe(false);
+  });
+
+  it('does not read process.env when given an environment', () => {
+    const saved = process.env.PORT;
+    process.env.PORT = 'not-a-port';
+    try {
+      expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET }).port).toBe(4000);
+    } finally {
+      if (saved === undefined) delete process.env.PORT;
+      else process.env.PORT = saved;
+    }
+  });
+});

@@ -1,0 +1,151 @@
+import { AppError } from '../../src/errors';
+import { createRoomInput, isUuid, logInInput, MAX_BODY_LENGTH, pageSize, parseInput, sendMessageInput, signUpInput } from '../../src/validation';
+
+/** The AppError `fn` throws. */
+function thrown(fn: () => unknown): AppError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(AppError);
+    return err as AppError;
+  }
+  throw new Error('expected a throw');
+}
+
+const expectField = (fn: () => unknown, field: string | undefined) => {
+  const error = thrown(fn);
+  expect(error.code).toBe('BAD_USER_INPUT');
+  expect(error.extensions.field).toBe(field);
+  return error;
+};
+
+describe('isUuid', () => {
+  it('accepts UUIDs in either case and nothing else', () => {
+    expect(isUuid('3f2504e0-4f89-41d3-9a0c-0305e82c3301')).toBe(true);
+    expect(isUuid('3F2504E0-4F89-41D3-9A0C-0305E82C3301')).toBe(true);
+    for (const bad of ['', 'nope', '3f2504e0-4f89-41d3-9a0c-0305e82c330', '3f2504e0-4f89-41d3-9a0c-0305e82c3301 ', '3f2504e0x4f89-41d3-9a0c-0305e82c3301', null, undefined, 42, {}]) {
+      expect(isUuid(bad)).toBe(false);
+    }
+  });
+});
+
+describe('parseInput', () => {
+  it('returns the parsed value, trimmed where the schema trims', () => {
+    expect(parseInput(signUpInput, { username: 'ada_1', password: 'p'.repeat(8), displayName: '  Ada  ' })).toEqual({
+      username: 'ada_1',
+      password: 'p'.repeat(8),
+      displayName: 'Ada',
+    });
+    expect(parseInput(createRoomInput, { name: ' Lobby ', kind: 'PRIVATE' })).toEqual({ name: 'Lobby', kind: 'PRIVATE' });
+  });
+
+  it('names the field at fault in extensions.field and at the start of the message', () => {
+    const error = expectField(() => parseInput(signUpInput, { username: 'ab', password: 'p'.repeat(8) }), 'username');
+    expect(error.message).toBe('username must be at least 3 characters');
+  });
+
+  it('prefixes the field with the given name, for a bare argument', () => {
+    const error = expectField(() => parseInput(pageSize(100), 0, 'first'), 'first');
+    expect(error.message).toBe('first must be at least 1');
+  });
+
+  it('leaves the field out when no field is at fault', () => {
+    const error = expectField(() => parseInput(pageSize(100), 0), undefined);
+    expect(error.extensions).toEqual({ code: 'BAD_USER_INPUT' });
+  });
+});
+
+describe('signUpInput', () => {
+  const valid = { username: 'ada_LOVELACE_1', password: 'p'.repeat(8) };
+
+  it.each([
+    ['username', 'ab'],
+    ['username', 'u'.repeat(33)],
+    ['username', 'ada-l'],
+    ['username', 'ada l'],
+    ['username', 'adé'],
+    ['username', 'ada\u0000'],
+    ['password', 'p'.repeat(7)],
+    ['password', 'p'.repeat(257)],
+    ['password', 'pppp\u0000ppp'],
+    ['displayName', ''],
+    ['displayName', '   '],
+    ['displayName', 'd'.repeat(65)],
+    ['displayName', 'Ada\u0000'],
+  ])('refuses %s %j', (field, value) => {
+    expectField(() => parseInput(signUpInput, { ...valid, [field]: value }), field);
+  });
+
+  it('accepts the limits', () => {
+    for (const input of [
+      { username: 'abc', password: 'p'.repeat(8) },
+      { username: 'u'.repeat(32), password: 'p'.repeat(256), displayName: 'd'.repeat(64) },
+      { ...valid, displayName: null },
+    ]) {
+      expect(() => parseInput(signUpInput, input)).not.toThrow();
+    }
+  });
+});
+
+describe('logInInput', () => {
+  it('accepts any short credentials, leaving the check to the account lookup', () => {
+    expect(parseInput(logInInput, { username: 'x', password: '' })).toEqual({ username: 'x', password: '' });
+  });
+
+  it('refuses over-long credentials on their field', () => {
+    expectField(() => parseInput(logInInput, { username: 'u'.repeat(33), password: 'p' }), 'username');
+    expectField(() => parseInput(logInInput, { username: 'u', password: 'p'.repeat(257) }), 'password');
+  });
+
+  it('refuses a NUL character in the username, which no account can have', () => {
+    expectField(() => parseInput(logInInput, { username: 'ada\u0000', password: 'p'.repeat(8) }), 'username');
+  });
+});
+
+describe('createRoomInput', () => {
+  it.each([
+    ['name', ''],
+    ['name', ' \n\t '],
+    ['name', 'n'.repeat(101)],
+    ['name', 'a\u0000b'],
+    ['kind', 'SECRET'],
+    ['assistantEnabled', 'yes'],
+  ])('refuses %s %j', (field, value) => {
+    expectField(() => parseInput(createRoomInput, { name: 'Lobby', kind: 'PUBLIC', [field]: value }), field);
+  });
+
+  it('accepts 100 characters after trimming', () => {
+    expect(parseInput(createRoomInput, { name: ` ${'n'.repeat(100)} `, kind: 'PUBLIC' }).name).toHaveLength(100);
+  });
+});
+
+describe('sendMessageInput', () => {
+  const valid = { roomId: 'r', body: 'hi' };
+
+  it.each([
+    ['body', ''],
+    ['body', ' \n '],
+    ['body', 'x'.repeat(MAX_BODY_LENGTH + 1)],
+    ['body', 'a\u0000b'],
+    ['clientId', ''],
+    ['clientId', 'c'.repeat(129)],
+    ['clientId', 'c\u0000'],
+  ])('refuses %s %j', (field, value) => {
+    expectField(() => parseInput(sendMessageInput, { ...valid, [field]: value }), field);
+  });
+
+  it('keeps the body as written, surrounding spaces included', () => {
+    expect(parseInput(sendMessageInput, { ...valid, body: '  indented\n' }).body).toBe('  indented\n');
+    expect(parseInput(sendMessageInput, { ...valid, body: 'x'.repeat(MAX_BODY_LENGTH), clientId: 'c'.repeat(128) }).clientId).toHaveLength(128);
+  });
+});
+
+describe('pageSize', () => {
+  it('accepts 1 to max, whole numbers only', () => {
+    expect(parseInput(pageSize(100), 1, 'first')).toBe(1);
+    expect(parseInput(pageSize(100), 100, 'first')).toBe(100);
+    expectField(() => parseInput(pageSize(100), 101, 'first'), 'first');
+    expectField(() => parseInput(pageSize(100), 1.5, 'first'), 'first');
+    expectField(() => parseInput(pageSize(100), -1, 'last'), 'last');
+  });
+});
