@@ -77,7 +77,7 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
   if (isConnectionError(original)) {
     log.warn({ err: (original as Error).message, requestId }, 'database unreachable');
     return {
-      message: `The database is unreachable; retry shortly (request ${requestId})`,
+      message: `The database is unreachable or overloaded; retry shortly (request ${requestId})`,
       path: graphqlError?.path,
       extensions: { code: ErrorCode.ServiceUnavailable, requestId },
     };

@@ -6,12 +6,11 @@ import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
 import { toWire } from '../chat/message-service';
 import { buildTurns } from './context';
 import type { ChatModel } from './model';
+import { ReplyText } from './reply-text';
 
 export interface RunnerOptions {
   stallTimeoutMs: number;
   contextChars: number;
-  /** How often the growing text is saved, in ms. */
-  saveIntervalMs?: number;
   /** How often a reply waiting on the model proves it is alive, in ms. */
   heartbeatMs?: number;
 }
@@ -94,52 +93,49 @@ export class ReplyRunner {
 
   private async run(model: ChatModel, reply: MessageEntity, controller: AbortController): Promise<void> {
     const { signal } = controller;
-    const saveEvery = this.options.saveIntervalMs ?? 250;
-    let text = '';
-    let index = 0;
-    let lastSave = Date.now();
+    const cancel = () => controller.abort('cancelled' satisfies StopReason);
+    const streamed = new ReplyText(
+      (body, count) => this.savePartial(reply.id, body, count),
+      (index, text) =>
+        this.pubsub
+          .publish(roomTopic(reply.roomId), { kind: 'delta', messageId: reply.id, index, text })
+          .catch(() => undefined), // subscribers also get the saved text and the final body
+      cancel,
+      signal,
+    );
     let stall: NodeJS.Timeout | undefined;
     const resetStall = () => {
       clearTimeout(stall);
       stall = setTimeout(() => controller.abort('stalled' satisfies StopReason), this.options.stallTimeoutMs);
     };
-    const save = async () => {
-      lastSave = Date.now();
-      if (!(await this.savePartial(reply.id, text, index))) controller.abort('cancelled' satisfies StopReason);
-    };
-    const heartbeat = setInterval(() => void save().catch(() => undefined), this.options.heartbeatMs ?? 5000);
+    const heartbeat = setInterval(() => void streamed.touch().catch(() => undefined), this.options.heartbeatMs ?? 5000);
     resetStall();
+    let failure: unknown;
     try {
       const turns = await this.context(reply);
       for await (const piece of model.stream(turns, signal)) {
         if (signal.aborted) break;
         resetStall();
-        text += piece;
-        await this.pubsub
-          .publish(roomTopic(reply.roomId), { kind: 'delta', messageId: reply.id, index: index++, text: piece })
-          .catch(() => undefined); // subscribers also get the saved text and the final body
-        if (Date.now() - lastSave >= saveEvery) await save().catch(() => undefined);
+        streamed.push(piece);
       }
-      if (signal.aborted) await this.finishAborted(reply, text, index, signal.reason as StopReason);
-      else await this.finish(reply.id, 'COMPLETE', text, index, null);
     } catch (err) {
-      if (signal.aborted) await this.finishAborted(reply, text, index, signal.reason as StopReason);
-      else {
-        const reason = model.describeFailure(err);
-        this.log.warn({ err: (err as Error).message, messageId: reply.id }, 'assistant reply failed');
-        await this.finish(reply.id, 'FAILED', text, index, reason);
-      }
+      failure = err;
     } finally {
       clearTimeout(stall);
       clearInterval(heartbeat);
     }
+    await streamed.settle();
+    if (signal.aborted) return this.finishAborted(reply, streamed.text, streamed.count, signal.reason as StopReason);
+    if (failure === undefined) return this.finish(reply.id, 'COMPLETE', streamed.text, streamed.count, null);
+    this.log.warn({ err: (failure as Error).message, messageId: reply.id }, 'assistant reply failed');
+    return this.finish(reply.id, 'FAILED', streamed.text, streamed.count, model.describeFailure(failure));
   }
 
   private finishAborted(reply: MessageEntity, text: string, count: number, reason: StopReason) {
     if (reason === 'cancelled') return this.finish(reply.id, 'CANCELLED', text, count, 'Cancelled');
     const why =
       reason === 'stalled'
-        ? `The model sent nothing for ${Math.round(this.options.stallTimeoutMs / 1000)} s`
+        ? `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`
         : 'The server shut down while the assistant was replying';
     return this.finish(reply.id, 'FAILED', text, count, why);
   }
@@ -218,4 +214,8 @@ export class ReplyRunner {
     }));
     return buildTurns(room.assistantInstructions, thread, this.options.contextChars);
   }
+}
+
+function formatDuration(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }

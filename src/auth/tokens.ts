@@ -1,3 +1,4 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 
 /** The signed-in user a request acts for. */
@@ -12,7 +13,12 @@ const ISSUER = 'chat-api';
 
 /** Signs and verifies session tokens: HS256 only (pinned on both sides), with an issuer and an expiry. */
 export class TokenService {
-  constructor(private readonly secret: string, private readonly ttlSeconds: number) {}
+  /** A key object, made once: given a string, jsonwebtoken first tries it as a PEM key on every call. */
+  private readonly secret: KeyObject;
+
+  constructor(secret: string, private readonly ttlSeconds: number) {
+    this.secret = createSecretKey(Buffer.from(secret, 'utf8'));
+  }
 
   /** A token for the user and the moment it expires. */
   issue(userId: string): { token: string; expiresAt: Date } {

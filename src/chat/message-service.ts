@@ -1,6 +1,7 @@
 import type { DataSource, EntityManager, SelectQueryBuilder } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity } from '../db/entities';
+import { isUniqueViolation } from '../db/errors';
 import { badUserInput } from '../errors';
 import type { Logger } from '../logger';
 import { roomTopic, type MessageWire, type PubSub } from '../pubsub';
@@ -21,9 +22,6 @@ export interface PageArgs {
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 
-/** Thrown inside the send transaction to roll it back when the clientId was already used. */
-class DuplicateSend extends Error {}
-
 /** Sending and reading messages: the send path of DESIGN.md and history pages. */
 export class MessageService {
   /**
@@ -39,7 +37,7 @@ export class MessageService {
 
   /**
    * Sends a message. API.md guarantees 1, 3, 4: the room's next seq is taken under the room row's
-   * lock in the same transaction as the insert (commit order = seq order, no gaps); a repeated
+   * lock in the same statement as the insert (commit order = seq order, no gaps); a repeated
    * `clientId` is settled by the unique index and answers the first message; the message is
    * published only after commit, and a failed publish does not fail the send (hubs heal gaps).
    */
@@ -50,12 +48,10 @@ export class MessageService {
     const clientId = input.clientId ?? null;
     let message: MessageEntity;
     try {
-      message = await this.db.transaction((tx) =>
-        this.insertNext(tx, { roomId: input.roomId, authorId, body: input.body, parentId, clientId }),
-      );
+      message = await this.insertNext(this.db.manager, { roomId: input.roomId, authorId, body: input.body, parentId, clientId });
     } catch (err) {
-      if (!(err instanceof DuplicateSend)) throw err;
-      return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId: clientId! });
+      if (!clientId || !isUniqueViolation(err, 'messages_client_id_key')) throw err;
+      return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId });
     }
     void this.publishAdded(message); // never waits on pub/sub: a lost signal is healed from the database
     this.afterSend(message).catch((err) => this.log.warn({ err: (err as Error).message, messageId: message.id }, 'after-send hook failed'));
@@ -63,37 +59,33 @@ export class MessageService {
   }
 
   /**
-   * Takes the room's next seq and inserts the message with it. Runs inside a transaction; throws
-   * `DuplicateSend` (rolling the seq back) when the clientId was already used.
+   * Takes the room's next seq and inserts the message with it, in one statement: the room row
+   * stays locked only while that statement runs, not across round trips to this process. A unique
+   * violation (a used clientId, an already answered message) fails the whole statement, so the
+   * seq is not consumed. Outside a transaction the statement commits by itself.
    */
   async insertNext(
-    tx: EntityManager,
+    manager: EntityManager,
     fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
       Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy'>>,
   ): Promise<MessageEntity> {
-    const [[{ last_seq: seq }]] = await tx.query(
-      'UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq',
-      [fields.roomId],
+    const status = fields.status ?? 'COMPLETE';
+    const [row] = await manager.query(
+      `WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq)
+       INSERT INTO messages (room_id, seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by)
+       SELECT $1, next.last_seq, $2, $3, $4, $5, $6, $7, $8 FROM next
+       RETURNING id, seq, created_at, updated_at`,
+      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null],
     );
-    const inserted = await tx
-      .createQueryBuilder()
-      .insert()
-      .into(MessageEntity)
-      .values({ ...fields, seq })
-      .orIgnore()
-      .returning(['id', 'status', 'created_at', 'updated_at'])
-      .execute();
-    const row = inserted.raw[0];
-    if (!row) throw new DuplicateSend();
-    return tx.getRepository(MessageEntity).create({
-      status: 'COMPLETE',
+    return manager.getRepository(MessageEntity).create({
       statusReason: null,
       deltaCount: 0,
       askedMessageId: null,
       askedBy: null,
       ...fields,
-      seq,
+      status,
       id: row.id,
+      seq: row.seq,
       createdAt: row.created_at,
       updatedAt: row.updated_at,
     });
