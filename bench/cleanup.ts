@@ -32,10 +32,16 @@ export function cleanupAll(): Promise<void> {
   return running;
 }
 
+let signalled = false;
+
+/** True once SIGINT/SIGTERM arrived (errors after that are just children being stopped). */
+export const interrupted = () => signalled;
+
 /** On SIGINT/SIGTERM: clean up, then exit with 130/143. */
 export function cleanupOnSignals(): void {
   for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
     process.once(signal, () => {
+      signalled = true;
       console.error(`[bench] ${signal}: stopping every child process and throwaway server`);
       void cleanupAll().finally(() => process.exit(code));
     });

@@ -39,7 +39,8 @@ export interface ServerProcess {
 }
 
 /**
- * Runs `node --import tsx <script>` from the project root with `env` added, and resolves once
+ * Runs `node --import tsx <script>` from the project root with `env` added (and the node flags
+ * in `BENCH_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile), and resolves once
  * `readyUrl` answers 200. Rejects with the process output if it exits or is not ready in time.
  */
 export async function startServerProcess(
@@ -49,7 +50,8 @@ export async function startServerProcess(
   readyUrl: string,
   timeoutMs = 60_000,
 ): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -113,6 +115,14 @@ export function cpuSeconds(pid: number): number {
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
   const CLOCK_TICKS = 100; // getconf CLK_TCK on Linux x86-64
   return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Busy and total CPU jiffies of the whole machine so far, from `/proc/stat`. */
+export function machineCpu(): { busy: number; total: number } {
+  const [, ...values] = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/);
+  const jiffies = values.map(Number);
+  const total = jiffies.reduce((a, b) => a + b, 0);
+  return { busy: total - jiffies[3] - (jiffies[4] ?? 0), total }; // idle and iowait are not busy
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { onCleanup } from './cleanup';
 import { freePort, startServerProcess, type ServerProcess } from './infra';
 import type { SystemName, Target } from './protocol';
 
@@ -24,6 +25,8 @@ const SUBSCRIBER_USERS = 10;
 export async function startOurs(backing: { databaseUrl: string; redisUrl: string }): Promise<RunningSystem> {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-bench-'));
+  const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
+  const forget = onCleanup('chat API data dir', removeDataDir);
   const server = await startServerProcess(
     'chat API',
     'src/main.ts',
@@ -57,7 +60,8 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
     target: { system: 'ours', httpUrl, wsUrl: `ws://127.0.0.1:${port}/graphql`, roomId, senderToken: sender.token, subscriberTokens },
     async stop() {
       await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
+      removeDataDir();
+      forget();
     },
   };
 }

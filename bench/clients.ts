@@ -1,0 +1,154 @@
+import { createClient } from 'graphql-ws';
+import { io } from 'socket.io-client';
+import WebSocket from 'ws';
+import type { Target } from './protocol';
+
+/** Called for every message event a subscriber receives. */
+export type OnMessage = (seq: number, body: string) => void;
+
+/** What a subscriber tells its owner besides messages. */
+export interface SubscriberEvents {
+  message: OnMessage;
+  /** A result with GraphQL errors (ours only). */
+  errorResult(message: string): void;
+  /** The subscription ended or failed before `close()`. */
+  dropped(reason: string): void;
+}
+
+/** One open subscriber connection. */
+export interface Subscriber {
+  close(): void;
+}
+
+const CONNECT_TIMEOUT_MS = 30_000;
+
+/** The fields ours selects: the same data the reference emits (no field needs a database read). */
+const MESSAGE_ADDED = 'subscription($roomId: ID!) { messageAdded(roomId: $roomId) { id seq body createdAt } }';
+
+/**
+ * Opens one subscriber connection on `target` (the `index`-th of its process: it picks the
+ * token). Resolves once connected — for ours after `connection_ack`, with the subscribe already
+ * sent; whether the server has started the subscription only shows when messages arrive.
+ */
+export function openSubscriber(target: Target, index: number, events: SubscriberEvents): Promise<Subscriber> {
+  return target.system === 'ours' ? openGraphqlWs(target, index, events) : openSocketIo(target, events);
+}
+
+function openGraphqlWs(target: Target, index: number, events: SubscriberEvents): Promise<Subscriber> {
+  const token = target.subscriberTokens[index % target.subscriberTokens.length];
+  let closing = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error('graphql-ws: no connection_ack in time')), CONNECT_TIMEOUT_MS);
+    const client = createClient({
+      url: target.wsUrl,
+      webSocketImpl: WebSocket,
+      connectionParams: { authorization: `Bearer ${token}` },
+      retryAttempts: 0,
+      lazy: true,
+      on: {
+        connected: () => {
+          clearTimeout(timer);
+          resolve({
+            close: () => {
+              closing = true;
+              void client.dispose();
+            },
+          });
+        },
+      },
+    });
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      closing = true;
+      void client.dispose();
+      reject(err);
+    };
+    client.subscribe<{ messageAdded: { seq: number; body: string } }>(
+      { query: MESSAGE_ADDED, variables: { roomId: target.roomId } },
+      {
+        next: (result) => {
+          if (result.errors?.length) return events.errorResult(result.errors[0].message);
+          const message = result.data?.messageAdded;
+          if (message) events.message(message.seq, message.body);
+        },
+        error: (err) => {
+          if (!closing) events.dropped(describe(err));
+          fail(new Error(describe(err)));
+        },
+        complete: () => {
+          if (!closing) events.dropped('subscription completed by the server');
+        },
+      },
+    );
+  });
+}
+
+function openSocketIo(target: Target, events: SubscriberEvents): Promise<Subscriber> {
+  let closing = false;
+  return new Promise((resolve, reject) => {
+    // forceNew: one real connection per subscriber (the default multiplexes one per process).
+    const socket = io(target.httpUrl, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: CONNECT_TIMEOUT_MS });
+    socket.on('message', (message: { seq: number; body: string }) => events.message(message.seq, message.body));
+    socket.once('connect', () =>
+      resolve({
+        close: () => {
+          closing = true;
+          socket.disconnect();
+        },
+      }),
+    );
+    socket.once('connect_error', (err) => reject(err));
+    socket.on('disconnect', (reason) => {
+      if (!closing) events.dropped(`socket.io disconnect: ${reason}`);
+    });
+  });
+}
+
+/** Sends messages into the target's room; `send` resolves when the server confirmed, throws otherwise. */
+export interface Sender {
+  send(body: string): Promise<void>;
+  close(): void;
+}
+
+const SEND_TIMEOUT_MS = 15_000;
+const SEND_MESSAGE = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { seq } }';
+
+/** Ours: the `sendMessage` mutation over HTTP (keep-alive). Reference: a Socket.IO `send` with ack. */
+export async function createSender(target: Target): Promise<Sender> {
+  if (target.system === 'ours') {
+    return {
+      async send(body) {
+        const res = await fetch(target.httpUrl, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${target.senderToken}` },
+          body: JSON.stringify({ query: SEND_MESSAGE, variables: { input: { roomId: target.roomId, body } } }),
+          signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
+        });
+        const json = (await res.json()) as { data?: { sendMessage?: { seq: number } }; errors?: Array<{ message: string; extensions?: { code?: string } }> };
+        if (json.errors?.length) throw new Error(`${json.errors[0].extensions?.code ?? 'ERROR'}: ${json.errors[0].message}`);
+        if (!json.data?.sendMessage) throw new Error(`HTTP ${res.status} without data`);
+      },
+      close() {},
+    };
+  }
+  const socket = io(target.httpUrl, { transports: ['websocket'], forceNew: true, reconnection: false });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('connect_error', reject);
+  });
+  return {
+    async send(body) {
+      await socket.timeout(SEND_TIMEOUT_MS).emitWithAck('send', body);
+    },
+    close: () => socket.disconnect(),
+  };
+}
+
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (err && typeof err === 'object' && 'code' in err) {
+    const e = err as { code: number; reason?: string };
+    return `closed ${e.code}${e.reason ? ` ${e.reason}` : ''}`;
+  }
+  return JSON.stringify(err);
+}

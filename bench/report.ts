@@ -1,0 +1,122 @@
+import type { LoadResult, SendResult, SystemName } from './protocol';
+import type { Scenario } from './scenarios';
+
+/** Server-side measurements of one scenario run. */
+export interface ServerSample {
+  rssBeforeMb: number;
+  rssConnectedMb: number;
+  rssPeakMb: number;
+  /** Server CPU time used during the measured phase and the drain. */
+  cpuSeconds: number;
+  /** The same in % of one core. */
+  cpuPct: number;
+  /** The whole machine's CPU over the same time, in % of one core (200 = both of 2 cores busy). */
+  machineCpuPct: number;
+  /** Log lines at warn level or above during the run (ours logs at warn). */
+  problems: string[];
+}
+
+/** The JSON line printed for one system in one scenario. */
+export interface ScenarioLine {
+  scenario: string;
+  system: SystemName;
+  connections: number;
+  sent: number;
+  delivered: number;
+  deliveredPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+  lost: number;
+  outOfOrder: number;
+  rssMbPerConnection: number;
+  // Beyond the required fields: what explains the numbers.
+  sendFailed: number;
+  sendNotAttempted: number;
+  sendP50Ms: number;
+  sendP99Ms: number;
+  serverCpuPct: number;
+  serverCpuUsPerDelivery: number;
+  machineCpuPct: number;
+  serverRssPeakMb: number;
+  droppedSubscriptions: number;
+  errors: string[];
+}
+
+/**
+ * Combines what the sender, the load processes and the server sampling saw into one line.
+ * Only confirmed sends count: `lost` is, over confirmed messages, subscribers × messages minus
+ * deliveries; `deliveredPerSec` is deliveries over the time from the first send to the last receipt.
+ */
+export function scenarioLine(scenario: Scenario, system: SystemName, send: SendResult, loads: LoadResult[], server: ServerSample): ScenarioLine {
+  const connections = loads.reduce((n, l) => n + l.connections, 0);
+  let delivered = 0;
+  for (let i = 0; i < send.planned; i++) {
+    if (send.status[i] !== 1) continue;
+    for (const load of loads) delivered += load.perIndex[i] ?? 0;
+  }
+  const latencies = concat(loads.map((l) => l.latencies));
+  const lastReceipt = Math.max(...loads.map((l) => l.lastReceipt));
+  const seconds = lastReceipt > send.firstSend ? (lastReceipt - send.firstSend) / 1000 : NaN;
+  const errors = [...send.errors, ...loads.flatMap((l) => l.errors), ...server.problems.slice(0, 5)];
+  return {
+    scenario: scenario.name,
+    system,
+    connections,
+    sent: send.ok,
+    delivered,
+    deliveredPerSec: round(delivered / seconds, 0),
+    p50Ms: round(percentile(latencies, 0.5)),
+    p99Ms: round(percentile(latencies, 0.99)),
+    maxMs: round(percentile(latencies, 1)),
+    lost: send.ok * connections - delivered,
+    outOfOrder: loads.reduce((n, l) => n + l.outOfOrder, 0),
+    rssMbPerConnection: round((server.rssConnectedMb - server.rssBeforeMb) / connections, 4),
+    sendFailed: send.attempted - send.ok,
+    sendNotAttempted: send.planned - send.attempted,
+    sendP50Ms: round(percentile(send.latencies.slice().sort(), 0.5)),
+    sendP99Ms: round(percentile(send.latencies.slice().sort(), 0.99)),
+    serverCpuPct: round(server.cpuPct, 0),
+    serverCpuUsPerDelivery: round((1e6 * server.cpuSeconds) / delivered, 1),
+    machineCpuPct: round(server.machineCpuPct, 0),
+    serverRssPeakMb: round(server.rssPeakMb, 1),
+    droppedSubscriptions: loads.reduce((n, l) => n + l.dropped + l.errorResults, 0),
+    errors: [...new Set(errors)].slice(0, 10),
+  };
+}
+
+/** ours / reference for each figure (> 1 means ours is higher: better for throughput, worse for the rest). */
+export function ratioLine(ours: ScenarioLine, reference: ScenarioLine) {
+  const ratio = (a: number, b: number) => round(a / b, 2);
+  return {
+    scenario: ours.scenario,
+    ratio: {
+      deliveredPerSec: ratio(ours.deliveredPerSec, reference.deliveredPerSec),
+      p50Ms: ratio(ours.p50Ms, reference.p50Ms),
+      p99Ms: ratio(ours.p99Ms, reference.p99Ms),
+      rssPerConnection: ratio(ours.rssMbPerConnection, reference.rssMbPerConnection),
+    },
+  };
+}
+
+/** Nearest-rank percentile of sorted values (`q` = 1 is the maximum); NaN when empty. */
+export function percentile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))];
+}
+
+/** The arrays joined and sorted ascending. */
+function concat(parts: Float64Array[]): Float64Array {
+  const all = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    all.set(part, at);
+    at += part.length;
+  }
+  return all.sort();
+}
+
+function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
