@@ -60,7 +60,9 @@ const REQUEST_ERROR_CODES = new Set([
  */
 export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {
   const graphqlError = error instanceof GraphQLError ? error : undefined;
-  const original = graphqlError?.originalError ?? error;
+  // graphql-js wraps a thrown non-Error (e.g. an error from another realm) as NonErrorThrown.
+  const wrapped = graphqlError?.originalError as (Error & { thrownValue?: unknown }) | undefined;
+  const original = wrapped?.name === 'NonErrorThrown' ? wrapped.thrownValue : (wrapped ?? error);
   if (original instanceof AppError) {
     return { ...original.toJSON(), locations: graphqlError?.locations, path: graphqlError?.path };
   }

@@ -8,9 +8,10 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
 
 /** True when the error means the database could not be reached (refused, reset, timed out). */
 export function isConnectionError(err: unknown): boolean {
-  const e = err as { code?: string; message?: string; driverError?: { code?: string } };
+  const e = err as { name?: string; code?: string; message?: string; driverError?: { code?: string } };
   const code = e?.code ?? e?.driverError?.code ?? '';
   return (
+    e?.name === 'QueryRunnerAlreadyReleasedError' || // TypeORM, after the connection dropped mid-query
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(e?.message ?? '')
   );

@@ -77,6 +77,7 @@ export async function createHttpServer(deps: HttpDeps) {
     schema: deps.schema,
     introspection: deps.introspection,
     includeStacktraceInErrorResponses: false,
+    stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown
     formatError: (_formatted, error) => maskError(error, requestScope.getStore()?.requestId ?? randomUUID(), log),
     plugins: [
       ApolloServerPluginDrainHttpServer({ httpServer }),

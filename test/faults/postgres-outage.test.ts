@@ -1,0 +1,141 @@
+// Fault: PostgreSQL stops in the middle of a burst and comes back. Sends fail fast with a clear
+// code (no hang, no stack), /readyz answers 503 with the database down, live subscriptions stay
+// open, and once it returns everything recovers without a restart: nothing acknowledged is
+// missing, retries with the same clientId settle the failed sends, and subscribers get it all
+// (API.md guarantees 1–4). A private PostgreSQL: the other test files share the global one.
+// The instances are child processes, as deployed: in jest's VM context an error raised by Node's
+// net module (ECONNREFUSED) is not `instanceof Error` there, so graphql-js wraps it and an
+// in-process server answers INTERNAL_SERVER_ERROR where a real process answers SERVICE_UNAVAILABLE.
+import { signUp, waitFor } from '../support/harness';
+import { roomTruth, sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
+import { killAllServers, readiness, spawnServer, type ChildServer } from './support/child-server';
+import { expectClean, report, tally } from './support/tally';
+import { burst, Ledger, pause, roomWith, sendOnce, SEND_TIMEOUT_MS, spread, Subscriber, Subscribers, type SendOutcome } from './support/traffic';
+
+const HEAL_INTERVAL_MS = 300;
+
+let pg: PrivatePostgres;
+let a: ChildServer;
+let b: ChildServer;
+const subscribers = new Subscribers();
+
+beforeAll(async () => {
+  pg = await startPostgres();
+  const env = { DATABASE_URL: pg.url, REDIS_URL: sharedUrls().redisUrl, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS) };
+  [a, b] = await Promise.all([spawnServer('A', env), spawnServer('B', env)]);
+  await Promise.all([a.ready(), b.ready()]);
+}, 90_000);
+
+afterAll(async () => {
+  await subscribers.closeAll();
+  await killAllServers();
+  pg?.destroy();
+}, 60_000);
+
+/** What a client could see of the server's insides in an error answer. */
+const leaks = (f: Extract<SendOutcome, { ok: false }>) =>
+  /stacktrace|\n\s+at |\.ts:\d+|node_modules|SELECT |UPDATE |INSERT |ECONNREFUSED/i.test(f.raw ?? f.error);
+
+it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps subscriptions open, and recovers without a restart, losing nothing acknowledged', async () => {
+  const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
+  const servers = [a, b];
+  const roomId = await roomWith(a.url, users);
+  const subs = users.map((user, i) => {
+    const sub = subscribers.add(new Subscriber(`${i % 2 ? 'B' : 'A'}${i}`, roomId));
+    sub.connect(servers[i % 2].wsUrl, user);
+    return sub;
+  });
+
+  const ledger = new Ledger();
+  const target = (i: number) => ({ url: servers[i % 2].url, user: users[i % users.length] });
+  const sending = burst({ ledger, roomId, label: 'pg', concurrency: 4, target });
+  try {
+    await waitFor(() => ledger.sent >= 150 && subs.every((s) => s.received.length > 0), 30_000);
+
+    pg.stop('fast'); // in the middle of the burst: some sends are in flight
+    const outageStarted = Date.now();
+    const sentAtOutage = ledger.sent;
+    const failedBefore = ledger.failures.length;
+    const readyDuringOutage = await Promise.all(
+      servers.map((s) =>
+        waitFor(async () => {
+          const r = await readiness(s.base);
+          return r.status === 503 && r.body.database === 'down' ? r : undefined;
+        }, 15_000),
+      ),
+    );
+    const healthDuringOutage = await Promise.all(servers.map(async (s) => (await fetch(`${s.base}/healthz`)).status));
+    await waitFor(() => ledger.failures.length - failedBefore >= 40 && Date.now() - outageStarted >= 2500, 30_000);
+    const outageFailures = ledger.failures.slice(failedBefore);
+    const ackedDuringOutage = ledger.sent - sentAtOutage; // sends that were committing when it stopped
+    const openDuringOutage = subs.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors.length }));
+
+    pg.start();
+    const outageMs = Date.now() - outageStarted;
+    await Promise.all(servers.map((s) => waitFor(async () => (await readiness(s.base)).status === 200, 20_000)));
+    const sentAtReturn = ledger.sent;
+    await waitFor(() => ledger.sent >= sentAtReturn + 150, 30_000);
+    await sending.stop();
+
+    const failures = [...ledger.failures]; // every failed send of the burst: during the outage or right after it
+    // The client's retry of every failed send, with the same clientId: it answers the message if
+    // the send did commit, and commits it now if it did not.
+    const unsettled = [...new Set(ledger.failures.map((f) => f.clientId))];
+    const retries: SendOutcome[] = [];
+    const queue = [...unsettled];
+    await Promise.all(
+      [0, 1, 2, 3].map(async (w) => {
+        for (let clientId = queue.shift(); clientId; clientId = queue.shift()) {
+          retries.push(await sendOnce(target(w), roomId, clientId.replace('-', ' '), clientId));
+        }
+      }),
+    );
+    const retryFailures = retries.filter((r) => !r.ok);
+    retries.forEach((r) => ledger.record(r));
+
+    const truth = await roomTruth(pg.url, roomId);
+    await Promise.all(subs.map((s) => s.reach(truth.lastSeq)));
+    await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+
+    const codes: Record<string, number> = {};
+    for (const f of failures) codes[String(f.code ?? f.error)] = (codes[String(f.code ?? f.error)] ?? 0) + 1;
+    const line = report(
+      'postgresql stopped and restarted',
+      ledger.sent,
+      subs.map((s) => tally(s.name, ledger.acked.values(), s.received)),
+      {
+        instances: 2,
+        outageMs,
+        failedSends: failures.length,
+        errorCodes: codes,
+        failMs: spread(failures.map((f) => f.ms)),
+        ackedWhileStopping: ackedDuringOutage,
+        retriedAfterReturn: unsettled.length,
+        retryFailures: retryFailures.length,
+        readyzDuringOutage: readyDuringOutage[0].body,
+        serverErrors: [a, b].flatMap((s) => s.problems().map((l) => `${s.name}: ${l.slice(0, 300)}`)).slice(0, 5),
+      },
+    );
+
+    // During the outage: a clear, retryable code, fast, with nothing of the insides.
+    expect(outageFailures.length).toBeGreaterThanOrEqual(40);
+    expect(failures.filter((f) => f.code !== 'SERVICE_UNAVAILABLE' || f.hung || f.network)).toEqual([]);
+    expect(failures.filter(leaks)).toEqual([]);
+    expect(Math.max(...failures.map((f) => f.ms))).toBeLessThan(SEND_TIMEOUT_MS);
+    expect(readyDuringOutage.map((r) => r.body)).toEqual([
+      { status: 'unavailable', database: 'down', pubsub: 'up' },
+      { status: 'unavailable', database: 'down', pubsub: 'up' },
+    ]);
+    expect(healthDuringOutage).toEqual([200, 200]);
+    expect(openDuringOutage).toEqual(subs.map((s) => ({ name: s.name, ended: 0, errors: 0 })));
+    // After it: every retry settles, every acknowledged message is there, the seqs have no gap.
+    expect(retryFailures).toEqual([]);
+    expect(ledger.conflicting).toEqual([]);
+    expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
+    expect(truth.messages.map((m) => m.seq)).toEqual(Array.from({ length: truth.lastSeq }, (_, i) => i + 1));
+    expect(subs.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(subs.map((s) => ({ name: s.name, ended: 0, errors: [] })));
+    expectClean(line);
+  } finally {
+    await sending.stop();
+  }
+}, 90_000);

@@ -1,0 +1,121 @@
+// Fault: Redis goes away during sends and comes back on the same port. A send never waits on Redis
+// (it commits and answers), /readyz reports pub/sub down and the database up, a subscription opened
+// during the outage still starts, and every subscriber on both instances catches up (API.md
+// guarantees 1–5). A private Redis: stopping the shared one would break the other test files.
+import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
+import { roomTruth, sharedUrls, startRedis, type PrivateRedis } from './support/backing';
+import { readiness } from './support/child-server';
+import { expectClean, report, tally } from './support/tally';
+import { baseOf, burst, Ledger, pause, roomWith, SEND_TIMEOUT_MS, spread, Subscriber, Subscribers } from './support/traffic';
+
+const HEAL_INTERVAL_MS = 300;
+
+let redis: PrivateRedis;
+let a: TestServer;
+let b: TestServer;
+const subscribers = new Subscribers();
+
+beforeAll(async () => {
+  redis = await startRedis();
+  [a, b] = await Promise.all([
+    startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS) }),
+    startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS) }),
+  ]);
+}, 60_000);
+
+afterAll(async () => {
+  await subscribers.closeAll();
+  await Promise.all([a?.stop(), b?.stop()]);
+  await redis?.destroy();
+}, 60_000);
+
+it('commits and answers every send while Redis is down, reports it in /readyz, and every subscriber catches up when Redis returns', async () => {
+  const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
+  const servers = [a, b];
+  const roomId = await roomWith(a.url, users);
+  // A second room whose first subscriber arrives during the outage (its hub starts with Redis dead).
+  const lateRoomId = await roomWith(a.url, users);
+  const subs = users.map((user, i) => {
+    const sub = subscribers.add(new Subscriber(`${i % 2 ? 'B' : 'A'}${i}`, roomId));
+    sub.connect(servers[i % 2].wsUrl, user);
+    return sub;
+  });
+  await waitFor(() => a.app.hubs.listeners(roomId) === 2 && b.app.hubs.listeners(roomId) === 2);
+
+  const ledger = new Ledger();
+  const lateLedger = new Ledger();
+  const target = (i: number) => ({ url: servers[i % 2].url, user: users[i % users.length] });
+  const sending = burst({ ledger, roomId, label: 'redis', concurrency: 4, target });
+  const sendingLate = burst({ ledger: lateLedger, roomId: lateRoomId, label: 'redis-late', concurrency: 1, target });
+  try {
+    await waitFor(() => ledger.sent >= 200, 30_000);
+
+    await redis.stop();
+    const outageStarted = Date.now();
+    const answeredBeforeOutage = ledger.latencies.length;
+    const seqAtOutage = ledger.lastSeq;
+    const sentAtOutage = ledger.sent;
+    const readyDuringOutage = await Promise.all(
+      servers.map((s) =>
+        waitFor(async () => {
+          const r = await readiness(baseOf(s.url));
+          return r.status === 503 && r.body.pubsub === 'down' ? r : undefined;
+        }, 15_000),
+      ),
+    );
+    const late = subscribers.add(new Subscriber('B late (subscribed during the outage)', lateRoomId));
+    late.connect(b.wsUrl, users[1]);
+    await waitFor(() => ledger.sent >= sentAtOutage + 200 && Date.now() - outageStarted >= 3500, 30_000);
+    const outageLatencies = ledger.latencies.slice(answeredBeforeOutage);
+    const sentDuringOutage = ledger.lastSeq - seqAtOutage;
+    const deliveredDuringOutage = Math.min(...subs.map((s) => s.lastSeq)) - seqAtOutage;
+    const lateDeliveredDuringOutage = late.received.length;
+
+    await redis.start();
+    const outageMs = Date.now() - outageStarted;
+    await Promise.all(servers.map((s) => waitFor(async () => (await readiness(baseOf(s.url))).status === 200, 20_000)));
+    const sentAtReturn = ledger.sent;
+    await waitFor(() => ledger.sent >= sentAtReturn + 200, 30_000);
+    await Promise.all([sending.stop(), sendingLate.stop()]);
+
+    const [truth, lateTruth] = await Promise.all([roomTruth(sharedUrls().databaseUrl, roomId), roomTruth(sharedUrls().databaseUrl, lateRoomId)]);
+    await Promise.all([...subs.map((s) => s.reach(truth.lastSeq)), late.reach(lateTruth.lastSeq)]);
+    await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+
+    const line = report(
+      'redis stopped and restarted during sends',
+      ledger.sent + lateLedger.sent,
+      [
+        ...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)),
+        tally(late.name, lateLedger.acked.values(), late.received),
+      ],
+      {
+        instances: 2,
+        outageMs,
+        sentDuringOutage,
+        deliveredDuringOutageByHealTimer: deliveredDuringOutage,
+        lateSubscriberDeliveredDuringOutage: lateDeliveredDuringOutage,
+        sendFailures: ledger.failures.length + lateLedger.failures.length,
+        sendMsDuringOutage: spread(outageLatencies),
+        sendMsOverall: spread(ledger.latencies),
+        readyzDuringOutage: readyDuringOutage[0].body,
+      },
+    );
+    // Every send answered (none hung past SEND_TIMEOUT_MS) and committed, with Redis down or up.
+    expect([...ledger.failures, ...lateLedger.failures]).toEqual([]);
+    expect(sentDuringOutage).toBeGreaterThanOrEqual(200);
+    expect(Math.max(...outageLatencies)).toBeLessThan(SEND_TIMEOUT_MS);
+    expect(readyDuringOutage.map((r) => r.body)).toEqual([
+      { status: 'unavailable', database: 'up', pubsub: 'down' },
+      { status: 'unavailable', database: 'up', pubsub: 'down' },
+    ]);
+    expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
+    expect(lateTruth.messages.map((m) => m.id).sort()).toEqual([...lateLedger.acked.keys()].sort());
+    expect([...subs, late].map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(
+      [...subs, late].map((s) => ({ name: s.name, ended: 0, errors: [] })),
+    );
+    expectClean(line);
+  } finally {
+    await Promise.all([sending.stop(), sendingLate.stop()]);
+  }
+}, 90_000);
