@@ -1,7 +1,4 @@
-import { AssistantService } from './assistant/assistant-service';
-import { AskRateLimit } from './assistant/limits';
-import { OpenAIChatModel } from './assistant/openai-model';
-import { ReplyRunner } from './assistant/reply-runner';
+import { createAssistant } from './assistant';
 import { AuthService } from './auth/auth-service';
 import { TokenService } from './auth/tokens';
 import { MessageService } from './chat/message-service';
@@ -40,45 +37,17 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
-  const messages: MessageService = new MessageService(db.dataSource, pubsub, log, (m) => assistant.replyToMention(m));
+  const messages: MessageService = new MessageService(db.dataSource, pubsub, log, (m) => assistant.service.replyToMention(m));
   const store = new RoomStore(db.dataSource);
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs);
-  const runner = new ReplyRunner(db.dataSource, pubsub, log, {
-    stallTimeoutMs: config.assistantStallTimeoutMs,
-    contextChars: config.assistantContextChars,
-  });
-  const rate = new AskRateLimit(config.assistantAsksPerMinute, config.redisUrl);
-  const assistant = new AssistantService(
-    db.dataSource,
-    messages,
-    runner,
-    config.openaiApiKey
-      ? new OpenAIChatModel({
-          apiKey: config.openaiApiKey,
-          baseURL: config.openaiBaseUrl,
-          model: config.openaiModel,
-          maxRetries: config.openaiMaxRetries,
-          timeoutMs: config.openaiTimeoutMs,
-        })
-      : null,
-    { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser },
-    pubsub,
-    log,
-  );
+  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, log);
   const services: Services = {
     auth: new AuthService(db.dataSource, tokens),
     rooms: new RoomService(db.dataSource, pubsub, log),
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
-    assistant,
+    assistant: assistant.service,
   };
-  runner.listen();
-  // A reply is orphaned once its heartbeat is this old; on the embedded database (one process, by
-  // its lock) every STREAMING reply at start is.
-  const orphanAfterMs = config.assistantStallTimeoutMs + 30_000;
-  await runner.sweep(config.databaseUrl ? orphanAfterMs : 'all');
-  const sweeper = setInterval(() => void runner.sweep(orphanAfterMs).catch(() => undefined), orphanAfterMs / 2);
-  sweeper.unref();
   const server = await createHttpServer({
     schema: createSchema(),
     tokens,
@@ -101,9 +70,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     stop() {
       stopping ??= (async () => {
         await server.stop();
-        clearInterval(sweeper);
-        await runner.stopAll();
-        await rate.close();
+        await assistant.stop();
         await hubs.close();
         await pubsub.close();
         await db.close();

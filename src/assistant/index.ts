@@ -1,0 +1,54 @@
+import type { DataSource } from 'typeorm';
+import type { MessageService } from '../chat/message-service';
+import type { Config } from '../config';
+import type { Logger } from '../logger';
+import type { PubSub } from '../pubsub';
+import { AssistantService } from './assistant-service';
+import { AskRateLimit } from './limits';
+import { OpenAIChatModel } from './openai-model';
+import { ReplyRunner } from './reply-runner';
+
+export interface Assistant {
+  service: AssistantService;
+  /** Stops background work: streaming replies end FAILED with a reason, the sweeper stops. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The assistant's parts, started: the model adapter (when `OPENAI_API_KEY` is set), the reply
+ * runner listening for cancellations, the ask limits, and the sweeper that fails replies left
+ * STREAMING by a process that is gone — at start all of them on the embedded database (one
+ * process, by its lock), otherwise those whose heartbeat is older than the stall timeout + 30 s.
+ */
+export async function createAssistant(config: Config, db: DataSource, messages: MessageService, pubsub: PubSub, log: Logger): Promise<Assistant> {
+  const runner = new ReplyRunner(db, pubsub, log, {
+    stallTimeoutMs: config.assistantStallTimeoutMs,
+    contextChars: config.assistantContextChars,
+  });
+  const model = config.openaiApiKey
+    ? new OpenAIChatModel({
+        apiKey: config.openaiApiKey,
+        baseURL: config.openaiBaseUrl,
+        model: config.openaiModel,
+        maxRetries: config.openaiMaxRetries,
+        timeoutMs: config.openaiTimeoutMs,
+      })
+    : null;
+  const rate = new AskRateLimit(config.assistantAsksPerMinute, config.redisUrl);
+  const service = new AssistantService(db, messages, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
+
+  runner.listen();
+  const orphanAfterMs = config.assistantStallTimeoutMs + 30_000;
+  await runner.sweep(config.databaseUrl ? orphanAfterMs : 'all');
+  const sweeper = setInterval(() => void runner.sweep(orphanAfterMs).catch(() => undefined), orphanAfterMs / 2);
+  sweeper.unref();
+
+  return {
+    service,
+    async stop() {
+      clearInterval(sweeper);
+      await runner.stopAll();
+      await rate.close();
+    },
+  };
+}
