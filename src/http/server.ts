@@ -12,6 +12,7 @@ import { WebSocketServer } from 'ws';
 import type { TokenService, Viewer } from '../auth/tokens';
 import { maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
+import { subscribeShared } from '../graphql/shared-subscribe';
 import type { Logger } from '../logger';
 import { graphiql } from './graphiql';
 import { healthz, readyz, type ReadinessProbes } from './health';
@@ -49,6 +50,7 @@ export async function createHttpServer(deps: HttpDeps) {
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
     {
       schema: deps.schema,
+      subscribe: subscribeShared,
       onConnect: (ctx) => {
         const params = ctx.connectionParams ?? {};
         const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization);

@@ -1,5 +1,5 @@
 import jwt from 'jsonwebtoken';
-import { TEST_SECRET, collect, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { TEST_SECRET, collect, must, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -129,5 +129,22 @@ describe('roomEvents', () => {
       ['MessageAdded', 3],
     ]);
     await client.dispose();
+  });
+});
+
+describe('shared execution', () => {
+  it('gives each subscriber its own viewerRole while sharing everything else', async () => {
+    const [owner, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, owner);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const query = `subscription($roomId: ID!) { messageAdded(roomId: $roomId) { seq room { viewerRole } } }`;
+    const clients = [wsClient(server.wsUrl, owner), wsClient(server.wsUrl, bob)];
+    const [forOwner, forBob] = clients.map((c) => collect(c, query, { roomId }));
+    await waitFor(() => server.app.hubs.listeners(roomId) === 2);
+    await send(server.url, owner, roomId, 'hello');
+    await Promise.all([forOwner.until((r) => r.length === 1), forBob.until((r) => r.length === 1)]);
+    expect(forOwner.results[0].data?.messageAdded.room.viewerRole).toBe('OWNER');
+    expect(forBob.results[0].data?.messageAdded.room.viewerRole).toBe('MEMBER');
+    await Promise.all(clients.map((c) => c.dispose()));
   });
 });

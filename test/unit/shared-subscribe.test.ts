@@ -1,0 +1,94 @@
+import { makeExecutableSchema } from '@graphql-tools/schema';
+import { parse, type ExecutionResult } from 'graphql';
+import { subscribeShared } from '../../src/graphql/shared-subscribe';
+
+/** A schema whose subscription emits the events pushed by `emit`, counting resolver runs. */
+function setup() {
+  const listeners = new Set<(e: object) => void>();
+  let runs = 0;
+  const schema = makeExecutableSchema({
+    typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! viewerRole: String }`,
+    resolvers: {
+      Subscription: {
+        tick: {
+          subscribe: async function* () {
+            const queue: object[] = [];
+            let wake: (() => void) | undefined;
+            const listener = (e: object) => {
+              queue.push(e);
+              wake?.();
+            };
+            listeners.add(listener);
+            try {
+              for (;;) {
+                while (queue.length) yield queue.shift();
+                await new Promise<void>((r) => (wake = r));
+              }
+            } finally {
+              listeners.delete(listener);
+            }
+          },
+          resolve: (e: { n: number }) => {
+            runs++;
+            return e;
+          },
+        },
+      },
+      Tick: { viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id },
+    },
+  });
+  return { schema, emit: (e: object) => listeners.forEach((l) => l(e)), runs: () => runs };
+}
+
+async function open(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string) {
+  const result = await subscribeShared({ schema, document: parse(query), contextValue: { viewer: { id: viewer } } });
+  return result as AsyncIterableIterator<ExecutionResult>;
+}
+
+describe('subscribeShared', () => {
+  it('executes an event once for every subscriber of the same operation', async () => {
+    const { schema, emit, runs } = setup();
+    const subs = await Promise.all(['a', 'b', 'c'].map((v) => open(schema, 'subscription { tick { n } }', v)));
+    const next = subs.map((s) => s.next());
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 1 });
+    const results = await Promise.all(next);
+    expect(results.map((r) => r.value.data)).toEqual([{ tick: { n: 1 } }, { tick: { n: 1 } }, { tick: { n: 1 } }]);
+    expect(runs()).toBe(1);
+    await Promise.all(subs.map((s) => s.return!()));
+  });
+
+  it('executes per subscriber when the selection depends on the viewer', async () => {
+    const { schema, emit, runs } = setup();
+    const subs = await Promise.all(['a', 'b'].map((v) => open(schema, 'subscription { tick { n viewerRole } }', v)));
+    const next = subs.map((s) => s.next());
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 2 });
+    const results = await Promise.all(next);
+    expect(results.map((r) => r.value.data)).toEqual([{ tick: { n: 2, viewerRole: 'a' } }, { tick: { n: 2, viewerRole: 'b' } }]);
+    expect(runs()).toBe(2);
+    await Promise.all(subs.map((s) => s.return!()));
+  });
+
+  it('does not share between different selections or variables', async () => {
+    const { schema, emit, runs } = setup();
+    const a = await open(schema, 'subscription { tick { n } }', 'a');
+    const b = await open(schema, 'subscription Other { tick { n } }', 'a');
+    const next = [a.next(), b.next()];
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 3 });
+    await Promise.all(next);
+    expect(runs()).toBe(2);
+    await Promise.all([a.return!(), b.return!()]);
+  });
+
+  it('ends the source when the subscriber returns', async () => {
+    const { schema, emit } = setup();
+    const sub = await open(schema, 'subscription { tick { n } }', 'a');
+    const pending = sub.next();
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 4 });
+    await pending;
+    expect(await sub.return!()).toEqual({ done: true, value: undefined });
+  });
+});
