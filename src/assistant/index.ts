@@ -8,6 +8,9 @@ import { AskRateLimit } from './limits';
 import { OpenAIChatModel } from './openai-model';
 import { ReplyRunner } from './reply-runner';
 
+/** A streaming reply's heartbeat (every 5 s) older than this means its process is gone. */
+const ORPHAN_AFTER_MS = 30_000;
+
 export interface Assistant {
   service: AssistantService;
   /** Stops background work: streaming replies end FAILED with a reason, the sweeper stops. */
@@ -18,7 +21,7 @@ export interface Assistant {
  * The assistant's parts, started: the model adapter (when `OPENAI_API_KEY` is set), the reply
  * runner listening for cancellations, the ask limits, and the sweeper that fails replies left
  * STREAMING by a process that is gone — at start all of them on the embedded database (one
- * process, by its lock), otherwise those whose heartbeat is older than the stall timeout + 30 s.
+ * process, by its lock), otherwise those whose heartbeat is older than 30 s (checked every 10 s).
  */
 export async function createAssistant(config: Config, db: DataSource, messages: MessageService, pubsub: PubSub, log: Logger): Promise<Assistant> {
   const runner = new ReplyRunner(db, pubsub, log, {
@@ -38,9 +41,8 @@ export async function createAssistant(config: Config, db: DataSource, messages: 
   const service = new AssistantService(db, messages, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
 
   runner.listen();
-  const orphanAfterMs = config.assistantStallTimeoutMs + 30_000;
-  await runner.sweep(config.databaseUrl ? orphanAfterMs : 'all');
-  const sweeper = setInterval(() => void runner.sweep(orphanAfterMs).catch(() => undefined), orphanAfterMs / 2);
+  await runner.sweep(config.databaseUrl ? ORPHAN_AFTER_MS : 'all');
+  const sweeper = setInterval(() => void runner.sweep(ORPHAN_AFTER_MS).catch(() => undefined), ORPHAN_AFTER_MS / 3);
   sweeper.unref();
 
   return {

@@ -11,13 +11,13 @@ import { ReplyText } from './reply-text';
 export interface RunnerOptions {
   stallTimeoutMs: number;
   contextChars: number;
-  /** How often a reply waiting on the model proves it is alive, in ms. */
-  heartbeatMs?: number;
 }
 
 type StopReason = 'cancelled' | 'stalled' | 'shutdown';
 
 const MAX_THREAD = 200;
+/** How often a streaming reply proves it is alive (also while the model is silent). */
+const HEARTBEAT_MS = 5000;
 
 /**
  * Streams assistant replies on this instance (API.md guarantee 7). For each reply it builds the
@@ -108,7 +108,7 @@ export class ReplyRunner {
       clearTimeout(stall);
       stall = setTimeout(() => controller.abort('stalled' satisfies StopReason), this.options.stallTimeoutMs);
     };
-    const heartbeat = setInterval(() => void streamed.touch().catch(() => undefined), this.options.heartbeatMs ?? 5000);
+    const heartbeat = setInterval(() => void streamed.touch().catch(() => undefined), HEARTBEAT_MS);
     resetStall();
     let failure: unknown;
     try {
