@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import http from 'node:http';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { GraphQLSchema } from 'graphql';
+import type { GraphQLError, GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { TokenService, Viewer } from '../auth/tokens';
@@ -42,7 +41,10 @@ export async function createHttpServer(deps: HttpDeps) {
   const app = express();
   app.disable('x-powered-by');
   const httpServer = http.createServer(app);
-  const requestScope = new AsyncLocalStorage<{ requestId: string }>();
+  // The request id of each failed operation's errors, noted before Apollo formats them. Keyed by
+  // the thrown error, which Apollo keeps as `originalError` while it rewraps the GraphQLError.
+  const requestIds = new WeakMap<object, string>();
+  const requestIdOf = (error: unknown) => requestIds.get((error as GraphQLError).originalError ?? (error as object));
 
   const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
   const metrics = new Metrics({ webSockets: () => wsServer.clients.size, roomHubs: deps.roomHubs });
@@ -80,8 +82,17 @@ export async function createHttpServer(deps: HttpDeps) {
     introspection: deps.introspection,
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown
-    formatError: (_formatted, error) => maskError(error, requestScope.getStore()?.requestId ?? randomUUID(), log),
+    formatError: (_formatted, error) => maskError(error, requestIdOf(error) ?? randomUUID(), log),
     plugins: [
+      {
+        async requestDidStart() {
+          return {
+            async didEncounterErrors({ errors, contextValue }) {
+              for (const e of errors) requestIds.set(e.originalError ?? e, contextValue.requestId);
+            },
+          };
+        },
+      },
       ApolloServerPluginDrainHttpServer({ httpServer }),
       ApolloServerPluginLandingPageDisabled(),
       metrics.plugin(),
@@ -107,15 +118,14 @@ export async function createHttpServer(deps: HttpDeps) {
   app.use('/graphql', graphiql(deps.introspection));
   app.use(
     '/graphql',
-    (req, res, next) => {
-      const requestId = randomUUID();
-      res.setHeader('x-request-id', requestId);
-      requestScope.run({ requestId }, next);
+    (_req, res, next) => {
+      res.setHeader('x-request-id', randomUUID());
+      next();
     },
     express.json({ limit: '1mb' }),
     expressMiddleware(apollo, {
-      context: async ({ req }) =>
-        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, requestScope.getStore()!.requestId),
+      context: async ({ req, res }) =>
+        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id'))),
     }),
   );
   app.use((_req, res) => {
