@@ -13,6 +13,7 @@ import { createSchema } from './graphql/schema';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
+import { RateLimits } from './rate-limit';
 
 /** A running instance: its address once listening, its parts (for tests), and how to stop it. */
 export interface App {
@@ -37,12 +38,17 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
+  const limits = new RateLimits(config.redisUrl);
   const messages: MessageService = new MessageService(db.dataSource, pubsub, log, (m) => assistant.service.replyToMention(m));
   const store = new RoomStore(db.dataSource);
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs);
-  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, log);
+  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, log);
   const services: Services = {
-    auth: new AuthService(db.dataSource, tokens),
+    auth: new AuthService(
+      db.dataSource,
+      tokens,
+      limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+    ),
     rooms: new RoomService(db.dataSource, pubsub, log),
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
@@ -71,6 +77,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       stopping ??= (async () => {
         await server.stop();
         await assistant.stop();
+        await limits.close();
         await hubs.close();
         await pubsub.close();
         await db.close();

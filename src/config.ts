@@ -37,6 +37,8 @@ export interface Config {
   assistantMaxStreamingPerUser: number;
   /** Asks one user may make per minute. Default 20. */
   assistantAsksPerMinute: number;
+  /** Log-in attempts per username per 15 minutes (a success gives them back). Default 10. */
+  logInAttemptsPer15Min: number;
   /** Serve introspection and GraphiQL. Default true in every `NODE_ENV`. */
   introspection: boolean;
   /** pino level. Default `info`. */
@@ -69,6 +71,7 @@ const envSchema = z.object({
   ASSISTANT_CONTEXT_CHARS: int(100, 1_000_000).default(12_000),
   ASSISTANT_MAX_STREAMING_PER_USER: int(1, 100).default(3),
   ASSISTANT_ASKS_PER_MINUTE: int(1, 10_000).default(20),
+  LOGIN_ATTEMPTS_PER_15_MIN: int(1, 10_000).default(10),
   INTROSPECTION: bool.default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
@@ -112,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     assistantContextChars: e.ASSISTANT_CONTEXT_CHARS,
     assistantMaxStreamingPerUser: e.ASSISTANT_MAX_STREAMING_PER_USER,
     assistantAsksPerMinute: e.ASSISTANT_ASKS_PER_MINUTE,
+    logInAttemptsPer15Min: e.LOGIN_ATTEMPTS_PER_15_MIN,
     introspection: e.INTROSPECTION,
     logLevel: e.LOG_LEVEL,
     nodeEnv: e.NODE_ENV,

@@ -8,12 +8,12 @@ import type { Logger } from '../logger';
 import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
 import { isUuid } from '../validation';
 import { toWire } from '../chat/message-service';
-import type { AskRateLimit } from './limits';
+import type { RateLimit } from '../rate-limit';
 import type { ChatModel } from './model';
 import type { ReplyRunner } from './reply-runner';
 
 export interface AssistantLimits {
-  rate: AskRateLimit;
+  rate: RateLimit;
   maxStreamingPerUser: number;
 }
 

@@ -3,8 +3,8 @@ import type { MessageService } from '../chat/message-service';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
+import type { RateLimits } from '../rate-limit';
 import { AssistantService } from './assistant-service';
-import { AskRateLimit } from './limits';
 import { OpenAIChatModel } from './openai-model';
 import { ReplyRunner } from './reply-runner';
 
@@ -23,7 +23,14 @@ export interface Assistant {
  * STREAMING by a process that is gone — at start all of them on the embedded database (one
  * process, by its lock), otherwise those whose heartbeat is older than 30 s (checked every 10 s).
  */
-export async function createAssistant(config: Config, db: DataSource, messages: MessageService, pubsub: PubSub, log: Logger): Promise<Assistant> {
+export async function createAssistant(
+  config: Config,
+  db: DataSource,
+  messages: MessageService,
+  pubsub: PubSub,
+  limits: RateLimits,
+  log: Logger,
+): Promise<Assistant> {
   const runner = new ReplyRunner(db, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
@@ -37,7 +44,7 @@ export async function createAssistant(config: Config, db: DataSource, messages: 
         timeoutMs: config.openaiTimeoutMs,
       })
     : null;
-  const rate = new AskRateLimit(config.assistantAsksPerMinute, config.redisUrl);
+  const rate = limits.create('assistant-asks', config.assistantAsksPerMinute, 60, 'Too many assistant requests; retry later');
   const service = new AssistantService(db, messages, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
 
   runner.listen();
@@ -50,7 +57,6 @@ export async function createAssistant(config: Config, db: DataSource, messages: 
     async stop() {
       clearInterval(sweeper);
       await runner.stopAll();
-      await rate.close();
     },
   };
 }

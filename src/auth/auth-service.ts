@@ -4,6 +4,7 @@ import { UserEntity } from '../db/entities';
 import { conflict, unauthenticated } from '../errors';
 import { isUniqueViolation } from '../db/errors';
 import { parseInput, logInInput, signUpInput } from '../validation';
+import type { RateLimit } from '../rate-limit';
 import type { TokenService, Viewer } from './tokens';
 
 /** argon2id with the library's recommended cost (m=19 MiB, t=2, p=1). */
@@ -20,7 +21,15 @@ export class AuthService {
   /** Verified against for unknown usernames, so a miss costs as long as a wrong password. */
   private readonly decoyHash: Promise<string>;
 
-  constructor(private readonly db: DataSource, private readonly tokens: TokenService) {
+  /**
+   * @param logInAttempts attempts allowed per username, spent by each logIn and given back by a
+   *   successful one, so guessing a password is slow while a person's typos are not.
+   */
+  constructor(
+    private readonly db: DataSource,
+    private readonly tokens: TokenService,
+    private readonly logInAttempts: RateLimit,
+  ) {
     this.decoyHash = hash('decoy-password-for-timing', ARGON2);
   }
 
@@ -42,9 +51,11 @@ export class AuthService {
     }
   }
 
-  /** Signs in. A wrong username or password gives the same UNAUTHENTICATED answer. */
+  /** Signs in. A wrong username or password gives the same UNAUTHENTICATED answer; too many, RATE_LIMITED. */
   async logIn(raw: unknown): Promise<AuthResult> {
     const input = parseInput(logInInput, raw);
+    const key = input.username.toLowerCase();
+    await this.logInAttempts.consume(key);
     const user = await this.db
       .getRepository(UserEntity)
       .createQueryBuilder('u')
@@ -53,6 +64,7 @@ export class AuthService {
       .getOne();
     const ok = await verify(user?.passwordHash ?? (await this.decoyHash), input.password).catch(() => false);
     if (!user || !user.passwordHash || !ok) throw unauthenticated('Wrong username or password');
+    await this.logInAttempts.reset(key);
     return { ...this.tokens.issue(user.id), user: stripHash(user) };
   }
 

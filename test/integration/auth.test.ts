@@ -338,3 +338,38 @@ describe('me and tokens', () => {
     expect(body.data.me).toBeNull();
   });
 });
+
+describe('logIn attempts', () => {
+  let limited: TestServer;
+  beforeAll(async () => {
+    limited = await startServer({ LOGIN_ATTEMPTS_PER_15_MIN: '3' });
+  });
+  afterAll(() => limited.stop());
+
+  const LOGIN = `mutation($input: LogInInput!) { logIn(input: $input) { token } }`;
+
+  it('answers RATE_LIMITED with retryAfterMs once a username’s attempts are spent, even for the right password', async () => {
+    const ada = await signUp(limited.url);
+    for (let i = 0; i < 3; i++) {
+      expect(codeOf(await gql(limited.url, LOGIN, { input: { username: ada.username, password: 'wrong password' } }))).toBe('UNAUTHENTICATED');
+    }
+    const blocked = await gql(limited.url, LOGIN, { input: { username: ada.username.toUpperCase(), password: PASSWORD } });
+    expect(codeOf(blocked)).toBe('RATE_LIMITED');
+    expect(blocked.errors![0].extensions!.retryAfterMs).toBeGreaterThan(0);
+  });
+
+  it('gives the attempts back after a successful log-in', async () => {
+    const bob = await signUp(limited.url);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 2; i++) await gql(limited.url, LOGIN, { input: { username: bob.username, password: 'wrong password' } });
+      expect((await must(limited.url, LOGIN, { input: { username: bob.username, password: PASSWORD } })).logIn.token).toEqual(expect.any(String));
+    }
+  });
+
+  it('limits an unknown username the same way', async () => {
+    const ghost = unique('ghost');
+    const codes = [];
+    for (let i = 0; i < 4; i++) codes.push(codeOf(await gql(limited.url, LOGIN, { input: { username: ghost, password: 'whatever1' } })));
+    expect(codes).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+  });
+});

@@ -1,0 +1,50 @@
+import Redis from 'ioredis';
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import { rateLimited } from './errors';
+
+/** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
+export class RateLimit {
+  constructor(private readonly limiter: RateLimiterAbstract, private readonly message: string) {}
+
+  /** Takes one point from the key's budget, or throws RATE_LIMITED with `retryAfterMs`. */
+  async consume(key: string): Promise<void> {
+    try {
+      await this.limiter.consume(key);
+    } catch (res) {
+      if (res instanceof RateLimiterRes) throw rateLimited(res.msBeforeNext, this.message);
+      throw res;
+    }
+  }
+
+  /** Gives the key its whole budget back. */
+  async reset(key: string): Promise<void> {
+    await this.limiter.delete(key).catch(() => undefined);
+  }
+}
+
+/**
+ * Makes rate limits shared by all instances through Redis when there is one (each falling back
+ * to a per-instance limit while Redis is unreachable), in memory otherwise.
+ */
+export class RateLimits {
+  private readonly redis?: Redis;
+
+  constructor(redisUrl?: string) {
+    if (redisUrl) {
+      this.redis = new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000 });
+      this.redis.on('error', () => undefined); // the pub/sub connection reports Redis trouble already
+    }
+  }
+
+  create(name: string, points: number, durationS: number, message: string): RateLimit {
+    const opts = { points, duration: durationS, keyPrefix: `limit:${name}` };
+    const limiter = this.redis
+      ? new RateLimiterRedis({ ...opts, storeClient: this.redis, insuranceLimiter: new RateLimiterMemory(opts) })
+      : new RateLimiterMemory(opts);
+    return new RateLimit(limiter, message);
+  }
+
+  async close(): Promise<void> {
+    this.redis?.disconnect();
+  }
+}
