@@ -12,6 +12,8 @@ export enum ErrorCode {
   RateLimited = 'RATE_LIMITED',
   AssistantUnavailable = 'ASSISTANT_UNAVAILABLE',
   ServiceUnavailable = 'SERVICE_UNAVAILABLE',
+  /** A request the server cannot take as sent (e.g. a subscription over HTTP). */
+  BadRequest = 'BAD_REQUEST',
   InternalServerError = 'INTERNAL_SERVER_ERROR',
 }
 
@@ -64,7 +66,8 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
   const wrapped = graphqlError?.originalError as (Error & { thrownValue?: unknown }) | undefined;
   const original = wrapped?.name === 'NonErrorThrown' ? wrapped.thrownValue : (wrapped ?? error);
   if (original instanceof AppError) {
-    return { ...original.toJSON(), locations: graphqlError?.locations, path: graphqlError?.path };
+    const { http: _transport, ...extensions } = original.extensions; // a status for Apollo, not for clients
+    return { message: original.message, locations: graphqlError?.locations, path: graphqlError?.path, extensions };
   }
   const inner = graphqlError?.originalError;
   if (graphqlError && (!inner || inner instanceof GraphQLError)) {

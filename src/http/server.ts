@@ -9,7 +9,7 @@ import type { GraphQLError, GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { TokenService, Viewer } from '../auth/tokens';
-import { maskError } from '../errors';
+import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { subscribeShared } from '../graphql/shared-subscribe';
 import type { Logger } from '../logger';
@@ -87,6 +87,13 @@ export async function createHttpServer(deps: HttpDeps) {
       {
         async requestDidStart() {
           return {
+            async didResolveOperation({ operation }) {
+              if (operation?.operation === 'subscription') {
+                throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
+                  http: { status: 400 },
+                });
+              }
+            },
             async didEncounterErrors({ errors, contextValue }) {
               for (const e of errors) requestIds.set(e.originalError ?? e, contextValue.requestId);
             },

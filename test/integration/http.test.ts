@@ -296,3 +296,17 @@ describe('internal faults are masked', () => {
     }
   });
 });
+
+describe('subscriptions over HTTP', () => {
+  it('answers 400 BAD_REQUEST pointing at the WebSocket, not a server fault', async () => {
+    const s = await startServer();
+    try {
+      const result = await gql(s.url, `subscription { messageAdded(roomId: "00000000-0000-4000-8000-000000000000") { id } }`);
+      expect(result.status).toBe(400);
+      expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+      expect(result.errors![0].message).toMatch(/WebSocket/);
+    } finally {
+      await s.stop();
+    }
+  });
+});
