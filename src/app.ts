@@ -59,6 +59,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     tokens,
     log,
     introspection: config.introspection,
+    corsOrigins: config.corsOrigins,
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
     context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource) }),
     roomHubs: () => hubs.size,

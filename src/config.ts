@@ -43,6 +43,8 @@ export interface Config {
   introspection: boolean;
   /** pino level. Default `info`. */
   logLevel: string;
+  /** Origins browsers may call the API from (CORS): `*` or a list. Default `*` (tokens, not cookies). */
+  corsOrigins: '*' | string[];
   /** `production` or anything else. */
   nodeEnv: string;
   /** How often a room hub with subscribers compares its position with the database, in ms. Default 5000. */
@@ -75,6 +77,11 @@ const envSchema = z.object({
   INTROSPECTION: bool.default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
+  CORS_ORIGINS: z
+    .string()
+    .default('*')
+    .transform((v) => (v.trim() === '*' ? '*' : v.split(',').map((o) => o.trim()).filter(Boolean)))
+    .pipe(z.union([z.literal('*'), z.array(z.string().url('must be * or a comma-separated list of origins')).min(1)])),
   HEAL_INTERVAL_MS: int(100, 600_000).default(5000),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
 });
@@ -118,6 +125,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logInAttemptsPer15Min: e.LOGIN_ATTEMPTS_PER_15_MIN,
     introspection: e.INTROSPECTION,
     logLevel: e.LOG_LEVEL,
+    corsOrigins: e.CORS_ORIGINS,
     nodeEnv: e.NODE_ENV,
     healIntervalMs: e.HEAL_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

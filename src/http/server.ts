@@ -4,6 +4,7 @@ import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { expressMiddleware } from '@as-integrations/express5';
+import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError, GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -22,6 +23,7 @@ export interface HttpDeps {
   tokens: TokenService;
   log: Logger;
   introspection: boolean;
+  corsOrigins: '*' | string[];
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string): GraphQLContext;
@@ -30,6 +32,10 @@ export interface HttpDeps {
 
 /** WebSocket close code for a missing or invalid token (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
+/** The largest message a client may send, over HTTP and WebSocket alike. */
+const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Subscriptions one WebSocket may hold at once. */
+const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 
 /**
  * One HTTP server on one port: Apollo Server for `POST /graphql`, graphql-ws on the same path,
@@ -46,7 +52,7 @@ export async function createHttpServer(deps: HttpDeps) {
   const requestIds = new WeakMap<object, string>();
   const requestIdOf = (error: unknown) => requestIds.get((error as GraphQLError).originalError ?? (error as object));
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql' });
+  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MAX_REQUEST_BYTES });
   const metrics = new Metrics({ webSockets: () => wsServer.clients.size, roomHubs: deps.roomHubs });
   type WsExtra = { viewer?: Viewer };
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
@@ -65,6 +71,12 @@ export async function createHttpServer(deps: HttpDeps) {
           ctx.extra.socket.once('close', () => clearTimeout(timer));
         }
         return true;
+      },
+      onSubscribe: (ctx) => {
+        if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) { // this one is already counted
+          return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
+        }
+        return undefined;
       },
       context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),
       onNext: (_ctx, _id, _payload, args, result) =>
@@ -116,6 +128,7 @@ export async function createHttpServer(deps: HttpDeps) {
   });
   await apollo.start();
 
+  app.use(cors({ origin: deps.corsOrigins, maxAge: 600 }));
   app.get('/', (_req, res) => res.redirect(302, '/graphql'));
   app.get('/healthz', healthz);
   app.get('/readyz', readyz(deps.probes));
@@ -129,7 +142,7 @@ export async function createHttpServer(deps: HttpDeps) {
       res.setHeader('x-request-id', randomUUID());
       next();
     },
-    express.json({ limit: '1mb' }),
+    express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }) =>
         deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id'))),

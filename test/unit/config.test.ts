@@ -166,3 +166,19 @@ describe('loadConfig', () => {
     }
   });
 });
+
+describe('CORS_ORIGINS', () => {
+  const base = { JWT_SECRET: 'x'.repeat(40), DATA_DIR: require('node:os').tmpdir() };
+  it('defaults to any origin', () => {
+    expect(loadConfig(base).corsOrigins).toBe('*');
+  });
+  it('reads a comma-separated list of origins', () => {
+    expect(loadConfig({ ...base, CORS_ORIGINS: 'https://a.example.com, https://b.example.com' }).corsOrigins).toEqual([
+      'https://a.example.com',
+      'https://b.example.com',
+    ]);
+  });
+  it('refuses something that is not an origin, naming the variable', () => {
+    expect(() => loadConfig({ ...base, CORS_ORIGINS: 'not an origin' })).toThrow(/CORS_ORIGINS/);
+  });
+});

@@ -1,0 +1,57 @@
+import WebSocket from 'ws';
+import { collect, createRoom, MESSAGE_ADDED, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startServer();
+});
+afterAll(() => server.stop());
+
+describe('CORS', () => {
+  it('lets browsers on any origin call the API by default', async () => {
+    const res = await fetch(server.url, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/i);
+  });
+
+  it('allows only the listed origins when CORS_ORIGINS is set', async () => {
+    const strict = await startServer({ CORS_ORIGINS: 'https://app.example.com, https://admin.example.com' });
+    try {
+      const ask = (origin: string) => fetch(strict.url, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+      expect((await ask('https://admin.example.com')).headers.get('access-control-allow-origin')).toBe('https://admin.example.com');
+      expect((await ask('https://evil.example.com')).headers.get('access-control-allow-origin')).toBeNull();
+    } finally {
+      await strict.stop();
+    }
+  });
+});
+
+describe('WebSocket limits', () => {
+  it('closes a socket that sends a message over 1 MiB, and the server goes on', async () => {
+    const ada = await signUp(server.url);
+    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+    await new Promise((resolve) => socket.once('open', resolve));
+    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}`, junk: 'x'.repeat(1024 * 1024 + 10) } }));
+    expect(await closed).toBe(1009);
+    expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
+  });
+
+  it('refuses more than 100 subscriptions on one connection with BAD_REQUEST', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const client = wsClient(server.wsUrl, ada);
+    const subs = Array.from({ length: 100 }, () => collect(client, MESSAGE_ADDED, { roomId }));
+    await waitFor(() => server.app.hubs.listeners(roomId) === 100, 10_000, () => `listeners: ${server.app.hubs.listeners(roomId)}`);
+    const extra = collect(client, MESSAGE_ADDED, { roomId });
+    const error = await extra.done.then(() => undefined, (e) => e);
+    expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+    subs.forEach((s) => s.stop());
+    await waitFor(() => server.app.hubs.listeners(roomId) === 0);
+    await client.dispose();
+  });
+});
