@@ -6,12 +6,13 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { GraphQLError, GraphQLSchema } from 'graphql';
+import { parse, type GraphQLError, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { TokenService, Viewer } from '../auth/tokens';
 import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
+import { checkCost } from '../graphql/cost';
 import { subscribeShared } from '../graphql/shared-subscribe';
 import type { Logger } from '../logger';
 import { graphiql } from './graphiql';
@@ -72,11 +73,16 @@ export async function createHttpServer(deps: HttpDeps) {
         }
         return true;
       },
-      onSubscribe: (ctx) => {
+      onSubscribe: (ctx, _id, payload) => {
         if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) { // this one is already counted
           return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
         }
-        return undefined;
+        try {
+          checkCost(deps.schema, parse(payload.query), payload.variables ?? {}, payload.operationName);
+        } catch (err) {
+          if (err instanceof AppError) return [err];
+        }
+        return undefined; // graphql-ws parses and validates as usual
       },
       context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),
       onNext: (_ctx, _id, _payload, args, result) =>
@@ -99,7 +105,8 @@ export async function createHttpServer(deps: HttpDeps) {
       {
         async requestDidStart() {
           return {
-            async didResolveOperation({ operation }) {
+            async didResolveOperation({ operation, document, request }) {
+              checkCost(deps.schema, document, request.variables, request.operationName);
               if (operation?.operation === 'subscription') {
                 throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
                   http: { status: 400 },

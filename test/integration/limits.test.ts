@@ -1,5 +1,5 @@
 import WebSocket from 'ws';
-import { collect, createRoom, MESSAGE_ADDED, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { collect, createRoom, gql, MESSAGE_ADDED, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -52,6 +52,38 @@ describe('WebSocket limits', () => {
     expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
     subs.forEach((s) => s.stop());
     await waitFor(() => server.app.hubs.listeners(roomId) === 0);
+    await client.dispose();
+  });
+});
+
+describe('operation cost', () => {
+  const bomb = (n: number) =>
+    `query($r: ID!) { ${Array.from({ length: n }, (_, i) => `p${i}: messages(roomId: $r, last: 200) { edges { node { id body author { username } } } }`).join(' ')} }`;
+
+  it('refuses an operation of many large pages with 400 BAD_REQUEST before running it', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const spy = jest.spyOn(server.app.services.messages, 'page');
+    const result = await gql(server.url, bomb(50), { r: roomId }, ada.token);
+    expect(result.status).toBe(400);
+    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+    expect(spy).not.toHaveBeenCalled();
+    spy.mockRestore();
+  });
+
+  it('runs a few pages of ordinary size', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const result = await gql(server.url, bomb(3), { r: roomId }, ada.token);
+    expect(result.errors).toBeUndefined();
+  });
+
+  it('refuses the same operation over WebSocket', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const client = wsClient(server.wsUrl, ada);
+    const error = await collect(client, bomb(50), { r: roomId }).done.then(() => undefined, (e) => e);
+    expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
     await client.dispose();
   });
 });
