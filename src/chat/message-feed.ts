@@ -56,7 +56,10 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
       queue = []; // API.md guarantee 6: nothing more reaches a removed member
     } else if (signal.kind === 'added' || options.accept(signal)) {
       event = signal;
+      // Too slow a reader: drop buffered messages (the feed re-reads them from the database), and
+      // past that the oldest other events (a final MessageUpdated still carries a reply's text).
       if (queue.length >= MAX_BUFFER) queue = queue.filter((s) => s.kind !== 'added');
+      if (queue.length >= MAX_BUFFER) queue.shift();
     } else {
       return;
     }
@@ -118,6 +121,7 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
         if (seq <= delivered) continue;
         if (seq > delivered + 1) yield* catchUp(seq - 1);
         if (closed) break;
+        if (revoked) continue; // the revocation is next in the queue
         delivered = seq;
         yield head;
       }

@@ -22,7 +22,9 @@ export class RoomHub {
   position = 0;
   /** Each listener with the user it delivers to. */
   private readonly listeners = new Map<HubListener, string>();
-  private chain: Promise<void> = Promise.resolve();
+  /** Signals and heals run one at a time, in order, and only once `start` knows the position. */
+  private chain: Promise<void>;
+  private started!: () => void;
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   private timer?: NodeJS.Timeout;
   private stopped = false;
@@ -33,7 +35,9 @@ export class RoomHub {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
-  ) {}
+  ) {
+    this.chain = new Promise((resolve) => (this.started = resolve));
+  }
 
   /** Subscribes, then reads the room's position (in that order, so nothing falls between). */
   async start(): Promise<void> {
@@ -46,6 +50,7 @@ export class RoomHub {
     const settled = await Promise.race([this.unsubscribe.then(() => true), delay(SUBSCRIBE_WAIT_MS).then(() => false)]);
     if (!settled) void this.unsubscribe.then(() => this.heal());
     this.position = await this.store.lastSeq(this.roomId);
+    this.started(); // signals that arrived meanwhile are handled now, against the right position
     this.timer = setInterval(() => this.heal(), this.healIntervalMs);
     this.timer.unref();
   }
