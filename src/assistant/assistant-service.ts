@@ -47,7 +47,7 @@ export class AssistantService {
    */
   async ask(viewer: Viewer | null, messageId: string): Promise<MessageEntity> {
     const { id: userId } = requireViewer(viewer);
-    const asked = await this.readable(viewer, messageId, 'messageId');
+    const { message: asked } = await this.readable(viewer, messageId, 'messageId');
     if (!this.model) {
       throw new AppError(ErrorCode.AssistantUnavailable, 'The assistant is not configured on this server (OPENAI_API_KEY is unset)');
     }
@@ -72,9 +72,8 @@ export class AssistantService {
    * is kept and the status becomes CANCELLED. A reply that already ended is returned as it is.
    */
   async cancel(viewer: Viewer | null, messageId: string): Promise<MessageEntity> {
-    const reply = await this.readable(viewer, messageId, 'messageId');
+    const { message: reply, membership } = await this.readable(viewer, messageId, 'messageId');
     if (!reply.askedMessageId) throw badUserInput('This message is not an assistant reply', 'messageId');
-    const membership = await requireMember(this.db.manager, viewer, reply.roomId);
     if (reply.askedBy !== membership.userId && membership.role !== 'OWNER') {
       throw forbidden('Only the asker or the room owner can cancel this reply');
     }
@@ -129,13 +128,16 @@ export class AssistantService {
     return reply;
   }
 
-  /** A message the viewer may read, or FORBIDDEN (missing, foreign and malformed alike). */
-  private async readable(viewer: Viewer | null, messageId: string, field: string): Promise<MessageEntity> {
+  /** A message the viewer may read and the viewer's membership of its room, or FORBIDDEN (missing, foreign and malformed alike). */
+  private async readable(viewer: Viewer | null, messageId: string, field: string) {
     requireViewer(viewer);
+    const unreadable = () => forbidden(`${field} does not name a message you can read`); // one answer: ids can't be probed
     const message = isUuid(messageId) ? await this.db.getRepository(MessageEntity).findOneBy({ id: messageId }) : null;
-    if (!message) throw forbidden(`${field} does not name a message you can read`);
-    await requireMember(this.db.manager, viewer, message.roomId);
-    return message;
+    if (!message) throw unreadable();
+    const membership = await requireMember(this.db.manager, viewer, message.roomId).catch((err) => {
+      throw err instanceof AppError && err.code === ErrorCode.Forbidden ? unreadable() : err;
+    });
+    return { message, membership };
   }
 
   private existingReply(askedMessageId: string) {

@@ -330,11 +330,14 @@ describe('askAssistant', () => {
     const secret = await send(a.url, ada, privateRoom, `Private question ${key}`);
 
     expect(codeOf(await gql(a.url, ASK, { m: secret.id }))).toBe('UNAUTHENTICATED');
+    const answers = [];
     for (const messageId of ['not-a-uuid', '00000000-0000-4000-8000-000000000000', secret.id]) {
       const result = await gql(a.url, ASK, { m: messageId }, eve.token);
       expect(codeOf(result)).toBe('FORBIDDEN');
       expect(result.data).toBeNull();
+      answers.push(result.errors![0].message);
     }
+    expect(new Set(answers).size).toBe(1); // an existing message in a foreign room looks like a missing one
     expect(await lastSeq(a.url, ada, privateRoom)).toBe(secret.seq);
     expect(fake.requestsFor(key)).toHaveLength(0);
   });
