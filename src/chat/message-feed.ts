@@ -48,6 +48,7 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
   let revoked = false;
   let wake: (() => void) | undefined;
   const listener = (signal: RoomSignal) => {
+    if (revoked || closed) return; // nothing follows a revocation
     let event: FeedEvent;
     if (signal.kind === 'membership') {
       if (signal.member || signal.userId !== options.viewerId) return;
@@ -106,7 +107,7 @@ export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<F
         if (!head) {
           const before = delivered;
           if (delivered < hub.position) yield* catchUp(hub.position);
-          if (delivered === before && !closed) await sleep(delivered < hub.position ? RETRY_MS : undefined);
+          if (delivered === before && !closed && queue.length === 0) await sleep(delivered < hub.position ? RETRY_MS : undefined);
           continue;
         }
         if (head.kind === 'revoked') {
