@@ -60,6 +60,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     log,
     introspection: config.introspection,
     corsOrigins: config.corsOrigins,
+    // Leave part of the shutdown budget for streams, hubs, Redis and the database.
+    drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
     context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource) }),
     roomHubs: () => hubs.size,

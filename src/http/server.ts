@@ -25,6 +25,8 @@ export interface HttpDeps {
   log: Logger;
   introspection: boolean;
   corsOrigins: '*' | string[];
+  /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
+  drainMs: number;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string): GraphQLContext;
@@ -119,7 +121,7 @@ export async function createHttpServer(deps: HttpDeps) {
           };
         },
       },
-      ApolloServerPluginDrainHttpServer({ httpServer }),
+      ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.drainMs }),
       ApolloServerPluginLandingPageDisabled(),
       metrics.plugin(),
       {
