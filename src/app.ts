@@ -13,6 +13,7 @@ import { createSchema } from './graphql/schema';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
+import { Metrics } from './metrics';
 import { RateLimits } from './rate-limit';
 
 /** A running instance: its address once listening, its parts (for tests), and how to stop it. */
@@ -39,10 +40,15 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
   const limits = new RateLimits(config.redisUrl);
-  const messages: MessageService = new MessageService(db.dataSource, pubsub, log, (m) => assistant.service.replyToMention(m));
+  const metrics = new Metrics();
+  const messages: MessageService = new MessageService(db.dataSource, pubsub, log, async (m) => {
+    metrics.messagesSent.inc();
+    await assistant.service.replyToMention(m);
+  });
   const store = new RoomStore(db.dataSource);
-  const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs);
-  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, log);
+  const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));
+  metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
+  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, metrics, log);
   const services: Services = {
     auth: new AuthService(
       db.dataSource,
@@ -64,7 +70,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
     context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource) }),
-    roomHubs: () => hubs.size,
+    metrics,
   });
 
   let stopping: Promise<void> | undefined;

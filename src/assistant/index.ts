@@ -3,6 +3,7 @@ import type { MessageService } from '../chat/message-service';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
+import type { Metrics } from '../metrics';
 import type { RateLimits } from '../rate-limit';
 import { AssistantService } from './assistant-service';
 import { OpenAIChatModel } from './openai-model';
@@ -29,11 +30,13 @@ export async function createAssistant(
   messages: MessageService,
   pubsub: PubSub,
   limits: RateLimits,
+  metrics: Metrics,
   log: Logger,
 ): Promise<Assistant> {
   const runner = new ReplyRunner(db, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
+    onEnd: (status) => metrics.assistantReplies.inc({ status }),
   });
   const model = config.openaiApiKey
     ? new OpenAIChatModel({

@@ -11,6 +11,8 @@ import { ReplyText } from './reply-text';
 export interface RunnerOptions {
   stallTimeoutMs: number;
   contextChars: number;
+  /** Told each reply's final status (for metrics). */
+  onEnd?: (status: MessageStatus) => void;
 }
 
 type StopReason = 'cancelled' | 'stalled' | 'shutdown';
@@ -154,6 +156,7 @@ export class ReplyRunner {
    * A cancelled reply keeps its partial text; a failed one also carries the reason in its body.
    */
   private async finish(id: string, status: MessageStatus, text: string, deltaCount: number, reason: string | null) {
+    this.options.onEnd?.(status);
     const body = status === 'FAILED' ? (text ? `${text}\n\n[${reason}]` : `[${reason}]`) : text;
     for (let attempt = 0; ; attempt++) {
       try {

@@ -35,6 +35,8 @@ export class RoomHub {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
+    /** Told how many messages a fill read from the database (pub/sub had lost or not yet brought them). */
+    private readonly onFill: (count: number) => void = () => undefined,
   ) {
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
@@ -116,6 +118,7 @@ export class RoomHub {
     while (this.position < uptoSeq && !this.stopped) {
       const batch = await this.store.range(this.roomId, this.position, uptoSeq, FILL_BATCH);
       if (batch.length === 0) return;
+      this.onFill(batch.length);
       for (const message of batch) this.emitAdded({ kind: 'added', message: toWire(message) });
     }
   }
@@ -140,6 +143,7 @@ export class HubRegistry {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
+    private readonly onFill?: (count: number) => void,
   ) {
     this.offReconnect = pubsub.onReconnect(() => this.healAll());
   }
@@ -148,7 +152,7 @@ export class HubRegistry {
   async acquire(roomId: string): Promise<{ hub: RoomHub; release: () => void }> {
     let entry = this.hubs.get(roomId);
     if (!entry) {
-      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.healIntervalMs);
+      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.healIntervalMs, this.onFill);
       entry = { hub, refs: 0, ready: hub.start() };
       this.hubs.set(roomId, entry);
     }

@@ -17,7 +17,7 @@ import { subscribeShared } from '../graphql/shared-subscribe';
 import type { Logger } from '../logger';
 import { graphiql } from './graphiql';
 import { healthz, readyz, type ReadinessProbes } from './health';
-import { Metrics } from './metrics';
+import type { Metrics } from '../metrics';
 
 export interface HttpDeps {
   schema: GraphQLSchema;
@@ -30,7 +30,7 @@ export interface HttpDeps {
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string): GraphQLContext;
-  roomHubs(): number;
+  metrics: Metrics;
 }
 
 /** WebSocket close code for a missing or invalid token (graphql-ws's Forbidden). */
@@ -56,7 +56,8 @@ export async function createHttpServer(deps: HttpDeps) {
   const requestIdOf = (error: unknown) => requestIds.get((error as GraphQLError).originalError ?? (error as object));
 
   const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MAX_REQUEST_BYTES });
-  const metrics = new Metrics({ webSockets: () => wsServer.clients.size, roomHubs: deps.roomHubs });
+  const { metrics } = deps;
+  metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => wsServer.clients.size);
   type WsExtra = { viewer?: Viewer };
   const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
     {
@@ -170,7 +171,6 @@ export async function createHttpServer(deps: HttpDeps) {
 
   return {
     httpServer,
-    metrics,
     listen(port: number, host: string): Promise<number> {
       return new Promise((resolve, reject) => {
         httpServer.once('error', reject);

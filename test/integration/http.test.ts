@@ -1,4 +1,4 @@
-import { collect, createRoom, gql, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+import { collect, createRoom, gql, send, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 
 /** The throwaway servers of `test/support/servers.js` (plain CommonJS, shared with jest's global setup). */
 interface Throwaway {
@@ -305,6 +305,23 @@ describe('subscriptions over HTTP', () => {
       expect(result.status).toBe(400);
       expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
       expect(result.errors![0].message).toMatch(/WebSocket/);
+    } finally {
+      await s.stop();
+    }
+  });
+});
+
+describe('metrics', () => {
+  it('counts sent messages', async () => {
+    const s = await startServer();
+    try {
+      const read = async () => Number(/^chat_messages_sent_total (\d+)/m.exec(await (await fetch(s.url.replace('/graphql', '/metrics'))).text())?.[1]);
+      const before = await read();
+      const ada = await signUp(s.url);
+      const roomId = await createRoom(s.url, ada);
+      await send(s.url, ada, roomId, 'one', { clientId: 'k' });
+      await send(s.url, ada, roomId, 'one again', { clientId: 'k' }); // a retry is not a new message
+      await waitFor(async () => (await read()) === before + 1);
     } finally {
       await s.stop();
     }

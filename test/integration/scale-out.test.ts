@@ -132,6 +132,7 @@ describe('two instances sharing PostgreSQL and Redis', () => {
       publish.mockRestore();
     }
 
+    const filledBefore = await gapFills(b);
     await send(b.url, bob, roomId, 'published 4');
     await send(a.url, ada, roomId, 'published 5');
     await Promise.all([onA.until((r) => r.length >= 5), onB.until((r) => r.length >= 5)]);
@@ -139,8 +140,15 @@ describe('two instances sharing PostgreSQL and Redis', () => {
       expect(seqsOf(sub.results)).toEqual([1, 2, 3, 4, 5]);
       expect(sub.results.map((r) => r.data?.messageAdded.body)).toEqual(['published 1', 'lost 2', 'lost 3', 'published 4', 'published 5']);
     }
+    expect((await gapFills(b)) - filledBefore).toBeGreaterThanOrEqual(2); // operators see the healing in /metrics
   });
 });
+
+/** chat_gap_filled_messages_total of an instance, read from /metrics. */
+async function gapFills(server: TestServer): Promise<number> {
+  const text = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+  return Number(/^chat_gap_filled_messages_total (\d+)/m.exec(text)?.[1] ?? NaN);
+}
 
 describe('two instances with a short heal interval', () => {
   let a: TestServer;
