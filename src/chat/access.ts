@@ -10,6 +10,9 @@ export function requireViewer(viewer: Viewer | null): Viewer {
   return viewer;
 }
 
+/** The one FORBIDDEN answer for a room that is missing, foreign or malformed (API.md guarantee 6). */
+export const notMember = () => forbidden('You are not a member of this room, or it does not exist');
+
 /**
  * API.md guarantee 6: the viewer's membership of the room, or FORBIDDEN — the same answer for a
  * room that does not exist, one the viewer is not in, and an id that is not even well formed.
@@ -23,6 +26,6 @@ export async function requireMember(
   const membership = isUuid(roomId)
     ? await manager.getRepository(MembershipEntity).findOneBy({ roomId, userId })
     : null;
-  if (!membership) throw forbidden('You are not a member of this room, or it does not exist');
+  if (!membership) throw notMember();
   return membership;
 }

@@ -6,7 +6,7 @@ import { badUserInput } from '../errors';
 import type { Logger } from '../logger';
 import { roomTopic, type MessageWire, type PubSub } from '../pubsub';
 import { isUuid, pageSize, parseInput, sendMessageInput } from '../validation';
-import { requireMember } from './access';
+import { notMember, requireMember, requireViewer } from './access';
 import { decodeMessageCursor, encodeMessageCursor } from './cursors';
 import type { MessageModel } from './models';
 import { connection, type Connection } from './pages';
@@ -43,12 +43,18 @@ export class MessageService {
    */
   async send(viewer: Viewer | null, raw: unknown): Promise<MessageEntity> {
     const input = parseInput(sendMessageInput, raw);
-    const { userId: authorId } = await requireMember(this.db.manager, viewer, input.roomId);
-    const parentId = input.parentId == null ? null : await this.threadRootOf(input.roomId, input.parentId);
+    const { id: authorId } = requireViewer(viewer);
+    if (!isUuid(input.roomId)) throw notMember();
+    let parentId: string | null = null;
+    if (input.parentId != null) {
+      await requireMember(this.db.manager, viewer, input.roomId); // a non-member learns nothing about messages
+      parentId = await this.threadRootOf(input.roomId, input.parentId);
+    }
     const clientId = input.clientId ?? null;
     let message: MessageEntity;
     try {
-      message = await this.insertNext(this.db.manager, { roomId: input.roomId, authorId, body: input.body, parentId, clientId });
+      const fields = { roomId: input.roomId, authorId, body: input.body, parentId, clientId };
+      message = await this.insertNext(this.db.manager, fields, { asMember: true });
     } catch (err) {
       if (!clientId || !isUniqueViolation(err, 'messages_client_id_key')) throw err;
       return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId });
@@ -62,21 +68,28 @@ export class MessageService {
    * Takes the room's next seq and inserts the message with it, in one statement: the room row
    * stays locked only while that statement runs, not across round trips to this process. A unique
    * violation (a used clientId, an already answered message) fails the whole statement, so the
-   * seq is not consumed. Outside a transaction the statement commits by itself.
+   * seq is not consumed. Outside a transaction the statement commits by itself. With `asMember`
+   * the author's membership is checked in the same statement (FORBIDDEN without it), so a member
+   * removed a moment earlier cannot send.
    */
   async insertNext(
     manager: EntityManager,
     fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
       Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy'>>,
+    { asMember = false } = {},
   ): Promise<MessageEntity> {
     const status = fields.status ?? 'COMPLETE';
     const [row] = await manager.query(
-      `WITH next AS (UPDATE rooms SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq)
+      `WITH next AS (
+         UPDATE rooms SET last_seq = last_seq + 1
+         WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
+         RETURNING last_seq)
        INSERT INTO messages (room_id, seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by)
        SELECT $1, next.last_seq, $2, $3, $4, $5, $6, $7, $8 FROM next
        RETURNING id, seq, created_at, updated_at`,
-      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null],
+      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null, asMember],
     );
+    if (!row) throw notMember();
     return manager.getRepository(MessageEntity).create({
       statusReason: null,
       deltaCount: 0,
