@@ -6,17 +6,15 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { parse, type GraphQLError, type GraphQLSchema } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
-import { WebSocketServer } from 'ws';
+import type { GraphQLError, GraphQLSchema } from 'graphql';
 import type { TokenService, Viewer } from '../auth/tokens';
 import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { checkCost } from '../graphql/cost';
-import { subscribeShared } from '../graphql/shared-subscribe';
 import type { Logger } from '../logger';
 import { graphiql } from './graphiql';
 import { healthz, readyz, type ReadinessProbes } from './health';
+import { attachWebSockets, MAX_REQUEST_BYTES } from './websocket';
 import type { Metrics } from '../metrics';
 
 export interface HttpDeps {
@@ -33,12 +31,6 @@ export interface HttpDeps {
   metrics: Metrics;
 }
 
-/** WebSocket close code for a missing or invalid token (graphql-ws's Forbidden). */
-export const CLOSE_FORBIDDEN = 4403;
-/** The largest message a client may send, over HTTP and WebSocket alike. */
-const MAX_REQUEST_BYTES = 1024 * 1024;
-/** Subscriptions one WebSocket may hold at once. */
-const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 
 /**
  * One HTTP server on one port: Apollo Server for `POST /graphql`, graphql-ws on the same path,
@@ -55,48 +47,9 @@ export async function createHttpServer(deps: HttpDeps) {
   const requestIds = new WeakMap<object, string>();
   const requestIdOf = (error: unknown) => requestIds.get((error as GraphQLError).originalError ?? (error as object));
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MAX_REQUEST_BYTES });
   const { metrics } = deps;
-  metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => wsServer.clients.size);
-  type WsExtra = { viewer?: Viewer };
-  const wsCleanup = useServer<Record<string, unknown>, WsExtra>(
-    {
-      schema: deps.schema,
-      subscribe: subscribeShared,
-      onConnect: (ctx) => {
-        const params = ctx.connectionParams ?? {};
-        const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization);
-        if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
-        ctx.extra.viewer = viewer;
-        if (viewer.expiresAt) {
-          // A socket lives no longer than its token: the client reconnects with a fresh one.
-          const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));
-          timer.unref();
-          ctx.extra.socket.once('close', () => clearTimeout(timer));
-        }
-        return true;
-      },
-      onSubscribe: (ctx, _id, payload) => {
-        if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) { // this one is already counted
-          return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
-        }
-        try {
-          checkCost(deps.schema, parse(payload.query), payload.variables ?? {}, payload.operationName);
-        } catch (err) {
-          if (err instanceof AppError) return [err];
-        }
-        return undefined; // graphql-ws parses and validates as usual
-      },
-      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),
-      onNext: (_ctx, _id, _payload, args, result) =>
-        result.errors
-          ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
-          : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e, randomUUID(), log)),
-    },
-    wsServer,
-    12_000,
-  );
+  const webSockets = attachWebSockets(httpServer, deps);
+  metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => webSockets.size());
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
@@ -129,7 +82,7 @@ export async function createHttpServer(deps: HttpDeps) {
         async serverWillStart() {
           return {
             async drainServer() {
-              await wsCleanup.dispose(); // closes every socket with 1001 Going Away
+              await webSockets.dispose(); // closes every socket with 1001 Going Away
             },
           };
         },
