@@ -33,7 +33,9 @@ export function attachWebSockets(httpServer: http.Server, deps: HttpDeps) {
       subscribe: subscribeShared,
       onConnect: (ctx) => {
         const params = ctx.connectionParams ?? {};
-        const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization);
+        // `{ authorization }` as API.md says (Apollo Client); also `{ headers: { Authorization } }` (graphql-tools executors).
+        const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
+        const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
         if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
         ctx.extra.viewer = viewer;
         if (viewer.expiresAt) {

@@ -93,6 +93,19 @@ describe('messageAdded', () => {
   });
 });
 
+describe('connection_init forms', () => {
+  it('also accepts the token as headers.Authorization, as graphql-tools executors send it', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const client = wsClient(server.wsUrl, { headers: { Authorization: `Bearer ${ada.token}` } });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await send(server.url, ada, roomId, 'hi');
+    await sub.until((r) => r.length === 1);
+    await client.dispose();
+  });
+});
+
 describe('token expiry', () => {
   it('closes a WebSocket with 4403 when its token expires', async () => {
     const ada = await signUp(server.url);
