@@ -1,5 +1,6 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -45,6 +46,11 @@ export interface Config {
   logLevel: string;
   /** Origins browsers may call the API from (CORS): `*` or a list. Default `*` (tokens, not cookies). */
   corsOrigins: '*' | string[];
+  /**
+   * This instance's identity, stable across its restarts: `INSTANCE_ID`, else host name and port
+   * (random with port 0). A restarted instance fails the assistant replies its crashed run left.
+   */
+  instanceId: string;
   /** `production` or anything else. */
   nodeEnv: string;
   /** How often a room hub with subscribers compares its position with the database, in ms. Default 5000. */
@@ -77,6 +83,7 @@ const envSchema = z.object({
   INTROSPECTION: bool.default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
+  INSTANCE_ID: z.string().min(1).max(200).optional(),
   CORS_ORIGINS: z
     .string()
     .default('*')
@@ -126,6 +133,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     introspection: e.INTROSPECTION,
     logLevel: e.LOG_LEVEL,
     corsOrigins: e.CORS_ORIGINS,
+    instanceId: e.INSTANCE_ID ?? (e.PORT ? `${hostname()}:${e.PORT}` : randomUUID()),
     nodeEnv: e.NODE_ENV,
     healIntervalMs: e.HEAL_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,

@@ -116,6 +116,7 @@ export class AssistantService {
           status: 'STREAMING',
           askedMessageId: asked.id,
           askedBy: askerId,
+          streamOwner: this.runner.instanceId,
         });
       });
     } catch (err) {

@@ -21,8 +21,9 @@ export interface Assistant {
 /**
  * The assistant's parts, started: the model adapter (when `OPENAI_API_KEY` is set), the reply
  * runner listening for cancellations, the ask limits, and the sweeper that fails replies left
- * STREAMING by a process that is gone — at start all of them on the embedded database (one
- * process, by its lock), otherwise those whose heartbeat is older than 30 s (checked every 10 s).
+ * STREAMING by a process that is gone — at start all of them when this is the only instance (no
+ * Redis), else those of this instance's own earlier run; and, every 10 s, any whose heartbeat is
+ * older than 30 s.
  */
 export async function createAssistant(
   config: Config,
@@ -36,6 +37,7 @@ export async function createAssistant(
   const runner = new ReplyRunner(db, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
+    instanceId: config.instanceId,
     onEnd: (status) => metrics.assistantReplies.inc({ status }),
   });
   const model = config.openaiApiKey
@@ -51,7 +53,8 @@ export async function createAssistant(
   const service = new AssistantService(db, messages, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
 
   runner.listen();
-  await runner.sweep(config.databaseUrl ? ORPHAN_AFTER_MS : 'all');
+  // Without Redis this is the only instance (by contract), so every STREAMING reply is orphaned.
+  await runner.sweep(config.redisUrl ? ORPHAN_AFTER_MS : 'all');
   const sweeper = setInterval(() => void runner.sweep(ORPHAN_AFTER_MS).catch(() => undefined), ORPHAN_AFTER_MS / 3);
   sweeper.unref();
 

@@ -11,6 +11,8 @@ import { ReplyText } from './reply-text';
 export interface RunnerOptions {
   stallTimeoutMs: number;
   contextChars: number;
+  /** This instance's identity, stable across its restarts (host and port), recorded on its replies. */
+  instanceId: string;
   /** Told each reply's final status (for metrics). */
   onEnd?: (status: MessageStatus) => void;
 }
@@ -67,6 +69,11 @@ export class ReplyRunner {
     return this.active.size;
   }
 
+  /** Recorded on the replies this instance streams (see `sweep`). */
+  get instanceId(): string {
+    return this.options.instanceId;
+  }
+
   /** Shutdown: every reply streaming here ends FAILED with a reason; resolves when all are written. */
   async stopAll(): Promise<void> {
     const entries = [...this.active.entries()];
@@ -77,16 +84,23 @@ export class ReplyRunner {
 
   /**
    * Marks FAILED the replies left STREAMING by a process that is gone: all of them when this is
-   * the only instance, otherwise those whose heartbeat is older than `staleMs`.
+   * the only instance (`'all'`); otherwise those of this instance's own identity that it is not
+   * streaming (a previous run of it, which crashed), and those whose heartbeat is older than `staleMs`.
    */
   async sweep(staleMs: number | 'all'): Promise<number> {
     const [rows]: [MessageEntity[]] = await this.db.query(
       `UPDATE messages SET status = 'FAILED', status_reason = $1,
          body = CASE WHEN body = '' THEN $2 ELSE body || E'\\n\\n' || $2 END, updated_at = now()
        WHERE status = 'STREAMING' AND NOT (id = ANY($3::uuid[]))
-         AND ($4::int IS NULL OR updated_at < now() - make_interval(secs => $4::int / 1000.0))
+         AND ($4::int IS NULL OR stream_owner = $5 OR updated_at < now() - make_interval(secs => $4::int / 1000.0))
        RETURNING id`,
-      ['The server stopped while the assistant was replying', '[The assistant stopped: the server restarted]', [...this.active.keys()], staleMs === 'all' ? null : staleMs],
+      [
+        'The server stopped while the assistant was replying',
+        '[The assistant stopped: the server restarted]',
+        [...this.active.keys()],
+        staleMs === 'all' ? null : staleMs,
+        this.options.instanceId,
+      ],
     );
     for (const { id } of rows) await this.publishUpdated(id);
     if (rows.length) this.log.warn({ count: rows.length }, 'marked orphaned assistant replies FAILED');

@@ -75,7 +75,7 @@ export class MessageService {
   async insertNext(
     manager: EntityManager,
     fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
-      Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy'>>,
+      Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy' | 'streamOwner'>>,
     { asMember = false } = {},
   ): Promise<MessageEntity> {
     const status = fields.status ?? 'COMPLETE';
@@ -84,10 +84,10 @@ export class MessageService {
          UPDATE rooms SET last_seq = last_seq + 1
          WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          RETURNING last_seq)
-       INSERT INTO messages (room_id, seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by)
-       SELECT $1, next.last_seq, $2, $3, $4, $5, $6, $7, $8 FROM next
+       INSERT INTO messages (room_id, seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner)
+       SELECT $1, next.last_seq, $2, $3, $4, $5, $6, $7, $8, $10 FROM next
        RETURNING id, seq, created_at, updated_at`,
-      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null, asMember],
+      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null, asMember, fields.streamOwner ?? null],
     );
     if (!row) throw notMember();
     return manager.getRepository(MessageEntity).create({

@@ -556,6 +556,36 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(liveDone).toMatchObject({ status: 'COMPLETE', body: pieces(15, 'l').join(''), statusReason: null });
   });
 
+  it('marks FAILED at start, on PostgreSQL, the replies its own crashed run left, and not another instance’s', async () => {
+    const ada = await signUp(a.url);
+    const roomId = await makeRoom(a.url, ada);
+    const [assistant] = await a.app.db.dataSource.query(`SELECT id FROM users WHERE is_assistant`);
+    const instanceId = unique('instance');
+    // What a crashed run leaves: STREAMING replies with a fresh heartbeat, one recorded as its own.
+    const leftBehind = async (owner: string) => {
+      const question = await send(a.url, ada, roomId, `Asked of ${owner}`);
+      return a.app.services.messages.insertNext(a.app.db.dataSource.manager, {
+        roomId,
+        authorId: assistant.id,
+        body: 'cut off',
+        parentId: question.id,
+        clientId: null,
+        status: 'STREAMING',
+        askedMessageId: question.id,
+        askedBy: ada.id,
+        streamOwner: owner,
+      });
+    };
+    const own = await leftBehind(instanceId);
+    const other = await leftBehind(unique('another-instance'));
+
+    await serverWith({ ...withModel(), INSTANCE_ID: instanceId }); // the crashed instance, restarted
+
+    expect(await messageById(a.url, ada, roomId, own.id)).toMatchObject({ status: 'FAILED' });
+    expect(await messageById(a.url, ada, roomId, other.id)).toMatchObject({ status: 'STREAMING' }); // its heartbeat is fresh
+    await a.app.db.dataSource.query(`UPDATE messages SET status = 'FAILED' WHERE id = $1`, [other.id]); // leave nothing streaming
+  });
+
   it('marks FAILED, on the embedded database, a reply left STREAMING by a killed process, and keeps the question', async () => {
     const url = await childUrl!;
     const ada = await signUp(url);

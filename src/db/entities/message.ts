@@ -41,6 +41,10 @@ export class MessageEntity {
   @Column('uuid', { name: 'asked_message_id', nullable: true })
   askedMessageId: string | null;
 
+  /** For a streaming assistant reply: the server instance streaming it. */
+  @Column('text', { name: 'stream_owner', nullable: true, select: false })
+  streamOwner: string | null;
+
   /** For an assistant reply: who asked (may cancel it). */
   @Column('uuid', { name: 'asked_by', nullable: true })
   askedBy: string | null;
