@@ -49,6 +49,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
   const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, metrics, log);
+  metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
   const services: Services = {
     auth: new AuthService(
       db.dataSource,

@@ -41,6 +41,16 @@ export class AssistantService {
     private readonly log: Logger,
   ) {}
 
+  /** How many replies stream on this instance now. */
+  get streaming(): number {
+    return this.runner.size;
+  }
+
+  /** Whether this reply is streaming on this instance now. */
+  isStreaming(messageId: string): boolean {
+    return this.runner.isActive(messageId);
+  }
+
   /**
    * The assistant's reply to a message the viewer can read, in that message's thread: the
    * existing one when it was asked before (also when asks race), else a new STREAMING one.

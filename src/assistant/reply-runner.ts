@@ -69,6 +69,10 @@ export class ReplyRunner {
     return this.active.size;
   }
 
+  isActive(messageId: string): boolean {
+    return this.active.has(messageId);
+  }
+
   /** Recorded on the replies this instance streams (see `sweep`). */
   get instanceId(): string {
     return this.options.instanceId;
@@ -141,14 +145,17 @@ export class ReplyRunner {
       clearInterval(heartbeat);
     }
     await streamed.settle();
-    if (signal.aborted) return this.finishAborted(reply, streamed.text, streamed.count, signal.reason as StopReason);
+    if (signal.aborted && signal.reason === 'cancelled') {
+      // The canceller published the reply with the text saved so far; that is the final text.
+      return this.finish(reply.id, 'CANCELLED', streamed.savedText, streamed.savedCount, 'Cancelled');
+    }
+    if (signal.aborted) return this.finishAborted(reply, streamed.text, streamed.count, signal.reason as 'stalled' | 'shutdown');
     if (failure === undefined) return this.finish(reply.id, 'COMPLETE', streamed.text, streamed.count, null);
     this.log.warn({ err: (failure as Error).message, messageId: reply.id }, 'assistant reply failed');
     return this.finish(reply.id, 'FAILED', streamed.text, streamed.count, model.describeFailure(failure));
   }
 
-  private finishAborted(reply: MessageEntity, text: string, count: number, reason: StopReason) {
-    if (reason === 'cancelled') return this.finish(reply.id, 'CANCELLED', text, count, 'Cancelled');
+  private finishAborted(reply: MessageEntity, text: string, count: number, reason: Exclude<StopReason, 'cancelled'>) {
     const why =
       reason === 'stalled'
         ? `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`
@@ -172,6 +179,7 @@ export class ReplyRunner {
   private async finish(id: string, status: MessageStatus, text: string, deltaCount: number, reason: string | null) {
     this.options.onEnd?.(status);
     const body = status === 'FAILED' ? (text ? `${text}\n\n[${reason}]` : `[${reason}]`) : text;
+    let changed = false;
     for (let attempt = 0; ; attempt++) {
       try {
         const [rows] = await this.db.query(
@@ -179,12 +187,16 @@ export class ReplyRunner {
            WHERE id = $1 AND status = 'STREAMING' RETURNING id`,
           [id, status, body, deltaCount, reason],
         );
-        // Cancelled meanwhile (maybe from another instance): keep that, with the text streamed so far.
-        if (rows.length === 0) {
-          await this.db.query(
-            `UPDATE messages SET body = $2, delta_count = $3, updated_at = now() WHERE id = $1 AND status = 'CANCELLED'`,
+        changed = rows.length > 0;
+        // Cancelled meanwhile (maybe from another instance, which told subscribers): keep that,
+        // adding only text that was streamed but not yet saved.
+        if (!changed) {
+          const [more] = await this.db.query(
+            `UPDATE messages SET body = $2, delta_count = $3, updated_at = now()
+             WHERE id = $1 AND status = 'CANCELLED' AND (body <> $2 OR delta_count <> $3) RETURNING id`,
             [id, text, deltaCount],
           );
+          changed = more.length > 0;
         }
         break;
       } catch (err) {
@@ -195,6 +207,7 @@ export class ReplyRunner {
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
       }
     }
+    if (!changed) return; // whoever cancelled it published its final state
     await this.publishUpdated(id);
   }
 

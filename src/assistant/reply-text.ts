@@ -10,7 +10,7 @@ export class ReplyText {
   /** How many pieces were received. */
   count = 0;
   private saved = '';
-  private savedCount = 0;
+  private savedPieces = 0;
   private pending: string[] = [];
   private flushing?: Promise<void>;
 
@@ -22,6 +22,16 @@ export class ReplyText {
     private readonly signal: AbortSignal,
     private readonly retryMs = 500,
   ) {}
+
+  /** The text saved and published as deltas so far. */
+  get savedText(): string {
+    return this.saved;
+  }
+
+  /** How many pieces are saved and published. */
+  get savedCount(): number {
+    return this.savedPieces;
+  }
 
   push(piece: string): void {
     this.text += piece;
@@ -37,7 +47,7 @@ export class ReplyText {
 
   /** Saves again what is saved, proving the reply alive (a heartbeat while the model is silent). */
   async touch(): Promise<void> {
-    if (!this.flushing && !(await this.save(this.saved, this.savedCount))) this.onGone();
+    if (!this.flushing && !(await this.save(this.saved, this.savedPieces))) this.onGone();
   }
 
   private async flush(): Promise<void> {
@@ -46,7 +56,7 @@ export class ReplyText {
       const body = this.saved + batch.join('');
       let alive: boolean;
       try {
-        alive = await this.save(body, this.savedCount + batch.length);
+        alive = await this.save(body, this.savedPieces + batch.length);
       } catch {
         if (this.signal.aborted) return; // the final write carries the whole text
         this.pending.unshift(...batch);
@@ -54,9 +64,9 @@ export class ReplyText {
         continue;
       }
       if (!alive) return this.onGone();
-      for (const [i, piece] of batch.entries()) await this.publish(this.savedCount + i, piece);
+      for (const [i, piece] of batch.entries()) await this.publish(this.savedPieces + i, piece);
       this.saved = body;
-      this.savedCount += batch.length;
+      this.savedPieces += batch.length;
     }
   }
 }
