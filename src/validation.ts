@@ -1,9 +1,11 @@
 import { z } from 'zod';
 import { badUserInput } from './errors';
 
-/** Text PostgreSQL can store: no NUL characters. */
-const storable = (s: string) => !s.includes('\u0000');
-const NUL_MESSAGE = 'must not contain NUL characters';
+/** Text that is stored exactly as sent: no NUL characters, no unpaired UTF-16 surrogates. */
+const storable = (s: string) => !s.includes('\u0000') && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+const NUL_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
+/** Length in characters (code points), as people count them: an emoji is one. */
+const chars = (s: string) => [...s].length;
 
 export const MAX_BODY_LENGTH = 4000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -22,7 +24,7 @@ export const signUpInput = z.object({
     .string()
     .refine(storable, NUL_MESSAGE)
     .transform((s) => s.trim())
-    .pipe(z.string().min(1, 'must not be blank').max(64, 'must be at most 64 characters'))
+    .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
     .nullish(),
 });
 
@@ -36,16 +38,24 @@ export const createRoomInput = z.object({
     .string()
     .refine(storable, NUL_MESSAGE)
     .transform((s) => s.trim())
-    .pipe(z.string().min(1, 'must not be blank').max(100, 'must be at most 100 characters')),
+    .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters')),
   kind: z.enum(['PUBLIC', 'PRIVATE']),
   assistantEnabled: z.boolean().nullish(),
-  assistantInstructions: z.string().max(4000, 'must be at most 4000 characters').refine(storable, NUL_MESSAGE).nullish(),
+  assistantInstructions: z
+    .string()
+    .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
+    .refine(storable, NUL_MESSAGE)
+    .nullish(),
 });
 
 export const updateRoomInput = z.object({
   roomId: z.string(),
   assistantEnabled: z.boolean().nullish(),
-  assistantInstructions: z.string().max(4000, 'must be at most 4000 characters').refine(storable, NUL_MESSAGE).nullish(),
+  assistantInstructions: z
+    .string()
+    .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
+    .refine(storable, NUL_MESSAGE)
+    .nullish(),
 });
 
 export const sendMessageInput = z.object({
@@ -54,7 +64,7 @@ export const sendMessageInput = z.object({
     .string()
     .refine(storable, NUL_MESSAGE)
     .refine((s) => s.trim().length > 0, 'must not be blank')
-    .refine((s) => s.length <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`),
+    .refine((s) => chars(s) <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`),
   parentId: z.string().nullish(),
   clientId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').refine(storable, NUL_MESSAGE).nullish(),
 });

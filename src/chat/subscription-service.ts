@@ -2,6 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
 import type { RoomSignal } from '../pubsub';
+import { badUserInput } from '../errors';
 import { requireMember } from './access';
 import { decodeMessageCursor } from './cursors';
 import { createMessageFeed, type FeedEvent } from './message-feed';
@@ -30,6 +31,10 @@ export class SubscriptionService {
   ): Promise<AsyncIterableIterator<FeedEvent>> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const afterSeq = after == null ? undefined : decodeMessageCursor(after, roomId, 'after');
+    // A cursor past the newest message (forged, or from a room that was reset) would wait silently.
+    if (afterSeq !== undefined && afterSeq > (await this.store.lastSeq(roomId))) {
+      throw badUserInput('after is beyond the newest message of this room', 'after');
+    }
     const { hub, release } = await this.hubs.acquire(roomId);
     return createMessageFeed({ hub, store: this.store, log: this.log, viewerId: userId, afterSeq, accept, onClose: release });
   }

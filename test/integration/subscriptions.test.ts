@@ -79,6 +79,18 @@ describe('messageAdded', () => {
     await client.dispose();
   });
 
+  it('refuses a cursor beyond the room’s newest message with BAD_USER_INPUT', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    await send(server.url, ada, roomId, 'one');
+    const forged = Buffer.from(`m1:${roomId}:999`).toString('base64url');
+    const client = wsClient(server.wsUrl, ada);
+    const sub = collect(client, MESSAGE_ADDED, { roomId, after: forged });
+    await sub.done;
+    expect(sub.results[0].errors?.[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+    await client.dispose();
+  });
+
   it.each([
     ['no token', null],
     ['a malformed token', { authorization: 'Bearer not.a.jwt' }],

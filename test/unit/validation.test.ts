@@ -149,3 +149,16 @@ describe('pageSize', () => {
     expectField(() => parseInput(pageSize(100), -1, 'last'), 'last');
   });
 });
+
+describe('text as people count it', () => {
+  it('counts an emoji as one character in a message body', () => {
+    expect(() => parseInput(sendMessageInput, { roomId: 'r', body: '😀'.repeat(4000) })).not.toThrow();
+    expect(() => parseInput(sendMessageInput, { roomId: 'r', body: '😀'.repeat(4001) })).toThrow(/at most 4000/);
+  });
+
+  it('refuses an unpaired surrogate, which could not be stored as sent', () => {
+    expect(() => parseInput(sendMessageInput, { roomId: 'r', body: 'a\ud800b' })).toThrow(/surrogate/);
+    expect(() => parseInput(sendMessageInput, { roomId: 'r', body: 'a\udc00' })).toThrow(/surrogate/);
+    expect(() => parseInput(sendMessageInput, { roomId: 'r', body: 'ok 😀' })).not.toThrow();
+  });
+});
