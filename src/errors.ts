@@ -74,7 +74,9 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
     // Without a path the error is about the request (parse, validation, variables), not execution.
     const code = graphqlError.extensions.code;
     if (REQUEST_ERROR_CODES.has(String(code)) || (code === undefined && !graphqlError.path)) {
-      const { message, locations } = graphqlError;
+      const { locations } = graphqlError;
+      // Apollo's own wording tells how to configure Apollo; a client needs to know only this.
+      const message = /introspection is not allowed/i.test(graphqlError.message) ? 'Introspection is disabled on this server' : graphqlError.message;
       const { http: _transport, ...extensions } = graphqlError.extensions; // Apollo's status and headers stay inside
       return { message, locations, extensions: { ...extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
     }

@@ -70,7 +70,7 @@ export type Message = {
   __typename?: 'Message';
   /** Who wrote it. */
   author: User;
-  /** The text (up to 4,000 characters). */
+  /** The text: up to 4,000 characters for a message a person sends; an assistant reply may be longer. */
   body: Scalars['String']['output'];
   /** The sender's idempotency key, echoed back. */
   clientId?: Maybe<Scalars['String']['output']>;

@@ -1,3 +1,4 @@
+import { gzipSync } from 'node:zlib';
 import type { NextFunction, Request, Response } from 'express';
 
 const DEFAULT_QUERY = `# Sign up (or log in), then paste the token into the Headers tab:
@@ -107,7 +108,21 @@ YogaGraphiQL.renderYogaGraphiQL(
 export function graphiql(enabled: boolean) {
   return (req: Request, res: Response, next: NextFunction) => {
     const wantsHtml = req.method === 'GET' && req.accepts(['application/json', 'text/html']) === 'text/html';
-    if (!enabled || !wantsHtml) return next();
-    res.type('html').set('cache-control', 'no-cache').send(renderPage());
+    if (!wantsHtml) return next();
+    if (!enabled) {
+      res.status(404).json({ errors: [{ message: 'GraphiQL is disabled on this server', extensions: { code: 'NOT_FOUND' } }] });
+      return;
+    }
+    // The page is ~9 MB; gzipped once, ~2 MB. Express answers 304 when the browser's ETag matches.
+    res.type('html').set({ 'cache-control': 'no-cache', vary: 'accept-encoding' });
+    if (req.acceptsEncodings('gzip')) res.set('content-encoding', 'gzip').send(gzippedPage());
+    else res.send(renderPage());
   };
+}
+
+let gzipped: Buffer | undefined;
+
+function gzippedPage(): Buffer {
+  gzipped ??= gzipSync(renderPage());
+  return gzipped;
 }

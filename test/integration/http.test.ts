@@ -165,10 +165,12 @@ describe('GraphiQL', () => {
     const closed = await startServer({ INTROSPECTION: 'false' });
     try {
       const page = await fetch(closed.url, { headers: { accept: 'text/html' } });
+      expect(page.status).toBe(404);
       expect(page.headers.get('content-type') ?? '').not.toMatch(/text\/html/);
       expect(await page.text()).not.toContain('<div id="root">');
       const schema = await gql(closed.url, `{ __schema { types { name } } }`);
       expect(schema.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+      expect(schema.errors?.[0].message).toBe('Introspection is disabled on this server');
       expect(schema.data ?? null).toBeNull();
       const type = await gql(closed.url, `{ __type(name: "Room") { fields { name } } }`);
       expect(type.errors?.[0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
@@ -177,6 +179,23 @@ describe('GraphiQL', () => {
     } finally {
       await closed.stop();
     }
+  });
+
+  it('sends the GraphiQL page gzipped to browsers that accept it, and 304 when unchanged', async () => {
+    const http = await import('node:http');
+    const get = (headers: Record<string, string>) =>
+      new Promise<{ status: number; headers: Record<string, unknown>; bytes: number }>((resolve, reject) => {
+        http.get(server.url, { headers: { accept: 'text/html', ...headers } }, (res) => {
+          let bytes = 0;
+          res.on('data', (c: Buffer) => (bytes += c.length));
+          res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, bytes }));
+        }).on('error', reject);
+      });
+    const zipped = await get({ 'accept-encoding': 'gzip' });
+    expect(zipped.headers['content-encoding']).toBe('gzip');
+    expect(zipped.bytes).toBeLessThan(4_000_000);
+    const again = await get({ 'accept-encoding': 'gzip', 'if-none-match': String(zipped.headers.etag) });
+    expect(again.status).toBe(304);
   });
 
   it('answers introspection by default', async () => {

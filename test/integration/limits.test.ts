@@ -87,3 +87,21 @@ describe('operation cost', () => {
     await client.dispose();
   });
 });
+
+describe('mutation cost', () => {
+  it('refuses hundreds of aliased sends in one request and writes nothing', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const sends = Array.from({ length: 300 }, (_, i) => `s${i}: sendMessage(input: { roomId: $r, body: "spam" }) { id }`).join(' ');
+    const result = await gql(server.url, `mutation($r: ID!) { ${sends} }`, { r: roomId }, ada.token);
+    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+    const room = await gql(server.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token);
+    expect(room.data.room.lastSeq).toBe(0);
+  });
+
+  it('refuses dozens of aliased sign-ups (each a slow password hash)', async () => {
+    const signUps = Array.from({ length: 30 }, (_, i) => `u${i}: signUp(input: { username: "x${i}_${Date.now()}", password: "password123" }) { token }`).join(' ');
+    const result = await gql(server.url, `mutation { ${signUps} }`);
+    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+  });
+});
