@@ -23,6 +23,8 @@ export interface FeedOptions {
   afterSeq?: number;
   /** Which signals besides new messages and the viewer's removal to pass on (updates, deltas). */
   accept: (signal: RoomSignal) => boolean;
+  /** Events delivered before anything else (e.g. the current state of replies a resuming client had). */
+  initial?: FeedEvent[];
   /** Called once when the feed ends, for whatever reason. */
   onClose: () => void;
 }
@@ -43,7 +45,7 @@ const RETRY_MS = 1000;
 export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<FeedEvent> {
   const { hub, store, log } = options;
   const roomId = hub.roomId;
-  let queue: FeedEvent[] = [];
+  let queue: FeedEvent[] = [...(options.initial ?? [])];
   let closed = false;
   let revoked = false;
   let wake: (() => void) | undefined;

@@ -20,6 +20,21 @@ export class RoomStore {
       .getMany();
   }
 
+  /**
+   * Assistant replies up to `atSeq` (among the 200 messages before it) that changed after the
+   * message at `atSeq` was written: what a client resuming from that cursor may have missed of
+   * replies it already had (a stream that went on, a final status).
+   */
+  async repliesChangedSince(roomId: string, atSeq: number): Promise<MessageModel[]> {
+    return this.db
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .where('m.room_id = :roomId AND m.seq <= :atSeq AND m.seq > :atSeq - 200 AND m.asked_message_id IS NOT NULL', { roomId, atSeq })
+      .andWhere('m.updated_at > (SELECT c.created_at FROM messages c WHERE c.room_id = :roomId AND c.seq = :atSeq)')
+      .orderBy('m.seq', 'ASC')
+      .getMany();
+  }
+
   /** The seq of the room's newest message (0 for an empty or unknown room). */
   async lastSeq(roomId: string): Promise<number> {
     const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true } });

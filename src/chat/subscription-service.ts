@@ -6,6 +6,7 @@ import { badUserInput } from '../errors';
 import { requireMember } from './access';
 import { decodeMessageCursor } from './cursors';
 import { createMessageFeed, type FeedEvent } from './message-feed';
+import { toWire } from './message-service';
 import type { HubRegistry } from './room-hub';
 import type { RoomStore } from './room-store';
 
@@ -19,15 +20,16 @@ export class SubscriptionService {
   ) {}
 
   /**
-   * A room's events for a member, resuming after the `after` cursor when given.
-   * `accept` picks which signals besides new messages pass. FORBIDDEN for non-members; the
-   * stream ends with a `revoked` event when the viewer leaves or is removed.
+   * A room's events for a member, resuming after the `after` cursor when given: new messages only
+   * (`messageAdded`), or also updates and assistant deltas (`roomEvents`, which on resume first
+   * re-sends the current state of replies that changed since the cursor). FORBIDDEN for
+   * non-members; the stream ends with a `revoked` event when the viewer leaves or is removed.
    */
   async open(
     viewer: Viewer | null,
     roomId: string,
     after: string | null | undefined,
-    accept: (signal: RoomSignal) => boolean,
+    events: 'messages' | 'all',
   ): Promise<AsyncIterableIterator<FeedEvent>> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const afterSeq = after == null ? undefined : decodeMessageCursor(after, roomId, 'after');
@@ -35,7 +37,11 @@ export class SubscriptionService {
     if (afterSeq !== undefined && afterSeq > (await this.store.lastSeq(roomId))) {
       throw badUserInput('after is beyond the newest message of this room', 'after');
     }
+    // A resuming roomEvents client also gets the current state of replies that changed meanwhile.
+    const changed = afterSeq && events === 'all' ? await this.store.repliesChangedSince(roomId, afterSeq) : [];
+    const initial = changed.map((message) => ({ kind: 'updated' as const, message: toWire(message) }));
+    const accept = events === 'all' ? (s: RoomSignal) => s.kind === 'updated' || s.kind === 'delta' : () => false;
     const { hub, release } = await this.hubs.acquire(roomId);
-    return createMessageFeed({ hub, store: this.store, log: this.log, viewerId: userId, afterSeq, accept, onClose: release });
+    return createMessageFeed({ hub, store: this.store, log: this.log, viewerId: userId, afterSeq, accept, initial, onClose: release });
   }
 }

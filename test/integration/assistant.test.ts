@@ -635,6 +635,28 @@ describe('cancelAssistant', () => {
     expect(updatesOf(sub, reply.id).map((u) => u.message.status)).toEqual(['CANCELLED']); // one final update, not two
   });
 
+  it('tells a client that resumes roomEvents from the reply’s own cursor how the reply ended while it was away', async () => {
+    const ada = await signUp(a.url);
+    const roomId = await makeRoom(a.url, ada);
+    const question = await send(a.url, ada, roomId, `Go on ${`[[cancel-asker]] ${unique('k')}`}`);
+    const reply = await ask(a.url, ada, question.id);
+    const seen = await settled(a.url, ada, roomId, reply.id, (m) => m.deltaCount >= 1);
+    expect(seen.status).toBe('STREAMING'); // what the client knew when it went away
+    const cursor = (await must(a.url, `query($r: ID!) { messages(roomId: $r, last: 1) { edges { cursor } } }`, { r: roomId }, ada.token)).messages.edges[0].cursor;
+
+    await must(a.url, CANCEL, { m: reply.id }, ada.token);
+    await waitFor(() => !a.app.services.assistant.isStreaming(reply.id));
+
+    const client = wsClient(a.wsUrl, ada);
+    const resumed = collect(client, ROOM_EVENTS.replace('$roomId: ID!)', '$roomId: ID!, $after: String)').replace('roomEvents(roomId: $roomId)', 'roomEvents(roomId: $roomId, after: $after)'), { roomId, after: cursor });
+    cleanups.push(async () => {
+      resumed.stop();
+      await client.dispose();
+    });
+    await resumed.until((rs) => rs.length >= 1);
+    expect(resumed.results[0].data?.roomEvents).toMatchObject({ __typename: 'MessageUpdated', message: { id: reply.id, status: 'CANCELLED' } });
+  });
+
   it('lets the room OWNER stop a member’s reply, and answers FORBIDDEN to another member and a non-member, UNAUTHENTICATED without a token', async () => {
     const [ada, bob, carol, eve] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url), signUp(a.url)]);
     const roomId = await makeRoom(a.url, ada);

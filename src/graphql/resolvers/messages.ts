@@ -1,11 +1,8 @@
-import type { RoomSignal } from '../../pubsub';
 import type { FeedEvent } from '../../chat/message-feed';
 import { encodeMessageCursor } from '../../chat/cursors';
 import { forbidden } from '../../errors';
 import type { Resolvers } from '../generated';
 
-const onlyMessages = () => false;
-const roomEventSignals = (s: RoomSignal) => s.kind === 'updated' || s.kind === 'delta';
 
 /** A feed event as a `RoomEvent` union member. */
 function toRoomEvent(event: FeedEvent) {
@@ -31,11 +28,11 @@ export const messageResolvers: Resolvers = {
   },
   Subscription: {
     messageAdded: {
-      subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, onlyMessages),
+      subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, 'messages'),
       resolve: (event: FeedEvent) => (event.kind === 'added' ? event.message : toRoomEvent(event)) as never, // only 'revoked' reaches toRoomEvent here
     },
     roomEvents: {
-      subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, roomEventSignals),
+      subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, 'all'),
       resolve: (event: FeedEvent) => toRoomEvent(event),
     },
   },
