@@ -33,6 +33,12 @@ export const logInInput = z.object({
   password: z.string().max(256, 'must be at most 256 characters'),
 });
 
+/** The assistant's system prompt for a room. */
+const assistantInstructions = z
+  .string()
+  .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
+  .refine(storable, NUL_MESSAGE);
+
 export const createRoomInput = z.object({
   name: z
     .string()
@@ -41,21 +47,13 @@ export const createRoomInput = z.object({
     .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters')),
   kind: z.enum(['PUBLIC', 'PRIVATE']),
   assistantEnabled: z.boolean().nullish(),
-  assistantInstructions: z
-    .string()
-    .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
-    .refine(storable, NUL_MESSAGE)
-    .nullish(),
+  assistantInstructions: assistantInstructions.nullish(),
 });
 
 export const updateRoomInput = z.object({
   roomId: z.string(),
   assistantEnabled: z.boolean().nullish(),
-  assistantInstructions: z
-    .string()
-    .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
-    .refine(storable, NUL_MESSAGE)
-    .nullish(),
+  assistantInstructions: assistantInstructions.nullish(),
 });
 
 export const sendMessageInput = z.object({
