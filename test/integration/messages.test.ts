@@ -190,3 +190,26 @@ describe('messages (history pages)', () => {
     expect(missing.errors).toEqual(foreign.errors);
   });
 });
+
+describe('persist, then publish (API.md guarantee 3)', () => {
+  it('publishes nothing for a send that fails: bad input, a non-member, or a failed commit', async () => {
+    const [ada, eve] = await Promise.all([signUp(url), signUp(url)]);
+    const roomId = await createRoom(url, ada);
+    const publish = jest.spyOn(server.app.pubsub, 'publish');
+    const insert = jest.spyOn(server.app.services.messages, 'insertNext');
+    try {
+      const query = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`;
+      expect(codeOf(await gql(url, query, { input: { roomId, body: ' ' } }, ada.token))).toBe('BAD_USER_INPUT');
+      expect(codeOf(await gql(url, query, { input: { roomId, body: 'hi' } }, eve.token))).toBe('FORBIDDEN');
+      insert.mockRejectedValueOnce(new Error('the commit failed'));
+      expect(codeOf(await gql(url, query, { input: { roomId, body: 'hi' } }, ada.token))).toBe('INTERNAL_SERVER_ERROR');
+      expect(publish).not.toHaveBeenCalled();
+      const sent = await send(url, ada, roomId, 'now it commits');
+      expect(sent.seq).toBe(1);
+      expect(publish).toHaveBeenCalledTimes(1);
+    } finally {
+      publish.mockRestore();
+      insert.mockRestore();
+    }
+  });
+});
