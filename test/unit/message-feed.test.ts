@@ -5,34 +5,11 @@ import { RoomHub } from '../../src/chat/room-hub';
 import type { Logger } from '../../src/logger';
 import { MemoryPubSub } from '../../src/pubsub/memory';
 import { roomTopic, type RoomSignal } from '../../src/pubsub/types';
-import { FakeStore } from '../support/fake-store';
+import { FakeStore, silentLogger, waitFor } from '../support/fakes';
 
 // ---------------------------------------------------------------------------------------------
 // Small fakes
 // ---------------------------------------------------------------------------------------------
-
-
-function silentLogger() {
-  const log = {
-    warn: jest.fn(),
-    info: jest.fn(),
-    error: jest.fn(),
-    debug: jest.fn(),
-    trace: jest.fn(),
-    fatal: jest.fn(),
-    child: () => log,
-  };
-  return log;
-}
-
-/** Waits (yielding to the event loop, no fixed sleep) until `condition` holds. */
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-}
 
 const ROOM = 'room-a';
 const HEAL_NEVER = 60_000;

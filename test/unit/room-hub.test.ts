@@ -4,12 +4,11 @@ import { HubRegistry, RoomHub, type HubListener } from '../../src/chat/room-hub'
 import type { Logger } from '../../src/logger';
 import { MemoryPubSub } from '../../src/pubsub/memory';
 import { roomTopic, type PubSub, type RoomSignal, type Topic } from '../../src/pubsub/types';
-import { FakeStore } from '../support/fake-store';
+import { FakeStore, silentLogger, waitFor } from '../support/fakes';
 
 // ---------------------------------------------------------------------------------------------
 // Small fakes
 // ---------------------------------------------------------------------------------------------
-
 
 /** A pub/sub whose subscriptions the test can count, whose subscribe can fail, and that can "reconnect". */
 class FakePubSub implements PubSub {
@@ -60,28 +59,6 @@ class FakePubSub implements PubSub {
 
   async close(): Promise<void> {
     this.handlers.clear();
-  }
-}
-
-function silentLogger() {
-  const log = {
-    warn: jest.fn(),
-    info: jest.fn(),
-    error: jest.fn(),
-    debug: jest.fn(),
-    trace: jest.fn(),
-    fatal: jest.fn(),
-    child: () => log,
-  };
-  return log;
-}
-
-/** Waits (yielding to the event loop, no fixed sleep) until `condition` holds. */
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setImmediate(resolve));
   }
 }
 

@@ -98,3 +98,26 @@ export class FakeStore {
     if (this.down || this.failIf?.(method)) throw new Error('connect ECONNREFUSED (fake outage)');
   }
 }
+
+/** A logger that records calls and prints nothing. */
+export function silentLogger() {
+  const log = {
+    warn: jest.fn(),
+    info: jest.fn(),
+    error: jest.fn(),
+    debug: jest.fn(),
+    trace: jest.fn(),
+    fatal: jest.fn(),
+    child: () => log,
+  };
+  return log;
+}
+
+/** Waits (yielding to the event loop, no fixed sleep) until `condition` holds. */
+export async function waitFor(condition: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
