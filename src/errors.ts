@@ -29,6 +29,7 @@ export class AppError extends GraphQLError {
   }
 }
 
+// Small factories, one per code, so call sites read as what happened.
 export const unauthenticated = (message = 'Sign in first: send a valid bearer token') =>
   new AppError(ErrorCode.Unauthenticated, message);
 /** The one answer for a room that is missing or not the viewer's (API.md guarantee 6). */
@@ -40,8 +41,6 @@ export const conflict = (message: string, field?: string) =>
   new AppError(ErrorCode.Conflict, message, field ? { field } : {});
 export const rateLimited = (retryAfterMs: number, message = 'Too many requests; retry later') =>
   new AppError(ErrorCode.RateLimited, message, { retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)) });
-export const serviceUnavailable = (message = 'The service is temporarily unavailable; retry shortly') =>
-  new AppError(ErrorCode.ServiceUnavailable, message);
 
 /** Codes that GraphQL itself or Apollo Server raise for a malformed request; they are safe to show. */
 const REQUEST_ERROR_CODES = new Set([

@@ -27,6 +27,7 @@ export function encodeRoomCursor(membershipId: number): string {
   return Buffer.from(`r1:${membershipId}`).toString('base64url');
 }
 
+/** The membership position of a room cursor; BAD_USER_INPUT on `field` for anything else. */
 export function decodeRoomCursor(cursor: string, field: string): number {
   const [tag, idText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
   if (tag !== 'r1' || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
