@@ -48,6 +48,7 @@ export class OpenAIChatModel implements ChatModel {
     if (err instanceof OpenAI.APIError) {
       return err.status ? `The model provider failed (HTTP ${err.status})` : 'The model provider reported an error mid-reply';
     }
+    if (err instanceof SyntaxError) return 'The model provider sent a response that could not be read';
     return 'The assistant failed unexpectedly';
   }
 }

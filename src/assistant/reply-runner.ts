@@ -100,7 +100,7 @@ export class ReplyRunner {
        RETURNING id`,
       [
         'The server stopped while the assistant was replying',
-        '[The assistant stopped: the server restarted]',
+        '[The assistant stopped: its server went away]',
         [...this.active.keys()],
         staleMs === 'all' ? null : staleMs,
         this.options.instanceId,

@@ -55,6 +55,7 @@ const SCRIPTS: Record<string, Script> = {
   '[[429-forever]]': { kind: 'error', status: 429 },
   '[[stall]]': { kind: 'stall', chunks: ['partial ', 'answer'] },
   '[[midstream]]': { kind: 'midstream-error', chunks: ['half ', 'an ', 'answer'] },
+  '[[malformed]]': { kind: 'malformed', chunks: ['so far ', 'so good'] },
   '[[echo-mention]]': { kind: 'stream', chunks: ['Ask ', '@assistant', ' again'] },
   '[[cap]]': { kind: 'stall', chunks: ['waiting'] },
 };
@@ -498,6 +499,18 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(done.body.startsWith('half an answer')).toBe(true);
     expect(done.body).toContain(done.statusReason);
     expect(await messageById(a.url, ada, roomId, question.id)).toMatchObject({ body: question.body, status: 'COMPLETE' });
+  });
+
+  it('ends FAILED with a reason that says so when the provider sends an event that is not JSON', async () => {
+    const ada = await signUp(a.url);
+    const roomId = await makeRoom(a.url, ada);
+    const question = await send(a.url, ada, roomId, `Garbled ${'[[malformed]]'} ${unique('k')}`);
+    const sub = await subscribe(a, ada, roomId);
+    const reply = await ask(a.url, ada, question.id);
+    await endedIn(sub, reply.id, 'FAILED');
+    const done = await messageById(a.url, ada, roomId, reply.id);
+    expect(done.statusReason).toMatch(/could not be read/);
+    expect(done.body.startsWith('so far so good')).toBe(true);
   });
 
   it('ends a reply streaming during shutdown FAILED with its partial text, and stop() completes', async () => {

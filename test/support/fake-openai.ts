@@ -5,7 +5,8 @@ export type Script =
   | { kind: 'stream'; chunks: string[]; delayMs?: number }
   | { kind: 'error'; status: number; times?: number; then?: Script }
   | { kind: 'stall'; chunks: string[] }
-  | { kind: 'midstream-error'; chunks: string[] };
+  | { kind: 'midstream-error'; chunks: string[] }
+  | { kind: 'malformed'; chunks: string[] };
 
 /** A request the fake received. */
 export interface ReceivedRequest {
@@ -91,6 +92,10 @@ export class FakeOpenAI {
     if (script.kind === 'stall') return; // keep the connection open, send nothing more
     if (script.kind === 'midstream-error') {
       res.end(`data: ${JSON.stringify({ error: { message: 'model crashed', type: 'server_error' } })}\n\n`);
+      return;
+    }
+    if (script.kind === 'malformed') {
+      res.end('data: {not json\n\n');
       return;
     }
     res.write(event(null, 'stop'));
