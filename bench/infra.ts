@@ -40,7 +40,7 @@ export interface ServerProcess {
 
 /**
  * Runs `node --import tsx <script>` from the project root with `env` added (and the node flags
- * in `BENCH_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to profile), and resolves once
+ * in `BENCH_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=./prof` to profile), and resolves once
  * `readyUrl` answers 200. Rejects with the process output if it exits or is not ready in time.
  */
 export async function startServerProcess(
