@@ -3,9 +3,9 @@
 // in the middle of a burst and resumes on the other instance with its last cursor.
 // Nothing here stops PostgreSQL or Redis, so the shared ones serve.
 import { signUp, startServer, waitFor, type TestServer, type TestUser } from '../support/harness';
-import { roomTruth, sharedUrls } from './support/backing';
+import { sharedUrls } from './support/backing';
 import { expectClean, report, tally } from './support/tally';
-import { burst, Ledger, pause, roomWith, sendOnce, spread, Subscriber, Subscribers } from './support/traffic';
+import { burst, Ledger, pause, roomWith, sendOnce, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
@@ -70,9 +70,7 @@ it('numbers and delivers the messages of ten concurrent senders on two instances
   );
   const sendMs = Date.now() - started;
 
-  const truth = await roomTruth(sharedUrls().databaseUrl, roomId);
-  await Promise.all(subs.map((s) => s.reach(truth.lastSeq)));
-  await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+  const truth = await settle(sharedUrls().databaseUrl, roomId, subs, 2 * HEAL_INTERVAL_MS);
 
   const line = report(
     'ten concurrent senders into one room',
@@ -126,9 +124,7 @@ it('resumes a subscriber that was offline during a burst, on the other instance,
     await waitFor(() => ledger.sent >= resumedAt + 200, 30_000);
     await sending.stop();
 
-    const truth = await roomTruth(sharedUrls().databaseUrl, roomId);
-    await Promise.all([traveller.reach(truth.lastSeq), steady.reach(truth.lastSeq)]);
-    await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+    const truth = await settle(sharedUrls().databaseUrl, roomId, [traveller, steady], 2 * HEAL_INTERVAL_MS);
 
     const line = report(
       'client offline for a while resumes with after',

@@ -7,10 +7,10 @@
 // net module (ECONNREFUSED) is not `instanceof Error` there, so graphql-js wraps it and an
 // in-process server answers INTERNAL_SERVER_ERROR where a real process answers SERVICE_UNAVAILABLE.
 import { signUp, waitFor } from '../support/harness';
-import { roomTruth, sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
+import { sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
 import { killAllServers, readiness, spawnServer, type ChildServer } from './support/child-server';
 import { expectClean, report, tally } from './support/tally';
-import { burst, Ledger, pause, roomWith, sendOnce, SEND_TIMEOUT_MS, spread, Subscriber, Subscribers, type SendOutcome } from './support/traffic';
+import { burst, Ledger, roomWith, sendOnce, SEND_TIMEOUT_MS, spread, Subscriber, settle, Subscribers, type SendOutcome } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
 
@@ -93,9 +93,7 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
     const retryFailures = retries.filter((r) => !r.ok);
     retries.forEach((r) => ledger.record(r));
 
-    const truth = await roomTruth(pg.url, roomId);
-    await Promise.all(subs.map((s) => s.reach(truth.lastSeq)));
-    await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+    const truth = await settle(pg.url, roomId, subs, 2 * HEAL_INTERVAL_MS);
 
     const codes: Record<string, number> = {};
     for (const f of failures) codes[String(f.code ?? f.error)] = (codes[String(f.code ?? f.error)] ?? 0) + 1;

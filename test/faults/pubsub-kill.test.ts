@@ -5,9 +5,9 @@
 // A private Redis: the kills must not reach the other test files' connections.
 import Redis from 'ioredis';
 import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
-import { roomTruth, sharedUrls, startRedis, type PrivateRedis } from './support/backing';
+import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { expectClean, report, tally } from './support/tally';
-import { burst, Ledger, pause, roomWith, spread, Subscriber, Subscribers } from './support/traffic';
+import { burst, Ledger, pause, roomWith, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const BURST = 2000;
 const HEAL_INTERVAL_MS = 300;
@@ -78,9 +78,7 @@ it('delivers every message once and in order to subscribers on two instances whi
   await sending.done;
   const burstMs = Date.now() - started;
 
-  const truth = await roomTruth(sharedUrls().databaseUrl, roomId);
-  await Promise.all(subs.map((s) => s.reach(truth.lastSeq, 30_000)));
-  await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+  const truth = await settle(sharedUrls().databaseUrl, roomId, subs, 2 * HEAL_INTERVAL_MS, 30_000);
 
   const line = report(
     'pubsub connections killed during a burst',

@@ -3,10 +3,10 @@
 // during the outage still starts, and every subscriber on both instances catches up (API.md
 // guarantees 1–5). A private Redis: stopping the shared one would break the other test files.
 import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
-import { roomTruth, sharedUrls, startRedis, type PrivateRedis } from './support/backing';
+import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { expectClean, report, tally } from './support/tally';
-import { baseOf, burst, Ledger, pause, roomWith, SEND_TIMEOUT_MS, spread, Subscriber, Subscribers } from './support/traffic';
+import { baseOf, burst, Ledger, roomWith, SEND_TIMEOUT_MS, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
 
@@ -78,9 +78,10 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     await waitFor(() => ledger.sent >= sentAtReturn + 200, 30_000);
     await Promise.all([sending.stop(), sendingLate.stop()]);
 
-    const [truth, lateTruth] = await Promise.all([roomTruth(sharedUrls().databaseUrl, roomId), roomTruth(sharedUrls().databaseUrl, lateRoomId)]);
-    await Promise.all([...subs.map((s) => s.reach(truth.lastSeq)), late.reach(lateTruth.lastSeq)]);
-    await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+    const [truth, lateTruth] = await Promise.all([
+      settle(sharedUrls().databaseUrl, roomId, subs, 2 * HEAL_INTERVAL_MS),
+      settle(sharedUrls().databaseUrl, lateRoomId, [late], 2 * HEAL_INTERVAL_MS),
+    ]);
 
     const line = report(
       'redis stopped and restarted during sends',

@@ -6,10 +6,10 @@
 import http from 'node:http';
 import { collect, must, signUp, waitFor, wsClient, type TestUser } from '../support/harness';
 import { FakeOpenAI } from '../support/fake-openai';
-import { roomTruth, sharedUrls } from './support/backing';
+import { sharedUrls } from './support/backing';
 import { killAllServers, spawnServer, type ChildServer } from './support/child-server';
 import { expectClean, report, tally } from './support/tally';
-import { burst, Ledger, pause, roomWith, sendOnce, spread, Subscriber, Subscribers, within, type Acked, type SendOutcome } from './support/traffic';
+import { burst, Ledger, roomWith, sendOnce, spread, Subscriber, settle, Subscribers, within, type Acked, type SendOutcome } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
 const SHUTDOWN_BOUND_MS = 15_000;
@@ -162,9 +162,7 @@ it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, 
       await waitFor(() => ledger.sent >= resumedAt + 200, 30_000);
       await sending.stop();
 
-      const truth = await roomTruth(sharedUrls().databaseUrl, roomId);
-      await Promise.all([traveller.reach(truth.lastSeq), steady.reach(truth.lastSeq)]);
-      await pause(2 * HEAL_INTERVAL_MS); // let any late duplicate arrive before counting
+      const truth = await settle(sharedUrls().databaseUrl, roomId, [traveller, steady], 2 * HEAL_INTERVAL_MS);
 
       const thread = (await must(c2.url, THREAD, { r: assistantRoom, t: question.message.id }, ada.token)).messages.edges as Array<{
         node: { id: string; status: string; statusReason: string | null };

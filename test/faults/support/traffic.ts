@@ -4,6 +4,7 @@ import { createClient, type Client } from 'graphql-ws';
 import WebSocket from 'ws';
 import { encodeMessageCursor } from '../../../src/chat/cursors';
 import { createRoom, must, waitFor, type TestUser } from '../../support/harness';
+import { roomTruth } from './backing';
 import type { Seen } from './tally';
 
 /** The longest a single send may take before the scenario counts it as hung. */
@@ -251,6 +252,17 @@ export class Subscribers {
 
 /** Resolves after `ms`: only to let an outage last, never to wait for a result. */
 export const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Waits until every subscriber has the room's newest message as the database holds it, then
+ * `quietMs` more so that a late duplicate would be counted; resolves to what the database holds.
+ */
+export async function settle(databaseUrl: string, roomId: string, subscribers: Subscriber[], quietMs: number, reachTimeoutMs?: number) {
+  const truth = await roomTruth(databaseUrl, roomId);
+  await Promise.all(subscribers.map((s) => s.reach(truth.lastSeq, reachTimeoutMs)));
+  await pause(quietMs);
+  return truth;
+}
 
 /** Median and maximum of a list of durations. */
 export function spread(values: number[]): { p50: number; max: number } {
