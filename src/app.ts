@@ -70,7 +70,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource) }),
+    context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource, viewer) }),
     metrics,
   });
 

@@ -120,13 +120,6 @@ export class RoomService {
     return connection(items, first, { hasPreviousPage: afterId > 0 });
   }
 
-  /** The viewer's role in a room, or null. */
-  async roleOf(viewer: Viewer | null, roomId: string): Promise<Role | null> {
-    if (!viewer) return null;
-    const m = await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId: viewer.id });
-    return m?.role ?? null;
-  }
-
   private async viewAs(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
     const room = await this.get(viewer, roomId);
     if (!room) throw forbidden();

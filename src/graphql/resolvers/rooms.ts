@@ -15,6 +15,6 @@ export const roomResolvers: Resolvers = {
   },
   Room: {
     viewerRole: (room, _, ctx) =>
-      room.viewerRole !== undefined ? room.viewerRole : ctx.services.rooms.roleOf(ctx.viewer, room.id),
+      room.viewerRole !== undefined ? room.viewerRole : ctx.loaders.role.load(room.id),
   },
 };
