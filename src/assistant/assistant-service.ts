@@ -5,9 +5,8 @@ import type { MessageService } from '../chat/message-service';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import { AppError, badUserInput, ErrorCode, forbidden, rateLimited } from '../errors';
 import type { Logger } from '../logger';
-import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
+import { assistantControlTopic, type PubSub } from '../pubsub';
 import { isUuid } from '../validation';
-import { toWire } from '../chat/message-service';
 import type { RateLimit } from '../rate-limit';
 import type { ChatModel } from './model';
 import type { ReplyRunner } from './reply-runner';
@@ -98,7 +97,7 @@ export class AssistantService {
     }
     const current = await this.db.getRepository(MessageEntity).findOneByOrFail({ id: reply.id });
     if (rows.length > 0) {
-      await this.pubsub.publish(roomTopic(current.roomId), { kind: 'updated', message: toWire(current) }).catch(() => undefined);
+      await this.messages.publishUpdated(current);
     }
     return current;
   }

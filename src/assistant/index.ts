@@ -34,7 +34,7 @@ export async function createAssistant(
   metrics: Metrics,
   log: Logger,
 ): Promise<Assistant> {
-  const runner = new ReplyRunner(db, pubsub, log, {
+  const runner = new ReplyRunner(db, messages, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
     instanceId: config.instanceId,

@@ -3,7 +3,7 @@ import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { MessageStatus } from '../db/entities/message';
 import type { Logger } from '../logger';
 import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
-import { toWire } from '../chat/message-service';
+import type { MessageService } from '../chat/message-service';
 import { buildTurns } from './context';
 import type { ChatModel } from './model';
 import { ReplyText } from './reply-text';
@@ -36,6 +36,7 @@ export class ReplyRunner {
 
   constructor(
     private readonly db: DataSource,
+    private readonly messages: MessageService,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly options: RunnerOptions,
@@ -213,10 +214,7 @@ export class ReplyRunner {
 
   private async publishUpdated(id: string): Promise<void> {
     const message = await this.db.getRepository(MessageEntity).findOneBy({ id });
-    if (!message) return;
-    await this.pubsub
-      .publish(roomTopic(message.roomId), { kind: 'updated', message: toWire(message) })
-      .catch((err) => this.log.warn({ err: (err as Error).message }, 'publish failed'));
+    if (message) await this.messages.publishUpdated(message);
   }
 
   /** The room's instructions and the thread up to the reply, authors named, oldest first. */

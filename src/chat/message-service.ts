@@ -105,10 +105,19 @@ export class MessageService {
   }
 
   /** Publishes a committed message; a failure is logged, never thrown (the hubs heal the gap). */
-  async publishAdded(message: MessageModel): Promise<void> {
+  publishAdded(message: MessageModel): Promise<void> {
+    return this.publish('added', message);
+  }
+
+  /** Publishes a message's new state (an assistant reply's text or status); a failure is logged. */
+  publishUpdated(message: MessageModel): Promise<void> {
+    return this.publish('updated', message);
+  }
+
+  private async publish(kind: 'added' | 'updated', message: MessageModel): Promise<void> {
     await this.pubsub
-      .publish(roomTopic(message.roomId), { kind: 'added', message: toWire(message) })
-      .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, seq: message.seq }, 'publish failed'));
+      .publish(roomTopic(message.roomId), { kind, message: toWire(message) })
+      .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, seq: message.seq, kind }, 'publish failed'));
   }
 
   /**
