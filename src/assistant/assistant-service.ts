@@ -21,7 +21,7 @@ const MENTION = /(^|[^\w@])@assistant\b/i;
 export const mentionsAssistant = (body: string) => MENTION.test(body);
 
 /**
- * Assistant replies (API.md guarantee 7): one reply per asked message, committed at once as
+ * Assistant replies (docs/guarantees.md, guarantee 7): one reply per asked message, committed at once as
  * STREAMING in the asked message's thread, then streamed by the `ReplyRunner`. Asks are rate
  * limited per user and capped in how many may stream at once. Without a model configured every
  * ask answers ASSISTANT_UNAVAILABLE and nothing changes.

@@ -24,7 +24,7 @@ const MAX_THREAD = 200;
 const HEARTBEAT_MS = 5000;
 
 /**
- * Streams assistant replies on this instance (API.md guarantee 7). For each reply it builds the
+ * Streams assistant replies on this instance (docs/guarantees.md, guarantee 7). For each reply it builds the
  * thread's context, streams the model's answer, publishes every piece as an `AssistantDelta` in
  * order, saves the growing text, and ends the reply COMPLETE, FAILED (upstream error, stall,
  * shutdown: with a readable reason) through the `ReplyStore`. A cancelled reply was ended by

@@ -20,8 +20,8 @@ export interface ReplyEnd {
 }
 
 /**
- * Every write of an assistant reply's state, each with its one publish (docs/guarantees.md,
- * guarantee 7): the insert (STREAMING and empty, one per asked message, capped per asker), the
+ * Every write of an assistant reply's state, each with its one publish; owns docs/guarantees.md
+ * guarantee 7: the insert (STREAMING and empty, one per asked message, capped per asker), the
  * partial saves and their deltas, and the end — COMPLETE, FAILED or CANCELLED — as one change of
  * the room's log, whoever ends it first: the runner, a cancel from any instance, a shutdown, or
  * the sweep of replies whose process is gone. A reply ends once; later attempts change nothing.

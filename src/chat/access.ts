@@ -7,7 +7,7 @@ import type { MessageModel } from '../pubsub';
 import { isUuid } from '../validation';
 
 /**
- * Who may do what: every access rule of the API in one place (docs/guarantees.md, guarantee 6).
+ * Who may do what: every access rule of the API in one place; owns docs/guarantees.md guarantee 6.
  * "Missing" and "forbidden" are one answer, so ids cannot be probed.
  */
 

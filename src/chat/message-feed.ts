@@ -38,7 +38,7 @@ const REPLAY_BATCH = 200;
 const RETRY_MS = 1000;
 
 /**
- * One subscription's stream (docs/guarantees.md, guarantees 1, 2, 8): attaches to the hub
+ * One subscription's stream; owns docs/guarantees.md guarantees 1 and 2 (and replays guarantee 8's log): attaches to the hub
  * (buffering live events), replays from the database everything after its start up to the hub's
  * position, then passes live events, skipping what it already delivered — no gap and no duplicate
  * at the seam. A reader too slow for the buffer loses nothing either: the buffered changes are

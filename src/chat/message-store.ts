@@ -22,8 +22,8 @@ const REACTION_SUMMARY = `COALESCE((
         FROM reactions WHERE message_id = $1 GROUP BY emoji) g), '[]'::jsonb)`;
 
 /**
- * Every write to a room's messages, and its one publish (docs/guarantees.md: guarantees 1, 3, 4,
- * 8, 10). Each change — an insert, an edit, a deletion, a reaction change, an assistant reply's
+ * Every write to a room's messages, and its one publish; owns docs/guarantees.md guarantees 3, 4,
+ * 8 and 10 (and numbers the seqs of guarantee 1). Each change — an insert, an edit, a deletion, a reaction change, an assistant reply's
  * end — takes the room's next change number under the room row's lock in the statement or
  * transaction that makes it, so commit order is change order; a message row records the number of
  * its latest change. Changes are published after commit and never awaited by the writer: a lost

@@ -43,7 +43,7 @@ export class AddedSet {
 }
 
 /**
- * One room's delivery point on this instance (docs/guarantees.md, guarantees 1, 2, 5, 8). It holds
+ * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
  * one pub/sub subscription and `position`, the last change number it fanned out. Signals are
  * handled one at a time: a change above `position + 1` first has the gap read from the database
  * (numbers with no row there were superseded by later changes of the same message); one at or

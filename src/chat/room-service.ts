@@ -92,7 +92,7 @@ export class RoomService {
   /**
    * The viewer has read the room up to a message (a message or event cursor of the room):
    * `lastReadSeq` only moves forward, so a repeat or an older cursor changes nothing
-   * (docs/guarantees.md, guarantees 9 and 10).
+   * (owns docs/guarantees.md guarantee 9; idempotent as guarantee 10 asks).
    */
   async markRead(viewer: Viewer | null, roomId: string, cursor: string): Promise<RoomModel> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
@@ -159,7 +159,7 @@ export class RoomService {
 
   /**
    * Deletes a membership and tells every instance, so the user's live subscriptions to the room
-   * end with FORBIDDEN (API.md guarantee 6). The hubs' periodic check covers a lost signal.
+   * end with FORBIDDEN (docs/guarantees.md, guarantee 6). The hubs' periodic check covers a lost signal.
    */
   private async removeMembership(roomId: string, userId: string): Promise<void> {
     await this.db.getRepository(MembershipEntity).delete({ roomId, userId });

@@ -17,7 +17,7 @@ export const roomResolvers: Resolvers = {
   Room: {
     viewerRole: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.role ?? null,
     lastReadSeq: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.lastReadSeq ?? 0,
-    // guarantee 9: one snapshot of the room's head and the viewer's read position
+    // docs/guarantees.md, guarantee 9: one snapshot of the room's head and the viewer's read position
     unreadCount: async (room, _, ctx) => {
       const membership = await ctx.loaders.viewer.membership.load(room.id);
       return membership ? membership.lastSeq - membership.lastReadSeq : 0;
