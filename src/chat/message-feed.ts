@@ -6,10 +6,11 @@ import { AddedSet, type ChangeEvent, type HubEvent, type HubListener, type RoomH
 import type { RoomStore } from './room-store';
 
 /**
- * What one subscription receives: messages or changes in order, the other room signals it
- * accepts (assistant deltas), and at most one `revoked` (the viewer left or was removed), which ends it.
+ * What one subscription receives: messages or changes in order, for roomEvents also the room's
+ * ephemeral signals (assistant deltas, member changes), and at most one `revoked` (the viewer left
+ * or was removed), which ends it.
  */
-export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' }> | { kind: 'revoked' };
+export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membership' }> | { kind: 'revoked' };
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
@@ -126,12 +127,12 @@ export class MessageFeed {
 
   private readonly listener: HubListener = (event) => {
     if (this.revoked) return; // nothing follows a revocation
-    if (event.kind === 'membership') {
-      if (event.member || event.userId !== this.options.viewerId) return;
+    if (event.kind === 'membership' && event.role === null && event.userId === this.options.viewerId) {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
     } else {
-      if (event.kind === 'delta' && this.options.start.order === 'messages') return;
+      // Ephemeral signals (deltas, member changes) are for roomEvents only.
+      if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
       if (this.queue.length >= MAX_BUFFER) this.shed();
       this.queue.push(event);
     }
