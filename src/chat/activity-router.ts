@@ -5,7 +5,8 @@ import { activityTopic, userTopic, type MessageWire, type PubSub, type UserSigna
 
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
-  | { kind: 'activity'; message: MessageWire }
+  /** A new message, with the viewer's read position in its room at that moment. */
+  | { kind: 'activity'; message: MessageWire; lastReadSeq: number }
   | { kind: 'mentioned'; message: MessageWire }
   | { kind: 'added'; roomId: string }
   | { kind: 'removed'; roomId: string }
@@ -16,7 +17,8 @@ const BUFFER = 1000;
 
 interface Feed {
   viewerId: string;
-  rooms: Set<string>;
+  /** The viewer's rooms and their read position in each (kept current by read signals and own sends). */
+  rooms: Map<string, number>;
   push(event: MyFeedEvent): void;
 }
 
@@ -57,17 +59,20 @@ export class ActivityRouter {
   /** The viewer's feed: from the first `next()` on, everything that happens to them, until `return()`. */
   open(viewerId: string): AsyncIterableIterator<MyFeedEvent> {
     return new Repeater<MyFeedEvent>(async (push, stop) => {
-      const feed: Feed = { viewerId, rooms: new Set(), push: (event) => void push(event).catch(() => undefined) };
+      const feed: Feed = { viewerId, rooms: new Map(), push: (event) => void push(event).catch(() => undefined) };
       // Listen to the viewer's own topic before reading their rooms, so a room joined meanwhile is not missed.
       const offUser = await this.pubsub.subscribe(userTopic(viewerId), (signal) => this.onUserSignal(feed, signal));
       this.feeds++;
       try {
-        const rows: Array<{ room_id: string }> = await this.db.query('SELECT room_id FROM memberships WHERE user_id = $1', [viewerId]);
-        for (const { room_id: roomId } of rows) this.index(feed, roomId);
+        const rows: Array<{ room_id: string; last_read_seq: number }> = await this.db.query(
+          'SELECT room_id, last_read_seq FROM memberships WHERE user_id = $1',
+          [viewerId],
+        );
+        for (const row of rows) this.index(feed, row.room_id, row.last_read_seq);
         await stop;
       } finally {
         this.feeds--;
-        for (const roomId of feed.rooms) this.unindex(feed, roomId);
+        for (const roomId of [...feed.rooms.keys()]) this.unindex(feed, roomId);
         await offUser().catch(() => undefined);
       }
     }, new SlidingBuffer(BUFFER));
@@ -77,22 +82,25 @@ export class ActivityRouter {
     if (message.createdChange !== message.changeSeq) return; // only new messages are activity
     const feeds = this.byRoom.get(message.roomId);
     if (!feeds) return;
-    const activity: MyFeedEvent = { kind: 'activity', message }; // one object for all, so a shared selection executes once
-    const mentioned: MyFeedEvent = { kind: 'mentioned', message };
+    const mentioned: MyFeedEvent = { kind: 'mentioned', message }; // one object for all, so a shared selection executes once
     for (const feed of feeds) {
-      feed.push(activity);
+      if (message.authorId === feed.viewerId) feed.rooms.set(message.roomId, message.seq); // sending reads up to it
+      feed.push({ kind: 'activity', message, lastReadSeq: feed.rooms.get(message.roomId) ?? 0 });
       if (message.mentions.includes(feed.viewerId)) feed.push(mentioned);
     }
   }
 
   private onUserSignal(feed: Feed, signal: UserSignal): void {
-    if (signal.kind === 'added') this.index(feed, signal.roomId);
+    if (signal.kind === 'added') this.index(feed, signal.roomId, signal.lastReadSeq);
     if (signal.kind === 'removed') this.unindex(feed, signal.roomId);
+    if (signal.kind === 'read' && feed.rooms.has(signal.roomId)) {
+      feed.rooms.set(signal.roomId, Math.max(feed.rooms.get(signal.roomId)!, signal.lastReadSeq));
+    }
     feed.push({ kind: signal.kind, roomId: signal.roomId });
   }
 
-  private index(feed: Feed, roomId: string): void {
-    feed.rooms.add(roomId);
+  private index(feed: Feed, roomId: string, lastReadSeq: number): void {
+    feed.rooms.set(roomId, Math.max(lastReadSeq, feed.rooms.get(roomId) ?? 0));
     let feeds = this.byRoom.get(roomId);
     if (!feeds) this.byRoom.set(roomId, (feeds = new Set()));
     feeds.add(feed);

@@ -113,12 +113,12 @@ export class MembershipService {
 
   /** Adds a MEMBER who has read what was sent before they came (no backlog of unread); a second time is no change. */
   private async add(roomId: string, userId: string): Promise<void> {
-    const rows: unknown[] = await this.db.query(
+    const rows: Array<{ last_read_seq: number }> = await this.db.query(
       `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
-       ON CONFLICT (room_id, user_id) DO NOTHING RETURNING id`,
+       ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
       [roomId, userId],
     );
-    if (rows.length > 0) this.tell(roomId, userId, 'MEMBER', 'added');
+    if (rows.length > 0) this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
   }
 
   /** Deletes a membership; the hubs' periodic check covers a lost signal. */
@@ -133,11 +133,12 @@ export class MembershipService {
 
   /**
    * Tells the room (MemberChanged; a removal ends the user's subscriptions) and, when the user came
-   * or went, the user (AddedToRoom, RemovedFromRoom). Failures are logged.
+   * (with their read position) or went, the user (AddedToRoom, RemovedFromRoom). Failures are logged.
    */
-  tell(roomId: string, userId: string, role: Role | null, came?: 'added' | 'removed'): void {
+  tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): void {
     const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed; hubs notice removals by timer');
     this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role }).catch(warn);
-    if (came) this.pubsub.publish(userTopic(userId), { kind: came, roomId }).catch(warn);
+    if (came === 'removed') this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }).catch(warn);
+    else if (came) this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }).catch(warn);
   }
 }

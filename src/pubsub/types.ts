@@ -11,7 +11,7 @@ export type RoomSignal =
 
 /** What is published on a user's own topic: changes of their rooms that concern only them. */
 export type UserSignal =
-  | { kind: 'added'; roomId: string }
+  | { kind: 'added'; roomId: string; lastReadSeq: number }
   | { kind: 'removed'; roomId: string }
   | { kind: 'read'; roomId: string; lastReadSeq: number };
 

@@ -10,8 +10,11 @@ const roomOf = (roomId: string, ctx: GraphQLContext) => ctx.loaders.room.load(ro
 /** A feed event as a `MyEvent` union member. */
 function toMyEvent(event: MyFeedEvent, ctx: GraphQLContext) {
   switch (event.kind) {
-    case 'activity':
-      return { __typename: 'RoomActivity' as const, room: roomOf(event.message.roomId, ctx), message: event.message };
+    case 'activity': {
+      // The room as that message found it: the viewer's unread count then, not at delivery.
+      const readState = { lastSeq: event.message.seq, lastReadSeq: event.lastReadSeq };
+      return { __typename: 'RoomActivity' as const, room: roomOf(event.message.roomId, ctx).then((room) => ({ ...room, readState })), message: event.message };
+    }
     case 'mentioned':
       return { __typename: 'Mentioned' as const, message: event.message };
     case 'added':

@@ -24,11 +24,11 @@ export const roomResolvers: Resolvers = {
   Room: {
     name: async (room, _, ctx) => (room.kind === 'DIRECT' ? ((await ctx.loaders.viewer.peerName.load(room.id)) ?? room.name) : room.name),
     viewerRole: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.role ?? null,
-    lastReadSeq: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.lastReadSeq ?? 0,
+    lastReadSeq: async (room, _, ctx) => (room.readState ?? (await ctx.loaders.viewer.membership.load(room.id)))?.lastReadSeq ?? 0,
     // docs/guarantees.md, guarantee 9: one snapshot of the room's head and the viewer's read position
     unreadCount: async (room, _, ctx) => {
-      const membership = await ctx.loaders.viewer.membership.load(room.id);
-      return membership ? membership.lastSeq - membership.lastReadSeq : 0;
+      const state = room.readState ?? (await ctx.loaders.viewer.membership.load(room.id));
+      return state ? Math.max(0, state.lastSeq - state.lastReadSeq) : 0;
     },
     // docs/guarantees.md, guarantee 6: only members read a room's messages
     lastMessage: async (room, _, ctx) => ((await ctx.loaders.viewer.membership.load(room.id)) ? ctx.loaders.lastMessage.load(room.id) : null),
