@@ -1,5 +1,6 @@
 import type { Logger } from '../logger';
 import { roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
+import { AddedSet } from './added-set';
 import type { RoomStore } from './room-store';
 
 /** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
@@ -7,6 +8,8 @@ export interface ChangeEvent {
   kind: 'added' | 'updated';
   /** The change number this state belongs to (the event's cursor). */
   change: number;
+  /** What the stream has carried as added once this event is delivered (`AddedSet.snapshot`; the cursor keeps it). */
+  added: string;
   message: MessageWire | MessageModel;
 }
 
@@ -17,30 +20,6 @@ export type HubListener = (event: HubEvent) => void;
 
 const FILL_BATCH = 500;
 const SUBSCRIBE_WAIT_MS = 2000;
-
-/**
- * Which messages (by seq) a stream has carried as `added`: every seq up to `watermark`, and the
- * few above it that arrived early (a message that changed again before a gap was filled arrives
- * at its later change). Decides whether a change is a message's first appearance.
- */
-export class AddedSet {
-  constructor(
-    private watermark: number,
-    private readonly above = new Set<number>(),
-  ) {}
-
-  /** Marks `seq` as carried; true when it already was. */
-  mark(seq: number): boolean {
-    if (seq <= this.watermark || this.above.has(seq)) return true;
-    this.above.add(seq);
-    while (this.above.delete(this.watermark + 1)) this.watermark++;
-    return false;
-  }
-
-  clone(): AddedSet {
-    return new AddedSet(this.watermark, new Set(this.above));
-  }
-}
 
 /**
  * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
@@ -170,7 +149,7 @@ export class RoomHub {
     this.position = message.changeSeq;
     this.lastSeq = Math.max(this.lastSeq, message.seq);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-    this.fanOut({ kind, change: message.changeSeq, message });
+    this.fanOut({ kind, change: message.changeSeq, added: this.added.snapshot(), message });
   }
 
   private fanOut(event: HubEvent): void {
