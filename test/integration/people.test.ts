@@ -1,4 +1,6 @@
-import { allows, PERMISSIONS, type RoomAction } from '../../src/chat/access';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { allows, permissionTable, PERMISSIONS, type RoomAction } from '../../src/chat/access';
 import type { Role } from '../../src/db/entities/membership';
 import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
 
@@ -175,6 +177,10 @@ describe('roles', () => {
   const cases = (Object.keys(PERMISSIONS) as RoomAction[]).flatMap((action) =>
     (['OWNER', 'ADMIN', 'MEMBER'] as Role[]).map((role) => [action, role, allows(role, action)] as const),
   );
+
+  it('is the table the README shows', () => {
+    expect(readFileSync(path.join(__dirname, '../../README.md'), 'utf8')).toContain(permissionTable());
+  });
 
   it.each(cases)('%s by %s: allowed is %s, as the matrix in chat/access.ts says', async (action, role, allowed) => {
     const s = await stage();
