@@ -86,6 +86,7 @@ export class EventSubscriber {
       { query: ROOM_EVENTS, variables: { roomId: this.roomId, after } },
       {
         next: (result) => {
+          if (this.client !== client) return; // a connection it has left: the next one resumes after what it kept
           const e = result.data?.roomEvents;
           if (e && e.__typename !== 'AssistantDelta') this.events.push({ kind: e.__typename, cursor: e.cursor, change: changeOf(e.cursor), message: e.message, session });
           if (result.errors?.length) this.errors.push(result.errors);
