@@ -9,12 +9,14 @@ import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
 import { createLoaders, type Services } from './graphql/context';
+import { createOperationRules } from './graphql/limits';
 import { createSchema } from './graphql/schema';
+import { createClientAddress } from './http/client-address';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
 import { Metrics } from './metrics';
-import { RateLimits } from './rate-limit';
+import { createBudgets, RateLimits } from './rate-limit';
 
 /** A running instance: its address once listening, its parts (for tests), and how to stop it. */
 export interface App {
@@ -54,23 +56,32 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     auth: new AuthService(
       db.dataSource,
       tokens,
-      limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+      limits.create('login-user', config.logInAttemptsPerUsernamePer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
     rooms: new RoomService(db.dataSource, pubsub, log),
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
     assistant: assistant.service,
   };
+  const schema = createSchema(createBudgets(config, limits));
   const server = await createHttpServer({
-    schema: createSchema(),
+    schema,
+    rules: createOperationRules({ ...config.operationLimits, introspection: config.introspection }, schema),
     tokens,
     log,
     introspection: config.introspection,
     corsOrigins: config.corsOrigins,
+    clientAddress: createClientAddress(config.trustProxy),
+    webSockets: {
+      perUser: config.wsPerUser,
+      perAddress: config.wsPerAddress,
+      maxBufferedBytes: config.wsMaxBufferedBytes,
+      stallTimeoutMs: config.wsStallTimeoutMs,
+    },
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource, viewer) }),
+    context: (viewer, requestId, clientAddress) => ({ viewer, requestId, clientAddress, services, loaders: createLoaders(db.dataSource, viewer) }),
     metrics,
   });
 

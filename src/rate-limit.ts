@@ -1,6 +1,8 @@
 import Redis from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Config } from './config';
 import { rateLimited } from './errors';
+import type { Budgets } from './graphql/budgets';
 
 /** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
 export class RateLimit {
@@ -14,6 +16,20 @@ export class RateLimit {
       if (res instanceof RateLimiterRes) throw rateLimited(res.msBeforeNext, this.message);
       throw res;
     }
+  }
+
+  /**
+   * Throws RATE_LIMITED when the key's budget is spent, without taking from it: with `count`
+   * after success, only what was accepted is counted (so strangers cannot spend it).
+   */
+  async check(key: string): Promise<void> {
+    const res = await this.limiter.get(key).catch(() => null); // an unreachable store never refuses
+    if (res && res.remainingPoints <= 0 && res.msBeforeNext > 0) throw rateLimited(res.msBeforeNext, this.message);
+  }
+
+  /** Takes one point from the key's budget without refusing (the pair of `check`). */
+  async count(key: string): Promise<void> {
+    await this.limiter.penalty(key).catch(() => undefined);
   }
 
   /** Gives the key its whole budget back. */
@@ -47,4 +63,16 @@ export class RateLimits {
   async close(): Promise<void> {
     this.redis?.disconnect();
   }
+}
+
+/** The budgets of `src/graphql/budgets.ts`, sized by the configuration. */
+export function createBudgets(config: Config, limits: RateLimits): Budgets {
+  return {
+    sendsPerUserBurst: limits.create('send-user-burst', config.sendsPerUserPer10s, 10, 'You are sending messages too fast; slow down'),
+    sendsPerUserSustained: limits.create('send-user-hour', config.sendsPerUserPerHour, 60 * 60, 'You have sent too many messages this hour; retry later'),
+    sendsPerRoom: limits.create('send-room', config.sendsPerRoomPer10s, 10, 'This room is taking too many messages; retry shortly'),
+    roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
+    signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
+    logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+  };
 }

@@ -31,6 +31,8 @@ export interface Loaders {
 export interface GraphQLContext {
   viewer: Viewer | null;
   requestId: string;
+  /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
+  clientAddress: string;
   services: Services;
   loaders: Loaders;
 }

@@ -1,0 +1,74 @@
+import { MapperKind, mapSchema } from '@graphql-tools/utils';
+import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
+import type { RateLimit } from '../rate-limit';
+import type { GraphQLContext } from './context';
+
+/** The budgets spent at the GraphQL boundary; each answers RATE_LIMITED with `retryAfterMs` when spent. */
+export interface Budgets {
+  /** Sends per user over a short window. */
+  sendsPerUserBurst: RateLimit;
+  /** Sends per user over a long window. */
+  sendsPerUserSustained: RateLimit;
+  /** Accepted sends per room, from all members together (a stranger's refused sends do not count). */
+  sendsPerRoom: RateLimit;
+  /** Rooms created per client address. */
+  roomsPerAddress: RateLimit;
+  /** Accounts created per client address. */
+  signUpsPerAddress: RateLimit;
+  /**
+   * Log-ins per username from one address; a success gives them back. With the looser budget per
+   * username alone (`AuthService`), a stranger guessing from one address cannot lock the user out.
+   */
+  logInsPerUsernameAndAddress: RateLimit;
+}
+
+type Args = Record<string, any>;
+type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>) => Promise<unknown>;
+
+/**
+ * The schema with each budgeted mutation spending its budgets before it runs, whichever
+ * transport it came by: one declaration per mutation, so no service has to remember them.
+ * Budgets are spent by every attempt, refused or not (an attack counts), except a room's, which
+ * counts only sends the room accepted.
+ */
+export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
+  const hooks: Record<string, Hook> = {
+    sendMessage: async (args, ctx, run) => {
+      if (ctx.viewer) {
+        await budgets.sendsPerUserBurst.consume(ctx.viewer.id);
+        await budgets.sendsPerUserSustained.consume(ctx.viewer.id);
+      }
+      const roomId = typeof args.input?.roomId === 'string' ? args.input.roomId : undefined;
+      if (roomId) await budgets.sendsPerRoom.check(roomId);
+      const message = await run();
+      if (roomId) await budgets.sendsPerRoom.count(roomId);
+      return message;
+    },
+    createRoom: async (_args, ctx, run) => {
+      await budgets.roomsPerAddress.consume(ctx.clientAddress);
+      return run();
+    },
+    signUp: async (_args, ctx, run) => {
+      await budgets.signUpsPerAddress.consume(ctx.clientAddress);
+      return run();
+    },
+    logIn: async (args, ctx, run) => {
+      const username = typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '';
+      const key = JSON.stringify([username, ctx.clientAddress]);
+      await budgets.logInsPerUsernameAndAddress.consume(key);
+      const result = await run();
+      await budgets.logInsPerUsernameAndAddress.reset(key);
+      return result;
+    },
+  };
+  return mapSchema(schema, {
+    [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
+      const hook = hooks[name];
+      const resolve = field.resolve;
+      if (!hook || !resolve) return field;
+      const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = (source, args, ctx, info) =>
+        hook(args, ctx, async () => resolve(source, args, ctx, info));
+      return { ...field, resolve: budgeted };
+    },
+  });
+}

@@ -1,0 +1,131 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  getOperationAST,
+  getVariableValues,
+  GraphQLError,
+  parse,
+  specifiedRules,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+} from 'graphql';
+import { AppError, ErrorCode } from '../errors';
+import { checkCost } from './cost';
+import { withoutSuggestions, type OperationRules } from './limits';
+
+/**
+ * The one way an operation is admitted, whatever the transport (DESIGN.md, Budgets and limits):
+ * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
+ * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
+ * the same failure over HTTP, so a client sees one answer on both transports:
+ *
+ * | step | code |
+ * | --- | --- |
+ * | no query | `BAD_REQUEST` |
+ * | parse (syntax, too many tokens, too deep to parse) | `GRAPHQL_PARSE_FAILED` |
+ * | validation (graphql-js, depth, aliases, root fields, directives, introspection) | `GRAPHQL_VALIDATION_FAILED` |
+ * | unknown or missing operation name | `OPERATION_RESOLUTION_FAILURE` |
+ * | variables that do not coerce | `BAD_USER_INPUT` |
+ * | cost over the limit, or not measurable | `BAD_REQUEST` |
+ *
+ * Over HTTP, Apollo Server runs the parse and validation steps with the same `parseOptions` and
+ * `validationRules` and calls `checkResolvedOperation` (through `limitsPlugin`) for the rest.
+ */
+export function prepareOperation(
+  schema: GraphQLSchema,
+  rules: OperationRules,
+  payload: { query?: unknown; variables?: unknown; operationName?: unknown },
+): Omit<ExecutionArgs, 'contextValue'> | GraphQLError[] {
+  if (typeof payload.query !== 'string' || payload.query === '') {
+    return [requestError(ErrorCode.BadRequest, 'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.')];
+  }
+  let document: DocumentNode;
+  try {
+    document = parse(payload.query, rules.parseOptions);
+  } catch (err) {
+    // graphql-js throws a GraphQLError for syntax; a RangeError would mean nesting beyond the stack.
+    const message = err instanceof GraphQLError ? err.message : 'Syntax Error: the document cannot be parsed.';
+    return [new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED' }, ...(err instanceof GraphQLError ? { nodes: err.nodes, source: err.source, positions: err.positions } : {}) })];
+  }
+  const invalid = validate(schema, document, [...specifiedRules, ...rules.validationRules]);
+  if (invalid.length > 0) {
+    return invalid.map((e) => new GraphQLError(withoutSuggestions(rules, e.message), { nodes: e.nodes, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED' } }));
+  }
+  const operationName = typeof payload.operationName === 'string' ? payload.operationName : undefined;
+  const operation = getOperationAST(document, operationName);
+  if (!operation) return [requestError('OPERATION_RESOLUTION_FAILURE', operationResolutionMessage(document, operationName))];
+  const variables = isRecord(payload.variables) ? payload.variables : {};
+  const refused = checkResolvedOperation(schema, rules, document, operation, variables);
+  if (refused) return [refused];
+  return { schema, document, operationName, variableValues: variables };
+}
+
+/**
+ * The steps after validation, shared by both transports: the variables must coerce
+ * (`BAD_USER_INPUT`, as Apollo Server answers at execution) and the cost must be within the
+ * limit (`BAD_REQUEST`). Returns the refusal, or undefined when the operation may run.
+ */
+export function checkResolvedOperation(
+  schema: GraphQLSchema,
+  rules: OperationRules,
+  document: DocumentNode,
+  operation: OperationDefinitionNode,
+  variables: Record<string, unknown>,
+): GraphQLError | undefined {
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables, { maxErrors: 1 });
+  if (coerced.errors) {
+    const [error] = coerced.errors;
+    return new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: ErrorCode.BadUserInput, http: { status: 400 } } });
+  }
+  try {
+    checkCost(schema, document, coerced.coerced, operation.name?.value, rules.limits.maxCost, rules.resolvedFields);
+  } catch (err) {
+    if (err instanceof GraphQLError) return err;
+    throw err;
+  }
+  return undefined;
+}
+
+/**
+ * The HTTP half: hides suggestions from validation errors when introspection is off, refuses
+ * subscriptions (they run over WebSocket), and applies `checkResolvedOperation`. Apollo Server
+ * itself parses and validates with `rules.parseOptions` and `rules.validationRules`.
+ */
+export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async validationDidStart() {
+          return async (errors) => {
+            for (const error of errors ?? []) error.message = withoutSuggestions(rules, error.message);
+          };
+        },
+        async didResolveOperation({ operation, document, request }) {
+          if (!operation) return; // execution answers OPERATION_RESOLUTION_FAILURE, as prepareOperation does
+          if (operation.operation === 'subscription') {
+            throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
+              http: { status: 400 },
+            });
+          }
+          const refused = checkResolvedOperation(schema, rules, document, operation, request.variables ?? {});
+          if (refused) throw refused;
+        },
+      };
+    },
+  };
+}
+
+function requestError(code: string, message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code } });
+}
+
+/** graphql-js's words for an operation it cannot pick (what Apollo Server passes on over HTTP). */
+function operationResolutionMessage(document: DocumentNode, operationName: string | undefined): string {
+  if (operationName !== undefined) return `Unknown operation named "${operationName}".`;
+  const operations = document.definitions.filter((d) => d.kind === 'OperationDefinition');
+  return operations.length === 0 ? 'Must provide an operation.' : 'Must provide operation name if query contains multiple operations.';
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
