@@ -129,7 +129,7 @@ const envSchema = z.object({
       return t.split(',').map((a) => a.trim()).filter(Boolean);
     })
     .refine((v) => typeof v !== 'object' || isTrustList(v), 'must be true, false, a number of hops or a comma-separated list of addresses or subnets'),
-  MAX_QUERY_TOKENS: int(100, 1_000_000).default(2000),
+  MAX_QUERY_TOKENS: int(100, 1_000_000).default(1000),
   MAX_QUERY_DEPTH: int(2, 1000).default(10),
   MAX_QUERY_ALIASES: int(0, 100_000).default(20),
   MAX_QUERY_ROOT_FIELDS: int(1, 100_000).default(15),

@@ -32,13 +32,20 @@ export interface OperationLimits {
   introspection: boolean;
 }
 
+/**
+ * How often one response key may appear in one selection set. graphql-js compares such fields
+ * pairwise (OverlappingFieldsCanBeMerged), so a thousand-token document of `me { id }` repeated
+ * would cost it tens of milliseconds; no client repeats a field that often.
+ */
+export const MAX_REPEATED_FIELD = 10;
+
 /** The parse and validation settings every operation goes through, on both transports. */
 export interface OperationRules {
   limits: OperationLimits;
   /** The fields with their own resolver, priced as I/O by the cost limit. */
   resolvedFields: ReadonlySet<string>;
   parseOptions: ParseOptions;
-  /** Added to graphql-js's `specifiedRules`. */
+  /** The limits, checked before graphql-js's own rules (`specifiedRules`), which cost more. */
   validationRules: ValidationRule[];
 }
 
@@ -56,6 +63,7 @@ export function createOperationRules(limits: OperationLimits, schema: GraphQLSch
     maxAliasesRule({ ...armor, n: limits.maxAliases }),
     maxDirectivesRule({ ...armor, n: limits.maxDirectives }),
     maxRootFieldsRule(limits.maxRootFields),
+    maxRepeatedFieldRule(MAX_REPEATED_FIELD),
   ];
   if (!limits.introspection) validationRules.push(NoSchemaIntrospectionCustomRule);
   return { limits, resolvedFields: resolvedFields(schema), parseOptions: { maxTokens: limits.maxTokens }, validationRules };
@@ -67,6 +75,32 @@ export function createOperationRules(limits: OperationLimits, schema: GraphQLSch
  */
 export function withoutSuggestions(rules: OperationRules, message: string): string {
   return rules.limits.introspection ? message : message.replace(/ ?Did you mean(.+?)\?$/, '');
+}
+
+/** Refuses a selection set (inline fragments included) that names one response key more than `max` times. */
+function maxRepeatedFieldRule(max: number): ValidationRule {
+  return (context): ASTVisitor => ({
+    SelectionSet(set) {
+      const counts = new Map<string, number>();
+      const count = (inner: SelectionSetNode) => {
+        for (const selection of inner.selections) {
+          if (selection.kind === Kind.INLINE_FRAGMENT) count(selection.selectionSet);
+          else if (selection.kind === Kind.FIELD) {
+            const key = selection.alias?.value ?? selection.name.value;
+            counts.set(key, (counts.get(key) ?? 0) + 1);
+          }
+        }
+      };
+      count(set);
+      for (const [key, n] of counts) {
+        if (n > max) {
+          context.reportError(new GraphQLError(`Field "${key}" is selected ${n} times in one selection set, more than the ${max} allowed.`, { nodes: [set] }));
+          return false;
+        }
+      }
+      return undefined;
+    },
+  });
 }
 
 /** Refuses an operation whose root selects more than `max` distinct fields (`__typename` aside). */

@@ -41,7 +41,8 @@ export async function createHttpServer(deps: TransportDeps) {
     // Introspection is refused by the shared validation rules (`deps.rules`), as over WebSocket.
     introspection: true,
     parseOptions: deps.rules.parseOptions,
-    validationRules: deps.rules.validationRules,
+    dangerouslyDisableValidation: true, // limitsPlugin validates, with the same function as WebSocket
+
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown
     formatError: (_formatted, error) => maskError(error, requestIdOf(error) ?? randomUUID(), log),

@@ -31,8 +31,8 @@ const repeat = (n: number, f: (i: number) => string) => Array.from({ length: n }
 
 describe('each limit: exactly at it runs, one past it is refused, on both transports', () => {
   const cases: Array<[limit: string, at: string, past: string, code: string]> = [
-    // `{`, `}` and n names: n + 2 tokens.
-    ['MAX_QUERY_TOKENS=200', `{ ${repeat(198, () => '__typename')} }`, `{ ${repeat(199, () => '__typename')} }`, 'GRAPHQL_PARSE_FAILED'],
+    // `{`, `}` and 66 × `aN: __typename` (3 tokens each; aliases of __typename are free): 200 tokens.
+    ['MAX_QUERY_TOKENS=200', `{ ${repeat(66, (i) => `a${i}: __typename`)} }`, `{ ${repeat(66, (i) => `a${i}: __typename`)} __typename }`, 'GRAPHQL_PARSE_FAILED'],
     // messages › edges › node › parent › id is 5 deep.
     ['MAX_QUERY_DEPTH=5', '{ messages(roomId: $r) { edges { node { parent { id } } } } }', '{ messages(roomId: $r) { edges { node { parent { parent { id } } } } } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['MAX_QUERY_ALIASES=3', `{ me { ${repeat(3, (i) => `a${i}: id`)} } }`, `{ me { ${repeat(4, (i) => `a${i}: id`)} } }`, 'GRAPHQL_VALIDATION_FAILED'],
@@ -72,6 +72,16 @@ describe('padded and nested operations (the attacks of issue 9)', () => {
     expect(await bothTransports(server, padded, { r: room }, user.token)).toEqual({ http: 'GRAPHQL_PARSE_FAILED', ws: 'GRAPHQL_PARSE_FAILED' });
     expect(spy).not.toHaveBeenCalled();
     spy.mockRestore();
+  });
+
+  it('refuses a field repeated more than ten times in one selection set (graphql-js compares them pairwise)', async () => {
+    const user = await signUp(server.url);
+    expect(await bothTransports(server, `{ ${repeat(10, () => 'me { id }')} }`, {}, user.token)).toEqual({ http: 'ok', ws: 'ok' });
+    expect(await bothTransports(server, `{ ${repeat(11, () => 'me { id }')} }`, {}, user.token)).toEqual({ http: 'GRAPHQL_VALIDATION_FAILED', ws: 'GRAPHQL_VALIDATION_FAILED' });
+    expect(await bothTransports(server, `{ ${repeat(11, () => '... on Query { me { id } }')} }`, {}, user.token)).toEqual({
+      http: 'GRAPHQL_VALIDATION_FAILED',
+      ws: 'GRAPHQL_VALIDATION_FAILED',
+    });
   });
 
   it('refuses many aliased `me` (each a database round trip) on both transports', async () => {

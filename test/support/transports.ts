@@ -1,7 +1,7 @@
 // A bare graphql-transport-ws client (every frame visible, nothing retried) and a helper that sends
 // one operation over HTTP and over WebSocket and tells what each answered.
 import WebSocket from 'ws';
-import { gql, waitFor, type TestServer } from './harness';
+import { gql, type TestServer } from './harness';
 
 /** A graphql-ws message as it travels. */
 export type Frame = { id?: string; type: string; payload?: any };
@@ -42,17 +42,35 @@ export async function rawSocket(wsUrl: string, token: string | null, headers: Re
     socket,
     frames,
     send: (frame) => socket.send(JSON.stringify(frame)),
-    async next(match, timeoutMs = 10_000) {
-      return waitFor(
-        () => {
-          const found = frames.find(match);
-          if (found) return found;
-          if (code !== undefined) throw new Error(`socket closed with ${code} before the frame came`);
-          return undefined;
-        },
-        timeoutMs,
-        () => JSON.stringify(frames).slice(0, 1000),
-      );
+    next(match, timeoutMs = 10_000) {
+      const found = frames.find(match);
+      if (found) return Promise.resolve(found);
+      if (code !== undefined) return Promise.reject(new Error(`socket closed with ${code} before the frame came`));
+      // Woken by each frame and by the close, not by polling: the fuzz suite waits thousands of times.
+      return new Promise<Frame>((resolve, reject) => {
+        const done = () => {
+          clearTimeout(timer);
+          socket.off('message', onFrame);
+          socket.off('close', onClose);
+        };
+        const onFrame = () => {
+          const frame = frames.find(match);
+          if (frame) {
+            done();
+            resolve(frame);
+          }
+        };
+        const onClose = () => {
+          done();
+          reject(new Error(`socket closed with ${code} before the frame came`));
+        };
+        const timer = setTimeout(() => {
+          done();
+          reject(new Error(`no such frame within ${timeoutMs} ms: ${JSON.stringify(frames).slice(0, 1000)}`));
+        }, timeoutMs);
+        socket.on('message', onFrame);
+        socket.on('close', onClose);
+      });
     },
     closed: () => code,
     whenClosed,
