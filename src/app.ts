@@ -9,6 +9,7 @@ import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
 import { createLoaders, type Services } from './graphql/context';
+import { createBudgets } from './graphql/budgets';
 import { createOperationRules } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { createClientAddress } from './http/client-address';
@@ -16,7 +17,7 @@ import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
 import { Metrics } from './metrics';
-import { createBudgets, RateLimits } from './rate-limit';
+import { RateLimits } from './rate-limit';
 
 /** A running instance: its address once listening, its parts (for tests), and how to stop it. */
 export interface App {

@@ -1,8 +1,6 @@
 import Redis from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { Config } from './config';
 import { rateLimited } from './errors';
-import type { Budgets } from './graphql/budgets';
 
 /** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
 export class RateLimit {
@@ -65,14 +63,3 @@ export class RateLimits {
   }
 }
 
-/** The budgets of `src/graphql/budgets.ts`, sized by the configuration. */
-export function createBudgets(config: Config, limits: RateLimits): Budgets {
-  return {
-    sendsPerUserBurst: limits.create('send-user-burst', config.sendsPerUserPer10s, 10, 'You are sending messages too fast; slow down'),
-    sendsPerUserSustained: limits.create('send-user-hour', config.sendsPerUserPerHour, 60 * 60, 'You have sent too many messages this hour; retry later'),
-    sendsPerRoom: limits.create('send-room', config.sendsPerRoomPer10s, 10, 'This room is taking too many messages; retry shortly'),
-    roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
-    signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
-    logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
-  };
-}

@@ -1,6 +1,7 @@
 import { MapperKind, mapSchema } from '@graphql-tools/utils';
 import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
-import type { RateLimit } from '../rate-limit';
+import type { Config } from '../config';
+import type { RateLimit, RateLimits } from '../rate-limit';
 import type { GraphQLContext } from './context';
 
 /** The budgets spent at the GraphQL boundary; each answers RATE_LIMITED with `retryAfterMs` when spent. */
@@ -71,4 +72,16 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       return { ...field, resolve: budgeted };
     },
   });
+}
+
+/** The budgets, sized by the configuration, in Redis or in memory as `limits` keeps them. */
+export function createBudgets(config: Config, limits: RateLimits): Budgets {
+  return {
+    sendsPerUserBurst: limits.create('send-user-burst', config.sendsPerUserPer10s, 10, 'You are sending messages too fast; slow down'),
+    sendsPerUserSustained: limits.create('send-user-hour', config.sendsPerUserPerHour, 60 * 60, 'You have sent too many messages this hour; retry later'),
+    sendsPerRoom: limits.create('send-room', config.sendsPerRoomPer10s, 10, 'This room is taking too many messages; retry shortly'),
+    roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
+    signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
+    logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+  };
 }
