@@ -84,6 +84,14 @@ describe('padded and nested operations (the attacks of issue 9)', () => {
     });
   });
 
+  it('refuses an operation the cost cannot be measured for (fragments doubling 16 times), on both transports', async () => {
+    const user = await signUp(server.url);
+    const fragments = ['fragment F0 on Query { __typename }', ...Array.from({ length: 16 }, (_, i) => `fragment F${i + 1} on Query { ...F${i} ...F${i} }`)];
+    const query = `{ ...F16 } ${fragments.join(' ')}`;
+    expect(await bothTransports(server, query, {}, user.token)).toEqual({ http: 'BAD_REQUEST', ws: 'BAD_REQUEST' });
+    expect((await gql(server.url, query, {}, user.token)).errors![0].message).toMatch(/cannot be measured/);
+  });
+
   it('refuses many aliased `me` (each a database round trip) on both transports', async () => {
     const user = await signUp(server.url);
     expect(await bothTransports(server, `{ ${repeat(100, (i) => `m${i}: me { id }`)} }`, {}, user.token)).toEqual({
