@@ -44,6 +44,7 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
       SENDS_PER_USER_PER_HOUR: '100000000',
       SENDS_PER_ROOM_PER_10S: '1000000',
       SIGNUPS_PER_ADDRESS_PER_HOUR: '1000000',
+      LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '1000000',
       ROOMS_PER_ADDRESS_PER_HOUR: '1000000',
       WS_PER_ADDRESS: '1000000',
       WS_PER_USER: '100000',

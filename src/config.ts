@@ -43,6 +43,8 @@ export interface Config {
   logInAttemptsPer15Min: number;
   /** Log-in attempts per username from all addresses together per 15 minutes (a success gives them back). Default 100. */
   logInAttemptsPerUsernamePer15Min: number;
+  /** Failed log-ins from one client address, whatever the usernames, per 15 minutes. Default 100. */
+  logInFailuresPerAddressPer15Min: number;
   /** Messages one user may send per 10 seconds (the burst). Default 10. */
   sendsPerUserPer10s: number;
   /** Messages one user may send per hour (the sustained rate). Default 600. */
@@ -110,6 +112,7 @@ const envSchema = z.object({
   ASSISTANT_ASKS_PER_MINUTE: int(1, 10_000).default(20),
   LOGIN_ATTEMPTS_PER_15_MIN: int(1, 10_000).default(10),
   LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: int(1, 1_000_000_000).default(100),
+  LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: int(1, 1_000_000_000).default(100),
   SENDS_PER_USER_PER_10S: int(1, 1_000_000_000).default(10),
   SENDS_PER_USER_PER_HOUR: int(1, 1_000_000_000).default(600),
   SENDS_PER_ROOM_PER_10S: int(1, 1_000_000_000).default(50),
@@ -186,6 +189,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     assistantAsksPerMinute: e.ASSISTANT_ASKS_PER_MINUTE,
     logInAttemptsPer15Min: e.LOGIN_ATTEMPTS_PER_15_MIN,
     logInAttemptsPerUsernamePer15Min: e.LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN,
+    logInFailuresPerAddressPer15Min: e.LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN,
     sendsPerUserPer10s: e.SENDS_PER_USER_PER_10S,
     sendsPerUserPerHour: e.SENDS_PER_USER_PER_HOUR,
     sendsPerRoomPer10s: e.SENDS_PER_ROOM_PER_10S,

@@ -30,6 +30,11 @@ export class RateLimit {
     await this.limiter.penalty(key).catch(() => undefined);
   }
 
+  /** Gives one point back to the key (e.g. an attempt that turned out well). */
+  async reward(key: string): Promise<void> {
+    await this.limiter.reward(key).catch(() => undefined);
+  }
+
   /** Gives the key its whole budget back. */
   async reset(key: string): Promise<void> {
     await this.limiter.delete(key).catch(() => undefined);

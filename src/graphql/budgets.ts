@@ -21,6 +21,11 @@ export interface Budgets {
    * username alone (`AuthService`), a stranger guessing from one address cannot lock the user out.
    */
   logInsPerUsernameAndAddress: RateLimit;
+  /**
+   * Failed log-ins per address, whatever the username: one address trying one password on many
+   * accounts, each attempt a deliberately slow hash. A success gives its point back.
+   */
+  logInsPerAddress: RateLimit;
 }
 
 type Args = Record<string, any>;
@@ -57,8 +62,10 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       const username = typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '';
       const key = JSON.stringify([username, ctx.clientAddress]);
       await budgets.logInsPerUsernameAndAddress.consume(key);
+      await budgets.logInsPerAddress.consume(ctx.clientAddress);
       const result = await run();
       await budgets.logInsPerUsernameAndAddress.reset(key);
+      await budgets.logInsPerAddress.reward(ctx.clientAddress);
       return result;
     },
   };
@@ -83,5 +90,6 @@ export function createBudgets(config: Config, limits: RateLimits): Budgets {
     roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
     signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
     logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+    logInsPerAddress: limits.create('login-address', config.logInFailuresPerAddressPer15Min, 15 * 60, 'Too many failed log-ins from this address; retry later'),
   };
 }

@@ -18,6 +18,7 @@ beforeAll(async () => {
       SIGNUPS_PER_ADDRESS_PER_HOUR: '3',
       LOGIN_ATTEMPTS_PER_15_MIN: '3',
       LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: '5',
+      LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '4',
     }),
     startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4' }),
   ]);
@@ -153,8 +154,21 @@ describe('log-in', () => {
     const ada = await signUpFrom(server);
     const from = address();
     const attempt = (password: string) => post(server, from, LOG_IN, { input: { username: ada.username, password } });
-    const results = [await attempt('wrong password'), await attempt('wrong password'), await attempt(PASSWORD), await attempt('wrong password'), await attempt('wrong password'), await attempt('wrong password')];
-    expect(codes(results)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'ok', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED']);
+    // Five attempts where three are allowed: the success in the middle gave them back.
+    const results = [await attempt('wrong password'), await attempt('wrong password'), await attempt(PASSWORD), await attempt('wrong password'), await attempt('wrong password')];
+    expect(codes(results)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'ok', 'UNAUTHENTICATED', 'UNAUTHENTICATED']);
+  });
+
+  it('refuses an address after LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN failed log-ins across usernames; its successes do not count', async () => {
+    const from = address();
+    const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
+    const results: GqlResult[] = [];
+    results.push(await post(server, from, LOG_IN, { input: { username: ada.username, password: PASSWORD } }));
+    results.push(await post(server, from, LOG_IN, { input: { username: bob.username, password: PASSWORD } }));
+    for (let i = 0; i < 5; i++) results.push(await post(server, from, LOG_IN, { input: { username: unique(), password: 'one password for all' } }));
+    expect(codes(results)).toEqual(['ok', 'ok', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    expectRateLimited(results[6]);
+    expect(codes([await post(server, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } })])).toEqual(['ok']);
   });
 
   it('refuses a username from every address after LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN attempts in all', async () => {

@@ -189,6 +189,7 @@ describe('limits and budgets', () => {
     expect(loadConfig(base)).toMatchObject({
       logInAttemptsPer15Min: 10,
       logInAttemptsPerUsernamePer15Min: 100,
+      logInFailuresPerAddressPer15Min: 100,
       sendsPerUserPer10s: 10,
       sendsPerUserPerHour: 600,
       sendsPerRoomPer10s: 50,
