@@ -9,14 +9,13 @@ import {
   type DocumentNode,
   type ExecutionArgs,
   type GraphQLSchema,
-  type OperationDefinitionNode,
 } from 'graphql';
 import { AppError, ErrorCode } from '../errors';
 import { checkCost } from './cost';
 import { withoutSuggestions, type OperationRules } from './limits';
 
 /**
- * The one way an operation is admitted, whatever the transport (DESIGN.md, Budgets and limits):
+ * The one way an operation is admitted, whatever the transport (README.md, Security):
  * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
  * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
  * the same failure over HTTP, so a client sees one answer on both transports:

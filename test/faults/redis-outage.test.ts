@@ -59,7 +59,7 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
       servers.map((s) =>
         waitFor(async () => {
           const r = await readiness(baseOf(s.url));
-          return r.status === 200 && r.body.pubsub === 'down' ? r : undefined; // DESIGN.md: Redis down does not fail readiness
+          return r.status === 200 && r.body.pubsub === 'down' ? r : undefined; // README.md, Security: Redis down does not fail readiness
         }, 15_000),
       ),
     );

@@ -144,8 +144,8 @@ or when the schema has an operation without a row.
 - **removed member**: was a member until the OWNER removed them.
 - **assistant user**: the account assistant replies are written by, with a valid token.
 - Cells: **ok**; \`null\` (answered, nothing to see: the same as for a room that does not exist);
-  otherwise the \`extensions.code\` of the error (API.md, Errors). \`FORBIDDEN\` is also the answer
-  for a room that does not exist, so ids cannot be probed (API.md guarantee 6).
+  otherwise the \`extensions.code\` of the error (\`src/errors.ts\`). \`FORBIDDEN\` is also the answer
+  for a room that does not exist, so ids cannot be probed.
 - Queries and mutations over HTTP, subscriptions over WebSocket; each changing operation runs on a
   fresh room per actor.
 
