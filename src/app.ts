@@ -42,8 +42,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
-  const limits = new RateLimits(config.redisUrl);
   const metrics = new Metrics();
+  const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
   const messages: MessageService = new MessageService(db.dataSource, pubsub, log, async (m) => {
     metrics.messagesSent.inc();
     await assistant.service.replyToMention(m);

@@ -27,6 +27,13 @@ export class Metrics {
     help: 'Messages read from the database to fill a gap that pub/sub left',
     registers: [this.registry],
   });
+  /** Requests refused RATE_LIMITED, by budget. */
+  readonly rateLimited = new Counter({
+    name: 'chat_rate_limited_total',
+    help: 'Requests refused RATE_LIMITED by this instance, by budget',
+    labelNames: ['budget'] as const,
+    registers: [this.registry],
+  });
   /** Assistant replies that ended here, by final status. */
   readonly assistantReplies = new Counter({
     name: 'chat_assistant_replies_total',

@@ -4,14 +4,19 @@ import { rateLimited } from './errors';
 
 /** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
 export class RateLimit {
-  constructor(private readonly limiter: RateLimiterAbstract, private readonly message: string) {}
+  constructor(
+    private readonly limiter: RateLimiterAbstract,
+    private readonly message: string,
+    /** Told of each refusal (metrics). */
+    private readonly onRefused: () => void = () => undefined,
+  ) {}
 
   /** Takes one point from the key's budget, or throws RATE_LIMITED with `retryAfterMs`. */
   async consume(key: string): Promise<void> {
     try {
       await this.limiter.consume(key);
     } catch (res) {
-      if (res instanceof RateLimiterRes) throw rateLimited(res.msBeforeNext, this.message);
+      if (res instanceof RateLimiterRes) throw this.refuse(res.msBeforeNext);
       throw res;
     }
   }
@@ -22,7 +27,7 @@ export class RateLimit {
    */
   async check(key: string): Promise<void> {
     const res = await this.limiter.get(key).catch(() => null); // an unreachable store never refuses
-    if (res && res.remainingPoints <= 0 && res.msBeforeNext > 0) throw rateLimited(res.msBeforeNext, this.message);
+    if (res && res.remainingPoints <= 0 && res.msBeforeNext > 0) throw this.refuse(res.msBeforeNext);
   }
 
   /** Takes one point from the key's budget without refusing (the pair of `check`). */
@@ -39,6 +44,11 @@ export class RateLimit {
   async reset(key: string): Promise<void> {
     await this.limiter.delete(key).catch(() => undefined);
   }
+
+  private refuse(retryAfterMs: number) {
+    this.onRefused();
+    return rateLimited(retryAfterMs, this.message);
+  }
 }
 
 /**
@@ -48,7 +58,8 @@ export class RateLimit {
 export class RateLimits {
   private readonly redis?: Redis;
 
-  constructor(redisUrl?: string) {
+  /** @param onRefused told of each refusal with the budget's name (metrics). */
+  constructor(redisUrl?: string, private readonly onRefused: (name: string) => void = () => undefined) {
     if (redisUrl) {
       this.redis = new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000 });
       this.redis.on('error', () => undefined); // the pub/sub connection reports Redis trouble already
@@ -60,7 +71,7 @@ export class RateLimits {
     const limiter = this.redis
       ? new RateLimiterRedis({ ...opts, storeClient: this.redis, insuranceLimiter: new RateLimiterMemory(opts) })
       : new RateLimiterMemory(opts);
-    return new RateLimit(limiter, message);
+    return new RateLimit(limiter, message, () => this.onRefused(name));
   }
 
   async close(): Promise<void> {

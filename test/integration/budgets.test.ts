@@ -5,25 +5,26 @@ import { randomBytes } from 'node:crypto';
 import { unique, startServer, type GqlResult, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
+const SMALL_BUDGETS = {
+  TRUST_PROXY: 'true',
+  SENDS_PER_USER_PER_10S: '3',
+  SENDS_PER_USER_PER_HOUR: '1000',
+  SENDS_PER_ROOM_PER_10S: '4',
+  ROOMS_PER_ADDRESS_PER_HOUR: '2',
+  SIGNUPS_PER_ADDRESS_PER_HOUR: '3',
+  LOGIN_ATTEMPTS_PER_15_MIN: '3',
+  LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: '5',
+  LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '4',
+};
+
 let server: TestServer;
+/** A second instance on the same Redis: budgets are shared. */
+let twin: TestServer;
 let hourly: TestServer;
 beforeAll(async () => {
-  [server, hourly] = await Promise.all([
-    startServer({
-      TRUST_PROXY: 'true',
-      SENDS_PER_USER_PER_10S: '3',
-      SENDS_PER_USER_PER_HOUR: '1000',
-      SENDS_PER_ROOM_PER_10S: '4',
-      ROOMS_PER_ADDRESS_PER_HOUR: '2',
-      SIGNUPS_PER_ADDRESS_PER_HOUR: '3',
-      LOGIN_ATTEMPTS_PER_15_MIN: '3',
-      LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: '5',
-      LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '4',
-    }),
-    startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4' }),
-  ]);
+  [server, twin, hourly] = await Promise.all([startServer(SMALL_BUDGETS), startServer(SMALL_BUDGETS), startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4' })]);
 });
-afterAll(() => Promise.all([server.stop(), hourly.stop()]));
+afterAll(() => Promise.all([server.stop(), twin.stop(), hourly.stop()]));
 
 /** A client address of its own, as a proxy would name it. */
 const address = () => `10.${[...randomBytes(3)].join('.')}`;
@@ -69,6 +70,16 @@ describe('sends', () => {
     for (let i = 0; i < 4; i++) results.push(await post(server, address(), SEND, { input: { roomId: room, body: `m${i}` } }, ada.token));
     expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
     expectRateLimited(results[3]);
+    const metrics = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+    expect(Number(/^chat_rate_limited_total\{budget="send-user-burst"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('shares the budget between instances on one Redis', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    const results: GqlResult[] = [];
+    for (const target of [server, twin, server, twin]) results.push(await post(target, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
   });
 
   it('spends the same budget over WebSocket', async () => {
