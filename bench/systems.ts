@@ -40,6 +40,7 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       // The load comes from one address and a few accounts at rates no person sends: lift the budgets.
+      MUTATIONS_PER_USER_PER_10S: '1000000',
       SENDS_PER_USER_PER_10S: '1000000',
       SENDS_PER_USER_PER_HOUR: '100000000',
       SENDS_PER_ROOM_PER_10S: '1000000',

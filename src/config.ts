@@ -45,6 +45,8 @@ export interface Config {
   logInAttemptsPerUsernamePer15Min: number;
   /** Failed log-ins from one client address, whatever the usernames, per 15 minutes. Default 100. */
   logInFailuresPerAddressPer15Min: number;
+  /** Mutations of any kind one user may make per 10 seconds. Default 30. */
+  mutationsPerUserPer10s: number;
   /** Messages one user may send per 10 seconds (the burst). Default 10. */
   sendsPerUserPer10s: number;
   /** Messages one user may send per hour (the sustained rate). Default 600. */
@@ -113,6 +115,7 @@ const envSchema = z.object({
   LOGIN_ATTEMPTS_PER_15_MIN: int(1, 10_000).default(10),
   LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: int(1, 1_000_000_000).default(100),
   LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: int(1, 1_000_000_000).default(100),
+  MUTATIONS_PER_USER_PER_10S: int(1, 1_000_000_000).default(30),
   SENDS_PER_USER_PER_10S: int(1, 1_000_000_000).default(10),
   SENDS_PER_USER_PER_HOUR: int(1, 1_000_000_000).default(600),
   SENDS_PER_ROOM_PER_10S: int(1, 1_000_000_000).default(50),
@@ -190,6 +193,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logInAttemptsPer15Min: e.LOGIN_ATTEMPTS_PER_15_MIN,
     logInAttemptsPerUsernamePer15Min: e.LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN,
     logInFailuresPerAddressPer15Min: e.LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN,
+    mutationsPerUserPer10s: e.MUTATIONS_PER_USER_PER_10S,
     sendsPerUserPer10s: e.SENDS_PER_USER_PER_10S,
     sendsPerUserPerHour: e.SENDS_PER_USER_PER_HOUR,
     sendsPerRoomPer10s: e.SENDS_PER_ROOM_PER_10S,

@@ -26,16 +26,19 @@ export interface Budgets {
    * accounts, each attempt a deliberately slow hash. A success gives its point back.
    */
   logInsPerAddress: RateLimit;
+  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come). */
+  mutationsPerUser: RateLimit;
 }
 
 type Args = Record<string, any>;
 type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>) => Promise<unknown>;
 
 /**
- * The schema with each budgeted mutation spending its budgets before it runs, whichever
- * transport it came by: one declaration per mutation, so no service has to remember them.
- * Budgets are spent by every attempt, refused or not (an attack counts), except a room's, which
- * counts only sends the room accepted.
+ * The schema with each mutation spending its budgets before it runs, whichever transport it
+ * came by: every mutation of a signed-in user spends `mutationsPerUser`, and some have budgets of
+ * their own, declared here, so no service has to remember them. Budgets are spent by every
+ * attempt, refused or not (an attack counts), except a room's, which counts only sends the room
+ * accepted.
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
   const hooks: Record<string, Hook> = {
@@ -71,11 +74,13 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
   };
   return mapSchema(schema, {
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
-      const hook = hooks[name];
+      const hook = hooks[name] ?? ((_args, _ctx, run) => run());
       const resolve = field.resolve;
-      if (!hook || !resolve) return field;
-      const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = (source, args, ctx, info) =>
-        hook(args, ctx, async () => resolve(source, args, ctx, info));
+      if (!resolve) return field;
+      const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
+        if (ctx.viewer) await budgets.mutationsPerUser.consume(ctx.viewer.id);
+        return hook(args, ctx, async () => resolve(source, args, ctx, info));
+      };
       return { ...field, resolve: budgeted };
     },
   });
@@ -90,6 +95,7 @@ export function createBudgets(config: Config, limits: RateLimits): Budgets {
     roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
     signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
     logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+    mutationsPerUser: limits.create('mutation-user', config.mutationsPerUserPer10s, 10, 'Too many changes at once; slow down'),
     logInsPerAddress: limits.create('login-address', config.logInFailuresPerAddressPer15Min, 15 * 60, 'Too many failed log-ins from this address; retry later'),
   };
 }

@@ -22,7 +22,11 @@ let server: TestServer;
 let twin: TestServer;
 let hourly: TestServer;
 beforeAll(async () => {
-  [server, twin, hourly] = await Promise.all([startServer(SMALL_BUDGETS), startServer(SMALL_BUDGETS), startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4' })]);
+  [server, twin, hourly] = await Promise.all([
+    startServer(SMALL_BUDGETS),
+    startServer(SMALL_BUDGETS),
+    startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6' }),
+  ]);
 });
 afterAll(() => Promise.all([server.stop(), twin.stop(), hourly.stop()]));
 
@@ -113,6 +117,19 @@ describe('sends', () => {
       for (let i = 0; i < n; i++) results.push(await post(server, address(), SEND, { input: { roomId: room, body: 'y' } }, user.token));
     }
     expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+  });
+});
+
+describe('mutations of any kind', () => {
+  it('lets a user make MUTATIONS_PER_USER_PER_10S mutations, then answers RATE_LIMITED for any of them', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada); // 1
+    const join = () => post(hourly, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, ada.token);
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 6; i++) results.push(await join()); // 2 … 7
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[5]);
+    expect(codes([await post(hourly, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token)])).toEqual(['RATE_LIMITED']);
   });
 });
 

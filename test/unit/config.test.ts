@@ -190,6 +190,7 @@ describe('limits and budgets', () => {
       logInAttemptsPer15Min: 10,
       logInAttemptsPerUsernamePer15Min: 100,
       logInFailuresPerAddressPer15Min: 100,
+      mutationsPerUserPer10s: 30,
       sendsPerUserPer10s: 10,
       sendsPerUserPerHour: 600,
       sendsPerRoomPer10s: 50,
