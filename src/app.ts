@@ -13,7 +13,10 @@ import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
 import { createLoaders, type Services } from './graphql/context';
+import { createBudgets } from './graphql/budgets';
+import { createOperationRules } from './graphql/limits';
 import { createSchema } from './graphql/schema';
+import { createClientAddress } from './http/client-address';
 import { createHttpServer } from './http/server';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
@@ -45,8 +48,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
-  const limits = new RateLimits(config.redisUrl);
   const metrics = new Metrics();
+  const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
   const messageStore = new MessageStore(db.dataSource, pubsub, log);
   const messages: MessageService = new MessageService(db.dataSource, messageStore, log, async (m) => {
     metrics.messagesSent.inc();
@@ -65,7 +68,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     auth: new AuthService(
       db.dataSource,
       tokens,
-      limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+      limits.create('login-user', config.logInAttemptsPerUsernamePer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
     rooms: new RoomService(db.dataSource, store, members, pubsub),
     members,
@@ -75,18 +78,28 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
     assistant: assistant.service,
   };
+  const schema = createSchema(createBudgets(config, limits));
   const server = await createHttpServer({
-    schema: createSchema(),
+    schema,
+    rules: createOperationRules({ ...config.operationLimits, introspection: config.introspection }, schema),
     tokens,
     log,
     introspection: config.introspection,
     corsOrigins: config.corsOrigins,
+    clientAddress: createClientAddress(config.trustProxy),
+    webSockets: {
+      perUser: config.wsPerUser,
+      perAddress: config.wsPerAddress,
+      maxBufferedBytes: config.wsMaxBufferedBytes,
+      stallTimeoutMs: config.wsStallTimeoutMs,
+    },
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId) => ({
+    context: (viewer, requestId, clientAddress) => ({
       viewer,
       requestId,
+      clientAddress,
       services,
       loaders: createLoaders(db.dataSource, viewer),
       newLoaders: () => createLoaders(db.dataSource, viewer),

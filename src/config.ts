@@ -1,5 +1,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
@@ -38,8 +39,40 @@ export interface Config {
   assistantMaxStreamingPerUser: number;
   /** Asks one user may make per minute. Default 20. */
   assistantAsksPerMinute: number;
-  /** Log-in attempts per username per 15 minutes (a success gives them back). Default 10. */
+  /** Log-in attempts per username from one client address per 15 minutes (a success gives them back). Default 10. */
   logInAttemptsPer15Min: number;
+  /** Log-in attempts per username from all addresses together per 15 minutes (a success gives them back). Default 100. */
+  logInAttemptsPerUsernamePer15Min: number;
+  /** Failed log-ins from one client address, whatever the usernames, per 15 minutes. Default 100. */
+  logInFailuresPerAddressPer15Min: number;
+  /** Mutations of any kind one user may make per 10 seconds. Default 30. */
+  mutationsPerUserPer10s: number;
+  /** Messages one user may send per 10 seconds (the burst). Default 10. */
+  sendsPerUserPer10s: number;
+  /** Messages one user may send per hour (the sustained rate). Default 600. */
+  sendsPerUserPerHour: number;
+  /** Messages one room may take per 10 seconds, from all its members together. Default 50. */
+  sendsPerRoomPer10s: number;
+  /** Rooms one client address may create per hour. Default 30. */
+  roomsPerAddressPerHour: number;
+  /** Accounts one client address may create per hour. Default 20. */
+  signUpsPerAddressPerHour: number;
+  /** Open WebSockets per user on this instance. Default 20. */
+  wsPerUser: number;
+  /** Open WebSockets per client address on this instance. Default 200. */
+  wsPerAddress: number;
+  /** A WebSocket with more than this many bytes waiting to be sent is closed. Default 4 MiB. */
+  wsMaxBufferedBytes: number;
+  /** A WebSocket whose reader takes nothing for this long while data waits is closed, in ms. Default 10000. */
+  wsStallTimeoutMs: number;
+  /**
+   * Which proxies in front of this server to believe about the client address (X-Forwarded-For):
+   * `false` (none: the socket's peer is the client), `true` (all), a number of hops, or a
+   * comma-separated list of addresses, subnets or `loopback`/`linklocal`/`uniquelocal`. Default false.
+   */
+  trustProxy: boolean | number | string[];
+  /** The limits every operation meets before it runs (`src/graphql/limits.ts`). */
+  operationLimits: { maxTokens: number; maxDepth: number; maxAliases: number; maxRootFields: number; maxDirectives: number; maxCost: number };
   /** Serve introspection and GraphiQL. Default true in every `NODE_ENV`. */
   introspection: boolean;
   /** pino level. Default `info`. */
@@ -80,6 +113,34 @@ const envSchema = z.object({
   ASSISTANT_MAX_STREAMING_PER_USER: int(1, 100).default(3),
   ASSISTANT_ASKS_PER_MINUTE: int(1, 10_000).default(20),
   LOGIN_ATTEMPTS_PER_15_MIN: int(1, 10_000).default(10),
+  LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: int(1, 1_000_000_000).default(100),
+  LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: int(1, 1_000_000_000).default(100),
+  MUTATIONS_PER_USER_PER_10S: int(1, 1_000_000_000).default(30),
+  SENDS_PER_USER_PER_10S: int(1, 1_000_000_000).default(10),
+  SENDS_PER_USER_PER_HOUR: int(1, 1_000_000_000).default(600),
+  SENDS_PER_ROOM_PER_10S: int(1, 1_000_000_000).default(50),
+  ROOMS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000_000).default(30),
+  SIGNUPS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000_000).default(20),
+  WS_PER_USER: int(1, 1_000_000_000).default(20),
+  WS_PER_ADDRESS: int(1, 1_000_000_000).default(200),
+  WS_MAX_BUFFERED_BYTES: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
+  WS_STALL_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  TRUST_PROXY: z
+    .string()
+    .default('false')
+    .transform((v): boolean | number | string[] => {
+      const t = v.trim();
+      if (t === 'true' || t === 'false') return t === 'true';
+      if (/^\d+$/.test(t)) return Number(t);
+      return t.split(',').map((a) => a.trim()).filter(Boolean);
+    })
+    .refine((v) => typeof v !== 'object' || isTrustList(v), 'must be true, false, a number of hops or a comma-separated list of addresses or subnets'),
+  MAX_QUERY_TOKENS: int(100, 1_000_000).default(1000),
+  MAX_QUERY_DEPTH: int(2, 1000).default(10),
+  MAX_QUERY_ALIASES: int(0, 100_000).default(20),
+  MAX_QUERY_ROOT_FIELDS: int(1, 100_000).default(15),
+  MAX_QUERY_DIRECTIVES: int(0, 100_000).default(20),
+  MAX_QUERY_COST: int(1, 100_000_000).default(10_000),
   INTROSPECTION: bool.default('true'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
@@ -130,6 +191,27 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     assistantMaxStreamingPerUser: e.ASSISTANT_MAX_STREAMING_PER_USER,
     assistantAsksPerMinute: e.ASSISTANT_ASKS_PER_MINUTE,
     logInAttemptsPer15Min: e.LOGIN_ATTEMPTS_PER_15_MIN,
+    logInAttemptsPerUsernamePer15Min: e.LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN,
+    logInFailuresPerAddressPer15Min: e.LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN,
+    mutationsPerUserPer10s: e.MUTATIONS_PER_USER_PER_10S,
+    sendsPerUserPer10s: e.SENDS_PER_USER_PER_10S,
+    sendsPerUserPerHour: e.SENDS_PER_USER_PER_HOUR,
+    sendsPerRoomPer10s: e.SENDS_PER_ROOM_PER_10S,
+    roomsPerAddressPerHour: e.ROOMS_PER_ADDRESS_PER_HOUR,
+    signUpsPerAddressPerHour: e.SIGNUPS_PER_ADDRESS_PER_HOUR,
+    wsPerUser: e.WS_PER_USER,
+    wsPerAddress: e.WS_PER_ADDRESS,
+    wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
+    wsStallTimeoutMs: e.WS_STALL_TIMEOUT_MS,
+    trustProxy: e.TRUST_PROXY,
+    operationLimits: {
+      maxTokens: e.MAX_QUERY_TOKENS,
+      maxDepth: e.MAX_QUERY_DEPTH,
+      maxAliases: e.MAX_QUERY_ALIASES,
+      maxRootFields: e.MAX_QUERY_ROOT_FIELDS,
+      maxDirectives: e.MAX_QUERY_DIRECTIVES,
+      maxCost: e.MAX_QUERY_COST,
+    },
     introspection: e.INTROSPECTION,
     logLevel: e.LOG_LEVEL,
     corsOrigins: e.CORS_ORIGINS,
@@ -138,6 +220,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     healIntervalMs: e.HEAL_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
   };
+}
+
+/** A TRUST_PROXY list: IP addresses, subnets (`10.0.0.0/8`) or proxy-addr's names. */
+function isTrustList(entries: string[]): boolean {
+  const named = new Set(['loopback', 'linklocal', 'uniquelocal']);
+  return entries.length > 0 && entries.every((e) => named.has(e) || isIP(e.split('/')[0]) !== 0);
 }
 
 /** True when the secret came from the data directory rather than `JWT_SECRET` (worth a warning). */

@@ -75,7 +75,7 @@ export function maskError(error: unknown, requestId: string, log: Logger): Graph
     if (REQUEST_ERROR_CODES.has(String(code)) || (code === undefined && !graphqlError.path)) {
       const { locations } = graphqlError;
       // Apollo's own wording tells how to configure Apollo; a client needs to know only this.
-      const message = /introspection is not allowed/i.test(graphqlError.message) ? 'Introspection is disabled on this server' : graphqlError.message;
+      const message = /introspection (is not allowed|has been disabled)/i.test(graphqlError.message) ? 'Introspection is disabled on this server' : graphqlError.message;
       const { http: _transport, ...extensions } = graphqlError.extensions; // Apollo's status and headers stay inside
       return { message, locations, extensions: { ...extensions, code: code ?? 'GRAPHQL_VALIDATION_FAILED' } };
     }

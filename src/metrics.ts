@@ -27,6 +27,13 @@ export class Metrics {
     help: 'Messages read from the database to fill a gap that pub/sub left',
     registers: [this.registry],
   });
+  /** Requests refused RATE_LIMITED, by budget. */
+  readonly rateLimited = new Counter({
+    name: 'chat_rate_limited_total',
+    help: 'Requests refused RATE_LIMITED by this instance, by budget',
+    labelNames: ['budget'] as const,
+    registers: [this.registry],
+  });
   /** Assistant replies that ended here, by final status. */
   readonly assistantReplies = new Counter({
     name: 'chat_assistant_replies_total',
@@ -40,13 +47,13 @@ export class Metrics {
   }
 
   /** A gauge whose value is read from `read` at each scrape. */
-  gauge(name: string, help: string, read: () => number): void {
+  gauge(name: string, help: string, read: () => number | Promise<number>): void {
     new Gauge({
       name,
       help,
       registers: [this.registry],
-      collect() {
-        this.set(read());
+      async collect() {
+        this.set(await read());
       },
     });
   }

@@ -4,21 +4,50 @@ import { rateLimited } from './errors';
 
 /** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
 export class RateLimit {
-  constructor(private readonly limiter: RateLimiterAbstract, private readonly message: string) {}
+  constructor(
+    private readonly limiter: RateLimiterAbstract,
+    private readonly message: string,
+    /** Told of each refusal (metrics). */
+    private readonly onRefused: () => void = () => undefined,
+  ) {}
 
   /** Takes one point from the key's budget, or throws RATE_LIMITED with `retryAfterMs`. */
   async consume(key: string): Promise<void> {
     try {
       await this.limiter.consume(key);
     } catch (res) {
-      if (res instanceof RateLimiterRes) throw rateLimited(res.msBeforeNext, this.message);
+      if (res instanceof RateLimiterRes) throw this.refuse(res.msBeforeNext);
       throw res;
     }
+  }
+
+  /**
+   * Throws RATE_LIMITED when the key's budget is spent, without taking from it: with `count`
+   * after success, only what was accepted is counted (so strangers cannot spend it).
+   */
+  async check(key: string): Promise<void> {
+    const res = await this.limiter.get(key).catch(() => null); // an unreachable store never refuses
+    if (res && res.remainingPoints <= 0 && res.msBeforeNext > 0) throw this.refuse(res.msBeforeNext);
+  }
+
+  /** Takes one point from the key's budget without refusing (the pair of `check`). */
+  async count(key: string): Promise<void> {
+    await this.limiter.penalty(key).catch(() => undefined);
+  }
+
+  /** Gives one point back to the key (e.g. an attempt that turned out well). */
+  async reward(key: string): Promise<void> {
+    await this.limiter.reward(key).catch(() => undefined);
   }
 
   /** Gives the key its whole budget back. */
   async reset(key: string): Promise<void> {
     await this.limiter.delete(key).catch(() => undefined);
+  }
+
+  private refuse(retryAfterMs: number) {
+    this.onRefused();
+    return rateLimited(retryAfterMs, this.message);
   }
 }
 
@@ -29,7 +58,8 @@ export class RateLimit {
 export class RateLimits {
   private readonly redis?: Redis;
 
-  constructor(redisUrl?: string) {
+  /** @param onRefused told of each refusal with the budget's name (metrics). */
+  constructor(redisUrl?: string, private readonly onRefused: (name: string) => void = () => undefined) {
     if (redisUrl) {
       this.redis = new Redis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000 });
       this.redis.on('error', () => undefined); // the pub/sub connection reports Redis trouble already
@@ -41,10 +71,11 @@ export class RateLimits {
     const limiter = this.redis
       ? new RateLimiterRedis({ ...opts, storeClient: this.redis, insuranceLimiter: new RateLimiterMemory(opts) })
       : new RateLimiterMemory(opts);
-    return new RateLimit(limiter, message);
+    return new RateLimit(limiter, message, () => this.onRefused(name));
   }
 
   async close(): Promise<void> {
     this.redis?.disconnect();
   }
 }
+

@@ -36,10 +36,14 @@ export class MembershipService {
     private readonly log: Logger,
   ) {}
 
-  /** Joins a PUBLIC room; joining twice is no change. A PRIVATE, DIRECT or unknown room is FORBIDDEN. */
+  /**
+   * Joins a PUBLIC room; joining a room one is already in is no change (whatever its kind). Any
+   * other PRIVATE, DIRECT or unknown room is FORBIDDEN.
+   */
   async join(viewer: Viewer | null, roomId: string): Promise<void> {
     const { id: userId } = requireViewer(viewer);
     const room = isUuid(roomId) ? await this.db.getRepository(RoomEntity).findOneBy({ id: roomId }) : null;
+    if (room && (await this.db.getRepository(MembershipEntity).existsBy({ roomId, userId }))) return;
     if (!room || room.kind !== 'PUBLIC') throw forbidden('This room does not exist or needs an invitation');
     await this.add(roomId, userId);
   }

@@ -59,6 +59,8 @@ export interface Loaders {
 export interface GraphQLContext {
   viewer: Viewer | null;
   requestId: string;
+  /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
+  clientAddress: string;
   services: Services;
   loaders: Loaders;
   /** Loaders with an empty cache, for each event of a subscription (so it shows what is current). */

@@ -2,6 +2,8 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import type { GraphQLSchema } from 'graphql';
+import { withBudgets, type Budgets } from './budgets';
+import { withCanonicalIds } from './canonical-ids';
 import { resolvers } from './resolvers';
 
 /** Where the SDL lives, from `src/graphql` and from `dist/graphql` alike. */
@@ -15,7 +17,12 @@ export function loadTypeDefs(dir = SCHEMA_DIR): string[] {
     .map((f) => readFileSync(path.join(dir, f), 'utf8'));
 }
 
-/** The executable schema served on both transports. */
-export function createSchema(): GraphQLSchema {
-  return makeExecutableSchema({ typeDefs: loadTypeDefs(), resolvers: resolvers as never[] });
+/**
+ * The executable schema served on both transports. At its boundary, ids are canonicalised
+ * (`canonical-ids.ts`) and, given budgets, budgeted mutations spend them (`budgets.ts`).
+ */
+export function createSchema(budgets?: Budgets): GraphQLSchema {
+  const schema = makeExecutableSchema({ typeDefs: loadTypeDefs(), resolvers: resolvers as never[] });
+  // Canonical ids outermost, so budgets per room see one key per room.
+  return withCanonicalIds(budgets ? withBudgets(schema, budgets) : schema);
 }

@@ -6,38 +6,21 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import type { GraphQLError, GraphQLSchema } from 'graphql';
-import type { TokenService, Viewer } from '../auth/tokens';
-import { AppError, ErrorCode, maskError } from '../errors';
+import type { GraphQLError } from 'graphql';
+import { maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
-import { checkCost } from '../graphql/cost';
-import type { Logger } from '../logger';
+import { limitsPlugin } from '../graphql/pipeline';
 import { graphiql } from './graphiql';
-import { healthz, readyz, type ReadinessProbes } from './health';
-import { attachWebSockets, MAX_REQUEST_BYTES } from './websocket';
-import type { Metrics } from '../metrics';
-
-export interface HttpDeps {
-  schema: GraphQLSchema;
-  tokens: TokenService;
-  log: Logger;
-  introspection: boolean;
-  corsOrigins: '*' | string[];
-  /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
-  drainMs: number;
-  probes: ReadinessProbes;
-  /** Builds the context of one operation. */
-  context(viewer: Viewer | null, requestId: string): GraphQLContext;
-  metrics: Metrics;
-}
-
+import { healthz, readyz } from './health';
+import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
+import { attachWebSockets } from './websocket';
 
 /**
  * One HTTP server on one port: Apollo Server for `POST /graphql`, graphql-ws on the same path,
  * GraphiQL for browsers, `/healthz`, `/readyz`, `/metrics`. `stop()` drains it: WebSockets are
  * closed with 1001 (clients reconnect elsewhere) and in-flight HTTP requests finish.
  */
-export async function createHttpServer(deps: HttpDeps) {
+export async function createHttpServer(deps: TransportDeps) {
   const { log } = deps;
   const app = express();
   app.disable('x-powered-by');
@@ -50,25 +33,24 @@ export async function createHttpServer(deps: HttpDeps) {
   const { metrics } = deps;
   const webSockets = attachWebSockets(httpServer, deps);
   metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => webSockets.size());
+  metrics.gauge('chat_pubsub_up', 'Whether pub/sub (Redis) answers: 1 up, 0 down', async () => ((await deps.probes.pubsub()) ? 1 : 0));
+  metrics.gauge('chat_database_up', 'Whether the database answers: 1 up, 0 down', async () => ((await deps.probes.database()) ? 1 : 0));
 
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
-    introspection: deps.introspection,
+    // Introspection is refused by the shared validation rules (`deps.rules`), as over WebSocket.
+    introspection: true,
+    parseOptions: deps.rules.parseOptions,
+    dangerouslyDisableValidation: true, // limitsPlugin validates, with the same function as WebSocket
+
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown
     formatError: (_formatted, error) => maskError(error, requestIdOf(error) ?? randomUUID(), log),
     plugins: [
+      limitsPlugin(deps.schema, deps.rules),
       {
         async requestDidStart() {
           return {
-            async didResolveOperation({ operation, document, request }) {
-              checkCost(deps.schema, document, request.variables, request.operationName);
-              if (operation?.operation === 'subscription') {
-                throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
-                  http: { status: 400 },
-                });
-              }
-            },
             async didEncounterErrors({ errors, contextValue }) {
               for (const e of errors) requestIds.set(e.originalError ?? e, contextValue.requestId);
             },
@@ -108,7 +90,7 @@ export async function createHttpServer(deps: HttpDeps) {
     express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }) =>
-        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id'))),
+        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id')), deps.clientAddress(req)),
     }),
   );
   app.use((_req, res) => {

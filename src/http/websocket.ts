@@ -1,32 +1,54 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
-import { parse } from 'graphql';
+import type { Duplex } from 'node:stream';
+import { getOperationAST, type DocumentNode } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
 import type { Viewer } from '../auth/tokens';
 import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
-import { checkCost } from '../graphql/cost';
+import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared } from '../graphql/shared-subscribe';
-import type { HttpDeps } from './server';
+import { SocketGuard } from './socket-guard';
+import { CloseCode, MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
-/** WebSocket close code for a missing or invalid token (graphql-ws's Forbidden). */
-export const CLOSE_FORBIDDEN = 4403;
-/** The largest message a client may send, over HTTP and WebSocket alike. */
-export const MAX_REQUEST_BYTES = 1024 * 1024;
-/** Subscriptions one WebSocket may hold at once. */
-const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+/** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
+export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+
+type WsExtra = {
+  viewer?: Viewer;
+  /** Ids of this socket's running subscriptions. */
+  subscriptionIds?: Set<string>;
+};
 
 /**
- * graphql-ws on `/graphql` of the HTTP server: authenticates in `connection_init` (4403 without a
- * valid token, and when the token expires), bounds messages and subscriptions per socket and the
- * cost of each operation, executes subscription events once per operation (`subscribeShared`),
- * and masks errors as over HTTP. `dispose()` closes every socket with 1001.
+ * graphql-ws on `/graphql` of the HTTP server: refuses foreign browser origins and too many
+ * sockets per address and per user (`SocketGuard`), authenticates in `connection_init` (4403
+ * without a valid token, and when the token expires), admits each operation through the same
+ * pipeline as HTTP (`prepareOperation`: a bad one gets an `error` message with HTTP's code and
+ * the socket stays up), bounds subscriptions per socket, executes subscription events once per
+ * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001.
  */
-export function attachWebSockets(httpServer: http.Server, deps: HttpDeps) {
+export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
-  const wsServer = new WebSocketServer({ server: httpServer, path: '/graphql', maxPayload: MAX_REQUEST_BYTES });
-  type WsExtra = { viewer?: Viewer };
+  const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES });
+  const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
+  const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/graphql') {
+      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
+    guard.verify({ origin: req.headers.origin, req }, (ok, status, message) => {
+      if (!ok) {
+        const body = JSON.stringify({ errors: [{ message, extensions: { code: status === 429 ? ErrorCode.RateLimited : ErrorCode.Forbidden } }] });
+        socket.end(`HTTP/1.1 ${status} ${message}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        return;
+      }
+      wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));
+    });
+  };
+  httpServer.on('upgrade', upgrade);
+
   const cleanup = useServer<Record<string, unknown>, WsExtra>(
     {
       schema: deps.schema,
@@ -37,32 +59,40 @@ export function attachWebSockets(httpServer: http.Server, deps: HttpDeps) {
         const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
         const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
         if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
+        if (!guard.admitUser(ctx.extra.socket, viewer.id)) return false; // already closed with 4429
         ctx.extra.viewer = viewer;
         if (viewer.expiresAt) {
           // A socket lives no longer than its token: the client reconnects with a fresh one.
-          const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));
+          const timer = setTimeout(() => ctx.extra.socket.close(CloseCode.Forbidden, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));
           timer.unref();
           ctx.extra.socket.once('close', () => clearTimeout(timer));
         }
         return true;
       },
-      onSubscribe: (ctx, _id, payload) => {
-        if (Object.keys(ctx.subscriptions).length > MAX_SUBSCRIPTIONS_PER_SOCKET) { // this one is already counted
-          return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
+      onSubscribe: (ctx, id, payload) => {
+        const prepared = prepareOperation(deps.schema, deps.rules, payload);
+        if (Array.isArray(prepared)) return prepared;
+        if (isSubscription(prepared)) {
+          const ids = (ctx.extra.subscriptionIds ??= new Set());
+          if (ids.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+            return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
+          }
+          ids.add(id);
         }
-        try {
-          checkCost(deps.schema, parse(payload.query), payload.variables ?? {}, payload.operationName);
-        } catch (err) {
-          if (err instanceof AppError) return [err];
-        }
-        return undefined; // graphql-ws parses and validates as usual
+        return prepared;
       },
-      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID()),
+      onComplete: (ctx, id) => {
+        ctx.extra.subscriptionIds?.delete(id);
+      },
+      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID(), deps.clientAddress(ctx.extra.request)),
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors
           ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
           : undefined,
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e, randomUUID(), log)),
+      onError: (ctx, id, _payload, errors) => {
+        ctx.extra.subscriptionIds?.delete(id);
+        return errors.map((e) => maskError(e, randomUUID(), log));
+      },
     },
     wsServer,
     12_000,
@@ -70,6 +100,13 @@ export function attachWebSockets(httpServer: http.Server, deps: HttpDeps) {
 
   return {
     size: () => wsServer.clients.size,
-    dispose: () => cleanup.dispose(),
+    dispose: async () => {
+      httpServer.off('upgrade', upgrade);
+      guard.close();
+      await cleanup.dispose();
+    },
   };
 }
+
+const isSubscription = (args: { document: DocumentNode; operationName?: string | null }) =>
+  getOperationAST(args.document, args.operationName)?.operation === 'subscription';

@@ -118,30 +118,34 @@ describe('readiness follows the dependencies', () => {
     }
   });
 
-  it('answers 503 with pubsub down while Redis is stopped, and 200 once it is back', async () => {
+  it('stays ready (200) while Redis is stopped, reporting pubsub down in the body and in /metrics', async () => {
     const redis = await servers.startRedis();
     let app: TestServer | undefined;
     try {
       app = await startServer({ REDIS_URL: redis.url });
       const origin = app.url.replace(/\/graphql$/, '');
-      await waitFor(async () => (await readyz(origin)).status === 200);
+      const pubsubUp = async () => Number(/^chat_pubsub_up (\d+)$/m.exec(await (await fetch(`${origin}/metrics`)).text())?.[1]);
+      await waitFor(async () => (await readyz(origin)).body.pubsub === 'up');
+      expect(await pubsubUp()).toBe(1);
       await redis.stop();
       const down = await waitFor(async () => {
         const r = await readyz(origin);
-        return r.status === 503 ? r : undefined;
+        return r.body.pubsub === 'down' ? r : undefined;
       });
-      expect(down.body).toEqual({ status: 'unavailable', database: 'up', pubsub: 'down' });
+      expect(down).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'down' } });
+      expect(await pubsubUp()).toBe(0);
       await redis.start();
       const up = await waitFor(async () => {
         const r = await readyz(origin);
-        return r.status === 200 ? r : undefined;
+        return r.body.pubsub === 'up' ? r : undefined;
       });
-      expect(up.body).toEqual({ status: 'ready', database: 'up', pubsub: 'up' });
+      expect(up).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'up' } });
     } finally {
       await app?.stop();
       await redis.destroy();
     }
   });
+
 });
 
 describe('GraphiQL', () => {

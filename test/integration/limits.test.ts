@@ -1,107 +1,246 @@
+// Operation limits (issue 9, point 1): one pipeline for HTTP and WebSocket, each limit with its
+// boundary on both sides and on both transports, and a bad operation over WebSocket answered with
+// an `error` message carrying HTTP's code while the socket and its other subscriptions stay up.
 import WebSocket from 'ws';
-import { collect, createRoom, gql, MESSAGE_ADDED, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { collect, createRoom, gql, MESSAGE_ADDED, send, signUp, startServer, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
+import { bothTransports, rawSocket } from '../support/transports';
 
 let server: TestServer;
+/** A server with small limits, so that each boundary is a short document. */
+let tight: TestServer;
+let ada: TestUser;
+let roomId: string;
 beforeAll(async () => {
-  server = await startServer();
+  [server, tight] = await Promise.all([
+    startServer(),
+    startServer({
+      MAX_QUERY_TOKENS: '200',
+      MAX_QUERY_DEPTH: '5',
+      MAX_QUERY_ALIASES: '3',
+      MAX_QUERY_ROOT_FIELDS: '2',
+      MAX_QUERY_DIRECTIVES: '2',
+      MAX_QUERY_COST: '821',
+    }),
+  ]);
+  ada = await signUp(tight.url);
+  roomId = await createRoom(tight.url, ada);
 });
-afterAll(() => server.stop());
+afterAll(() => Promise.all([server.stop(), tight.stop()]));
 
-describe('CORS', () => {
-  it('lets browsers on any origin call the API by default', async () => {
-    const res = await fetch(server.url, {
-      method: 'OPTIONS',
-      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
-    });
-    expect(res.status).toBe(204);
-    expect(res.headers.get('access-control-allow-origin')).toBe('*');
-    expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/i);
+const repeat = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join(' ');
+
+describe('each limit: exactly at it runs, one past it is refused, on both transports', () => {
+  const cases: Array<[limit: string, at: string, past: string, code: string]> = [
+    // `{`, `}` and 66 × `aN: __typename` (3 tokens each; aliases of __typename are free): 200 tokens.
+    ['MAX_QUERY_TOKENS=200', `{ ${repeat(66, (i) => `a${i}: __typename`)} }`, `{ ${repeat(66, (i) => `a${i}: __typename`)} __typename }`, 'GRAPHQL_PARSE_FAILED'],
+    // messages › edges › node › parent › id is 5 deep.
+    ['MAX_QUERY_DEPTH=5', '{ messages(roomId: $r) { edges { node { parent { id } } } } }', '{ messages(roomId: $r) { edges { node { parent { parent { id } } } } } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['MAX_QUERY_ALIASES=3', `{ me { ${repeat(3, (i) => `a${i}: id`)} } }`, `{ me { ${repeat(4, (i) => `a${i}: id`)} } }`, 'GRAPHQL_VALIDATION_FAILED'],
+    ['MAX_QUERY_ROOT_FIELDS=2', '{ me { id } room(id: $r) { id } }', '{ me { id } room(id: $r) { id } rooms { pageInfo { hasNextPage } } }', 'GRAPHQL_VALIDATION_FAILED'],
+    ['MAX_QUERY_DIRECTIVES=2', `{ ${repeat(2, () => '__typename @include(if: true)')} }`, `{ ${repeat(3, () => '__typename @include(if: true)')} }`, 'GRAPHQL_VALIDATION_FAILED'],
+    // me (10 + id 1) + messages (10 + 200 × (edges 1 + cursor 1 + node 1 + id 1)) = 821; one more field of me: 822.
+    [
+      'MAX_QUERY_COST=821',
+      '{ me { id } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }',
+      '{ me { id username } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }',
+      'BAD_REQUEST',
+    ],
+  ];
+
+  it.each(cases)('%s', async (_limit, at, past, code) => {
+    const variables = at.includes('$r') || past.includes('$r') ? { r: roomId } : {};
+    const wrap = (q: string) => (q.includes('$r') ? `query($r: ID!) ${q}` : q);
+    const passing = await bothTransports(tight, wrap(at), variables, ada.token);
+    expect(passing).toEqual({ http: 'ok', ws: 'ok' });
+    const refused = await bothTransports(tight, wrap(past), variables, ada.token);
+    expect(refused).toEqual({ http: code, ws: code });
   });
 
-  it('allows only the listed origins when CORS_ORIGINS is set', async () => {
-    const strict = await startServer({ CORS_ORIGINS: 'https://app.example.com, https://admin.example.com' });
-    try {
-      const ask = (origin: string) => fetch(strict.url, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
-      expect((await ask('https://admin.example.com')).headers.get('access-control-allow-origin')).toBe('https://admin.example.com');
-      expect((await ask('https://evil.example.com')).headers.get('access-control-allow-origin')).toBeNull();
-    } finally {
-      await strict.stop();
-    }
-  });
-});
-
-describe('WebSocket limits', () => {
-  it('closes a socket that sends a message over 1 MiB, and the server goes on', async () => {
-    const ada = await signUp(server.url);
-    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
-    await new Promise((resolve) => socket.once('open', resolve));
-    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
-    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}`, junk: 'x'.repeat(1024 * 1024 + 10) } }));
-    expect(await closed).toBe(1009);
-    expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
-  });
-
-  it('refuses more than 100 subscriptions on one connection with BAD_REQUEST', async () => {
-    const ada = await signUp(server.url);
-    const roomId = await createRoom(server.url, ada);
-    const client = wsClient(server.wsUrl, ada);
-    const subs = Array.from({ length: 100 }, () => collect(client, MESSAGE_ADDED, { roomId }));
-    await waitFor(() => server.app.hubs.listeners(roomId) === 100, 10_000, () => `listeners: ${server.app.hubs.listeners(roomId)}`);
-    const extra = collect(client, MESSAGE_ADDED, { roomId });
-    const error = await extra.done.then(() => undefined, (e) => e);
-    expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
-    subs.forEach((s) => s.stop());
-    await waitFor(() => server.app.hubs.listeners(roomId) === 0);
-    await client.dispose();
-  });
-});
-
-describe('operation cost', () => {
-  const bomb = (n: number) =>
-    `query($r: ID!) { ${Array.from({ length: n }, (_, i) => `p${i}: messages(roomId: $r, last: 200) { edges { node { id body author { username } } } }`).join(' ')} }`;
-
-  it('refuses an operation of many large pages with 400 BAD_REQUEST before running it', async () => {
-    const ada = await signUp(server.url);
-    const roomId = await createRoom(server.url, ada);
-    const spy = jest.spyOn(server.app.services.messages, 'page');
-    const result = await gql(server.url, bomb(50), { r: roomId }, ada.token);
+  it('says what a too costly operation costs', async () => {
+    const result = await gql(tight.url, 'query($r: ID!) { me { id username } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }', { r: roomId }, ada.token);
     expect(result.status).toBe(400);
-    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST', cost: 822, maxCost: 821 });
+  });
+});
+
+describe('padded and nested operations (the attacks of issue 9)', () => {
+  it('refuses ten large pages padded with ten thousand __typename on both transports, running none of them', async () => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const spy = jest.spyOn(server.app.services.messages, 'page');
+    const padded = `query($r: ID!) { ${repeat(10, (i) => `p${i}: messages(roomId: $r, last: 200) { edges { node { id body } } }`)} ${repeat(10_000, () => '__typename')} }`;
+    expect(await bothTransports(server, padded, { r: room }, user.token)).toEqual({ http: 'GRAPHQL_PARSE_FAILED', ws: 'GRAPHQL_PARSE_FAILED' });
     expect(spy).not.toHaveBeenCalled();
     spy.mockRestore();
   });
 
-  it('runs a few pages of ordinary size', async () => {
-    const ada = await signUp(server.url);
-    const roomId = await createRoom(server.url, ada);
-    const result = await gql(server.url, bomb(3), { r: roomId }, ada.token);
-    expect(result.errors).toBeUndefined();
+  it('refuses a field repeated more than ten times in one selection set (graphql-js compares them pairwise)', async () => {
+    const user = await signUp(server.url);
+    expect(await bothTransports(server, `{ ${repeat(10, () => 'me { id }')} }`, {}, user.token)).toEqual({ http: 'ok', ws: 'ok' });
+    expect(await bothTransports(server, `{ ${repeat(11, () => 'me { id }')} }`, {}, user.token)).toEqual({ http: 'GRAPHQL_VALIDATION_FAILED', ws: 'GRAPHQL_VALIDATION_FAILED' });
+    expect(await bothTransports(server, `{ ${repeat(11, () => '... on Query { me { id } }')} }`, {}, user.token)).toEqual({
+      http: 'GRAPHQL_VALIDATION_FAILED',
+      ws: 'GRAPHQL_VALIDATION_FAILED',
+    });
   });
 
-  it('refuses the same operation over WebSocket', async () => {
-    const ada = await signUp(server.url);
-    const roomId = await createRoom(server.url, ada);
-    const client = wsClient(server.wsUrl, ada);
-    const error = await collect(client, bomb(50), { r: roomId }).done.then(() => undefined, (e) => e);
-    expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
-    await client.dispose();
+  it('refuses an operation the cost cannot be measured for (fragments doubling 16 times), on both transports', async () => {
+    const user = await signUp(server.url);
+    const fragments = ['fragment F0 on Query { __typename }', ...Array.from({ length: 16 }, (_, i) => `fragment F${i + 1} on Query { ...F${i} ...F${i} }`)];
+    const query = `{ ...F16 } ${fragments.join(' ')}`;
+    expect(await bothTransports(server, query, {}, user.token)).toEqual({ http: 'BAD_REQUEST', ws: 'BAD_REQUEST' });
+    expect((await gql(server.url, query, {}, user.token)).errors![0].message).toMatch(/cannot be measured/);
   });
-});
 
-describe('mutation cost', () => {
+  it('refuses many aliased `me` (each a database round trip) on both transports', async () => {
+    const user = await signUp(server.url);
+    expect(await bothTransports(server, `{ ${repeat(100, (i) => `m${i}: me { id }`)} }`, {}, user.token)).toEqual({
+      http: 'GRAPHQL_VALIDATION_FAILED',
+      ws: 'GRAPHQL_VALIDATION_FAILED',
+    });
+  });
+
+  it('prices a page by its size: a dozen large pages are refused with BAD_REQUEST, three run', async () => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const pages = (n: number) => `query($r: ID!) { ${repeat(n, (i) => `p${i}: messages(roomId: $r, last: 200) { edges { node { id body author { username } } } }`)} }`;
+    expect(await bothTransports(server, pages(12), { r: room }, user.token)).toEqual({ http: 'BAD_REQUEST', ws: 'BAD_REQUEST' });
+    expect(await bothTransports(server, pages(3), { r: room }, user.token)).toEqual({ http: 'ok', ws: 'ok' });
+  });
+
+  it.each([
+    ['3,000 nested selections', `{ me ${'{ id '.repeat(3000)}${'}'.repeat(3000)} }`],
+    ['3,000 nested list values', `{ room(id: ${'['.repeat(3000)}"x"${']'.repeat(3000)}) { id } }`],
+    ['100,000 nested list values', `{ room(id: ${'['.repeat(100_000)}) { id } }`],
+  ])('answers %s with GRAPHQL_PARSE_FAILED on both transports', async (_name, query) => {
+    const user = await signUp(server.url);
+    expect(await bothTransports(server, query, {}, user.token)).toEqual({ http: 'GRAPHQL_PARSE_FAILED', ws: 'GRAPHQL_PARSE_FAILED' });
+  });
+
   it('refuses hundreds of aliased sends in one request and writes nothing', async () => {
-    const ada = await signUp(server.url);
-    const roomId = await createRoom(server.url, ada);
-    const sends = Array.from({ length: 300 }, (_, i) => `s${i}: sendMessage(input: { roomId: $r, body: "spam" }) { id }`).join(' ');
-    const result = await gql(server.url, `mutation($r: ID!) { ${sends} }`, { r: roomId }, ada.token);
-    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
-    const room = await gql(server.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token);
-    expect(room.data.room.lastSeq).toBe(0);
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const sends = repeat(300, (i) => `s${i}: sendMessage(input: { roomId: $r, body: "spam" }) { id }`);
+    expect(await bothTransports(server, `mutation($r: ID!) { ${sends} }`, { r: room }, user.token)).toEqual({
+      http: 'GRAPHQL_PARSE_FAILED',
+      ws: 'GRAPHQL_PARSE_FAILED',
+    });
+    const after = await gql(server.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: room }, user.token);
+    expect(after.data.room.lastSeq).toBe(0);
   });
 
   it('refuses dozens of aliased sign-ups (each a slow password hash)', async () => {
-    const signUps = Array.from({ length: 30 }, (_, i) => `u${i}: signUp(input: { username: "x${i}_${Date.now()}", password: "password123" }) { token }`).join(' ');
+    const signUps = repeat(30, (i) => `u${i}: signUp(input: { username: "x${i}_${Date.now()}", password: "password123" }) { token }`);
     const result = await gql(server.url, `mutation { ${signUps} }`);
-    expect(result.errors![0].extensions).toEqual({ code: 'BAD_REQUEST' });
+    expect(result.errors![0].extensions?.code).toBe('GRAPHQL_VALIDATION_FAILED');
+  });
+});
+
+describe('a bad operation over WebSocket', () => {
+  const bad: Array<[string, Record<string, unknown>, string]> = [
+    ['an unfinished document', { query: '{ me { id ' }, 'GRAPHQL_PARSE_FAILED'],
+    ['an empty query', { query: '' }, 'BAD_REQUEST'],
+    ['3,000 nested brackets', { query: '{'.repeat(3000) }, 'GRAPHQL_PARSE_FAILED'],
+    ['an unknown field', { query: '{ nope }' }, 'GRAPHQL_VALIDATION_FAILED'],
+    ['an unknown operation name', { query: 'query A { me { id } }', operationName: 'B' }, 'OPERATION_RESOLUTION_FAILURE'],
+    ['two operations and no name', { query: 'query A { me { id } } query B { me { id } }' }, 'OPERATION_RESOLUTION_FAILURE'],
+    ['a variable of the wrong type', { query: 'query($r: ID!) { room(id: $r) { id } }', variables: { r: { no: 1 } } }, 'BAD_USER_INPUT'],
+    ['a missing variable', { query: 'query($r: ID!) { room(id: $r) { id } }', variables: {} }, 'BAD_USER_INPUT'],
+  ];
+
+  it.each(bad)('answers %s with an error message and the code HTTP gives, and the socket and its subscriptions stay up', async (_name, payload, code) => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const http = await gql(server.url, String(payload.query), (payload.variables as Record<string, unknown>) ?? {}, user.token).catch(() => undefined);
+    if (payload.operationName === undefined) expect(http?.errors?.[0]?.extensions?.code).toBe(code);
+    const socket = await rawSocket(server.wsUrl, user.token);
+    socket.send({ id: 'live', type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId: room } } });
+    await waitFor(() => server.app.hubs.listeners(room) === 1);
+    socket.send({ id: 'bad', type: 'subscribe', payload });
+    const answer = await socket.next((m) => m.id === 'bad');
+    expect(answer.type).toBe('error');
+    expect(answer.payload[0].extensions.code).toBe(code);
+    expect(JSON.stringify(answer)).not.toMatch(/\bat .*:\d+:\d+|node_modules/);
+    const sent = await send(server.url, user, room, 'still here');
+    const event = await socket.next((m) => m.id === 'live');
+    expect(event.payload.data.messageAdded.id).toBe(sent.id);
+    expect(socket.closed()).toBeUndefined();
+    socket.close();
+  });
+
+  it('answers an unknown operation name over HTTP with OPERATION_RESOLUTION_FAILURE too', async () => {
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ query: 'query A { me { id } }', operationName: 'B' }),
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as any).errors[0].extensions.code).toBe('OPERATION_RESOLUTION_FAILURE');
+  });
+});
+
+describe('introspection and suggestions follow INTROSPECTION on both transports', () => {
+  let closed: TestServer;
+  beforeAll(async () => {
+    closed = await startServer({ INTROSPECTION: 'false' });
+  });
+  afterAll(() => closed.stop());
+
+  it('refuses __schema and __type over HTTP and WebSocket alike when INTROSPECTION=false', async () => {
+    const user = await signUp(closed.url);
+    for (const query of ['{ __schema { types { name } } }', '{ __type(name: "Room") { fields { name } } }']) {
+      expect(await bothTransports(closed, query, {}, user.token)).toEqual({ http: 'GRAPHQL_VALIDATION_FAILED', ws: 'GRAPHQL_VALIDATION_FAILED' });
+    }
+    expect(await bothTransports(closed, '{ __typename }', {}, user.token)).toEqual({ http: 'ok', ws: 'ok' });
+  });
+
+  it('suggests no field names when INTROSPECTION=false, and does when it is true', async () => {
+    const user = await signUp(closed.url);
+    const message = async (target: TestServer, transport: 'http' | 'ws') => {
+      if (transport === 'http') return (await gql(target.url, '{ mee { id } }', {}, user.token)).errors![0].message;
+      const socket = await rawSocket(target.wsUrl, user.token);
+      socket.send({ id: '1', type: 'subscribe', payload: { query: '{ mee { id } }' } });
+      const answer = await socket.next((m) => m.id === '1');
+      socket.close();
+      return answer.payload[0].message as string;
+    };
+    for (const transport of ['http', 'ws'] as const) {
+      expect(await message(closed, transport)).toBe('Cannot query field "mee" on type "Query".');
+    }
+    const openUser = await signUp(server.url);
+    expect((await gql(server.url, '{ mee { id } }', {}, openUser.token)).errors![0].message).toMatch(/Did you mean "me"\?/);
+  });
+});
+
+describe('subscriptions per socket', () => {
+  it('refuses a 101st subscription with BAD_REQUEST, while queries in flight do not count', async () => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const client = wsClient(server.wsUrl, user);
+    const subs = Array.from({ length: 100 }, () => collect(client, MESSAGE_ADDED, { roomId: room }));
+    await waitFor(() => server.app.hubs.listeners(room) === 100, 10_000, () => `listeners: ${server.app.hubs.listeners(room)}`);
+    const queries = await Promise.all(Array.from({ length: 20 }, () => collect(client, '{ me { id } }').until((r) => r.length === 1)));
+    for (const [result] of queries) expect(result.data?.me?.id).toBe(user.id);
+    const extra = collect(client, MESSAGE_ADDED, { roomId: room });
+    const error = await extra.done.then(() => undefined, (e) => e);
+    expect(error?.[0]?.extensions?.code).toBe('BAD_REQUEST');
+    subs[0].stop();
+    await waitFor(() => server.app.hubs.listeners(room) === 99);
+    const again = collect(client, MESSAGE_ADDED, { roomId: room });
+    await waitFor(() => server.app.hubs.listeners(room) === 100);
+    again.stop();
+    subs.forEach((s) => s.stop());
+    await waitFor(() => server.app.hubs.listeners(room) === 0);
+    await client.dispose();
+  });
+
+  it('closes a socket that sends a message over 1 MiB, and the server goes on', async () => {
+    const user = await signUp(server.url);
+    const socket = new WebSocket(server.wsUrl, 'graphql-transport-ws');
+    await new Promise((resolve) => socket.once('open', resolve));
+    const closed = new Promise<number>((resolve) => socket.once('close', (code) => resolve(code)));
+    socket.send(JSON.stringify({ type: 'connection_init', payload: { authorization: `Bearer ${user.token}`, junk: 'x'.repeat(1024 * 1024 + 10) } }));
+    expect(await closed).toBe(1009);
+    expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
   });
 });

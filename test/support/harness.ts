@@ -32,6 +32,8 @@ export async function startServer(env: Record<string, string | undefined> = {}):
     DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'chat-data-')),
     JWT_SECRET: TEST_SECRET,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
+    // Every test client comes from 127.0.0.1 and some send fast: budgets are lifted unless a test sets them.
+    ...LIFTED_BUDGETS,
     ...env,
   });
   const app = await createApp(config, createLogger(config.logLevel));
@@ -56,6 +58,19 @@ export function useServer(env: Record<string, string | undefined> = {}): TestSer
   afterAll(() => server.stop?.());
   return server;
 }
+
+/** Budgets high enough that no test meets them by accident (`limits.test.ts` sets its own). */
+export const LIFTED_BUDGETS: Record<string, string> = {
+  MUTATIONS_PER_USER_PER_10S: '1000000',
+  SENDS_PER_USER_PER_10S: '1000000',
+  SENDS_PER_USER_PER_HOUR: '100000000',
+  SENDS_PER_ROOM_PER_10S: '1000000',
+  SIGNUPS_PER_ADDRESS_PER_HOUR: '1000000',
+  LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '1000000',
+  ROOMS_PER_ADDRESS_PER_HOUR: '1000000',
+  WS_PER_ADDRESS: '1000000',
+  WS_PER_USER: '100000',
+};
 
 function requireEnv(name: string): string {
   const value = process.env[name];

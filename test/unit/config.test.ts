@@ -182,3 +182,40 @@ describe('CORS_ORIGINS', () => {
     expect(() => loadConfig({ ...base, CORS_ORIGINS: 'not an origin' })).toThrow(/CORS_ORIGINS/);
   });
 });
+
+describe('limits and budgets', () => {
+  const base = { JWT_SECRET: 'x'.repeat(40), DATA_DIR: require('node:os').tmpdir() };
+  it('defaults to the values README.md documents', () => {
+    expect(loadConfig(base)).toMatchObject({
+      logInAttemptsPer15Min: 10,
+      logInAttemptsPerUsernamePer15Min: 100,
+      logInFailuresPerAddressPer15Min: 100,
+      mutationsPerUserPer10s: 30,
+      sendsPerUserPer10s: 10,
+      sendsPerUserPerHour: 600,
+      sendsPerRoomPer10s: 50,
+      roomsPerAddressPerHour: 30,
+      signUpsPerAddressPerHour: 20,
+      wsPerUser: 20,
+      wsPerAddress: 200,
+      wsMaxBufferedBytes: 4 * 1024 * 1024,
+      wsStallTimeoutMs: 10_000,
+      trustProxy: false,
+      operationLimits: { maxTokens: 1000, maxDepth: 10, maxAliases: 20, maxRootFields: 15, maxDirectives: 20, maxCost: 10_000 },
+    });
+  });
+  it.each([
+    ['true', true],
+    ['false', false],
+    ['2', 2],
+    ['loopback, 10.0.0.0/8, 2001:db8::1', ['loopback', '10.0.0.0/8', '2001:db8::1']],
+  ])('reads TRUST_PROXY=%s', (value, expected) => {
+    expect(loadConfig({ ...base, TRUST_PROXY: value }).trustProxy).toEqual(expected);
+  });
+  it('refuses a TRUST_PROXY that is not an address, naming the variable', () => {
+    expect(() => loadConfig({ ...base, TRUST_PROXY: 'my-proxy.example.com' })).toThrow(/TRUST_PROXY/);
+  });
+  it('refuses a budget of zero, naming the variable', () => {
+    expect(() => loadConfig({ ...base, SENDS_PER_USER_PER_10S: '0' })).toThrow(/SENDS_PER_USER_PER_10S/);
+  });
+});

@@ -4,7 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TEST_SECRET, waitFor } from '../../support/harness';
+import { LIFTED_BUDGETS, TEST_SECRET, waitFor } from '../../support/harness';
 import { freePort } from './backing';
 
 const ROOT = path.resolve(__dirname, '../../..');
@@ -57,6 +57,7 @@ export async function spawnServer(name: string, env: Record<string, string>): Pr
       JWT_SECRET: TEST_SECRET,
       LOG_LEVEL: 'warn',
       DATA_DIR: dataDir,
+      ...LIFTED_BUDGETS,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],

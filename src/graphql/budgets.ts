@@ -1,0 +1,101 @@
+import { MapperKind, mapSchema } from '@graphql-tools/utils';
+import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
+import type { Config } from '../config';
+import type { RateLimit, RateLimits } from '../rate-limit';
+import type { GraphQLContext } from './context';
+
+/** The budgets spent at the GraphQL boundary; each answers RATE_LIMITED with `retryAfterMs` when spent. */
+export interface Budgets {
+  /** Sends per user over a short window. */
+  sendsPerUserBurst: RateLimit;
+  /** Sends per user over a long window. */
+  sendsPerUserSustained: RateLimit;
+  /** Accepted sends per room, from all members together (a stranger's refused sends do not count). */
+  sendsPerRoom: RateLimit;
+  /** Rooms created per client address. */
+  roomsPerAddress: RateLimit;
+  /** Accounts created per client address. */
+  signUpsPerAddress: RateLimit;
+  /**
+   * Log-ins per username from one address; a success gives them back. With the looser budget per
+   * username alone (`AuthService`), a stranger guessing from one address cannot lock the user out.
+   */
+  logInsPerUsernameAndAddress: RateLimit;
+  /**
+   * Failed log-ins per address, whatever the username: one address trying one password on many
+   * accounts, each attempt a deliberately slow hash. A success gives its point back.
+   */
+  logInsPerAddress: RateLimit;
+  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come). */
+  mutationsPerUser: RateLimit;
+}
+
+type Args = Record<string, any>;
+type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>) => Promise<unknown>;
+
+/**
+ * The schema with each mutation spending its budgets before it runs, whichever transport it
+ * came by: every mutation of a signed-in user spends `mutationsPerUser`, and some have budgets of
+ * their own, declared here, so no service has to remember them. Budgets are spent by every
+ * attempt, refused or not (an attack counts), except a room's, which counts only sends the room
+ * accepted.
+ */
+export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
+  const hooks: Record<string, Hook> = {
+    sendMessage: async (args, ctx, run) => {
+      if (ctx.viewer) {
+        await budgets.sendsPerUserBurst.consume(ctx.viewer.id);
+        await budgets.sendsPerUserSustained.consume(ctx.viewer.id);
+      }
+      const roomId = typeof args.input?.roomId === 'string' ? args.input.roomId : undefined;
+      if (roomId) await budgets.sendsPerRoom.check(roomId);
+      const message = await run();
+      if (roomId) await budgets.sendsPerRoom.count(roomId);
+      return message;
+    },
+    createRoom: async (_args, ctx, run) => {
+      await budgets.roomsPerAddress.consume(ctx.clientAddress);
+      return run();
+    },
+    signUp: async (_args, ctx, run) => {
+      await budgets.signUpsPerAddress.consume(ctx.clientAddress);
+      return run();
+    },
+    logIn: async (args, ctx, run) => {
+      const username = typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '';
+      const key = JSON.stringify([username, ctx.clientAddress]);
+      await budgets.logInsPerUsernameAndAddress.consume(key);
+      await budgets.logInsPerAddress.consume(ctx.clientAddress);
+      const result = await run();
+      await budgets.logInsPerUsernameAndAddress.reset(key);
+      await budgets.logInsPerAddress.reward(ctx.clientAddress);
+      return result;
+    },
+  };
+  return mapSchema(schema, {
+    [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
+      const hook = hooks[name] ?? ((_args, _ctx, run) => run());
+      const resolve = field.resolve;
+      if (!resolve) return field;
+      const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
+        if (ctx.viewer) await budgets.mutationsPerUser.consume(ctx.viewer.id);
+        return hook(args, ctx, async () => resolve(source, args, ctx, info));
+      };
+      return { ...field, resolve: budgeted };
+    },
+  });
+}
+
+/** The budgets, sized by the configuration, in Redis or in memory as `limits` keeps them. */
+export function createBudgets(config: Config, limits: RateLimits): Budgets {
+  return {
+    sendsPerUserBurst: limits.create('send-user-burst', config.sendsPerUserPer10s, 10, 'You are sending messages too fast; slow down'),
+    sendsPerUserSustained: limits.create('send-user-hour', config.sendsPerUserPerHour, 60 * 60, 'You have sent too many messages this hour; retry later'),
+    sendsPerRoom: limits.create('send-room', config.sendsPerRoomPer10s, 10, 'This room is taking too many messages; retry shortly'),
+    roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
+    signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
+    logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
+    mutationsPerUser: limits.create('mutation-user', config.mutationsPerUserPer10s, 10, 'Too many changes at once; slow down'),
+    logInsPerAddress: limits.create('login-address', config.logInFailuresPerAddressPer15Min, 15 * 60, 'Too many failed log-ins from this address; retry later'),
+  };
+}

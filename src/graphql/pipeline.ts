@@ -1,0 +1,134 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import {
+  getOperationAST,
+  getVariableValues,
+  GraphQLError,
+  parse,
+  specifiedRules,
+  validate,
+  type DocumentNode,
+  type ExecutionArgs,
+  type GraphQLSchema,
+} from 'graphql';
+import { AppError, ErrorCode } from '../errors';
+import { checkCost } from './cost';
+import { withoutSuggestions, type OperationRules } from './limits';
+
+/**
+ * The one way an operation is admitted, whatever the transport (README.md, Security):
+ * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
+ * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
+ * the same failure over HTTP, so a client sees one answer on both transports:
+ *
+ * | step | code |
+ * | --- | --- |
+ * | no query, variables not an object | `BAD_REQUEST` |
+ * | parse (syntax, too many tokens, too deep to parse) | `GRAPHQL_PARSE_FAILED` |
+ * | validation (graphql-js, depth, aliases, root fields, directives, introspection) | `GRAPHQL_VALIDATION_FAILED` |
+ * | unknown or missing operation name | `OPERATION_RESOLUTION_FAILURE` |
+ * | variables that do not coerce | `BAD_USER_INPUT` |
+ * | cost over the limit, or not measurable | `BAD_REQUEST` |
+ *
+ * Over HTTP, Apollo Server parses with the same `parseOptions` and `limitsPlugin` calls
+ * `admitDocument`, the same function as here, for the rest.
+ */
+export function prepareOperation(
+  schema: GraphQLSchema,
+  rules: OperationRules,
+  payload: { query?: unknown; variables?: unknown; operationName?: unknown },
+): Omit<ExecutionArgs, 'contextValue'> | GraphQLError[] {
+  if (typeof payload.query !== 'string' || payload.query === '') {
+    return [requestError(ErrorCode.BadRequest, 'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.')];
+  }
+  let document: DocumentNode;
+  try {
+    document = parse(payload.query, rules.parseOptions);
+  } catch (err) {
+    // graphql-js throws a GraphQLError for syntax; a RangeError would mean nesting beyond the stack.
+    const message = err instanceof GraphQLError ? err.message : 'Syntax Error: the document cannot be parsed.';
+    return [new GraphQLError(message, { extensions: { code: 'GRAPHQL_PARSE_FAILED', http: BAD }, ...(err instanceof GraphQLError ? { nodes: err.nodes, source: err.source, positions: err.positions } : {}) })];
+  }
+  if (payload.variables != null && !isRecord(payload.variables)) {
+    return [requestError(ErrorCode.BadRequest, '`variables` in a POST body must be an object if provided.')];
+  }
+  const operationName = typeof payload.operationName === 'string' ? payload.operationName : undefined;
+  const variables = isRecord(payload.variables) ? payload.variables : {};
+  const refused = admitDocument(schema, rules, document, operationName, variables);
+  if (refused) return refused;
+  return { schema, document, operationName, variableValues: variables };
+}
+
+/**
+ * Everything after parsing, the same function on both transports: the limits first (cheap), then
+ * graphql-js's rules, then the operation must resolve, the variables coerce, and the cost stay
+ * within the limit. Returns the refusals (with Apollo Server's codes and HTTP status 400), or
+ * undefined when the operation may run.
+ */
+export function admitDocument(
+  schema: GraphQLSchema,
+  rules: OperationRules,
+  document: DocumentNode,
+  operationName: string | undefined,
+  variables: Record<string, unknown>,
+): GraphQLError[] | undefined {
+  const overLimits = validate(schema, document, rules.validationRules);
+  const invalid = overLimits.length ? overLimits : validate(schema, document, specifiedRules);
+  if (invalid.length > 0) {
+    return invalid.map(
+      (e) => new GraphQLError(withoutSuggestions(rules, e.message), { nodes: e.nodes, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED', http: BAD } }),
+    );
+  }
+  const operation = getOperationAST(document, operationName);
+  if (!operation) return [requestError('OPERATION_RESOLUTION_FAILURE', operationResolutionMessage(document, operationName))];
+  const coerced = getVariableValues(schema, operation.variableDefinitions ?? [], variables, { maxErrors: 1 });
+  if (coerced.errors) {
+    const [error] = coerced.errors;
+    return [new GraphQLError(error.message, { nodes: error.nodes, extensions: { code: ErrorCode.BadUserInput, http: BAD } })];
+  }
+  try {
+    checkCost(schema, document, coerced.coerced, operation.name?.value, rules.limits.maxCost, rules.resolvedFields);
+  } catch (err) {
+    if (err instanceof GraphQLError) return [err];
+    throw err;
+  }
+  return undefined;
+}
+
+/**
+ * The HTTP half: Apollo Server parses with `rules.parseOptions` and runs no validation of its own
+ * (`dangerouslyDisableValidation`); this plugin admits the document with `admitDocument`, as the
+ * WebSocket transport does, then refuses subscriptions (they run over WebSocket).
+ */
+export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): ApolloServerPlugin {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ operation, document, request }) {
+          const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {});
+          // Apollo Server answers one error from this hook; over WebSocket all of them are sent.
+          if (refused) throw refused[0];
+          if (operation?.operation === 'subscription') {
+            throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
+              http: { status: 400 },
+            });
+          }
+        },
+      };
+    },
+  };
+}
+
+const BAD = { status: 400 };
+
+function requestError(code: string, message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code, http: BAD } });
+}
+
+/** graphql-js's words for an operation it cannot pick (what Apollo Server passes on over HTTP). */
+function operationResolutionMessage(document: DocumentNode, operationName: string | undefined): string {
+  if (operationName !== undefined) return `Unknown operation named "${operationName}".`;
+  const operations = document.definitions.filter((d) => d.kind === 'OperationDefinition');
+  return operations.length === 0 ? 'Must provide an operation.' : 'Must provide operation name if query contains multiple operations.';
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

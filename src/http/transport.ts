@@ -1,0 +1,52 @@
+import type { GraphQLSchema } from 'graphql';
+import type { TokenService, Viewer } from '../auth/tokens';
+import type { GraphQLContext } from '../graphql/context';
+import type { OperationRules } from '../graphql/limits';
+import type { Logger } from '../logger';
+import type { Metrics } from '../metrics';
+import type { ClientAddress } from './client-address';
+import type { ReadinessProbes } from './health';
+
+/** The largest message a client may send, over HTTP and WebSocket alike. */
+export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/** WebSocket close codes this server uses besides graphql-ws's own. */
+export enum CloseCode {
+  /** A missing, invalid or expired token (graphql-ws's Forbidden). */
+  Forbidden = 4403,
+  /** Too many sockets for this user (graphql-ws's client does not retry it). */
+  TooManyConnections = 4429,
+}
+
+/** Per-socket and per-client bounds of the WebSocket transport. */
+export interface WebSocketLimits {
+  /** Open sockets per user on this instance. */
+  perUser: number;
+  /** Open sockets per client address on this instance. */
+  perAddress: number;
+  /** Bytes that may wait to be sent to one socket. */
+  maxBufferedBytes: number;
+  /** How long a socket may take nothing while data waits for it, in ms. */
+  stallTimeoutMs: number;
+}
+
+/** What the HTTP and WebSocket transports need from the composition root. */
+export interface TransportDeps {
+  schema: GraphQLSchema;
+  /** The parse and validation rules both transports apply (`src/graphql/pipeline.ts`). */
+  rules: OperationRules;
+  tokens: TokenService;
+  log: Logger;
+  /** Serve GraphiQL. */
+  introspection: boolean;
+  corsOrigins: '*' | string[];
+  /** Who the client is behind any trusted proxies. */
+  clientAddress: ClientAddress;
+  webSockets: WebSocketLimits;
+  /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
+  drainMs: number;
+  probes: ReadinessProbes;
+  /** Builds the context of one operation. */
+  context(viewer: Viewer | null, requestId: string, clientAddress: string): GraphQLContext;
+  metrics: Metrics;
+}

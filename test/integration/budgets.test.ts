@@ -1,0 +1,209 @@
+// Budgets (issue 9, point 2): each with its boundary on both sides, answered RATE_LIMITED with
+// retryAfterMs. Behind TRUST_PROXY, each test names its own client addresses in X-Forwarded-For,
+// so the budgets per address of one test are not spent by another.
+import { randomBytes } from 'node:crypto';
+import { unique, startServer, type GqlResult, type TestServer, type TestUser } from '../support/harness';
+import { rawSocket } from '../support/transports';
+
+const SMALL_BUDGETS = {
+  TRUST_PROXY: 'true',
+  SENDS_PER_USER_PER_10S: '3',
+  SENDS_PER_USER_PER_HOUR: '1000',
+  SENDS_PER_ROOM_PER_10S: '4',
+  ROOMS_PER_ADDRESS_PER_HOUR: '2',
+  SIGNUPS_PER_ADDRESS_PER_HOUR: '3',
+  LOGIN_ATTEMPTS_PER_15_MIN: '3',
+  LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN: '5',
+  LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '4',
+};
+
+let server: TestServer;
+/** A second instance on the same Redis: budgets are shared. */
+let twin: TestServer;
+let hourly: TestServer;
+beforeAll(async () => {
+  [server, twin, hourly] = await Promise.all([
+    startServer(SMALL_BUDGETS),
+    startServer(SMALL_BUDGETS),
+    startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6' }),
+  ]);
+});
+afterAll(() => Promise.all([server.stop(), twin.stop(), hourly.stop()]));
+
+/** A client address of its own, as a proxy would name it. */
+const address = () => `10.${[...randomBytes(3)].join('.')}`;
+
+async function post(target: TestServer, from: string, query: string, variables: Record<string, unknown> = {}, token?: string): Promise<GqlResult> {
+  const res = await fetch(target.url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-forwarded-for': from, ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return { status: res.status, ...((await res.json()) as object) };
+}
+
+const SIGN_UP = 'mutation($input: SignUpInput!) { signUp(input: $input) { token user { id } } }';
+const LOG_IN = 'mutation($input: LogInInput!) { logIn(input: $input) { token } }';
+const SEND = 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }';
+const PASSWORD = 'correct horse battery';
+
+async function signUpFrom(target: TestServer, from = address(), username = unique()): Promise<TestUser> {
+  const result = await post(target, from, SIGN_UP, { input: { username, password: PASSWORD } });
+  if (result.errors) throw new Error(JSON.stringify(result.errors));
+  return { id: result.data.signUp.user.id, username, token: result.data.signUp.token };
+}
+
+async function createRoomFrom(target: TestServer, owner: TestUser): Promise<string> {
+  const result = await post(target, address(), 'mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }', { input: { name: unique('room'), kind: 'PUBLIC' } }, owner.token);
+  if (result.errors) throw new Error(JSON.stringify(result.errors));
+  return result.data.createRoom.id;
+}
+
+const codes = (results: GqlResult[]) => results.map((r) => r.errors?.[0]?.extensions?.code ?? 'ok');
+
+function expectRateLimited(result: GqlResult) {
+  expect(result.errors?.[0]?.extensions?.code).toBe('RATE_LIMITED');
+  expect(result.errors![0].extensions!.retryAfterMs).toBeGreaterThan(0);
+}
+
+describe('sends', () => {
+  it('lets a user send SENDS_PER_USER_PER_10S messages in a burst, then answers RATE_LIMITED', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 4; i++) results.push(await post(server, address(), SEND, { input: { roomId: room, body: `m${i}` } }, ada.token));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[3]);
+    const metrics = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+    expect(Number(/^chat_rate_limited_total\{budget="send-user-burst"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThan(0);
+  });
+
+  it('shares the budget between instances on one Redis', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    const results: GqlResult[] = [];
+    for (const target of [server, twin, server, twin]) results.push(await post(target, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
+  });
+
+  it('spends the same budget over WebSocket', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    for (let i = 0; i < 3; i++) expect(codes([await post(server, address(), SEND, { input: { roomId: room, body: 'http' } }, ada.token)])).toEqual(['ok']);
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    socket.send({ id: 's', type: 'subscribe', payload: { query: SEND, variables: { input: { roomId: room, body: 'ws' } } } });
+    const answer = await socket.next((f) => f.id === 's' && f.type === 'next');
+    expect(answer.payload.errors[0].extensions.code).toBe('RATE_LIMITED');
+    expect(answer.payload.errors[0].extensions.retryAfterMs).toBeGreaterThan(0);
+    socket.close();
+  });
+
+  it('lets a user send SENDS_PER_USER_PER_HOUR messages in an hour, then answers RATE_LIMITED', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada);
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 5; i++) results.push(await post(hourly, address(), SEND, { input: { roomId: room, body: `m${i}` } }, ada.token));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+  });
+
+  it('lets a room take SENDS_PER_ROOM_PER_10S messages from all its members, then answers RATE_LIMITED; a stranger spends none of it', async () => {
+    const [ada, bob, eve] = await Promise.all([signUpFrom(server), signUpFrom(server), signUpFrom(server)]);
+    const room = await createRoomFrom(server, ada);
+    await post(server, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, bob.token);
+    // Eve is not a member: her sends are FORBIDDEN and do not count against the room.
+    for (let i = 0; i < 3; i++) expect(codes([await post(server, address(), SEND, { input: { roomId: room, body: 'x' } }, eve.token)])).toEqual(['FORBIDDEN']);
+    const results: GqlResult[] = [];
+    for (const [user, n] of [[ada, 3], [bob, 2]] as const) {
+      for (let i = 0; i < n; i++) results.push(await post(server, address(), SEND, { input: { roomId: room, body: 'y' } }, user.token));
+    }
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+  });
+});
+
+describe('mutations of any kind', () => {
+  it('lets a user make MUTATIONS_PER_USER_PER_10S mutations, then answers RATE_LIMITED for any of them', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada); // 1
+    const join = () => post(hourly, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, ada.token);
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 6; i++) results.push(await join()); // 2 … 7
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[5]);
+    expect(codes([await post(hourly, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token)])).toEqual(['RATE_LIMITED']);
+  });
+});
+
+describe('rooms and accounts per client address', () => {
+  it('lets one address create ROOMS_PER_ADDRESS_PER_HOUR rooms, then answers RATE_LIMITED; another address may go on', async () => {
+    const ada = await signUpFrom(server);
+    const from = address();
+    const create = (at: string) => post(server, at, 'mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }', { input: { name: unique('r'), kind: 'PUBLIC' } }, ada.token);
+    const results = [await create(from), await create(from), await create(from)];
+    expect(codes(results)).toEqual(['ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[2]);
+    expect(codes([await create(address())])).toEqual(['ok']);
+  });
+
+  it('lets one address sign up SIGNUPS_PER_ADDRESS_PER_HOUR accounts, then answers RATE_LIMITED and creates none', async () => {
+    const from = address();
+    const names = [unique(), unique(), unique(), unique()];
+    const results: GqlResult[] = [];
+    for (const username of names) results.push(await post(server, from, SIGN_UP, { input: { username, password: PASSWORD } }));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[3]);
+    expect(codes([await post(server, address(), LOG_IN, { input: { username: names[3], password: PASSWORD } })])).toEqual(['UNAUTHENTICATED']);
+  });
+
+  it('ignores X-Forwarded-For without TRUST_PROXY: the socket peer is the client', async () => {
+    const plain = await startServer({ SIGNUPS_PER_ADDRESS_PER_HOUR: '1', REDIS_URL: undefined });
+    try {
+      const first = await post(plain, address(), SIGN_UP, { input: { username: unique(), password: PASSWORD } });
+      const second = await post(plain, address(), SIGN_UP, { input: { username: unique(), password: PASSWORD } });
+      expect(codes([first, second])).toEqual(['ok', 'RATE_LIMITED']);
+    } finally {
+      await plain.stop();
+    }
+  });
+});
+
+describe('log-in', () => {
+  it('refuses a username from one address after LOGIN_ATTEMPTS_PER_15_MIN wrong passwords, while its owner logs in from elsewhere', async () => {
+    const ada = await signUpFrom(server);
+    const stranger = address();
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 4; i++) results.push(await post(server, stranger, LOG_IN, { input: { username: ada.username, password: 'wrong password' } }));
+    expect(codes(results)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    expectRateLimited(results[3]);
+    expect(codes([await post(server, stranger, LOG_IN, { input: { username: ada.username, password: PASSWORD } })])).toEqual(['RATE_LIMITED']);
+    expect(codes([await post(server, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } })])).toEqual(['ok']);
+  });
+
+  it('gives an address its attempts back when it logs in', async () => {
+    const ada = await signUpFrom(server);
+    const from = address();
+    const attempt = (password: string) => post(server, from, LOG_IN, { input: { username: ada.username, password } });
+    // Five attempts where three are allowed: the success in the middle gave them back.
+    const results = [await attempt('wrong password'), await attempt('wrong password'), await attempt(PASSWORD), await attempt('wrong password'), await attempt('wrong password')];
+    expect(codes(results)).toEqual(['UNAUTHENTICATED', 'UNAUTHENTICATED', 'ok', 'UNAUTHENTICATED', 'UNAUTHENTICATED']);
+  });
+
+  it('refuses an address after LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN failed log-ins across usernames; its successes do not count', async () => {
+    const from = address();
+    const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
+    const results: GqlResult[] = [];
+    results.push(await post(server, from, LOG_IN, { input: { username: ada.username, password: PASSWORD } }));
+    results.push(await post(server, from, LOG_IN, { input: { username: bob.username, password: PASSWORD } }));
+    for (let i = 0; i < 5; i++) results.push(await post(server, from, LOG_IN, { input: { username: unique(), password: 'one password for all' } }));
+    expect(codes(results)).toEqual(['ok', 'ok', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'UNAUTHENTICATED', 'RATE_LIMITED']);
+    expectRateLimited(results[6]);
+    expect(codes([await post(server, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } })])).toEqual(['ok']);
+  });
+
+  it('refuses a username from every address after LOGIN_ATTEMPTS_PER_USERNAME_PER_15_MIN attempts in all', async () => {
+    const ada = await signUpFrom(server);
+    const results: GqlResult[] = [];
+    for (let i = 0; i < 5; i++) results.push(await post(server, address(), LOG_IN, { input: { username: ada.username, password: 'wrong password' } }));
+    results.push(await post(server, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } }));
+    expect(codes(results)).toEqual([...Array(5).fill('UNAUTHENTICATED'), 'RATE_LIMITED']);
+  });
+});

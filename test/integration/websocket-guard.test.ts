@@ -1,0 +1,139 @@
+// The WebSocket transport's bounds outside GraphQL (issue 9, points 2 and 5): CORS_ORIGINS at the
+// upgrade, sockets per user and per address, and a reader that stops reading is cut off.
+import { randomBytes } from 'node:crypto';
+import WebSocket from 'ws';
+import { createRoom, send, signUp, startServer, unique, waitFor, type TestServer } from '../support/harness';
+import { rawSocket } from '../support/transports';
+
+const address = () => `10.${[...randomBytes(3)].join('.')}`;
+
+/** Resolves to the HTTP status of a refused upgrade, or 101 when the socket opened. */
+function upgradeStatus(wsUrl: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = new WebSocket(wsUrl, 'graphql-transport-ws', { headers });
+    socket.once('open', () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    socket.once('error', reject);
+  });
+}
+
+describe('CORS_ORIGINS', () => {
+  let server: TestServer;
+  let strict: TestServer;
+  beforeAll(async () => {
+    [server, strict] = await Promise.all([startServer(), startServer({ CORS_ORIGINS: 'https://app.example.com, https://admin.example.com' })]);
+  });
+  afterAll(() => Promise.all([server.stop(), strict.stop()]));
+
+  it('lets browsers on any origin call the API by default, over HTTP and WebSocket', async () => {
+    const res = await fetch(server.url, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+    });
+    expect(res.status).toBe(204);
+    expect(res.headers.get('access-control-allow-origin')).toBe('*');
+    expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/i);
+    expect(await upgradeStatus(server.wsUrl, { origin: 'https://anywhere.example.net' })).toBe(101);
+  });
+
+  it('allows only the listed origins over HTTP when CORS_ORIGINS is set', async () => {
+    const ask = (origin: string) => fetch(strict.url, { method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST' } });
+    expect((await ask('https://admin.example.com')).headers.get('access-control-allow-origin')).toBe('https://admin.example.com');
+    expect((await ask('https://evil.example.com')).headers.get('access-control-allow-origin')).toBeNull();
+  });
+
+  it('refuses a WebSocket upgrade from an origin outside CORS_ORIGINS with 403, and allows listed origins and clients that send none', async () => {
+    expect(await upgradeStatus(strict.wsUrl, { origin: 'https://evil.example.com' })).toBe(403);
+    expect(await upgradeStatus(strict.wsUrl, { origin: 'https://app.example.com.evil.example.com' })).toBe(403);
+    expect(await upgradeStatus(strict.wsUrl, { origin: 'null' })).toBe(403);
+    expect(await upgradeStatus(strict.wsUrl, { origin: 'https://admin.example.com' })).toBe(101);
+    const ada = await signUp(strict.url);
+    const bot = await rawSocket(strict.wsUrl, ada.token); // no Origin: a server or a bot
+    expect(bot.closed()).toBeUndefined();
+    bot.close();
+    expect((await fetch(strict.url.replace('/graphql', '/healthz'))).status).toBe(200);
+  });
+});
+
+describe('sockets per user and per address', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ TRUST_PROXY: 'true', WS_PER_USER: '2', WS_PER_ADDRESS: '3' });
+  });
+  afterAll(() => server.stop());
+
+  it('lets a user hold WS_PER_USER sockets, closes one more with 4429, and takes one again when a socket closes', async () => {
+    const ada = await signUp(server.url);
+    const open = [await rawSocket(server.wsUrl, ada.token, { 'x-forwarded-for': address() }), await rawSocket(server.wsUrl, ada.token, { 'x-forwarded-for': address() })];
+    const extra = await rawSocket(server.wsUrl, null, { 'x-forwarded-for': address() });
+    extra.send({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}` } });
+    expect(await extra.whenClosed).toBe(4429);
+    expect(open.map((s) => s.closed())).toEqual([undefined, undefined]);
+    open[0].close();
+    await open[0].whenClosed;
+    const again = await waitFor(async () => {
+      const socket = await rawSocket(server.wsUrl, null, { 'x-forwarded-for': address() });
+      socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}` } });
+      const first = await Promise.race([socket.next((f) => f.type === 'connection_ack').then(() => 'ack'), socket.whenClosed.then(String)]);
+      return first === 'ack' ? socket : undefined;
+    });
+    again.close();
+    open[1].close();
+  });
+
+  it('lets an address open WS_PER_ADDRESS sockets, refuses one more with 429, and takes one again when a socket closes', async () => {
+    const from = address();
+    const ada = await signUp(server.url);
+    const bob = await signUp(server.url);
+    const open = [
+      await rawSocket(server.wsUrl, ada.token, { 'x-forwarded-for': from }),
+      await rawSocket(server.wsUrl, ada.token, { 'x-forwarded-for': from }),
+      await rawSocket(server.wsUrl, bob.token, { 'x-forwarded-for': from }),
+    ];
+    expect(await upgradeStatus(server.wsUrl, { 'x-forwarded-for': from })).toBe(429);
+    expect(await upgradeStatus(server.wsUrl, { 'x-forwarded-for': address() })).toBe(101);
+    open[2].close();
+    await open[2].whenClosed;
+    await waitFor(async () => (await upgradeStatus(server.wsUrl, { 'x-forwarded-for': from })) === 101);
+    open.forEach((s) => s.close());
+  });
+});
+
+describe('a reader that stops reading', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ WS_STALL_TIMEOUT_MS: '300' });
+  });
+  afterAll(() => server.stop());
+
+  it('is cut off, while another subscriber of the room gets every message', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const query = 'subscription($r: ID!) { roomEvents(roomId: $r) { ... on MessageAdded { message { id body } } } }';
+    const healthy = await rawSocket(server.wsUrl, ada.token);
+    healthy.send({ id: 'h', type: 'subscribe', payload: { query, variables: { r: roomId } } });
+    const stalled = await rawSocket(server.wsUrl, ada.token);
+    for (let i = 0; i < 50; i++) stalled.send({ id: `s${i}`, type: 'subscribe', payload: { query, variables: { r: roomId } } });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 51);
+    // Stop reading: the kernel buffers fill and then nothing the server writes is taken.
+    (stalled.socket as unknown as { _socket: { pause(): void } })._socket.pause();
+    const body = 'x'.repeat(3900);
+    let sent = 0;
+    await waitFor(
+      async () => {
+        await send(server.url, ada, roomId, `${unique()} ${body}`);
+        sent++;
+        return server.app.hubs.listeners(roomId) === 1;
+      },
+      60_000,
+      () => `listeners: ${server.app.hubs.listeners(roomId)} after ${sent} messages`,
+    );
+    await healthy.next((f) => f.id === 'h' && healthy.frames.filter((g) => g.id === 'h').length === sent, 30_000);
+    expect(healthy.closed()).toBeUndefined();
+    healthy.close();
+    stalled.socket.terminate();
+  });
+});
