@@ -17,6 +17,8 @@ const config: CodegenConfig = {
           Room: '../chat/models#RoomModel',
           Message: '../chat/models#MessageModel',
           Reaction: '../db/entities/message#ReactionGroup',
+          TypingChanged: '../presence/models#TypingChangedModel',
+          PresenceChanged: '../presence/models#PresenceChangedModel',
         },
       },
     },

@@ -9,7 +9,7 @@ import type { RoomStore } from './room-store';
  * What one subscription receives: messages or changes in order, the other room signals it
  * accepts (assistant deltas), and at most one `revoked` (the viewer left or was removed), which ends it.
  */
-export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' }> | { kind: 'revoked' };
+export type FeedEvent = Exclude<HubEvent, { kind: 'membership' }> | { kind: 'revoked' };
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
@@ -131,7 +131,8 @@ export class MessageFeed {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
     } else {
-      if (event.kind === 'delta' && this.options.start.order === 'messages') return;
+      // Ephemeral signals (deltas, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
+      if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
       if (this.queue.length >= MAX_BUFFER) this.shed();
       this.queue.push(event);
     }

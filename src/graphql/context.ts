@@ -8,6 +8,7 @@ import type { Role } from '../db/entities/membership';
 import type { MessageService } from '../chat/message-service';
 import type { RoomService } from '../chat/room-service';
 import type { SubscriptionService } from '../chat/subscription-service';
+import type { PresenceService, TypingService } from '../presence';
 
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
@@ -16,6 +17,8 @@ export interface Services {
   messages: MessageService;
   subscriptions: SubscriptionService;
   assistant: AssistantService;
+  typing: TypingService;
+  presence: PresenceService;
 }
 
 /** The viewer's place in a room, read with the room's head in one snapshot (so unread counts are exact). */

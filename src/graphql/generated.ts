@@ -2,6 +2,7 @@ import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } f
 import type { UserEntity } from '../db/entities/user';
 import type { RoomModel, MessageModel } from '../chat/models';
 import type { ReactionGroup } from '../db/entities/message';
+import type { TypingChangedModel, PresenceChangedModel } from '../presence/models';
 import type { GraphQLContext } from './context';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -191,6 +192,8 @@ export type Mutation = {
   removeReaction: Message;
   /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. The sender's read position moves to it. */
   sendMessage: Message;
+  /** Tells the room's `roomEvents` subscribers that the viewer is typing (`typing: true`) or stopped (`typing: false`); members only (`FORBIDDEN` otherwise, the same answer for a room that does not exist). Call it with `true` while the user types — repeats within a second cost nothing and emit nothing new — and with `false` when they send or clear the text. Typing ends by itself a few seconds after the last `true`. Always returns true. */
+  setTyping: Scalars['Boolean']['output'];
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;
   /** The room's OWNER changes its assistant settings. */
@@ -286,6 +289,13 @@ export type MutationSendMessageArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationSetTypingArgs = {
+  roomId: Scalars['ID']['input'];
+  typing: Scalars['Boolean']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationSignUpArgs = {
   input: SignUpInput;
 };
@@ -307,6 +317,17 @@ export type PageInfo = {
   hasPreviousPage: Scalars['Boolean']['output'];
   /** The cursor of the first edge, or null for an empty page. */
   startCursor?: Maybe<Scalars['String']['output']>;
+};
+
+/** A member of the room came online (their first WebSocket, on any server, opened) or went offline (their last one closed, or the server holding it stopped answering: within about 30 seconds). Ephemeral: never stored, never replayed on resume, no `cursor`; `Member.online` answers the current state. */
+export type PresenceChanged = {
+  __typename?: 'PresenceChanged';
+  /** True when they came online, false when they went offline. */
+  online: Scalars['Boolean']['output'];
+  /** The room this event was delivered in (one event per room of the user). */
+  roomId: Scalars['ID']['output'];
+  /** Who came online or went offline. */
+  user: User;
 };
 
 /** The root of every read: the signed-in user, rooms and message history. */
@@ -418,7 +439,7 @@ export type RoomEdge = {
 };
 
 /** Everything that happens in a room, in order. */
-export type RoomEvent = AssistantDelta | MessageAdded | MessageUpdated;
+export type RoomEvent = AssistantDelta | MessageAdded | MessageUpdated | PresenceChanged | TypingChanged;
 
 /** Who may find and join a room. */
 export type RoomKind =
@@ -470,6 +491,17 @@ export type SubscriptionMessageAddedArgs = {
 export type SubscriptionRoomEventsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   roomId: Scalars['ID']['input'];
+};
+
+/** A member of the room started or stopped typing. Ephemeral: never stored, never replayed on resume, no `cursor`. */
+export type TypingChanged = {
+  __typename?: 'TypingChanged';
+  /** The room they are typing in. */
+  roomId: Scalars['ID']['output'];
+  /** True when they started typing; false when they stopped (`setTyping(false)`) or their typing expired a few seconds after their last `setTyping(true)`. */
+  typing: Scalars['Boolean']['output'];
+  /** Who is typing. */
+  user: User;
 };
 
 /** What `updateRoom` changes; omitted fields stay as they are. */
@@ -571,6 +603,8 @@ export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = Reso
     | ( AssistantDelta )
     | ( Omit<MessageAdded, 'message'> & { message: _RefType['Message'] } )
     | ( Omit<MessageUpdated, 'message'> & { message: _RefType['Message'] } )
+    | ( PresenceChangedModel )
+    | ( TypingChangedModel )
   ;
 }>;
 
@@ -595,6 +629,7 @@ export type ResolversTypes = ResolversObject<{
   MessageUpdated: ResolverTypeWrapper<Omit<MessageUpdated, 'message'> & { message: ResolversTypes['Message'] }>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
+  PresenceChanged: ResolverTypeWrapper<PresenceChangedModel>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Reaction: ResolverTypeWrapper<ReactionGroup>;
   ReactionInput: ReactionInput;
@@ -608,6 +643,7 @@ export type ResolversTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  TypingChanged: ResolverTypeWrapper<TypingChangedModel>;
   UpdateRoomInput: UpdateRoomInput;
   User: ResolverTypeWrapper<UserEntity>;
 }>;
@@ -631,6 +667,7 @@ export type ResolversParentTypes = ResolversObject<{
   MessageUpdated: Omit<MessageUpdated, 'message'> & { message: ResolversParentTypes['Message'] };
   Mutation: Record<PropertyKey, never>;
   PageInfo: PageInfo;
+  PresenceChanged: PresenceChangedModel;
   Query: Record<PropertyKey, never>;
   Reaction: ReactionGroup;
   ReactionInput: ReactionInput;
@@ -642,6 +679,7 @@ export type ResolversParentTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: Scalars['String']['output'];
   Subscription: Record<PropertyKey, never>;
+  TypingChanged: TypingChangedModel;
   UpdateRoomInput: UpdateRoomInput;
   User: UserEntity;
 }>;
@@ -720,6 +758,7 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
   removeReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationRemoveReactionArgs, 'input'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
+  setTyping?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationSetTypingArgs, 'roomId' | 'typing'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
   updateRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationUpdateRoomArgs, 'input'>>;
 }>;
@@ -729,6 +768,13 @@ export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends R
   hasNextPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   hasPreviousPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   startCursor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type PresenceChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['PresenceChanged'] = ResolversParentTypes['PresenceChanged']> = ResolversObject<{
+  online?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type QueryResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
@@ -768,12 +814,19 @@ export type RoomEdgeResolvers<ContextType = GraphQLContext, ParentType extends R
 }>;
 
 export type RoomEventResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomEvent'] = ResolversParentTypes['RoomEvent']> = ResolversObject<{
-  __resolveType: TypeResolveFn<'AssistantDelta' | 'MessageAdded' | 'MessageUpdated', ParentType, ContextType>;
+  __resolveType: TypeResolveFn<'AssistantDelta' | 'MessageAdded' | 'MessageUpdated' | 'PresenceChanged' | 'TypingChanged', ParentType, ContextType>;
 }>;
 
 export type SubscriptionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   messageAdded?: SubscriptionResolver<ResolversTypes['Message'], "messageAdded", ParentType, ContextType, RequireFields<SubscriptionMessageAddedArgs, 'roomId'>>;
   roomEvents?: SubscriptionResolver<ResolversTypes['RoomEvent'], "roomEvents", ParentType, ContextType, RequireFields<SubscriptionRoomEventsArgs, 'roomId'>>;
+}>;
+
+export type TypingChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['TypingChanged'] = ResolversParentTypes['TypingChanged']> = ResolversObject<{
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  typing?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type UserResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User']> = ResolversObject<{
@@ -794,6 +847,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   MessageUpdated?: MessageUpdatedResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
+  PresenceChanged?: PresenceChangedResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Reaction?: ReactionResolvers<ContextType>;
   Room?: RoomResolvers<ContextType>;
@@ -801,6 +855,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   RoomEdge?: RoomEdgeResolvers<ContextType>;
   RoomEvent?: RoomEventResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
+  TypingChanged?: TypingChangedResolvers<ContextType>;
   User?: UserResolvers<ContextType>;
 }>;
 

@@ -29,6 +29,8 @@ export interface HttpDeps {
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string): GraphQLContext;
   metrics: Metrics;
+  /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
+  presence: { connect(userId: string): () => void };
 }
 
 

@@ -38,6 +38,7 @@ export function attachWebSockets(httpServer: http.Server, deps: HttpDeps) {
         const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
         if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
         ctx.extra.viewer = viewer;
+        ctx.extra.socket.once('close', deps.presence.connect(viewer.id));
         if (viewer.expiresAt) {
           // A socket lives no longer than its token: the client reconnects with a fresh one.
           const timer = setTimeout(() => ctx.extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));

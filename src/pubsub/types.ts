@@ -5,7 +5,10 @@ export type RoomSignal =
   /** A message at its latest change (`message.changeSeq`): its insert, or a later change. */
   | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
-  | { kind: 'membership'; userId: string; member: boolean };
+  | { kind: 'membership'; userId: string; member: boolean }
+  /** Ephemeral (docs/guarantees.md, guarantee 11): never in the change log, never replayed. */
+  | { kind: 'typing'; roomId: string; userId: string; typing: boolean }
+  | { kind: 'presence'; roomId: string; userId: string; online: boolean };
 
 /** Stops a streaming assistant reply, wherever it streams. */
 export interface AssistantControl {

@@ -3,7 +3,8 @@ import { assistantResolvers } from './assistant';
 import { authResolvers } from './auth';
 import { commonResolvers } from './common';
 import { messageResolvers } from './messages';
+import { presenceResolvers } from './presence';
 import { roomResolvers } from './rooms';
 
 /** All resolvers, one file per schema domain (makeExecutableSchema merges them). */
-export const resolvers: Resolvers[] = [commonResolvers, authResolvers, roomResolvers, messageResolvers, assistantResolvers];
+export const resolvers: Resolvers[] = [commonResolvers, authResolvers, roomResolvers, messageResolvers, assistantResolvers, presenceResolvers];

@@ -15,6 +15,10 @@ function toRoomEvent(event: FeedEvent) {
       };
     case 'delta':
       return { __typename: 'AssistantDelta' as const, messageId: event.messageId, index: event.index, text: event.text };
+    case 'typing':
+      return { __typename: 'TypingChanged' as const, roomId: event.roomId, userId: event.userId, typing: event.typing };
+    case 'presence':
+      return { __typename: 'PresenceChanged' as const, roomId: event.roomId, userId: event.userId, online: event.online };
     case 'revoked':
       throw forbidden('You are no longer a member of this room');
   }
