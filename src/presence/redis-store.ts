@@ -83,6 +83,8 @@ const SCRIPTS = {
     return flags`,
 } as const;
 
+const FIRST_CONNECT_WAIT_MS = 5000;
+
 type Scripted = Redis & { [name in keyof typeof SCRIPTS]: (key: string, ...args: Array<string | number>) => Promise<unknown> };
 
 /**
@@ -92,29 +94,41 @@ type Scripted = Redis & { [name in keyof typeof SCRIPTS]: (key: string, ...args:
  */
 export class RedisEphemeralStore implements EphemeralStore {
   private readonly redis: Scripted;
+  /** Settles once the first connection is up (or after a while): calls made at start wait for it, later ones never wait. */
+  private readonly connected: Promise<void>;
 
   constructor(url: string, log: Logger) {
     const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2000 });
     redis.on('error', (err) => log.debug({ err: err.message }, 'presence redis connection error')); // pub/sub reports it already
     for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 1, lua });
     this.redis = redis as Scripted;
+    this.connected = new Promise<void>((resolve) => {
+      redis.once('ready', resolve);
+      setTimeout(resolve, FIRST_CONNECT_WAIT_MS).unref();
+    });
+  }
+
+  /** Runs a command once the first connection is up. */
+  private async call<T>(command: (redis: Scripted) => Promise<unknown>): Promise<T> {
+    await this.connected;
+    return (await command(this.redis)) as T;
   }
 
   async startTyping(roomId: string, userId: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.typingStart(KEYS.typing, `${roomId}:${userId}`, ttlMs)) === 1;
+    return (await this.call((r) => r.typingStart(KEYS.typing, `${roomId}:${userId}`, ttlMs))) === 1;
   }
 
   async stopTyping(roomId: string, userId: string): Promise<boolean> {
-    return (await this.redis.zrem(KEYS.typing, `${roomId}:${userId}`)) === 1;
+    return (await this.call((r) => r.zrem(KEYS.typing, `${roomId}:${userId}`))) === 1;
   }
 
   async expireTyping(roomId: string, userId: string): Promise<'expired' | 'gone' | number> {
-    const left = (await this.redis.typingExpire(KEYS.typing, `${roomId}:${userId}`)) as number;
+    const left = await this.call<number>((r) => r.typingExpire(KEYS.typing, `${roomId}:${userId}`));
     return left === -1 ? 'expired' : left === 0 ? 'gone' : left;
   }
 
   async sweepTyping(limit: number): Promise<Array<{ roomId: string; userId: string }>> {
-    const due = (await this.redis.typingSweep(KEYS.typing, limit)) as string[];
+    const due = await this.call<string[]>((r) => r.typingSweep(KEYS.typing, limit));
     return due.map((member) => {
       const [roomId, userId] = member.split(':');
       return { roomId, userId };
@@ -123,20 +137,20 @@ export class RedisEphemeralStore implements EphemeralStore {
 
   async holdPresence(instanceId: string, userIds: string[], ttlMs: number): Promise<string[]> {
     if (userIds.length === 0) return [];
-    return (await this.redis.presenceHold(KEYS.online, instanceId, ttlMs, KEYS.holders, ...userIds)) as string[];
+    return this.call<string[]>((r) => r.presenceHold(KEYS.online, instanceId, ttlMs, KEYS.holders, ...userIds));
   }
 
   async releasePresence(instanceId: string, userId: string): Promise<boolean> {
-    return (await this.redis.presenceRelease(KEYS.online, instanceId, userId, KEYS.holders)) === 1;
+    return (await this.call((r) => r.presenceRelease(KEYS.online, instanceId, userId, KEYS.holders))) === 1;
   }
 
   async sweepPresence(limit: number): Promise<string[]> {
-    return (await this.redis.presenceSweep(KEYS.online, limit, KEYS.holders)) as string[];
+    return this.call<string[]>((r) => r.presenceSweep(KEYS.online, limit, KEYS.holders));
   }
 
   async online(userIds: string[]): Promise<Set<string>> {
     if (userIds.length === 0) return new Set();
-    const flags = (await this.redis.presenceOnline(KEYS.online, ...userIds)) as number[];
+    const flags = await this.call<number[]>((r) => r.presenceOnline(KEYS.online, ...userIds));
     return new Set(userIds.filter((_, i) => flags[i] === 1));
   }
 

@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
-import { notMember, requireMember, requireViewer } from '../chat/access';
+import { notMember, requireMember } from '../chat/access';
+import { unauthenticated } from '../errors';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
 import { isUuid } from '../validation';
@@ -54,8 +55,9 @@ export class TypingService {
    * the store (Redis) is unreachable.
    */
   set(viewer: Viewer | null, roomId: string, typing: boolean): Promise<boolean> {
-    const { id: userId } = requireViewer(viewer);
+    if (!viewer) return Promise.reject(unauthenticated());
     if (!isUuid(roomId)) return Promise.reject(notMember());
+    const userId = viewer.id;
     const key = `${roomId}:${userId}`;
     if (!typing) return this.stop(viewer, roomId, userId);
     const last = this.recent.get(key);
