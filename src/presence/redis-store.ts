@@ -2,15 +2,15 @@ import Redis from 'ioredis';
 import type { Logger } from '../logger';
 import type { EphemeralStore } from './store';
 
-/** Key names, in one place. Each sorted set's scores are deadlines in ms of Redis's clock. */
-const KEYS = {
+/** Key names, in one place (after an optional prefix). Each sorted set's scores are deadlines in ms of Redis's clock. */
+const keyNames = (prefix: string) => ({
   /** `roomId:userId` → typing deadline. */
-  typing: 'typing:deadlines',
+  typing: `${prefix}typing:deadlines`,
   /** Users announced online → the latest deadline of their holders. */
-  online: 'presence:online',
+  online: `${prefix}presence:online`,
   /** Prefix of a user's holders: instanceId → deadline. */
-  holders: 'presence:holders:',
-} as const;
+  holders: `${prefix}presence:holders:`,
+});
 
 // Every script reads the time from Redis, so instances whose clocks drift still agree.
 const NOW = `local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n`;
@@ -97,7 +97,11 @@ export class RedisEphemeralStore implements EphemeralStore {
   /** Settles once the first connection is up (or after a while): calls made at start wait for it, later ones never wait. */
   private readonly connected: Promise<void>;
 
-  constructor(url: string, log: Logger) {
+  private readonly keys: ReturnType<typeof keyNames>;
+
+  /** `prefix` sets these keys apart from others' on the same Redis (tests that must not share them). */
+  constructor(url: string, log: Logger, prefix = '') {
+    this.keys = keyNames(prefix);
     const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2000 });
     redis.on('error', (err) => log.debug({ err: err.message }, 'presence redis connection error')); // pub/sub reports it already
     for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 1, lua });
@@ -115,20 +119,20 @@ export class RedisEphemeralStore implements EphemeralStore {
   }
 
   async startTyping(roomId: string, userId: string, ttlMs: number): Promise<boolean> {
-    return (await this.call((r) => r.typingStart(KEYS.typing, `${roomId}:${userId}`, ttlMs))) === 1;
+    return (await this.call((r) => r.typingStart(this.keys.typing, `${roomId}:${userId}`, ttlMs))) === 1;
   }
 
   async stopTyping(roomId: string, userId: string): Promise<boolean> {
-    return (await this.call((r) => r.zrem(KEYS.typing, `${roomId}:${userId}`))) === 1;
+    return (await this.call((r) => r.zrem(this.keys.typing, `${roomId}:${userId}`))) === 1;
   }
 
   async expireTyping(roomId: string, userId: string): Promise<'expired' | 'gone' | number> {
-    const left = await this.call<number>((r) => r.typingExpire(KEYS.typing, `${roomId}:${userId}`));
+    const left = await this.call<number>((r) => r.typingExpire(this.keys.typing, `${roomId}:${userId}`));
     return left === -1 ? 'expired' : left === 0 ? 'gone' : left;
   }
 
   async sweepTyping(limit: number): Promise<Array<{ roomId: string; userId: string }>> {
-    const due = await this.call<string[]>((r) => r.typingSweep(KEYS.typing, limit));
+    const due = await this.call<string[]>((r) => r.typingSweep(this.keys.typing, limit));
     return due.map((member) => {
       const [roomId, userId] = member.split(':');
       return { roomId, userId };
@@ -137,20 +141,20 @@ export class RedisEphemeralStore implements EphemeralStore {
 
   async holdPresence(instanceId: string, userIds: string[], ttlMs: number): Promise<string[]> {
     if (userIds.length === 0) return [];
-    return this.call<string[]>((r) => r.presenceHold(KEYS.online, instanceId, ttlMs, KEYS.holders, ...userIds));
+    return this.call<string[]>((r) => r.presenceHold(this.keys.online, instanceId, ttlMs, this.keys.holders, ...userIds));
   }
 
   async releasePresence(instanceId: string, userId: string): Promise<boolean> {
-    return (await this.call((r) => r.presenceRelease(KEYS.online, instanceId, userId, KEYS.holders))) === 1;
+    return (await this.call((r) => r.presenceRelease(this.keys.online, instanceId, userId, this.keys.holders))) === 1;
   }
 
   async sweepPresence(limit: number): Promise<string[]> {
-    return this.call<string[]>((r) => r.presenceSweep(KEYS.online, limit, KEYS.holders));
+    return this.call<string[]>((r) => r.presenceSweep(this.keys.online, limit, this.keys.holders));
   }
 
   async online(userIds: string[]): Promise<Set<string>> {
     if (userIds.length === 0) return new Set();
-    const flags = await this.call<number[]>((r) => r.presenceOnline(KEYS.online, ...userIds));
+    const flags = await this.call<number[]>((r) => r.presenceOnline(this.keys.online, ...userIds));
     return new Set(userIds.filter((_, i) => flags[i] === 1));
   }
 

@@ -18,6 +18,8 @@ const log = createLogger('silent');
 const ROOM = '00000000-0000-4000-8000-000000000001';
 const OTHER_ROOM = '00000000-0000-4000-8000-000000000002';
 let serial = 0;
+// Its own keys: the servers of other test files sweep the shared Redis too.
+const PREFIX = `test-${process.pid}-${Date.now()}:`;
 const userId = () => `00000000-0000-4000-9000-${String(++serial).padStart(12, '0')}`;
 
 /** A clock the test moves. */
@@ -65,7 +67,7 @@ async function recordSignals(pubsub: MemoryPubSub, rooms: string[]): Promise<Roo
 
 describe.each([
   ['memory', () => ({ store: new MemoryEphemeralStore(), short: 40 })],
-  ['redis', () => ({ store: new RedisEphemeralStore(process.env.TEST_REDIS_URL!, log), short: 40 })],
+  ['redis', () => ({ store: new RedisEphemeralStore(process.env.TEST_REDIS_URL!, log, PREFIX), short: 40 })],
 ])('the %s EphemeralStore', (_name, make) => {
   let store: EphemeralStore;
   let short: number;
@@ -127,18 +129,18 @@ describe.each([
 
 describe('the Redis EphemeralStore', () => {
   it('stores nothing for a user once they stopped typing and went offline (keys do not linger)', async () => {
-    const store = new RedisEphemeralStore(process.env.TEST_REDIS_URL!, log);
+    const store = new RedisEphemeralStore(process.env.TEST_REDIS_URL!, log, PREFIX);
     const redis = new Redis(process.env.TEST_REDIS_URL!);
     try {
       const user = userId();
       await store.startTyping(ROOM, user, 60_000);
       await store.holdPresence('A', [user], 60_000);
-      expect(await redis.pttl(`presence:holders:${user}`)).toBeGreaterThan(0); // expires by itself too
+      expect(await redis.pttl(`${PREFIX}presence:holders:${user}`)).toBeGreaterThan(0); // expires by itself too
       await store.stopTyping(ROOM, user);
       await store.releasePresence('A', user);
-      expect(await redis.zscore('typing:deadlines', `${ROOM}:${user}`)).toBeNull();
-      expect(await redis.zscore('presence:online', user)).toBeNull();
-      expect(await redis.exists(`presence:holders:${user}`)).toBe(0);
+      expect(await redis.zscore(`${PREFIX}typing:deadlines`, `${ROOM}:${user}`)).toBeNull();
+      expect(await redis.zscore(`${PREFIX}presence:online`, user)).toBeNull();
+      expect(await redis.exists(`${PREFIX}presence:holders:${user}`)).toBe(0);
     } finally {
       redis.disconnect();
       await store.close();
