@@ -16,30 +16,10 @@ import {
   startServer,
   waitFor,
   wsClient,
-  type Collected,
   type TestServer,
   type TestUser,
 } from '../support/harness';
-
-export const ROOM_EVENTS = `subscription($roomId: ID!, $after: String) {
-  roomEvents(roomId: $roomId, after: $after) {
-    __typename
-    ... on MessageAdded { cursor message { id body } }
-    ... on MessageUpdated { cursor message { id body } }
-    ... on TypingChanged { roomId typing user { id username } }
-    ... on PresenceChanged { roomId online user { id } }
-  }
-}`;
-export const SET_TYPING = `mutation($roomId: ID!, $typing: Boolean!) { setTyping(roomId: $roomId, typing: $typing) }`;
-
-type Event = { __typename: string; roomId?: string; typing?: boolean; online?: boolean; user?: { id: string }; message?: { id: string; body: string } };
-const eventsOf = (sub: Collected): Event[] => sub.results.map((r) => r.data?.roomEvents);
-/** `typing` events about `user`: their values in order. */
-export const typingOf = (sub: Collected, user: TestUser) =>
-  eventsOf(sub).filter((e) => e?.__typename === 'TypingChanged' && e.user?.id === user.id).map((e) => e.typing);
-/** `presence` events about `user`: their values in order. */
-export const presenceOf = (sub: Collected, user: TestUser) =>
-  eventsOf(sub).filter((e) => e?.__typename === 'PresenceChanged' && e.user?.id === user.id).map((e) => e.online);
+import { eventsOf, presenceOf, ROOM_EVENTS, SET_TYPING, typingOf } from '../support/ephemeral';
 
 const clients: Client[] = [];
 afterEach(async () => {
