@@ -2,23 +2,25 @@ import { Repeater } from '@repeaterjs/repeater';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
 import type { MessageModel } from '../pubsub';
-import { AddedSet, type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
+import { AddedSet } from './added-set';
+import { type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
 import type { RoomStore } from './room-store';
 
 /**
- * What one subscription receives: messages or changes in order, the other room signals it
- * accepts (assistant deltas), and at most one `revoked` (the viewer left or was removed), which ends it.
+ * What one subscription receives: messages or changes in order, for roomEvents also the room's
+ * ephemeral signals (assistant deltas, member changes), and at most one `revoked` (the viewer left
+ * or was removed), which ends it.
  */
-export type FeedEvent = Exclude<HubEvent, { kind: 'membership' }> | { kind: 'revoked' };
+export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membership' | 'typing' | 'presence' }> | { kind: 'revoked' };
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
- * after `after`, each message first as `added`; `addedUpToSeq` is the newest message the client
+ * after `after`, each message first as `added`; `added` tells which messages the client
  * already has. `messages` (messageAdded): new messages by seq after `after`. Without `after` the
  * feed starts where the hub is.
  */
 export type FeedStart =
-  | { order: 'changes'; after?: { change: number; addedUpToSeq: number } }
+  | { order: 'changes'; after?: { change: number; added: AddedSet } }
   | { order: 'messages'; after?: { seq: number } };
 
 export interface FeedOptions {
@@ -51,6 +53,7 @@ export class MessageFeed {
   private synced = false;
   private revoked = false;
   private stopped = false;
+  private readonly stopping = new AbortController();
   private wake?: () => void;
   /** The last change number (changes) or seq (messages) delivered. */
   private position = 0;
@@ -61,11 +64,8 @@ export class MessageFeed {
 
   /** The feed as an async iterator; nothing is attached until the first `next()`. */
   events(): AsyncIterableIterator<FeedEvent> {
-    return new Repeater<FeedEvent>(async (push, stop) => {
-      void stop.then(() => {
-        this.stopped = true;
-        this.wake?.();
-      });
+    const repeater = new Repeater<FeedEvent>(async (push, stop) => {
+      void stop.then(() => this.stop());
       const deliver = async (events: AsyncIterable<FeedEvent> | Iterable<FeedEvent>) => {
         for await (const event of events) if (!this.stopped) await Promise.race([push(event), stop]);
       };
@@ -74,10 +74,12 @@ export class MessageFeed {
       try {
         while (!this.stopped && !this.revoked) {
           if (!this.synced) {
-            // Everything up to the hub's position now comes from the database; every later change is queued.
+            // Everything up to the hub's position now comes from the database; every later change is
+            // queued — unless the queue overflows meanwhile, which makes the feed read again.
             const upto = this.head(attached.hub);
+            this.synced = true;
             await deliver(this.catchUp(upto));
-            this.synced = this.position >= upto;
+            if (this.position < upto) this.synced = false;
             continue;
           }
           const next = this.queue.shift();
@@ -88,6 +90,7 @@ export class MessageFeed {
           }
           const gap = this.gapBefore(next);
           if (gap) await deliver(this.catchUp(gap));
+          if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
           const event = this.accept(next);
           if (event) await deliver([event]);
         }
@@ -98,6 +101,25 @@ export class MessageFeed {
       }
       stop();
     });
+    // A Repeater hands `throw()` to its executor only while it waits on a push; end the feed in any case.
+    return Object.assign(repeater, {
+      throw: async (err: unknown): Promise<IteratorResult<FeedEvent>> => {
+        await repeater.return();
+        throw err;
+      },
+    });
+  }
+
+  /** Ends the feed: its loop and any wait for the database end at once. */
+  private stop(): void {
+    this.stopped = true;
+    this.stopping.abort();
+    this.wake?.();
+  }
+
+  /** Waits before a retry; resolves at once when the feed stops. */
+  private retryWait(): Promise<void> {
+    return sleep(RETRY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
   /** Acquires the hub (retrying while the database is unreachable) and places the feed's start. */
@@ -111,27 +133,26 @@ export class MessageFeed {
         const { start } = options;
         if (start.order === 'changes') {
           this.position = start.after?.change ?? hub.position;
-          this.added = start.after ? new AddedSet(start.after.addedUpToSeq) : hub.added.clone();
+          this.added = (start.after?.added ?? hub.added).clone();
         } else {
           this.position = start.after?.seq ?? hub.lastSeq;
         }
         return attached;
       } catch (err) {
         options.log.warn({ err: (err as Error).message, roomId: options.roomId }, 'feed could not reach its room hub; retrying');
+        await this.retryWait();
         if (this.stopped) return undefined;
-        await sleep(RETRY_MS);
       }
     }
   }
 
   private readonly listener: HubListener = (event) => {
     if (this.revoked) return; // nothing follows a revocation
-    if (event.kind === 'membership') {
-      if (event.member || event.userId !== this.options.viewerId) return;
+    if (event.kind === 'membership' && event.role === null && event.userId === this.options.viewerId) {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
     } else {
-      // Ephemeral signals (deltas, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
+      // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
       if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
       if (this.queue.length >= MAX_BUFFER) this.shed();
       this.queue.push(event);
@@ -161,7 +182,7 @@ export class MessageFeed {
           : await store.range(roomId, this.position, upto, REPLAY_BATCH);
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
-        await sleep(RETRY_MS);
+        await this.retryWait();
         continue;
       }
       for (const message of batch) {
@@ -177,10 +198,11 @@ export class MessageFeed {
   private present(message: MessageModel): ChangeEvent {
     if (this.options.start.order === 'messages') {
       this.position = message.seq;
-      return { kind: 'added', change: message.changeSeq, message };
+      return { kind: 'added', change: message.changeSeq, added: String(message.seq), message };
     }
     this.position = message.changeSeq;
-    return { kind: this.added.mark(message.seq) ? 'updated' : 'added', change: message.changeSeq, message };
+    const kind = this.added.mark(message.seq) ? 'updated' : 'added';
+    return { kind, change: message.changeSeq, added: this.added.snapshot(), message };
   }
 
   /**
@@ -204,7 +226,8 @@ export class MessageFeed {
       if (event.change <= this.position) return undefined;
       this.position = event.change;
       const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-      return kind === event.kind ? event : { ...event, kind };
+      const added = this.added.snapshot();
+      return kind === event.kind && added === event.added ? event : { ...event, kind, added };
     }
     if (message.seq <= this.position) return undefined;
     this.position = message.seq;

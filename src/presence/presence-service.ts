@@ -119,7 +119,7 @@ export class PresenceService {
     const { db, pubsub, log } = this.options;
     try {
       const rooms: Array<{ room_id: string }> = await db.query('SELECT room_id FROM memberships WHERE user_id = $1', [userId]);
-      await Promise.all(rooms.map(({ room_id: roomId }) => publishQuietly(pubsub, log, roomId, { kind: 'presence', roomId, userId, online })));
+      await Promise.all(rooms.map(({ room_id: roomId }) => publishQuietly(pubsub, log, roomId, { kind: 'presence', userId, online })));
     } catch (err) {
       log.warn({ err: (err as Error).message, userId }, 'could not announce a presence change');
     }

@@ -127,6 +127,6 @@ export class TypingService {
   }
 
   private publish(roomId: string, userId: string, typing: boolean): Promise<void> {
-    return publishQuietly(this.options.pubsub, this.options.log, roomId, { kind: 'typing', roomId, userId, typing });
+    return publishQuietly(this.options.pubsub, this.options.log, roomId, { kind: 'typing', userId, typing });
   }
 }

@@ -406,6 +406,23 @@ describe('read state', () => {
     expect(room.unreadCount).toBe(51 - highest);
   });
 
+  it('answers lastSeq, lastReadSeq, unreadCount and lastMessage from one moment, also while messages pour in', async () => {
+    const { owner, member, roomId } = await roomWithMember();
+    const ROOM_STATE = `query($id: ID!) { room(id: $id) { lastSeq lastReadSeq unreadCount lastMessage { seq } } }`;
+    let sending = true;
+    const senders = [owner, member].map(async (user) => {
+      for (let i = 0; i < 25; i++) await send(url, user, roomId, `${user.username} ${i}`);
+    });
+    const done = Promise.all(senders).then(() => (sending = false));
+    const answers = [];
+    while (sending) answers.push((await must(url, ROOM_STATE, { id: roomId }, member.token)).room);
+    await done;
+    expect(answers.length).toBeGreaterThan(0);
+    for (const room of answers) {
+      expect([room.unreadCount, room.lastMessage?.seq ?? 0]).toEqual([room.lastSeq - room.lastReadSeq, room.lastSeq]);
+    }
+  });
+
   it('lists 100 rooms with unread counts and last messages in a constant number of queries', async () => {
     const viewer = await signUp(url);
     const writer = await signUp(url);

@@ -58,10 +58,10 @@ function fakeDb(members: Map<string, string[]>): DataSource & { lookups: number 
   return db as unknown as DataSource & { lookups: number };
 }
 
-/** Every ephemeral signal published on the rooms' topics. */
-async function recordSignals(pubsub: MemoryPubSub, rooms: string[]): Promise<RoomSignal[]> {
-  const seen: RoomSignal[] = [];
-  for (const room of rooms) await pubsub.subscribe(roomTopic(room), (s: RoomSignal) => seen.push(s));
+/** Every signal published on the rooms' topics, with its room. */
+async function recordSignals(pubsub: MemoryPubSub, rooms: string[]): Promise<Array<RoomSignal & { room: string }>> {
+  const seen: Array<RoomSignal & { room: string }> = [];
+  for (const room of rooms) await pubsub.subscribe(roomTopic(room), (s: RoomSignal) => seen.push({ ...s, room }));
   return seen;
 }
 
@@ -175,8 +175,8 @@ describe('TypingService', () => {
       expect({ lookups: db.lookups, calls }).toEqual({ lookups: 2, calls: ['startTyping', 'startTyping'] });
       await typing.set({ id: ada }, ROOM, false);
       expect(seen).toEqual([
-        { kind: 'typing', roomId: ROOM, userId: ada, typing: true },
-        { kind: 'typing', roomId: ROOM, userId: ada, typing: false },
+        { kind: 'typing', room: ROOM, userId: ada, typing: true },
+        { kind: 'typing', room: ROOM, userId: ada, typing: false },
       ]);
     } finally {
       typing.close();
@@ -222,8 +222,8 @@ describe('PresenceService', () => {
     const instance = (instanceId: string) => new PresenceService({ db, store, pubsub, log, instanceId, ttlMs: 60_000 });
     return { store, pubsub, a: instance('A'), b: instance('B') };
   }
-  const presenceOf = (seen: RoomSignal[], user: string) =>
-    seen.filter((s) => s.kind === 'presence' && s.userId === user).map((s) => s.kind === 'presence' && `${s.roomId === ROOM ? 'room' : 'other'}:${s.online}`);
+  const presenceOf = (seen: Array<RoomSignal & { room: string }>, user: string) =>
+    seen.filter((s) => s.kind === 'presence' && s.userId === user).map((s) => s.kind === 'presence' && `${s.room === ROOM ? 'room' : 'other'}:${s.online}`);
 
   it("flips online at a user's first socket on any instance and offline after their last, in each of their rooms", async () => {
     const [ada, bob] = [userId(), userId()];
