@@ -86,6 +86,8 @@ export type LogInInput = {
 /** A user's place in a room. */
 export type Member = {
   __typename?: 'Member';
+  /** True while they have a WebSocket open on any server; `PresenceChanged` on `roomEvents` tells when it flips. */
+  online: Scalars['Boolean']['output'];
   /** Their role in the room. */
   role: Role;
   /** The user. */
@@ -883,6 +885,7 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
 }
 
 export type MemberResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Member'] = ResolversParentTypes['Member']> = ResolversObject<{
+  online?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   role?: Resolver<ResolversTypes['Role'], ParentType, ContextType>;
   user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
 }>;

@@ -146,6 +146,22 @@ describe('typing and presence on two instances sharing PostgreSQL and Redis', ()
     for (const server of [a, b]) expect(await server.app.services.presence.online([ada.id, bob.id])).toEqual(new Set([bob.id]));
   });
 
+  it('answers Member.online for a page of members in one presence lookup, on any instance', async () => {
+    const [ada, bob, cy] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url)]);
+    const roomId = await roomWith(a.url, [ada, bob, cy]);
+    collect(client(b, ada), ROOM_EVENTS, { roomId }); // ada's socket is on B
+    await waitFor(async () => (await a.app.services.presence.online([ada.id])).has(ada.id));
+    const lookups = jest.spyOn(a.app.services.presence, 'online');
+    try {
+      const data = await must(a.url, `query($id: ID!) { room(id: $id) { members(first: 10) { edges { node { online user { id } } } } } }`, { id: roomId }, bob.token);
+      const online = Object.fromEntries(data.room.members.edges.map((e: any) => [e.node.user.id, e.node.online]));
+      expect(online).toEqual({ [ada.id]: true, [bob.id]: false, [cy.id]: false });
+      expect(lookups).toHaveBeenCalledTimes(1);
+    } finally {
+      lookups.mockRestore();
+    }
+  });
+
   it('does not replay typing or presence when roomEvents resumes', async () => {
     const [ada, bob, cy] = await Promise.all([signUp(a.url), signUp(b.url), signUp(a.url)]);
     const roomId = await roomWith(a.url, [ada, bob, cy]);
