@@ -83,24 +83,31 @@ it('delivers every message and every change once and in order to subscribers on 
   });
   let sendingDone = false;
   void sending.done.finally(() => (sendingDone = true));
+  // A client on a bad network: it drops about every second and resumes on the other instance with its last event cursor.
+  const hopper = subscribers.add(new EventSubscriber('roomEvents hopper: A, B, A, … with its last event cursor', roomId, users[3]));
+  hopper.connect(a.wsUrl);
   let kills = 0;
   let connectionsKilled = 0;
   while (!sendingDone) {
     await pause(150 + Math.random() * 150); // the interval between kills, not a wait for a result
     connectionsKilled += Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
     kills++;
+    if (kills % 4 === 0) {
+      await hopper.disconnect();
+      hopper.connect(servers[hopper.sessions % 2].wsUrl);
+    }
   }
   await sending.done;
   const burstMs = Date.now() - started;
 
   const { databaseUrl } = sharedUrls();
-  const truth = await settle(databaseUrl, roomId, [...subs, ...eventSubs], 2 * HEAL_INTERVAL_MS, 30_000);
-  const changed = await changeReport(a.url, databaseUrl, changes, eventSubs);
+  const truth = await settle(databaseUrl, roomId, [...subs, ...eventSubs, hopper], 2 * HEAL_INTERVAL_MS, 30_000);
+  const changed = await changeReport(a.url, databaseUrl, changes, [...eventSubs, hopper]);
 
   const line = report(
     'pubsub connections killed during a burst',
     ledger.sent,
-    [...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)), ...eventSubs.map((s) => tallyAdded(s, ledger.acked.values()))],
+    [...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)), ...[...eventSubs, hopper].map((s) => tallyAdded(s, ledger.acked.values()))],
     {
       instances: 2,
       concurrency: 8,
@@ -113,6 +120,7 @@ it('delivers every message and every change once and in order to subscribers on 
       sendMs: spread(ledger.latencies),
       burstMs,
       catchUpMs: Date.now() - started - burstMs,
+      hopperSessions: hopper.sessions,
     },
     changed,
   );
@@ -124,7 +132,8 @@ it('delivers every message and every change once and in order to subscribers on 
   expect(connectionsKilled).toBeGreaterThan(kills); // both instances' subscribers (and the plain one) were hit
   expect(changes.failures).toEqual([]);
   expect(changes.pending).toEqual([]);
-  const all = [...subs, ...eventSubs];
+  expect(hopper.sessions).toBeGreaterThanOrEqual(5);
+  const all = [...subs, ...eventSubs, { name: hopper.name, ended: 0, errors: hopper.errors }];
   expect(all.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(all.map((s) => ({ name: s.name, ended: 0, errors: [] })));
   expectClean(line);
   expectCleanChanges(line);

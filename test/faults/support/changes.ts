@@ -82,7 +82,7 @@ export interface ChangeTrafficOptions {
 }
 
 /** How many of the newest messages get half of the changes. */
-const HOT = 20;
+const HOT = 5;
 
 type Planned = { op: ChangeOp; component: Component; message: Tracked };
 
@@ -100,6 +100,8 @@ export class ChangeTraffic {
   readonly latencies: number[] = [];
   replies = 0;
   private readonly messages: Tracked[] = [];
+  /** Who has reacted to which message (each pair once). */
+  private readonly reacted: Array<{ message: Tracked; user: TestUser }> = [];
   private readonly tags: Map<string, string>;
 
   constructor(readonly options: ChangeTrafficOptions) {
@@ -133,6 +135,15 @@ export class ChangeTraffic {
 
   /** The next change to make (marking its component busy), or undefined when none is possible now. */
   plan(): Planned | undefined {
+    // A third of the time, a user who already reacted to a message reacts again: reactions come and go.
+    const again = Math.random() < 0.3 ? this.reacted[Math.floor(Math.random() * this.reacted.length)] : undefined;
+    if (again && !again.message.deleted && !again.message.busy.has('life')) {
+      const planned = this.reaction(again.message, again.user);
+      if (!again.message.busy.has(planned.component)) {
+        again.message.busy.add(planned.component);
+        return planned;
+      }
+    }
     for (let tries = 0; tries < 10; tries++) {
       // Half on the newest few (so changes of one message race and reactions come and go), half on any earlier one.
       const from = Math.random() < 0.5 ? Math.max(0, this.messages.length - HOT) : 0;
@@ -157,7 +168,11 @@ export class ChangeTraffic {
       const body = `edited ${message.seq} ✎${message.edits + 1}`;
       return { message, component: 'body', op: { kind: 'edit', messageId: message.id, body, user: message.author } };
     }
-    const user = members[Math.floor(Math.random() * members.length)];
+    return this.reaction(message, members[Math.floor(Math.random() * members.length)]);
+  }
+
+  /** `user` adds the next reaction name to `message`, or removes its oldest one. */
+  private reaction(message: Tracked, user: TestUser): Planned {
     const tag = this.tags.get(user.id)!;
     const window = message.windows.get(tag) ?? { lo: 0, hi: 0 };
     const size = window.hi - window.lo;
@@ -216,6 +231,7 @@ export class ChangeTraffic {
     if (op.kind === 'edit') message.edits++;
     if (op.kind === 'addReaction' || op.kind === 'removeReaction') {
       const window = message.windows.get(op.tag) ?? { lo: 0, hi: 0 };
+      if (window.hi === 0) this.reacted.push({ message, user: op.user });
       message.windows.set(op.tag, op.kind === 'addReaction' ? { lo: window.lo, hi: op.n + 1 } : { lo: op.n + 1, hi: window.hi });
     }
     message.busy.delete(component);

@@ -86,6 +86,7 @@ export class EventSubscriber {
       { query: ROOM_EVENTS, variables: { roomId: this.roomId, after } },
       {
         next: (result) => {
+          if (this.client !== client) return; // a connection it has left: the next one resumes after what it kept
           const e = result.data?.roomEvents;
           // Only changes count here; ephemeral events (deltas, members, typing, presence) have no cursor.
           if (e && (e.__typename === 'MessageAdded' || e.__typename === 'MessageUpdated')) {

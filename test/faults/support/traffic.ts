@@ -234,6 +234,7 @@ export class Subscriber {
       { query: FEED, variables: { roomId: this.roomId, after } },
       {
         next: (result) => {
+          if (this.client !== client) return; // a connection it has left: the next one resumes after what it kept
           const m = result.data?.messageAdded;
           if (m) this.received.push({ id: m.id, seq: m.seq, cursor: m.cursor, session });
           if (result.errors?.length) this.errors.push(result.errors);
