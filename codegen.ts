@@ -19,6 +19,8 @@ const config: CodegenConfig = {
           Reaction: '../db/entities/message#ReactionGroup',
           Member: '../chat/membership-service#MemberModel',
           MemberChanged: '../chat/membership-service#MemberChangedModel',
+          TypingChanged: '../presence/models#TypingChangedModel',
+          PresenceChanged: '../presence/models#PresenceChangedModel',
         },
       },
     },

@@ -22,6 +22,7 @@ import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
 import { Metrics } from './metrics';
 import { RateLimits } from './rate-limit';
+import { createEphemeral } from './presence';
 
 /** A running instance: its address once listening, its parts (for tests), and how to stop it. */
 export interface App {
@@ -64,6 +65,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
   const assistant = await createAssistant(config, db.dataSource, messageStore, pubsub, limits, metrics, log);
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
+  const ephemeral = createEphemeral(config, db.dataSource, pubsub, log);
   const services: Services = {
     auth: new AuthService(
       db.dataSource,
@@ -77,6 +79,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
     assistant: assistant.service,
+    typing: ephemeral.typing,
+    presence: ephemeral.presence,
   };
   const schema = createSchema(createBudgets(config, limits));
   const server = await createHttpServer({
@@ -105,6 +109,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       newLoaders: () => createLoaders(db.dataSource, viewer),
     }),
     metrics,
+    presence: ephemeral.presence,
   });
 
   let stopping: Promise<void> | undefined;
@@ -120,6 +125,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     stop() {
       stopping ??= (async () => {
         await server.stop();
+        await ephemeral.close();
         await assistant.stop();
         await limits.close();
         await hubs.close();

@@ -90,6 +90,13 @@ export interface Config {
   healIntervalMs: number;
   /** Longest a graceful shutdown may take before the process exits anyway, in ms. Default 10000. */
   shutdownTimeoutMs: number;
+  /** Typing ends by itself this long after the last `setTyping(true)`, in ms. Default 5000. */
+  typingTtlMs: number;
+  /**
+   * A user's presence held by an instance lapses this long after its last heartbeat (sent every
+   * third of it), in ms: users of an instance that died go offline within about 1.3× this. Default 20000.
+   */
+  presenceTtlMs: number;
 }
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
@@ -152,6 +159,8 @@ const envSchema = z.object({
     .pipe(z.union([z.literal('*'), z.array(z.string().url('must be * or a comma-separated list of origins')).min(1)])),
   HEAL_INTERVAL_MS: int(100, 600_000).default(5000),
   SHUTDOWN_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  TYPING_TTL_MS: int(500, 60_000).default(5000),
+  PRESENCE_TTL_MS: int(300, 600_000).default(20_000),
 });
 
 /** A configuration problem that must stop the server; the message names the variable. */
@@ -219,6 +228,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     nodeEnv: e.NODE_ENV,
     healIntervalMs: e.HEAL_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    typingTtlMs: e.TYPING_TTL_MS,
+    presenceTtlMs: e.PRESENCE_TTL_MS,
   };
 }
 

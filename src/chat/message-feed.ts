@@ -11,7 +11,7 @@ import type { RoomStore } from './room-store';
  * ephemeral signals (assistant deltas, member changes), and at most one `revoked` (the viewer left
  * or was removed), which ends it.
  */
-export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membership' }> | { kind: 'revoked' };
+export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membership' | 'typing' | 'presence' }> | { kind: 'revoked' };
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
@@ -152,7 +152,7 @@ export class MessageFeed {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
     } else {
-      // Ephemeral signals (deltas, member changes) are for roomEvents only.
+      // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
       if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
       if (this.queue.length >= MAX_BUFFER) this.shed();
       this.queue.push(event);

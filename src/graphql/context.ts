@@ -11,6 +11,7 @@ import type { SubscriptionService } from '../chat/subscription-service';
 import type { ActivityRouter } from '../chat/activity-router';
 import type { DirectoryService } from '../chat/directory-service';
 import type { MembershipService } from '../chat/membership-service';
+import type { PresenceService, TypingService } from '../presence';
 
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
@@ -22,6 +23,8 @@ export interface Services {
   messages: MessageService;
   subscriptions: SubscriptionService;
   assistant: AssistantService;
+  typing: TypingService;
+  presence: PresenceService;
 }
 
 /** The viewer's place in a room, read with the room's head in one snapshot (so unread counts are exact). */

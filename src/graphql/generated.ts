@@ -3,6 +3,7 @@ import type { UserEntity } from '../db/entities/user';
 import type { RoomModel, MessageModel } from '../chat/models';
 import type { ReactionGroup } from '../db/entities/message';
 import type { MemberModel, MemberChangedModel } from '../chat/membership-service';
+import type { TypingChangedModel, PresenceChangedModel } from '../presence/models';
 import type { GraphQLContext } from './context';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -85,6 +86,8 @@ export type LogInInput = {
 /** A user's place in a room. */
 export type Member = {
   __typename?: 'Member';
+  /** True while they have a WebSocket open on any server; `PresenceChanged` on `roomEvents` tells when it flips. */
+  online: Scalars['Boolean']['output'];
   /** Their role in the room. */
   role: Role;
   /** The user. */
@@ -250,6 +253,8 @@ export type Mutation = {
   sendMessage: Message;
   /** The room's OWNER makes a member ADMIN or MEMBER, or hands OWNER over (the old OWNER becomes ADMIN, so a room has one OWNER). Members see a `MemberChanged`. A user who is not a member is `NOT_FOUND`; the OWNER's own role is `CONFLICT`. */
   setMemberRole: Room;
+  /** Tells the room's `roomEvents` subscribers that the viewer is typing (`typing: true`) or stopped (`typing: false`); members only (`FORBIDDEN` otherwise, the same answer for a room that does not exist). Call it with `true` while the user types — repeats within a second cost nothing and emit nothing new — and with `false` when they send or clear the text. Typing ends by itself a few seconds after the last `true`. Always returns true. */
+  setTyping: Scalars['Boolean']['output'];
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;
   /** Changes a room: its name (OWNER or ADMIN) and its assistant settings (OWNER). Not for DIRECT rooms. */
@@ -359,6 +364,13 @@ export type MutationSetMemberRoleArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationSetTypingArgs = {
+  roomId: Scalars['ID']['input'];
+  typing: Scalars['Boolean']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationSignUpArgs = {
   input: SignUpInput;
 };
@@ -383,6 +395,17 @@ export type PageInfo = {
   hasPreviousPage: Scalars['Boolean']['output'];
   /** The cursor of the first edge, or null for an empty page. */
   startCursor?: Maybe<Scalars['String']['output']>;
+};
+
+/** A member of the room came online (their first WebSocket, on any server, opened) or went offline (their last one closed, or the server holding it stopped answering: within about 30 seconds). Ephemeral: never stored, never replayed on resume, no `cursor`; `Member.online` answers the current state. */
+export type PresenceChanged = {
+  __typename?: 'PresenceChanged';
+  /** True when they came online, false when they went offline. */
+  online: Scalars['Boolean']['output'];
+  /** The room this event was delivered in (one event per room of the user). */
+  roomId: Scalars['ID']['output'];
+  /** Who came online or went offline. */
+  user: User;
 };
 
 /** The root of every read: the signed-in user, rooms and message history. */
@@ -560,7 +583,7 @@ export type RoomEdge = {
 };
 
 /** Everything that happens in a room, in order. */
-export type RoomEvent = AssistantDelta | MemberChanged | MessageAdded | MessageUpdated;
+export type RoomEvent = AssistantDelta | MemberChanged | MessageAdded | MessageUpdated | PresenceChanged | TypingChanged;
 
 /** Who may find and join a room. */
 export type RoomKind =
@@ -616,6 +639,17 @@ export type SubscriptionMessageAddedArgs = {
 export type SubscriptionRoomEventsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   roomId: Scalars['ID']['input'];
+};
+
+/** A member of the room started or stopped typing. Ephemeral: never stored, never replayed on resume, no `cursor`. */
+export type TypingChanged = {
+  __typename?: 'TypingChanged';
+  /** The room they are typing in. */
+  roomId: Scalars['ID']['output'];
+  /** True when they started typing; false when they stopped (`setTyping(false)`) or their typing expired a few seconds after their last `setTyping(true)`. */
+  typing: Scalars['Boolean']['output'];
+  /** Who is typing. */
+  user: User;
 };
 
 /** What `updateRoom` changes; omitted fields stay as they are. */
@@ -727,6 +761,8 @@ export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = Reso
     | ( MemberChangedModel )
     | ( Omit<MessageAdded, 'message'> & { message: _RefType['Message'] } )
     | ( Omit<MessageUpdated, 'message'> & { message: _RefType['Message'] } )
+    | ( PresenceChangedModel )
+    | ( TypingChangedModel )
   ;
 }>;
 
@@ -758,6 +794,7 @@ export type ResolversTypes = ResolversObject<{
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   MyEvent: ResolverTypeWrapper<ResolversUnionTypes<ResolversTypes>['MyEvent']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
+  PresenceChanged: ResolverTypeWrapper<PresenceChangedModel>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Reaction: ResolverTypeWrapper<ReactionGroup>;
   ReactionInput: ReactionInput;
@@ -774,6 +811,7 @@ export type ResolversTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: ResolverTypeWrapper<Scalars['String']['output']>;
   Subscription: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  TypingChanged: ResolverTypeWrapper<TypingChangedModel>;
   UpdateRoomInput: UpdateRoomInput;
   User: ResolverTypeWrapper<UserEntity>;
 }>;
@@ -804,6 +842,7 @@ export type ResolversParentTypes = ResolversObject<{
   Mutation: Record<PropertyKey, never>;
   MyEvent: ResolversUnionTypes<ResolversParentTypes>['MyEvent'];
   PageInfo: PageInfo;
+  PresenceChanged: PresenceChangedModel;
   Query: Record<PropertyKey, never>;
   Reaction: ReactionGroup;
   ReactionInput: ReactionInput;
@@ -818,6 +857,7 @@ export type ResolversParentTypes = ResolversObject<{
   SignUpInput: SignUpInput;
   String: Scalars['String']['output'];
   Subscription: Record<PropertyKey, never>;
+  TypingChanged: TypingChangedModel;
   UpdateRoomInput: UpdateRoomInput;
   User: UserEntity;
 }>;
@@ -845,6 +885,7 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
 }
 
 export type MemberResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Member'] = ResolversParentTypes['Member']> = ResolversObject<{
+  online?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   role?: Resolver<ResolversTypes['Role'], ParentType, ContextType>;
   user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
 }>;
@@ -931,6 +972,7 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   removeReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationRemoveReactionArgs, 'input'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
   setMemberRole?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationSetMemberRoleArgs, 'role' | 'roomId' | 'userId'>>;
+  setTyping?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationSetTypingArgs, 'roomId' | 'typing'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
   updateRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationUpdateRoomArgs, 'input'>>;
 }>;
@@ -944,6 +986,13 @@ export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends R
   hasNextPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   hasPreviousPage?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   startCursor?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+}>;
+
+export type PresenceChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['PresenceChanged'] = ResolversParentTypes['PresenceChanged']> = ResolversObject<{
+  online?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type QueryResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
@@ -1005,13 +1054,20 @@ export type RoomEdgeResolvers<ContextType = GraphQLContext, ParentType extends R
 }>;
 
 export type RoomEventResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomEvent'] = ResolversParentTypes['RoomEvent']> = ResolversObject<{
-  __resolveType: TypeResolveFn<'AssistantDelta' | 'MemberChanged' | 'MessageAdded' | 'MessageUpdated', ParentType, ContextType>;
+  __resolveType: TypeResolveFn<'AssistantDelta' | 'MemberChanged' | 'MessageAdded' | 'MessageUpdated' | 'PresenceChanged' | 'TypingChanged', ParentType, ContextType>;
 }>;
 
 export type SubscriptionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   messageAdded?: SubscriptionResolver<ResolversTypes['Message'], "messageAdded", ParentType, ContextType, RequireFields<SubscriptionMessageAddedArgs, 'roomId'>>;
   myEvents?: SubscriptionResolver<ResolversTypes['MyEvent'], "myEvents", ParentType, ContextType>;
   roomEvents?: SubscriptionResolver<ResolversTypes['RoomEvent'], "roomEvents", ParentType, ContextType, RequireFields<SubscriptionRoomEventsArgs, 'roomId'>>;
+}>;
+
+export type TypingChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['TypingChanged'] = ResolversParentTypes['TypingChanged']> = ResolversObject<{
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  typing?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type UserResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['User'] = ResolversParentTypes['User']> = ResolversObject<{
@@ -1039,6 +1095,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   Mutation?: MutationResolvers<ContextType>;
   MyEvent?: MyEventResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
+  PresenceChanged?: PresenceChangedResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Reaction?: ReactionResolvers<ContextType>;
   ReadStateChanged?: ReadStateChangedResolvers<ContextType>;
@@ -1049,6 +1106,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   RoomEdge?: RoomEdgeResolvers<ContextType>;
   RoomEvent?: RoomEventResolvers<ContextType>;
   Subscription?: SubscriptionResolvers<ContextType>;
+  TypingChanged?: TypingChangedResolvers<ContextType>;
   User?: UserResolvers<ContextType>;
 }>;
 

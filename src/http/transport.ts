@@ -49,4 +49,6 @@ export interface TransportDeps {
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string, clientAddress: string): GraphQLContext;
   metrics: Metrics;
+  /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
+  presence: { connect(userId: string): () => void };
 }

@@ -61,6 +61,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
         if (!guard.admitUser(ctx.extra.socket, viewer.id)) return false; // already closed with 4429
         ctx.extra.viewer = viewer;
+        ctx.extra.socket.once('close', deps.presence.connect(viewer.id));
         if (viewer.expiresAt) {
           // A socket lives no longer than its token: the client reconnects with a fresh one.
           const timer = setTimeout(() => ctx.extra.socket.close(CloseCode.Forbidden, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));

@@ -7,7 +7,10 @@ export type RoomSignal =
   | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
   /** A user joined, was added, changed role (`role`), or left or was removed (`role: null`). */
-  | { kind: 'membership'; userId: string; role: Role | null };
+  | { kind: 'membership'; userId: string; role: Role | null }
+  /** Ephemeral (docs/guarantees.md, guarantee 11): never in the change log, never replayed. */
+  | { kind: 'typing'; userId: string; typing: boolean }
+  | { kind: 'presence'; userId: string; online: boolean };
 
 /** What is published on a user's own topic: changes of their rooms that concern only them. */
 export type UserSignal =

@@ -241,7 +241,11 @@ function roomEvents(session: Session, variables: { roomId: string; after?: strin
   const events: RoomEvent[] = [];
   const errors: unknown[] = [];
   const subscription = session.client.subscribe<{ roomEvents: RoomEvent }>({ query: ROOM_EVENTS, variables }).subscribe({
-    next: (r) => (r.data ? events.push(r.data.roomEvents as RoomEvent) : errors.push(r.error)),
+    next: (r) => {
+      if (!r.data) return void errors.push(r.error);
+      const e = r.data.roomEvents as { __typename: string };
+      if (e.__typename === 'MessageAdded' || e.__typename === 'MessageUpdated') events.push(e as RoomEvent); // not typing or presence
+    },
     error: (error) => errors.push(error),
   });
   return { events, errors, stop: () => subscription.unsubscribe() };

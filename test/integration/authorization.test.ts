@@ -63,6 +63,7 @@ const OPERATIONS: Operation[] = [
   { field: 'markRead', kind: 'mutation', document: 'mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }', variables: (s) => ({ r: s.roomId, c: s.messageCursor }), changes: true },
   { field: 'openDirectRoom', kind: 'mutation', document: 'mutation($u: ID!) { openDirectRoom(userId: $u) { id } }', variables: (s) => ({ u: s.otherMemberId }), changes: true, note: 'with another member' },
   { field: 'setMemberRole', kind: 'mutation', document: 'mutation($r: ID!, $u: ID!) { setMemberRole(roomId: $r, userId: $u, role: ADMIN) { id } }', variables: (s) => ({ r: s.roomId, u: s.otherMemberId }), changes: true, note: 'makes another member ADMIN' },
+  { field: 'setTyping', kind: 'mutation', document: 'mutation($r: ID!) { setTyping(roomId: $r, typing: true) }', variables: (s) => ({ r: s.roomId }) },
   { field: 'myEvents', kind: 'subscription', document: 'subscription { myEvents { __typename } }', variables: () => ({}) },
   { field: 'messageAdded', kind: 'subscription', document: 'subscription($r: ID!) { messageAdded(roomId: $r) { id } }', variables: (s) => ({ r: s.roomId }), changes: true },
   { field: 'roomEvents', kind: 'subscription', document: 'subscription($r: ID!) { roomEvents(roomId: $r) { __typename } }', variables: (s) => ({ r: s.roomId }), changes: true },

@@ -21,6 +21,7 @@ import {
   type TestServer,
   type TestUser,
 } from '../support/harness';
+import { presenceOf, ROOM_EVENTS, SET_TYPING, typingOf } from '../support/ephemeral';
 
 const SLOW = 60_000;
 const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-'));
@@ -154,6 +155,24 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     expect((await must(server.url, room, { id: roomId }, ada.token)).room).toMatchObject({ unreadCount: 0, lastReadSeq: 3 });
     resumed.stop();
     await client.dispose();
+  }, SLOW);
+
+  it('shows typing and presence on roomEvents (in memory: no Redis, nothing in the database)', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const adaClient = wsClient(server.wsUrl, ada);
+    const watcher = collect(adaClient, ROOM_EVENTS, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    const bobClient = wsClient(server.wsUrl, bob);
+    collect(bobClient, ROOM_EVENTS, { roomId });
+    await watcher.until(() => presenceOf(watcher, bob).length >= 1);
+    expect(await server.app.services.presence.online([ada.id, bob.id])).toEqual(new Set([ada.id, bob.id]));
+    for (const typing of [true, true, false]) await must(server.url, SET_TYPING, { roomId, typing }, bob.token);
+    await bobClient.dispose();
+    await watcher.until(() => typingOf(watcher, bob).length >= 2 && presenceOf(watcher, bob).length >= 2);
+    expect({ typing: typingOf(watcher, bob), presence: presenceOf(watcher, bob) }).toEqual({ typing: [true, false], presence: [true, false] });
+    await adaClient.dispose();
   }, SLOW);
 
   it('keeps users, rooms and messages across a restart on the same DATA_DIR, and seq continues without a gap', async () => {

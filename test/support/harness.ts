@@ -163,12 +163,25 @@ export interface Collected<T = any> {
   stop(): void;
 }
 
-/** Subscribes and collects every result. */
+/**
+ * Typing and presence events (API.md guarantee 11) that the query selects nothing of: a client's
+ * switch over `__typename` skips them, and so does `collect`, so that tests of other events are
+ * not disturbed by users coming online. A query that selects their fields gets them.
+ */
+const unselectedEphemeral = (result: ExecutionResult<unknown>) => {
+  const event = Object.values((result.data ?? {}) as Record<string, unknown>)[0] as Record<string, unknown> | null | undefined;
+  if (!event || typeof event !== 'object') return false;
+  const keys = Object.keys(event);
+  return keys.length === 0 || (keys.length === 1 && ['TypingChanged', 'PresenceChanged'].includes(event.__typename as string));
+};
+
+/** Subscribes and collects every result (but typing and presence events the query selects nothing of). */
 export function collect<T = any>(client: Client, query: string, variables: Record<string, unknown> = {}): Collected<T> {
   const results: ExecutionResult<T>[] = [];
   let stop = () => {};
   const done = new Promise<void>((resolve, reject) => {
-    stop = client.subscribe<T>({ query, variables }, { next: (r) => results.push(r as ExecutionResult<T>), error: reject, complete: resolve });
+    const next = (r: ExecutionResult<T>) => unselectedEphemeral(r) || results.push(r);
+    stop = client.subscribe<T>({ query, variables }, { next, error: reject, complete: resolve });
   });
   done.catch(() => undefined);
   return {

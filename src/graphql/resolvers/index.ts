@@ -4,7 +4,8 @@ import { authResolvers } from './auth';
 import { commonResolvers } from './common';
 import { eventResolvers } from './events';
 import { messageResolvers } from './messages';
+import { presenceResolvers } from './presence';
 import { roomResolvers } from './rooms';
 
 /** All resolvers, one file per schema domain (makeExecutableSchema merges them). */
-export const resolvers: Resolvers[] = [commonResolvers, authResolvers, roomResolvers, messageResolvers, assistantResolvers, eventResolvers];
+export const resolvers: Resolvers[] = [commonResolvers, authResolvers, roomResolvers, messageResolvers, assistantResolvers, eventResolvers, presenceResolvers];

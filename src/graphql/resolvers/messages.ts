@@ -18,6 +18,10 @@ function toRoomEvent(event: FeedEvent, roomId: string) {
       return { __typename: 'AssistantDelta' as const, messageId: event.messageId, index: event.index, text: event.text };
     case 'membership':
       return { __typename: 'MemberChanged' as const, roomId, userId: event.userId, role: event.role };
+    case 'typing':
+      return { __typename: 'TypingChanged' as const, roomId, userId: event.userId, typing: event.typing };
+    case 'presence':
+      return { __typename: 'PresenceChanged' as const, roomId, userId: event.userId, online: event.online };
     case 'revoked':
       throw forbidden('You are no longer a member of this room');
   }

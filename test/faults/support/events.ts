@@ -81,14 +81,17 @@ export class EventSubscriber {
       on: { closed: (event) => this.closeCodes.push((event as { code: number }).code) },
     });
     this.client = client;
-    type Event = { __typename: RoomEvent['kind'] | 'AssistantDelta'; cursor: string; message: MessageState };
+    type Event = { __typename: RoomEvent['kind'] | 'AssistantDelta' | 'MemberChanged' | 'TypingChanged' | 'PresenceChanged'; cursor: string; message: MessageState };
     client.subscribe<{ roomEvents: Event }>(
       { query: ROOM_EVENTS, variables: { roomId: this.roomId, after } },
       {
         next: (result) => {
           if (this.client !== client) return; // a connection it has left: the next one resumes after what it kept
           const e = result.data?.roomEvents;
-          if (e && e.__typename !== 'AssistantDelta') this.events.push({ kind: e.__typename, cursor: e.cursor, change: changeOf(e.cursor), message: e.message, session });
+          // Only changes count here; ephemeral events (deltas, members, typing, presence) have no cursor.
+          if (e && (e.__typename === 'MessageAdded' || e.__typename === 'MessageUpdated')) {
+            this.events.push({ kind: e.__typename, cursor: e.cursor, change: changeOf(e.cursor), message: e.message, session });
+          }
           if (result.errors?.length) this.errors.push(result.errors);
         },
         error: (err) => {
