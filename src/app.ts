@@ -1,5 +1,6 @@
 import { createAssistant } from './assistant';
 import { AuthService } from './auth/auth-service';
+import { SessionService } from './auth/sessions';
 import { TokenService } from './auth/tokens';
 import { MessageService } from './chat/message-service';
 import { HubRegistry } from './chat/room-hub';
@@ -39,6 +40,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
+  const sessions = new SessionService(db.dataSource, tokens, pubsub, log, config.refreshTokenTtlSeconds);
+  await sessions.start();
   const limits = new RateLimits(config.redisUrl);
   const metrics = new Metrics();
   const messages: MessageService = new MessageService(db.dataSource, pubsub, log, async (m) => {
@@ -51,9 +54,10 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, metrics, log);
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
   const services: Services = {
+    sessions,
     auth: new AuthService(
       db.dataSource,
-      tokens,
+      sessions,
       limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
     rooms: new RoomService(db.dataSource, pubsub, log),
@@ -64,13 +68,15 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const server = await createHttpServer({
     schema: createSchema(),
     tokens,
+    sessions,
+    sessionSweepMs: config.sessionSweepMs,
     log,
     introspection: config.introspection,
     corsOrigins: config.corsOrigins,
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource, viewer) }),
+    context: (viewer, requestId, socket) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource, viewer), socket }),
     metrics,
   });
 
@@ -89,6 +95,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         await assistant.stop();
         await limits.close();
         await hubs.close();
+        await sessions.close();
         await pubsub.close();
         await db.close();
       })();

@@ -2,6 +2,7 @@ import DataLoader from 'dataloader';
 import { In, type DataSource } from 'typeorm';
 import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
+import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
@@ -12,6 +13,7 @@ import type { SubscriptionService } from '../chat/subscription-service';
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
   auth: AuthService;
+  sessions: SessionService;
   rooms: RoomService;
   messages: MessageService;
   subscriptions: SubscriptionService;
@@ -33,6 +35,8 @@ export interface GraphQLContext {
   requestId: string;
   services: Services;
   loaders: Loaders;
+  /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
+  socket?: SocketAuth;
 }
 
 /** Fresh loaders for one operation of `viewer`. */

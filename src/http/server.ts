@@ -7,6 +7,7 @@ import { expressMiddleware } from '@as-integrations/express5';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError, GraphQLSchema } from 'graphql';
+import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
@@ -20,6 +21,10 @@ import type { Metrics } from '../metrics';
 export interface HttpDeps {
   schema: GraphQLSchema;
   tokens: TokenService;
+  /** Sessions: every request's token is checked against its session (revoked, user deleted). */
+  sessions: SessionService;
+  /** How often open sockets' sessions are checked against the database, in ms. */
+  sessionSweepMs: number;
   log: Logger;
   introspection: boolean;
   corsOrigins: '*' | string[];
@@ -27,7 +32,7 @@ export interface HttpDeps {
   drainMs: number;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
-  context(viewer: Viewer | null, requestId: string): GraphQLContext;
+  context(viewer: Viewer | null, requestId: string, socket?: SocketAuth): GraphQLContext;
   metrics: Metrics;
 }
 
@@ -108,7 +113,7 @@ export async function createHttpServer(deps: HttpDeps) {
     express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }) =>
-        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id'))),
+        deps.context(await deps.sessions.viewerOf(req.headers.authorization), String(res.getHeader('x-request-id'))),
     }),
   );
   app.use((_req, res) => {

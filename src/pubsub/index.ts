@@ -5,7 +5,7 @@ import { RedisBus } from './redis';
 import type { PubSub } from './types';
 
 export type { AssistantControl, MessageWire, PubSub, RoomSignal, Topic } from './types';
-export { assistantControlTopic, roomTopic } from './types';
+export { assistantControlTopic, roomTopic, sessionRevokedTopic } from './types';
 
 /** Redis pub/sub when `REDIS_URL` is set (instances act as one), in-memory otherwise. */
 export function createPubSub(config: Config, log: Logger): PubSub {

@@ -38,6 +38,8 @@ export interface Topic<T> {
 /** The one place topic names are made. */
 export const roomTopic = (roomId: string): Topic<RoomSignal> => ({ name: `room:${roomId}` });
 export const assistantControlTopic: Topic<AssistantControl> = { name: 'assistant:control' };
+/** A session was revoked (logOut, a reused refresh token): every instance closes its sockets. */
+export const sessionRevokedTopic: Topic<{ sessionId: string }> = { name: 'session:revoked' };
 
 /**
  * The small interface behind which Redis and the in-memory bus sit. Delivery is at most once:
