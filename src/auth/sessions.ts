@@ -107,11 +107,19 @@ export class SessionService {
     return { ...access, refreshToken: outcome.refreshToken, user };
   }
 
-  /** Ends the viewer's session everywhere: its tokens fail, its sockets close with 4403. */
-  async logOut(viewer: Viewer | null): Promise<boolean> {
+  /**
+   * Ends the viewer's session (with `allSessions`, every session of the account) on every
+   * instance: its tokens fail, its sockets close with 4403.
+   */
+  async logOut(viewer: Viewer | null, allSessions = false): Promise<boolean> {
     if (!viewer) throw unauthenticated();
-    await markRevoked(this.db.manager, viewer.sessionId, 'logged out');
-    await this.broadcast(viewer.sessionId);
+    const ended = allSessions
+      ? ((await this.db.query(`UPDATE sessions SET revoked_at = now(), revoked_reason = 'logged out everywhere' WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`, [
+          viewer.id,
+        ])) as [Array<{ id: string }>, number])[0].map((r) => r.id)
+      : [viewer.sessionId];
+    if (!allSessions) await markRevoked(this.db.manager, viewer.sessionId, 'logged out');
+    for (const sessionId of ended) await this.broadcast(sessionId);
     return true;
   }
 

@@ -9,6 +9,6 @@ export const authResolvers: Resolvers = {
     signUp: (_, { input }, ctx) => ctx.services.auth.signUp(input),
     logIn: (_, { input }, ctx) => ctx.services.auth.logIn(input),
     refreshSession: (_, { refreshToken }, ctx) => ctx.services.sessions.refresh(refreshToken, ctx.socket),
-    logOut: (_, __, ctx) => ctx.services.sessions.logOut(ctx.viewer),
+    logOut: (_, { allSessions }, ctx) => ctx.services.sessions.logOut(ctx.viewer, allSessions ?? false),
   },
 };
