@@ -13,8 +13,8 @@ import { REFRESH_SESSION, SessionKeeper, type RefreshAnswer, type Session, type 
 export interface ChatLinkOptions {
   /** `https://…/graphql`: queries and mutations. */
   httpUrl: string;
-  /** `wss://…/graphql`: subscriptions (and in-band session refreshes while the socket is open). */
-  wsUrl: string;
+  /** `wss://…/graphql`: subscriptions (and in-band session refreshes while the socket is open); a function is asked at each connect. */
+  wsUrl: string | (() => string | Promise<string>);
   /** The session from `signUp`/`logIn`, or a function that reads it (e.g. from storage); null when signed out. */
   session: SessionSource;
   /** A WebSocket implementation, e.g. the `ws` package under Node.js; the browser's `WebSocket` by default. */

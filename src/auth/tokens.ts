@@ -1,4 +1,4 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 
 /** The signed-in user a request acts for, in one session. */
@@ -35,6 +35,7 @@ export class TokenService {
       issuer: ISSUER,
       subject: userId,
       expiresIn: this.ttlSeconds,
+      jwtid: randomUUID(), // two tokens of one session issued in the same second still differ
     });
     const { exp } = jwt.decode(token) as { exp: number };
     return { token, expiresAt: new Date(exp * 1000) };

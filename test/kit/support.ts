@@ -2,7 +2,7 @@
 // bot would run it, and the tallies the kit tests assert on.
 import { ApolloClient, InMemoryCache } from '@apollo/client';
 import WebSocket from 'ws';
-import { chatCacheConfig, createChatLink, MessageAddedDocument, RoomEventsDocument, type ChatLink, type Session } from '../../client';
+import { chatCacheConfig, createChatLink, MessageAddedDocument, RoomEventsDocument, type ChatLink, type ChatLinkOptions, type Session } from '../../client';
 import { must, unique, waitFor } from '../support/harness';
 
 export const PASSWORD = 'correct horse battery';
@@ -49,7 +49,12 @@ export async function closeKitClients(): Promise<void> {
   await Promise.all([...clients].map((c) => c.close()));
 }
 
-export function kitClient(httpUrl: string, wsUrl: string, session: Session | (() => Promise<Session | null>)): KitClient {
+export function kitClient(
+  httpUrl: string,
+  wsUrl: ChatLinkOptions['wsUrl'],
+  session: Session | (() => Promise<Session | null>),
+  options: Partial<ChatLinkOptions> = {},
+): KitClient {
   let sockets = 0;
   class CountingWebSocket extends WebSocket {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
@@ -67,6 +72,7 @@ export function kitClient(httpUrl: string, wsUrl: string, session: Session | (()
     onSessionChange: (s) => changes.push(s),
     onSessionEnd: (reason) => ended.push(reason),
     retry: { initialDelayMs: 100, maxDelayMs: 2000 },
+    ...options,
   });
   const client = new ApolloClient({ link, cache: new InMemoryCache(chatCacheConfig) });
   const kit: KitClient = {
