@@ -26,6 +26,7 @@ const config: CodegenConfig = {
           User: '../db/entities/user#UserEntity',
           Room: '../chat/models#RoomModel',
           Message: '../chat/models#MessageModel',
+          Reaction: '../db/entities/message#ReactionGroup',
         },
       },
     },

@@ -3,6 +3,7 @@ import { AuthService } from './auth/auth-service';
 import { SessionService } from './auth/sessions';
 import { TokenService } from './auth/tokens';
 import { MessageService } from './chat/message-service';
+import { MessageStore } from './chat/message-store';
 import { HubRegistry } from './chat/room-hub';
 import { RoomService } from './chat/room-service';
 import { RoomStore } from './chat/room-store';
@@ -24,6 +25,8 @@ export interface App {
   db: Database;
   pubsub: PubSub;
   services: Services;
+  /** Every write to messages (for tests that stage what a crashed instance leaves). */
+  messageStore: MessageStore;
   hubs: HubRegistry;
   /** Listens on `config.port` (0 picks a free one); resolves to the port. */
   listen(): Promise<number>;
@@ -44,14 +47,15 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   await sessions.start();
   const limits = new RateLimits(config.redisUrl);
   const metrics = new Metrics();
-  const messages: MessageService = new MessageService(db.dataSource, pubsub, log, async (m) => {
+  const messageStore = new MessageStore(db.dataSource, pubsub, log);
+  const messages: MessageService = new MessageService(db.dataSource, messageStore, log, async (m) => {
     metrics.messagesSent.inc();
     await assistant.service.replyToMention(m);
   });
   const store = new RoomStore(db.dataSource);
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
-  const assistant = await createAssistant(config, db.dataSource, messages, pubsub, limits, metrics, log);
+  const assistant = await createAssistant(config, db.dataSource, messageStore, pubsub, limits, metrics, log);
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
   const services: Services = {
     sessions,
@@ -60,7 +64,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       sessions,
       limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
-    rooms: new RoomService(db.dataSource, pubsub, log),
+    rooms: new RoomService(db.dataSource, store, pubsub, log),
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
     assistant: assistant.service,
@@ -76,7 +80,14 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId, socket) => ({ viewer, requestId, services, loaders: createLoaders(db.dataSource, viewer), socket }),
+    context: (viewer, requestId, socket) => ({
+      viewer,
+      requestId,
+      services,
+      loaders: createLoaders(db.dataSource, viewer),
+      newLoaders: () => createLoaders(db.dataSource, viewer),
+      socket,
+    }),
     metrics,
   });
 
@@ -87,6 +98,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     db,
     pubsub,
     services,
+    messageStore,
     hubs,
     listen: () => server.listen(config.port, config.host),
     stop() {

@@ -32,7 +32,7 @@ export class AppError extends GraphQLError {
 // Small factories, one per code, so call sites read as what happened.
 export const unauthenticated = (message = 'Sign in first: send a valid bearer token') =>
   new AppError(ErrorCode.Unauthenticated, message);
-/** The one answer for a room that is missing or not the viewer's (API.md guarantee 6). */
+/** The one answer for a room that is missing or not the viewer's (docs/guarantees.md, guarantee 6). */
 export const forbidden = (message = 'Not allowed') => new AppError(ErrorCode.Forbidden, message);
 export const notFound = (message: string) => new AppError(ErrorCode.NotFound, message);
 export const badUserInput = (message: string, field?: string) =>

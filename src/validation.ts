@@ -56,15 +56,42 @@ export const updateRoomInput = z.object({
   assistantInstructions: assistantInstructions.nullish(),
 });
 
+/** A message body a person writes: not blank, at most MAX_BODY_LENGTH characters. */
+const messageBody = z
+  .string()
+  .refine(storable, NUL_MESSAGE)
+  .refine((s) => s.trim().length > 0, 'must not be blank')
+  .refine((s) => chars(s) <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`);
+
 export const sendMessageInput = z.object({
   roomId: z.string(),
-  body: z
-    .string()
-    .refine(storable, NUL_MESSAGE)
-    .refine((s) => s.trim().length > 0, 'must not be blank')
-    .refine((s) => chars(s) <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`),
+  body: messageBody,
   parentId: z.string().nullish(),
   clientId: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').refine(storable, NUL_MESSAGE).nullish(),
+});
+
+export const editMessageInput = z.object({
+  messageId: z.string(),
+  body: messageBody,
+});
+
+const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
+/** Something drawn as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|\u20E3/u;
+/** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
+const SHORT_NAME = /^:[a-z0-9_+-]{1,32}:$/;
+
+/** An emoji is one grapheme drawn as an emoji (👍, 🇫🇷, 👩🏽‍💻, 1️⃣) or a short name such as `:shipit:`. */
+export const emoji = z
+  .string()
+  .refine(
+    (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s)),
+    'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
+  );
+
+export const reactionInput = z.object({
+  messageId: z.string(),
+  emoji,
 });
 
 /** Page sizes: `first`/`last` between 1 and `max`. */

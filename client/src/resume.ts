@@ -8,7 +8,7 @@ export type ResumableField = 'messageAdded' | 'roomEvents';
  * `MessageUpdated.cursor`: API.md, guarantee 8). Without it the kit resumes `roomEvents` from the
  * last added message's cursor.
  */
-const EVENT_CURSORS = false;
+const EVENT_CURSORS = true;
 
 /** What the kit adds to a resumable subscription's selection so it can track its position. */
 const EXTRA_SELECTIONS: Record<ResumableField, readonly SelectionNode[]> = {

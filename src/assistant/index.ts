@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { MessageService } from '../chat/message-service';
+import type { MessageStore } from '../chat/message-store';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
@@ -8,6 +8,7 @@ import type { RateLimits } from '../rate-limit';
 import { AssistantService } from './assistant-service';
 import { OpenAIChatModel } from './openai-model';
 import { ReplyRunner } from './reply-runner';
+import { ReplyStore } from './reply-store';
 
 /** A streaming reply's heartbeat (every 5 s) older than this means its process is gone. */
 const ORPHAN_AFTER_MS = 30_000;
@@ -28,13 +29,14 @@ export interface Assistant {
 export async function createAssistant(
   config: Config,
   db: DataSource,
-  messages: MessageService,
+  messages: MessageStore,
   pubsub: PubSub,
   limits: RateLimits,
   metrics: Metrics,
   log: Logger,
 ): Promise<Assistant> {
-  const runner = new ReplyRunner(db, messages, pubsub, log, {
+  const store = new ReplyStore(db, messages, pubsub, log, config.instanceId);
+  const runner = new ReplyRunner(db, store, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
     instanceId: config.instanceId,
@@ -50,12 +52,12 @@ export async function createAssistant(
       })
     : null;
   const rate = limits.create('assistant-asks', config.assistantAsksPerMinute, 60, 'Too many assistant requests; retry later');
-  const service = new AssistantService(db, messages, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
+  const service = new AssistantService(db, store, runner, model, { rate, maxStreamingPerUser: config.assistantMaxStreamingPerUser }, pubsub, log);
 
   runner.listen();
   // Without Redis this is the only instance (by contract), so every STREAMING reply is orphaned.
-  await runner.sweep(config.redisUrl ? ORPHAN_AFTER_MS : 'all');
-  const sweeper = setInterval(() => void runner.sweep(ORPHAN_AFTER_MS).catch(() => undefined), ORPHAN_AFTER_MS / 3);
+  await store.sweep(runner.activeIds(), config.redisUrl ? ORPHAN_AFTER_MS : 'all');
+  const sweeper = setInterval(() => void store.sweep(runner.activeIds(), ORPHAN_AFTER_MS).catch(() => undefined), ORPHAN_AFTER_MS / 3);
   sweeper.unref();
 
   return {

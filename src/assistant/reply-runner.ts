@@ -2,10 +2,10 @@ import type { DataSource } from 'typeorm';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { MessageStatus } from '../db/entities/message';
 import type { Logger } from '../logger';
-import { assistantControlTopic, roomTopic, type PubSub } from '../pubsub';
-import type { MessageService } from '../chat/message-service';
+import { assistantControlTopic, type PubSub } from '../pubsub';
 import { buildTurns } from './context';
 import type { ChatModel } from './model';
+import type { ReplyEnd, ReplyStore } from './reply-store';
 import { ReplyText } from './reply-text';
 
 export interface RunnerOptions {
@@ -24,11 +24,11 @@ const MAX_THREAD = 200;
 const HEARTBEAT_MS = 5000;
 
 /**
- * Streams assistant replies on this instance (API.md guarantee 7). For each reply it builds the
+ * Streams assistant replies on this instance (docs/guarantees.md, guarantee 7). For each reply it builds the
  * thread's context, streams the model's answer, publishes every piece as an `AssistantDelta` in
  * order, saves the growing text, and ends the reply COMPLETE, FAILED (upstream error, stall,
- * shutdown: with a readable reason) or CANCELLED, publishing `MessageUpdated`. A reply whose
- * process died is found by its stale heartbeat and marked FAILED by `sweep`.
+ * shutdown: with a readable reason) through the `ReplyStore`. A cancelled reply was ended by
+ * whoever cancelled it; the runner only stops.
  */
 export class ReplyRunner {
   private readonly active = new Map<string, { controller: AbortController; done: Promise<void> }>();
@@ -36,7 +36,7 @@ export class ReplyRunner {
 
   constructor(
     private readonly db: DataSource,
-    private readonly messages: MessageService,
+    private readonly store: ReplyStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly options: RunnerOptions,
@@ -87,40 +87,17 @@ export class ReplyRunner {
     await (await this.offControl?.catch(() => undefined))?.().catch(() => undefined);
   }
 
-  /**
-   * Marks FAILED the replies left STREAMING by a process that is gone: all of them when this is
-   * the only instance (`'all'`); otherwise those of this instance's own identity that it is not
-   * streaming (a previous run of it, which crashed), and those whose heartbeat is older than `staleMs`.
-   */
-  async sweep(staleMs: number | 'all'): Promise<number> {
-    const [rows]: [MessageEntity[]] = await this.db.query(
-      `UPDATE messages SET status = 'FAILED', status_reason = $1,
-         body = CASE WHEN body = '' THEN $2 ELSE body || E'\\n\\n' || $2 END, updated_at = now()
-       WHERE status = 'STREAMING' AND NOT (id = ANY($3::uuid[]))
-         AND ($4::int IS NULL OR stream_owner = $5 OR updated_at < now() - make_interval(secs => $4::int / 1000.0))
-       RETURNING id`,
-      [
-        'The server stopped while the assistant was replying',
-        '[The assistant stopped: its server went away]',
-        [...this.active.keys()],
-        staleMs === 'all' ? null : staleMs,
-        this.options.instanceId,
-      ],
-    );
-    for (const { id } of rows) await this.publishUpdated(id);
-    if (rows.length) this.log.warn({ count: rows.length }, 'marked orphaned assistant replies FAILED');
-    return rows.length;
+  /** The replies streaming on this instance now. */
+  activeIds(): string[] {
+    return [...this.active.keys()];
   }
 
   private async run(model: ChatModel, reply: MessageEntity, controller: AbortController): Promise<void> {
     const { signal } = controller;
     const cancel = () => controller.abort('cancelled' satisfies StopReason);
     const streamed = new ReplyText(
-      (body, count) => this.savePartial(reply.id, body, count),
-      (index, text) =>
-        this.pubsub
-          .publish(roomTopic(reply.roomId), { kind: 'delta', messageId: reply.id, index, text })
-          .catch(() => undefined), // subscribers also get the saved text and the final body
+      (body, count) => this.store.savePartial(reply.id, body, count),
+      (index, text) => this.store.publishDelta(reply, index, text), // subscribers also get the final body
       cancel,
       signal,
     );
@@ -147,74 +124,39 @@ export class ReplyRunner {
     }
     await streamed.settle();
     if (signal.aborted && signal.reason === 'cancelled') {
-      // The canceller published the reply with the text saved so far; that is the final text.
-      return this.finish(reply.id, 'CANCELLED', streamed.savedText, streamed.savedCount, 'Cancelled');
+      this.options.onEnd?.('CANCELLED'); // whoever cancelled (or deleted) it wrote its end
+      return;
     }
-    if (signal.aborted) return this.finishAborted(reply, streamed.text, streamed.count, signal.reason as 'stalled' | 'shutdown');
-    if (failure === undefined) return this.finish(reply.id, 'COMPLETE', streamed.text, streamed.count, null);
+    const text = { text: streamed.text, deltaCount: streamed.count };
+    if (signal.aborted && signal.reason === 'stalled') {
+      const why = `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`;
+      return this.end(reply, { status: 'FAILED', ...text, reason: why, note: why });
+    }
+    if (signal.aborted) {
+      const why = 'The server shut down while the assistant was replying';
+      return this.end(reply, { status: 'FAILED', ...text, reason: why, note: why });
+    }
+    if (failure === undefined) return this.end(reply, { status: 'COMPLETE', ...text, reason: null });
     this.log.warn({ err: (failure as Error).message, messageId: reply.id }, 'assistant reply failed');
-    return this.finish(reply.id, 'FAILED', streamed.text, streamed.count, model.describeFailure(failure));
+    const why = model.describeFailure(failure);
+    return this.end(reply, { status: 'FAILED', ...text, reason: why, note: why });
   }
 
-  private finishAborted(reply: MessageEntity, text: string, count: number, reason: Exclude<StopReason, 'cancelled'>) {
-    const why =
-      reason === 'stalled'
-        ? `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`
-        : 'The server shut down while the assistant was replying';
-    return this.finish(reply.id, 'FAILED', text, count, why);
-  }
-
-  /** Saves the text so far; false when the reply is no longer STREAMING (cancelled elsewhere). */
-  private async savePartial(id: string, body: string, deltaCount: number): Promise<boolean> {
-    const [rows] = await this.db.query(
-      `UPDATE messages SET body = $2, delta_count = $3, updated_at = now() WHERE id = $1 AND status = 'STREAMING' RETURNING id`,
-      [id, body, deltaCount],
-    );
-    return rows.length > 0;
-  }
-
-  /**
-   * Writes the final state (retrying while the database is unreachable) and publishes it.
-   * A cancelled reply keeps its partial text; a failed one also carries the reason in its body.
-   */
-  private async finish(id: string, status: MessageStatus, text: string, deltaCount: number, reason: string | null) {
-    this.options.onEnd?.(status);
-    const body = status === 'FAILED' ? (text ? `${text}\n\n[${reason}]` : `[${reason}]`) : text;
-    let changed = false;
+  /** Ends the reply (retrying while the database is unreachable; the sweep fails it if that never ends). */
+  private async end(reply: MessageEntity, end: ReplyEnd): Promise<void> {
+    this.options.onEnd?.(end.status);
     for (let attempt = 0; ; attempt++) {
       try {
-        const [rows] = await this.db.query(
-          `UPDATE messages SET status = $2, body = $3, delta_count = $4, status_reason = $5, updated_at = now()
-           WHERE id = $1 AND status = 'STREAMING' RETURNING id`,
-          [id, status, body, deltaCount, reason],
-        );
-        changed = rows.length > 0;
-        // Cancelled meanwhile (maybe from another instance, which told subscribers): keep that,
-        // adding only text that was streamed but not yet saved.
-        if (!changed) {
-          const [more] = await this.db.query(
-            `UPDATE messages SET body = $2, delta_count = $3, updated_at = now()
-             WHERE id = $1 AND status = 'CANCELLED' AND (body <> $2 OR delta_count <> $3) RETURNING id`,
-            [id, text, deltaCount],
-          );
-          changed = more.length > 0;
-        }
-        break;
+        await this.store.end(reply, end);
+        return;
       } catch (err) {
         if (attempt >= 10) {
-          this.log.error({ err: (err as Error).message, messageId: id }, 'could not save the assistant reply; the sweep will fail it');
+          this.log.error({ err: (err as Error).message, messageId: reply.id }, 'could not save the assistant reply; the sweep will fail it');
           return;
         }
         await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
       }
     }
-    if (!changed) return; // whoever cancelled it published its final state
-    await this.publishUpdated(id);
-  }
-
-  private async publishUpdated(id: string): Promise<void> {
-    const message = await this.db.getRepository(MessageEntity).findOneBy({ id });
-    if (message) await this.messages.publishUpdated(message);
   }
 
   /** The room's instructions and the thread up to the reply, authors named, oldest first. */

@@ -3,23 +3,42 @@ import { isUuid } from '../validation';
 
 /**
  * Opaque cursors. A message cursor names a room and a seq, so the same string resumes history
- * pages and subscriptions alike, and a cursor from another room is refused instead of misread.
+ * pages and subscriptions alike; an event cursor names a room and a change number (the room's
+ * change log, docs/guarantees.md guarantee 8). A cursor from another room is refused instead of misread.
  */
 export function encodeMessageCursor(roomId: string, seq: number): string {
   return Buffer.from(`m1:${roomId}:${seq}`).toString('base64url');
 }
 
+/** The cursor of a `MessageAdded`/`MessageUpdated` event: the change it carries. */
+export function encodeEventCursor(roomId: string, change: number): string {
+  return Buffer.from(`e1:${roomId}:${change}`).toString('base64url');
+}
+
+/** Where a resume cursor points: after a message (by seq) or after a change (by change number). */
+export type ResumePoint = { seq: number; change?: undefined } | { change: number; seq?: undefined };
+
+/** A message or event cursor of `roomId`; BAD_USER_INPUT on `field` for anything else. */
+export function decodeResumeCursor(cursor: string, roomId: string, field: string): ResumePoint {
+  const { tag, n } = decode(cursor, roomId, field, ['m1', 'e1'], 'a message or event cursor');
+  return tag === 'm1' ? { seq: n } : { change: n };
+}
+
 /** The seq of a message cursor of `roomId`; BAD_USER_INPUT on `field` for anything else. */
 export function decodeMessageCursor(cursor: string, roomId: string, field: string): number {
-  const [tag, room, seqText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  const seq = Number(seqText);
-  if (tag !== 'm1' || rest.length || !isUuid(room) || !/^\d{1,10}$/.test(seqText ?? '') || seq > 2 ** 31 - 1) {
-    throw badUserInput(`${field} is not a valid message cursor`, field);
+  return decode(cursor, roomId, field, ['m1'], 'a message cursor').n;
+}
+
+function decode(cursor: string, roomId: string, field: string, tags: string[], what: string) {
+  const [tag, room, nText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
+  const n = Number(nText);
+  if (!tags.includes(tag) || rest.length || !isUuid(room) || !/^\d{1,10}$/.test(nText ?? '') || n > 2 ** 31 - 1) {
+    throw badUserInput(`${field} is not ${what}`, field);
   }
   if (room.toLowerCase() !== roomId.toLowerCase()) {
     throw badUserInput(`${field} is a cursor of another room`, field);
   }
-  return seq;
+  return { tag, n };
 }
 
 /** Cursor of a room in the viewer's list: the position of the viewer's membership. */

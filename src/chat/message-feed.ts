@@ -1,32 +1,35 @@
+import { Repeater } from '@repeaterjs/repeater';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
-import type { RoomSignal } from '../pubsub';
-import type { MessageModel } from './models';
-import type { RoomHub } from './room-hub';
+import type { MessageModel } from '../pubsub';
+import { AddedSet, type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
 import type { RoomStore } from './room-store';
 
 /**
- * Events one subscription receives: messages in strictly increasing seq, the other room signals
- * it accepts, and at most one `revoked` (the viewer left or was removed), which ends the feed.
+ * What one subscription receives: messages or changes in order, the other room signals it
+ * accepts (assistant deltas), and at most one `revoked` (the viewer left or was removed), which ends it.
  */
-export type FeedEvent =
-  | Exclude<RoomSignal, { kind: 'added' | 'membership' }>
-  | { kind: 'added'; message: MessageModel }
-  | { kind: 'revoked' };
+export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' }> | { kind: 'revoked' };
+
+/**
+ * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
+ * after `after`, each message first as `added`; `addedUpToSeq` is the newest message the client
+ * already has. `messages` (messageAdded): new messages by seq after `after`. Without `after` the
+ * feed starts where the hub is.
+ */
+export type FeedStart =
+  | { order: 'changes'; after?: { change: number; addedUpToSeq: number } }
+  | { order: 'messages'; after?: { seq: number } };
 
 export interface FeedOptions {
-  hub: RoomHub;
   store: RoomStore;
   log: Logger;
+  roomId: string;
   /** The subscriber; the feed ends with `revoked` when this user stops being a member. */
   viewerId: string;
-  /** Deliver messages with seq greater than this; undefined means only those sent from now on. */
-  afterSeq?: number;
-  /** Which signals besides new messages and the viewer's removal to pass on (updates, deltas). */
-  accept: (signal: RoomSignal) => boolean;
-  /** Events delivered before anything else (e.g. the current state of replies a resuming client had). */
-  initial?: FeedEvent[];
-  /** Called once when the feed ends, for whatever reason. */
-  onClose: () => void;
+  start: FeedStart;
+  /** The room's hub, attached to when the feed starts and released when it ends (retried while the database is down). */
+  acquire(): Promise<{ hub: RoomHub; release: () => void }>;
 }
 
 /** How many live events may wait for a slow reader before the feed falls back to the database. */
@@ -35,125 +38,175 @@ const REPLAY_BATCH = 200;
 const RETRY_MS = 1000;
 
 /**
- * One subscription's stream (API.md guarantees 1 and 2): attaches to the hub (buffering live
- * events), replays from the database every message after the cursor up to the hub's position,
- * then passes live events, skipping any seq it already delivered. No gap and no duplicate at the
- * seam. A reader too slow for the buffer loses no message either: the buffer is dropped and the
- * feed reads the range from the database. While the database is unreachable it waits and
- * retries instead of failing the subscription. `return()` ends it promptly even while it waits.
+ * One subscription's stream; owns docs/guarantees.md guarantees 1 and 2 (and replays guarantee 8's log): attaches to the hub
+ * (buffering live events), replays from the database everything after its start up to the hub's
+ * position, then passes live events, skipping what it already delivered — no gap and no duplicate
+ * at the seam. A reader too slow for the buffer loses nothing either: the buffered changes are
+ * dropped and read again from the database. While the database is unreachable it waits and
+ * retries instead of failing. `return()` ends it promptly, also while it waits.
  */
-export function createMessageFeed(options: FeedOptions): AsyncIterableIterator<FeedEvent> {
-  const { hub, store, log } = options;
-  const roomId = hub.roomId;
-  let queue: FeedEvent[] = [...(options.initial ?? [])];
-  let closed = false;
-  let revoked = false;
-  let wake: (() => void) | undefined;
-  const listener = (signal: RoomSignal) => {
-    if (revoked || closed) return; // nothing follows a revocation
-    let event: FeedEvent;
-    if (signal.kind === 'membership') {
-      if (signal.member || signal.userId !== options.viewerId) return;
-      event = { kind: 'revoked' };
-      revoked = true;
-      queue = []; // API.md guarantee 6: nothing more reaches a removed member
-    } else if (signal.kind === 'added' || options.accept(signal)) {
-      event = signal;
-      // Too slow a reader: drop buffered messages (the feed re-reads them from the database), and
-      // past that the oldest other events (a final MessageUpdated still carries a reply's text).
-      if (queue.length >= MAX_BUFFER) queue = queue.filter((s) => s.kind !== 'added');
-      if (queue.length >= MAX_BUFFER) queue.shift();
-    } else {
-      return;
-    }
-    queue.push(event);
-    wake?.();
-  };
-  hub.add(listener, options.viewerId);
-  let delivered = options.afterSeq ?? hub.position;
+export class MessageFeed {
+  private queue: Exclude<FeedEvent, { kind: 'revoked' }>[] = [];
+  /** Every change after `position` is in the queue or will be (false at a resume and after an overflow). */
+  private synced = false;
+  private revoked = false;
+  private stopped = false;
+  private wake?: () => void;
+  /** The last change number (changes) or seq (messages) delivered. */
+  private position = 0;
+  /** Messages delivered as added (changes order only). */
+  private added = new AddedSet(0);
 
-  const sleep = (ms?: number) =>
-    new Promise<void>((resolve) => {
-      const timer = ms === undefined ? undefined : setTimeout(resolve, ms);
-      wake = () => {
-        clearTimeout(timer);
-        wake = undefined;
-        resolve();
+  constructor(private readonly options: FeedOptions) {}
+
+  /** The feed as an async iterator; nothing is attached until the first `next()`. */
+  events(): AsyncIterableIterator<FeedEvent> {
+    return new Repeater<FeedEvent>(async (push, stop) => {
+      void stop.then(() => {
+        this.stopped = true;
+        this.wake?.();
+      });
+      const deliver = async (events: AsyncIterable<FeedEvent> | Iterable<FeedEvent>) => {
+        for await (const event of events) if (!this.stopped) await Promise.race([push(event), stop]);
       };
-    });
-
-  /** Messages from the database up to `uptoSeq`, in batches, retrying while it is unreachable. */
-  async function* catchUp(uptoSeq: number): AsyncGenerator<FeedEvent> {
-    while (delivered < uptoSeq && !closed && !revoked) {
-      let batch;
+      const attached = await this.attach();
+      if (!attached) return;
       try {
-        batch = await store.range(roomId, delivered, uptoSeq, REPLAY_BATCH);
+        while (!this.stopped && !this.revoked) {
+          if (!this.synced) {
+            // Everything up to the hub's position now comes from the database; every later change is queued.
+            const upto = this.head(attached.hub);
+            await deliver(this.catchUp(upto));
+            this.synced = this.position >= upto;
+            continue;
+          }
+          const next = this.queue.shift();
+          if (!next) {
+            await new Promise<void>((resolve) => (this.wake = resolve));
+            this.wake = undefined;
+            continue;
+          }
+          const gap = this.gapBefore(next);
+          if (gap) await deliver(this.catchUp(gap));
+          const event = this.accept(next);
+          if (event) await deliver([event]);
+        }
+        if (this.revoked && !this.stopped) await deliver([{ kind: 'revoked' }]);
+      } finally {
+        attached.hub.remove(this.listener);
+        attached.release();
+      }
+      stop();
+    });
+  }
+
+  /** Acquires the hub (retrying while the database is unreachable) and places the feed's start. */
+  private async attach() {
+    const { options } = this;
+    for (;;) {
+      try {
+        const attached = await options.acquire();
+        const { hub } = attached;
+        hub.add(this.listener, options.viewerId);
+        const { start } = options;
+        if (start.order === 'changes') {
+          this.position = start.after?.change ?? hub.position;
+          this.added = start.after ? new AddedSet(start.after.addedUpToSeq) : hub.added.clone();
+        } else {
+          this.position = start.after?.seq ?? hub.lastSeq;
+        }
+        return attached;
+      } catch (err) {
+        options.log.warn({ err: (err as Error).message, roomId: options.roomId }, 'feed could not reach its room hub; retrying');
+        if (this.stopped) return undefined;
+        await sleep(RETRY_MS);
+      }
+    }
+  }
+
+  private readonly listener: HubListener = (event) => {
+    if (this.revoked) return; // nothing follows a revocation
+    if (event.kind === 'membership') {
+      if (event.member || event.userId !== this.options.viewerId) return;
+      this.revoked = true;
+      this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
+    } else {
+      if (event.kind === 'delta' && this.options.start.order === 'messages') return;
+      if (this.queue.length >= MAX_BUFFER) this.shed();
+      this.queue.push(event);
+    }
+    this.wake?.();
+  };
+
+  /** Too slow a reader: drop buffered changes (read again from the database), then the oldest deltas. */
+  private shed(): void {
+    this.queue = this.queue.filter((e) => e.kind !== 'added' && e.kind !== 'updated');
+    this.synced = false;
+    if (this.queue.length >= MAX_BUFFER) this.queue.shift();
+  }
+
+  private head(hub: RoomHub): number {
+    return this.options.start.order === 'changes' ? hub.position : hub.lastSeq;
+  }
+
+  /** Everything after `position` up to `upto` from the database, in batches, retrying while it is unreachable. */
+  private async *catchUp(upto: number): AsyncGenerator<FeedEvent> {
+    const { store, roomId, log, start } = this.options;
+    while (this.position < upto && !this.stopped && !this.revoked) {
+      let batch: MessageModel[];
+      try {
+        batch = start.order === 'changes'
+          ? await store.changes(roomId, this.position, upto, REPLAY_BATCH)
+          : await store.range(roomId, this.position, upto, REPLAY_BATCH);
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
         await sleep(RETRY_MS);
         continue;
       }
-      if (batch.length === 0) return; // nothing there (yet): the hub will bring it
       for (const message of batch) {
-        if (closed || revoked) return;
-        delivered = message.seq;
-        yield { kind: 'added', message };
+        if (this.stopped || this.revoked) return;
+        yield this.present(message);
       }
+      // Changes: the numbers in between were superseded. Messages: all of them are committed.
+      if (batch.length < REPLAY_BATCH) this.position = upto;
     }
   }
 
-  async function* run(): AsyncGenerator<FeedEvent> {
-    try {
-      while (!closed) {
-        const head = queue.shift();
-        if (!head) {
-          const before = delivered;
-          if (delivered < hub.position) yield* catchUp(hub.position);
-          if (delivered === before && !closed && queue.length === 0) await sleep(delivered < hub.position ? RETRY_MS : undefined);
-          continue;
-        }
-        if (head.kind === 'revoked') {
-          yield head;
-          break;
-        }
-        if (head.kind !== 'added') {
-          yield head;
-          continue;
-        }
-        const { seq } = head.message;
-        if (seq <= delivered) continue;
-        if (seq > delivered + 1) yield* catchUp(seq - 1);
-        if (closed) break;
-        if (revoked) continue; // the revocation is next in the queue
-        delivered = seq;
-        yield head;
-      }
-    } finally {
-      close();
+  /** A message from the database as this feed's next event; advances `position`. */
+  private present(message: MessageModel): ChangeEvent {
+    if (this.options.start.order === 'messages') {
+      this.position = message.seq;
+      return { kind: 'added', change: message.changeSeq, message };
     }
+    this.position = message.changeSeq;
+    return { kind: this.added.mark(message.seq) ? 'updated' : 'added', change: message.changeSeq, message };
   }
 
-  function close() {
-    if (closed) return;
-    closed = true;
-    hub.remove(listener);
-    wake?.();
-    options.onClose();
+  /**
+   * By seq, a live message ahead of the next one (its insert arrived late, or only at a later
+   * change) needs the messages before it first: the seq up to which to read, else undefined.
+   */
+  private gapBefore(event: HubEvent): number | undefined {
+    if (this.options.start.order !== 'messages' || (event.kind !== 'added' && event.kind !== 'updated')) return undefined;
+    return event.message.seq > this.position + 1 ? event.message.seq - 1 : undefined;
   }
 
-  const generator = run();
-  return {
-    next: () => generator.next(),
-    return: async () => {
-      close();
-      return generator.return(undefined);
-    },
-    throw: async (err) => {
-      close();
-      return generator.throw(err);
-    },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
+  /**
+   * A live event from the hub as what to deliver: itself (shared with every feed, so a
+   * subscription executes it once), nothing when already delivered, or — when this feed's view
+   * differs from the hub's (a message this feed never carried) — its own copy.
+   */
+  private accept(event: Exclude<FeedEvent, { kind: 'revoked' }>): FeedEvent | undefined {
+    if (event.kind !== 'added' && event.kind !== 'updated') return event;
+    const { message } = event;
+    if (this.options.start.order === 'changes') {
+      if (event.change <= this.position) return undefined;
+      this.position = event.change;
+      const kind = this.added.mark(message.seq) ? 'updated' : 'added';
+      return kind === event.kind ? event : { ...event, kind };
+    }
+    if (message.seq <= this.position) return undefined;
+    this.position = message.seq;
+    return event.kind === 'added' ? event : { ...event, kind: 'added' };
+  }
 }

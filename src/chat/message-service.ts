@@ -1,14 +1,14 @@
-import type { DataSource, EntityManager, SelectQueryBuilder } from 'typeorm';
+import type { DataSource, SelectQueryBuilder } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity } from '../db/entities';
 import { isUniqueViolation } from '../db/errors';
-import { badUserInput } from '../errors';
+import { badUserInput, conflict } from '../errors';
 import type { Logger } from '../logger';
-import { roomTopic, type MessageWire, type PubSub } from '../pubsub';
-import { isUuid, pageSize, parseInput, sendMessageInput } from '../validation';
-import { notMember, requireMember, requireViewer } from './access';
+import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, sendMessageInput } from '../validation';
+import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
 import { decodeMessageCursor, encodeMessageCursor } from './cursors';
 import type { MessageModel } from './models';
+import type { MessageStore } from './message-store';
 import { connection, type Connection } from './pages';
 
 export interface PageArgs {
@@ -22,7 +22,10 @@ export interface PageArgs {
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 
-/** Sending and reading messages: the send path of DESIGN.md and history pages. */
+/**
+ * Sending, changing and reading messages: validate, authorize (`access.ts`), write through the
+ * `MessageStore` (which numbers and publishes every change), present.
+ */
 export class MessageService {
   /**
    * @param afterSend called with each newly committed message (e.g. the assistant's mention
@@ -30,16 +33,15 @@ export class MessageService {
    */
   constructor(
     private readonly db: DataSource,
-    private readonly pubsub: PubSub,
+    private readonly store: MessageStore,
     private readonly log: Logger,
     private readonly afterSend: (message: MessageEntity) => Promise<void> = async () => undefined,
   ) {}
 
   /**
-   * Sends a message. API.md guarantees 1, 3, 4: the room's next seq is taken under the room row's
-   * lock in the same statement as the insert (commit order = seq order, no gaps); a repeated
-   * `clientId` is settled by the unique index and answers the first message; the message is
-   * published only after commit, and a failed publish does not fail the send (hubs heal gaps).
+   * Sends a message (docs/guarantees.md, guarantees 1, 3, 4, 9): numbered, committed and then
+   * published by the store; a repeated `clientId` is settled by the unique index and answers the
+   * first message; the sender's read position moves to it.
    */
   async send(viewer: Viewer | null, raw: unknown): Promise<MessageEntity> {
     const input = parseInput(sendMessageInput, raw);
@@ -51,73 +53,43 @@ export class MessageService {
       parentId = await this.threadRootOf(input.roomId, input.parentId);
     }
     const clientId = input.clientId ?? null;
-    let message: MessageEntity;
+    let changes: MessageEntity[];
     try {
       const fields = { roomId: input.roomId, authorId, body: input.body, parentId, clientId };
-      message = await this.insertNext(this.db.manager, fields, { asMember: true });
+      changes = await this.store.insert(this.db.manager, fields, { asMember: true });
     } catch (err) {
       if (!clientId || !isUniqueViolation(err, 'messages_client_id_key')) throw err;
       return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId });
     }
-    void this.publishAdded(message); // never waits on pub/sub: a lost signal is healed from the database
+    this.store.publish(changes);
+    const [message] = changes;
     this.afterSend(message).catch((err) => this.log.warn({ err: (err as Error).message, messageId: message.id }, 'after-send hook failed'));
     return message;
   }
 
-  /**
-   * Takes the room's next seq and inserts the message with it, in one statement: the room row
-   * stays locked only while that statement runs, not across round trips to this process. A unique
-   * violation (a used clientId, an already answered message) fails the whole statement, so the
-   * seq is not consumed. Outside a transaction the statement commits by itself. With `asMember`
-   * the author's membership is checked in the same statement (FORBIDDEN without it), so a member
-   * removed a moment earlier cannot send.
-   */
-  async insertNext(
-    manager: EntityManager,
-    fields: Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
-      Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy' | 'streamOwner'>>,
-    { asMember = false } = {},
-  ): Promise<MessageEntity> {
-    const status = fields.status ?? 'COMPLETE';
-    const [row] = await manager.query(
-      `WITH next AS (
-         UPDATE rooms SET last_seq = last_seq + 1
-         WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
-         RETURNING last_seq)
-       INSERT INTO messages (room_id, seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner)
-       SELECT $1, next.last_seq, $2, $3, $4, $5, $6, $7, $8, $10 FROM next
-       RETURNING id, seq, created_at, updated_at`,
-      [fields.roomId, fields.authorId, fields.body, fields.parentId, fields.clientId, status, fields.askedMessageId ?? null, fields.askedBy ?? null, asMember, fields.streamOwner ?? null],
-    );
-    if (!row) throw notMember();
-    return manager.getRepository(MessageEntity).create({
-      statusReason: null,
-      deltaCount: 0,
-      askedMessageId: null,
-      askedBy: null,
-      ...fields,
-      status,
-      id: row.id,
-      seq: row.seq,
-      createdAt: row.created_at,
-      updatedAt: row.updated_at,
-    });
+  /** The author edits a message's body (same rules as a send); the same body again is no change. */
+  async edit(viewer: Viewer | null, raw: unknown): Promise<MessageModel> {
+    const input = parseInput(editMessageInput, raw);
+    const { message, membership } = await requireReadableMessage(this.db.manager, viewer, input.messageId);
+    requireEditable(message, membership);
+    const edited = await this.store.edit(message, input.body);
+    if (edited.deletedAt) throw conflict('This message was deleted', 'messageId'); // deleted while the edit waited
+    return edited;
   }
 
-  /** Publishes a committed message; a failure is logged, never thrown (the hubs heal the gap). */
-  publishAdded(message: MessageModel): Promise<void> {
-    return this.publish('added', message);
+  /** The author, an OWNER or an ADMIN deletes a message, leaving a tombstone; again is no change. */
+  async delete(viewer: Viewer | null, messageId: string): Promise<MessageModel> {
+    const { message, membership } = await requireReadableMessage(this.db.manager, viewer, messageId);
+    requireDeletable(message, membership);
+    return this.store.delete(message, 'Deleted');
   }
 
-  /** Publishes a message's new state (an assistant reply's text or status); a failure is logged. */
-  publishUpdated(message: MessageModel): Promise<void> {
-    return this.publish('updated', message);
-  }
-
-  private async publish(kind: 'added' | 'updated', message: MessageModel): Promise<void> {
-    await this.pubsub
-      .publish(roomTopic(message.roomId), { kind, message: toWire(message) })
-      .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, seq: message.seq, kind }, 'publish failed'));
+  /** A member adds (`on`) or removes the viewer's reaction; a repeat is no change. */
+  async react(viewer: Viewer | null, raw: unknown, on: boolean): Promise<MessageModel> {
+    const input = parseInput(reactionInput, raw);
+    const { message, membership } = await requireReadableMessage(this.db.manager, viewer, input.messageId);
+    if (on && message.deletedAt) throw conflict('This message was deleted', 'messageId');
+    return this.store.react(message, membership.userId, input.emoji, on);
   }
 
   /**
@@ -175,21 +147,4 @@ export class MessageService {
     if (before !== undefined) q.andWhere('m.seq < :before', { before });
     return q;
   }
-}
-
-/** A message in the form that crosses pub/sub. */
-export function toWire(m: MessageModel): MessageWire {
-  return {
-    id: m.id,
-    roomId: m.roomId,
-    seq: m.seq,
-    authorId: m.authorId,
-    body: m.body,
-    parentId: m.parentId,
-    clientId: m.clientId,
-    status: m.status,
-    statusReason: m.statusReason,
-    deltaCount: m.deltaCount,
-    createdAt: m.createdAt instanceof Date ? m.createdAt.toISOString() : m.createdAt,
-  };
 }

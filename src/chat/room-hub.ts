@@ -1,25 +1,64 @@
 import type { Logger } from '../logger';
-import { roomTopic, type PubSub, type RoomSignal } from '../pubsub';
-import { toWire } from './message-service';
+import { roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import type { RoomStore } from './room-store';
 
-export type HubListener = (signal: RoomSignal) => void;
+/** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
+export interface ChangeEvent {
+  kind: 'added' | 'updated';
+  /** The change number this state belongs to (the event's cursor). */
+  change: number;
+  message: MessageWire | MessageModel;
+}
+
+/** What a hub fans out: changes in change order, and the room's ephemeral signals as they come. */
+export type HubEvent = ChangeEvent | Exclude<RoomSignal, { kind: 'change' }>;
+
+export type HubListener = (event: HubEvent) => void;
 
 const FILL_BATCH = 500;
 const SUBSCRIBE_WAIT_MS = 2000;
 
 /**
- * One room's delivery point on this instance (API.md guarantees 1, 2, 5). It holds one pub/sub
- * subscription and `position`, the last seq it fanned out. Signals are handled one at a time:
- * a message with `seq = position + 1` fans out; one further ahead first has the gap read from
- * the database; one at or below `position` is a duplicate and dropped. On pub/sub reconnect and
- * on a slow timer it compares `position` with the room's `last_seq` and reads any missed tail,
- * and checks that its listeners' users are still members (a lost removal signal is re-made).
- * Listeners therefore see messages in strictly increasing seq with no gap.
+ * Which messages (by seq) a stream has carried as `added`: every seq up to `watermark`, and the
+ * few above it that arrived early (a message that changed again before a gap was filled arrives
+ * at its later change). Decides whether a change is a message's first appearance.
+ */
+export class AddedSet {
+  constructor(
+    private watermark: number,
+    private readonly above = new Set<number>(),
+  ) {}
+
+  /** Marks `seq` as carried; true when it already was. */
+  mark(seq: number): boolean {
+    if (seq <= this.watermark || this.above.has(seq)) return true;
+    this.above.add(seq);
+    while (this.above.delete(this.watermark + 1)) this.watermark++;
+    return false;
+  }
+
+  clone(): AddedSet {
+    return new AddedSet(this.watermark, new Set(this.above));
+  }
+}
+
+/**
+ * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
+ * one pub/sub subscription and `position`, the last change number it fanned out. Signals are
+ * handled one at a time: a change above `position + 1` first has the gap read from the database
+ * (numbers with no row there were superseded by later changes of the same message); one at or
+ * below `position` is a duplicate and dropped. On pub/sub reconnect and on a slow timer it compares
+ * `position` with the room's `last_change` and reads any missed tail, and checks that its
+ * listeners' users are still members (a lost removal signal is re-made). Listeners therefore see
+ * every change in increasing change number, once, each message first as `added`.
  */
 export class RoomHub {
-  /** The last seq fanned out to listeners. */
+  /** The last change number fanned out. */
   position = 0;
+  /** The highest seq fanned out (or the room's last seq when the hub started). */
+  lastSeq = 0;
+  /** The messages the hub's stream has carried as `added`. */
+  added = new AddedSet(0);
   /** Each listener with the user it delivers to. */
   private readonly listeners = new Map<HubListener, string>();
   /** Signals and heals run one at a time, in order, and only once `start` knows the position. */
@@ -35,13 +74,13 @@ export class RoomHub {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
-    /** Told how many messages a fill read from the database (pub/sub had lost or not yet brought them). */
+    /** Told how many changes a fill read from the database (pub/sub had lost or not yet brought them). */
     private readonly onFill: (count: number) => void = () => undefined,
   ) {
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
 
-  /** Subscribes, then reads the room's position (in that order, so nothing falls between). */
+  /** Subscribes, then reads the room's head (in that order, so nothing falls between). */
   async start(): Promise<void> {
     const subscribing = this.pubsub.subscribe(roomTopic(this.roomId), (s) => this.enqueue(() => this.handle(s)));
     this.unsubscribe = subscribing.catch((err) => {
@@ -51,7 +90,10 @@ export class RoomHub {
     // A subscribe stuck behind a dead Redis must not hold the room hostage: the timer heals meanwhile.
     const settled = await Promise.race([this.unsubscribe.then(() => true), delay(SUBSCRIBE_WAIT_MS).then(() => false)]);
     if (!settled) void this.unsubscribe.then(() => this.heal());
-    this.position = await this.store.lastSeq(this.roomId);
+    const head = await this.store.head(this.roomId);
+    this.position = head.lastChange;
+    this.lastSeq = head.lastSeq;
+    this.added = new AddedSet(head.lastSeq);
     this.started(); // signals that arrived meanwhile are handled now, against the right position
     this.timer = setInterval(() => this.heal(), this.healIntervalMs);
     this.timer.unref();
@@ -76,8 +118,8 @@ export class RoomHub {
    */
   heal(): void {
     this.enqueue(async () => {
-      const last = await this.store.lastSeq(this.roomId);
-      if (last > this.position) await this.fill(last);
+      const head = await this.store.head(this.roomId);
+      if (head.lastChange > this.position) await this.fill(head.lastChange);
       const users = [...new Set(this.listeners.values())];
       const members = await this.store.members(this.roomId, users);
       for (const userId of users) {
@@ -107,29 +149,32 @@ export class RoomHub {
   }
 
   private async handle(signal: RoomSignal): Promise<void> {
-    if (signal.kind !== 'added') return this.fanOut(signal);
-    const { seq } = signal.message;
-    if (seq <= this.position) return; // duplicate, or already read from the database
-    if (seq > this.position + 1) await this.fill(seq - 1);
-    this.emitAdded(signal);
+    if (signal.kind !== 'change') return this.fanOut(signal);
+    const change = signal.message.changeSeq;
+    if (change <= this.position) return; // duplicate, or already read from the database
+    if (change > this.position + 1) await this.fill(change - 1);
+    this.emit(signal.message);
   }
 
-  private async fill(uptoSeq: number): Promise<void> {
-    while (this.position < uptoSeq && !this.stopped) {
-      const batch = await this.store.range(this.roomId, this.position, uptoSeq, FILL_BATCH);
-      if (batch.length === 0) return;
-      this.onFill(batch.length);
-      for (const message of batch) this.emitAdded({ kind: 'added', message: toWire(message) });
+  /** Fans out the changes after `position` up to `upto` from the database; `position` ends at `upto`. */
+  private async fill(upto: number): Promise<void> {
+    while (this.position < upto && !this.stopped) {
+      const batch = await this.store.changes(this.roomId, this.position, upto, FILL_BATCH);
+      if (batch.length > 0) this.onFill(batch.length);
+      for (const message of batch) this.emit(toWire(message));
+      if (batch.length < FILL_BATCH) this.position = upto; // the numbers in between were superseded
     }
   }
 
-  private emitAdded(signal: Extract<RoomSignal, { kind: 'added' }>): void {
-    this.position = signal.message.seq;
-    this.fanOut(signal);
+  private emit(message: MessageWire): void {
+    this.position = message.changeSeq;
+    this.lastSeq = Math.max(this.lastSeq, message.seq);
+    const kind = this.added.mark(message.seq) ? 'updated' : 'added';
+    this.fanOut({ kind, change: message.changeSeq, message });
   }
 
-  private fanOut(signal: RoomSignal): void {
-    for (const listener of [...this.listeners.keys()]) listener(signal);
+  private fanOut(event: HubEvent): void {
+    for (const listener of [...this.listeners.keys()]) listener(event);
   }
 }
 

@@ -2,19 +2,25 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
-import { conflict, forbidden, notFound } from '../errors';
+import { badUserInput, conflict, forbidden, notFound } from '../errors';
 import type { PubSub } from '../pubsub';
 import { roomTopic } from '../pubsub';
 import type { Logger } from '../logger';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
-import { requireMember, requireViewer } from './access';
-import { decodeRoomCursor, encodeRoomCursor } from './cursors';
+import { requireMember, requireOwner, requireViewer } from './access';
+import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor } from './cursors';
+import type { RoomStore } from './room-store';
 import type { RoomModel } from './models';
 import { connection, type Connection } from './pages';
 
 /** Rooms and who is in them. */
 export class RoomService {
-  constructor(private readonly db: DataSource, private readonly pubsub: PubSub, private readonly log: Logger) {}
+  constructor(
+    private readonly db: DataSource,
+    private readonly store: RoomStore,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+  ) {}
 
   /** Creates a room with the viewer as its OWNER. */
   async create(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
@@ -46,8 +52,7 @@ export class RoomService {
 
   /** The room's OWNER adds a user. Not the OWNER (or no such room): FORBIDDEN; no such user: NOT_FOUND. */
   async addMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
-    const membership = await requireMember(this.db.manager, viewer, roomId);
-    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can add members');
+    requireOwner(await requireMember(this.db.manager, viewer, roomId), 'add members');
     const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
     if (!user) throw notFound('No user has this id');
     await this.addMembership(roomId, userId);
@@ -57,8 +62,7 @@ export class RoomService {
   /** The OWNER changes the room's assistant settings; anyone else gets FORBIDDEN. */
   async update(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
     const input = parseInput(updateRoomInput, raw);
-    const membership = await requireMember(this.db.manager, viewer, input.roomId);
-    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can change the room');
+    requireOwner(await requireMember(this.db.manager, viewer, input.roomId), 'change the room');
     const changes: Partial<RoomEntity> = {};
     if (input.assistantEnabled != null) changes.assistantEnabled = input.assistantEnabled;
     if (input.assistantInstructions != null) changes.assistantInstructions = input.assistantInstructions.trim() || null;
@@ -77,11 +81,29 @@ export class RoomService {
   /** The OWNER removes a member. Not the OWNER: FORBIDDEN; not a member: NOT_FOUND; the OWNER themself: CONFLICT. */
   async removeMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
     const membership = await requireMember(this.db.manager, viewer, roomId);
-    if (membership.role !== 'OWNER') throw forbidden('Only the room owner can remove members');
+    requireOwner(membership, 'remove members');
     if (userId === membership.userId) throw conflict('The owner cannot remove themself', 'userId');
     const target = isUuid(userId) ? await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId }) : null;
     if (!target) throw notFound('That user is not a member of this room');
     await this.removeMembership(roomId, userId);
+    return this.viewAs(viewer, roomId);
+  }
+
+  /**
+   * The viewer has read the room up to a message (a message or event cursor of the room):
+   * `lastReadSeq` only moves forward, so a repeat or an older cursor changes nothing
+   * (owns docs/guarantees.md guarantee 9; idempotent as guarantee 10 asks).
+   */
+  async markRead(viewer: Viewer | null, roomId: string, cursor: string): Promise<RoomModel> {
+    const { userId } = await requireMember(this.db.manager, viewer, roomId);
+    const point = decodeResumeCursor(cursor, roomId, 'cursor');
+    const seq = point.seq ?? (await this.store.seqAt(roomId, point.change!));
+    const [rows] = await this.db.query(
+      `UPDATE memberships m SET last_read_seq = GREATEST(m.last_read_seq, $3) FROM rooms r
+       WHERE m.room_id = $1 AND m.user_id = $2 AND r.id = m.room_id AND $3 <= r.last_seq RETURNING m.id`,
+      [roomId, userId, seq],
+    );
+    if (rows.length === 0) throw badUserInput('cursor is beyond the newest message of this room', 'cursor');
     return this.viewAs(viewer, roomId);
   }
 
@@ -126,13 +148,18 @@ export class RoomService {
     return room;
   }
 
+  /** Adds a MEMBER who has read what was sent before they came (no backlog of unread); joining twice is no change. */
   private async addMembership(roomId: string, userId: string): Promise<void> {
-    await this.db.createQueryBuilder().insert().into(MembershipEntity).values({ roomId, userId, role: 'MEMBER' }).orIgnore().execute();
+    await this.db.query(
+      `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
+       ON CONFLICT (room_id, user_id) DO NOTHING`,
+      [roomId, userId],
+    );
   }
 
   /**
    * Deletes a membership and tells every instance, so the user's live subscriptions to the room
-   * end with FORBIDDEN (API.md guarantee 6). The hubs' periodic check covers a lost signal.
+   * end with FORBIDDEN (docs/guarantees.md, guarantee 6). The hubs' periodic check covers a lost signal.
    */
   private async removeMembership(roomId: string, userId: string): Promise<void> {
     await this.db.getRepository(MembershipEntity).delete({ roomId, userId });

@@ -2,9 +2,15 @@ import { In, type DataSource } from 'typeorm';
 import { MembershipEntity, MessageEntity, RoomEntity } from '../db/entities';
 import type { MessageModel } from './models';
 
+/** How far a room has come: its newest message and its latest change. */
+export interface RoomHead {
+  lastSeq: number;
+  lastChange: number;
+}
+
 /**
  * What room hubs and feeds read from the database — the truth behind the pub/sub wake-ups:
- * ranges of messages by seq, a room's last seq, and who is still a member.
+ * a room's head, its messages by seq, its change log by change number, and who is a member.
  */
 export class RoomStore {
   constructor(private readonly db: DataSource) {}
@@ -21,24 +27,39 @@ export class RoomStore {
   }
 
   /**
-   * Assistant replies up to `atSeq` (among the 200 messages before it) that changed after the
-   * message at `atSeq` was written: what a client resuming from that cursor may have missed of
-   * replies it already had (a stream that went on, a final status).
+   * The room's change log after `afterChange` up to `uptoChange`: each message whose latest change
+   * is in that range, in its current state, in change order, at most `limit`. A number in the
+   * range with no message was superseded by a later change of the same message.
    */
-  async repliesChangedSince(roomId: string, atSeq: number): Promise<MessageModel[]> {
+  async changes(roomId: string, afterChange: number, uptoChange: number, limit: number): Promise<MessageModel[]> {
     return this.db
       .getRepository(MessageEntity)
       .createQueryBuilder('m')
-      .where('m.room_id = :roomId AND m.seq <= :atSeq AND m.seq > :atSeq - 200 AND m.asked_message_id IS NOT NULL', { roomId, atSeq })
-      .andWhere('m.updated_at > (SELECT c.created_at FROM messages c WHERE c.room_id = :roomId AND c.seq = :atSeq)')
-      .orderBy('m.seq', 'ASC')
+      .where('m.room_id = :roomId AND m.change_seq > :afterChange AND m.change_seq <= :uptoChange', { roomId, afterChange, uptoChange })
+      .orderBy('m.change_seq', 'ASC')
+      .limit(limit)
       .getMany();
   }
 
-  /** The seq of the room's newest message (0 for an empty or unknown room). */
-  async lastSeq(roomId: string): Promise<number> {
-    const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true } });
-    return room?.lastSeq ?? 0;
+  /** The room's newest seq and latest change number (0 and 0 for an empty or unknown room). */
+  async head(roomId: string): Promise<RoomHead> {
+    const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true, lastChange: true } });
+    return { lastSeq: room?.lastSeq ?? 0, lastChange: room?.lastChange ?? 0 };
+  }
+
+  /** The change number of the insert of message `seq` (undefined when there is no such message). */
+  async insertChange(roomId: string, seq: number): Promise<number | undefined> {
+    const row = await this.db.getRepository(MessageEntity).findOne({ where: { roomId, seq }, select: { createdChange: true } });
+    return row?.createdChange;
+  }
+
+  /** The seq of the newest message inserted at or before change `change` (0 when none). */
+  async seqAt(roomId: string, change: number): Promise<number> {
+    const [row]: Array<{ seq: number }> = await this.db.query(
+      'SELECT seq FROM messages WHERE room_id = $1 AND created_change <= $2 ORDER BY created_change DESC LIMIT 1',
+      [roomId, change],
+    );
+    return row?.seq ?? 0;
   }
 
   /** Which of `userIds` are members of the room now. */

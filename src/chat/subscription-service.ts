@@ -1,16 +1,14 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import type { RoomSignal } from '../pubsub';
 import { badUserInput } from '../errors';
 import { requireMember } from './access';
-import { decodeMessageCursor } from './cursors';
-import { createMessageFeed, type FeedEvent } from './message-feed';
-import { toWire } from './message-service';
+import { decodeResumeCursor } from './cursors';
+import { MessageFeed, type FeedEvent, type FeedStart } from './message-feed';
 import type { HubRegistry } from './room-hub';
 import type { RoomStore } from './room-store';
 
-/** Opens subscription streams: checks access, then resumes through the room's hub. */
+/** Opens subscription streams: checks access, places the resume point, then streams through the room's hub. */
 export class SubscriptionService {
   constructor(
     private readonly db: DataSource,
@@ -20,28 +18,44 @@ export class SubscriptionService {
   ) {}
 
   /**
-   * A room's events for a member, resuming after the `after` cursor when given: new messages only
-   * (`messageAdded`), or also updates and assistant deltas (`roomEvents`, which on resume first
-   * re-sends the current state of replies that changed since the cursor). FORBIDDEN for
+   * A room's stream for a member: new messages by seq (`messages`, for messageAdded), or every
+   * change in change order with assistant deltas (`changes`, for roomEvents). `after` is a message
+   * or event cursor of the room; the stream first replays what followed it. FORBIDDEN for
    * non-members; the stream ends with a `revoked` event when the viewer leaves or is removed.
    */
   async open(
     viewer: Viewer | null,
     roomId: string,
     after: string | null | undefined,
-    events: 'messages' | 'all',
+    order: FeedStart['order'],
   ): Promise<AsyncIterableIterator<FeedEvent>> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
-    const afterSeq = after == null ? undefined : decodeMessageCursor(after, roomId, 'after');
-    // A cursor past the newest message (forged, or from a room that was reset) would wait silently.
-    if (afterSeq !== undefined && afterSeq > (await this.store.lastSeq(roomId))) {
-      throw badUserInput('after is beyond the newest message of this room', 'after');
+    const start = after == null ? { order } : await this.resumeAfter(roomId, after, order);
+    const feed = new MessageFeed({
+      store: this.store,
+      log: this.log,
+      roomId,
+      viewerId: userId,
+      start: start as FeedStart,
+      acquire: () => this.hubs.acquire(roomId),
+    });
+    return feed.events();
+  }
+
+  /**
+   * Where a cursor points in both orders: a message cursor is the moment that message was
+   * inserted; an event cursor, that change and the newest message inserted by then. A cursor past
+   * the room's end (forged, or from a room that was reset) is refused: it would wait silently.
+   */
+  private async resumeAfter(roomId: string, cursor: string, order: FeedStart['order']): Promise<FeedStart> {
+    const point = decodeResumeCursor(cursor, roomId, 'after');
+    const head = await this.store.head(roomId);
+    if ((point.seq ?? 0) > head.lastSeq || (point.change ?? 0) > head.lastChange) {
+      throw badUserInput('after is beyond the newest change of this room', 'after');
     }
-    // A resuming roomEvents client also gets the current state of replies that changed meanwhile.
-    const changed = afterSeq && events === 'all' ? await this.store.repliesChangedSince(roomId, afterSeq) : [];
-    const initial = changed.map((message) => ({ kind: 'updated' as const, message: toWire(message) }));
-    const accept = events === 'all' ? (s: RoomSignal) => s.kind === 'updated' || s.kind === 'delta' : () => false;
-    const { hub, release } = await this.hubs.acquire(roomId);
-    return createMessageFeed({ hub, store: this.store, log: this.log, viewerId: userId, afterSeq, accept, initial, onClose: release });
+    const seq = point.seq ?? (await this.store.seqAt(roomId, point.change!));
+    if (order === 'messages') return { order, after: { seq } };
+    const change = point.change ?? (seq === 0 ? 0 : ((await this.store.insertChange(roomId, seq)) ?? 0));
+    return { order, after: { change, addedUpToSeq: seq } };
   }
 }

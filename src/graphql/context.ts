@@ -4,7 +4,7 @@ import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { Viewer } from '../auth/tokens';
-import { MembershipEntity, MessageEntity, RoomEntity, UserEntity } from '../db/entities';
+import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
 import type { MessageService } from '../chat/message-service';
 import type { RoomService } from '../chat/room-service';
@@ -20,13 +20,29 @@ export interface Services {
   assistant: AssistantService;
 }
 
-/** Batched lookups by id for one operation, so a page of messages costs one query per kind. */
+/** The viewer's place in a room, read with the room's head in one snapshot (so unread counts are exact). */
+export interface ViewerMembership {
+  role: Role;
+  lastReadSeq: number;
+  lastSeq: number;
+}
+
+/**
+ * Batched lookups for one operation, so a page of messages or a list of rooms costs one query per
+ * kind. The loaders under `viewer` answer for the operation's viewer: a result that reads them
+ * (or `ctx.viewer`) differs per viewer, which is how shared subscription execution tells
+ * (`shared-subscribe.ts`).
+ */
 export interface Loaders {
   user: DataLoader<string, UserEntity | null>;
   room: DataLoader<string, RoomEntity | null>;
   message: DataLoader<string, MessageEntity | null>;
-  /** The viewer's role in each room (null when not a member or signed out). */
-  role: DataLoader<string, Role | null>;
+  /** The newest message of each room (null for an empty room). */
+  lastMessage: DataLoader<string, MessageEntity | null>;
+  viewer: {
+    /** The viewer's membership of each room (null when not a member or signed out). */
+    membership: DataLoader<string, ViewerMembership | null>;
+  };
 }
 
 /** What every resolver receives, on HTTP and WebSocket alike. */
@@ -35,6 +51,8 @@ export interface GraphQLContext {
   requestId: string;
   services: Services;
   loaders: Loaders;
+  /** Loaders with an empty cache, for each event of a subscription (so it shows what is current). */
+  newLoaders(): Loaders;
   /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
   socket?: SocketAuth;
 }
@@ -47,11 +65,25 @@ export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
       const map = new Map(rows.map((r) => [r.id, r]));
       return ids.map((id) => map.get(id) ?? null);
     });
-  const role = new DataLoader<string, Role | null>(async (roomIds) => {
-    if (!viewer) return roomIds.map(() => null);
-    const rows = await db.getRepository(MembershipEntity).findBy({ userId: viewer.id, roomId: In([...roomIds]) });
-    const roles = new Map(rows.map((m) => [m.roomId, m.role]));
-    return roomIds.map((id) => roles.get(id) ?? null);
+  const lastMessage = new DataLoader<string, MessageEntity | null>(async (roomIds) => {
+    const rows = await db
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .innerJoin(RoomEntity, 'r', 'r.id = m.room_id AND m.seq = r.last_seq')
+      .where('r.id IN (:...roomIds)', { roomIds })
+      .getMany();
+    const byRoom = new Map(rows.map((m) => [m.roomId, m]));
+    return roomIds.map((id) => byRoom.get(id) ?? null);
   });
-  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity), role };
+  const membership = new DataLoader<string, ViewerMembership | null>(async (roomIds) => {
+    if (!viewer) return roomIds.map(() => null);
+    const rows: Array<{ room_id: string; role: Role; last_read_seq: number; last_seq: number }> = await db.query(
+      `SELECT m.room_id, m.role, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id
+       WHERE m.user_id = $1 AND m.room_id = ANY($2::uuid[])`,
+      [viewer.id, roomIds],
+    );
+    const byRoom = new Map(rows.map((r) => [r.room_id, { role: r.role, lastReadSeq: r.last_read_seq, lastSeq: r.last_seq }]));
+    return roomIds.map((id) => byRoom.get(id) ?? null);
+  });
+  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity), lastMessage, viewer: { membership } };
 }

@@ -1,6 +1,7 @@
 import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } from 'graphql';
 import type { UserEntity } from '../db/entities/user';
 import type { RoomModel, MessageModel } from '../chat/models';
+import type { ReactionGroup } from '../db/entities/message';
 import type { GraphQLContext } from './context';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -59,6 +60,14 @@ export type CreateRoomInput = {
   name: Scalars['String']['input'];
 };
 
+/** What `editMessage` needs. */
+export type EditMessageInput = {
+  /** The new text: not blank, at most 4,000 characters. */
+  body: Scalars['String']['input'];
+  /** The message to edit; only its author may, and not once it is deleted. */
+  messageId: Scalars['ID']['input'];
+};
+
 /** What `logIn` needs to sign in. */
 export type LogInInput = {
   /** The account's password. */
@@ -80,12 +89,22 @@ export type Message = {
   createdAt: Scalars['DateTime']['output'];
   /** Opaque position of this message; the same string as its edge's cursor. Pass as `after` to `messages`, `messageAdded` or `roomEvents` to resume after it. */
   cursor: Scalars['String']['output'];
+  /** True for a deleted message: a tombstone that keeps its place (`seq`) and its thread's replies, with an empty body and no reactions. */
+  deleted: Scalars['Boolean']['output'];
   /** How many `AssistantDelta` pieces `body` already holds. A client that reads a STREAMING reply from history appends only the deltas with `index >= deltaCount`. */
   deltaCount: Scalars['Int']['output'];
+  /** When the author last edited the body; null when never edited. */
+  editedAt?: Maybe<Scalars['DateTime']['output']>;
   /** Opaque, stable identifier. */
   id: Scalars['ID']['output'];
+  /** For a thread root: when its newest reply that is not deleted was sent; null without replies. */
+  lastReplyAt?: Maybe<Scalars['DateTime']['output']>;
   /** The thread root, for a reply; null for a message that starts a thread. */
   parent?: Maybe<Message>;
+  /** Reactions grouped by emoji, in the order each emoji was first used. */
+  reactions: Array<Reaction>;
+  /** For a thread root: how many replies it has (deleted ones not counted); 0 otherwise. */
+  replyCount: Scalars['Int']['output'];
   /** The room the message belongs to. */
   room: Room;
   /** Position in the room: 1, 2, 3, … without gaps, in commit order. */
@@ -96,9 +115,11 @@ export type Message = {
   statusReason?: Maybe<Scalars['String']['output']>;
 };
 
-/** A new message was committed in the room. */
+/** A new message was committed in the room (or, when resuming, a message added since the cursor, in its current state). */
 export type MessageAdded = {
   __typename?: 'MessageAdded';
+  /** Opaque position of this event in the room's change log. Pass as `after` to `roomEvents` to resume after it. */
+  cursor: Scalars['String']['output'];
   /** The new message. */
   message: Message;
 };
@@ -132,10 +153,12 @@ export type MessageStatus =
   /** An assistant reply whose text is still arriving as `AssistantDelta` events. */
   | 'STREAMING';
 
-/** A message changed: an edit, or an assistant reply's text and status. */
+/** A message changed: an edit, a deletion, a reaction, a new reply in its thread, an assistant reply's end. */
 export type MessageUpdated = {
   __typename?: 'MessageUpdated';
-  /** The message as it is now. */
+  /** Opaque position of this event in the room's change log. Pass as `after` to `roomEvents` to resume after it. */
+  cursor: Scalars['String']['output'];
+  /** The message as it is now: replace your copy with it. */
   message: Message;
 };
 
@@ -144,12 +167,18 @@ export type Mutation = {
   __typename?: 'Mutation';
   /** The room's OWNER brings a user into the room (PRIVATE or PUBLIC). Anyone else gets `FORBIDDEN`; an unknown user is `NOT_FOUND`. */
   addMember: Room;
+  /** Adds the viewer's reaction to a message of one of their rooms. Reacting again with the same emoji changes nothing. At most 50 different emoji per message; not on a deleted message (`CONFLICT`). */
+  addReaction: Message;
   /** Asks the assistant to answer a message. Returns at once the reply: a message by the assistant in the asked message's thread, `STREAMING` with an empty body. Its text arrives as `AssistantDelta` events on `roomEvents`, then a `MessageUpdated` with `COMPLETE` and the full body (or `FAILED` and a readable reason). Asking about the same message again returns the same reply. `ASSISTANT_UNAVAILABLE` when the server has no model configured; `RATE_LIMITED` (with `retryAfterMs`) past the per-user limits. */
   askAssistant: Message;
   /** Stops a streaming assistant reply (the asker or a room OWNER may), from any instance. The text so far is kept and the status becomes `CANCELLED`. A reply that already ended is returned unchanged. */
   cancelAssistant: Message;
   /** Creates a room; the viewer becomes its OWNER. */
   createRoom: Room;
+  /** Deletes a message: its author, the room's OWNER or an ADMIN may. It stays as a tombstone (`deleted: true`, body erased, `seq` kept; its thread's replies stay). Deleting it again changes nothing. */
+  deleteMessage: Message;
+  /** The author changes a message's text (same rules as a send); `editedAt` is set and subscribers get a `MessageUpdated`. Not for assistant replies or deleted messages (`CONFLICT`); anyone else gets `FORBIDDEN`. The same text again changes nothing. */
+  editMessage: Message;
   /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
   joinRoom: Room;
   /** The viewer leaves the room; their live subscriptions to it end with `FORBIDDEN`. The OWNER cannot leave (`CONFLICT`). */
@@ -158,11 +187,15 @@ export type Mutation = {
   logIn: AuthPayload;
   /** Ends the viewer's session on every instance: its access and refresh tokens stop working and its WebSockets close with 4403. `UNAUTHENTICATED` without a valid token. */
   logOut: Scalars['Boolean']['output'];
+  /** The viewer has read the room up to this message: `lastReadSeq` moves to it, never back (an older cursor changes nothing), and `unreadCount` follows. */
+  markRead: Room;
   /** Renews a session: a new access token and a new refresh token; the one given stops working. A refresh token that was already used ends the whole session (it was copied), and an unknown, expired or ended one is `UNAUTHENTICATED`. Sent over a WebSocket of the same session, it also renews that socket: it stays open past the old token's expiry, its subscriptions untouched. */
   refreshSession: AuthPayload;
   /** The room's OWNER removes a member; that user's live subscriptions to the room end with `FORBIDDEN` on every instance. A user who is not a member is `NOT_FOUND`. */
   removeMember: Room;
-  /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. */
+  /** Removes the viewer's reaction; removing one that is not there changes nothing. */
+  removeReaction: Message;
+  /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. The sender's read position moves to it. */
   sendMessage: Message;
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;
@@ -175,6 +208,12 @@ export type Mutation = {
 export type MutationAddMemberArgs = {
   roomId: Scalars['ID']['input'];
   userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationAddReactionArgs = {
+  input: ReactionInput;
 };
 
 
@@ -193,6 +232,18 @@ export type MutationCancelAssistantArgs = {
 /** The root of every write: accounts, rooms and messages. */
 export type MutationCreateRoomArgs = {
   input: CreateRoomInput;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationDeleteMessageArgs = {
+  messageId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationEditMessageArgs = {
+  input: EditMessageInput;
 };
 
 
@@ -221,6 +272,13 @@ export type MutationLogOutArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationMarkReadArgs = {
+  cursor: Scalars['String']['input'];
+  roomId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationRefreshSessionArgs = {
   refreshToken: Scalars['String']['input'];
 };
@@ -230,6 +288,12 @@ export type MutationRefreshSessionArgs = {
 export type MutationRemoveMemberArgs = {
   roomId: Scalars['ID']['input'];
   userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationRemoveReactionArgs = {
+  input: ReactionInput;
 };
 
 
@@ -300,11 +364,32 @@ export type QueryRoomsArgs = {
   first?: InputMaybe<Scalars['Int']['input']>;
 };
 
+/** One emoji's reactions on a message. */
+export type Reaction = {
+  __typename?: 'Reaction';
+  /** How many people reacted with it. */
+  count: Scalars['Int']['output'];
+  /** The emoji: one emoji character (e.g. 👍) or a short name between colons (e.g. `:shipit:`). */
+  emoji: Scalars['String']['output'];
+  /** Whether the viewer is one of them. */
+  viewerReacted: Scalars['Boolean']['output'];
+};
+
+/** What `addReaction` and `removeReaction` need. */
+export type ReactionInput = {
+  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). */
+  emoji: Scalars['String']['input'];
+  /** The message to react to; the viewer must be a member of its room. */
+  messageId: Scalars['ID']['input'];
+};
+
 /** A member's role in a room. */
 export type Role =
+  /** Helps the OWNER run the room: may delete others' messages and cancel others' assistant replies. */
+  | 'ADMIN'
   /** Reads and writes the room. */
   | 'MEMBER'
-  /** Created the room; may add and remove members. */
+  /** Created the room; may add and remove members and change the room. */
   | 'OWNER';
 
 /** A conversation with its members and an ordered message history. */
@@ -318,10 +403,16 @@ export type Room = {
   id: Scalars['ID']['output'];
   /** PUBLIC or PRIVATE. */
   kind: RoomKind;
+  /** The newest message (possibly a deleted one's tombstone), or null for an empty room. */
+  lastMessage?: Maybe<Message>;
+  /** The `seq` of the newest message the viewer has read (see `markRead`; sending moves it too). 0 when the viewer is not a member. */
+  lastReadSeq: Scalars['Int']['output'];
   /** The `seq` of the newest message (0 when empty). Messages are numbered 1, 2, 3, … without gaps. */
   lastSeq: Scalars['Int']['output'];
   /** Display name, 1 to 100 characters. */
   name: Scalars['String']['output'];
+  /** Exactly how many messages have a `seq` above `lastReadSeq` (deleted ones included): `lastSeq - lastReadSeq`. 0 when the viewer is not a member. */
+  unreadCount: Scalars['Int']['output'];
   /** The viewer's role, or null when the viewer is not a member. */
   viewerRole?: Maybe<Role>;
 };
@@ -381,7 +472,7 @@ export type Subscription = {
   __typename?: 'Subscription';
   /** New messages of a room in increasing `seq`, each once. With `after`, first every message after that cursor, then live ones, with no gap and no duplicate. */
   messageAdded: Message;
-  /** Everything that happens in a room: new messages (as with `messageAdded`, resumable with `after`), updates and assistant text as it streams. */
+  /** Everything that happens in a room, in the order of its change log: new messages (`MessageAdded`), changed messages in their new state (`MessageUpdated`: edits, deletions, reactions, thread replies, an assistant reply's end), and assistant text as it streams (`AssistantDelta`, not replayed). With `after`, first every change after that point — each message added since as `MessageAdded`, each message changed since once, in its current state, as `MessageUpdated` — then live ones, with no gap and no duplicate. Keep the `cursor` of the last `MessageAdded`/`MessageUpdated` you applied and resume with it. */
   roomEvents: RoomEvent;
 };
 
@@ -510,6 +601,7 @@ export type ResolversTypes = ResolversObject<{
   Boolean: ResolverTypeWrapper<Scalars['Boolean']['output']>;
   CreateRoomInput: CreateRoomInput;
   DateTime: ResolverTypeWrapper<Scalars['DateTime']['output']>;
+  EditMessageInput: EditMessageInput;
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   LogInInput: LogInInput;
@@ -522,6 +614,8 @@ export type ResolversTypes = ResolversObject<{
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  Reaction: ResolverTypeWrapper<ReactionGroup>;
+  ReactionInput: ReactionInput;
   Role: Role;
   Room: ResolverTypeWrapper<RoomModel>;
   RoomConnection: ResolverTypeWrapper<Omit<RoomConnection, 'edges'> & { edges: Array<ResolversTypes['RoomEdge']> }>;
@@ -544,6 +638,7 @@ export type ResolversParentTypes = ResolversObject<{
   Boolean: Scalars['Boolean']['output'];
   CreateRoomInput: CreateRoomInput;
   DateTime: Scalars['DateTime']['output'];
+  EditMessageInput: EditMessageInput;
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
   LogInInput: LogInInput;
@@ -555,6 +650,8 @@ export type ResolversParentTypes = ResolversObject<{
   Mutation: Record<PropertyKey, never>;
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
+  Reaction: ReactionGroup;
+  ReactionInput: ReactionInput;
   Room: RoomModel;
   RoomConnection: Omit<RoomConnection, 'edges'> & { edges: Array<ResolversParentTypes['RoomEdge']> };
   RoomEdge: Omit<RoomEdge, 'node'> & { node: ResolversParentTypes['Room'] };
@@ -591,9 +688,14 @@ export type MessageResolvers<ContextType = GraphQLContext, ParentType extends Re
   clientId?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   createdAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
   cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  deleted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   deltaCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  editedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  lastReplyAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   parent?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
+  reactions?: Resolver<Array<ResolversTypes['Reaction']>, ParentType, ContextType>;
+  replyCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
   seq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   status?: Resolver<ResolversTypes['MessageStatus'], ParentType, ContextType>;
@@ -601,6 +703,7 @@ export type MessageResolvers<ContextType = GraphQLContext, ParentType extends Re
 }>;
 
 export type MessageAddedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageAdded'] = ResolversParentTypes['MessageAdded']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
   __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
@@ -616,21 +719,27 @@ export type MessageEdgeResolvers<ContextType = GraphQLContext, ParentType extend
 }>;
 
 export type MessageUpdatedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageUpdated'] = ResolversParentTypes['MessageUpdated']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
   __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type MutationResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mutation'] = ResolversParentTypes['Mutation']> = ResolversObject<{
   addMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationAddMemberArgs, 'roomId' | 'userId'>>;
+  addReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationAddReactionArgs, 'input'>>;
   askAssistant?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationAskAssistantArgs, 'input'>>;
   cancelAssistant?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationCancelAssistantArgs, 'messageId'>>;
   createRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationCreateRoomArgs, 'input'>>;
+  deleteMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationDeleteMessageArgs, 'messageId'>>;
+  editMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationEditMessageArgs, 'input'>>;
   joinRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationJoinRoomArgs, 'roomId'>>;
   leaveRoom?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLeaveRoomArgs, 'roomId'>>;
   logIn?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLogInArgs, 'input'>>;
   logOut?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLogOutArgs, 'allSessions'>>;
+  markRead?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationMarkReadArgs, 'cursor' | 'roomId'>>;
   refreshSession?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationRefreshSessionArgs, 'refreshToken'>>;
   removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
+  removeReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationRemoveReactionArgs, 'input'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
   updateRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationUpdateRoomArgs, 'input'>>;
@@ -650,13 +759,22 @@ export type QueryResolvers<ContextType = GraphQLContext, ParentType extends Reso
   rooms?: Resolver<ResolversTypes['RoomConnection'], ParentType, ContextType, Partial<QueryRoomsArgs>>;
 }>;
 
+export type ReactionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Reaction'] = ResolversParentTypes['Reaction']> = ResolversObject<{
+  count?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  emoji?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  viewerReacted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+}>;
+
 export type RoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Room'] = ResolversParentTypes['Room']> = ResolversObject<{
   assistantEnabled?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
   assistantInstructions?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   kind?: Resolver<ResolversTypes['RoomKind'], ParentType, ContextType>;
+  lastMessage?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
+  lastReadSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   lastSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  unreadCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   viewerRole?: Resolver<Maybe<ResolversTypes['Role']>, ParentType, ContextType>;
 }>;
 
@@ -698,6 +816,7 @@ export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
   Mutation?: MutationResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
+  Reaction?: ReactionResolvers<ContextType>;
   Room?: RoomResolvers<ContextType>;
   RoomConnection?: RoomConnectionResolvers<ContextType>;
   RoomEdge?: RoomEdgeResolvers<ContextType>;

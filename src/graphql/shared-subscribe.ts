@@ -1,68 +1,77 @@
-import { BREAK, createSourceEventStream, execute, print, visit, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { mapAsyncIterator } from '@graphql-tools/utils';
+import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { GraphQLContext } from './context';
 
-/**
- * Fields whose value depends on who asks. A subscription that selects one is executed for each
- * subscriber; any other is executed once per event and the result shared. Add a field here when
- * its resolver reads `ctx.viewer`.
- */
-export const VIEWER_DEPENDENT_FIELDS = new Set(['viewerRole']);
+/** One execution of an event for an operation, and whether it read the viewer. */
+interface Execution {
+  result: Promise<ExecutionResult>;
+  /** Whose context it ran with. */
+  viewerId: string;
+  /** Set while it runs: true once a resolver read `ctx.viewer` or a per-viewer loader. */
+  readViewer: boolean;
+}
 
-type Result = ExecutionResult | Promise<ExecutionResult>;
-
-/** Results per event object (the hub fans one object out to every feed) and per share key. */
-const shared = new WeakMap<object, Map<string, Result>>();
+/** Executions per event object (the hub fans one object out to every feed) and per share key. */
+const shared = new WeakMap<object, Map<string, Execution>>();
 
 /**
  * `subscribe` for graphql-ws: like graphql-js's, but an event that reaches many subscribers of the
- * same operation (same document, variables and, where it matters, viewer) is executed once, and
- * every one of them gets that result. Fan-out then costs a socket write per subscriber, not an
- * execution.
+ * same operation (same document and variables) is executed once and every one of them gets that
+ * result. Whether a result depends on the viewer is not declared anywhere: it is learned from the
+ * execution itself — a resolver that reads `ctx.viewer` or a loader under `ctx.loaders.viewer`
+ * marks it — so a new viewer-dependent field cannot be missed. Such an operation is executed per
+ * viewer from then on. Each event runs with fresh loaders, so what it shows is current.
  */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
   if (!isAsyncIterable(source)) return source;
-  const key = shareKey(args);
-  const run = (event: unknown): Result => {
-    if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
+  const ctx = args.contextValue as GraphQLContext;
+  const viewerId = ctx.viewer?.id ?? '';
+  const shape = JSON.stringify([print(args.document), args.variableValues ?? {}, args.operationName ?? null]);
+  /** Learned from this subscription's first event: its results differ per viewer. */
+  let perViewer = false;
+
+  const run = (event: object, key: string): Execution => {
+    const execution: Execution = { viewerId, readViewer: false, result: Promise.resolve({}) };
+    const contextValue = watchViewer({ ...ctx, loaders: ctx.newLoaders() }, () => (execution.readViewer = true));
+    execution.result = Promise.resolve(execute({ ...args, rootValue: event, contextValue }));
     let byKey = shared.get(event);
     if (!byKey) shared.set(event, (byKey = new Map()));
-    let result = byKey.get(key);
-    if (!result) byKey.set(key, (result = execute({ ...args, rootValue: event })));
-    return result;
+    byKey.set(key, execution);
+    return execution;
   };
-  return mapIterator(source[Symbol.asyncIterator](), run);
+
+  const resultFor = async (event: unknown): Promise<ExecutionResult> => {
+    if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
+    const key = perViewer ? `${shape}\u0000${viewerId}` : shape;
+    let execution = shared.get(event)?.get(key) ?? run(event, key);
+    const result = await execution.result;
+    if (!execution.readViewer || execution.viewerId === viewerId) {
+      perViewer ||= execution.readViewer;
+      return result;
+    }
+    perViewer = true; // another viewer's result: run this one's own
+    execution = shared.get(event)?.get(`${shape}\u0000${viewerId}`) ?? run(event, `${shape}\u0000${viewerId}`);
+    return execution.result;
+  };
+
+  return mapAsyncIterator(source[Symbol.asyncIterator](), resultFor);
 }
 
-function shareKey(args: ExecutionArgs): string {
-  let perViewer = false;
-  visit(args.document, {
-    Field(node) {
-      if (VIEWER_DEPENDENT_FIELDS.has(node.name.value)) {
-        perViewer = true;
-        return BREAK;
-      }
-      return undefined;
+/** The context with its viewer and per-viewer loaders watched: `onRead` is told when either is read. */
+function watchViewer(ctx: GraphQLContext, onRead: () => void): GraphQLContext {
+  const loaders = Object.defineProperty({ ...ctx.loaders }, 'viewer', {
+    get: () => {
+      onRead();
+      return ctx.loaders.viewer;
     },
   });
-  const viewer = perViewer ? ((args.contextValue as GraphQLContext).viewer?.id ?? '') : '';
-  return JSON.stringify([print(args.document), args.variableValues ?? {}, args.operationName ?? null, viewer]);
-}
-
-function mapIterator<T, R>(source: AsyncIterator<T>, map: (value: T) => R | Promise<R>): AsyncIterableIterator<R> {
-  const step = async (result: IteratorResult<T>): Promise<IteratorResult<R>> =>
-    result.done ? { done: true, value: undefined } : { done: false, value: await map(result.value) };
-  return {
-    next: () => source.next().then(step),
-    return: async () => (source.return ? step(await source.return()) : { done: true, value: undefined }),
-    throw: async (err) => {
-      if (source.throw) return step(await source.throw(err));
-      throw err;
+  return Object.defineProperty({ ...ctx, loaders }, 'viewer', {
+    get: () => {
+      onRead();
+      return ctx.viewer;
     },
-    [Symbol.asyncIterator]() {
-      return this;
-    },
-  };
+  });
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {

@@ -4,7 +4,8 @@ import { MemoryPubSub } from './memory';
 import { RedisBus } from './redis';
 import type { PubSub } from './types';
 
-export type { AssistantControl, MessageWire, PubSub, RoomSignal, Topic } from './types';
+export type { AssistantControl, PubSub, RoomSignal, Topic } from './types';
+export { toWire, type MessageModel, type MessageWire } from './wire';
 export { assistantControlTopic, roomTopic, sessionRevokedTopic } from './types';
 
 /** Redis pub/sub when `REDIS_URL` is set (instances act as one), in-memory otherwise. */

@@ -1,24 +1,9 @@
-import type { MessageStatus } from '../db/entities/message';
-
-/** A message as it travels between instances (dates as ISO strings, so JSON keeps them). */
-export interface MessageWire {
-  id: string;
-  roomId: string;
-  seq: number;
-  authorId: string;
-  body: string;
-  parentId: string | null;
-  clientId: string | null;
-  status: MessageStatus;
-  statusReason: string | null;
-  deltaCount: number;
-  createdAt: string;
-}
+import type { MessageWire } from './wire';
 
 /** What is published on a room's topic. Topic names come only from `roomTopic`. */
 export type RoomSignal =
-  | { kind: 'added'; message: MessageWire }
-  | { kind: 'updated'; message: MessageWire }
+  /** A message at its latest change (`message.changeSeq`): its insert, or a later change. */
+  | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
   | { kind: 'membership'; userId: string; member: boolean };
 

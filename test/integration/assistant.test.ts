@@ -543,8 +543,8 @@ describe('failures end the reply, never leave it STREAMING', () => {
     const orphanQuestion = await send(a.url, ada, roomId, 'Asked on an instance that crashed');
     // What a crashed instance leaves: a STREAMING reply whose heartbeat (updated_at) is old.
     const assistant = await a.app.db.dataSource.query(`SELECT id FROM users WHERE is_assistant`);
-    const orphan = await a.app.db.dataSource.transaction((tx) =>
-      a.app.services.messages.insertNext(tx, {
+    const [orphan] = await a.app.db.dataSource.transaction((tx) =>
+      a.app.messageStore.insert(tx, {
         roomId,
         authorId: assistant[0].id,
         body: 'cut off',
@@ -577,7 +577,7 @@ describe('failures end the reply, never leave it STREAMING', () => {
     // What a crashed run leaves: STREAMING replies with a fresh heartbeat, one recorded as its own.
     const leftBehind = async (owner: string) => {
       const question = await send(a.url, ada, roomId, `Asked of ${owner}`);
-      return a.app.services.messages.insertNext(a.app.db.dataSource.manager, {
+      const [reply] = await a.app.messageStore.insert(a.app.db.dataSource.manager, {
         roomId,
         authorId: assistant.id,
         body: 'cut off',
@@ -588,6 +588,7 @@ describe('failures end the reply, never leave it STREAMING', () => {
         askedBy: ada.id,
         streamOwner: owner,
       });
+      return reply;
     };
     const own = await leftBehind(instanceId);
     const other = await leftBehind(unique('another-instance'));
@@ -666,8 +667,12 @@ describe('cancelAssistant', () => {
       resumed.stop();
       await client.dispose();
     });
-    await resumed.until((rs) => rs.length >= 1);
-    expect(resumed.results[0].data?.roomEvents).toMatchObject({ __typename: 'MessageUpdated', message: { id: reply.id, status: 'CANCELLED' } });
+    // First the thread root's new reply count (the reply's insert came just before it), then the end.
+    await resumed.until((rs) => rs.length >= 2);
+    expect(resumed.results.map((r) => r.data?.roomEvents)).toMatchObject([
+      { __typename: 'MessageUpdated', message: { id: question.id } },
+      { __typename: 'MessageUpdated', message: { id: reply.id, status: 'CANCELLED' } },
+    ]);
   });
 
   it('lets the room OWNER stop a member’s reply, and answers FORBIDDEN to another member and a non-member, UNAUTHENTICATED without a token', async () => {

@@ -124,6 +124,38 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await c2.dispose();
   }, SLOW);
 
+  it('edits, deletes, reacts, counts unread and replays those changes to a resuming roomEvents subscriber', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const first = await send(server.url, bob, roomId, 'first');
+    const second = await send(server.url, bob, roomId, 'second');
+    const EVENTS = `subscription($r: ID!, $after: String) { roomEvents(roomId: $r, after: $after) { __typename
+      ... on MessageAdded { cursor message { id body } }
+      ... on MessageUpdated { cursor message { id body deleted reactions { emoji count viewerReacted } } } } }`;
+
+    await must(server.url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { id } }`, { i: { messageId: first.id, body: 'first, edited' } }, bob.token);
+    await must(server.url, `mutation($i: ReactionInput!) { addReaction(input: $i) { id } }`, { i: { messageId: first.id, emoji: '👍' } }, ada.token);
+    await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: second.id }, ada.token); // the OWNER may
+    const client = wsClient(server.wsUrl, ada);
+    const resumed = collect(client, EVENTS, { r: roomId, after: second.cursor });
+    await resumed.until((r) => r.length >= 2);
+    expect(resumed.results.map((r) => r.data!.roomEvents.message)).toEqual([
+      { id: first.id, body: 'first, edited', deleted: false, reactions: [{ emoji: '👍', count: 1, viewerReacted: true }] },
+      { id: second.id, body: '', deleted: true, reactions: [] },
+    ]);
+    const third = await send(server.url, bob, roomId, 'third');
+    await resumed.until((r) => r.length >= 3);
+    expect(resumed.results[2].data!.roomEvents).toMatchObject({ __typename: 'MessageAdded', message: { id: third.id } });
+
+    const room = `query($id: ID!) { room(id: $id) { unreadCount lastReadSeq lastMessage { id } } }`;
+    expect((await must(server.url, room, { id: roomId }, ada.token)).room).toEqual({ unreadCount: 3, lastReadSeq: 0, lastMessage: { id: third.id } });
+    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: resumed.results[2].data!.roomEvents.cursor }, ada.token);
+    expect((await must(server.url, room, { id: roomId }, ada.token)).room).toMatchObject({ unreadCount: 0, lastReadSeq: 3 });
+    resumed.stop();
+    await client.dispose();
+  }, SLOW);
+
   it('keeps users, rooms and messages across a restart on the same DATA_DIR, and seq continues without a gap', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);

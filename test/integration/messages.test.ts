@@ -196,7 +196,7 @@ describe('persist, then publish (API.md guarantee 3)', () => {
     const [ada, eve] = await Promise.all([signUp(url), signUp(url)]);
     const roomId = await createRoom(url, ada);
     const publish = jest.spyOn(server.app.pubsub, 'publish');
-    const insert = jest.spyOn(server.app.services.messages, 'insertNext');
+    const insert = jest.spyOn(server.app.messageStore, 'insert');
     try {
       const query = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`;
       expect(codeOf(await gql(url, query, { input: { roomId, body: ' ' } }, ada.token))).toBe('BAD_USER_INPUT');

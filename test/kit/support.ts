@@ -128,13 +128,46 @@ function watch<T>(kit: KitClient, query: typeof MessageAddedDocument | typeof Ro
 export const watchMessages = (kit: KitClient, roomId: string, after?: string) =>
   watch(kit, MessageAddedDocument, { roomId, after }, (d) => ({ seq: d.messageAdded.seq as number, body: d.messageAdded.body as string }));
 
-/** `roomEvents` through the kit: each event's kind, message seq and body (or delta). */
+/** One `roomEvents` event as the application received it. */
+export interface SeenEvent {
+  kind: string;
+  /** The change number of the event's cursor (MessageAdded, MessageUpdated). */
+  change?: number;
+  id?: string;
+  seq?: number;
+  body?: string;
+}
+
+/** The change number in an event cursor (`e1:<room>:<n>`, base64url); the kit reads it the same way. */
+export const changeOf = (cursor: string | undefined) => (cursor ? Number(Buffer.from(cursor, 'base64url').toString('utf8').split(':')[2]) : undefined);
+
+/** `roomEvents` through the kit: each event's kind, change number, message id, seq and body. */
 export const watchEvents = (kit: KitClient, roomId: string, after?: string) =>
-  watch(kit, RoomEventsDocument, { roomId, after }, (d) => ({
-    kind: d.roomEvents.__typename as string,
-    seq: d.roomEvents.message?.seq as number | undefined,
-    body: d.roomEvents.message?.body as string | undefined,
+  watch<SeenEvent>(kit, RoomEventsDocument, { roomId, after }, (d) => ({
+    kind: d.roomEvents.__typename,
+    change: changeOf(d.roomEvents.cursor),
+    id: d.roomEvents.message?.id,
+    seq: d.roomEvents.message?.seq,
+    body: d.roomEvents.message?.body,
   }));
+
+/**
+ * What a roomEvents subscriber must show: every message added exactly once, change numbers strictly
+ * increasing (nothing twice, nothing out of order), and the last state it saw of each message equal
+ * to the truth (nothing lost). Events come in change order, not seq order: a message added and then
+ * edited while the subscriber was away is replayed once, in its current state, at its edit's place
+ * (API.md guarantee 8), so `outOfOrder` (by seq) of the MessageAdded events is informative only.
+ */
+export function tallyEvents(events: SeenEvent[], expectedMessages: number, truth: Map<string, string>) {
+  const added = events.filter((e) => e.kind === 'MessageAdded').map((e) => e.seq!);
+  const changes = events.filter((e) => e.change !== undefined).map((e) => e.change!);
+  let changesOutOfOrder = 0;
+  for (let i = 1; i < changes.length; i++) if (changes[i] <= changes[i - 1]) changesOutOfOrder++;
+  const last = new Map<string, string>();
+  for (const e of events) if (e.id) last.set(e.id, e.body!);
+  const stale = [...truth].filter(([id, body]) => last.get(id) !== body).length;
+  return { ...tally(added, expectedMessages), updates: events.filter((e) => e.kind === 'MessageUpdated').length, changesOutOfOrder, stale };
+}
 
 /** Lost, duplicated and out-of-order counts of a delivered seq list against 1..expected. */
 export function tally(seqs: number[], expected: number) {

@@ -7,7 +7,7 @@ function setup() {
   const listeners = new Set<(e: object) => void>();
   let runs = 0;
   const schema = makeExecutableSchema({
-    typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! viewerRole: String }`,
+    typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! viewerRole: String mine: Boolean fresh: Int }`,
     resolvers: {
       Subscription: {
         tick: {
@@ -34,14 +34,28 @@ function setup() {
           },
         },
       },
-      Tick: { viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id },
+      Tick: {
+        // Reads the viewer directly; nothing declares it.
+        viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id,
+        // Reads the viewer only through a per-viewer loader.
+        mine: (_: unknown, __: unknown, ctx: { loaders: { viewer: { owns: (n: number) => boolean } } }) => ctx.loaders.viewer.owns(1),
+        // Reads a loader whose cache must not outlive one event.
+        fresh: (_: unknown, __: unknown, ctx: { loaders: { generation: number } }) => ctx.loaders.generation,
+      },
     },
   });
   return { schema, emit: (e: object) => listeners.forEach((l) => l(e)), runs: () => runs };
 }
 
+let generation = 0;
+/** A context as the app builds it: the viewer, loaders (per-viewer ones under `viewer`), fresh loaders per event. */
+function contextOf(viewer: string) {
+  const loaders = () => ({ generation: ++generation, viewer: { owns: () => viewer === 'a' } });
+  return { viewer: { id: viewer }, loaders: loaders(), newLoaders: loaders };
+}
+
 async function open(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string) {
-  const result = await subscribeShared({ schema, document: parse(query), contextValue: { viewer: { id: viewer } } });
+  const result = await subscribeShared({ schema, document: parse(query), contextValue: contextOf(viewer) });
   return result as AsyncIterableIterator<ExecutionResult>;
 }
 
@@ -58,7 +72,7 @@ describe('subscribeShared', () => {
     await Promise.all(subs.map((s) => s.return!()));
   });
 
-  it('executes per subscriber when the selection depends on the viewer', async () => {
+  it('learns from the execution that a result reads the viewer, and executes per viewer', async () => {
     const { schema, emit, runs } = setup();
     const subs = await Promise.all(['a', 'b'].map((v) => open(schema, 'subscription { tick { n viewerRole } }', v)));
     const next = subs.map((s) => s.next());
@@ -68,6 +82,34 @@ describe('subscribeShared', () => {
     expect(results.map((r) => r.value.data)).toEqual([{ tick: { n: 2, viewerRole: 'a' } }, { tick: { n: 2, viewerRole: 'b' } }]);
     expect(runs()).toBe(2);
     await Promise.all(subs.map((s) => s.return!()));
+  });
+
+  it('tells a per-viewer loader apart too, and keeps executing per viewer for later events', async () => {
+    const { schema, emit, runs } = setup();
+    const subs = await Promise.all(['a', 'b', 'c'].map((v) => open(schema, 'subscription { tick { n mine } }', v)));
+    for (const n of [5, 6]) {
+      const next = subs.map((s) => s.next());
+      await new Promise((r) => setImmediate(r));
+      emit({ n });
+      const results = await Promise.all(next);
+      expect(results.map((r) => r.value.data)).toEqual([{ tick: { n, mine: true } }, { tick: { n, mine: false } }, { tick: { n, mine: false } }]);
+    }
+    expect(runs()).toBe(6);
+    await Promise.all(subs.map((s) => s.return!()));
+  });
+
+  it('runs each event with fresh loaders', async () => {
+    const { schema, emit } = setup();
+    const sub = await open(schema, 'subscription { tick { fresh } }', 'a');
+    const seen: number[] = [];
+    for (const n of [7, 8]) {
+      const next = sub.next();
+      await new Promise((r) => setImmediate(r));
+      emit({ n });
+      seen.push((await next).value.data.tick.fresh);
+    }
+    expect(seen[1]).toBeGreaterThan(seen[0]);
+    await sub.return!();
   });
 
   it('does not share between different selections or variables', async () => {

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
-export type Role = 'OWNER' | 'MEMBER';
+export type Role = 'OWNER' | 'ADMIN' | 'MEMBER';
 
 /** A user's place in a room; `id` grows with each join and orders the viewer's room list. */
 @Entity('memberships')
@@ -16,6 +16,10 @@ export class MembershipEntity {
 
   @Column('text')
   role: Role;
+
+  /** The seq of the newest message the user has read (never moves back). */
+  @Column('integer', { name: 'last_read_seq', default: 0 })
+  lastReadSeq: number;
 
   @CreateDateColumn({ name: 'joined_at', type: 'timestamptz' })
   joinedAt: Date;

@@ -2,7 +2,16 @@ import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn, UpdateDateCol
 
 export type MessageStatus = 'COMPLETE' | 'STREAMING' | 'FAILED' | 'CANCELLED';
 
-/** A message; `(room_id, seq)` is unique and gapless, `(room_id, author_id, client_id)` dedupes retries. */
+/** One emoji's reactions on a message: who reacted, oldest first. */
+export interface ReactionGroup {
+  emoji: string;
+  userIds: string[];
+}
+
+/**
+ * A message; `(room_id, seq)` is unique and gapless, `(room_id, author_id, client_id)` dedupes
+ * retries, and `(room_id, change_seq)` places its latest change in the room's change log.
+ */
 @Entity('messages')
 export class MessageEntity {
   @PrimaryGeneratedColumn('uuid')
@@ -48,6 +57,33 @@ export class MessageEntity {
   /** For an assistant reply: who asked (may cancel it). */
   @Column('uuid', { name: 'asked_by', nullable: true })
   askedBy: string | null;
+
+  /** The room's change number of this message's insert. */
+  @Column('integer', { name: 'created_change' })
+  createdChange: number;
+
+  /** The room's change number of this message's latest change (insert, edit, deletion, reaction, reply end). */
+  @Column('integer', { name: 'change_seq' })
+  changeSeq: number;
+
+  @Column('timestamptz', { name: 'edited_at', nullable: true })
+  editedAt: Date | null;
+
+  /** Set when the message was deleted: a tombstone whose body is erased. */
+  @Column('timestamptz', { name: 'deleted_at', nullable: true })
+  deletedAt: Date | null;
+
+  /** Reactions grouped by emoji, in the order each emoji was first used (kept with each change). */
+  @Column('jsonb', { default: () => "'[]'" })
+  reactions: ReactionGroup[];
+
+  /** For a thread root: replies that are not deleted. */
+  @Column('integer', { name: 'reply_count', default: 0 })
+  replyCount: number;
+
+  /** For a thread root: when its newest reply that is not deleted was sent. */
+  @Column('timestamptz', { name: 'last_reply_at', nullable: true })
+  lastReplyAt: Date | null;
 
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;

@@ -2,7 +2,7 @@ import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeor
 
 export type RoomKind = 'PUBLIC' | 'PRIVATE';
 
-/** A room; `lastSeq` is the seq of its newest message and the lock that orders senders. */
+/** A room; its row is the lock that orders senders and changes: `lastSeq` numbers messages, `lastChange` changes. */
 @Entity('rooms')
 export class RoomEntity {
   @PrimaryGeneratedColumn('uuid')
@@ -22,6 +22,10 @@ export class RoomEntity {
 
   @Column('integer', { name: 'last_seq', default: 0 })
   lastSeq: number;
+
+  /** The number of the room's latest change to its messages (the change log of docs/guarantees.md). */
+  @Column('integer', { name: 'last_change', default: 0 })
+  lastChange: number;
 
   @Column('uuid', { name: 'created_by' })
   createdBy: string;

@@ -1,0 +1,199 @@
+import type { DataSource, EntityManager } from 'typeorm';
+import { MessageEntity } from '../db/entities';
+import type { Logger } from '../logger';
+import { roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
+import { badUserInput } from '../errors';
+import { notMember } from './access';
+
+/** What a new message is made of. */
+export type NewMessage = Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
+  Partial<Pick<MessageEntity, 'status' | 'askedMessageId' | 'askedBy' | 'streamOwner'>>;
+
+/** Runs one UPDATE of a message row with the room's next change number as its last parameter. */
+export type ApplyChange = (sql: string, params: unknown[]) => Promise<MessageEntity | null>;
+
+/** Most different emoji one message may carry. */
+export const MAX_REACTION_KINDS = 50;
+
+/** Reactions grouped by emoji, oldest emoji first, each with its users in the order they reacted. */
+const REACTION_SUMMARY = `COALESCE((
+  SELECT jsonb_agg(jsonb_build_object('emoji', g.emoji, 'userIds', g.users) ORDER BY g.first, g.emoji)
+  FROM (SELECT emoji, jsonb_agg(user_id ORDER BY created_at, user_id) AS users, min(created_at) AS first
+        FROM reactions WHERE message_id = $1 GROUP BY emoji) g), '[]'::jsonb)`;
+
+/**
+ * Every write to a room's messages, and its one publish; owns docs/guarantees.md guarantees 3, 4,
+ * 8 and 10 (and numbers the seqs of guarantee 1). Each change — an insert, an edit, a deletion, a reaction change, an assistant reply's
+ * end — takes the room's next change number under the room row's lock in the statement or
+ * transaction that makes it, so commit order is change order; a message row records the number of
+ * its latest change. Changes are published after commit and never awaited by the writer: a lost
+ * signal is healed from the database by the hubs.
+ */
+export class MessageStore {
+  constructor(
+    private readonly db: DataSource,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Takes the room's next seq and change number and inserts the message, in one statement: the
+   * room row stays locked only while it runs. A reply also bumps its thread root's `replyCount`
+   * and `lastReplyAt` as the next change. A unique violation (a used clientId, an already answered
+   * message) fails the whole statement, so nothing is consumed. With `asMember` the author's
+   * membership is checked in the same statement (FORBIDDEN without it), so a member removed a
+   * moment earlier cannot send, and the author's read position moves to the new message.
+   * Returns the message and, for a reply, its root's new state; publishes neither (see `publish`).
+   */
+  async insert(manager: EntityManager, fields: NewMessage, { asMember = false } = {}): Promise<MessageEntity[]> {
+    const rows: Array<Record<string, unknown>> = await manager.query(
+      `WITH next AS (
+         UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END
+         WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
+         RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
+       added AS (
+         INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner)
+         SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10 FROM next
+         RETURNING *),
+       root AS (
+         UPDATE messages r SET reply_count = r.reply_count + 1, last_reply_at = GREATEST(r.last_reply_at, added.created_at),
+           change_seq = added.change_seq + 1, updated_at = now()
+         FROM added WHERE r.id = $4::uuid
+         RETURNING r.*),
+       read AS (
+         UPDATE memberships SET last_read_seq = next.last_seq FROM next
+         WHERE $9::boolean AND room_id = $1 AND user_id = $2 AND last_read_seq < next.last_seq)
+       SELECT * FROM added UNION ALL SELECT * FROM root`,
+      [
+        fields.roomId,
+        fields.authorId,
+        fields.body,
+        fields.parentId,
+        fields.clientId,
+        fields.status ?? 'COMPLETE',
+        fields.askedMessageId ?? null,
+        fields.askedBy ?? null,
+        asMember,
+        fields.streamOwner ?? null,
+      ],
+    );
+    if (rows.length === 0) throw notMember();
+    return rows.map((row) => this.fromRow(row)).sort((a, b) => a.changeSeq - b.changeSeq);
+  }
+
+  /**
+   * Runs `work` in a transaction holding the room row's lock; each row it changes through `apply`
+   * takes the next change number, and the room's `last_change` is advanced once at the end. The
+   * changed rows are published after commit, in change order. An UPDATE that matches nothing
+   * takes no number, so a repeated change is no change.
+   */
+  async inRoom(roomId: string, work: (tx: EntityManager, apply: ApplyChange) => Promise<void>): Promise<MessageEntity[]> {
+    const changed: MessageEntity[] = [];
+    await this.db.transaction(async (tx) => {
+      const [room]: Array<{ last_change: number }> = await tx.query('SELECT last_change FROM rooms WHERE id = $1 FOR UPDATE', [roomId]);
+      if (!room) return;
+      let last = room.last_change;
+      const apply: ApplyChange = async (sql, params) => {
+        const [rows]: [Array<Record<string, unknown>>] = await tx.query(sql, [...params, last + 1]);
+        if (rows.length === 0) return null;
+        last += 1;
+        const message = this.fromRow(rows[0]);
+        changed.push(message);
+        return message;
+      };
+      await work(tx, apply);
+      if (changed.length > 0) await tx.query('UPDATE rooms SET last_change = $2 WHERE id = $1', [roomId, last]);
+    });
+    this.publish(changed);
+    return changed;
+  }
+
+  /** A new body for a message that is not deleted; a body equal to the current one is no change. */
+  async edit(message: MessageModel, body: string): Promise<MessageModel> {
+    const [edited] = await this.inRoom(message.roomId, async (_tx, apply) => {
+      await apply(
+        `UPDATE messages SET body = $2, edited_at = now(), change_seq = $3, updated_at = now()
+         WHERE id = $1 AND deleted_at IS NULL AND body <> $2 RETURNING *`,
+        [message.id, body],
+      );
+    });
+    return edited ?? this.current(message.id);
+  }
+
+  /**
+   * Leaves a tombstone: `deletedAt` set, the body and reactions erased (a streaming reply ends
+   * CANCELLED). `seq` and the thread's replies stay; the root of a deleted reply is recounted as
+   * the next change. Deleting a tombstone again is no change.
+   */
+  async delete(message: MessageModel, reason: string): Promise<MessageModel> {
+    const [deleted] = await this.inRoom(message.roomId, async (tx, apply) => {
+      const row = await apply(
+        `UPDATE messages SET body = '', reactions = '[]', deleted_at = now(), updated_at = now(), change_seq = $3,
+           status = CASE WHEN status = 'STREAMING' THEN 'CANCELLED' ELSE status END,
+           status_reason = CASE WHEN status = 'STREAMING' THEN $2 ELSE status_reason END
+         WHERE id = $1 AND deleted_at IS NULL RETURNING *`,
+        [message.id, reason],
+      );
+      if (!row) return;
+      await tx.query('DELETE FROM reactions WHERE message_id = $1', [message.id]);
+      if (row.parentId) {
+        await apply(
+          `UPDATE messages r SET updated_at = now(), change_seq = $2,
+             reply_count = (SELECT count(*) FROM messages c WHERE c.parent_id = r.id AND c.deleted_at IS NULL),
+             last_reply_at = (SELECT max(c.created_at) FROM messages c WHERE c.parent_id = r.id AND c.deleted_at IS NULL)
+           WHERE id = $1 RETURNING *`,
+          [row.parentId],
+        );
+      }
+    });
+    return deleted ?? this.current(message.id);
+  }
+
+  /**
+   * Adds (`on`) or removes one user's reaction. The reactions table's natural key (message, user,
+   * emoji) decides, so a repeat or a racing twin changes nothing and takes no change number; a
+   * deleted message takes no new reaction. At most MAX_REACTION_KINDS emoji per message.
+   */
+  async react(message: MessageModel, userId: string, emoji: string, on: boolean): Promise<MessageModel> {
+    const [changed] = await this.inRoom(message.roomId, async (tx, apply) => {
+      const rows: unknown[] = on
+        ? await tx.query(
+            `INSERT INTO reactions (message_id, user_id, emoji)
+             SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM messages WHERE id = $1 AND deleted_at IS NULL)
+             ON CONFLICT DO NOTHING RETURNING emoji`,
+            [message.id, userId, emoji],
+          )
+        : (await tx.query('DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3 RETURNING emoji', [message.id, userId, emoji]))[0];
+      if (rows.length === 0) return;
+      if (on) {
+        const [{ kinds }] = await tx.query('SELECT count(DISTINCT emoji)::int AS kinds FROM reactions WHERE message_id = $1', [message.id]);
+        if (kinds > MAX_REACTION_KINDS) throw badUserInput(`A message takes at most ${MAX_REACTION_KINDS} different reactions`, 'emoji');
+      }
+      await apply(`UPDATE messages SET reactions = ${REACTION_SUMMARY}, change_seq = $2, updated_at = now() WHERE id = $1 RETURNING *`, [message.id]);
+    });
+    return changed ?? this.current(message.id);
+  }
+
+  /** Publishes committed changes in change order; a failure is logged, never thrown (the hubs heal the gap). */
+  publish(changes: MessageModel[]): void {
+    for (const message of changes) {
+      this.pubsub
+        .publish(roomTopic(message.roomId), { kind: 'change', message: toWire(message) })
+        .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq }, 'publish failed'));
+    }
+  }
+
+  /** A message as it is now. */
+  current(id: string): Promise<MessageEntity> {
+    return this.db.getRepository(MessageEntity).findOneByOrFail({ id });
+  }
+
+  /** A raw `messages` row (snake_case columns) as an entity. */
+  fromRow(row: Record<string, unknown>): MessageEntity {
+    const entity = new MessageEntity();
+    for (const column of this.db.getMetadata(MessageEntity).columns) {
+      if (column.databaseName in row) (entity as unknown as Record<string, unknown>)[column.propertyName] = row[column.databaseName];
+    }
+    return entity;
+  }
+}
