@@ -27,6 +27,8 @@ const config: CodegenConfig = {
           Room: '../chat/models#RoomModel',
           Message: '../chat/models#MessageModel',
           Reaction: '../db/entities/message#ReactionGroup',
+          Member: '../chat/membership-service#MemberModel',
+          MemberChanged: '../chat/membership-service#MemberChangedModel',
         },
       },
     },

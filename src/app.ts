@@ -2,6 +2,9 @@ import { createAssistant } from './assistant';
 import { AuthService } from './auth/auth-service';
 import { SessionService } from './auth/sessions';
 import { TokenService } from './auth/tokens';
+import { ActivityRouter } from './chat/activity-router';
+import { DirectoryService } from './chat/directory-service';
+import { MembershipService } from './chat/membership-service';
 import { MessageService } from './chat/message-service';
 import { MessageStore } from './chat/message-store';
 import { HubRegistry } from './chat/room-hub';
@@ -53,6 +56,10 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     await assistant.service.replyToMention(m);
   });
   const store = new RoomStore(db.dataSource);
+  const members = new MembershipService(db.dataSource, pubsub, log);
+  const activity = new ActivityRouter(db.dataSource, pubsub, log);
+  activity.start();
+  metrics.gauge('chat_my_events_feeds', 'myEvents subscriptions on this instance', () => activity.size);
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
   const assistant = await createAssistant(config, db.dataSource, messageStore, pubsub, limits, metrics, log);
@@ -64,7 +71,10 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       sessions,
       limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
-    rooms: new RoomService(db.dataSource, store, pubsub, log),
+    rooms: new RoomService(db.dataSource, store, members, pubsub),
+    members,
+    directory: new DirectoryService(db.dataSource),
+    activity,
     messages,
     subscriptions: new SubscriptionService(db.dataSource, hubs, store, log),
     assistant: assistant.service,
@@ -107,6 +117,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         await assistant.stop();
         await limits.close();
         await hubs.close();
+        await activity.stop();
         await sessions.close();
         await pubsub.close();
         await db.close();

@@ -39,12 +39,15 @@ const assistantInstructions = z
   .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
   .refine(storable, NUL_MESSAGE);
 
+/** A room's name: 1 to 100 characters after trimming. */
+const roomName = z
+  .string()
+  .refine(storable, NUL_MESSAGE)
+  .transform((s) => s.trim())
+  .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
+
 export const createRoomInput = z.object({
-  name: z
-    .string()
-    .refine(storable, NUL_MESSAGE)
-    .transform((s) => s.trim())
-    .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters')),
+  name: roomName,
   kind: z.enum(['PUBLIC', 'PRIVATE']),
   assistantEnabled: z.boolean().nullish(),
   assistantInstructions: assistantInstructions.nullish(),
@@ -52,6 +55,7 @@ export const createRoomInput = z.object({
 
 export const updateRoomInput = z.object({
   roomId: z.string(),
+  name: roomName.nullish(),
   assistantEnabled: z.boolean().nullish(),
   assistantInstructions: assistantInstructions.nullish(),
 });
@@ -93,6 +97,13 @@ export const reactionInput = z.object({
   messageId: z.string(),
   emoji,
 });
+
+/** What people type into a search box: 1 to 100 characters after trimming. */
+export const searchText = z
+  .string()
+  .refine(storable, NUL_MESSAGE)
+  .transform((s) => s.trim())
+  .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
 
 /** Page sizes: `first`/`last` between 1 and `max`. */
 export const pageSize = (max: number) => z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`);

@@ -2,8 +2,16 @@
 
 /** The members of every union and interface (Apollo Client `possibleTypes`). */
 export const possibleTypes: Record<string, string[]> = {
+  "MyEvent": [
+    "AddedToRoom",
+    "Mentioned",
+    "ReadStateChanged",
+    "RemovedFromRoom",
+    "RoomActivity"
+  ],
   "RoomEvent": [
     "AssistantDelta",
+    "MemberChanged",
     "MessageAdded",
     "MessageUpdated"
   ]
@@ -16,6 +24,16 @@ export const connectionFields: Record<string, Record<string, string[]>> = {
       "roomId",
       "threadId"
     ],
-    "rooms": []
+    "publicRooms": [
+      "query"
+    ],
+    "rooms": [],
+    "searchMessages": [
+      "query",
+      "roomId"
+    ]
+  },
+  "Room": {
+    "members": []
   }
 };

@@ -31,19 +31,68 @@ export async function requireMember(manager: EntityManager, viewer: Viewer | nul
   return membership;
 }
 
-/** Roles that manage a room: change its settings, add and remove members, delete others' messages. */
-const MANAGERS: readonly Role[] = ['OWNER', 'ADMIN'];
+/**
+ * What each role may do in a room beyond reading, writing, editing and deleting its own messages,
+ * reacting and leaving. A DIRECT room has no OWNER or ADMIN (both people are MEMBERs), so nobody
+ * may do any of this there; nor can anyone join or be added to it.
+ */
+export const PERMISSIONS = {
+  /** Change the room's name. */
+  rename: { OWNER: true, ADMIN: true, MEMBER: false },
+  /** Turn the assistant on or off and change its instructions. */
+  configureAssistant: { OWNER: true, ADMIN: false, MEMBER: false },
+  /** Bring a user into the room (any room kind but DIRECT). */
+  addMembers: { OWNER: true, ADMIN: true, MEMBER: false },
+  /** Remove a MEMBER. */
+  removeMembers: { OWNER: true, ADMIN: true, MEMBER: false },
+  /** Remove an ADMIN. (Nobody removes the OWNER: it hands over first.) */
+  removeAdmins: { OWNER: true, ADMIN: false, MEMBER: false },
+  /** Delete messages someone else wrote. */
+  deleteOthersMessages: { OWNER: true, ADMIN: true, MEMBER: false },
+  /** Cancel an assistant reply someone else asked for. */
+  cancelOthersReplies: { OWNER: true, ADMIN: true, MEMBER: false },
+  /** Make a member ADMIN or MEMBER, or hand OWNER over (the old OWNER becomes ADMIN). */
+  changeRoles: { OWNER: true, ADMIN: false, MEMBER: false },
+} as const satisfies Record<string, Record<Role, boolean>>;
 
-/** FORBIDDEN unless the membership has one of `roles`. */
-export function requireRole(membership: MembershipEntity, roles: readonly Role[], what: string): void {
-  if (!roles.includes(membership.role)) throw forbidden(`Only ${roles.join(' or ')} members can ${what}`);
+export type RoomAction = keyof typeof PERMISSIONS;
+
+/** Whether a member of `role` may do `action`. */
+export const allows = (role: Role, action: RoomAction): boolean => PERMISSIONS[action][role];
+
+/** FORBIDDEN unless the member's role may do `action`. */
+export function requireAllowed(membership: Pick<MembershipEntity, 'role'>, action: RoomAction): void {
+  if (allows(membership.role, action)) return;
+  const roles = (Object.keys(PERMISSIONS[action]) as Role[]).filter((r) => allows(r, action));
+  throw forbidden(`Only ${roles.join(' or ')} members may ${ACTION_WORDS[action]}`);
 }
 
-/** FORBIDDEN unless the member is the room's OWNER. */
-export const requireOwner = (membership: MembershipEntity, what: string) => requireRole(membership, ['OWNER'], what);
+const ACTION_WORDS: Record<RoomAction, string> = {
+  rename: 'rename the room',
+  configureAssistant: "change the room's assistant",
+  addMembers: 'add members',
+  removeMembers: 'remove members',
+  removeAdmins: 'remove an ADMIN',
+  deleteOthersMessages: "delete others' messages",
+  cancelOthersReplies: 'cancel a reply someone else asked for',
+  changeRoles: 'change roles',
+};
 
-/** FORBIDDEN unless the member is the room's OWNER or an ADMIN. */
-export const requireManager = (membership: MembershipEntity, what: string) => requireRole(membership, MANAGERS, what);
+/** Who may remove a member of `target` role: the OWNER never (CONFLICT: hand over first). */
+export function requireRemovable(membership: Pick<MembershipEntity, 'role'>, target: Role): void {
+  requireAllowed(membership, 'removeMembers');
+  if (target === 'OWNER') throw conflict('The OWNER cannot be removed; the OWNER hands over first (setMemberRole)', 'userId');
+  if (target === 'ADMIN') requireAllowed(membership, 'removeAdmins');
+}
+
+/** The matrix as a Markdown table (README and docs show it from here, so they cannot drift). */
+export function permissionTable(): string {
+  const roles: Role[] = ['OWNER', 'ADMIN', 'MEMBER'];
+  const rows = (Object.keys(PERMISSIONS) as RoomAction[]).map(
+    (action) => `| ${ACTION_WORDS[action]} | ${roles.map((r) => (allows(r, action) ? 'yes' : 'no')).join(' | ')} |`,
+  );
+  return [`| action | ${roles.join(' | ')} |`, `| --- | ${roles.map(() => '---').join(' | ')} |`, ...rows].join('\n');
+}
 
 /**
  * A message the viewer may read and the viewer's membership of its room, or FORBIDDEN — one
@@ -71,12 +120,12 @@ export function requireEditable(message: MessageModel, membership: MembershipEnt
   if (message.deletedAt) throw conflict('This message was deleted', 'messageId');
 }
 
-/** The author, the room's OWNER or an ADMIN deletes a message. */
+/** The author deletes a message; others need `deleteOthersMessages`. */
 export function requireDeletable(message: MessageModel, membership: MembershipEntity): void {
-  if (message.authorId !== membership.userId) requireManager(membership, "delete others' messages");
+  if (message.authorId !== membership.userId) requireAllowed(membership, 'deleteOthersMessages');
 }
 
-/** The asker, the room's OWNER or an ADMIN cancels an assistant reply. */
+/** The asker cancels an assistant reply; others need `cancelOthersReplies`. */
 export function requireCancellable(reply: MessageEntity, membership: MembershipEntity): void {
-  if (reply.askedBy !== membership.userId) requireManager(membership, 'cancel a reply someone else asked for');
+  if (reply.askedBy !== membership.userId) requireAllowed(membership, 'cancelOthersReplies');
 }

@@ -6,10 +6,11 @@ import { AddedSet, type ChangeEvent, type HubEvent, type HubListener, type RoomH
 import type { RoomStore } from './room-store';
 
 /**
- * What one subscription receives: messages or changes in order, the other room signals it
- * accepts (assistant deltas), and at most one `revoked` (the viewer left or was removed), which ends it.
+ * What one subscription receives: messages or changes in order, for roomEvents also the room's
+ * ephemeral signals (assistant deltas, member changes), and at most one `revoked` (the viewer left
+ * or was removed), which ends it.
  */
-export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' }> | { kind: 'revoked' };
+export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membership' }> | { kind: 'revoked' };
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
@@ -51,6 +52,7 @@ export class MessageFeed {
   private synced = false;
   private revoked = false;
   private stopped = false;
+  private readonly stopping = new AbortController();
   private wake?: () => void;
   /** The last change number (changes) or seq (messages) delivered. */
   private position = 0;
@@ -61,11 +63,8 @@ export class MessageFeed {
 
   /** The feed as an async iterator; nothing is attached until the first `next()`. */
   events(): AsyncIterableIterator<FeedEvent> {
-    return new Repeater<FeedEvent>(async (push, stop) => {
-      void stop.then(() => {
-        this.stopped = true;
-        this.wake?.();
-      });
+    const repeater = new Repeater<FeedEvent>(async (push, stop) => {
+      void stop.then(() => this.stop());
       const deliver = async (events: AsyncIterable<FeedEvent> | Iterable<FeedEvent>) => {
         for await (const event of events) if (!this.stopped) await Promise.race([push(event), stop]);
       };
@@ -74,10 +73,12 @@ export class MessageFeed {
       try {
         while (!this.stopped && !this.revoked) {
           if (!this.synced) {
-            // Everything up to the hub's position now comes from the database; every later change is queued.
+            // Everything up to the hub's position now comes from the database; every later change is
+            // queued — unless the queue overflows meanwhile, which makes the feed read again.
             const upto = this.head(attached.hub);
+            this.synced = true;
             await deliver(this.catchUp(upto));
-            this.synced = this.position >= upto;
+            if (this.position < upto) this.synced = false;
             continue;
           }
           const next = this.queue.shift();
@@ -88,6 +89,7 @@ export class MessageFeed {
           }
           const gap = this.gapBefore(next);
           if (gap) await deliver(this.catchUp(gap));
+          if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
           const event = this.accept(next);
           if (event) await deliver([event]);
         }
@@ -98,6 +100,25 @@ export class MessageFeed {
       }
       stop();
     });
+    // A Repeater hands `throw()` to its executor only while it waits on a push; end the feed in any case.
+    return Object.assign(repeater, {
+      throw: async (err: unknown): Promise<IteratorResult<FeedEvent>> => {
+        await repeater.return();
+        throw err;
+      },
+    });
+  }
+
+  /** Ends the feed: its loop and any wait for the database end at once. */
+  private stop(): void {
+    this.stopped = true;
+    this.stopping.abort();
+    this.wake?.();
+  }
+
+  /** Waits before a retry; resolves at once when the feed stops. */
+  private retryWait(): Promise<void> {
+    return sleep(RETRY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
   /** Acquires the hub (retrying while the database is unreachable) and places the feed's start. */
@@ -118,20 +139,20 @@ export class MessageFeed {
         return attached;
       } catch (err) {
         options.log.warn({ err: (err as Error).message, roomId: options.roomId }, 'feed could not reach its room hub; retrying');
+        await this.retryWait();
         if (this.stopped) return undefined;
-        await sleep(RETRY_MS);
       }
     }
   }
 
   private readonly listener: HubListener = (event) => {
     if (this.revoked) return; // nothing follows a revocation
-    if (event.kind === 'membership') {
-      if (event.member || event.userId !== this.options.viewerId) return;
+    if (event.kind === 'membership' && event.role === null && event.userId === this.options.viewerId) {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
     } else {
-      if (event.kind === 'delta' && this.options.start.order === 'messages') return;
+      // Ephemeral signals (deltas, member changes) are for roomEvents only.
+      if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
       if (this.queue.length >= MAX_BUFFER) this.shed();
       this.queue.push(event);
     }
@@ -160,7 +181,7 @@ export class MessageFeed {
           : await store.range(roomId, this.position, upto, REPLAY_BATCH);
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
-        await sleep(RETRY_MS);
+        await this.retryWait();
         continue;
       }
       for (const message of batch) {

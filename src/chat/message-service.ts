@@ -4,7 +4,7 @@ import { MessageEntity } from '../db/entities';
 import { isUniqueViolation } from '../db/errors';
 import { badUserInput, conflict } from '../errors';
 import type { Logger } from '../logger';
-import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, sendMessageInput } from '../validation';
+import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchText, sendMessageInput } from '../validation';
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
 import { decodeMessageCursor, encodeMessageCursor } from './cursors';
 import type { MessageModel } from './models';
@@ -21,6 +21,20 @@ export interface PageArgs {
 
 const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
+const DEFAULT_SEARCH_PAGE = 20;
+const MAX_SEARCH_PAGE = 50;
+/** How deep search results may be paged. */
+const MAX_SEARCH_DEPTH = 1000;
+
+const encodeSearchCursor = (position: number) => Buffer.from(`s1:${position}`).toString('base64url');
+
+function decodeSearchCursor(cursor: string): number {
+  const [tag, n, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
+  if (tag !== 's1' || rest.length || !/^\d{1,4}$/.test(n ?? '') || Number(n) > MAX_SEARCH_DEPTH) {
+    throw badUserInput(`after is not a search cursor (results can be paged ${MAX_SEARCH_DEPTH} deep)`, 'after');
+  }
+  return Number(n);
+}
 
 /**
  * Sending, changing and reading messages: validate, authorize (`access.ts`), write through the
@@ -131,6 +145,33 @@ export class MessageService {
         endCursor: edges[edges.length - 1]?.cursor ?? null,
       },
     };
+  }
+
+  /**
+   * Full-text search over the messages of the viewer's rooms (or of one of them: FORBIDDEN unless
+   * a member), best match first, never a deleted one: `websearch_to_tsquery` over the generated,
+   * GIN-indexed `search` column, as a Relay page whose cursors are positions in the results.
+   */
+  async search(
+    viewer: Viewer | null,
+    args: { query: string; roomId?: string | null; first?: number | null; after?: string | null },
+  ): Promise<Connection<MessageModel>> {
+    const { id: userId } = requireViewer(viewer);
+    const text = parseInput(searchText, args.query, 'query');
+    const limit = parseInput(pageSize(MAX_SEARCH_PAGE), args.first ?? DEFAULT_SEARCH_PAGE, 'first');
+    const offset = args.after == null ? 0 : decodeSearchCursor(args.after);
+    if (args.roomId != null) await requireMember(this.db.manager, viewer, args.roomId);
+    const rows: Array<Record<string, unknown>> = await this.db.query(
+      `SELECT m.* FROM messages m
+         JOIN memberships mb ON mb.room_id = m.room_id AND mb.user_id = $1,
+         websearch_to_tsquery('english', $2) q
+       WHERE m.search @@ q AND m.deleted_at IS NULL AND ($3::uuid IS NULL OR m.room_id = $3::uuid)
+       ORDER BY ts_rank(m.search, q) DESC, m.created_at DESC, m.id
+       LIMIT $4 OFFSET $5`,
+      [userId, text, args.roomId ?? null, limit + 1, offset],
+    );
+    const items = rows.map((row, i) => ({ node: this.store.fromRow(row), cursor: encodeSearchCursor(offset + i + 1) }));
+    return connection(items, limit, { hasPreviousPage: offset > 0 });
   }
 
   /** The thread root a reply to `parentId` belongs to; BAD_USER_INPUT unless it is a message of the room. */

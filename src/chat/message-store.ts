@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { MessageEntity } from '../db/entities';
 import type { Logger } from '../logger';
-import { roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
+import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import { badUserInput } from '../errors';
 import { notMember } from './access';
 
@@ -11,6 +11,19 @@ export type NewMessage = Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'p
 
 /** Runs one UPDATE of a message row with the room's next change number as its last parameter. */
 export type ApplyChange = (sql: string, params: unknown[]) => Promise<MessageEntity | null>;
+
+/** `@username` as people write it: not part of a word or an e-mail address. */
+const MENTION = /(?<![\w@.])@([A-Za-z0-9_]{3,32})(?![\w@])/g;
+
+/** The usernames a body mentions, lower-cased, each once. */
+export function mentionedNames(body: string): string[] {
+  return [...new Set([...body.matchAll(MENTION)].map((m) => m[1].toLowerCase()))];
+}
+
+/** SQL for the members of room `room` named in `names` (lower-cased usernames), not counting `author`. */
+const MENTIONED = (room: string, author: string, names: string) => `ARRAY(
+  SELECT u.id FROM users u JOIN memberships mb ON mb.user_id = u.id AND mb.room_id = ${room}
+  WHERE lower(u.username) = ANY(${names}::text[]) AND u.id <> ${author} ORDER BY u.id)`;
 
 /** Most different emoji one message may carry. */
 export const MAX_REACTION_KINDS = 50;
@@ -52,8 +65,8 @@ export class MessageStore {
          WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
        added AS (
-         INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner)
-         SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10 FROM next
+         INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
+         SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10, ${MENTIONED('$1', '$2', '$11')} FROM next
          RETURNING *),
        root AS (
          UPDATE messages r SET reply_count = r.reply_count + 1, last_reply_at = GREATEST(r.last_reply_at, added.created_at),
@@ -75,6 +88,7 @@ export class MessageStore {
         fields.askedBy ?? null,
         asMember,
         fields.streamOwner ?? null,
+        mentionedNames(fields.body),
       ],
     );
     if (rows.length === 0) throw notMember();
@@ -112,9 +126,9 @@ export class MessageStore {
   async edit(message: MessageModel, body: string): Promise<MessageModel> {
     const [edited] = await this.inRoom(message.roomId, async (_tx, apply) => {
       await apply(
-        `UPDATE messages SET body = $2, edited_at = now(), change_seq = $3, updated_at = now()
+        `UPDATE messages SET body = $2, edited_at = now(), change_seq = $4, updated_at = now(), mentions = ${MENTIONED('messages.room_id', 'messages.author_id', '$3')}
          WHERE id = $1 AND deleted_at IS NULL AND body <> $2 RETURNING *`,
-        [message.id, body],
+        [message.id, body, mentionedNames(body)],
       );
     });
     return edited ?? this.current(message.id);
@@ -128,7 +142,7 @@ export class MessageStore {
   async delete(message: MessageModel, reason: string): Promise<MessageModel> {
     const [deleted] = await this.inRoom(message.roomId, async (tx, apply) => {
       const row = await apply(
-        `UPDATE messages SET body = '', reactions = '[]', deleted_at = now(), updated_at = now(), change_seq = $3,
+        `UPDATE messages SET body = '', reactions = '[]', mentions = '{}', deleted_at = now(), updated_at = now(), change_seq = $3,
            status = CASE WHEN status = 'STREAMING' THEN 'CANCELLED' ELSE status END,
            status_reason = CASE WHEN status = 'STREAMING' THEN $2 ELSE status_reason END
          WHERE id = $1 AND deleted_at IS NULL RETURNING *`,
@@ -174,12 +188,16 @@ export class MessageStore {
     return changed ?? this.current(message.id);
   }
 
-  /** Publishes committed changes in change order; a failure is logged, never thrown (the hubs heal the gap). */
+  /**
+   * Publishes committed changes in change order to their room, and new messages also to the
+   * viewers' own feeds; a failure is logged, never thrown (the hubs heal the gap).
+   */
   publish(changes: MessageModel[]): void {
-    for (const message of changes) {
-      this.pubsub
-        .publish(roomTopic(message.roomId), { kind: 'change', message: toWire(message) })
-        .catch((err) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq }, 'publish failed'));
+    for (const change of changes) {
+      const message = toWire(change);
+      const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq }, 'publish failed');
+      this.pubsub.publish(roomTopic(message.roomId), { kind: 'change', message }).catch(warn);
+      if (message.createdChange === message.changeSeq) this.pubsub.publish(activityTopic, { message }).catch(warn);
     }
   }
 

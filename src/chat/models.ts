@@ -3,5 +3,8 @@ import type { RoomEntity } from '../db/entities/room';
 
 export type { MessageModel } from '../pubsub';
 
-/** A room as resolvers see it; `viewerRole` is filled when the query already knew it. */
-export type RoomModel = RoomEntity & { viewerRole?: Role | null };
+/**
+ * A room as resolvers see it. `readState` is set when the room is shown as of one moment (a
+ * `RoomActivity`: the viewer's unread count when that message came), not as it is now.
+ */
+export type RoomModel = RoomEntity & { viewerRole?: Role | null; readState?: { lastSeq: number; lastReadSeq: number } };

@@ -123,7 +123,7 @@ export class RoomHub {
       const users = [...new Set(this.listeners.values())];
       const members = await this.store.members(this.roomId, users);
       for (const userId of users) {
-        if (!members.has(userId)) this.fanOut({ kind: 'membership', userId, member: false });
+        if (!members.has(userId)) this.fanOut({ kind: 'membership', userId, role: null });
       }
     });
   }

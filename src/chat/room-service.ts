@@ -2,24 +2,23 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
-import { badUserInput, conflict, forbidden, notFound } from '../errors';
-import type { PubSub } from '../pubsub';
-import { roomTopic } from '../pubsub';
-import type { Logger } from '../logger';
+import { badUserInput, forbidden, notFound } from '../errors';
+import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
-import { requireMember, requireOwner, requireViewer } from './access';
+import { requireAllowed, requireMember, requireViewer } from './access';
 import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor } from './cursors';
+import type { MembershipService } from './membership-service';
 import type { RoomStore } from './room-store';
 import type { RoomModel } from './models';
 import { connection, type Connection } from './pages';
 
-/** Rooms and who is in them. */
+/** Rooms: creating and changing them, the viewer's list, direct rooms, read positions. */
 export class RoomService {
   constructor(
     private readonly db: DataSource,
     private readonly store: RoomStore,
+    private readonly members: MembershipService,
     private readonly pubsub: PubSub,
-    private readonly log: Logger,
   ) {}
 
   /** Creates a room with the viewer as its OWNER. */
@@ -39,54 +38,18 @@ export class RoomService {
     });
   }
 
-  /** Joins a PUBLIC room; idempotent. A PRIVATE or unknown room is FORBIDDEN. */
-  async join(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
-    const { id: userId } = requireViewer(viewer);
-    const room = isUuid(roomId) ? await this.db.getRepository(RoomEntity).findOneBy({ id: roomId }) : null;
-    if (!room || room.kind !== 'PUBLIC') {
-      throw forbidden('This room does not exist or needs an invitation');
-    }
-    await this.addMembership(roomId, userId);
-    return this.viewAs(viewer, roomId);
-  }
-
-  /** The room's OWNER adds a user. Not the OWNER (or no such room): FORBIDDEN; no such user: NOT_FOUND. */
-  async addMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
-    requireOwner(await requireMember(this.db.manager, viewer, roomId), 'add members');
-    const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
-    if (!user) throw notFound('No user has this id');
-    await this.addMembership(roomId, userId);
-    return this.viewAs(viewer, roomId);
-  }
-
-  /** The OWNER changes the room's assistant settings; anyone else gets FORBIDDEN. */
+  /** Renames the room (OWNER, ADMIN) and changes its assistant settings (OWNER); see `access.ts`. */
   async update(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
     const input = parseInput(updateRoomInput, raw);
-    requireOwner(await requireMember(this.db.manager, viewer, input.roomId), 'change the room');
+    const membership = await requireMember(this.db.manager, viewer, input.roomId);
+    if (input.name != null) requireAllowed(membership, 'rename');
+    if (input.assistantEnabled != null || input.assistantInstructions != null) requireAllowed(membership, 'configureAssistant');
     const changes: Partial<RoomEntity> = {};
+    if (input.name != null) changes.name = input.name;
     if (input.assistantEnabled != null) changes.assistantEnabled = input.assistantEnabled;
     if (input.assistantInstructions != null) changes.assistantInstructions = input.assistantInstructions.trim() || null;
     if (Object.keys(changes).length > 0) await this.db.getRepository(RoomEntity).update({ id: input.roomId }, changes);
     return this.viewAs(viewer, input.roomId);
-  }
-
-  /** The viewer leaves a room. The OWNER cannot leave (CONFLICT); a non-member gets FORBIDDEN. */
-  async leave(viewer: Viewer | null, roomId: string): Promise<boolean> {
-    const membership = await requireMember(this.db.manager, viewer, roomId);
-    if (membership.role === 'OWNER') throw conflict('The owner cannot leave the room', 'roomId');
-    await this.removeMembership(roomId, membership.userId);
-    return true;
-  }
-
-  /** The OWNER removes a member. Not the OWNER: FORBIDDEN; not a member: NOT_FOUND; the OWNER themself: CONFLICT. */
-  async removeMember(viewer: Viewer | null, roomId: string, userId: string): Promise<RoomModel> {
-    const membership = await requireMember(this.db.manager, viewer, roomId);
-    requireOwner(membership, 'remove members');
-    if (userId === membership.userId) throw conflict('The owner cannot remove themself', 'userId');
-    const target = isUuid(userId) ? await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId }) : null;
-    if (!target) throw notFound('That user is not a member of this room');
-    await this.removeMembership(roomId, userId);
-    return this.viewAs(viewer, roomId);
   }
 
   /**
@@ -98,12 +61,41 @@ export class RoomService {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const point = decodeResumeCursor(cursor, roomId, 'cursor');
     const seq = point.seq ?? (await this.store.seqAt(roomId, point.change!));
-    const [rows] = await this.db.query(
-      `UPDATE memberships m SET last_read_seq = GREATEST(m.last_read_seq, $3) FROM rooms r
-       WHERE m.room_id = $1 AND m.user_id = $2 AND r.id = m.room_id AND $3 <= r.last_seq RETURNING m.id`,
+    if (seq > (await this.store.head(roomId)).lastSeq) throw badUserInput('cursor is beyond the newest message of this room', 'cursor');
+    const [moved] = await this.db.query(
+      `UPDATE memberships SET last_read_seq = $3 WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3 RETURNING id`,
       [roomId, userId, seq],
     );
-    if (rows.length === 0) throw badUserInput('cursor is beyond the newest message of this room', 'cursor');
+    if (moved.length > 0) {
+      // ReadStateChanged on the viewer's other devices; a repeat or an older cursor moved nothing and says nothing.
+      this.pubsub.publish(userTopic(userId), { kind: 'read', roomId, lastReadSeq: seq }).catch(() => undefined);
+    }
+    return this.viewAs(viewer, roomId);
+  }
+
+  /**
+   * The viewer's DIRECT room with another user: created with both as MEMBERs the first time, the
+   * same room every later time — also when both open it at once, since the unique pair key decides.
+   * Not for oneself or the assistant (BAD_USER_INPUT); an unknown user is NOT_FOUND.
+   */
+  async openDirect(viewer: Viewer | null, otherId: string): Promise<RoomModel> {
+    const { id: me } = requireViewer(viewer);
+    const other = isUuid(otherId) ? await this.db.getRepository(UserEntity).findOneBy({ id: otherId.toLowerCase() }) : null;
+    if (!other) throw notFound('No user has this id');
+    if (other.id === me) throw badUserInput('A direct room is with someone else', 'userId');
+    if (other.isAssistant) throw badUserInput('The assistant answers in rooms, not in direct rooms', 'userId');
+    const key = [me, other.id].sort().join(':');
+    const created = await this.db.transaction(async (tx) => {
+      const rows: Array<{ id: string }> = await tx.query(
+        `INSERT INTO rooms (name, kind, created_by, direct_key) VALUES ('', 'DIRECT', $1, $2) ON CONFLICT (direct_key) DO NOTHING RETURNING id`,
+        [me, key],
+      );
+      if (rows.length === 0) return undefined;
+      await tx.query(`INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'MEMBER'), ($1, $3, 'MEMBER')`, [rows[0].id, me, other.id]);
+      return rows[0].id;
+    });
+    const roomId = created ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
+    if (created) for (const userId of [me, other.id]) this.members.tell(roomId, userId, 'MEMBER', { added: 0 });
     return this.viewAs(viewer, roomId);
   }
 
@@ -142,29 +134,10 @@ export class RoomService {
     return connection(items, first, { hasPreviousPage: afterId > 0 });
   }
 
-  private async viewAs(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
+  /** A room the viewer is in, or FORBIDDEN (what a mutation on a room answers with). */
+  async viewAs(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
     const room = await this.get(viewer, roomId);
     if (!room) throw forbidden();
     return room;
-  }
-
-  /** Adds a MEMBER who has read what was sent before they came (no backlog of unread); joining twice is no change. */
-  private async addMembership(roomId: string, userId: string): Promise<void> {
-    await this.db.query(
-      `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
-       ON CONFLICT (room_id, user_id) DO NOTHING`,
-      [roomId, userId],
-    );
-  }
-
-  /**
-   * Deletes a membership and tells every instance, so the user's live subscriptions to the room
-   * end with FORBIDDEN (docs/guarantees.md, guarantee 6). The hubs' periodic check covers a lost signal.
-   */
-  private async removeMembership(roomId: string, userId: string): Promise<void> {
-    await this.db.getRepository(MembershipEntity).delete({ roomId, userId });
-    await this.pubsub
-      .publish(roomTopic(roomId), { kind: 'membership', userId, member: false })
-      .catch((err) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed; hubs will notice by timer'));
   }
 }

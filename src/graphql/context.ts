@@ -9,12 +9,18 @@ import type { Role } from '../db/entities/membership';
 import type { MessageService } from '../chat/message-service';
 import type { RoomService } from '../chat/room-service';
 import type { SubscriptionService } from '../chat/subscription-service';
+import type { ActivityRouter } from '../chat/activity-router';
+import type { DirectoryService } from '../chat/directory-service';
+import type { MembershipService } from '../chat/membership-service';
 
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
   auth: AuthService;
   sessions: SessionService;
   rooms: RoomService;
+  members: MembershipService;
+  directory: DirectoryService;
+  activity: ActivityRouter;
   messages: MessageService;
   subscriptions: SubscriptionService;
   assistant: AssistantService;
@@ -39,9 +45,15 @@ export interface Loaders {
   message: DataLoader<string, MessageEntity | null>;
   /** The newest message of each room (null for an empty room). */
   lastMessage: DataLoader<string, MessageEntity | null>;
+  /** How many members each room has. */
+  memberCount: DataLoader<string, number>;
   viewer: {
     /** The viewer's membership of each room (null when not a member or signed out). */
     membership: DataLoader<string, ViewerMembership | null>;
+    /** The viewer's unread messages mentioning them, per room. */
+    mentionCount: DataLoader<string, number>;
+    /** For a DIRECT room: the other person's display name. */
+    peerName: DataLoader<string, string | null>;
   };
 }
 
@@ -85,5 +97,38 @@ export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
     const byRoom = new Map(rows.map((r) => [r.room_id, { role: r.role, lastReadSeq: r.last_read_seq, lastSeq: r.last_seq }]));
     return roomIds.map((id) => byRoom.get(id) ?? null);
   });
-  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity), lastMessage, viewer: { membership } };
+  const perRoom = (count: (roomIds: string[]) => Promise<Array<{ room_id: string; n: number }>>) =>
+    new DataLoader<string, number>(async (roomIds) => {
+      const byRoom = new Map((await count([...roomIds])).map((r) => [r.room_id, r.n]));
+      return roomIds.map((id) => byRoom.get(id) ?? 0);
+    });
+  const memberCount = perRoom((ids) => db.query('SELECT room_id, count(*)::int AS n FROM memberships WHERE room_id = ANY($1::uuid[]) GROUP BY room_id', [ids]));
+  const mentionCount = perRoom(async (ids) =>
+    viewer
+      ? db.query(
+          `SELECT msg.room_id, count(*)::int AS n FROM memberships m
+           JOIN messages msg ON msg.room_id = m.room_id AND msg.seq > m.last_read_seq
+           WHERE m.room_id = ANY($1::uuid[]) AND m.user_id = $2 AND msg.mentions @> ARRAY[$2::uuid] AND msg.deleted_at IS NULL
+           GROUP BY msg.room_id`,
+          [ids, viewer.id],
+        )
+      : [],
+  );
+  const peerName = new DataLoader<string, string | null>(async (roomIds) => {
+    const rows: Array<{ room_id: string; display_name: string }> = await db.query(
+      `SELECT m.room_id, u.display_name FROM memberships m JOIN users u ON u.id = m.user_id
+       WHERE m.room_id = ANY($1::uuid[]) AND m.user_id <> $2 ORDER BY m.id`,
+      [roomIds, viewer?.id ?? '00000000-0000-0000-0000-000000000000'],
+    );
+    const byRoom = new Map(rows.map((r) => [r.room_id, r.display_name]));
+    return roomIds.map((id) => byRoom.get(id) ?? null);
+  });
+  return {
+    user: byId(UserEntity),
+    room: byId(RoomEntity),
+    message: byId(MessageEntity),
+    lastMessage,
+    memberCount,
+    viewer: { membership, mentionCount, peerName },
+  };
 }

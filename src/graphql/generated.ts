@@ -2,6 +2,7 @@ import type { GraphQLResolveInfo, GraphQLScalarType, GraphQLScalarTypeConfig } f
 import type { UserEntity } from '../db/entities/user';
 import type { RoomModel, MessageModel } from '../chat/models';
 import type { ReactionGroup } from '../db/entities/message';
+import type { MemberModel, MemberChangedModel } from '../chat/membership-service';
 import type { GraphQLContext } from './context';
 export type Maybe<T> = T | null;
 export type InputMaybe<T> = Maybe<T>;
@@ -16,6 +17,13 @@ export type Scalars = {
   Float: { input: number; output: number; }
   /** An instant in time, as an ISO 8601 string in UTC (for example `2026-11-22T09:28:12.000Z`). */
   DateTime: { input: Date | string; output: Date | string; }
+};
+
+/** The viewer joined or was added to a room (also a new direct room). */
+export type AddedToRoom = {
+  __typename?: 'AddedToRoom';
+  /** The room. */
+  room: Room;
 };
 
 /** What `askAssistant` needs. */
@@ -76,6 +84,51 @@ export type LogInInput = {
   username: Scalars['String']['input'];
 };
 
+/** A user's place in a room. */
+export type Member = {
+  __typename?: 'Member';
+  /** Their role in the room. */
+  role: Role;
+  /** The user. */
+  user: User;
+};
+
+/** Someone joined or was added (role MEMBER), changed role, or left or was removed (role null). */
+export type MemberChanged = {
+  __typename?: 'MemberChanged';
+  /** Their role now; null when they are no longer a member. */
+  role?: Maybe<Role>;
+  /** The room. */
+  roomId: Scalars['ID']['output'];
+  /** The member. */
+  user: User;
+};
+
+/** A page of members (Relay connection), in the order they came. */
+export type MemberConnection = {
+  __typename?: 'MemberConnection';
+  /** The members of this page. */
+  edges: Array<MemberEdge>;
+  /** Where this page sits. */
+  pageInfo: PageInfo;
+};
+
+/** One member in a `MemberConnection` page. */
+export type MemberEdge = {
+  __typename?: 'MemberEdge';
+  /** Opaque position of this edge; pass as `after` to continue. */
+  cursor: Scalars['String']['output'];
+  /** The member. */
+  node: Member;
+};
+
+/** A new message mentions the viewer. */
+export type Mentioned = {
+  __typename?: 'Mentioned';
+  /** The message. */
+  message: Message;
+};
+
 /** A message in a room, numbered by `seq` without gaps. */
 export type Message = {
   __typename?: 'Message';
@@ -99,6 +152,8 @@ export type Message = {
   id: Scalars['ID']['output'];
   /** For a thread root: when its newest reply that is not deleted was sent; null without replies. */
   lastReplyAt?: Maybe<Scalars['DateTime']['output']>;
+  /** The room's members the body mentions as `@username` (not its author; a name of someone outside the room mentions no one). */
+  mentions: Array<User>;
   /** The thread root, for a reply; null for a message that starts a thread. */
   parent?: Maybe<Message>;
   /** Reactions grouped by emoji, in the order each emoji was first used. */
@@ -165,13 +220,13 @@ export type MessageUpdated = {
 /** The root of every write: accounts, rooms and messages. */
 export type Mutation = {
   __typename?: 'Mutation';
-  /** The room's OWNER brings a user into the room (PRIVATE or PUBLIC). Anyone else gets `FORBIDDEN`; an unknown user is `NOT_FOUND`. */
+  /** The room's OWNER or an ADMIN brings a user into the room (PRIVATE or PUBLIC; never DIRECT). Anyone else gets `FORBIDDEN`; an unknown user is `NOT_FOUND`. */
   addMember: Room;
   /** Adds the viewer's reaction to a message of one of their rooms. Reacting again with the same emoji changes nothing. At most 50 different emoji per message; not on a deleted message (`CONFLICT`). */
   addReaction: Message;
   /** Asks the assistant to answer a message. Returns at once the reply: a message by the assistant in the asked message's thread, `STREAMING` with an empty body. Its text arrives as `AssistantDelta` events on `roomEvents`, then a `MessageUpdated` with `COMPLETE` and the full body (or `FAILED` and a readable reason). Asking about the same message again returns the same reply. `ASSISTANT_UNAVAILABLE` when the server has no model configured; `RATE_LIMITED` (with `retryAfterMs`) past the per-user limits. */
   askAssistant: Message;
-  /** Stops a streaming assistant reply (the asker or a room OWNER may), from any instance. The text so far is kept and the status becomes `CANCELLED`. A reply that already ended is returned unchanged. */
+  /** Stops a streaming assistant reply (the asker, the room's OWNER or an ADMIN may), from any instance. The text so far is kept and the status becomes `CANCELLED`. A reply that already ended is returned unchanged. */
   cancelAssistant: Message;
   /** Creates a room; the viewer becomes its OWNER. */
   createRoom: Room;
@@ -181,7 +236,7 @@ export type Mutation = {
   editMessage: Message;
   /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
   joinRoom: Room;
-  /** The viewer leaves the room; their live subscriptions to it end with `FORBIDDEN`. The OWNER cannot leave (`CONFLICT`). */
+  /** The viewer leaves the room; their live subscriptions to it end with `FORBIDDEN`. The OWNER hands OWNER over first (`setMemberRole`), and a DIRECT room cannot be left (`CONFLICT`). */
   leaveRoom: Scalars['Boolean']['output'];
   /** Signs in. A wrong username or password is `UNAUTHENTICATED` (the same answer for both). */
   logIn: AuthPayload;
@@ -189,17 +244,21 @@ export type Mutation = {
   logOut: Scalars['Boolean']['output'];
   /** The viewer has read the room up to this message: `lastReadSeq` moves to it, never back (an older cursor changes nothing), and `unreadCount` follows. */
   markRead: Room;
+  /** The viewer's DIRECT room with another user: created the first time, the same room every later time, also when both open it at once. Not with oneself or the assistant (`BAD_USER_INPUT`); an unknown user is `NOT_FOUND`. */
+  openDirectRoom: Room;
   /** Renews a session: a new access token and a new refresh token; the one given stops working. A refresh token that was already used ends the whole session (it was copied), and an unknown, expired or ended one is `UNAUTHENTICATED`. Sent over a WebSocket of the same session, it also renews that socket: it stays open past the old token's expiry, its subscriptions untouched. */
   refreshSession: AuthPayload;
-  /** The room's OWNER removes a member; that user's live subscriptions to the room end with `FORBIDDEN` on every instance. A user who is not a member is `NOT_FOUND`. */
+  /** The room's OWNER or an ADMIN removes a MEMBER (only the OWNER removes an ADMIN; the OWNER cannot be removed: `CONFLICT`). That user's live subscriptions to the room end with `FORBIDDEN` on every instance. A user who is not a member is `NOT_FOUND`. */
   removeMember: Room;
   /** Removes the viewer's reaction; removing one that is not there changes nothing. */
   removeReaction: Message;
   /** Sends a message. It is committed, numbered and then delivered to subscribers. With a `clientId`, retries return the first message. The sender's read position moves to it. */
   sendMessage: Message;
+  /** The room's OWNER makes a member ADMIN or MEMBER, or hands OWNER over (the old OWNER becomes ADMIN, so a room has one OWNER). Members see a `MemberChanged`. A user who is not a member is `NOT_FOUND`; the OWNER's own role is `CONFLICT`. */
+  setMemberRole: Room;
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;
-  /** The room's OWNER changes its assistant settings. */
+  /** Changes a room: its name (OWNER or ADMIN) and its assistant settings (OWNER). Not for DIRECT rooms. */
   updateRoom: Room;
 };
 
@@ -279,6 +338,12 @@ export type MutationMarkReadArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationOpenDirectRoomArgs = {
+  userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationRefreshSessionArgs = {
   refreshToken: Scalars['String']['input'];
 };
@@ -304,6 +369,14 @@ export type MutationSendMessageArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationSetMemberRoleArgs = {
+  role: Role;
+  roomId: Scalars['ID']['input'];
+  userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationSignUpArgs = {
   input: SignUpInput;
 };
@@ -313,6 +386,9 @@ export type MutationSignUpArgs = {
 export type MutationUpdateRoomArgs = {
   input: UpdateRoomInput;
 };
+
+/** What happens to the viewer across all their rooms. */
+export type MyEvent = AddedToRoom | Mentioned | ReadStateChanged | RemovedFromRoom | RoomActivity;
 
 /** Where a page of a Relay connection sits in the whole list. */
 export type PageInfo = {
@@ -334,10 +410,16 @@ export type Query = {
   me?: Maybe<User>;
   /** A page of a room's history, oldest first. Use `first`/`after` to read forwards or `last`/`before` to read backwards (default: the newest 50). The viewer must be a member, otherwise `FORBIDDEN`. */
   messages: MessageConnection;
+  /** The directory: PUBLIC rooms, whether the viewer is a member or not, by name. */
+  publicRooms: RoomConnection;
   /** A room the viewer is a member of; null when it does not exist or the viewer may not see it. */
   room?: Maybe<Room>;
   /** The rooms the viewer is a member of, in the order joined. */
   rooms: RoomConnection;
+  /** Full-text search over the messages of the viewer's rooms (or of one of them), best match first; deleted messages are never found. The query is written as in a web search: words, `"a phrase"`, `-excluded`, `or`. Edge cursors are positions in the results (pass as `after` for the next page), not message cursors. */
+  searchMessages: MessageConnection;
+  /** People whose username or display name starts with `query` (any case), an exact username first: for direct rooms and invitations. Never the assistant. */
+  users: Array<User>;
 };
 
 
@@ -353,6 +435,14 @@ export type QueryMessagesArgs = {
 
 
 /** The root of every read: the signed-in user, rooms and message history. */
+export type QueryPublicRoomsArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  query?: InputMaybe<Scalars['String']['input']>;
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
 export type QueryRoomArgs = {
   id: Scalars['ID']['input'];
 };
@@ -362,6 +452,22 @@ export type QueryRoomArgs = {
 export type QueryRoomsArgs = {
   after?: InputMaybe<Scalars['String']['input']>;
   first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type QuerySearchMessagesArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+  query: Scalars['String']['input'];
+  roomId?: InputMaybe<Scalars['ID']['input']>;
+};
+
+
+/** The root of every read: the signed-in user, rooms and message history. */
+export type QueryUsersArgs = {
+  first?: InputMaybe<Scalars['Int']['input']>;
+  query: Scalars['String']['input'];
 };
 
 /** One emoji's reactions on a message. */
@@ -383,6 +489,20 @@ export type ReactionInput = {
   messageId: Scalars['ID']['input'];
 };
 
+/** The viewer's read position in a room moved (for example with `markRead` on another device). */
+export type ReadStateChanged = {
+  __typename?: 'ReadStateChanged';
+  /** The room, with its new `lastReadSeq` and `unreadCount`. */
+  room: Room;
+};
+
+/** The viewer left or was removed from a room. */
+export type RemovedFromRoom = {
+  __typename?: 'RemovedFromRoom';
+  /** The room's id. */
+  roomId: Scalars['ID']['output'];
+};
+
 /** A member's role in a room. */
 export type Role =
   /** Helps the OWNER run the room: may delete others' messages and cancel others' assistant replies. */
@@ -401,20 +521,42 @@ export type Room = {
   assistantInstructions?: Maybe<Scalars['String']['output']>;
   /** Opaque, stable identifier. */
   id: Scalars['ID']['output'];
-  /** PUBLIC or PRIVATE. */
+  /** PUBLIC, PRIVATE or DIRECT. */
   kind: RoomKind;
-  /** The newest message (possibly a deleted one's tombstone), or null for an empty room. */
+  /** The newest message (possibly a deleted one's tombstone, or a thread reply), or null for an empty room or when the viewer is not a member. */
   lastMessage?: Maybe<Message>;
   /** The `seq` of the newest message the viewer has read (see `markRead`; sending moves it too). 0 when the viewer is not a member. */
   lastReadSeq: Scalars['Int']['output'];
   /** The `seq` of the newest message (0 when empty). Messages are numbered 1, 2, 3, … without gaps. */
   lastSeq: Scalars['Int']['output'];
-  /** Display name, 1 to 100 characters. */
+  /** How many members the room has. */
+  memberCount: Scalars['Int']['output'];
+  /** The members in the order they came, with their roles: for members, and for anyone signed in when the room is PUBLIC (otherwise `FORBIDDEN`). */
+  members: MemberConnection;
+  /** How many of the viewer's unread messages (`seq` above `lastReadSeq`, not deleted) mention the viewer. 0 when the viewer is not a member. */
+  mentionCount: Scalars['Int']['output'];
+  /** Display name, 1 to 100 characters. For a DIRECT room: the other person's display name. */
   name: Scalars['String']['output'];
   /** Exactly how many messages have a `seq` above `lastReadSeq` (deleted ones included): `lastSeq - lastReadSeq`. 0 when the viewer is not a member. */
   unreadCount: Scalars['Int']['output'];
   /** The viewer's role, or null when the viewer is not a member. */
   viewerRole?: Maybe<Role>;
+};
+
+
+/** A conversation with its members and an ordered message history. */
+export type RoomMembersArgs = {
+  after?: InputMaybe<Scalars['String']['input']>;
+  first?: InputMaybe<Scalars['Int']['input']>;
+};
+
+/** A new message in one of the viewer's rooms. */
+export type RoomActivity = {
+  __typename?: 'RoomActivity';
+  /** The new message. */
+  message: Message;
+  /** The room, with the viewer's new `unreadCount`. */
+  room: Room;
 };
 
 /** A page of rooms (Relay connection), in the order the viewer joined them. */
@@ -436,11 +578,13 @@ export type RoomEdge = {
 };
 
 /** Everything that happens in a room, in order. */
-export type RoomEvent = AssistantDelta | MessageAdded | MessageUpdated;
+export type RoomEvent = AssistantDelta | MemberChanged | MessageAdded | MessageUpdated;
 
 /** Who may find and join a room. */
 export type RoomKind =
-  /** Only the OWNER can bring users in, with `addMember`. */
+  /** A conversation of two people, opened with `openDirectRoom`: one per pair, no OWNER (both are MEMBERs), nobody else can join or be added. */
+  | 'DIRECT'
+  /** Only its OWNER or an ADMIN can bring users in, with `addMember`. */
   | 'PRIVATE'
   /** Anyone signed in may join with `joinRoom`. */
   | 'PUBLIC';
@@ -472,6 +616,8 @@ export type Subscription = {
   __typename?: 'Subscription';
   /** New messages of a room in increasing `seq`, each once. With `after`, first every message after that cursor, then live ones, with no gap and no duplicate. */
   messageAdded: Message;
+  /** The viewer's own feed across all their rooms, on one subscription however many rooms: new messages (`RoomActivity`), mentions, rooms joined and left, read positions moved elsewhere. It is not resumable: after a reconnect, read `rooms` again (unread counts and last messages are exact) and resume each open room's `roomEvents` from its last cursor. */
+  myEvents: MyEvent;
   /** Everything that happens in a room, in the order of its change log: new messages (`MessageAdded`), changed messages in their new state (`MessageUpdated`: edits, deletions, reactions, thread replies, an assistant reply's end), and assistant text as it streams (`AssistantDelta`, not replayed). With `after`, first every change after that point — each message added since as `MessageAdded`, each message changed since once, in its current state, as `MessageUpdated` — then live ones, with no gap and no duplicate. Keep the `cursor` of the last `MessageAdded`/`MessageUpdated` you applied and resume with it. */
   roomEvents: RoomEvent;
 };
@@ -496,7 +642,9 @@ export type UpdateRoomInput = {
   assistantEnabled?: InputMaybe<Scalars['Boolean']['input']>;
   /** The assistant's instructions for this room (its system prompt), up to 4,000 characters; an empty string clears them. */
   assistantInstructions?: InputMaybe<Scalars['String']['input']>;
-  /** The room; only its OWNER may change it. */
+  /** The new name, 1 to 100 characters after trimming (OWNER or ADMIN). */
+  name?: InputMaybe<Scalars['String']['input']>;
+  /** The room: its OWNER or an ADMIN may rename it; only its OWNER changes the assistant. */
   roomId: Scalars['ID']['input'];
 };
 
@@ -585,8 +733,16 @@ export type DirectiveResolverFn<TResult = Record<PropertyKey, never>, TParent = 
 
 /** Mapping of union types */
 export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = ResolversObject<{
+  MyEvent:
+    | ( Omit<AddedToRoom, 'room'> & { room: _RefType['Room'] } )
+    | ( Omit<Mentioned, 'message'> & { message: _RefType['Message'] } )
+    | ( Omit<ReadStateChanged, 'room'> & { room: _RefType['Room'] } )
+    | ( RemovedFromRoom )
+    | ( Omit<RoomActivity, 'message' | 'room'> & { message: _RefType['Message'], room: _RefType['Room'] } )
+  ;
   RoomEvent:
     | ( AssistantDelta )
+    | ( MemberChangedModel )
     | ( Omit<MessageAdded, 'message'> & { message: _RefType['Message'] } )
     | ( Omit<MessageUpdated, 'message'> & { message: _RefType['Message'] } )
   ;
@@ -595,6 +751,7 @@ export type ResolversUnionTypes<_RefType extends Record<string, unknown>> = Reso
 
 /** Mapping between all available schema types and the resolvers types */
 export type ResolversTypes = ResolversObject<{
+  AddedToRoom: ResolverTypeWrapper<Omit<AddedToRoom, 'room'> & { room: ResolversTypes['Room'] }>;
   AskAssistantInput: AskAssistantInput;
   AssistantDelta: ResolverTypeWrapper<AssistantDelta>;
   AuthPayload: ResolverTypeWrapper<Omit<AuthPayload, 'user'> & { user: ResolversTypes['User'] }>;
@@ -605,6 +762,11 @@ export type ResolversTypes = ResolversObject<{
   ID: ResolverTypeWrapper<Scalars['ID']['output']>;
   Int: ResolverTypeWrapper<Scalars['Int']['output']>;
   LogInInput: LogInInput;
+  Member: ResolverTypeWrapper<MemberModel>;
+  MemberChanged: ResolverTypeWrapper<MemberChangedModel>;
+  MemberConnection: ResolverTypeWrapper<Omit<MemberConnection, 'edges'> & { edges: Array<ResolversTypes['MemberEdge']> }>;
+  MemberEdge: ResolverTypeWrapper<Omit<MemberEdge, 'node'> & { node: ResolversTypes['Member'] }>;
+  Mentioned: ResolverTypeWrapper<Omit<Mentioned, 'message'> & { message: ResolversTypes['Message'] }>;
   Message: ResolverTypeWrapper<MessageModel>;
   MessageAdded: ResolverTypeWrapper<Omit<MessageAdded, 'message'> & { message: ResolversTypes['Message'] }>;
   MessageConnection: ResolverTypeWrapper<Omit<MessageConnection, 'edges'> & { edges: Array<ResolversTypes['MessageEdge']> }>;
@@ -612,12 +774,16 @@ export type ResolversTypes = ResolversObject<{
   MessageStatus: MessageStatus;
   MessageUpdated: ResolverTypeWrapper<Omit<MessageUpdated, 'message'> & { message: ResolversTypes['Message'] }>;
   Mutation: ResolverTypeWrapper<Record<PropertyKey, never>>;
+  MyEvent: ResolverTypeWrapper<ResolversUnionTypes<ResolversTypes>['MyEvent']>;
   PageInfo: ResolverTypeWrapper<PageInfo>;
   Query: ResolverTypeWrapper<Record<PropertyKey, never>>;
   Reaction: ResolverTypeWrapper<ReactionGroup>;
   ReactionInput: ReactionInput;
+  ReadStateChanged: ResolverTypeWrapper<Omit<ReadStateChanged, 'room'> & { room: ResolversTypes['Room'] }>;
+  RemovedFromRoom: ResolverTypeWrapper<RemovedFromRoom>;
   Role: Role;
   Room: ResolverTypeWrapper<RoomModel>;
+  RoomActivity: ResolverTypeWrapper<Omit<RoomActivity, 'message' | 'room'> & { message: ResolversTypes['Message'], room: ResolversTypes['Room'] }>;
   RoomConnection: ResolverTypeWrapper<Omit<RoomConnection, 'edges'> & { edges: Array<ResolversTypes['RoomEdge']> }>;
   RoomEdge: ResolverTypeWrapper<Omit<RoomEdge, 'node'> & { node: ResolversTypes['Room'] }>;
   RoomEvent: ResolverTypeWrapper<ResolversUnionTypes<ResolversTypes>['RoomEvent']>;
@@ -632,6 +798,7 @@ export type ResolversTypes = ResolversObject<{
 
 /** Mapping between all available schema types and the resolvers parents */
 export type ResolversParentTypes = ResolversObject<{
+  AddedToRoom: Omit<AddedToRoom, 'room'> & { room: ResolversParentTypes['Room'] };
   AskAssistantInput: AskAssistantInput;
   AssistantDelta: AssistantDelta;
   AuthPayload: Omit<AuthPayload, 'user'> & { user: ResolversParentTypes['User'] };
@@ -642,17 +809,26 @@ export type ResolversParentTypes = ResolversObject<{
   ID: Scalars['ID']['output'];
   Int: Scalars['Int']['output'];
   LogInInput: LogInInput;
+  Member: MemberModel;
+  MemberChanged: MemberChangedModel;
+  MemberConnection: Omit<MemberConnection, 'edges'> & { edges: Array<ResolversParentTypes['MemberEdge']> };
+  MemberEdge: Omit<MemberEdge, 'node'> & { node: ResolversParentTypes['Member'] };
+  Mentioned: Omit<Mentioned, 'message'> & { message: ResolversParentTypes['Message'] };
   Message: MessageModel;
   MessageAdded: Omit<MessageAdded, 'message'> & { message: ResolversParentTypes['Message'] };
   MessageConnection: Omit<MessageConnection, 'edges'> & { edges: Array<ResolversParentTypes['MessageEdge']> };
   MessageEdge: Omit<MessageEdge, 'node'> & { node: ResolversParentTypes['Message'] };
   MessageUpdated: Omit<MessageUpdated, 'message'> & { message: ResolversParentTypes['Message'] };
   Mutation: Record<PropertyKey, never>;
+  MyEvent: ResolversUnionTypes<ResolversParentTypes>['MyEvent'];
   PageInfo: PageInfo;
   Query: Record<PropertyKey, never>;
   Reaction: ReactionGroup;
   ReactionInput: ReactionInput;
+  ReadStateChanged: Omit<ReadStateChanged, 'room'> & { room: ResolversParentTypes['Room'] };
+  RemovedFromRoom: RemovedFromRoom;
   Room: RoomModel;
+  RoomActivity: Omit<RoomActivity, 'message' | 'room'> & { message: ResolversParentTypes['Message'], room: ResolversParentTypes['Room'] };
   RoomConnection: Omit<RoomConnection, 'edges'> & { edges: Array<ResolversParentTypes['RoomEdge']> };
   RoomEdge: Omit<RoomEdge, 'node'> & { node: ResolversParentTypes['Room'] };
   RoomEvent: ResolversUnionTypes<ResolversParentTypes>['RoomEvent'];
@@ -662,6 +838,11 @@ export type ResolversParentTypes = ResolversObject<{
   Subscription: Record<PropertyKey, never>;
   UpdateRoomInput: UpdateRoomInput;
   User: UserEntity;
+}>;
+
+export type AddedToRoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['AddedToRoom'] = ResolversParentTypes['AddedToRoom']> = ResolversObject<{
+  room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type AssistantDeltaResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['AssistantDelta'] = ResolversParentTypes['AssistantDelta']> = ResolversObject<{
@@ -682,6 +863,33 @@ export interface DateTimeScalarConfig extends GraphQLScalarTypeConfig<ResolversT
   name: 'DateTime';
 }
 
+export type MemberResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Member'] = ResolversParentTypes['Member']> = ResolversObject<{
+  role?: Resolver<ResolversTypes['Role'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+}>;
+
+export type MemberChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MemberChanged'] = ResolversParentTypes['MemberChanged']> = ResolversObject<{
+  role?: Resolver<Maybe<ResolversTypes['Role']>, ParentType, ContextType>;
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
+export type MemberConnectionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MemberConnection'] = ResolversParentTypes['MemberConnection']> = ResolversObject<{
+  edges?: Resolver<Array<ResolversTypes['MemberEdge']>, ParentType, ContextType>;
+  pageInfo?: Resolver<ResolversTypes['PageInfo'], ParentType, ContextType>;
+}>;
+
+export type MemberEdgeResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MemberEdge'] = ResolversParentTypes['MemberEdge']> = ResolversObject<{
+  cursor?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
+  node?: Resolver<ResolversTypes['Member'], ParentType, ContextType>;
+}>;
+
+export type MentionedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Mentioned'] = ResolversParentTypes['Mentioned']> = ResolversObject<{
+  message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
 export type MessageResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Message'] = ResolversParentTypes['Message']> = ResolversObject<{
   author?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
   body?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
@@ -693,6 +901,7 @@ export type MessageResolvers<ContextType = GraphQLContext, ParentType extends Re
   editedAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
   id?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
   lastReplyAt?: Resolver<Maybe<ResolversTypes['DateTime']>, ParentType, ContextType>;
+  mentions?: Resolver<Array<ResolversTypes['User']>, ParentType, ContextType>;
   parent?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
   reactions?: Resolver<Array<ResolversTypes['Reaction']>, ParentType, ContextType>;
   replyCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
@@ -737,12 +946,18 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   logIn?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLogInArgs, 'input'>>;
   logOut?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLogOutArgs, 'allSessions'>>;
   markRead?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationMarkReadArgs, 'cursor' | 'roomId'>>;
+  openDirectRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationOpenDirectRoomArgs, 'userId'>>;
   refreshSession?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationRefreshSessionArgs, 'refreshToken'>>;
   removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
   removeReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationRemoveReactionArgs, 'input'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;
+  setMemberRole?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationSetMemberRoleArgs, 'role' | 'roomId' | 'userId'>>;
   signUp?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationSignUpArgs, 'input'>>;
   updateRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationUpdateRoomArgs, 'input'>>;
+}>;
+
+export type MyEventResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MyEvent'] = ResolversParentTypes['MyEvent']> = ResolversObject<{
+  __resolveType: TypeResolveFn<'AddedToRoom' | 'Mentioned' | 'ReadStateChanged' | 'RemovedFromRoom' | 'RoomActivity', ParentType, ContextType>;
 }>;
 
 export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['PageInfo'] = ResolversParentTypes['PageInfo']> = ResolversObject<{
@@ -755,14 +970,27 @@ export type PageInfoResolvers<ContextType = GraphQLContext, ParentType extends R
 export type QueryResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Query'] = ResolversParentTypes['Query']> = ResolversObject<{
   me?: Resolver<Maybe<ResolversTypes['User']>, ParentType, ContextType>;
   messages?: Resolver<ResolversTypes['MessageConnection'], ParentType, ContextType, RequireFields<QueryMessagesArgs, 'roomId'>>;
+  publicRooms?: Resolver<ResolversTypes['RoomConnection'], ParentType, ContextType, Partial<QueryPublicRoomsArgs>>;
   room?: Resolver<Maybe<ResolversTypes['Room']>, ParentType, ContextType, RequireFields<QueryRoomArgs, 'id'>>;
   rooms?: Resolver<ResolversTypes['RoomConnection'], ParentType, ContextType, Partial<QueryRoomsArgs>>;
+  searchMessages?: Resolver<ResolversTypes['MessageConnection'], ParentType, ContextType, RequireFields<QuerySearchMessagesArgs, 'query'>>;
+  users?: Resolver<Array<ResolversTypes['User']>, ParentType, ContextType, RequireFields<QueryUsersArgs, 'query'>>;
 }>;
 
 export type ReactionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Reaction'] = ResolversParentTypes['Reaction']> = ResolversObject<{
   count?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   emoji?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   viewerReacted?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType>;
+}>;
+
+export type ReadStateChangedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['ReadStateChanged'] = ResolversParentTypes['ReadStateChanged']> = ResolversObject<{
+  room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
+}>;
+
+export type RemovedFromRoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RemovedFromRoom'] = ResolversParentTypes['RemovedFromRoom']> = ResolversObject<{
+  roomId?: Resolver<ResolversTypes['ID'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type RoomResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Room'] = ResolversParentTypes['Room']> = ResolversObject<{
@@ -773,9 +1001,18 @@ export type RoomResolvers<ContextType = GraphQLContext, ParentType extends Resol
   lastMessage?: Resolver<Maybe<ResolversTypes['Message']>, ParentType, ContextType>;
   lastReadSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   lastSeq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  memberCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
+  members?: Resolver<ResolversTypes['MemberConnection'], ParentType, ContextType, Partial<RoomMembersArgs>>;
+  mentionCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   name?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   unreadCount?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   viewerRole?: Resolver<Maybe<ResolversTypes['Role']>, ParentType, ContextType>;
+}>;
+
+export type RoomActivityResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomActivity'] = ResolversParentTypes['RoomActivity']> = ResolversObject<{
+  message?: Resolver<ResolversTypes['Message'], ParentType, ContextType>;
+  room?: Resolver<ResolversTypes['Room'], ParentType, ContextType>;
+  __isTypeOf?: IsTypeOfResolverFn<ParentType, ContextType>;
 }>;
 
 export type RoomConnectionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomConnection'] = ResolversParentTypes['RoomConnection']> = ResolversObject<{
@@ -789,11 +1026,12 @@ export type RoomEdgeResolvers<ContextType = GraphQLContext, ParentType extends R
 }>;
 
 export type RoomEventResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['RoomEvent'] = ResolversParentTypes['RoomEvent']> = ResolversObject<{
-  __resolveType: TypeResolveFn<'AssistantDelta' | 'MessageAdded' | 'MessageUpdated', ParentType, ContextType>;
+  __resolveType: TypeResolveFn<'AssistantDelta' | 'MemberChanged' | 'MessageAdded' | 'MessageUpdated', ParentType, ContextType>;
 }>;
 
 export type SubscriptionResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['Subscription'] = ResolversParentTypes['Subscription']> = ResolversObject<{
   messageAdded?: SubscriptionResolver<ResolversTypes['Message'], "messageAdded", ParentType, ContextType, RequireFields<SubscriptionMessageAddedArgs, 'roomId'>>;
+  myEvents?: SubscriptionResolver<ResolversTypes['MyEvent'], "myEvents", ParentType, ContextType>;
   roomEvents?: SubscriptionResolver<ResolversTypes['RoomEvent'], "roomEvents", ParentType, ContextType, RequireFields<SubscriptionRoomEventsArgs, 'roomId'>>;
 }>;
 
@@ -805,19 +1043,29 @@ export type UserResolvers<ContextType = GraphQLContext, ParentType extends Resol
 }>;
 
 export type Resolvers<ContextType = GraphQLContext> = ResolversObject<{
+  AddedToRoom?: AddedToRoomResolvers<ContextType>;
   AssistantDelta?: AssistantDeltaResolvers<ContextType>;
   AuthPayload?: AuthPayloadResolvers<ContextType>;
   DateTime?: GraphQLScalarType;
+  Member?: MemberResolvers<ContextType>;
+  MemberChanged?: MemberChangedResolvers<ContextType>;
+  MemberConnection?: MemberConnectionResolvers<ContextType>;
+  MemberEdge?: MemberEdgeResolvers<ContextType>;
+  Mentioned?: MentionedResolvers<ContextType>;
   Message?: MessageResolvers<ContextType>;
   MessageAdded?: MessageAddedResolvers<ContextType>;
   MessageConnection?: MessageConnectionResolvers<ContextType>;
   MessageEdge?: MessageEdgeResolvers<ContextType>;
   MessageUpdated?: MessageUpdatedResolvers<ContextType>;
   Mutation?: MutationResolvers<ContextType>;
+  MyEvent?: MyEventResolvers<ContextType>;
   PageInfo?: PageInfoResolvers<ContextType>;
   Query?: QueryResolvers<ContextType>;
   Reaction?: ReactionResolvers<ContextType>;
+  ReadStateChanged?: ReadStateChangedResolvers<ContextType>;
+  RemovedFromRoom?: RemovedFromRoomResolvers<ContextType>;
   Room?: RoomResolvers<ContextType>;
+  RoomActivity?: RoomActivityResolvers<ContextType>;
   RoomConnection?: RoomConnectionResolvers<ContextType>;
   RoomEdge?: RoomEdgeResolvers<ContextType>;
   RoomEvent?: RoomEventResolvers<ContextType>;

@@ -4,9 +4,9 @@ import { MemoryPubSub } from './memory';
 import { RedisBus } from './redis';
 import type { PubSub } from './types';
 
-export type { AssistantControl, PubSub, RoomSignal, Topic } from './types';
+export type { Activity, AssistantControl, PubSub, RoomSignal, Topic, UserSignal } from './types';
 export { toWire, type MessageModel, type MessageWire } from './wire';
-export { assistantControlTopic, roomTopic, sessionRevokedTopic } from './types';
+export { activityTopic, assistantControlTopic, roomTopic, sessionRevokedTopic, userTopic } from './types';
 
 /** Redis pub/sub when `REDIS_URL` is set (instances act as one), in-memory otherwise. */
 export function createPubSub(config: Config, log: Logger): PubSub {

@@ -1,3 +1,4 @@
+import type { Role } from '../db/entities/membership';
 import type { MessageWire } from './wire';
 
 /** What is published on a room's topic. Topic names come only from `roomTopic`. */
@@ -5,7 +6,19 @@ export type RoomSignal =
   /** A message at its latest change (`message.changeSeq`): its insert, or a later change. */
   | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
-  | { kind: 'membership'; userId: string; member: boolean };
+  /** A user joined, was added, changed role (`role`), or left or was removed (`role: null`). */
+  | { kind: 'membership'; userId: string; role: Role | null };
+
+/** What is published on a user's own topic: changes of their rooms that concern only them. */
+export type UserSignal =
+  | { kind: 'added'; roomId: string; lastReadSeq: number }
+  | { kind: 'removed'; roomId: string }
+  | { kind: 'read'; roomId: string; lastReadSeq: number };
+
+/** A new message of any room, for the viewers' own feeds (`myEvents`). */
+export interface Activity {
+  message: MessageWire;
+}
 
 /** Stops a streaming assistant reply, wherever it streams. */
 export interface AssistantControl {
@@ -23,6 +36,9 @@ export interface Topic<T> {
 /** The one place topic names are made. */
 export const roomTopic = (roomId: string): Topic<RoomSignal> => ({ name: `room:${roomId}` });
 export const assistantControlTopic: Topic<AssistantControl> = { name: 'assistant:control' };
+export const userTopic = (userId: string): Topic<UserSignal> => ({ name: `user:${userId}` });
+/** Every new message of every room, once per instance (see `src/chat/activity-router.ts`). */
+export const activityTopic: Topic<Activity> = { name: 'activity' };
 /** A session was revoked (logOut, a reused refresh token): every instance closes its sockets. */
 export const sessionRevokedTopic: Topic<{ sessionId: string }> = { name: 'session:revoked' };
 

@@ -24,6 +24,8 @@ export interface MessageWire {
   reactions: ReactionGroup[];
   replyCount: number;
   lastReplyAt: string | null;
+  /** The ids of the members it mentions. */
+  mentions: string[];
 }
 
 /** A message as resolvers see it: a database row, or one that arrived over pub/sub (dates as strings). */
@@ -57,5 +59,6 @@ export function toWire(m: MessageModel): MessageWire {
     reactions: m.reactions,
     replyCount: m.replyCount,
     lastReplyAt: iso(m.lastReplyAt),
+    mentions: m.mentions,
   };
 }

@@ -1,9 +1,9 @@
 import type { MessageModel } from '../../src/chat/models';
-import { toWire } from '../../src/chat/message-service';
-import { HubRegistry, RoomHub, type HubListener } from '../../src/chat/room-hub';
+import { AddedSet, HubRegistry, RoomHub, type HubEvent, type HubListener } from '../../src/chat/room-hub';
 import type { Logger } from '../../src/logger';
 import { MemoryPubSub } from '../../src/pubsub/memory';
 import { roomTopic, type PubSub, type RoomSignal, type Topic } from '../../src/pubsub/types';
+import { toWire } from '../../src/pubsub/wire';
 import { FakeStore, silentLogger, waitFor } from '../support/fakes';
 
 // ---------------------------------------------------------------------------------------------
@@ -72,10 +72,17 @@ async function settled(hub: RoomHub): Promise<void> {
   } while (chain !== inner.chain);
 }
 
-const added = (message: MessageModel): RoomSignal => ({ kind: 'added', message: toWire(message) });
+/** The pub/sub signal of a message at its current change. */
+const changed = (message: MessageModel): RoomSignal => ({ kind: 'change', message: toWire(message) });
 
-function seqsOf(signals: RoomSignal[]): number[] {
-  return signals.flatMap((s) => (s.kind === 'added' ? [s.message.seq] : []));
+/** Change events as short labels, `added 4@4` or `updated 1@6` (seq @ change); other events by kind. */
+function labels(events: HubEvent[]): string[] {
+  return events.map((e) => (e.kind === 'added' || e.kind === 'updated' ? `${e.kind} ${e.message.seq}@${e.change}` : e.kind));
+}
+
+/** The seqs of the messages fanned out as added, in order. */
+function seqsOf(events: HubEvent[]): number[] {
+  return events.flatMap((e) => (e.kind === 'added' ? [e.message.seq] : []));
 }
 
 function range(from: number, to: number): number[] {
@@ -97,85 +104,95 @@ afterEach(async () => {
   await Promise.all(toClose.splice(0).map((r) => r.close()));
 });
 
-/** A started hub over a room that already holds `messages` messages, on the real in-memory bus. */
-async function startHub(options: { messages?: number; pubsub?: PubSub; healIntervalMs?: number } = {}) {
+/**
+ * A started hub over a room that already holds `messages` messages (at changes 1..messages), on
+ * the real in-memory bus unless another is given.
+ */
+async function startHub(options: { messages?: number; pubsub?: PubSub; healIntervalMs?: number; onFill?: (count: number) => void } = {}) {
   const store = new FakeStore();
   store.append(ROOM, options.messages ?? 0);
   const pubsub = options.pubsub ?? new MemoryPubSub();
   const log = silentLogger();
-  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger, options.healIntervalMs ?? HEAL_NEVER);
+  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger, options.healIntervalMs ?? HEAL_NEVER, options.onFill);
   toStop.push(hub);
   await hub.start();
+  const signal = (s: RoomSignal) => pubsub.publish(roomTopic(ROOM), s);
   /** Commits `count` messages; publishes the signal of each unless `publish` is false (a lost signal). */
   const send = async (count = 1, publish = true): Promise<MessageModel[]> => {
     const messages = store.append(ROOM, count);
-    if (publish) for (const m of messages) await pubsub.publish(roomTopic(ROOM), added(m));
+    if (publish) for (const m of messages) await signal(changed(m));
     return messages;
   };
-  const signal = (s: RoomSignal) => pubsub.publish(roomTopic(ROOM), s);
-  return { store, pubsub, log, hub, send, signal };
+  /** Commits an edit of message `seq` (its next change); publishes its signal unless `publish` is false. */
+  const edit = async (seq: number, publish = true): Promise<MessageModel> => {
+    const message = store.change(ROOM, seq);
+    if (publish) await signal(changed(message));
+    return message;
+  };
+  return { store, pubsub, log, hub, send, edit, signal };
 }
 
-function listen(hub: RoomHub, userId: string): RoomSignal[] & { listener: HubListener } {
-  const seen = [] as unknown as RoomSignal[] & { listener: HubListener };
-  const listener: HubListener = (s) => seen.push(s);
+function listen(hub: RoomHub, userId: string): HubEvent[] & { listener: HubListener } {
+  const seen = [] as unknown as HubEvent[] & { listener: HubListener };
+  const listener: HubListener = (e) => seen.push(e);
   Object.defineProperty(seen, 'listener', { value: listener, enumerable: false });
   hub.add(listener, userId);
   return seen;
 }
 
-function expectStrictlyIncreasingWithoutGap(seqs: number[], from: number): void {
-  expect(seqs).toEqual(range(from, from + seqs.length - 1));
-}
-
 // ---------------------------------------------------------------------------------------------
-// RoomHub
+// RoomHub: ported from the seq-numbered hub
 // ---------------------------------------------------------------------------------------------
 
 describe('RoomHub', () => {
-  it('starts at the room\'s last seq, subscribing before it reads it', async () => {
+  it('starts at the room\'s head (last change and last seq), subscribing before it reads it', async () => {
     const pubsub = new FakePubSub();
     const store = new FakeStore();
     store.append(ROOM, 7);
+    store.change(ROOM, 2);
+    store.change(ROOM, 5);
     let subscribedWhenRead: number | undefined;
     store.onCall = (method) => {
-      if (method === 'lastSeq') subscribedWhenRead = pubsub.subscribers(ROOM);
+      if (method === 'head') subscribedWhenRead = pubsub.subscribers(ROOM);
     };
     const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger, HEAL_NEVER);
     toStop.push(hub);
     await hub.start();
-    expect(hub.position).toBe(7);
+    expect(hub.position).toBe(9);
+    expect(hub.lastSeq).toBe(7);
     expect(subscribedWhenRead).toBe(1);
   });
 
-  it('fans out the message with seq = position + 1 at once, without reading the store', async () => {
+  it('fans out the change numbered position + 1 at once, as added, without reading the store', async () => {
     const { hub, store, send } = await startHub({ messages: 3 });
     const seen = listen(hub, 'alice');
     await send();
-    await waitFor(() => seen.length === 1, 'seq 4');
-    expect(seqsOf(seen)).toEqual([4]);
+    await waitFor(() => seen.length === 1, 'change 4');
+    expect(labels(seen)).toEqual(['added 4@4']);
+    expect(seen[0]).toEqual({ kind: 'added', change: 4, message: toWire(store.get(ROOM, 4)) });
     expect(hub.position).toBe(4);
-    expect(store.callsOf('range')).toEqual([]);
+    expect(hub.lastSeq).toBe(4);
+    expect(store.callsOf('changes')).toEqual([]);
   });
 
-  it('fans out each signal to every listener', async () => {
+  it('fans out each change to every listener', async () => {
     const { hub, send } = await startHub({ messages: 1 });
     const a = listen(hub, 'alice');
     const b = listen(hub, 'bob');
     await send(2);
     await waitFor(() => a.length === 2 && b.length === 2, 'both listeners');
-    expect(seqsOf(a)).toEqual([2, 3]);
-    expect(seqsOf(b)).toEqual([2, 3]);
+    expect(labels(a)).toEqual(['added 2@2', 'added 3@3']);
+    expect(labels(b)).toEqual(['added 2@2', 'added 3@3']);
   });
 
   it('reads the gap from the store before a signal that skips ahead, so listeners see no gap', async () => {
     const { hub, store, send } = await startHub({ messages: 1 });
     const seen = listen(hub, 'alice');
-    await send(3, false); // seqs 2..4: their signals were lost
-    await send(); // seq 5
-    await waitFor(() => seen.length === 4, 'seqs 2..5');
-    expect(seqsOf(seen)).toEqual([2, 3, 4, 5]);
-    expect(store.callsOf('range')).toEqual([[ROOM, 1, 4, 500]]);
+    await send(3, false); // changes 2..4: their signals were lost
+    await send(); // change 5
+    await waitFor(() => seen.length === 4, 'changes 2..5');
+    expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'added 4@4', 'added 5@5']);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 1, 4, 500]]);
     expect(hub.position).toBe(5);
   });
 
@@ -185,37 +202,36 @@ describe('RoomHub', () => {
     await send(1200, false);
     await send();
     await waitFor(() => hub.position === 1201, 'position 1201');
-    expectStrictlyIncreasingWithoutGap(seqsOf(seen), 1);
-    expect(seqsOf(seen)).toHaveLength(1201);
-    expect(store.callsOf('range')).toEqual([
+    expect(seqsOf(seen)).toEqual(range(1, 1201));
+    expect(seen.map((e) => (e as { change: number }).change)).toEqual(range(1, 1201));
+    expect(store.callsOf('changes')).toEqual([
       [ROOM, 0, 1200, 500],
       [ROOM, 500, 1200, 500],
       [ROOM, 1000, 1200, 500],
     ]);
   });
 
-  it('drops duplicate and late signals (seq <= position), also out of order', async () => {
+  it('drops duplicate and late signals (change <= position), also out of order', async () => {
     const { hub, store, send, signal } = await startHub({ messages: 1 });
     const seen = listen(hub, 'alice');
     const m1 = store.get(ROOM, 1);
     const [m2, m3, m4, m5] = await send(4, false);
     // 4 arrives first (2 and 3 are read from the store), then 2, 3, 4 again, then 1, then 5.
-    for (const m of [m4, m2, m3, m4, m1, m5]) await signal(added(m));
+    for (const m of [m4, m2, m3, m4, m1, m5]) await signal(changed(m));
     await waitFor(() => hub.position === 5, 'position 5');
     await settled(hub);
-    expect(seqsOf(seen)).toEqual([2, 3, 4, 5]);
-    expect(store.callsOf('range')).toEqual([[ROOM, 1, 3, 500]]);
+    expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'added 4@4', 'added 5@5']);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 1, 3, 500]]);
   });
 
-  it('passes non-message signals through unchanged', async () => {
+  it('passes delta and membership signals through unchanged, without moving its position', async () => {
     const { hub, signal, store } = await startHub({ messages: 2 });
     const seen = listen(hub, 'alice');
     const m1 = store.get(ROOM, 1);
     const signals: RoomSignal[] = [
-      { kind: 'updated', message: toWire(m1) },
       { kind: 'delta', messageId: m1.id, index: 0, text: 'Hel' },
-      { kind: 'membership', userId: 'bob', member: true },
-      { kind: 'membership', userId: 'carol', member: false },
+      { kind: 'membership', userId: 'bob', role: 'MEMBER' },
+      { kind: 'membership', userId: 'carol', role: null },
     ];
     for (const s of signals) await signal(s);
     await waitFor(() => seen.length === signals.length, 'all signals');
@@ -228,20 +244,20 @@ describe('RoomHub', () => {
     const seen = listen(hub, 'alice');
     await send(3, false);
     hub.heal();
-    await waitFor(() => seen.length === 3, 'seqs 3..5');
-    expect(seqsOf(seen)).toEqual([3, 4, 5]);
+    await waitFor(() => seen.length === 3, 'changes 3..5');
+    expect(labels(seen)).toEqual(['added 3@3', 'added 4@4', 'added 5@5']);
     expect(hub.position).toBe(5);
-    expect(store.callsOf('range')).toEqual([[ROOM, 2, 5, 500]]);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 2, 5, 500]]);
   });
 
-  it('heal() with nothing missed reads no messages and fans out nothing', async () => {
+  it('heal() with nothing missed reads no changes and fans out nothing', async () => {
     const { hub, store } = await startHub({ messages: 2 });
     const seen = listen(hub, 'alice');
     hub.heal();
     await settled(hub);
     expect(store.callsOf('members')).toHaveLength(1);
     expect(seen).toEqual([]);
-    expect(store.callsOf('range')).toEqual([]);
+    expect(store.callsOf('changes')).toEqual([]);
   });
 
   it('heal() re-signals the removal of listeners whose user is no longer a member', async () => {
@@ -252,7 +268,7 @@ describe('RoomHub', () => {
     store.removeMember(ROOM, 'bob');
     hub.heal();
     await waitFor(() => bob.length === 1, 'the removal');
-    const removal = { kind: 'membership', userId: 'bob', member: false };
+    const removal = { kind: 'membership', userId: 'bob', role: null };
     expect(bob).toEqual([removal]);
     expect(alice1).toEqual([removal]); // fan-out goes to all; each feed keeps its own user's
     expect(alice2).toEqual([removal]);
@@ -280,7 +296,7 @@ describe('RoomHub', () => {
     store.down = false;
     await send(); // 4
     await waitFor(() => hub.position === 4, 'position 4');
-    expect(seqsOf(seen)).toEqual([2, 3, 4]);
+    expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'added 4@4']);
   });
 
   it('keeps its position through a store error, and a later heal() recovers the tail', async () => {
@@ -289,23 +305,23 @@ describe('RoomHub', () => {
     store.down = true;
     await send(2, false);
     await send(); // 4: the gap read fails
-    hub.heal(); // fails too (lastSeq)
+    hub.heal(); // fails too (head)
     await waitFor(() => log.warn.mock.calls.length === 2, 'two warnings');
     expect(hub.position).toBe(1);
     store.down = false;
     hub.heal();
     await waitFor(() => hub.position === 4, 'position 4');
-    expect(seqsOf(seen)).toEqual([2, 3, 4]);
+    expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'added 4@4']);
   });
 
   it('keeps what it fanned out when a store error cuts a long gap read short, and resumes after it', async () => {
     const { hub, store, send } = await startHub();
     const seen = listen(hub, 'alice');
-    let ranges = 0;
-    store.failIf = (method) => method === 'range' && ++ranges === 2;
+    let reads = 0;
+    store.failIf = (method) => method === 'changes' && ++reads === 2;
     await send(1200, false);
     await send(); // 1201: the second batch fails
-    await waitFor(() => ranges === 2, 'the failing batch');
+    await waitFor(() => reads === 2, 'the failing batch');
     await waitFor(() => hub.position === 500, 'position 500');
     hub.heal();
     await waitFor(() => hub.position === 1201, 'position 1201');
@@ -319,8 +335,9 @@ describe('RoomHub', () => {
     expect(log.warn).toHaveBeenCalledWith(expect.objectContaining({ err: 'redis down' }), 'room subscription failed; healing by timer');
     const seen = listen(hub, 'alice');
     store.append(ROOM, 2);
-    await waitFor(() => seen.length === 2, 'seqs 2..3 by timer');
-    expect(seqsOf(seen)).toEqual([2, 3]);
+    store.change(ROOM, 1);
+    await waitFor(() => seen.length === 3, 'changes 2..4 by timer');
+    expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'updated 1@4']);
   });
 
   it('stop() unsubscribes, drops its listeners and handles nothing after', async () => {
@@ -333,7 +350,7 @@ describe('RoomHub', () => {
     expect(hub.size).toBe(0);
     const callsBefore = store.calls.length;
     await send(2, false);
-    await pubsub.publish(roomTopic(ROOM), added(store.append(ROOM, 1)[0]));
+    await pubsub.publish(roomTopic(ROOM), changed(store.append(ROOM, 1)[0]));
     hub.heal();
     await settled(hub);
     expect(seen).toEqual([]);
@@ -348,7 +365,7 @@ describe('RoomHub', () => {
     hub.remove(a.listener);
     expect(hub.size).toBe(1);
     await send();
-    await waitFor(() => b.length === 1, 'seq 1 to bob');
+    await waitFor(() => b.length === 1, 'change 1 to bob');
     expect(a).toEqual([]);
   });
 
@@ -358,20 +375,147 @@ describe('RoomHub', () => {
     store.append(ROOM, 1000);
     const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger, HEAL_NEVER);
     toStop.push(hub);
-    const releaseLastSeq = store.hold('lastSeq');
+    const releaseHead = store.hold('head');
     const starting = hub.start();
-    await waitFor(() => store.callsOf('lastSeq').length === 1, 'the starting read');
+    await waitFor(() => store.callsOf('head').length === 1, 'the starting read');
     const [m1001] = store.append(ROOM, 1);
-    await pubsub.publish(roomTopic(ROOM), added(m1001));
-    releaseLastSeq();
+    await pubsub.publish(roomTopic(ROOM), changed(m1001));
+    releaseHead();
     await starting;
     const seen = listen(hub, 'alice');
     const [m1002] = store.append(ROOM, 1);
-    await pubsub.publish(roomTopic(ROOM), added(m1002));
-    await waitFor(() => seen.length >= 1, 'seq 1002');
-    expect(seqsOf(seen)).toEqual([1002]);
-    // Messages 1..1000 were there before the hub started; nobody can need them from the hub.
-    expect(store.callsOf('range').filter(([, afterSeq]) => (afterSeq as number) < 1000)).toEqual([]);
+    await pubsub.publish(roomTopic(ROOM), changed(m1002));
+    await waitFor(() => seen.length >= 1, 'change 1002');
+    expect(labels(seen)).toEqual(['added 1002@1002']);
+    // Changes 1..1000 were there before the hub started; nobody can need them from the hub.
+    expect(store.callsOf('changes').filter(([, afterChange]) => (afterChange as number) < 1000)).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// RoomHub: the change log
+// ---------------------------------------------------------------------------------------------
+
+describe('RoomHub: the change log', () => {
+  it('fans out a change of a message it already carried as updated, at the change\'s number', async () => {
+    const { hub, store, edit } = await startHub({ messages: 3 });
+    const seen = listen(hub, 'alice');
+    await edit(1);
+    await edit(3);
+    await waitFor(() => seen.length === 2, 'changes 4 and 5');
+    expect(labels(seen)).toEqual(['updated 1@4', 'updated 3@5']);
+    expect(seen[0]).toEqual({ kind: 'updated', change: 4, message: toWire(store.get(ROOM, 1)) });
+    expect(hub.position).toBe(5);
+    expect(hub.lastSeq).toBe(3); // changes move position, not lastSeq
+  });
+
+  it('fills a gap whose numbers were superseded: a message edited twice appears once, in its latest state, at its latest change', async () => {
+    const { hub, store, send, edit, signal } = await startHub({ messages: 1 });
+    const seen = listen(hub, 'alice');
+    const [m2] = await send(1, false); // change 2
+    const firstEdit = await edit(2, false); // change 3
+    await send(1, false); // change 4: seq 3
+    const latest = await edit(2, false); // change 5: 2 and 3 are superseded
+    await send(); // change 6: seq 4, the first signal the hub sees
+    await waitFor(() => hub.position === 6, 'position 6');
+    expect(labels(seen)).toEqual(['added 3@4', 'added 2@5', 'added 4@6']);
+    expect(seen[1]).toEqual({ kind: 'added', change: 5, message: toWire(latest) });
+    // Late signals of the superseded states are duplicates.
+    for (const m of [m2, firstEdit, latest]) await signal(changed(m));
+    await settled(hub);
+    expect(seen).toHaveLength(3);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 1, 5, 500]]);
+  });
+
+  it('jumps to the end of a gap after a short batch when its last numbers were superseded', async () => {
+    const { hub, store, send, edit } = await startHub({ messages: 2 });
+    const seen = listen(hub, 'alice');
+    for (let i = 0; i < 5; i++) await edit(1, false); // changes 3..7: only 7 holds a row
+    await send(1, false); // change 8: seq 3
+    for (let i = 0; i < 3; i++) await edit(3, false); // changes 9..11: only 11 holds a row
+    hub.heal();
+    await waitFor(() => hub.position === 11, 'position 11');
+    expect(labels(seen)).toEqual(['updated 1@7', 'added 3@11']);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 2, 11, 500]]);
+  });
+
+  it('delivers a message inserted and then changed before it saw either once, as added', async () => {
+    const { hub, store, send, edit, signal } = await startHub({ messages: 2 });
+    const seen = listen(hub, 'alice');
+    const [m3] = await send(1, false); // change 3, its signal delayed
+    await edit(3); // change 4 arrives first: 3 is superseded, nothing to fill
+    await waitFor(() => hub.position === 4, 'position 4');
+    await signal(changed(m3)); // the delayed insert
+    await edit(3); // change 5
+    await waitFor(() => hub.position === 5, 'position 5');
+    await settled(hub);
+    expect(labels(seen)).toEqual(['added 3@4', 'updated 3@5']);
+    expect(store.callsOf('changes')).toEqual([[ROOM, 2, 3, 500]]);
+  });
+
+  it('fans out a message whose insert was superseded during a fill after later messages, still once as added', async () => {
+    const { hub, store, send, edit } = await startHub({ messages: 3 });
+    const seen = listen(hub, 'alice');
+    const release = store.hold('changes');
+    await send(1, false); // change 4: seq 4, lost
+    await send(); // change 5: seq 5; the hub reads the gap (4)...
+    await waitFor(() => store.callsOf('changes').length === 1, 'the gap read');
+    await edit(4); // ...and the edit of seq 4 commits before the read returns
+    release();
+    await edit(5); // seq 5 was carried: updated
+    await send(); // seq 6 at change 8
+    await waitFor(() => hub.position === 8, 'position 8');
+    expect(labels(seen)).toEqual(['added 5@5', 'added 4@6', 'updated 5@7', 'added 6@8']);
+    expect(hub.lastSeq).toBe(6);
+  });
+
+  it('tells onFill how many changes each fill read from the database', async () => {
+    const onFill = jest.fn();
+    const { hub, send, edit } = await startHub({ messages: 1, onFill });
+    await send(3, false); // changes 2..4
+    await edit(2, false); // change 5 supersedes 2
+    await send(); // change 6
+    await waitFor(() => hub.position === 6, 'position 6');
+    await send(); // change 7: no fill
+    await waitFor(() => hub.position === 7, 'position 7');
+    expect(onFill.mock.calls).toEqual([[3]]);
+  });
+
+  it('heal() reads missed changes of old messages as updated and new ones as added', async () => {
+    const { hub, store, edit } = await startHub({ messages: 2 });
+    const seen = listen(hub, 'alice');
+    await edit(2, false); // change 3
+    store.append(ROOM, 1); // change 4
+    await edit(1, false); // change 5
+    hub.heal();
+    await waitFor(() => hub.position === 5, 'position 5');
+    expect(labels(seen)).toEqual(['updated 2@3', 'added 3@4', 'updated 1@5']);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// AddedSet
+// ---------------------------------------------------------------------------------------------
+
+describe('AddedSet', () => {
+  it('answers whether a seq was already carried, counting every seq up to its watermark as carried', () => {
+    const set = new AddedSet(3);
+    expect([1, 3, 4, 4, 5].map((seq) => set.mark(seq))).toEqual([true, true, false, true, false]);
+  });
+
+  it('remembers seqs that arrive early and carries each once when the ones before them arrive', () => {
+    const set = new AddedSet(0);
+    expect([3, 1, 3, 2, 1, 2, 4].map((seq) => set.mark(seq))).toEqual([false, false, true, false, true, true, false]);
+  });
+
+  it('clone() is independent of the original', () => {
+    const set = new AddedSet(1);
+    set.mark(3);
+    const copy = set.clone();
+    expect(copy.mark(2)).toBe(false);
+    expect(set.mark(3)).toBe(true);
+    expect(set.mark(2)).toBe(false);
+    expect(copy.mark(3)).toBe(true);
   });
 });
 
@@ -392,15 +536,17 @@ describe('HubRegistry', () => {
   it('gives every acquirer of a room the same started hub, and each room its own', async () => {
     const { store, pubsub, registry } = setup();
     store.append(ROOM, 4);
+    store.change(ROOM, 1);
     const [a, b] = await Promise.all([registry.acquire(ROOM), registry.acquire(ROOM)]);
     const c = await registry.acquire(ROOM);
     const other = await registry.acquire('room-b');
     expect(b.hub).toBe(a.hub);
     expect(c.hub).toBe(a.hub);
     expect(other.hub).not.toBe(a.hub);
-    expect(a.hub.position).toBe(4);
+    expect(a.hub.position).toBe(5);
+    expect(a.hub.lastSeq).toBe(4);
     expect(registry.size).toBe(2);
-    expect(store.callsOf('lastSeq')).toEqual([[ROOM], ['room-b']]);
+    expect(store.callsOf('head')).toEqual([[ROOM], ['room-b']]);
     expect(pubsub.subscribers(ROOM)).toBe(1);
   });
 
@@ -466,16 +612,16 @@ describe('HubRegistry', () => {
     const seenA = listen(a.hub, 'alice');
     const seenB = listen(b.hub, 'alice');
     store.append(ROOM, 2); // signals lost while the bus was down
+    store.change(ROOM, 1);
     store.append('room-b', 1);
     store.removeMember('room-b', 'alice');
     pubsub.reconnect();
-    await waitFor(() => seenA.length === 2 && seenB.length === 2, 'the missed tails');
-    expect(seqsOf(seenA)).toEqual([2, 3]);
+    await waitFor(() => seenA.length === 3 && seenB.length === 2, 'the missed tails');
+    expect(labels(seenA)).toEqual(['added 2@2', 'added 3@3', 'updated 1@4']);
     expect(seenB).toEqual([
-      expect.objectContaining({ kind: 'added' }),
-      { kind: 'membership', userId: 'alice', member: false },
+      expect.objectContaining({ kind: 'added', change: 1 }),
+      { kind: 'membership', userId: 'alice', role: null },
     ]);
-    expect(seqsOf(seenB)).toEqual([1]);
   });
 
   it('close() stops every hub and stops listening for reconnects', async () => {

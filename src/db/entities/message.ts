@@ -85,6 +85,10 @@ export class MessageEntity {
   @Column('timestamptz', { name: 'last_reply_at', nullable: true })
   lastReplyAt: Date | null;
 
+  /** Members of the room the body mentions as `@username` (not its author). */
+  @Column('uuid', { array: true, default: () => "'{}'" })
+  mentions: string[];
+
   @CreateDateColumn({ name: 'created_at', type: 'timestamptz' })
   createdAt: Date;
 

@@ -1,6 +1,6 @@
 import { Column, CreateDateColumn, Entity, PrimaryGeneratedColumn } from 'typeorm';
 
-export type RoomKind = 'PUBLIC' | 'PRIVATE';
+export type RoomKind = 'PUBLIC' | 'PRIVATE' | 'DIRECT';
 
 /** A room; its row is the lock that orders senders and changes: `lastSeq` numbers messages, `lastChange` changes. */
 @Entity('rooms')
@@ -26,6 +26,10 @@ export class RoomEntity {
   /** The number of the room's latest change to its messages (the change log of docs/guarantees.md). */
   @Column('integer', { name: 'last_change', default: 0 })
   lastChange: number;
+
+  /** For a DIRECT room: its two users' ids in order, unique, so a pair has one room. */
+  @Column('text', { name: 'direct_key', nullable: true, select: false })
+  directKey: string | null;
 
   @Column('uuid', { name: 'created_by' })
   createdBy: string;

@@ -4,6 +4,7 @@ import type { Resolvers } from '../generated';
 export const authResolvers: Resolvers = {
   Query: {
     me: (_, __, ctx) => ctx.services.auth.me(ctx.viewer),
+    users: (_, { query, first }, ctx) => ctx.services.directory.users(ctx.viewer, query, first),
   },
   Mutation: {
     signUp: (_, { input }, ctx) => ctx.services.auth.signUp(input),

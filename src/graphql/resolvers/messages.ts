@@ -1,20 +1,23 @@
 import { encodeEventCursor, encodeMessageCursor } from '../../chat/cursors';
 import type { FeedEvent } from '../../chat/message-feed';
 import { forbidden } from '../../errors';
+import { UserEntity } from '../../db/entities';
 import type { Resolvers } from '../generated';
 
-/** A feed event as a `RoomEvent` union member. */
-function toRoomEvent(event: FeedEvent) {
+/** A feed event of room `roomId` as a `RoomEvent` union member. */
+function toRoomEvent(event: FeedEvent, roomId: string) {
   switch (event.kind) {
     case 'added':
     case 'updated':
       return {
         __typename: event.kind === 'added' ? ('MessageAdded' as const) : ('MessageUpdated' as const),
-        cursor: encodeEventCursor(event.message.roomId, event.change),
+        cursor: encodeEventCursor(roomId, event.change),
         message: event.message,
       };
     case 'delta':
       return { __typename: 'AssistantDelta' as const, messageId: event.messageId, index: event.index, text: event.text };
+    case 'membership':
+      return { __typename: 'MemberChanged' as const, roomId, userId: event.userId, role: event.role };
     case 'revoked':
       throw forbidden('You are no longer a member of this room');
   }
@@ -24,6 +27,7 @@ function toRoomEvent(event: FeedEvent) {
 export const messageResolvers: Resolvers = {
   Query: {
     messages: (_, { roomId, ...page }, ctx) => ctx.services.messages.page(ctx.viewer, roomId, page),
+    searchMessages: (_, args, ctx) => ctx.services.messages.search(ctx.viewer, args),
   },
   Mutation: {
     sendMessage: (_, { input }, ctx) => ctx.services.messages.send(ctx.viewer, input),
@@ -35,11 +39,11 @@ export const messageResolvers: Resolvers = {
   Subscription: {
     messageAdded: {
       subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, 'messages'),
-      resolve: (event: FeedEvent) => (event.kind === 'added' ? event.message : toRoomEvent(event)) as never, // only 'revoked' reaches toRoomEvent here
+      resolve: (event: FeedEvent, { roomId }: { roomId: string }) => (event.kind === 'added' ? event.message : toRoomEvent(event, roomId)) as never, // only 'revoked' reaches toRoomEvent here
     },
     roomEvents: {
       subscribe: (_, { roomId, after }, ctx) => ctx.services.subscriptions.open(ctx.viewer, roomId, after, 'changes'),
-      resolve: (event: FeedEvent) => toRoomEvent(event),
+      resolve: (event: FeedEvent, { roomId }: { roomId: string }) => toRoomEvent(event, roomId) as never,
     },
   },
   Message: {
@@ -48,6 +52,10 @@ export const messageResolvers: Resolvers = {
     author: (m, _, ctx) => ctx.loaders.user.load(m.authorId).then((u) => u ?? Promise.reject(new Error('author missing'))),
     parent: (m, _, ctx) => (m.parentId ? ctx.loaders.message.load(m.parentId) : null),
     deleted: (m) => m.deletedAt != null,
+    mentions: async (m, _, ctx) => (await ctx.loaders.user.loadMany(m.mentions)).filter((u): u is UserEntity => u instanceof UserEntity),
+  },
+  MemberChanged: {
+    user: (e, _, ctx) => ctx.loaders.user.load(e.userId).then((u) => u ?? Promise.reject(forbidden())),
   },
   Reaction: {
     count: (r) => r.userIds.length,

@@ -1,3 +1,4 @@
+import { forbidden } from '../../errors';
 import type { Resolvers } from '../generated';
 
 /** `schema/rooms.graphql`. */
@@ -5,23 +6,37 @@ export const roomResolvers: Resolvers = {
   Query: {
     room: (_, { id }, ctx) => ctx.services.rooms.get(ctx.viewer, id),
     rooms: (_, args, ctx) => ctx.services.rooms.list(ctx.viewer, args),
+    publicRooms: (_, args, ctx) => ctx.services.directory.publicRooms(ctx.viewer, args),
   },
   Mutation: {
     createRoom: (_, { input }, ctx) => ctx.services.rooms.create(ctx.viewer, input),
-    joinRoom: (_, { roomId }, ctx) => ctx.services.rooms.join(ctx.viewer, roomId),
-    addMember: (_, { roomId, userId }, ctx) => ctx.services.rooms.addMember(ctx.viewer, roomId, userId),
-    leaveRoom: (_, { roomId }, ctx) => ctx.services.rooms.leave(ctx.viewer, roomId),
-    removeMember: (_, { roomId, userId }, ctx) => ctx.services.rooms.removeMember(ctx.viewer, roomId, userId),
+    joinRoom: (_, { roomId }, ctx) => ctx.services.members.join(ctx.viewer, roomId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+    addMember: (_, { roomId, userId }, ctx) =>
+      ctx.services.members.addMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+    leaveRoom: (_, { roomId }, ctx) => ctx.services.members.leave(ctx.viewer, roomId).then(() => true),
+    removeMember: (_, { roomId, userId }, ctx) =>
+      ctx.services.members.removeMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+    setMemberRole: (_, { roomId, userId, role }, ctx) =>
+      ctx.services.members.setRole(ctx.viewer, roomId, userId, role).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+    openDirectRoom: (_, { userId }, ctx) => ctx.services.rooms.openDirect(ctx.viewer, userId),
     markRead: (_, { roomId, cursor }, ctx) => ctx.services.rooms.markRead(ctx.viewer, roomId, cursor),
   },
   Room: {
+    name: async (room, _, ctx) => (room.kind === 'DIRECT' ? ((await ctx.loaders.viewer.peerName.load(room.id)) ?? room.name) : room.name),
     viewerRole: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.role ?? null,
-    lastReadSeq: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.lastReadSeq ?? 0,
+    lastReadSeq: async (room, _, ctx) => (room.readState ?? (await ctx.loaders.viewer.membership.load(room.id)))?.lastReadSeq ?? 0,
     // docs/guarantees.md, guarantee 9: one snapshot of the room's head and the viewer's read position
     unreadCount: async (room, _, ctx) => {
-      const membership = await ctx.loaders.viewer.membership.load(room.id);
-      return membership ? membership.lastSeq - membership.lastReadSeq : 0;
+      const state = room.readState ?? (await ctx.loaders.viewer.membership.load(room.id));
+      return state ? Math.max(0, state.lastSeq - state.lastReadSeq) : 0;
     },
-    lastMessage: (room, _, ctx) => ctx.loaders.lastMessage.load(room.id),
+    // docs/guarantees.md, guarantee 6: only members read a room's messages
+    lastMessage: async (room, _, ctx) => ((await ctx.loaders.viewer.membership.load(room.id)) ? ctx.loaders.lastMessage.load(room.id) : null),
+    mentionCount: (room, _, ctx) => ctx.loaders.viewer.mentionCount.load(room.id),
+    memberCount: (room, _, ctx) => ctx.loaders.memberCount.load(room.id),
+    members: (room, args, ctx) => ctx.services.members.list(ctx.viewer, room, args),
+  },
+  Member: {
+    user: (member, _, ctx) => ctx.loaders.user.load(member.userId).then((u) => u ?? Promise.reject(forbidden())),
   },
 };

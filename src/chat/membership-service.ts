@@ -1,0 +1,144 @@
+import type { DataSource } from 'typeorm';
+import type { Viewer } from '../auth/tokens';
+import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
+import type { Role } from '../db/entities/membership';
+import { conflict, forbidden, notFound } from '../errors';
+import type { Logger } from '../logger';
+import { roomTopic, userTopic, type PubSub } from '../pubsub';
+import { isUuid, pageSize, parseInput } from '../validation';
+import { requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
+import { decodeRoomCursor, encodeRoomCursor } from './cursors';
+import { connection, type Connection } from './pages';
+
+/** A member as `Room.members` lists them. */
+export interface MemberModel {
+  userId: string;
+  role: Role;
+}
+
+/** A `MemberChanged` event: the member's role now, null when they left or were removed. */
+export interface MemberChangedModel {
+  roomId: string;
+  userId: string;
+  role: Role | null;
+}
+
+/**
+ * Who is in a room and with what role: joining, adding, leaving, removing, role changes and the
+ * member list. Rules come from `access.ts`. Every change is told to the room's subscribers
+ * (`MemberChanged`; a removed member's subscriptions end, docs/guarantees.md guarantee 6) and to
+ * the user concerned (`AddedToRoom`, `RemovedFromRoom` on `myEvents`), on every instance.
+ */
+export class MembershipService {
+  constructor(
+    private readonly db: DataSource,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+  ) {}
+
+  /** Joins a PUBLIC room; joining twice is no change. A PRIVATE, DIRECT or unknown room is FORBIDDEN. */
+  async join(viewer: Viewer | null, roomId: string): Promise<void> {
+    const { id: userId } = requireViewer(viewer);
+    const room = isUuid(roomId) ? await this.db.getRepository(RoomEntity).findOneBy({ id: roomId }) : null;
+    if (!room || room.kind !== 'PUBLIC') throw forbidden('This room does not exist or needs an invitation');
+    await this.add(roomId, userId);
+  }
+
+  /** An OWNER or ADMIN adds a user (not to a DIRECT room). No such user: NOT_FOUND. */
+  async addMember(viewer: Viewer | null, roomId: string, userId: string): Promise<void> {
+    requireAllowed(await requireMember(this.db.manager, viewer, roomId), 'addMembers');
+    const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
+    if (!user || user.isAssistant) throw notFound('No user has this id');
+    await this.add(roomId, userId);
+  }
+
+  /** The viewer leaves. The OWNER hands over first, and a DIRECT room cannot be left (CONFLICT). */
+  async leave(viewer: Viewer | null, roomId: string): Promise<void> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    if (membership.role === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
+    if (await this.isDirect(roomId)) throw conflict('A direct room cannot be left', 'roomId');
+    await this.remove(roomId, membership.userId);
+  }
+
+  /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
+  async removeMember(viewer: Viewer | null, roomId: string, userId: string): Promise<void> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    const target = isUuid(userId) ? await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId }) : null;
+    if (!target) {
+      requireAllowed(membership, 'removeMembers');
+      throw notFound('That user is not a member of this room');
+    }
+    requireRemovable(membership, target.role);
+    if (target.userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
+    await this.remove(roomId, userId);
+  }
+
+  /**
+   * The OWNER makes a member ADMIN or MEMBER, or hands OWNER over (becoming ADMIN), so a room has
+   * exactly one OWNER. Not a member: NOT_FOUND; the OWNER's own role: CONFLICT (hand over instead).
+   */
+  async setRole(viewer: Viewer | null, roomId: string, userId: string, role: Role): Promise<void> {
+    const membership = await requireMember(this.db.manager, viewer, roomId);
+    requireAllowed(membership, 'changeRoles');
+    if (!isUuid(userId)) throw notFound('That user is not a member of this room');
+    if (userId === membership.userId) throw conflict('The OWNER keeps its role until it hands OWNER over to another member', 'userId');
+    const changed = await this.db.transaction(async (tx) => {
+      const [rows] = await tx.query(`UPDATE memberships SET role = $3 WHERE room_id = $1 AND user_id = $2 RETURNING role`, [roomId, userId, role]);
+      if (rows.length === 0) throw notFound('That user is not a member of this room');
+      if (role !== 'OWNER') return [{ userId, role }];
+      await tx.query(`UPDATE memberships SET role = 'ADMIN' WHERE room_id = $1 AND user_id = $2`, [roomId, membership.userId]);
+      return [
+        { userId, role },
+        { userId: membership.userId, role: 'ADMIN' as Role },
+      ];
+    });
+    for (const c of changed) this.tell(roomId, c.userId, c.role);
+  }
+
+  /** The room's members in the order they came, as a Relay page: for members, and for anyone signed in when the room is PUBLIC. */
+  async list(viewer: Viewer | null, room: RoomEntity, args: { first?: number | null; after?: string | null }): Promise<Connection<MemberModel>> {
+    const { id: viewerId } = requireViewer(viewer);
+    const first = args.first == null ? 20 : parseInput(pageSize(100), args.first, 'first');
+    const afterId = args.after == null ? 0 : decodeRoomCursor(args.after, 'after');
+    if (room.kind !== 'PUBLIC' && !(await this.db.getRepository(MembershipEntity).existsBy({ roomId: room.id, userId: viewerId }))) {
+      throw forbidden('You are not a member of this room, or it does not exist');
+    }
+    const rows: Array<{ id: number; user_id: string; role: Role }> = await this.db.query(
+      `SELECT id, user_id, role FROM memberships WHERE room_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
+      [room.id, afterId, first + 1],
+    );
+    const items = rows.map((r) => ({ node: { userId: r.user_id, role: r.role }, cursor: encodeRoomCursor(r.id) }));
+    return connection(items, first, { hasPreviousPage: afterId > 0 });
+  }
+
+  /** Adds a MEMBER who has read what was sent before they came (no backlog of unread); a second time is no change. */
+  private async add(roomId: string, userId: string): Promise<void> {
+    const rows: Array<{ last_read_seq: number }> = await this.db.query(
+      `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
+       ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
+      [roomId, userId],
+    );
+    if (rows.length > 0) this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
+  }
+
+  /** Deletes a membership; the hubs' periodic check covers a lost signal. */
+  private async remove(roomId: string, userId: string): Promise<void> {
+    const [rows] = await this.db.query('DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 RETURNING id', [roomId, userId]);
+    if (rows.length > 0) this.tell(roomId, userId, null, 'removed');
+  }
+
+  private async isDirect(roomId: string): Promise<boolean> {
+    return this.db.getRepository(RoomEntity).existsBy({ id: roomId, kind: 'DIRECT' });
+  }
+
+  /**
+   * Tells the room (MemberChanged; a removal ends the user's subscriptions) and, when the user came
+   * (with their read position) or went, the user (AddedToRoom, RemovedFromRoom). Failures are logged.
+   */
+  tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): void {
+    const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed; hubs notice removals by timer');
+    this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role }).catch(warn);
+    if (came === 'removed') this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }).catch(warn);
+    else if (came) this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }).catch(warn);
+  }
+}
