@@ -9,7 +9,7 @@ import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, hasUnauthentica
 import { ResumeTracker, resumableFieldOf, withResumeSelections } from './resume';
 import { REFRESH_SESSION, SessionKeeper, type RefreshAnswer, type Session, type SessionSource } from './session';
 
-/** Options of `createChatLink` (API.md, "The client kit"). */
+/** Options of `createChatLink` (README, "Connect from Apollo Client"). */
 export interface ChatLinkOptions {
   /** `https://…/graphql`: queries and mutations. */
   httpUrl: string;

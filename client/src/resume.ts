@@ -5,7 +5,7 @@ export type ResumableField = 'messageAdded' | 'roomEvents';
 
 /**
  * Whether `RoomEvent` members carry their own change cursor (`MessageAdded.cursor`,
- * `MessageUpdated.cursor`: API.md, guarantee 8). Without it the kit resumes `roomEvents` from the
+ * `MessageUpdated.cursor`: docs/guarantees.md, guarantee 8). Without it the kit resumes `roomEvents` from the
  * last added message's cursor.
  */
 const EVENT_CURSORS = true;

@@ -46,7 +46,7 @@ export class SocketSessions {
   /** graphql-ws `onConnect`: true to acknowledge; false (after closing with a reason) to refuse. */
   async connect(connectionParams: Record<string, unknown> | undefined, extra: SocketExtra): Promise<boolean> {
     const params = connectionParams ?? {};
-    // `{ authorization }` as API.md says (Apollo Client); also `{ headers: { Authorization } }` (graphql-tools executors).
+    // `{ authorization }` as the README says (Apollo Client); also `{ headers: { Authorization } }` (graphql-tools executors).
     const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
     const checked = this.tokens.checkAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
     if (!checked || 'refused' in checked) {

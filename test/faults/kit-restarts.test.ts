@@ -1,7 +1,7 @@
 // The client kit (Apollo Client 4 + createChatLink, `ws` under Node) subscribed to one room's
 // messageAdded and roomEvents while another client sends 500 messages and 50 edits and the server is SIGTERM'd,
 // restarted on the same port, SIGKILL'd, restarted again, and finally replaced by another instance
-// on the same PostgreSQL and Redis (API.md, "The client kit"; issue 8). Every message must reach
+// on the same PostgreSQL and Redis (docs/guarantees.md, "Sessions and the client kit"). Every message must reach
 // the application exactly once, in order, every change at most once in change order, the last state
 // the application saw of each message must be the database's, and no error may surface.
 import { must, signUp, waitFor, type TestUser } from '../support/harness';
@@ -66,7 +66,7 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
     for (let i = 1; i <= TOTAL; i++) {
       const outcome = await persist(async () => {
         const sent = await sendOnce({ url: current.url, user: sender }, roomId, `m${i}`, `k${i}`, 5000);
-        return sent.ok ? sent : undefined; // the same clientId again (API.md guarantee 4)
+        return sent.ok ? sent : undefined; // the same clientId again (docs/guarantees.md, guarantee 4)
       });
       ids.push(outcome.message.id);
       acked = i;

@@ -1,4 +1,4 @@
-// Sessions over the wire (API.md, "Sessions"): refreshSession rotates, a reused refresh token
+// Sessions over the wire (docs/guarantees.md, "Sessions and the client kit"): refreshSession rotates, a reused refresh token
 // revokes the session, logOut ends it, a socket is renewed in place by refreshSession sent on it,
 // and a deleted user's tokens are UNAUTHENTICATED over HTTP and closed with 4403 over WebSocket.
 import { createClient } from 'graphql-ws';

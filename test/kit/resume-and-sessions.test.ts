@@ -1,6 +1,6 @@
 // The client kit under Apollo Client 4 in Node, against the real server in this process: resume
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
-// reuse from another device on another instance, and the kit's errors (API.md, "The client kit").
+// reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
 import { CreateRoomDocument, JoinRoomDocument, MeDocument, SendMessageDocument } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';

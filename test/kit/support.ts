@@ -156,7 +156,7 @@ export const watchEvents = (kit: KitClient, roomId: string, after?: string) =>
  * increasing (nothing twice, nothing out of order), and the last state it saw of each message equal
  * to the truth (nothing lost). Events come in change order, not seq order: a message added and then
  * edited while the subscriber was away is replayed once, in its current state, at its edit's place
- * (API.md guarantee 8), so `outOfOrder` (by seq) of the MessageAdded events is informative only.
+ * (docs/guarantees.md, guarantee 8), so `outOfOrder` (by seq) of the MessageAdded events is informative only.
  */
 export function tallyEvents(events: SeenEvent[], expectedMessages: number, truth: Map<string, string>) {
   const added = events.filter((e) => e.kind === 'MessageAdded').map((e) => e.seq!);
