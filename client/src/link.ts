@@ -251,7 +251,10 @@ function subscribe(
         complete: () => finish(),
       });
     }
-    start();
+    keeper.session().then(
+      (session) => (session ? start() : finish(unauthenticated('Not signed in: give the link a session (setSession) first'))),
+      (err: unknown) => finish(err),
+    );
     return () => {
       stopped = true;
       active.delete(endSession);

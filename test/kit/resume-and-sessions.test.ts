@@ -84,6 +84,26 @@ describe('resume through reconnects', () => {
     expect(proxy.connections).toBeGreaterThanOrEqual(faults.length + 1);
   });
 
+  it('notices a half-open connection by its missing keep-alive pong, reconnects and resumes', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const send = (body: string) => sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body } } });
+    const reader = kitClient(server.url, proxy.url, ada.session, { keepAliveMs: 1000 });
+    const messages = watchMessages(reader, roomId);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await send('before');
+    await messages.until(() => messages.items.length === 1);
+    proxy.freeze(); // the graphql-ws ping/pong frames stop too: only the kit's keep-alive can tell
+    await send('during 1');
+    await send('during 2');
+    await waitFor(() => proxy.connections === 2, 15_000);
+    await send('after');
+    await messages.until(() => messages.items.length === 4);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(messages.items.map((m) => m.body)).toEqual(['before', 'during 1', 'during 2', 'after']);
+    expect(messages.errors).toEqual([]);
+  });
+
   it('resumes after the after it was started with, not from it again', async () => {
     const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
     const { roomId, memberKit: sender } = await roomOf(ada, bob);
@@ -199,6 +219,15 @@ describe('sessions through the kit', () => {
     // A query through the kit now fails at once, without a request.
     const me = await device.client.query({ query: MeDocument, fetchPolicy: 'network-only' }).then(() => undefined, (e: unknown) => e);
     expect(codeOf(me)).toBe('UNAUTHENTICATED');
+  });
+
+  it('fails a subscription at once as UNAUTHENTICATED when signed out, without ending anything', async () => {
+    const device = kitClient(short.url, short.wsUrl, async () => null);
+    const events = watchEvents(device, '00000000-0000-4000-8000-000000000000');
+    await events.until(() => events.errors.length > 0, 5000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(device.sockets()).toBe(0);
+    expect(device.ended).toEqual([]);
   });
 
   it('surfaces a refused session at once as UNAUTHENTICATED, not after retries', async () => {

@@ -14,6 +14,8 @@ export interface WsProxy {
   closeAll(code: number, reason?: string): void;
   /** Drops every client socket without a close frame: the client sees 1006. */
   dropAll(): void;
+  /** Stops forwarding in both directions without closing anything: a half-open connection, as when a network drops. */
+  freeze(): void;
   /** Refuses connections (the port stops listening) until `resume()`. */
   refuse(): Promise<void>;
   resume(): Promise<void>;
@@ -22,7 +24,7 @@ export interface WsProxy {
 
 /** Starts a proxy to `target` (a `ws://…/graphql` URL) on a free port. */
 export async function startWsProxy(target: string): Promise<WsProxy> {
-  const pairs = new Set<{ client: WebSocket; upstream: WebSocket }>();
+  const pairs = new Set<{ client: WebSocket; upstream: WebSocket; frozen?: boolean }>();
   let connections = 0;
   let http: Server;
   let port = 0;
@@ -32,12 +34,17 @@ export async function startWsProxy(target: string): Promise<WsProxy> {
     wss.on('connection', (client, req) => {
       connections++;
       const upstream = new WebSocket(target, client.protocol, { headers: { origin: req.headers.origin ?? '' } });
-      const pair = { client, upstream };
+      const pair: { client: WebSocket; upstream: WebSocket; frozen?: boolean } = { client, upstream };
       pairs.add(pair);
       const queued: Array<[WebSocket.RawData, boolean]> = [];
-      client.on('message', (data, isBinary) => (upstream.readyState === WebSocket.OPEN ? upstream.send(data, { binary: isBinary }) : queued.push([data, isBinary])));
+      // ws answers pings by itself; a frozen pair must not, or it would not look dead.
+      client.on('message', (data, isBinary) => {
+        if (pair.frozen) return;
+        if (upstream.readyState === WebSocket.OPEN) upstream.send(data, { binary: isBinary });
+        else queued.push([data, isBinary]);
+      });
       upstream.on('open', () => queued.splice(0).forEach(([data, isBinary]) => upstream.send(data, { binary: isBinary })));
-      upstream.on('message', (data, isBinary) => client.readyState === WebSocket.OPEN && client.send(data, { binary: isBinary }));
+      upstream.on('message', (data, isBinary) => !pair.frozen && client.readyState === WebSocket.OPEN && client.send(data, { binary: isBinary }));
       const end = () => pairs.delete(pair);
       upstream.on('close', (code, reason) => {
         end();
@@ -77,6 +84,9 @@ export async function startWsProxy(target: string): Promise<WsProxy> {
         client.terminate();
         upstream.terminate();
       }
+    },
+    freeze() {
+      for (const pair of pairs) pair.frozen = true;
     },
     async refuse() {
       proxy.dropAll();
