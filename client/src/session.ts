@@ -34,7 +34,7 @@ interface KeeperOptions {
   onSessionEnd?: (reason: string) => void;
 }
 
-/** An access token's lifetime as the token says (exp − iat), in ms; undefined when it cannot be read. */
+/** The `exp` and `iat` claims of an access token (seconds), or nothing when it cannot be read. */
 function claimsOf(token: string): { exp?: number; iat?: number } {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
@@ -130,7 +130,8 @@ export class SessionKeeper {
     if (!session) return;
     const { exp, iat } = claimsOf(session.token);
     const serverExpiry = session.expiresAt ? Date.parse(session.expiresAt) : exp ? exp * 1000 : Date.now() + 60_000;
-    const lifetime = exp && iat ? (exp - iat) * 1000 : Math.max(1000, serverExpiry - Date.now());
+    // exp and iat are whole seconds: a token issued late in a second has up to 1 s less than exp − iat.
+    const lifetime = exp && iat ? Math.max((exp - iat) * 500, (exp - iat - 1) * 1000) : Math.max(1000, serverExpiry - Date.now());
     // A token just received lives `lifetime` from now whatever this machine's clock says.
     this.expiresAtLocal = receivedNow && exp && iat ? Date.now() + lifetime : serverExpiry;
     this.margin = Math.min(60_000, lifetime / 3) * (1 + Math.random() * 0.2); // jitter: tabs sharing a session rarely refresh together

@@ -4,22 +4,23 @@
 // on the same PostgreSQL and Redis (docs/guarantees.md, "Sessions and the client kit"). Every message must reach
 // the application exactly once, in order, every change at most once in change order, the last state
 // the application saw of each message must be the database's, and no error may surface.
+import { EditMessageDocument, SendMessageDocument } from '../../client';
 import { must, signUp, waitFor, type TestUser } from '../support/harness';
 import { closeKitClients, kitClient, logInSession, tally, tallyEvents, watchEvents, watchMessages } from '../kit/support';
 import { sharedUrls, sql } from './support/backing';
 import { killAllServers, spawnServer, type ChildServer } from './support/child-server';
-import { pause, roomStart, roomWith, sendOnce } from './support/traffic';
+import { pause, roomStart, roomWith } from './support/traffic';
 
 jest.setTimeout(240_000);
 
 const TOTAL = 500;
-const EDIT = `mutation($input: EditMessageInput!) { editMessage(input: $input) { id body editedAt } }`;
 let env: Record<string, string>;
 let current: ChildServer;
 
 beforeAll(async () => {
   const { databaseUrl, redisUrl } = sharedUrls();
-  env = { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, HEAL_INTERVAL_MS: '300' };
+  // 5-second access tokens: they expire while a server is down, so the kit must refresh on the way back.
+  env = { DATABASE_URL: databaseUrl, REDIS_URL: redisUrl, HEAL_INTERVAL_MS: '300', JWT_TTL_SECONDS: '5' };
   current = await spawnServer('A', env);
   await current.ready();
 }, 90_000);
@@ -43,7 +44,8 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   const session = await logInSession(current.url, readerUser.username);
 
   // The kit asks where to connect at each (re)connect, as behind a load balancer; HTTP (refreshes) follows too.
-  const moving = kitClient(current.url, () => current.wsUrl, session, { fetch: (_url, init) => fetch(current.url, init) });
+  const follow: typeof fetch = (_url, init) => fetch(current.url, init);
+  const moving = kitClient(current.url, () => current.wsUrl, session, { fetch: follow });
   // From the room's start, so nothing sent before the subscriptions reached the server is missed.
   const messages = watchMessages(moving, roomId, roomStart(roomId));
   const events = watchEvents(moving, roomId, roomStart(roomId));
@@ -62,18 +64,18 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
       await pause(100); // the server is down or restarting: the same request again (idempotent)
     }
   };
+  // The sender runs on the kit too (its 5-second token is refreshed as it goes), over HTTP only.
+  const senderKit = kitClient(current.url, () => current.wsUrl, await logInSession(current.url, sender.username), { fetch: follow });
   const sending = (async () => {
     for (let i = 1; i <= TOTAL; i++) {
-      const outcome = await persist(async () => {
-        const sent = await sendOnce({ url: current.url, user: sender }, roomId, `m${i}`, `k${i}`, 5000);
-        return sent.ok ? sent : undefined; // the same clientId again (docs/guarantees.md, guarantee 4)
-      });
-      ids.push(outcome.message.id);
+      // The same clientId again after a failure (docs/guarantees.md, guarantee 4).
+      const sent = await persist(async () => (await senderKit.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `m${i}`, clientId: `k${i}` } } })).data?.sendMessage);
+      ids.push(sent.id);
       acked = i;
       if (i % 10 === 0) {
         // An edit of a message five back: the same text again is no change, so a retry is safe.
         const messageId = ids[i - 6];
-        await persist(async () => (await must(current.url, EDIT, { input: { messageId, body: `m${i - 5} (edited)` } }, sender.token)).editMessage);
+        await persist(async () => (await senderKit.client.mutate({ mutation: EditMessageDocument, variables: { input: { messageId, body: `m${i - 5} (edited)` } } })).data?.editMessage);
         edits++;
       }
       if (i % 25 === 0) await pause(20);
@@ -114,7 +116,7 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   await pause(1000); // a late duplicate would show now
 
   const counts = { messageAdded: tally(messages.items.map((m) => m.seq), TOTAL), roomEvents: tallyEvents(events.items, TOTAL, truth) };
-  console.log(JSON.stringify({ scenario: 'kit through SIGTERM, SIGKILL, restarts and a move', sent: TOTAL, edits, steps, failedAttempts, sockets: moving.sockets(), ...counts }));
+  console.log(JSON.stringify({ scenario: 'kit through SIGTERM, SIGKILL, restarts and a move (5 s tokens)', sent: TOTAL, edits, steps, failedAttempts, sockets: moving.sockets(), refreshes: moving.changes.length, ...counts }));
   expect(counts.messageAdded).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
   expect(counts.roomEvents).toMatchObject({ delivered: TOTAL, lost: 0, duplicated: 0, changesOutOfOrder: 0, stale: 0 }); // change order, not seq order
   expect(counts.roomEvents.updates).toBeGreaterThan(0);
@@ -122,6 +124,7 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   expect(messages.items.map((m) => m.seq)).toEqual(Array.from({ length: TOTAL }, (_, i) => i + 1));
   expect([...messages.errors, ...events.errors]).toEqual([]);
   expect(moving.ended).toEqual([]);
+  expect(moving.changes.length).toBeGreaterThan(3); // refreshed all along
   expect(moving.sockets()).toBeGreaterThanOrEqual(4);
 
 });
