@@ -1,13 +1,12 @@
 import { ApolloLink, HttpLink } from '@apollo/client';
-import { CombinedGraphQLErrors } from '@apollo/client/errors';
-import { isSubscriptionOperation, print } from '@apollo/client/utilities';
-import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
-import { createClient, type Client, type SubscribePayload } from 'graphql-ws';
+import { isSubscriptionOperation } from '@apollo/client/utilities';
+import type { FormattedExecutionResult } from 'graphql';
 import { Observable } from 'rxjs';
-import { backoffDelay, type RetryOptions } from './backoff';
-import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, hasUnauthenticated, isCloseEvent, unauthenticated } from './errors';
-import { ResumeTracker, resumableFieldOf, withResumeSelections } from './resume';
-import { REFRESH_SESSION, SessionKeeper, type RefreshAnswer, type Session, type SessionSource } from './session';
+import type { RetryOptions } from './backoff';
+import { SessionEndedError, hasUnauthenticated, unauthenticated } from './errors';
+import { SessionKeeper, type Session, type SessionSource } from './session';
+import { createSocket } from './socket';
+import { subscribe } from './subscription';
 
 /** Options of `createChatLink` (README, "Connect from Apollo Client"). */
 export interface ChatLinkOptions {
@@ -63,6 +62,8 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   });
   /** Ends every running subscription with UNAUTHENTICATED (called when the session ends). */
   const active = new Set<(reason: string) => void>();
+  /** Completes every running subscription (called on dispose). */
+  const running = new Set<() => void>();
   const ws = createSocket(options, keeper);
   keeper.socketRefresh = ws.refresh;
 
@@ -93,7 +94,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
     }),
   ).concat(new HttpLink({ uri: options.httpUrl, fetch: fetchImpl }));
 
-  const subscriptions = new ApolloLink((operation) => subscribe(operation, ws.client, keeper, active, options.retry));
+  const subscriptions = new ApolloLink((operation) => subscribe(operation, ws.client, keeper, { active, running }, options.retry));
   const link = ApolloLink.split(({ query }) => isSubscriptionOperation(query), subscriptions, http) as ChatLink;
   return Object.assign(link, {
     session: () => keeper.session(),
@@ -102,164 +103,10 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
       ws.client.terminate(); // the next connection authenticates as the new session
     },
     dispose: async () => {
+      for (const end of [...running]) end(); // no subscription may reconnect a disposed link
       keeper.dispose();
       ws.dispose();
       await ws.client.dispose();
     },
-  });
-}
-
-/** The graphql-ws client: retries everything but a refused session, keeps the socket alive, refreshes over it. */
-function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
-  let open: { readyState: number; OPEN?: number } | undefined;
-  let pongTimer: ReturnType<typeof setTimeout> | undefined;
-  const pending = new Set<() => void>();
-  const keepAliveMs = options.keepAliveMs ?? 10_000;
-  const client: Client = createClient({
-    url: options.wsUrl,
-    webSocketImpl: options.webSocketImpl,
-    lazy: true,
-    lazyCloseTimeout: 3000,
-    keepAlive: keepAliveMs,
-    retryAttempts: Infinity,
-    shouldRetry: (errOrClose) => !(isCloseEvent(errOrClose) && (AUTH_CLOSE_CODES.has(errOrClose.code) || FATAL_CLOSE_CODES.has(errOrClose.code))),
-    retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, backoffDelay(retries, options.retry))),
-    connectionParams: async () => {
-      const token = await keeper.token(); // refreshes first when the token is about to expire
-      return token ? { authorization: `Bearer ${token}` } : {};
-    },
-    on: {
-      connected: (socket) => (open = socket as typeof open),
-      closed: () => {
-        open = undefined;
-        clearTimeout(pongTimer);
-        // A refresh in flight must not be re-sent on the next socket: its token may already be spent.
-        for (const abandon of [...pending]) abandon();
-      },
-      ping: (received) => {
-        if (received) return;
-        clearTimeout(pongTimer);
-        pongTimer = setTimeout(() => client.terminate(), keepAliveMs / 2);
-      },
-      pong: (received) => {
-        if (received) clearTimeout(pongTimer);
-      },
-    },
-  });
-
-  /** `refreshSession` on the open socket (so the server renews it), or undefined when none is open. */
-  const refresh = (refreshToken: string): Promise<RefreshAnswer> | undefined => {
-    if (!open) return undefined;
-    return new Promise<RefreshAnswer>((resolve, reject) => {
-      let answer: RefreshAnswer | undefined;
-      const abandon = () => {
-        pending.delete(abandon);
-        dispose();
-        reject(new Error('The WebSocket closed before refreshSession answered'));
-      };
-      pending.add(abandon);
-      const dispose = client.subscribe<RefreshAnswer['data']>(
-        { query: REFRESH_SESSION, operationName: 'RefreshSession', variables: { refreshToken } },
-        {
-          next: (result) => (answer = result as RefreshAnswer),
-          error: (err) => {
-            pending.delete(abandon);
-            if (Array.isArray(err)) resolve({ errors: err as GraphQLFormattedError[] });
-            else reject(err instanceof Error ? err : new Error('The WebSocket closed before refreshSession answered'));
-          },
-          complete: () => {
-            pending.delete(abandon);
-            if (answer) resolve(answer);
-            else reject(new Error('refreshSession answered nothing'));
-          },
-        },
-      );
-    });
-  };
-
-  return { client, refresh, dispose: () => clearTimeout(pongTimer) };
-}
-
-/**
- * One subscription through graphql-ws. A resumable one (`roomEvents`, `messageAdded`) is sent with
- * a payload whose `variables.after` follows the last event delivered, so graphql-ws's own retry
- * re-sends the current position; where graphql-ws gives up (e.g. 1011, or a failed refresh while
- * reconnecting), the kit subscribes again itself from the same position, after a backoff.
- */
-function subscribe(
-  operation: ApolloLink.Operation,
-  client: Client,
-  keeper: SessionKeeper,
-  active: Set<(reason: string) => void>,
-  retry: RetryOptions | undefined,
-): Observable<ApolloLink.Result> {
-  return new Observable<ApolloLink.Result>((observer) => {
-    const resumable = resumableFieldOf(operation.query);
-    const document = resumable ? withResumeSelections(operation.query, resumable.field) : operation.query;
-    const tracker = resumable ? new ResumeTracker(resumable.field, resumable.key) : undefined;
-    // graphql-ws re-sends this very payload when it reconnects: `variables.after` follows the position.
-    const variables: Record<string, unknown> = { ...operation.variables };
-    const payload: SubscribePayload = { query: print(document), operationName: operation.operationName, variables, extensions: operation.extensions };
-    let attempt = 0;
-    let stopped = false;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let dispose: (() => void) | undefined;
-
-    const finish = (error?: unknown) => {
-      if (stopped) return;
-      stopped = true;
-      active.delete(endSession);
-      clearTimeout(timer);
-      dispose?.();
-      if (error) observer.error(error);
-      else observer.complete();
-    };
-    const endSession = (reason: string) => finish(unauthenticated(reason));
-    active.add(endSession);
-
-    const again = () => {
-      if (stopped) return;
-      timer = setTimeout(start, backoffDelay(attempt++, retry));
-    };
-    const failed = (err: unknown) => {
-      if (stopped) return;
-      if (keeper.ended) return endSession(keeper.ended);
-      if (Array.isArray(err)) {
-        const errors = err as GraphQLFormattedError[];
-        return hasUnauthenticated(errors) ? keeper.end(errors[0].message) : finish(new CombinedGraphQLErrors({ data: null, errors }));
-      }
-      if (isCloseEvent(err) && AUTH_CLOSE_CODES.has(err.code)) {
-        if (err.reason !== 'Token expired') return keeper.end(err.reason || 'The server refused the session');
-        // Expired before a refresh renewed it (e.g. the machine slept): refresh, then resume.
-        return void keeper.refresh().then(start, (e: unknown) => (e instanceof SessionEndedError ? endSession(e.message) : again()));
-      }
-      if (isCloseEvent(err) && FATAL_CLOSE_CODES.has(err.code)) return finish(new Error(`The server refused the subscription: ${err.code} ${err.reason}`));
-      again(); // 1011 and other close codes graphql-ws treats as final, a failed refresh while reconnecting …
-    };
-
-    function start() {
-      if (stopped) return;
-      if (tracker?.cursor) variables.after = tracker.cursor;
-      dispose = client.subscribe(payload, {
-        next: (result) => {
-          attempt = 0;
-          if (tracker && !tracker.accept(result.data as Record<string, unknown> | null)) return;
-          observer.next(result as ApolloLink.Result);
-          if (tracker?.cursor) variables.after = tracker.cursor;
-        },
-        error: failed,
-        complete: () => finish(),
-      });
-    }
-    keeper.session().then(
-      (session) => (session ? start() : finish(unauthenticated('Not signed in: give the link a session (setSession) first'))),
-      (err: unknown) => finish(err),
-    );
-    return () => {
-      stopped = true;
-      active.delete(endSession);
-      clearTimeout(timer);
-      dispose?.();
-    };
   });
 }
