@@ -5,6 +5,8 @@ import type { Logger } from '../logger';
 
 /** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
+/** WebSocket close code when the session cannot be checked now (the database is down): retry. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
 
 /** What graphql-ws keeps per socket that this module reads and writes. */
 export interface SocketExtra {
@@ -54,7 +56,16 @@ export class SocketSessions {
       return false; // graphql-ws closes with 4403 Forbidden
     }
     const { viewer } = checked;
-    if (!(await this.sessions.isLive(viewer))) {
+    let live: boolean;
+    try {
+      live = await this.sessions.isLive(viewer);
+    } catch (err) {
+      // The database is unreachable: not the client's fault, and nothing internal in the close reason.
+      this.log.warn({ err: (err as Error).message }, 'could not check a session on connect');
+      extra.socket.close(CLOSE_TRY_AGAIN_LATER, 'Try again later');
+      return false;
+    }
+    if (!live) {
       extra.socket.close(CLOSE_FORBIDDEN, 'Session ended');
       return false;
     }
