@@ -73,7 +73,7 @@ const envSchema = z.object({
   DATA_DIR: z.string().min(1).default('./.data'),
   REDIS_URL: z.string().url().optional(),
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  JWT_TTL_SECONDS: int(1, 60 * 60 * 24).default(900),
+  JWT_TTL_SECONDS: int(1, 60 * 60 * 24 * 365).default(900),
   REFRESH_TOKEN_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 30),
   SESSION_SWEEP_MS: int(100, 600_000).default(15_000),
   OPENAI_API_KEY: z.string().min(1).optional(),
