@@ -1,5 +1,6 @@
 import { badUserInput } from '../errors';
 import { isUuid } from '../validation';
+import { AddedSet } from './added-set';
 
 /**
  * Opaque cursors. A message cursor names a room and a seq, so the same string resumes history
@@ -10,18 +11,27 @@ export function encodeMessageCursor(roomId: string, seq: number): string {
   return Buffer.from(`m1:${roomId}:${seq}`).toString('base64url');
 }
 
-/** The cursor of a `MessageAdded`/`MessageUpdated` event: the change it carries. */
-export function encodeEventCursor(roomId: string, change: number): string {
-  return Buffer.from(`e1:${roomId}:${change}`).toString('base64url');
+/**
+ * The cursor of a `MessageAdded`/`MessageUpdated` event: the change it carries, and which messages
+ * the stream had carried as added by then (an `AddedSet` snapshot, usually just the newest seq).
+ */
+export function encodeEventCursor(roomId: string, change: number, added: string): string {
+  return Buffer.from(`e1:${roomId}:${change}:${added}`).toString('base64url');
 }
 
-/** Where a resume cursor points: after a message (by seq) or after a change (by change number). */
-export type ResumePoint = { seq: number; change?: undefined } | { change: number; seq?: undefined };
+/** Where a resume cursor points: after a message (by seq) or after a change (with what the client had). */
+export type ResumePoint = { seq: number; change?: undefined; added?: undefined } | { change: number; added: AddedSet; seq?: undefined };
 
 /** A message or event cursor of `roomId`; BAD_USER_INPUT on `field` for anything else. */
 export function decodeResumeCursor(cursor: string, roomId: string, field: string): ResumePoint {
-  const { tag, n } = decode(cursor, roomId, field, ['m1', 'e1'], 'a message or event cursor');
-  return tag === 'm1' ? { seq: n } : { change: n };
+  const { tag, n, rest } = decode(cursor, roomId, field, ['m1', 'e1'], 'a message or event cursor', 1);
+  if (tag === 'm1') {
+    if (rest.length) throw badUserInput(`${field} is not a message or event cursor`, field);
+    return { seq: n };
+  }
+  const added = rest.length === 1 ? AddedSet.parse(rest[0]) : undefined;
+  if (!added) throw badUserInput(`${field} is not a message or event cursor`, field);
+  return { change: n, added };
 }
 
 /** The seq of a message cursor of `roomId`; BAD_USER_INPUT on `field` for anything else. */
@@ -29,16 +39,16 @@ export function decodeMessageCursor(cursor: string, roomId: string, field: strin
   return decode(cursor, roomId, field, ['m1'], 'a message cursor').n;
 }
 
-function decode(cursor: string, roomId: string, field: string, tags: string[], what: string) {
+function decode(cursor: string, roomId: string, field: string, tags: string[], what: string, extraParts = 0) {
   const [tag, room, nText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
   const n = Number(nText);
-  if (!tags.includes(tag) || rest.length || !isUuid(room) || !/^\d{1,10}$/.test(nText ?? '') || n > 2 ** 31 - 1) {
+  if (!tags.includes(tag) || rest.length > extraParts || !isUuid(room) || !/^\d{1,10}$/.test(nText ?? '') || n > 2 ** 31 - 1) {
     throw badUserInput(`${field} is not ${what}`, field);
   }
   if (room.toLowerCase() !== roomId.toLowerCase()) {
     throw badUserInput(`${field} is a cursor of another room`, field);
   }
-  return { tag, n };
+  return { tag, n, rest };
 }
 
 /** Cursor of a room in the viewer's list: the position of the viewer's membership. */

@@ -2,7 +2,8 @@ import { Repeater } from '@repeaterjs/repeater';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
 import type { MessageModel } from '../pubsub';
-import { AddedSet, type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
+import { AddedSet } from './added-set';
+import { type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
 import type { RoomStore } from './room-store';
 
 /**
@@ -14,12 +15,12 @@ export type FeedEvent = ChangeEvent | Extract<HubEvent, { kind: 'delta' | 'membe
 
 /**
  * Where a feed starts and how it counts. `changes` (roomEvents): by change number, every change
- * after `after`, each message first as `added`; `addedUpToSeq` is the newest message the client
+ * after `after`, each message first as `added`; `added` tells which messages the client
  * already has. `messages` (messageAdded): new messages by seq after `after`. Without `after` the
  * feed starts where the hub is.
  */
 export type FeedStart =
-  | { order: 'changes'; after?: { change: number; addedUpToSeq: number } }
+  | { order: 'changes'; after?: { change: number; added: AddedSet } }
   | { order: 'messages'; after?: { seq: number } };
 
 export interface FeedOptions {
@@ -132,7 +133,7 @@ export class MessageFeed {
         const { start } = options;
         if (start.order === 'changes') {
           this.position = start.after?.change ?? hub.position;
-          this.added = start.after ? new AddedSet(start.after.addedUpToSeq) : hub.added.clone();
+          this.added = (start.after?.added ?? hub.added).clone();
         } else {
           this.position = start.after?.seq ?? hub.lastSeq;
         }
@@ -197,10 +198,11 @@ export class MessageFeed {
   private present(message: MessageModel): ChangeEvent {
     if (this.options.start.order === 'messages') {
       this.position = message.seq;
-      return { kind: 'added', change: message.changeSeq, message };
+      return { kind: 'added', change: message.changeSeq, added: String(message.seq), message };
     }
     this.position = message.changeSeq;
-    return { kind: this.added.mark(message.seq) ? 'updated' : 'added', change: message.changeSeq, message };
+    const kind = this.added.mark(message.seq) ? 'updated' : 'added';
+    return { kind, change: message.changeSeq, added: this.added.snapshot(), message };
   }
 
   /**
@@ -224,7 +226,8 @@ export class MessageFeed {
       if (event.change <= this.position) return undefined;
       this.position = event.change;
       const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-      return kind === event.kind ? event : { ...event, kind };
+      const added = this.added.snapshot();
+      return kind === event.kind && added === event.added ? event : { ...event, kind, added };
     }
     if (message.seq <= this.position) return undefined;
     this.position = message.seq;

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger';
 import { roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
+import { AddedSet } from './added-set';
 import type { RoomStore } from './room-store';
 
 /** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
@@ -7,6 +8,8 @@ export interface ChangeEvent {
   kind: 'added' | 'updated';
   /** The change number this state belongs to (the event's cursor). */
   change: number;
+  /** What the stream has carried as added once this event is delivered (`AddedSet.snapshot`; the cursor keeps it). */
+  added: string;
   message: MessageWire | MessageModel;
 }
 
@@ -16,38 +19,17 @@ export type HubEvent = ChangeEvent | Exclude<RoomSignal, { kind: 'change' }>;
 export type HubListener = (event: HubEvent) => void;
 
 const FILL_BATCH = 500;
+/** How long a signal that came ahead of its turn waits for the ones before it before the gap is read. */
+const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
-
-/**
- * Which messages (by seq) a stream has carried as `added`: every seq up to `watermark`, and the
- * few above it that arrived early (a message that changed again before a gap was filled arrives
- * at its later change). Decides whether a change is a message's first appearance.
- */
-export class AddedSet {
-  constructor(
-    private watermark: number,
-    private readonly above = new Set<number>(),
-  ) {}
-
-  /** Marks `seq` as carried; true when it already was. */
-  mark(seq: number): boolean {
-    if (seq <= this.watermark || this.above.has(seq)) return true;
-    this.above.add(seq);
-    while (this.above.delete(this.watermark + 1)) this.watermark++;
-    return false;
-  }
-
-  clone(): AddedSet {
-    return new AddedSet(this.watermark, new Set(this.above));
-  }
-}
 
 /**
  * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
  * one pub/sub subscription and `position`, the last change number it fanned out. Signals are
- * handled one at a time: a change above `position + 1` first has the gap read from the database
- * (numbers with no row there were superseded by later changes of the same message); one at or
- * below `position` is a duplicate and dropped. On pub/sub reconnect and on a slow timer it compares
+ * handled one at a time: a change above `position + 1` waits a moment (REORDER_MS) for the signals
+ * before it, which writers on other instances may have published later, then has what is still
+ * missing read from the database (numbers with no row there were superseded by later changes of
+ * the same message); one at or below `position` is a duplicate and dropped. On pub/sub reconnect and on a slow timer it compares
  * `position` with the room's `last_change` and reads any missed tail, and checks that its
  * listeners' users are still members (a lost removal signal is re-made). Listeners therefore see
  * every change in increasing change number, once, each message first as `added`.
@@ -66,6 +48,9 @@ export class RoomHub {
   private started!: () => void;
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   private timer?: NodeJS.Timeout;
+  /** Changes whose signals came before those of earlier numbers, by change number. */
+  private readonly early = new Map<number, MessageWire>();
+  private reorderTimer?: NodeJS.Timeout;
   private stopped = false;
 
   constructor(
@@ -131,6 +116,7 @@ export class RoomHub {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
+    clearTimeout(this.reorderTimer);
     this.listeners.clear();
     const unsubscribe = await this.unsubscribe;
     await unsubscribe?.().catch(() => undefined);
@@ -152,17 +138,45 @@ export class RoomHub {
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;
     if (change <= this.position) return; // duplicate, or already read from the database
-    if (change > this.position + 1) await this.fill(change - 1);
+    if (change > this.position + 1) {
+      // Signals of different writers may cross on the way: wait a moment for the ones before it,
+      // since the database keeps only each message's latest state, not the states in between.
+      this.early.set(change, signal.message);
+      this.reorderTimer ??= setTimeout(() => {
+        this.reorderTimer = undefined;
+        this.enqueue(() => this.fill(Math.max(this.position, ...this.early.keys())));
+      }, REORDER_MS);
+      return;
+    }
     this.emit(signal.message);
+    await this.fill(Math.max(this.position, ...this.early.keys()), { waitForSignals: true });
   }
 
-  /** Fans out the changes after `position` up to `upto` from the database; `position` ends at `upto`. */
-  private async fill(upto: number): Promise<void> {
+  /**
+   * Fans out every change after `position` up to `upto`: the ones whose signals came early as
+   * they came, the others from the database (numbers with no row there were superseded by later
+   * changes). `position` ends at `upto`. With `waitForSignals` it stops at the first number whose
+   * signal has not come yet (the reorder timer fills it).
+   */
+  private async fill(upto: number, { waitForSignals = false } = {}): Promise<void> {
     while (this.position < upto && !this.stopped) {
-      const batch = await this.store.changes(this.roomId, this.position, upto, FILL_BATCH);
+      const next = this.early.get(this.position + 1);
+      if (next) {
+        this.early.delete(next.changeSeq);
+        this.emit(next);
+        continue;
+      }
+      if (waitForSignals) break;
+      const before = Math.min(upto + 1, ...[...this.early.keys()].filter((c) => c > this.position));
+      const batch = await this.store.changes(this.roomId, this.position, before - 1, FILL_BATCH);
       if (batch.length > 0) this.onFill(batch.length);
       for (const message of batch) this.emit(toWire(message));
-      if (batch.length < FILL_BATCH) this.position = upto; // the numbers in between were superseded
+      if (batch.length < FILL_BATCH) this.position = before - 1; // the numbers in between were superseded
+    }
+    for (const change of this.early.keys()) if (change <= this.position) this.early.delete(change);
+    if (this.early.size === 0) {
+      clearTimeout(this.reorderTimer);
+      this.reorderTimer = undefined;
     }
   }
 
@@ -170,7 +184,7 @@ export class RoomHub {
     this.position = message.changeSeq;
     this.lastSeq = Math.max(this.lastSeq, message.seq);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-    this.fanOut({ kind, change: message.changeSeq, message });
+    this.fanOut({ kind, change: message.changeSeq, added: this.added.snapshot(), message });
   }
 
   private fanOut(event: HubEvent): void {

@@ -5,6 +5,7 @@ import { badUserInput } from '../errors';
 import { requireMember } from './access';
 import { decodeResumeCursor } from './cursors';
 import { MessageFeed, type FeedEvent, type FeedStart } from './message-feed';
+import { AddedSet } from './added-set';
 import type { HubRegistry } from './room-hub';
 import type { RoomStore } from './room-store';
 
@@ -44,7 +45,8 @@ export class SubscriptionService {
 
   /**
    * Where a cursor points in both orders: a message cursor is the moment that message was
-   * inserted; an event cursor, that change and the newest message inserted by then. A cursor past
+   * inserted (the client has every message up to it); an event cursor, that change and the
+   * messages the client had by then. A cursor past
    * the room's end (forged, or from a room that was reset) is refused: it would wait silently.
    */
   private async resumeAfter(roomId: string, cursor: string, order: FeedStart['order']): Promise<FeedStart> {
@@ -53,9 +55,11 @@ export class SubscriptionService {
     if ((point.seq ?? 0) > head.lastSeq || (point.change ?? 0) > head.lastChange) {
       throw badUserInput('after is beyond the newest change of this room', 'after');
     }
-    const seq = point.seq ?? (await this.store.seqAt(roomId, point.change!));
-    if (order === 'messages') return { order, after: { seq } };
-    const change = point.change ?? (seq === 0 ? 0 : ((await this.store.insertChange(roomId, seq)) ?? 0));
-    return { order, after: { change, addedUpToSeq: seq } };
+    if (point.seq === undefined) {
+      return order === 'messages' ? { order, after: { seq: point.added.upTo } } : { order, after: { change: point.change, added: point.added } };
+    }
+    if (order === 'messages') return { order, after: { seq: point.seq } };
+    const change = point.seq === 0 ? 0 : ((await this.store.insertChange(roomId, point.seq)) ?? 0);
+    return { order, after: { change, added: new AddedSet(point.seq) } };
   }
 }

@@ -11,7 +11,7 @@ export function isConnectionError(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string; driverError?: { code?: string } };
   const code = e?.code ?? e?.driverError?.code ?? '';
   return (
-    e?.name === 'QueryRunnerAlreadyReleasedError' || // TypeORM, after the connection dropped mid-query
+    ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(e?.message ?? '')
   );

@@ -43,8 +43,8 @@ export interface Loaders {
   user: DataLoader<string, UserEntity | null>;
   room: DataLoader<string, RoomEntity | null>;
   message: DataLoader<string, MessageEntity | null>;
-  /** The newest message of each room (null for an empty room). */
-  lastMessage: DataLoader<string, MessageEntity | null>;
+  /** A room's message by seq, keyed `roomId@seq` (null when there is none). */
+  messageAt: DataLoader<string, MessageEntity | null>;
   /** How many members each room has. */
   memberCount: DataLoader<string, number>;
   viewer: {
@@ -77,15 +77,18 @@ export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
       const map = new Map(rows.map((r) => [r.id, r]));
       return ids.map((id) => map.get(id) ?? null);
     });
-  const lastMessage = new DataLoader<string, MessageEntity | null>(async (roomIds) => {
+  const messageAt = new DataLoader<string, MessageEntity | null>(async (keys) => {
+    const pairs = keys.map((key) => key.split('@'));
     const rows = await db
       .getRepository(MessageEntity)
       .createQueryBuilder('m')
-      .innerJoin(RoomEntity, 'r', 'r.id = m.room_id AND m.seq = r.last_seq')
-      .where('r.id IN (:...roomIds)', { roomIds })
+      .where('(m.room_id, m.seq) IN (SELECT * FROM unnest(CAST(:rooms AS uuid[]), CAST(:seqs AS int[])))', {
+        rooms: pairs.map(([roomId]) => roomId),
+        seqs: pairs.map(([, seq]) => Number(seq)),
+      })
       .getMany();
-    const byRoom = new Map(rows.map((m) => [m.roomId, m]));
-    return roomIds.map((id) => byRoom.get(id) ?? null);
+    const byKey = new Map(rows.map((m) => [`${m.roomId}@${m.seq}`, m]));
+    return keys.map((key) => byKey.get(key) ?? null);
   });
   const membership = new DataLoader<string, ViewerMembership | null>(async (roomIds) => {
     if (!viewer) return roomIds.map(() => null);
@@ -127,7 +130,7 @@ export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
     user: byId(UserEntity),
     room: byId(RoomEntity),
     message: byId(MessageEntity),
-    lastMessage,
+    messageAt,
     memberCount,
     viewer: { membership, mentionCount, peerName },
   };

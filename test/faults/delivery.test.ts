@@ -1,10 +1,15 @@
 // Delivery under load across two instances (API.md guarantees 1, 2, 4, 5): ten senders racing
 // into one room (with racing retries of the same clientId), and a subscriber that goes offline
-// in the middle of a burst and resumes on the other instance with its last cursor.
+// in the middle of a burst (of messages, edits, reactions, deletions and replies) and resumes on the
+// other instance with its last cursor — a message cursor for messageAdded, an event cursor for
+// roomEvents — and a roomEvents client that comes back with an old message cursor (guarantee 8).
 // Nothing here stops PostgreSQL or Redis, so the shared ones serve.
 import { signUp, startServer, waitFor, type TestServer, type TestUser } from '../support/harness';
 import { sharedUrls } from './support/backing';
-import { expectClean, report, tally } from './support/tally';
+import { changeOnce, ChangeTraffic } from './support/changes';
+import { changeReport, tallyAdded } from './support/change-tally';
+import { EventSubscriber } from './support/events';
+import { expectClean, expectCleanChanges, report, tally } from './support/tally';
 import { burst, Ledger, pause, roomWith, sendOnce, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
@@ -89,16 +94,36 @@ it('numbers and delivers the messages of ten concurrent senders on two instances
   expectClean(line);
 }, 90_000);
 
-it('resumes a subscriber that was offline during a burst, on the other instance, with its last cursor', async () => {
+it('resumes subscribers that were offline during a burst of messages and changes, on the other instance, with their last message or event cursor, and one with an old message cursor', async () => {
   const [ada, bob, carol] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url)]);
   const roomId = await roomWith(a.url, [ada, bob, carol]);
+  const ledger = new Ledger();
+  const changes = new ChangeTraffic({ members: [ada, bob, carol] });
+  // A history before anyone subscribes: the old message cursor below points into it.
+  for (let i = 0; i < 20; i++) {
+    const outcome = ledger.record(await sendOnce({ url: a.url, user: ada }, roomId, `history ${i}`, `history-${i}`));
+    if (outcome.ok) changes.noteSent(outcome.message, ada);
+  }
+  const oldCursor = ledger.messages()[9];
+  // Two of the messages before that cursor change after it: a resume from it must bring them.
+  const [third, fifth] = [ledger.messages()[2], ledger.messages()[4]];
+  const early = await Promise.all([
+    changeOnce(a.url, { kind: 'edit', messageId: third.id, body: 'history 2, edited before the burst', user: ada }),
+    changeOnce(a.url, { kind: 'addReaction', messageId: fifth.id, emoji: '👍', user: bob, tag: 'none', n: 0 }),
+  ]);
+  expect(early.map((c) => c.ok)).toEqual([true, true]);
+
   const traveller = subscribers.add(new Subscriber('bob: A, offline, then B', roomId));
   const steady = subscribers.add(new Subscriber('carol: B throughout', roomId));
+  const eventTraveller = subscribers.add(new EventSubscriber('roomEvents bob: A, offline, then B with its last event cursor', roomId, bob));
+  const eventSteady = subscribers.add(new EventSubscriber('roomEvents carol: B throughout', roomId, carol));
+  const eventLate = subscribers.add(new EventSubscriber(`roomEvents ada: B from the old message cursor of seq ${oldCursor.seq}`, roomId, ada, oldCursor.cursor));
   traveller.connect(a.wsUrl, bob);
   steady.connect(b.wsUrl, carol);
-  await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+  eventTraveller.connect(a.wsUrl);
+  eventSteady.connect(b.wsUrl);
+  await waitFor(() => a.app.hubs.listeners(roomId) === 2 && b.app.hubs.listeners(roomId) === 2);
 
-  const ledger = new Ledger();
   const senders: TestUser[] = [ada, carol];
   const sending = burst({
     ledger,
@@ -106,10 +131,12 @@ it('resumes a subscriber that was offline during a burst, on the other instance,
     label: 'offline',
     concurrency: 4,
     target: (i) => ({ url: [a, b][i % 2].url, user: senders[i % 2] }),
+    changes,
   });
   try {
-    await waitFor(() => traveller.received.length >= 150, 30_000);
-    await traveller.disconnect();
+    await waitFor(() => traveller.received.length >= 150 && eventTraveller.events.length >= 150 && changes.acked.length >= 30, 30_000);
+    await Promise.all([traveller.disconnect(), eventTraveller.disconnect()]);
+    const changesBeforeOffline = changes.acked.length;
     const wentOffline = Date.now();
     const seenBeforeOffline = traveller.lastSeq;
     const sentBeforeOffline = ledger.sent;
@@ -117,33 +144,59 @@ it('resumes a subscriber that was offline during a burst, on the other instance,
     const offlineFor = Date.now() - wentOffline;
     if (offlineFor < 1000) await pause(1000 - offlineFor); // stay away for a while (several heal intervals)
     const missedWhileOffline = ledger.lastSeq - seenBeforeOffline;
+    const changesWhileOffline = changes.acked.length - changesBeforeOffline;
     const offlineMs = Date.now() - wentOffline;
     traveller.connect(b.wsUrl, bob); // resumes after its last cursor while the burst goes on
-    await waitFor(() => traveller.sessions === 2 && traveller.received.some((m) => m.session === 2), 30_000);
+    eventTraveller.connect(b.wsUrl); // resumes after the cursor of the last event it received
+    eventLate.connect(b.wsUrl); // comes back with a message cursor from long ago
+    await waitFor(() => traveller.received.some((m) => m.session === 2) && eventTraveller.events.some((e) => e.session === 2) && eventLate.events.length > 0, 30_000);
     const resumedAt = ledger.sent;
     await waitFor(() => ledger.sent >= resumedAt + 200, 30_000);
     await sending.stop();
 
-    const truth = await settle(sharedUrls().databaseUrl, roomId, [traveller, steady], 2 * HEAL_INTERVAL_MS);
+    const { databaseUrl } = sharedUrls();
+    const eventSubs = [eventTraveller, eventSteady, eventLate];
+    const truth = await settle(databaseUrl, roomId, [traveller, steady, ...eventSubs], 2 * HEAL_INTERVAL_MS);
+    const changed = await changeReport(a.url, databaseUrl, changes, eventSubs);
 
     const line = report(
       'client offline for a while resumes with after',
       ledger.sent,
-      [tally(traveller.name, ledger.acked.values(), traveller.received), tally(steady.name, ledger.acked.values(), steady.received)],
+      [
+        tally(traveller.name, ledger.acked.values(), traveller.received),
+        tally(steady.name, ledger.acked.values(), steady.received),
+        tallyAdded(eventTraveller, ledger.acked.values()),
+        tallyAdded(eventSteady, ledger.acked.values()),
+        tallyAdded(eventLate, ledger.acked.values(), oldCursor.seq),
+      ],
       {
         instances: 2,
         offlineMs,
         resumedAfterSeq: seenBeforeOffline,
         missedWhileOffline,
+        changesWhileOffline,
+        eventResumedAfter: eventTraveller.resumedAfter[1],
+        oldMessageCursorSeq: oldCursor.seq,
+        olderMessagesReplayedAsUpdated: eventLate.events.filter((e) => e.message.seq <= oldCursor.seq).length,
         sendFailures: ledger.failures.length,
+        changeFailures: changes.failures.length,
         sendMs: spread(ledger.latencies),
       },
+      changed,
     );
     expect(ledger.failures).toEqual([]);
+    expect(changes.failures).toEqual([]);
     expect(missedWhileOffline).toBeGreaterThanOrEqual(300);
+    expect(changesWhileOffline).toBeGreaterThan(0);
+    expect(eventTraveller.resumedAfter[1]).toBe(eventTraveller.events.filter((e) => e.session === 1).at(-1)!.cursor);
     expect(truth.messages.map((m) => m.seq)).toEqual(range(ledger.sent));
-    expect([traveller.errors, steady.errors]).toEqual([[], []]);
+    // From the old message cursor: the older messages only as changed since, never as added.
+    const older = eventLate.events.filter((e) => e.message.seq <= oldCursor.seq);
+    expect(older.filter((e) => e.kind !== 'MessageUpdated')).toEqual([]);
+    expect(older.map((e) => e.message.seq)).toEqual(expect.arrayContaining([third.seq, fifth.seq]));
+    expect([traveller, steady, ...eventSubs].map((s) => ({ name: s.name, errors: s.errors }))).toEqual([traveller, steady, ...eventSubs].map((s) => ({ name: s.name, errors: [] })));
     expectClean(line);
+    expectCleanChanges(line);
   } finally {
     await sending.stop();
   }

@@ -1,15 +1,19 @@
 // Fault: PostgreSQL stops in the middle of a burst and comes back. Sends fail fast with a clear
 // code (no hang, no stack), /readyz answers 503 with the database down, live subscriptions stay
 // open, and once it returns everything recovers without a restart: nothing acknowledged is
-// missing, retries with the same clientId settle the failed sends, and subscribers get it all
-// (API.md guarantees 1–4). A private PostgreSQL: the other test files share the global one.
+// missing, retries with the same clientId settle the failed sends, retried edits, reactions and
+// deletions settle the refused changes, and subscribers get it all — the roomEvents ones every
+// change in change order (API.md guarantees 1–4, 8, 10). A private PostgreSQL: the other test files share the global one.
 // The instances are child processes, as deployed: in jest's VM context an error raised by Node's
 // net module (ECONNREFUSED) is not `instanceof Error` there, so graphql-js wraps it and an
 // in-process server answers INTERNAL_SERVER_ERROR where a real process answers SERVICE_UNAVAILABLE.
 import { signUp, waitFor } from '../support/harness';
 import { sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
 import { killAllServers, readiness, spawnServer, type ChildServer } from './support/child-server';
-import { expectClean, report, tally } from './support/tally';
+import { ChangeTraffic } from './support/changes';
+import { changeReport, tallyAdded } from './support/change-tally';
+import { EventSubscriber } from './support/events';
+import { expectClean, expectCleanChanges, report, tally } from './support/tally';
 import { burst, Ledger, roomWith, sendOnce, SEND_TIMEOUT_MS, spread, Subscriber, settle, Subscribers, type SendOutcome } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
@@ -32,11 +36,18 @@ afterAll(async () => {
   pg?.destroy();
 }, 60_000);
 
+/** How many failures had each error code (or message, without one). */
+function countCodes(failures: Array<{ code?: string; error: string }>): Record<string, number> {
+  const codes: Record<string, number> = {};
+  for (const f of failures) codes[String(f.code ?? f.error)] = (codes[String(f.code ?? f.error)] ?? 0) + 1;
+  return codes;
+}
+
 /** What a client could see of the server's insides in an error answer. */
 const leaks = (f: Extract<SendOutcome, { ok: false }>) =>
   /stacktrace|\n\s+at |\.ts:\d+|node_modules|SELECT |UPDATE |INSERT |ECONNREFUSED/i.test(f.raw ?? f.error);
 
-it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps subscriptions open, and recovers without a restart, losing nothing acknowledged', async () => {
+it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps subscriptions open, and recovers without a restart, losing nothing acknowledged', async () => {
   const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
   const servers = [a, b];
   const roomId = await roomWith(a.url, users);
@@ -45,17 +56,24 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
     sub.connect(servers[i % 2].wsUrl, user);
     return sub;
   });
+  const eventSubs = users.slice(2).map((user, i) => {
+    const sub = subscribers.add(new EventSubscriber(`roomEvents ${i % 2 ? 'B' : 'A'}${i + 2}`, roomId, user));
+    sub.connect(servers[i % 2].wsUrl);
+    return sub;
+  });
 
   const ledger = new Ledger();
+  const changes = new ChangeTraffic({ members: users });
   const target = (i: number) => ({ url: servers[i % 2].url, user: users[i % users.length] });
-  const sending = burst({ ledger, roomId, label: 'pg', concurrency: 4, target });
+  const sending = burst({ ledger, roomId, label: 'pg', concurrency: 4, target, changes });
   try {
-    await waitFor(() => ledger.sent >= 150 && subs.every((s) => s.received.length > 0), 30_000);
+    await waitFor(() => ledger.sent >= 150 && changes.acked.length >= 30 && [...subs, ...eventSubs].every((s) => s.sessions > 0 && (s instanceof EventSubscriber ? s.events.length : s.received.length) > 0), 30_000);
 
     pg.stop('fast'); // in the middle of the burst: some sends are in flight
     const outageStarted = Date.now();
     const sentAtOutage = ledger.sent;
     const failedBefore = ledger.failures.length;
+    const changeFailuresBefore = changes.failures.length;
     const readyDuringOutage = await Promise.all(
       servers.map((s) =>
         waitFor(async () => {
@@ -68,7 +86,8 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
     await waitFor(() => ledger.failures.length - failedBefore >= 40 && Date.now() - outageStarted >= 2500, 30_000);
     const outageFailures = ledger.failures.slice(failedBefore);
     const ackedDuringOutage = ledger.sent - sentAtOutage; // sends that were committing when it stopped
-    const openDuringOutage = subs.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors.length }));
+    const changeOutageFailures = changes.failures.length - changeFailuresBefore;
+    const openDuringOutage = [...subs, ...eventSubs].map((s) => ({ name: s.name, ended: s.ended, errors: s.errors.length }));
 
     pg.start();
     const outageMs = Date.now() - outageStarted;
@@ -92,18 +111,26 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
     );
     const retryFailures = retries.filter((r) => !r.ok);
     retries.forEach((r) => ledger.record(r));
+    // And of every change refused meanwhile: the same edit, reaction or deletion again.
+    const changeFailures = [...changes.failures];
+    const changesRetried = await changes.settlePending(a.url);
+    const changeRetryFailures = changes.failures.length - changeFailures.length;
 
-    const truth = await settle(pg.url, roomId, subs, 2 * HEAL_INTERVAL_MS);
+    const truth = await settle(pg.url, roomId, [...subs, ...eventSubs], 2 * HEAL_INTERVAL_MS);
+    const changed = await changeReport(a.url, pg.url, changes, eventSubs);
 
-    const codes: Record<string, number> = {};
-    for (const f of failures) codes[String(f.code ?? f.error)] = (codes[String(f.code ?? f.error)] ?? 0) + 1;
+    const codes = countCodes(failures);
     const line = report(
       'postgresql stopped and restarted',
       ledger.sent,
-      subs.map((s) => tally(s.name, ledger.acked.values(), s.received)),
+      [...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)), ...eventSubs.map((s) => tallyAdded(s, ledger.acked.values()))],
       {
         instances: 2,
         outageMs,
+        failedChanges: changeFailures.length,
+        changeErrorCodes: countCodes(changeFailures),
+        changesRetriedAfterReturn: changesRetried,
+        changeRetryFailures,
         failedSends: failures.length,
         errorCodes: codes,
         failMs: spread(failures.map((f) => f.ms)),
@@ -113,11 +140,15 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
         readyzDuringOutage: readyDuringOutage[0].body,
         serverErrors: [a, b].flatMap((s) => s.problems().map((l) => `${s.name}: ${l.slice(0, 300)}`)).slice(0, 5),
       },
+      changed,
     );
 
     // During the outage: a clear, retryable code, fast, with nothing of the insides.
     expect(outageFailures.length).toBeGreaterThanOrEqual(40);
     expect(failures.filter((f) => f.code !== 'SERVICE_UNAVAILABLE' || f.hung || f.network)).toEqual([]);
+    expect(changeOutageFailures).toBeGreaterThan(0);
+    expect(changeFailures.filter((f) => f.code !== 'SERVICE_UNAVAILABLE' || f.hung || f.network)).toEqual([]);
+    expect(changeFailures.filter((f) => /stacktrace|\n\s+at |\.ts:\d+|node_modules|SELECT |UPDATE |INSERT |ECONNREFUSED/i.test(f.error))).toEqual([]);
     expect(failures.filter(leaks)).toEqual([]);
     expect(Math.max(...failures.map((f) => f.ms))).toBeLessThan(SEND_TIMEOUT_MS);
     expect(readyDuringOutage.map((r) => r.body)).toEqual([
@@ -125,14 +156,18 @@ it('fails sends fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps su
       { status: 'unavailable', database: 'down', pubsub: 'up' },
     ]);
     expect(healthDuringOutage).toEqual([200, 200]);
-    expect(openDuringOutage).toEqual(subs.map((s) => ({ name: s.name, ended: 0, errors: 0 })));
+    expect(openDuringOutage).toEqual([...subs, ...eventSubs].map((s) => ({ name: s.name, ended: 0, errors: 0 })));
     // After it: every retry settles, every acknowledged message is there, the seqs have no gap.
     expect(retryFailures).toEqual([]);
+    expect(changeRetryFailures).toBe(0);
+    expect(changes.pending).toEqual([]);
     expect(ledger.conflicting).toEqual([]);
     expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
     expect(truth.messages.map((m) => m.seq)).toEqual(Array.from({ length: truth.lastSeq }, (_, i) => i + 1));
-    expect(subs.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(subs.map((s) => ({ name: s.name, ended: 0, errors: [] })));
+    const all = [...subs, ...eventSubs];
+    expect(all.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(all.map((s) => ({ name: s.name, ended: 0, errors: [] })));
     expectClean(line);
+    expectCleanChanges(line);
   } finally {
     await sending.stop();
   }

@@ -1,12 +1,17 @@
 // Fault: Redis pub/sub is at-most-once. The subscriber connections of both instances are killed
-// again and again (CLIENT KILL TYPE pubsub) during a burst of 2,000 messages; the room hubs must
+// again and again (CLIENT KILL TYPE pubsub) during a burst of 2,000 messages with edits,
+// reactions, deletions and thread replies on earlier messages in between; the room hubs must
 // notice the gaps (and re-read the tail after each reconnect and by timer) so that every
-// subscriber still gets every message once, in seq order (API.md guarantees 1, 2, 5).
+// subscriber still gets every message once, in seq order, and every roomEvents subscriber every
+// change once, in change order, ending with the history's view (API.md guarantees 1, 2, 5, 8).
 // A private Redis: the kills must not reach the other test files' connections.
 import Redis from 'ioredis';
 import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
-import { expectClean, report, tally } from './support/tally';
+import { ChangeTraffic } from './support/changes';
+import { changeReport, tallyAdded } from './support/change-tally';
+import { EventSubscriber } from './support/events';
+import { expectClean, expectCleanChanges, report, tally } from './support/tally';
 import { burst, Ledger, pause, roomWith, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const BURST = 2000;
@@ -35,7 +40,7 @@ afterAll(async () => {
   await redis?.destroy();
 }, 60_000);
 
-it('delivers every message once and in order to subscribers on two instances while their pub/sub connections are killed during a burst', async () => {
+it('delivers every message and every change once and in order to subscribers on two instances while their pub/sub connections are killed during a burst', async () => {
   const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
   const roomId = await roomWith(a.url, users);
   const servers = [a, b];
@@ -44,19 +49,28 @@ it('delivers every message once and in order to subscribers on two instances whi
     sub.connect(servers[i % 2].wsUrl, user);
     return sub;
   });
-  await waitFor(() => a.app.hubs.listeners(roomId) === 2 && b.app.hubs.listeners(roomId) === 2);
+  const eventSubs = users.slice(0, 2).map((user, i) => {
+    const sub = subscribers.add(new EventSubscriber(`roomEvents ${i % 2 ? 'B' : 'A'}${i}`, roomId, user));
+    sub.connect(servers[i % 2].wsUrl);
+    return sub;
+  });
+  await waitFor(() => a.app.hubs.listeners(roomId) === 3 && b.app.hubs.listeners(roomId) === 3);
 
   // A plain pub/sub subscriber on the same topic, killed alongside: what pub/sub alone delivers.
   naive = new Redis(redis.url);
   const naiveSeqs = new Set<number>();
+  const naiveChanges = new Set<number>();
   naive.on('message', (_channel: string, payload: string) => {
-    const signal = JSON.parse(payload) as { kind: string; message?: { seq: number } };
-    if (signal.kind === 'added' && signal.message) naiveSeqs.add(signal.message.seq);
+    const signal = JSON.parse(payload) as { kind: string; message?: { seq: number; changeSeq: number; createdChange: number } };
+    if (signal.kind !== 'change' || !signal.message) return;
+    naiveChanges.add(signal.message.changeSeq);
+    if (signal.message.changeSeq === signal.message.createdChange) naiveSeqs.add(signal.message.seq);
   });
   await naive.subscribe(`room:${roomId}`);
   admin = new Redis(redis.url);
 
   const ledger = new Ledger();
+  const changes = new ChangeTraffic({ members: users, ratio: 0.1 }); // the longest burst of the suite: fewer changes keep it short
   const started = Date.now();
   const sending = burst({
     ledger,
@@ -65,36 +79,50 @@ it('delivers every message once and in order to subscribers on two instances whi
     count: BURST,
     concurrency: 8,
     target: (i) => ({ url: servers[i % 2].url, user: users[i % users.length] }),
+    changes,
   });
   let sendingDone = false;
   void sending.done.finally(() => (sendingDone = true));
+  // A client on a bad network: it drops about every second and resumes on the other instance with its last event cursor.
+  const hopper = subscribers.add(new EventSubscriber('roomEvents hopper: A, B, A, … with its last event cursor', roomId, users[3]));
+  hopper.connect(a.wsUrl);
   let kills = 0;
   let connectionsKilled = 0;
   while (!sendingDone) {
     await pause(150 + Math.random() * 150); // the interval between kills, not a wait for a result
     connectionsKilled += Number(await admin.call('CLIENT', 'KILL', 'TYPE', 'pubsub'));
     kills++;
+    if (kills % 4 === 0) {
+      await hopper.disconnect();
+      hopper.connect(servers[hopper.sessions % 2].wsUrl);
+    }
   }
   await sending.done;
   const burstMs = Date.now() - started;
 
-  const truth = await settle(sharedUrls().databaseUrl, roomId, subs, 2 * HEAL_INTERVAL_MS, 30_000);
+  const { databaseUrl } = sharedUrls();
+  const truth = await settle(databaseUrl, roomId, [...subs, ...eventSubs, hopper], 2 * HEAL_INTERVAL_MS, 30_000);
+  const changed = await changeReport(a.url, databaseUrl, changes, [...eventSubs, hopper]);
 
   const line = report(
     'pubsub connections killed during a burst',
     ledger.sent,
-    subs.map((s) => tally(s.name, ledger.acked.values(), s.received)),
+    [...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)), ...[...eventSubs, hopper].map((s) => tallyAdded(s, ledger.acked.values()))],
     {
       instances: 2,
       concurrency: 8,
       kills,
       connectionsKilled,
       naivePubsubLost: ledger.sent - naiveSeqs.size,
+      naivePubsubChangesLost: truth.lastChange - naiveChanges.size,
       sendFailures: ledger.failures.length,
+      changeFailures: changes.failures.length,
       sendMs: spread(ledger.latencies),
       burstMs,
       catchUpMs: Date.now() - started - burstMs,
+      hopperSessions: hopper.sessions,
     },
+    changed,
   );
   expect(ledger.failures).toEqual([]);
   expect(ledger.sent).toBe(BURST);
@@ -102,6 +130,11 @@ it('delivers every message once and in order to subscribers on two instances whi
   expect(new Set(truth.messages.map((m) => m.id))).toEqual(new Set(ledger.acked.keys()));
   expect(kills).toBeGreaterThanOrEqual(5);
   expect(connectionsKilled).toBeGreaterThan(kills); // both instances' subscribers (and the plain one) were hit
-  expect(subs.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(subs.map((s) => ({ name: s.name, ended: 0, errors: [] })));
+  expect(changes.failures).toEqual([]);
+  expect(changes.pending).toEqual([]);
+  expect(hopper.sessions).toBeGreaterThanOrEqual(5);
+  const all = [...subs, ...eventSubs, { name: hopper.name, ended: 0, errors: hopper.errors }];
+  expect(all.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(all.map((s) => ({ name: s.name, ended: 0, errors: [] })));
   expectClean(line);
+  expectCleanChanges(line);
 }, 90_000);

@@ -1,11 +1,15 @@
 // Fault: Redis goes away during sends and comes back on the same port. A send never waits on Redis
 // (it commits and answers), /readyz reports pub/sub down and the database up, a subscription opened
-// during the outage still starts, and every subscriber on both instances catches up (API.md
-// guarantees 1–5). A private Redis: stopping the shared one would break the other test files.
+// during the outage still starts, and every subscriber on both instances catches up — the
+// roomEvents ones with every edit, reaction, deletion and reply made meanwhile, in change order
+// (API.md guarantees 1–5, 8). A private Redis: stopping the shared one would break the other test files.
 import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
-import { expectClean, report, tally } from './support/tally';
+import { ChangeTraffic } from './support/changes';
+import { changeReport, tallyAdded } from './support/change-tally';
+import { EventSubscriber } from './support/events';
+import { expectClean, expectCleanChanges, report, tally } from './support/tally';
 import { baseOf, burst, Ledger, roomWith, SEND_TIMEOUT_MS, spread, Subscriber, settle, Subscribers } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
@@ -29,7 +33,7 @@ afterAll(async () => {
   await redis?.destroy();
 }, 60_000);
 
-it('commits and answers every send while Redis is down, reports it in /readyz, and every subscriber catches up when Redis returns', async () => {
+it('commits and answers every send and change while Redis is down, reports it in /readyz, and every subscriber catches up when Redis returns', async () => {
   const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
   const servers = [a, b];
   const roomId = await roomWith(a.url, users);
@@ -40,12 +44,18 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     sub.connect(servers[i % 2].wsUrl, user);
     return sub;
   });
-  await waitFor(() => a.app.hubs.listeners(roomId) === 2 && b.app.hubs.listeners(roomId) === 2);
+  const eventSubs = users.slice(2).map((user, i) => {
+    const sub = subscribers.add(new EventSubscriber(`roomEvents ${i % 2 ? 'B' : 'A'}${i + 2}`, roomId, user));
+    sub.connect(servers[i % 2].wsUrl);
+    return sub;
+  });
+  await waitFor(() => a.app.hubs.listeners(roomId) === 3 && b.app.hubs.listeners(roomId) === 3);
 
   const ledger = new Ledger();
+  const changes = new ChangeTraffic({ members: users });
   const lateLedger = new Ledger();
   const target = (i: number) => ({ url: servers[i % 2].url, user: users[i % users.length] });
-  const sending = burst({ ledger, roomId, label: 'redis', concurrency: 4, target });
+  const sending = burst({ ledger, roomId, label: 'redis', concurrency: 4, target, changes });
   const sendingLate = burst({ ledger: lateLedger, roomId: lateRoomId, label: 'redis-late', concurrency: 1, target });
   try {
     await waitFor(() => ledger.sent >= 200, 30_000);
@@ -55,6 +65,7 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     const answeredBeforeOutage = ledger.latencies.length;
     const seqAtOutage = ledger.lastSeq;
     const sentAtOutage = ledger.sent;
+    const changesAtOutage = changes.acked.length;
     const readyDuringOutage = await Promise.all(
       servers.map((s) =>
         waitFor(async () => {
@@ -68,6 +79,7 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     await waitFor(() => ledger.sent >= sentAtOutage + 200 && Date.now() - outageStarted >= 3500, 30_000);
     const outageLatencies = ledger.latencies.slice(answeredBeforeOutage);
     const sentDuringOutage = ledger.lastSeq - seqAtOutage;
+    const changesDuringOutage = changes.acked.length - changesAtOutage;
     const deliveredDuringOutage = Math.min(...subs.map((s) => s.lastSeq)) - seqAtOutage;
     const lateDeliveredDuringOutage = late.received.length;
 
@@ -78,10 +90,12 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     await waitFor(() => ledger.sent >= sentAtReturn + 200, 30_000);
     await Promise.all([sending.stop(), sendingLate.stop()]);
 
+    const { databaseUrl } = sharedUrls();
     const [truth, lateTruth] = await Promise.all([
-      settle(sharedUrls().databaseUrl, roomId, subs, 2 * HEAL_INTERVAL_MS),
-      settle(sharedUrls().databaseUrl, lateRoomId, [late], 2 * HEAL_INTERVAL_MS),
+      settle(databaseUrl, roomId, [...subs, ...eventSubs], 2 * HEAL_INTERVAL_MS),
+      settle(databaseUrl, lateRoomId, [late], 2 * HEAL_INTERVAL_MS),
     ]);
+    const changed = await changeReport(a.url, databaseUrl, changes, eventSubs);
 
     const line = report(
       'redis stopped and restarted during sends',
@@ -89,6 +103,7 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
       [
         ...subs.map((s) => tally(s.name, ledger.acked.values(), s.received)),
         tally(late.name, lateLedger.acked.values(), late.received),
+        ...eventSubs.map((s) => tallyAdded(s, ledger.acked.values())),
       ],
       {
         instances: 2,
@@ -100,7 +115,10 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
         sendMsDuringOutage: spread(outageLatencies),
         sendMsOverall: spread(ledger.latencies),
         readyzDuringOutage: readyDuringOutage[0].body,
+        changeFailures: changes.failures.length,
+        changesDuringOutage,
       },
+      changed,
     );
     // Every send answered (none hung past SEND_TIMEOUT_MS) and committed, with Redis down or up.
     expect([...ledger.failures, ...lateLedger.failures]).toEqual([]);
@@ -112,10 +130,13 @@ it('commits and answers every send while Redis is down, reports it in /readyz, a
     ]);
     expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
     expect(lateTruth.messages.map((m) => m.id).sort()).toEqual([...lateLedger.acked.keys()].sort());
-    expect([...subs, late].map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(
-      [...subs, late].map((s) => ({ name: s.name, ended: 0, errors: [] })),
-    );
+    expect(changes.failures).toEqual([]);
+    expect(changes.pending).toEqual([]);
+    expect(changesDuringOutage).toBeGreaterThan(0);
+    const all = [...subs, late, ...eventSubs];
+    expect(all.map((s) => ({ name: s.name, ended: s.ended, errors: s.errors }))).toEqual(all.map((s) => ({ name: s.name, ended: 0, errors: [] })));
     expectClean(line);
+    expectCleanChanges(line);
   } finally {
     await Promise.all([sending.stop(), sendingLate.stop()]);
   }

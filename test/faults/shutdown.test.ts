@@ -1,14 +1,18 @@
 // Fault: SIGTERM on one of two instances (child processes, as deployed) in the middle of a burst.
 // It must stop accepting, close WebSockets with 1001, finish the HTTP request in flight, end the
 // assistant reply it was streaming FAILED with a reason, release everything and exit 0 in bounded
-// time; its subscriber resumes on the other instance with its last cursor and loses nothing
-// (API.md guarantees 1, 2, 4, 5, 7). Nothing here stops PostgreSQL or Redis: the shared ones serve.
+// time; its subscribers resume on the other instance with their last cursor (a message cursor for
+// messageAdded, an event cursor for roomEvents) and lose no message and no edit, reaction or
+// deletion made during the burst (API.md guarantees 1, 2, 4, 5, 7, 8). Nothing here stops PostgreSQL or Redis: the shared ones serve.
 import http from 'node:http';
 import { collect, must, signUp, waitFor, wsClient, type TestUser } from '../support/harness';
 import { FakeOpenAI } from '../support/fake-openai';
 import { sharedUrls } from './support/backing';
 import { killAllServers, spawnServer, type ChildServer } from './support/child-server';
-import { expectClean, report, tally } from './support/tally';
+import { ChangeTraffic } from './support/changes';
+import { changeReport, tallyAdded } from './support/change-tally';
+import { EventSubscriber } from './support/events';
+import { expectClean, expectCleanChanges, report, tally } from './support/tally';
 import { burst, Ledger, roomWith, sendOnce, spread, Subscriber, settle, Subscribers, within, type Acked, type SendOutcome } from './support/traffic';
 
 const HEAL_INTERVAL_MS = 300;
@@ -106,13 +110,17 @@ function connectAnew(port: number): Promise<string> {
   });
 }
 
-it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, its in-flight request answered, its assistant reply FAILED, exit 0; its subscriber resumes on the other with no loss', async () => {
+it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, its in-flight request answered, its assistant reply FAILED, exit 0; its subscribers resume on the other with no loss of messages or changes', async () => {
   const [ada, bob, carol, dan] = await Promise.all([0, 1, 2, 3].map(() => signUp(c2.url)));
   const roomId = await roomWith(c2.url, [ada, bob, carol, dan]);
   const traveller = subscribers.add(new Subscriber('bob: C1 until SIGTERM, then C2', roomId));
   const steady = subscribers.add(new Subscriber('carol: C2 throughout', roomId));
+  const eventTraveller = subscribers.add(new EventSubscriber('roomEvents dan: C1 until SIGTERM, then C2 with its last event cursor', roomId, dan));
+  const eventSteady = subscribers.add(new EventSubscriber('roomEvents ada: C2 throughout', roomId, ada));
   traveller.connect(c1.wsUrl, bob);
   steady.connect(c2.wsUrl, carol);
+  eventTraveller.connect(c1.wsUrl);
+  eventSteady.connect(c2.wsUrl);
 
   // An assistant reply streaming on C1, watched from C2.
   const assistantRoom = await roomWith(c2.url, [ada]);
@@ -133,6 +141,7 @@ it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, 
     let live = [c1, c2];
     const senders = [ada, dan];
     const ledger = new Ledger();
+    const changes = new ChangeTraffic({ members: [ada, bob, carol, dan] });
     const sending = burst({
       ledger,
       roomId,
@@ -140,16 +149,17 @@ it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, 
       concurrency: 4,
       target: (i, attempt) => ({ url: live[(i + attempt) % live.length].url, user: senders[i % 2] }),
       retry: (_outcome, attempt) => attempt < 5,
+      changes,
     });
     try {
-      await waitFor(() => ledger.sent >= 300 && traveller.received.length >= 100 && steady.received.length >= 100, 30_000);
+      await waitFor(() => ledger.sent >= 300 && traveller.received.length >= 100 && steady.received.length >= 100 && eventTraveller.events.length >= 100 && changes.acked.length >= 30, 30_000);
 
       const inFlight = slowSend(c1, ada, roomId, 'in-flight');
       await inFlight.continued; // C1 has read the headers: the request is in flight
       live = [c2];
       const signalled = Date.now();
       c1.process.kill('SIGTERM');
-      await waitFor(() => traveller.closeCodes.length > 0, SHUTDOWN_BOUND_MS); // its WebSocket was closed
+      await waitFor(() => traveller.closeCodes.length > 0 && eventTraveller.closeCodes.length > 0, SHUTDOWN_BOUND_MS); // its WebSockets were closed
       const newConnection = await connectAnew(c1.port); // while the request in flight still holds C1 open
       inFlight.finish(); // the body arrives while C1 is shutting down
       const inFlightAnswer = await inFlight.response;
@@ -158,11 +168,15 @@ it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, 
       ledger.record(inFlightAnswer);
 
       traveller.connect(c2.wsUrl, bob); // resumes after its last cursor, on the other instance
+      eventTraveller.connect(c2.wsUrl); // resumes after the cursor of the last event it received
       const resumedAt = ledger.sent;
       await waitFor(() => ledger.sent >= resumedAt + 200, 30_000);
       await sending.stop();
 
-      const truth = await settle(sharedUrls().databaseUrl, roomId, [traveller, steady], 2 * HEAL_INTERVAL_MS);
+      const { databaseUrl } = sharedUrls();
+      const eventSubs = [eventTraveller, eventSteady];
+      const truth = await settle(databaseUrl, roomId, [traveller, steady, ...eventSubs], 2 * HEAL_INTERVAL_MS);
+      const changed = await changeReport(c2.url, databaseUrl, changes, eventSubs);
 
       const thread = (await must(c2.url, THREAD, { r: assistantRoom, t: question.message.id }, ada.token)).messages.edges as Array<{
         node: { id: string; status: string; statusReason: string | null };
@@ -175,34 +189,46 @@ it('SIGTERM on one of two instances: 1001 to its WebSockets, no new connection, 
       const line = report(
         'sigterm on one of two instances, subscriber resumes on the other',
         ledger.sent,
-        [tally(traveller.name, ledger.acked.values(), traveller.received), tally(steady.name, ledger.acked.values(), steady.received)],
+        [
+          tally(traveller.name, ledger.acked.values(), traveller.received),
+          tally(steady.name, ledger.acked.values(), steady.received),
+          ...eventSubs.map((s) => tallyAdded(s, ledger.acked.values())),
+        ],
         {
           instances: 2,
           exit,
           shutdownMs,
           webSocketCloseCodes: traveller.closeCodes,
+          roomEventsCloseCodes: eventTraveller.closeCodes,
+          eventResumedAfter: eventTraveller.resumedAfter[1],
           newConnectionDuringShutdown: newConnection,
           inFlightRequest: inFlightAnswer.ok ? 'answered' : inFlightAnswer.error,
           assistantReply: replyAfter ? { status: replyAfter.status, statusReason: replyAfter.statusReason } : 'missing',
           assistantFailedEventOnOtherInstance: failedEventSeen,
           resumedAfterSeq: Math.max(...traveller.received.filter((m) => m.session === 1).map((m) => m.seq)),
           failedAttemptsRetriedElsewhere: ledger.failures.length,
+          failedChangeAttemptsRetriedElsewhere: changes.failures.length,
           sendMs: spread(ledger.latencies),
           stoppedInstanceLog: c1.problems(40).map((l) => l.slice(0, 300)).slice(0, 5),
         },
+        changed,
       );
       expect(exit).toEqual({ code: 0, signal: null });
       expect(traveller.closeCodes).toEqual([1001]);
+      expect(eventTraveller.closeCodes).toEqual([1001]);
       expect(newConnection).toBe('ECONNREFUSED'); // it stopped accepting
       expect(inFlightAnswer).toMatchObject({ ok: true });
       expect(replyAfter).toMatchObject({ status: 'FAILED', statusReason: expect.stringMatching(/\w/) });
       expect(failedEventSeen).toBe(true);
       // Only sends to C1 as it went away failed, at the network level, and each was settled on C2.
       expect(ledger.failures.filter((f) => !(f.network && f.url === c1.url))).toEqual([]);
+      expect(changes.failures.filter((f) => !(f.network && f.url === c1.url))).toEqual([]);
+      expect(changes.pending).toEqual([]);
       expect(ledger.conflicting).toEqual([]);
       expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
-      expect(steady.errors).toEqual([]);
+      expect([steady.errors, eventSteady.errors]).toEqual([[], []]);
       expectClean(line);
+      expectCleanChanges(line);
     } finally {
       await sending.stop();
     }

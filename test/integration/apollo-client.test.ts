@@ -1,11 +1,12 @@
 // End to end with a client we did not write: Apollo Client 4 over HttpLink and GraphQLWsLink
-// (DESIGN.md, Tests). Queries and mutations go over HTTP, subscriptions over graphql-ws.
-import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql } from '@apollo/client';
+// (DESIGN.md, Tests). Queries and mutations go over HTTP, subscriptions over graphql-ws; the
+// roomEvents of a room keep the normalized cache's messages current, also across a resume.
+import { ApolloClient, ApolloLink, CombinedGraphQLErrors, HttpLink, InMemoryCache, gql, type NormalizedCacheObject } from '@apollo/client';
 import { GraphQLWsLink } from '@apollo/client/link/subscriptions';
 import { isSubscriptionOperation } from '@apollo/client/utilities';
 import { createClient, type Client as WsClient } from 'graphql-ws';
 import WebSocket from 'ws';
-import { createRoom, must, signUp, startServer, waitFor, type TestServer, type TestUser } from '../support/harness';
+import { createRoom, must, send, signUp, startServer, waitFor, type TestServer, type TestUser } from '../support/harness';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -25,7 +26,10 @@ afterEach(async () => {
   await Promise.all([...sessions].map((s) => s.close()));
 });
 
-function connect(user: TestUser): Session {
+/** The unions of the schema, so the cache can match fragments on their members. */
+const possibleTypes = { RoomEvent: ['MessageAdded', 'MessageUpdated', 'AssistantDelta'] };
+
+function connect(user: TestUser, restore?: NormalizedCacheObject): Session {
   const authorization = `Bearer ${user.token}`;
   const ws = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, connectionParams: { authorization }, retryAttempts: 0 });
   const link = ApolloLink.split(
@@ -33,7 +37,9 @@ function connect(user: TestUser): Session {
     new GraphQLWsLink(ws),
     new HttpLink({ uri: server.url, headers: { authorization } }),
   );
-  const client = new ApolloClient({ link, cache: new InMemoryCache() });
+  const cache = new InMemoryCache({ possibleTypes });
+  if (restore) cache.restore(restore);
+  const client = new ApolloClient({ link, cache });
   const session: Session = {
     client,
     ws,
@@ -199,5 +205,141 @@ describe('Apollo Client 4', () => {
 
     const data = await must(server.url, `query($id: ID!) { room(id: $id) { lastSeq } }`, { id: roomId }, ada.token);
     expect(data.room.lastSeq).toBe(0); // the refused send wrote nothing
+  });
+});
+
+const MESSAGE_STATE = gql`fragment MessageState on Message {
+  id seq body editedAt deleted reactions { emoji count viewerReacted }
+}`;
+const HISTORY = gql`query History($roomId: ID!) {
+  messages(roomId: $roomId, first: 50) { edges { cursor node { ...MessageState } } }
+} ${MESSAGE_STATE}`;
+const ROOM_EVENTS = gql`subscription RoomEvents($roomId: ID!, $after: String) {
+  roomEvents(roomId: $roomId, after: $after) {
+    __typename
+    ... on MessageAdded { cursor message { ...MessageState } }
+    ... on MessageUpdated { cursor message { ...MessageState } }
+  }
+} ${MESSAGE_STATE}`;
+const EDIT = `mutation($input: EditMessageInput!) { editMessage(input: $input) { id } }`;
+const ADD_REACTION = `mutation($input: ReactionInput!) { addReaction(input: $input) { id } }`;
+const REMOVE_REACTION = `mutation($input: ReactionInput!) { removeReaction(input: $input) { id } }`;
+const DELETE = `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`;
+
+interface MessageState {
+  id: string;
+  seq: number;
+  body: string;
+  editedAt: string | null;
+  deleted: boolean;
+  reactions: Array<{ emoji: string; count: number; viewerReacted: boolean }>;
+}
+type RoomEvent = { __typename: 'MessageAdded' | 'MessageUpdated'; cursor: string; message: MessageState };
+
+/** A roomEvents subscription through Apollo (results written to its cache), its events collected. */
+function roomEvents(session: Session, variables: { roomId: string; after?: string }) {
+  const events: RoomEvent[] = [];
+  const errors: unknown[] = [];
+  const subscription = session.client.subscribe<{ roomEvents: RoomEvent }>({ query: ROOM_EVENTS, variables }).subscribe({
+    next: (r) => (r.data ? events.push(r.data.roomEvents as RoomEvent) : errors.push(r.error)),
+    error: (error) => errors.push(error),
+  });
+  return { events, errors, stop: () => subscription.unsubscribe() };
+}
+
+/** The Message in a session's normalized cache. */
+const cached = (session: Session, id: string) =>
+  session.client.readFragment<MessageState>({ id: session.client.cache.identify({ __typename: 'Message', id }), fragment: MESSAGE_STATE });
+
+describe('Apollo Client 4 and roomEvents', () => {
+  it('updates the cached messages in place with an edit, reactions and a deletion, and after being recreated resumes with the last event cursor and brings the changes made meanwhile', async () => {
+    const { ada, bob, roomId } = await pair();
+    const [first, second] = [await send(server.url, bob, roomId, 'first'), await send(server.url, bob, roomId, 'second')];
+    // Changes come from elsewhere (plain HTTP), so only the subscription can bring them to Ada's cache.
+    const change = (query: string, variables: Record<string, unknown>, user: TestUser) => must(server.url, query, variables, user.token);
+
+    const away = connect(ada);
+    const pages: Array<Array<{ node: MessageState }>> = [];
+    const watching = away.client
+      .watchQuery<{ messages: { edges: Array<{ node: MessageState }> } }>({ query: HISTORY, variables: { roomId } })
+      .subscribe({ next: (r) => r.data?.messages && pages.push(r.data.messages.edges as Array<{ node: MessageState }>) });
+    await waitFor(() => pages.length > 0);
+    const live = roomEvents(away, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+
+    await change(EDIT, { input: { messageId: first.id, body: 'first, edited' } }, bob);
+    await waitFor(() => cached(away, first.id)?.body === 'first, edited', 10_000, () => JSON.stringify(cached(away, first.id)));
+    expect(cached(away, first.id)).toMatchObject({ seq: 1, deleted: false, editedAt: expect.any(String) });
+
+    await change(ADD_REACTION, { input: { messageId: first.id, emoji: '👍' } }, bob);
+    await change(ADD_REACTION, { input: { messageId: first.id, emoji: '👍' } }, ada);
+    await change(ADD_REACTION, { input: { messageId: first.id, emoji: ':tada:' } }, bob);
+    await waitFor(() => cached(away, first.id)?.reactions.length === 2, 10_000, () => JSON.stringify(cached(away, first.id)));
+    expect(cached(away, first.id)!.reactions).toEqual([
+      { __typename: 'Reaction', emoji: '👍', count: 2, viewerReacted: true },
+      { __typename: 'Reaction', emoji: ':tada:', count: 1, viewerReacted: false },
+    ]);
+
+    await change(DELETE, { m: second.id }, bob);
+    await waitFor(() => cached(away, second.id)?.deleted === true, 10_000, () => JSON.stringify(cached(away, second.id)));
+    expect(cached(away, second.id)).toMatchObject({ body: '', reactions: [] });
+
+    // The watched history page shows it all in place: same messages, same order, new states.
+    await waitFor(() => pages.at(-1)?.[1]?.node.deleted === true && pages.at(-1)?.[0]?.node.reactions.length === 2);
+    expect(pages.at(-1)!.map((e) => [e.node.id, e.node.body, e.node.deleted, e.node.reactions.map((r) => `${r.emoji}×${r.count}`)])).toEqual([
+      [first.id, 'first, edited', false, ['👍×2', ':tada:×1']],
+      [second.id, '', true, []],
+    ]);
+    expect(live.events.map((e) => [e.__typename, e.message.id])).toEqual([
+      ['MessageUpdated', first.id],
+      ['MessageUpdated', first.id],
+      ['MessageUpdated', first.id],
+      ['MessageUpdated', first.id],
+      ['MessageUpdated', second.id],
+    ]);
+    expect(live.errors).toEqual([]);
+
+    // Ada goes away, keeping her cache (as an app persists it) and the cursor of the last event.
+    const lastCursor = live.events.at(-1)!.cursor;
+    const persisted = (away.client.cache as InMemoryCache).extract();
+    watching.unsubscribe();
+    live.stop();
+    await away.close();
+    await waitFor(() => server.app.hubs.listeners(roomId) === 0);
+
+    await change(EDIT, { input: { messageId: first.id, body: 'first, edited twice' } }, bob);
+    const third = await send(server.url, bob, roomId, 'third');
+    await change(REMOVE_REACTION, { input: { messageId: first.id, emoji: '👍' } }, ada);
+    await change(ADD_REACTION, { input: { messageId: third.id, emoji: '❤️' } }, bob);
+
+    const back = connect(ada, persisted);
+    expect(cached(back, first.id)!.body).toBe('first, edited'); // the restored cache, as she left it
+    const resumed = roomEvents(back, { roomId, after: lastCursor });
+    await waitFor(() => resumed.events.length >= 2, 10_000, () => JSON.stringify(resumed));
+    // Each message changed or added while she was away, once, in its current state, in change order.
+    expect(resumed.events.map((e) => [e.__typename, e.message.id])).toEqual([
+      ['MessageUpdated', first.id],
+      ['MessageAdded', third.id],
+    ]);
+    expect(cached(back, first.id)).toMatchObject({
+      body: 'first, edited twice',
+      deleted: false,
+      reactions: [
+        { emoji: '👍', count: 1, viewerReacted: false },
+        { emoji: ':tada:', count: 1, viewerReacted: false },
+      ],
+    });
+    expect(cached(back, second.id)).toMatchObject({ deleted: true, body: '' });
+    expect(cached(back, third.id)).toMatchObject({ seq: 3, body: 'third', reactions: [{ emoji: '❤️', count: 1, viewerReacted: false }] });
+
+    // And live again after the replay.
+    await change(DELETE, { m: third.id }, bob);
+    await waitFor(() => cached(back, third.id)?.deleted === true, 10_000, () => JSON.stringify(resumed.events));
+    const changes = resumed.events.map((e) => Number(Buffer.from(e.cursor, 'base64url').toString('utf8').split(':')[2]));
+    expect(changes).toEqual([...changes].sort((x, y) => x - y));
+    expect(new Set(changes).size).toBe(changes.length);
+    expect(changes[0]).toBeGreaterThan(Number(Buffer.from(lastCursor, 'base64url').toString('utf8').split(':')[2]));
+    expect(resumed.errors).toEqual([]);
+    resumed.stop();
   });
 });

@@ -1,16 +1,10 @@
 import { PostgresQueryRunner } from 'typeorm/driver/postgres/PostgresQueryRunner';
-import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
+import { codeOf, collect, createRoom, gql, must, send, signUp, useServer, unique, waitFor, wsClient, type TestUser } from '../support/harness';
 
 // Messages that change (docs/guarantees.md, guarantees 8–10): editMessage, deleteMessage,
 // addReaction/removeReaction, thread summaries, and roomEvents resuming every change by cursor.
 
-let server: TestServer;
-let url: string;
-beforeAll(async () => {
-  server = await startServer();
-  url = server.url;
-});
-afterAll(() => server.stop());
+const server = useServer();
 
 const FIELDS = `id seq body editedAt deleted replyCount lastReplyAt reactions { emoji count viewerReacted } status`;
 const EDIT = `mutation($input: EditMessageInput!) { editMessage(input: $input) { ${FIELDS} } }`;
@@ -21,17 +15,17 @@ const ROOM_EVENTS = `subscription($roomId: ID!, $after: String) { roomEvents(roo
   ... on MessageAdded { cursor message { ${FIELDS} } }
   ... on MessageUpdated { cursor message { ${FIELDS} } } } }`;
 
-const edit = (user: TestUser, messageId: string, body: string) => gql(url, EDIT, { input: { messageId, body } }, user.token);
-const del = (user: TestUser, messageId: string) => gql(url, DELETE, { m: messageId }, user.token);
-const react = (user: TestUser, messageId: string, emoji: string, on = true) => gql(url, on ? ADD : REMOVE, { input: { messageId, emoji } }, user.token);
-const join = (user: TestUser, roomId: string) => must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, user.token);
+const edit = (user: TestUser, messageId: string, body: string) => gql(server.url, EDIT, { input: { messageId, body } }, user.token);
+const del = (user: TestUser, messageId: string) => gql(server.url, DELETE, { m: messageId }, user.token);
+const react = (user: TestUser, messageId: string, emoji: string, on = true) => gql(server.url, on ? ADD : REMOVE, { input: { messageId, emoji } }, user.token);
+const join = (user: TestUser, roomId: string) => must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, user.token);
 
 /** A room with its OWNER and a plain member, and a message by the member. */
 async function roomWithMember() {
-  const [owner, member, outsider] = await Promise.all([signUp(url), signUp(url), signUp(url)]);
-  const roomId = await createRoom(url, owner);
+  const [owner, member, outsider] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
+  const roomId = await createRoom(server.url, owner);
   await join(member, roomId);
-  const message = await send(url, member, roomId, 'original text');
+  const message = await send(server.url, member, roomId, 'original text');
   return { owner, member, outsider, roomId, message };
 }
 
@@ -60,7 +54,7 @@ describe('editMessage', () => {
 
   it('answers FORBIDDEN to the OWNER, another member, an outsider and an unknown or malformed id alike, and UNAUTHENTICATED without a token', async () => {
     const { owner, outsider, roomId, message } = await roomWithMember();
-    const other = await signUp(url);
+    const other = await signUp(server.url);
     await join(other, roomId);
     for (const user of [owner, other, outsider]) expect(codeOf(await edit(user, message.id, 'hijacked'))).toBe('FORBIDDEN');
     const foreign = await edit(outsider, message.id, 'x');
@@ -68,7 +62,7 @@ describe('editMessage', () => {
     const malformed = await edit(outsider, 'not-an-id', 'x');
     expect(missing.errors).toEqual(foreign.errors);
     expect(malformed.errors).toEqual(foreign.errors);
-    expect(codeOf(await gql(url, EDIT, { input: { messageId: message.id, body: 'x' } }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, EDIT, { input: { messageId: message.id, body: 'x' } }))).toBe('UNAUTHENTICATED');
     const stored = await server.app.db.dataSource.query('SELECT body, edited_at FROM messages WHERE id = $1', [message.id]);
     expect(stored[0]).toEqual({ body: 'original text', edited_at: null });
   });
@@ -107,22 +101,22 @@ describe('deleteMessage', () => {
     expect(await lastChange(roomId)).toBe(before + 1);
     expect((await del(member, message.id)).data.deleteMessage).toEqual(deleted.data.deleteMessage);
     expect(await lastChange(roomId)).toBe(before + 1);
-    const page = await must(url, `query($r: ID!) { messages(roomId: $r) { edges { node { seq deleted body } } } }`, { r: roomId }, member.token);
+    const page = await must(server.url, `query($r: ID!) { messages(roomId: $r) { edges { node { seq deleted body } } } }`, { r: roomId }, member.token);
     expect(page.messages.edges.map((e: any) => e.node)).toEqual([{ seq: 1, deleted: true, body: '' }]);
   });
 
   it('lets the author, the OWNER and an ADMIN delete, and answers FORBIDDEN to another member and an outsider', async () => {
     const { owner, member, outsider, roomId } = await roomWithMember();
-    const [admin, other] = await Promise.all([signUp(url), signUp(url)]);
+    const [admin, other] = await Promise.all([signUp(server.url), signUp(server.url)]);
     await Promise.all([join(admin, roomId), join(other, roomId)]);
     await server.app.db.dataSource.query(`UPDATE memberships SET role = 'ADMIN' WHERE room_id = $1 AND user_id = $2`, [roomId, admin.id]);
-    const byOwner = await send(url, member, roomId, 'one');
-    const byAdmin = await send(url, member, roomId, 'two');
-    const byAuthor = await send(url, member, roomId, 'three');
-    const ownersOwn = await send(url, owner, roomId, 'the owner writes');
+    const byOwner = await send(server.url, member, roomId, 'one');
+    const byAdmin = await send(server.url, member, roomId, 'two');
+    const byAuthor = await send(server.url, member, roomId, 'three');
+    const ownersOwn = await send(server.url, owner, roomId, 'the owner writes');
     for (const user of [other, outsider]) expect(codeOf(await del(user, byAuthor.id))).toBe('FORBIDDEN');
     expect(codeOf(await del(other, ownersOwn.id))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, DELETE, { m: byAuthor.id }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, DELETE, { m: byAuthor.id }))).toBe('UNAUTHENTICATED');
     expect((await del(owner, byOwner.id)).data.deleteMessage.deleted).toBe(true);
     expect((await del(admin, byAdmin.id)).data.deleteMessage.deleted).toBe(true);
     expect((await del(member, byAuthor.id)).data.deleteMessage.deleted).toBe(true);
@@ -131,11 +125,11 @@ describe('deleteMessage', () => {
 
   it('keeps the replies of a deleted thread root, and recounts the root when a reply is deleted', async () => {
     const { member, roomId, message: root } = await roomWithMember();
-    const r1 = await send(url, member, roomId, 'reply 1', { parentId: root.id });
-    const r2 = await send(url, member, roomId, 'reply 2', { parentId: root.id });
+    const r1 = await send(server.url, member, roomId, 'reply 1', { parentId: root.id });
+    const r2 = await send(server.url, member, roomId, 'reply 2', { parentId: root.id });
     await del(member, r2.id);
     const thread = await must(
-      url,
+      server.url,
       `query($r: ID!, $t: ID!) { messages(roomId: $r, threadId: $t) { edges { node { id deleted replyCount lastReplyAt createdAt } } } }`,
       { r: roomId, t: root.id },
       member.token,
@@ -143,7 +137,7 @@ describe('deleteMessage', () => {
     const [rootNode, r1Node] = thread.messages.edges.map((e: any) => e.node);
     expect(rootNode).toMatchObject({ id: root.id, replyCount: 1, lastReplyAt: r1Node.createdAt });
     await del(member, root.id);
-    const after = await must(url, `query($r: ID!, $t: ID!) { messages(roomId: $r, threadId: $t) { edges { node { id deleted } } } }`, { r: roomId, t: root.id }, member.token);
+    const after = await must(server.url, `query($r: ID!, $t: ID!) { messages(roomId: $r, threadId: $t) { edges { node { id deleted } } } }`, { r: roomId, t: root.id }, member.token);
     expect(after.messages.edges.map((e: any) => e.node)).toEqual([
       { id: root.id, deleted: true },
       { id: r1.id, deleted: false },
@@ -162,7 +156,7 @@ describe('reactions', () => {
       { emoji: '👍', count: 2, viewerReacted: true },
       { emoji: ':shipit:', count: 1, viewerReacted: true },
     ]);
-    const asMember = await must(url, `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`, { r: roomId }, member.token);
+    const asMember = await must(server.url, `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`, { r: roomId }, member.token);
     expect(asMember.messages.edges[0].node.reactions).toEqual([
       { emoji: '👍', count: 2, viewerReacted: true },
       { emoji: ':shipit:', count: 1, viewerReacted: false },
@@ -189,10 +183,10 @@ describe('reactions', () => {
 
   it('counts exactly when many members react at once', async () => {
     const { owner, roomId, message } = await roomWithMember();
-    const users = await Promise.all(Array.from({ length: 12 }, () => signUp(url)));
+    const users = await Promise.all(Array.from({ length: 12 }, () => signUp(server.url)));
     await Promise.all(users.map((u) => join(u, roomId)));
     await Promise.all(users.map((u) => react(u, message.id, '❤️')));
-    const seen = await must(url, `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`, { r: roomId }, owner.token);
+    const seen = await must(server.url, `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`, { r: roomId }, owner.token);
     expect(seen.messages.edges[0].node.reactions).toEqual([{ emoji: '❤️', count: 12, viewerReacted: false }]);
   });
 
@@ -227,10 +221,10 @@ describe('reactions', () => {
 describe('thread summaries', () => {
   it('keeps replyCount and lastReplyAt exact under concurrent replies and deletions', async () => {
     const { owner, member, roomId, message: root } = await roomWithMember();
-    const first = await Promise.all(Array.from({ length: 10 }, (_, i) => send(url, i % 2 ? owner : member, roomId, `r${i}`, { parentId: root.id })));
-    const more = Promise.all(Array.from({ length: 10 }, (_, i) => send(url, member, roomId, `s${i}`, { parentId: root.id })));
+    const first = await Promise.all(Array.from({ length: 10 }, (_, i) => send(server.url, i % 2 ? owner : member, roomId, `r${i}`, { parentId: root.id })));
+    const more = Promise.all(Array.from({ length: 10 }, (_, i) => send(server.url, member, roomId, `s${i}`, { parentId: root.id })));
     await Promise.all([more, ...first.slice(0, 6).map((r) => del(owner, r.id))]);
-    const thread = await must(url, `query($r: ID!, $t: ID!) { messages(roomId: $r, threadId: $t, first: 50) { edges { node { id deleted replyCount lastReplyAt createdAt } } } }`, { r: roomId, t: root.id }, member.token);
+    const thread = await must(server.url, `query($r: ID!, $t: ID!) { messages(roomId: $r, threadId: $t, first: 50) { edges { node { id deleted replyCount lastReplyAt createdAt } } } }`, { r: roomId, t: root.id }, member.token);
     const [rootNode, ...replies] = thread.messages.edges.map((e: any) => e.node);
     const alive = replies.filter((r: any) => !r.deleted);
     expect(rootNode.replyCount).toBe(alive.length);
@@ -248,7 +242,7 @@ describe('roomEvents and the change log', () => {
     await edit(member, message.id, 'edited');
     await react(owner, message.id, '👍');
     await react(owner, message.id, '👍'); // a repeat: no event
-    const reply = await send(url, owner, roomId, 'a reply', { parentId: message.id });
+    const reply = await send(server.url, owner, roomId, 'a reply', { parentId: message.id });
     await del(member, message.id);
     await sub.until((r) => r.length >= 5);
     const events = sub.results.map((r) => r.data!.roomEvents);
@@ -294,14 +288,14 @@ describe('roomEvents and the change log', () => {
     const client = wsClient(server.wsUrl, member);
     const live = collect(client, ROOM_EVENTS, { roomId });
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);
-    const cursorMessage = await send(url, member, roomId, 'the newest one I saw');
+    const cursorMessage = await send(server.url, member, roomId, 'the newest one I saw');
     await live.until((r) => r.length >= 1);
     const eventCursor = live.results[0].data!.roomEvents.cursor;
     live.stop();
     await client.dispose();
 
     await edit(member, old.id, 'edited long after');
-    const added = await send(url, member, roomId, 'while away');
+    const added = await send(server.url, member, roomId, 'while away');
     await edit(member, added.id, 'and edited while away');
     await react(member, cursorMessage.id, '✅');
 
@@ -318,7 +312,7 @@ describe('roomEvents and the change log', () => {
       ]);
     }
     await waitFor(() => server.app.hubs.listeners(roomId) === 2);
-    const after = await send(url, member, roomId, 'live after resuming');
+    const after = await send(server.url, member, roomId, 'live after resuming');
     for (const { c, sub } of resumed) {
       await sub.until((r) => r.length >= 4);
       expect(sub.results).toHaveLength(4);
@@ -329,7 +323,7 @@ describe('roomEvents and the change log', () => {
 
   it('refuses a cursor of another room, a forged one past the end, and garbage, as BAD_USER_INPUT on after', async () => {
     const { member, roomId } = await roomWithMember();
-    const otherRoom = await createRoom(url, member);
+    const otherRoom = await createRoom(server.url, member);
     const client = wsClient(server.wsUrl, member);
     const forged = (tag: string, room: string, n: number) => Buffer.from(`${tag}:${room}:${n}`).toString('base64url');
     for (const after of [forged('e1', otherRoom, 1), forged('e1', roomId, 99), forged('m1', roomId, 99), forged('x1', roomId, 1), 'garbage', '']) {
@@ -348,78 +342,95 @@ describe('read state', () => {
   it('counts unread messages exactly, moves forward only, and moves when the viewer sends', async () => {
     const { owner, member, roomId, message } = await roomWithMember();
     const sent = [message];
-    for (let i = 0; i < 4; i++) sent.push(await send(url, owner, roomId, `o${i}`));
-    expect((await must(url, ROOM, { id: roomId }, member.token)).room).toEqual({
+    for (let i = 0; i < 4; i++) sent.push(await send(server.url, owner, roomId, `o${i}`));
+    expect((await must(server.url, ROOM, { id: roomId }, member.token)).room).toEqual({
       lastSeq: 5,
       lastReadSeq: 1,
       unreadCount: 4,
       lastMessage: { id: sent[4].id, body: 'o3' },
     });
-    expect((await must(url, MARK, { r: roomId, c: sent[3].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
-    expect((await must(url, MARK, { r: roomId, c: sent[1].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
-    expect((await must(url, MARK, { r: roomId, c: sent[3].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
-    await send(url, member, roomId, 'I write, so I have read');
-    expect((await must(url, ROOM, { id: roomId }, member.token)).room).toMatchObject({ lastSeq: 6, lastReadSeq: 6, unreadCount: 0 });
+    expect((await must(server.url, MARK, { r: roomId, c: sent[3].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
+    expect((await must(server.url, MARK, { r: roomId, c: sent[1].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
+    expect((await must(server.url, MARK, { r: roomId, c: sent[3].cursor }, member.token)).markRead).toEqual({ lastReadSeq: 4, unreadCount: 1 });
+    await send(server.url, member, roomId, 'I write, so I have read');
+    expect((await must(server.url, ROOM, { id: roomId }, member.token)).room).toMatchObject({ lastSeq: 6, lastReadSeq: 6, unreadCount: 0 });
     await del(owner, sent[4].id);
-    expect((await must(url, ROOM, { id: roomId }, owner.token)).room).toMatchObject({ lastReadSeq: 5, unreadCount: 1 }); // a tombstone still counts
+    expect((await must(server.url, ROOM, { id: roomId }, owner.token)).room).toMatchObject({ lastReadSeq: 5, unreadCount: 1 }); // a tombstone still counts
   });
 
   it('gives a new member no backlog of unread messages', async () => {
     const { owner, roomId } = await roomWithMember();
-    await send(url, owner, roomId, 'before you came');
-    const late = await signUp(url);
+    await send(server.url, owner, roomId, 'before you came');
+    const late = await signUp(server.url);
     await join(late, roomId);
-    expect((await must(url, ROOM, { id: roomId }, late.token)).room).toMatchObject({ lastSeq: 2, lastReadSeq: 2, unreadCount: 0 });
+    expect((await must(server.url, ROOM, { id: roomId }, late.token)).room).toMatchObject({ lastSeq: 2, lastReadSeq: 2, unreadCount: 0 });
   });
 
   it('accepts an event cursor, and refuses bad cursors with BAD_USER_INPUT on cursor and outsiders with FORBIDDEN', async () => {
     const { owner, member, outsider, roomId, message } = await roomWithMember();
-    const otherRoom = await createRoom(url, member);
-    const other = await send(url, member, otherRoom, 'elsewhere');
+    const otherRoom = await createRoom(server.url, member);
+    const other = await send(server.url, member, otherRoom, 'elsewhere');
     for (const c of [other.cursor, 'garbage', Buffer.from(`m1:${roomId}:99`).toString('base64url')]) {
-      const result = await gql(url, MARK, { r: roomId, c }, member.token);
+      const result = await gql(server.url, MARK, { r: roomId, c }, member.token);
       expect([c, codeOf(result), result.errors?.[0].extensions?.field]).toEqual([c, 'BAD_USER_INPUT', 'cursor']);
     }
-    expect(codeOf(await gql(url, MARK, { r: roomId, c: message.cursor }, outsider.token))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, MARK, { r: roomId, c: message.cursor }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, MARK, { r: roomId, c: message.cursor }, outsider.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, MARK, { r: roomId, c: message.cursor }))).toBe('UNAUTHENTICATED');
     const client = wsClient(server.wsUrl, owner);
     const sub = collect(client, ROOM_EVENTS, { roomId });
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);
-    await send(url, member, roomId, 'news');
+    await send(server.url, member, roomId, 'news');
     await sub.until((r) => r.length >= 1);
-    const marked = await must(url, MARK, { r: roomId, c: sub.results[0].data!.roomEvents.cursor }, owner.token);
+    const marked = await must(server.url, MARK, { r: roomId, c: sub.results[0].data!.roomEvents.cursor }, owner.token);
     expect(marked.markRead).toEqual({ lastReadSeq: 2, unreadCount: 0 });
     await client.dispose();
   });
 
   it('stays exact under concurrent sends and reads', async () => {
     const { owner, member, roomId } = await roomWithMember();
-    const others = await Promise.all(Array.from({ length: 4 }, () => signUp(url)));
+    const others = await Promise.all(Array.from({ length: 4 }, () => signUp(server.url)));
     await Promise.all(others.map((u) => join(u, roomId)));
-    const sent = await Promise.all(others.flatMap((u) => Array.from({ length: 10 }, (_, i) => send(url, u, roomId, `${u.username} ${i}`))));
-    const marks = sent.filter((_, i) => i % 7 === 0).map((m) => gql(url, MARK, { r: roomId, c: m.cursor }, member.token));
-    await Promise.all([...marks, ...Array.from({ length: 10 }, (_, i) => send(url, owner, roomId, `more ${i}`))]);
+    const sent = await Promise.all(others.flatMap((u) => Array.from({ length: 10 }, (_, i) => send(server.url, u, roomId, `${u.username} ${i}`))));
+    const marks = sent.filter((_, i) => i % 7 === 0).map((m) => gql(server.url, MARK, { r: roomId, c: m.cursor }, member.token));
+    await Promise.all([...marks, ...Array.from({ length: 10 }, (_, i) => send(server.url, owner, roomId, `more ${i}`))]);
     const highest = Math.max(1, ...sent.filter((_, i) => i % 7 === 0).map((m) => m.seq));
-    const room = (await must(url, ROOM, { id: roomId }, member.token)).room;
+    const room = (await must(server.url, ROOM, { id: roomId }, member.token)).room;
     expect(room.lastSeq).toBe(51);
     expect(room.lastReadSeq).toBe(highest);
     expect(room.unreadCount).toBe(51 - highest);
   });
 
+  it('answers lastSeq, lastReadSeq, unreadCount and lastMessage from one moment, also while messages pour in', async () => {
+    const { owner, member, roomId } = await roomWithMember();
+    const ROOM_STATE = `query($id: ID!) { room(id: $id) { lastSeq lastReadSeq unreadCount lastMessage { seq } } }`;
+    let sending = true;
+    const senders = [owner, member].map(async (user) => {
+      for (let i = 0; i < 25; i++) await send(server.url, user, roomId, `${user.username} ${i}`);
+    });
+    const done = Promise.all(senders).then(() => (sending = false));
+    const answers = [];
+    while (sending) answers.push((await must(server.url, ROOM_STATE, { id: roomId }, member.token)).room);
+    await done;
+    expect(answers.length).toBeGreaterThan(0);
+    for (const room of answers) {
+      expect([room.unreadCount, room.lastMessage?.seq ?? 0]).toEqual([room.lastSeq - room.lastReadSeq, room.lastSeq]);
+    }
+  });
+
   it('lists 100 rooms with unread counts and last messages in a constant number of queries', async () => {
-    const viewer = await signUp(url);
-    const writer = await signUp(url);
+    const viewer = await signUp(server.url);
+    const writer = await signUp(server.url);
     const roomIds: string[] = [];
     for (let i = 0; i < 100; i++) {
-      const roomId = await createRoom(url, writer, 'PUBLIC', unique('list'));
+      const roomId = await createRoom(server.url, writer, 'PUBLIC', unique('list'));
       await join(viewer, roomId);
-      await send(url, writer, roomId, `hello ${i}`);
+      await send(server.url, writer, roomId, `hello ${i}`);
       roomIds.push(roomId);
     }
     const query = jest.spyOn(PostgresQueryRunner.prototype, 'query');
     try {
       const LIST = `query { rooms(first: 100) { edges { node { id unreadCount lastReadSeq viewerRole lastMessage { body author { username } } } } } }`;
-      const data = await must(url, LIST, {}, viewer.token);
+      const data = await must(server.url, LIST, {}, viewer.token);
       expect(data.rooms.edges).toHaveLength(100);
       expect(data.rooms.edges.every((e: any) => e.node.unreadCount === 1 && e.node.lastMessage.author.username === writer.username)).toBe(true);
       expect(query.mock.calls.length).toBeLessThanOrEqual(5);

@@ -1,17 +1,13 @@
-import { allows, PERMISSIONS, type RoomAction } from '../../src/chat/access';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { allows, permissionTable, PERMISSIONS, type RoomAction } from '../../src/chat/access';
 import type { Role } from '../../src/db/entities/membership';
-import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
+import { codeOf, collect, createRoom, gql, must, send, signUp, useServer, unique, waitFor, wsClient, type TestUser } from '../support/harness';
 
 // People and rooms (issue 11): the directory, direct rooms, roles and their permission matrix,
 // mentions, full-text search and the viewer's own feed.
 
-let server: TestServer;
-let url: string;
-beforeAll(async () => {
-  server = await startServer();
-  url = server.url;
-});
-afterAll(() => server.stop());
+const server = useServer();
 
 const JOIN = `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`;
 const ADD = `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`;
@@ -20,10 +16,10 @@ const SET_ROLE = `mutation($r: ID!, $u: ID!, $role: Role!) { setMemberRole(roomI
 const UPDATE = `mutation($input: UpdateRoomInput!) { updateRoom(input: $input) { id name assistantEnabled } }`;
 const OPEN_DM = `mutation($u: ID!) { openDirectRoom(userId: $u) { id kind name viewerRole memberCount } }`;
 const LEAVE = `mutation($r: ID!) { leaveRoom(roomId: $r) }`;
-const join = (user: TestUser, roomId: string) => must(url, JOIN, { r: roomId }, user.token);
+const join = (user: TestUser, roomId: string) => must(server.url, JOIN, { r: roomId }, user.token);
 
 async function setRole(owner: TestUser, roomId: string, user: TestUser, role: Role) {
-  await must(url, SET_ROLE, { r: roomId, u: user.id, role }, owner.token);
+  await must(server.url, SET_ROLE, { r: roomId, u: user.id, role }, owner.token);
 }
 
 describe('users', () => {
@@ -31,27 +27,27 @@ describe('users', () => {
 
   it('finds people by the start of their username or display name, in any case, an exact username first', async () => {
     const stem = unique('find').toLowerCase();
-    const exact = await signUp(url, stem);
-    const longer = await signUp(url, `${stem}_longer`);
-    const byName = await must(url, `mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }`, {
+    const exact = await signUp(server.url, stem);
+    const longer = await signUp(server.url, `${stem}_longer`);
+    const byName = await must(server.url, `mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }`, {
       i: { username: unique('other'), password: 'correct horse battery', displayName: `${stem.toUpperCase()} Lovelace` },
     });
-    const found = (await must(url, USERS, { q: stem.toUpperCase() }, exact.token)).users;
+    const found = (await must(server.url, USERS, { q: stem.toUpperCase() }, exact.token)).users;
     expect(found.map((u: any) => u.id)).toEqual([exact.id, longer.id, byName.signUp.user.id]);
-    const middle = (await must(url, USERS, { q: 'ovelace' }, exact.token)).users;
+    const middle = (await must(server.url, USERS, { q: 'ovelace' }, exact.token)).users;
     expect(middle.map((u: any) => u.id)).not.toContain(byName.signUp.user.id); // a prefix, not anywhere
-    expect((await must(url, USERS, { q: stem, first: 1 }, exact.token)).users).toHaveLength(1);
+    expect((await must(server.url, USERS, { q: stem, first: 1 }, exact.token)).users).toHaveLength(1);
   });
 
   it('never lists the assistant, takes % and _ literally, and refuses bad input and anonymous callers', async () => {
-    const ada = await signUp(url);
-    expect((await must(url, USERS, { q: 'assistant' }, ada.token)).users.some((u: any) => u.isAssistant)).toBe(false);
-    expect((await must(url, USERS, { q: '%' }, ada.token)).users).toEqual([]);
+    const ada = await signUp(server.url);
+    expect((await must(server.url, USERS, { q: 'assistant' }, ada.token)).users.some((u: any) => u.isAssistant)).toBe(false);
+    expect((await must(server.url, USERS, { q: '%' }, ada.token)).users).toEqual([]);
     for (const [q, first, field] of [['', 20, 'query'], ['   ', 20, 'query'], ['x'.repeat(101), 20, 'query'], ['a', 0, 'first'], ['a', 51, 'first']] as const) {
-      const result = await gql(url, USERS, { q, first }, ada.token);
+      const result = await gql(server.url, USERS, { q, first }, ada.token);
       expect([codeOf(result), result.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', field]);
     }
-    expect(codeOf(await gql(url, USERS, { q: 'a' }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, USERS, { q: 'a' }))).toBe('UNAUTHENTICATED');
   });
 });
 
@@ -60,93 +56,93 @@ describe('publicRooms and members', () => {
     edges { cursor node { id name kind viewerRole unreadCount lastMessage { id } memberCount } } pageInfo { hasNextPage endCursor } } }`;
 
   it('lists PUBLIC rooms whose name contains the query, member or not, page by page, showing no messages to outsiders', async () => {
-    const [owner, visitor] = await Promise.all([signUp(url), signUp(url)]);
+    const [owner, visitor] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const tag = unique('dir');
     const names = [`b ${tag}`, `a ${tag}`, `C ${tag}`];
     const ids = [];
-    for (const name of names) ids.push(await createRoom(url, owner, 'PUBLIC', name));
-    await createRoom(url, owner, 'PRIVATE', `hidden ${tag}`);
-    await send(url, owner, ids[0], 'inside');
-    const first = (await must(url, DIRECTORY, { q: tag.toUpperCase(), first: 2 }, visitor.token)).publicRooms;
+    for (const name of names) ids.push(await createRoom(server.url, owner, 'PUBLIC', name));
+    await createRoom(server.url, owner, 'PRIVATE', `hidden ${tag}`);
+    await send(server.url, owner, ids[0], 'inside');
+    const first = (await must(server.url, DIRECTORY, { q: tag.toUpperCase(), first: 2 }, visitor.token)).publicRooms;
     expect(first.edges.map((e: any) => e.node.name)).toEqual([`a ${tag}`, `b ${tag}`]);
     expect(first.pageInfo.hasNextPage).toBe(true);
     expect(first.edges[1].node).toMatchObject({ kind: 'PUBLIC', viewerRole: null, unreadCount: 0, lastMessage: null, memberCount: 1 });
-    const rest = (await must(url, DIRECTORY, { q: tag, first: 2, after: first.pageInfo.endCursor }, visitor.token)).publicRooms;
+    const rest = (await must(server.url, DIRECTORY, { q: tag, first: 2, after: first.pageInfo.endCursor }, visitor.token)).publicRooms;
     expect(rest.edges.map((e: any) => e.node.name)).toEqual([`C ${tag}`]);
     expect(rest.pageInfo.hasNextPage).toBe(false);
-    expect(codeOf(await gql(url, DIRECTORY, { after: 'garbage' }, visitor.token))).toBe('BAD_USER_INPUT');
-    expect(codeOf(await gql(url, DIRECTORY, {}))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, DIRECTORY, { after: 'garbage' }, visitor.token))).toBe('BAD_USER_INPUT');
+    expect(codeOf(await gql(server.url, DIRECTORY, {}))).toBe('UNAUTHENTICATED');
   });
 
   it('lists members with roles in the order they came, to members and, for PUBLIC rooms, to anyone signed in', async () => {
-    const [owner, bob, carol, eve] = await Promise.all([signUp(url), signUp(url), signUp(url), signUp(url)]);
-    const roomId = await createRoom(url, owner);
+    const [owner, bob, carol, eve] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, owner);
     await join(bob, roomId);
     await join(carol, roomId);
     await setRole(owner, roomId, carol, 'ADMIN');
     const MEMBERS = `query($q: String) { publicRooms(query: $q) { edges { node { memberCount members(first: 2) { edges { node { role user { id } } } pageInfo { hasNextPage endCursor } } } } } }`;
-    const room = (await must(url, MEMBERS, { q: (await roomName(owner, roomId)) }, eve.token)).publicRooms.edges[0].node;
+    const room = (await must(server.url, MEMBERS, { q: (await roomName(owner, roomId)) }, eve.token)).publicRooms.edges[0].node;
     expect(room.memberCount).toBe(3);
     expect(room.members.edges.map((e: any) => [e.node.user.id, e.node.role])).toEqual([[owner.id, 'OWNER'], [bob.id, 'MEMBER']]);
     expect(room.members.pageInfo.hasNextPage).toBe(true);
-    const privateRoom = await createRoom(url, owner, 'PRIVATE');
-    const asMember = await must(url, `query($id: ID!) { room(id: $id) { members { edges { node { role } } } } }`, { id: privateRoom }, owner.token);
+    const privateRoom = await createRoom(server.url, owner, 'PRIVATE');
+    const asMember = await must(server.url, `query($id: ID!) { room(id: $id) { members { edges { node { role } } } } }`, { id: privateRoom }, owner.token);
     expect(asMember.room.members.edges).toEqual([{ node: { role: 'OWNER' } }]);
   });
 
   async function roomName(user: TestUser, roomId: string): Promise<string> {
-    return (await must(url, `query($id: ID!) { room(id: $id) { name } }`, { id: roomId }, user.token)).room.name;
+    return (await must(server.url, `query($id: ID!) { room(id: $id) { name } }`, { id: roomId }, user.token)).room.name;
   }
 });
 
 describe('direct rooms', () => {
   it('opens one DIRECT room per pair, the same one again and when both open it at once', async () => {
-    const [ada, bob] = await Promise.all([signUp(url), signUp(url)]);
-    const opened = await Promise.all(Array.from({ length: 10 }, (_, i) => must(url, OPEN_DM, { u: i % 2 ? ada.id : bob.id }, (i % 2 ? bob : ada).token)));
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const opened = await Promise.all(Array.from({ length: 10 }, (_, i) => must(server.url, OPEN_DM, { u: i % 2 ? ada.id : bob.id }, (i % 2 ? bob : ada).token)));
     const ids = new Set(opened.map((o) => o.openDirectRoom.id));
     expect(ids.size).toBe(1);
     const [roomId] = ids;
     const [count] = await server.app.db.dataSource.query(`SELECT count(*)::int AS n FROM rooms WHERE kind = 'DIRECT' AND direct_key = $1`, [[ada.id, bob.id].sort().join(':')]);
     expect(count.n).toBe(1);
-    const asAda = (await must(url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom;
+    const asAda = (await must(server.url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom;
     expect(asAda).toEqual({ id: roomId, kind: 'DIRECT', name: bob.username, viewerRole: 'MEMBER', memberCount: 2 });
-    expect((await must(url, OPEN_DM, { u: ada.id.toUpperCase() }, bob.token)).openDirectRoom).toMatchObject({ id: roomId, name: ada.username });
-    await send(url, ada, roomId, 'just between us');
+    expect((await must(server.url, OPEN_DM, { u: ada.id.toUpperCase() }, bob.token)).openDirectRoom).toMatchObject({ id: roomId, name: ada.username });
+    await send(server.url, ada, roomId, 'just between us');
   });
 
   it('lets nobody else in, cannot be left or renamed, and refuses oneself, the assistant and unknown users', async () => {
-    const [ada, bob, eve] = await Promise.all([signUp(url), signUp(url), signUp(url)]);
-    const roomId = (await must(url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom.id;
-    expect(codeOf(await gql(url, JOIN, { r: roomId }, eve.token))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, ADD, { r: roomId, u: eve.id }, ada.token))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, REMOVE, { r: roomId, u: bob.id }, ada.token))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, LEAVE, { r: roomId }, ada.token))).toBe('CONFLICT');
-    expect(codeOf(await gql(url, UPDATE, { input: { roomId, name: 'ours' } }, ada.token))).toBe('FORBIDDEN');
-    expect(codeOf(await gql(url, `query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, { r: roomId }, eve.token))).toBe('FORBIDDEN');
+    const [ada, bob, eve] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
+    const roomId = (await must(server.url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom.id;
+    expect(codeOf(await gql(server.url, JOIN, { r: roomId }, eve.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, ADD, { r: roomId, u: eve.id }, ada.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, REMOVE, { r: roomId, u: bob.id }, ada.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, LEAVE, { r: roomId }, ada.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(server.url, UPDATE, { input: { roomId, name: 'ours' } }, ada.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, `query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, { r: roomId }, eve.token))).toBe('FORBIDDEN');
     const [assistant] = await server.app.db.dataSource.query('SELECT id FROM users WHERE is_assistant');
     for (const [u, code] of [[ada.id, 'BAD_USER_INPUT'], [assistant.id, 'BAD_USER_INPUT'], ['00000000-0000-4000-8000-000000000000', 'NOT_FOUND'], ['nope', 'NOT_FOUND']]) {
-      const result = await gql(url, OPEN_DM, { u }, ada.token);
+      const result = await gql(server.url, OPEN_DM, { u }, ada.token);
       expect([u, codeOf(result)]).toEqual([u, code]);
     }
-    expect(codeOf(await gql(url, OPEN_DM, { u: bob.id }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, OPEN_DM, { u: bob.id }))).toBe('UNAUTHENTICATED');
   });
 });
 
 describe('roles', () => {
   let cast: { owner: TestUser; admin: TestUser; member: TestUser; others: TestUser[] };
   beforeAll(async () => {
-    const [owner, admin, member, ...others] = await Promise.all(Array.from({ length: 9 }, () => signUp(url)));
+    const [owner, admin, member, ...others] = await Promise.all(Array.from({ length: 9 }, () => signUp(server.url)));
     cast = { owner, admin, member, others };
   });
 
   /** A room with an OWNER, an ADMIN, a MEMBER and two more MEMBERs (one an ADMIN target), each with a message. */
   async function stage() {
     const { owner, admin, member, others } = cast;
-    const roomId = await createRoom(url, owner, 'PUBLIC', unique('roles'));
+    const roomId = await createRoom(server.url, owner, 'PUBLIC', unique('roles'));
     for (const user of [admin, member, ...others.slice(0, 2)]) await join(user, roomId);
     await setRole(owner, roomId, admin, 'ADMIN');
     await setRole(owner, roomId, others[1], 'ADMIN');
-    const byOther = await send(url, others[0], roomId, 'written by someone else');
+    const byOther = await send(server.url, others[0], roomId, 'written by someone else');
     const [assistant] = await server.app.db.dataSource.query('SELECT id FROM users WHERE is_assistant');
     const [reply] = await server.app.messageStore.insert(server.app.db.dataSource.manager, {
       roomId,
@@ -163,18 +159,22 @@ describe('roles', () => {
 
   /** Each action of the matrix as the API call that needs it. */
   const attempts: Record<RoomAction, (actor: TestUser, s: Awaited<ReturnType<typeof stage>>) => Promise<any>> = {
-    rename: (actor, s) => gql(url, UPDATE, { input: { roomId: s.roomId, name: 'renamed' } }, actor.token),
-    configureAssistant: (actor, s) => gql(url, UPDATE, { input: { roomId: s.roomId, assistantEnabled: true } }, actor.token),
-    addMembers: (actor, s) => gql(url, ADD, { r: s.roomId, u: cast.others[4].id }, actor.token),
-    removeMembers: (actor, s) => gql(url, REMOVE, { r: s.roomId, u: cast.others[0].id }, actor.token),
-    removeAdmins: (actor, s) => gql(url, REMOVE, { r: s.roomId, u: cast.others[1].id }, actor.token),
-    deleteOthersMessages: (actor, s) => gql(url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: s.byOther.id }, actor.token),
-    cancelOthersReplies: (actor, s) => gql(url, `mutation($m: ID!) { cancelAssistant(messageId: $m) { id } }`, { m: s.reply.id }, actor.token),
-    changeRoles: (actor, s) => gql(url, SET_ROLE, { r: s.roomId, u: cast.others[0].id, role: 'ADMIN' }, actor.token),
+    rename: (actor, s) => gql(server.url, UPDATE, { input: { roomId: s.roomId, name: 'renamed' } }, actor.token),
+    configureAssistant: (actor, s) => gql(server.url, UPDATE, { input: { roomId: s.roomId, assistantEnabled: true } }, actor.token),
+    addMembers: (actor, s) => gql(server.url, ADD, { r: s.roomId, u: cast.others[4].id }, actor.token),
+    removeMembers: (actor, s) => gql(server.url, REMOVE, { r: s.roomId, u: cast.others[0].id }, actor.token),
+    removeAdmins: (actor, s) => gql(server.url, REMOVE, { r: s.roomId, u: cast.others[1].id }, actor.token),
+    deleteOthersMessages: (actor, s) => gql(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: s.byOther.id }, actor.token),
+    cancelOthersReplies: (actor, s) => gql(server.url, `mutation($m: ID!) { cancelAssistant(messageId: $m) { id } }`, { m: s.reply.id }, actor.token),
+    changeRoles: (actor, s) => gql(server.url, SET_ROLE, { r: s.roomId, u: cast.others[0].id, role: 'ADMIN' }, actor.token),
   };
   const cases = (Object.keys(PERMISSIONS) as RoomAction[]).flatMap((action) =>
     (['OWNER', 'ADMIN', 'MEMBER'] as Role[]).map((role) => [action, role, allows(role, action)] as const),
   );
+
+  it('is the table the README shows', () => {
+    expect(readFileSync(path.join(__dirname, '../../README.md'), 'utf8')).toContain(permissionTable());
+  });
 
   it.each(cases)('%s by %s: allowed is %s, as the matrix in chat/access.ts says', async (action, role, allowed) => {
     const s = await stage();
@@ -184,23 +184,23 @@ describe('roles', () => {
   });
 
   it('hands OWNER over (the old OWNER becomes ADMIN), tells subscribers, and keeps the OWNER from leaving before it does', async () => {
-    const [owner, heir] = await Promise.all([signUp(url), signUp(url)]);
-    const roomId = await createRoom(url, owner);
+    const [owner, heir] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, owner);
     await join(heir, roomId);
     const client = wsClient(server.wsUrl, heir);
     const events = collect(client, `subscription($r: ID!) { roomEvents(roomId: $r) { __typename ... on MemberChanged { roomId role user { id } } } }`, { r: roomId });
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);
-    expect(codeOf(await gql(url, LEAVE, { r: roomId }, owner.token))).toBe('CONFLICT');
-    expect(codeOf(await gql(url, SET_ROLE, { r: roomId, u: owner.id, role: 'MEMBER' }, owner.token))).toBe('CONFLICT');
-    expect(codeOf(await gql(url, SET_ROLE, { r: roomId, u: cast.others[5].id, role: 'ADMIN' }, owner.token))).toBe('NOT_FOUND');
-    expect(codeOf(await gql(url, SET_ROLE, { r: roomId, u: heir.id, role: 'KING' }, owner.token))).toBe('BAD_USER_INPUT');
-    expect((await must(url, SET_ROLE, { r: roomId, u: heir.id, role: 'OWNER' }, owner.token)).setMemberRole.viewerRole).toBe('ADMIN');
+    expect(codeOf(await gql(server.url, LEAVE, { r: roomId }, owner.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(server.url, SET_ROLE, { r: roomId, u: owner.id, role: 'MEMBER' }, owner.token))).toBe('CONFLICT');
+    expect(codeOf(await gql(server.url, SET_ROLE, { r: roomId, u: cast.others[5].id, role: 'ADMIN' }, owner.token))).toBe('NOT_FOUND');
+    expect(codeOf(await gql(server.url, SET_ROLE, { r: roomId, u: heir.id, role: 'KING' }, owner.token))).toBe('BAD_USER_INPUT');
+    expect((await must(server.url, SET_ROLE, { r: roomId, u: heir.id, role: 'OWNER' }, owner.token)).setMemberRole.viewerRole).toBe('ADMIN');
     await events.until((r) => r.length >= 2);
     expect(events.results.map((r) => r.data!.roomEvents)).toEqual([
       { __typename: 'MemberChanged', roomId, role: 'OWNER', user: { id: heir.id } },
       { __typename: 'MemberChanged', roomId, role: 'ADMIN', user: { id: owner.id } },
     ]);
-    expect(await must(url, LEAVE, { r: roomId }, owner.token)).toEqual({ leaveRoom: true });
+    expect(await must(server.url, LEAVE, { r: roomId }, owner.token)).toEqual({ leaveRoom: true });
     await events.until((r) => r.length >= 3);
     expect(events.results[2].data!.roomEvents).toEqual({ __typename: 'MemberChanged', roomId, role: null, user: { id: owner.id } });
     await client.dispose();
@@ -211,21 +211,21 @@ describe('mentions', () => {
   const ROOM = `query($id: ID!) { room(id: $id) { mentionCount unreadCount } }`;
 
   it('stores @username of members only, counts unread mentions exactly, and forgets them when read or deleted', async () => {
-    const [ada, bob, outsider] = await Promise.all([signUp(url), signUp(url), signUp(url)]);
-    const roomId = await createRoom(url, ada);
+    const [ada, bob, outsider] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
     await join(bob, roomId);
     const MENTIONS = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id cursor mentions { id } } }`;
-    const sent = async (body: string) => (await must(url, MENTIONS, { i: { roomId, body } }, ada.token)).sendMessage;
+    const sent = async (body: string) => (await must(server.url, MENTIONS, { i: { roomId, body } }, ada.token)).sendMessage;
     const first = await sent(`hi @${bob.username.toUpperCase()} and @${outsider.username} and @${ada.username}`);
     expect(first.mentions).toEqual([{ id: bob.id }]);
     expect((await sent(`mail ${bob.username}@example.com, not a mention`)).mentions).toEqual([]);
     const second = await sent(`@${bob.username}, again`);
-    expect((await must(url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 2, unreadCount: 3 });
-    await must(url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: first.cursor }, bob.token);
-    expect((await must(url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 1, unreadCount: 2 });
-    await must(url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: second.id }, ada.token);
-    expect((await must(url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 0, unreadCount: 2 });
-    const edited = await must(url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { mentions { id } } }`, { i: { messageId: first.id, body: 'no one now' } }, ada.token);
+    expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 2, unreadCount: 3 });
+    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: first.cursor }, bob.token);
+    expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 1, unreadCount: 2 });
+    await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: second.id }, ada.token);
+    expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 0, unreadCount: 2 });
+    const edited = await must(server.url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { mentions { id } } }`, { i: { messageId: first.id, body: 'no one now' } }, ada.token);
     expect(edited.editMessage.mentions).toEqual([]);
   });
 });
@@ -234,18 +234,18 @@ describe('searchMessages', () => {
   const SEARCH = `query($q: String!, $r: ID, $first: Int, $after: String) { searchMessages(query: $q, roomId: $r, first: $first, after: $after) {
     edges { cursor node { id body room { id } } } pageInfo { hasNextPage hasPreviousPage endCursor } } }`;
   const search = async (user: TestUser, q: string, extra: Record<string, unknown> = {}) =>
-    (await must(url, SEARCH, { q, ...extra }, user.token)).searchMessages.edges.map((e: any) => e.node.body);
+    (await must(server.url, SEARCH, { q, ...extra }, user.token)).searchMessages.edges.map((e: any) => e.node.body);
 
   it('finds words in the viewer’s rooms only, best match first, never a deleted message, with web-search syntax', async () => {
-    const [ada, bob] = await Promise.all([signUp(url), signUp(url)]);
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const word = unique('zebra').replace('_', '');
-    const mine = await createRoom(url, ada);
-    const theirs = await createRoom(url, bob, 'PRIVATE');
-    await send(url, ada, mine, `a ${word} passed by`);
-    await send(url, ada, mine, `${word} ${word} ${word}, so many ${word}s running`);
-    const gone = await send(url, ada, mine, `the deleted ${word}`);
-    await send(url, bob, theirs, `a private ${word}`);
-    await must(url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: gone.id }, ada.token);
+    const mine = await createRoom(server.url, ada);
+    const theirs = await createRoom(server.url, bob, 'PRIVATE');
+    await send(server.url, ada, mine, `a ${word} passed by`);
+    await send(server.url, ada, mine, `${word} ${word} ${word}, so many ${word}s running`);
+    const gone = await send(server.url, ada, mine, `the deleted ${word}`);
+    await send(server.url, bob, theirs, `a private ${word}`);
+    await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: gone.id }, ada.token);
     expect(await search(ada, word)).toEqual([`${word} ${word} ${word}, so many ${word}s running`, `a ${word} passed by`]);
     expect(await search(ada, `${word} -passed`)).toEqual([`${word} ${word} ${word}, so many ${word}s running`]);
     expect(await search(ada, `"${word} passed"`)).toEqual([`a ${word} passed by`]);
@@ -253,25 +253,25 @@ describe('searchMessages', () => {
     expect(await search(bob, word)).toEqual([`a private ${word}`]);
     await join(bob, mine);
     expect(await search(bob, word, { r: mine })).toHaveLength(2);
-    expect(codeOf(await gql(url, SEARCH, { q: word, r: theirs }, ada.token))).toBe('FORBIDDEN');
+    expect(codeOf(await gql(server.url, SEARCH, { q: word, r: theirs }, ada.token))).toBe('FORBIDDEN');
   });
 
   it('pages results and refuses bad input', async () => {
-    const ada = await signUp(url);
+    const ada = await signUp(server.url);
     const word = unique('quokka').replace('_', '');
-    const roomId = await createRoom(url, ada);
-    for (let i = 0; i < 5; i++) await send(url, ada, roomId, `${word} number ${i}`);
-    const page1 = (await must(url, SEARCH, { q: word, first: 2 }, ada.token)).searchMessages;
-    const page2 = (await must(url, SEARCH, { q: word, first: 2, after: page1.pageInfo.endCursor }, ada.token)).searchMessages;
-    const page3 = (await must(url, SEARCH, { q: word, first: 2, after: page2.pageInfo.endCursor }, ada.token)).searchMessages;
+    const roomId = await createRoom(server.url, ada);
+    for (let i = 0; i < 5; i++) await send(server.url, ada, roomId, `${word} number ${i}`);
+    const page1 = (await must(server.url, SEARCH, { q: word, first: 2 }, ada.token)).searchMessages;
+    const page2 = (await must(server.url, SEARCH, { q: word, first: 2, after: page1.pageInfo.endCursor }, ada.token)).searchMessages;
+    const page3 = (await must(server.url, SEARCH, { q: word, first: 2, after: page2.pageInfo.endCursor }, ada.token)).searchMessages;
     const all = [...page1.edges, ...page2.edges, ...page3.edges].map((e: any) => e.node.id);
     expect(new Set(all).size).toBe(5);
     expect([page1.pageInfo.hasNextPage, page3.pageInfo.hasNextPage, page2.pageInfo.hasPreviousPage]).toEqual([true, false, true]);
     for (const [vars, field] of [[{ q: '' }, 'query'], [{ q: 'x'.repeat(101) }, 'query'], [{ q: word, first: 51 }, 'first'], [{ q: word, after: 'garbage' }, 'after']] as const) {
-      const result = await gql(url, SEARCH, vars, ada.token);
+      const result = await gql(server.url, SEARCH, vars, ada.token);
       expect([codeOf(result), result.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', field]);
     }
-    expect(codeOf(await gql(url, SEARCH, { q: word }))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, SEARCH, { q: word }))).toBe('UNAUTHENTICATED');
   });
 });
 
@@ -284,20 +284,20 @@ describe('myEvents', () => {
     ... on ReadStateChanged { room { id lastReadSeq unreadCount } } } }`;
 
   it('tells the viewer of activity, mentions, rooms joined and left, and reads on another device, on one subscription', async () => {
-    const [ada, bob] = await Promise.all([signUp(url), signUp(url)]);
-    const rooms = await Promise.all(Array.from({ length: 3 }, () => createRoom(url, ada)));
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const rooms = await Promise.all(Array.from({ length: 3 }, () => createRoom(server.url, ada)));
     for (const roomId of rooms) await join(bob, roomId);
     const client = wsClient(server.wsUrl, bob);
     const feed = collect(client, MY_EVENTS);
     await waitFor(() => server.app.services.activity.size === 1);
-    await send(url, ada, rooms[2], 'news in the third room');
-    await send(url, ada, rooms[0], `@${bob.username} look`);
-    const dm = (await must(url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom.id;
-    await send(url, ada, dm, 'psst');
-    const read = await send(url, ada, rooms[2], 'second news');
-    await must(url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: rooms[2], c: read.cursor }, bob.token);
-    await must(url, REMOVE, { r: rooms[1], u: bob.id }, ada.token);
-    await send(url, ada, rooms[1], 'after bob left');
+    await send(server.url, ada, rooms[2], 'news in the third room');
+    await send(server.url, ada, rooms[0], `@${bob.username} look`);
+    const dm = (await must(server.url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom.id;
+    await send(server.url, ada, dm, 'psst');
+    const read = await send(server.url, ada, rooms[2], 'second news');
+    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: rooms[2], c: read.cursor }, bob.token);
+    await must(server.url, REMOVE, { r: rooms[1], u: bob.id }, ada.token);
+    await send(server.url, ada, rooms[1], 'after bob left');
     await feed.until((r) => r.length >= 8);
     expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
       { __typename: 'RoomActivity', room: { id: rooms[2], unreadCount: 1 }, message: { body: 'news in the third room' } },
@@ -309,13 +309,13 @@ describe('myEvents', () => {
       { __typename: 'ReadStateChanged', room: { id: rooms[2], lastReadSeq: 2, unreadCount: 0 } },
       { __typename: 'RemovedFromRoom', roomId: rooms[1] },
     ]);
-    await send(url, ada, rooms[0], 'one more, to show nothing came from the room bob left');
+    await send(server.url, ada, rooms[0], 'one more, to show nothing came from the room bob left');
     await feed.until((r) => r.length >= 9);
     expect(feed.results).toHaveLength(9);
     await client.dispose();
   });
 
   it('answers BAD_REQUEST over HTTP: subscriptions run over WebSocket', async () => {
-    expect(codeOf(await gql(url, MY_EVENTS))).toBe('BAD_REQUEST');
+    expect(codeOf(await gql(server.url, MY_EVENTS))).toBe('BAD_REQUEST');
   });
 });

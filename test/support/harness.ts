@@ -44,6 +44,19 @@ export async function startServer(env: Record<string, string | undefined> = {}):
   };
 }
 
+/**
+ * Starts the app before the tests of the file (or `describe` block) that calls it and stops it
+ * after them; the returned server is filled in once it is up.
+ */
+export function useServer(env: Record<string, string | undefined> = {}): TestServer {
+  const server = {} as TestServer;
+  beforeAll(async () => {
+    Object.assign(server, await startServer(env));
+  });
+  afterAll(() => server.stop?.());
+  return server;
+}
+
 function requireEnv(name: string): string {
   const value = process.env[name];
   if (!value) throw new Error(`${name} is not set: the jest global setup starts the servers (see DESIGN.md, Tests)`);

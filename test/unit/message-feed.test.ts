@@ -1,3 +1,4 @@
+import { AddedSet } from '../../src/chat/added-set';
 import { MessageFeed, type FeedEvent, type FeedStart } from '../../src/chat/message-feed';
 import type { MessageModel } from '../../src/chat/models';
 import { RoomHub, type HubEvent, type HubListener } from '../../src/chat/room-hub';
@@ -19,7 +20,7 @@ const RETRY_MS = 1000;
 /** messageAdded: new messages by seq, after `seq`. */
 const afterSeq = (seq: number): FeedStart => ({ order: 'messages', after: { seq } });
 /** roomEvents: every change after `change`, the client having every message up to `addedUpToSeq`. */
-const afterChange = (change: number, addedUpToSeq = change): FeedStart => ({ order: 'changes', after: { change, addedUpToSeq } });
+const afterChange = (change: number, addedUpToSeq = change): FeedStart => ({ order: 'changes', after: { change, added: new AddedSet(addedUpToSeq) } });
 const MESSAGES_FROM_NOW: FeedStart = { order: 'messages' };
 const CHANGES_FROM_NOW: FeedStart = { order: 'changes' };
 
@@ -649,7 +650,7 @@ describe('MessageFeed: the change log', () => {
     await edit(4); // 5
     const { reader } = open(afterChange(3));
     const [event] = await reader.events(1);
-    expect(event).toEqual({ kind: 'added', change: 5, message: store.get(ROOM, 4) });
+    expect(event).toMatchObject({ kind: 'added', change: 5, message: store.get(ROOM, 4) });
     await edit(4);
     await send();
     expect(await reader.tags(2)).toEqual(['updated 4@6', 'added 5@7']);
@@ -666,6 +667,27 @@ describe('MessageFeed: the change log', () => {
     await edit(4);
     await send();
     expect(await reader.tags(3)).toEqual(['added 4@5', 'updated 4@6', 'added 5@7']);
+  });
+
+  it('resumes from an event cursor that carried a message early, giving the one still missing as added and no other twice', async () => {
+    const { store, change, send, open } = await world(3);
+    const first = open(CHANGES_FROM_NOW).reader;
+    await first.attach();
+    store.append(ROOM, 1); // change 4: seq 4, its signal lost
+    const [m5] = store.append(ROOM, 1); // change 5: seq 5
+    await change(m5); // the hub reads the gap: 4 is still at change 4, so it comes first
+    const seen = await first.events(2);
+    expect(seen.map((e) => [e.kind, (e as { added: string }).added])).toEqual([['added', '4'], ['added', '5']]);
+
+    // A client past change 4 that never got seq 4 (its insert's event was lost on the way) carries 5 early, and its cursor says so.
+    const early = open(afterChange(4, 3)).reader;
+    const [five] = await early.events(1);
+    expect(five).toMatchObject({ kind: 'added', change: 5, added: '3.5' });
+    const resumed = open({ order: 'changes', after: { change: 5, added: AddedSet.parse('3.5')! } }).reader;
+    store.change(ROOM, 4); // change 6: seq 4, never carried by this client
+    store.change(ROOM, 5); // change 7: seq 5, carried
+    await send(); // change 8
+    expect(await resumed.tags(3)).toEqual(['added 4@6', 'updated 5@7', 'added 6@8']);
   });
 
   it('messages order delivers strictly increasing seq when an insert only arrives at a later change (the gap filled by seq)', async () => {

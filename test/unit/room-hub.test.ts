@@ -1,5 +1,6 @@
 import type { MessageModel } from '../../src/chat/models';
-import { AddedSet, HubRegistry, RoomHub, type HubEvent, type HubListener } from '../../src/chat/room-hub';
+import { AddedSet } from '../../src/chat/added-set';
+import { HubRegistry, RoomHub, type HubEvent, type HubListener } from '../../src/chat/room-hub';
 import type { Logger } from '../../src/logger';
 import { MemoryPubSub } from '../../src/pubsub/memory';
 import { roomTopic, type PubSub, type RoomSignal, type Topic } from '../../src/pubsub/types';
@@ -169,7 +170,7 @@ describe('RoomHub', () => {
     await send();
     await waitFor(() => seen.length === 1, 'change 4');
     expect(labels(seen)).toEqual(['added 4@4']);
-    expect(seen[0]).toEqual({ kind: 'added', change: 4, message: toWire(store.get(ROOM, 4)) });
+    expect(seen[0]).toMatchObject({ kind: 'added', change: 4, message: toWire(store.get(ROOM, 4)) });
     expect(hub.position).toBe(4);
     expect(hub.lastSeq).toBe(4);
     expect(store.callsOf('changes')).toEqual([]);
@@ -216,12 +217,24 @@ describe('RoomHub', () => {
     const seen = listen(hub, 'alice');
     const m1 = store.get(ROOM, 1);
     const [m2, m3, m4, m5] = await send(4, false);
-    // 4 arrives first (2 and 3 are read from the store), then 2, 3, 4 again, then 1, then 5.
+    // 4 arrives first (it waits for 2 and 3, which come within the reorder window), then 2, 3, 4 again, then 1, then 5.
     for (const m of [m4, m2, m3, m4, m1, m5]) await signal(changed(m));
     await waitFor(() => hub.position === 5, 'position 5');
     await settled(hub);
     expect(labels(seen)).toEqual(['added 2@2', 'added 3@3', 'added 4@4', 'added 5@5']);
-    expect(store.callsOf('changes')).toEqual([[ROOM, 1, 3, 500]]);
+    expect(store.callsOf('changes')).toEqual([]); // nothing was missing long enough to be read
+  });
+
+  it('keeps every state of a message written twice on two instances when their signals cross', async () => {
+    const { hub, store, signal } = await startHub({ messages: 1 });
+    const seen = listen(hub, 'alice');
+    const first = { ...store.change(ROOM, 1) }; // change 2, published by one instance
+    const second = store.change(ROOM, 1); // change 3, published first by the other
+    await signal(changed(second));
+    await signal(changed(first));
+    await waitFor(() => hub.position === 3, 'position 3');
+    expect(labels(seen)).toEqual(['updated 1@2', 'updated 1@3']);
+    expect(store.callsOf('changes')).toEqual([]);
   });
 
   it('passes delta and membership signals through unchanged, without moving its position', async () => {
@@ -404,7 +417,7 @@ describe('RoomHub: the change log', () => {
     await edit(3);
     await waitFor(() => seen.length === 2, 'changes 4 and 5');
     expect(labels(seen)).toEqual(['updated 1@4', 'updated 3@5']);
-    expect(seen[0]).toEqual({ kind: 'updated', change: 4, message: toWire(store.get(ROOM, 1)) });
+    expect(seen[0]).toMatchObject({ kind: 'updated', change: 4, message: toWire(store.get(ROOM, 1)) });
     expect(hub.position).toBe(5);
     expect(hub.lastSeq).toBe(3); // changes move position, not lastSeq
   });
@@ -419,7 +432,7 @@ describe('RoomHub: the change log', () => {
     await send(); // change 6: seq 4, the first signal the hub sees
     await waitFor(() => hub.position === 6, 'position 6');
     expect(labels(seen)).toEqual(['added 3@4', 'added 2@5', 'added 4@6']);
-    expect(seen[1]).toEqual({ kind: 'added', change: 5, message: toWire(latest) });
+    expect(seen[1]).toMatchObject({ kind: 'added', change: 5, message: toWire(latest) });
     // Late signals of the superseded states are duplicates.
     for (const m of [m2, firstEdit, latest]) await signal(changed(m));
     await settled(hub);
@@ -506,6 +519,17 @@ describe('AddedSet', () => {
   it('remembers seqs that arrive early and carries each once when the ones before them arrive', () => {
     const set = new AddedSet(0);
     expect([3, 1, 3, 2, 1, 2, 4].map((seq) => set.mark(seq))).toEqual([false, false, true, false, true, true, false]);
+  });
+
+  it('travels in cursors: a snapshot names the watermark and the early seqs, and parses back to the same set', () => {
+    const set = new AddedSet(3);
+    expect(set.snapshot()).toBe('3');
+    set.mark(5);
+    set.mark(7);
+    expect(set.snapshot()).toBe('3.5.7');
+    const back = AddedSet.parse(set.snapshot())!;
+    expect([4, 5, 6, 7, 8].map((seq) => back.mark(seq))).toEqual([false, true, false, true, false]);
+    for (const bad of ['', 'x', '3..5', '-1', '1.2.x', '99999999999']) expect(AddedSet.parse(bad)).toBeUndefined();
   });
 
   it('clone() is independent of the original', () => {

@@ -11,7 +11,7 @@ function toRoomEvent(event: FeedEvent, roomId: string) {
     case 'updated':
       return {
         __typename: event.kind === 'added' ? ('MessageAdded' as const) : ('MessageUpdated' as const),
-        cursor: encodeEventCursor(roomId, event.change),
+        cursor: encodeEventCursor(roomId, event.change, event.added),
         message: event.message,
       };
     case 'delta':

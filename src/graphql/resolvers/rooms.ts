@@ -1,5 +1,10 @@
 import { forbidden } from '../../errors';
+import type { RoomModel } from '../../chat/models';
+import type { GraphQLContext } from '../context';
 import type { Resolvers } from '../generated';
+
+/** The room's head and the viewer's read position, as of one moment (null when the viewer is not a member). */
+const readState = async (room: RoomModel, ctx: GraphQLContext) => room.readState ?? (await ctx.loaders.viewer.membership.load(room.id));
 
 /** `schema/rooms.graphql`. */
 export const roomResolvers: Resolvers = {
@@ -24,14 +29,19 @@ export const roomResolvers: Resolvers = {
   Room: {
     name: async (room, _, ctx) => (room.kind === 'DIRECT' ? ((await ctx.loaders.viewer.peerName.load(room.id)) ?? room.name) : room.name),
     viewerRole: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.role ?? null,
-    lastReadSeq: async (room, _, ctx) => (room.readState ?? (await ctx.loaders.viewer.membership.load(room.id)))?.lastReadSeq ?? 0,
-    // docs/guarantees.md, guarantee 9: one snapshot of the room's head and the viewer's read position
+    // docs/guarantees.md, guarantee 9: lastSeq, lastReadSeq, unreadCount and lastMessage come from one
+    // snapshot of the room's head and the viewer's read position, so one answer never contradicts itself.
+    lastSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastSeq ?? room.lastSeq,
+    lastReadSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastReadSeq ?? 0,
     unreadCount: async (room, _, ctx) => {
-      const state = room.readState ?? (await ctx.loaders.viewer.membership.load(room.id));
+      const state = await readState(room, ctx);
       return state ? Math.max(0, state.lastSeq - state.lastReadSeq) : 0;
     },
     // docs/guarantees.md, guarantee 6: only members read a room's messages
-    lastMessage: async (room, _, ctx) => ((await ctx.loaders.viewer.membership.load(room.id)) ? ctx.loaders.lastMessage.load(room.id) : null),
+    lastMessage: async (room, _, ctx) => {
+      const state = await readState(room, ctx);
+      return state && state.lastSeq > 0 ? ctx.loaders.messageAt.load(`${room.id}@${state.lastSeq}`) : null;
+    },
     mentionCount: (room, _, ctx) => ctx.loaders.viewer.mentionCount.load(room.id),
     memberCount: (room, _, ctx) => ctx.loaders.memberCount.load(room.id),
     members: (room, args, ctx) => ctx.services.members.list(ctx.viewer, room, args),

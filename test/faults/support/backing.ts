@@ -53,12 +53,15 @@ export async function sql<T = Record<string, unknown>>(url: string, text: string
 }
 
 /** The room's messages as the database has them, in seq order: the truth the tallies are checked against. */
-export async function roomTruth(url: string, roomId: string): Promise<{ lastSeq: number; messages: Array<{ id: string; seq: number; clientId: string | null }> }> {
-  const [room] = await sql<{ last_seq: number }>(url, 'SELECT last_seq FROM rooms WHERE id = $1', [roomId]);
+export async function roomTruth(
+  url: string,
+  roomId: string,
+): Promise<{ lastSeq: number; lastChange: number; messages: Array<{ id: string; seq: number; clientId: string | null }> }> {
+  const [room] = await sql<{ last_seq: number; last_change: number }>(url, 'SELECT last_seq, last_change FROM rooms WHERE id = $1', [roomId]);
   const messages = await sql<{ id: string; seq: number; client_id: string | null }>(
     url,
     'SELECT id, seq, client_id FROM messages WHERE room_id = $1 ORDER BY seq',
     [roomId],
   );
-  return { lastSeq: Number(room?.last_seq ?? 0), messages: messages.map((m) => ({ id: m.id, seq: Number(m.seq), clientId: m.client_id })) };
+  return { lastSeq: Number(room?.last_seq ?? 0), lastChange: Number(room?.last_change ?? 0), messages: messages.map((m) => ({ id: m.id, seq: Number(m.seq), clientId: m.client_id })) };
 }

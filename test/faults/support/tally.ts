@@ -1,4 +1,5 @@
 // What a subscriber got against what was acknowledged: the per-scenario report of the fault suite.
+import type { ChangeTally } from './change-tally';
 
 /** A message as a send acknowledged it or a subscription delivered it. */
 export interface Seen {
@@ -25,6 +26,8 @@ export interface SubscriberTally {
   unacknowledged: number;
   /** A few lost seqs, to start a diagnosis from. */
   lostSeqs?: number[];
+  /** roomEvents only: MessageAdded events below a seq already added (allowed: roomEvents is in change order). */
+  seqInversions?: number;
 }
 
 /**
@@ -77,15 +80,34 @@ export interface ScenarioReport {
   duplicated: number;
   outOfOrder: number;
   perSubscriber: SubscriberTally[];
+  /** With change traffic: acknowledged changes, and the sums over the roomEvents subscribers. */
+  changes?: number;
+  changesDelivered?: number;
+  changesLost?: number;
+  changesDuplicated?: number;
+  changesOutOfOrder?: number;
+  viewMismatches?: number;
+  perEventSubscriber?: ChangeTally[];
+  wronglyRefused?: number;
   [fact: string]: unknown;
+}
+
+/** A scenario's changes: how many were acknowledged (by kind) and each roomEvents subscriber's tally. */
+export interface ChangeReport {
+  acked: number;
+  byKind: Record<string, number>;
+  tallies: ChangeTally[];
+  /** Changes refused with CONFLICT ("deleted") on a message that is not deleted. */
+  wronglyRefused: Array<{ op: string; messageId: string }>;
 }
 
 /**
  * Builds the scenario's report and prints it as one JSON line on stdout (so a run of the suite
  * leaves a machine-readable record next to jest's own output).
  */
-export function report(scenario: string, sent: number, tallies: SubscriberTally[], facts: Record<string, unknown> = {}): ScenarioReport {
+export function report(scenario: string, sent: number, tallies: SubscriberTally[], facts: Record<string, unknown> = {}, changes?: ChangeReport): ScenarioReport {
   const sum = (key: 'delivered' | 'lost' | 'duplicated' | 'outOfOrder') => tallies.reduce((n, t) => n + t[key], 0);
+  const sumChanges = (key: 'delivered' | 'lost' | 'duplicated' | 'outOfOrder' | 'viewMismatches') => changes!.tallies.reduce((n, t) => n + t[key], 0);
   const line: ScenarioReport = {
     scenario,
     sent,
@@ -94,8 +116,22 @@ export function report(scenario: string, sent: number, tallies: SubscriberTally[
     lost: sum('lost'),
     duplicated: sum('duplicated'),
     outOfOrder: sum('outOfOrder'),
+    ...(changes
+      ? {
+          changes: changes.acked,
+          changeKinds: changes.byKind,
+          eventSubscribers: changes.tallies.length,
+          changesDelivered: sumChanges('delivered'),
+          changesLost: sumChanges('lost'),
+          changesDuplicated: sumChanges('duplicated'),
+          changesOutOfOrder: sumChanges('outOfOrder'),
+          viewMismatches: sumChanges('viewMismatches'),
+          wronglyRefused: changes.wronglyRefused.length,
+        }
+      : {}),
     ...facts,
     perSubscriber: tallies,
+    ...(changes ? { perEventSubscriber: changes.tallies } : {}),
   };
   process.stdout.write(`${JSON.stringify(line)}\n`);
   return line;
@@ -107,4 +143,19 @@ export function expectClean(line: ScenarioReport): void {
   const clean = (t: SubscriberTally) => ({ subscriber: t.subscriber, lost: 0, duplicated: 0, outOfOrder: 0, gaps: 0, unacknowledged: 0 });
   expect(line.perSubscriber.map(bad)).toEqual(line.perSubscriber.map(clean));
   expect({ lost: line.lost, duplicated: line.duplicated, outOfOrder: line.outOfOrder }).toEqual({ lost: 0, duplicated: 0, outOfOrder: 0 });
+}
+
+/**
+ * The assertion for the roomEvents subscribers (API.md guarantee 8): every acknowledged change
+ * seen, no change number twice or out of order, nothing from before the start, each message first
+ * as MessageAdded, and each subscriber's view of every message equal to the history.
+ */
+export function expectCleanChanges(line: ScenarioReport): void {
+  const tallies = line.perEventSubscriber ?? [];
+  const bad = (t: ChangeTally) => ({ subscriber: t.subscriber, lost: t.lost, duplicated: t.duplicated, outOfOrder: t.outOfOrder, beforeStart: t.beforeStart, wrongKind: t.wrongKind, viewMismatches: t.viewMismatches, examples: t.examples });
+  const clean = (t: ChangeTally) => ({ subscriber: t.subscriber, lost: 0, duplicated: 0, outOfOrder: 0, beforeStart: 0, wrongKind: 0, viewMismatches: 0, examples: undefined });
+  expect(tallies.length).toBeGreaterThan(0);
+  expect(line.changes).toBeGreaterThan(0);
+  expect(tallies.map(bad)).toEqual(tallies.map(clean));
+  expect(line.wronglyRefused).toBe(0);
 }

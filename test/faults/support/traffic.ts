@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import { encodeMessageCursor } from '../../../src/chat/cursors';
 import { createRoom, must, waitFor, type TestUser } from '../../support/harness';
 import { roomTruth } from './backing';
+import type { ChangeTraffic } from './changes';
 import type { Seen } from './tally';
 
 /** The longest a single send may take before the scenario counts it as hung. */
@@ -26,10 +27,19 @@ export type SendOutcome =
   | { ok: true; message: Acked; ms: number }
   | { ok: false; clientId: string; url: string; ms: number; status?: number; code?: string; error: string; raw?: string; network?: boolean; hung?: boolean };
 
+/** How an attempt failed, as a retry policy sees it (a send's or a change's). */
+export interface Failure {
+  url: string;
+  code?: string;
+  error: string;
+  network?: boolean;
+  hung?: boolean;
+}
+
 const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id seq cursor clientId } }`;
 
-/** Sends one message; never throws: a failure is described in the outcome. */
-export async function sendOnce(target: Target, roomId: string, body: string, clientId: string, timeoutMs = SEND_TIMEOUT_MS): Promise<SendOutcome> {
+/** Sends one message (a reply in `parentId`'s thread when given); never throws: a failure is described in the outcome. */
+export async function sendOnce(target: Target, roomId: string, body: string, clientId: string, timeoutMs = SEND_TIMEOUT_MS, parentId?: string): Promise<SendOutcome> {
   const started = Date.now();
   const ms = () => Date.now() - started;
   let res: Response;
@@ -37,7 +47,7 @@ export async function sendOnce(target: Target, roomId: string, body: string, cli
     res = await fetch(target.url, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${target.user.token}` },
-      body: JSON.stringify({ query: SEND, variables: { input: { roomId, body, clientId } } }),
+      body: JSON.stringify({ query: SEND, variables: { input: { roomId, body, clientId, ...(parentId ? { parentId } : {}) } } }),
       signal: AbortSignal.timeout(timeoutMs),
     });
   } catch (err) {
@@ -113,8 +123,14 @@ export interface BurstOptions {
   concurrency: number;
   /** Where message `i` goes (called again for each retry, with the attempt number). */
   target(i: number, attempt: number): Target;
-  /** Whether to try a failed message again (same clientId); default: never. */
-  retry?(outcome: Extract<SendOutcome, { ok: false }>, attempt: number): boolean;
+  /** Whether to try a failed message or change again (same clientId, same change); default: never. */
+  retry?(outcome: Failure, attempt: number): boolean;
+  /**
+   * Changes to make during the burst: this fraction (`changes.ratio`) of the operations edit, react
+   * to or delete an earlier message instead of sending (counted on top of `count`), and some sends
+   * are thread replies. A change that fails and is not retried waits in `changes.pending`.
+   */
+  changes?: ChangeTraffic;
   /** Sends answered with an error are counted here and the sender moves on; default true. */
   continueOnFailure?: boolean;
 }
@@ -130,14 +146,24 @@ export interface Burst {
 /** Sends messages with `concurrency` senders at once, recording every answer in the ledger. */
 export function burst(options: BurstOptions): Burst {
   let next = 0;
+  let changed = 0;
   let stopped = false;
-  const { ledger, roomId, label } = options;
+  const { ledger, roomId, label, changes } = options;
   const worker = async () => {
     while (!stopped && (options.count === undefined || next < options.count)) {
+      const planned = changes && Math.random() < changes.ratio ? changes.plan() : undefined;
+      if (planned) {
+        const j = changed++;
+        await changes!.make(planned, (attempt) => options.target(j, attempt).url, options.retry);
+        continue;
+      }
       const i = next++;
       const clientId = `${label}-${i}`;
+      const parentId = changes?.replyParent();
       for (let attempt = 0; ; attempt++) {
-        const outcome = ledger.record(await sendOnce(options.target(i, attempt), roomId, `${label} ${i}`, clientId));
+        const target = options.target(i, attempt);
+        const outcome = ledger.record(await sendOnce(target, roomId, `${label} ${i}`, clientId, SEND_TIMEOUT_MS, parentId));
+        if (outcome.ok) changes?.noteSent(outcome.message, target.user, parentId);
         if (outcome.ok || !options.retry?.(outcome, attempt)) break;
       }
     }
@@ -208,6 +234,7 @@ export class Subscriber {
       { query: FEED, variables: { roomId: this.roomId, after } },
       {
         next: (result) => {
+          if (this.client !== client) return; // a connection it has left: the next one resumes after what it kept
           const m = result.data?.messageAdded;
           if (m) this.received.push({ id: m.id, seq: m.seq, cursor: m.cursor, session });
           if (result.errors?.length) this.errors.push(result.errors);
@@ -230,6 +257,11 @@ export class Subscriber {
     await client?.dispose();
   }
 
+  /** Waits until it received the room's newest message as the database holds it. */
+  reachTruth(truth: { lastSeq: number }, timeoutMs?: number): Promise<void> {
+    return this.reach(truth.lastSeq, timeoutMs);
+  }
+
   /** Waits until it received a message with seq `seq` or beyond. */
   async reach(seq: number, timeoutMs = 30_000): Promise<void> {
     await waitFor(() => this.lastSeq >= seq, timeoutMs, () => `${this.name} reached seq ${this.lastSeq} of ${seq} (${this.received.length} received, errors ${JSON.stringify(this.errors).slice(0, 500)})`);
@@ -238,9 +270,9 @@ export class Subscriber {
 
 /** Subscribers of a test, disconnected after it whatever happened. */
 export class Subscribers {
-  private readonly all: Subscriber[] = [];
+  private readonly all: Array<{ disconnect(): Promise<void> }> = [];
 
-  add(subscriber: Subscriber): Subscriber {
+  add<S extends { disconnect(): Promise<void> }>(subscriber: S): S {
     this.all.push(subscriber);
     return subscriber;
   }
@@ -254,12 +286,19 @@ export class Subscribers {
 export const pause = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
- * Waits until every subscriber has the room's newest message as the database holds it, then
- * `quietMs` more so that a late duplicate would be counted; resolves to what the database holds.
+ * Waits until every subscriber has the room's newest message (and, for a roomEvents subscriber,
+ * its latest change) as the database holds them, then `quietMs` more so that a late duplicate
+ * would be counted; resolves to what the database holds.
  */
-export async function settle(databaseUrl: string, roomId: string, subscribers: Subscriber[], quietMs: number, reachTimeoutMs?: number) {
+export async function settle(
+  databaseUrl: string,
+  roomId: string,
+  subscribers: Array<{ reachTruth(truth: { lastSeq: number; lastChange: number }, timeoutMs?: number): Promise<void> }>,
+  quietMs: number,
+  reachTimeoutMs?: number,
+) {
   const truth = await roomTruth(databaseUrl, roomId);
-  await Promise.all(subscribers.map((s) => s.reach(truth.lastSeq, reachTimeoutMs)));
+  await Promise.all(subscribers.map((s) => s.reachTruth(truth, reachTimeoutMs)));
   await pause(quietMs);
   return truth;
 }
