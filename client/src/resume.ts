@@ -59,9 +59,10 @@ export function withResumeSelections(document: DocumentNode, field: ResumableFie
 function positionOf(cursor: string): { kind: string; n: number } | undefined {
   try {
     const text = atob(cursor.replace(/-/g, '+').replace(/_/g, '/').padEnd(cursor.length + ((4 - (cursor.length % 4)) % 4), '='));
-    const parts = text.split(':');
-    const n = Number(parts[parts.length - 1]);
-    return Number.isSafeInteger(n) ? { kind: parts[0], n } : undefined;
+    // `m1:<room>:<seq>` for a message, `e1:<room>:<change>:…` for an event: the third part orders them.
+    const [kind, , position] = text.split(':');
+    const n = Number(position);
+    return position !== undefined && /^\d+$/.test(position) && Number.isSafeInteger(n) ? { kind, n } : undefined;
   } catch {
     return undefined;
   }

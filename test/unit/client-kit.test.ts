@@ -44,10 +44,11 @@ describe('ResumeTracker', () => {
 
   it('follows roomEvents by their event cursor, lets unchanged deltas through once, and passes errors', () => {
     const tracker = new ResumeTracker('roomEvents', 'events');
-    const e = (n: number, typename = 'MessageUpdated') => ({ events: { __typename: typename, cursor: b64(`e1:${room}:${n}`), message: { id: 'x' } } });
+    // Event cursors carry more after the change number (what the stream had added): it must not be read as the position.
+    const e = (n: number, typename = 'MessageUpdated') => ({ events: { __typename: typename, cursor: b64(`e1:${room}:${n}:${100 - n}`), message: { id: 'x' } } });
     const delta = (index: number) => ({ events: { __typename: 'AssistantDelta', messageId: 'r', index } });
     expect([e(5, 'MessageAdded'), e(6), delta(0), delta(1), e(6), delta(1), e(7)].map((x) => tracker.accept(x))).toEqual([true, true, true, true, false, false, true]);
-    expect(tracker.cursor).toBe(b64(`e1:${room}:7`));
+    expect(tracker.cursor).toBe(b64(`e1:${room}:7:93`));
     expect(tracker.accept(null)).toBe(true);
   });
 
