@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { UserEntity } from '../db/entities';
 import { badUserInput, unauthenticated } from '../errors';
@@ -20,14 +20,16 @@ export interface SocketAuth {
   renew(viewer: Viewer): void;
 }
 
-/** The longest refresh token accepted as input (they are 43 characters). */
-const MAX_REFRESH_TOKEN_LENGTH = 200;
+/** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
+const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
 
-const hashOf = (refreshToken: string) => createHash('sha256').update(refreshToken, 'utf8').digest();
+const newSecret = () => randomBytes(32).toString('base64url');
+const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
 
 /**
- * Sessions: short access tokens carrying a session id, and rotating refresh tokens stored as
- * sha-256 hashes. `refresh` rotates (the used token keeps its row); presenting a used token again
+ * Sessions: short access tokens carrying a session id, and rotating refresh tokens
+ * (`<session id>.<secret>`) of which the session row keeps only the current secret's sha-256.
+ * `refresh` rotates; presenting any other secret for the session — one already rotated away —
  * revokes the whole session (theft detection). A revoked or deleted session fails every check at
  * once (`isLive` reads the database), and `onRevoked` listeners on every instance hear of it
  * through pub/sub to close its sockets.
@@ -62,36 +64,39 @@ export class SessionService {
 
   /** Starts a session for the user (sign-up, log-in), inside the caller's transaction when given. */
   async create(userId: string, manager: EntityManager = this.db.manager): Promise<SessionTokens> {
-    const [{ id }] = (await manager.query(`INSERT INTO sessions (user_id) VALUES ($1) RETURNING id`, [userId])) as Array<{ id: string }>;
-    const refreshToken = await this.insertRefreshToken(manager, id);
-    return { ...this.tokens.issue(userId, id), refreshToken };
+    const secret = newSecret();
+    const [{ id }] = (await manager.query(
+      `INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at) VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id`,
+      [userId, hashOf(secret), this.refreshTtlSeconds],
+    )) as Array<{ id: string }>;
+    return { ...this.tokens.issue(userId, id), refreshToken: `${id}.${secret}` };
   }
 
   /**
    * Rotates a refresh token: a new access token and a new refresh token; the one given stops
    * working. A token already used revokes its session (and is UNAUTHENTICATED, as are unknown,
-   * expired and revoked ones). Sent over a WebSocket of the same session, renews that socket.
+   * expired and revoked ones); two refreshes racing with one token are serialised by the row
+   * lock, so the second counts as reuse. Sent over a WebSocket of the same session, renews that socket.
    */
   async refresh(raw: unknown, socket?: SocketAuth): Promise<SessionTokens & { user: UserEntity }> {
-    const presented = parseRefreshToken(raw);
+    const { sessionId, secret } = parseRefreshToken(raw);
     const outcome = await this.db.transaction(async (m) => {
-      const rows = (await m.query(
-        `SELECT rt.session_id, rt.used_at, rt.expires_at < now() AS expired, s.user_id, s.revoked_at
-           FROM refresh_tokens rt JOIN sessions s ON s.id = rt.session_id
-          WHERE rt.token_hash = $1 FOR UPDATE OF rt, s`,
-        [hashOf(presented)],
-      )) as Array<{ session_id: string; used_at: Date | null; expired: boolean; user_id: string; revoked_at: Date | null }>;
-      const row = rows[0];
+      const [row] = (await m.query(
+        `SELECT user_id, refresh_hash, refresh_expires_at < now() AS expired, revoked_at FROM sessions WHERE id = $1 FOR UPDATE`,
+        [sessionId],
+      )) as Array<{ user_id: string; refresh_hash: Buffer; expired: boolean; revoked_at: Date | null }>;
       if (!row || row.revoked_at || row.expired) return { kind: 'refused' as const };
-      if (row.used_at) {
-        await markRevoked(m, row.session_id, 'refresh token reused');
-        return { kind: 'reused' as const, sessionId: row.session_id };
+      if (!timingSafeEqual(Buffer.from(row.refresh_hash), hashOf(secret))) {
+        // Not the session's current secret: one it already rotated away (copied), so end the session.
+        await markRevoked(m, sessionId, 'refresh token reused');
+        return { kind: 'reused' as const, sessionId };
       }
-      await m.query(`UPDATE refresh_tokens SET used_at = now() WHERE token_hash = $1`, [hashOf(presented)]);
-      await m.query(`DELETE FROM refresh_tokens WHERE session_id = $1 AND expires_at < now()`, [row.session_id]);
-      await m.query(`UPDATE sessions SET refreshed_at = now() WHERE id = $1`, [row.session_id]);
-      const refreshToken = await this.insertRefreshToken(m, row.session_id);
-      return { kind: 'rotated' as const, sessionId: row.session_id, userId: row.user_id, refreshToken };
+      const next = newSecret();
+      await m.query(
+        `UPDATE sessions SET refresh_hash = $2, refresh_expires_at = now() + make_interval(secs => $3), generation = generation + 1, refreshed_at = now() WHERE id = $1`,
+        [sessionId, hashOf(next), this.refreshTtlSeconds],
+      );
+      return { kind: 'rotated' as const, sessionId, userId: row.user_id, refreshToken: `${sessionId}.${next}` };
     });
     if (outcome.kind === 'refused') throw unauthenticated('Session ended or refresh token unknown: sign in again');
     if (outcome.kind === 'reused') {
@@ -150,15 +155,6 @@ export class SessionService {
     return sessionIds.filter((id) => !live.has(id));
   }
 
-  private async insertRefreshToken(manager: EntityManager, sessionId: string): Promise<string> {
-    const refreshToken = randomBytes(32).toString('base64url');
-    await manager.query(
-      `INSERT INTO refresh_tokens (token_hash, session_id, expires_at) VALUES ($1, $2, now() + make_interval(secs => $3))`,
-      [hashOf(refreshToken), sessionId, this.refreshTtlSeconds],
-    );
-    return refreshToken;
-  }
-
   /** Tells this instance's listeners at once, and the others through pub/sub (their sweep covers a lost signal). */
   private async broadcast(sessionId: string): Promise<void> {
     this.announce(sessionId);
@@ -176,10 +172,9 @@ async function markRevoked(manager: EntityManager, sessionId: string, reason: st
   await manager.query(`UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL`, [sessionId, reason]);
 }
 
-function parseRefreshToken(raw: unknown): string {
+function parseRefreshToken(raw: unknown): { sessionId: string; secret: string } {
   if (typeof raw !== 'string' || raw.length === 0) throw badUserInput('refreshToken must not be empty', 'refreshToken');
-  if (raw.length > MAX_REFRESH_TOKEN_LENGTH || !/^[A-Za-z0-9_-]+$/.test(raw)) {
-    throw badUserInput('refreshToken is not a refresh token', 'refreshToken');
-  }
-  return raw;
+  const match = REFRESH_TOKEN.exec(raw);
+  if (!match) throw badUserInput('refreshToken is not a refresh token', 'refreshToken');
+  return { sessionId: match[1].toLowerCase(), secret: match[2] };
 }

@@ -69,6 +69,22 @@ describe('refreshSession', () => {
     expect(codeOf(await refresh(second.refreshToken))).toBeUndefined();
   });
 
+  it('treats a made-up secret for a real session as reuse: the session ends', async () => {
+    const ada = await signUpTokens();
+    const [sessionId] = ada.refreshToken.split('.');
+    expect(codeOf(await refresh(`${sessionId}.${'B'.repeat(43)}`))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await refresh(ada.refreshToken))).toBe('UNAUTHENTICATED');
+    expect((await gql(server.url, ME, {}, ada.token)).data.me).toBeNull();
+  });
+
+  it('keeps one row per session however often it is refreshed', async () => {
+    const ada = await signUpTokens();
+    let token = ada.refreshToken;
+    for (let i = 0; i < 5; i++) token = (await refresh(token)).data.refreshSession.refreshToken;
+    const rows = await server.app.db.dataSource.query(`SELECT generation FROM sessions WHERE user_id = $1`, [ada.id]);
+    expect(rows).toEqual([{ generation: 5 }]);
+  });
+
   it('lets exactly one of two racing refreshes with the same token through, and the loser revokes the session', async () => {
     const ada = await signUpTokens();
     const results = await Promise.all([refresh(ada.refreshToken), refresh(ada.refreshToken)]);
@@ -84,10 +100,11 @@ describe('refreshSession', () => {
     expectBadInput(await refresh('not a token!'), 'refreshToken');
     const ada = await signUpTokens();
     expectBadInput(await refresh(ada.token), 'refreshToken'); // an access token is not a refresh token
-    expect(codeOf(await refresh('A'.repeat(43)))).toBe('UNAUTHENTICATED');
+    expectBadInput(await refresh('A'.repeat(43)), 'refreshToken'); // no session in it
+    expect(codeOf(await refresh(`00000000-0000-4000-8000-000000000000.${'A'.repeat(43)}`))).toBe('UNAUTHENTICATED');
     const typeError = await refresh(42);
     expect(codeOf(typeError)).toBe('BAD_USER_INPUT'); // a variable of the wrong type
-    expect(JSON.stringify([await refresh(''), await refresh('A'.repeat(43))])).not.toMatch(/refresh_tokens|SELECT|stack/i);
+    expect(JSON.stringify([await refresh(''), await refresh(`00000000-0000-4000-8000-000000000000.${'A'.repeat(43)}`)])).not.toMatch(/sessions|SELECT|stack/i);
   });
 });
 
