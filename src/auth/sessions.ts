@@ -62,6 +62,11 @@ export class SessionService {
     return () => this.revokedListeners.delete(listener);
   }
 
+  /** Calls `listener` when revocation signals may have been lost (the pub/sub connection came back). */
+  onSignalsLost(listener: () => void): () => void {
+    return this.pubsub.onReconnect(listener);
+  }
+
   /** Starts a session for the user (sign-up, log-in), inside the caller's transaction when given. */
   async create(userId: string, manager: EntityManager = this.db.manager): Promise<SessionTokens> {
     const secret = newSecret();

@@ -31,7 +31,7 @@ interface Tracked {
  */
 export class SocketSessions {
   private readonly bySession = new Map<string, Set<Tracked>>();
-  private readonly stopListening: () => void;
+  private readonly stopListening: Array<() => void>;
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(
@@ -40,7 +40,10 @@ export class SocketSessions {
     private readonly log: Logger,
     sweepMs: number,
   ) {
-    this.stopListening = sessions.onRevoked((sessionId) => this.closeSession(sessionId, 'Session ended'));
+    this.stopListening = [
+      sessions.onRevoked((sessionId) => this.closeSession(sessionId, 'Session ended')),
+      sessions.onSignalsLost(() => void this.sweep()),
+    ];
     this.sweeper = setInterval(() => void this.sweep(), sweepMs);
     this.sweeper.unref();
   }
@@ -90,7 +93,7 @@ export class SocketSessions {
 
   dispose(): void {
     clearInterval(this.sweeper);
-    this.stopListening();
+    for (const stop of this.stopListening) stop();
   }
 
   private track(viewer: Viewer, extra: SocketExtra): void {

@@ -26,15 +26,21 @@ function fakeSocket() {
 
 function sessionsWith(isLive: () => Promise<boolean>) {
   let revoked: (id: string) => void = () => undefined;
+  let lost: () => void = () => undefined;
+  let endedNow: string[] = [];
   const service = {
     isLive,
-    ended: async () => [],
+    ended: async () => endedNow,
     onRevoked: (listener: (id: string) => void) => {
       revoked = listener;
       return () => undefined;
     },
+    onSignalsLost: (listener: () => void) => {
+      lost = listener;
+      return () => undefined;
+    },
   } as unknown as SessionService;
-  return { service, revoke: (id: string) => revoked(id) };
+  return { service, revoke: (id: string) => revoked(id), signalsLost: () => lost(), setEnded: (ids: string[]) => (endedNow = ids) };
 }
 
 async function connect(sockets: SocketSessions, token: string | undefined) {
@@ -56,6 +62,18 @@ describe('SocketSessions', () => {
     revoke('s1');
     expect(a.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
     expect(b.socket.closed).toBeUndefined();
+  });
+
+  it('checks its sockets\' sessions against the database when revocation signals may have been lost', async () => {
+    const { service, signalsLost, setEnded } = sessionsWith(async () => true);
+    sockets = new SocketSessions(tokens, service, log, 60_000);
+    const a = await connect(sockets, tokens.issue('u1', 's1').token);
+    const b = await connect(sockets, tokens.issue('u2', 's2').token);
+    setEnded(['s2']); // revoked while this instance's pub/sub was away
+    signalsLost();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(a.socket.closed).toBeUndefined();
+    expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
   });
 
   it('refuses an ended session, says Token expired for an expired token, and refuses no token at all', async () => {
