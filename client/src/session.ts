@@ -60,6 +60,8 @@ export class SessionKeeper {
   private refreshing?: Promise<Session>;
   private timer?: ReturnType<typeof setTimeout>;
   private endedReason?: string;
+  /** When the last refresh finished (ms). */
+  private refreshedAt = 0;
   private disposed = false;
   /** Set by the link: how to refresh over its WebSocket while one is open. */
   socketRefresh?: SocketRefresh;
@@ -101,6 +103,15 @@ export class SessionKeeper {
   refresh(): Promise<Session> {
     this.refreshing ??= this.runRefresh().finally(() => (this.refreshing = undefined));
     return this.refreshing;
+  }
+
+  /**
+   * After the server closed a socket with `Token expired`: refreshes unless a refresh finished in
+   * the last few seconds (the subscriptions that close ended all ask; one refresh serves them).
+   */
+  renewExpired(): Promise<Session> {
+    if (this.current && Date.now() - this.refreshedAt < 3000) return Promise.resolve(this.current);
+    return this.refresh();
   }
 
   /** Ends the session (refused by the server): told once through `onSessionEnd`. */
@@ -180,6 +191,7 @@ export class SessionKeeper {
     if (this.current !== current) return this.current!; // replaced meanwhile (set())
     const session: Session = { token: next.token, refreshToken: next.refreshToken, expiresAt: next.expiresAt };
     this.adopt(session, true);
+    this.refreshedAt = Date.now();
     this.options.onSessionChange?.(session);
     return session;
   }

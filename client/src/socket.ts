@@ -1,7 +1,7 @@
 import type { GraphQLFormattedError } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 import { backoffDelay } from './backoff';
-import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, isCloseEvent } from './errors';
+import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, isCloseEvent } from './errors';
 import type { ChatLinkOptions } from './link';
 import { REFRESH_SESSION, type RefreshAnswer, type SessionKeeper } from './session';
 
@@ -18,7 +18,9 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     lazyCloseTimeout: 3000,
     keepAlive: keepAliveMs,
     retryAttempts: Infinity,
-    shouldRetry: (errOrClose) => !(isCloseEvent(errOrClose) && (AUTH_CLOSE_CODES.has(errOrClose.code) || FATAL_CLOSE_CODES.has(errOrClose.code))),
+    shouldRetry: (errOrClose) =>
+      !(errOrClose instanceof SessionEndedError) && // thrown by connectionParams: the session is over
+      !(isCloseEvent(errOrClose) && (AUTH_CLOSE_CODES.has(errOrClose.code) || FATAL_CLOSE_CODES.has(errOrClose.code))),
     retryWait: (retries) => new Promise((resolve) => setTimeout(resolve, backoffDelay(retries, options.retry))),
     connectionParams: async () => {
       const token = await keeper.token(); // refreshes first when the token is about to expire

@@ -68,8 +68,9 @@ export function subscribe(
       }
       if (isCloseEvent(err) && AUTH_CLOSE_CODES.has(err.code)) {
         if (err.reason !== 'Token expired') return keeper.end(err.reason || 'The server refused the session');
-        // Expired before a refresh renewed it (e.g. the machine slept): refresh, then resume.
-        return void keeper.refresh().then(start, (e: unknown) => (e instanceof SessionEndedError ? endSession(e.message) : again()));
+        // Expired before a refresh renewed it (e.g. the machine slept): refresh (once for all the
+        // subscriptions this close ended), then resume.
+        return void keeper.renewExpired().then(again, (e: unknown) => (e instanceof SessionEndedError ? endSession(e.message) : again()));
       }
       if (isCloseEvent(err) && FATAL_CLOSE_CODES.has(err.code)) return finish(new Error(`The server refused the subscription: ${err.code} ${err.reason}`));
       again(); // 1011 and other close codes graphql-ws treats as final, a failed refresh while reconnecting …
@@ -90,7 +91,8 @@ export function subscribe(
       });
     }
     keeper.session().then(
-      (session) => (session ? start() : finish(unauthenticated('Not signed in: give the link a session (setSession) first'))),
+      (session) =>
+        keeper.ended ? endSession(keeper.ended) : session ? start() : finish(unauthenticated('Not signed in: give the link a session (setSession) first')),
       (err: unknown) => finish(err),
     );
     return () => {

@@ -221,6 +221,21 @@ describe('sessions through the kit', () => {
     expect(codeOf(me)).toBe('UNAUTHENTICATED');
   });
 
+  it('starts from a stored session whose access token has expired: refreshed first, then subscribed', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
+    await new Promise((r) => setTimeout(r, Date.parse(ada.session.expiresAt!) - Date.now() + 500)); // the app was closed meanwhile
+    const device = kitClient(short.url, short.wsUrl, async () => ada.session);
+    const messages = watchMessages(device, roomId);
+    await waitFor(() => short.app.hubs.listeners(roomId) === 1, 10_000);
+    await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'welcome back' } } });
+    await messages.until(() => messages.items.length === 1, 10_000);
+    expect(messages.items[0].body).toBe('welcome back');
+    expect(device.changes.length).toBeGreaterThanOrEqual(1);
+    expect(device.sockets()).toBe(1);
+    expect(messages.errors).toEqual([]);
+  });
+
   it('fails a subscription at once as UNAUTHENTICATED when signed out, without ending anything', async () => {
     const device = kitClient(short.url, short.wsUrl, async () => null);
     const events = watchEvents(device, '00000000-0000-4000-8000-000000000000');
