@@ -4,8 +4,11 @@
 // on the same PostgreSQL and Redis (docs/guarantees.md, "Sessions and the client kit"). Every message must reach
 // the application exactly once, in order, every change at most once in change order, the last state
 // the application saw of each message must be the database's, and no error may surface.
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
 import { EditMessageDocument, SendMessageDocument } from '../../client';
-import { must, signUp, waitFor, type TestUser } from '../support/harness';
+import jwt from 'jsonwebtoken';
+import { must, signUp, TEST_SECRET, waitFor, type TestUser } from '../support/harness';
 import { closeKitClients, kitClient, logInSession, tally, tallyEvents, watchEvents, watchMessages } from '../kit/support';
 import { sharedUrls, sql } from './support/backing';
 import { killAllServers, spawnServer, type ChildServer } from './support/child-server';
@@ -46,6 +49,26 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   // The kit asks where to connect at each (re)connect, as behind a load balancer; HTTP (refreshes) follows too.
   const follow: typeof fetch = (_url, init) => fetch(current.url, init);
   const moving = kitClient(current.url, () => current.wsUrl, session, { fetch: follow });
+  // For comparison, what GraphQLWsLink does on its own: graphql-ws retrying (here without giving up)
+  // and re-sending the subscription's original variables. Counted, not asserted. It gets an hour-long
+  // token of the reader's session (signed with the test secret), so only resuming is compared.
+  const { sid } = jwt.decode(session.token) as { sid: string };
+  const longToken = jwt.sign({ sid }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: readerUser.id, expiresIn: 3600 });
+  const naiveSeqs: number[] = [];
+  const naive = createClient({
+    url: () => current.wsUrl,
+    webSocketImpl: WebSocket,
+    retryAttempts: Infinity,
+    shouldRetry: () => true,
+    retryWait: () => pause(250),
+    connectionParams: () => ({ authorization: `Bearer ${longToken}` }),
+  });
+  naive.subscribe({ query: `subscription($r: ID!) { messageAdded(roomId: $r) { seq } }`, variables: { r: roomId } }, {
+    next: (r) => naiveSeqs.push((r.data as { messageAdded: { seq: number } }).messageAdded.seq),
+    error: () => undefined,
+    complete: () => undefined,
+  });
+
   // From the room's start, so nothing sent before the subscriptions reached the server is missed.
   const messages = watchMessages(moving, roomId, roomStart(roomId));
   const events = watchEvents(moving, roomId, roomStart(roomId));
@@ -116,7 +139,9 @@ it('keeps a kit subscription through SIGTERM, SIGKILL, restarts on the same port
   await pause(1000); // a late duplicate would show now
 
   const counts = { messageAdded: tally(messages.items.map((m) => m.seq), TOTAL), roomEvents: tallyEvents(events.items, TOTAL, truth) };
-  console.log(JSON.stringify({ scenario: 'kit through SIGTERM, SIGKILL, restarts and a move (5 s tokens)', sent: TOTAL, edits, steps, failedAttempts, sockets: moving.sockets(), refreshes: moving.changes.length, ...counts }));
+  const naiveCounts = tally(naiveSeqs, TOTAL);
+  await Promise.resolve(naive.dispose()).catch(() => undefined);
+  console.log(JSON.stringify({ scenario: 'kit through SIGTERM, SIGKILL, restarts and a move (5 s tokens)', sent: TOTAL, edits, steps, failedAttempts, sockets: moving.sockets(), refreshes: moving.changes.length, ...counts, withoutTheKit: naiveCounts }));
   expect(counts.messageAdded).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
   expect(counts.roomEvents).toMatchObject({ delivered: TOTAL, lost: 0, duplicated: 0, changesOutOfOrder: 0, stale: 0 }); // change order, not seq order
   expect(counts.roomEvents.updates).toBeGreaterThan(0);
