@@ -1,4 +1,5 @@
-# The chat API, built with tsc and run with node (no dev dependencies in the final image).
+# The chat API, built with tsc and run with node (no dev dependencies in the final image; the
+# client kit in client/ is not part of the server image).
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -6,7 +7,7 @@ RUN npm ci
 COPY tsconfig.json tsconfig.build.json ./
 COPY schema ./schema
 COPY src ./src
-RUN npm run build
+RUN npm run build:server
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production

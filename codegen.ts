@@ -1,10 +1,20 @@
 import type { CodegenConfig } from '@graphql-codegen/cli';
 
-/** Resolver types from schema/*.graphql, mapped to the service-layer models. */
+/**
+ * Everything generated from schema/*.graphql, in one run (`npm run codegen`; `npm test` fails when
+ * any of it is stale):
+ * - the server's resolver types, mapped to the service-layer models;
+ * - the client kit's schema artifact (`client/schema.graphql`);
+ * - the client kit's typed documents for every operation in `client/operations/` (client preset);
+ * - the client kit's cache facts (`possibleTypes`, Relay connection fields) for `chatCacheConfig`.
+ * `CODEGEN_ROOT` writes the same files under another directory (the staleness check).
+ */
+const root = process.env.CODEGEN_ROOT ? `${process.env.CODEGEN_ROOT}/` : '';
+
 const config: CodegenConfig = {
   schema: 'schema/*.graphql',
   generates: {
-    [process.env.CODEGEN_OUT ?? 'src/graphql/generated.ts']: {
+    [`${root}src/graphql/generated.ts`]: {
       plugins: ['typescript', 'typescript-resolvers'],
       config: {
         useIndexSignature: true,
@@ -23,6 +33,19 @@ const config: CodegenConfig = {
           PresenceChanged: '../presence/models#PresenceChangedModel',
         },
       },
+    },
+    [`${root}client/schema.graphql`]: {
+      plugins: ['schema-ast'],
+      config: { includeDirectives: true, commentDescriptions: false, sort: false },
+    },
+    [`${root}client/src/cache-policies.ts`]: {
+      plugins: ['./scripts/codegen-cache-policies.cjs'],
+    },
+    [`${root}client/src/generated/`]: {
+      preset: 'client',
+      documents: ['client/operations/*.graphql'],
+      presetConfig: { fragmentMasking: false },
+      config: { useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string' }, skipTypename: false },
     },
   },
 };

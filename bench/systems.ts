@@ -35,6 +35,7 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
       DATABASE_URL: backing.databaseUrl,
       REDIS_URL: backing.redisUrl,
       JWT_SECRET: randomBytes(48).toString('base64url'),
+      JWT_TTL_SECONDS: '86400', // a scenario's sockets must not close for expiry (access tokens default to 15 minutes)
       LOG_LEVEL: 'warn',
       PORT: String(port),
       HOST: '127.0.0.1',

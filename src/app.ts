@@ -1,5 +1,6 @@
 import { createAssistant } from './assistant';
 import { AuthService } from './auth/auth-service';
+import { SessionService } from './auth/sessions';
 import { TokenService } from './auth/tokens';
 import { ActivityRouter } from './chat/activity-router';
 import { DirectoryService } from './chat/directory-service';
@@ -49,6 +50,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
+  const sessions = new SessionService(db.dataSource, tokens, pubsub, log, config.refreshTokenTtlSeconds);
+  await sessions.start();
   const metrics = new Metrics();
   const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
   const messageStore = new MessageStore(db.dataSource, pubsub, log);
@@ -67,9 +70,10 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
   const ephemeral = createEphemeral(config, db.dataSource, pubsub, log);
   const services: Services = {
+    sessions,
     auth: new AuthService(
       db.dataSource,
-      tokens,
+      sessions,
       limits.create('login-user', config.logInAttemptsPerUsernamePer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
     rooms: new RoomService(db.dataSource, store, members, pubsub),
@@ -87,6 +91,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     schema,
     rules: createOperationRules({ ...config.operationLimits, introspection: config.introspection }, schema),
     tokens,
+    sessions,
+    sessionSweepMs: config.sessionSweepMs,
     log,
     introspection: config.introspection,
     corsOrigins: config.corsOrigins,
@@ -100,13 +106,14 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId, clientAddress) => ({
+    context: (viewer, requestId, clientAddress, socket) => ({
       viewer,
       requestId,
       clientAddress,
       services,
       loaders: createLoaders(db.dataSource, viewer),
       newLoaders: () => createLoaders(db.dataSource, viewer),
+      socket,
     }),
     metrics,
     presence: ephemeral.presence,
@@ -130,6 +137,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         await limits.close();
         await hubs.close();
         await activity.stop();
+        await sessions.close();
         await pubsub.close();
         await db.close();
       })();

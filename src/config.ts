@@ -19,8 +19,12 @@ export interface Config {
   redisUrl?: string;
   /** Token signing key (HS256). Generated once into `dataDir` when unset outside production. */
   jwtSecret: string;
-  /** Token lifetime in seconds. Default 7 days. */
+  /** Access token lifetime in seconds. Default 900 (15 minutes); `refreshSession` renews it. */
   jwtTtlSeconds: number;
+  /** Refresh token lifetime in seconds (each refresh starts a new one). Default 30 days. */
+  refreshTokenTtlSeconds: number;
+  /** How often open WebSockets' sessions are checked against the database, in ms. Default 15000. */
+  sessionSweepMs: number;
   /** Key for the OpenAI-compatible endpoint; unset disables the assistant. */
   openaiApiKey?: string;
   /** Base URL of the OpenAI-compatible endpoint; unset uses the SDK's default. */
@@ -109,7 +113,9 @@ const envSchema = z.object({
   DATA_DIR: z.string().min(1).default('./.data'),
   REDIS_URL: z.string().url().optional(),
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  JWT_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 7),
+  JWT_TTL_SECONDS: int(1, 60 * 60 * 24 * 365).default(900),
+  REFRESH_TOKEN_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 30),
+  SESSION_SWEEP_MS: int(100, 600_000).default(15_000),
   OPENAI_API_KEY: z.string().min(1).optional(),
   OPENAI_BASE_URL: z.string().url().optional(),
   OPENAI_MODEL: z.string().min(1).default('gpt-4o-mini'),
@@ -190,6 +196,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: e.REDIS_URL,
     jwtSecret: e.JWT_SECRET ?? readOrCreateSecret(dataDir),
     jwtTtlSeconds: e.JWT_TTL_SECONDS,
+    refreshTokenTtlSeconds: e.REFRESH_TOKEN_TTL_SECONDS,
+    sessionSweepMs: e.SESSION_SWEEP_MS,
     openaiApiKey: e.OPENAI_API_KEY,
     openaiBaseUrl: e.OPENAI_BASE_URL,
     openaiModel: e.OPENAI_MODEL,

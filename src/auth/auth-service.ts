@@ -5,18 +5,17 @@ import { conflict, unauthenticated } from '../errors';
 import { isUniqueViolation } from '../db/errors';
 import { parseInput, logInInput, signUpInput } from '../validation';
 import type { RateLimit } from '../rate-limit';
-import type { TokenService, Viewer } from './tokens';
+import type { SessionService, SessionTokens } from './sessions';
+import type { Viewer } from './tokens';
 
 /** argon2id with the library's recommended cost (m=19 MiB, t=2, p=1). */
 const ARGON2 = { algorithm: 2 /* Argon2id */, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const;
 
-export interface AuthResult {
-  token: string;
-  expiresAt: Date;
+export interface AuthResult extends SessionTokens {
   user: UserEntity;
 }
 
-/** Accounts: sign-up, log-in and the current user. */
+/** Accounts: sign-up, log-in (each starts a session) and the current user. */
 export class AuthService {
   /** Verified against for unknown usernames, so a miss costs as long as a wrong password. */
   private readonly decoyHash: Promise<string>;
@@ -27,7 +26,7 @@ export class AuthService {
    */
   constructor(
     private readonly db: DataSource,
-    private readonly tokens: TokenService,
+    private readonly sessions: SessionService,
     private readonly logInAttempts: RateLimit,
   ) {
     this.decoyHash = hash('decoy-password-for-timing', ARGON2);
@@ -38,13 +37,15 @@ export class AuthService {
     const input = parseInput(signUpInput, raw);
     const passwordHash = await hash(input.password, ARGON2);
     try {
-      const user = await this.db.getRepository(UserEntity).save({
-        username: input.username,
-        displayName: input.displayName ?? input.username,
-        passwordHash,
-        isAssistant: false,
+      return await this.db.transaction(async (m) => {
+        const user = await m.getRepository(UserEntity).save({
+          username: input.username,
+          displayName: input.displayName ?? input.username,
+          passwordHash,
+          isAssistant: false,
+        });
+        return { ...(await this.sessions.create(user.id, m)), user: stripHash(user) };
       });
-      return { ...this.tokens.issue(user.id), user: stripHash(user) };
     } catch (err) {
       if (isUniqueViolation(err)) throw conflict('That username is taken', 'username');
       throw err;
@@ -65,7 +66,7 @@ export class AuthService {
     const ok = await verify(user?.passwordHash ?? (await this.decoyHash), input.password).catch(() => false);
     if (!user || !user.passwordHash || !ok) throw unauthenticated('Wrong username or password');
     await this.logInAttempts.reset(key);
-    return { ...this.tokens.issue(user.id), user: stripHash(user) };
+    return { ...(await this.sessions.create(user.id)), user: stripHash(user) };
   }
 
   /** The viewer's user, or null when signed out (or the account is gone). */

@@ -1,17 +1,25 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 
-/** The signed-in user a request acts for. */
+/** The signed-in user a request acts for, in one session. */
 export interface Viewer {
   id: string;
-  /** When the token expires (ms since the epoch). */
+  /** The session the access token belongs to (revoked by `logOut` or a reused refresh token). */
+  sessionId: string;
+  /** When the access token expires (ms since the epoch). */
   expiresAt?: number;
 }
+
+/** Why a token was refused: `expired` is worth a refresh, `invalid` is not. */
+export type TokenRefusal = 'expired' | 'invalid';
 
 const ALGORITHM = 'HS256' as const;
 const ISSUER = 'chat-api';
 
-/** Signs and verifies session tokens: HS256 only (pinned on both sides), with an issuer and an expiry. */
+/**
+ * Signs and verifies access tokens: HS256 only (pinned on both sides), with an issuer, an expiry
+ * and the session id (`sid`). A token without a session is refused: it could not be revoked.
+ */
 export class TokenService {
   /** A key object, made once: given a string, jsonwebtoken first tries it as a PEM key on every call. */
   private readonly secret: KeyObject;
@@ -20,26 +28,33 @@ export class TokenService {
     this.secret = createSecretKey(Buffer.from(secret, 'utf8'));
   }
 
-  /** A token for the user and the moment it expires. */
-  issue(userId: string): { token: string; expiresAt: Date } {
-    const token = jwt.sign({}, this.secret, {
+  /** An access token for the user in `sessionId`, and the moment it expires. */
+  issue(userId: string, sessionId: string): { token: string; expiresAt: Date } {
+    const token = jwt.sign({ sid: sessionId }, this.secret, {
       algorithm: ALGORITHM,
       issuer: ISSUER,
       subject: userId,
       expiresIn: this.ttlSeconds,
+      jwtid: randomUUID(), // two tokens of one session issued in the same second still differ
     });
     const { exp } = jwt.decode(token) as { exp: number };
     return { token, expiresAt: new Date(exp * 1000) };
   }
 
-  /** The viewer of a valid token; null for anything else (expired, forged, another algorithm). */
+  /** The viewer of a valid token; null for anything else (expired, forged, another algorithm, no session). */
   verify(token: string): Viewer | null {
+    const result = this.check(token);
+    return 'viewer' in result ? result.viewer : null;
+  }
+
+  /** The viewer of a valid token, or why it was refused. */
+  check(token: string): { viewer: Viewer } | { refused: TokenRefusal } {
     try {
       const claims = jwt.verify(token, this.secret, { algorithms: [ALGORITHM], issuer: ISSUER });
-      if (typeof claims !== 'object' || typeof claims.sub !== 'string') return null;
-      return { id: claims.sub, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined };
-    } catch {
-      return null;
+      if (typeof claims !== 'object' || typeof claims.sub !== 'string' || typeof claims.sid !== 'string') return { refused: 'invalid' };
+      return { viewer: { id: claims.sub, sessionId: claims.sid, expiresAt: typeof claims.exp === 'number' ? claims.exp * 1000 : undefined } };
+    } catch (err) {
+      return { refused: err instanceof jwt.TokenExpiredError ? 'expired' : 'invalid' };
     }
   }
 
@@ -48,9 +63,15 @@ export class TokenService {
    * that does not hold a valid token.
    */
   fromAuthorization(header: unknown): Viewer | null | undefined {
+    const result = this.checkAuthorization(header);
+    return result === undefined ? undefined : 'viewer' in result ? result.viewer : null;
+  }
+
+  /** Like `fromAuthorization`, saying why a header was refused. */
+  checkAuthorization(header: unknown): { viewer: Viewer } | { refused: TokenRefusal } | undefined {
     if (header === undefined || header === null || header === '') return undefined;
-    if (typeof header !== 'string') return null;
+    if (typeof header !== 'string') return { refused: 'invalid' };
     const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    return match ? this.verify(match[1]) : null;
+    return match ? this.check(match[1]) : { refused: 'invalid' };
   }
 }

@@ -2,6 +2,7 @@ import DataLoader from 'dataloader';
 import { In, type DataSource } from 'typeorm';
 import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
+import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
@@ -16,6 +17,7 @@ import type { PresenceService, TypingService } from '../presence';
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
   auth: AuthService;
+  sessions: SessionService;
   rooms: RoomService;
   members: MembershipService;
   directory: DirectoryService;
@@ -68,6 +70,8 @@ export interface GraphQLContext {
   loaders: Loaders;
   /** Loaders with an empty cache, for each event of a subscription (so it shows what is current). */
   newLoaders(): Loaders;
+  /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
+  socket?: SocketAuth;
 }
 
 /** Fresh loaders for one operation of `viewer`. */

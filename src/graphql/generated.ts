@@ -44,12 +44,14 @@ export type AssistantDelta = {
   text: Scalars['String']['output'];
 };
 
-/** A signed session token and the user it belongs to. */
+/** A session's tokens and the user it belongs to: a short-lived access token and a refresh token that renews it. */
 export type AuthPayload = {
   __typename?: 'AuthPayload';
-  /** When the token stops being accepted; log in again after it. */
+  /** When the access token stops being accepted (`JWT_TTL_SECONDS` after it was issued); call `refreshSession` before then. */
   expiresAt: Scalars['DateTime']['output'];
-  /** Send as `Authorization: Bearer <token>` over HTTP, or `{ "authorization": "Bearer <token>" }` in `connection_init` over WebSocket. */
+  /** A long-lived secret for `refreshSession`, usable once: each refresh returns the next one. Store it like a password; presenting a used one again ends the session. */
+  refreshToken: Scalars['String']['output'];
+  /** The access token. Send as `Authorization: Bearer <token>` over HTTP, or `{ "authorization": "Bearer <token>" }` in `connection_init` over WebSocket. */
   token: Scalars['String']['output'];
   /** The signed-in user. */
   user: User;
@@ -241,10 +243,14 @@ export type Mutation = {
   leaveRoom: Scalars['Boolean']['output'];
   /** Signs in. A wrong username or password is `UNAUTHENTICATED` (the same answer for both). */
   logIn: AuthPayload;
+  /** Ends the viewer's session on every instance: its access and refresh tokens stop working and its WebSockets close with 4403. `UNAUTHENTICATED` without a valid token. */
+  logOut: Scalars['Boolean']['output'];
   /** The viewer has read the room up to this message: `lastReadSeq` moves to it, never back (an older cursor changes nothing), and `unreadCount` follows. */
   markRead: Room;
   /** The viewer's DIRECT room with another user: created the first time, the same room every later time, also when both open it at once. Not with oneself or the assistant (`BAD_USER_INPUT`); an unknown user is `NOT_FOUND`. */
   openDirectRoom: Room;
+  /** Renews a session: a new access token and a new refresh token; the one given stops working. A refresh token that was already used ends the whole session (it was copied), and an unknown, expired or ended one is `UNAUTHENTICATED`. Sent over a WebSocket of the same session, it also renews that socket: it stays open past the old token's expiry, its subscriptions untouched. */
+  refreshSession: AuthPayload;
   /** The room's OWNER or an ADMIN removes a MEMBER (only the OWNER removes an ADMIN; the OWNER cannot be removed: `CONFLICT`). That user's live subscriptions to the room end with `FORBIDDEN` on every instance. A user who is not a member is `NOT_FOUND`. */
   removeMember: Room;
   /** Removes the viewer's reaction; removing one that is not there changes nothing. */
@@ -324,6 +330,12 @@ export type MutationLogInArgs = {
 
 
 /** The root of every write: accounts, rooms and messages. */
+export type MutationLogOutArgs = {
+  allSessions?: InputMaybe<Scalars['Boolean']['input']>;
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
 export type MutationMarkReadArgs = {
   cursor: Scalars['String']['input'];
   roomId: Scalars['ID']['input'];
@@ -333,6 +345,12 @@ export type MutationMarkReadArgs = {
 /** The root of every write: accounts, rooms and messages. */
 export type MutationOpenDirectRoomArgs = {
   userId: Scalars['ID']['input'];
+};
+
+
+/** The root of every write: accounts, rooms and messages. */
+export type MutationRefreshSessionArgs = {
+  refreshToken: Scalars['String']['input'];
 };
 
 
@@ -876,6 +894,7 @@ export type AssistantDeltaResolvers<ContextType = GraphQLContext, ParentType ext
 
 export type AuthPayloadResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['AuthPayload'] = ResolversParentTypes['AuthPayload']> = ResolversObject<{
   expiresAt?: Resolver<ResolversTypes['DateTime'], ParentType, ContextType>;
+  refreshToken?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   token?: Resolver<ResolversTypes['String'], ParentType, ContextType>;
   user?: Resolver<ResolversTypes['User'], ParentType, ContextType>;
 }>;
@@ -966,8 +985,10 @@ export type MutationResolvers<ContextType = GraphQLContext, ParentType extends R
   joinRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationJoinRoomArgs, 'roomId'>>;
   leaveRoom?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLeaveRoomArgs, 'roomId'>>;
   logIn?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationLogInArgs, 'input'>>;
+  logOut?: Resolver<ResolversTypes['Boolean'], ParentType, ContextType, RequireFields<MutationLogOutArgs, 'allSessions'>>;
   markRead?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationMarkReadArgs, 'cursor' | 'roomId'>>;
   openDirectRoom?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationOpenDirectRoomArgs, 'userId'>>;
+  refreshSession?: Resolver<ResolversTypes['AuthPayload'], ParentType, ContextType, RequireFields<MutationRefreshSessionArgs, 'refreshToken'>>;
   removeMember?: Resolver<ResolversTypes['Room'], ParentType, ContextType, RequireFields<MutationRemoveMemberArgs, 'roomId' | 'userId'>>;
   removeReaction?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationRemoveReactionArgs, 'input'>>;
   sendMessage?: Resolver<ResolversTypes['Message'], ParentType, ContextType, RequireFields<MutationSendMessageArgs, 'input'>>;

@@ -90,7 +90,7 @@ export async function createHttpServer(deps: TransportDeps) {
     express.json({ limit: MAX_REQUEST_BYTES }),
     expressMiddleware(apollo, {
       context: async ({ req, res }) =>
-        deps.context(deps.tokens.fromAuthorization(req.headers.authorization) ?? null, String(res.getHeader('x-request-id')), deps.clientAddress(req)),
+        deps.context(await deps.sessions.viewerOf(req.headers.authorization), String(res.getHeader('x-request-id')), deps.clientAddress(req)),
     }),
   );
   app.use((_req, res) => {

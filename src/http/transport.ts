@@ -1,4 +1,5 @@
 import type { GraphQLSchema } from 'graphql';
+import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { GraphQLContext } from '../graphql/context';
 import type { OperationRules } from '../graphql/limits';
@@ -36,6 +37,10 @@ export interface TransportDeps {
   /** The parse and validation rules both transports apply (`src/graphql/pipeline.ts`). */
   rules: OperationRules;
   tokens: TokenService;
+  /** Sessions: every request's token is checked against its session (revoked, user deleted). */
+  sessions: SessionService;
+  /** How often open sockets' sessions are checked against the database, in ms. */
+  sessionSweepMs: number;
   log: Logger;
   /** Serve GraphiQL. */
   introspection: boolean;
@@ -47,7 +52,7 @@ export interface TransportDeps {
   drainMs: number;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
-  context(viewer: Viewer | null, requestId: string, clientAddress: string): GraphQLContext;
+  context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth): GraphQLContext;
   metrics: Metrics;
   /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
   presence: { connect(userId: string): () => void };

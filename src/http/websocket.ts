@@ -4,27 +4,27 @@ import type { Duplex } from 'node:stream';
 import { getOperationAST, type DocumentNode } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer } from 'ws';
-import type { Viewer } from '../auth/tokens';
 import { AppError, ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
-import { CloseCode, MAX_REQUEST_BYTES, type TransportDeps } from './transport';
+import { SocketSessions, type SocketExtra } from './socket-sessions';
+import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
 
-type WsExtra = {
-  viewer?: Viewer;
+type WsExtra = Omit<SocketExtra, 'socket'> & {
   /** Ids of this socket's running subscriptions. */
   subscriptionIds?: Set<string>;
 };
 
 /**
  * graphql-ws on `/graphql` of the HTTP server: refuses foreign browser origins and too many
- * sockets per address and per user (`SocketGuard`), authenticates in `connection_init` (4403
- * without a valid token, and when the token expires), admits each operation through the same
+ * sockets per address and per user (`SocketGuard`), authenticates in `connection_init` through
+ * `SocketSessions` (4403 without a valid token and session, when the token expires unrenewed, and
+ * when the session is revoked), admits each operation through the same
  * pipeline as HTTP (`prepareOperation`: a bad one gets an `error` message with HTTP's code and
  * the socket stays up), bounds subscriptions per socket, executes subscription events once per
  * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001.
@@ -49,25 +49,16 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   };
   httpServer.on('upgrade', upgrade);
 
+  const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
   const cleanup = useServer<Record<string, unknown>, WsExtra>(
     {
       schema: deps.schema,
       subscribe: subscribeShared,
-      onConnect: (ctx) => {
-        const params = ctx.connectionParams ?? {};
-        // `{ authorization }` as API.md says (Apollo Client); also `{ headers: { Authorization } }` (graphql-tools executors).
-        const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
-        const viewer = deps.tokens.fromAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
-        if (!viewer) return false; // graphql-ws closes with 4403 Forbidden
+      onConnect: async (ctx) => {
+        if (!(await socketSessions.connect(ctx.connectionParams, ctx.extra))) return false; // closed 4403 (or 1013)
+        const viewer = ctx.extra.viewer!;
         if (!guard.admitUser(ctx.extra.socket, viewer.id)) return false; // already closed with 4429
-        ctx.extra.viewer = viewer;
         ctx.extra.socket.once('close', deps.presence.connect(viewer.id));
-        if (viewer.expiresAt) {
-          // A socket lives no longer than its token: the client reconnects with a fresh one.
-          const timer = setTimeout(() => ctx.extra.socket.close(CloseCode.Forbidden, 'Token expired'), Math.min(viewer.expiresAt - Date.now(), 2 ** 31 - 1));
-          timer.unref();
-          ctx.extra.socket.once('close', () => clearTimeout(timer));
-        }
         return true;
       },
       onSubscribe: (ctx, id, payload) => {
@@ -85,7 +76,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       onComplete: (ctx, id) => {
         ctx.extra.subscriptionIds?.delete(id);
       },
-      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID(), deps.clientAddress(ctx.extra.request)),
+      context: (ctx) => deps.context(ctx.extra.viewer ?? null, randomUUID(), deps.clientAddress(ctx.extra.request), ctx.extra.auth),
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors
           ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
@@ -104,6 +95,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     dispose: async () => {
       httpServer.off('upgrade', upgrade);
       guard.close();
+      socketSessions.dispose();
       await cleanup.dispose();
     },
   };

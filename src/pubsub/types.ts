@@ -42,6 +42,8 @@ export const assistantControlTopic: Topic<AssistantControl> = { name: 'assistant
 export const userTopic = (userId: string): Topic<UserSignal> => ({ name: `user:${userId}` });
 /** Every new message of every room, once per instance (see `src/chat/activity-router.ts`). */
 export const activityTopic: Topic<Activity> = { name: 'activity' };
+/** A session was revoked (logOut, a reused refresh token): every instance closes its sockets. */
+export const sessionRevokedTopic: Topic<{ sessionId: string }> = { name: 'session:revoked' };
 
 /**
  * The small interface behind which Redis and the in-memory bus sit. Delivery is at most once:

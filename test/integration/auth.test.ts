@@ -51,6 +51,9 @@ function expectBadInput(result: GqlResult, field: string) {
   expect(result.data ?? null).toBeNull();
 }
 
+/** The session id inside an access token. */
+const sessionOf = (token: string) => (jwt.decode(token) as { sid: string }).sid;
+
 const b64url = (value: object) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
 /** A JWT assembled by hand, so the header can say anything (alg none, HS512 …). */
@@ -82,9 +85,9 @@ describe('signUp', () => {
     expect(decoded.payload).toMatchObject({ iss: 'chat-api', sub: user.id });
     expect(new Date(expiresAt).getTime()).toBe(decoded.payload.exp! * 1000);
     expect(new Date(expiresAt).toISOString()).toBe(expiresAt); // an ISO 8601 UTC string
-    // The default lifetime is 7 days.
-    expect(decoded.payload.exp! - decoded.payload.iat!).toBe(7 * 24 * 3600);
-    expect(decoded.payload.exp!).toBeGreaterThanOrEqual(before + 7 * 24 * 3600);
+    // The default lifetime of an access token is 15 minutes (refreshSession renews it).
+    expect(decoded.payload.exp! - decoded.payload.iat!).toBe(900);
+    expect(decoded.payload.exp!).toBeGreaterThanOrEqual(before + 900);
   });
 
   it('returns a token that works for me', async () => {
@@ -279,51 +282,59 @@ describe('me and tokens', () => {
     expect(result.data.me).toBeNull();
   });
 
-  it('accepts a token signed by hand with the server secret, HS256 and issuer chat-api (the control for the cases below)', async () => {
-    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 });
+  it('accepts a token signed by hand with the server secret, HS256, issuer chat-api and a live session (the control for the cases below)', async () => {
+    const sid = sessionOf(ada.token);
+    const token = jwt.sign({ sid }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 });
     expect((await must(url, ME, {}, token)).me.id).toBe(ada.id);
-    const manual = handMadeToken({ alg: 'HS256', typ: 'JWT' }, { sub: ada.id, iss: 'chat-api', iat: now(), exp: now() + 60 }, (input) =>
+    const manual = handMadeToken({ alg: 'HS256', typ: 'JWT' }, { sub: ada.id, sid, iss: 'chat-api', iat: now(), exp: now() + 60 }, (input) =>
       createHmac('sha256', TEST_SECRET).update(input).digest('base64url'),
     );
     expect((await must(url, ME, {}, manual)).me.id).toBe(ada.id);
   });
 
   it('answers me with null for a valid token of an account that does not exist', async () => {
-    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: '00000000-0000-4000-8000-000000000000', expiresIn: 60 });
+    const token = jwt.sign({ sid: sessionOf(ada.token) }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: '00000000-0000-4000-8000-000000000000', expiresIn: 60 });
     const result = await gql(url, ME, {}, token);
     expect(result.errors).toBeUndefined();
     expect(result.data.me).toBeNull();
   });
 
+  it('does not accept a well-signed token without a session, or with a session that is not the user\'s', async () => {
+    await expectRejected(jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 }));
+    await expectRejected(jwt.sign({ sid: '00000000-0000-4000-8000-000000000000' }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 }));
+    const other = await signUp(url, username());
+    await expectRejected(jwt.sign({ sid: sessionOf(other.token) }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 }));
+  });
+
   it('does not accept an expired token', async () => {
-    const token = jwt.sign({ sub: ada.id, iss: 'chat-api', iat: now() - 3600, exp: now() - 60 }, TEST_SECRET, { algorithm: 'HS256' });
+    const token = jwt.sign({ sub: ada.id, sid: sessionOf(ada.token), iss: 'chat-api', iat: now() - 3600, exp: now() - 60 }, TEST_SECRET, { algorithm: 'HS256' });
     await expectRejected(token);
   });
 
   it('does not accept a token with alg none', async () => {
-    const claims = { sub: ada.id, iss: 'chat-api', iat: now(), exp: now() + 3600 };
+    const claims = { sub: ada.id, sid: sessionOf(ada.token), iss: 'chat-api', iat: now(), exp: now() + 3600 };
     await expectRejected(handMadeToken({ alg: 'none', typ: 'JWT' }, claims, () => ''));
     await expectRejected(handMadeToken({ alg: 'NONE', typ: 'JWT' }, claims, () => ''));
   });
 
   it('does not accept a token signed with another secret', async () => {
-    const token = jwt.sign({}, `${TEST_SECRET}-but-another-one`, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 3600 });
+    const token = jwt.sign({ sid: sessionOf(ada.token) }, `${TEST_SECRET}-but-another-one`, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 3600 });
     await expectRejected(token);
   });
 
   it('does not accept a token signed with HS512, even with the server secret', async () => {
-    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS512', issuer: 'chat-api', subject: ada.id, expiresIn: 3600 });
+    const token = jwt.sign({ sid: sessionOf(ada.token) }, TEST_SECRET, { algorithm: 'HS512', issuer: 'chat-api', subject: ada.id, expiresIn: 3600 });
     await expectRejected(token);
   });
 
   it('does not accept a token of another issuer or without one', async () => {
-    await expectRejected(jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'someone-else', subject: ada.id, expiresIn: 3600 }));
-    await expectRejected(jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', subject: ada.id, expiresIn: 3600 }));
+    await expectRejected(jwt.sign({ sid: sessionOf(ada.token) }, TEST_SECRET, { algorithm: 'HS256', issuer: 'someone-else', subject: ada.id, expiresIn: 3600 }));
+    await expectRejected(jwt.sign({ sid: sessionOf(ada.token) }, TEST_SECRET, { algorithm: 'HS256', subject: ada.id, expiresIn: 3600 }));
   });
 
   it('does not accept a tampered token', async () => {
     const [header, , signature] = ada.token.split('.');
-    const forged = `${header}.${b64url({ sub: '00000000-0000-4000-8000-000000000000', iss: 'chat-api', exp: now() + 3600 })}.${signature}`;
+    const forged = `${header}.${b64url({ sub: '00000000-0000-4000-8000-000000000000', sid: sessionOf(ada.token), iss: 'chat-api', exp: now() + 3600 })}.${signature}`;
     await expectRejected(forged);
     await expectRejected('not.a.jwt');
   });

@@ -4,11 +4,10 @@
 // UPDATE_AUTHORIZATION_DOC=1 to rewrite it) or when an operation of the schema has no row.
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { TokenService } from '../../src/auth/tokens';
 import { UserEntity } from '../../src/db/entities';
 import { createSchema } from '../../src/graphql/schema';
 import { FakeOpenAI } from '../support/fake-openai';
-import { gql, must, send, signUp, startServer, TEST_SECRET, unique, waitFor, type TestServer, type TestUser } from '../support/harness';
+import { gql, must, send, signUp, startServer, unique, waitFor, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
 const DOC = path.resolve(__dirname, '../../docs/authorization.md');
@@ -67,6 +66,9 @@ const OPERATIONS: Operation[] = [
   { field: 'myEvents', kind: 'subscription', document: 'subscription { myEvents { __typename } }', variables: () => ({}) },
   { field: 'messageAdded', kind: 'subscription', document: 'subscription($r: ID!) { messageAdded(roomId: $r) { id } }', variables: (s) => ({ r: s.roomId }), changes: true },
   { field: 'roomEvents', kind: 'subscription', document: 'subscription($r: ID!) { roomEvents(roomId: $r) { __typename } }', variables: (s) => ({ r: s.roomId }), changes: true },
+  { field: 'refreshSession', kind: 'mutation', document: 'mutation { refreshSession(refreshToken: "not.a-token") { token } }', variables: () => ({}), note: 'a malformed refresh token' },
+  // Last: it ends the session of the token it is sent with.
+  { field: 'logOut', kind: 'mutation', document: 'mutation { logOut }', variables: () => ({}) },
 ];
 
 let server: TestServer;
@@ -77,7 +79,7 @@ beforeAll(async () => {
   await fake.start();
   server = await startServer({ OPENAI_API_KEY: 'sk-test-matrix', OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'fake', ASSISTANT_MAX_STREAMING_PER_USER: '100', ASSISTANT_STALL_TIMEOUT_MS: '1000', ASSISTANT_ASKS_PER_MINUTE: '1000' });
   const assistant = await server.app.db.dataSource.getRepository(UserEntity).findOneByOrFail({ isAssistant: true });
-  assistantToken = new TokenService(TEST_SECRET, 3600).issue(assistant.id).token;
+  assistantToken = (await server.app.services.sessions.create(assistant.id)).token; // what only someone holding the signing secret could make
   const [owner, member, admin, removed, other, outsider] = await Promise.all(Array.from({ length: 6 }, () => signUp(server.url)));
   people = { owner, member, admin, removed, other, outsider };
 });

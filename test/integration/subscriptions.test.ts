@@ -122,7 +122,8 @@ describe('token expiry', () => {
   it('closes a WebSocket with 4403 when its token expires', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
-    const token = jwt.sign({}, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 2 });
+    const { sid } = jwt.decode(ada.token) as { sid: string };
+    const token = jwt.sign({ sid }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 2 });
     const client = wsClient(server.wsUrl, { authorization: `Bearer ${token}` });
     const sub = collect(client, MESSAGE_ADDED, { roomId });
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);

@@ -164,16 +164,16 @@ describe('TypingService', () => {
     const { clock, calls, pubsub, db, typing } = setUp([ada]);
     const seen = await recordSignals(pubsub, [ROOM]);
     try {
-      await Promise.all([1, 2, 3].map(() => typing.set({ id: ada }, ROOM, true))); // concurrent repeats share one answer
+      await Promise.all([1, 2, 3].map(() => typing.set({ id: ada, sessionId: 's' }, ROOM, true))); // concurrent repeats share one answer
       for (let i = 0; i < 5; i++) {
         clock.advance(150);
-        expect(await typing.set({ id: ada }, ROOM, true)).toBe(true);
+        expect(await typing.set({ id: ada, sessionId: 's' }, ROOM, true)).toBe(true);
       }
       expect({ lookups: db.lookups, calls }).toEqual({ lookups: 1, calls: ['startTyping'] });
       clock.advance(1000); // past the window: one refresh reaches the store, and emits nothing new
-      await typing.set({ id: ada }, ROOM, true);
+      await typing.set({ id: ada, sessionId: 's' }, ROOM, true);
       expect({ lookups: db.lookups, calls }).toEqual({ lookups: 2, calls: ['startTyping', 'startTyping'] });
-      await typing.set({ id: ada }, ROOM, false);
+      await typing.set({ id: ada, sessionId: 's' }, ROOM, false);
       expect(seen).toEqual([
         { kind: 'typing', room: ROOM, userId: ada, typing: true },
         { kind: 'typing', room: ROOM, userId: ada, typing: false },
@@ -189,7 +189,7 @@ describe('TypingService', () => {
     try {
       for (const [viewer, room] of [[eve, ROOM], [ada, 'not-a-room'], [ada, OTHER_ROOM]] as const) {
         for (const value of [true, false]) {
-          await expect(typing.set({ id: viewer }, room, value)).rejects.toMatchObject({ extensions: { code: 'FORBIDDEN' } });
+          await expect(typing.set({ id: viewer, sessionId: 's' }, room, value)).rejects.toMatchObject({ extensions: { code: 'FORBIDDEN' } });
         }
       }
       await expect(typing.set(null, ROOM, true)).rejects.toMatchObject({ extensions: { code: 'UNAUTHENTICATED' } });
@@ -206,7 +206,7 @@ describe('TypingService', () => {
     store.startTyping = () => Promise.reject(new Error('connection refused'));
     const typing = new TypingService({ db: fakeDb(new Map([[ROOM, [ada]]])), store, pubsub: new MemoryPubSub(), log, ttlMs, now: clock.now });
     try {
-      await expect(typing.set({ id: ada }, ROOM, true)).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+      await expect(typing.set({ id: ada, sessionId: 's' }, ROOM, true)).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
     } finally {
       typing.close();
     }

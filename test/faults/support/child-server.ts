@@ -41,10 +41,10 @@ process.once('exit', () => {
 /**
  * Spawns the server with PORT (free), HOST, DATABASE_URL, REDIS_URL, JWT_SECRET (the harness's, so
  * tokens from any instance work), LOG_LEVEL=warn and NODE_ENV=production (as deployed: the
- * process owns its signals), plus `env`. Does not wait: call `ready()`.
+ * process owns its signals), plus `env` (with `PORT`, on that port). Does not wait: call `ready()`.
  */
 export async function spawnServer(name: string, env: Record<string, string>): Promise<ChildServer> {
-  const port = await freePort();
+  const port = env.PORT ? Number(env.PORT) : await freePort(); // a given PORT restarts a server in its place
   const { NODE_OPTIONS: _jestFlags, ...inherited } = process.env;
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-child-'));
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {

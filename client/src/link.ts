@@ -1,0 +1,112 @@
+import { ApolloLink, HttpLink } from '@apollo/client';
+import { isSubscriptionOperation } from '@apollo/client/utilities';
+import type { FormattedExecutionResult } from 'graphql';
+import { Observable } from 'rxjs';
+import type { RetryOptions } from './backoff';
+import { SessionEndedError, hasUnauthenticated, unauthenticated } from './errors';
+import { SessionKeeper, type Session, type SessionSource } from './session';
+import { createSocket } from './socket';
+import { subscribe } from './subscription';
+
+/** Options of `createChatLink` (README, "Connect from Apollo Client"). */
+export interface ChatLinkOptions {
+  /** `https://…/graphql`: queries and mutations. */
+  httpUrl: string;
+  /** `wss://…/graphql`: subscriptions (and in-band session refreshes while the socket is open); a function is asked at each connect. */
+  wsUrl: string | (() => string | Promise<string>);
+  /** The session from `signUp`/`logIn`, or a function that reads it (e.g. from storage); null when signed out. */
+  session: SessionSource;
+  /** A WebSocket implementation, e.g. the `ws` package under Node.js; the browser's `WebSocket` by default. */
+  webSocketImpl?: unknown;
+  /** Told after each refresh, to store the new tokens (the old refresh token no longer works). */
+  onSessionChange?: (session: Session) => void;
+  /** Told once when the server refuses or revokes the session (log in again). */
+  onSessionEnd?: (reason: string) => void;
+  /** Backoff between reconnects. Default: from 250 ms doubling to 10 s, with jitter. */
+  retry?: RetryOptions;
+  /** `fetch` for HTTP; the global one by default. */
+  fetch?: typeof fetch;
+  /** How often the socket is pinged; a missing pong within half of it drops and reconnects the socket (ms). Default 10000. */
+  keepAliveMs?: number;
+}
+
+/** The link, with what an application may need besides: the session now, a new session, and disposal. */
+export interface ChatLink extends ApolloLink {
+  /** The current session (null when signed out). */
+  session(): Promise<Session | null>;
+  /** Replaces the session, e.g. after `logIn`; null signs out (subscriptions then end UNAUTHENTICATED). */
+  setSession(session: Session | null): void;
+  /** Closes the WebSocket and stops refreshing. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * An Apollo Link for this API: queries and mutations over HTTP with the current access token,
+ * subscriptions over graphql-ws. `roomEvents` and `messageAdded` survive any reconnect: each is
+ * re-subscribed with `after` = the cursor of the last event the application received, anything at
+ * or below it is dropped, and reconnecting goes on (backoff with jitter) through 1001, 1006, 1011,
+ * 1012, 1013 and a refused connection. The session is refreshed in-band before it expires (over
+ * the open socket, which renews it in place, else over HTTP). A refused or revoked session reaches
+ * the application at once as an `UNAUTHENTICATED` error, never after retries.
+ */
+export function createChatLink(options: ChatLinkOptions): ChatLink {
+  const fetchImpl = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
+  const keeper = new SessionKeeper(options.session, {
+    httpUrl: options.httpUrl,
+    fetch: fetchImpl,
+    onSessionChange: options.onSessionChange,
+    onSessionEnd: (reason) => {
+      for (const end of active) end(reason);
+      options.onSessionEnd?.(reason);
+    },
+  });
+  /** Ends every running subscription with UNAUTHENTICATED (called when the session ends). */
+  const active = new Set<(reason: string) => void>();
+  /** Completes every running subscription (called on dispose). */
+  const running = new Set<() => void>();
+  const ws = createSocket(options, keeper);
+  keeper.socketRefresh = ws.refresh;
+
+  const http = new ApolloLink((operation, forward) =>
+    new Observable<ApolloLink.Result>((observer) => {
+      let inner: { unsubscribe(): void } | undefined;
+      let cancelled = false;
+      keeper.token().then(
+        (token) => {
+          if (cancelled) return;
+          if (token) operation.setContext(({ headers }: { headers?: Record<string, string> }) => ({ headers: { ...headers, authorization: `Bearer ${token}` } }));
+          inner = forward(operation).subscribe({
+            next: (result) => {
+              // A token refused mid-session (revoked elsewhere, account deleted): find out whether the session stands.
+              if (token && hasUnauthenticated((result as FormattedExecutionResult).errors)) keeper.refresh().catch(() => undefined);
+              observer.next(result);
+            },
+            error: (err) => observer.error(err),
+            complete: () => observer.complete(),
+          });
+        },
+        (err: unknown) => observer.error(err instanceof SessionEndedError ? unauthenticated(err.message) : err),
+      );
+      return () => {
+        cancelled = true;
+        inner?.unsubscribe();
+      };
+    }),
+  ).concat(new HttpLink({ uri: options.httpUrl, fetch: fetchImpl }));
+
+  const subscriptions = new ApolloLink((operation) => subscribe(operation, ws.client, keeper, { active, running }, options.retry));
+  const link = ApolloLink.split(({ query }) => isSubscriptionOperation(query), subscriptions, http) as ChatLink;
+  return Object.assign(link, {
+    session: () => keeper.session(),
+    setSession: (session: Session | null) => {
+      keeper.set(session);
+      ws.client.terminate(); // the next connection authenticates as the new session
+    },
+    dispose: async () => {
+      for (const end of [...running]) end(); // no subscription may reconnect a disposed link
+      keeper.dispose();
+      ws.dispose();
+      await ws.client.dispose();
+    },
+  });
+}

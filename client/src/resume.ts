@@ -1,0 +1,113 @@
+import { Kind, parse, visit, type DocumentNode, type FieldNode, type OperationDefinitionNode, type SelectionNode } from 'graphql';
+
+/** The subscriptions the kit resumes after a reconnect. */
+export type ResumableField = 'messageAdded' | 'roomEvents';
+
+/**
+ * Whether `RoomEvent` members carry their own change cursor (`MessageAdded.cursor`,
+ * `MessageUpdated.cursor`: docs/guarantees.md, guarantee 8). Without it the kit resumes `roomEvents` from the
+ * last added message's cursor.
+ */
+const EVENT_CURSORS = true;
+
+/** What the kit adds to a resumable subscription's selection so it can track its position. */
+const EXTRA_SELECTIONS: Record<ResumableField, readonly SelectionNode[]> = {
+  messageAdded: selectionsOf(`{ __typename id seq cursor }`),
+  roomEvents: selectionsOf(`{
+    __typename
+    ... on MessageAdded { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id seq cursor } }
+    ... on MessageUpdated { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id } }
+    ... on AssistantDelta { messageId index }
+  }`),
+};
+
+function selectionsOf(source: string): readonly SelectionNode[] {
+  const operation = parse(source).definitions[0] as OperationDefinitionNode;
+  return operation.selectionSet.selections;
+}
+
+/** The resumable root field of a subscription document and its response key, if it has one. */
+export function resumableFieldOf(document: DocumentNode): { field: ResumableField; key: string } | undefined {
+  const operation = document.definitions.find((d): d is OperationDefinitionNode => d.kind === Kind.OPERATION_DEFINITION);
+  if (operation?.operation !== 'subscription') return undefined;
+  const roots = operation.selectionSet.selections.filter((s): s is FieldNode => s.kind === Kind.FIELD);
+  const root = roots.find((f) => f.name.value === 'messageAdded' || f.name.value === 'roomEvents');
+  if (!root || roots.length !== 1) return undefined;
+  return { field: root.name.value as ResumableField, key: root.alias?.value ?? root.name.value };
+}
+
+/** The document with what the kit needs to track the subscription's position added to its root field. */
+export function withResumeSelections(document: DocumentNode, field: ResumableField): DocumentNode {
+  return visit(document, {
+    OperationDefinition(operation) {
+      return {
+        ...operation,
+        selectionSet: {
+          ...operation.selectionSet,
+          selections: operation.selectionSet.selections.map((s) =>
+            s.kind === Kind.FIELD && s.name.value === field && s.selectionSet
+              ? { ...s, selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, ...EXTRA_SELECTIONS[field]] } }
+              : s,
+          ),
+        },
+      };
+    },
+  });
+}
+
+/** A cursor's position in the room's order, when the kit can read it (opaque to applications). */
+function positionOf(cursor: string): { kind: string; n: number } | undefined {
+  try {
+    const text = atob(cursor.replace(/-/g, '+').replace(/_/g, '/').padEnd(cursor.length + ((4 - (cursor.length % 4)) % 4), '='));
+    // `m1:<room>:<seq>` for a message, `e1:<room>:<change>:…` for an event: the third part orders them.
+    const [kind, , position] = text.split(':');
+    const n = Number(position);
+    return position !== undefined && /^\d+$/.test(position) && Number.isSafeInteger(n) ? { kind, n } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+type Event = { __typename?: string; cursor?: string; seq?: number; message?: { cursor?: string; seq?: number }; messageId?: string; index?: number };
+
+/**
+ * The position of one resumable subscription: the cursor of the last event the application
+ * received, which becomes `after` on every re-subscribe, and the filter that drops anything at or
+ * below it (by `seq` for `messageAdded`, by the change number for `roomEvents`; a set of seen
+ * cursors where a cursor cannot be read), and repeated assistant deltas.
+ */
+export class ResumeTracker {
+  /** The cursor to resume after; undefined until the first event (then the caller's `after` stands). */
+  cursor?: string;
+  private last?: { kind: string; n: number };
+  private readonly seen = new Set<string>();
+  private readonly deltas = new Set<string>();
+
+  constructor(private readonly field: ResumableField, private readonly key: string) {}
+
+  /** Whether to deliver this result; updates the position when it does. */
+  accept(data: Record<string, unknown> | null | undefined): boolean {
+    const event = data?.[this.key] as Event | undefined;
+    if (!event) return true; // an error result: the application decides
+    if (event.__typename === 'AssistantDelta') {
+      const id = `${event.messageId}:${event.index}`;
+      if (this.deltas.has(id)) return false;
+      this.deltas.add(id);
+      if (this.deltas.size > 10_000) this.deltas.clear(); // deltas are ephemeral: only a reconnect's overlap matters
+      return true;
+    }
+    const cursor = this.field === 'messageAdded' ? event.cursor : (event.cursor ?? (event.__typename === 'MessageAdded' ? event.message?.cursor : undefined));
+    if (!cursor) return true;
+    const position = positionOf(cursor);
+    if (position && this.last && position.kind === this.last.kind) {
+      if (position.n <= this.last.n) return false;
+    } else if (this.seen.has(cursor)) {
+      return false;
+    }
+    if (position) this.last = position;
+    this.seen.add(cursor);
+    if (this.seen.size > 10_000) this.seen.clear();
+    this.cursor = cursor;
+    return true;
+  }
+}

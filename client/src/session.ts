@@ -1,0 +1,209 @@
+import { SessionEndedError, hasUnauthenticated } from './errors';
+import type { GraphQLFormattedError } from 'graphql';
+
+/** What `signUp`, `logIn` and `refreshSession` return, as the kit keeps it. */
+export interface Session {
+  /** The access token (`AuthPayload.token`). */
+  token: string;
+  /** The refresh token (`AuthPayload.refreshToken`), usable once. */
+  refreshToken: string;
+  /** When the access token expires (`AuthPayload.expiresAt`); read from the token when absent. */
+  expiresAt?: string;
+}
+
+/** Where a session comes from: a value, or a function read once (e.g. from storage); null means signed out. */
+export type SessionSource = Session | null | (() => Promise<Session | null> | Session | null);
+
+/** Runs `refreshSession` over the open WebSocket; undefined when no socket is open (then HTTP is used). */
+export type SocketRefresh = (refreshToken: string) => Promise<RefreshAnswer> | undefined;
+
+/** The answer to a `refreshSession`: a new session, or the GraphQL errors. */
+export interface RefreshAnswer {
+  data?: { refreshSession?: { token: string; refreshToken: string; expiresAt: string } | null } | null;
+  errors?: readonly GraphQLFormattedError[];
+}
+
+export const REFRESH_SESSION = `mutation RefreshSession($refreshToken: String!) {
+  refreshSession(refreshToken: $refreshToken) { token expiresAt refreshToken }
+}`;
+
+interface KeeperOptions {
+  httpUrl: string;
+  fetch: typeof fetch;
+  onSessionChange?: (session: Session) => void;
+  onSessionEnd?: (reason: string) => void;
+}
+
+/** The `exp` and `iat` claims of an access token (seconds), or nothing when it cannot be read. */
+function claimsOf(token: string): { exp?: number; iat?: number } {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '='))) as { exp?: number; iat?: number };
+  } catch {
+    return {};
+  }
+}
+
+/**
+ * Keeps the session: hands out an access token that is valid for a while yet, refreshes it in-band
+ * before it expires (over the open WebSocket, which renews that socket, else over HTTP), one
+ * refresh at a time, and reports each new session through `onSessionChange`. A refused refresh
+ * ends the session: every later use throws `SessionEndedError` and `onSessionEnd` is told once.
+ */
+export class SessionKeeper {
+  private current: Session | null = null;
+  /** When the current access token expires, on this machine's clock (ms). */
+  private expiresAtLocal = 0;
+  /** How long before expiry a refresh starts (ms). */
+  private margin = 0;
+  private loaded?: Promise<void>;
+  private refreshing?: Promise<Session>;
+  private timer?: ReturnType<typeof setTimeout>;
+  private endedReason?: string;
+  /** When the last refresh finished (ms). */
+  private refreshedAt = 0;
+  private disposed = false;
+  /** Set by the link: how to refresh over its WebSocket while one is open. */
+  socketRefresh?: SocketRefresh;
+
+  constructor(private readonly source: SessionSource, private readonly options: KeeperOptions) {}
+
+  /** The reason the session ended, if it has. */
+  get ended(): string | undefined {
+    return this.endedReason;
+  }
+
+  /** The session now (after loading), or null when signed out. */
+  async session(): Promise<Session | null> {
+    await this.load();
+    return this.current;
+  }
+
+  /** Replaces the session (after a logIn, or null after signing out); a new session is live again. */
+  set(session: Session | null, receivedNow = true): void {
+    this.loaded = Promise.resolve();
+    this.endedReason = undefined;
+    this.adopt(session, receivedNow);
+  }
+
+  /**
+   * An access token that stays valid for the refresh margin at least: refreshes first when it
+   * would not. Null when signed out. Throws `SessionEndedError` once the session has ended, and
+   * whatever a failed refresh threw (e.g. the server is unreachable) for the caller to retry.
+   */
+  async token(): Promise<string | null> {
+    await this.load();
+    if (this.endedReason) throw new SessionEndedError(this.endedReason);
+    if (!this.current) return null;
+    if (Date.now() >= this.expiresAtLocal - this.margin) return (await this.refresh()).token;
+    return this.current.token;
+  }
+
+  /** Refreshes now (one refresh at a time: concurrent callers share it). */
+  refresh(): Promise<Session> {
+    this.refreshing ??= this.runRefresh().finally(() => (this.refreshing = undefined));
+    return this.refreshing;
+  }
+
+  /**
+   * After the server closed a socket with `Token expired`: refreshes unless a refresh finished in
+   * the last few seconds (the subscriptions that close ended all ask; one refresh serves them).
+   */
+  renewExpired(): Promise<Session> {
+    if (this.current && Date.now() - this.refreshedAt < 3000) return Promise.resolve(this.current);
+    return this.refresh();
+  }
+
+  /** Ends the session (refused by the server): told once through `onSessionEnd`. */
+  end(reason: string): void {
+    if (this.endedReason) return;
+    this.endedReason = reason;
+    clearTimeout(this.timer);
+    this.options.onSessionEnd?.(reason);
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    clearTimeout(this.timer);
+  }
+
+  private load(): Promise<void> {
+    this.loaded ??= (async () => {
+      const session = typeof this.source === 'function' ? await this.source() : this.source;
+      if (!this.current) this.adopt(session ?? null, false);
+    })();
+    return this.loaded;
+  }
+
+  private adopt(session: Session | null, receivedNow: boolean): void {
+    clearTimeout(this.timer);
+    this.current = session;
+    if (!session) return;
+    const { exp, iat } = claimsOf(session.token);
+    const serverExpiry = session.expiresAt ? Date.parse(session.expiresAt) : exp ? exp * 1000 : Date.now() + 60_000;
+    // exp and iat are whole seconds: a token issued late in a second has up to 1 s less than exp − iat.
+    const lifetime = exp && iat ? Math.max((exp - iat) * 500, (exp - iat - 1) * 1000) : Math.max(1000, serverExpiry - Date.now());
+    // A token just received lives `lifetime` from now whatever this machine's clock says.
+    this.expiresAtLocal = receivedNow && exp && iat ? Date.now() + lifetime : serverExpiry;
+    this.margin = Math.min(60_000, lifetime / 3) * (1 + Math.random() * 0.2); // jitter: tabs sharing a session rarely refresh together
+    this.schedule(this.expiresAtLocal - this.margin - Date.now());
+  }
+
+  private schedule(inMs: number): void {
+    clearTimeout(this.timer);
+    if (this.disposed || this.endedReason) return;
+    this.timer = setTimeout(() => {
+      this.refresh().catch((err: unknown) => {
+        if (err instanceof SessionEndedError) return;
+        // Unreachable for now: try again soon; a reconnect or request refreshes too.
+        this.schedule(Math.min(5000, Math.max(500, (this.expiresAtLocal - Date.now()) / 4)));
+      });
+    }, Math.max(0, inMs));
+    (this.timer as { unref?: () => void }).unref?.();
+  }
+
+  private async runRefresh(): Promise<Session> {
+    await this.load();
+    if (this.endedReason) throw new SessionEndedError(this.endedReason);
+    let current = this.current;
+    if (!current) throw new SessionEndedError('Not signed in');
+    // Another tab or process sharing the stored session may have refreshed it already: a newer one
+    // in the store is adopted instead of spending a refresh token twice (which revokes the session).
+    if (typeof this.source === 'function') {
+      const stored = await Promise.resolve(this.source()).catch(() => null);
+      if (stored && (claimsOf(stored.token).exp ?? 0) > (claimsOf(current.token).exp ?? 0)) {
+        this.adopt(stored, false);
+        if (Date.now() < this.expiresAtLocal - this.margin) return stored;
+        current = stored;
+      }
+    }
+    const answer = await (this.socketRefresh?.(current.refreshToken) ?? this.refreshOverHttp(current.refreshToken));
+    const next = answer.data?.refreshSession;
+    if (!next) {
+      const refused = hasUnauthenticated(answer.errors) || answer.errors?.some((e) => e.extensions?.code === 'BAD_USER_INPUT');
+      const message = answer.errors?.[0]?.message ?? 'refreshSession answered nothing';
+      if (refused) {
+        this.end(message);
+        throw new SessionEndedError(message);
+      }
+      throw new Error(message);
+    }
+    if (this.current !== current) return this.current!; // replaced meanwhile (set())
+    const session: Session = { token: next.token, refreshToken: next.refreshToken, expiresAt: next.expiresAt };
+    this.adopt(session, true);
+    this.refreshedAt = Date.now();
+    this.options.onSessionChange?.(session);
+    return session;
+  }
+
+  private async refreshOverHttp(refreshToken: string): Promise<RefreshAnswer> {
+    const response = await this.options.fetch(this.options.httpUrl, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
+      body: JSON.stringify({ query: REFRESH_SESSION, operationName: 'RefreshSession', variables: { refreshToken } }),
+    });
+    const body = (await response.json().catch(() => undefined)) as RefreshAnswer | undefined;
+    if (!body || (!body.data && !body.errors)) throw new Error(`refreshSession over HTTP answered ${response.status}`);
+    return body;
+  }
+}

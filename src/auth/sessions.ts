@@ -1,0 +1,185 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { DataSource, EntityManager } from 'typeorm';
+import { UserEntity } from '../db/entities';
+import { badUserInput, unauthenticated } from '../errors';
+import type { Logger } from '../logger';
+import { sessionRevokedTopic, type PubSub } from '../pubsub';
+import type { TokenService, Viewer } from './tokens';
+
+/** What signing in or refreshing hands the client. */
+export interface SessionTokens {
+  token: string;
+  expiresAt: Date;
+  refreshToken: string;
+}
+
+/** An authenticated WebSocket, as the operation running on it sees it: `refreshSession` renews it in place. */
+export interface SocketAuth {
+  readonly sessionId: string;
+  /** Authenticates the socket as `viewer` from now on (a new expiry; its subscriptions untouched). */
+  renew(viewer: Viewer): void;
+}
+
+/** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
+const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
+
+const newSecret = () => randomBytes(32).toString('base64url');
+const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
+
+/**
+ * Sessions: short access tokens carrying a session id, and rotating refresh tokens
+ * (`<session id>.<secret>`) of which the session row keeps only the current secret's sha-256.
+ * `refresh` rotates; presenting any other secret for the session — one already rotated away —
+ * revokes the whole session (theft detection). A revoked or deleted session fails every check at
+ * once (`isLive` reads the database), and `onRevoked` listeners on every instance hear of it
+ * through pub/sub to close its sockets.
+ */
+export class SessionService {
+  private readonly revokedListeners = new Set<(sessionId: string) => void>();
+  private unsubscribe?: () => Promise<void>;
+
+  constructor(
+    private readonly db: DataSource,
+    private readonly tokens: TokenService,
+    private readonly pubsub: PubSub,
+    private readonly log: Logger,
+    private readonly refreshTtlSeconds: number,
+  ) {}
+
+  /** Listens for revocations made on other instances. */
+  async start(): Promise<void> {
+    this.unsubscribe = await this.pubsub.subscribe(sessionRevokedTopic, ({ sessionId }) => this.announce(sessionId));
+  }
+
+  async close(): Promise<void> {
+    this.revokedListeners.clear();
+    await this.unsubscribe?.().catch(() => undefined);
+  }
+
+  /** Calls `listener` with the id of each session revoked here or on another instance. */
+  onRevoked(listener: (sessionId: string) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
+  }
+
+  /** Calls `listener` when revocation signals may have been lost (the pub/sub connection came back). */
+  onSignalsLost(listener: () => void): () => void {
+    return this.pubsub.onReconnect(listener);
+  }
+
+  /** Starts a session for the user (sign-up, log-in), inside the caller's transaction when given. */
+  async create(userId: string, manager: EntityManager = this.db.manager): Promise<SessionTokens> {
+    const secret = newSecret();
+    const [{ id }] = (await manager.query(
+      `INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at) VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id`,
+      [userId, hashOf(secret), this.refreshTtlSeconds],
+    )) as Array<{ id: string }>;
+    return { ...this.tokens.issue(userId, id), refreshToken: `${id}.${secret}` };
+  }
+
+  /**
+   * Rotates a refresh token: a new access token and a new refresh token; the one given stops
+   * working. A token already used revokes its session (and is UNAUTHENTICATED, as are unknown,
+   * expired and revoked ones); two refreshes racing with one token are serialised by the row
+   * lock, so the second counts as reuse. Sent over a WebSocket of the same session, renews that socket.
+   */
+  async refresh(raw: unknown, socket?: SocketAuth): Promise<SessionTokens & { user: UserEntity }> {
+    const { sessionId, secret } = parseRefreshToken(raw);
+    const outcome = await this.db.transaction(async (m) => {
+      const [row] = (await m.query(
+        `SELECT user_id, refresh_hash, refresh_expires_at < now() AS expired, revoked_at FROM sessions WHERE id = $1 FOR UPDATE`,
+        [sessionId],
+      )) as Array<{ user_id: string; refresh_hash: Buffer; expired: boolean; revoked_at: Date | null }>;
+      if (!row || row.revoked_at || row.expired) return { kind: 'refused' as const };
+      if (!timingSafeEqual(Buffer.from(row.refresh_hash), hashOf(secret))) {
+        // Not the session's current secret: one it already rotated away (copied), so end the session.
+        await markRevoked(m, sessionId, 'refresh token reused');
+        return { kind: 'reused' as const, sessionId };
+      }
+      const next = newSecret();
+      await m.query(
+        `UPDATE sessions SET refresh_hash = $2, refresh_expires_at = now() + make_interval(secs => $3), generation = generation + 1, refreshed_at = now() WHERE id = $1`,
+        [sessionId, hashOf(next), this.refreshTtlSeconds],
+      );
+      return { kind: 'rotated' as const, sessionId, userId: row.user_id, refreshToken: `${sessionId}.${next}` };
+    });
+    if (outcome.kind === 'refused') throw unauthenticated('Session ended or refresh token unknown: sign in again');
+    if (outcome.kind === 'reused') {
+      this.log.warn({ sessionId: outcome.sessionId }, 'refresh token reused: session revoked');
+      await this.broadcast(outcome.sessionId);
+      throw unauthenticated('This refresh token was already used: the session is revoked, sign in again');
+    }
+    const access = this.tokens.issue(outcome.userId, outcome.sessionId);
+    const user = await this.db.getRepository(UserEntity).findOneByOrFail({ id: outcome.userId });
+    if (socket?.sessionId === outcome.sessionId) {
+      socket.renew({ id: outcome.userId, sessionId: outcome.sessionId, expiresAt: access.expiresAt.getTime() });
+    }
+    return { ...access, refreshToken: outcome.refreshToken, user };
+  }
+
+  /**
+   * Ends the viewer's session (with `allSessions`, every session of the account) on every
+   * instance: its tokens fail, its sockets close with 4403.
+   */
+  async logOut(viewer: Viewer | null, allSessions = false): Promise<boolean> {
+    if (!viewer) throw unauthenticated();
+    const ended = allSessions
+      ? ((await this.db.query(`UPDATE sessions SET revoked_at = now(), revoked_reason = 'logged out everywhere' WHERE user_id = $1 AND revoked_at IS NULL RETURNING id`, [
+          viewer.id,
+        ])) as [Array<{ id: string }>, number])[0].map((r) => r.id)
+      : [viewer.sessionId];
+    if (!allSessions) await markRevoked(this.db.manager, viewer.sessionId, 'logged out');
+    for (const sessionId of ended) await this.broadcast(sessionId);
+    return true;
+  }
+
+  /**
+   * Whether the viewer's session still stands (not revoked, user not deleted): one primary-key
+   * lookup, made for every HTTP request and WebSocket connection, so a revocation or a deleted
+   * account takes effect on the very next request on every instance.
+   */
+  async isLive(viewer: Viewer): Promise<boolean> {
+    const rows = (await this.db.query(`SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL`, [
+      viewer.sessionId,
+      viewer.id,
+    ])) as unknown[];
+    return rows.length > 0;
+  }
+
+  /** The viewer of an `Authorization` header whose session stands; null for none, a bad token or an ended session. */
+  async viewerOf(header: unknown): Promise<Viewer | null> {
+    const viewer = this.tokens.fromAuthorization(header);
+    return viewer && (await this.isLive(viewer)) ? viewer : null;
+  }
+
+  /** Of `sessionIds`, the ones that no longer stand (one query; for sweeping open sockets). */
+  async ended(sessionIds: string[]): Promise<string[]> {
+    if (!sessionIds.length) return [];
+    const rows = (await this.db.query(`SELECT id FROM sessions WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL`, [sessionIds])) as Array<{ id: string }>;
+    const live = new Set(rows.map((r) => r.id));
+    return sessionIds.filter((id) => !live.has(id));
+  }
+
+  /** Tells this instance's listeners at once, and the others through pub/sub (their sweep covers a lost signal). */
+  private async broadcast(sessionId: string): Promise<void> {
+    this.announce(sessionId);
+    await this.pubsub.publish(sessionRevokedTopic, { sessionId }).catch((err: Error) => {
+      this.log.warn({ err: err.message, sessionId }, 'could not publish a session revocation; other instances close its sockets at their next sweep');
+    });
+  }
+
+  private announce(sessionId: string): void {
+    for (const listener of this.revokedListeners) listener(sessionId);
+  }
+}
+
+async function markRevoked(manager: EntityManager, sessionId: string, reason: string): Promise<void> {
+  await manager.query(`UPDATE sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1 AND revoked_at IS NULL`, [sessionId, reason]);
+}
+
+function parseRefreshToken(raw: unknown): { sessionId: string; secret: string } {
+  if (typeof raw !== 'string' || raw.length === 0) throw badUserInput('refreshToken must not be empty', 'refreshToken');
+  const match = REFRESH_TOKEN.exec(raw);
+  if (!match) throw badUserInput('refreshToken is not a refresh token', 'refreshToken');
+  return { sessionId: match[1].toLowerCase(), secret: match[2] };
+}

@@ -1,0 +1,120 @@
+import type { WebSocket } from 'ws';
+import type { SessionService, SocketAuth } from '../auth/sessions';
+import type { TokenService, Viewer } from '../auth/tokens';
+import type { Logger } from '../logger';
+
+/** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
+export const CLOSE_FORBIDDEN = 4403;
+/** WebSocket close code when the session cannot be checked now (the database is down): retry. */
+const CLOSE_TRY_AGAIN_LATER = 1013;
+
+/** What graphql-ws keeps per socket that this module reads and writes. */
+export interface SocketExtra {
+  socket: WebSocket;
+  viewer?: Viewer;
+  auth?: SocketAuth;
+}
+
+interface Tracked {
+  socket: WebSocket;
+  extra: SocketExtra;
+  timer?: NodeJS.Timeout;
+}
+
+/**
+ * The authentication of graphql-ws sockets: checks the token and its session in `connection_init`
+ * (4403 before `connection_ack` otherwise, with reason `Token expired` when a refresh would help),
+ * closes a socket with 4403 when its token expires, renews it in place when `refreshSession` runs
+ * on it, and closes every socket of a revoked session — told through `SessionService.onRevoked`
+ * (pub/sub from other instances), and checked against the database every `sweepMs` and after a
+ * pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within `sweepMs`.
+ */
+export class SocketSessions {
+  private readonly bySession = new Map<string, Set<Tracked>>();
+  private readonly stopListening: Array<() => void>;
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    private readonly tokens: TokenService,
+    private readonly sessions: SessionService,
+    private readonly log: Logger,
+    sweepMs: number,
+  ) {
+    this.stopListening = [
+      sessions.onRevoked((sessionId) => this.closeSession(sessionId, 'Session ended')),
+      sessions.onSignalsLost(() => void this.sweep()),
+    ];
+    this.sweeper = setInterval(() => void this.sweep(), sweepMs);
+    this.sweeper.unref();
+  }
+
+  /** graphql-ws `onConnect`: true to acknowledge; false (after closing with a reason) to refuse. */
+  async connect(connectionParams: Record<string, unknown> | undefined, extra: SocketExtra): Promise<boolean> {
+    const params = connectionParams ?? {};
+    // `{ authorization }` as the README says (Apollo Client); also `{ headers: { Authorization } }` (graphql-tools executors).
+    const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
+    const checked = this.tokens.checkAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
+    if (!checked || 'refused' in checked) {
+      if (checked?.refused === 'expired') extra.socket.close(CLOSE_FORBIDDEN, 'Token expired');
+      return false; // graphql-ws closes with 4403 Forbidden
+    }
+    const { viewer } = checked;
+    let live: boolean;
+    try {
+      live = await this.sessions.isLive(viewer);
+    } catch (err) {
+      // The database is unreachable: not the client's fault, and nothing internal in the close reason.
+      this.log.warn({ err: (err as Error).message }, 'could not check a session on connect');
+      extra.socket.close(CLOSE_TRY_AGAIN_LATER, 'Try again later');
+      return false;
+    }
+    if (!live) {
+      extra.socket.close(CLOSE_FORBIDDEN, 'Session ended');
+      return false;
+    }
+    if (extra.socket.readyState !== extra.socket.OPEN) return false; // gone while the database answered
+    this.track(viewer, extra);
+    return true;
+  }
+
+  /** Closes every socket of the session on this instance with 4403. */
+  closeSession(sessionId: string, reason: string): void {
+    for (const tracked of this.bySession.get(sessionId) ?? []) tracked.socket.close(CLOSE_FORBIDDEN, reason);
+  }
+
+  /** Closes the sockets whose session no longer stands in the database. */
+  async sweep(): Promise<void> {
+    try {
+      for (const sessionId of await this.sessions.ended([...this.bySession.keys()])) this.closeSession(sessionId, 'Session ended');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not check the sessions of open sockets');
+    }
+  }
+
+  dispose(): void {
+    clearInterval(this.sweeper);
+    for (const stop of this.stopListening) stop();
+  }
+
+  private track(viewer: Viewer, extra: SocketExtra): void {
+    const tracked: Tracked = { socket: extra.socket, extra };
+    const set = this.bySession.get(viewer.sessionId) ?? new Set<Tracked>();
+    this.bySession.set(viewer.sessionId, set.add(tracked));
+    const authenticate = (v: Viewer) => {
+      extra.viewer = v;
+      clearTimeout(tracked.timer);
+      if (v.expiresAt) {
+        // A socket lives no longer than its token, unless `refreshSession` renews it on the socket.
+        tracked.timer = setTimeout(() => extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(Math.max(0, v.expiresAt - Date.now()), 2 ** 31 - 1));
+        tracked.timer.unref();
+      }
+    };
+    authenticate(viewer);
+    extra.auth = { sessionId: viewer.sessionId, renew: authenticate };
+    extra.socket.once('close', () => {
+      clearTimeout(tracked.timer);
+      set.delete(tracked);
+      if (!set.size && this.bySession.get(viewer.sessionId) === set) this.bySession.delete(viewer.sessionId);
+    });
+  }
+}

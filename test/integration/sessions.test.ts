@@ -1,0 +1,226 @@
+// Sessions over the wire (docs/guarantees.md, "Sessions and the client kit"): refreshSession rotates, a reused refresh token
+// revokes the session, logOut ends it, a socket is renewed in place by refreshSession sent on it,
+// and a deleted user's tokens are UNAUTHENTICATED over HTTP and closed with 4403 over WebSocket.
+import { createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import { codeOf, collect, createRoom, gql, must, startServer, unique, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startServer({ JWT_TTL_SECONDS: '3', SESSION_SWEEP_MS: '200' });
+});
+afterAll(() => server.stop());
+
+const PASSWORD = 'correct horse battery';
+const REFRESH = `mutation($r: String!) { refreshSession(refreshToken: $r) { token expiresAt refreshToken user { id } } }`;
+const ME = `{ me { id } }`;
+const MESSAGE_ADDED = `subscription($roomId: ID!) { messageAdded(roomId: $roomId) { seq body } }`;
+
+interface Tokens {
+  id: string;
+  token: string;
+  refreshToken: string;
+  expiresAt: string;
+}
+
+async function signUpTokens(): Promise<Tokens> {
+  const data = await must(server.url, `mutation($i: SignUpInput!) { signUp(input: $i) { token expiresAt refreshToken user { id } } }`, {
+    i: { username: unique(), password: PASSWORD },
+  });
+  return { id: data.signUp.user.id, ...data.signUp };
+}
+
+const refresh = (refreshToken: unknown) => gql(server.url, REFRESH, { r: refreshToken });
+
+function expectBadInput(result: GqlResult, field: string) {
+  expect(codeOf(result)).toBe('BAD_USER_INPUT');
+  expect(result.errors![0].extensions!.field).toBe(field);
+}
+
+describe('refreshSession', () => {
+  it('rotates: a new access token and refresh token for the same user; the old refresh token stops working', async () => {
+    const ada = await signUpTokens();
+    const first = await refresh(ada.refreshToken);
+    expect(first.errors).toBeUndefined();
+    const next = first.data.refreshSession;
+    expect(next.user.id).toBe(ada.id);
+    expect(next.refreshToken).not.toBe(ada.refreshToken);
+    expect(next.token).not.toBe(ada.token);
+    expect(new Date(next.expiresAt).getTime()).toBeGreaterThan(Date.now());
+    expect((await must(server.url, ME, {}, next.token)).me.id).toBe(ada.id);
+    const second = await refresh(next.refreshToken);
+    expect(second.errors).toBeUndefined();
+  });
+
+  it('revokes the whole session when a used refresh token comes back: every token of it fails', async () => {
+    const ada = await signUpTokens();
+    const rotated = (await refresh(ada.refreshToken)).data.refreshSession;
+    const reuse = await refresh(ada.refreshToken);
+    expect(codeOf(reuse)).toBe('UNAUTHENTICATED');
+    expect(reuse.data ?? null).toBeNull();
+    expect(codeOf(await refresh(rotated.refreshToken))).toBe('UNAUTHENTICATED');
+    expect((await gql(server.url, ME, {}, rotated.token)).data.me).toBeNull();
+    // Another session of the same account is untouched.
+    const username = unique();
+    const first = (await must(server.url, `mutation($i: SignUpInput!) { signUp(input: $i) { token refreshToken } }`, { i: { username, password: PASSWORD } })).signUp;
+    const second = (await must(server.url, `mutation($i: LogInInput!) { logIn(input: $i) { token refreshToken } }`, { i: { username, password: PASSWORD } })).logIn;
+    await refresh(first.refreshToken);
+    await refresh(first.refreshToken); // reuse: revokes the first session only
+    expect(codeOf(await refresh(second.refreshToken))).toBeUndefined();
+  });
+
+  it('treats a made-up secret for a real session as reuse: the session ends', async () => {
+    const ada = await signUpTokens();
+    const [sessionId] = ada.refreshToken.split('.');
+    expect(codeOf(await refresh(`${sessionId}.${'B'.repeat(43)}`))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await refresh(ada.refreshToken))).toBe('UNAUTHENTICATED');
+    expect((await gql(server.url, ME, {}, ada.token)).data.me).toBeNull();
+  });
+
+  it('keeps one row per session however often it is refreshed', async () => {
+    const ada = await signUpTokens();
+    let token = ada.refreshToken;
+    for (let i = 0; i < 5; i++) token = (await refresh(token)).data.refreshSession.refreshToken;
+    const rows = await server.app.db.dataSource.query(`SELECT generation FROM sessions WHERE user_id = $1`, [ada.id]);
+    expect(rows).toEqual([{ generation: 5 }]);
+  });
+
+  it('lets exactly one of two racing refreshes with the same token through, and the loser revokes the session', async () => {
+    const ada = await signUpTokens();
+    const results = await Promise.all([refresh(ada.refreshToken), refresh(ada.refreshToken)]);
+    expect(results.filter((r) => !r.errors).length).toBe(1);
+    expect(results.map(codeOf).filter(Boolean)).toEqual(['UNAUTHENTICATED']);
+    const winner = results.find((r) => !r.errors)!.data.refreshSession;
+    expect(codeOf(await refresh(winner.refreshToken))).toBe('UNAUTHENTICATED');
+  });
+
+  it('answers BAD_USER_INPUT on refreshToken for an empty or malformed one, UNAUTHENTICATED for an unknown one', async () => {
+    expectBadInput(await refresh(''), 'refreshToken');
+    expectBadInput(await refresh('x'.repeat(201)), 'refreshToken');
+    expectBadInput(await refresh('not a token!'), 'refreshToken');
+    const ada = await signUpTokens();
+    expectBadInput(await refresh(ada.token), 'refreshToken'); // an access token is not a refresh token
+    expectBadInput(await refresh('A'.repeat(43)), 'refreshToken'); // no session in it
+    expect(codeOf(await refresh(`00000000-0000-4000-8000-000000000000.${'A'.repeat(43)}`))).toBe('UNAUTHENTICATED');
+    const typeError = await refresh(42);
+    expect(codeOf(typeError)).toBe('BAD_USER_INPUT'); // a variable of the wrong type
+    expect(JSON.stringify([await refresh(''), await refresh(`00000000-0000-4000-8000-000000000000.${'A'.repeat(43)}`)])).not.toMatch(/sessions|SELECT|stack/i);
+  });
+});
+
+describe('logOut', () => {
+  it('ends the session: its access and refresh tokens fail; a second logOut is UNAUTHENTICATED', async () => {
+    const ada = await signUpTokens();
+    expect((await must(server.url, `mutation { logOut }`, {}, ada.token)).logOut).toBe(true);
+    expect((await gql(server.url, ME, {}, ada.token)).data.me).toBeNull();
+    expect(codeOf(await refresh(ada.refreshToken))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, `mutation { logOut }`, {}, ada.token))).toBe('UNAUTHENTICATED');
+  });
+
+  it('is UNAUTHENTICATED without a token', async () => {
+    expect(codeOf(await gql(server.url, `mutation { logOut }`))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await gql(server.url, `mutation { logOut(allSessions: true) }`))).toBe('UNAUTHENTICATED');
+  });
+
+  it('closes the session\'s open sockets with 4403 and refuses new ones before connection_ack', async () => {
+    const ada = await signUpTokens();
+    const roomId = await createRoom(server.url, { id: ada.id, username: '', token: ada.token });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${ada.token}` });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await must(server.url, `mutation { logOut }`, {}, ada.token);
+    const closed = await sub.done.then(() => undefined, (e) => e);
+    expect(closed?.code).toBe(4403);
+    await client.dispose();
+
+    const acked: boolean[] = [];
+    const again = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams: { authorization: `Bearer ${ada.token}` }, on: { connected: () => acked.push(true) } });
+    const refused = await collect(again, MESSAGE_ADDED, { roomId }).done.then(() => undefined, (e) => e);
+    expect(refused?.code).toBe(4403);
+    expect(acked).toEqual([]);
+    await again.dispose();
+  });
+});
+
+describe('a WebSocket renewed by refreshSession sent on it', () => {
+  it('stays open past the old token\'s expiry with its subscription untouched', async () => {
+    const slow = await startServer({ JWT_TTL_SECONDS: '8' }); // room for a slow machine between the steps
+    try {
+      await renewedSocketOutlivesItsFirstToken(slow);
+    } finally {
+      await slow.stop();
+    }
+  });
+
+  async function renewedSocketOutlivesItsFirstToken(server: TestServer) {
+    const signUpHere = async () =>
+      (await must(server.url, `mutation($i: SignUpInput!) { signUp(input: $i) { token expiresAt refreshToken user { id } } }`, { i: { username: unique(), password: PASSWORD } })).signUp;
+    const ada = await signUpHere();
+    const roomId = await createRoom(server.url, { id: ada.user.id, username: '', token: ada.token });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${ada.token}` });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await new Promise((r) => setTimeout(r, 3000));
+    const renewed = await new Promise<any>((resolve, reject) =>
+      client.subscribe({ query: REFRESH, variables: { r: ada.refreshToken } }, { next: resolve, error: reject, complete: () => undefined }),
+    );
+    expect(renewed.errors).toBeUndefined();
+    expect(renewed.data.refreshSession.user.id).toBe(ada.user.id);
+    await new Promise((r) => setTimeout(r, Date.parse(ada.expiresAt) - Date.now() + 500)); // the first token has expired
+    const bob = await signUpHere();
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    await must(server.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { roomId, body: 'after expiry' } }, bob.token);
+    await sub.until((results) => results.length === 1);
+    expect(sub.results[0].data.messageAdded.body).toBe('after expiry');
+    // Without another refresh, the renewed token's expiry closes it.
+    const closed = await sub.done.then(() => undefined, (e) => e);
+    expect(closed).toMatchObject({ code: 4403, reason: 'Token expired' });
+    await client.dispose();
+  }
+
+  it('is not renewed by a refresh token of another session (that session is refreshed, this socket still expires)', async () => {
+    const [ada, other] = await Promise.all([signUpTokens(), signUpTokens()]);
+    const roomId = await createRoom(server.url, { id: ada.id, username: '', token: ada.token });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${ada.token}` });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    const answer = await new Promise<any>((resolve, reject) =>
+      client.subscribe({ query: REFRESH, variables: { r: other.refreshToken } }, { next: resolve, error: reject, complete: () => undefined }),
+    );
+    expect(answer.data.refreshSession.user.id).toBe(other.id);
+    const closed = await sub.done.then(() => undefined, (e) => e);
+    expect(closed).toMatchObject({ code: 4403, reason: 'Token expired' });
+    await client.dispose();
+  });
+});
+
+describe('a user who no longer exists', () => {
+  it('is UNAUTHENTICATED over HTTP and refused with 4403 before connection_ack', async () => {
+    const gone = await signUpTokens();
+    await server.app.db.dataSource.query(`DELETE FROM users WHERE id = $1`, [gone.id]);
+
+    expect(codeOf(await gql(server.url, `mutation { createRoom(input: { name: "x", kind: PUBLIC }) { id } }`, {}, gone.token))).toBe('UNAUTHENTICATED');
+    expect((await gql(server.url, ME, {}, gone.token)).data.me).toBeNull();
+    expect(codeOf(await refresh(gone.refreshToken))).toBe('UNAUTHENTICATED');
+
+    const acked: boolean[] = [];
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: true, connectionParams: { authorization: `Bearer ${gone.token}` }, on: { connected: () => acked.push(true) } });
+    const refused = await collect(client, MESSAGE_ADDED, { roomId: '00000000-0000-4000-8000-000000000000' }).done.then(() => undefined, (e) => e);
+    expect(refused?.code).toBe(4403);
+    expect(acked).toEqual([]);
+    await client.dispose();
+  });
+
+  it('has the sockets they opened before the deletion closed with 4403', async () => {
+    const [owner, gone] = await Promise.all([signUpTokens(), signUpTokens()]);
+    const roomId = await createRoom(server.url, { id: owner.id, username: '', token: owner.token });
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, gone.token);
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${gone.token}` });
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await server.app.db.dataSource.query(`DELETE FROM users WHERE id = $1`, [gone.id]);
+    const closed = await sub.done.then(() => undefined, (e) => e);
+    expect(closed?.code).toBe(4403);
+    await client.dispose();
+  });
+});

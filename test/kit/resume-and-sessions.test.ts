@@ -1,0 +1,259 @@
+// The client kit under Apollo Client 4 in Node, against the real server in this process: resume
+// through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
+// reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
+import { CreateRoomDocument, JoinRoomDocument, MeDocument, SendMessageDocument } from '../../client';
+import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
+import { startWsProxy, type WsProxy } from '../support/ws-proxy';
+import { closeKitClients, codeOf, kitClient, logInSession, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
+
+jest.setTimeout(90_000);
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startServer();
+});
+afterAll(() => server.stop());
+afterEach(() => closeKitClients());
+
+/**
+ * A public room of `owner` that `member` joined, made through the kit's typed documents, and the
+ * member's kit to send with. (The owner's kit is closed: two kits refreshing one session would
+ * spend its refresh token twice, which is exactly what theft detection revokes.)
+ */
+async function roomOf(owner: SignedUp, member: SignedUp, s: TestServer = server) {
+  const ownerKit = kitClient(s.url, s.wsUrl, owner.session);
+  const created = await ownerKit.client.mutate({ mutation: CreateRoomDocument, variables: { input: { name: 'kit room', kind: 'PUBLIC' } } });
+  await ownerKit.close();
+  const roomId = created.data!.createRoom.id;
+  const memberKit = kitClient(s.url, s.wsUrl, member.session);
+  await memberKit.client.mutate({ mutation: JoinRoomDocument, variables: { roomId } });
+  return { roomId, memberKit };
+}
+
+describe('resume through reconnects', () => {
+  let proxy: WsProxy;
+  beforeEach(async () => {
+    proxy = await startWsProxy(server.wsUrl);
+  });
+  afterEach(() => proxy.stop());
+
+  it('delivers every message and event exactly once, in order, through closes 1001, 1011, 1012, 1013, a drop (1006) and a refused reconnect', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const reader = kitClient(server.url, proxy.url, ada.session);
+    const messages = watchMessages(reader, roomId);
+    const events = watchEvents(reader, roomId);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 2);
+
+    const TOTAL = 300;
+    let sent = 0;
+    const sending = (async () => {
+      for (; sent < TOTAL; sent++) {
+        await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `m${sent + 1}`, clientId: `c${sent + 1}` } } });
+      }
+    })();
+    const faults: Array<() => Promise<void> | void> = [
+      () => proxy.closeAll(1001, 'going away'),
+      () => proxy.closeAll(1011, 'internal error'),
+      () => proxy.closeAll(1012, 'service restart'),
+      () => proxy.closeAll(1013, 'try again later'),
+      () => proxy.dropAll(),
+      async () => {
+        await proxy.refuse();
+        await new Promise((r) => setTimeout(r, 1500));
+        await proxy.resume();
+      },
+    ];
+    for (const [i, fault] of faults.entries()) {
+      await waitFor(() => sent >= ((i + 1) * TOTAL) / (faults.length + 1), 60_000);
+      const before = proxy.connections;
+      await fault();
+      await waitFor(() => proxy.connections > before, 30_000); // reconnected (and re-subscribed)
+    }
+    await sending;
+    await messages.until(() => messages.items.length >= TOTAL);
+    await events.until(() => events.items.length >= TOTAL);
+    await new Promise((r) => setTimeout(r, 500)); // anything repeated late would show now
+
+    const counts = { messages: tally(messages.items.map((m) => m.seq), TOTAL), events: tally(events.items.map((e) => e.seq!), TOTAL) };
+    console.log(JSON.stringify({ scenario: 'kit through proxy closes', sent: TOTAL, faults: faults.length, connections: proxy.connections, ...counts }));
+    expect(counts.messages).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
+    expect(counts.events).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
+    expect(messages.items.map((m) => m.body)).toEqual(Array.from({ length: TOTAL }, (_, i) => `m${i + 1}`));
+    expect([...messages.errors, ...events.errors]).toEqual([]);
+    expect(proxy.connections).toBeGreaterThanOrEqual(faults.length + 1);
+  });
+
+  it('notices a half-open connection by its missing keep-alive pong, reconnects and resumes', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const send = (body: string) => sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body } } });
+    const reader = kitClient(server.url, proxy.url, ada.session, { keepAliveMs: 1000 });
+    const messages = watchMessages(reader, roomId);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await send('before');
+    await messages.until(() => messages.items.length === 1);
+    proxy.freeze(); // the graphql-ws ping/pong frames stop too: only the kit's keep-alive can tell
+    await send('during 1');
+    await send('during 2');
+    await waitFor(() => proxy.connections === 2, 15_000);
+    await send('after');
+    await messages.until(() => messages.items.length === 4);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(messages.items.map((m) => m.body)).toEqual(['before', 'during 1', 'during 2', 'after']);
+    expect(messages.errors).toEqual([]);
+  });
+
+  it('resumes after the after it was started with, not from it again', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const send = (body: string) => sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body } } });
+    const first = await send('one');
+    await send('two');
+    const reader = kitClient(server.url, proxy.url, ada.session);
+    const messages = watchMessages(reader, roomId, first.data!.sendMessage.cursor);
+    await messages.until(() => messages.items.length === 1);
+    proxy.closeAll(1012);
+    await send('three');
+    await messages.until(() => messages.items.length === 2);
+    proxy.dropAll();
+    await send('four');
+    await messages.until(() => messages.items.length === 3);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(messages.items.map((m) => m.body)).toEqual(['two', 'three', 'four']);
+  });
+});
+
+describe('sessions through the kit', () => {
+  let short: TestServer;
+  let other: TestServer;
+  beforeAll(async () => {
+    // Two instances on one PostgreSQL and Redis, with 5-second access tokens.
+    [short, other] = await Promise.all([startServer({ JWT_TTL_SECONDS: '5' }), startServer({ JWT_TTL_SECONDS: '5', SESSION_SWEEP_MS: '500' })]);
+  });
+  afterAll(async () => {
+    await closeKitClients();
+    await Promise.all([short?.stop(), other?.stop()]);
+  });
+
+  it('keeps a subscription open 30 s on 5-second access tokens: refreshed in-band on the same socket, nothing lost', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
+    const reader = kitClient(short.url, short.wsUrl, ada.session);
+    const events = watchEvents(reader, roomId);
+    await waitFor(() => short.app.hubs.listeners(roomId) === 1);
+    const started = Date.now();
+    let sent = 0;
+    while (Date.now() - started < 30_000) {
+      sent++;
+      await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `tick ${sent}` } } });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await events.until(() => events.items.length >= sent);
+    const me = await reader.client.query({ query: MeDocument, fetchPolicy: 'network-only' });
+
+    console.log(JSON.stringify({ scenario: '5 s tokens for 30 s', sent, delivered: events.items.length, refreshes: reader.changes.length, sockets: reader.sockets() }));
+    expect(tally(events.items.map((e) => e.seq!), sent)).toEqual({ delivered: sent, lost: 0, duplicated: 0, outOfOrder: 0 });
+    expect(reader.sockets()).toBe(1); // never closed for auth
+    expect(events.errors).toEqual([]);
+    expect(reader.changes.length).toBeGreaterThanOrEqual(5);
+    expect(new Set(reader.changes.map((s) => s.refreshToken)).size).toBe(reader.changes.length);
+    expect(me.data!.me!.id).toBe(ada.id);
+    expect(reader.ended).toEqual([]);
+  });
+
+  it('ends a device\'s subscription on one instance at once with UNAUTHENTICATED when its session logs out on the other', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId } = await roomOf(ada, bob, short);
+    const phone = kitClient(short.url, short.wsUrl, ada.session);
+    const events = watchEvents(phone, roomId);
+    await waitFor(() => short.app.hubs.listeners(roomId) === 1);
+    const socketsBefore = phone.sockets();
+
+    // Another device holding the same session logs it out, through the other instance.
+    const current = (await phone.link.session())!;
+    expect((await must(other.url, `mutation { logOut }`, {}, current.token)).logOut).toBe(true);
+
+    await events.until(() => events.errors.length > 0, 10_000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(phone.ended.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(phone.sockets()).toBe(socketsBefore); // not retried
+    const me = await gql(short.url, `{ me { id } }`, {}, current.token);
+    expect(me.data.me).toBeNull();
+    const refreshed = await gql(other.url, `mutation($r: String!) { refreshSession(refreshToken: $r) { token } }`, { r: current.refreshToken });
+    expect(httpCodeOf(refreshed)).toBe('UNAUTHENTICATED');
+  });
+
+  it('ends every session of the account with logOut(allSessions: true) from another device', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId } = await roomOf(ada, bob, short);
+    const laptop = kitClient(short.url, short.wsUrl, ada.session);
+    const events = watchEvents(laptop, roomId);
+    await waitFor(() => short.app.hubs.listeners(roomId) === 1);
+    const phone = await logInSession(other.url, ada.username);
+    await must(other.url, `mutation { logOut(allSessions: true) }`, {}, phone.token);
+    await events.until(() => events.errors.length > 0, 10_000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(httpCodeOf(await gql(short.url, `mutation { logOut }`, {}, phone.token))).toBe('UNAUTHENTICATED');
+  });
+
+  it('revokes the whole session when a refresh token the kit already used is presented again from another device', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId } = await roomOf(ada, bob, short);
+    const stolen = ada.session.refreshToken;
+    const device = kitClient(short.url, short.wsUrl, ada.session);
+    const events = watchEvents(device, roomId);
+    await waitFor(() => device.changes.length >= 1, 15_000); // the kit refreshed: `stolen` is spent
+
+    const replay = await gql(other.url, `mutation($r: String!) { refreshSession(refreshToken: $r) { token refreshToken } }`, { r: stolen });
+    expect(httpCodeOf(replay)).toBe('UNAUTHENTICATED');
+    expect(replay.data ?? null).toBeNull();
+
+    await events.until(() => events.errors.length > 0, 10_000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(device.ended.length).toBe(1);
+    const latest = device.changes[device.changes.length - 1];
+    expect(httpCodeOf(await gql(other.url, `mutation($r: String!) { refreshSession(refreshToken: $r) { token } }`, { r: latest.refreshToken }))).toBe('UNAUTHENTICATED');
+    expect((await gql(short.url, `{ me { id } }`, {}, latest.token)).data.me).toBeNull();
+    // A query through the kit now fails at once, without a request.
+    const me = await device.client.query({ query: MeDocument, fetchPolicy: 'network-only' }).then(() => undefined, (e: unknown) => e);
+    expect(codeOf(me)).toBe('UNAUTHENTICATED');
+  });
+
+  it('starts from a stored session whose access token has expired: refreshed first, then subscribed', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
+    await new Promise((r) => setTimeout(r, Date.parse(ada.session.expiresAt!) - Date.now() + 500)); // the app was closed meanwhile
+    const device = kitClient(short.url, short.wsUrl, async () => ada.session);
+    const messages = watchMessages(device, roomId);
+    await waitFor(() => short.app.hubs.listeners(roomId) === 1, 10_000);
+    await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'welcome back' } } });
+    await messages.until(() => messages.items.length === 1, 10_000);
+    expect(messages.items[0].body).toBe('welcome back');
+    expect(device.changes.length).toBeGreaterThanOrEqual(1);
+    expect(device.sockets()).toBe(1);
+    expect(messages.errors).toEqual([]);
+  });
+
+  it('fails a subscription at once as UNAUTHENTICATED when signed out, without ending anything', async () => {
+    const device = kitClient(short.url, short.wsUrl, async () => null);
+    const events = watchEvents(device, '00000000-0000-4000-8000-000000000000');
+    await events.until(() => events.errors.length > 0, 5000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(device.sockets()).toBe(0);
+    expect(device.ended).toEqual([]);
+  });
+
+  it('surfaces a refused session at once as UNAUTHENTICATED, not after retries', async () => {
+    const ada = await signUpSession(short.url);
+    const roomId = (await must(short.url, `mutation { createRoom(input: { name: "r", kind: PUBLIC }) { id } }`, {}, ada.session.token)).createRoom.id;
+    await must(short.url, `mutation { logOut }`, {}, ada.session.token);
+    const device = kitClient(short.url, short.wsUrl, ada.session);
+    const events = watchEvents(device, roomId);
+    await events.until(() => events.errors.length > 0, 10_000);
+    expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
+    expect(device.sockets()).toBe(1); // one refused connection, no retry
+    expect(device.ended.length).toBe(1);
+  });
+});

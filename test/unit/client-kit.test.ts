@@ -1,0 +1,88 @@
+// The client kit's pure parts: a typed document for every operation of the schema, the resume
+// position (drop at or below it), the selections it adds, and the backoff.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Kind, parse, print, type OperationDefinitionNode } from 'graphql';
+import { createSchema } from '../../src/graphql/schema';
+import { backoffDelay } from '../../client/src/backoff';
+import { ResumeTracker, resumableFieldOf, withResumeSelections } from '../../client/src/resume';
+
+const OPERATIONS = path.resolve(__dirname, '../../client/operations');
+const b64 = (text: string) => Buffer.from(text).toString('base64url');
+
+describe('client/operations', () => {
+  it('has a document for every query, mutation and subscription field of the schema', () => {
+    const schema = createSchema();
+    const used = new Set<string>();
+    for (const file of readdirSync(OPERATIONS).filter((f) => f.endsWith('.graphql'))) {
+      for (const def of parse(readFileSync(path.join(OPERATIONS, file), 'utf8')).definitions) {
+        if (def.kind !== Kind.OPERATION_DEFINITION) continue;
+        for (const sel of def.selectionSet.selections) if (sel.kind === Kind.FIELD) used.add(`${def.operation}.${sel.name.value}`);
+      }
+    }
+    const roots = [
+      ['query', schema.getQueryType()],
+      ['mutation', schema.getMutationType()],
+      ['subscription', schema.getSubscriptionType()],
+    ] as const;
+    const missing = roots.flatMap(([op, type]) => Object.keys(type!.getFields()).map((f) => `${op}.${f}`)).filter((f) => !used.has(f));
+    expect(missing).toEqual([]);
+  });
+});
+
+describe('ResumeTracker', () => {
+  const room = '11111111-1111-4111-8111-111111111111';
+  const m = (seq: number) => ({ messageAdded: { __typename: 'Message', id: `id${seq}`, seq, cursor: b64(`m1:${room}:${seq}`) } });
+
+  it('follows the last delivered messageAdded and drops anything at or below it', () => {
+    const tracker = new ResumeTracker('messageAdded', 'messageAdded');
+    expect([1, 2, 3].map((n) => tracker.accept(m(n)))).toEqual([true, true, true]);
+    expect(tracker.cursor).toBe(b64(`m1:${room}:3`));
+    expect([2, 3, 4].map((n) => tracker.accept(m(n)))).toEqual([false, false, true]);
+    expect(tracker.cursor).toBe(b64(`m1:${room}:4`));
+  });
+
+  it('follows roomEvents by their event cursor, lets unchanged deltas through once, and passes errors', () => {
+    const tracker = new ResumeTracker('roomEvents', 'events');
+    // Event cursors carry more after the change number (what the stream had added): it must not be read as the position.
+    const e = (n: number, typename = 'MessageUpdated') => ({ events: { __typename: typename, cursor: b64(`e1:${room}:${n}:${100 - n}`), message: { id: 'x' } } });
+    const delta = (index: number) => ({ events: { __typename: 'AssistantDelta', messageId: 'r', index } });
+    expect([e(5, 'MessageAdded'), e(6), delta(0), delta(1), e(6), delta(1), e(7)].map((x) => tracker.accept(x))).toEqual([true, true, true, true, false, false, true]);
+    expect(tracker.cursor).toBe(b64(`e1:${room}:7:93`));
+    expect(tracker.accept(null)).toBe(true);
+  });
+
+  it('falls back to the seen set for cursors it cannot read', () => {
+    const tracker = new ResumeTracker('messageAdded', 'messageAdded');
+    const odd = { messageAdded: { cursor: 'opaque-one' } };
+    expect(tracker.accept(odd)).toBe(true);
+    expect(tracker.accept(odd)).toBe(false);
+  });
+});
+
+describe('withResumeSelections', () => {
+  it('adds the position fields to the resumable root field, keeping its alias', () => {
+    const doc = parse(`subscription S($r: ID!) { events: roomEvents(roomId: $r) { ... on MessageAdded { message { body } } } }`);
+    expect(resumableFieldOf(doc)).toEqual({ field: 'roomEvents', key: 'events' });
+    const printed = print(withResumeSelections(doc, 'roomEvents'));
+    expect(printed).toContain('__typename');
+    expect(printed).toMatch(/\.\.\. on MessageAdded \{[^}]*message \{[^}]*cursor/);
+    const added = parse(`subscription { messageAdded(roomId: "r") { body } }`);
+    const op = withResumeSelections(added, 'messageAdded').definitions[0] as OperationDefinitionNode;
+    expect(print(op)).toMatch(/body\s+__typename\s+id\s+seq\s+cursor/);
+    expect(resumableFieldOf(parse(`query { me { id } }`))).toBeUndefined();
+  });
+});
+
+describe('backoffDelay', () => {
+  it('grows exponentially to the ceiling, with jitter between half and all of it', () => {
+    for (let attempt = 0; attempt < 12; attempt++) {
+      const ceiling = Math.min(10_000, 250 * 2 ** attempt);
+      for (let i = 0; i < 20; i++) {
+        const delay = backoffDelay(attempt);
+        expect(delay).toBeGreaterThanOrEqual(ceiling / 2);
+        expect(delay).toBeLessThanOrEqual(ceiling);
+      }
+    }
+  });
+});

@@ -1,0 +1,93 @@
+// SocketSessions: what a WebSocket hears on connect when its session is refused, expired, or cannot
+// be checked, and that a revocation closes only that session's sockets.
+import { EventEmitter } from 'node:events';
+import type { SessionService } from '../../src/auth/sessions';
+import { TokenService } from '../../src/auth/tokens';
+import { SocketSessions, type SocketExtra } from '../../src/http/socket-sessions';
+import { createLogger } from '../../src/logger';
+
+const tokens = new TokenService('a-secret-long-enough-for-hs256-signing-here', 60);
+const log = createLogger('silent');
+
+/** A socket that records how it was closed. */
+function fakeSocket() {
+  const socket = Object.assign(new EventEmitter(), {
+    OPEN: 1,
+    readyState: 1,
+    closed: undefined as undefined | { code: number; reason: string },
+    close(code: number, reason: string) {
+      socket.closed ??= { code, reason };
+      socket.readyState = 3;
+      socket.emit('close');
+    },
+  });
+  return socket;
+}
+
+function sessionsWith(isLive: () => Promise<boolean>) {
+  let revoked: (id: string) => void = () => undefined;
+  let lost: () => void = () => undefined;
+  let endedNow: string[] = [];
+  const service = {
+    isLive,
+    ended: async () => endedNow,
+    onRevoked: (listener: (id: string) => void) => {
+      revoked = listener;
+      return () => undefined;
+    },
+    onSignalsLost: (listener: () => void) => {
+      lost = listener;
+      return () => undefined;
+    },
+  } as unknown as SessionService;
+  return { service, revoke: (id: string) => revoked(id), signalsLost: () => lost(), setEnded: (ids: string[]) => (endedNow = ids) };
+}
+
+async function connect(sockets: SocketSessions, token: string | undefined) {
+  const socket = fakeSocket();
+  const ok = await sockets.connect(token ? { authorization: `Bearer ${token}` } : {}, { socket } as unknown as SocketExtra);
+  return { ok, socket };
+}
+
+describe('SocketSessions', () => {
+  let sockets: SocketSessions;
+  afterEach(() => sockets?.dispose());
+
+  it('acknowledges a live session and closes only the revoked session\'s sockets with 4403', async () => {
+    const { service, revoke } = sessionsWith(async () => true);
+    sockets = new SocketSessions(tokens, service, log, 60_000);
+    const a = await connect(sockets, tokens.issue('u1', 's1').token);
+    const b = await connect(sockets, tokens.issue('u2', 's2').token);
+    expect([a.ok, b.ok]).toEqual([true, true]);
+    revoke('s1');
+    expect(a.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
+    expect(b.socket.closed).toBeUndefined();
+  });
+
+  it('checks its sockets\' sessions against the database when revocation signals may have been lost', async () => {
+    const { service, signalsLost, setEnded } = sessionsWith(async () => true);
+    sockets = new SocketSessions(tokens, service, log, 60_000);
+    const a = await connect(sockets, tokens.issue('u1', 's1').token);
+    const b = await connect(sockets, tokens.issue('u2', 's2').token);
+    setEnded(['s2']); // revoked while this instance's pub/sub was away
+    signalsLost();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(a.socket.closed).toBeUndefined();
+    expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
+  });
+
+  it('refuses an ended session, says Token expired for an expired token, and refuses no token at all', async () => {
+    sockets = new SocketSessions(tokens, sessionsWith(async () => false).service, log, 60_000);
+    const ended = await connect(sockets, tokens.issue('u1', 's1').token);
+    expect(ended).toMatchObject({ ok: false, socket: { closed: { code: 4403, reason: 'Session ended' } } });
+    const expired = await connect(sockets, new TokenService('a-secret-long-enough-for-hs256-signing-here', -10).issue('u1', 's1').token);
+    expect(expired).toMatchObject({ ok: false, socket: { closed: { code: 4403, reason: 'Token expired' } } });
+    expect((await connect(sockets, undefined)).ok).toBe(false);
+  });
+
+  it('asks the client to come back later (1013) when the session cannot be checked, with nothing internal in the reason', async () => {
+    sockets = new SocketSessions(tokens, sessionsWith(async () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'))).service, log, 60_000);
+    const down = await connect(sockets, tokens.issue('u1', 's1').token);
+    expect(down).toMatchObject({ ok: false, socket: { closed: { code: 1013, reason: 'Try again later' } } });
+  });
+});
