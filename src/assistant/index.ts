@@ -39,7 +39,6 @@ export async function createAssistant(
   const runner = new ReplyRunner(db, store, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
     contextChars: config.assistantContextChars,
-    instanceId: config.instanceId,
     onEnd: (status) => metrics.assistantReplies.inc({ status }),
   });
   const model = config.openaiApiKey

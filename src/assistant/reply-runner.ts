@@ -11,8 +11,6 @@ import { ReplyText } from './reply-text';
 export interface RunnerOptions {
   stallTimeoutMs: number;
   contextChars: number;
-  /** This instance's identity, stable across its restarts (host and port), recorded on its replies. */
-  instanceId: string;
   /** Told each reply's final status (for metrics). */
   onEnd?: (status: MessageStatus) => void;
 }
@@ -74,10 +72,6 @@ export class ReplyRunner {
     return this.active.has(messageId);
   }
 
-  /** Recorded on the replies this instance streams (see `sweep`). */
-  get instanceId(): string {
-    return this.options.instanceId;
-  }
 
   /** Shutdown: every reply streaming here ends FAILED with a reason; resolves when all are written. */
   async stopAll(): Promise<void> {

@@ -1,7 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
-import type { Role } from '../db/entities/membership';
 import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
@@ -34,7 +33,7 @@ export class RoomService {
         createdBy: userId,
       });
       await tx.getRepository(MembershipEntity).insert({ roomId: room.id, userId, role: 'OWNER' });
-      return { ...room, viewerRole: 'OWNER' as Role };
+      return room;
     });
   }
 
@@ -102,15 +101,13 @@ export class RoomService {
   /** A room the viewer is in, or null (missing and foreign rooms alike). */
   async get(viewer: Viewer | null, roomId: string): Promise<RoomModel | null> {
     if (!viewer || !isUuid(roomId)) return null;
-    const row = await this.db
+    const room = await this.db
       .getRepository(RoomEntity)
       .createQueryBuilder('r')
       .innerJoin(MembershipEntity, 'm', 'm.room_id = r.id AND m.user_id = :userId', { userId: viewer.id })
-      .addSelect('m.role', 'role')
       .where('r.id = :roomId', { roomId })
-      .getRawAndEntities();
-    const room = row.entities[0];
-    return room ? { ...room, viewerRole: row.raw[0].role as Role } : null;
+      .getOne();
+    return room ?? null;
   }
 
   /** The viewer's rooms in the order joined, as a Relay page. */
@@ -122,13 +119,13 @@ export class RoomService {
       .getRepository(RoomEntity)
       .createQueryBuilder('r')
       .innerJoin(MembershipEntity, 'm', 'm.room_id = r.id')
-      .addSelect(['m.id AS membership_id', 'm.role AS role'])
+      .addSelect('m.id', 'membership_id')
       .where('m.user_id = :userId AND m.id > :afterId', { userId, afterId })
       .orderBy('m.id', 'ASC')
       .limit(first + 1)
       .getRawAndEntities();
     const items = entities.map((room, i) => ({
-      node: { ...room, viewerRole: raw[i].role as Role },
+      node: room,
       cursor: encodeRoomCursor(Number(raw[i].membership_id)),
     }));
     return connection(items, first, { hasPreviousPage: afterId > 0 });
