@@ -27,7 +27,10 @@ afterEach(async () => {
 });
 
 /** The unions of the schema, so the cache can match fragments on their members. */
-const possibleTypes = { RoomEvent: ['MessageAdded', 'MessageUpdated', 'AssistantDelta'] };
+const possibleTypes = {
+  RoomEvent: ['MessageAdded', 'MessageUpdated', 'AssistantDelta', 'MemberChanged', 'TypingChanged', 'PresenceChanged'],
+  MyEvent: ['RoomActivity', 'Mentioned', 'AddedToRoom', 'RemovedFromRoom', 'ReadStateChanged'],
+};
 
 function connect(user: TestUser, restore?: NormalizedCacheObject): Session {
   const authorization = `Bearer ${user.token}`;
@@ -345,5 +348,56 @@ describe('Apollo Client 4 and roomEvents', () => {
     expect(changes[0]).toBeGreaterThan(Number(Buffer.from(lastCursor, 'base64url').toString('utf8').split(':')[2]));
     expect(resumed.errors).toEqual([]);
     resumed.stop();
+  });
+});
+
+describe('Apollo Client 4 and myEvents', () => {
+  const ROOM_LIST = gql`query RoomList { rooms(first: 50) { edges { node { id unreadCount mentionCount lastMessage { id body } } } } }`;
+  const MY_EVENTS = gql`subscription MyEvents { myEvents { __typename
+    ... on RoomActivity { room { id unreadCount mentionCount lastMessage { id body } } message { id body } }
+    ... on Mentioned { message { id } }
+    ... on AddedToRoom { room { id } }
+    ... on RemovedFromRoom { roomId }
+    ... on ReadStateChanged { room { id unreadCount mentionCount } } } }`;
+  type Row = { id: string; unreadCount: number; mentionCount: number; lastMessage: { body: string } | null };
+
+  it('keeps a watched room list current from one myEvents subscription: unread counts, last messages, rooms joined and left', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const rooms = [await createRoom(server.url, ada, 'PRIVATE'), await createRoom(server.url, ada, 'PRIVATE')];
+    const add = (roomId: string) => must(server.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    await add(rooms[0]);
+
+    const app = connect(bob);
+    let list: Row[] = [];
+    const watching = app.client.watchQuery<{ rooms: { edges: Array<{ node: Row }> } }>({ query: ROOM_LIST }).subscribe({
+      next: (r) => {
+        if (r.data?.rooms) list = r.data.rooms.edges.map((e) => e.node);
+      },
+    });
+    await waitFor(() => list.length === 1);
+    // What a room list does with its feed: counts and last messages land in the cache by themselves
+    // (Room is normalized by id); a room joined or left means reading the list again.
+    const feed = app.client.subscribe<{ myEvents: { __typename: string } }>({ query: MY_EVENTS }).subscribe({
+      next: ({ data }) => {
+        if (data?.myEvents.__typename === 'AddedToRoom' || data?.myEvents.__typename === 'RemovedFromRoom') void app.client.refetchQueries({ include: [ROOM_LIST] });
+      },
+    });
+    await waitFor(() => server.app.services.activity.size === 1);
+
+    await send(server.url, ada, rooms[0], 'one');
+    await send(server.url, ada, rooms[0], `two for @${bob.username}`);
+    await waitFor(() => list[0]?.unreadCount === 2, 10_000, () => JSON.stringify(list));
+    expect(list).toEqual([{ __typename: 'Room', id: rooms[0], unreadCount: 2, mentionCount: 1, lastMessage: expect.objectContaining({ body: `two for @${bob.username}` }) }]);
+
+    await add(rooms[1]);
+    await waitFor(() => list.length === 2, 10_000, () => JSON.stringify(list));
+    await send(server.url, ada, rooms[1], 'welcome');
+    await waitFor(() => list[1]?.lastMessage?.body === 'welcome', 10_000, () => JSON.stringify(list));
+    expect(list[1]).toMatchObject({ id: rooms[1], unreadCount: 1 });
+
+    await must(server.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: rooms[0], u: bob.id }, ada.token);
+    await waitFor(() => list.length === 1 && list[0].id === rooms[1], 10_000, () => JSON.stringify(list));
+    feed.unsubscribe();
+    watching.unsubscribe();
   });
 });

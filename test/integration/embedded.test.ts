@@ -175,6 +175,22 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await adaClient.dispose();
   }, SLOW);
 
+  it('searches messages in full text, opens one direct room per pair and counts mentions on PGlite too', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const word = unique('walrus').replace('_', '');
+    await send(server.url, ada, roomId, `a ${word} swims`);
+    await send(server.url, ada, roomId, `${word}es swimming with @${bob.username}`);
+    const found = await must(server.url, `query($q: String!) { searchMessages(query: $q) { edges { node { body } } } }`, { q: `${word} swim` }, bob.token);
+    expect(found.searchMessages.edges).toHaveLength(2);
+    expect((await must(server.url, `query($id: ID!) { room(id: $id) { mentionCount } }`, { id: roomId }, bob.token)).room.mentionCount).toBe(1);
+    const OPEN = `mutation($u: ID!) { openDirectRoom(userId: $u) { id kind } }`;
+    const [a, b] = await Promise.all([must(server.url, OPEN, { u: bob.id }, ada.token), must(server.url, OPEN, { u: ada.id }, bob.token)]);
+    expect(a.openDirectRoom).toEqual(b.openDirectRoom);
+    expect(a.openDirectRoom.kind).toBe('DIRECT');
+  }, SLOW);
+
   it('keeps users, rooms and messages across a restart on the same DATA_DIR, and seq continues without a gap', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
