@@ -181,7 +181,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
     const word = unique('walrus').replace('_', '');
     await send(server.url, ada, roomId, `a ${word} swims`);
-    await send(server.url, ada, roomId, `${word}es swimming with @${bob.username}`);
+    await send(server.url, ada, roomId, `the ${word} is swimming with @${bob.username}`);
     const found = await must(server.url, `query($q: String!) { searchMessages(query: $q) { edges { node { body } } } }`, { q: `${word} swim` }, bob.token);
     expect(found.searchMessages.edges).toHaveLength(2);
     expect((await must(server.url, `query($id: ID!) { room(id: $id) { mentionCount } }`, { id: roomId }, bob.token)).room.mentionCount).toBe(1);
