@@ -1,5 +1,5 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
-import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type ExecutionArgs, type ExecutionResult } from 'graphql';
 import type { GraphQLContext } from './context';
 
 /** One execution of an event for an operation, and whether it read the viewer. */
@@ -16,8 +16,8 @@ const shared = new WeakMap<object, Map<string, Execution>>();
 
 /**
  * `subscribe` for graphql-ws: like graphql-js's, but an event that reaches many subscribers of the
- * same operation (same document and variables) is executed once and every one of them gets that
- * result. Whether a result depends on the viewer is not declared anywhere: it is learned from the
+ * same operation (same document, and the same values of the variables its selection reads) is
+ * executed once and every one of them gets that result. Whether a result depends on the viewer is not declared anywhere: it is learned from the
  * execution itself — a resolver that reads `ctx.viewer` or a loader under `ctx.loaders.viewer`
  * marks it — so a new viewer-dependent field cannot be missed. Such an operation is executed per
  * viewer from then on. Each event runs with fresh loaders, so what it shows is current.
@@ -27,7 +27,7 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   if (!isAsyncIterable(source)) return source;
   const ctx = args.contextValue as GraphQLContext;
   const viewerId = ctx.viewer?.id ?? '';
-  const shape = JSON.stringify([print(args.document), args.variableValues ?? {}, args.operationName ?? null]);
+  const shape = shapeOf(args);
   /** Learned from this subscription's first event: its results differ per viewer. */
   let perViewer = false;
 
@@ -56,6 +56,31 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   };
 
   return mapAsyncIterator(source[Symbol.asyncIterator](), resultFor);
+}
+
+/**
+ * What makes two subscriptions execute an event alike: the document, the operation, and the values
+ * of the variables read below the root field. The root field's own arguments choose the stream
+ * (the room, the resume point `after`), not how an event is read, so clients that resumed from
+ * different cursors still share one execution.
+ */
+function shapeOf(args: ExecutionArgs): string {
+  const read = new Set<string>();
+  const collect = (node: ASTNode) => visit(node, { Variable: (v) => void read.add(v.name.value) });
+  for (const definition of args.document.definitions) {
+    if (definition.kind !== Kind.OPERATION_DEFINITION) {
+      collect(definition);
+      continue;
+    }
+    for (const directive of definition.directives ?? []) collect(directive);
+    for (const selection of definition.selectionSet.selections) {
+      if (selection.kind !== Kind.FIELD) collect(selection);
+      else for (const part of [...(selection.directives ?? []), ...(selection.selectionSet ? [selection.selectionSet] : [])]) collect(part);
+    }
+  }
+  const values = args.variableValues ?? {};
+  const readValues = Object.fromEntries([...read].sort().map((name) => [name, values[name]]));
+  return JSON.stringify([print(args.document), readValues, args.operationName ?? null]);
 }
 
 /** The context with its viewer and per-viewer loaders watched: `onRead` is told when either is read. */

@@ -371,7 +371,7 @@ describe('Apollo Client 4 and myEvents', () => {
     let list: Row[] = [];
     const watching = app.client.watchQuery<{ rooms: { edges: Array<{ node: Row }> } }>({ query: ROOM_LIST }).subscribe({
       next: (r) => {
-        if (r.data?.rooms) list = r.data.rooms.edges.map((e) => e.node);
+        if (r.data?.rooms) list = (r.data.rooms.edges ?? []).map((e) => e?.node as Row);
       },
     });
     await waitFor(() => list.length === 1);

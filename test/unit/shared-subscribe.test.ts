@@ -7,7 +7,7 @@ function setup() {
   const listeners = new Set<(e: object) => void>();
   let runs = 0;
   const schema = makeExecutableSchema({
-    typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! viewerRole: String mine: Boolean fresh: Int }`,
+    typeDefs: `type Query { x: Int } type Subscription { tick(from: Int): Tick! } type Tick { n: Int! viewerRole: String mine: Boolean fresh: Int }`,
     resolvers: {
       Subscription: {
         tick: {
@@ -110,6 +110,21 @@ describe('subscribeShared', () => {
     }
     expect(seen[1]).toBeGreaterThan(seen[0]);
     await sub.return!();
+  });
+
+  it('shares between subscriptions that differ only in the root field\'s arguments (such as where they resumed), not in what the selection reads', async () => {
+    const { schema, emit, runs } = setup();
+    const query = 'subscription($from: Int, $show: Boolean!) { tick(from: $from) { n @include(if: $show) } }';
+    const open2 = (variables: Record<string, unknown>) =>
+      subscribeShared({ schema, document: parse(query), variableValues: variables, contextValue: contextOf('a') }) as Promise<AsyncIterableIterator<ExecutionResult>>;
+    const subs = await Promise.all([open2({ from: 1, show: true }), open2({ from: 2, show: true }), open2({ from: 1, show: false })]);
+    const next = subs.map((s) => s.next());
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 9 });
+    const results = await Promise.all(next);
+    expect(results.map((r) => r.value.data)).toEqual([{ tick: { n: 9 } }, { tick: { n: 9 } }, { tick: {} }]);
+    expect(runs()).toBe(2);
+    await Promise.all(subs.map((s) => s.return!()));
   });
 
   it('does not share between different selections or variables', async () => {
