@@ -1,4 +1,4 @@
-import { Kind, parse, visit, type DocumentNode, type FieldNode, type OperationDefinitionNode, type SelectionNode } from 'graphql';
+import { Kind, parse, visit, type ArgumentNode, type DocumentNode, type FieldNode, type OperationDefinitionNode, type SelectionNode, type VariableDefinitionNode } from 'graphql';
 
 /** The subscriptions the kit resumes after a reconnect. */
 export type ResumableField = 'messageAdded' | 'roomEvents';
@@ -36,23 +36,51 @@ export function resumableFieldOf(document: DocumentNode): { field: ResumableFiel
   return { field: root.name.value as ResumableField, key: root.alias?.value ?? root.name.value };
 }
 
-/** The document with what the kit needs to track the subscription's position added to its root field. */
-export function withResumeSelections(document: DocumentNode, field: ResumableField): DocumentNode {
-  return visit(document, {
+/** The variable the kit binds a resumable field's `after` to when the application did not. */
+const KIT_AFTER = 'chatKitAfter';
+
+/**
+ * The document with what the kit needs added to its root field: the selections that track the
+ * subscription's position, and an `after` argument bound to a variable — the application's own
+ * (`after: $x`), or one the kit declares when the application gave none or a literal — so every
+ * re-subscribe resumes from the position. Returns the document, the name of that variable and,
+ * for a literal, where the application asked to start.
+ */
+export function withResumeSelections(
+  document: DocumentNode,
+  field: ResumableField,
+): { document: DocumentNode; afterVariable: string; initialAfter?: string } {
+  let afterVariable = KIT_AFTER;
+  let initialAfter: string | undefined;
+  const transformed = visit(document, {
     OperationDefinition(operation) {
+      let declare = false;
+      const selections = operation.selectionSet.selections.map((s) => {
+        if (s.kind !== Kind.FIELD || s.name.value !== field || !s.selectionSet) return s;
+        const given = s.arguments?.find((a) => a.name.value === 'after');
+        if (given?.value.kind === Kind.VARIABLE) afterVariable = given.value.name.value;
+        else declare = true;
+        if (given?.value.kind === Kind.STRING) initialAfter = given.value.value; // the application's literal: where to start
+        const argument: ArgumentNode = { kind: Kind.ARGUMENT, name: { kind: Kind.NAME, value: 'after' }, value: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: KIT_AFTER } } };
+        return {
+          ...s,
+          arguments: declare ? [...(s.arguments ?? []).filter((a) => a.name.value !== 'after'), argument] : s.arguments,
+          selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, ...EXTRA_SELECTIONS[field]] },
+        };
+      });
+      const definition: VariableDefinitionNode = {
+        kind: Kind.VARIABLE_DEFINITION,
+        variable: { kind: Kind.VARIABLE, name: { kind: Kind.NAME, value: KIT_AFTER } },
+        type: { kind: Kind.NAMED_TYPE, name: { kind: Kind.NAME, value: 'String' } },
+      };
       return {
         ...operation,
-        selectionSet: {
-          ...operation.selectionSet,
-          selections: operation.selectionSet.selections.map((s) =>
-            s.kind === Kind.FIELD && s.name.value === field && s.selectionSet
-              ? { ...s, selectionSet: { ...s.selectionSet, selections: [...s.selectionSet.selections, ...EXTRA_SELECTIONS[field]] } }
-              : s,
-          ),
-        },
+        variableDefinitions: declare ? [...(operation.variableDefinitions ?? []), definition] : operation.variableDefinitions,
+        selectionSet: { ...operation.selectionSet, selections },
       };
     },
   });
+  return { document: transformed, afterVariable, initialAfter };
 }
 
 /** A cursor's position in the room's order, when the kit can read it (opaque to applications). */

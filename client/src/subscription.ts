@@ -17,7 +17,7 @@ export interface Running {
 
 /**
  * One subscription through graphql-ws. A resumable one (`roomEvents`, `messageAdded`) is sent with
- * a payload whose `variables.after` follows the last event delivered, so graphql-ws's own retry
+ * a payload whose `after` variable follows the last event delivered, so graphql-ws's own retry
  * re-sends the current position; where graphql-ws gives up (e.g. 1011, or a failed refresh while
  * reconnecting), the kit subscribes again itself from the same position, after a backoff.
  */
@@ -30,10 +30,13 @@ export function subscribe(
 ): Observable<ApolloLink.Result> {
   return new Observable<ApolloLink.Result>((observer) => {
     const resumable = resumableFieldOf(operation.query);
-    const document = resumable ? withResumeSelections(operation.query, resumable.field) : operation.query;
+    const { document, afterVariable, initialAfter } = resumable
+      ? withResumeSelections(operation.query, resumable.field)
+      : { document: operation.query, afterVariable: 'after', initialAfter: undefined };
     const tracker = resumable ? new ResumeTracker(resumable.field, resumable.key) : undefined;
-    // graphql-ws re-sends this very payload when it reconnects: `variables.after` follows the position.
+    // graphql-ws re-sends this very payload when it reconnects: the `after` variable follows the position.
     const variables: Record<string, unknown> = { ...operation.variables };
+    if (initialAfter !== undefined) variables[afterVariable] ??= initialAfter;
     const payload: SubscribePayload = { query: print(document), operationName: operation.operationName, variables, extensions: operation.extensions };
     let attempt = 0;
     let stopped = false;
@@ -78,13 +81,13 @@ export function subscribe(
 
     function start() {
       if (stopped) return;
-      if (tracker?.cursor) variables.after = tracker.cursor;
+      if (tracker?.cursor) variables[afterVariable] = tracker.cursor;
       dispose = client.subscribe(payload, {
         next: (result) => {
           attempt = 0;
           if (tracker && !tracker.accept(result.data as Record<string, unknown> | null)) return;
           observer.next(result as ApolloLink.Result);
-          if (tracker?.cursor) variables.after = tracker.cursor;
+          if (tracker?.cursor) variables[afterVariable] = tracker.cursor;
         },
         error: failed,
         complete: () => finish(),

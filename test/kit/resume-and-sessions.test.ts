@@ -1,6 +1,7 @@
 // The client kit under Apollo Client 4 in Node, against the real server in this process: resume
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
 // reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
+import { parse } from 'graphql';
 import { CreateRoomDocument, JoinRoomDocument, MeDocument, SendMessageDocument } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
@@ -36,6 +37,35 @@ describe('resume through reconnects', () => {
     proxy = await startWsProxy(server.wsUrl);
   });
   afterEach(() => proxy.stop());
+
+  it('resumes a document written without an after argument too: the kit binds after to a variable of its own', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const reader = kitClient(server.url, proxy.url, ada.session);
+    const seqs: number[] = [];
+    const plain = parse(`subscription Plain($roomId: ID!) { roomEvents(roomId: $roomId) { __typename ... on MessageAdded { message { seq } } } }`);
+    const subscription = reader.client.subscribe({ query: plain, variables: { roomId }, fetchPolicy: 'no-cache' }).subscribe({
+      next: ({ data }) => {
+        const event = (data as { roomEvents?: { __typename: string; message?: { seq: number } } } | undefined)?.roomEvents;
+        if (event?.__typename === 'MessageAdded') seqs.push(event.message!.seq);
+      },
+    });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    const TOTAL = 60;
+    for (let i = 1; i <= TOTAL; i++) {
+      if (i === 20) {
+        await proxy.refuse(); // away while messages 20 to 29 are sent
+        proxy.closeAll(1001, 'going away');
+      }
+      if (i === 30) await proxy.resume();
+      if (i === 45) proxy.dropAll();
+      await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `p${i}`, clientId: `p${i}` } } });
+    }
+    await waitFor(() => seqs.length >= TOTAL, 30_000, () => `${seqs.length} of ${TOTAL}`);
+    await new Promise((r) => setTimeout(r, 300)); // anything repeated late would show now
+    expect(tally(seqs, TOTAL)).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
+    subscription.unsubscribe();
+  });
 
   it('delivers every message and event exactly once, in order, through closes 1001, 1011, 1012, 1013, a drop (1006) and a refused reconnect', async () => {
     const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);

@@ -64,13 +64,25 @@ describe('withResumeSelections', () => {
   it('adds the position fields to the resumable root field, keeping its alias', () => {
     const doc = parse(`subscription S($r: ID!) { events: roomEvents(roomId: $r) { ... on MessageAdded { message { body } } } }`);
     expect(resumableFieldOf(doc)).toEqual({ field: 'roomEvents', key: 'events' });
-    const printed = print(withResumeSelections(doc, 'roomEvents'));
+    const printed = print(withResumeSelections(doc, 'roomEvents').document);
     expect(printed).toContain('__typename');
     expect(printed).toMatch(/\.\.\. on MessageAdded \{[^}]*message \{[^}]*cursor/);
     const added = parse(`subscription { messageAdded(roomId: "r") { body } }`);
-    const op = withResumeSelections(added, 'messageAdded').definitions[0] as OperationDefinitionNode;
+    const op = withResumeSelections(added, 'messageAdded').document.definitions[0] as OperationDefinitionNode;
     expect(print(op)).toMatch(/body\s+__typename\s+id\s+seq\s+cursor/);
     expect(resumableFieldOf(parse(`query { me { id } }`))).toBeUndefined();
+  });
+
+  it('binds after to a variable it can move: the application’s own, or one it declares when the document has none or a literal', () => {
+    const own = withResumeSelections(parse(`subscription($r: ID!, $from: String) { roomEvents(roomId: $r, after: $from) { __typename } }`), 'roomEvents');
+    expect(own.afterVariable).toBe('from');
+    expect(print(own.document)).toContain('roomEvents(roomId: $r, after: $from)');
+    const none = withResumeSelections(parse(`subscription($r: ID!) { roomEvents(roomId: $r) { __typename } }`), 'roomEvents');
+    expect(print(none.document)).toMatch(/subscription \(\$r: ID!, \$(\w+): String\) \{\s+roomEvents\(roomId: \$r, after: \$\1\)/);
+    expect(none.initialAfter).toBeUndefined();
+    const literal = withResumeSelections(parse(`subscription { messageAdded(roomId: "r", after: "c1") { body } }`), 'messageAdded');
+    expect(print(literal.document)).toContain(`messageAdded(roomId: "r", after: $${literal.afterVariable})`);
+    expect(literal.initialAfter).toBe('c1');
   });
 });
 
