@@ -16,7 +16,8 @@ import { startOurs, startReference, type RunningSystem, type Setup } from './sys
 
 const NOTE =
   'ours persists every message in PostgreSQL (one transaction per send) and publishes it through Redis before ' +
-  'fanning it out via graphql-ws, executing the subscription per subscriber; the Socket.IO reference keeps nothing, ' +
+  'fanning it out over graphql-ws (each event executed and serialised once per operation, then one next frame per ' +
+  'subscriber with its id spliced in); the Socket.IO reference keeps nothing, ' +
   'has no auth and no pub/sub, and io.emit()s one encoded packet to every socket.';
 
 async function main(): Promise<void> {
