@@ -133,7 +133,8 @@ export function ladderSummary(scenario: string, system: SystemName, rates: numbe
 
 /**
  * ours / reference for a ladder: saturation, CPU per delivery at the highest rate both passed
- * (the same load on both), and idle RSS per connection.
+ * and at the first rung (the same load on both; the first rung exists even when one failed it),
+ * and idle RSS per connection.
  */
 export function ladderRatioLine(scenario: string, rates: number[], ours: ScenarioLine[], reference: ScenarioLine[], oursSummary: LadderSummary, refSummary: LadderSummary) {
   const ratio = (a: number, b: number) => round(a / b, 2);
@@ -146,6 +147,7 @@ export function ladderRatioLine(scenario: string, rates: number[], ours: Scenari
       ...(at >= 0 && ours[at] && reference[at]
         ? { cpuPerDeliveryAtCommonRate: { rate: common, ratio: ratio(ours[at].serverCpuUsPerDelivery, reference[at].serverCpuUsPerDelivery) } }
         : {}),
+      cpuPerDeliveryAtFirstRung: { rate: rates[0], ratio: ratio(ours[0]?.serverCpuUsPerDelivery ?? NaN, reference[0]?.serverCpuUsPerDelivery ?? NaN) },
       cpuPerDeliveryAtOwnSaturation: ratio(oursSummary.serverCpuUsPerDelivery, refSummary.serverCpuUsPerDelivery),
       rssPerConnection: ratio(oursSummary.rssKbPerConnection, refSummary.rssKbPerConnection),
     },

@@ -1,5 +1,5 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
-import { createSourceEventStream, execute, print, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, print, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import type { GraphQLContext } from './context';
 
 /**
@@ -50,7 +50,7 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   if (!isAsyncIterable(source)) return source;
   const ctx = args.contextValue as GraphQLContext;
   const viewerId = ctx.viewer?.id ?? '';
-  const shape = JSON.stringify([print(args.document), args.variableValues ?? {}, args.operationName ?? null]);
+  const shape = JSON.stringify([printed(args.document), args.variableValues ?? {}, args.operationName ?? null]);
   /** Learned from this subscription's first event: its results differ per viewer. */
   let perViewer = false;
 
@@ -128,6 +128,14 @@ function payloadJson(result: ExecutionResult, sink: FrameSink, ctx: GraphQLConte
   let json = serialised.get(result);
   if (json === undefined) serialised.set(result, (json = JSON.stringify(result)));
   return json;
+}
+
+/** Each document's text, printed once (subscriptions of one query text share one document, see `prepareOperation`). */
+const texts = new WeakMap<DocumentNode, string>();
+function printed(document: DocumentNode): string {
+  let text = texts.get(document);
+  if (text === undefined) texts.set(document, (text = print(document)));
+  return text;
 }
 
 /** The context with its viewer and per-viewer loaders watched: `onRead` is told when either is read. */
