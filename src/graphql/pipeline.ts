@@ -14,24 +14,6 @@ import { AppError, ErrorCode } from '../errors';
 import { checkCost } from './cost';
 import { withoutSuggestions, type OperationRules } from './limits';
 
-/**
- * The one way an operation is admitted, whatever the transport (README.md, Security):
- * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
- * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
- * the same failure over HTTP, so a client sees one answer on both transports:
- *
- * | step | code |
- * | --- | --- |
- * | no query, variables not an object | `BAD_REQUEST` |
- * | parse (syntax, too many tokens, too deep to parse) | `GRAPHQL_PARSE_FAILED` |
- * | validation (graphql-js, depth, aliases, root fields, directives, introspection) | `GRAPHQL_VALIDATION_FAILED` |
- * | unknown or missing operation name | `OPERATION_RESOLUTION_FAILURE` |
- * | variables that do not coerce | `BAD_USER_INPUT` |
- * | cost over the limit, or not measurable | `BAD_REQUEST` |
- *
- * Over HTTP, Apollo Server parses with the same `parseOptions` and `limitsPlugin` calls
- * `admitDocument`, the same function as here, for the rest.
- */
 /** How many admitted query texts keep their parsed document. */
 const ADMITTED_DOCUMENTS = 500;
 /**
@@ -50,6 +32,24 @@ function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<st
   return documents;
 }
 
+/**
+ * The one way an operation is admitted, whatever the transport (README.md, Security):
+ * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
+ * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
+ * the same failure over HTTP, so a client sees one answer on both transports:
+ *
+ * | step | code |
+ * | --- | --- |
+ * | no query, variables not an object | `BAD_REQUEST` |
+ * | parse (syntax, too many tokens, too deep to parse) | `GRAPHQL_PARSE_FAILED` |
+ * | validation (graphql-js, depth, aliases, root fields, directives, introspection) | `GRAPHQL_VALIDATION_FAILED` |
+ * | unknown or missing operation name | `OPERATION_RESOLUTION_FAILURE` |
+ * | variables that do not coerce | `BAD_USER_INPUT` |
+ * | cost over the limit, or not measurable | `BAD_REQUEST` |
+ *
+ * Over HTTP, Apollo Server parses with the same `parseOptions` and `limitsPlugin` calls
+ * `admitDocument`, the same function as here, for the rest.
+ */
 export function prepareOperation(
   schema: GraphQLSchema,
   rules: OperationRules,
@@ -126,13 +126,17 @@ export function admitDocument(
  * WebSocket transport does, then refuses subscriptions (they run over WebSocket).
  */
 export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): ApolloServerPlugin {
+  // Apollo Server's document store hands the same DocumentNode for the same query text: one that
+  // was admitted once passed validation, so only its variables, operation and cost are checked again.
+  const validated = new WeakSet<DocumentNode>();
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ operation, document, request }) {
-          const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {});
+          const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {}, validated.has(document));
           // Apollo Server answers one error from this hook; over WebSocket all of them are sent.
           if (refused) throw refused[0];
+          validated.add(document);
           if (operation?.operation === 'subscription') {
             throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
               http: { status: 400 },
