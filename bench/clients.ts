@@ -26,12 +26,12 @@ const CONNECT_TIMEOUT_MS = 30_000;
 const MESSAGE_ADDED = 'subscription($roomId: ID!) { messageAdded(roomId: $roomId) { id seq body createdAt } }';
 
 /**
- * Opens one subscriber connection on `target` (the `index`-th of its process: it picks the
- * token). Resolves once connected — for ours after `connection_ack`, with the subscribe already
+ * Opens one subscriber connection on `target` (the `index`-th of the scenario: it picks the
+ * token and the room, `index % rooms`). Resolves once connected — for ours after `connection_ack`, with the subscribe already
  * sent; whether the server has started the subscription only shows when messages arrive.
  */
 export function openSubscriber(target: Target, index: number, events: SubscriberEvents): Promise<Subscriber> {
-  return target.system === 'ours' ? openGraphqlWs(target, index, events) : openSocketIo(target, events);
+  return target.system === 'ours' ? openGraphqlWs(target, index, events) : openSocketIo(target, index, events);
 }
 
 function openGraphqlWs(target: Target, index: number, events: SubscriberEvents): Promise<Subscriber> {
@@ -64,7 +64,7 @@ function openGraphqlWs(target: Target, index: number, events: SubscriberEvents):
       reject(err);
     };
     client.subscribe<{ messageAdded: { seq: number; body: string } }>(
-      { query: MESSAGE_ADDED, variables: { roomId: target.roomId } },
+      { query: MESSAGE_ADDED, variables: { roomId: target.roomIds[index % target.roomIds.length] } },
       {
         next: (result) => {
           if (result.errors?.length) return events.errorResult(result.errors[0].message);
@@ -83,19 +83,22 @@ function openGraphqlWs(target: Target, index: number, events: SubscriberEvents):
   });
 }
 
-function openSocketIo(target: Target, events: SubscriberEvents): Promise<Subscriber> {
+function openSocketIo(target: Target, index: number, events: SubscriberEvents): Promise<Subscriber> {
   let closing = false;
   return new Promise((resolve, reject) => {
     // forceNew: one real connection per subscriber (the default multiplexes one per process).
     const socket = io(target.httpUrl, { transports: ['websocket'], forceNew: true, reconnection: false, timeout: CONNECT_TIMEOUT_MS });
     socket.on('message', (message: { seq: number; body: string }) => events.message(message.seq, message.body));
-    socket.once('connect', () =>
+    const subscribed = () =>
       resolve({
         close: () => {
           closing = true;
           socket.disconnect();
         },
-      }),
+      });
+    // One room: everyone gets io.emit(). Several: the socket joins its room first.
+    socket.once('connect', () =>
+      target.roomIds.length > 1 ? socket.emit('join', String(index % target.roomIds.length), subscribed) : subscribed(),
     );
     socket.once('connect_error', (err) => reject(err));
     socket.on('disconnect', (reason) => {
@@ -104,9 +107,10 @@ function openSocketIo(target: Target, events: SubscriberEvents): Promise<Subscri
   });
 }
 
-/** Sends messages into the target's room; `send` resolves when the server confirmed, throws otherwise. */
+/** Sends messages into the target's rooms; `send` resolves when the server confirmed, throws otherwise. */
 export interface Sender {
-  send(body: string): Promise<void>;
+  /** Sends `body` into room `room` (an index into `Target.roomIds`). */
+  send(body: string, room: number): Promise<void>;
   close(): void;
 }
 
@@ -117,11 +121,11 @@ const SEND_MESSAGE = 'mutation($input: SendMessageInput!) { sendMessage(input: $
 export async function createSender(target: Target): Promise<Sender> {
   if (target.system === 'ours') {
     return {
-      async send(body) {
+      async send(body, room) {
         const res = await fetch(target.httpUrl, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${target.senderToken}` },
-          body: JSON.stringify({ query: SEND_MESSAGE, variables: { input: { roomId: target.roomId, body } } }),
+          body: JSON.stringify({ query: SEND_MESSAGE, variables: { input: { roomId: target.roomIds[room], body } } }),
           signal: AbortSignal.timeout(SEND_TIMEOUT_MS),
         });
         const json = (await res.json()) as { data?: { sendMessage?: { seq: number } }; errors?: Array<{ message: string; extensions?: { code?: string } }> };
@@ -137,8 +141,9 @@ export async function createSender(target: Target): Promise<Sender> {
     socket.once('connect_error', reject);
   });
   return {
-    async send(body) {
-      await socket.timeout(SEND_TIMEOUT_MS).emitWithAck('send', body);
+    async send(body, room) {
+      const args = target.roomIds.length > 1 ? [body, String(room)] : [body];
+      await socket.timeout(SEND_TIMEOUT_MS).emitWithAck('send', ...args);
     },
     close: () => socket.disconnect(),
   };

@@ -14,6 +14,8 @@ export interface Target {
   /** `ws://127.0.0.1:<port>/graphql` for ours; unused by Socket.IO. */
   wsUrl: string;
   roomId: string;
+  /** Every room of the scenario (the first is `roomId`): subscriber `j` listens to room `j % rooms`, message `i` goes to room `i % rooms`. */
+  roomIds: string[];
   /** Bearer token of the sending user (ours only). */
   senderToken: string;
   /** Bearer tokens shared round-robin by the subscriber connections (ours only). */
@@ -21,13 +23,19 @@ export interface Target {
 }
 
 /** Parent → load process. */
-export type ToLoad = { type: 'connect'; target: Target; count: number } | { type: 'finish' };
+export type ToLoad =
+  | { type: 'connect'; target: Target; count: number; /** Global index of this process's first subscriber. */ offset: number }
+  /** Starts counting rung `rung` from zero (deliveries of other rungs are ignored from now on). */
+  | { type: 'rung'; rung: number }
+  /** Reports what the current rung saw (`result`); the connections stay open. */
+  | { type: 'collect' }
+  | { type: 'finish' };
 
 /** Load process → parent. */
 export type FromLoad =
   | { type: 'connected'; connected: number }
   | { type: 'warm' }
-  | { type: 'progress'; delivered: number }
+  | { type: 'progress'; rung: number; delivered: number }
   | { type: 'result'; result: LoadResult }
   | { type: 'error'; message: string };
 
@@ -53,9 +61,20 @@ export interface LoadResult {
 /** Parent → sender process. */
 export type ToSender =
   | { type: 'init'; target: Target }
-  | { type: 'warmup' }
   | { type: 'stopWarmup' }
-  | { type: 'run'; rate: number; durationMs: number; maxInFlight: number };
+  | { type: 'warmup'; rooms: number }
+  | {
+      type: 'run';
+      /** The ladder's rung: carried in every body, so receivers count each rung apart. */
+      rung: number;
+      rate: number;
+      durationMs: number;
+      maxInFlight: number;
+      /** Rooms the messages go to, round-robin (`Target.roomIds`). */
+      rooms: number;
+      /** Closed loop: `maxInFlight` senders as fast as confirmed, stopping after `durationMs` (`rate` ignored). */
+      closedLoop?: boolean;
+    };
 
 /** Sender process → parent. */
 export type FromSender =
@@ -79,9 +98,10 @@ export interface SendResult {
   lastSend: number;
 }
 
-/** A message body: `k` is `m` (measured, index `i`) or `w` (warm-up); `t` the send time. */
+/** A message body: `k` is `m` (measured, index `i` of rung `r`) or `w` (warm-up); `t` the send time. */
 export interface Body {
   k: 'm' | 'w';
+  r?: number;
   i: number;
   t: number;
 }

@@ -33,6 +33,8 @@ export interface ScenarioLine {
   // Beyond the required fields: what explains the numbers.
   sendFailed: number;
   sendNotAttempted: number;
+  /** Confirmed sends per second of the measured phase. */
+  sendsPerSec: number;
   sendP50Ms: number;
   sendP99Ms: number;
   serverCpuPct: number;
@@ -45,10 +47,19 @@ export interface ScenarioLine {
 
 /**
  * Combines what the sender, the load processes and the server sampling saw into one line.
- * Only confirmed sends count: `lost` is, over confirmed messages, subscribers × messages minus
- * deliveries; `deliveredPerSec` is deliveries over the time from the first send to the last receipt.
+ * Only confirmed sends count: `lost` is, over confirmed messages, recipients per message
+ * (`perMessage`) × messages minus deliveries; `deliveredPerSec` is deliveries over the time from
+ * the first send to the last receipt.
  */
-export function scenarioLine(scenario: Scenario, system: SystemName, send: SendResult, loads: LoadResult[], server: ServerSample): ScenarioLine {
+export function scenarioLine(
+  scenario: Pick<Scenario, 'name'>,
+  system: SystemName,
+  send: SendResult,
+  loads: LoadResult[],
+  perMessage: number,
+  durationMs: number,
+  server: ServerSample,
+): ScenarioLine {
   const connections = loads.reduce((n, l) => n + l.connections, 0);
   let delivered = 0;
   for (let i = 0; i < send.planned; i++) {
@@ -69,11 +80,12 @@ export function scenarioLine(scenario: Scenario, system: SystemName, send: SendR
     p50Ms: round(percentile(latencies, 0.5)),
     p99Ms: round(percentile(latencies, 0.99)),
     maxMs: round(percentile(latencies, 1)),
-    lost: send.ok * connections - delivered,
+    lost: send.ok * perMessage - delivered,
     outOfOrder: loads.reduce((n, l) => n + l.outOfOrder, 0),
     rssMbPerConnection: round((server.rssConnectedMb - server.rssBeforeMb) / connections, 4),
     sendFailed: send.attempted - send.ok,
     sendNotAttempted: send.planned - send.attempted,
+    sendsPerSec: round(send.ok / (durationMs / 1000), 0),
     sendP50Ms: round(percentile(send.latencies.slice().sort(), 0.5)),
     sendP99Ms: round(percentile(send.latencies.slice().sort(), 0.99)),
     serverCpuPct: round(server.cpuPct, 0),
@@ -82,6 +94,63 @@ export function scenarioLine(scenario: Scenario, system: SystemName, send: SendR
     serverRssPeakMb: round(server.rssPeakMb, 1),
     droppedSubscriptions: loads.reduce((n, l) => n + l.dropped + l.errorResults, 0),
     errors: [...new Set(errors)].slice(0, 10),
+  };
+}
+
+/** A ladder's outcome for one system: the highest rate passing with every lower one passing too. */
+export interface LadderSummary {
+  scenario: string;
+  system: SystemName;
+  /** Highest passing rate (msg/s), 0 when the first rung failed. */
+  saturation: number;
+  /** At that rung: deliveries per second, server CPU per delivery, sender round trip p99. */
+  deliveredPerSec: number;
+  serverCpuUsPerDelivery: number;
+  sendP99Ms: number;
+  /** Idle RSS per subscribed connection (KB), after warm-up. */
+  rssKbPerConnection: number;
+  /** The first failing rung's rate and why, if one failed. */
+  failedAt?: { rate: number; p99Ms: number; lost: number; sendFailed: number };
+}
+
+/** Summarises a ladder's lines (in rung order, with `rates` the offered rates). */
+export function ladderSummary(scenario: string, system: SystemName, rates: number[], lines: ScenarioLine[], passed: (l: ScenarioLine) => boolean): LadderSummary {
+  const at = lines.findIndex((l) => !passed(l));
+  const passing = at < 0 ? lines : lines.slice(0, at);
+  const best = passing[passing.length - 1];
+  const failed = at < 0 ? undefined : lines[at];
+  return {
+    scenario,
+    system,
+    saturation: best ? rates[passing.length - 1] : 0,
+    deliveredPerSec: best?.deliveredPerSec ?? 0,
+    serverCpuUsPerDelivery: best?.serverCpuUsPerDelivery ?? NaN,
+    sendP99Ms: best?.sendP99Ms ?? NaN,
+    rssKbPerConnection: round((lines[0]?.rssMbPerConnection ?? NaN) * 1024, 1),
+    ...(failed ? { failedAt: { rate: rates[at], p99Ms: failed.p99Ms, lost: failed.lost, sendFailed: failed.sendFailed } } : {}),
+  };
+}
+
+/**
+ * ours / reference for a ladder: saturation, CPU per delivery at the highest rate both passed
+ * and at the first rung (the same load on both; the first rung exists even when one failed it),
+ * and idle RSS per connection.
+ */
+export function ladderRatioLine(scenario: string, rates: number[], ours: ScenarioLine[], reference: ScenarioLine[], oursSummary: LadderSummary, refSummary: LadderSummary) {
+  const ratio = (a: number, b: number) => round(a / b, 2);
+  const common = Math.min(oursSummary.saturation, refSummary.saturation);
+  const at = rates.indexOf(common);
+  return {
+    scenario,
+    ratio: {
+      saturation: ratio(oursSummary.saturation, refSummary.saturation),
+      ...(at >= 0 && ours[at] && reference[at]
+        ? { cpuPerDeliveryAtCommonRate: { rate: common, ratio: ratio(ours[at].serverCpuUsPerDelivery, reference[at].serverCpuUsPerDelivery) } }
+        : {}),
+      cpuPerDeliveryAtFirstRung: { rate: rates[0], ratio: ratio(ours[0]?.serverCpuUsPerDelivery ?? NaN, reference[0]?.serverCpuUsPerDelivery ?? NaN) },
+      cpuPerDeliveryAtOwnSaturation: ratio(oursSummary.serverCpuUsPerDelivery, refSummary.serverCpuUsPerDelivery),
+      rssPerConnection: ratio(oursSummary.rssKbPerConnection, refSummary.rssKbPerConnection),
+    },
   };
 }
 
@@ -116,7 +185,7 @@ function concat(parts: Float64Array[]): Float64Array {
   return all.sort();
 }
 
-function round(value: number, digits = 2): number {
+export function round(value: number, digits = 2): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }

@@ -7,15 +7,17 @@
 import { availableParallelism } from 'node:os';
 import { cleanupAll, cleanupOnSignals, interrupted } from './cleanup';
 import { startBackingServices } from './infra';
-import { ratioLine, type ScenarioLine } from './report';
-import { runScenario, say } from './run-scenario';
+import { catchUp } from './catchup';
+import { ladderRatioLine, ladderSummary, ratioLine, round, type LadderSummary, type ScenarioLine } from './report';
+import { passes, runScenario, say } from './run-scenario';
 import type { SystemName } from './protocol';
-import { loadProcesses, scenarios, type Scenario } from './scenarios';
-import { startOurs, startReference, type RunningSystem } from './systems';
+import { loadProcesses, scenarios } from './scenarios';
+import { startOurs, startReference, type RunningSystem, type Setup } from './systems';
 
 const NOTE =
   'ours persists every message in PostgreSQL (one transaction per send) and publishes it through Redis before ' +
-  'fanning it out via graphql-ws, executing the subscription per subscriber; the Socket.IO reference keeps nothing, ' +
+  'fanning it out over graphql-ws (each event executed and serialised once per operation, then one next frame per ' +
+  'subscriber with its id spliced in); the Socket.IO reference keeps nothing, ' +
   'has no auth and no pub/sub, and io.emit()s one encoded packet to every socket.';
 
 async function main(): Promise<void> {
@@ -23,25 +25,36 @@ async function main(): Promise<void> {
   const processes = loadProcesses();
   const list = scenarios();
   const print = (line: object) => console.log(JSON.stringify(line));
-  print({ note: NOTE, loadProcesses: processes, cpus: availableParallelism() });
+  print({ note: NOTE, loadProcesses: processes, cpus: availableParallelism(), quick: process.env.BENCH_QUICK === '1' });
 
   say('starting throwaway PostgreSQL and Redis');
   const backing = await startBackingServices();
   say(`PostgreSQL ${backing.databaseUrl}, Redis ${backing.redisUrl}`);
-  const lines: ScenarioLine[] = [];
   // BENCH_SYSTEMS=ours (or socketio) runs one side only, for diagnosis; no ratio lines then.
   const only = process.env.BENCH_SYSTEMS;
-  const systems: Array<readonly [SystemName, () => Promise<RunningSystem>]> = [
-    ...(only && only !== 'ours' ? [] : [['ours', () => startOurs(backing)] as const]),
-    ...(only && only !== 'socketio' ? [] : [['socketio', () => startReference()] as const]),
+  const systems: Array<readonly [SystemName, (setup: Setup) => Promise<RunningSystem>]> = [
+    ...(only && only !== 'ours' ? [] : [['ours', (setup: Setup) => startOurs(backing, setup)] as const]),
+    ...(only && only !== 'socketio' ? [] : [['socketio', (setup: Setup) => startReference(setup)] as const]),
   ];
+  const ratios: object[] = [];
   for (const scenario of list) {
-    // A fresh server per run, so RSS deltas and state start from the same point.
+    const lines = new Map<SystemName, ScenarioLine[]>();
+    const summaries = new Map<SystemName, LadderSummary>();
+    // A fresh server per scenario, so RSS deltas and state start from the same point.
     for (const [name, start] of systems) {
       try {
-        const line = await runOnce(start, scenario, processes);
-        lines.push(line);
-        print(line);
+        const system = await start({ rooms: scenario.rooms, connections: scenario.connections });
+        try {
+          lines.set(name, await runScenario(system, scenario, processes, print));
+        } finally {
+          await system.stop();
+        }
+        const ladder = lines.get(name)!.slice(0, scenario.rates.length);
+        if (scenario.rates.length > 1) {
+          const summary = ladderSummary(scenario.name, name, scenario.rates, ladder, (l) => passes(l, scenario));
+          summaries.set(name, summary);
+          print({ summary });
+        }
       } catch (err) {
         if (interrupted()) throw err;
         // One broken run must not hide the others: report it and go on.
@@ -49,22 +62,35 @@ async function main(): Promise<void> {
         process.exitCode = 1;
       }
     }
+    const [ours, reference] = [lines.get('ours'), lines.get('socketio')];
+    if (!ours || !reference) continue;
+    const [os, rs] = [summaries.get('ours'), summaries.get('socketio')];
+    if (os && rs) ratios.push(ladderRatioLine(scenario.name, scenario.rates, ours, reference, os, rs));
+    else if (ours[0] && reference[0]) ratios.push(ratioLine(ours[0], reference[0]));
+    const [oc, rc] = [ours.find((l) => l.scenario.endsWith('senders')), reference.find((l) => l.scenario.endsWith('senders'))];
+    if (oc && rc) {
+      ratios.push({ scenario: oc.scenario, ratio: { sendsPerSec: round(oc.sendsPerSec / rc.sendsPerSec, 2), sendP99Ms: round(oc.sendP99Ms / rc.sendP99Ms, 2) }, ours: oc.sendsPerSec, reference: rc.sendsPerSec });
+    }
   }
-  for (const scenario of list) {
-    const ours = lines.find((l) => l.scenario === scenario.name && l.system === 'ours');
-    const reference = lines.find((l) => l.scenario === scenario.name && l.system === 'socketio');
-    if (ours && reference) print(ratioLine(ours, reference));
+  if (!only || only === 'ours') {
+    const behind = Number(process.env.BENCH_CATCHUP ?? 10_000);
+    if (!process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(`catchup-${behind}`)) {
+      try {
+        const system = await startOurs(backing);
+        try {
+          say(`ours/catchup-${behind}: writing the backlog, then resuming one subscriber`);
+          print(await catchUp(system, behind));
+        } finally {
+          await system.stop();
+        }
+      } catch (err) {
+        if (interrupted()) throw err;
+        print({ scenario: `catchup-${behind}`, system: 'ours', error: (err as Error).message });
+        process.exitCode = 1;
+      }
+    }
   }
-}
-
-/** Starts a fresh system, runs the scenario on it, stops it. */
-async function runOnce(start: () => Promise<RunningSystem>, scenario: Scenario, processes: number): Promise<ScenarioLine> {
-  const system = await start();
-  try {
-    return await runScenario(system, scenario, processes);
-  } finally {
-    await system.stop();
-  }
+  for (const line of ratios) print(line);
 }
 
 main()

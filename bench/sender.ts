@@ -1,18 +1,24 @@
 /**
  * The sender process (forked by run.ts): sends into one system's room.
  *
- *   init {target} → ready; warmup → a warm-up message every 200 ms until stopWarmup → warmupStopped;
- *   run {rate, durationMs, maxInFlight} → done {result}.
+ *   init {target} → ready; warmup {rooms} → every 200 ms a warm-up message into each of the next
+ *   (up to) 100 rooms until stopWarmup → warmupStopped; run {rung, rate, durationMs, maxInFlight,
+ *   rooms, closedLoop} → done {result}, as often as asked.
  *
- * The measured phase is open-loop: message `i` is due at `start + i / rate` whether or not earlier
+ * A measured phase is open-loop: message `i` is due at `start + i / rate` whether or not earlier
  * sends have been answered (so a slow server cannot slow the offered load), up to `maxInFlight`
- * unanswered sends; past twice the planned duration nothing new is started.
+ * unanswered sends; past twice the planned duration nothing new is started. Closed-loop
+ * (`closedLoop`): `maxInFlight` sends always in flight for `durationMs`, each started when one is
+ * confirmed. Message `i` goes to room `i % rooms`.
  */
 import { createSender, type Sender } from './clients';
 import { encodeBody, now, remember, type FromSender, type SendResult, type ToSender } from './protocol';
 import { parentChannel } from './worker';
 
 const WARMUP_EVERY_MS = 200;
+const WARMUP_ROOMS_PER_TICK = 100;
+/** The most messages a closed-loop phase may send (sizes its arrays). */
+const CLOSED_LOOP_MAX = 2_000_000;
 const TICK_MS = 2;
 
 const post = parentChannel<FromSender>();
@@ -32,9 +38,12 @@ async function handle(message: ToSender): Promise<void> {
     case 'warmup': {
       let n = 0;
       const sendWarmup = () => {
-        const sending = sender!.send(encodeBody({ k: 'w', i: n++, t: now() })).catch(() => undefined);
-        warmupsInFlight.add(sending);
-        void sending.finally(() => warmupsInFlight.delete(sending));
+        for (let k = 0; k < Math.min(WARMUP_ROOMS_PER_TICK, message.rooms); k++) {
+          const i = n++;
+          const sending = sender!.send(encodeBody({ k: 'w', i, t: now() }), i % message.rooms).catch(() => undefined);
+          warmupsInFlight.add(sending);
+          void sending.finally(() => warmupsInFlight.delete(sending));
+        }
       };
       sendWarmup();
       warmup = setInterval(sendWarmup, WARMUP_EVERY_MS);
@@ -45,13 +54,14 @@ async function handle(message: ToSender): Promise<void> {
       await Promise.all(warmupsInFlight);
       return post({ type: 'warmupStopped' });
     case 'run':
-      post({ type: 'done', result: await run(sender!, message.rate, message.durationMs, message.maxInFlight) });
-      sender!.close();
+      post({ type: 'done', result: await run(sender!, message) });
       return;
   }
 }
 
-function run(sender: Sender, rate: number, durationMs: number, maxInFlight: number): Promise<SendResult> {
+function run(sender: Sender, phase: Extract<ToSender, { type: 'run' }>): Promise<SendResult> {
+  const { rung, durationMs, maxInFlight, rooms, closedLoop = false } = phase;
+  const rate = closedLoop ? CLOSED_LOOP_MAX / (durationMs / 1000) : phase.rate;
   const planned = Math.round((rate * durationMs) / 1000);
   const status = new Uint8Array(planned);
   const latencies: number[] = [];
@@ -68,7 +78,7 @@ function run(sender: Sender, rate: number, durationMs: number, maxInFlight: numb
       finished = true;
       clearInterval(timer);
       resolve({
-        planned,
+        planned: closedLoop ? attempted : planned,
         attempted,
         ok: latencies.length,
         status,
@@ -82,7 +92,7 @@ function run(sender: Sender, rate: number, durationMs: number, maxInFlight: numb
       const t = now();
       lastSend = t;
       inFlight++;
-      sender.send(encodeBody({ k: 'm', i, t })).then(
+      sender.send(encodeBody({ k: 'm', r: rung, i, t }), i % rooms).then(
         () => {
           status[i] = 1;
           latencies.push(now() - t);
@@ -96,10 +106,10 @@ function run(sender: Sender, rate: number, durationMs: number, maxInFlight: numb
         if (stopped() && inFlight === 0) finish();
       });
     };
-    const stopped = () => attempted === planned || now() - start > 2 * durationMs;
+    const stopped = () => attempted === planned || now() - start > (closedLoop ? 1 : 2) * durationMs;
     const timer = setInterval(() => {
       const due = Math.min(planned, Math.floor(((now() - start) * rate) / 1000) + 1);
-      while (attempted < due && inFlight < maxInFlight) fire(attempted++);
+      while (attempted < due && inFlight < maxInFlight && !stopped()) fire(attempted++);
       if (stopped() && inFlight === 0) finish();
     }, TICK_MS);
   });

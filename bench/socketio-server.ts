@@ -1,6 +1,7 @@
 /**
  * The reference: a plain Socket.IO chat server, the textbook design. On `send` it numbers the
- * message and `io.emit`s it to every connected client, then acks the sender. No persistence, no
+ * message and `io.emit`s it to every connected client (or `io.to(room)` when the send names a room
+ * the sockets `join`ed), then acks the sender. No persistence, no
  * auth, no pub/sub, one process. `GET /healthz` answers 200 once listening. Port from `PORT`.
  */
 import { randomUUID } from 'node:crypto';
@@ -15,11 +16,19 @@ const io = new Server(httpServer, { serveClient: false });
 
 let seq = 0;
 io.on('connection', (socket) => {
-  socket.on('send', (body: unknown, ack?: (reply: { seq: number }) => void) => {
+  // Several rooms: a socket joins one, and a send naming a room goes to that room only.
+  socket.on('join', (room: unknown, ack?: () => void) => {
+    if (typeof room === 'string') void socket.join(room);
+    if (typeof ack === 'function') ack();
+  });
+  socket.on('send', (body: unknown, ...rest: unknown[]) => {
     if (typeof body !== 'string') return;
+    const ack = typeof rest[rest.length - 1] === 'function' ? (rest.pop() as (reply: { seq: number }) => void) : undefined;
+    const room = typeof rest[0] === 'string' ? rest[0] : undefined;
     const message = { id: randomUUID(), seq: ++seq, body, createdAt: new Date().toISOString() };
-    io.emit('message', message);
-    if (typeof ack === 'function') ack({ seq: message.seq });
+    if (room === undefined) io.emit('message', message);
+    else io.to(room).emit('message', message);
+    ack?.({ seq: message.seq });
   });
 });
 

@@ -17,12 +17,22 @@ export interface RunningSystem {
 /** How many distinct users the subscriber connections of ours share (sign-up costs ~100 ms each). */
 const SUBSCRIBER_USERS = 10;
 
+/** What a scenario needs made before it runs. */
+export interface Setup {
+  rooms: number;
+  /** Subscriber connections: subscriber `j` is user `j % SUBSCRIBER_USERS` in room `j % rooms`. */
+  connections: number;
+}
+
+/** Calls made at once while setting up many rooms. */
+const SETUP_CONCURRENCY = 16;
+
 /**
  * Starts the chat API from its TypeScript sources in production mode against the given
- * PostgreSQL and Redis, then signs up a sender (who creates a PUBLIC room) and subscriber users
- * (who join it).
+ * PostgreSQL and Redis, then signs up a sender (who creates `setup.rooms` PUBLIC rooms) and
+ * subscriber users (each joining the rooms its connections listen to).
  */
-export async function startOurs(backing: { databaseUrl: string; redisUrl: string }): Promise<RunningSystem> {
+export async function startOurs(backing: { databaseUrl: string; redisUrl: string }, setup: Setup = { rooms: 1, connections: 0 }): Promise<RunningSystem> {
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-bench-'));
   const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
@@ -55,20 +65,26 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
   );
   const httpUrl = `http://127.0.0.1:${port}/graphql`;
   const sender = await signUp(httpUrl);
-  const room = await gql(httpUrl, 'mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }', {
-    input: { name: `bench ${sender.name}`, kind: 'PUBLIC' },
-  }, sender.token);
-  const roomId = room.createRoom.id as string;
+  const roomIds = await inParallel(setup.rooms, async (n) => {
+    const room = await gql(httpUrl, 'mutation($input: CreateRoomInput!) { createRoom(input: $input) { id } }', {
+      input: { name: `bench ${sender.name} ${n}`, kind: 'PUBLIC' },
+    }, sender.token);
+    return room.createRoom.id as string;
+  });
   const subscriberTokens: string[] = [];
-  for (let i = 0; i < SUBSCRIBER_USERS; i++) {
-    const user = await signUp(httpUrl);
-    await gql(httpUrl, 'mutation($roomId: ID!) { joinRoom(roomId: $roomId) { id } }', { roomId }, user.token);
-    subscriberTokens.push(user.token);
-  }
+  for (let i = 0; i < SUBSCRIBER_USERS; i++) subscriberTokens.push((await signUp(httpUrl)).token);
+  // Each (user, room) pair some subscriber connection has, joined once.
+  const pairs = new Set<string>();
+  for (let j = 0; j < Math.max(setup.connections, SUBSCRIBER_USERS); j++) pairs.add(`${j % SUBSCRIBER_USERS} ${j % setup.rooms}`);
+  const joins = [...pairs].map((pair) => pair.split(' ').map(Number));
+  await inParallel(joins.length, async (n) => {
+    const [user, room] = joins[n];
+    await gql(httpUrl, 'mutation($roomId: ID!) { joinRoom(roomId: $roomId) { id } }', { roomId: roomIds[room] }, subscriberTokens[user]);
+  });
   return {
     name: 'ours',
     server,
-    target: { system: 'ours', httpUrl, wsUrl: `ws://127.0.0.1:${port}/graphql`, roomId, senderToken: sender.token, subscriberTokens },
+    target: { system: 'ours', httpUrl, wsUrl: `ws://127.0.0.1:${port}/graphql`, roomId: roomIds[0], roomIds, senderToken: sender.token, subscriberTokens },
     async stop() {
       await server.stop();
       removeDataDir();
@@ -77,16 +93,38 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
   };
 }
 
-/** Starts the reference Socket.IO server (`bench/socketio-server.ts`). */
-export async function startReference(): Promise<RunningSystem> {
+/** Starts the reference Socket.IO server (`bench/socketio-server.ts`); its rooms are names `0`, `1`, …. */
+export async function startReference(setup: Setup = { rooms: 1, connections: 0 }): Promise<RunningSystem> {
   const port = await freePort();
   const server = await startServerProcess('Socket.IO reference', 'bench/socketio-server.ts', { PORT: String(port) }, `http://127.0.0.1:${port}/healthz`);
   return {
     name: 'socketio',
     server,
-    target: { system: 'socketio', httpUrl: `http://127.0.0.1:${port}`, wsUrl: '', roomId: '', senderToken: '', subscriberTokens: [] },
+    target: {
+      system: 'socketio',
+      httpUrl: `http://127.0.0.1:${port}`,
+      wsUrl: '',
+      roomId: '0',
+      roomIds: Array.from({ length: setup.rooms }, (_, n) => String(n)),
+      senderToken: '',
+      subscriberTokens: [],
+    },
     stop: () => server.stop(),
   };
+}
+
+/** `task(0)` … `task(count - 1)`, SETUP_CONCURRENCY at a time; the results in order. */
+async function inParallel<T>(count: number, task: (n: number) => Promise<T>): Promise<T[]> {
+  const results: T[] = new Array(count);
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      const n = next++;
+      results[n] = await task(n);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(SETUP_CONCURRENCY, count) }, worker));
+  return results;
 }
 
 async function signUp(url: string): Promise<{ name: string; token: string }> {
@@ -98,7 +136,7 @@ async function signUp(url: string): Promise<{ name: string; token: string }> {
 }
 
 /** POSTs one GraphQL operation; resolves to `data`, throws on errors. */
-async function gql(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
+export async function gql(url: string, query: string, variables: Record<string, unknown>, token?: string): Promise<any> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },

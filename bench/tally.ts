@@ -1,9 +1,11 @@
 import { decodeBody, now, remember, type LoadResult } from './protocol';
 
 /**
- * What one load process counts over its subscribers: for each measured message how many of them
- * got it (each at most once), every delivery's latency, seq order per subscriber, and when every
- * subscriber has seen a warm-up message (so it is known to be subscribed).
+ * What one load process counts over its subscribers: for each measured message of the current
+ * rung how many of them got it (each at most once), every delivery's latency, seq order per
+ * subscriber, and when every subscriber has seen a warm-up message (so it is known to be
+ * subscribed). `begin(rung)` starts a rung from zero on the same connections; a message of
+ * another rung (a late one) is not counted.
  */
 export class Tally {
   delivered = 0;
@@ -16,6 +18,8 @@ export class Tally {
   private readonly errors: string[] = [];
   private lastReceipt = 0;
   private warmSubscribers = 0;
+  /** The rung being counted. */
+  rung = 0;
 
   constructor(private readonly subscribers: number, private readonly onAllWarm: () => void) {}
 
@@ -23,7 +27,8 @@ export class Tally {
   subscriber(): (seq: number, text: string) => void {
     let lastSeq = 0;
     let warm = false;
-    const got = new Set<number>();
+    let got = new Set<number>();
+    let gotRung = this.rung;
     return (seq, text) => {
       const receipt = now();
       if (seq <= lastSeq) this.outOfOrder++;
@@ -34,10 +39,25 @@ export class Tally {
         if (!warm && (warm = true) && ++this.warmSubscribers === this.subscribers) this.onAllWarm();
         return;
       }
+      if ((body.r ?? 0) !== this.rung) return;
+      if (gotRung !== this.rung) {
+        gotRung = this.rung;
+        got = new Set();
+      }
       if (got.has(body.i)) return;
       got.add(body.i);
       this.count(body.i, receipt - body.t, receipt);
     };
+  }
+
+  /** Starts counting `rung` from zero (the per-subscriber order check goes on across rungs). */
+  begin(rung: number): void {
+    this.rung = rung;
+    this.delivered = 0;
+    this.perIndex = new Uint32Array(4096);
+    this.latencies = new Float64Array(1 << 16);
+    this.latencyCount = 0;
+    this.lastReceipt = 0;
   }
 
   dropOne(reason: string): void {

@@ -66,8 +66,11 @@ export class MessageFeed {
   events(): AsyncIterableIterator<FeedEvent> {
     const repeater = new Repeater<FeedEvent>(async (push, stop) => {
       void stop.then(() => this.stop());
-      const deliver = async (events: AsyncIterable<FeedEvent> | Iterable<FeedEvent>) => {
-        for await (const event of events) if (!this.stopped) await Promise.race([push(event), stop]);
+      const deliverOne = async (event: FeedEvent) => {
+        if (!this.stopped) await Promise.race([push(event), stop]);
+      };
+      const deliver = async (events: AsyncIterable<FeedEvent>) => {
+        for await (const event of events) await deliverOne(event);
       };
       const attached = await this.attach();
       if (!attached) return;
@@ -92,9 +95,9 @@ export class MessageFeed {
           if (gap) await deliver(this.catchUp(gap));
           if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
           const event = this.accept(next);
-          if (event) await deliver([event]);
+          if (event) await deliverOne(event);
         }
-        if (this.revoked && !this.stopped) await deliver([{ kind: 'revoked' }]);
+        if (this.revoked && !this.stopped) await deliverOne({ kind: 'revoked' });
       } finally {
         attached.hub.remove(this.listener);
         attached.release();

@@ -13,6 +13,7 @@ import type { ActivityRouter } from '../chat/activity-router';
 import type { DirectoryService } from '../chat/directory-service';
 import type { MembershipService } from '../chat/membership-service';
 import type { PresenceService, TypingService } from '../presence';
+import type { FrameSink } from './shared-subscribe';
 
 /** The services resolvers call; built once in `app.ts`. */
 export interface Services {
@@ -72,6 +73,8 @@ export interface GraphQLContext {
   newLoaders(): Loaders;
   /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
   socket?: SocketAuth;
+  /** A subscription on a WebSocket: where its `next` frames are written (`subscribeShared`). */
+  frames?: FrameSink;
 }
 
 /** Fresh loaders for one operation of `viewer`. */

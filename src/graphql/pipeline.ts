@@ -14,6 +14,24 @@ import { AppError, ErrorCode } from '../errors';
 import { checkCost } from './cost';
 import { withoutSuggestions, type OperationRules } from './limits';
 
+/** How many admitted query texts keep their parsed document. */
+const ADMITTED_DOCUMENTS = 500;
+/**
+ * Per schema and rules (one pair per app), the query texts that parsed and passed validation,
+ * oldest first: thousands of sockets subscribing with the same text share one document and skip
+ * parsing and validating it again. Variables, the operation and the cost are still checked per
+ * operation.
+ */
+const admitted = new WeakMap<GraphQLSchema, WeakMap<OperationRules, Map<string, DocumentNode>>>();
+
+function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<string, DocumentNode> {
+  let byRules = admitted.get(schema);
+  if (!byRules) admitted.set(schema, (byRules = new WeakMap()));
+  let documents = byRules.get(rules);
+  if (!documents) byRules.set(rules, (documents = new Map()));
+  return documents;
+}
+
 /**
  * The one way an operation is admitted, whatever the transport (README.md, Security):
  * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
@@ -40,9 +58,12 @@ export function prepareOperation(
   if (typeof payload.query !== 'string' || payload.query === '') {
     return [requestError(ErrorCode.BadRequest, 'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.')];
   }
+  const operationName = typeof payload.operationName === 'string' ? payload.operationName : undefined;
+  const documents = admittedDocuments(schema, rules);
+  const cached = documents.get(payload.query);
   let document: DocumentNode;
   try {
-    document = parse(payload.query, rules.parseOptions);
+    document = cached ?? parse(payload.query, rules.parseOptions);
   } catch (err) {
     // graphql-js throws a GraphQLError for syntax; a RangeError would mean nesting beyond the stack.
     const message = err instanceof GraphQLError ? err.message : 'Syntax Error: the document cannot be parsed.';
@@ -51,10 +72,13 @@ export function prepareOperation(
   if (payload.variables != null && !isRecord(payload.variables)) {
     return [requestError(ErrorCode.BadRequest, '`variables` in a POST body must be an object if provided.')];
   }
-  const operationName = typeof payload.operationName === 'string' ? payload.operationName : undefined;
   const variables = isRecord(payload.variables) ? payload.variables : {};
-  const refused = admitDocument(schema, rules, document, operationName, variables);
+  const refused = admitDocument(schema, rules, document, operationName, variables, cached !== undefined);
   if (refused) return refused;
+  if (!cached) {
+    documents.set(payload.query, document);
+    if (documents.size > ADMITTED_DOCUMENTS) documents.delete(documents.keys().next().value!);
+  }
   return { schema, document, operationName, variableValues: variables };
 }
 
@@ -70,9 +94,11 @@ export function admitDocument(
   document: DocumentNode,
   operationName: string | undefined,
   variables: Record<string, unknown>,
+  /** The document passed validation before (`prepareOperation`'s cache): only the rest is checked. */
+  validated = false,
 ): GraphQLError[] | undefined {
-  const overLimits = validate(schema, document, rules.validationRules);
-  const invalid = overLimits.length ? overLimits : validate(schema, document, specifiedRules);
+  const overLimits = validated ? [] : validate(schema, document, rules.validationRules);
+  const invalid = overLimits.length || validated ? overLimits : validate(schema, document, specifiedRules);
   if (invalid.length > 0) {
     return invalid.map(
       (e) => new GraphQLError(withoutSuggestions(rules, e.message), { nodes: e.nodes, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED', http: BAD } }),
@@ -100,13 +126,17 @@ export function admitDocument(
  * WebSocket transport does, then refuses subscriptions (they run over WebSocket).
  */
 export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): ApolloServerPlugin {
+  // Apollo Server's document store hands the same DocumentNode for the same query text: one that
+  // was admitted once passed validation, so only its variables, operation and cost are checked again.
+  const validated = new WeakSet<DocumentNode>();
   return {
     async requestDidStart() {
       return {
         async didResolveOperation({ operation, document, request }) {
-          const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {});
+          const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {}, validated.has(document));
           // Apollo Server answers one error from this hook; over WebSocket all of them are sent.
           if (refused) throw refused[0];
+          validated.add(document);
           if (operation?.operation === 'subscription') {
             throw new AppError(ErrorCode.BadRequest, 'Subscriptions run over WebSocket: connect to /graphql with the graphql-transport-ws protocol', {
               http: { status: 400 },

@@ -148,4 +148,58 @@ describe('subscribeShared', () => {
     await pending;
     expect(await sub.return!()).toEqual({ done: true, value: undefined });
   });
+
+  describe('with a frame sink (graphql-ws over a WebSocket)', () => {
+    /** Opens a subscription whose frames are collected; `until(n)` waits for n of them. */
+    async function openWithFrames(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string, id: string) {
+      const frames: string[] = [];
+      let waiting: { n: number; resolve: () => void } | undefined;
+      const frameSink = {
+        id,
+        write: (frame: string) => {
+          frames.push(frame);
+          if (waiting && frames.length >= waiting.n) waiting.resolve();
+          return undefined;
+        },
+        mask: (result: ExecutionResult) => ({ ...result, errors: result.errors!.map(() => ({ message: 'masked' })) }),
+      };
+      const contextValue = { ...contextOf(viewer), frames: frameSink };
+      const iterator = (await subscribeShared({ schema, document: parse(query), contextValue })) as AsyncIterableIterator<ExecutionResult>;
+      const until = (n: number) => (frames.length >= n ? Promise.resolve() : new Promise<void>((resolve) => (waiting = { n, resolve })));
+      return { frames, iterator, until };
+    }
+
+    it('writes next frames as graphql-ws would, the shared payload serialised once, and ends on return', async () => {
+      const { schema, emit, runs } = setup();
+      const subs = await Promise.all(['a', 'b'].map((v, i) => openWithFrames(schema, 'subscription { tick { n } }', v, `op-${i}`)));
+      const ended = subs.map((s) => s.iterator.next());
+      await new Promise((r) => setImmediate(r));
+      emit({ n: 1 });
+      emit({ n: 2 });
+      await Promise.all(subs.map((s) => s.until(2)));
+      subs.forEach(({ frames }, i) => {
+        expect(frames).toEqual([1, 2].map((n) => JSON.stringify({ id: `op-${i}`, type: 'next', payload: { data: { tick: { n } } } })));
+      });
+      expect(runs()).toBe(2);
+      // This source (unlike a feed) takes return() only at a yield: one more event lets it end.
+      const returned = Promise.all(subs.map((s) => s.iterator.return!()));
+      emit({ n: 3 });
+      await returned;
+      expect(await Promise.all(ended)).toEqual([{ done: true, value: undefined }, { done: true, value: undefined }]);
+      expect(subs.map((s) => s.frames.length)).toEqual([2, 2]);
+    });
+
+    it('writes each viewer its own result when the execution read the viewer', async () => {
+      const { schema, emit } = setup();
+      const subs = await Promise.all(['a', 'b'].map((v) => openWithFrames(schema, 'subscription { tick { n viewerRole } }', v, '1')));
+      void subs.map((s) => s.iterator.next());
+      await new Promise((r) => setImmediate(r));
+      emit({ n: 9 });
+      await Promise.all(subs.map((s) => s.until(1)));
+      expect(subs.map((s) => JSON.parse(s.frames[0]).payload.data.tick.viewerRole)).toEqual(['a', 'b']);
+      const returned = Promise.all(subs.map((s) => s.iterator.return!()));
+      emit({ n: 10 });
+      await returned;
+    });
+  });
 });
