@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LIFTED_BUDGETS } from '../test/support/budgets';
 import { onCleanup } from './cleanup';
 import { freePort, startServerProcess, type ServerProcess } from './infra';
 import type { SystemName, Target } from './protocol';
@@ -51,15 +52,7 @@ export async function startOurs(backing: { databaseUrl: string; redisUrl: string
       HOST: '127.0.0.1',
       DATA_DIR: dataDir,
       // The load comes from one address and a few accounts at rates no person sends: lift the budgets.
-      MUTATIONS_PER_USER_PER_10S: '1000000',
-      SENDS_PER_USER_PER_10S: '1000000',
-      SENDS_PER_USER_PER_HOUR: '100000000',
-      SENDS_PER_ROOM_PER_10S: '1000000',
-      SIGNUPS_PER_ADDRESS_PER_HOUR: '1000000',
-      LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: '1000000',
-      ROOMS_PER_ADDRESS_PER_HOUR: '1000000',
-      WS_PER_ADDRESS: '1000000',
-      WS_PER_USER: '100000',
+      ...LIFTED_BUDGETS,
     },
     `http://127.0.0.1:${port}/readyz`,
   );

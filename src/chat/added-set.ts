@@ -13,9 +13,13 @@ export class AddedSet {
     private readonly above = new Set<number>(),
   ) {}
 
+  /** `snapshot()` of the current state, until the next change. */
+  private text?: string;
+
   /** Marks `seq` as carried; true when it already was. */
   mark(seq: number): boolean {
     if (seq <= this.watermark || this.above.has(seq)) return true;
+    this.text = undefined;
     this.above.add(seq);
     while (this.above.delete(this.watermark + 1)) this.watermark++;
     return false;
@@ -32,8 +36,13 @@ export class AddedSet {
 
   /** The set as text for a cursor: `12`, or `12.15.16` with the early seqs. */
   snapshot(): string {
-    if (this.above.size === 0 || this.above.size > MAX_EARLY_IN_CURSOR) return String(this.watermark);
-    return [this.watermark, ...[...this.above].sort((a, b) => a - b)].join('.');
+    // Asked for once per delivered event by every feed: made once per state of the set.
+    if (this.text !== undefined) return this.text;
+    this.text =
+      this.above.size === 0 || this.above.size > MAX_EARLY_IN_CURSOR
+        ? String(this.watermark)
+        : [this.watermark, ...[...this.above].sort((a, b) => a - b)].join('.');
+    return this.text;
   }
 
   /** A set from `snapshot()` text; undefined when it is not one. */
