@@ -30,6 +30,11 @@ export class AddedSet {
     return this.watermark;
   }
 
+  /** Whether both sets hold the same seqs. */
+  equals(other: AddedSet): boolean {
+    return this.watermark === other.watermark && this.above.size === other.above.size && [...this.above].every((seq) => other.above.has(seq));
+  }
+
   clone(): AddedSet {
     return new AddedSet(this.watermark, new Set(this.above));
   }

@@ -1,6 +1,7 @@
 import { Repeater } from '@repeaterjs/repeater';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../logger';
+import type { PushSink, PushStream } from '../push-stream';
 import type { MessageModel } from '../pubsub';
 import { AddedSet } from './added-set';
 import { type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
@@ -34,74 +35,65 @@ export interface FeedOptions {
   acquire(): Promise<{ hub: RoomHub; release: () => void }>;
 }
 
-/** How many live events may wait for a slow reader before the feed falls back to the database. */
+/** How many events may wait for a slow reader before the feed falls back to the database. */
 const MAX_BUFFER = 1000;
 const REPLAY_BATCH = 200;
 const RETRY_MS = 1000;
 
+type LiveEvent = Exclude<FeedEvent, { kind: 'revoked' }>;
+
 /**
- * One subscription's stream; owns docs/guarantees.md guarantees 1 and 2 (and replays guarantee 8's log): attaches to the hub
- * (buffering live events), replays from the database everything after its start up to the hub's
- * position, then passes live events, skipping what it already delivered — no gap and no duplicate
- * at the seam. A reader too slow for the buffer loses nothing either: the buffered changes are
- * dropped and read again from the database. While the database is unreachable it waits and
- * retries instead of failing. `return()` ends it promptly, also while it waits.
+ * One subscription's stream; owns docs/guarantees.md guarantees 1 and 2 (and replays guarantee 8's
+ * log). It attaches to the hub (buffering live events), replays from the database everything after
+ * its start up to the hub's position, delivers what it buffered meanwhile, skipping what it already
+ * delivered — no gap and no duplicate at the seam — and then goes **live**: from then on the hub's
+ * fan-out hands each event to the sink synchronously (`PushSink.live`), with no iterator, promise
+ * or queue of its own. When the sink asks it to wait (a congested socket), or a message arrives
+ * ahead of a gap, it leaves the live path, buffers, and catches up the same way. A reader too
+ * slow for the buffer loses nothing either: the buffered changes are dropped and read again from
+ * the database. While the database is unreachable it waits and retries instead of failing.
+ * Stopping it ends it promptly, also while it waits.
  */
-export class MessageFeed {
-  private queue: Exclude<FeedEvent, { kind: 'revoked' }>[] = [];
+export class MessageFeed implements PushStream<FeedEvent> {
+  private queue: LiveEvent[] = [];
   /** Every change after `position` is in the queue or will be (false at a resume and after an overflow). */
   private synced = false;
   private revoked = false;
   private stopped = false;
+  private finished = false;
+  /** The loop (attach, replay, buffered events) is running. */
+  private looping = false;
+  /** The loop is idle and the hub's events go straight to the sink. */
+  private live = false;
+  /** While live in change order: this feed's view is the hub's (same position, same added set), so the hub's events are taken as they are. */
+  private follows = false;
   private readonly stopping = new AbortController();
-  private wake?: () => void;
+  private sink?: PushSink<FeedEvent>;
+  private attached?: { hub: RoomHub; release: () => void };
   /** The last change number (changes) or seq (messages) delivered. */
   private position = 0;
-  /** Messages delivered as added (changes order only). */
+  /** Messages delivered as added (changes order, while not following the hub). */
   private added = new AddedSet(0);
 
   constructor(private readonly options: FeedOptions) {}
 
-  /** The feed as an async iterator; nothing is attached until the first `next()`. */
-  events(): AsyncIterableIterator<FeedEvent> {
+  /** Starts the feed into `sink`: it attaches to the room's hub, replays, then goes live. */
+  startPush(sink: PushSink<FeedEvent>): () => void {
+    if (this.sink) throw new Error('A feed starts once');
+    this.sink = sink;
+    void this.loop();
+    return () => this.stop();
+  }
+
+  /** The feed as an async iterator (for consumers that pull); nothing is attached until the first `next()`. */
+  events(): AsyncIterableIterator<FeedEvent> & PushStream<FeedEvent> {
     const repeater = new Repeater<FeedEvent>(async (push, stop) => {
-      void stop.then(() => this.stop());
-      const deliverOne = async (event: FeedEvent) => {
-        if (!this.stopped) await Promise.race([push(event), stop]);
-      };
-      const deliver = async (events: AsyncIterable<FeedEvent>) => {
-        for await (const event of events) await deliverOne(event);
-      };
-      const attached = await this.attach();
-      if (!attached) return;
-      try {
-        while (!this.stopped && !this.revoked) {
-          if (!this.synced) {
-            // Everything up to the hub's position now comes from the database; every later change is
-            // queued — unless the queue overflows meanwhile, which makes the feed read again.
-            const upto = this.head(attached.hub);
-            this.synced = true;
-            await deliver(this.catchUp(upto));
-            if (this.position < upto) this.synced = false;
-            continue;
-          }
-          const next = this.queue.shift();
-          if (!next) {
-            await new Promise<void>((resolve) => (this.wake = resolve));
-            this.wake = undefined;
-            continue;
-          }
-          const gap = this.gapBefore(next);
-          if (gap) await deliver(this.catchUp(gap));
-          if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
-          const event = this.accept(next);
-          if (event) await deliverOne(event);
-        }
-        if (this.revoked && !this.stopped) await deliverOne({ kind: 'revoked' });
-      } finally {
-        attached.hub.remove(this.listener);
-        attached.release();
-      }
+      const ended = new Promise<void>((resolve, reject) => {
+        const take = (event: FeedEvent) => Promise.race([push(event), stop]).then(() => undefined);
+        const stopFeed = this.startPush({ replay: take, live: take, end: (err) => (err ? reject(err) : resolve()) });
+        void stop.then(stopFeed);
+      });
+      await ended;
       stop();
     });
     // A Repeater hands `throw()` to its executor only while it waits on a push; end the feed in any case.
@@ -110,6 +102,7 @@ export class MessageFeed {
         await repeater.return();
         throw err;
       },
+      startPush: (sink: PushSink<FeedEvent>) => this.startPush(sink),
     });
   }
 
@@ -117,7 +110,85 @@ export class MessageFeed {
   private stop(): void {
     this.stopped = true;
     this.stopping.abort();
-    this.wake?.();
+    if (!this.looping) this.finish();
+  }
+
+  private finish(error?: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.live = false;
+    if (this.attached) {
+      this.attached.hub.remove(this.listener);
+      this.attached.release();
+    }
+    this.sink!.end(error);
+  }
+
+  /**
+   * Attaches (once), then delivers everything the feed owes — the replay, buffered events, a gap —
+   * through `sink.replay`, one at a time, until the buffer is empty: then the feed goes live.
+   * Ends the feed when it is stopped or revoked.
+   */
+  private async loop(): Promise<void> {
+    if (this.looping || this.finished) return;
+    this.looping = true;
+    try {
+      this.attached ??= await this.attach();
+      const { attached } = this;
+      if (!attached) return;
+      while (!this.stopped && !this.revoked) {
+        if (!this.synced) {
+          // Everything up to the hub's position now comes from the database; every later change is
+          // queued — unless the queue overflows meanwhile, which makes the feed read again.
+          const upto = this.head(attached.hub);
+          this.synced = true;
+          await this.deliverAll(this.catchUp(upto));
+          if (this.position < upto) this.synced = false;
+          continue;
+        }
+        const next = this.queue.shift();
+        if (!next) return this.goLive(attached.hub);
+        const gap = this.gapBefore(next);
+        if (gap) await this.deliverAll(this.catchUp(gap));
+        if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
+        const event = this.accept(next);
+        if (event) await this.deliver(event);
+      }
+      if (this.revoked && !this.stopped) await this.deliver({ kind: 'revoked' });
+      this.stopped = true;
+    } catch (err) {
+      this.stopped = true;
+      this.finish(err);
+    } finally {
+      this.looping = false;
+      if (this.stopped) this.finish();
+    }
+  }
+
+  private async deliver(event: FeedEvent): Promise<void> {
+    if (!this.stopped) await this.sink!.replay(event);
+  }
+
+  private async deliverAll(events: AsyncIterable<FeedEvent>): Promise<void> {
+    for await (const event of events) await this.deliver(event);
+  }
+
+  /** The buffer is empty and nothing is owed: the hub's next events go straight to the sink. */
+  private goLive(hub: RoomHub): void {
+    this.live = true;
+    this.follows = this.options.start.order === 'changes' && this.position === hub.position && this.added.equals(hub.added);
+  }
+
+  /**
+   * Back from the live path to the loop. Called within the hub's fan-out, where the hub's added
+   * set is the one the feed followed up to the event just taken.
+   */
+  private leaveLive(hub: RoomHub, wait?: Promise<void>): void {
+    this.live = false;
+    if (this.follows) this.added = hub.added.clone();
+    this.follows = false;
+    if (wait) void wait.then(() => this.loop(), () => this.loop());
+    else void this.loop();
   }
 
   /** Waits before a retry; resolves at once when the feed stops. */
@@ -151,16 +222,24 @@ export class MessageFeed {
 
   private readonly listener: HubListener = (event) => {
     if (this.revoked) return; // nothing follows a revocation
+    const hub = this.attached!.hub;
     if (event.kind === 'membership' && event.role === null && event.userId === this.options.viewerId) {
       this.revoked = true;
       this.queue = []; // docs/guarantees.md guarantee 6: nothing more reaches a removed member
-    } else {
-      // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
-      if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
-      if (this.queue.length >= MAX_BUFFER) this.shed();
-      this.queue.push(event);
+      if (this.live) this.leaveLive(hub);
+      return;
     }
-    this.wake?.();
+    // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
+    if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
+    if (this.live && !this.gapBefore(event)) {
+      const taken = this.accept(event);
+      const wait = taken && this.sink!.live(taken, hub);
+      if (wait) this.leaveLive(hub, wait);
+      return;
+    }
+    if (this.queue.length >= MAX_BUFFER) this.shed();
+    this.queue.push(event);
+    if (this.live) this.leaveLive(hub); // a message ahead of a gap: the loop reads the gap first
   };
 
   /** Too slow a reader: drop buffered changes (read again from the database), then the oldest deltas. */
@@ -222,12 +301,13 @@ export class MessageFeed {
    * subscription executes it once), nothing when already delivered, or — when this feed's view
    * differs from the hub's (a message this feed never carried) — its own copy.
    */
-  private accept(event: Exclude<FeedEvent, { kind: 'revoked' }>): FeedEvent | undefined {
+  private accept(event: LiveEvent): FeedEvent | undefined {
     if (event.kind !== 'added' && event.kind !== 'updated') return event;
     const { message } = event;
     if (this.options.start.order === 'changes') {
       if (event.change <= this.position) return undefined;
       this.position = event.change;
+      if (this.follows) return event;
       const kind = this.added.mark(message.seq) ? 'updated' : 'added';
       const added = this.added.snapshot();
       return kind === event.kind && added === event.added ? event : { ...event, kind, added };

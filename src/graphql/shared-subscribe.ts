@@ -1,5 +1,6 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
 
 /**
@@ -10,124 +11,316 @@ export interface FrameSink {
   /** The graphql-ws operation id, spliced into each frame. */
   id: string;
   /**
-   * Writes one whole frame; does nothing once the socket is closed. While the socket holds more
-   * than it should unsent, a promise that settles once this frame has gone to the kernel (the
-   * stream waits on it, so a slow reader's events wait in its feed, which bounds them).
+   * Writes one whole frame (UTF-8 JSON text); does nothing once the socket is closed. While the
+   * socket holds more than it should unsent, a promise that settles once this frame has gone to
+   * the kernel (or the socket closed).
    */
-  write(frame: string): Promise<void> | undefined;
+  write(frame: Buffer): Promise<void> | undefined;
+  /** The socket holds more than it should unsent: the subscription takes no more live events until its frames have gone out. */
+  congested(): boolean;
   /** A result with errors as the client may see it (masked as over HTTP). */
   mask(result: ExecutionResult, ctx: GraphQLContext): FormattedExecutionResult;
 }
 
-/** One execution of an event for an operation, and whether it read the viewer. */
+/** One execution of an event for a share key, and whether it read the viewer. */
 interface Execution {
   result: Promise<ExecutionResult>;
   /** Whose context it ran with. */
   viewerId: string;
   /** Set while it runs: true once a resolver read `ctx.viewer` or a per-viewer loader. */
   readViewer: boolean;
+  /** Once it has settled: its result, or why it failed. */
+  settled?: { result: ExecutionResult } | { error: unknown };
 }
 
 /** Executions per event object (the hub fans one object out to every feed) and per share key. */
 const shared = new WeakMap<object, Map<string, Execution>>();
-/** The JSON of each shared result without errors, made once for every subscriber that gets it. */
-const serialised = new WeakMap<ExecutionResult, string>();
+/** Each shared result without errors as the rest of a `next` frame after its prefix (`<payload JSON>}`), made once for every subscriber that gets it. */
+const serialised = new WeakMap<ExecutionResult, Buffer>();
 
 /**
  * `subscribe` for graphql-ws: like graphql-js's, but an event that reaches many subscribers of the
  * same operation (same document, and the same values of the variables its selection reads) is
- * executed once and every one of them gets that result. Whether a result depends on the viewer is not declared anywhere: it is learned from the
- * execution itself — a resolver that reads `ctx.viewer` or a loader under `ctx.loaders.viewer`
- * marks it — so a new viewer-dependent field cannot be missed. Such an operation is executed per
- * viewer from then on. Each event runs with fresh loaders, so what it shows is current.
+ * executed once and every one of them gets that result. Whether a result depends on the viewer is
+ * not declared anywhere: it is learned from the execution itself — a resolver that reads
+ * `ctx.viewer` or a loader under `ctx.loaders.viewer` marks it — so a new viewer-dependent field
+ * cannot be missed. Such an operation is executed per viewer from then on. Each event runs with
+ * fresh loaders, so what it shows is current.
  *
  * With a `FrameSink` in the context (graphql-ws over `ws`, see `src/http/websocket.ts`) the results
- * do not go back through graphql-ws: each is serialised once per share key and written as a `next`
- * frame with this subscription's id spliced in (`writeFrames`); graphql-ws only sees the stream end.
+ * do not go back through graphql-ws: each is serialised once and written as `next` frames with each
+ * subscription's id spliced in (`FrameTarget`); graphql-ws only sees the stream end. A source that
+ * can push (`PushStream`: the room feeds) hands its live events over inside the hub's fan-out, and
+ * a `Lane` writes each execution's frames to all its subscribers at once: no iterator, promise or
+ * queue per subscriber between an event and its socket writes.
  */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
   if (!isAsyncIterable(source)) return source;
   const ctx = args.contextValue as GraphQLContext;
-  const viewerId = ctx.viewer?.id ?? '';
-  const shape = shapeOf(args);
-  /** Learned from this subscription's first event: its results differ per viewer. */
-  let perViewer = false;
+  const subscription = new SharedSubscription(args, ctx);
+  if (!ctx.frames) return mapAsyncIterator(source[Symbol.asyncIterator](), (event) => subscription.resultFor(event));
+  const target = new FrameTarget(subscription, ctx.frames, ctx);
+  if (isPushStream<object>(source)) target.start(source.startPush(target));
+  else target.pull(source[Symbol.asyncIterator]());
+  return target.iterator();
+}
 
-  const run = (event: object, key: string): Execution => {
-    const execution: Execution = { viewerId, readViewer: false, result: Promise.resolve({}) };
-    const contextValue = watchViewer({ ...ctx, loaders: ctx.newLoaders() }, () => (execution.readViewer = true));
-    execution.result = Promise.resolve(execute({ ...args, rootValue: event, contextValue }));
+/** One subscription's side of the sharing: its share key, and whether its results depend on its viewer. */
+class SharedSubscription {
+  /** Learned from this subscription's events: its results differ per viewer. */
+  perViewer = false;
+  readonly viewerId: string;
+  /** The key of executions every subscriber of this shape may share. */
+  readonly shape: string;
+  /** The key of executions for this viewer alone. */
+  private readonly ownKey: string;
+
+  constructor(
+    private readonly args: ExecutionArgs,
+    private readonly ctx: GraphQLContext,
+  ) {
+    this.viewerId = ctx.viewer?.id ?? '';
+    this.shape = shapeOf(args);
+    this.ownKey = `${this.shape}\u0000${this.viewerId}`;
+  }
+
+  /** The event's execution under this subscription's key: one already made for it by another subscriber, or a new one. */
+  execution(event: object): Execution {
+    const key = this.perViewer ? this.ownKey : this.shape;
+    return shared.get(event)?.get(key) ?? this.run(event, key);
+  }
+
+  /** Whether `execution`'s result is this subscription's too; learns that results depend on the viewer. */
+  mayTake(execution: Execution): boolean {
+    if (!execution.readViewer) return true;
+    this.perViewer = true;
+    return execution.viewerId === this.viewerId;
+  }
+
+  /** This subscription's result for `event`. */
+  async resultFor(event: unknown): Promise<ExecutionResult> {
+    if (typeof event !== 'object' || event === null) return execute({ ...this.args, rootValue: event });
+    const execution = this.execution(event);
+    const result = await execution.result;
+    return this.mayTake(execution) ? result : this.execution(event).result; // another viewer's result: run this one's own
+  }
+
+  private run(event: object, key: string): Execution {
+    const execution: Execution = { viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
+    const contextValue = watchViewer({ ...this.ctx, loaders: this.ctx.newLoaders() }, () => (execution.readViewer = true));
+    execution.result = new Promise<ExecutionResult>((resolve) => resolve(execute({ ...this.args, rootValue: event, contextValue })));
+    execution.result.then(
+      (result) => (execution.settled = { result }),
+      (error: unknown) => (execution.settled = { error }),
+    );
     let byKey = shared.get(event);
     if (!byKey) shared.set(event, (byKey = new Map()));
     byKey.set(key, execution);
     return execution;
-  };
+  }
+}
 
-  const resultFor = async (event: unknown): Promise<ExecutionResult> => {
-    if (typeof event !== 'object' || event === null) return execute({ ...args, rootValue: event });
-    const key = perViewer ? `${shape}\u0000${viewerId}` : shape;
-    let execution = shared.get(event)?.get(key) ?? run(event, key);
-    const result = await execution.result;
-    if (!execution.readViewer || execution.viewerId === viewerId) {
-      perViewer ||= execution.readViewer;
-      return result;
-    }
-    perViewer = true; // another viewer's result: run this one's own
-    execution = shared.get(event)?.get(`${shape}\u0000${viewerId}`) ?? run(event, `${shape}\u0000${viewerId}`);
-    return execution.result;
-  };
+/** The lanes of each channel (a room hub), by share shape. */
+const lanes = new WeakMap<object, Map<string, Lane>>();
 
-  const events = source[Symbol.asyncIterator]();
-  return ctx.frames ? writeFrames(events, resultFor, ctx.frames, ctx) : mapAsyncIterator(events, resultFor);
+function laneOf(channel: object, shape: string): Lane {
+  let byShape = lanes.get(channel);
+  if (!byShape) lanes.set(channel, (byShape = new Map()));
+  let lane = byShape.get(shape);
+  if (!lane) byShape.set(shape, (lane = new Lane()));
+  return lane;
+}
+
+/** An execution waiting in a lane, with the subscribers that take its result. */
+interface LaneEntry {
+  event: object;
+  execution: Execution;
+  targets: FrameTarget[];
 }
 
 /**
- * Pumps `events` into `sink` as `next` frames, `{"id":<id>,"type":"next","payload":<result>}`
- * byte for byte as graphql-ws would write them; the shared results' JSON is made once. Returns the
- * iterator graphql-ws holds: its `next()` settles only when the stream ends (then graphql-ws sends
+ * The live events of one channel for subscriptions of one shape, in fan-out order: each event's
+ * execution (one per share key) with the subscribers that take it. When the oldest settles, its
+ * frames are written to all of them in one loop, and the next in order follows — so each
+ * subscriber's frames keep its events' order, however the executions interleave.
+ */
+class Lane {
+  private readonly entries: LaneEntry[] = [];
+  private readonly waiting = new Map<Execution, LaneEntry>();
+
+  add(event: object, target: FrameTarget): void {
+    this.join(event, target, (entry) => this.entries.push(entry));
+  }
+
+  /** Puts `target` into the entry of `event`'s execution for it, making the entry with `place` when there is none. */
+  private join(event: object, target: FrameTarget, place: (entry: LaneEntry) => void): void {
+    const execution = target.subscription.execution(event);
+    let entry = this.waiting.get(execution);
+    if (!entry) {
+      entry = { event, execution, targets: [] };
+      this.waiting.set(execution, entry);
+      place(entry);
+      if (!execution.settled) void execution.result.then(this.flush, this.flush);
+      else queueMicrotask(this.flush);
+    }
+    entry.targets.push(target);
+  }
+
+  private readonly flush = (): void => {
+    while (this.entries.length > 0 && this.entries[0].execution.settled) {
+      const { event, execution, targets } = this.entries.shift()!;
+      this.waiting.delete(execution);
+      const settled = execution.settled!;
+      const again: FrameTarget[] = [];
+      for (const target of targets) {
+        if ('error' in settled) target.fail(settled.error);
+        else if (target.subscription.mayTake(execution)) target.writeLive(settled.result);
+        else again.push(target);
+      }
+      // Another viewer's result: these run their own, ahead of their later events.
+      const front: LaneEntry[] = [];
+      for (const target of again) this.join(event, target, (entry) => front.push(entry));
+      this.entries.unshift(...front);
+    }
+  };
+}
+
+/**
+ * One subscription on a WebSocket: writes its results as `next` frames,
+ * `{"id":<id>,"type":"next","payload":<result>}` byte for byte as graphql-ws would, the shared
+ * results' bytes made once. Live events reach it through a `Lane`; replayed ones (and every event
+ * of a source that cannot push) one at a time, after its live frames. It is also the iterator
+ * graphql-ws holds: its `next()` settles only when the stream ends (then graphql-ws sends
  * `complete`) or fails (then `error`); its `return()` (the client's `complete`, a closed socket)
  * ends the stream, and nothing is written after it.
  */
-function writeFrames(
-  events: AsyncIterator<unknown>,
-  resultFor: (event: unknown) => Promise<ExecutionResult>,
-  sink: FrameSink,
-  ctx: GraphQLContext,
-): AsyncIterableIterator<ExecutionResult> {
-  const prefix = `{"id":${JSON.stringify(sink.id)},"type":"next","payload":`;
-  let stopped = false;
-  const ended = (async () => {
-    for (;;) {
-      const step = await events.next();
-      if (step.done || stopped) return;
-      const result = await resultFor(step.value);
-      if (stopped) return;
-      const flushed = sink.write(`${prefix}${payloadJson(result, sink, ctx)}}`);
-      if (flushed) await flushed;
+class FrameTarget implements PushSink<object> {
+  private readonly prefix: Buffer;
+  private stopped = false;
+  /** Live events handed over whose frames are not written yet. */
+  private pending = 0;
+  /** Settles when `pending` drops to 0 (or the subscription stops). */
+  private idle?: { promise: Promise<void>; resolve: () => void };
+  /** The flush of the last frame written while the socket was congested. */
+  private lastFlush?: Promise<void>;
+  private stopSource: () => unknown = () => undefined;
+  private readonly ended: Promise<void>;
+  private settle!: (error?: unknown) => void;
+
+  constructor(
+    readonly subscription: SharedSubscription,
+    private readonly sink: FrameSink,
+    private readonly ctx: GraphQLContext,
+  ) {
+    this.prefix = Buffer.from(`{"id":${JSON.stringify(sink.id)},"type":"next","payload":`);
+    this.ended = new Promise<void>((resolve, reject) => (this.settle = (error) => (error === undefined ? resolve() : reject(error))));
+    this.ended.catch(() => undefined); // a failure after return() has no one to tell
+  }
+
+  /** The source's stop, called on `return()`. */
+  start(stop: () => unknown): void {
+    this.stopSource = stop;
+    if (this.stopped) stop();
+  }
+
+  /** Pumps an iterator (a source that cannot push) through `replay`. */
+  pull(events: AsyncIterator<unknown>): void {
+    this.start(() => events.return?.());
+    void (async () => {
+      for (;;) {
+        const step = await events.next();
+        if (step.done || this.stopped) return this.end();
+        await this.replay(step.value as object);
+      }
+    })().catch((err: unknown) => this.end(err));
+  }
+
+  live(event: object, channel: object): Promise<void> | undefined {
+    if (this.stopped) return undefined;
+    this.pending++;
+    laneOf(channel, this.subscription.shape).add(event, this);
+    return this.sink.congested() ? this.drained() : undefined;
+  }
+
+  async replay(event: object): Promise<void> {
+    await this.drained(); // its live frames first
+    if (this.stopped) return;
+    const result = await this.subscription.resultFor(event);
+    if (this.stopped) return;
+    const flushed = this.write(result);
+    if (flushed) await flushed;
+  }
+
+  end(error?: unknown): void {
+    this.settle(error);
+  }
+
+  /** A live result from its lane. */
+  writeLive(result: ExecutionResult): void {
+    this.pending--;
+    if (!this.stopped) {
+      const flushed = this.write(result);
+      if (flushed) this.lastFlush = flushed;
     }
-  })();
-  ended.catch(() => undefined); // a failure after return() has no one to tell
-  const done = { done: true, value: undefined } as const;
-  const stop = async () => {
-    stopped = true;
-    await events.return?.();
-  };
-  const iterator: AsyncIterableIterator<ExecutionResult> = {
-    [Symbol.asyncIterator]: () => iterator,
-    next: () => ended.then(() => done),
-    return: () => stop().then(() => done),
-    throw: (err: unknown) => stop().then(() => Promise.reject(err)),
-  };
-  return iterator;
+    if (this.pending === 0) this.wakeIdle();
+  }
+
+  private wakeIdle(): void {
+    this.idle?.resolve();
+    this.idle = undefined;
+  }
+
+  /** A live execution failed: the stream ends with its error (graphql-ws sends `error`). */
+  fail(error: unknown): void {
+    this.pending--;
+    if (this.pending === 0) this.wakeIdle();
+    this.end(error);
+  }
+
+  iterator(): AsyncIterableIterator<ExecutionResult> {
+    const done = { done: true, value: undefined } as const;
+    const stop = async () => {
+      this.stopped = true;
+      this.wakeIdle();
+      await this.stopSource();
+    };
+    const iterator: AsyncIterableIterator<ExecutionResult> = {
+      [Symbol.asyncIterator]: () => iterator,
+      next: () => this.ended.then(() => done),
+      return: () => stop().then(() => done),
+      throw: (err: unknown) => stop().then(() => Promise.reject(err)),
+    };
+    return iterator;
+  }
+
+  /** Settles once every live frame handed over is written and the last congested one has gone out. */
+  private async drained(): Promise<void> {
+    while (this.pending > 0 && !this.stopped) {
+      if (!this.idle) {
+        let resolve!: () => void;
+        const promise = new Promise<void>((r) => (resolve = r));
+        this.idle = { promise, resolve };
+      }
+      await this.idle.promise;
+    }
+    const flush = this.lastFlush;
+    this.lastFlush = undefined;
+    if (flush) await flush;
+  }
+
+  private write(result: ExecutionResult): Promise<void> | undefined {
+    const rest = payloadBytes(result, this.sink, this.ctx);
+    return this.sink.write(Buffer.concat([this.prefix, rest], this.prefix.length + rest.length));
+  }
 }
 
-/** A result's JSON: a shared one's made once; one with errors masked for this subscriber. */
-function payloadJson(result: ExecutionResult, sink: FrameSink, ctx: GraphQLContext): string {
-  if (result.errors?.length) return JSON.stringify(sink.mask(result, ctx));
-  let json = serialised.get(result);
-  if (json === undefined) serialised.set(result, (json = JSON.stringify(result)));
-  return json;
+/** A result as the rest of a `next` frame (`<payload JSON>}`): a shared one's made once; one with errors masked for this subscriber. */
+function payloadBytes(result: ExecutionResult, sink: FrameSink, ctx: GraphQLContext): Buffer {
+  if (result.errors?.length) return Buffer.from(`${JSON.stringify(sink.mask(result, ctx))}}`);
+  let bytes = serialised.get(result);
+  if (bytes === undefined) serialised.set(result, (bytes = Buffer.from(`${JSON.stringify(result)}}`)));
+  return bytes;
 }
 
 /** Each document's text, printed once (subscriptions of one query text share one document, see `prepareOperation`). */

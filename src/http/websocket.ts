@@ -108,8 +108,10 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   };
 }
 
-/** Unsent bytes on a socket above which a subscription waits for its frame to go out before the next. */
+/** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
+
+const TEXT = { binary: false } as const;
 
 /** `next` frames of subscription `id` written to `socket` (nothing once it is closed), errors masked as in `onNext`. */
 function frameSink(socket: WebSocket, id: string, log: TransportDeps['log']): FrameSink {
@@ -117,10 +119,12 @@ function frameSink(socket: WebSocket, id: string, log: TransportDeps['log']): Fr
     id,
     write: (frame) => {
       if (socket.readyState !== socket.OPEN) return undefined;
-      if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void socket.send(frame);
+      // UTF-8 JSON in a Buffer: sent as a text frame, as graphql-ws sends its own.
+      if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void socket.send(frame, TEXT);
       // A failed write closes the socket, which ends the subscription: nothing to report here.
-      return new Promise<void>((resolve) => socket.send(frame, () => resolve()));
+      return new Promise<void>((resolve) => socket.send(frame, TEXT, () => resolve()));
     },
+    congested: () => socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES,
     mask: (result, ctx) => (result.errors ? { ...result, errors: result.errors.map((e) => maskError(e, ctx.requestId, log)) } : result),
   };
 }

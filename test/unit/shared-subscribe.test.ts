@@ -1,6 +1,12 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
-import { parse, type ExecutionResult } from 'graphql';
+import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
+import type { PushSink } from '../../src/push-stream';
+
+/** Resolves to what `promise` gave, or to `timeout` when it gives nothing within `ms` (a bound, not a sleep). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
+  return Promise.race([promise, new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), ms).unref())]);
+}
 
 /** A schema whose subscription emits the events pushed by `emit`, counting resolver runs. */
 function setup() {
@@ -156,11 +162,12 @@ describe('subscribeShared', () => {
       let waiting: { n: number; resolve: () => void } | undefined;
       const frameSink = {
         id,
-        write: (frame: string) => {
-          frames.push(frame);
+        write: (frame: Buffer) => {
+          frames.push(frame.toString());
           if (waiting && frames.length >= waiting.n) waiting.resolve();
           return undefined;
         },
+        congested: () => false,
         mask: (result: ExecutionResult) => ({ ...result, errors: result.errors!.map(() => ({ message: 'masked' })) }),
       };
       const contextValue = { ...contextOf(viewer), frames: frameSink };
@@ -200,6 +207,158 @@ describe('subscribeShared', () => {
       const returned = Promise.all(subs.map((s) => s.iterator.return!()));
       emit({ n: 10 });
       await returned;
+    });
+  });
+
+  describe('with a source that pushes (the room feeds) and a frame sink: live events through lanes', () => {
+    /** A schema whose `tick` source pushes each emitted event to every subscriber synchronously, as a room hub does; `Tick.late` waits for the event's gate. */
+    function pushSetup() {
+      const sinks = new Set<PushSink<object>>();
+      const channel = {};
+      let runs = 0;
+      const source = () => {
+        let stopped = false;
+        return {
+          [Symbol.asyncIterator]: () => ({ next: () => new Promise<never>(() => undefined) }),
+          startPush: (sink: PushSink<object>) => {
+            sinks.add(sink);
+            return () => {
+              if (stopped) return;
+              stopped = true;
+              sinks.delete(sink);
+              sink.end();
+            };
+          },
+        };
+      };
+      const schema = makeExecutableSchema({
+        typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! late: Int viewerRole: String }`,
+        resolvers: {
+          Subscription: {
+            tick: {
+              subscribe: source,
+              resolve: (e: object) => {
+                runs++;
+                return e;
+              },
+            },
+          },
+          Tick: {
+            late: async (e: { n: number; gate?: Promise<void> }) => {
+              await e.gate;
+              return e.n;
+            },
+            viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id,
+          },
+        },
+      });
+      /** Hands `event` to every subscriber, as one fan-out; returns what each sink answered. */
+      const emit = (event: object) => [...sinks].map((sink) => sink.live(event, channel));
+      return { schema, emit, runs: () => runs, sinks };
+    }
+
+    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false) {
+      const frames: string[] = [];
+      const waiters: { n: number; resolve: () => void }[] = [];
+      const frameSink = {
+        id,
+        write: (frame: Buffer) => {
+          frames.push(frame.toString());
+          for (const w of waiters.filter((w) => frames.length >= w.n)) w.resolve();
+          return undefined;
+        },
+        congested,
+        mask: (result: ExecutionResult) => ({ ...result, errors: result.errors!.map((e) => ({ message: `masked: ${e.message}` })) }),
+      };
+      const iterator = (await subscribeShared({ schema, document: parse(query), contextValue: { ...contextOf(viewer), frames: frameSink } })) as AsyncIterableIterator<ExecutionResult>;
+      const until = (n: number) => (frames.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })));
+      const payloads = () => frames.map((f) => JSON.parse(f) as { id: string; type: string; payload: { data: { tick: Record<string, unknown> } } });
+      return { frames, iterator, until, payloads };
+    }
+
+    const gate = () => {
+      let open!: () => void;
+      const promise = new Promise<void>((resolve) => (open = resolve));
+      return { promise, open };
+    };
+
+    it('executes each live event once for 200 subscribers and writes their frames in event order when a later execution settles first', async () => {
+      const { schema, emit, runs } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n late } }', `v${i % 5}`, `op-${i}`)));
+      const first = gate();
+      const answers = [...emit({ n: 1, gate: first.promise }), ...emit({ n: 2 }), ...emit({ n: 3 })];
+      expect(answers.every((a) => a === undefined)).toBe(true); // nobody asked the source to wait
+      await new Promise((r) => setTimeout(r, 20));
+      expect(subs.every((s) => s.frames.length === 0)).toBe(true); // 2 and 3 are ready, but 1 is not: nothing goes out of order
+      first.open();
+      await Promise.all(subs.map((s) => s.until(3)));
+      subs.forEach((s, i) => {
+        expect(s.frames).toEqual([1, 2, 3].map((n) => JSON.stringify({ id: `op-${i}`, type: 'next', payload: { data: { tick: { n, late: n } } } })));
+      });
+      expect(runs()).toBe(3);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('writes each viewer its own live result once an execution read the viewer, in order, executing once per viewer from then on', async () => {
+      const { schema, emit, runs } = pushSetup();
+      const subs = await Promise.all(['a', 'b', 'a', 'c'].map((v, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', v, `op-${i}`)));
+      emit({ n: 1 });
+      emit({ n: 2 });
+      emit({ n: 3 });
+      await Promise.all(subs.map((s) => s.until(3)));
+      expect(subs.map((s) => s.payloads().map((p) => `${p.payload.data.tick.n}${p.payload.data.tick.viewerRole}`))).toEqual([
+        ['1a', '2a', '3a'],
+        ['1b', '2b', '3b'],
+        ['1a', '2a', '3a'],
+        ['1c', '2c', '3c'],
+      ]);
+      // The first event ran once shared, then once for each other viewer; later ones once per viewer (but 2 and 3 were already shared when it was learned).
+      expect(runs()).toBeLessThanOrEqual(3 + 2 + 3 * 3);
+      emit({ n: 4 });
+      await Promise.all(subs.map((s) => s.until(4)));
+      expect(runs()).toBeLessThanOrEqual(3 + 2 + 3 * 3 + 3);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('asks the source to wait while the socket is congested, and lets it go on once the frames are written', async () => {
+      const { schema, emit } = pushSetup();
+      let congested = false;
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op', () => congested);
+      const slow = gate();
+      expect(emit({ n: 1, gate: slow.promise })).toEqual([undefined]);
+      congested = true;
+      const [wait] = emit({ n: 2 });
+      expect(wait).toBeInstanceOf(Promise);
+      expect(await within(wait!, 50)).toBe('timeout'); // its frames are not written yet
+      slow.open();
+      await wait;
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2]);
+      await sub.iterator.return!();
+    });
+
+    it('writes nothing after return(), and ends the stream', async () => {
+      const { schema, emit, sinks } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const ended = sub.iterator.next();
+      const slow = gate();
+      emit({ n: 1, gate: slow.promise });
+      await sub.iterator.return!();
+      slow.open();
+      await new Promise((r) => setTimeout(r, 10));
+      expect(sub.frames).toEqual([]);
+      expect(sinks.size).toBe(0);
+      expect(await ended).toEqual({ done: true, value: undefined });
+    });
+
+    it('masks a live result with errors for each subscriber', async () => {
+      const { schema, emit } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const failing = { n: 1, gate: Promise.reject(new Error('database said no')) };
+      failing.gate.catch(() => undefined);
+      emit(failing);
+      await sub.until(1);
+      expect(JSON.parse(sub.frames[0]).payload.errors).toEqual([{ message: 'masked: database said no' }]);
+      await sub.iterator.return!();
     });
   });
 });
