@@ -11,11 +11,12 @@ export interface FrameSink {
   /** The graphql-ws operation id, spliced into each frame. */
   id: string;
   /**
-   * Writes one whole frame (UTF-8 JSON text); does nothing once the socket is closed. While the
-   * socket holds more than it should unsent, a promise that settles once this frame has gone to
-   * the kernel (or the socket closed).
+   * Writes one frame per element of `rests`, message i being `prefix` followed by `rests[i]`
+   * (UTF-8 JSON), in one write; does nothing once the socket is closed. While the socket holds
+   * more than it should unsent, a promise that settles once they have gone to the kernel (or the
+   * socket closed).
    */
-  write(frame: Buffer): Promise<void> | undefined;
+  write(prefix: Buffer, rests: readonly Buffer[]): Promise<void> | undefined;
   /** The socket holds more than it should unsent: the subscription takes no more live events until its frames have gone out. */
   congested(): boolean;
   /** A result with errors as the client may see it (masked as over HTTP). */
@@ -141,13 +142,18 @@ interface LaneEntry {
 
 /**
  * The live events of one channel for subscriptions of one shape, in fan-out order: each event's
- * execution (one per share key) with the subscribers that take it. When the oldest settles, its
- * frames are written to all of them in one loop, and the next in order follows — so each
- * subscriber's frames keep its events' order, however the executions interleave.
+ * execution (one per share key) with the subscribers that take it. Settled executions leave the
+ * lane from the front, in order — a later one that settles first waits — so each subscriber's
+ * frames keep its events' order, however the executions interleave. Their frames are written at
+ * the end of the event loop's turn, all of one subscriber's in one write: under load, when events
+ * come faster than the loop turns, one write carries several (and costs one system call).
  */
 class Lane {
   private readonly entries: LaneEntry[] = [];
   private readonly waiting = new Map<Execution, LaneEntry>();
+  /** Settled, in order, waiting for the end of this turn to be written. */
+  private ready: LaneEntry[] = [];
+  private scheduled = false;
 
   add(event: object, target: FrameTarget): void {
     this.join(event, target, (entry) => this.entries.push(entry));
@@ -161,28 +167,44 @@ class Lane {
       entry = { event, execution, targets: [] };
       this.waiting.set(execution, entry);
       place(entry);
-      if (!execution.settled) void execution.result.then(this.flush, this.flush);
-      else queueMicrotask(this.flush);
+      if (!execution.settled) void execution.result.then(this.settle, this.settle);
+      else queueMicrotask(this.settle);
     }
     entry.targets.push(target);
   }
 
-  private readonly flush = (): void => {
+  private readonly settle = (): void => {
     while (this.entries.length > 0 && this.entries[0].execution.settled) {
-      const { event, execution, targets } = this.entries.shift()!;
+      const entry = this.entries.shift()!;
+      const { event, execution, targets } = entry;
       this.waiting.delete(execution);
-      const settled = execution.settled!;
-      const again: FrameTarget[] = [];
-      for (const target of targets) {
-        if ('error' in settled) target.fail(settled.error);
-        else if (target.subscription.mayTake(execution)) target.writeLive(settled.result);
-        else again.push(target);
-      }
+      const again = 'result' in execution.settled! ? targets.filter((target) => !target.subscription.mayTake(execution)) : [];
+      if (again.length > 0) entry.targets = targets.filter((target) => !again.includes(target));
+      this.ready.push(entry);
       // Another viewer's result: these run their own, ahead of their later events.
       const front: LaneEntry[] = [];
-      for (const target of again) this.join(event, target, (entry) => front.push(entry));
+      for (const target of again) this.join(event, target, (made) => front.push(made));
       this.entries.unshift(...front);
     }
+    if (this.ready.length > 0 && !this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.writeOut);
+    }
+  };
+
+  private readonly writeOut = (): void => {
+    this.scheduled = false;
+    const ready = this.ready;
+    this.ready = [];
+    const touched: FrameTarget[] = [];
+    for (const { execution, targets } of ready) {
+      const settled = execution.settled!;
+      for (const target of targets) {
+        if ('error' in settled) target.fail(settled.error);
+        else if (target.take(settled.result)) touched.push(target);
+      }
+    }
+    for (const target of touched) target.writeTaken();
   };
 }
 
@@ -197,6 +219,8 @@ class Lane {
  */
 class FrameTarget implements PushSink<object> {
   private readonly prefix: Buffer;
+  /** Live results taken this turn (their payload bytes), written together. */
+  private readonly taken: Buffer[] = [];
   private stopped = false;
   /** Live events handed over whose frames are not written yet. */
   private pending = 0;
@@ -256,13 +280,24 @@ class FrameTarget implements PushSink<object> {
     this.settle(error);
   }
 
-  /** A live result from its lane. */
-  writeLive(result: ExecutionResult): void {
+  /** A live result from its lane, written with the others of this turn by `writeTaken`; true when it is the first of them. */
+  take(result: ExecutionResult): boolean {
     this.pending--;
-    if (!this.stopped) {
-      const flushed = this.write(result);
+    if (this.stopped) {
+      if (this.pending === 0) this.wakeIdle();
+      return false;
+    }
+    this.taken.push(payloadBytes(result, this.sink, this.ctx));
+    return this.taken.length === 1;
+  }
+
+  /** Writes the live results taken this turn, in one write. */
+  writeTaken(): void {
+    if (this.taken.length > 0 && !this.stopped) {
+      const flushed = this.sink.write(this.prefix, this.taken);
       if (flushed) this.lastFlush = flushed;
     }
+    this.taken.length = 0;
     if (this.pending === 0) this.wakeIdle();
   }
 
@@ -271,11 +306,15 @@ class FrameTarget implements PushSink<object> {
     this.idle = undefined;
   }
 
-  /** A live execution failed: the stream ends with its error (graphql-ws sends `error`). */
+  /** A live execution failed: the stream ends with its error (graphql-ws sends `error`) after what it took before. */
   fail(error: unknown): void {
+    this.writeTaken();
     this.pending--;
-    if (this.pending === 0) this.wakeIdle();
+    if (this.stopped) return;
+    this.stopped = true; // nothing goes out after the error
+    this.wakeIdle();
     this.end(error);
+    void this.stopSource();
   }
 
   iterator(): AsyncIterableIterator<ExecutionResult> {
@@ -310,8 +349,7 @@ class FrameTarget implements PushSink<object> {
   }
 
   private write(result: ExecutionResult): Promise<void> | undefined {
-    const rest = payloadBytes(result, this.sink, this.ctx);
-    return this.sink.write(Buffer.concat([this.prefix, rest], this.prefix.length + rest.length));
+    return this.sink.write(this.prefix, [payloadBytes(result, this.sink, this.ctx)]);
   }
 }
 

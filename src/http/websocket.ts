@@ -9,6 +9,7 @@ import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
+import { sendMessages } from './ws-frames';
 import { SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
@@ -111,18 +112,15 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
 
-const TEXT = { binary: false } as const;
-
 /** `next` frames of subscription `id` written to `socket` (nothing once it is closed), errors masked as in `onNext`. */
 function frameSink(socket: WebSocket, id: string, log: TransportDeps['log']): FrameSink {
   return {
     id,
-    write: (frame) => {
+    write: (prefix, rests) => {
       if (socket.readyState !== socket.OPEN) return undefined;
-      // UTF-8 JSON in a Buffer: sent as a text frame, as graphql-ws sends its own.
-      if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void socket.send(frame, TEXT);
+      if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void sendMessages(socket, prefix, rests);
       // A failed write closes the socket, which ends the subscription: nothing to report here.
-      return new Promise<void>((resolve) => socket.send(frame, TEXT, () => resolve()));
+      return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
     },
     congested: () => socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES,
     mask: (result, ctx) => (result.errors ? { ...result, errors: result.errors.map((e) => maskError(e, ctx.requestId, log)) } : result),

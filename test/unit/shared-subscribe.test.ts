@@ -162,8 +162,8 @@ describe('subscribeShared', () => {
       let waiting: { n: number; resolve: () => void } | undefined;
       const frameSink = {
         id,
-        write: (frame: Buffer) => {
-          frames.push(frame.toString());
+        write: (prefix: Buffer, rests: readonly Buffer[]) => {
+          for (const rest of rests) frames.push(Buffer.concat([prefix, rest]).toString());
           if (waiting && frames.length >= waiting.n) waiting.resolve();
           return undefined;
         },
@@ -259,11 +259,13 @@ describe('subscribeShared', () => {
 
     async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false) {
       const frames: string[] = [];
+      const writes: number[] = [];
       const waiters: { n: number; resolve: () => void }[] = [];
       const frameSink = {
         id,
-        write: (frame: Buffer) => {
-          frames.push(frame.toString());
+        write: (prefix: Buffer, rests: readonly Buffer[]) => {
+          writes.push(rests.length);
+          for (const rest of rests) frames.push(Buffer.concat([prefix, rest]).toString());
           for (const w of waiters.filter((w) => frames.length >= w.n)) w.resolve();
           return undefined;
         },
@@ -273,7 +275,7 @@ describe('subscribeShared', () => {
       const iterator = (await subscribeShared({ schema, document: parse(query), contextValue: { ...contextOf(viewer), frames: frameSink } })) as AsyncIterableIterator<ExecutionResult>;
       const until = (n: number) => (frames.length >= n ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ n, resolve })));
       const payloads = () => frames.map((f) => JSON.parse(f) as { id: string; type: string; payload: { data: { tick: Record<string, unknown> } } });
-      return { frames, iterator, until, payloads };
+      return { frames, writes, iterator, until, payloads };
     }
 
     const gate = () => {
@@ -296,6 +298,19 @@ describe('subscribeShared', () => {
         expect(s.frames).toEqual([1, 2, 3].map((n) => JSON.stringify({ id: `op-${i}`, type: 'next', payload: { data: { tick: { n, late: n } } } })));
       });
       expect(runs()).toBe(3);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('writes the events that settle within one turn of the event loop to each subscriber in one write', async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(['a', 'b'].map((v, i) => openPushed(schema, 'subscription { tick { n } }', v, `op-${i}`)));
+      for (const n of [1, 2, 3]) emit({ n });
+      await Promise.all(subs.map((s) => s.until(3)));
+      expect(subs.map((s) => s.writes)).toEqual([[3], [3]]);
+      expect(subs[1].payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
+      emit({ n: 4 });
+      await Promise.all(subs.map((s) => s.until(4)));
+      expect(subs.map((s) => s.writes)).toEqual([[3, 1], [3, 1]]);
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
