@@ -109,12 +109,18 @@ export function rssMb(pid: number): number {
   return Number(match[1]) / 1024;
 }
 
-/** CPU time (user + system) a process has used so far, in seconds, from `/proc/<pid>/stat`. */
-export function cpuSeconds(pid: number): number {
+/** CPU time a process has used so far in user space and in the kernel, in seconds, from `/proc/<pid>/stat`. */
+export function cpuTimes(pid: number): { user: number; system: number } {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
   const CLOCK_TICKS = 100; // getconf CLK_TCK on Linux x86-64
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
+}
+
+/** CPU time (user + system) a process has used so far, in seconds. */
+export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
 }
 
 /** Busy and total CPU jiffies of the whole machine so far, from `/proc/stat`. */

@@ -8,6 +8,8 @@ export interface ServerSample {
   rssPeakMb: number;
   /** Server CPU time used during the measured phase and the drain. */
   cpuSeconds: number;
+  /** Of which in user space (the rest is the kernel's: mostly socket writes). */
+  userCpuSeconds: number;
   /** The same in % of one core. */
   cpuPct: number;
   /** The whole machine's CPU over the same time, in % of one core (200 = both of 2 cores busy). */
@@ -39,6 +41,8 @@ export interface ScenarioLine {
   sendP99Ms: number;
   serverCpuPct: number;
   serverCpuUsPerDelivery: number;
+  /** Of which in user space. */
+  serverUserUsPerDelivery: number;
   machineCpuPct: number;
   serverRssPeakMb: number;
   droppedSubscriptions: number;
@@ -90,6 +94,7 @@ export function scenarioLine(
     sendP99Ms: round(percentile(send.latencies.slice().sort(), 0.99)),
     serverCpuPct: round(server.cpuPct, 0),
     serverCpuUsPerDelivery: round((1e6 * server.cpuSeconds) / delivered, 1),
+    serverUserUsPerDelivery: round((1e6 * server.userCpuSeconds) / delivered, 1),
     machineCpuPct: round(server.machineCpuPct, 0),
     serverRssPeakMb: round(server.rssPeakMb, 1),
     droppedSubscriptions: loads.reduce((n, l) => n + l.dropped + l.errorResults, 0),

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { cpuSeconds, machineCpu, rssMb, sleep } from './infra';
+import { cpuTimes, machineCpu, rssMb, sleep } from './infra';
 import type { FromLoad, FromSender, LoadResult, ToLoad, ToSender } from './protocol';
 import { scenarioLine, type ScenarioLine } from './report';
 import type { Scenario } from './scenarios';
@@ -59,7 +59,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
       for (const { worker } of loads) worker.send({ type: 'rung', rung });
       let rssPeakMb = rssMb(server.pid);
       const sampler = setInterval(() => (rssPeakMb = Math.max(rssPeakMb, rssMb(server.pid))), 250);
-      const cpuStart = cpuSeconds(server.pid);
+      const cpuStart = cpuTimes(server.pid);
       const machineStart = machineCpu();
       const started = Date.now();
       const what = closedLoop ? `${scenario.senders} sends in flight` : `${rate} msg/s`;
@@ -69,7 +69,9 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
 
       const perMessage = scenario.connections / scenario.rooms;
       await drain(() => [...delivered.values()].reduce((a, b) => a + b, 0), send.ok * perMessage);
-      const cpuUsed = cpuSeconds(server.pid) - cpuStart;
+      const cpuEnd = cpuTimes(server.pid);
+      const userUsed = cpuEnd.user - cpuStart.user;
+      const cpuUsed = userUsed + cpuEnd.system - cpuStart.system;
       const cpuPct = (100 * cpuUsed) / ((Date.now() - started) / 1000);
       const machineEnd = machineCpu();
       const machineCpuPct = (100 * cpus * (machineEnd.busy - machineStart.busy)) / (machineEnd.total - machineStart.total);
@@ -83,6 +85,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
         rssConnectedMb,
         rssPeakMb,
         cpuSeconds: cpuUsed,
+        userCpuSeconds: userUsed,
         cpuPct,
         machineCpuPct,
         problems: server.problems.splice(0),

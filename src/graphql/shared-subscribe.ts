@@ -86,9 +86,14 @@ class SharedSubscription {
     this.ownKey = `${this.shape}\u0000${this.viewerId}`;
   }
 
+  /** The key of the executions this subscription takes now. */
+  get key(): string {
+    return this.perViewer ? this.ownKey : this.shape;
+  }
+
   /** The event's execution under this subscription's key: one already made for it by another subscriber, or a new one. */
   execution(event: object): Execution {
-    const key = this.perViewer ? this.ownKey : this.shape;
+    const { key } = this;
     return shared.get(event)?.get(key) ?? this.run(event, key);
   }
 
@@ -122,6 +127,9 @@ class SharedSubscription {
   }
 }
 
+/** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
+const WRITE_SLICE = 500;
+
 /** The lanes of each channel (a room hub), by share shape. */
 const lanes = new WeakMap<object, Map<string, Lane>>();
 
@@ -151,12 +159,20 @@ interface LaneEntry {
 class Lane {
   private readonly entries: LaneEntry[] = [];
   private readonly waiting = new Map<Execution, LaneEntry>();
-  /** Settled, in order, waiting for the end of this turn to be written. */
+  /** The entry the last subscriber joined: the next one of the same fan-out most likely joins it too. */
+  private last?: { event: object; key: string; entry: LaneEntry };
+  /** Settled, in order, waiting to be written. */
   private ready: LaneEntry[] = [];
+  /** What is being written, and how far: a large fan-out is written in slices, with other work (a send's request) in between. */
+  private batch: LaneEntry[] = [];
+  private at = { entry: 0, target: 0 };
   private scheduled = false;
 
   add(event: object, target: FrameTarget): void {
-    this.join(event, target, (entry) => this.entries.push(entry));
+    const { key } = target.subscription;
+    const { last } = this;
+    if (last && last.event === event && last.key === key) last.entry.targets.push(target);
+    else this.join(event, target, (entry) => this.entries.push(entry));
   }
 
   /** Puts `target` into the entry of `event`'s execution for it, making the entry with `place` when there is none. */
@@ -171,6 +187,7 @@ class Lane {
       else queueMicrotask(this.settle);
     }
     entry.targets.push(target);
+    this.last = { event, key: target.subscription.key, entry };
   }
 
   private readonly settle = (): void => {
@@ -178,6 +195,7 @@ class Lane {
       const entry = this.entries.shift()!;
       const { event, execution, targets } = entry;
       this.waiting.delete(execution);
+      if (this.last?.entry === entry) this.last = undefined;
       const again = 'result' in execution.settled! ? targets.filter((target) => !target.subscription.mayTake(execution)) : [];
       if (again.length > 0) entry.targets = targets.filter((target) => !again.includes(target));
       this.ready.push(entry);
@@ -193,18 +211,27 @@ class Lane {
   };
 
   private readonly writeOut = (): void => {
-    this.scheduled = false;
-    const ready = this.ready;
-    this.ready = [];
+    if (this.at.entry >= this.batch.length) {
+      this.batch = this.ready;
+      this.ready = [];
+      this.at = { entry: 0, target: 0 };
+    }
     const touched: FrameTarget[] = [];
-    for (const { execution, targets } of ready) {
+    let budget = WRITE_SLICE;
+    while (this.at.entry < this.batch.length && budget > 0) {
+      const { execution, targets } = this.batch[this.at.entry];
       const settled = execution.settled!;
-      for (const target of targets) {
+      const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;
+      while (this.at.target < targets.length && budget-- > 0) {
+        const target = targets[this.at.target++];
         if ('error' in settled) target.fail(settled.error);
-        else if (target.take(settled.result)) touched.push(target);
+        else if (target.take(settled.result, bytes)) touched.push(target);
       }
+      if (this.at.target >= targets.length) this.at = { entry: this.at.entry + 1, target: 0 };
     }
     for (const target of touched) target.writeTaken();
+    this.scheduled = this.at.entry < this.batch.length || this.ready.length > 0;
+    if (this.scheduled) setImmediate(this.writeOut);
   };
 }
 
@@ -219,6 +246,9 @@ class Lane {
  */
 class FrameTarget implements PushSink<object> {
   private readonly prefix: Buffer;
+  /** The lane of the channel this subscription's live events come from. */
+  private channel?: object;
+  private lane?: Lane;
   /** Live results taken this turn (their payload bytes), written together. */
   private readonly taken: Buffer[] = [];
   private stopped = false;
@@ -263,7 +293,11 @@ class FrameTarget implements PushSink<object> {
   live(event: object, channel: object): Promise<void> | undefined {
     if (this.stopped) return undefined;
     this.pending++;
-    laneOf(channel, this.subscription.shape).add(event, this);
+    if (this.channel !== channel) {
+      this.channel = channel;
+      this.lane = laneOf(channel, this.subscription.shape);
+    }
+    this.lane!.add(event, this);
     return this.sink.congested() ? this.drained() : undefined;
   }
 
@@ -281,13 +315,13 @@ class FrameTarget implements PushSink<object> {
   }
 
   /** A live result from its lane, written with the others of this turn by `writeTaken`; true when it is the first of them. */
-  take(result: ExecutionResult): boolean {
+  take(result: ExecutionResult, shared: Buffer | undefined): boolean {
     this.pending--;
     if (this.stopped) {
       if (this.pending === 0) this.wakeIdle();
       return false;
     }
-    this.taken.push(payloadBytes(result, this.sink, this.ctx));
+    this.taken.push(shared ?? payloadBytes(result, this.sink, this.ctx));
     return this.taken.length === 1;
   }
 
@@ -355,7 +389,12 @@ class FrameTarget implements PushSink<object> {
 
 /** A result as the rest of a `next` frame (`<payload JSON>}`): a shared one's made once; one with errors masked for this subscriber. */
 function payloadBytes(result: ExecutionResult, sink: FrameSink, ctx: GraphQLContext): Buffer {
-  if (result.errors?.length) return Buffer.from(`${JSON.stringify(sink.mask(result, ctx))}}`);
+  return sharedPayloadBytes(result) ?? Buffer.from(`${JSON.stringify(sink.mask(result, ctx))}}`);
+}
+
+/** The rest of a `next` frame for a result every subscriber sees alike (one without errors), made once; undefined for one with errors. */
+function sharedPayloadBytes(result: ExecutionResult): Buffer | undefined {
+  if (result.errors?.length) return undefined;
   let bytes = serialised.get(result);
   if (bytes === undefined) serialised.set(result, (bytes = Buffer.from(`${JSON.stringify(result)}}`)));
   return bytes;

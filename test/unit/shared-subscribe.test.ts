@@ -314,6 +314,18 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
+    it('writes a large fan-out in slices, letting other work run between them', async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 1200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`)));
+      emit({ n: 1 });
+      await new Promise((r) => setTimeout(r, 0)); // the execution settles; the first slice is due
+      const writtenWhenOtherWorkRan = await new Promise<number>((resolve) => setImmediate(() => resolve(subs.filter((s) => s.frames.length > 0).length)));
+      expect(writtenWhenOtherWorkRan).toBeGreaterThan(0);
+      expect(writtenWhenOtherWorkRan).toBeLessThan(1200);
+      await Promise.all(subs.map((s) => s.until(1)));
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
     it('writes each viewer its own live result once an execution read the viewer, in order, executing once per viewer from then on', async () => {
       const { schema, emit, runs } = pushSetup();
       const subs = await Promise.all(['a', 'b', 'a', 'c'].map((v, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', v, `op-${i}`)));
