@@ -74,8 +74,6 @@ class SharedSubscription {
   readonly viewerId: string;
   /** The key of executions every subscriber of this shape may share. */
   readonly shape: string;
-  /** The key of executions for this viewer alone. */
-  private readonly ownKey: string;
 
   constructor(
     private readonly args: ExecutionArgs,
@@ -83,12 +81,14 @@ class SharedSubscription {
   ) {
     this.viewerId = ctx.viewer?.id ?? '';
     this.shape = shapeOf(args);
-    this.ownKey = `${this.shape}\u0000${this.viewerId}`;
   }
+
+  /** The key of executions for this viewer alone (made when first needed). */
+  private ownKey?: string;
 
   /** The key of the executions this subscription takes now. */
   get key(): string {
-    return this.perViewer ? this.ownKey : this.shape;
+    return this.perViewer ? (this.ownKey ??= `${this.shape}\u0000${this.viewerId}`) : this.shape;
   }
 
   /** The event's execution under this subscription's key: one already made for it by another subscriber, or a new one. */
@@ -415,9 +415,19 @@ function printed(document: DocumentNode): string {
  * different cursors still share one execution.
  */
 function shapeOf(args: ExecutionArgs): string {
+  const values = args.variableValues ?? {};
+  const readValues = Object.fromEntries(variablesRead(args.document).map((name) => [name, values[name]]));
+  return interned(JSON.stringify([printed(args.document), readValues, args.operationName ?? null]));
+}
+
+/** Each document's variables read below its root fields, sorted (found once per document). */
+const readByDocument = new WeakMap<DocumentNode, string[]>();
+function variablesRead(document: DocumentNode): string[] {
+  let names = readByDocument.get(document);
+  if (names) return names;
   const read = new Set<string>();
   const collect = (node: ASTNode) => visit(node, { Variable: (v) => void read.add(v.name.value) });
-  for (const definition of args.document.definitions) {
+  for (const definition of document.definitions) {
     if (definition.kind !== Kind.OPERATION_DEFINITION) {
       collect(definition);
       continue;
@@ -428,9 +438,21 @@ function shapeOf(args: ExecutionArgs): string {
       else for (const part of [...(selection.directives ?? []), ...(selection.selectionSet ? [selection.selectionSet] : [])]) collect(part);
     }
   }
-  const values = args.variableValues ?? {};
-  const readValues = Object.fromEntries([...read].sort().map((name) => [name, values[name]]));
-  return JSON.stringify([printed(args.document), readValues, args.operationName ?? null]);
+  names = [...read].sort();
+  readByDocument.set(document, names);
+  return names;
+}
+
+/** Shapes in use, each kept once: thousands of subscriptions of one shape hold one string, and compare by identity. */
+const shapes = new Map<string, string>();
+const MAX_SHAPES = 10_000;
+
+function interned(shape: string): string {
+  const known = shapes.get(shape);
+  if (known !== undefined) return known;
+  if (shapes.size >= MAX_SHAPES) shapes.clear(); // only sharing of memory is lost, never correctness
+  shapes.set(shape, shape);
+  return shape;
 }
 
 /** The context with its viewer and per-viewer loaders watched: `onRead` is told when either is read. */
