@@ -314,6 +314,14 @@ export class MessageFeed implements PushStream<FeedEvent> {
     }
     if (message.seq <= this.position) return undefined;
     this.position = message.seq;
-    return event.kind === 'added' ? event : { ...event, kind: 'added' };
+    return event.kind === 'added' ? event : asAdded(event);
   }
+}
+
+/** A message's first appearance in messages order that the hub carries as `updated` (its insert was superseded), one copy per event for every feed, so they still share its execution. */
+const addedCopies = new WeakMap<ChangeEvent, ChangeEvent>();
+function asAdded(event: ChangeEvent): ChangeEvent {
+  let copy = addedCopies.get(event);
+  if (!copy) addedCopies.set(event, (copy = { ...event, kind: 'added' }));
+  return copy;
 }

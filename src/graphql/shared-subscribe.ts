@@ -128,7 +128,7 @@ class SharedSubscription {
 }
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
-const WRITE_SLICE = 500;
+const WRITE_SLICE = 256;
 
 /** The lanes of each channel (a room hub), by share shape. */
 const lanes = new WeakMap<object, Map<string, Lane>>();
