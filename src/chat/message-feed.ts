@@ -54,7 +54,7 @@ type LiveEvent = Exclude<FeedEvent, { kind: 'revoked' }>;
  * the database. While the database is unreachable it waits and retries instead of failing.
  * Stopping it ends it promptly, also while it waits.
  */
-export class MessageFeed implements PushStream<FeedEvent> {
+export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEvent> {
   private queue: LiveEvent[] = [];
   /** Every change after `position` is in the queue or will be (false at a resume and after an overflow). */
   private synced = false;
@@ -67,7 +67,8 @@ export class MessageFeed implements PushStream<FeedEvent> {
   private live = false;
   /** While live in change order: this feed's view is the hub's (same position, same added set), so the hub's events are taken as they are. */
   private follows = false;
-  private readonly stopping = new AbortController();
+  /** Made when a wait for a retry begins (most feeds never wait): aborting it ends the wait. */
+  private stopping?: AbortController;
   private sink?: PushSink<FeedEvent>;
   private attached?: { hub: RoomHub; release: () => void };
   /** The last change number (changes) or seq (messages) delivered. */
@@ -83,6 +84,11 @@ export class MessageFeed implements PushStream<FeedEvent> {
     this.sink = sink;
     void this.loop();
     return () => this.stop();
+  }
+
+  /** Iterating the feed iterates `events()`; a consumer that can take pushed events calls `startPush` instead. */
+  [Symbol.asyncIterator](): AsyncIterableIterator<FeedEvent> {
+    return this.events();
   }
 
   /** The feed as an async iterator (for consumers that pull); nothing is attached until the first `next()`. */
@@ -109,7 +115,7 @@ export class MessageFeed implements PushStream<FeedEvent> {
   /** Ends the feed: its loop and any wait for the database end at once. */
   private stop(): void {
     this.stopped = true;
-    this.stopping.abort();
+    this.stopping?.abort();
     if (!this.looping) this.finish();
   }
 
@@ -192,8 +198,10 @@ export class MessageFeed implements PushStream<FeedEvent> {
   }
 
   /** Waits before a retry; resolves at once when the feed stops. */
-  private retryWait(): Promise<void> {
-    return sleep(RETRY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
+  private async retryWait(): Promise<void> {
+    if (this.stopped) return;
+    this.stopping ??= new AbortController();
+    await sleep(RETRY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
   /** Acquires the hub (retrying while the database is unreachable) and places the feed's start. */

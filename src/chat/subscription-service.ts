@@ -4,7 +4,7 @@ import type { Logger } from '../logger';
 import { badUserInput } from '../errors';
 import { requireMember } from './access';
 import { decodeResumeCursor } from './cursors';
-import { MessageFeed, type FeedEvent, type FeedStart } from './message-feed';
+import { MessageFeed, type FeedStart } from './message-feed';
 import { AddedSet } from './added-set';
 import type { HubRegistry } from './room-hub';
 import type { RoomStore } from './room-store';
@@ -29,10 +29,10 @@ export class SubscriptionService {
     roomId: string,
     after: string | null | undefined,
     order: FeedStart['order'],
-  ): Promise<AsyncIterableIterator<FeedEvent>> {
+  ): Promise<MessageFeed> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const start = after == null ? { order } : await this.resumeAfter(roomId, after, order);
-    const feed = new MessageFeed({
+    return new MessageFeed({
       store: this.store,
       log: this.log,
       roomId,
@@ -40,7 +40,6 @@ export class SubscriptionService {
       start: start as FeedStart,
       acquire: () => this.hubs.acquire(roomId),
     });
-    return feed.events();
   }
 
   /**
