@@ -48,8 +48,14 @@ export function cleanupOnSignals(): void {
   }
 }
 
+/**
+ * How long a child may take to exit after SIGTERM. A server profiled with `--cpu-prof` writes its
+ * profile as it exits, which takes longer than 5 s after a big run: killed earlier, it writes none.
+ */
+const GRACE_MS = /--cpu-prof\b/.test(process.env.BENCH_NODE_ARGS ?? '') ? 120_000 : 5000;
+
 /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
-export function stopProcess(child: ChildProcess, graceMs = 5000): Promise<void> {
+export function stopProcess(child: ChildProcess, graceMs = GRACE_MS): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);

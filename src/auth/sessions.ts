@@ -1,6 +1,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { DataSource, EntityManager } from 'typeorm';
 import { UserEntity } from '../db/entities';
+import { prepare, runPrepared } from '../db/prepared';
 import { badUserInput, unauthenticated } from '../errors';
 import type { Logger } from '../logger';
 import { sessionRevokedTopic, type PubSub } from '../pubsub';
@@ -22,6 +23,9 @@ export interface SocketAuth {
 
 /** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
 const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
+
+/** `isLive`, prepared: it runs for every request. */
+const SESSION_LIVE = prepare('session_live', 'SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL');
 
 const newSecret = () => randomBytes(32).toString('base64url');
 const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
@@ -139,10 +143,7 @@ export class SessionService {
    * account takes effect on the very next request on every instance.
    */
   async isLive(viewer: Viewer): Promise<boolean> {
-    const rows = (await this.db.query(`SELECT 1 FROM sessions WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL`, [
-      viewer.sessionId,
-      viewer.id,
-    ])) as unknown[];
+    const rows = await runPrepared<unknown[]>(this.db, SESSION_LIVE, [viewer.sessionId, viewer.id]);
     return rows.length > 0;
   }
 

@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { MessageEntity } from '../db/entities';
+import { prepare, runPrepared } from '../db/prepared';
 import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import { badUserInput } from '../errors';
@@ -25,6 +26,39 @@ const MENTIONED = (room: string, author: string, names: string) => `ARRAY(
   SELECT u.id FROM users u JOIN memberships mb ON mb.user_id = u.id AND mb.room_id = ${room}
   WHERE lower(u.username) = ANY(${names}::text[]) AND u.id <> ${author} ORDER BY u.id)`;
 
+/**
+ * The columns of a message row that `fromRow` reads (not the generated `search` vector, which
+ * nothing reads back), in the table's order.
+ */
+const MESSAGE_COLUMNS =
+  'id, room_id, seq, author_id, body, parent_id, client_id, status, created_at, updated_at, asked_message_id, asked_by, status_reason, ' +
+  'delta_count, stream_owner, created_change, change_seq, edited_at, deleted_at, reactions, reply_count, last_reply_at, mentions';
+
+/**
+ * The send (see `MessageStore.insert`), prepared: its text crosses the wire once per connection
+ * and PostgreSQL plans it once, not on every send.
+ */
+const SEND = prepare(
+  'message_insert',
+  `WITH next AS (
+       UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END
+       WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
+       RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
+     added AS (
+       INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
+       SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10, ${MENTIONED('$1', '$2', '$11')} FROM next
+       RETURNING ${MESSAGE_COLUMNS}),
+     root AS (
+       UPDATE messages r SET reply_count = r.reply_count + 1, last_reply_at = GREATEST(r.last_reply_at, added.created_at),
+         change_seq = added.change_seq + 1, updated_at = now()
+       FROM added WHERE r.id = $4::uuid
+       RETURNING ${MESSAGE_COLUMNS.replace(/\w+/g, 'r.$&')}),
+     read AS (
+       UPDATE memberships SET last_read_seq = next.last_seq FROM next
+       WHERE $9::boolean AND room_id = $1 AND user_id = $2 AND last_read_seq < next.last_seq)
+     SELECT * FROM added UNION ALL SELECT * FROM root`,
+);
+
 /** Most different emoji one message may carry. */
 export const MAX_REACTION_KINDS = 50;
 
@@ -47,7 +81,11 @@ export class MessageStore {
     private readonly db: DataSource,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
-  ) {}
+  ) {
+    const returned = new Set(MESSAGE_COLUMNS.split(', '));
+    const missing = db.getMetadata(MessageEntity).columns.filter((c) => !returned.has(c.databaseName));
+    if (missing.length) throw new Error(`MESSAGE_COLUMNS lacks ${missing.map((c) => c.databaseName).join(', ')}`);
+  }
 
   /**
    * Takes the room's next seq and change number and inserts the message, in one statement: the
@@ -59,24 +97,9 @@ export class MessageStore {
    * Returns the message and, for a reply, its root's new state; publishes neither (see `publish`).
    */
   async insert(manager: EntityManager, fields: NewMessage, { asMember = false } = {}): Promise<MessageEntity[]> {
-    const rows: Array<Record<string, unknown>> = await manager.query(
-      `WITH next AS (
-         UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END
-         WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
-         RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
-       added AS (
-         INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
-         SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10, ${MENTIONED('$1', '$2', '$11')} FROM next
-         RETURNING *),
-       root AS (
-         UPDATE messages r SET reply_count = r.reply_count + 1, last_reply_at = GREATEST(r.last_reply_at, added.created_at),
-           change_seq = added.change_seq + 1, updated_at = now()
-         FROM added WHERE r.id = $4::uuid
-         RETURNING r.*),
-       read AS (
-         UPDATE memberships SET last_read_seq = next.last_seq FROM next
-         WHERE $9::boolean AND room_id = $1 AND user_id = $2 AND last_read_seq < next.last_seq)
-       SELECT * FROM added UNION ALL SELECT * FROM root`,
+    const rows: Array<Record<string, unknown>> = await runPrepared(
+      manager,
+      SEND,
       [
         fields.roomId,
         fields.authorId,

@@ -5,7 +5,8 @@ import type { PubSub, Topic } from './types';
 
 /**
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
- * command timeout, so a send never waits on a dead Redis; the subscriber reconnects and
+ * command timeout, so a send never waits on a dead Redis, and pipelines automatically (in call
+ * order, so a room's changes are still published in change order); the subscriber reconnects and
  * resubscribes by itself, and each reconnect is reported so hubs can read what they missed.
  */
 export class RedisBus implements PubSub {
@@ -23,6 +24,7 @@ export class RedisBus implements PubSub {
       maxRetriesPerRequest: 0,
       retryStrategy,
       lazyConnect: false,
+      enableAutoPipelining: true, // the publishes of every send in one turn of the event loop leave in one write
     });
     this.subscriber = new Redis(url, { retryStrategy, maxRetriesPerRequest: null });
     for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
