@@ -1,7 +1,7 @@
 import type { Logger } from '../logger';
 import { roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import { AddedSet } from './added-set';
-import type { RoomStore } from './room-store';
+import { membershipKey, type RoomStore } from './room-store';
 
 /** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
 export interface ChangeEvent {
@@ -29,9 +29,10 @@ const SUBSCRIBE_WAIT_MS = 2000;
  * handled one at a time: a change above `position + 1` waits a moment (REORDER_MS) for the signals
  * before it, which writers on other instances may have published later, then has what is still
  * missing read from the database (numbers with no row there were superseded by later changes of
- * the same message); one at or below `position` is a duplicate and dropped. On pub/sub reconnect and on a slow timer it compares
- * `position` with the room's `last_change` and reads any missed tail, and checks that its
- * listeners' users are still members (a lost removal signal is re-made). Listeners therefore see
+ * the same message); one at or below `position` is a duplicate and dropped. On pub/sub reconnect, and on a slow timer
+ * of its registry (one read for every hub of the instance), it compares `position` with the room's
+ * `last_change` and reads any missed tail, and checks that its listeners' users are still members
+ * (a lost removal signal is re-made). Listeners therefore see
  * every change in increasing change number, once, each message first as `added`.
  */
 export class RoomHub {
@@ -47,7 +48,6 @@ export class RoomHub {
   private chain: Promise<void>;
   private started!: () => void;
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
-  private timer?: NodeJS.Timeout;
   /** Changes whose signals came before those of earlier numbers, by change number. */
   private readonly early = new Map<number, MessageWire>();
   private reorderTimer?: NodeJS.Timeout;
@@ -58,7 +58,6 @@ export class RoomHub {
     private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
-    private readonly healIntervalMs: number,
     /** Told how many changes a fill read from the database (pub/sub had lost or not yet brought them). */
     private readonly onFill: (count: number) => void = () => undefined,
   ) {
@@ -80,8 +79,6 @@ export class RoomHub {
     this.lastSeq = head.lastSeq;
     this.added = new AddedSet(head.lastSeq);
     this.started(); // signals that arrived meanwhile are handled now, against the right position
-    this.timer = setInterval(() => this.heal(), this.healIntervalMs);
-    this.timer.unref();
   }
 
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
@@ -105,17 +102,30 @@ export class RoomHub {
     this.enqueue(async () => {
       const head = await this.store.head(this.roomId);
       if (head.lastChange > this.position) await this.fill(head.lastChange);
-      const users = [...new Set(this.listeners.values())];
+      const users = this.users();
       const members = await this.store.members(this.roomId, users);
-      for (const userId of users) {
-        if (!members.has(userId)) this.fanOut({ kind: 'membership', userId, role: null });
-      }
+      this.revokeAbsent(users, (userId) => members.has(userId));
     });
+  }
+
+  /** The users its listeners deliver to. */
+  users(): string[] {
+    return [...new Set(this.listeners.values())];
+  }
+
+  /** From a check of every hub at once (`HubRegistry`): reads and fans out the tail up to `lastChange` when the hub is behind. */
+  catchUp(lastChange: number): void {
+    if (lastChange > this.position) this.enqueue(() => this.fill(lastChange));
+  }
+
+  /** Re-signals the removal of each of `users` (its listeners' users) who is no longer a member. */
+  revokeAbsent(users: string[], isMember: (userId: string) => boolean): void {
+    const gone = users.filter((userId) => !isMember(userId));
+    if (gone.length > 0) this.enqueue(async () => gone.forEach((userId) => this.fanOut({ kind: 'membership', userId, role: null })));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    clearInterval(this.timer);
     clearTimeout(this.reorderTimer);
     this.listeners.clear();
     const unsubscribe = await this.unsubscribe;
@@ -192,27 +202,63 @@ export class RoomHub {
   }
 }
 
-/** The hubs of this instance, one per room with at least one subscriber. */
+/** Rooms whose heads (and listeners' memberships) one read of the timed check covers. */
+const CHECK_BATCH = 1000;
+
+/**
+ * The hubs of this instance, one per room with at least one subscriber. Every `healIntervalMs` it
+ * checks all of them at once — the rooms' heads in one read, the listeners' memberships in
+ * another, per 1,000 rooms — and has a hub that is behind read its tail, and one with a listener
+ * who is no longer a member signal the removal: a lost signal is healed within the interval, at a
+ * cost that does not grow with the number of rooms times the rate.
+ */
 export class HubRegistry {
-  private readonly hubs = new Map<string, { hub: RoomHub; refs: number; ready: Promise<void> }>();
+  private readonly hubs = new Map<string, { hub: RoomHub; refs: number; ready: Promise<void>; started: boolean }>();
   private readonly offReconnect: () => void;
+  private readonly timer: NodeJS.Timeout;
+  private checking = false;
 
   constructor(
     private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
-    private readonly healIntervalMs: number,
+    healIntervalMs: number,
     private readonly onFill?: (count: number) => void,
   ) {
     this.offReconnect = pubsub.onReconnect(() => this.healAll());
+    this.timer = setInterval(() => void this.check(), healIntervalMs);
+    this.timer.unref();
+  }
+
+  /** The timed check of every started hub (see the class). A failed read is retried at the next interval. */
+  async check(): Promise<void> {
+    if (this.checking) return;
+    this.checking = true;
+    try {
+      const started = [...this.hubs.values()].filter((entry) => entry.started).map((entry) => entry.hub);
+      for (let i = 0; i < started.length; i += CHECK_BATCH) {
+        const part = started.slice(i, i + CHECK_BATCH);
+        const heads = await this.store.heads(part.map((hub) => hub.roomId));
+        for (const hub of part) hub.catchUp(heads.get(hub.roomId)?.lastChange ?? 0);
+        const users = new Map(part.map((hub) => [hub, hub.users()]));
+        const members = await this.store.memberships(part.flatMap((hub) => users.get(hub)!.map((userId): [string, string] => [hub.roomId, userId])));
+        for (const hub of part) hub.revokeAbsent(users.get(hub)!, (userId) => members.has(membershipKey(hub.roomId, userId)));
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'room hubs could not check the database; retrying at the next interval');
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** The room's hub, started; call `release` when done. Rejects when the hub cannot start. */
   async acquire(roomId: string): Promise<{ hub: RoomHub; release: () => void }> {
     let entry = this.hubs.get(roomId);
     if (!entry) {
-      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.healIntervalMs, this.onFill);
-      entry = { hub, refs: 0, ready: hub.start() };
+      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.onFill);
+      const made = { hub, refs: 0, ready: hub.start(), started: false };
+      made.ready.then(() => (made.started = true), () => undefined);
+      entry = made;
       this.hubs.set(roomId, entry);
     }
     entry.refs++;
@@ -250,6 +296,7 @@ export class HubRegistry {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.timer);
     this.offReconnect();
     const entries = [...this.hubs.values()];
     this.hubs.clear();

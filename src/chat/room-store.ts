@@ -47,6 +47,26 @@ export class RoomStore {
     return { lastSeq: room?.lastSeq ?? 0, lastChange: room?.lastChange ?? 0 };
   }
 
+  /** The heads of many rooms in one read (a room that does not exist is left out). */
+  async heads(roomIds: string[]): Promise<Map<string, RoomHead>> {
+    if (roomIds.length === 0) return new Map();
+    const rows: Array<{ id: string; last_seq: number; last_change: number }> = await this.db.query(
+      'SELECT id, last_seq, last_change FROM rooms WHERE id = ANY($1::uuid[])',
+      [roomIds],
+    );
+    return new Map(rows.map((r) => [r.id, { lastSeq: r.last_seq, lastChange: r.last_change }]));
+  }
+
+  /** Which of the (room, user) pairs are memberships now, as `<room> <user>` keys (`membershipKey`). */
+  async memberships(pairs: Array<[roomId: string, userId: string]>): Promise<Set<string>> {
+    if (pairs.length === 0) return new Set();
+    const rows: Array<{ room_id: string; user_id: string }> = await this.db.query(
+      'SELECT room_id, user_id FROM memberships WHERE (room_id, user_id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))',
+      [pairs.map(([roomId]) => roomId), pairs.map(([, userId]) => userId)],
+    );
+    return new Set(rows.map((r) => membershipKey(r.room_id, r.user_id)));
+  }
+
   /** The change number of the insert of message `seq` (undefined when there is no such message). */
   async insertChange(roomId: string, seq: number): Promise<number | undefined> {
     const row = await this.db.getRepository(MessageEntity).findOne({ where: { roomId, seq }, select: { createdChange: true } });
@@ -72,3 +92,6 @@ export class RoomStore {
     return new Set(rows.map((r) => r.userId));
   }
 }
+
+/** A (room, user) pair as `RoomStore.memberships` names it. */
+export const membershipKey = (roomId: string, userId: string) => `${roomId} ${userId}`;

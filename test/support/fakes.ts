@@ -1,7 +1,7 @@
 import type { MessageModel } from '../../src/chat/models';
-import type { RoomHead, RoomStore } from '../../src/chat/room-store';
+import { membershipKey, type RoomHead, type RoomStore } from '../../src/chat/room-store';
 
-export type Method = 'range' | 'changes' | 'head' | 'insertChange' | 'seqAt' | 'members';
+export type Method = 'range' | 'changes' | 'head' | 'heads' | 'insertChange' | 'seqAt' | 'members' | 'memberships';
 
 /**
  * Fields of a message that the hub and feeds pass along without reading. Spread into each new
@@ -138,6 +138,11 @@ export class FakeStore {
     return this.headOf(roomId);
   }
 
+  async heads(roomIds: string[]): Promise<Map<string, RoomHead>> {
+    await this.enter('heads', [[...roomIds]]);
+    return new Map(roomIds.map((roomId) => [roomId, this.headOf(roomId)]));
+  }
+
   async insertChange(roomId: string, seq: number): Promise<number | undefined> {
     await this.enter('insertChange', [roomId, seq]);
     return this.messagesOf(roomId)[seq - 1]?.createdChange;
@@ -152,6 +157,11 @@ export class FakeStore {
     await this.enter('members', [roomId, [...userIds]]);
     const removed = this.removed.get(roomId) ?? new Set<string>();
     return new Set(userIds.filter((u) => !removed.has(u)));
+  }
+
+  async memberships(pairs: Array<[string, string]>): Promise<Set<string>> {
+    await this.enter('memberships', [pairs.map((pair) => [...pair])]);
+    return new Set(pairs.filter(([roomId, userId]) => !this.removed.get(roomId)?.has(userId)).map(([roomId, userId]) => membershipKey(roomId, userId)));
   }
 
   asStore(): RoomStore {

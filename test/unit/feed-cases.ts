@@ -14,7 +14,6 @@ import { FakeStore, silentLogger, waitFor, type Method } from '../support/fakes'
 // ---------------------------------------------------------------------------------------------
 
 const ROOM = 'room-a';
-const HEAL_NEVER = 60_000;
 /** The feed retries a failed read after this long (message-feed.ts RETRY_MS). */
 const RETRY_MS = 1000;
 
@@ -249,7 +248,7 @@ async function world(messages = 0) {
   store.append(ROOM, messages);
   const pubsub = new MemoryPubSub();
   const log = silentLogger();
-  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger, HEAL_NEVER);
+  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger);
   hubs.push(hub);
   await hub.start();
 

@@ -109,12 +109,12 @@ afterEach(async () => {
  * A started hub over a room that already holds `messages` messages (at changes 1..messages), on
  * the real in-memory bus unless another is given.
  */
-async function startHub(options: { messages?: number; pubsub?: PubSub; healIntervalMs?: number; onFill?: (count: number) => void } = {}) {
+async function startHub(options: { messages?: number; pubsub?: PubSub; onFill?: (count: number) => void } = {}) {
   const store = new FakeStore();
   store.append(ROOM, options.messages ?? 0);
   const pubsub = options.pubsub ?? new MemoryPubSub();
   const log = silentLogger();
-  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger, options.healIntervalMs ?? HEAL_NEVER, options.onFill);
+  const hub = new RoomHub(ROOM, store.asStore(), pubsub, log as unknown as Logger, options.onFill);
   toStop.push(hub);
   await hub.start();
   const signal = (s: RoomSignal) => pubsub.publish(roomTopic(ROOM), s);
@@ -156,7 +156,7 @@ describe('RoomHub', () => {
     store.onCall = (method) => {
       if (method === 'head') subscribedWhenRead = pubsub.subscribers(ROOM);
     };
-    const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger, HEAL_NEVER);
+    const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger);
     toStop.push(hub);
     await hub.start();
     expect(hub.position).toBe(9);
@@ -341,10 +341,15 @@ describe('RoomHub', () => {
     expect(seqsOf(seen)).toEqual(range(1, 1201));
   });
 
-  it('starts anyway when the subscription fails, and its timer heals the room', async () => {
+  it('starts anyway when the subscription fails, and its registry\'s timer heals the room', async () => {
     const pubsub = new FakePubSub();
     pubsub.subscribeError = new Error('redis down');
-    const { hub, store, log } = await startHub({ messages: 1, pubsub, healIntervalMs: 10 });
+    const store = new FakeStore();
+    store.append(ROOM, 1);
+    const log = silentLogger();
+    const registry = new HubRegistry(store.asStore(), pubsub, log as unknown as Logger, 10);
+    toClose.push(registry);
+    const { hub } = await registry.acquire(ROOM);
     expect(log.warn).toHaveBeenCalledWith(expect.objectContaining({ err: 'redis down' }), 'room subscription failed; healing by timer');
     const seen = listen(hub, 'alice');
     store.append(ROOM, 2);
@@ -386,7 +391,7 @@ describe('RoomHub', () => {
     const pubsub = new MemoryPubSub();
     const store = new FakeStore();
     store.append(ROOM, 1000);
-    const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger, HEAL_NEVER);
+    const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger);
     toStop.push(hub);
     const releaseHead = store.hold('head');
     const starting = hub.start();
@@ -572,6 +577,28 @@ describe('HubRegistry', () => {
     expect(registry.size).toBe(2);
     expect(store.callsOf('head')).toEqual([[ROOM], ['room-b']]);
     expect(pubsub.subscribers(ROOM)).toBe(1);
+  });
+
+  it('checks every hub in one read of heads and one of memberships: a hub behind reads its tail, a listener no longer a member is removed', async () => {
+    const { store, log, registry } = setup();
+    const rooms = Array.from({ length: 30 }, (_, i) => `room-${i}`);
+    const hubs = await Promise.all(rooms.map(async (room) => (await registry.acquire(room)).hub));
+    const seen = hubs.map((hub) => listen(hub, 'alice'));
+    listen(hubs[3], 'bob');
+    store.append('room-7', 2); // two changes whose signals were lost
+    store.removeMember('room-3', 'bob'); // a removal whose signal was lost
+    const before = store.calls.length;
+    await registry.check();
+    await waitFor(() => seen[7].length === 2, 'room-7 fills its tail');
+    // Two reads for the 30 rooms, and room-7's tail: nothing read per room otherwise.
+    expect(store.calls.slice(before).map((c) => c.method).sort()).toEqual(['changes', 'heads', 'memberships']);
+    expect(labels(seen[7])).toEqual(['added 1@1', 'added 2@2']);
+    await waitFor(() => seen[3].length === 1, 'room-3 re-signals the removal');
+    expect(seen[3]).toEqual([{ kind: 'membership', userId: 'bob', role: null }]);
+    expect(seen.filter((events, i) => i !== 3 && i !== 7).every((events) => events.length === 0)).toBe(true);
+    store.down = true;
+    await registry.check(); // a failed read is logged and retried at the next interval
+    expect(log.warn).toHaveBeenCalledWith(expect.anything(), 'room hubs could not check the database; retrying at the next interval');
   });
 
   it('keeps the hub while anyone holds it and removes and stops it when the last releases', async () => {
