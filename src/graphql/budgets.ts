@@ -31,7 +31,18 @@ export interface Budgets {
 }
 
 type Args = Record<string, any>;
-type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>) => Promise<unknown>;
+/** A mutation's own budgets around its run; `spending` is the spend of `mutationsPerUser`, under way: settle it with the hook's own (`spendAll`). */
+type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>, spending: Promise<void>) => Promise<unknown>;
+
+/**
+ * Waits for every spend, all under way at once (with Redis, their commands leave in one write and
+ * cost one round trip), then throws the first refusal in the given order, if any.
+ */
+async function spendAll(spends: Array<Promise<void>>): Promise<void> {
+  const outcomes = await Promise.allSettled(spends);
+  const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (refused) throw refused.reason;
+}
 
 /**
  * The schema with each mutation spending its budgets before it runs, whichever transport it
@@ -42,26 +53,28 @@ type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>) => Pr
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
   const hooks: Record<string, Hook> = {
-    sendMessage: async (args, ctx, run) => {
-      if (ctx.viewer) {
-        await budgets.sendsPerUserBurst.consume(ctx.viewer.id);
-        await budgets.sendsPerUserSustained.consume(ctx.viewer.id);
-      }
+    sendMessage: async (args, ctx, run, spending) => {
       const roomId = typeof args.input?.roomId === 'string' ? args.input.roomId : undefined;
-      if (roomId) await budgets.sendsPerRoom.check(roomId);
+      // Every attempt spends them anyway, so they are spent together: one round trip, not four.
+      await spendAll([
+        spending,
+        ...(ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
+        ...(roomId ? [budgets.sendsPerRoom.check(roomId)] : []),
+      ]);
       const message = await run();
       if (roomId) await budgets.sendsPerRoom.count(roomId);
       return message;
     },
-    createRoom: async (_args, ctx, run) => {
-      await budgets.roomsPerAddress.consume(ctx.clientAddress);
+    createRoom: async (_args, ctx, run, spending) => {
+      await spendAll([spending, budgets.roomsPerAddress.consume(ctx.clientAddress)]);
       return run();
     },
-    signUp: async (_args, ctx, run) => {
-      await budgets.signUpsPerAddress.consume(ctx.clientAddress);
+    signUp: async (_args, ctx, run, spending) => {
+      await spendAll([spending, budgets.signUpsPerAddress.consume(ctx.clientAddress)]);
       return run();
     },
-    logIn: async (args, ctx, run) => {
+    logIn: async (args, ctx, run, spending) => {
+      await spending;
       const username = typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '';
       const key = JSON.stringify([username, ctx.clientAddress]);
       await budgets.logInsPerUsernameAndAddress.consume(key);
@@ -74,12 +87,18 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
   };
   return mapSchema(schema, {
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
-      const hook = hooks[name] ?? ((_args, _ctx, run) => run());
+      const hook: Hook =
+        hooks[name] ??
+        (async (_args, _ctx, run, spending) => {
+          await spending;
+          return run();
+        });
       const resolve = field.resolve;
       if (!resolve) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
-        if (ctx.viewer) await budgets.mutationsPerUser.consume(ctx.viewer.id);
-        return hook(args, ctx, async () => resolve(source, args, ctx, info));
+        const spending = ctx.viewer ? budgets.mutationsPerUser.consume(ctx.viewer.id) : Promise.resolve();
+        spending.catch(() => undefined); // the hook settles it, after its own budgets are under way
+        return hook(args, ctx, async () => resolve(source, args, ctx, info), spending);
       };
       return { ...field, resolve: budgeted };
     },

@@ -169,6 +169,9 @@ export function tallyEvents(events: SeenEvent[], expectedMessages: number, truth
   return { ...tally(added, expectedMessages), updates: events.filter((e) => e.kind === 'MessageUpdated').length, changesOutOfOrder, stale };
 }
 
+/** The seqs of the message events among `events` (MessageAdded, MessageUpdated), in order: presence, typing and member changes carry none. */
+export const messageSeqs = (events: SeenEvent[]): number[] => events.flatMap((e) => (e.seq === undefined ? [] : [e.seq]));
+
 /** Lost, duplicated and out-of-order counts of a delivered seq list against 1..expected. */
 export function tally(seqs: number[], expected: number) {
   const seen = new Set<number>();
