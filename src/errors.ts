@@ -59,6 +59,15 @@ const REQUEST_ERROR_CODES = new Set([
  * database is `SERVICE_UNAVAILABLE` (retryable); anything else is logged with the request id and
  * answered as `INTERNAL_SERVER_ERROR` carrying only that id.
  */
+/**
+ * True when `error` (a resolver's, possibly wrapped by graphql-js) means the database could not
+ * serve it for now: trying again later may succeed.
+ */
+export function isUnavailable(error: unknown): boolean {
+  const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
+  return (original instanceof AppError && original.extensions.code === ErrorCode.ServiceUnavailable) || isConnectionError(original);
+}
+
 export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {
   const graphqlError = error instanceof GraphQLError ? error : undefined;
   // graphql-js wraps a thrown non-Error (e.g. an error from another realm) as NonErrorThrown.

@@ -45,7 +45,7 @@ export interface ChatLink extends ApolloLink {
  * subscriptions over graphql-ws. `roomEvents` and `messageAdded` survive any reconnect: each is
  * re-subscribed with `after` = the cursor of the last event the application received, anything at
  * or below it is dropped, and reconnecting goes on (backoff with jitter) through 1001, 1006, 1011,
- * 1012, 1013 and a refused connection. The session is refreshed in-band before it expires (over
+ * 1012, 1013, a refused connection and a stream the server ended with SERVICE_UNAVAILABLE. The session is refreshed in-band before it expires (over
  * the open socket, which renews it in place, else over HTTP). A refused or revoked session reaches
  * the application at once as an `UNAUTHENTICATED` error, never after retries.
  */

@@ -67,7 +67,10 @@ export function subscribe(
       if (keeper.ended) return endSession(keeper.ended);
       if (Array.isArray(err)) {
         const errors = err as GraphQLFormattedError[];
-        return hasUnauthenticated(errors) ? keeper.end(errors[0].message) : finish(new CombinedGraphQLErrors({ data: null, errors }));
+        if (hasUnauthenticated(errors)) return keeper.end(errors[0].message);
+        // The server could not serve an event for a while and ended the stream: subscribe again after the last cursor.
+        if (errors.length > 0 && errors.every((e) => e.extensions?.code === 'SERVICE_UNAVAILABLE')) return again();
+        return finish(new CombinedGraphQLErrors({ data: null, errors }));
       }
       if (isCloseEvent(err) && AUTH_CLOSE_CODES.has(err.code)) {
         if (err.reason !== 'Token expired') return keeper.end(err.reason || 'The server refused the session');

@@ -1,5 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
 
@@ -112,10 +114,27 @@ class SharedSubscription {
     return this.mayTake(execution) ? result : this.execution(event).result; // another viewer's result: run this one's own
   }
 
+  /**
+   * Executes `event` with fresh loaders; while the database cannot serve it, again after a
+   * while. When it still cannot, the subscription ends with SERVICE_UNAVAILABLE (the client
+   * subscribes again after its last cursor, and the replay brings the event): an event is
+   * delivered whole or the stream ends, never skipped.
+   */
+  private async attempts(event: object, execution: Execution): Promise<ExecutionResult> {
+    for (let attempt = 0; ; attempt++) {
+      const contextValue = watchViewer({ ...this.ctx, loaders: this.ctx.newLoaders() }, () => (execution.readViewer = true));
+      const result = await execute({ ...this.args, rootValue: event, contextValue });
+      if (!result.errors?.some(isUnavailable)) return result;
+      if (attempt === RETRY_DELAYS_MS.length) {
+        throw new AppError(ErrorCode.ServiceUnavailable, 'The database is unreachable or overloaded; subscribe again after your last cursor');
+      }
+      await sleep(RETRY_DELAYS_MS[attempt]);
+    }
+  }
+
   private run(event: object, key: string): Execution {
     const execution: Execution = { viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
-    const contextValue = watchViewer({ ...this.ctx, loaders: this.ctx.newLoaders() }, () => (execution.readViewer = true));
-    execution.result = new Promise<ExecutionResult>((resolve) => resolve(execute({ ...this.args, rootValue: event, contextValue })));
+    execution.result = this.attempts(event, execution);
     execution.result.then(
       (result) => (execution.settled = { result }),
       (error: unknown) => (execution.settled = { error }),
@@ -126,6 +145,12 @@ class SharedSubscription {
     return execution;
   }
 }
+
+/**
+ * Waits before each new attempt of an event's execution that the database could not serve (about
+ * 4 s in all). A result with such an error is never delivered: it would stand in for the event.
+ */
+const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;

@@ -6,6 +6,10 @@ import { Kind, parse, print, type OperationDefinitionNode } from 'graphql';
 import { createSchema } from '../../src/graphql/schema';
 import { backoffDelay } from '../../client/src/backoff';
 import { ResumeTracker, resumableFieldOf, withResumeSelections } from '../../client/src/resume';
+import type { ApolloLink } from '@apollo/client';
+import type { Client } from 'graphql-ws';
+import type { SessionKeeper } from '../../client/src/session';
+import { subscribe } from '../../client/src/subscription';
 
 const OPERATIONS = path.resolve(__dirname, '../../client/operations');
 const b64 = (text: string) => Buffer.from(text).toString('base64url');
@@ -96,5 +100,49 @@ describe('backoffDelay', () => {
         expect(delay).toBeLessThanOrEqual(ceiling);
       }
     }
+  });
+});
+
+describe('subscribe (the kit\'s subscription through graphql-ws)', () => {
+  const room = '11111111-1111-4111-8111-111111111111';
+  const added = (seq: number) => ({ data: { messageAdded: { __typename: 'Message', id: `id${seq}`, seq, cursor: b64(`m1:${room}:${seq}`) } } });
+
+  it('subscribes again after the last cursor when the server ends the stream with SERVICE_UNAVAILABLE, and ends on any other error', async () => {
+    const sent: Array<Record<string, unknown>> = [];
+    const sinks: Array<{ next(value: unknown): void; error(err: unknown): void }> = [];
+    const client = {
+      subscribe: (payload: { variables: Record<string, unknown> }, sink: (typeof sinks)[number]) => {
+        sent.push({ ...payload.variables });
+        sinks.push(sink);
+        return () => undefined;
+      },
+    } as unknown as Client;
+    const keeper = { ended: undefined, session: async () => ({}) } as unknown as SessionKeeper;
+    const operation = {
+      query: parse(`subscription($roomId: ID!, $after: String) { messageAdded(roomId: $roomId, after: $after) { id seq } }`),
+      variables: { roomId: room },
+      operationName: undefined,
+      extensions: {},
+    } as unknown as ApolloLink.Operation;
+    const seen: unknown[] = [];
+    let failure: unknown;
+    subscribe(operation, client, keeper, { active: new Set(), running: new Set() }, { initialDelayMs: 1, maxDelayMs: 2 }).subscribe({
+      next: (r) => seen.push((r.data as { messageAdded: { seq: number } }).messageAdded.seq),
+      error: (err) => (failure = err),
+    });
+    await new Promise((r) => setTimeout(r, 5));
+    sinks[0].next(added(1));
+    sinks[0].next(added(2));
+    sinks[0].error([{ message: 'The database is unreachable', extensions: { code: 'SERVICE_UNAVAILABLE' } }]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sent.map((v) => v.after)).toEqual([undefined, b64(`m1:${room}:2`)]);
+    sinks[1].next(added(2)); // already delivered: dropped
+    sinks[1].next(added(3));
+    expect(seen).toEqual([1, 2, 3]);
+    expect(failure).toBeUndefined();
+    sinks[1].error([{ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR' } }]);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(sent).toHaveLength(2);
+    expect(failure).toBeDefined();
   });
 });

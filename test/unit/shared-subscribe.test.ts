@@ -244,8 +244,10 @@ describe('subscribeShared', () => {
             },
           },
           Tick: {
-            late: async (e: { n: number; gate?: Promise<void> }) => {
+            late: async (e: { n: number; gate?: Promise<void>; unavailable?: number }) => {
               await e.gate;
+              // The database cannot serve this event for its first `unavailable` attempts (a pool timeout).
+              if (e.unavailable && e.unavailable-- > 0) throw new Error('timeout exceeded when trying to connect');
               return e.n;
             },
             viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id,
@@ -376,6 +378,29 @@ describe('subscribeShared', () => {
       expect(sinks.size).toBe(0);
       expect(await ended).toEqual({ done: true, value: undefined });
     });
+
+    it('executes an event again while the database cannot serve it, and delivers it whole, in order', async () => {
+      const { schema, emit, runs } = pushSetup();
+      const subs = await Promise.all(['a', 'b'].map((v, i) => openPushed(schema, 'subscription { tick { n late } }', v, `op-${i}`)));
+      emit({ n: 1, unavailable: 2 });
+      emit({ n: 2 });
+      await Promise.all(subs.map((s) => s.until(2)));
+      for (const s of subs) expect(s.payloads().map((p) => p.payload)).toEqual([{ data: { tick: { n: 1, late: 1 } } }, { data: { tick: { n: 2, late: 2 } } }]);
+      expect(runs()).toBe(4); // event 1 three times (once for both subscribers each time), event 2 once
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('ends the subscription with SERVICE_UNAVAILABLE when the database cannot serve an event for seconds, delivering nothing in its place or after it', async () => {
+      const { schema, emit } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const ended = sub.iterator.next();
+      emit({ n: 1 });
+      await sub.until(1);
+      emit({ n: 2, unavailable: 99 });
+      emit({ n: 3 });
+      await expect(ended).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
+    }, 15_000);
 
     it('masks a live result with errors for each subscriber', async () => {
       const { schema, emit } = pushSetup();
