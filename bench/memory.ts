@@ -3,7 +3,8 @@
  * does (`systems.ts`), opens `MEM_CONNECTIONS` (default 5,000) graphql-ws connections with one
  * `messageAdded` subscription each (from 4 forked load processes, as the bench does), warms them
  * up until every one has received a message, and prints the server's RSS before and after (and the
- * V8 heap and external memory from its `/metrics`) per connection. With `MEM_SNAPSHOT=<dir>` it
+ * V8 heap and external memory from its `/metrics`) per connection, as the bench reads it and again
+ * after a full garbage collection (through the server's inspector, on a free loopback port). With `MEM_SNAPSHOT=<dir>` it
  * also writes a heap snapshot of the server before connecting and after warm-up into `<dir>`
  * (`--heapsnapshot-signal`), for `bench/heap-summary.ts`; RSS is read before each (writing a snapshot
  * takes memory the process keeps). `BENCH_NODE_ARGS` adds node flags as in the bench.
@@ -54,6 +55,18 @@ async function serverMemory(httpUrl: string): Promise<{ rss: number; heapTotal: 
   };
 }
 
+/** A full garbage collection in the server, through its inspector (`HeapProfiler.collectGarbage`, twice). */
+async function collectGarbage(inspectorUrl: string): Promise<void> {
+  const ws = new WebSocket(inspectorUrl);
+  await new Promise((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  for (const id of [1, 2]) {
+    ws.send(JSON.stringify({ id, method: 'HeapProfiler.collectGarbage' }));
+    await new Promise<void>((resolve) => ws.on('message', (data) => JSON.parse(String(data)).id === id && resolve()));
+  }
+  ws.close();
+  await sleep(500);
+}
+
 /** Signals the server to write a heap snapshot into `snapshotDir` and waits until it is written. */
 async function snapshot(pid: number, label: string): Promise<void> {
   if (!snapshotDir) return;
@@ -74,6 +87,8 @@ async function snapshot(pid: number, label: string): Promise<void> {
 
 async function main(): Promise<void> {
   cleanupOnSignals();
+  // The inspector on a free port, to collect garbage before reading what is live.
+  process.env.BENCH_NODE_ARGS = `${process.env.BENCH_NODE_ARGS ?? ''} --inspect=127.0.0.1:0`;
   if (snapshotDir) {
     mkdirSync(snapshotDir, { recursive: true });
     process.env.BENCH_NODE_ARGS = `${process.env.BENCH_NODE_ARGS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}`;
@@ -88,6 +103,9 @@ async function main(): Promise<void> {
     await sender.expect('ready', 30_000);
     await sleep(2000);
     const before = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
+    const inspector = system.server.problems.map((line) => /Debugger listening on (ws:\S+)/.exec(line)?.[1]).find(Boolean)!;
+    await collectGarbage(inspector);
+    const beforeGc = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
     await snapshot(pid, 'before');
 
     if (subscribe) {
@@ -107,6 +125,8 @@ async function main(): Promise<void> {
     }
     await sleep(1000);
     const after = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
+    await collectGarbage(inspector);
+    const afterGc = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
     await snapshot(pid, 'after');
 
     const perConnectionKb = (a: number, b: number) => Math.round(((a - b) * 1024 * 10) / connections) / 10;
@@ -118,8 +138,13 @@ async function main(): Promise<void> {
         heapUsedKbPerConnection: perConnectionKb(after.heapUsed, before.heapUsed),
         heapTotalKbPerConnection: perConnectionKb(after.heapTotal, before.heapTotal),
         externalKbPerConnection: perConnectionKb(after.external, before.external),
+        // Both readings again after a full garbage collection (through the inspector): what is live.
+        rssKbPerConnectionAfterGc: perConnectionKb(afterGc.rssMb, beforeGc.rssMb),
+        heapUsedKbPerConnectionAfterGc: perConnectionKb(afterGc.heapUsed, beforeGc.heapUsed),
         before,
         after,
+        beforeGc,
+        afterGc,
       }),
     );
   } finally {
