@@ -68,7 +68,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         if (!connected) return false; // closed 4403 (or 1013)
         const viewer = ctx.extra.viewer!;
         if (!guard.admitUser(ctx.extra.socket, viewer.id)) return false; // already closed with 4429
-        ctx.extra.socket.once('close', deps.presence.connect(viewer.id));
+        ctx.extra.socket.on('close', deps.presence.connect(viewer.id)); // a WebSocket closes once
         return true;
       },
       onSubscribe: (ctx, id, payload) => {
