@@ -3,7 +3,8 @@
  * connections) and prints what the second holds more of, per connection: by class (`object` nodes
  * by constructor, closures by function name, strings, arrays, ...), with self size and retained size
  * (dominator tree, weak edges ignored, a class counted once where its objects dominate each other),
- * then the shortest retaining path of one instance of each class named in `--path`.
+ * then the shortest retaining path of one instance of each class named in `--path`; with `--owners`,
+ * the objects new in the second snapshot by owner (`OWNERS`).
  *
  *   node --max-old-space-size=12000 --import tsx bench/heap-summary.ts <before> <after> <connections> [--top N] [--path Class,Class]
  */
@@ -22,6 +23,8 @@ class Heap {
   readonly selfSize: Float64Array;
   readonly key: Int32Array;
   readonly keys: string[] = [];
+  /** Each node's snapshot id: the same object keeps its id across snapshots of one process. */
+  readonly id: Float64Array;
   readonly firstEdge: Uint32Array;
   readonly edgeTo: Uint32Array;
   readonly edgeType: Uint8Array;
@@ -41,6 +44,8 @@ class Heap {
     this.count = s.nodes.length / nf;
     this.selfSize = new Float64Array(this.count);
     this.key = new Int32Array(this.count);
+    this.id = new Float64Array(this.count);
+    const idF = meta.node_fields.indexOf('id');
     this.firstEdge = new Uint32Array(this.count + 1);
     const keyIds = new Map<string, number>();
     for (let i = 0, e = 0; i < this.count; i++) {
@@ -51,6 +56,7 @@ class Heap {
       if (id === undefined) keyIds.set(k, (id = this.keys.push(k) - 1));
       this.key[i] = id;
       this.selfSize[i] = s.nodes[i * nf + sizeF];
+      this.id[i] = s.nodes[i * nf + idF];
       this.firstEdge[i] = e;
       e += s.nodes[i * nf + edgesF];
       this.firstEdge[i + 1] = e;
@@ -204,7 +210,9 @@ class Heap {
       const sfi = this.edgesOf(v).find(([n]) => n === 'shared')?.[1];
       const script = sfi === undefined ? undefined : this.edgesOf(sfi).find(([n]) => n === 'script' || n === 'script_or_debug_info')?.[1];
       const file = script === undefined ? '?' : nameOf(this.edgesOf(script).find(([n]) => n === 'name')?.[1] ?? 0);
-      out.set(v, `${file.replace(/^.*node_modules\//, '').replace(/^.*\/(src|bench)\//, '$1/')}:${locations[at + 2] + 1}:${locations[at + 3] + 1}`);
+      // The built server's `dist/x.js` is named as its source, `src/x.ts`.
+      const name = file.replace(/^.*node_modules\//, '').replace(/^.*\/(src|bench)\//, '$1/').replace(/^.*\/dist\/(.*)\.js$/, 'src/$1.ts');
+      out.set(v, `${name}:${locations[at + 2] + 1}:${locations[at + 3] + 1}`);
     }
     return out;
   }
@@ -250,6 +258,36 @@ class Heap {
     return out;
   }
 
+  /**
+   * Self sizes of the objects not in `before` (by id), by owner: each object is owned by the first
+   * object on its shortest path from the roots that `ownerOf` names (or by its own name when it is
+   * one), so a connection's parts are told apart by what reaches them first.
+   */
+  owners(before: Set<number>, ownerOf: (v: number) => string | undefined): Map<string, number> {
+    const owner = new Array<string | undefined>(this.count);
+    const seen = new Uint8Array(this.count);
+    const queue = new Uint32Array(this.count);
+    let head = 0;
+    let tail = 0;
+    queue[tail++] = 0;
+    seen[0] = 1;
+    const out = new Map<string, number>();
+    while (head < tail) {
+      const v = queue[head++];
+      const own = ownerOf(v) ?? owner[v];
+      const name = own ?? `(unowned) ${this.keys[this.key[v]]}`;
+      if (!before.has(this.id[v])) out.set(name, (out.get(name) ?? 0) + this.selfSize[v]);
+      for (let j = this.firstEdge[v]; j < this.firstEdge[v + 1]; j++) {
+        const w = this.edgeTo[j];
+        if (this.edgeType[j] === this.weak || seen[w]) continue;
+        seen[w] = 1;
+        owner[w] = own;
+        queue[tail++] = w;
+      }
+    }
+    return out;
+  }
+
   /** The shortest strong path from the roots to one object of class `k` (the last one found). */
   pathTo(k: string): string | undefined {
     const keyId = this.keys.indexOf(k);
@@ -282,6 +320,19 @@ class Heap {
 
 const NONE = 0xffffffff;
 
+/** Who owns what, for `--owners`: a class name or a closure's definition (`@ file:line:column`). */
+const OWNERS: Array<[RegExp, string]> = [
+  [/^IncomingMessage$/, 'upgrade request (IncomingMessage, headers)'],
+  [/^(Socket|TCP|\(synthetic\) Node \/ TCPSocketWrap)$/, 'TCP socket (net.Socket, handle, stream states)'],
+  [/^(WebSocket|Receiver|Sender)$|@ ws\//, 'ws (WebSocket, Receiver, Sender)'],
+  [/@ graphql-ws\//, 'graphql-ws (per socket and per operation)'],
+  [/^(OperationContext|DataLoader)$|@ src\/(graphql\/context|app)\.ts|@ src\/http\/websocket\.ts/, 'operation context (loaders, frame sink)'],
+  [/^Tracked$|@ src\/http\/socket-|@ src\/presence\//, 'socket sessions, guard, presence'],
+  [/@ src\/graphql\/shared-subscribe\.ts/, 'shared-subscribe (pump, per-operation closures)'],
+  [/^(MessageFeed|Repeater|AddedSet|AbortController)$|@ src\/chat\/|@ src\/core\.cjs/, 'message feed (feed, Repeater, hub listener)'],
+  [/@ @apollo\//, 'Apollo drain (per TCP connection)'],
+];
+
 function classKey(type: string, name: string): string {
   if (type === 'string' || type === 'concatenated string' || type === 'sliced string') return `(${type})`;
   if (type === 'number' || type === 'bigint' || type === 'symbol') return `(${type})`;
@@ -300,7 +351,8 @@ function main(): void {
   };
   const top = Number(option('--top') ?? 40);
   const load = (file: string) => new Heap(JSON.parse(readFileSync(file, 'utf8')) as Snapshot);
-  const before = load(beforeFile).byClass();
+  const beforeHeap = load(beforeFile);
+  const before = beforeHeap.byClass();
   const afterHeap = load(afterFile);
   const after = afterHeap.byClass();
   const retained = afterHeap.retainedByClass();
@@ -336,6 +388,29 @@ function main(): void {
     }
     console.log('\ncontexts per connection by captured variables (≥ 0.5):');
     for (const [k, n] of [...contexts].sort((a, b) => b[1] - a[1])) if (n / connections >= 0.5) console.log(`${(n / connections).toFixed(2)} {${k}}`);
+  }
+  if (rest.includes('--owners')) {
+    const beforeIds = new Set<number>(beforeHeap.id);
+    const where = afterHeap.whereDefined();
+    const ownerOf = (v: number): string | undefined => {
+      const k = afterHeap.keys[afterHeap.key[v]];
+      const at = where.get(v);
+      if (k === '(array) (object properties)') {
+        return undefined;
+      }
+      for (const [pattern, owner] of OWNERS) if (pattern.test(k) || (at !== undefined && pattern.test(`@ ${at}`))) return owner;
+      return undefined;
+    };
+    // tsx (esbuild keepNames) gives each named closure of our TypeScript a `name` property: count it apart.
+    const keepNames = new Set<number>();
+    for (let v = 0; v < afterHeap.count; v++) {
+      if (!(where.get(v) ?? '').startsWith('src/') || !afterHeap.keys[afterHeap.key[v]].startsWith('closure')) continue;
+      const props = afterHeap.edgesOf(v).find(([n]) => n === 'properties')?.[1];
+      if (props !== undefined) keepNames.add(props);
+    }
+    const owned = afterHeap.owners(beforeIds, (v) => (keepNames.has(v) ? 'tsx keepNames: a name property per named closure of src/' : ownerOf(v)));
+    console.log('\nnew objects per connection by owner (first owner on the shortest path from the roots; bytes):');
+    for (const [k, bytes] of [...owned].sort((a, b) => b[1] - a[1])) if (bytes / connections >= 20) console.log(`${(bytes / connections).toFixed(0)} ${k}`);
   }
   for (const k of (option('--holders') ?? '').split(',').filter(Boolean)) {
     console.log(`\n${k} by holder (per connection: count, self bytes; ≥ 0.5):`);
