@@ -6,7 +6,8 @@
  * V8 heap and external memory from its `/metrics`) per connection, as the bench reads it and again
  * after a full garbage collection (through the server's inspector, on a free loopback port). With `MEM_SNAPSHOT=<dir>` it
  * also writes a heap snapshot of the server before connecting and after warm-up into `<dir>`
- * (`--heapsnapshot-signal`), for `bench/heap-summary.ts`; RSS is read before each (writing a snapshot
+ * (`--heapsnapshot-signal`), for `bench/heap-summary.ts`. `MEM_SYSTEM=socketio` measures the bench's
+ * reference instead (RSS; the V8 figures need ours' `/metrics`); RSS is read before each (writing a snapshot
  * takes memory the process keeps). `BENCH_NODE_ARGS` adds node flags as in the bench.
  *
  *   node --import tsx bench/memory.ts
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { cleanupAll, cleanupOnSignals } from './cleanup';
 import { rssMb, sleep, startBackingServices } from './infra';
 import type { FromLoad, FromSender, Target, ToLoad, ToSender } from './protocol';
-import { startOurs } from './systems';
+import { startOurs, startReference } from './systems';
 import WebSocket from 'ws';
 import { Worker } from './worker';
 
@@ -25,6 +26,8 @@ const snapshotDir = process.env.MEM_SNAPSHOT ? path.resolve(process.env.MEM_SNAP
 /** `MEM_SUBSCRIBE=0`: connections that only authenticate (`connection_init`), no subscription. */
 const subscribe = process.env.MEM_SUBSCRIBE !== '0';
 const PROCESSES = 4;
+/** `MEM_SYSTEM=socketio`: the bench's reference instead of ours (RSS only). */
+const system = process.env.MEM_SYSTEM === 'socketio' ? 'socketio' : 'ours';
 
 /** Opens `count` graphql-ws connections from this process that authenticate and hold nothing else. */
 async function openIdle(target: Target, count: number): Promise<WebSocket[]> {
@@ -45,7 +48,8 @@ async function openIdle(target: Target, count: number): Promise<WebSocket[]> {
 
 /** The server's own view of its memory, from the Prometheus process metrics (MB). */
 async function serverMemory(httpUrl: string): Promise<{ rss: number; heapTotal: number; heapUsed: number; external: number }> {
-  const text = await (await fetch(httpUrl.replace(/\/graphql$/, '/metrics'))).text();
+  // The reference has no /metrics: its figures are NaN.
+  const text = system === 'ours' ? await (await fetch(httpUrl.replace(/\/graphql$/, '/metrics'))).text() : '';
   const read = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1024 / 1024;
   return {
     rss: read('process_resident_memory_bytes'),
@@ -94,25 +98,25 @@ async function main(): Promise<void> {
     process.env.BENCH_NODE_ARGS = `${process.env.BENCH_NODE_ARGS ?? ''} --heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}`;
   }
   const backing = await startBackingServices();
-  const system = await startOurs(backing, { rooms: 1, connections });
-  const { pid } = system.server;
+  const running = system === 'ours' ? await startOurs(backing, { rooms: 1, connections }) : await startReference({ rooms: 1, connections });
+  const { pid } = running.server;
   const sender = new Worker<ToSender, FromSender>('sender', 'sender.ts');
   const loads = Array.from({ length: PROCESSES }, (_, n) => new Worker<ToLoad, FromLoad>(`load ${n + 1}`, 'load.ts'));
   try {
-    sender.send({ type: 'init', target: system.target });
+    sender.send({ type: 'init', target: running.target });
     await sender.expect('ready', 30_000);
     await sleep(2000);
-    const before = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
-    const inspector = system.server.problems.map((line) => /Debugger listening on (ws:\S+)/.exec(line)?.[1]).find(Boolean)!;
+    const before = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
+    const inspector = running.server.problems.map((line) => /Debugger listening on (ws:\S+)/.exec(line)?.[1]).find(Boolean)!;
     await collectGarbage(inspector);
-    const beforeGc = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
+    const beforeGc = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
     await snapshot(pid, 'before');
 
     if (subscribe) {
       let offset = 0;
       for (const [n, worker] of loads.entries()) {
         const count = Math.floor(connections / PROCESSES) + (n < connections % PROCESSES ? 1 : 0);
-        worker.send({ type: 'connect', target: system.target, count, offset });
+        worker.send({ type: 'connect', target: running.target, count, offset });
         offset += count;
       }
       await Promise.all(loads.map((w) => w.expect('connected', 300_000)));
@@ -121,17 +125,18 @@ async function main(): Promise<void> {
       sender.send({ type: 'stopWarmup' });
       await sender.expect('warmupStopped', 30_000);
     } else {
-      await openIdle(system.target, connections);
+      await openIdle(running.target, connections);
     }
     await sleep(1000);
-    const after = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
+    const after = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
     await collectGarbage(inspector);
-    const afterGc = { rssMb: rssMb(pid), ...(await serverMemory(system.target.httpUrl)) };
+    const afterGc = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
     await snapshot(pid, 'after');
 
     const perConnectionKb = (a: number, b: number) => Math.round(((a - b) * 1024 * 10) / connections) / 10;
     console.log(
       JSON.stringify({
+        system,
         connections,
         subscribed: subscribe,
         rssKbPerConnection: perConnectionKb(after.rssMb, before.rssMb),
