@@ -39,7 +39,7 @@ export interface ServerProcess {
 }
 
 /**
- * Runs `node --import tsx <script>` from the project root with `env` added (and the node flags
+ * Runs `node <script>` (`.ts` through `--import tsx`) from the project root with `env` added (and the node flags
  * in `BENCH_NODE_ARGS`, e.g. `--cpu-prof --cpu-prof-dir=./prof` to profile), and resolves once
  * `readyUrl` answers 200. Rejects with the process output if it exits or is not ready in time.
  */
@@ -51,7 +51,8 @@ export async function startServerProcess(
   timeoutMs = 60_000,
 ): Promise<ServerProcess> {
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', script], {
+  const loader = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...nodeArgs, ...loader, script], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -13,7 +13,7 @@ import { RoomStore } from './chat/room-store';
 import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
-import { createLoaders, type Services } from './graphql/context';
+import { createContextFactory, type Services } from './graphql/context';
 import { createBudgets } from './graphql/budgets';
 import { createOperationRules } from './graphql/limits';
 import { createSchema } from './graphql/schema';
@@ -106,15 +106,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
-    context: (viewer, requestId, clientAddress, socket) => ({
-      viewer,
-      requestId,
-      clientAddress,
-      services,
-      loaders: createLoaders(db.dataSource, viewer),
-      newLoaders: () => createLoaders(db.dataSource, viewer),
-      socket,
-    }),
+    context: createContextFactory(db.dataSource, services),
     metrics,
     presence: ephemeral.presence,
   });

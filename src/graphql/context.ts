@@ -68,13 +68,50 @@ export interface GraphQLContext {
   /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
   clientAddress: string;
   services: Services;
-  loaders: Loaders;
-  /** Loaders with an empty cache, for each event of a subscription (so it shows what is current). */
+  /** This operation's loaders, made when first read (a subscription's own are rarely read: each event gets `newLoaders()`). */
+  readonly loaders: Loaders;
+  /** Loaders with an empty cache for this context's viewer, for each event of a subscription (so it shows what is current). Call it as a method. */
   newLoaders(): Loaders;
   /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
   socket?: SocketAuth;
   /** A subscription on a WebSocket: where its `next` frames are written (`subscribeShared`). */
   frames?: FrameSink;
+}
+
+/** Builds a context: `viewer` through `socket` as `TransportDeps.context` takes them. */
+export type ContextFactory = (viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth) => GraphQLContext;
+
+/**
+ * The contexts of one app. A context holds its fields and two references shared by every context
+ * (the services and `newLoaders`); its loaders are made on first read, so a subscription's context
+ * (one per subscription, for its whole life) holds no loaders it never reads. Spreading a context
+ * (`{ ...ctx }`) copies everything but `loaders`, which such a copy sets itself.
+ */
+export function createContextFactory(db: DataSource, services: Services): ContextFactory {
+  function newLoaders(this: GraphQLContext): Loaders {
+    return createLoaders(db, this.viewer);
+  }
+  return (viewer, requestId, clientAddress, socket) => new OperationContext(viewer, requestId, clientAddress, services, newLoaders, socket);
+}
+
+class OperationContext implements GraphQLContext {
+  frames?: FrameSink;
+
+  constructor(
+    readonly viewer: Viewer | null,
+    readonly requestId: string,
+    readonly clientAddress: string,
+    readonly services: Services,
+    readonly newLoaders: () => Loaders,
+    readonly socket?: SocketAuth,
+  ) {}
+
+  get loaders(): Loaders {
+    const loaders = this.newLoaders();
+    // Kept on the object itself (Apollo's per-operation copy inherits this getter and keeps its own).
+    Object.defineProperty(this, 'loaders', { value: loaders });
+    return loaders;
+  }
 }
 
 /** Fresh loaders for one operation of `viewer`. */

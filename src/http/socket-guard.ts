@@ -66,13 +66,8 @@ export class SocketGuard {
       done(false, 429, 'Too many WebSockets from this address');
       return;
     }
-    let released = false;
-    const release = () => {
-      if (!released) this.byAddress.give(address);
-      released = true;
-    };
-    // The place is given back when the socket closes, or at once when the handshake fails.
-    info.req.socket.once('close', release);
+    // The place is given back when the TCP connection closes (once), also when the handshake fails.
+    info.req.socket.on('close', () => this.byAddress.give(address));
     done(true);
   };
 
@@ -85,7 +80,7 @@ export class SocketGuard {
       socket.close(CloseCode.TooManyConnections, 'Too many WebSockets for this user');
       return false;
     }
-    socket.once('close', () => this.byUser.give(userId));
+    socket.on('close', () => this.byUser.give(userId)); // a WebSocket closes once
     return true;
   }
 

@@ -15,11 +15,31 @@ export interface SocketExtra {
   auth?: SocketAuth;
 }
 
-interface Tracked {
-  socket: WebSocket;
-  extra: SocketExtra;
+/**
+ * One authenticated socket: what `refreshSession` renews (its `SocketAuth`), and the timer that
+ * closes it when its token expires. One object per socket, its methods shared.
+ */
+class Tracked implements SocketAuth {
+  readonly sessionId: string;
   timer?: NodeJS.Timeout;
+
+  constructor(readonly extra: SocketExtra, viewer: Viewer) {
+    this.sessionId = viewer.sessionId;
+    this.renew(viewer);
+  }
+
+  renew(viewer: Viewer): void {
+    this.extra.viewer = viewer;
+    clearTimeout(this.timer);
+    if (viewer.expiresAt) {
+      // A socket lives no longer than its token, unless `refreshSession` renews it on the socket.
+      this.timer = setTimeout(closeExpired, Math.min(Math.max(0, viewer.expiresAt - Date.now()), 2 ** 31 - 1), this.extra.socket);
+      this.timer.unref();
+    }
+  }
 }
+
+const closeExpired = (socket: WebSocket) => socket.close(CLOSE_FORBIDDEN, 'Token expired');
 
 /**
  * The authentication of graphql-ws sockets: checks the token and its session in `connection_init`
@@ -79,7 +99,7 @@ export class SocketSessions {
 
   /** Closes every socket of the session on this instance with 4403. */
   closeSession(sessionId: string, reason: string): void {
-    for (const tracked of this.bySession.get(sessionId) ?? []) tracked.socket.close(CLOSE_FORBIDDEN, reason);
+    for (const tracked of this.bySession.get(sessionId) ?? []) tracked.extra.socket.close(CLOSE_FORBIDDEN, reason);
   }
 
   /** Closes the sockets whose session no longer stands in the database. */
@@ -97,24 +117,17 @@ export class SocketSessions {
   }
 
   private track(viewer: Viewer, extra: SocketExtra): void {
-    const tracked: Tracked = { socket: extra.socket, extra };
+    const tracked = new Tracked(extra, viewer);
     const set = this.bySession.get(viewer.sessionId) ?? new Set<Tracked>();
     this.bySession.set(viewer.sessionId, set.add(tracked));
-    const authenticate = (v: Viewer) => {
-      extra.viewer = v;
-      clearTimeout(tracked.timer);
-      if (v.expiresAt) {
-        // A socket lives no longer than its token, unless `refreshSession` renews it on the socket.
-        tracked.timer = setTimeout(() => extra.socket.close(CLOSE_FORBIDDEN, 'Token expired'), Math.min(Math.max(0, v.expiresAt - Date.now()), 2 ** 31 - 1));
-        tracked.timer.unref();
-      }
-    };
-    authenticate(viewer);
-    extra.auth = { sessionId: viewer.sessionId, renew: authenticate };
-    extra.socket.once('close', () => {
-      clearTimeout(tracked.timer);
-      set.delete(tracked);
-      if (!set.size && this.bySession.get(viewer.sessionId) === set) this.bySession.delete(viewer.sessionId);
-    });
+    extra.auth = tracked;
+    extra.socket.on('close', () => this.untrack(tracked)); // a WebSocket closes once
+  }
+
+  private untrack(tracked: Tracked): void {
+    clearTimeout(tracked.timer);
+    const set = this.bySession.get(tracked.sessionId);
+    if (!set?.delete(tracked)) return;
+    if (!set.size) this.bySession.delete(tracked.sessionId);
   }
 }
