@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { getOperationAST, type DocumentNode } from 'graphql';
+import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError } from '../errors';
@@ -91,7 +91,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         const context = deps.context(ctx.extra.viewer ?? null, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
-        if (isSubscription(args)) context.frames = frameSink(ctx.extra.socket, id, log);
+        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra.socket, id, log);
         return context;
       },
       onNext: (_ctx, _id, _payload, args, result) =>
@@ -121,19 +121,29 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
 
-/** `next` frames of subscription `id` written to `socket` (nothing once it is closed), errors masked as in `onNext`. */
-function frameSink(socket: WebSocket, id: string, log: TransportDeps['log']): FrameSink {
-  return {
-    id,
-    write: (prefix, rests) => {
-      if (socket.readyState !== socket.OPEN) return undefined;
-      if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void sendMessages(socket, prefix, rests);
-      // A failed write closes the socket, which ends the subscription: nothing to report here.
-      return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
-    },
-    congested: () => socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES,
-    mask: (result, ctx) => (result.errors ? { ...result, errors: result.errors.map((e) => maskError(e, ctx.requestId, log)) } : result),
-  };
+/** `next` frames of subscription `id` written to `socket` (nothing once it is closed), errors masked as in `onNext`. A class: each subscription holds one small object, no closures. */
+class SocketFrames implements FrameSink {
+  constructor(
+    private readonly socket: WebSocket,
+    readonly id: string,
+    private readonly log: TransportDeps['log'],
+  ) {}
+
+  write(prefix: Buffer, rests: readonly Buffer[]): Promise<void> | undefined {
+    const { socket } = this;
+    if (socket.readyState !== socket.OPEN) return undefined;
+    if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void sendMessages(socket, prefix, rests);
+    // A failed write closes the socket, which ends the subscription: nothing to report here.
+    return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
+  }
+
+  congested(): boolean {
+    return this.socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES;
+  }
+
+  mask(result: ExecutionResult, ctx: GraphQLContext): FormattedExecutionResult {
+    return result.errors ? { ...result, errors: result.errors.map((e) => maskError(e, ctx.requestId, this.log)) } : result;
+  }
 }
 
 /**
