@@ -53,12 +53,17 @@ export interface Loaders {
   memberCount: DataLoader<string, number>;
   viewer: {
     /** The viewer's membership of each room (null when not a member or signed out). */
-    membership: DataLoader<string, ViewerMembership | null>;
+    membership: RoomLoader<ViewerMembership | null>;
     /** The viewer's unread messages mentioning them, per room. */
-    mentionCount: DataLoader<string, number>;
+    mentionCount: RoomLoader<number>;
     /** For a DIRECT room: the other person's display name. */
-    peerName: DataLoader<string, string | null>;
+    peerName: RoomLoader<string | null>;
   };
+}
+
+/** A per-viewer lookup by room id (backed by a loader shared by every viewer of one operation or event). */
+export interface RoomLoader<V> {
+  load(roomId: string): Promise<V>;
 }
 
 /** What every resolver receives, on HTTP and WebSocket alike. */
@@ -70,8 +75,14 @@ export interface GraphQLContext {
   services: Services;
   /** This operation's loaders, made when first read (a subscription's own are rarely read: each event gets `newLoaders()`). */
   readonly loaders: Loaders;
-  /** Loaders with an empty cache for this context's viewer, for each event of a subscription (so it shows what is current). Call it as a method. */
+  /** Loaders with an empty cache for this context's viewer (so what they show is current). Call it as a method. */
   newLoaders(): Loaders;
+  /**
+   * Loaders for one event of a subscription, for this context's viewer: fresh for that event, and
+   * shared by every execution of it — the executions for different viewers of an event that reads
+   * per-viewer fields load together, one query per kind for all of them. Call it as a method.
+   */
+  eventLoaders?(event: object): Loaders;
   /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
   socket?: SocketAuth;
   /** A subscription on a WebSocket: where its `next` frames are written (`subscribeShared`). */
@@ -91,7 +102,13 @@ export function createContextFactory(db: DataSource, services: Services): Contex
   function newLoaders(this: GraphQLContext): Loaders {
     return createLoaders(db, this.viewer);
   }
-  return (viewer, requestId, clientAddress, socket) => new OperationContext(viewer, requestId, clientAddress, services, newLoaders, socket);
+  const byEvent = new WeakMap<object, { common: CommonLoaders; viewers: ViewerLoaders }>();
+  function eventLoaders(this: GraphQLContext, event: object): Loaders {
+    let shared = byEvent.get(event);
+    if (!shared) byEvent.set(event, (shared = { common: commonLoaders(db), viewers: viewerLoaders(db) }));
+    return { ...shared.common, viewer: shared.viewers.of(this.viewer) };
+  }
+  return (viewer, requestId, clientAddress, socket) => new OperationContext(viewer, requestId, clientAddress, services, newLoaders, eventLoaders, socket);
 }
 
 class OperationContext implements GraphQLContext {
@@ -103,6 +120,7 @@ class OperationContext implements GraphQLContext {
     readonly clientAddress: string,
     readonly services: Services,
     readonly newLoaders: () => Loaders,
+    readonly eventLoaders: (event: object) => Loaders,
     readonly socket?: SocketAuth,
   ) {}
 
@@ -116,6 +134,13 @@ class OperationContext implements GraphQLContext {
 
 /** Fresh loaders for one operation of `viewer`. */
 export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
+  return { ...commonLoaders(db), viewer: viewerLoaders(db).of(viewer) };
+}
+
+type CommonLoaders = Omit<Loaders, 'viewer'>;
+
+/** The loaders whose answers are the same for every viewer. */
+function commonLoaders(db: DataSource): CommonLoaders {
   const byId = <T extends { id: string }>(entity: new () => T) =>
     new DataLoader<string, T | null>(async (ids) => {
       const rows = await db.getRepository(entity).findBy({ id: In([...ids]) } as never);
@@ -135,48 +160,69 @@ export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
     const byKey = new Map(rows.map((m) => [`${m.roomId}@${m.seq}`, m]));
     return keys.map((key) => byKey.get(key) ?? null);
   });
-  const membership = new DataLoader<string, ViewerMembership | null>(async (roomIds) => {
-    if (!viewer) return roomIds.map(() => null);
-    const rows: Array<{ room_id: string; role: Role; last_read_seq: number; last_seq: number }> = await db.query(
-      `SELECT m.room_id, m.role, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id
-       WHERE m.user_id = $1 AND m.room_id = ANY($2::uuid[])`,
-      [viewer.id, roomIds],
+  const memberCount = new DataLoader<string, number>(async (roomIds) => {
+    const rows: Array<{ room_id: string; n: number }> = await db.query(
+      'SELECT room_id, count(*)::int AS n FROM memberships WHERE room_id = ANY($1::uuid[]) GROUP BY room_id',
+      [roomIds],
     );
-    const byRoom = new Map(rows.map((r) => [r.room_id, { role: r.role, lastReadSeq: r.last_read_seq, lastSeq: r.last_seq }]));
-    return roomIds.map((id) => byRoom.get(id) ?? null);
+    const byRoom = new Map(rows.map((r) => [r.room_id, r.n]));
+    return roomIds.map((id) => byRoom.get(id) ?? 0);
   });
-  const perRoom = (count: (roomIds: string[]) => Promise<Array<{ room_id: string; n: number }>>) =>
-    new DataLoader<string, number>(async (roomIds) => {
-      const byRoom = new Map((await count([...roomIds])).map((r) => [r.room_id, r.n]));
-      return roomIds.map((id) => byRoom.get(id) ?? 0);
+  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity), messageAt, memberCount };
+}
+
+/** The id no user has: what "the viewer" is when nobody is signed in (they are a member of nothing). */
+const NOBODY = '00000000-0000-0000-0000-000000000000';
+
+interface ViewerLoaders {
+  /** The per-viewer loaders of `viewer`, backed by these. */
+  of(viewer: Viewer | null): Loaders['viewer'];
+}
+
+/**
+ * The per-viewer loaders for any number of viewers at once, keyed by (viewer, room): the executions
+ * of one event for many viewers load together (one query per kind).
+ */
+function viewerLoaders(db: DataSource): ViewerLoaders {
+  /** A loader keyed by (user, room) whose batch reads `sql` with `$1` the users and `$2` the rooms, one row per pair it finds. */
+  const byPair = <R extends { user_id: string; room_id: string }, V>(sql: string, value: (row: R) => V, absent: V) =>
+    new DataLoader<string, V>(async (keys) => {
+      const pairs = keys.map((key) => key.split(' '));
+      const rows: R[] = await db.query(sql, [pairs.map(([userId]) => userId), pairs.map(([, roomId]) => roomId)]);
+      const byKey = new Map(rows.map((r) => [`${r.user_id} ${r.room_id}`, value(r)]));
+      return keys.map((key) => byKey.get(key) ?? absent);
     });
-  const memberCount = perRoom((ids) => db.query('SELECT room_id, count(*)::int AS n FROM memberships WHERE room_id = ANY($1::uuid[]) GROUP BY room_id', [ids]));
-  const mentionCount = perRoom(async (ids) =>
-    viewer
-      ? db.query(
-          `SELECT msg.room_id, count(*)::int AS n FROM memberships m
-           JOIN messages msg ON msg.room_id = m.room_id AND msg.seq > m.last_read_seq
-           WHERE m.room_id = ANY($1::uuid[]) AND m.user_id = $2 AND msg.mentions @> ARRAY[$2::uuid] AND msg.deleted_at IS NULL
-           GROUP BY msg.room_id`,
-          [ids, viewer.id],
-        )
-      : [],
+  const PAIRS = 'SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS p(user_id, room_id)';
+  const membership = byPair<{ user_id: string; room_id: string; role: Role; last_read_seq: number; last_seq: number }, ViewerMembership | null>(
+    `SELECT m.user_id, m.room_id, m.role, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id
+     WHERE (m.user_id, m.room_id) IN (${PAIRS})`,
+    (r) => ({ role: r.role, lastReadSeq: r.last_read_seq, lastSeq: r.last_seq }),
+    null,
   );
-  const peerName = new DataLoader<string, string | null>(async (roomIds) => {
-    const rows: Array<{ room_id: string; display_name: string }> = await db.query(
-      `SELECT m.room_id, u.display_name FROM memberships m JOIN users u ON u.id = m.user_id
-       WHERE m.room_id = ANY($1::uuid[]) AND m.user_id <> $2 ORDER BY m.id`,
-      [roomIds, viewer?.id ?? '00000000-0000-0000-0000-000000000000'],
-    );
-    const byRoom = new Map(rows.map((r) => [r.room_id, r.display_name]));
-    return roomIds.map((id) => byRoom.get(id) ?? null);
-  });
+  const mentionCount = byPair<{ user_id: string; room_id: string; n: number }, number>(
+    `SELECT m.user_id, m.room_id, count(*)::int AS n FROM memberships m
+     JOIN messages msg ON msg.room_id = m.room_id AND msg.seq > m.last_read_seq
+     WHERE (m.user_id, m.room_id) IN (${PAIRS}) AND msg.mentions @> ARRAY[m.user_id] AND msg.deleted_at IS NULL
+     GROUP BY m.user_id, m.room_id`,
+    (r) => r.n,
+    0,
+  );
+  // The other member of a DIRECT room: the first member who is not the viewer.
+  const peerName = byPair<{ user_id: string; room_id: string; display_name: string }, string | null>(
+    `SELECT DISTINCT ON (p.user_id, p.room_id) p.user_id, p.room_id, u.display_name
+     FROM (${PAIRS}) p JOIN memberships m ON m.room_id = p.room_id AND m.user_id <> p.user_id JOIN users u ON u.id = m.user_id
+     ORDER BY p.user_id, p.room_id, m.id`,
+    (r) => r.display_name,
+    null,
+  );
   return {
-    user: byId(UserEntity),
-    room: byId(RoomEntity),
-    message: byId(MessageEntity),
-    messageAt,
-    memberCount,
-    viewer: { membership, mentionCount, peerName },
+    of: (viewer) => {
+      const key = (roomId: string) => `${viewer?.id ?? NOBODY} ${roomId}`;
+      return {
+        membership: { load: (roomId) => (viewer ? membership.load(key(roomId)) : Promise.resolve(null)) },
+        mentionCount: { load: (roomId) => (viewer ? mentionCount.load(key(roomId)) : Promise.resolve(0)) },
+        peerName: { load: (roomId) => peerName.load(key(roomId)) },
+      };
+    },
   };
 }

@@ -48,7 +48,8 @@ const serialised = new WeakMap<ExecutionResult, Buffer>();
  * not declared anywhere: it is learned from the execution itself — a resolver that reads
  * `ctx.viewer` or a loader under `ctx.loaders.viewer` marks it — so a new viewer-dependent field
  * cannot be missed. Such an operation is executed per viewer from then on. Each event runs with
- * fresh loaders, so what it shows is current.
+ * fresh loaders, so what it shows is current, shared by the executions of that event, so the
+ * per-viewer executions of one event read the database together.
  *
  * With a `FrameSink` in the context (graphql-ws over `ws`, see `src/http/websocket.ts`) the results
  * do not go back through graphql-ws: each is serialised once and written as `next` frames with each
@@ -122,7 +123,9 @@ class SharedSubscription {
    */
   private async attempts(event: object, execution: Execution): Promise<ExecutionResult> {
     for (let attempt = 0; ; attempt++) {
-      const contextValue = watchViewer({ ...this.ctx, loaders: this.ctx.newLoaders() }, () => (execution.readViewer = true));
+      // The first attempt loads with every other execution of this event (other viewers' included); a retry afresh.
+      const loaders = attempt === 0 && this.ctx.eventLoaders ? this.ctx.eventLoaders(event) : this.ctx.newLoaders();
+      const contextValue = watchViewer({ ...this.ctx, loaders }, () => (execution.readViewer = true));
       const result = await execute({ ...this.args, rootValue: event, contextValue });
       if (!result.errors?.some(isUnavailable)) return result;
       if (attempt === RETRY_DELAYS_MS.length) {

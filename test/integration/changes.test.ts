@@ -438,4 +438,41 @@ describe('read state', () => {
       query.mockRestore();
     }
   });
+
+  it('executes a subscription event for 20 viewers with per-viewer room fields in a constant number of queries, each viewer seeing its own', async () => {
+    const writer = await signUp(server.url);
+    const roomId = await createRoom(server.url, writer);
+    const viewers: TestUser[] = [];
+    for (let i = 0; i < 20; i++) {
+      const viewer = await signUp(server.url);
+      await join(viewer, roomId);
+      await send(server.url, writer, roomId, `before ${i}`); // viewer i joined when the room had i messages: a read position of its own
+      viewers.push(viewer);
+    }
+    const SUB = `subscription($r: ID!) { messageAdded(roomId: $r) { seq author { username } room { lastSeq lastReadSeq unreadCount viewerRole } } }`;
+    const clients = viewers.map((v) => wsClient(server.wsUrl, v));
+    const subs = clients.map((c) => collect(c, SUB, { r: roomId }));
+    await waitFor(() => server.app.hubs.listeners(roomId) === 20);
+    await send(server.url, writer, roomId, 'warm-up'); // the first event learns that the selection reads the viewer
+    await Promise.all(subs.map((s) => s.until((r) => r.length >= 1)));
+    const query = jest.spyOn(PostgresQueryRunner.prototype, 'query');
+    try {
+      const sent = await send(server.url, writer, roomId, 'counted');
+      await Promise.all(subs.map((s) => s.until((r) => r.length >= 2)));
+      // The send (session check and insert), then one query per kind for the 20 executions: the
+      // author, the rooms, the 20 memberships. Not two per viewer.
+      expect(query.mock.calls.length).toBeLessThanOrEqual(8);
+      subs.forEach((s, i) => {
+        const event = s.results[1].data!.messageAdded;
+        expect(event).toEqual({
+          seq: sent.seq,
+          author: { username: writer.username },
+          room: { lastSeq: sent.seq, lastReadSeq: i, unreadCount: sent.seq - i, viewerRole: 'MEMBER' }, // it joined when the room had i messages
+        });
+      });
+    } finally {
+      query.mockRestore();
+      await Promise.all(clients.map((c) => c.dispose()));
+    }
+  });
 });
