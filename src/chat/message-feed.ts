@@ -92,7 +92,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
   }
 
   /** The feed as an async iterator (for consumers that pull); nothing is attached until the first `next()`. */
-  events(): AsyncIterableIterator<FeedEvent> & PushStream<FeedEvent> {
+  events(): AsyncIterableIterator<FeedEvent> {
     const repeater = new Repeater<FeedEvent>(async (push, stop) => {
       const ended = new Promise<void>((resolve, reject) => {
         const take = (event: FeedEvent) => Promise.race([push(event), stop]).then(() => undefined);
@@ -108,7 +108,6 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
         await repeater.return();
         throw err;
       },
-      startPush: (sink: PushSink<FeedEvent>) => this.startPush(sink),
     });
   }
 
