@@ -60,7 +60,12 @@ const serialised = new WeakMap<ExecutionResult, Buffer>();
  */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
   const source = await createSourceEventStream(args);
-  if (!isAsyncIterable(source)) return source;
+  if (!isAsyncIterable(source)) {
+    // The database could not serve the subscription's start: an `error` the client answers by
+    // subscribing again, not a result that completes the stream as a refusal would.
+    if (source.errors?.length && source.errors.every(isUnavailable)) return failing(unavailable());
+    return source;
+  }
   const ctx = args.contextValue as GraphQLContext;
   const subscription = new SharedSubscription(args, ctx);
   if (!ctx.frames) return mapAsyncIterator(source[Symbol.asyncIterator](), (event) => subscription.resultFor(event));
@@ -128,10 +133,8 @@ class SharedSubscription {
       const contextValue = watchViewer({ ...this.ctx, loaders }, () => (execution.readViewer = true));
       const result = await execute({ ...this.args, rootValue: event, contextValue });
       if (!result.errors?.some(isUnavailable)) return result;
-      if (attempt === RETRY_DELAYS_MS.length) {
-        throw new AppError(ErrorCode.ServiceUnavailable, 'The database is unreachable or overloaded; subscribe again after your last cursor');
-      }
-      await sleep(RETRY_DELAYS_MS[attempt]);
+      if (attempt === RETRY_DELAYS_MS.length) throw unavailable();
+      await sleep(RETRY_DELAYS_MS[attempt] * (0.5 + Math.random())); // jittered: stalled executions do not all come back at once
     }
   }
 
@@ -149,11 +152,26 @@ class SharedSubscription {
   }
 }
 
+const unavailable = () => new AppError(ErrorCode.ServiceUnavailable, 'The database is unreachable or overloaded; subscribe again after your last cursor');
+
+/** A stream that fails at once with `error` (graphql-ws then sends an `error` message for the subscription). */
+function failing(error: unknown): AsyncIterableIterator<ExecutionResult> {
+  const iterator: AsyncIterableIterator<ExecutionResult> = {
+    [Symbol.asyncIterator]: () => iterator,
+    next: () => Promise.reject(error),
+    return: () => Promise.resolve({ done: true, value: undefined }),
+  };
+  return iterator;
+}
+
 /**
  * Waits before each new attempt of an event's execution that the database could not serve (about
  * 4 s in all). A result with such an error is never delivered: it would stand in for the event.
  */
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
+
+/** Live events a subscription may have waiting for their executions before its feed buffers instead. */
+const MAX_PENDING_LIVE = 32;
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;
@@ -326,7 +344,9 @@ class FrameTarget implements PushSink<object> {
       this.lane = laneOf(channel, this.subscription.shape);
     }
     this.lane!.add(event, this);
-    return this.sink.congested() ? this.drained() : undefined;
+    // A congested socket, or events whose executions have not settled piling up (the database
+    // stalls): no more live events until they are written — the feed buffers, bounded, meanwhile.
+    return this.sink.congested() || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
   }
 
   async replay(event: object): Promise<void> {

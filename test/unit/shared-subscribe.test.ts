@@ -155,6 +155,22 @@ describe('subscribeShared', () => {
     expect(await sub.return!()).toEqual({ done: true, value: undefined });
   });
 
+  it('fails the stream with SERVICE_UNAVAILABLE when the database cannot serve its start, and returns any other refusal as a result', async () => {
+    const schema = makeExecutableSchema({
+      typeDefs: `type Query { x: Int } type Subscription { stalled: Int broken: Int }`,
+      resolvers: {
+        Subscription: {
+          stalled: { subscribe: () => Promise.reject(new Error('timeout exceeded when trying to connect')) },
+          broken: { subscribe: () => Promise.reject(new Error('not a member')) },
+        },
+      },
+    });
+    const stalled = (await subscribeShared({ schema, document: parse('subscription { stalled }'), contextValue: contextOf('a') })) as AsyncIterableIterator<ExecutionResult>;
+    await expect(stalled.next()).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+    const broken = (await subscribeShared({ schema, document: parse('subscription { broken }'), contextValue: contextOf('a') })) as ExecutionResult;
+    expect(broken.errors?.[0].message).toBe('not a member');
+  });
+
   describe('with a frame sink (graphql-ws over a WebSocket)', () => {
     /** Opens a subscription whose frames are collected; `until(n)` waits for n of them. */
     async function openWithFrames(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string, id: string) {
@@ -401,6 +417,20 @@ describe('subscribeShared', () => {
       await expect(ended).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
     }, 15_000);
+
+    it('asks the source to wait once 32 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
+      const { schema, emit } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const stall = gate();
+      const answers = Array.from({ length: 32 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
+      expect(answers.slice(0, 31).every((a) => a === undefined)).toBe(true);
+      expect(answers[31]).toBeInstanceOf(Promise); // the 32nd: the feed buffers from here on
+      expect(await within(answers[31]!, 50)).toBe('timeout');
+      stall.open();
+      await answers[31];
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+      await sub.iterator.return!();
+    });
 
     it('masks a live result with errors for each subscriber', async () => {
       const { schema, emit } = pushSetup();
