@@ -170,8 +170,8 @@ function failing(error: unknown): AsyncIterableIterator<ExecutionResult> {
  */
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
-/** Live events a subscription may have waiting for their executions before its feed buffers instead. */
-const MAX_PENDING_LIVE = 32;
+/** Live events a subscription may have waiting for their executions and writes before its feed buffers instead (far more than one turn of the event loop brings, unless executions stall). */
+const MAX_PENDING_LIVE = 256;
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;

@@ -418,17 +418,17 @@ describe('subscribeShared', () => {
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
     }, 15_000);
 
-    it('asks the source to wait once 32 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
+    it('asks the source to wait once 256 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
       const { schema, emit } = pushSetup();
       const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
       const stall = gate();
-      const answers = Array.from({ length: 32 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
-      expect(answers.slice(0, 31).every((a) => a === undefined)).toBe(true);
-      expect(answers[31]).toBeInstanceOf(Promise); // the 32nd: the feed buffers from here on
-      expect(await within(answers[31]!, 50)).toBe('timeout');
+      const answers = Array.from({ length: 256 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
+      expect(answers.slice(0, 255).every((a) => a === undefined)).toBe(true);
+      expect(answers[255]).toBeInstanceOf(Promise); // the 256th: the feed buffers from here on
+      expect(await within(answers[255]!, 50)).toBe('timeout');
       stall.open();
-      await answers[31];
-      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 32 }, (_, i) => i + 1));
+      await answers[255];
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
       await sub.iterator.return!();
     });
 
