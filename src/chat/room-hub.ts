@@ -206,8 +206,8 @@ export class RoomHub {
 const CHECK_BATCH = 1000;
 
 /**
- * The hubs of this instance, one per room with at least one subscriber. Every `healIntervalMs` it
- * checks all of them at once — the rooms' heads in one read, the listeners' memberships in
+ * The hubs of this instance, one per room with at least one subscriber. Every `healIntervalMs`, and
+ * when pub/sub reconnects, it checks all of them at once — the rooms' heads in one read, the listeners' memberships in
  * another, per 1,000 rooms — and has a hub that is behind read its tail, and one with a listener
  * who is no longer a member signal the removal: a lost signal is healed within the interval, at a
  * cost that does not grow with the number of rooms times the rate.
@@ -217,6 +217,8 @@ export class HubRegistry {
   private readonly offReconnect: () => void;
   private readonly timer: NodeJS.Timeout;
   private checking = false;
+  /** A check was asked for while one ran (a reconnect during the timed one). */
+  private again = false;
 
   constructor(
     private readonly store: RoomStore,
@@ -232,8 +234,12 @@ export class HubRegistry {
 
   /** The timed check of every started hub (see the class). A failed read is retried at the next interval. */
   async check(): Promise<void> {
-    if (this.checking) return;
+    if (this.checking) {
+      this.again = true; // what changed since the running check began is read right after it
+      return;
+    }
     this.checking = true;
+    this.again = false;
     try {
       const started = [...this.hubs.values()].filter((entry) => entry.started).map((entry) => entry.hub);
       for (let i = 0; i < started.length; i += CHECK_BATCH) {
@@ -248,6 +254,7 @@ export class HubRegistry {
       this.log.warn({ err: (err as Error).message }, 'room hubs could not check the database; retrying at the next interval');
     } finally {
       this.checking = false;
+      if (this.again) void this.check();
     }
   }
 
@@ -281,9 +288,9 @@ export class HubRegistry {
     return { hub: current.hub, release };
   }
 
-  /** Every hub reads what it may have missed (signals are lost while pub/sub is down). */
+  /** Every hub reads what it may have missed (signals are lost while pub/sub is down): the timed check, now. */
   healAll(): void {
-    for (const { hub } of this.hubs.values()) hub.heal();
+    void this.check();
   }
 
   get size(): number {

@@ -31,8 +31,13 @@ export interface Budgets {
 }
 
 type Args = Record<string, any>;
-/** A mutation's own budgets around its run; `spending` is the spend of `mutationsPerUser`, under way: settle it with the hook's own (`spendAll`). */
-type Hook = (args: Args, ctx: GraphQLContext, run: () => Promise<unknown>, spending: Promise<void>) => Promise<unknown>;
+/** A mutation's own budgets: the ones it spends before it runs, and what it does around its run. */
+interface Hook {
+  /** Spent before the mutation runs, together with `mutationsPerUser` (with Redis: one round trip). */
+  spends?(args: Args, ctx: GraphQLContext): Array<Promise<void>>;
+  /** Runs the mutation, once every spend has passed. */
+  around?(args: Args, ctx: GraphQLContext, run: () => Promise<unknown>): Promise<unknown>;
+}
 
 /**
  * Waits for every spend, all under way at once (with Redis, their commands leave in one write and
@@ -52,53 +57,47 @@ async function spendAll(spends: Array<Promise<void>>): Promise<void> {
  * accepted.
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
+  const roomOf = (args: Args) => (typeof args.input?.roomId === 'string' ? (args.input.roomId as string) : undefined);
+  const logInKey = (args: Args, ctx: GraphQLContext) =>
+    JSON.stringify([typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '', ctx.clientAddress]);
   const hooks: Record<string, Hook> = {
-    sendMessage: async (args, ctx, run, spending) => {
-      const roomId = typeof args.input?.roomId === 'string' ? args.input.roomId : undefined;
-      // Every attempt spends them anyway, so they are spent together: one round trip, not four.
-      await spendAll([
-        spending,
-        ...(ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
-        ...(roomId ? [budgets.sendsPerRoom.check(roomId)] : []),
-      ]);
-      const message = await run();
-      if (roomId) await budgets.sendsPerRoom.count(roomId);
-      return message;
+    sendMessage: {
+      spends: (args, ctx) => {
+        const roomId = roomOf(args);
+        return [
+          ...(ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
+          ...(roomId ? [budgets.sendsPerRoom.check(roomId)] : []),
+        ];
+      },
+      around: async (args, _ctx, run) => {
+        const message = await run();
+        const roomId = roomOf(args);
+        if (roomId) await budgets.sendsPerRoom.count(roomId);
+        return message;
+      },
     },
-    createRoom: async (_args, ctx, run, spending) => {
-      await spendAll([spending, budgets.roomsPerAddress.consume(ctx.clientAddress)]);
-      return run();
-    },
-    signUp: async (_args, ctx, run, spending) => {
-      await spendAll([spending, budgets.signUpsPerAddress.consume(ctx.clientAddress)]);
-      return run();
-    },
-    logIn: async (args, ctx, run, spending) => {
-      await spending;
-      const username = typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '';
-      const key = JSON.stringify([username, ctx.clientAddress]);
-      await budgets.logInsPerUsernameAndAddress.consume(key);
-      await budgets.logInsPerAddress.consume(ctx.clientAddress);
-      const result = await run();
-      await budgets.logInsPerUsernameAndAddress.reset(key);
-      await budgets.logInsPerAddress.reward(ctx.clientAddress);
-      return result;
+    createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
+    signUp: { spends: (_args, ctx) => [budgets.signUpsPerAddress.consume(ctx.clientAddress)] },
+    logIn: {
+      spends: (args, ctx) => [budgets.logInsPerUsernameAndAddress.consume(logInKey(args, ctx)), budgets.logInsPerAddress.consume(ctx.clientAddress)],
+      around: async (args, ctx, run) => {
+        const result = await run();
+        await budgets.logInsPerUsernameAndAddress.reset(logInKey(args, ctx));
+        await budgets.logInsPerAddress.reward(ctx.clientAddress);
+        return result;
+      },
     },
   };
   return mapSchema(schema, {
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
-      const hook: Hook =
-        hooks[name] ??
-        (async (_args, _ctx, run, spending) => {
-          await spending;
-          return run();
-        });
+      const hook: Hook = hooks[name] ?? {};
       const resolve = field.resolve;
       if (!resolve) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
-        const spending = ctx.viewer ? budgets.mutationsPerUser.consume(ctx.viewer.id) : Promise.resolve();
-        spending.catch(() => undefined); // the hook settles it, after its own budgets are under way
-        return hook(args, ctx, async () => resolve(source, args, ctx, info), spending);
+        // Every attempt spends them, refused or not, so they are spent together: one round trip.
+        await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
+        const run = async () => resolve(source, args, ctx, info);
+        return hook.around ? hook.around(args, ctx, run) : run();
       };
       return { ...field, resolve: budgeted };
     },

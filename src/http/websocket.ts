@@ -132,7 +132,7 @@ class SocketFrames implements FrameSink {
   write(prefix: Buffer, rests: readonly Buffer[]): Promise<void> | undefined {
     const { socket } = this;
     if (socket.readyState !== socket.OPEN) return undefined;
-    if (socket.bufferedAmount < FRAME_HIGH_WATER_BYTES) return void sendMessages(socket, prefix, rests);
+    if (!this.congested()) return void sendMessages(socket, prefix, rests);
     // A failed write closes the socket, which ends the subscription: nothing to report here.
     return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
   }

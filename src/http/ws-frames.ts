@@ -44,6 +44,8 @@ interface RawSender {
 }
 
 const TEXT = { binary: false } as const;
+/** ws's sender state when it holds nothing back (`DEFAULT` in ws's lib/sender.js). */
+const SENDER_IDLE = 0;
 
 /**
  * Sends messages `prefix + rests[i]` on `socket` as text frames, in order with every other frame of
@@ -54,7 +56,7 @@ const TEXT = { binary: false } as const;
  */
 export function sendMessages(socket: WebSocket, prefix: Buffer, rests: readonly Buffer[], done?: () => void): void {
   const sender = (socket as unknown as { _sender?: RawSender })._sender;
-  if (sender && typeof sender.sendFrame === 'function' && sender._state === 0 && sender._queue.length === 0) {
+  if (sender && typeof sender.sendFrame === 'function' && sender._state === SENDER_IDLE && sender._queue.length === 0) {
     sender.sendFrame([textFrames(prefix, rests)], done && (() => done()));
     return;
   }
