@@ -78,11 +78,13 @@ export interface GraphQLContext {
   /** Loaders with an empty cache for this context's viewer (so what they show is current). Call it as a method. */
   newLoaders(): Loaders;
   /**
-   * Loaders for one event of a subscription, for this context's viewer: fresh for that event, and
-   * shared by every execution of it — the executions for different viewers of an event that reads
-   * per-viewer fields load together, one query per kind for all of them. Call it as a method.
+   * Loaders for one event of a subscription (or one group of events a subscription replays), for
+   * this context's viewer: fresh for it, and shared by every execution made with the same `key`
+   * — the executions for different viewers of an event that reads per-viewer fields load
+   * together, as do the executions of a replayed group: one query per kind for all of them. Call
+   * it as a method.
    */
-  eventLoaders?(event: object): Loaders;
+  eventLoaders?(key: object): Loaders;
   /** The WebSocket the operation runs on, if any (`refreshSession` renews it). */
   socket?: SocketAuth;
   /** A subscription on a WebSocket: where its `next` frames are written (`subscribeShared`). */
@@ -102,10 +104,10 @@ export function createContextFactory(db: DataSource, services: Services): Contex
   function newLoaders(this: GraphQLContext): Loaders {
     return createLoaders(db, this.viewer);
   }
-  const byEvent = new WeakMap<object, { common: CommonLoaders; viewers: ViewerLoaders }>();
-  function eventLoaders(this: GraphQLContext, event: object): Loaders {
-    let shared = byEvent.get(event);
-    if (!shared) byEvent.set(event, (shared = { common: commonLoaders(db), viewers: viewerLoaders(db) }));
+  const byKey = new WeakMap<object, { common: CommonLoaders; viewers: ViewerLoaders }>();
+  function eventLoaders(this: GraphQLContext, key: object): Loaders {
+    let shared = byKey.get(key);
+    if (!shared) byKey.set(key, (shared = { common: commonLoaders(db), viewers: viewerLoaders(db) }));
     return { ...shared.common, viewer: shared.viewers.of(this.viewer) };
   }
   return (viewer, requestId, clientAddress, socket) => new OperationContext(viewer, requestId, clientAddress, services, newLoaders, eventLoaders, socket);
@@ -120,7 +122,7 @@ class OperationContext implements GraphQLContext {
     readonly clientAddress: string,
     readonly services: Services,
     readonly newLoaders: () => Loaders,
-    readonly eventLoaders: (event: object) => Loaders,
+    readonly eventLoaders: (key: object) => Loaders,
     readonly socket?: SocketAuth,
   ) {}
 

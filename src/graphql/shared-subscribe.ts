@@ -100,9 +100,9 @@ class SharedSubscription {
   }
 
   /** The event's execution under this subscription's key: one already made for it by another subscriber, or a new one. */
-  execution(event: object): Execution {
+  execution(event: object, loads: object = event): Execution {
     const { key } = this;
-    return shared.get(event)?.get(key) ?? this.run(event, key);
+    return shared.get(event)?.get(key) ?? this.run(event, key, loads);
   }
 
   /** Whether `execution`'s result is this subscription's too; learns that results depend on the viewer. */
@@ -112,10 +112,13 @@ class SharedSubscription {
     return execution.viewerId === this.viewerId;
   }
 
-  /** This subscription's result for `event`. */
-  async resultFor(event: unknown): Promise<ExecutionResult> {
+  /**
+   * This subscription's result for `event`. A new execution loads with every other execution made
+   * with the same `loads` key (by default the event: every subscriber's execution of it).
+   */
+  async resultFor(event: unknown, loads?: object): Promise<ExecutionResult> {
     if (typeof event !== 'object' || event === null) return execute({ ...this.args, rootValue: event });
-    const execution = this.execution(event);
+    const execution = this.execution(event, loads);
     const result = await execution.result;
     return this.mayTake(execution) ? result : this.execution(event).result; // another viewer's result: run this one's own
   }
@@ -126,10 +129,10 @@ class SharedSubscription {
    * subscribes again after its last cursor, and the replay brings the event): an event is
    * delivered whole or the stream ends, never skipped.
    */
-  private async attempts(event: object, execution: Execution): Promise<ExecutionResult> {
+  private async attempts(event: object, execution: Execution, loads: object): Promise<ExecutionResult> {
     for (let attempt = 0; ; attempt++) {
-      // The first attempt loads with every other execution of this event (other viewers' included); a retry afresh.
-      const loaders = attempt === 0 && this.ctx.eventLoaders ? this.ctx.eventLoaders(event) : this.ctx.newLoaders();
+      // The first attempt loads with every other execution of the same key (other viewers' of this event, or the rest of a replayed group); a retry afresh.
+      const loaders = attempt === 0 && this.ctx.eventLoaders ? this.ctx.eventLoaders(loads) : this.ctx.newLoaders();
       const contextValue = watchViewer({ ...this.ctx, loaders }, () => (execution.readViewer = true));
       const result = await execute({ ...this.args, rootValue: event, contextValue });
       if (!result.errors?.some(isUnavailable)) return result;
@@ -138,9 +141,9 @@ class SharedSubscription {
     }
   }
 
-  private run(event: object, key: string): Execution {
+  private run(event: object, key: string, loads: object): Execution {
     const execution: Execution = { viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
-    execution.result = this.attempts(event, execution);
+    execution.result = this.attempts(event, execution, loads);
     execution.result.then(
       (result) => (execution.settled = { result }),
       (error: unknown) => (execution.settled = { error }),
@@ -172,6 +175,22 @@ const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
 /** Live events a subscription may have waiting for their executions and writes before its feed buffers instead (far more than one turn of the event loop brings, unless executions stall). */
 const MAX_PENDING_LIVE = 256;
+
+/**
+ * Replayed events a subscription executes and writes together (a catch-up goes a group at a time:
+ * their loads in one query per kind, their frames in one write).
+ */
+const REPLAY_GROUP = 32;
+
+/** Replayed events executed together and written together, in order. */
+interface ReplayGroup {
+  results: Promise<ExecutionResult>[];
+  /** The loaders' key of the group's own executions. */
+  loads: object;
+}
+
+/** Settles at the end of this turn of the event loop. */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;
@@ -285,7 +304,11 @@ class Lane {
  * One subscription on a WebSocket: writes its results as `next` frames,
  * `{"id":<id>,"type":"next","payload":<result>}` byte for byte as graphql-ws would, the shared
  * results' bytes made once. Live events reach it through a `Lane`; replayed ones (and every event
- * of a source that cannot push) one at a time, after its live frames. It is also the iterator
+ * of a source that cannot push) in groups, after its live frames: a group's executions run
+ * together and load together (one query per kind for the group), and its frames go out in order
+ * in one write, so a subscription whose selection reads the database catches up at the pace of
+ * its groups, not of one round trip per event. Live events that come while a group is unwritten
+ * join the groups, behind it. It is also the iterator
  * graphql-ws holds: its `next()` settles only when the stream ends (then graphql-ws sends
  * `complete`) or fails (then `error`); its `return()` (the client's `complete`, a closed socket)
  * ends the stream, and nothing is written after it.
@@ -304,6 +327,12 @@ class FrameTarget implements PushSink<object> {
   private idle?: { promise: Promise<void>; resolve: () => void };
   /** The flush of the last frame written while the socket was congested. */
   private lastFlush?: Promise<void>;
+  /** The replayed group taking events, until its write begins or it is full. */
+  private group?: ReplayGroup;
+  /** Events in groups whose frames are not written yet. */
+  private unwritten = 0;
+  /** Every group's write, one after the other. */
+  private tail: Promise<void> = Promise.resolve();
   private stopSource: () => unknown = () => undefined;
   private readonly ended: Promise<void>;
   private settle!: (error?: unknown) => void;
@@ -338,6 +367,7 @@ class FrameTarget implements PushSink<object> {
 
   live(event: object, channel: object): Promise<void> | undefined {
     if (this.stopped) return undefined;
+    if (this.unwritten > 0) return this.ahead(event, event); // behind the replayed frames still to write
     this.pending++;
     if (this.channel !== channel) {
       this.channel = channel;
@@ -349,17 +379,63 @@ class FrameTarget implements PushSink<object> {
     return this.sink.congested() || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
   }
 
+  /** A replayed event: executed at once, written with its group; waits while a full group is unwritten. */
   async replay(event: object): Promise<void> {
-    await this.drained(); // its live frames first
+    if (this.pending > 0 || this.lastFlush) await this.drained(); // its live frames first
     if (this.stopped) return;
-    const result = await this.subscription.resultFor(event);
-    if (this.stopped) return;
-    const flushed = this.write(result);
-    if (flushed) await flushed;
+    const full = this.ahead(event);
+    if (full) await full;
   }
 
+  /**
+   * Starts `event`'s execution in the open group (opening one: its write waits for the groups
+   * before it and for the end of this turn, so what comes meanwhile joins it); resolves, once the
+   * group is full, to when it is written. A replayed group loads together (`loads` is the group's);
+   * a live event loads with its other subscribers.
+   */
+  private ahead(event: object, loads?: object): Promise<void> | undefined {
+    let group = this.group;
+    if (!group) {
+      const opened: ReplayGroup = (group = this.group = { results: [], loads: {} });
+      this.tail = this.tail.then(nextTurn).then(() => this.writeGroup(opened));
+    }
+    const result = this.subscription.resultFor(event, loads ?? group.loads);
+    result.catch(() => undefined); // its failure is the group's (writeGroup)
+    group.results.push(result);
+    this.unwritten++;
+    if (group.results.length < REPLAY_GROUP) return undefined;
+    this.group = undefined;
+    return this.tail; // the newest group's write is the tail's end
+  }
+
+  /** Writes a group's frames in order, in one write; an execution that failed ends the stream after the frames before it. */
+  private async writeGroup(group: ReplayGroup): Promise<void> {
+    if (this.group === group) this.group = undefined;
+    const rests: Buffer[] = [];
+    let failure: { error: unknown } | undefined;
+    for (const result of group.results) {
+      try {
+        rests.push(payloadBytes(await result, this.sink, this.ctx));
+      } catch (error) {
+        failure = { error };
+        break;
+      }
+    }
+    this.unwritten -= group.results.length;
+    if (this.stopped) return;
+    const flushed = rests.length > 0 ? this.sink.write(this.prefix, rests) : undefined;
+    if (failure) {
+      this.stopped = true; // nothing goes out after the error
+      this.settle(failure.error);
+      void this.stopSource();
+    } else if (flushed) {
+      await flushed;
+    }
+  }
+
+  /** The stream ends (with `error`) once the frames of its replayed events are written. */
   end(error?: unknown): void {
-    this.settle(error);
+    void this.tail.then(() => this.settle(error));
   }
 
   /** A live result from its lane, written with the others of this turn by `writeTaken`; true when it is the first of them. */
@@ -395,7 +471,7 @@ class FrameTarget implements PushSink<object> {
     if (this.stopped) return;
     this.stopped = true; // nothing goes out after the error
     this.wakeIdle();
-    this.end(error);
+    this.settle(error);
     void this.stopSource();
   }
 
@@ -428,10 +504,6 @@ class FrameTarget implements PushSink<object> {
     const flush = this.lastFlush;
     this.lastFlush = undefined;
     if (flush) await flush;
-  }
-
-  private write(result: ExecutionResult): Promise<void> | undefined {
-    return this.sink.write(this.prefix, [payloadBytes(result, this.sink, this.ctx)]);
   }
 }
 

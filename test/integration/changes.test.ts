@@ -439,6 +439,29 @@ describe('read state', () => {
     }
   });
 
+  it('replays 200 messages to a subscription that reads the database per event in a few queries per group, in order, each event current', async () => {
+    const writer = await signUp(server.url);
+    const roomId = await createRoom(server.url, writer);
+    const first = await send(server.url, writer, roomId, 'anchor');
+    for (let i = 1; i <= 200; i++) await send(server.url, writer, roomId, `behind ${i}`);
+    const SUB = `subscription($r: ID!, $after: String) { messageAdded(roomId: $r, after: $after) { seq body author { username } room { lastSeq unreadCount } } }`;
+    const client = wsClient(server.wsUrl, writer);
+    const query = jest.spyOn(PostgresQueryRunner.prototype, 'query');
+    try {
+      const sub = collect(client, SUB, { r: roomId, after: first.cursor });
+      await sub.until((r) => r.length >= 200);
+      // The subscribe (session, membership, hub), the replay's reads (200 a page), and per group of
+      // 32 executions one query per kind (author, room, membership): not one round trip per event.
+      expect(query.mock.calls.length).toBeLessThanOrEqual(32);
+      const events = sub.results.map((r) => r.data!.messageAdded);
+      expect(events.map((e) => e.seq)).toEqual(Array.from({ length: 200 }, (_, i) => first.seq + 1 + i));
+      expect(events.every((e) => e.author.username === writer.username && e.room.lastSeq === first.seq + 200 && e.room.unreadCount === 0)).toBe(true);
+    } finally {
+      query.mockRestore();
+      await client.dispose();
+    }
+  });
+
   it('executes a subscription event for 20 viewers with per-viewer room fields in a constant number of queries, each viewer seeing its own', async () => {
     const writer = await signUp(server.url);
     const roomId = await createRoom(server.url, writer);

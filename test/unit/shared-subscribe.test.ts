@@ -57,7 +57,9 @@ let generation = 0;
 /** A context as the app builds it: the viewer, loaders (per-viewer ones under `viewer`), fresh loaders per event. */
 function contextOf(viewer: string) {
   const loaders = () => ({ generation: ++generation, viewer: { owns: () => viewer === 'a' } });
-  return { viewer: { id: viewer }, loaders: loaders(), newLoaders: loaders };
+  const byKey = new WeakMap<object, ReturnType<typeof loaders>>();
+  const eventLoaders = (key: object) => byKey.get(key) ?? byKey.set(key, loaders()).get(key)!;
+  return { viewer: { id: viewer }, loaders: loaders(), newLoaders: loaders, eventLoaders };
 }
 
 async function open(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string) {
@@ -248,7 +250,7 @@ describe('subscribeShared', () => {
         };
       };
       const schema = makeExecutableSchema({
-        typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! late: Int viewerRole: String }`,
+        typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! late: Int viewerRole: String loads: Int }`,
         resolvers: {
           Subscription: {
             tick: {
@@ -267,6 +269,8 @@ describe('subscribeShared', () => {
               return e.n;
             },
             viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id,
+            // Which loaders the execution read with (executions that load together show the same).
+            loads: (_: unknown, __: unknown, ctx: { loaders: { generation: number } }) => ctx.loaders.generation,
           },
         },
       });
@@ -431,6 +435,73 @@ describe('subscribeShared', () => {
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
       await sub.iterator.return!();
     });
+
+    it('replays in groups: the executions of a group run and load together, and its frames go out in order in one write', async () => {
+      const { schema, sinks } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late loads } }', 'a', 'op');
+      const [sink] = sinks;
+      const stall = gate();
+      const answers = Array.from({ length: 100 }, (_, i) => sink.replay({ n: i + 1, gate: stall.promise }));
+      // The first 31 are taken at once; the 32nd fills the group and waits for its write.
+      expect(await within(Promise.all(answers.slice(0, 31)), 50)).not.toBe('timeout');
+      expect(await within(answers[31], 50)).toBe('timeout');
+      stall.open();
+      await Promise.all(answers);
+      await sub.until(100);
+      const ticks = sub.payloads().map((p) => p.payload.data.tick);
+      expect(ticks.map((t) => t.n)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1));
+      expect(sub.writes).toEqual([32, 32, 32, 4]);
+      for (const group of [ticks.slice(0, 32), ticks.slice(32, 64), ticks.slice(64, 96), ticks.slice(96)]) {
+        expect(new Set(group.map((t) => t.loads)).size).toBe(1);
+      }
+      expect(ticks[32].loads).not.toBe(ticks[0].loads);
+      await sub.iterator.return!();
+    });
+
+    it('writes live events that come while replayed frames are unwritten after them, in order', async () => {
+      const { schema, emit, sinks } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const [sink] = sinks;
+      const stall = gate();
+      const replayed = [1, 2, 3].map((n) => sink.replay({ n, gate: stall.promise }));
+      expect(emit({ n: 4 })).toEqual([undefined]);
+      expect(emit({ n: 5 })).toEqual([undefined]);
+      await new Promise((r) => setImmediate(r));
+      expect(sub.frames).toEqual([]);
+      stall.open();
+      await Promise.all(replayed);
+      await sub.until(5);
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3, 4, 5]);
+      emit({ n: 6 }); // all written: back on the lane
+      await sub.until(6);
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3, 4, 5, 6]);
+      await sub.iterator.return!();
+    });
+
+    it('ends the stream once its replayed frames are written', async () => {
+      const { schema, sinks } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const [sink] = sinks;
+      const ended = sub.iterator.next();
+      const stall = gate();
+      void sink.replay({ n: 1, gate: stall.promise });
+      sink.end();
+      expect(await within(ended, 50)).toBe('timeout');
+      stall.open();
+      expect(await ended).toEqual({ done: true, value: undefined });
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
+    });
+
+    it('ends the stream with SERVICE_UNAVAILABLE after the replayed frames before an event the database cannot serve, writing nothing after it', async () => {
+      const { schema, sinks } = pushSetup();
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
+      const [sink] = sinks;
+      const ended = sub.iterator.next();
+      for (const event of [{ n: 1 }, { n: 2, unavailable: 99 }, { n: 3 }]) void sink.replay(event);
+      await expect(ended).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
+      expect(sinks.size).toBe(0); // the source was stopped
+    }, 15_000);
 
     it('masks a live result with errors for each subscriber', async () => {
       const { schema, emit } = pushSetup();
