@@ -229,6 +229,18 @@ describe('GraphQL over HTTP', () => {
     expectCleanErrors(await res.text());
   });
 
+  it('answers POST /graphql alike on the hot path and through the router (a trailing slash, another letter case, a query string)', async () => {
+    const answer = async (path: string, body: string) => {
+      const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://app.example' }, body });
+      return { status: res.status, type: res.headers.get('content-type'), cors: res.headers.get('access-control-allow-origin'), id: UUID.test(res.headers.get('x-request-id') ?? ''), body: await res.text() };
+    };
+    for (const body of ['{"query":"{ __typename }"}', '{"query":', JSON.stringify({ query: '{ __typename }', pad: 'x'.repeat(1_100_000) }), '[{"query":"{ __typename }"}]']) {
+      const hot = await answer('/graphql', body);
+      expect(hot.id).toBe(true);
+      for (const path of ['/graphql/', '/GraphQL', '/graphql?x=1']) expect(await answer(path, body)).toEqual(hot);
+    }
+  });
+
   it('answers a missing required variable with BAD_USER_INPUT', async () => {
     const result = await gql(server.url, 'query($id: ID!) { room(id: $id) { id } }', {});
     expect(result.status).toBe(400);
