@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { createWriteStream, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { onCleanup, track } from './cleanup';
 
@@ -69,6 +69,12 @@ export async function startServerProcess(
   };
   child.stdout!.on('data', collect);
   child.stderr!.on('data', collect);
+  // `BENCH_SERVER_LOG=<file>`: the servers' output goes there too (e.g. with `BENCH_NODE_ARGS=--trace-gc`).
+  if (process.env.BENCH_SERVER_LOG) {
+    const log = createWriteStream(process.env.BENCH_SERVER_LOG, { flags: 'a' });
+    child.stdout!.pipe(log, { end: false });
+    child.stderr!.pipe(log, { end: false });
+  }
 
   const deadline = Date.now() + timeoutMs;
   for (;;) {

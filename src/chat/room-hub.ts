@@ -198,7 +198,8 @@ export class RoomHub {
   }
 
   private fanOut(event: HubEvent): void {
-    for (const listener of [...this.listeners.keys()]) listener(event);
+    // No copy of the listeners per event: a Map's iteration skips one removed meanwhile.
+    for (const listener of this.listeners.keys()) listener(event);
   }
 }
 

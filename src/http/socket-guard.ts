@@ -99,8 +99,11 @@ export class SocketGuard {
     const flushed = connection ? connection.bytesWritten - connection.writableLength : 0;
     const seen = progress.get(socket);
     const now = Date.now();
-    if (waiting === 0 || !seen || seen.flushed !== flushed) {
+    if (!seen) {
       progress.set(socket, { flushed, since: now });
+    } else if (waiting === 0 || seen.flushed !== flushed) {
+      seen.flushed = flushed; // in place: a sweep of thousands of sockets makes no garbage
+      seen.since = now;
     } else if (now - seen.since > this.limits.stallTimeoutMs) {
       socket.terminate();
     }
