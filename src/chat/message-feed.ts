@@ -1,5 +1,6 @@
 import { Repeater } from '@repeaterjs/repeater';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { catchUpTurn } from '../catch-up';
 import type { Logger } from '../logger';
 import type { PushSink, PushStream } from '../push-stream';
 import type { MessageModel } from '../pubsub';
@@ -266,9 +267,10 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     while (this.position < upto && !this.stopped && !this.revoked) {
       let batch: MessageModel[];
       try {
-        batch = start.order === 'changes'
-          ? await store.changes(roomId, this.position, upto, REPLAY_BATCH)
-          : await store.range(roomId, this.position, upto, REPLAY_BATCH);
+        const after = this.position;
+        batch = await catchUpTurn(() =>
+          start.order === 'changes' ? store.changes(roomId, after, upto, REPLAY_BATCH) : store.range(roomId, after, upto, REPLAY_BATCH),
+        );
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
         await this.retryWait();

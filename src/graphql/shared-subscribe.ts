@@ -1,6 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { catchUpTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
@@ -173,8 +174,12 @@ function failing(error: unknown): AsyncIterableIterator<ExecutionResult> {
  */
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
-/** Live events a subscription may have waiting for their executions and writes before its feed buffers instead (far more than one turn of the event loop brings, unless executions stall). */
-const MAX_PENDING_LIVE = 256;
+/**
+ * Live events a subscription may have waiting for their executions and writes before its feed
+ * buffers instead: more than one turn of the event loop brings under load, few enough that a
+ * database stall does not hold thousands of executions (each retrying) per instance.
+ */
+const MAX_PENDING_LIVE = 64;
 
 /**
  * Replayed events a subscription executes and writes together (a catch-up goes a group at a time:
@@ -184,9 +189,9 @@ const REPLAY_GROUP = 32;
 
 /** Replayed events executed together and written together, in order. */
 interface ReplayGroup {
-  results: Promise<ExecutionResult>[];
-  /** The loaders' key of the group's own executions. */
-  loads: object;
+  events: object[];
+  /** Per event, the loaders' key of its execution (a live event's is the event: it loads with its other subscribers); none for a replayed one, which loads with the group. */
+  loads: Array<object | undefined>;
 }
 
 /** Settles at the end of this turn of the event loop. */
@@ -305,9 +310,10 @@ class Lane {
  * `{"id":<id>,"type":"next","payload":<result>}` byte for byte as graphql-ws would, the shared
  * results' bytes made once. Live events reach it through a `Lane`; replayed ones (and every event
  * of a source that cannot push) in groups, after its live frames: a group's executions run
- * together and load together (one query per kind for the group), and its frames go out in order
- * in one write, so a subscription whose selection reads the database catches up at the pace of
- * its groups, not of one round trip per event. Live events that come while a group is unwritten
+ * together, in one of the instance's catch-up turns, and load together (one query per kind for the
+ * group), and its frames go out in order in one write, so a subscription whose selection reads the
+ * database catches up at the pace of its groups, not of one round trip per event, and many
+ * catching up at once take turns on the database. Live events that come while a group is unwritten
  * join the groups, behind it. It is also the iterator
  * graphql-ws holds: its `next()` settles only when the stream ends (then graphql-ws sends
  * `complete`) or fails (then `error`); its `return()` (the client's `complete`, a closed socket)
@@ -379,7 +385,7 @@ class FrameTarget implements PushSink<object> {
     return this.sink.congested() || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
   }
 
-  /** A replayed event: executed at once, written with its group; waits while a full group is unwritten. */
+  /** A replayed event: executed and written with its group; waits while a full group is unwritten. */
   async replay(event: object): Promise<void> {
     if (this.pending > 0 || this.lastFlush) await this.drained(); // its live frames first
     if (this.stopped) return;
@@ -388,45 +394,47 @@ class FrameTarget implements PushSink<object> {
   }
 
   /**
-   * Starts `event`'s execution in the open group (opening one: its write waits for the groups
-   * before it and for the end of this turn, so what comes meanwhile joins it); resolves, once the
-   * group is full, to when it is written. A replayed group loads together (`loads` is the group's);
-   * a live event loads with its other subscribers.
+   * Puts `event` in the open group (opening one: it runs after the groups before it and after this
+   * turn of the event loop, so what comes meanwhile joins it); once the group is full, resolves to
+   * when it is written. `loads`: see `ReplayGroup`.
    */
   private ahead(event: object, loads?: object): Promise<void> | undefined {
     let group = this.group;
     if (!group) {
-      const opened: ReplayGroup = (group = this.group = { results: [], loads: {} });
+      const opened: ReplayGroup = (group = this.group = { events: [], loads: [] });
       this.tail = this.tail.then(nextTurn).then(() => this.writeGroup(opened));
     }
-    const result = this.subscription.resultFor(event, loads ?? group.loads);
-    result.catch(() => undefined); // its failure is the group's (writeGroup)
-    group.results.push(result);
+    group.events.push(event);
+    group.loads.push(loads);
     this.unwritten++;
-    if (group.results.length < REPLAY_GROUP) return undefined;
+    if (group.events.length < REPLAY_GROUP) return undefined;
     this.group = undefined;
     return this.tail; // the newest group's write is the tail's end
   }
 
-  /** Writes a group's frames in order, in one write; an execution that failed ends the stream after the frames before it. */
+  /**
+   * Executes a group in one of the instance's catch-up turns (`src/catch-up.ts`), then writes its
+   * frames in order, in one write; an execution that failed ends the stream after the frames
+   * before it.
+   */
   private async writeGroup(group: ReplayGroup): Promise<void> {
     if (this.group === group) this.group = undefined;
-    const rests: Buffer[] = [];
-    let failure: { error: unknown } | undefined;
-    for (const result of group.results) {
-      try {
-        rests.push(payloadBytes(await result, this.sink, this.ctx));
-      } catch (error) {
-        failure = { error };
-        break;
-      }
-    }
-    this.unwritten -= group.results.length;
+    const shared = {}; // the loaders' key of the group's own executions
+    const results = this.stopped
+      ? []
+      : await catchUpTurn(() => Promise.allSettled(group.events.map((event, i) => this.subscription.resultFor(event, group.loads[i] ?? shared))));
+    this.unwritten -= group.events.length;
     if (this.stopped) return;
+    const rests: Buffer[] = [];
+    const failed = results.find((result) => result.status === 'rejected');
+    for (const result of results) {
+      if (result.status === 'rejected') break;
+      rests.push(payloadBytes(result.value, this.sink, this.ctx));
+    }
     const flushed = rests.length > 0 ? this.sink.write(this.prefix, rests) : undefined;
-    if (failure) {
+    if (failed) {
       this.stopped = true; // nothing goes out after the error
-      this.settle(failure.error);
+      this.settle(failed.reason);
       void this.stopSource();
     } else if (flushed) {
       await flushed;

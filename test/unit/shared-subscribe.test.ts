@@ -1,5 +1,6 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { CATCH_UP_CONCURRENCY } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import type { PushSink } from '../../src/push-stream';
 
@@ -422,18 +423,39 @@ describe('subscribeShared', () => {
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
     }, 15_000);
 
-    it('asks the source to wait once 256 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
+    it('asks the source to wait once 64 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
       const { schema, emit } = pushSetup();
       const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
       const stall = gate();
-      const answers = Array.from({ length: 256 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
-      expect(answers.slice(0, 255).every((a) => a === undefined)).toBe(true);
-      expect(answers[255]).toBeInstanceOf(Promise); // the 256th: the feed buffers from here on
-      expect(await within(answers[255]!, 50)).toBe('timeout');
+      const answers = Array.from({ length: 64 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
+      expect(answers.slice(0, 63).every((a) => a === undefined)).toBe(true);
+      expect(answers[63]).toBeInstanceOf(Promise); // the 64th: the feed buffers from here on
+      expect(await within(answers[63]!, 50)).toBe('timeout');
       stall.open();
-      await answers[255];
-      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
+      await answers[63];
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
       await sub.iterator.return!();
+    });
+
+    it('executes the replay groups of many subscriptions a few at a time (the instance\'s catch-up turns), each subscription\'s in order', async () => {
+      const { schema, sinks } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 20 }, (_, i) => openPushed(schema, 'subscription { tick { n late } }', 'a', `op-${i}`)));
+      const stall = gate();
+      let started = 0; // executions that reached the database (read their gate)
+      const event = (n: number) => ({
+        n,
+        get gate() {
+          started++;
+          return stall.promise;
+        },
+      });
+      for (const sink of sinks) for (let n = 1; n <= 64; n++) void sink.replay(event(n)); // two groups each
+      await new Promise((r) => setTimeout(r, 50));
+      expect(started).toBe(CATCH_UP_CONCURRENCY * 32); // 6 groups of 32 run; the other 34 wait their turn
+      stall.open();
+      await Promise.all(subs.map((s) => s.until(64)));
+      for (const sub of subs) expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+      await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
     it('replays in groups: the executions of a group run and load together, and its frames go out in order in one write', async () => {

@@ -1,0 +1,18 @@
+import pLimit from 'p-limit';
+
+/**
+ * How much catch-up work may use the database at once on this instance, across all subscriptions:
+ * a feed's replay read, or a replay group's executions (`src/chat/message-feed.ts`,
+ * `src/graphql/shared-subscribe.ts`). Hundreds of subscriptions resuming at once then take turns
+ * (first come, first served) instead of queueing thousands of queries on the pool until its
+ * checkouts time out; the rest of the pool stays free for live work (sends, live events, requests),
+ * which is never queued here.
+ */
+export const CATCH_UP_CONCURRENCY = 6;
+
+const limit = pLimit(CATCH_UP_CONCURRENCY);
+
+/** Runs `work` when one of the instance's catch-up turns is free; resolves or rejects as it does. */
+export function catchUpTurn<T>(work: () => Promise<T>): Promise<T> {
+  return limit(work);
+}
