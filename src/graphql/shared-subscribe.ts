@@ -176,10 +176,17 @@ const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
 /**
  * Live events a subscription may have waiting for their executions and writes before its feed
- * buffers instead: more than one turn of the event loop brings under load, few enough that a
- * database stall does not hold thousands of executions (each retrying) per instance.
+ * buffers instead: far more than a busy event loop falls behind by (leaving the live path costs a
+ * re-read and executions of its own), a bound on what a subscription holds all the same.
  */
-const MAX_PENDING_LIVE = 64;
+const MAX_PENDING_LIVE = 256;
+
+/**
+ * How long a lane's oldest execution may wait (the database stalls) before its subscriptions take
+ * no more live events: their feeds buffer, bounded, and catch up once it answers, instead of each
+ * holding a second's worth of retrying executions per second of the stall.
+ */
+const STALL_MS = 1000;
 
 /**
  * Replayed events a subscription executes and writes together (a catch-up goes a group at a time:
@@ -215,6 +222,8 @@ function laneOf(channel: object, shape: string): Lane {
 interface LaneEntry {
   event: object;
   execution: Execution;
+  /** When the entry was made (`performance.now()`). */
+  since: number;
   targets: FrameTarget[];
 }
 
@@ -237,6 +246,8 @@ class Lane {
   private batch: LaneEntry[] = [];
   private at = { entry: 0, target: 0 };
   private scheduled = false;
+  /** The oldest execution has waited over STALL_MS (checked as each new one is made; cleared as executions settle). */
+  stalled = false;
 
   add(event: object, target: FrameTarget): void {
     const { key } = target.subscription;
@@ -250,9 +261,12 @@ class Lane {
     const execution = target.subscription.execution(event);
     let entry = this.waiting.get(execution);
     if (!entry) {
-      entry = { event, execution, targets: [] };
+      const since = performance.now();
+      entry = { event, execution, since, targets: [] };
       this.waiting.set(execution, entry);
       place(entry);
+      const oldest = this.entries[0];
+      this.stalled = oldest !== undefined && since - oldest.since > STALL_MS;
       if (!execution.settled) void execution.result.then(this.settle, this.settle);
       else queueMicrotask(this.settle);
     }
@@ -261,6 +275,7 @@ class Lane {
   }
 
   private readonly settle = (): void => {
+    if (this.entries[0]?.execution.settled) this.stalled = false;
     while (this.entries.length > 0 && this.entries[0].execution.settled) {
       const entry = this.entries.shift()!;
       const { event, execution, targets } = entry;
@@ -380,9 +395,9 @@ class FrameTarget implements PushSink<object> {
       this.lane = laneOf(channel, this.subscription.shape);
     }
     this.lane!.add(event, this);
-    // A congested socket, or events whose executions have not settled piling up (the database
-    // stalls): no more live events until they are written — the feed buffers, bounded, meanwhile.
-    return this.sink.congested() || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
+    // A congested socket, executions that do not settle (the database stalls), or too many events
+    // unwritten: no more live events until they are written — the feed buffers, bounded, meanwhile.
+    return this.sink.congested() || this.lane!.stalled || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
   }
 
   /** A replayed event: executed and written with its group; waits while a full group is unwritten. */

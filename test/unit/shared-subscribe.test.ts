@@ -423,18 +423,36 @@ describe('subscribeShared', () => {
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1]);
     }, 15_000);
 
-    it('asks the source to wait once 64 live events await their executions (the database stalls), and lets it go on once they are written', async () => {
+    it('asks the source to wait once 256 live events are unwritten, and lets it go on once they are written', async () => {
       const { schema, emit } = pushSetup();
       const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op');
       const stall = gate();
-      const answers = Array.from({ length: 64 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
-      expect(answers.slice(0, 63).every((a) => a === undefined)).toBe(true);
-      expect(answers[63]).toBeInstanceOf(Promise); // the 64th: the feed buffers from here on
-      expect(await within(answers[63]!, 50)).toBe('timeout');
+      const answers = Array.from({ length: 256 }, (_, i) => emit({ n: i + 1, gate: stall.promise })[0]);
+      expect(answers.slice(0, 255).every((a) => a === undefined)).toBe(true);
+      expect(answers[255]).toBeInstanceOf(Promise); // the 256th: the feed buffers from here on
+      expect(await within(answers[255]!, 50)).toBe('timeout');
       stall.open();
-      await answers[63];
-      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
+      await answers[255];
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 256 }, (_, i) => i + 1));
       await sub.iterator.return!();
+    });
+
+    it('asks every subscriber of a lane to wait once its oldest execution has waited over a second (the database stalls), and lets them go on once written', async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(['a', 'b'].map((v, i) => openPushed(schema, 'subscription { tick { n late } }', v, `op-${i}`)));
+      const stall = gate();
+      expect(emit({ n: 1, gate: stall.promise })).toEqual([undefined, undefined]);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(emit({ n: 2, gate: stall.promise })).toEqual([undefined, undefined]); // half a second: not yet
+      await new Promise((r) => setTimeout(r, 600));
+      const waits = emit({ n: 3, gate: stall.promise });
+      expect(waits.every((w) => w instanceof Promise)).toBe(true);
+      stall.open();
+      await Promise.all(waits);
+      for (const sub of subs) expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
+      expect(emit({ n: 4 })).toEqual([undefined, undefined]); // settled: live again
+      await Promise.all(subs.map((s) => s.until(4)));
+      await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
     it('executes the replay groups of many subscriptions a few at a time (the instance\'s catch-up turns), each subscription\'s in order', async () => {
