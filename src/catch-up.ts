@@ -12,7 +12,18 @@ export const CATCH_UP_CONCURRENCY = 6;
 
 const limit = pLimit(CATCH_UP_CONCURRENCY);
 
-/** Runs `work` when one of the instance's catch-up turns is free; resolves or rejects as it does. */
+/** Settles at the end of this turn of the event loop. */
+export const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+/**
+ * Runs `work` when one of the instance's catch-up turns is free; resolves or rejects as it does.
+ * Each turn starts on a new turn of the event loop: a turn's work that never waits (a replay of
+ * fields that read nothing) would otherwise let thousands of queued turns run back to back, and
+ * nothing else (requests, live events, probes) would run meanwhile.
+ */
 export function catchUpTurn<T>(work: () => Promise<T>): Promise<T> {
-  return limit(work);
+  return limit(async () => {
+    await nextTurn();
+    return work();
+  });
 }

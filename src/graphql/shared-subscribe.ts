@@ -1,7 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { catchUpTurn } from '../catch-up';
+import { catchUpTurn, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
@@ -201,8 +201,6 @@ interface ReplayGroup {
   loads: Array<object | undefined>;
 }
 
-/** Settles at the end of this turn of the event loop. */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;

@@ -1,0 +1,48 @@
+import { CATCH_UP_CONCURRENCY, catchUpTurn } from '../../src/catch-up';
+
+describe('catchUpTurn', () => {
+  it(`runs at most ${CATCH_UP_CONCURRENCY} at once, first come first served`, async () => {
+    let running = 0;
+    let most = 0;
+    const order: number[] = [];
+    await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        catchUpTurn(async () => {
+          running++;
+          most = Math.max(most, running);
+          order.push(i);
+          await new Promise((r) => setTimeout(r, 2));
+          running--;
+        }),
+      ),
+    );
+    expect(most).toBe(CATCH_UP_CONCURRENCY);
+    expect(order).toEqual(Array.from({ length: 40 }, (_, i) => i));
+  });
+
+  it('lets the event loop run between turns whose work never waits', async () => {
+    let done = 0;
+    const turns = Array.from({ length: 200 }, () => catchUpTurn(async () => void done++));
+    // Other work of the event loop, once per turn of it, noting how far the catch-up got.
+    const seen: number[] = [];
+    let watching = true;
+    const watch = () => {
+      seen.push(done);
+      if (watching) setImmediate(watch);
+    };
+    setImmediate(watch);
+    await Promise.all(turns);
+    watching = false;
+    expect(done).toBe(200);
+    // It ran while turns were still queued, several times: they did not all run in one block.
+    expect(seen.filter((n) => n > 0 && n < 200).length).toBeGreaterThan(10);
+  });
+
+  it('passes a failure on and goes on with the next turn', async () => {
+    const failed = catchUpTurn(async () => {
+      throw new Error('no database');
+    });
+    await expect(failed).rejects.toThrow('no database');
+    await expect(catchUpTurn(async () => 7)).resolves.toBe(7);
+  });
+});
