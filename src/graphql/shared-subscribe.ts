@@ -201,7 +201,6 @@ interface ReplayGroup {
   loads: Array<object | undefined>;
 }
 
-
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;
 
