@@ -218,7 +218,7 @@ describe('a user who no longer exists', () => {
     // Not lazy: the socket stays open if the subscription ends first (the room's hub may notice
     // the lost membership before the session sweep notices the lost user), so its close is seen.
     const closes: number[] = [];
-    const client = wsClient(server.wsUrl, { authorization: `Bearer ${gone.token}` }, { lazy: false, onNonLazyError: () => undefined, on: { closed: (e) => void closes.push((e as CloseEvent).code) } });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${gone.token}` }, { lazy: false, onNonLazyError: () => undefined, on: { closed: (e) => void closes.push((e as { code: number }).code) } });
     collect(client, MESSAGE_ADDED, { roomId }).done.catch(() => undefined);
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);
     await server.app.db.dataSource.query(`DELETE FROM users WHERE id = $1`, [gone.id]);
