@@ -268,9 +268,10 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
       let batch: MessageModel[];
       try {
         const after = this.position;
-        batch = await catchUpTurn(() =>
-          start.order === 'changes' ? store.changes(roomId, after, upto, REPLAY_BATCH) : store.range(roomId, after, upto, REPLAY_BATCH),
-        );
+        batch = await catchUpTurn(async () => {
+          if (this.stopped) return []; // ended while it waited for its turn: nothing to read
+          return start.order === 'changes' ? store.changes(roomId, after, upto, REPLAY_BATCH) : store.range(roomId, after, upto, REPLAY_BATCH);
+        });
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
         await this.retryWait();
