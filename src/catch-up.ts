@@ -2,8 +2,10 @@ import pLimit from 'p-limit';
 
 /**
  * How much catch-up work may use the database at once on this instance, across all subscriptions:
- * a feed's replay read, or the executions of a replay group whose fields read data
- * (`src/chat/message-feed.ts`, `src/graphql/shared-subscribe.ts`). Hundreds of subscriptions resuming at once then take turns
+ * a feed's replay read, or a replay group's executions (`src/chat/message-feed.ts`,
+ * `src/graphql/shared-subscribe.ts`). A group whose fields read nothing takes a turn too: the
+ * turns also bound how much catch-up work one turn of the event loop does, so that sends and live
+ * events keep their latency while thousands of subscriptions catch up. Hundreds of subscriptions resuming at once then take turns
  * (first come, first served) instead of queueing thousands of queries on the pool until its
  * checkouts time out; the rest of the pool stays free for live work (sends, live events, requests),
  * which is never queued here.

@@ -33,8 +33,6 @@ interface Execution {
   viewerId: string;
   /** Set while it runs: true once a resolver read `ctx.viewer` or a per-viewer loader. */
   readViewer: boolean;
-  /** Set while it runs: true once a resolver read a loader or a service (data, from the database or Redis). */
-  readData: boolean;
   /** Once it has settled: its result, or why it failed. */
   settled?: { result: ExecutionResult } | { error: unknown };
 }
@@ -82,8 +80,6 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
 class SharedSubscription {
   /** Learned from this subscription's events: its results differ per viewer. */
   perViewer = false;
-  /** Learned from its own executions: whether its selection reads data (undefined until one has run). */
-  readsData?: boolean;
   readonly viewerId: string;
   /** The key of executions every subscriber of this shape may share. */
   readonly shape: string;
@@ -138,9 +134,8 @@ class SharedSubscription {
     for (let attempt = 0; ; attempt++) {
       // The first attempt loads with every other execution of the same key (other viewers' of this event, or the rest of a replayed group); a retry afresh.
       const loaders = attempt === 0 && this.ctx.eventLoaders ? this.ctx.eventLoaders(loads) : this.ctx.newLoaders();
-      const contextValue = watched({ ...this.ctx, loaders }, execution);
+      const contextValue = watchViewer({ ...this.ctx, loaders }, () => (execution.readViewer = true));
       const result = await execute({ ...this.args, rootValue: event, contextValue });
-      this.readsData = (this.readsData ?? false) || execution.readData;
       if (!result.errors?.some(isUnavailable)) return result;
       if (attempt === RETRY_DELAYS_MS.length) throw unavailable();
       await sleep(RETRY_DELAYS_MS[attempt] * (0.5 + Math.random())); // jittered: stalled executions do not all come back at once
@@ -148,7 +143,7 @@ class SharedSubscription {
   }
 
   private run(event: object, key: string, loads: object): Execution {
-    const execution: Execution = { viewerId: this.viewerId, readViewer: false, readData: false, result: Promise.resolve({}) };
+    const execution: Execution = { viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
     execution.result = this.attempts(event, execution, loads);
     execution.result.then(
       (result) => (execution.settled = { result }),
@@ -327,8 +322,8 @@ class Lane {
  * `{"id":<id>,"type":"next","payload":<result>}` byte for byte as graphql-ws would, the shared
  * results' bytes made once. Live events reach it through a `Lane`; replayed ones (and every event
  * of a source that cannot push) in groups, after its live frames: a group's executions run
- * together — in one of the instance's catch-up turns when they read data — and load together (one
- * query per kind for the group), and its frames go out in order in one write, so a subscription whose selection reads the
+ * together, in one of the instance's catch-up turns, and load together (one query per kind for the
+ * group), and its frames go out in order in one write, so a subscription whose selection reads the
  * database catches up at the pace of its groups, not of one round trip per event, and many
  * catching up at once take turns on the database. Live events that come while a group is unwritten
  * join the groups, behind it. It is also the iterator
@@ -430,16 +425,16 @@ class FrameTarget implements PushSink<object> {
   }
 
   /**
-   * Executes a group — in one of the instance's catch-up turns (`src/catch-up.ts`) unless its
-   * executions read no data — then writes its frames in order, in one write; an execution that
-   * failed ends the stream after the frames before it.
+   * Executes a group in one of the instance's catch-up turns (`src/catch-up.ts`), then writes its
+   * frames in order, in one write; an execution that failed ends the stream after the frames
+   * before it.
    */
   private async writeGroup(group: ReplayGroup): Promise<void> {
     if (this.group === group) this.group = undefined;
     const shared = {}; // the loaders' key of the group's own executions
-    const run = () => Promise.allSettled(group.events.map((event, i) => this.subscription.resultFor(event, group.loads[i] ?? shared)));
-    // A selection known to read no data (`id seq body createdAt`) needs no turn on the database.
-    const results = this.stopped ? [] : await (this.subscription.readsData === false ? run() : catchUpTurn(run));
+    const results = this.stopped
+      ? []
+      : await catchUpTurn(() => Promise.allSettled(group.events.map((event, i) => this.subscription.resultFor(event, group.loads[i] ?? shared))));
     this.unwritten -= group.events.length;
     if (this.stopped) return;
     const rests: Buffer[] = [];
@@ -600,35 +595,18 @@ function interned(shape: string): string {
   return shape;
 }
 
-/**
- * The context with what an execution reads watched: the viewer and per-viewer loaders (its result
- * is then per viewer), any loader or service (it reads data).
- */
-function watched(ctx: GraphQLContext, execution: Execution): GraphQLContext {
+/** The context with its viewer and per-viewer loaders watched: `onRead` is told when either is read. */
+function watchViewer(ctx: GraphQLContext, onRead: () => void): GraphQLContext {
   const loaders = Object.defineProperty({ ...ctx.loaders }, 'viewer', {
     get: () => {
-      execution.readViewer = true;
+      onRead();
       return ctx.loaders.viewer;
     },
   });
-  return Object.defineProperties({ ...ctx }, {
-    viewer: {
-      get: () => {
-        execution.readViewer = true;
-        return ctx.viewer;
-      },
-    },
-    loaders: {
-      get: () => {
-        execution.readData = true;
-        return loaders;
-      },
-    },
-    services: {
-      get: () => {
-        execution.readData = true;
-        return ctx.services;
-      },
+  return Object.defineProperty({ ...ctx, loaders }, 'viewer', {
+    get: () => {
+      onRead();
+      return ctx.viewer;
     },
   });
 }

@@ -1,6 +1,6 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { CATCH_UP_CONCURRENCY, catchUpTurn } from '../../src/catch-up';
+import { CATCH_UP_CONCURRENCY } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import type { PushSink } from '../../src/push-stream';
 
@@ -474,32 +474,6 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.until(64)));
       for (const sub of subs) expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
       await Promise.all(subs.map((s) => s.iterator.return!()));
-    });
-
-    it('replays a selection that reads no data without waiting for a catch-up turn, and one that reads data in its turn', async () => {
-      const { schema, sinks } = pushSetup();
-      const plain = await openPushed(schema, 'subscription { tick { n } }', 'a', 'plain');
-      const [plainSink] = sinks;
-      const reading = await openPushed(schema, 'subscription { tick { n loads } }', 'a', 'reading');
-      const readingSink = [...sinks][1];
-      // A first group each, while turns are free: each learns whether its selection reads data.
-      await Promise.all([plainSink.replay({ n: 1 }), readingSink.replay({ n: 1 })]);
-      await Promise.all([plain.until(1), reading.until(1)]);
-      // Every turn taken by other work.
-      const busy = gate();
-      const taken = Array.from({ length: CATCH_UP_CONCURRENCY }, () => catchUpTurn(() => busy.promise));
-      for (const n of [2, 3]) {
-        void plainSink.replay({ n });
-        void readingSink.replay({ n });
-      }
-      await plain.until(3);
-      expect(await within(reading.until(2), 50)).toBe('timeout');
-      busy.open();
-      await Promise.all(taken);
-      await reading.until(3);
-      expect(reading.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
-      expect(plain.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
-      await Promise.all([plain.iterator.return!(), reading.iterator.return!()]);
     });
 
     it('replays in groups: the executions of a group run and load together, and its frames go out in order in one write', async () => {
