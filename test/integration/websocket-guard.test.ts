@@ -135,5 +135,5 @@ describe('a reader that stops reading', () => {
     expect(healthy.closed()).toBeUndefined();
     healthy.close();
     stalled.socket.terminate();
-  });
+  }, 120_000); // its own waits allow 60 s for the kernel's buffers to fill and 30 s for the last frames
 });
