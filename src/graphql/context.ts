@@ -12,6 +12,7 @@ import type { SubscriptionService } from '../chat/subscription-service';
 import type { ActivityRouter } from '../chat/activity-router';
 import type { DirectoryService } from '../chat/directory-service';
 import type { MembershipService } from '../chat/membership-service';
+import { membershipKey } from '../chat/room-store';
 import type { PresenceService, TypingService } from '../presence';
 import type { FrameSink } from './shared-subscribe';
 
@@ -186,12 +187,12 @@ interface ViewerLoaders {
  * of one event for many viewers load together (one query per kind).
  */
 function viewerLoaders(db: DataSource): ViewerLoaders {
-  /** A loader keyed by (user, room) whose batch reads `sql` with `$1` the users and `$2` the rooms, one row per pair it finds. */
+  /** A loader keyed by (room, user) pair (`membershipKey`) whose batch reads `sql` with `$1` the users and `$2` the rooms, one row per pair it finds. */
   const byPair = <R extends { user_id: string; room_id: string }, V>(sql: string, value: (row: R) => V, absent: V) =>
     new DataLoader<string, V>(async (keys) => {
-      const pairs = keys.map((key) => key.split(' '));
-      const rows: R[] = await db.query(sql, [pairs.map(([userId]) => userId), pairs.map(([, roomId]) => roomId)]);
-      const byKey = new Map(rows.map((r) => [`${r.user_id} ${r.room_id}`, value(r)]));
+      const pairs = keys.map((key) => key.split(' ')); // [room, user], as `membershipKey` makes them
+      const rows: R[] = await db.query(sql, [pairs.map(([, userId]) => userId), pairs.map(([roomId]) => roomId)]);
+      const byKey = new Map(rows.map((r) => [membershipKey(r.room_id, r.user_id), value(r)]));
       return keys.map((key) => byKey.get(key) ?? absent);
     });
   const PAIRS = 'SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS p(user_id, room_id)';
@@ -219,7 +220,7 @@ function viewerLoaders(db: DataSource): ViewerLoaders {
   );
   return {
     of: (viewer) => {
-      const key = (roomId: string) => `${viewer?.id ?? NOBODY} ${roomId}`;
+      const key = (roomId: string) => membershipKey(roomId, viewer?.id ?? NOBODY);
       return {
         membership: { load: (roomId) => (viewer ? membership.load(key(roomId)) : Promise.resolve(null)) },
         mentionCount: { load: (roomId) => (viewer ? mentionCount.load(key(roomId)) : Promise.resolve(0)) },

@@ -81,14 +81,15 @@ export async function createHttpServer(deps: TransportDeps) {
     deps.sessions.viewerOf(req.headers.authorization).then((viewer) => deps.context(viewer, String(res.getHeader('x-request-id')), deps.clientAddress(req))),
   );
   const answerError = errorAnswer(log);
-  /** The same steps as the `/graphql` routes below (CORS, request id, JSON body, Apollo, error answers), without the router. */
+  /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
+  const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {
+    tagRequest(res);
+    parseJson(req, res, (err?: unknown) => (err ? fail(err) : runApollo(req, res).catch(fail)));
+  };
+  /** The hot path: CORS and `graphql`, with the router's error answers, without the router. */
   const postGraphQL = (req: ParsedRequest, res: http.ServerResponse) => {
     const fail = (err: unknown) => answerError(err as HttpError, res);
-    withCors(req, res, (err?: unknown) => {
-      if (err) return fail(err);
-      tagRequest(res);
-      parseJson(req, res, (err?: unknown) => (err ? fail(err) : runApollo(req, res).catch(fail)));
-    });
+    withCors(req, res, (err?: unknown) => (err ? fail(err) : graphql(req, res, fail)));
   };
 
   app.use(withCors);
@@ -99,15 +100,7 @@ export async function createHttpServer(deps: TransportDeps) {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.use('/graphql', graphiql(deps.introspection));
-  app.use(
-    '/graphql',
-    (_req, res, next) => {
-      tagRequest(res);
-      next();
-    },
-    parseJson,
-    (req, res, next) => void runApollo(req, res).catch(next),
-  );
+  app.use('/graphql', (req, res, next) => graphql(req, res, next));
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
   });
