@@ -72,7 +72,10 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       around: async (args, _ctx, run) => {
         const message = await run();
         const roomId = roomOf(args);
-        if (roomId) await budgets.sendsPerRoom.count(roomId);
+        // Not awaited: the answer does not wait for the count. Its command is queued on the
+        // budgets' Redis connection before the answer leaves, so this client's next send is
+        // checked after it.
+        if (roomId) void budgets.sendsPerRoom.count(roomId);
         return message;
       },
     },

@@ -15,7 +15,8 @@ export interface FrameSink {
   id: string;
   /**
    * Writes one frame per element of `rests`, message i being `prefix` followed by `rests[i]`
-   * (UTF-8 JSON), in one write; does nothing once the socket is closed. While the socket holds
+   * (UTF-8 JSON), in one write, reading `rests` before it returns (callers reuse the array); does
+   * nothing once the socket is closed. While the socket holds
    * more than it should unsent, a promise that settles once they have gone to the kernel (or the
    * socket closed).
    */
@@ -241,7 +242,10 @@ class Lane {
   private ready: LaneEntry[] = [];
   /** What is being written, and how far: a large fan-out is written in slices, with other work (a send's request) in between. */
   private batch: LaneEntry[] = [];
-  private at = { entry: 0, target: 0 };
+  private atEntry = 0;
+  private atTarget = 0;
+  /** The subscribers a slice gave a first result to (reused: a slice allocates nothing per subscriber). */
+  private readonly touched: Array<FrameTarget | undefined> = [];
   private scheduled = false;
   /** The oldest execution has waited over STALL_MS (checked as each new one is made; cleared as executions settle). */
   stalled = false;
@@ -293,26 +297,33 @@ class Lane {
   };
 
   private readonly writeOut = (): void => {
-    if (this.at.entry >= this.batch.length) {
+    if (this.atEntry >= this.batch.length) {
       this.batch = this.ready;
       this.ready = [];
-      this.at = { entry: 0, target: 0 };
+      this.atEntry = this.atTarget = 0;
     }
-    const touched: FrameTarget[] = [];
+    const { touched } = this;
+    let count = 0;
     let budget = WRITE_SLICE;
-    while (this.at.entry < this.batch.length && budget > 0) {
-      const { execution, targets } = this.batch[this.at.entry];
+    while (this.atEntry < this.batch.length && budget > 0) {
+      const { execution, targets } = this.batch[this.atEntry];
       const settled = execution.settled!;
       const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;
-      while (this.at.target < targets.length && budget-- > 0) {
-        const target = targets[this.at.target++];
+      while (this.atTarget < targets.length && budget-- > 0) {
+        const target = targets[this.atTarget++];
         if ('error' in settled) target.fail(settled.error);
-        else if (target.take(settled.result, bytes)) touched.push(target);
+        else if (target.take(settled.result, bytes)) touched[count++] = target;
       }
-      if (this.at.target >= targets.length) this.at = { entry: this.at.entry + 1, target: 0 };
+      if (this.atTarget >= targets.length) {
+        this.atEntry++;
+        this.atTarget = 0;
+      }
     }
-    for (const target of touched) target.writeTaken();
-    this.scheduled = this.at.entry < this.batch.length || this.ready.length > 0;
+    for (let i = 0; i < count; i++) {
+      touched[i]!.writeTaken();
+      touched[i] = undefined;
+    }
+    this.scheduled = this.atEntry < this.batch.length || this.ready.length > 0;
     if (this.scheduled) setImmediate(this.writeOut);
   };
 }
@@ -336,8 +347,9 @@ class FrameTarget implements PushSink<object> {
   /** The lane of the channel this subscription's live events come from. */
   private channel?: object;
   private lane?: Lane;
-  /** Live results taken this turn (their payload bytes), written together. */
-  private readonly taken: Buffer[] = [];
+  /** The first live result taken this turn (its payload bytes), and any after it: written together. */
+  private taken?: Buffer;
+  private takenMore?: Buffer[];
   private stopped = false;
   /** Live events handed over whose frames are not written yet. */
   private pending = 0;
@@ -465,18 +477,35 @@ class FrameTarget implements PushSink<object> {
       if (this.pending === 0) this.wakeIdle();
       return false;
     }
-    this.taken.push(shared ?? payloadBytes(result, this.sink, this.ctx));
-    return this.taken.length === 1;
+    const bytes = shared ?? payloadBytes(result, this.sink, this.ctx);
+    if (this.taken === undefined) {
+      this.taken = bytes;
+      return true;
+    }
+    (this.takenMore ??= []).push(bytes);
+    return false;
   }
 
   /** Writes the live results taken this turn, in one write. */
   writeTaken(): void {
-    if (this.taken.length > 0 && !this.stopped) {
-      const flushed = this.sink.write(this.prefix, this.taken);
+    const first = this.taken;
+    if (first !== undefined && !this.stopped) {
+      const more = this.takenMore;
+      const flushed = more ? this.sink.write(this.prefix, [first, ...more]) : this.writeOne(first);
       if (flushed) this.lastFlush = flushed;
     }
-    this.taken.length = 0;
+    this.taken = this.takenMore = undefined;
     if (this.pending === 0) this.wakeIdle();
+  }
+
+  /** One frame, through an array made once (`write` reads its `rests` before it returns). */
+  private writeOne(rest: Buffer): Promise<void> | undefined {
+    ONE[0] = rest;
+    try {
+      return this.sink.write(this.prefix, ONE);
+    } finally {
+      ONE[0] = EMPTY;
+    }
   }
 
   private wakeIdle(): void {
@@ -526,6 +555,10 @@ class FrameTarget implements PushSink<object> {
     if (flush) await flush;
   }
 }
+
+/** `FrameTarget.writeOne`'s array. */
+const EMPTY = Buffer.alloc(0);
+const ONE: Buffer[] = [EMPTY];
 
 /** A result as the rest of a `next` frame (`<payload JSON>}`): a shared one's made once; one with errors masked for this subscriber. */
 function payloadBytes(result: ExecutionResult, sink: FrameSink, ctx: GraphQLContext): Buffer {
