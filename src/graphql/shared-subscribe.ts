@@ -231,7 +231,10 @@ interface LaneEntry {
  * lane from the front, in order — a later one that settles first waits — so each subscriber's
  * frames keep its events' order, however the executions interleave. Their frames are written at
  * the end of the event loop's turn, all of one subscriber's in one write: under load, when events
- * come faster than the loop turns, one write carries several (and costs one system call).
+ * come faster than they are written, one write carries several (and costs one system call). A
+ * large fan-out is written in slices of subscribers; the events ready when a slice begins that go
+ * to the same subscribers in the same order (a run of one shared execution each) go out together,
+ * each subscriber's frames in event order in its one write.
  */
 class Lane {
   private readonly entries: LaneEntry[] = [];
@@ -240,9 +243,12 @@ class Lane {
   private last?: { event: object; key: string; entry: LaneEntry };
   /** Settled, in order, waiting to be written. */
   private ready: LaneEntry[] = [];
-  /** What is being written, and how far: a large fan-out is written in slices, with other work (a send's request) in between. */
-  private batch: LaneEntry[] = [];
-  private atEntry = 0;
+  /**
+   * What is being written, as runs of entries with the same subscribers in the same order, and
+   * how far: a large fan-out is written in slices, with other work (a send's request) in between.
+   */
+  private batch: LaneEntry[][] = [];
+  private atRun = 0;
   private atTarget = 0;
   /** The subscribers a slice gave a first result to (reused: a slice allocates nothing per subscriber). */
   private readonly touched: Array<FrameTarget | undefined> = [];
@@ -297,25 +303,31 @@ class Lane {
   };
 
   private readonly writeOut = (): void => {
-    if (this.atEntry >= this.batch.length) {
-      this.batch = this.ready;
+    if (this.atRun >= this.batch.length) {
+      this.batch = runsOfAlike(this.ready);
       this.ready = [];
-      this.atEntry = this.atTarget = 0;
+      this.atRun = this.atTarget = 0;
     }
     const { touched } = this;
     let count = 0;
     let budget = WRITE_SLICE;
-    while (this.atEntry < this.batch.length && budget > 0) {
-      const { execution, targets } = this.batch[this.atEntry];
-      const settled = execution.settled!;
-      const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;
-      while (this.atTarget < targets.length && budget-- > 0) {
-        const target = targets[this.atTarget++];
-        if ('error' in settled) target.fail(settled.error);
-        else if (target.take(settled.result, bytes)) touched[count++] = target;
+    while (this.atRun < this.batch.length && budget > 0) {
+      const run = this.batch[this.atRun];
+      const size = run[0].targets.length;
+      const end = Math.min(size, this.atTarget + budget);
+      for (const { execution, targets } of run) {
+        const settled = execution.settled!;
+        const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;
+        for (let i = this.atTarget; i < end; i++) {
+          const target = targets[i];
+          if ('error' in settled) target.fail(settled.error);
+          else if (target.take(settled.result, bytes)) touched[count++] = target;
+        }
       }
-      if (this.atTarget >= targets.length) {
-        this.atEntry++;
+      budget -= end - this.atTarget;
+      this.atTarget = end;
+      if (this.atTarget >= size) {
+        this.atRun++;
         this.atTarget = 0;
       }
     }
@@ -323,9 +335,31 @@ class Lane {
       touched[i]!.writeTaken();
       touched[i] = undefined;
     }
-    this.scheduled = this.atEntry < this.batch.length || this.ready.length > 0;
+    this.scheduled = this.atRun < this.batch.length || this.ready.length > 0;
     if (this.scheduled) setImmediate(this.writeOut);
   };
+}
+
+/**
+ * `entries` (in order) as runs of consecutive entries whose subscribers are the same, in the same
+ * order: a slice of a run writes every entry of the run to the same subscribers, and each of them
+ * gets its frames in entry order.
+ */
+function runsOfAlike(entries: LaneEntry[]): LaneEntry[][] {
+  const runs: LaneEntry[][] = [];
+  let run: LaneEntry[] | undefined;
+  for (const entry of entries) {
+    if (run && sameTargets(run[0].targets, entry.targets)) run.push(entry);
+    else runs.push((run = [entry]));
+  }
+  return runs;
+}
+
+function sameTargets(a: FrameTarget[], b: FrameTarget[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }
 
 /**

@@ -349,6 +349,22 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
+    it('writes the events ready together to each subscriber of a large fan-out in one write, in event order, across slices', async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 700 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`)));
+      for (const n of [1, 2, 3]) emit({ n });
+      await Promise.all(subs.map((s) => s.until(3)));
+      expect(new Set(subs.map((s) => s.writes.join()))).toEqual(new Set(['3']));
+      for (const s of subs) expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
+      // One more subscriber: the next events' subscribers differ from the earlier ones', and each keeps its order.
+      subs.push(await openPushed(schema, 'subscription { tick { n } }', 'a', 'op-late'));
+      for (const n of [4, 5]) emit({ n });
+      await Promise.all(subs.map((s) => s.until(s === subs[700] ? 2 : 5)));
+      expect(subs[700].payloads().map((p) => p.payload.data.tick.n)).toEqual([4, 5]);
+      for (const s of subs.slice(0, 700)) expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3, 4, 5]);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
     it('writes each viewer its own live result once an execution read the viewer, in order, executing once per viewer from then on', async () => {
       const { schema, emit, runs } = pushSetup();
       const subs = await Promise.all(['a', 'b', 'a', 'c'].map((v, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', v, `op-${i}`)));
