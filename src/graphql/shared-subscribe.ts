@@ -204,6 +204,8 @@ interface ReplayGroup {
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
 const WRITE_SLICE = 256;
+/** Frames a slice writes at most: fewer subscribers per slice when each takes many events at once. */
+const WRITE_SLICE_FRAMES = 4096;
 
 /** The lanes of each channel (a room hub), by share shape. */
 const lanes = new WeakMap<object, Map<string, Lane>>();
@@ -310,11 +312,12 @@ class Lane {
     }
     const { touched } = this;
     let count = 0;
-    let budget = WRITE_SLICE;
-    while (this.atRun < this.batch.length && budget > 0) {
+    let writes = WRITE_SLICE;
+    let frames = WRITE_SLICE_FRAMES;
+    while (this.atRun < this.batch.length && writes > 0 && frames > 0) {
       const run = this.batch[this.atRun];
       const size = run[0].targets.length;
-      const end = Math.min(size, this.atTarget + budget);
+      const end = Math.min(size, this.atTarget + Math.min(writes, Math.max(1, Math.floor(frames / run.length))));
       for (const { execution, targets } of run) {
         const settled = execution.settled!;
         const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;
@@ -324,7 +327,8 @@ class Lane {
           else if (target.take(settled.result, bytes)) touched[count++] = target;
         }
       }
-      budget -= end - this.atTarget;
+      writes -= end - this.atTarget;
+      frames -= (end - this.atTarget) * run.length;
       this.atTarget = end;
       if (this.atTarget >= size) {
         this.atRun++;

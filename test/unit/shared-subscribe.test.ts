@@ -280,13 +280,14 @@ describe('subscribeShared', () => {
       return { schema, emit, runs: () => runs, sinks };
     }
 
-    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false) {
+    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false, onWrite = () => undefined) {
       const frames: string[] = [];
       const writes: number[] = [];
       const waiters: { n: number; resolve: () => void }[] = [];
       const frameSink = {
         id,
         write: (prefix: Buffer, rests: readonly Buffer[]) => {
+          onWrite();
           writes.push(rests.length);
           for (const rest of rests) frames.push(Buffer.concat([prefix, rest]).toString());
           for (const w of waiters.filter((w) => frames.length >= w.n)) w.resolve();
@@ -362,6 +363,26 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.until(s === subs[700] ? 2 : 5)));
       expect(subs[700].payloads().map((p) => p.payload.data.tick.n)).toEqual([4, 5]);
       for (const s of subs.slice(0, 700)) expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3, 4, 5]);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('writes fewer subscribers per slice when each takes many events at once, each still in one write', async () => {
+      const { schema, emit } = pushSetup();
+      // The writes of one slice run in one go: a microtask queued at a slice's first write counts them.
+      const slices: number[] = [];
+      let current = 0;
+      const onWrite = () => {
+        if (current++ === 0) queueMicrotask(() => (slices.push(current), (current = 0)));
+      };
+      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`, () => false, onWrite)));
+      for (let n = 1; n <= 40; n++) emit({ n }); // 8,000 frames ready at once
+      await Promise.all(subs.map((s) => s.until(40)));
+      expect(slices.length).toBeGreaterThan(1);
+      expect(Math.max(...slices) * 40).toBeLessThanOrEqual(4096 + 40);
+      for (const s of subs) {
+        expect(s.writes).toEqual([40]);
+        expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
+      }
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
