@@ -203,9 +203,9 @@ interface ReplayGroup {
 }
 
 /** Subscribers a lane writes to before it lets other work run (a send's request waits at most one slice). */
-const WRITE_SLICE = 256;
+const WRITE_SLICE = 64;
 /** Frames a slice writes at most: fewer subscribers per slice when each takes many events at once. */
-const WRITE_SLICE_FRAMES = 4096;
+const WRITE_SLICE_FRAMES = 2048;
 
 /** The lanes of each channel (a room hub), by share shape. */
 const lanes = new WeakMap<object, Map<string, Lane>>();

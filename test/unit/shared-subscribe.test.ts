@@ -378,7 +378,7 @@ describe('subscribeShared', () => {
       for (let n = 1; n <= 40; n++) emit({ n }); // 8,000 frames ready at once
       await Promise.all(subs.map((s) => s.until(40)));
       expect(slices.length).toBeGreaterThan(1);
-      expect(Math.max(...slices) * 40).toBeLessThanOrEqual(4096 + 40);
+      expect(Math.max(...slices) * 40).toBeLessThanOrEqual(2048 + 40);
       for (const s of subs) {
         expect(s.writes).toEqual([40]);
         expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
