@@ -410,7 +410,7 @@ class FrameTarget implements PushSink<object> {
     private readonly sink: FrameSink,
     private readonly ctx: GraphQLContext,
   ) {
-    this.prefix = Buffer.from(`{"id":${JSON.stringify(sink.id)},"type":"next","payload":`);
+    this.prefix = ownBuffer(`{"id":${JSON.stringify(sink.id)},"type":"next","payload":`);
     this.ended = new Promise<void>((resolve, reject) => (this.settle = (error) => (error === undefined ? resolve() : reject(error))));
     this.ended.catch(() => undefined); // a failure after return() has no one to tell
   }
@@ -592,6 +592,16 @@ class FrameTarget implements PushSink<object> {
     this.lastFlush = undefined;
     if (flush) await flush;
   }
+}
+
+/**
+ * `text` in a buffer of its own. `Buffer.from` cuts small buffers from a shared 8 KB pool, and a
+ * slice kept for a subscription's life keeps its whole pool alive (~2 KB per subscription).
+ */
+function ownBuffer(text: string): Buffer {
+  const bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+  bytes.write(text);
+  return bytes;
 }
 
 /** `FrameTarget.writeOne`'s array. */
