@@ -74,7 +74,7 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
   const target = new FrameTarget(subscription, ctx.frames, ctx);
   if (isPushStream<object>(source)) target.start(source.startPush(target));
   else target.pull(source[Symbol.asyncIterator]());
-  return target.iterator();
+  return target;
 }
 
 /** One subscription's side of the sharing: its share key, and whether its results depend on its viewer. */
@@ -380,7 +380,7 @@ function sameTargets(a: FrameTarget[], b: FrameTarget[]): boolean {
  * `complete`) or fails (then `error`); its `return()` (the client's `complete`, a closed socket)
  * ends the stream, and nothing is written after it.
  */
-class FrameTarget implements PushSink<object> {
+class FrameTarget implements PushSink<object>, AsyncIterableIterator<ExecutionResult> {
   private readonly prefix: Buffer;
   /** The lane of the channel this subscription's live events come from. */
   private channel?: object;
@@ -562,20 +562,30 @@ class FrameTarget implements PushSink<object> {
     void this.stopSource();
   }
 
-  iterator(): AsyncIterableIterator<ExecutionResult> {
-    const done = { done: true, value: undefined } as const;
-    const stop = async () => {
-      this.stopped = true;
-      this.wakeIdle();
-      await this.stopSource();
-    };
-    const iterator: AsyncIterableIterator<ExecutionResult> = {
-      [Symbol.asyncIterator]: () => iterator,
-      next: () => this.ended.then(() => done),
-      return: () => stop().then(() => done),
-      throw: (err: unknown) => stop().then(() => Promise.reject(err)),
-    };
-    return iterator;
+  // The iterator graphql-ws holds, as methods of the class (no closures per subscription).
+
+  /** Settles only when the stream ends (graphql-ws then sends `complete`) or fails (then `error`). */
+  next(): Promise<IteratorResult<ExecutionResult>> {
+    return this.ended.then(() => DONE);
+  }
+
+  /** The client's `complete` or a closed socket: ends the stream; nothing is written after it. */
+  return(): Promise<IteratorResult<ExecutionResult>> {
+    return this.stop().then(() => DONE);
+  }
+
+  throw(err: unknown): Promise<IteratorResult<ExecutionResult>> {
+    return this.stop().then(() => Promise.reject(err));
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  private async stop(): Promise<void> {
+    this.stopped = true;
+    this.wakeIdle();
+    await this.stopSource();
   }
 
   /** Settles once every live frame handed over is written and the last congested one has gone out. */
@@ -603,6 +613,8 @@ function ownBuffer(text: string): Buffer {
   bytes.write(text);
   return bytes;
 }
+
+const DONE: IteratorReturnResult<undefined> = Object.freeze({ done: true, value: undefined });
 
 /** `FrameTarget.writeOne`'s array. */
 const EMPTY = Buffer.alloc(0);
