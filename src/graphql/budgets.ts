@@ -10,11 +10,7 @@ export interface Budgets {
   sendsPerUserBurst: RateLimit;
   /** Sends per user over a long window. */
   sendsPerUserSustained: RateLimit;
-  /**
-   * Accepted sends per room, from all members together: taken as a send starts (with the sender's
-   * budgets, atomically, so concurrent sends cannot overshoot it) and given back when the send is
-   * refused or fails, so a stranger's refused sends do not count.
-   */
+  /** Accepted sends per room, from all members together (a stranger's refused sends do not count). */
   sendsPerRoom: RateLimit;
   /** Rooms created per client address. */
   roomsPerAddress: RateLimit;
@@ -39,8 +35,6 @@ type Args = Record<string, any>;
 interface Hook {
   /** Spent before the mutation runs, together with `mutationsPerUser` (with Redis: one round trip). */
   spends?(args: Args, ctx: GraphQLContext): Array<Promise<void>>;
-  /** Gives back what is spent only for accepted calls, when the call was refused or failed. */
-  refund?(args: Args, ctx: GraphQLContext): Promise<void>;
   /** Runs the mutation, once every spend has passed. */
   around?(args: Args, ctx: GraphQLContext, run: () => Promise<unknown>): Promise<unknown>;
 }
@@ -59,8 +53,8 @@ async function spendAll(spends: Array<Promise<void>>): Promise<void> {
  * The schema with each mutation spending its budgets before it runs, whichever transport it
  * came by: every mutation of a signed-in user spends `mutationsPerUser`, and some have budgets of
  * their own, declared here, so no service has to remember them. Budgets are spent by every
- * attempt, refused or not (an attack counts), except a room's, which is given back when a send is
- * refused or fails, so it counts only sends the room accepted.
+ * attempt, refused or not (an attack counts), except a room's, which counts only sends the room
+ * accepted.
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
   const roomOf = (args: Args) => (typeof args.input?.roomId === 'string' ? (args.input.roomId as string) : undefined);
@@ -72,12 +66,17 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
         const roomId = roomOf(args);
         return [
           ...(ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
-          ...(roomId ? [budgets.sendsPerRoom.consume(roomId)] : []),
+          ...(roomId ? [budgets.sendsPerRoom.check(roomId)] : []),
         ];
       },
-      refund: async (args) => {
+      around: async (args, _ctx, run) => {
+        const message = await run();
         const roomId = roomOf(args);
-        if (roomId) await budgets.sendsPerRoom.reward(roomId);
+        // Not awaited: the answer does not wait for the count. Its command is queued on the
+        // budgets' Redis connection before the answer leaves, so this client's next send is
+        // checked after it.
+        if (roomId) void budgets.sendsPerRoom.count(roomId);
+        return message;
       },
     },
     createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
@@ -98,15 +97,10 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       const resolve = field.resolve;
       if (!resolve) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
-        try {
-          // Every attempt spends them, refused or not, so they are spent together: one round trip.
-          await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
-          const run = async () => resolve(source, args, ctx, info);
-          return await (hook.around ? hook.around(args, ctx, run) : run());
-        } catch (err) {
-          await hook.refund?.(args, ctx);
-          throw err;
-        }
+        // Every attempt spends them, refused or not, so they are spent together: one round trip.
+        await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
+        const run = async () => resolve(source, args, ctx, info);
+        return hook.around ? hook.around(args, ctx, run) : run();
       };
       return { ...field, resolve: budgeted };
     },
