@@ -54,11 +54,17 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   await sessions.start();
   const metrics = new Metrics();
   const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
-  const messageStore = new MessageStore(db.dataSource, pubsub, log);
-  const messages: MessageService = new MessageService(db.dataSource, messageStore, log, async (m) => {
-    metrics.messagesSent.inc();
-    await assistant.service.replyToMention(m);
-  });
+  const messageStore = new MessageStore(db.dataSource, pubsub, log, () => metrics.rateLimited.inc({ budget: 'send-room' }));
+  const messages: MessageService = new MessageService(
+    db.dataSource,
+    messageStore,
+    log,
+    async (m) => {
+      metrics.messagesSent.inc();
+      await assistant.service.replyToMention(m);
+    },
+    { points: config.sendsPerRoomPer10s, windowS: 10 },
+  );
   const store = new RoomStore(db.dataSource);
   const members = new MembershipService(db.dataSource, pubsub, log);
   const activity = new ActivityRouter(db.dataSource, pubsub, log);

@@ -8,7 +8,7 @@ import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchTe
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
 import { decodeMessageCursor, encodeMessageCursor } from './cursors';
 import type { MessageModel } from './models';
-import type { MessageStore } from './message-store';
+import type { MessageStore, RoomSendLimit } from './message-store';
 import { connection, type Connection } from './pages';
 
 export interface PageArgs {
@@ -50,12 +50,15 @@ export class MessageService {
     private readonly store: MessageStore,
     private readonly log: Logger,
     private readonly afterSend: (message: MessageEntity) => Promise<void> = async () => undefined,
+    /** The room's send budget (`SENDS_PER_ROOM_PER_10S`), taken in the send's own statement. */
+    private readonly roomLimit?: RoomSendLimit,
   ) {}
 
   /**
    * Sends a message (docs/guarantees.md, guarantees 1, 3, 4, 9): numbered, committed and then
    * published by the store; a repeated `clientId` is settled by the unique index and answers the
-   * first message; the sender's read position moves to it.
+   * first message; the sender's read position moves to it. The room's send budget is taken in
+   * the same statement (RATE_LIMITED when spent; a stranger is FORBIDDEN whatever it holds).
    */
   async send(viewer: Viewer | null, raw: unknown): Promise<MessageEntity> {
     const input = parseInput(sendMessageInput, raw);
@@ -70,7 +73,7 @@ export class MessageService {
     let changes: MessageEntity[];
     try {
       const fields = { roomId: input.roomId, authorId, body: input.body, parentId, clientId };
-      changes = await this.store.insert(this.db.manager, fields, { asMember: true });
+      changes = await this.store.insert(this.db.manager, fields, { asMember: true, limit: this.roomLimit });
     } catch (err) {
       if (!clientId || !isUniqueViolation(err, 'messages_client_id_key')) throw err;
       return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId });

@@ -3,7 +3,7 @@ import { MessageEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
 import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
-import { badUserInput } from '../errors';
+import { badUserInput, rateLimited } from '../errors';
 import { notMember } from './access';
 
 /** What a new message is made of. */
@@ -34,6 +34,15 @@ const MESSAGE_COLUMNS =
   'id, room_id, seq, author_id, body, parent_id, client_id, status, created_at, updated_at, asked_message_id, asked_by, status_reason, ' +
   'delta_count, stream_owner, created_change, change_seq, edited_at, deleted_at, reactions, reply_count, last_reply_at, mentions';
 
+/** SQL: the room's send budget window (`$13` seconds long) is still running. */
+const WINDOW_OPEN = 'send_window_started_at > now() - make_interval(secs => $13::integer)';
+
+/** A room's send budget: at most `points` sends per `windowS` seconds, from all members together. */
+export interface RoomSendLimit {
+  points: number;
+  windowS: number;
+}
+
 /**
  * The send (see `MessageStore.insert`), prepared: its text crosses the wire once per connection
  * and PostgreSQL plans it once, not on every send.
@@ -41,8 +50,11 @@ const MESSAGE_COLUMNS =
 const SEND = prepare(
   'message_insert',
   `WITH next AS (
-       UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END
+       UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END,
+         send_window_started_at = CASE WHEN $12::integer IS NULL OR ${WINDOW_OPEN} THEN send_window_started_at ELSE now() END,
+         send_window_count = CASE WHEN $12::integer IS NULL THEN send_window_count WHEN ${WINDOW_OPEN} THEN send_window_count + 1 ELSE 1 END
        WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
+         AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
        RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
      added AS (
        INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
@@ -81,6 +93,8 @@ export class MessageStore {
     private readonly db: DataSource,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
+    /** Told of each send a room's budget refused (metrics). */
+    private readonly onRoomLimited: () => void = () => undefined,
   ) {
     const returned = new Set(MESSAGE_COLUMNS.split(', '));
     const missing = db.getMetadata(MessageEntity).columns.filter((c) => !returned.has(c.databaseName));
@@ -93,14 +107,15 @@ export class MessageStore {
    * and `lastReplyAt` as the next change. A unique violation (a used clientId, an already answered
    * message) fails the whole statement, so nothing is consumed. With `asMember` the author's
    * membership is checked in the same statement (FORBIDDEN without it), so a member removed a
-   * moment earlier cannot send, and the author's read position moves to the new message.
+   * moment earlier cannot send, and the author's read position moves to the new message. With
+   * `limit`, the send also takes a place in the room's send budget, in the same statement, under
+   * the room row's lock: only a member's send takes one, and none is left, RATE_LIMITED (a
+   * stranger is answered FORBIDDEN whatever the budget).
    * Returns the message and, for a reply, its root's new state; publishes neither (see `publish`).
    */
-  async insert(manager: EntityManager, fields: NewMessage, { asMember = false } = {}): Promise<MessageEntity[]> {
-    const rows: Array<Record<string, unknown>> = await runPrepared(
-      manager,
-      SEND,
-      [
+  async insert(manager: EntityManager, fields: NewMessage, { asMember = false, limit }: { asMember?: boolean; limit?: RoomSendLimit } = {}): Promise<MessageEntity[]> {
+    for (let attempt = 0; ; attempt++) {
+      const rows: Array<Record<string, unknown>> = await runPrepared(manager, SEND, [
         fields.roomId,
         fields.authorId,
         fields.body,
@@ -112,10 +127,23 @@ export class MessageStore {
         asMember,
         fields.streamOwner ?? null,
         mentionedNames(fields.body),
-      ],
-    );
-    if (rows.length === 0) throw notMember();
-    return rows.map((row) => this.fromRow(row)).sort((a, b) => a.changeSeq - b.changeSeq);
+        limit?.points ?? null,
+        limit?.windowS ?? null,
+      ]);
+      if (rows.length > 0) return rows.map((row) => this.fromRow(row)).sort((a, b) => a.changeSeq - b.changeSeq);
+      if (!limit) throw notMember();
+      // Not a member, or no place left in the budget's window: tell which (a stranger learns nothing).
+      const [state]: Array<{ member: boolean; retry_after_ms: number | null }> = await manager.query(
+        `SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
+           CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms
+         FROM rooms WHERE id = $1`,
+        [fields.roomId, fields.authorId, limit.points, limit.windowS],
+      );
+      if (!state?.member) throw notMember();
+      if (state.retry_after_ms !== null && state.retry_after_ms > 0) throw this.roomLimited(state.retry_after_ms);
+      if (attempt > 0) throw notMember(); // neither, twice: the member was removed meanwhile
+      // The window ended between the two statements: send again.
+    }
   }
 
   /**
@@ -222,6 +250,11 @@ export class MessageStore {
       this.pubsub.publish(roomTopic(message.roomId), { kind: 'change', message }).catch(warn);
       if (message.createdChange === message.changeSeq) this.pubsub.publish(activityTopic, { message }).catch(warn);
     }
+  }
+
+  private roomLimited(retryAfterMs: number) {
+    this.onRoomLimited();
+    return rateLimited(retryAfterMs, 'This room is taking too many messages; retry shortly');
   }
 
   /** A message as it is now. */

@@ -10,8 +10,6 @@ export interface Budgets {
   sendsPerUserBurst: RateLimit;
   /** Sends per user over a long window. */
   sendsPerUserSustained: RateLimit;
-  /** Accepted sends per room, from all members together (a stranger's refused sends do not count). */
-  sendsPerRoom: RateLimit;
   /** Rooms created per client address. */
   roomsPerAddress: RateLimit;
   /** Accounts created per client address. */
@@ -53,31 +51,16 @@ async function spendAll(spends: Array<Promise<void>>): Promise<void> {
  * The schema with each mutation spending its budgets before it runs, whichever transport it
  * came by: every mutation of a signed-in user spends `mutationsPerUser`, and some have budgets of
  * their own, declared here, so no service has to remember them. Budgets are spent by every
- * attempt, refused or not (an attack counts), except a room's, which counts only sends the room
- * accepted.
+ * attempt, refused or not (an attack counts). (A room's budget counts only the sends it accepted:
+ * the send's statement takes it, see `MessageStore.insert`.)
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
-  const roomOf = (args: Args) => (typeof args.input?.roomId === 'string' ? (args.input.roomId as string) : undefined);
   const logInKey = (args: Args, ctx: GraphQLContext) =>
     JSON.stringify([typeof args.input?.username === 'string' ? args.input.username.toLowerCase() : '', ctx.clientAddress]);
   const hooks: Record<string, Hook> = {
+    // The room's own budget is taken by the send's statement (`MessageStore.insert`), where sends are serialised.
     sendMessage: {
-      spends: (args, ctx) => {
-        const roomId = roomOf(args);
-        return [
-          ...(ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
-          ...(roomId ? [budgets.sendsPerRoom.check(roomId)] : []),
-        ];
-      },
-      around: async (args, _ctx, run) => {
-        const message = await run();
-        const roomId = roomOf(args);
-        // Not awaited: the answer does not wait for the count. Its command is queued on the
-        // budgets' Redis connection before the answer leaves, so this client's next send is
-        // checked after it.
-        if (roomId) void budgets.sendsPerRoom.count(roomId);
-        return message;
-      },
+      spends: (_args, ctx) => (ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
     },
     createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
     signUp: { spends: (_args, ctx) => [budgets.signUpsPerAddress.consume(ctx.clientAddress)] },
@@ -112,7 +95,6 @@ export function createBudgets(config: Config, limits: RateLimits): Budgets {
   return {
     sendsPerUserBurst: limits.create('send-user-burst', config.sendsPerUserPer10s, 10, 'You are sending messages too fast; slow down'),
     sendsPerUserSustained: limits.create('send-user-hour', config.sendsPerUserPerHour, 60 * 60, 'You have sent too many messages this hour; retry later'),
-    sendsPerRoom: limits.create('send-room', config.sendsPerRoomPer10s, 10, 'This room is taking too many messages; retry shortly'),
     roomsPerAddress: limits.create('room-address', config.roomsPerAddressPerHour, 60 * 60, 'Too many rooms created from this address; retry later'),
     signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
     logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),

@@ -118,6 +118,36 @@ describe('sends', () => {
     }
     expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
   });
+  it('lets concurrent sends through two instances take exactly SENDS_PER_ROOM_PER_10S of a room, the rest RATE_LIMITED', async () => {
+    const members = await Promise.all([signUpFrom(server), signUpFrom(server), signUpFrom(server)]);
+    const room = await createRoomFrom(server, members[0]);
+    for (const m of members.slice(1)) await post(server, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, m.token);
+    // 3 members × 3 sends (each within their own budget of 3), all at once, alternating instances.
+    const sends = members.flatMap((m, i) => [0, 1, 2].map((j) => post((i + j) % 2 ? twin : server, address(), SEND, { input: { roomId: room, body: `c${j}` } }, m.token)));
+    const results = await Promise.all(sends);
+    expect(codes(results).filter((c) => c === 'ok')).toHaveLength(4);
+    expect(codes(results).filter((c) => c !== 'ok')).toEqual(Array(5).fill('RATE_LIMITED'));
+    for (const r of results.filter((r) => r.errors)) expectRateLimited(r);
+    const history = await post(server, address(), 'query($r: ID!) { messages(roomId: $r) { edges { node { id } } } }', { r: room }, members[0].token);
+    expect(history.data.messages.edges).toHaveLength(4);
+  });
+
+  it("answers strangers FORBIDDEN whatever the room's budget holds, and their sends at the same time as members' take none of it", async () => {
+    const [ada, bob, eve, ...strangers] = await Promise.all(Array.from({ length: 9 }, () => signUpFrom(server)));
+    const room = await createRoomFrom(server, ada);
+    await post(server, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, bob.token);
+    const send = (user: TestUser, target: TestServer, body = 'z') => post(target, address(), SEND, { input: { roomId: room, body } }, user.token);
+    // 18 strangers' sends and the members' 4 at once, over both instances.
+    const strangersSends = strangers.flatMap((s, i) => [0, 1, 2].map((j) => send(s, (i + j) % 2 ? twin : server)));
+    const membersSends = [ada, ada, bob, bob].map((m, i) => send(m, i % 2 ? twin : server));
+    const [fromStrangers, fromMembers] = await Promise.all([Promise.all(strangersSends), Promise.all(membersSends)]);
+    expect(new Set(codes(fromStrangers))).toEqual(new Set(['FORBIDDEN']));
+    expect(codes(fromMembers)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    // The room is full now: a stranger (Eve has not sent yet) still learns nothing, a member's bad input is still BAD_USER_INPUT.
+    expect(codes([await send(eve, server)])).toEqual(['FORBIDDEN']);
+    expect(codes([await send(ada, twin, '   ')])).toEqual(['BAD_USER_INPUT']);
+    expectRateLimited(await send(bob, server));
+  });
 });
 
 describe('mutations of any kind', () => {

@@ -280,7 +280,7 @@ describe('subscribeShared', () => {
       return { schema, emit, runs: () => runs, sinks };
     }
 
-    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false, onWrite = () => undefined) {
+    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false, onWrite: () => void = () => undefined) {
       const frames: string[] = [];
       const writes: number[] = [];
       const waiters: { n: number; resolve: () => void }[] = [];

@@ -27,6 +27,14 @@ export class RoomEntity {
   @Column('integer', { name: 'last_change', default: 0 })
   lastChange: number;
 
+  /** When the room's send budget window began (`SENDS_PER_ROOM_PER_10S`; `MessageStore.insert` keeps it). */
+  @Column('timestamptz', { name: 'send_window_started_at', nullable: true, select: false })
+  sendWindowStartedAt: Date | null;
+
+  /** Sends the room took in that window. */
+  @Column('integer', { name: 'send_window_count', default: 0, select: false })
+  sendWindowCount: number;
+
   /** For a DIRECT room: its two users' ids in order, unique, so a pair has one room. */
   @Column('text', { name: 'direct_key', nullable: true, select: false })
   directKey: string | null;
