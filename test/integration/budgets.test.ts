@@ -130,7 +130,13 @@ describe('sends', () => {
     for (const r of results.filter((r) => r.errors)) expectRateLimited(r);
     const history = await post(server, address(), 'query($r: ID!) { messages(roomId: $r) { edges { node { id } } } }', { r: room }, members[0].token);
     expect(history.data.messages.edges).toHaveLength(4);
-  });
+    // Once the window is over, the room takes sends again (a new window begins with the first).
+    const wait = Math.max(...results.filter((r) => r.errors).map((r) => r.errors![0].extensions!.retryAfterMs as number));
+    expect(wait).toBeLessThanOrEqual(10_000);
+    await new Promise((r) => setTimeout(r, wait + 100));
+    const again = await Promise.all(members.map((m, i) => post(i % 2 ? twin : server, address(), SEND, { input: { roomId: room, body: 'later' } }, m.token)));
+    expect(codes(again)).toEqual(['ok', 'ok', 'ok']);
+  }, 30_000);
 
   it("answers strangers FORBIDDEN whatever the room's budget holds, and their sends at the same time as members' take none of it", async () => {
     const [ada, bob, eve, ...strangers] = await Promise.all(Array.from({ length: 9 }, () => signUpFrom(server)));
