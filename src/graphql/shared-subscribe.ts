@@ -345,18 +345,44 @@ class Lane {
 }
 
 /**
- * `entries` (in order) as runs of consecutive entries whose subscribers are the same, in the same
- * order: a slice of a run writes every entry of the run to the same subscribers, and each of them
- * gets its frames in entry order.
+ * `entries` (in order) as runs of entries whose subscribers are the same, in the same order: a
+ * slice of a run writes every entry of the run to the same subscribers, and each of them gets its
+ * frames in entry order. An entry joins an earlier run only when none of the runs after it has
+ * any of those subscribers (as with each viewer's own executions of a series of events), so
+ * every subscriber still gets its entries in order.
  */
 function runsOfAlike(entries: LaneEntry[]): LaneEntry[][] {
   const runs: LaneEntry[][] = [];
-  let run: LaneEntry[] | undefined;
+  /** Each subscriber's last run so far; made only when an entry is not like the one before it. */
+  let lastRun: Map<FrameTarget, number> | undefined;
   for (const entry of entries) {
-    if (run && sameTargets(run[0].targets, entry.targets)) run.push(entry);
-    else runs.push((run = [entry]));
+    const { targets } = entry;
+    const latest = runs[runs.length - 1];
+    if (latest && sameTargets(latest[0].targets, targets)) {
+      latest.push(entry);
+      continue;
+    }
+    if (targets.length > 0 && runs.length > 1) {
+      const last = (lastRun ??= lastRunsOf(runs));
+      const at = last.get(targets[0]);
+      const run = at === undefined ? undefined : runs[at];
+      if (run && sameTargets(run[0].targets, targets) && targets.every((target) => last.get(target) === at)) {
+        run.push(entry);
+        continue;
+      }
+    }
+    runs.push([entry]);
+    if (lastRun) for (const target of targets) lastRun.set(target, runs.length - 1);
   }
   return runs;
+}
+
+function lastRunsOf(runs: LaneEntry[][]): Map<FrameTarget, number> {
+  const last = new Map<FrameTarget, number>();
+  runs.forEach((run, i) => {
+    for (const target of run[0].targets) last.set(target, i);
+  });
+  return last;
 }
 
 function sameTargets(a: FrameTarget[], b: FrameTarget[]): boolean {

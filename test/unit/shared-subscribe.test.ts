@@ -386,6 +386,21 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
+    it("writes each viewer's own results of events ready together in one write per subscriber, in order", async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', i % 2 ? 'b' : 'a', `op-${i}`)));
+      emit({ n: 1 }); // learns that results depend on the viewer
+      await Promise.all(subs.map((s) => s.until(1)));
+      const before = subs.map((s) => s.writes.length);
+      for (const n of [2, 3, 4]) emit({ n }); // each viewer's executions: 2a 2b 3a 3b 4a 4b
+      await Promise.all(subs.map((s) => s.until(4)));
+      subs.forEach((s, i) => {
+        expect(s.writes.slice(before[i])).toEqual([3]);
+        expect(s.payloads().map((p) => `${p.payload.data.tick.n}${p.payload.data.tick.viewerRole}`)).toEqual([1, 2, 3, 4].map((n) => `${n}${i % 2 ? 'b' : 'a'}`));
+      });
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
     it('writes each viewer its own live result once an execution read the viewer, in order, executing once per viewer from then on', async () => {
       const { schema, emit, runs } = pushSetup();
       const subs = await Promise.all(['a', 'b', 'a', 'c'].map((v, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', v, `op-${i}`)));
