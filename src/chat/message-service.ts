@@ -2,7 +2,7 @@ import type { DataSource, SelectQueryBuilder } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity } from '../db/entities';
 import { isUniqueViolation } from '../db/errors';
-import { badUserInput, conflict } from '../errors';
+import { AppError, badUserInput, conflict, ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchText, sendMessageInput } from '../validation';
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
@@ -27,6 +27,8 @@ const MAX_SEARCH_PAGE = 50;
 const MAX_SEARCH_DEPTH = 1000;
 
 const encodeSearchCursor = (position: number) => Buffer.from(`s1:${position}`).toString('base64url');
+
+const isRateLimited = (err: unknown) => err instanceof AppError && err.code === ErrorCode.RateLimited;
 
 function decodeSearchCursor(cursor: string): number {
   const [tag, n, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
@@ -75,13 +77,28 @@ export class MessageService {
       const fields = { roomId: input.roomId, authorId, body: input.body, parentId, clientId };
       changes = await this.store.insert(this.db.manager, fields, { asMember: true, limit: this.roomLimit });
     } catch (err) {
-      if (!clientId || !isUniqueViolation(err, 'messages_client_id_key')) throw err;
-      return this.db.getRepository(MessageEntity).findOneByOrFail({ roomId: input.roomId, authorId, clientId });
+      // A repeated clientId answers the first message: when the unique index refuses the insert,
+      // and also when a full room's budget refuses the send before the index is reached.
+      const first = clientId && (isUniqueViolation(err, 'messages_client_id_key') || isRateLimited(err)) ? await this.sent(viewer, raw) : undefined;
+      if (first) return first;
+      throw err;
     }
     this.store.publish(changes);
     const [message] = changes;
     this.afterSend(message).catch((err) => this.log.warn({ err: (err as Error).message, messageId: message.id }, 'after-send hook failed'));
     return message;
+  }
+
+  /**
+   * The message the viewer already sent with this input's `clientId` into its room (guarantee 4:
+   * a retry answers the first message), if any; nothing for input without one or that is invalid.
+   * Reads only the viewer's own message, so it tells a stranger nothing.
+   */
+  async sent(viewer: Viewer | null, raw: unknown): Promise<MessageEntity | undefined> {
+    const parsed = sendMessageInput.safeParse(raw);
+    if (!viewer || !parsed.success || !parsed.data.clientId || !isUuid(parsed.data.roomId)) return undefined;
+    const { roomId, clientId } = parsed.data;
+    return (await this.db.getRepository(MessageEntity).findOneBy({ roomId, authorId: viewer.id, clientId })) ?? undefined;
   }
 
   /** The author edits a message's body (same rules as a send); the same body again is no change. */

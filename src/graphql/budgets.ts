@@ -33,6 +33,8 @@ type Args = Record<string, any>;
 interface Hook {
   /** Spent before the mutation runs, together with `mutationsPerUser` (with Redis: one round trip). */
   spends?(args: Args, ctx: GraphQLContext): Array<Promise<void>>;
+  /** When a budget refused the call: what to answer instead, if anything (a retry's first result). */
+  refused?(args: Args, ctx: GraphQLContext): Promise<unknown>;
   /** Runs the mutation, once every spend has passed. */
   around?(args: Args, ctx: GraphQLContext, run: () => Promise<unknown>): Promise<unknown>;
 }
@@ -61,6 +63,8 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
     // The room's own budget is taken by the send's statement (`MessageStore.insert`), where sends are serialised.
     sendMessage: {
       spends: (_args, ctx) => (ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
+      // A retry of a send that went through (its answer was lost) answers the first message (guarantee 4).
+      refused: (args, ctx) => ctx.services.messages.sent(ctx.viewer, args.input),
     },
     createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
     signUp: { spends: (_args, ctx) => [budgets.signUpsPerAddress.consume(ctx.clientAddress)] },
@@ -81,7 +85,13 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       if (!resolve) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
-        await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
+        try {
+          await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
+        } catch (err) {
+          const instead = await hook.refused?.(args, ctx);
+          if (instead !== undefined) return instead;
+          throw err;
+        }
         const run = async () => resolve(source, args, ctx, info);
         return hook.around ? hook.around(args, ctx, run) : run();
       };

@@ -154,6 +154,26 @@ describe('sends', () => {
     expect(codes([await send(ada, twin, '   ')])).toEqual(['BAD_USER_INPUT']);
     expectRateLimited(await send(bob, server));
   });
+  it('answers a retried send (same clientId) with the first message also when the room or the sender has no budget left', async () => {
+    const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
+    const room = await createRoomFrom(server, ada);
+    await post(server, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, bob.token);
+    const send = (user: TestUser, target: TestServer, clientId?: string) =>
+      post(target, address(), SEND, { input: { roomId: room, body: 'k', ...(clientId ? { clientId } : {}) } }, user.token);
+    const first = await send(bob, server, 'key-1');
+    const firstId = first.data.sendMessage.id;
+    for (let i = 0; i < 3; i++) expect(codes([await send(ada, twin)])).toEqual(['ok']); // the room (4) is full now
+    expectRateLimited(await send(bob, server, 'key-2'));
+    expect((await send(bob, twin, 'key-1')).data.sendMessage.id).toBe(firstId); // the room's budget
+    expectRateLimited(await send(ada, server, 'ada-new')); // Ada has sent 3 (her own budget) and the room is full
+    const adaFirst = await post(server, address(), 'query($r: ID!) { messages(roomId: $r, first: 1) { edges { node { id } } } }', { r: room }, ada.token);
+    expect(adaFirst.data.messages.edges[0].node.id).toBe(firstId); // and no new message came of the retries
+    const history = await post(server, address(), 'query($r: ID!) { messages(roomId: $r) { edges { node { id } } } }', { r: room }, ada.token);
+    expect(history.data.messages.edges).toHaveLength(4);
+    // The sender's own budget (3): spent by Bob's three attempts above (key-1, key-2, key-1) — a new send is refused, a retry answered.
+    expectRateLimited(await send(bob, server, 'key-3'));
+    expect((await send(bob, twin, 'key-1')).data.sendMessage.id).toBe(firstId);
+  });
 });
 
 describe('mutations of any kind', () => {
