@@ -91,14 +91,21 @@ export class MessageService {
 
   /**
    * The message the viewer already sent with this input's `clientId` into its room (guarantee 4:
-   * a retry answers the first message), if any; nothing for input without one or that is invalid.
-   * Reads only the viewer's own message, so it tells a stranger nothing.
+   * a retry answers the first message), if the viewer is still a member of the room; nothing for
+   * input without one or that is invalid. Reads only the viewer's own message in one of their
+   * rooms, so it tells a stranger (or a former member) nothing (guarantee 6).
    */
   async sent(viewer: Viewer | null, raw: unknown): Promise<MessageEntity | undefined> {
     const parsed = sendMessageInput.safeParse(raw);
     if (!viewer || !parsed.success || !parsed.data.clientId || !isUuid(parsed.data.roomId)) return undefined;
     const { roomId, clientId } = parsed.data;
-    return (await this.db.getRepository(MessageEntity).findOneBy({ roomId, authorId: viewer.id, clientId })) ?? undefined;
+    const found = await this.db
+      .getRepository(MessageEntity)
+      .createQueryBuilder('m')
+      .where('m.room_id = :roomId AND m.author_id = :authorId AND m.client_id = :clientId', { roomId, authorId: viewer.id, clientId })
+      .andWhere('EXISTS (SELECT 1 FROM memberships mb WHERE mb.room_id = m.room_id AND mb.user_id = m.author_id)')
+      .getOne();
+    return found ?? undefined;
   }
 
   /** The author edits a message's body (same rules as a send); the same body again is no change. */

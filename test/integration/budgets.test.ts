@@ -174,6 +174,20 @@ describe('sends', () => {
     expectRateLimited(await send(bob, server, 'key-3'));
     expect((await send(bob, twin, 'key-1')).data.sendMessage.id).toBe(firstId);
   });
+  it('answers a former member retrying their send with nothing of the room, whatever their budget holds', async () => {
+    const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
+    const room = await createRoomFrom(server, ada);
+    await post(server, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, bob.token);
+    const retry = () => post(twin, address(), SEND, { input: { roomId: room, body: 'k', clientId: 'bob-1' } }, bob.token);
+    expect(codes([await retry()])).toEqual(['ok']);
+    await post(server, address(), 'mutation($r: ID!) { leaveRoom(roomId: $r) }', { r: room }, bob.token);
+    expect(codes([await retry()])).toEqual(['FORBIDDEN']); // Bob's budget (3) holds one more: the room answers
+    const own = await createRoomFrom(server, bob);
+    await post(server, address(), SEND, { input: { roomId: own, body: 'spend' } }, bob.token); // Bob's 3 sends are spent
+    const refused = await retry();
+    expect(refused.data?.sendMessage ?? null).toBeNull();
+    expectRateLimited(refused); // his own budget's answer, the same as for any room: nothing of this one
+  });
 });
 
 describe('mutations of any kind', () => {
