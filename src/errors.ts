@@ -59,13 +59,16 @@ const REQUEST_ERROR_CODES = new Set([
  * database is `SERVICE_UNAVAILABLE` (retryable); anything else is logged with the request id and
  * answered as `INTERNAL_SERVER_ERROR` carrying only that id.
  */
+/** True when `error` is one of this API's errors with `code`. */
+export const hasCode = (error: unknown, code: ErrorCode): boolean => error instanceof AppError && error.code === code;
+
 /**
  * True when `error` (a resolver's, possibly wrapped by graphql-js) means the database could not
  * serve it for now: trying again later may succeed.
  */
 export function isUnavailable(error: unknown): boolean {
   const original = error instanceof GraphQLError ? (error.originalError ?? error) : error;
-  return (original instanceof AppError && original.extensions.code === ErrorCode.ServiceUnavailable) || isConnectionError(original);
+  return hasCode(original, ErrorCode.ServiceUnavailable) || isConnectionError(original);
 }
 
 export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {

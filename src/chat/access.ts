@@ -2,7 +2,7 @@ import type { EntityManager } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, MessageEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
-import { AppError, conflict, ErrorCode, forbidden, unauthenticated } from '../errors';
+import { conflict, ErrorCode, forbidden, hasCode, unauthenticated } from '../errors';
 import type { MessageModel } from '../pubsub';
 import { isUuid } from '../validation';
 
@@ -109,7 +109,7 @@ export async function requireReadableMessage(
   const message = isUuid(messageId) ? await manager.getRepository(MessageEntity).findOneBy({ id: messageId }) : null;
   if (!message) throw unreadable();
   const membership = await requireMember(manager, viewer, message.roomId).catch((err) => {
-    throw err instanceof AppError && err.code === ErrorCode.Forbidden ? unreadable() : err;
+    throw hasCode(err, ErrorCode.Forbidden) ? unreadable() : err;
   });
   return { message, membership };
 }

@@ -2,7 +2,7 @@ import type { DataSource, SelectQueryBuilder } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity } from '../db/entities';
 import { isUniqueViolation } from '../db/errors';
-import { AppError, badUserInput, conflict, ErrorCode } from '../errors';
+import { badUserInput, conflict, ErrorCode, hasCode } from '../errors';
 import type { Logger } from '../logger';
 import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchText, sendMessageInput } from '../validation';
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
@@ -27,8 +27,6 @@ const MAX_SEARCH_PAGE = 50;
 const MAX_SEARCH_DEPTH = 1000;
 
 const encodeSearchCursor = (position: number) => Buffer.from(`s1:${position}`).toString('base64url');
-
-const isRateLimited = (err: unknown) => err instanceof AppError && err.code === ErrorCode.RateLimited;
 
 function decodeSearchCursor(cursor: string): number {
   const [tag, n, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
@@ -79,7 +77,8 @@ export class MessageService {
     } catch (err) {
       // A repeated clientId answers the first message: when the unique index refuses the insert,
       // and also when a full room's budget refuses the send before the index is reached.
-      const first = clientId && (isUniqueViolation(err, 'messages_client_id_key') || isRateLimited(err)) ? await this.sent(viewer, raw) : undefined;
+      const retried = clientId && (isUniqueViolation(err, 'messages_client_id_key') || hasCode(err, ErrorCode.RateLimited));
+      const first = retried ? await this.firstSent(input.roomId, authorId, clientId) : undefined;
       if (first) return first;
       throw err;
     }
@@ -98,11 +97,15 @@ export class MessageService {
   async sent(viewer: Viewer | null, raw: unknown): Promise<MessageEntity | undefined> {
     const parsed = sendMessageInput.safeParse(raw);
     if (!viewer || !parsed.success || !parsed.data.clientId || !isUuid(parsed.data.roomId)) return undefined;
-    const { roomId, clientId } = parsed.data;
+    return this.firstSent(parsed.data.roomId, viewer.id, parsed.data.clientId);
+  }
+
+  /** `authorId`'s message with `clientId` in the room, while they are still a member of it. */
+  private async firstSent(roomId: string, authorId: string, clientId: string): Promise<MessageEntity | undefined> {
     const found = await this.db
       .getRepository(MessageEntity)
       .createQueryBuilder('m')
-      .where('m.room_id = :roomId AND m.author_id = :authorId AND m.client_id = :clientId', { roomId, authorId: viewer.id, clientId })
+      .where('m.room_id = :roomId AND m.author_id = :authorId AND m.client_id = :clientId', { roomId, authorId, clientId })
       .andWhere('EXISTS (SELECT 1 FROM memberships mb WHERE mb.room_id = m.room_id AND mb.user_id = m.author_id)')
       .getOne();
     return found ?? undefined;

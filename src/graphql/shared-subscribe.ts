@@ -317,7 +317,9 @@ class Lane {
     while (this.atRun < this.batch.length && writes > 0 && frames > 0) {
       const run = this.batch[this.atRun];
       const size = run[0].targets.length;
-      const end = Math.min(size, this.atTarget + Math.min(writes, Math.max(1, Math.floor(frames / run.length))));
+      // Subscribers this step: as many writes as are left, each taking the run's every entry (at least one).
+      const step = Math.min(writes, Math.max(1, Math.floor(frames / run.length)));
+      const end = Math.min(size, this.atTarget + step);
       for (const { execution, targets } of run) {
         const settled = execution.settled!;
         const bytes = 'result' in settled ? sharedPayloadBytes(settled.result) : undefined;

@@ -401,6 +401,23 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
+    it('keeps each subscriber\'s order when the events ready together went to different subscribers (one joined, then left)', async () => {
+      const { schema, emit } = pushSetup();
+      const query = 'subscription { tick { n late } }';
+      const subs = await Promise.all(['s0', 's1'].map((id) => openPushed(schema, query, 'a', id)));
+      const first = gate();
+      emit({ n: 1, gate: first.promise }); // to s0 s1; 2 and 3 settle first and wait behind it
+      const joined = await openPushed(schema, query, 'a', 's2');
+      emit({ n: 2 }); // to s0 s1 s2
+      await joined.iterator.return!();
+      emit({ n: 3 }); // to s0 s1 again: its subscribers are 1's, but 2 (between them) has them too
+      first.open();
+      await Promise.all(subs.map((s) => s.until(3)));
+      for (const s of subs) expect(s.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
+      expect(joined.frames).toEqual([]);
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
     it('writes each viewer its own live result once an execution read the viewer, in order, executing once per viewer from then on', async () => {
       const { schema, emit, runs } = pushSetup();
       const subs = await Promise.all(['a', 'b', 'a', 'c'].map((v, i) => openPushed(schema, 'subscription { tick { n viewerRole } }', v, `op-${i}`)));
