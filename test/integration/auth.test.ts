@@ -306,6 +306,27 @@ describe('me and tokens', () => {
     await expectRejected(jwt.sign({ sid: sessionOf(other.token) }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: ada.id, expiresIn: 60 }));
   });
 
+  it('answers each of many requests arriving together by its own session (checked together, one bad session id spoils none)', async () => {
+    const bob = await signUp(url, username());
+    const loggedOut = await signUp(url, username());
+    expect((await must(url, `mutation { logOut }`, {}, loggedOut.token)).logOut).toBe(true);
+    const sign = (sid: string, sub: string) => jwt.sign({ sid }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: sub, expiresIn: 60 });
+    const cases: Array<[string, string | null]> = [
+      [ada.token, ada.id],
+      [bob.token, bob.id],
+      [loggedOut.token, null],
+      [sign(sessionOf(bob.token), ada.id), null], // bob's session under ada's name
+      [sign('not-a-session-id', ada.id), null],
+      [sign('00000000-0000-4000-8000-000000000000', bob.id), null],
+    ];
+    const many = Array.from({ length: 5 }, () => cases).flat();
+    const answers = await Promise.all(many.map(([token]) => gql(url, ME, {}, token)));
+    answers.forEach((answer, i) => {
+      expect(answer.errors).toBeUndefined();
+      expect(answer.data.me?.id ?? null).toBe(many[i][1]);
+    });
+  });
+
   it('does not accept an expired token', async () => {
     const token = jwt.sign({ sub: ada.id, sid: sessionOf(ada.token), iss: 'chat-api', iat: now() - 3600, exp: now() - 60 }, TEST_SECRET, { algorithm: 'HS256' });
     await expectRejected(token);
