@@ -159,13 +159,14 @@ export class SessionService {
    * every instance.
    */
   isLive(viewer: Viewer): Promise<boolean> {
-    return this.liveness.load(viewer);
+    // A session id that is no uuid stands for nothing, whatever the database's state, and never
+    // joins a statement (where it would fail the others' checks).
+    return isUuid(viewer.sessionId) ? this.liveness.load(viewer) : Promise.resolve(false);
   }
 
-  /** Which of `viewers`' sessions stand, in one statement (a session id that is no uuid, which one bad id would fail, stands for nothing). */
+  /** Which of `viewers`' sessions stand, in one statement. */
   private async liveOf(viewers: readonly Viewer[]): Promise<boolean[]> {
-    const ids = viewers.map((v) => v.sessionId).filter(isUuid);
-    const rows = ids.length ? await runPrepared<Array<{ id: string; user_id: string }>>(this.db, SESSIONS_LIVE, [ids]) : [];
+    const rows = await runPrepared<Array<{ id: string; user_id: string }>>(this.db, SESSIONS_LIVE, [viewers.map((v) => v.sessionId)]);
     const userOf = new Map(rows.map((r) => [r.id, r.user_id]));
     return viewers.map((v) => userOf.get(v.sessionId) === v.id);
   }

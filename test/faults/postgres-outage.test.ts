@@ -7,7 +7,8 @@
 // The instances are child processes, as deployed: in jest's VM context an error raised by Node's
 // net module (ECONNREFUSED) is not `instanceof Error` there, so graphql-js wraps it and an
 // in-process server answers INTERNAL_SERVER_ERROR where a real process answers SERVICE_UNAVAILABLE.
-import { signUp, waitFor } from '../support/harness';
+import jwt from 'jsonwebtoken';
+import { gql, signUp, TEST_SECRET, waitFor } from '../support/harness';
 import { sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
 import { killAllServers, readiness, spawnServer, type ChildServer } from './support/child-server';
 import { ChangeTraffic } from './support/changes';
@@ -83,6 +84,10 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
       ),
     );
     const healthDuringOutage = await Promise.all(servers.map(async (s) => (await fetch(`${s.base}/healthz`)).status));
+    // Session checks arriving together are answered together; a token whose session id is no uuid
+    // stands for nothing whatever the others' fate (it never joins their statement).
+    const noSession = jwt.sign({ sid: 'not-a-session-id' }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: users[0].id, expiresIn: 60 });
+    const together = await Promise.all(Array.from({ length: 20 }, (_, i) => gql(a.url, '{ me { id } }', {}, i % 2 ? noSession : users[(i / 2) % users.length].token)));
     await waitFor(() => ledger.failures.length - failedBefore >= 40 && Date.now() - outageStarted >= 2500, 30_000);
     const outageFailures = ledger.failures.slice(failedBefore);
     const ackedDuringOutage = ledger.sent - sentAtOutage; // sends that were committing when it stopped
@@ -156,6 +161,7 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
       { status: 'unavailable', database: 'down', pubsub: 'up' },
     ]);
     expect(healthDuringOutage).toEqual([200, 200]);
+    expect(together.map((r) => (r.errors ? r.errors[0].extensions?.code : r.data.me))).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? null : 'SERVICE_UNAVAILABLE')));
     expect(openDuringOutage).toEqual([...subs, ...eventSubs].map((s) => ({ name: s.name, ended: 0, errors: 0 })));
     // After it: every retry settles, every acknowledged message is there, the seqs have no gap.
     expect(retryFailures).toEqual([]);
