@@ -69,6 +69,7 @@ const SEND = prepare(
        UPDATE memberships SET last_read_seq = next.last_seq FROM next
        WHERE $9::boolean AND room_id = $1 AND user_id = $2 AND last_read_seq < next.last_seq)
      SELECT * FROM added UNION ALL SELECT * FROM root`,
+  { locks: true }, // the room row's
 );
 
 /** Most different emoji one message may carry. */

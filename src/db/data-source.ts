@@ -5,6 +5,8 @@ import type { Logger } from '../logger';
 import { openEmbedded } from './embedded';
 import { entities } from './entities';
 import { migrations } from './migrations';
+import { PipelinedStatements } from './pipelined';
+import { usePipelined } from './prepared';
 
 /** The database the services use, and how to check and release it. */
 export interface Database {
@@ -31,7 +33,8 @@ const common = {
 /**
  * Opens PostgreSQL (`DATABASE_URL`) or the embedded PGlite database in `DATA_DIR`, and runs the
  * pending migrations — on PostgreSQL under an advisory lock, so instances starting together on an
- * empty database migrate it once.
+ * empty database migrate it once. On PostgreSQL the prepared statements that run on their own
+ * (session checks, sends) use a few pipelined connections besides TypeORM's pool (`pipelined.ts`).
  */
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
@@ -51,7 +54,12 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   } as DataSourceOptions);
   await dataSource.initialize();
   await migrateUnderLock(dataSource);
-  return wrap(dataSource, () => dataSource.destroy());
+  const pipelined = new PipelinedStatements({ connectionString: config.databaseUrl, connectionTimeoutMillis: 3000, keepAlive: true }, log);
+  usePipelined(dataSource, pipelined);
+  return wrap(dataSource, async () => {
+    await pipelined.close();
+    await dataSource.destroy();
+  });
 }
 
 async function migrateUnderLock(dataSource: DataSource): Promise<void> {
