@@ -6,13 +6,13 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return code === '23505' && (!constraint || name === constraint);
 }
 
-/** True when the error means the database could not be reached (refused, reset, timed out). */
+/** True when the error means the database could not be reached (refused, reset, timed out, not answering). */
 export function isConnectionError(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string; driverError?: { code?: string } };
   const code = e?.code ?? e?.driverError?.code ?? '';
   return (
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
-    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(e?.message ?? '')
+    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
   );
 }

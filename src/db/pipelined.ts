@@ -3,6 +3,9 @@ import type { Logger } from '../logger';
 import { isConnectionError } from './errors';
 import type { PreparedStatement } from './prepared';
 
+/** How long a pipelined statement may go unanswered before its connection is given up. */
+export const STATEMENT_TIMEOUT_MS = 5000;
+
 /**
  * A few long-lived PostgreSQL connections in node-postgres's pipeline mode, for the prepared
  * statements of the hot paths that run on their own (each its own implicit transaction): a
@@ -13,26 +16,29 @@ import type { PreparedStatement } from './prepared';
  * sleep between them, and many statements share a read and a write on each side: at 50 sends in
  * flight this halved PostgreSQL's CPU per send (BENCHMARKS.md, "Pipelined statements").
  *
- * A statement that may wait for a row lock (`PreparedStatement.locks`, the send) holds up the
- * statements queued behind it on its connection, so those go to connections of their own, each
- * to the one with the fewest statements in flight (one held up by a lock fills and is passed
- * over); the others (session checks) have a connection of their own that never waits for a lock.
- * A connection that fails fails its statements (the callers see a connection error, answered
- * SERVICE_UNAVAILABLE) and is replaced on the next statement.
+ * A statement holds up the statements queued behind it on its connection. So those that may wait
+ * for a row lock (`PreparedStatement.locks`, the send) have connections of their own, and the
+ * others (session checks) theirs, which never wait for a lock; and each statement goes to the
+ * connection of its kind with the fewest statements in flight, passing over one that has answered
+ * nothing for a while (a lock wait, a stalled backend). A statement unanswered after
+ * `STATEMENT_TIMEOUT_MS` ends its connection (node-postgres destroys a pipelined connection whose
+ * statement times out). A connection that fails fails the statements it has in flight (the
+ * callers see a connection error, answered SERVICE_UNAVAILABLE and retryable: a send's `clientId`
+ * settles it) and is replaced on the next statement.
  */
 export class PipelinedStatements {
   private readonly reads: Lane;
   private readonly writes: Lane;
 
-  constructor(config: ClientConfig, log: Logger, writeConnections = 2) {
+  constructor(config: ClientConfig, log: Logger, connectionsPerKind = 2) {
     const open = (): Client => {
-      const client = new Client({ ...config, pipeline: true });
+      const client = new Client({ ...config, pipeline: true, query_timeout: STATEMENT_TIMEOUT_MS });
       // After a connection is up, its failure is an event: its statements have failed already.
       client.on('error', (err) => log.warn({ err: err.message }, 'a pipelined database connection failed; the next statement opens another'));
       return client;
     };
-    this.reads = new Lane(1, open);
-    this.writes = new Lane(writeConnections, open);
+    this.reads = new Lane(connectionsPerKind, open);
+    this.writes = new Lane(connectionsPerKind, open);
   }
 
   /** Runs `statement` with `values`; resolves to its rows. */
@@ -45,10 +51,15 @@ export class PipelinedStatements {
   }
 }
 
+/** How long a connection with statements in flight may answer nothing before new statements pass it over. */
+const STALLED_MS = 100;
+
 interface Slot {
   client: Client;
   /** Statements handed to it and not yet answered. */
   inFlight: number;
+  /** When it last answered a statement, or was handed one while idle (`performance.now()`). */
+  answeredAt: number;
   /** Takes it out of use (once it failed); the next statement opens another connection. */
   drop(): void;
 }
@@ -68,7 +79,7 @@ class Lane {
   async run(statement: PreparedStatement, values: unknown[]): Promise<unknown> {
     if (this.closed) throw new Error('Connection terminated: the database is closed');
     const slot = this.pick();
-    slot.inFlight++;
+    if (slot.inFlight++ === 0) slot.answeredAt = performance.now();
     try {
       return (await slot.client.query({ name: statement.name, text: statement.text, values })).rows;
     } catch (err) {
@@ -77,15 +88,26 @@ class Lane {
       throw err;
     } finally {
       slot.inFlight--;
+      slot.answeredAt = performance.now();
     }
   }
 
-  /** The slot with the fewest statements in flight, opening a connection where one is missing or has ended. */
+  /**
+   * The slot with the fewest statements in flight among those answering, opening a connection
+   * where one is missing or has ended: one that has answered nothing for `STALLED_MS` while it had
+   * statements in flight (held up by a lock, or its backend stalled) is taken only when all are.
+   */
   private pick(): Slot {
+    const now = performance.now();
     let best: Slot | undefined;
+    let bestStalled = true;
     for (let i = 0; i < this.slots.length; i++) {
       const slot = this.slots[i] ?? this.connect(i);
-      if (!best || slot.inFlight < best.inFlight) best = slot;
+      const stalled = slot.inFlight > 0 && now - slot.answeredAt > STALLED_MS;
+      if (!best || (bestStalled && !stalled) || (stalled === bestStalled && slot.inFlight < best.inFlight)) {
+        best = slot;
+        bestStalled = stalled;
+      }
     }
     return best!;
   }
@@ -95,6 +117,7 @@ class Lane {
     const slot: Slot = {
       client,
       inFlight: 0,
+      answeredAt: 0,
       drop: () => {
         if (this.slots[i] !== slot) return;
         this.slots[i] = undefined;

@@ -4,7 +4,7 @@
 // take none, and a failed or unreachable connection fails its statements with a connection error
 // (answered SERVICE_UNAVAILABLE) and is replaced by the next statement.
 import { isConnectionError, isUniqueViolation } from '../../src/db/errors';
-import { PipelinedStatements } from '../../src/db/pipelined';
+import { PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
 import { prepare } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
 import { sql, startPostgres, type PrivatePostgres } from './support/backing';
@@ -12,6 +12,8 @@ import { sql, startPostgres, type PrivatePostgres } from './support/backing';
 const READ = prepare('test_pipelined_read', 'SELECT $1::integer AS n, pg_backend_pid() AS pid');
 const INSERT = prepare('test_pipelined_insert', 'INSERT INTO pipelined_items (id) VALUES ($1) RETURNING id', { locks: true });
 const LOCKING = prepare('test_pipelined_lock', 'UPDATE pipelined_items SET id = id WHERE id = $1 RETURNING id', { locks: true });
+/** Takes no row lock, but stalls while another transaction holds `pipelined_stall` (a stand-in for a backend that stops answering). */
+const STALLING = prepare('test_pipelined_stall', 'SELECT count(*)::integer AS n FROM pipelined_stall WHERE $1::integer IS NOT NULL');
 
 let pg: PrivatePostgres;
 let pipelined: PipelinedStatements;
@@ -19,6 +21,7 @@ let pipelined: PipelinedStatements;
 beforeAll(async () => {
   pg = await startPostgres();
   await sql(pg.url, 'CREATE TABLE pipelined_items (id integer PRIMARY KEY)');
+  await sql(pg.url, 'CREATE TABLE pipelined_stall (id integer)');
   pipelined = new PipelinedStatements({ connectionString: pg.url, connectionTimeoutMillis: 3000 }, createLogger('silent'));
 }, 60_000);
 
@@ -56,6 +59,25 @@ it('keeps answering statements that take no lock while one waits for a row lock'
   }
 });
 
+it('passes over a connection whose statement does not answer, and gives that connection up after STATEMENT_TIMEOUT_MS', async () => {
+  const holder = await startHolder('LOCK TABLE pipelined_stall IN ACCESS EXCLUSIVE MODE');
+  try {
+    const started = Date.now();
+    const stalled = pipelined.run(STALLING, [1]).then(
+      () => 'answered',
+      (err: unknown) => (isConnectionError(err) ? `connection error after ${Date.now() - started >= STATEMENT_TIMEOUT_MS - 50 ? 'the timeout' : 'less'}` : String(err)),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 300)); // long enough for its connection to count as stalled
+    const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => pipelined.run<Array<{ n: number }>>(READ, [i])));
+    expect(reads.map((rows) => rows[0].n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
+    expect(Date.now() - started).toBeLessThan(STATEMENT_TIMEOUT_MS / 2);
+    expect(await stalled).toBe('connection error after the timeout');
+  } finally {
+    await holder.release();
+  }
+  expect((await pipelined.run<Array<{ n: number }>>(STALLING, [1]))[0].n).toBe(0);
+}, 20_000);
+
 it('fails the statements of a terminated connection with a connection error, and the next statements run on a new one', async () => {
   const before = (await pipelined.run<Array<{ pid: number }>>(READ, [0]))[0].pid;
   await sql(pg.url, 'SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
@@ -87,12 +109,15 @@ it('fails fast with a connection error while PostgreSQL is down, and works again
 });
 
 /** A transaction on its own connection holding row `id`'s lock until `release()`. */
-async function startLockHolder(id: number): Promise<{ release(): Promise<void> }> {
+const startLockHolder = (id: number) => startHolder(`SELECT id FROM pipelined_items WHERE id = ${id} FOR UPDATE`);
+
+/** A transaction on its own connection that has run `statement` (taking its locks) and holds them until `release()`. */
+async function startHolder(statement: string): Promise<{ release(): Promise<void> }> {
   const { Client } = await import('pg');
   const client = new Client({ connectionString: pg.url });
   await client.connect();
   await client.query('BEGIN');
-  await client.query('SELECT id FROM pipelined_items WHERE id = $1 FOR UPDATE', [id]);
+  await client.query(statement);
   let released = false;
   return {
     async release() {
