@@ -7,6 +7,17 @@ import type { PreparedStatement } from './prepared';
 export const STATEMENT_TIMEOUT_MS = 5000;
 
 /**
+ * How long a pipelined statement may wait for a row lock (PostgreSQL's `lock_timeout` on the
+ * connections of statements that take locks): long enough for the sends into one room to take
+ * turns, short enough that one waiting for a room changed in a transaction holds up the
+ * statements queued behind it only briefly.
+ */
+export const LOCK_WAIT_MS = 10;
+
+/** PostgreSQL's lock_not_available: `lock_timeout` ran out (the statement changed nothing). */
+const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
  * A few long-lived PostgreSQL connections in node-postgres's pipeline mode, for the prepared
  * statements of the hot paths that run on their own (each its own implicit transaction): a
  * request's session check and a send. Statements handed to one connection go to the server
@@ -17,8 +28,9 @@ export const STATEMENT_TIMEOUT_MS = 5000;
  * flight this halved PostgreSQL's CPU per send (BENCHMARKS.md, "Pipelined statements").
  *
  * A statement holds up the statements queued behind it on its connection. So those that may wait
- * for a row lock (`PreparedStatement.locks`, the send) have connections of their own, and the
- * others (session checks) theirs, which never wait for a lock; and each statement goes to the
+ * for a row lock (`PreparedStatement.locks`, the send) have connections of their own, where they
+ * wait at most `LOCK_WAIT_MS` before going to the pool instead, and the others (session checks)
+ * theirs, which never wait for a lock; and each statement goes to the
  * connection of its kind with the fewest statements in flight, passing over one that has answered
  * nothing for a while (a lock wait, a stalled backend). A statement unanswered after
  * `STATEMENT_TIMEOUT_MS` ends its connection (node-postgres destroys a pipelined connection whose
@@ -31,19 +43,30 @@ export class PipelinedStatements {
   private readonly writes: Lane;
 
   constructor(config: ClientConfig, log: Logger, connectionsPerKind = 2) {
-    const open = (): Client => {
-      const client = new Client({ ...config, pipeline: true, query_timeout: STATEMENT_TIMEOUT_MS });
+    const open = (extra: ClientConfig) => (): Client => {
+      const client = new Client({ ...config, ...extra, pipeline: true, query_timeout: STATEMENT_TIMEOUT_MS });
       // After a connection is up, its failure is an event: its statements have failed already.
       client.on('error', (err) => log.warn({ err: err.message }, 'a pipelined database connection failed; the next statement opens another'));
       return client;
     };
-    this.reads = new Lane(connectionsPerKind, open);
-    this.writes = new Lane(connectionsPerKind, open);
+    this.reads = new Lane(connectionsPerKind, open({}));
+    this.writes = new Lane(connectionsPerKind, open({ lock_timeout: LOCK_WAIT_MS }));
   }
 
-  /** Runs `statement` with `values`; resolves to its rows. */
-  run<T = unknown>(statement: PreparedStatement, values: unknown[]): Promise<T> {
-    return (statement.locks ? this.writes : this.reads).run(statement, values) as Promise<T>;
+  /**
+   * Runs `statement` with `values`; resolves to its rows. One that would wait for a row lock longer
+   * than `LOCK_WAIT_MS` (the room of a send being changed in a transaction) gives up its place
+   * without having changed anything, and runs through `elsewhere` (the pool), where its wait holds
+   * up nobody else.
+   */
+  async run<T = unknown>(statement: PreparedStatement, values: unknown[], elsewhere?: () => Promise<T>): Promise<T> {
+    if (!statement.locks) return (await this.reads.run(statement, values)) as T;
+    try {
+      return (await this.writes.run(statement, values)) as T;
+    } catch (err) {
+      if (elsewhere && (err as { code?: string }).code === LOCK_NOT_AVAILABLE) return elsewhere();
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -36,12 +36,13 @@ export function usePipelined(dataSource: DataSource, pipelined: PipelinedStateme
  * runner), or where the data source has no pipelined connections (the embedded database), it
  * goes through TypeORM: its PostgreSQL query runner hands the query to node-postgres's
  * `client.query(query, values)` unchanged, and node-postgres takes a `{ name, text }` query
- * config there. Otherwise it runs on the data source's pipelined connections. Errors carry
+ * config there. Otherwise it runs on the data source's pipelined connections (and through TypeORM
+ * when it would wait there for a row lock). Errors carry
  * PostgreSQL's `code` and `constraint` either way (TypeORM's on its `driverError` too).
  */
 export function runPrepared<T = unknown>(on: DataSource | EntityManager, statement: PreparedStatement, values: unknown[]): Promise<T> {
   const manager = on instanceof DataSource ? on.manager : on;
   const pipelined = manager.queryRunner ? undefined : pipelines.get(manager.dataSource);
-  if (pipelined) return pipelined.run<T>(statement, values);
-  return on.query(statement as unknown as string, values);
+  const throughTypeorm = () => on.query(statement as unknown as string, values) as Promise<T>;
+  return pipelined ? pipelined.run<T>(statement, values, throughTypeorm) : throughTypeorm();
 }

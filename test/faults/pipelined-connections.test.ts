@@ -1,10 +1,12 @@
 // The pipelined connections that run the hot prepared statements (src/db/pipelined.ts), against a
 // private PostgreSQL whose backends are terminated and which is stopped here: every statement gets
-// its own result or error, a statement waiting for a row lock does not hold up the statements that
-// take none, and a failed or unreachable connection fails its statements with a connection error
-// (answered SERVICE_UNAVAILABLE) and is replaced by the next statement.
+// its own result or error; one that would wait for a row lock goes elsewhere (the pool) instead of
+// holding up the statements behind it; a connection that does not answer is passed over and given
+// up; a failed or unreachable connection fails its statements with a connection error (answered
+// SERVICE_UNAVAILABLE) and is replaced by the next statement.
+import { Client, Pool } from 'pg';
 import { isConnectionError, isUniqueViolation } from '../../src/db/errors';
-import { PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
+import { LOCK_WAIT_MS, PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
 import { prepare } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
 import { sql, startPostgres, type PrivatePostgres } from './support/backing';
@@ -40,20 +42,41 @@ it('answers each of many statements in flight at once with its own rows, one fai
   expect(isUniqueViolation(one, 'pipelined_items_pkey')).toBe(true);
 });
 
-it('keeps answering statements that take no lock while one waits for a row lock', async () => {
+it('sends a statement that would wait for a row lock elsewhere after LOCK_WAIT_MS, holding up none of the statements behind it', async () => {
   await pipelined.run(INSERT, [10]);
+  const pool = new Pool({ connectionString: pg.url });
+  let elsewhere = 0;
+  const viaPool = (id: number) => async () => {
+    elsewhere++;
+    return (await pool.query({ name: LOCKING.name, text: LOCKING.text, values: [id] })).rows;
+  };
   const holder = await startLockHolder(10);
   try {
-    let waited = false;
-    const waiting = pipelined.run(LOCKING, [10]).then(() => (waited = true));
+    // Two of them: as many as there are connections for statements that take locks.
+    const waiting = [1, 2].map(() => pipelined.run(LOCKING, [10], viaPool(10)));
+    const started = Date.now();
+    const others = await Promise.all(Array.from({ length: 50 }, (_, i) => pipelined.run<Array<{ id: number }>>(INSERT, [1000 + i])));
     const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => pipelined.run<Array<{ n: number }>>(READ, [i])));
+    expect(others.map((rows) => rows[0].id)).toEqual(Array.from({ length: 50 }, (_, i) => 1000 + i));
     expect(reads.map((rows) => rows[0].n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-    // Another locking statement goes to the other write connection, not behind the waiting one.
-    expect(await pipelined.run<Array<{ id: number }>>(INSERT, [11])).toEqual([{ id: 11 }]);
-    expect(waited).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1000); // the lock is held for longer than all of this
+    expect(elsewhere).toBe(2);
     await holder.release();
-    await waiting;
-    expect(waited).toBe(true);
+    expect(await Promise.all(waiting)).toEqual([[{ id: 10 }], [{ id: 10 }]]);
+  } finally {
+    await holder.release();
+    await pool.end();
+  }
+});
+
+it('fails a statement that would wait for a row lock with lock_not_available when it has nowhere else to go', async () => {
+  await pipelined.run(INSERT, [20]);
+  const holder = await startLockHolder(20);
+  try {
+    const started = Date.now();
+    const outcome = await pipelined.run(LOCKING, [20]).then(() => 'answered', (err: { code?: string }) => err.code);
+    expect(outcome).toBe('55P03');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(LOCK_WAIT_MS - 1);
   } finally {
     await holder.release();
   }
@@ -113,7 +136,6 @@ const startLockHolder = (id: number) => startHolder(`SELECT id FROM pipelined_it
 
 /** A transaction on its own connection that has run `statement` (taking its locks) and holds them until `release()`. */
 async function startHolder(statement: string): Promise<{ release(): Promise<void> }> {
-  const { Client } = await import('pg');
   const client = new Client({ connectionString: pg.url });
   await client.connect();
   await client.query('BEGIN');
