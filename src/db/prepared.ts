@@ -37,8 +37,8 @@ export function usePipelined(dataSource: DataSource, pipelined: PipelinedStateme
  * goes through TypeORM: its PostgreSQL query runner hands the query to node-postgres's
  * `client.query(query, values)` unchanged, and node-postgres takes a `{ name, text }` query
  * config there. Otherwise it runs on the data source's pipelined connections (and through TypeORM
- * when it would wait there for a row lock). Errors carry
- * PostgreSQL's `code` and `constraint` either way (TypeORM's on its `driverError` too).
+ * when it would wait there for a row lock). Errors carry PostgreSQL's `code` and `constraint`
+ * either way (TypeORM's on its `driverError` too).
  */
 export function runPrepared<T = unknown>(on: DataSource | EntityManager, statement: PreparedStatement, values: unknown[]): Promise<T> {
   const manager = on instanceof DataSource ? on.manager : on;
