@@ -12,7 +12,7 @@ export function isConnectionError(err: unknown): boolean {
   const code = e?.code ?? e?.driverError?.code ?? '';
   return (
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
   );
 }

@@ -1,5 +1,6 @@
 import { GraphQLError, locatedError, parse, validate, buildSchema } from 'graphql';
 import { AppError, badUserInput, conflict, ErrorCode, forbidden, maskError, notFound, rateLimited, unauthenticated } from '../../src/errors';
+import { isConnectionError } from '../../src/db/errors';
 import type { Logger } from '../../src/logger';
 
 /** A logger that records what it was given. */
@@ -119,5 +120,27 @@ describe('maskError', () => {
     expect(formatted.path).toEqual(['sendMessage']);
     expect(JSON.stringify(formatted)).not.toMatch(/10\.0\.0\.5|ECONNREFUSED/);
     expect(warn.mock.calls.length + error.mock.calls.length).toBeGreaterThan(0);
+  });
+});
+
+describe('isConnectionError', () => {
+  const withCode = (code: string, message = code) => Object.assign(new Error(message), { code });
+  it('knows the ways a database connection fails: refused, reset, aborted, terminated, not answering', () => {
+    const failures = [
+      withCode('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432'),
+      withCode('ECONNRESET', 'read ECONNRESET'),
+      withCode('ECONNABORTED', 'write ECONNABORTED'), // a connection cut from outside (e.g. `ss -K`)
+      withCode('EPIPE'),
+      withCode('57P01', 'terminating connection due to administrator command'),
+      new Error('Connection terminated unexpectedly'),
+      new Error('Query read timeout'), // a pipelined statement unanswered (src/db/pipelined.ts)
+      { name: 'QueryFailedError', message: 'read ECONNRESET', driverError: { code: 'ECONNRESET' } },
+    ];
+    expect(failures.filter((err) => !isConnectionError(err))).toEqual([]);
+  });
+
+  it('leaves the database\'s answers alone: a unique violation, a lock timeout, a plain error', () => {
+    const answers = [withCode('23505', 'duplicate key value violates unique constraint'), withCode('55P03', 'canceling statement due to lock timeout'), new Error('boom'), undefined];
+    expect(answers.filter((err) => isConnectionError(err))).toEqual([]);
   });
 });
