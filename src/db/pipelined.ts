@@ -30,9 +30,9 @@ const LOCK_NOT_AVAILABLE = '55P03';
  * A statement holds up the statements queued behind it on its connection. So those that may wait
  * for a row lock (`PreparedStatement.locks`, the send) have connections of their own, where they
  * wait at most `LOCK_WAIT_MS` before going to the pool instead, and the others (session checks)
- * theirs, which never wait for a lock; and each statement goes to the
- * connection of its kind with the fewest statements in flight, passing over one that has answered
- * nothing for a while (a lock wait, a stalled backend). A statement unanswered after
+ * theirs, which never wait for a lock; and each statement goes to the connection of its kind with
+ * the fewest statements in flight, passing over one that has answered nothing for a while (a lock
+ * wait, a stalled backend). A statement unanswered after
  * `STATEMENT_TIMEOUT_MS` ends its connection (node-postgres destroys a pipelined connection whose
  * statement times out). A connection that fails fails the statements it has in flight (the
  * callers see a connection error, answered SERVICE_UNAVAILABLE and retryable: a send's `clientId`
