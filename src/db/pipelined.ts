@@ -1,3 +1,4 @@
+import pLimit from 'p-limit';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
 import { isConnectionError } from './errors';
@@ -16,6 +17,13 @@ export const LOCK_WAIT_MS = 10;
 
 /** PostgreSQL's lock_not_available: `lock_timeout` ran out (the statement changed nothing). */
 const LOCK_NOT_AVAILABLE = '55P03';
+
+/**
+ * Most statements that gave up waiting here may wait for their lock elsewhere (on the pool's
+ * connections) at once; the others queue in the process. So sends into a room locked for long
+ * cannot take every pooled connection from the instance's other work.
+ */
+export const MAX_WAITING_ELSEWHERE = 8;
 
 /**
  * A few long-lived PostgreSQL connections in node-postgres's pipeline mode, for the prepared
@@ -41,6 +49,7 @@ const LOCK_NOT_AVAILABLE = '55P03';
 export class PipelinedStatements {
   private readonly reads: Lane;
   private readonly writes: Lane;
+  private readonly waitingElsewhere = pLimit(MAX_WAITING_ELSEWHERE);
 
   constructor(config: ClientConfig, log: Logger, connectionsPerKind = 2) {
     const open = (extra: ClientConfig) => (): Client => {
@@ -57,14 +66,14 @@ export class PipelinedStatements {
    * Runs `statement` with `values`; resolves to its rows. One that would wait for a row lock longer
    * than `LOCK_WAIT_MS` (the room of a send being changed in a transaction) gives up its place
    * without having changed anything, and runs through `elsewhere` (the pool), where its wait holds
-   * up nobody else.
+   * up nobody else (at most `MAX_WAITING_ELSEWHERE` at once).
    */
   async run<T = unknown>(statement: PreparedStatement, values: unknown[], elsewhere?: () => Promise<T>): Promise<T> {
     if (!statement.locks) return (await this.reads.run(statement, values)) as T;
     try {
       return (await this.writes.run(statement, values)) as T;
     } catch (err) {
-      if (elsewhere && (err as { code?: string }).code === LOCK_NOT_AVAILABLE) return elsewhere();
+      if (elsewhere && (err as { code?: string }).code === LOCK_NOT_AVAILABLE) return this.waitingElsewhere(elsewhere);
       throw err;
     }
   }

@@ -6,7 +6,7 @@
 // SERVICE_UNAVAILABLE) and is replaced by the next statement.
 import { Client, Pool } from 'pg';
 import { isConnectionError, isUniqueViolation } from '../../src/db/errors';
-import { LOCK_WAIT_MS, PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
+import { LOCK_WAIT_MS, MAX_WAITING_ELSEWHERE, PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
 import { prepare } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
 import { sql, startPostgres, type PrivatePostgres } from './support/backing';
@@ -63,6 +63,33 @@ it('sends a statement that would wait for a row lock elsewhere after LOCK_WAIT_M
     expect(elsewhere).toBe(2);
     await holder.release();
     expect(await Promise.all(waiting)).toEqual([[{ id: 10 }], [{ id: 10 }]]);
+  } finally {
+    await holder.release();
+    await pool.end();
+  }
+});
+
+it('lets at most MAX_WAITING_ELSEWHERE of the statements that gave up waiting for a lock wait elsewhere at once', async () => {
+  await pipelined.run(INSERT, [30]);
+  const pool = new Pool({ connectionString: pg.url, max: 40 });
+  let waitingNow = 0;
+  let mostAtOnce = 0;
+  const viaPool = async () => {
+    mostAtOnce = Math.max(mostAtOnce, ++waitingNow);
+    try {
+      return (await pool.query({ name: LOCKING.name, text: LOCKING.text, values: [30] })).rows;
+    } finally {
+      waitingNow--;
+    }
+  };
+  const holder = await startLockHolder(30);
+  try {
+    const sends = Array.from({ length: 3 * MAX_WAITING_ELSEWHERE }, () => pipelined.run(LOCKING, [30], viaPool));
+    await new Promise((resolve) => setTimeout(resolve, 300)); // every one has given up on its pipelined connection
+    expect(waitingNow).toBe(MAX_WAITING_ELSEWHERE);
+    await holder.release();
+    expect((await Promise.all(sends)).flat()).toEqual(Array.from({ length: 3 * MAX_WAITING_ELSEWHERE }, () => ({ id: 30 })));
+    expect(mostAtOnce).toBe(MAX_WAITING_ELSEWHERE);
   } finally {
     await holder.release();
     await pool.end();
