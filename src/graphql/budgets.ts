@@ -50,9 +50,16 @@ async function spendAll(spends: Array<Promise<void>>): Promise<void> {
 }
 
 /**
+ * Mutations no budget refuses: ending a session must always be possible, also for its owner
+ * when someone holding a stolen token spends the user's budget (each call ends sessions, so it
+ * cannot be repeated for long).
+ */
+const UNBUDGETED = new Set(['logOut']);
+
+/**
  * The schema with each mutation spending its budgets before it runs, whichever transport it
- * came by: every mutation of a signed-in user spends `mutationsPerUser`, and some have budgets of
- * their own, declared here, so no service has to remember them. Budgets are spent by every
+ * came by: every mutation of a signed-in user but `logOut` spends `mutationsPerUser`, and some
+ * have budgets of their own, declared here, so no service has to remember them. Budgets are spent by every
  * attempt, refused or not (an attack counts). (A room's budget counts only the sends it accepted:
  * the send's statement takes it, see `MessageStore.insert`.)
  */
@@ -82,7 +89,7 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
       const hook: Hook = hooks[name] ?? {};
       const resolve = field.resolve;
-      if (!resolve) return field;
+      if (!resolve || UNBUDGETED.has(name)) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
         try {

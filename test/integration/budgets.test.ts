@@ -201,6 +201,16 @@ describe('mutations of any kind', () => {
     expectRateLimited(results[5]);
     expect(codes([await post(hourly, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token)])).toEqual(['RATE_LIMITED']);
   });
+
+  it('never refuses logOut: a session can be ended however many mutations were made with it', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada);
+    const join = () => post(hourly, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, ada.token);
+    for (let i = 0; i < 6; i++) await join();
+    expect(codes([await join()])).toEqual(['RATE_LIMITED']); // the budget is spent
+    expect((await post(hourly, address(), 'mutation { logOut(allSessions: true) }', {}, ada.token)).data?.logOut).toBe(true);
+    expect((await post(hourly, address(), '{ me { id } }', {}, ada.token)).data?.me).toBeNull();
+  });
 });
 
 describe('rooms and accounts per client address', () => {
