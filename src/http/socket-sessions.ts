@@ -13,6 +13,33 @@ export interface SocketExtra {
   socket: WebSocket;
   viewer?: Viewer;
   auth?: SocketAuth;
+  /** Queries and mutations running on the socket (not subscriptions). */
+  running?: number;
+  /** Why the socket closes once they are answered (its session ended meanwhile). */
+  closing?: string;
+}
+
+/** Longest a socket of an ended session stays open for the answers of its running queries and mutations. */
+const ANSWERS_GRACE_MS = 5000;
+
+/**
+ * Closes a socket with 4403: at once, or, while queries or mutations run on it (the `logOut` that
+ * ended its session, sent on it), once they are answered (`operationAnswered`) — so that `logOut`
+ * over a WebSocket gets its `true` — and within `ANSWERS_GRACE_MS` in any case. It takes no new
+ * operation meanwhile (`websocket.ts`).
+ */
+function closeForbidden(extra: SocketExtra, reason: string): void {
+  if (!extra.running) return extra.socket.close(CLOSE_FORBIDDEN, reason);
+  if (extra.closing) return;
+  extra.closing = reason;
+  setTimeout(() => extra.socket.close(CLOSE_FORBIDDEN, reason), ANSWERS_GRACE_MS).unref();
+}
+
+/** A query or mutation on the socket has been answered (graphql-ws `onComplete`: its `complete` goes out right after). */
+export function operationAnswered(extra: SocketExtra): void {
+  extra.running = Math.max(0, (extra.running ?? 0) - 1);
+  const reason = extra.closing;
+  if (extra.running === 0 && reason) setImmediate(() => extra.socket.close(CLOSE_FORBIDDEN, reason));
 }
 
 /**
@@ -97,9 +124,9 @@ export class SocketSessions {
     return true;
   }
 
-  /** Closes every socket of the session on this instance with 4403. */
+  /** Closes every socket of the session on this instance with 4403 (see `closeForbidden`). */
   closeSession(sessionId: string, reason: string): void {
-    for (const tracked of this.bySession.get(sessionId) ?? []) tracked.extra.socket.close(CLOSE_FORBIDDEN, reason);
+    for (const tracked of this.bySession.get(sessionId) ?? []) closeForbidden(tracked.extra, reason);
   }
 
   /** Closes the sockets whose session no longer stands in the database. */

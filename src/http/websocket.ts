@@ -4,13 +4,13 @@ import type { Duplex } from 'node:stream';
 import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AppError, ErrorCode, maskError } from '../errors';
+import { AppError, ErrorCode, maskError, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
-import { SocketSessions, type SocketExtra } from './socket-sessions';
+import { operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
@@ -73,6 +73,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return true;
       },
       onSubscribe: (ctx, id, payload) => {
+        if (ctx.extra.closing) return [unauthenticated('Session ended')]; // closing once its running operations are answered
         const prepared = prepareOperation(deps.schema, deps.rules, payload);
         if (Array.isArray(prepared)) return prepared;
         if (isSubscription(prepared)) {
@@ -81,11 +82,13 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
             return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
           }
           ids.add(id);
+        } else {
+          ctx.extra.running = (ctx.extra.running ?? 0) + 1;
         }
         return prepared;
       },
       onComplete: (ctx, id) => {
-        ctx.extra.subscriptionIds?.delete(id);
+        if (!ctx.extra.subscriptionIds?.delete(id)) operationAnswered(ctx.extra);
       },
       context: (ctx, id, _payload, args) => {
         const context = deps.context(ctx.extra.viewer ?? null, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth);

@@ -142,6 +142,24 @@ describe('logOut', () => {
   });
 });
 
+describe('logOut sent on a WebSocket', () => {
+  it('answers true on that socket, then closes it and the session\'s other sockets with 4403', async () => {
+    const ada = await signUpTokens();
+    const roomId = await createRoom(server.url, { id: ada.id, username: '', token: ada.token });
+    const client = wsClient(server.wsUrl, { authorization: `Bearer ${ada.token}` });
+    const other = wsClient(server.wsUrl, { authorization: `Bearer ${ada.token}` });
+    const subs = [collect(client, MESSAGE_ADDED, { roomId }), collect(other, MESSAGE_ADDED, { roomId })];
+    await waitFor(() => server.app.hubs.listeners(roomId) === 2);
+    const logOut = collect(client, `mutation { logOut(allSessions: true) }`);
+    await logOut.done; // completed, not cut off by the close
+    expect(logOut.results).toEqual([{ data: { logOut: true } }]);
+    const closes = await Promise.all(subs.map((sub) => sub.done.then(() => undefined, (e) => e?.code)));
+    expect(closes).toEqual([4403, 4403]);
+    expect((await gql(server.url, ME, {}, ada.token)).data.me).toBeNull();
+    await Promise.all([client.dispose(), other.dispose()]);
+  });
+});
+
 describe('a WebSocket renewed by refreshSession sent on it', () => {
   it('stays open past the old token\'s expiry with its subscription untouched', async () => {
     const slow = await startServer({ JWT_TTL_SECONDS: '8' }); // room for a slow machine between the steps
