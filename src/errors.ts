@@ -53,12 +53,6 @@ const REQUEST_ERROR_CODES = new Set([
   'PERSISTED_QUERY_NOT_SUPPORTED',
 ]);
 
-/**
- * The one place that decides what a client sees of an error, on HTTP and WebSocket alike.
- * `AppError`s and GraphQL's own request errors pass (without stack traces); an unreachable
- * database is `SERVICE_UNAVAILABLE` (retryable); anything else is logged with the request id and
- * answered as `INTERNAL_SERVER_ERROR` carrying only that id.
- */
 /** True when `error` is one of this API's errors with `code`. */
 export const hasCode = (error: unknown, code: ErrorCode): boolean => error instanceof AppError && error.code === code;
 
@@ -71,6 +65,12 @@ export function isUnavailable(error: unknown): boolean {
   return hasCode(original, ErrorCode.ServiceUnavailable) || isConnectionError(original);
 }
 
+/**
+ * The one place that decides what a client sees of an error, on HTTP and WebSocket alike.
+ * `AppError`s and GraphQL's own request errors pass (without stack traces); an unreachable
+ * database is `SERVICE_UNAVAILABLE` (retryable); anything else is logged with the request id and
+ * answered as `INTERNAL_SERVER_ERROR` carrying only that id.
+ */
 export function maskError(error: unknown, requestId: string, log: Logger): GraphQLFormattedError {
   const graphqlError = error instanceof GraphQLError ? error : undefined;
   // graphql-js wraps a thrown non-Error (e.g. an error from another realm) as NonErrorThrown.

@@ -379,6 +379,7 @@ function runsOfAlike(entries: LaneEntry[]): LaneEntry[][] {
   return runs;
 }
 
+/** For each subscriber of `runs`, the index of the last run it is in. */
 function lastRunsOf(runs: LaneEntry[][]): Map<FrameTarget, number> {
   const last = new Map<FrameTarget, number>();
   runs.forEach((run, i) => {

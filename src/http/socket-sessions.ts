@@ -13,8 +13,8 @@ export interface SocketExtra {
   socket: WebSocket;
   viewer?: Viewer;
   auth?: SocketAuth;
-  /** Queries and mutations running on the socket (not subscriptions). */
-  running?: number;
+  /** Ids of the queries and mutations running on the socket (not subscriptions). */
+  answering?: Set<string>;
   /** Why the socket closes once they are answered (its session ended meanwhile). */
   closing?: string;
 }
@@ -29,17 +29,17 @@ const ANSWERS_GRACE_MS = 5000;
  * operation meanwhile (`websocket.ts`).
  */
 function closeForbidden(extra: SocketExtra, reason: string): void {
-  if (!extra.running) return extra.socket.close(CLOSE_FORBIDDEN, reason);
+  if (!extra.answering?.size) return extra.socket.close(CLOSE_FORBIDDEN, reason);
   if (extra.closing) return;
   extra.closing = reason;
   setTimeout(() => extra.socket.close(CLOSE_FORBIDDEN, reason), ANSWERS_GRACE_MS).unref();
 }
 
-/** A query or mutation on the socket has been answered (graphql-ws `onComplete`: its `complete` goes out right after). */
-export function operationAnswered(extra: SocketExtra): void {
-  extra.running = Math.max(0, (extra.running ?? 0) - 1);
+/** Operation `id` on the socket has completed (graphql-ws `onComplete`: its `complete` goes out right after). */
+export function operationAnswered(extra: SocketExtra, id: string): void {
+  if (!extra.answering?.delete(id)) return; // a subscription
   const reason = extra.closing;
-  if (extra.running === 0 && reason) setImmediate(() => extra.socket.close(CLOSE_FORBIDDEN, reason));
+  if (extra.answering.size === 0 && reason) setImmediate(() => extra.socket.close(CLOSE_FORBIDDEN, reason));
 }
 
 /**

@@ -83,12 +83,13 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
           }
           ids.add(id);
         } else {
-          ctx.extra.running = (ctx.extra.running ?? 0) + 1;
+          (ctx.extra.answering ??= new Set()).add(id);
         }
         return prepared;
       },
       onComplete: (ctx, id) => {
-        if (!ctx.extra.subscriptionIds?.delete(id)) operationAnswered(ctx.extra);
+        ctx.extra.subscriptionIds?.delete(id);
+        operationAnswered(ctx.extra, id);
       },
       context: (ctx, id, _payload, args) => {
         const context = deps.context(ctx.extra.viewer ?? null, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth);
