@@ -241,15 +241,19 @@ export class MessageStore {
   }
 
   /**
-   * Publishes committed changes in change order to their room, and new messages also to the
-   * viewers' own feeds; a failure is logged, never thrown (the hubs heal the gap).
+   * Publishes committed changes in change order, each once: a new message on the activity topic,
+   * which every instance listens to, for its room's hub and the viewers' own feeds alike; a later
+   * change on its room's topic. A failure is logged, never thrown (the hubs heal the gap).
    */
   publish(changes: MessageModel[]): void {
     for (const change of changes) {
       const message = toWire(change);
       const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq }, 'publish failed');
-      this.pubsub.publish(roomTopic(message.roomId), { kind: 'change', message }).catch(warn);
-      if (message.createdChange === message.changeSeq) this.pubsub.publish(activityTopic, { message }).catch(warn);
+      const published =
+        message.createdChange === message.changeSeq
+          ? this.pubsub.publish(activityTopic, { message })
+          : this.pubsub.publish(roomTopic(message.roomId), { kind: 'change', message });
+      published.catch(warn);
     }
   }
 

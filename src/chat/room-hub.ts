@@ -1,5 +1,5 @@
 import type { Logger } from '../logger';
-import { roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
+import { activityTopic, roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import { AddedSet } from './added-set';
 import { membershipKey, type RoomStore } from './room-store';
 
@@ -66,7 +66,7 @@ export class RoomHub {
 
   /** Subscribes, then reads the room's head (in that order, so nothing falls between). */
   async start(): Promise<void> {
-    const subscribing = this.pubsub.subscribe(roomTopic(this.roomId), (s) => this.enqueue(() => this.handle(s)));
+    const subscribing = this.pubsub.subscribe(roomTopic(this.roomId), (s) => this.take(s));
     this.unsubscribe = subscribing.catch((err) => {
       this.log.warn({ err: (err as Error).message, roomId: this.roomId }, 'room subscription failed; healing by timer');
       return undefined;
@@ -79,6 +79,14 @@ export class RoomHub {
     this.lastSeq = head.lastSeq;
     this.added = new AddedSet(head.lastSeq);
     this.started(); // signals that arrived meanwhile are handled now, against the right position
+  }
+
+  /**
+   * A signal of this room, from its topic or, for a new message, from the activity topic (which
+   * carries each new message once: `HubRegistry`); handled in turn with the others.
+   */
+  take(signal: RoomSignal): void {
+    this.enqueue(() => this.handle(signal));
   }
 
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
@@ -216,6 +224,7 @@ const CHECK_BATCH = 1000;
 export class HubRegistry {
   private readonly hubs = new Map<string, { hub: RoomHub; refs: number; ready: Promise<void>; started: boolean }>();
   private readonly offReconnect: () => void;
+  private readonly offActivity: Promise<(() => Promise<void>) | undefined>;
   private readonly timer: NodeJS.Timeout;
   private checking = false;
   /** A check was asked for while one ran (a reconnect during the timed one). */
@@ -229,6 +238,14 @@ export class HubRegistry {
     private readonly onFill?: (count: number) => void,
   ) {
     this.offReconnect = pubsub.onReconnect(() => this.healAll());
+    // A new message is published once, on the topic every instance listens to (`MessageStore.publish`):
+    // its room's hub here, if any, takes it from there. Later changes come on the room's own topic.
+    this.offActivity = pubsub
+      .subscribe(activityTopic, ({ message }) => this.hubs.get(message.roomId)?.hub.take({ kind: 'change', message }))
+      .catch((err) => {
+        log.warn({ err: (err as Error).message }, 'activity subscription failed; hubs heal by timer');
+        return undefined;
+      });
     this.timer = setInterval(() => void this.check(), healIntervalMs);
     this.timer.unref();
   }
@@ -306,6 +323,7 @@ export class HubRegistry {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.offReconnect();
+    await (await this.offActivity)?.().catch(() => undefined);
     const entries = [...this.hubs.values()];
     this.hubs.clear();
     await Promise.all(entries.map(({ hub }) => hub.stop()));

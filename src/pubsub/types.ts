@@ -1,9 +1,12 @@
 import type { Role } from '../db/entities/membership';
 import type { MessageWire } from './wire';
 
-/** What is published on a room's topic. Topic names come only from `roomTopic`. */
+/**
+ * What a room's hub takes: from the room's topic, and its new messages from the activity topic
+ * (`MessageStore.publish` publishes each once). Topic names come only from `roomTopic`.
+ */
 export type RoomSignal =
-  /** A message at its latest change (`message.changeSeq`): its insert, or a later change. */
+  /** A message at its latest change (`message.changeSeq`): its insert (published on the activity topic), or a later change. */
   | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
   /** A user joined, was added, changed role (`role`), or left or was removed (`role: null`). */
@@ -40,7 +43,10 @@ export interface Topic<T> {
 export const roomTopic = (roomId: string): Topic<RoomSignal> => ({ name: `room:${roomId}` });
 export const assistantControlTopic: Topic<AssistantControl> = { name: 'assistant:control' };
 export const userTopic = (userId: string): Topic<UserSignal> => ({ name: `user:${userId}` });
-/** Every new message of every room, once per instance (see `src/chat/activity-router.ts`). */
+/**
+ * Every new message of every room, once per instance: for its room's hub (`HubRegistry`) and the
+ * viewers' own feeds (`src/chat/activity-router.ts`).
+ */
 export const activityTopic: Topic<Activity> = { name: 'activity' };
 /** A session was revoked (logOut, a reused refresh token): every instance closes its sockets. */
 export const sessionRevokedTopic: Topic<{ sessionId: string }> = { name: 'session:revoked' };

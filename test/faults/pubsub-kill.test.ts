@@ -61,12 +61,13 @@ it('delivers every message and every change once and in order to subscribers on 
   const naiveSeqs = new Set<number>();
   const naiveChanges = new Set<number>();
   naive.on('message', (_channel: string, payload: string) => {
-    const signal = JSON.parse(payload) as { kind: string; message?: { seq: number; changeSeq: number; createdChange: number } };
-    if (signal.kind !== 'change' || !signal.message) return;
+    // New messages come on the activity topic (of every room), later changes on the room's.
+    const signal = JSON.parse(payload) as { kind?: string; message?: { roomId: string; seq: number; changeSeq: number; createdChange: number } };
+    if ((signal.kind ?? 'change') !== 'change' || signal.message?.roomId !== roomId) return;
     naiveChanges.add(signal.message.changeSeq);
     if (signal.message.changeSeq === signal.message.createdChange) naiveSeqs.add(signal.message.seq);
   });
-  await naive.subscribe(`room:${roomId}`);
+  await naive.subscribe(`room:${roomId}`, 'activity');
   admin = new Redis(redis.url);
 
   const ledger = new Ledger();

@@ -149,9 +149,9 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     const publish = jest.spyOn(a.app.pubsub, 'publish');
     const lostSignals: Promise<void>[] = [];
     try {
-      // Only the room's signals are lost; the viewers' own feeds are not what this test is about.
+      // The messages' signals are lost (a new message is published once, on the activity topic).
       publish.mockImplementation((topic, payload) => {
-        if (!topic.name.startsWith('room:')) return original(topic, payload);
+        if (topic.name !== 'activity') return original(topic, payload);
         const failed = Promise.reject(new Error('down'));
         lostSignals.push(failed);
         return failed;
