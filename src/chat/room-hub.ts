@@ -25,7 +25,8 @@ const SUBSCRIBE_WAIT_MS = 2000;
 
 /**
  * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
- * one pub/sub subscription and `position`, the last change number it fanned out. Signals are
+ * one pub/sub subscription, its room's topic (new messages reach it from the activity topic
+ * through `HubRegistry`), and `position`, the last change number it fanned out. Signals are
  * handled one at a time: a change above `position + 1` waits a moment (REORDER_MS) for the signals
  * before it, which writers on other instances may have published later, then has what is still
  * missing read from the database (numbers with no row there were superseded by later changes of
