@@ -4,6 +4,7 @@
 // holding up the statements behind it; a connection that does not answer is passed over and given
 // up; a failed or unreachable connection fails its statements with a connection error (answered
 // SERVICE_UNAVAILABLE) and is replaced by the next statement.
+import { Socket } from 'node:net';
 import { Client, Pool } from 'pg';
 import { isConnectionError, isUniqueViolation } from '../../src/db/errors';
 import { LOCK_WAIT_MS, MAX_WAITING_ELSEWHERE, PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
@@ -40,6 +41,25 @@ it('answers each of many statements in flight at once with its own rows, one fai
   const [two, one, three] = await Promise.all(inserts);
   expect([two, three]).toEqual([2, 3]);
   expect(isUniqueViolation(one, 'pipelined_items_pkey')).toBe(true);
+});
+
+it('sends the statements handed to it in one tick in one write per connection', async () => {
+  await Promise.all([pipelined.run(READ, [0]), pipelined.run(READ, [0])]); // both read connections are up
+  const port = Number(new URL(pg.url).port);
+  // Where a socket's buffered writes reach the system (its stream's own methods).
+  const socketWrites = Socket.prototype as unknown as Record<'_write' | '_writev', (...args: unknown[]) => void>;
+  const writes = jest.spyOn(socketWrites, '_writev');
+  const write = jest.spyOn(socketWrites, '_write');
+  try {
+    const reads = Array.from({ length: 40 }, (_, i) => pipelined.run<Array<{ n: number }>>(READ, [i]));
+    expect((await Promise.all(reads)).map((rows) => rows[0].n)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    const toDatabase = [...writes.mock.contexts, ...write.mock.contexts].filter((socket) => (socket as Socket).remotePort === port);
+    expect(toDatabase.length).toBeGreaterThan(0);
+    expect(toDatabase.length).toBeLessThanOrEqual(2); // without gathering: one per statement
+  } finally {
+    writes.mockRestore();
+    write.mockRestore();
+  }
 });
 
 it('sends a statement that would wait for a row lock elsewhere after LOCK_WAIT_MS, holding up none of the statements behind it', async () => {
