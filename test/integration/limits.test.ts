@@ -63,6 +63,34 @@ describe('each limit: exactly at it runs, one past it is refused, on both transp
   });
 });
 
+describe('the cost of one document with other variables', () => {
+  const PAGE = '{ edges { cursor node { id } } }';
+  const priceOf = async (query: string, variables: Record<string, unknown>) => {
+    const result = await gql(tight.url, query, { r: roomId, ...variables }, ada.token);
+    return result.errors ? result.errors[0].extensions : 'ok';
+  };
+
+  it('measures anew a page size given by a variable, each time, in any order', async () => {
+    const query = `query($r: ID!, $n: Int) { me { id } messages(roomId: $r, first: $n) ${PAGE} }`;
+    for (const n of [200, 201, 200, 201]) {
+      expect(await priceOf(query, { n })).toEqual(n === 200 ? 'ok' : { code: 'BAD_REQUEST', cost: 825, maxCost: 821 });
+    }
+  });
+
+  it('measures anew a field that a variable includes or skips, each time, in any order', async () => {
+    const query = `query($r: ID!, $more: Boolean!) { me { id username @include(if: $more) } messages(roomId: $r, first: 200) ${PAGE} }`;
+    for (const more of [false, true, false, true]) {
+      expect(await priceOf(query, { more })).toEqual(more ? { code: 'BAD_REQUEST', cost: 822, maxCost: 821 } : 'ok');
+    }
+  });
+
+  it('refuses a too costly document every time, whatever its other variables', async () => {
+    const query = `query($r: ID!) { me { id username } messages(roomId: $r, first: 200) ${PAGE} }`;
+    expect(await priceOf(query, {})).toEqual({ code: 'BAD_REQUEST', cost: 822, maxCost: 821 });
+    expect(await priceOf(query, { unused: 1 })).toEqual({ code: 'BAD_REQUEST', cost: 822, maxCost: 821 });
+  });
+});
+
 describe('padded and nested operations (the attacks of issue 9)', () => {
   it('refuses ten large pages padded with ten thousand __typename on both transports, running none of them', async () => {
     const user = await signUp(server.url);
