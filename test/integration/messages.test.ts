@@ -191,6 +191,30 @@ describe('messages (history pages)', () => {
   });
 });
 
+describe('what a send returns', () => {
+  it('is the message and its thread root exactly as a later read of them, every column and timestamp', async () => {
+    const [ada, bob] = await Promise.all([signUp(url), signUp(url)]);
+    const roomId = await createRoom(url, ada);
+    await must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const root = await send(url, ada, roomId, 'the root');
+    const spy = jest.spyOn(server.app.messageStore, 'insert');
+    try {
+      await must(url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: `a reply to @${bob.username}`, parentId: root.id, clientId: 'c-1' } }, ada.token);
+      const returned = await spy.mock.results[0].value;
+      expect(returned).toHaveLength(2); // the reply and its root's new state
+      for (const message of returned) {
+        const read = await server.app.messageStore.current(message.id);
+        expect({ ...message, streamOwner: undefined }).toEqual({ ...read, streamOwner: undefined });
+        for (const key of ['createdAt', 'updatedAt', 'lastReplyAt'] as const) if (read[key]) expect(message[key]).toBeInstanceOf(Date);
+      }
+      expect(returned[0]).toMatchObject({ parentId: root.id, clientId: 'c-1', mentions: [bob.id], reactions: [] });
+      expect(returned[1]).toMatchObject({ id: root.id, replyCount: 1 });
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
+
 describe('persist, then publish (API.md guarantee 3)', () => {
   it('publishes nothing for a send that fails: bad input, a non-member, or a failed commit', async () => {
     const [ada, eve] = await Promise.all([signUp(url), signUp(url)]);
