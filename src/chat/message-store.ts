@@ -102,7 +102,7 @@ export class MessageStore {
   ) {
     this.columns = db.getMetadata(MessageEntity).columns.map((c) => ({ databaseName: c.databaseName, propertyName: c.propertyName, time: c.type === 'timestamptz' }));
     const returned = new Set(MESSAGE_COLUMNS.split(', '));
-    const missing = db.getMetadata(MessageEntity).columns.filter((c) => !returned.has(c.databaseName));
+    const missing = this.columns.filter((c) => !returned.has(c.databaseName));
     if (missing.length) throw new Error(`MESSAGE_COLUMNS lacks ${missing.map((c) => c.databaseName).join(', ')}`);
   }
 
@@ -135,7 +135,7 @@ export class MessageStore {
         limit?.points ?? null,
         limit?.windowS ?? null,
       ]);
-      if (rows.length > 0) return rows.map((row) => this.fromJson(row.message as Record<string, unknown>)).sort((a, b) => a.changeSeq - b.changeSeq);
+      if (rows.length > 0) return rows.map((row) => this.fromRow(row.message as Record<string, unknown>)).sort((a, b) => a.changeSeq - b.changeSeq);
       if (!limit) throw notMember();
       // Not a member, or no place left in the budget's window: tell which (a stranger learns nothing).
       const [state]: Array<{ member: boolean; retry_after_ms: number | null }> = await manager.query(
@@ -272,26 +272,18 @@ export class MessageStore {
   }
 
   /**
-   * A `messages` row as `to_json` writes it (what the send returns: one column, so node-postgres
-   * does not build a parser for each of 23 columns on every send) as an entity; timestamps come as
-   * ISO strings, read to the millisecond as node-postgres reads them.
+   * A `messages` row (snake_case columns) as an entity: as node-postgres reads it, or as `to_json`
+   * writes it (what the send returns: one column, so node-postgres does not build a parser for each
+   * of 23 columns on every send), whose timestamps are ISO strings, read to the millisecond as
+   * node-postgres reads them.
    */
-  fromJson(json: Record<string, unknown>): MessageEntity {
+  fromRow(row: Record<string, unknown>): MessageEntity {
     const entity = new MessageEntity() as unknown as Record<string, unknown>;
     for (const { databaseName, propertyName, time } of this.columns) {
-      if (!(databaseName in json)) continue;
-      const value = json[databaseName];
+      if (!(databaseName in row)) continue;
+      const value = row[databaseName];
       entity[propertyName] = time && typeof value === 'string' ? new Date(value) : value;
     }
     return entity as unknown as MessageEntity;
-  }
-
-  /** A raw `messages` row (snake_case columns) as an entity. */
-  fromRow(row: Record<string, unknown>): MessageEntity {
-    const entity = new MessageEntity();
-    for (const column of this.db.getMetadata(MessageEntity).columns) {
-      if (column.databaseName in row) (entity as unknown as Record<string, unknown>)[column.propertyName] = row[column.databaseName];
-    }
-    return entity;
   }
 }

@@ -324,7 +324,8 @@ export class HubRegistry {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.offReconnect();
-    await (await this.offActivity)?.().catch(() => undefined);
+    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
+    void this.offActivity.then((off) => off?.().catch(() => undefined));
     const entries = [...this.hubs.values()];
     this.hubs.clear();
     await Promise.all(entries.map(({ hub }) => hub.stop()));

@@ -103,7 +103,7 @@ interface Slot {
  * Holds the connection's writes back until the current tick ends, so that the statements handed to
  * it meanwhile (the sends whose budgets one Redis reply settled, say) go to the server in one
  * write: node-postgres writes each statement on its own, one system call each (BENCHMARKS.md,
- * "Fewer writes and publishes per send").
+ * "Fewer writes, publishes and checks per send").
  */
 function gather(slot: Slot): void {
   if (slot.gathering) return;
