@@ -99,6 +99,9 @@ export function checkCost(
   }
 }
 
+/** Per schema and document: its operations' costs by name, or null when variables price it. */
+const costsOf = new WeakMap<GraphQLSchema, WeakMap<DocumentNode, Map<string, number> | null>>();
+
 /**
  * The measured costs of a document's operations by name, when no variable can change them (a
  * client's every send repeats the same document with other variables; measuring it was a
@@ -113,8 +116,6 @@ function fixedCosts(schema: GraphQLSchema, document: DocumentNode): Map<string, 
   if (costs === undefined) bySchema.set(document, (costs = variablesPrice(document) ? null : new Map()));
   return costs ?? undefined;
 }
-
-const costsOf = new WeakMap<GraphQLSchema, WeakMap<DocumentNode, Map<string, number> | null>>();
 
 function variablesPrice(document: DocumentNode): boolean {
   let priced = false;
