@@ -51,7 +51,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);
   const sessions = new SessionService(db.dataSource, tokens, pubsub, log, config.refreshTokenTtlSeconds);
-  await sessions.start();
+  sessions.start();
   const metrics = new Metrics();
   const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
   const messageStore = new MessageStore(db.dataSource, pubsub, log, () => metrics.rateLimited.inc({ budget: 'send-room' }));
@@ -134,8 +134,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         await assistant.stop();
         await limits.close();
         await hubs.close();
-        await activity.stop();
-        await sessions.close();
+        activity.stop();
+        sessions.close();
         await pubsub.close();
         await db.close();
       })();

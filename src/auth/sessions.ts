@@ -45,7 +45,7 @@ const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').d
  */
 export class SessionService {
   private readonly revokedListeners = new Set<(sessionId: string) => void>();
-  private unsubscribe?: () => Promise<void>;
+  private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   /**
    * The checks asked for in one turn of the event loop (the requests read from the network in it)
    * go to the database as one statement when the turn ends: one round trip instead of one per
@@ -65,14 +65,24 @@ export class SessionService {
     private readonly refreshTtlSeconds: number,
   ) {}
 
-  /** Listens for revocations made on other instances. */
-  async start(): Promise<void> {
-    this.unsubscribe = await this.pubsub.subscribe(sessionRevokedTopic, ({ sessionId }) => this.announce(sessionId));
+  /**
+   * Listens for revocations made on other instances, without waiting for it: a Redis that is down
+   * at start holds the subscription until it is back, and the instance must serve meanwhile (the
+   * sweep of open sockets covers what a missing signal would have closed).
+   */
+  start(): void {
+    this.unsubscribe = this.pubsub
+      .subscribe(sessionRevokedTopic, ({ sessionId }) => this.announce(sessionId))
+      .catch((err) => {
+        this.log.warn({ err: (err as Error).message }, 'session revocation subscription failed; open sockets are swept by timer');
+        return undefined;
+      });
   }
 
-  async close(): Promise<void> {
+  close(): void {
     this.revokedListeners.clear();
-    await this.unsubscribe?.().catch(() => undefined);
+    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
+    void this.unsubscribe?.then((off) => off?.().catch(() => undefined));
   }
 
   /** Calls `listener` with the id of each session revoked here or on another instance. */

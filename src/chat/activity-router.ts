@@ -47,8 +47,9 @@ export class ActivityRouter {
     this.off.catch((err) => this.log.warn({ err: (err as Error).message }, 'activity subscription failed'));
   }
 
-  async stop(): Promise<void> {
-    await (await this.off?.catch(() => undefined))?.().catch(() => undefined);
+  stop(): void {
+    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
+    void this.off?.then((off) => off().catch(() => undefined), () => undefined);
   }
 
   /** How many feeds are open on this instance. */

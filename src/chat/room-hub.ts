@@ -137,8 +137,8 @@ export class RoomHub {
     this.stopped = true;
     clearTimeout(this.reorderTimer);
     this.listeners.clear();
-    const unsubscribe = await this.unsubscribe;
-    await unsubscribe?.().catch(() => undefined);
+    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
+    void this.unsubscribe?.then((off) => off?.().catch(() => undefined));
   }
 
   private enqueue(task: () => Promise<void>): void {

@@ -15,6 +15,7 @@ export class RedisBus implements PubSub {
   private readonly bus: RedisPubSub;
   private readonly reconnectListeners = new Set<() => void>();
   private wasReady = false;
+  private closed = false;
 
   constructor(url: string, log: Logger) {
     const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2000);
@@ -46,7 +47,11 @@ export class RedisBus implements PubSub {
 
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
     const id = await this.bus.subscribe(topic.name, handler);
-    return async () => this.bus.unsubscribe(id);
+    // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
+    // connection, would fail where nobody can catch it).
+    return async () => {
+      if (!this.closed) this.bus.unsubscribe(id);
+    };
   }
 
   onReconnect(listener: () => void): () => void {
@@ -75,8 +80,19 @@ export class RedisBus implements PubSub {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Quits both connections, waiting at most `graceMs` for their pending replies: `quit` on a
+   * connection that is down waits in its offline queue for Redis to return, so after the grace
+   * both are cut (which also stops their reconnecting).
+   */
+  async close(graceMs = 1000): Promise<void> {
+    this.closed = true;
     this.reconnectListeners.clear();
-    await this.bus.close().catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
+    await Promise.race([this.bus.close().catch(() => undefined), grace]);
+    clearTimeout(timer);
+    this.publisher.disconnect();
+    this.subscriber.disconnect();
   }
 }

@@ -3,7 +3,7 @@
 // during the outage still starts, and every subscriber on both instances catches up — the
 // roomEvents ones with every edit, reaction, deletion and reply made meanwhile, in change order
 // (API.md guarantees 1–5, 8). A private Redis: stopping the shared one would break the other test files.
-import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
+import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { ChangeTraffic } from './support/changes';
@@ -141,3 +141,32 @@ it('commits and answers every send and change while Redis is down, reports it in
     await Promise.all([sending.stop(), sendingLate.stop()]);
   }
 }, 90_000);
+
+it('starts, serves and stops an instance while Redis is down, and its subscribers get what is sent meanwhile', async () => {
+  await redis.stop();
+  let c: TestServer | undefined;
+  let dispose = async (): Promise<void> => undefined;
+  try {
+    // Before, its start waited for the subscription of session revocations: it never listened.
+    c = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS) });
+    const readyz = await fetch(c.url.replace('/graphql', '/readyz'));
+    expect(readyz.status).toBe(200);
+    expect(await readyz.json()).toMatchObject({ database: 'up', pubsub: 'down' });
+    const [ada, bob] = await Promise.all([signUp(c.url), signUp(c.url)]);
+    const roomId = await createRoom(c.url, ada);
+    await must(c.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const ws = wsClient(c.wsUrl, bob);
+    dispose = async () => ws.dispose();
+    const sub = collect(ws, MESSAGE_ADDED, { roomId, after: null });
+    await waitFor(() => c!.app.hubs.listeners(roomId) === 1);
+    const sent = await Promise.all([1, 2, 3].map((i) => send(c!.url, ada, roomId, `while Redis is down ${i}`)));
+    await sub.until((r) => r.length >= 3, 10_000); // from the database, by the hub's timer
+    expect(sub.results.map((r) => r.data?.messageAdded.id).sort()).toEqual(sent.map((m) => m.id).sort());
+    expect(sub.results.map((r) => r.data?.messageAdded.seq)).toEqual([1, 2, 3]);
+  } finally {
+    await dispose();
+    // Before, its stop waited for subscriptions that Redis, being down, never settled.
+    await c?.stop();
+    await redis.start();
+  }
+}, 60_000);
