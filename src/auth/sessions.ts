@@ -181,10 +181,14 @@ export class SessionService {
     return viewers.map((v) => userOf.get(v.sessionId) === v.id);
   }
 
-  /** The viewer of an `Authorization` header whose session stands; null for none, a bad token or an ended session. */
-  async viewerOf(header: unknown): Promise<Viewer | null> {
-    const viewer = this.tokens.fromAuthorization(header);
-    return viewer && (await this.isLive(viewer)) ? viewer : null;
+  /**
+   * The viewer of an `Authorization` header: `claimed` at once, as its token says (null for none or
+   * a bad token), and `confirmed` once its session is checked (null if the session ended; rejects
+   * when the database cannot answer).
+   */
+  viewerOf(header: unknown): { claimed: Viewer | null; confirmed: Promise<Viewer | null> } {
+    const claimed = this.tokens.fromAuthorization(header) ?? null;
+    return { claimed, confirmed: claimed ? this.isLive(claimed).then((live) => (live ? claimed : null)) : Promise.resolve(null) };
   }
 
   /** Of `sessionIds`, the ones that no longer stand (one query; for sweeping open sockets). */

@@ -3,6 +3,7 @@ import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { Config } from '../config';
 import type { RateLimit, RateLimits } from '../rate-limit';
 import type { GraphQLContext } from './context';
+import { confirmViewer } from './viewer';
 
 /** The budgets spent at the GraphQL boundary; each answers RATE_LIMITED with `retryAfterMs` when spent. */
 export interface Budgets {
@@ -31,7 +32,9 @@ export interface Budgets {
 type Args = Record<string, any>;
 /** A mutation's own budgets: the ones it spends before it runs, and what it does around its run. */
 interface Hook {
-  /** Spent before the mutation runs, together with `mutationsPerUser` (with Redis: one round trip). */
+  /** The signed-in caller's budgets besides `mutationsPerUser`, spent with theirs. */
+  userBudgets?: RateLimit[];
+  /** Budgets of other keys (address, username), spent with the caller's (with Redis: one round trip). */
   spends?(args: Args, ctx: GraphQLContext): Array<Promise<void>>;
   /** When a budget refused the call: what to answer instead, if anything (a retry's first result). */
   refused?(args: Args, ctx: GraphQLContext): Promise<unknown>;
@@ -40,13 +43,28 @@ interface Hook {
 }
 
 /**
- * Waits for every spend, all under way at once (with Redis, their commands leave in one write and
- * cost one round trip), then throws the first refusal in the given order, if any.
+ * Spends the budgets of one attempt, all under way at once (with Redis, their commands leave in
+ * one write and cost one round trip) while an HTTP request's session is checked
+ * (`confirmViewer`): the caller's budgets go by the user its token claims, and are given back if
+ * the session turns out to have ended (the request then runs signed out) or could not be checked.
+ * Answers the first refusal in the given order, if any; throws what the session check threw.
  */
-async function spendAll(spends: Array<Promise<void>>): Promise<void> {
-  const outcomes = await Promise.allSettled(spends);
-  const refused = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
-  if (refused) throw refused.reason;
+async function spendAll(ctx: GraphQLContext, userBudgets: RateLimit[], others: Array<Promise<void>>): Promise<unknown> {
+  const claimed = ctx.viewer;
+  const charged = claimed ? userBudgets : [];
+  const spent = Promise.allSettled([...charged.map((budget) => budget.consume(claimed!.id)), ...others]);
+  const confirmed = await confirmViewer(ctx).then(
+    () => undefined,
+    (err: unknown) => ({ err }),
+  );
+  let outcomes = await spent;
+  if (claimed && (confirmed || !ctx.viewer)) {
+    // Not the user's to spend: what a signed-out request (or none at all) would have spent stands.
+    await Promise.all(charged.map((budget) => budget.reward(claimed.id)));
+    if (confirmed) throw confirmed.err;
+    outcomes = outcomes.slice(charged.length);
+  }
+  return outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected')?.reason;
 }
 
 /**
@@ -69,7 +87,7 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
   const hooks: Record<string, Hook> = {
     // The room's own budget is taken by the send's statement (`MessageStore.insert`), where sends are serialised.
     sendMessage: {
-      spends: (_args, ctx) => (ctx.viewer ? [budgets.sendsPerUserBurst.consume(ctx.viewer.id), budgets.sendsPerUserSustained.consume(ctx.viewer.id)] : []),
+      userBudgets: [budgets.sendsPerUserBurst, budgets.sendsPerUserSustained],
       // A retry of a send that went through (its answer was lost) answers the first message (guarantee 4).
       refused: (args, ctx) => ctx.services.messages.sent(ctx.viewer, args.input),
     },
@@ -92,12 +110,11 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       if (!resolve || UNBUDGETED.has(name)) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
-        try {
-          await spendAll([...(ctx.viewer ? [budgets.mutationsPerUser.consume(ctx.viewer.id)] : []), ...(hook.spends?.(args, ctx) ?? [])]);
-        } catch (err) {
+        const refusal = await spendAll(ctx, [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])], hook.spends?.(args, ctx) ?? []);
+        if (refusal) {
           const instead = await hook.refused?.(args, ctx);
           if (instead !== undefined) return instead;
-          throw err;
+          throw refusal;
         }
         const run = async () => resolve(source, args, ctx, info);
         return hook.around ? hook.around(args, ctx, run) : run();

@@ -69,7 +69,10 @@ export interface RoomLoader<V> {
 
 /** What every resolver receives, on HTTP and WebSocket alike. */
 export interface GraphQLContext {
+  /** Over HTTP, the one the token claims until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
   viewer: Viewer | null;
+  /** Over HTTP, while the session is checked: settles with the viewer, or null if the session ended. */
+  pendingViewer?: Promise<Viewer | null>;
   requestId: string;
   /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
   clientAddress: string;
@@ -92,8 +95,14 @@ export interface GraphQLContext {
   frames?: FrameSink;
 }
 
-/** Builds a context: `viewer` through `socket` as `TransportDeps.context` takes them. */
-export type ContextFactory = (viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth) => GraphQLContext;
+/** Builds a context: `viewer` through `pendingViewer` as `TransportDeps.context` takes them. */
+export type ContextFactory = (
+  viewer: Viewer | null,
+  requestId: string,
+  clientAddress: string,
+  socket?: SocketAuth,
+  pendingViewer?: Promise<Viewer | null>,
+) => GraphQLContext;
 
 /**
  * The contexts of one app. A context holds its fields and two references shared by every context
@@ -111,20 +120,22 @@ export function createContextFactory(db: DataSource, services: Services): Contex
     if (!shared) byKey.set(key, (shared = { common: commonLoaders(db), viewers: viewerLoaders(db) }));
     return { ...shared.common, viewer: shared.viewers.of(this.viewer) };
   }
-  return (viewer, requestId, clientAddress, socket) => new OperationContext(viewer, requestId, clientAddress, services, newLoaders, eventLoaders, socket);
+  return (viewer, requestId, clientAddress, socket, pendingViewer) =>
+    new OperationContext(viewer, requestId, clientAddress, services, newLoaders, eventLoaders, socket, pendingViewer);
 }
 
 class OperationContext implements GraphQLContext {
   frames?: FrameSink;
 
   constructor(
-    readonly viewer: Viewer | null,
+    public viewer: Viewer | null,
     readonly requestId: string,
     readonly clientAddress: string,
     readonly services: Services,
     readonly newLoaders: () => Loaders,
     readonly eventLoaders: (key: object) => Loaders,
     readonly socket?: SocketAuth,
+    readonly pendingViewer?: Promise<Viewer | null>,
   ) {}
 
   get loaders(): Loaders {

@@ -9,6 +9,7 @@ import type { GraphQLError } from 'graphql';
 import { maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
+import { confirmedViewerPlugin } from '../graphql/viewer';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -49,6 +50,7 @@ export async function createHttpServer(deps: TransportDeps) {
     formatError: (_formatted, error) => maskError(error, requestIdOf(error) ?? randomUUID(), log),
     plugins: [
       limitsPlugin(deps.schema, deps.rules),
+      confirmedViewerPlugin(),
       {
         async requestDidStart() {
           return {
@@ -77,9 +79,12 @@ export async function createHttpServer(deps: TransportDeps) {
   const withCors = cors({ origin: deps.corsOrigins, maxAge: 600 });
   const parseJson = express.json({ limit: MAX_REQUEST_BYTES });
   const tagRequest = (res: http.ServerResponse) => res.setHeader('x-request-id', randomUUID());
-  const runApollo = apolloHandler(apollo, ({ req, res }) =>
-    deps.sessions.viewerOf(req.headers.authorization).then((viewer) => deps.context(viewer, String(res.getHeader('x-request-id')), deps.clientAddress(req))),
-  );
+  const runApollo = apolloHandler(apollo, async ({ req, res }) => {
+    // The session is checked while Apollo parses, validates and (for a mutation) spends budgets: see `confirmViewer`.
+    const { claimed, confirmed } = deps.sessions.viewerOf(req.headers.authorization);
+    confirmed.catch(() => undefined); // a request refused before it executes never waits for it
+    return deps.context(claimed, String(res.getHeader('x-request-id')), deps.clientAddress(req), undefined, claimed ? confirmed : undefined);
+  });
   const answerError = errorAnswer(log);
   /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
   const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {

@@ -52,7 +52,7 @@ export interface TransportDeps {
   drainMs: number;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
-  context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth): GraphQLContext;
+  context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth, pendingViewer?: Promise<Viewer | null>): GraphQLContext;
   metrics: Metrics;
   /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
   presence: { connect(userId: string): () => void };

@@ -211,6 +211,19 @@ describe('mutations of any kind', () => {
     expect((await post(hourly, address(), 'mutation { logOut(allSessions: true) }', {}, ada.token)).data?.logOut).toBe(true);
     expect((await post(hourly, address(), '{ me { id } }', {}, ada.token)).data?.me).toBeNull();
   });
+
+  it("spends none of a user's budgets for a session that ended: its mutations run signed out, and the user's other session has them whole", async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada); // 1 of MUTATIONS_PER_USER_PER_10S = 6
+    const other = (await post(hourly, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } })).data.logIn.token as string;
+    expect((await post(hourly, address(), 'mutation { logOut }', {}, ada.token)).data?.logOut).toBe(true);
+    // Each is spent while its session is checked (the budgets in Redis, the session in PostgreSQL) and given back.
+    const ended = await Promise.all(Array.from({ length: 8 }, () => post(hourly, address(), SEND, { input: { roomId: room, body: 'after logOut' } }, ada.token)));
+    expect(codes(ended)).toEqual(Array(8).fill('UNAUTHENTICATED')); // never RATE_LIMITED
+    const sends: GqlResult[] = [];
+    for (let i = 0; i < 5; i++) sends.push(await post(hourly, address(), SEND, { input: { roomId: room, body: `live ${i}` } }, other));
+    expect(codes(sends)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']); // SENDS_PER_USER_PER_HOUR = 4
+  });
 });
 
 describe('rooms and accounts per client address', () => {

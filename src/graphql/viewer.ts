@@ -1,0 +1,51 @@
+import type { ApolloServerPlugin } from '@apollo/server';
+import { MapperKind, mapSchema } from '@graphql-tools/utils';
+import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
+import type { GraphQLContext } from './context';
+
+/**
+ * Settles an HTTP request's viewer. Its session is checked while Apollo parses and validates (and
+ * a mutation's budgets are spent, `budgets.ts`); until the check answers, `ctx.viewer` is the one
+ * its token claims, and no resolver runs: a query's wait here before it executes
+ * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`).
+ * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
+ * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket the socket's session was checked
+ * when it connected: nothing waits.
+ */
+export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
+  if (!ctx.pendingViewer) return;
+  try {
+    ctx.viewer = await ctx.pendingViewer;
+  } catch (err) {
+    ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
+    throw err;
+  }
+}
+
+/** Queries wait for their viewer before they execute (mutations: `withConfirmedViewer`). */
+export function confirmedViewerPlugin(): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async didResolveOperation({ operation, contextValue }) {
+          if (operation?.operation !== 'mutation') await confirmViewer(contextValue);
+        },
+      };
+    },
+  };
+}
+
+/** The schema with each mutation's root field waiting for its viewer before it runs. */
+export function withConfirmedViewer(schema: GraphQLSchema): GraphQLSchema {
+  return mapSchema(schema, {
+    [MapperKind.MUTATION_ROOT_FIELD]: (field) => {
+      const resolve = field.resolve;
+      if (!resolve) return field;
+      const confirmed: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
+        await confirmViewer(ctx);
+        return resolve(source, args, ctx, info);
+      };
+      return { ...field, resolve: confirmed };
+    },
+  });
+}
