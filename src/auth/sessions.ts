@@ -1,5 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import DataLoader from 'dataloader';
+import { LRUCache } from 'lru-cache';
 import type { DataSource, EntityManager } from 'typeorm';
 import { UserEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
@@ -31,6 +32,9 @@ const SESSIONS_LIVE = prepare('sessions_live', 'SELECT id, user_id FROM sessions
 
 /** Most session checks one statement answers. */
 const MAX_SESSION_BATCH = 256;
+/** How many sessions `standing` remembers, and for how long after the check that found each standing. */
+const STANDING_SESSIONS = 10_000;
+const STANDING_TTL_MS = 60_000;
 
 const newSecret = () => randomBytes(32).toString('base64url');
 const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
@@ -46,6 +50,7 @@ const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').d
 export class SessionService {
   private readonly revokedListeners = new Set<(sessionId: string) => void>();
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
+  private offReconnect?: () => void;
   /**
    * The checks asked for in one turn of the event loop (the requests read from the network in it)
    * go to the database as one statement when the turn ends: one round trip instead of one per
@@ -56,6 +61,14 @@ export class SessionService {
     maxBatchSize: MAX_SESSION_BATCH,
     batchScheduleFn: (run) => setImmediate(run),
   });
+  /**
+   * Sessions a check on this instance found standing in the last minute, and not heard of as
+   * revoked since. Never a reason to skip a check: it only lets an HTTP request of such a session
+   * spend its user's budgets while its check runs (`viewerOf`). A session that is not in it — new
+   * here, found ended, revoked, or while revocation signals may have been lost — waits for its
+   * check first, so a token that was logged out cannot spend its owner's budgets, even for a moment.
+   */
+  private readonly standing = new LRUCache<string, true>({ max: STANDING_SESSIONS, ttl: STANDING_TTL_MS });
 
   constructor(
     private readonly db: DataSource,
@@ -71,6 +84,8 @@ export class SessionService {
    * sweep of open sockets covers what a missing signal would have closed).
    */
   start(): void {
+    // Revocations announced while the connection was down went unheard.
+    this.offReconnect = this.pubsub.onReconnect(() => this.standing.clear());
     this.unsubscribe = this.pubsub
       .subscribe(sessionRevokedTopic, ({ sessionId }) => this.announce(sessionId))
       .catch((err) => {
@@ -81,6 +96,7 @@ export class SessionService {
 
   close(): void {
     this.revokedListeners.clear();
+    this.offReconnect?.();
     // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
     void this.unsubscribe?.then((off) => off?.().catch(() => undefined));
   }
@@ -178,17 +194,25 @@ export class SessionService {
   private async liveOf(viewers: readonly Viewer[]): Promise<boolean[]> {
     const rows = await runPrepared<Array<{ id: string; user_id: string }>>(this.db, SESSIONS_LIVE, [viewers.map((v) => v.sessionId)]);
     const userOf = new Map(rows.map((r) => [r.id, r.user_id]));
-    return viewers.map((v) => userOf.get(v.sessionId) === v.id);
+    return viewers.map((v) => {
+      const live = userOf.get(v.sessionId) === v.id;
+      if (live) this.standing.set(v.sessionId, true);
+      else this.standing.delete(v.sessionId);
+      return live;
+    });
   }
 
   /**
    * The viewer of an `Authorization` header: `claimed` at once, as its token says (null for none or
    * a bad token), and `confirmed` once its session is checked (null if the session ended; rejects
-   * when the database cannot answer).
+   * when the database cannot answer). `standing`: the session was found standing here lately (see
+   * `standing`), so its budgets may be spent while the check runs.
    */
-  viewerOf(header: unknown): { claimed: Viewer | null; confirmed: Promise<Viewer | null> } {
+  viewerOf(header: unknown): { claimed: Viewer | null; confirmed: Promise<Viewer | null>; standing: boolean } {
     const claimed = this.tokens.fromAuthorization(header) ?? null;
-    return { claimed, confirmed: claimed ? this.isLive(claimed).then((live) => (live ? claimed : null)) : Promise.resolve(null) };
+    if (!claimed) return { claimed, confirmed: Promise.resolve(null), standing: false };
+    const standing = this.standing.has(claimed.sessionId);
+    return { claimed, confirmed: this.isLive(claimed).then((live) => (live ? claimed : null)), standing };
   }
 
   /** Of `sessionIds`, the ones that no longer stand (one query; for sweeping open sockets). */
@@ -208,6 +232,7 @@ export class SessionService {
   }
 
   private announce(sessionId: string): void {
+    this.standing.delete(sessionId);
     for (const listener of this.revokedListeners) listener(sessionId);
   }
 }

@@ -4,9 +4,10 @@ import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { GraphQLContext } from './context';
 
 /**
- * Settles an HTTP request's viewer. Its session is checked while Apollo parses and validates (and
- * a mutation's budgets are spent, `budgets.ts`); until the check answers, `ctx.viewer` is the one
- * its token claims, and no resolver runs: a query's wait here before it executes
+ * Settles an HTTP request's viewer. The session of one found standing lately on this instance
+ * (`SessionService.viewerOf`) is checked while Apollo parses and validates (and a mutation's
+ * budgets are spent, `budgets.ts`); until the check answers, `ctx.viewer` is the one its token
+ * claims, and no resolver runs: a query's wait here before it executes
  * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`).
  * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
  * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket the socket's session was checked
@@ -18,6 +19,8 @@ export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
     ctx.viewer = await ctx.pendingViewer;
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
+    // Answered with HTTP 500 as a failed check before the operation is (Apollo reads `extensions.http`).
+    if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 500 } } });
     throw err;
   }
 }

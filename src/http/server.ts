@@ -80,10 +80,13 @@ export async function createHttpServer(deps: TransportDeps) {
   const parseJson = express.json({ limit: MAX_REQUEST_BYTES });
   const tagRequest = (res: http.ServerResponse) => res.setHeader('x-request-id', randomUUID());
   const runApollo = apolloHandler(apollo, async ({ req, res }) => {
-    // The session is checked while Apollo parses, validates and (for a mutation) spends budgets: see `confirmViewer`.
-    const { claimed, confirmed } = deps.sessions.viewerOf(req.headers.authorization);
+    const { claimed, confirmed, standing } = deps.sessions.viewerOf(req.headers.authorization);
+    const requestId = String(res.getHeader('x-request-id'));
+    if (!standing) return deps.context(await confirmed, requestId, deps.clientAddress(req));
+    // A session found standing lately: it is checked while Apollo parses, validates and (for a
+    // mutation) spends budgets (`confirmViewer`).
     confirmed.catch(() => undefined); // a request refused before it executes never waits for it
-    return deps.context(claimed, String(res.getHeader('x-request-id')), deps.clientAddress(req), undefined, claimed ? confirmed : undefined);
+    return deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed);
   });
   const answerError = errorAnswer(log);
   /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */

@@ -2,7 +2,8 @@
 // retryAfterMs. Behind TRUST_PROXY, each test names its own client addresses in X-Forwarded-For,
 // so the budgets per address of one test are not spent by another.
 import { randomBytes } from 'node:crypto';
-import { unique, startServer, type GqlResult, type TestServer, type TestUser } from '../support/harness';
+import Redis from 'ioredis';
+import { unique, startServer, waitFor, type GqlResult, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
 const SMALL_BUDGETS = {
@@ -21,14 +22,12 @@ let server: TestServer;
 /** A second instance on the same Redis: budgets are shared. */
 let twin: TestServer;
 let hourly: TestServer;
+let hourlyTwin: TestServer;
+const HOURLY = { TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6' };
 beforeAll(async () => {
-  [server, twin, hourly] = await Promise.all([
-    startServer(SMALL_BUDGETS),
-    startServer(SMALL_BUDGETS),
-    startServer({ TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6' }),
-  ]);
+  [server, twin, hourly, hourlyTwin] = await Promise.all([startServer(SMALL_BUDGETS), startServer(SMALL_BUDGETS), startServer(HOURLY), startServer(HOURLY)]);
 });
-afterAll(() => Promise.all([server.stop(), twin.stop(), hourly.stop()]));
+afterAll(() => Promise.all([server.stop(), twin.stop(), hourly.stop(), hourlyTwin.stop()]));
 
 /** A client address of its own, as a proxy would name it. */
 const address = () => `10.${[...randomBytes(3)].join('.')}`;
@@ -217,12 +216,25 @@ describe('mutations of any kind', () => {
     const room = await createRoomFrom(hourly, ada); // 1 of MUTATIONS_PER_USER_PER_10S = 6
     const other = (await post(hourly, address(), LOG_IN, { input: { username: ada.username, password: PASSWORD } })).data.logIn.token as string;
     expect((await post(hourly, address(), 'mutation { logOut }', {}, ada.token)).data?.logOut).toBe(true);
-    // Each is spent while its session is checked (the budgets in Redis, the session in PostgreSQL) and given back.
-    const ended = await Promise.all(Array.from({ length: 8 }, () => post(hourly, address(), SEND, { input: { roomId: room, body: 'after logOut' } }, ada.token)));
-    expect(codes(ended)).toEqual(Array(8).fill('UNAUTHENTICATED')); // never RATE_LIMITED
-    const sends: GqlResult[] = [];
-    for (let i = 0; i < 5; i++) sends.push(await post(hourly, address(), SEND, { input: { roomId: room, body: `live ${i}` } }, other));
-    expect(codes(sends)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']); // SENDS_PER_USER_PER_HOUR = 4
+    // The live session's sends during a flood from the ended one (on both instances sharing Redis): none refused,
+    // and the flood's requests never touch the user's budgets, not even for a moment.
+    const redis = new Redis(process.env.TEST_REDIS_URL!);
+    const monitor = await redis.monitor();
+    const touched: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((arg) => arg.includes(ada.id))) touched.push(args.join(' '));
+    });
+    const send = (target: TestServer, token: string, body: string) => post(target, address(), SEND, { input: { roomId: room, body } }, token);
+    const flood = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i % 2 ? hourly : hourlyTwin, ada.token, 'after logOut')));
+    expect(codes(flood)).toEqual(Array(40).fill('UNAUTHENTICATED')); // never RATE_LIMITED
+    const during = touched.length;
+    const live = await Promise.all([0, 1, 2, 3].map((i) => send(i % 2 ? hourlyTwin : hourly, other, `live ${i}`)));
+    await waitFor(() => touched.length > during); // the monitor does see the user's budgets spent
+    monitor.disconnect();
+    redis.disconnect();
+    expect(touched.slice(0, during)).toEqual([]);
+    expect(codes(live)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(codes([await send(hourly, other, 'one too many')])).toEqual(['RATE_LIMITED']); // SENDS_PER_USER_PER_HOUR = 4
   });
 });
 

@@ -215,6 +215,7 @@ describe('a WebSocket renewed by refreshSession sent on it', () => {
 describe('a user who no longer exists', () => {
   it('is UNAUTHENTICATED over HTTP and refused with 4403 before connection_ack', async () => {
     const gone = await signUpTokens();
+    await must(server.url, ME, {}, gone.token); // found standing: its next requests are checked while they run
     await server.app.db.dataSource.query(`DELETE FROM users WHERE id = $1`, [gone.id]);
 
     expect(codeOf(await gql(server.url, `mutation { createRoom(input: { name: "x", kind: PUBLIC }) { id } }`, {}, gone.token))).toBe('UNAUTHENTICATED');
@@ -243,5 +244,33 @@ describe('a user who no longer exists', () => {
     await waitFor(() => closes.length > 0);
     expect(closes).toEqual([4403]);
     await client.dispose();
+  });
+});
+
+describe('sessions found standing (which HTTP requests spend budgets while their session is checked)', () => {
+  const standing = (sessions: TestServer['app']['services']['sessions'], token: string) => sessions.viewerOf(`Bearer ${token}`);
+
+  it('counts a session only once a check found it standing, and no longer once it ended here, elsewhere or in the database', async () => {
+    const twin = await startServer({ JWT_TTL_SECONDS: '3', SESSION_SWEEP_MS: '200' });
+    try {
+      const { sessions } = server.app.services;
+      const [here, elsewhere, inSql] = await Promise.all([signUpTokens(), signUpTokens(), signUpTokens()]);
+      for (const user of [here, elsewhere, inSql]) {
+        const first = standing(sessions, user.token);
+        expect(first.standing).toBe(false); // new on this instance
+        expect(await first.confirmed).toMatchObject({ id: user.id });
+        expect(standing(sessions, user.token).standing).toBe(true);
+      }
+      await must(server.url, 'mutation { logOut }', {}, here.token);
+      expect(standing(sessions, here.token).standing).toBe(false);
+      await must(twin.url, 'mutation { logOut }', {}, elsewhere.token);
+      await waitFor(() => !standing(sessions, elsewhere.token).standing); // the revocation signal
+      await server.app.db.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [inSql.id]); // no signal
+      expect(standing(sessions, inSql.token).standing).toBe(true); // not known yet; its check says otherwise:
+      expect(await standing(sessions, inSql.token).confirmed).toBeNull();
+      expect(standing(sessions, inSql.token).standing).toBe(false);
+    } finally {
+      await twin.stop();
+    }
   });
 });
