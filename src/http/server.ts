@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { ApolloServer, HeaderMap } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
-import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
@@ -62,6 +62,9 @@ export async function createHttpServer(deps: TransportDeps) {
       },
       ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.drainMs }),
       ApolloServerPluginLandingPageDisabled(),
+      // No field has a cache hint: Apollo's default cache-control plugin would only wrap every
+      // field's resolver to find that out. Every answer says `no-store` instead (`tagRequest`).
+      ApolloServerPluginCacheControlDisabled(),
       metrics.plugin(),
       {
         async serverWillStart() {
@@ -78,7 +81,10 @@ export async function createHttpServer(deps: TransportDeps) {
 
   const withCors = cors({ origin: deps.corsOrigins, maxAge: 600 });
   const parseJson = express.json({ limit: MAX_REQUEST_BYTES });
-  const tagRequest = (res: http.ServerResponse) => res.setHeader('x-request-id', randomUUID());
+  const tagRequest = (res: http.ServerResponse) => {
+    res.setHeader('x-request-id', randomUUID());
+    res.setHeader('cache-control', 'no-store'); // what Apollo's cache-control plugin answered for every operation here
+  };
   const runApollo = apolloHandler(apollo, async ({ req, res }) => {
     const { claimed, confirmed, standing } = deps.sessions.viewerOf(req.headers.authorization);
     const requestId = String(res.getHeader('x-request-id'));

@@ -278,6 +278,17 @@ describe('GraphQL over HTTP', () => {
     expect(b.headers.get('x-request-id')).toMatch(UUID);
     expect(a.headers.get('x-request-id')).not.toBe(b.headers.get('x-request-id'));
   });
+
+  it('tells caches to keep no answer: queries over POST and GET, mutations, refusals', async () => {
+    const answers = await Promise.all([
+      post(JSON.stringify({ query: '{ me { id } }' })),
+      fetch(`${server.url}?query=${encodeURIComponent('{ me { id } }')}`, { headers: { 'apollo-require-preflight': 'true' } }),
+      post(JSON.stringify({ query: 'mutation { logOut }' })),
+      post(JSON.stringify({ query: '{ nope }' })),
+    ]);
+    expect(answers.map((res) => res.status)).toEqual([200, 200, 200, 400]);
+    for (const res of answers) expect(res.headers.get('cache-control')).toBe('no-store');
+  });
 });
 
 describe('internal faults are masked', () => {
