@@ -65,17 +65,23 @@ export class RoomHub {
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
 
-  /** Subscribes, then reads the room's head (in that order, so nothing falls between). */
+  /**
+   * Subscribes, then reads the room's head (in that order, so nothing falls between). A subscribe
+   * stuck behind a dead Redis must not hold the room hostage: after SUBSCRIBE_WAIT_MS the hub
+   * starts from the head as it was when it was asked for (read meanwhile), so what was sent while
+   * it waited is not taken for history, and the timer heals it in.
+   */
   async start(): Promise<void> {
     const subscribing = this.pubsub.subscribe(roomTopic(this.roomId), (s) => this.take(s));
     this.unsubscribe = subscribing.catch((err) => {
       this.log.warn({ err: (err as Error).message, roomId: this.roomId }, 'room subscription failed; healing by timer');
       return undefined;
     });
-    // A subscribe stuck behind a dead Redis must not hold the room hostage: the timer heals meanwhile.
+    const headWhenAsked = this.store.head(this.roomId);
+    headWhenAsked.catch(() => undefined); // read again below when the subscribe settles in time
     const settled = await Promise.race([this.unsubscribe.then(() => true), delay(SUBSCRIBE_WAIT_MS).then(() => false)]);
     if (!settled) void this.unsubscribe.then(() => this.heal());
-    const head = await this.store.head(this.roomId);
+    const head = settled ? await this.store.head(this.roomId) : await headWhenAsked;
     this.position = head.lastChange;
     this.lastSeq = head.lastSeq;
     this.added = new AddedSet(head.lastSeq);

@@ -158,7 +158,10 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     const ws = wsClient(c.wsUrl, bob);
     dispose = async () => ws.dispose();
     const sub = collect(ws, MESSAGE_ADDED, { roomId, after: null });
-    await waitFor(() => c!.app.hubs.listeners(roomId) === 1);
+    // Sent while the room's hub waits for its subscription (2 s): after the subscriber asked, so theirs.
+    await waitFor(() => c!.app.hubs.size === 1);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(c.app.hubs.listeners(roomId)).toBe(0); // still waiting
     const sent = await Promise.all([1, 2, 3].map((i) => send(c!.url, ada, roomId, `while Redis is down ${i}`)));
     await sub.until((r) => r.length >= 3, 10_000); // from the database, by the hub's timer
     expect(sub.results.map((r) => r.data?.messageAdded.id).sort()).toEqual(sent.map((m) => m.id).sort());

@@ -387,6 +387,24 @@ describe('RoomHub', () => {
     expect(a).toEqual([]);
   });
 
+  it('starts from the head as it was when asked if its subscription is stuck (Redis down), so what is sent while it waits is delivered', async () => {
+    const pubsub = new MemoryPubSub();
+    jest.spyOn(pubsub, 'subscribe').mockReturnValue(new Promise(() => undefined)); // a subscribe behind a dead Redis
+    const store = new FakeStore();
+    store.append(ROOM, 3);
+    const hub = new RoomHub(ROOM, store.asStore(), pubsub, silentLogger() as unknown as Logger);
+    toStop.push(hub);
+    const starting = hub.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    store.append(ROOM, 2); // sent while the hub waits for its subscription
+    await starting;
+    expect(hub.lastSeq).toBe(3);
+    const seen = listen(hub, 'alice');
+    hub.heal(); // the registry's timer
+    await waitFor(() => seen.length === 2, 'the two sent while it waited');
+    expect(labels(seen)).toEqual(['added 4@4', 'added 5@5']);
+  }, 10_000);
+
   it('does not read the room\'s whole history for a signal that arrives while it reads its starting position', async () => {
     const pubsub = new MemoryPubSub();
     const store = new FakeStore();
@@ -575,7 +593,7 @@ describe('HubRegistry', () => {
     expect(a.hub.position).toBe(5);
     expect(a.hub.lastSeq).toBe(4);
     expect(registry.size).toBe(2);
-    expect(store.callsOf('head')).toEqual([[ROOM], ['room-b']]);
+    expect(store.callsOf('head')).toEqual([[ROOM], [ROOM], ['room-b'], ['room-b']]); // as asked, and once subscribed
     expect(pubsub.subscribers(ROOM)).toBe(1);
   });
 
