@@ -225,13 +225,18 @@ describe('mutations of any kind', () => {
       if (args.some((arg) => arg.includes(ada.id))) touched.push(args.join(' '));
     });
     const send = (target: TestServer, token: string, body: string) => post(target, address(), SEND, { input: { roomId: room, body } }, token);
-    const flood = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i % 2 ? hourly : hourlyTwin, ada.token, 'after logOut')));
-    expect(codes(flood)).toEqual(Array(40).fill('UNAUTHENTICATED')); // never RATE_LIMITED
-    const during = touched.length;
-    const live = await Promise.all([0, 1, 2, 3].map((i) => send(i % 2 ? hourlyTwin : hourly, other, `live ${i}`)));
-    await waitFor(() => touched.length > during); // the monitor does see the user's budgets spent
-    monitor.disconnect();
-    redis.disconnect();
+    let during: number;
+    let live: GqlResult[];
+    try {
+      const flood = await Promise.all(Array.from({ length: 40 }, (_, i) => send(i % 2 ? hourly : hourlyTwin, ada.token, 'after logOut')));
+      expect(codes(flood)).toEqual(Array(40).fill('UNAUTHENTICATED')); // never RATE_LIMITED
+      during = touched.length;
+      live = await Promise.all([0, 1, 2, 3].map((i) => send(i % 2 ? hourlyTwin : hourly, other, `live ${i}`)));
+      await waitFor(() => touched.length > during); // the monitor does see the user's budgets spent
+    } finally {
+      monitor.disconnect();
+      redis.disconnect();
+    }
     expect(touched.slice(0, during)).toEqual([]);
     expect(codes(live)).toEqual(['ok', 'ok', 'ok', 'ok']);
     expect(codes([await send(hourly, other, 'one too many')])).toEqual(['RATE_LIMITED']); // SENDS_PER_USER_PER_HOUR = 4
