@@ -71,7 +71,7 @@ export interface RoomLoader<V> {
 export interface GraphQLContext {
   /** Over HTTP, the one the token claims until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
   viewer: Viewer | null;
-  /** Over HTTP, while the session is checked: settles with the viewer, or null if the session ended. */
+  /** Over HTTP, while the session is checked: settles with the viewer, or null if the session ended (unset once it did). */
   pendingViewer?: Promise<Viewer | null>;
   requestId: string;
   /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
@@ -135,7 +135,7 @@ class OperationContext implements GraphQLContext {
     readonly newLoaders: () => Loaders,
     readonly eventLoaders: (key: object) => Loaders,
     readonly socket?: SocketAuth,
-    readonly pendingViewer?: Promise<Viewer | null>,
+    public pendingViewer?: Promise<Viewer | null>,
   ) {}
 
   get loaders(): Loaders {

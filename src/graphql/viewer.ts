@@ -17,6 +17,7 @@ export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
   if (!ctx.pendingViewer) return;
   try {
     ctx.viewer = await ctx.pendingViewer;
+    ctx.pendingViewer = undefined; // settled: the operation's later fields need not wait
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
     // Answered with HTTP 500 as a failed check before the operation is (Apollo reads `extensions.http`).
@@ -31,7 +32,7 @@ export function confirmedViewerPlugin(): ApolloServerPlugin<GraphQLContext> {
     async requestDidStart() {
       return {
         async didResolveOperation({ operation, contextValue }) {
-          if (operation?.operation !== 'mutation') await confirmViewer(contextValue);
+          if (contextValue.pendingViewer && operation?.operation !== 'mutation') await confirmViewer(contextValue);
         },
       };
     },
@@ -44,10 +45,9 @@ export function withConfirmedViewer(schema: GraphQLSchema): GraphQLSchema {
     [MapperKind.MUTATION_ROOT_FIELD]: (field) => {
       const resolve = field.resolve;
       if (!resolve) return field;
-      const confirmed: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
-        await confirmViewer(ctx);
-        return resolve(source, args, ctx, info);
-      };
+      // Without a check under way (WebSocket, or settled already) it runs at once.
+      const confirmed: GraphQLFieldResolver<unknown, GraphQLContext> = (source, args, ctx, info) =>
+        ctx.pendingViewer ? confirmViewer(ctx).then(() => resolve(source, args, ctx, info)) : resolve(source, args, ctx, info);
       return { ...field, resolve: confirmed };
     },
   });
