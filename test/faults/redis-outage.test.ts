@@ -2,7 +2,9 @@
 // (it commits and answers), /readyz reports pub/sub down and the database up, a subscription opened
 // during the outage still starts, and every subscriber on both instances catches up — the
 // roomEvents ones with every edit, reaction, deletion and reply made meanwhile, in change order
-// (API.md guarantees 1–5, 8). A private Redis: stopping the shared one would break the other test files.
+// (API.md guarantees 1–5, 8). An instance started while Redis is down serves, delivers what is sent
+// while its room hubs wait for their subscriptions, and stops without waiting for Redis. A private
+// Redis: stopping the shared one would break the other test files.
 import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
