@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { MessageStatus } from '../db/entities/message';
 import type { Logger } from '../logger';
-import { assistantControlTopic, type PubSub } from '../pubsub';
+import { assistantControlTopic, unsubscribeWhenSettled, type PubSub } from '../pubsub';
 import { buildTurns } from './context';
 import type { ChatModel } from './model';
 import type { ReplyEnd, ReplyStore } from './reply-store';
@@ -78,8 +78,7 @@ export class ReplyRunner {
     const entries = [...this.active.entries()];
     for (const [id] of entries) this.abort(id, 'shutdown');
     await Promise.all(entries.map(([, e]) => e.done));
-    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
-    void this.offControl?.then((off) => off().catch(() => undefined), () => undefined);
+    unsubscribeWhenSettled(this.offControl);
   }
 
   /** The replies streaming on this instance now. */

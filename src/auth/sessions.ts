@@ -6,7 +6,7 @@ import { UserEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
 import { badUserInput, unauthenticated } from '../errors';
 import type { Logger } from '../logger';
-import { sessionRevokedTopic, type PubSub } from '../pubsub';
+import { sessionRevokedTopic, unsubscribeWhenSettled, type PubSub } from '../pubsub';
 import { isUuid } from '../validation';
 import type { TokenService, Viewer } from './tokens';
 
@@ -97,8 +97,7 @@ export class SessionService {
   close(): void {
     this.revokedListeners.clear();
     this.offReconnect?.();
-    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
-    void this.unsubscribe?.then((off) => off?.().catch(() => undefined));
+    unsubscribeWhenSettled(this.unsubscribe);
   }
 
   /** Calls `listener` with the id of each session revoked here or on another instance. */

@@ -1,7 +1,7 @@
 import { Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import type { DataSource } from 'typeorm';
 import type { Logger } from '../logger';
-import { activityTopic, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
+import { activityTopic, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
 
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
@@ -48,8 +48,7 @@ export class ActivityRouter {
   }
 
   stop(): void {
-    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
-    void this.off?.then((off) => off().catch(() => undefined), () => undefined);
+    unsubscribeWhenSettled(this.off);
   }
 
   /** How many feeds are open on this instance. */

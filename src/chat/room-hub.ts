@@ -1,5 +1,6 @@
 import type { Logger } from '../logger';
-import { activityTopic, roomTopic, toWire, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
+import { activityTopic, roomTopic, toWire, unsubscribeWhenSettled, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
+import { within } from '../within';
 import { AddedSet } from './added-set';
 import { membershipKey, type RoomStore } from './room-store';
 
@@ -79,7 +80,7 @@ export class RoomHub {
     });
     const headWhenAsked = this.store.head(this.roomId);
     headWhenAsked.catch(() => undefined); // read again below when the subscribe settles in time
-    const settled = await Promise.race([this.unsubscribe.then(() => true), delay(SUBSCRIBE_WAIT_MS).then(() => false)]);
+    const settled = await within(this.unsubscribe.then(() => true), SUBSCRIBE_WAIT_MS, false);
     if (!settled) void this.unsubscribe.then(() => this.heal());
     const head = settled ? await this.store.head(this.roomId) : await headWhenAsked;
     this.position = head.lastChange;
@@ -143,8 +144,7 @@ export class RoomHub {
     this.stopped = true;
     clearTimeout(this.reorderTimer);
     this.listeners.clear();
-    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
-    void this.unsubscribe?.then((off) => off?.().catch(() => undefined));
+    unsubscribeWhenSettled(this.unsubscribe);
   }
 
   private enqueue(task: () => Promise<void>): void {
@@ -330,14 +330,9 @@ export class HubRegistry {
   async close(): Promise<void> {
     clearInterval(this.timer);
     this.offReconnect();
-    // Unsubscribed once the subscription settles, not waited for: a Redis that is down holds it.
-    void this.offActivity.then((off) => off?.().catch(() => undefined));
+    unsubscribeWhenSettled(this.offActivity);
     const entries = [...this.hubs.values()];
     this.hubs.clear();
     await Promise.all(entries.map(({ hub }) => hub.stop()));
   }
-}
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }

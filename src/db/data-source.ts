@@ -2,6 +2,7 @@ import 'reflect-metadata';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
+import { within } from '../within';
 import { openEmbedded } from './embedded';
 import { entities } from './entities';
 import { migrations } from './migrations';
@@ -78,15 +79,11 @@ function wrap(dataSource: DataSource, close: () => Promise<void>): Database {
   return {
     dataSource,
     close,
-    async ping(timeoutMs = 2000) {
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-      const query = dataSource.query('SELECT 1').then(() => true, () => false);
-      try {
-        return await Promise.race([query, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
-    },
+    ping: (timeoutMs = 2000) =>
+      within(
+        dataSource.query('SELECT 1').then(() => true, () => false),
+        timeoutMs,
+        false,
+      ),
   };
 }

@@ -6,7 +6,7 @@ import type { PubSub } from './types';
 
 export type { Activity, AssistantControl, PubSub, RoomSignal, Topic, UserSignal } from './types';
 export { toWire, type MessageModel, type MessageWire } from './wire';
-export { activityTopic, assistantControlTopic, roomTopic, sessionRevokedTopic, userTopic } from './types';
+export { activityTopic, assistantControlTopic, roomTopic, sessionRevokedTopic, unsubscribeWhenSettled, userTopic } from './types';
 
 /** Redis pub/sub when `REDIS_URL` is set (instances act as one), in-memory otherwise. */
 export function createPubSub(config: Config, log: Logger): PubSub {

@@ -1,6 +1,7 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import Redis from 'ioredis';
 import type { Logger } from '../logger';
+import { within } from '../within';
 import type { PubSub, Topic } from './types';
 
 /**
@@ -71,13 +72,7 @@ export class RedisBus implements PubSub {
   async ready(timeoutMs: number): Promise<boolean> {
     const connected = (client: Redis) =>
       client.status === 'ready' ? Promise.resolve() : new Promise<void>((resolve) => client.once('ready', () => resolve()));
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs)));
-    try {
-      return await Promise.race([Promise.all([connected(this.publisher), connected(this.subscriber)]).then(() => true), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return within(Promise.all([connected(this.publisher), connected(this.subscriber)]).then(() => true), timeoutMs, false);
   }
 
   /**
@@ -88,10 +83,7 @@ export class RedisBus implements PubSub {
   async close(graceMs = 1000): Promise<void> {
     this.closed = true;
     this.reconnectListeners.clear();
-    let timer: NodeJS.Timeout | undefined;
-    const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs)));
-    await Promise.race([this.bus.close().catch(() => undefined), grace]);
-    clearTimeout(timer);
+    await within(this.bus.close().then(() => undefined, () => undefined), graceMs, undefined);
     this.publisher.disconnect();
     this.subscriber.disconnect();
   }

@@ -68,3 +68,15 @@ export interface PubSub {
   ready(timeoutMs: number): Promise<boolean>;
   close(): Promise<void>;
 }
+
+/**
+ * Unsubscribes once `subscription` settles, without waiting for it: a Redis that is down holds a
+ * subscription until it is back, and stopping must not wait for that. A failed subscription has
+ * nothing to undo.
+ */
+export function unsubscribeWhenSettled(subscription: Promise<(() => Promise<void>) | undefined> | undefined): void {
+  void subscription?.then(
+    (off) => off?.().catch(() => undefined),
+    () => undefined,
+  );
+}
