@@ -3,6 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, type Client, type FormattedExecutionResult as ExecutionResult } from 'graphql-ws';
+import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
 import { createApp, type App } from '../../src/app';
 import { loadConfig } from '../../src/config';
@@ -24,13 +25,17 @@ export interface TestServer {
 /**
  * Starts the real app on port 0. By default against the PostgreSQL and Redis that the global
  * setup started; pass `{ DATABASE_URL: undefined }` for the embedded database, `{ REDIS_URL: undefined }`
- * for in-memory pub/sub.
+ * for in-memory pub/sub (and then, unless a database is given, a fresh one on the shared server).
  */
 export async function startServer(env: Record<string, string | undefined> = {}): Promise<TestServer> {
+  // Without Redis an instance is, by contract, the only one on its database (at start it ends every
+  // reply left streaming there): on the shared PostgreSQL it gets a database of its own.
+  const alone = 'REDIS_URL' in env && !env.REDIS_URL && !('DATABASE_URL' in env);
+  const own = alone ? await privateDatabase() : undefined;
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
-    DATABASE_URL: requireEnv('TEST_DATABASE_URL'),
+    DATABASE_URL: own?.url ?? requireEnv('TEST_DATABASE_URL'),
     REDIS_URL: requireEnv('TEST_REDIS_URL'),
     DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'chat-data-')),
     JWT_SECRET: TEST_SECRET,
@@ -45,8 +50,35 @@ export async function startServer(env: Record<string, string | undefined> = {}):
     app,
     url: `http://127.0.0.1:${port}/graphql`,
     wsUrl: `ws://127.0.0.1:${port}/graphql`,
-    stop: () => app.stop(),
+    stop: async () => {
+      await app.stop();
+      await own?.drop();
+    },
   };
+}
+
+/** A fresh database on the shared PostgreSQL, and how to drop it. */
+async function privateDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const shared = new URL(requireEnv('TEST_DATABASE_URL'));
+  const name = `chat_alone_${randomBytes(5).toString('hex')}`;
+  const admin = () => {
+    const url = new URL(shared);
+    url.pathname = '/postgres';
+    return new PgClient({ connectionString: url.toString() });
+  };
+  const run = async (statement: string) => {
+    const client = admin();
+    await client.connect();
+    try {
+      await client.query(statement);
+    } finally {
+      await client.end();
+    }
+  };
+  await run(`CREATE DATABASE ${name}`);
+  const url = new URL(shared);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => run(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
 }
 
 /**
