@@ -45,32 +45,42 @@ export interface RoomSendLimit {
 
 /**
  * The send (see `MessageStore.insert`), prepared: its text crosses the wire once per connection
- * and PostgreSQL plans it once, not on every send.
+ * and PostgreSQL plans it once, not on every send. A reply's also updates its thread root; a
+ * top-level message's has no such part, which PostgreSQL would set up on every run all the same
+ * (an UPDATE of the messages table, its indexes opened) only to find no row to change.
  */
-const SEND = prepare(
-  'message_insert',
-  `WITH next AS (
-       UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + CASE WHEN $4::uuid IS NULL THEN 1 ELSE 2 END,
+const sendStatement = (reply: boolean) =>
+  prepare(
+    reply ? 'message_insert_reply' : 'message_insert',
+    `WITH next AS (
+       UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + ${reply ? 2 : 1},
          send_window_started_at = CASE WHEN $12::integer IS NULL OR ${WINDOW_OPEN} THEN send_window_started_at ELSE now() END,
          send_window_count = CASE WHEN $12::integer IS NULL THEN send_window_count WHEN ${WINDOW_OPEN} THEN send_window_count + 1 ELSE 1 END
        WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
-       RETURNING last_seq, last_change - CASE WHEN $4::uuid IS NULL THEN 0 ELSE 1 END AS change),
+       RETURNING last_seq, last_change - ${reply ? 1 : 0} AS change),
      added AS (
        INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
-       SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4, $5, $6, $7, $8, $10, ${MENTIONED('$1', '$2', '$11')} FROM next
-       RETURNING ${MESSAGE_COLUMNS}),
+       SELECT $1, next.last_seq, next.change, next.change, $2, $3, $4::uuid, $5, $6, $7, $8, $10,
+         CASE WHEN cardinality($11::text[]) = 0 THEN '{}'::uuid[] ELSE ${MENTIONED('$1', '$2', '$11')} END FROM next
+       RETURNING ${MESSAGE_COLUMNS}),${
+         reply
+           ? `
      root AS (
        UPDATE messages r SET reply_count = r.reply_count + 1, last_reply_at = GREATEST(r.last_reply_at, added.created_at),
          change_seq = added.change_seq + 1, updated_at = now()
        FROM added WHERE r.id = $4::uuid
-       RETURNING ${MESSAGE_COLUMNS.replace(/\w+/g, 'r.$&')}),
+       RETURNING ${MESSAGE_COLUMNS.replace(/\w+/g, 'r.$&')}),`
+           : ''
+       }
      read AS (
        UPDATE memberships SET last_read_seq = next.last_seq FROM next
        WHERE $9::boolean AND room_id = $1 AND user_id = $2 AND last_read_seq < next.last_seq)
-     SELECT to_json(m) AS message FROM (SELECT * FROM added UNION ALL SELECT * FROM root) m`,
-  { locks: true }, // the room row's
-);
+     SELECT to_json(m) AS message FROM (SELECT * FROM added${reply ? ' UNION ALL SELECT * FROM root' : ''}) m`,
+    { locks: true }, // the room row's
+  );
+const SEND = sendStatement(false);
+const SEND_REPLY = sendStatement(true);
 
 /** Most different emoji one message may carry. */
 export const MAX_REACTION_KINDS = 50;
@@ -120,7 +130,7 @@ export class MessageStore {
    */
   async insert(manager: EntityManager, fields: NewMessage, { asMember = false, limit }: { asMember?: boolean; limit?: RoomSendLimit } = {}): Promise<MessageEntity[]> {
     for (let attempt = 0; ; attempt++) {
-      const rows: Array<Record<string, unknown>> = await runPrepared(manager, SEND, [
+      const rows: Array<Record<string, unknown>> = await runPrepared(manager, fields.parentId ? SEND_REPLY : SEND, [
         fields.roomId,
         fields.authorId,
         fields.body,
