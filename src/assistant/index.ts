@@ -55,7 +55,7 @@ export async function createAssistant(
 
   runner.listen();
   // Without Redis this is the only instance (by contract), so every STREAMING reply is orphaned.
-  await store.sweep(runner.activeIds(), config.redisUrl ? ORPHAN_AFTER_MS : 'all');
+  await store.sweep(runner.activeIds(), config.redisUrl ? ORPHAN_AFTER_MS : 'all', { previousRun: true });
   const sweeper = setInterval(() => void store.sweep(runner.activeIds(), ORPHAN_AFTER_MS).catch(() => undefined), ORPHAN_AFTER_MS / 3);
   sweeper.unref();
 

@@ -97,15 +97,18 @@ export class ReplyStore {
 
   /**
    * Ends FAILED the replies left STREAMING by a process that is gone: all but `active` when this is
-   * the only instance (`'all'`); otherwise those of this instance's own identity that it is not
-   * streaming (a previous run of it, which crashed), and those whose heartbeat is older than `staleMs`.
+   * the only instance (`'all'`); otherwise those whose heartbeat is older than `staleMs` and, with
+   * `previousRun` (at start, before this run has asked for any), those of this instance's own
+   * identity (a previous run of it, which crashed). Not later: a reply of this run between its
+   * insert and its runner's start is neither in `active` nor stale, and must not be taken for one
+   * a crash left.
    */
-  async sweep(active: string[], staleMs: number | 'all'): Promise<number> {
+  async sweep(active: string[], staleMs: number | 'all', { previousRun = false }: { previousRun?: boolean } = {}): Promise<number> {
     const orphans: Array<{ id: string; room_id: string }> = await this.db.query(
       `SELECT id, room_id FROM messages
        WHERE status = 'STREAMING' AND NOT (id = ANY($1::uuid[]))
-         AND ($2::int IS NULL OR stream_owner = $3 OR updated_at < now() - make_interval(secs => $2::int / 1000.0))`,
-      [active, staleMs === 'all' ? null : staleMs, this.instanceId],
+         AND ($2::int IS NULL OR ($4::boolean AND stream_owner = $3) OR updated_at < now() - make_interval(secs => $2::int / 1000.0))`,
+      [active, staleMs === 'all' ? null : staleMs, this.instanceId, previousRun],
     );
     let ended = 0;
     for (const { id, room_id: roomId } of orphans) {

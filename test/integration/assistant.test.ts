@@ -8,6 +8,7 @@ import type http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_INSTRUCTIONS } from '../../src/assistant/context';
+import { ReplyStore } from '../../src/assistant/reply-store';
 import { FakeOpenAI, type Script } from '../support/fake-openai';
 import {
   codeOf,
@@ -598,6 +599,33 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(await messageById(a.url, ada, roomId, own.id)).toMatchObject({ status: 'FAILED' });
     expect(await messageById(a.url, ada, roomId, other.id)).toMatchObject({ status: 'STREAMING' }); // its heartbeat is fresh
     await a.app.db.dataSource.query(`UPDATE messages SET status = 'FAILED' WHERE id = $1`, [other.id]); // leave nothing streaming
+  });
+
+  it('leaves STREAMING, in the timed sweep, a fresh reply of its own instance that is not running yet', async () => {
+    // Between a reply's insert and its runner's start the reply is this instance's, STREAMING, and not
+    // among the running ones: the sweep every few seconds must not take it for one a crashed run left
+    // (only the sweep at start does that), else a live reply ends FAILED "its server went away".
+    const ada = await signUp(a.url);
+    const roomId = await makeRoom(a.url, ada);
+    const [assistant] = await a.app.db.dataSource.query(`SELECT id FROM users WHERE is_assistant`);
+    const question = await send(a.url, ada, roomId, 'Asked a moment ago');
+    const [reply] = await a.app.messageStore.insert(a.app.db.dataSource.manager, {
+      roomId,
+      authorId: assistant.id,
+      body: '',
+      parentId: question.id,
+      clientId: null,
+      status: 'STREAMING',
+      askedMessageId: question.id,
+      askedBy: ada.id,
+      streamOwner: a.app.config.instanceId,
+    });
+    const store = new ReplyStore(a.app.db.dataSource, a.app.messageStore, a.app.pubsub, a.app.log, a.app.config.instanceId);
+
+    await store.sweep([], 30_000);
+    expect(await messageById(a.url, ada, roomId, reply.id)).toMatchObject({ status: 'STREAMING' });
+    await store.sweep([], 30_000, { previousRun: true }); // at start: a previous run's
+    expect(await messageById(a.url, ada, roomId, reply.id)).toMatchObject({ status: 'FAILED' });
   });
 
   it('marks FAILED, on the embedded database, a reply left STREAMING by a killed process, and keeps the question', async () => {
