@@ -66,15 +66,6 @@ export async function createHttpServer(deps: TransportDeps) {
       // field's resolver to find that out. Every answer says `no-store` instead (`tagRequest`).
       ApolloServerPluginCacheControlDisabled(),
       metrics.plugin(),
-      {
-        async serverWillStart() {
-          return {
-            async drainServer() {
-              await webSockets.dispose(); // closes every socket with 1001 Going Away
-            },
-          };
-        },
-      },
     ],
   });
   await apollo.start();
@@ -131,8 +122,16 @@ export async function createHttpServer(deps: TransportDeps) {
         });
       });
     },
-    /** Stops accepting, closes WebSockets with 1001, waits for in-flight HTTP requests. */
-    stop: () => apollo.stop(),
+    /**
+     * Closes WebSockets with 1001 (each once the queries and mutations running on it are answered),
+     * then stops accepting and waits for in-flight HTTP requests. In that order: Apollo's drain
+     * ends every connection that has no HTTP request in flight, upgraded ones included, which
+     * would cut a socket still waiting for an answer without a close frame.
+     */
+    stop: async () => {
+      await webSockets.dispose();
+      await apollo.stop();
+    },
   };
 }
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebSocket } from 'ws';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
@@ -7,6 +8,14 @@ import type { Logger } from '../logger';
 export const CLOSE_FORBIDDEN = 4403;
 /** WebSocket close code when the session cannot be checked now (the database is down): retry. */
 const CLOSE_TRY_AGAIN_LATER = 1013;
+/** WebSocket close code when this instance shuts down: the client reconnects (to another instance). */
+export const CLOSE_GOING_AWAY = 1001;
+
+/** How and why a socket closes once its running queries and mutations are answered. */
+export interface Closing {
+  code: number;
+  reason: string;
+}
 
 /** What graphql-ws keeps per socket that this module reads and writes. */
 export interface SocketExtra {
@@ -15,31 +24,39 @@ export interface SocketExtra {
   auth?: SocketAuth;
   /** Ids of the queries and mutations running on the socket (not subscriptions). */
   answering?: Set<string>;
-  /** Why the socket closes once they are answered (its session ended meanwhile). */
-  closing?: string;
+  /** Set while the socket waits for their answers to close (its session ended, its token expired, the instance stops). */
+  closing?: Closing;
 }
 
-/** Longest a socket of an ended session stays open for the answers of its running queries and mutations. */
+/** The close reason of a socket whose token expired (4403): a refresh fixes it. */
+const TOKEN_EXPIRED = 'Token expired';
+
+/** Longest a closing socket stays open for the answers of its running queries and mutations. */
 const ANSWERS_GRACE_MS = 5000;
 
 /**
- * Closes a socket with 4403: at once, or, while queries or mutations run on it (the `logOut` that
- * ended its session, sent on it), once they are answered (`operationAnswered`) — so that `logOut`
- * over a WebSocket gets its `true` — and within `ANSWERS_GRACE_MS` in any case. It takes no new
- * operation meanwhile (`websocket.ts`).
+ * Closes a socket with `code`: at once, or, while queries or mutations run on it, once they are
+ * answered (`operationAnswered`), and within `graceMs` in any case. It takes no new operation
+ * meanwhile (`websocket.ts`). So the `logOut` that ended a session over its own socket gets its
+ * `true`, and a `refreshSession` running on a socket whose token expires or whose instance stops
+ * gets its answer: lost, the rotation it made would leave the client presenting a used refresh
+ * token next time, which ends the session (theft detection).
  */
-function closeForbidden(extra: SocketExtra, reason: string): void {
-  if (!extra.answering?.size) return extra.socket.close(CLOSE_FORBIDDEN, reason);
-  if (extra.closing) return;
-  extra.closing = reason;
-  setTimeout(() => extra.socket.close(CLOSE_FORBIDDEN, reason), ANSWERS_GRACE_MS).unref();
+export function closeAfterAnswers(extra: SocketExtra, code: number, reason: string, graceMs = ANSWERS_GRACE_MS): void {
+  if (!extra.answering?.size) return extra.socket.close(code, reason);
+  if (extra.closing && extra.closing.reason !== TOKEN_EXPIRED) return; // an expiry a refresh may yet undo gives way
+  const closing: Closing = { code, reason };
+  extra.closing = closing;
+  setTimeout(() => {
+    if (extra.closing === closing) extra.socket.close(code, reason);
+  }, graceMs).unref();
 }
 
 /** Operation `id` on the socket has completed (graphql-ws `onComplete`: its `complete` goes out right after). */
 export function operationAnswered(extra: SocketExtra, id: string): void {
   if (!extra.answering?.delete(id)) return; // a subscription
-  const reason = extra.closing;
-  if (extra.answering.size === 0 && reason) setImmediate(() => extra.socket.close(CLOSE_FORBIDDEN, reason));
+  const { closing } = extra;
+  if (extra.answering.size === 0 && closing) setImmediate(() => extra.closing === closing && extra.socket.close(closing.code, closing.reason));
 }
 
 /**
@@ -58,15 +75,16 @@ class Tracked implements SocketAuth {
   renew(viewer: Viewer): void {
     this.extra.viewer = viewer;
     clearTimeout(this.timer);
+    if (this.extra.closing?.reason === TOKEN_EXPIRED) this.extra.closing = undefined; // renewed by the refresh it waited for
     if (viewer.expiresAt) {
       // A socket lives no longer than its token, unless `refreshSession` renews it on the socket.
-      this.timer = setTimeout(closeExpired, Math.min(Math.max(0, viewer.expiresAt - Date.now()), 2 ** 31 - 1), this.extra.socket);
+      this.timer = setTimeout(closeExpired, Math.min(Math.max(0, viewer.expiresAt - Date.now()), 2 ** 31 - 1), this.extra);
       this.timer.unref();
     }
   }
 }
 
-const closeExpired = (socket: WebSocket) => socket.close(CLOSE_FORBIDDEN, 'Token expired');
+const closeExpired = (extra: SocketExtra) => closeAfterAnswers(extra, CLOSE_FORBIDDEN, TOKEN_EXPIRED);
 
 /**
  * The authentication of graphql-ws sockets: checks the token and its session in `connection_init`
@@ -102,7 +120,7 @@ export class SocketSessions {
     const headers = (typeof params.headers === 'object' && params.headers ? params.headers : {}) as Record<string, unknown>;
     const checked = this.tokens.checkAuthorization(params.authorization ?? params.Authorization ?? headers.authorization ?? headers.Authorization);
     if (!checked || 'refused' in checked) {
-      if (checked?.refused === 'expired') extra.socket.close(CLOSE_FORBIDDEN, 'Token expired');
+      if (checked?.refused === 'expired') extra.socket.close(CLOSE_FORBIDDEN, TOKEN_EXPIRED);
       return false; // graphql-ws closes with 4403 Forbidden
     }
     const { viewer } = checked;
@@ -124,9 +142,20 @@ export class SocketSessions {
     return true;
   }
 
-  /** Closes every socket of the session on this instance with 4403 (see `closeForbidden`). */
+  /** Closes every socket of the session on this instance with 4403 (see `closeAfterAnswers`). */
   closeSession(sessionId: string, reason: string): void {
-    for (const tracked of this.bySession.get(sessionId) ?? []) closeForbidden(tracked.extra, reason);
+    for (const tracked of this.bySession.get(sessionId) ?? []) closeAfterAnswers(tracked.extra, CLOSE_FORBIDDEN, reason);
+  }
+
+  /**
+   * The instance stops: closes every authenticated socket with 1001 once its running queries and
+   * mutations are answered; resolves when every one has begun to close, within `graceMs`.
+   */
+  async closeAll(graceMs: number): Promise<void> {
+    const open = [...this.bySession.values()].flatMap((set) => [...set]).map((tracked) => tracked.extra);
+    for (const extra of open) closeAfterAnswers(extra, CLOSE_GOING_AWAY, 'Going away', graceMs);
+    const deadline = Date.now() + graceMs;
+    while (open.some((extra) => extra.socket.readyState === extra.socket.OPEN) && Date.now() < deadline) await sleep(20);
   }
 
   /** Closes the sockets whose session no longer stands in the database. */

@@ -10,7 +10,7 @@ import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
-import { operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
+import { CLOSE_GOING_AWAY, operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
@@ -30,7 +30,7 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
  * when the session is revoked), admits each operation through the same
  * pipeline as HTTP (`prepareOperation`: a bad one gets an `error` message with HTTP's code and
  * the socket stays up), bounds subscriptions per socket, executes subscription events once per
- * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001.
+ * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001, each once the queries and mutations running on it are answered.
  */
 export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
@@ -73,7 +73,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return true;
       },
       onSubscribe: (ctx, id, payload) => {
-        if (ctx.extra.closing) return [unauthenticated('Session ended')]; // closing once its running operations are answered
+        const { closing } = ctx.extra;
+        if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
         const prepared = prepareOperation(deps.schema, deps.rules, payload);
         if (Array.isArray(prepared)) return prepared;
         if (isSubscription(prepared)) {
@@ -116,11 +117,20 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     dispose: async () => {
       httpServer.off('upgrade', upgrade);
       guard.close();
+      // Each socket closes (1001) once the queries and mutations running on it are answered: a
+      // `refreshSession` cut off here would have rotated the client's refresh token unseen.
+      await socketSessions.closeAll(SHUTDOWN_ANSWERS_GRACE_MS);
       socketSessions.dispose();
-      await cleanup.dispose();
+      await cleanup.dispose(); // the rest: sockets not yet past connection_init, those whose answers did not come
     },
   };
 }
+
+/** Longest the shutdown waits for the answers of queries and mutations running on its sockets. */
+const SHUTDOWN_ANSWERS_GRACE_MS = 2000;
+
+/** What an operation sent on a socket that is closing for the shutdown is answered. */
+const shuttingDown = () => new AppError(ErrorCode.ServiceUnavailable, 'This server is shutting down; reconnect and send it again');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;

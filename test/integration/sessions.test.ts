@@ -2,8 +2,10 @@
 // revokes the session, logOut ends it, a socket is renewed in place by refreshSession sent on it,
 // and a deleted user's tokens are UNAUTHENTICATED over HTTP and closed with 4403 over WebSocket.
 import { createClient } from 'graphql-ws';
+import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
 import { codeOf, collect, createRoom, gql, must, startServer, unique, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+import { rawSocket, type RawSocket } from '../support/transports';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -209,6 +211,68 @@ describe('a WebSocket renewed by refreshSession sent on it', () => {
     const closed = await sub.done.then(() => undefined, (e) => e);
     expect(closed).toMatchObject({ code: 4403, reason: 'Token expired' });
     await client.dispose();
+  });
+});
+
+describe('a refreshSession running on a socket that is about to close', () => {
+  // The refresh rotates the refresh token in the database; were its answer lost with the socket, the
+  // client would present the used one next time, and that ends the session (theft detection). So a
+  // socket closes only once the refresh running on it is answered. The refresh is held up here by a
+  // lock on its session's row, taken by the test.
+  async function holdSession(refreshToken: string): Promise<() => Promise<void>> {
+    const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
+    await db.connect();
+    await db.query('BEGIN');
+    await db.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [refreshToken.split('.')[0]]);
+    return async () => {
+      await db.query('COMMIT');
+      await db.end();
+    };
+  }
+  const refreshFrame = (refreshToken: string) => ({ id: 'refresh', type: 'subscribe', payload: { query: REFRESH, variables: { r: refreshToken } } });
+  const answerTo = (socket: RawSocket, id: string) => socket.next((f) => f.id === id && (f.type === 'next' || f.type === 'error'), 15_000);
+
+  it('is answered before the socket closes when its instance stops (1001), and the rotated token works on another instance', async () => {
+    const stopping = await startServer();
+    const ada = await signUpTokens();
+    const socket = await rawSocket(stopping.wsUrl, ada.token);
+    const release = await holdSession(ada.refreshToken);
+    socket.send(refreshFrame(ada.refreshToken));
+    await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
+    const stopped = stopping.stop();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(socket.closed()).toBeUndefined(); // waiting for the refresh's answer
+    socket.send({ id: 'later', type: 'subscribe', payload: { query: ME } });
+    const refused = await answerTo(socket, 'later');
+    expect(refused.payload[0].extensions.code).toBe('SERVICE_UNAVAILABLE'); // not UNAUTHENTICATED: the session stands
+    await release();
+    const answer = await answerTo(socket, 'refresh');
+    expect(answer.type).toBe('next');
+    const next = answer.payload.data.refreshSession;
+    expect(next.user.id).toBe(ada.id);
+    expect(await socket.whenClosed).toBe(1001);
+    await stopped;
+    expect((await refresh(next.refreshToken)).data.refreshSession.user.id).toBe(ada.id); // on the instance still up
+  });
+
+  it('renews the socket when it is answered after the old token expired: the socket stays open, its subscription goes on', async () => {
+    const ada = await signUpTokens(); // 3-second tokens on this file's server
+    const roomId = await createRoom(server.url, { id: ada.id, username: '', token: ada.token });
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    socket.send({ id: 'sub', type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId } } });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    const release = await holdSession(ada.refreshToken);
+    socket.send(refreshFrame(ada.refreshToken));
+    await new Promise((r) => setTimeout(r, Date.parse(ada.expiresAt) - Date.now() + 700)); // the first token has expired
+    expect(socket.closed()).toBeUndefined();
+    await release();
+    const answer = await answerTo(socket, 'refresh');
+    expect(answer.payload.data.refreshSession.user.id).toBe(ada.id);
+    await must(server.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { roomId, body: 'after the renewal' } }, answer.payload.data.refreshSession.token);
+    const delivered = await socket.next((f) => f.id === 'sub' && f.type === 'next');
+    expect(delivered.payload.data.messageAdded.body).toBe('after the renewal');
+    expect(socket.closed()).toBeUndefined();
+    socket.close();
   });
 });
 
