@@ -4,7 +4,7 @@ import { LRUCache } from 'lru-cache';
 import type { DataSource, EntityManager } from 'typeorm';
 import { UserEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
-import { badUserInput, unauthenticated } from '../errors';
+import { AppError, badUserInput, ErrorCode, unauthenticated } from '../errors';
 import type { Logger } from '../logger';
 import { sessionRevokedTopic, unsubscribeWhenSettled, type PubSub } from '../pubsub';
 import { isUuid } from '../validation';
@@ -23,6 +23,13 @@ export interface SocketAuth {
   /** Authenticates the socket as `viewer` from now on (a new expiry; its subscriptions untouched). */
   renew(viewer: Viewer): void;
 }
+
+/** Longest a refresh waits for its session's row (another refresh of it, stalled), in ms. */
+const REFRESH_LOCK_WAIT_MS = 1000;
+/** PostgreSQL's lock_not_available: `lock_timeout` ran out. */
+const LOCK_NOT_AVAILABLE = '55P03';
+const refreshUnanswerable = () =>
+  new AppError(ErrorCode.ServiceUnavailable, 'The refresh could not be completed now; nothing changed: retry with the same refresh token');
 
 /** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
 const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
@@ -126,10 +133,17 @@ export class SessionService {
    * working. A token already used revokes its session (and is UNAUTHENTICATED, as are unknown,
    * expired and revoked ones); two refreshes racing with one token are serialised by the row
    * lock, so the second counts as reuse. Sent over a WebSocket of the same session, renews that socket.
+   *
+   * A rotation the client never hears of would leave it holding the retired token, and its next
+   * refresh would end the session as reuse. So the rotation commits only while `answerable` (its
+   * transport) says the answer will still reach the client (a closing socket waits for it), and
+   * waits at most `REFRESH_LOCK_WAIT_MS` for its session's row: held longer (a stalled racing
+   * refresh), it changes nothing and is answered SERVICE_UNAVAILABLE, to be retried as it was.
    */
-  async refresh(raw: unknown, socket?: SocketAuth): Promise<SessionTokens & { user: UserEntity }> {
+  async refresh(raw: unknown, socket?: SocketAuth, answerable: () => boolean = () => true): Promise<SessionTokens & { user: UserEntity }> {
     const { sessionId, secret } = parseRefreshToken(raw);
     const outcome = await this.db.transaction(async (m) => {
+      await m.query(`SET LOCAL lock_timeout = ${REFRESH_LOCK_WAIT_MS}`);
       const [row] = (await m.query(
         `SELECT user_id, refresh_hash, refresh_expires_at < now() AS expired, revoked_at FROM sessions WHERE id = $1 FOR UPDATE`,
         [sessionId],
@@ -145,7 +159,12 @@ export class SessionService {
         `UPDATE sessions SET refresh_hash = $2, refresh_expires_at = now() + make_interval(secs => $3), generation = generation + 1, refreshed_at = now() WHERE id = $1`,
         [sessionId, hashOf(next), this.refreshTtlSeconds],
       );
-      return { kind: 'rotated' as const, sessionId, userId: row.user_id, refreshToken: `${sessionId}.${next}` };
+      const user = await m.getRepository(UserEntity).findOneByOrFail({ id: row.user_id });
+      if (!answerable()) throw refreshUnanswerable(); // rolls the rotation back
+      return { kind: 'rotated' as const, sessionId, user, refreshToken: `${sessionId}.${next}` };
+    }).catch((err: unknown) => {
+      const e = err as { driverError?: { code?: string }; code?: string };
+      throw (e.driverError?.code ?? e.code) === LOCK_NOT_AVAILABLE ? refreshUnanswerable() : err;
     });
     if (outcome.kind === 'refused') throw unauthenticated('Session ended or refresh token unknown: sign in again');
     if (outcome.kind === 'reused') {
@@ -153,10 +172,10 @@ export class SessionService {
       await this.broadcast(outcome.sessionId);
       throw unauthenticated('This refresh token was already used: the session is revoked, sign in again');
     }
-    const access = this.tokens.issue(outcome.userId, outcome.sessionId);
-    const user = await this.db.getRepository(UserEntity).findOneByOrFail({ id: outcome.userId });
+    const { user } = outcome;
+    const access = this.tokens.issue(user.id, outcome.sessionId);
     if (socket?.sessionId === outcome.sessionId) {
-      socket.renew({ id: outcome.userId, sessionId: outcome.sessionId, expiresAt: access.expiresAt.getTime() });
+      socket.renew({ id: user.id, sessionId: outcome.sessionId, expiresAt: access.expiresAt.getTime() });
     }
     return { ...access, refreshToken: outcome.refreshToken, user };
   }

@@ -93,6 +93,12 @@ export interface GraphQLContext {
   socket?: SocketAuth;
   /** A subscription on a WebSocket: where its `next` frames are written (`subscribeShared`). */
   frames?: FrameSink;
+  /**
+   * Whether this operation's answer can still reach the client; true promises it will (a WebSocket
+   * then stays open until the operation is answered). Asked by a change that must not happen
+   * unseen (`refreshSession`'s rotation) just before it commits. Unset: always true.
+   */
+  holdForAnswer?(): boolean;
 }
 
 /** Builds a context: `viewer` through `pendingViewer` as `TransportDeps.context` takes them. */
@@ -126,6 +132,7 @@ export function createContextFactory(db: DataSource, services: Services): Contex
 
 class OperationContext implements GraphQLContext {
   frames?: FrameSink;
+  holdForAnswer?: () => boolean;
 
   constructor(
     public viewer: Viewer | null,

@@ -34,6 +34,7 @@ export async function createHttpServer(deps: TransportDeps) {
 
   const { metrics } = deps;
   const webSockets = attachWebSockets(httpServer, deps);
+  let stopping = false;
   metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => webSockets.size());
   metrics.gauge('chat_pubsub_up', 'Whether pub/sub (Redis) answers: 1 up, 0 down', async () => ((await deps.probes.pubsub()) ? 1 : 0));
   metrics.gauge('chat_database_up', 'Whether the database answers: 1 up, 0 down', async () => ((await deps.probes.database()) ? 1 : 0));
@@ -79,11 +80,17 @@ export async function createHttpServer(deps: TransportDeps) {
   const runApollo = apolloHandler(apollo, async ({ req, res }) => {
     const { claimed, confirmed, standing } = deps.sessions.viewerOf(req.headers.authorization);
     const requestId = String(res.getHeader('x-request-id'));
-    if (!standing) return deps.context(await confirmed, requestId, deps.clientAddress(req));
-    // A session found standing lately: it is checked while Apollo parses, validates and (for a
-    // mutation) spends budgets (`confirmViewer`).
-    confirmed.catch(() => undefined); // a request refused before it executes never waits for it
-    return deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed);
+    let context: GraphQLContext;
+    if (!standing) {
+      context = deps.context(await confirmed, requestId, deps.clientAddress(req));
+    } else {
+      // A session found standing lately: it is checked while Apollo parses, validates and (for a
+      // mutation) spends budgets (`confirmViewer`).
+      confirmed.catch(() => undefined); // a request refused before it executes never waits for it
+      context = deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed);
+    }
+    context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
+    return context;
   });
   const answerError = errorAnswer(log);
   /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
@@ -100,7 +107,8 @@ export async function createHttpServer(deps: TransportDeps) {
   app.use(withCors);
   app.get('/', (_req, res) => res.redirect(302, '/graphql'));
   app.get('/healthz', healthz);
-  app.get('/readyz', readyz(deps.probes));
+  const ready = readyz(deps.probes);
+  app.get('/readyz', (req, res) => (stopping ? void res.status(503).json({ status: 'stopping' }) : ready(req, res)));
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
@@ -129,6 +137,7 @@ export async function createHttpServer(deps: TransportDeps) {
      * would cut a socket still waiting for an answer without a close frame.
      */
     stop: async () => {
+      stopping = true; // /readyz answers 503: load balancers stop sending new work
       await webSockets.dispose();
       await apollo.stop();
     },

@@ -26,6 +26,8 @@ export interface SocketExtra {
   answering?: Set<string>;
   /** Set while the socket waits for their answers to close (its session ended, its token expired, the instance stops). */
   closing?: Closing;
+  /** Operations whose answer the socket has promised to carry (`holdForAnswer`): it does not close before. */
+  holding?: Set<string>;
 }
 
 /** The close reason of a socket whose token expired (4403): a refresh fixes it. */
@@ -47,13 +49,29 @@ export function closeAfterAnswers(extra: SocketExtra, code: number, reason: stri
   if (extra.closing && extra.closing.reason !== TOKEN_EXPIRED) return; // an expiry a refresh may yet undo gives way
   const closing: Closing = { code, reason };
   extra.closing = closing;
-  setTimeout(() => {
-    if (extra.closing === closing) extra.socket.close(code, reason);
-  }, graceMs).unref();
+  // After the grace, only an answer the socket promised (`holdForAnswer`) keeps it open, as long again at most.
+  const last = Date.now() + 2 * graceMs;
+  const close = () => {
+    if (extra.closing !== closing) return;
+    if (extra.holding?.size && Date.now() < last) return void setTimeout(close, 50).unref();
+    extra.socket.close(code, reason);
+  };
+  setTimeout(close, graceMs).unref();
+}
+
+/**
+ * `GraphQLContext.holdForAnswer` on a WebSocket: false once the socket is closing or closed;
+ * otherwise true, and the socket stays open until operation `id` is answered.
+ */
+export function holdForAnswer(extra: SocketExtra, id: string): boolean {
+  if (extra.socket.readyState !== extra.socket.OPEN) return false;
+  (extra.holding ??= new Set()).add(id);
+  return true;
 }
 
 /** Operation `id` on the socket has completed (graphql-ws `onComplete`: its `complete` goes out right after). */
 export function operationAnswered(extra: SocketExtra, id: string): void {
+  extra.holding?.delete(id);
   if (!extra.answering?.delete(id)) return; // a subscription
   const { closing } = extra;
   if (extra.answering.size === 0 && closing) setImmediate(() => extra.closing === closing && extra.socket.close(closing.code, closing.reason));
@@ -154,8 +172,12 @@ export class SocketSessions {
   async closeAll(graceMs: number): Promise<void> {
     const open = [...this.bySession.values()].flatMap((set) => [...set]).map((tracked) => tracked.extra);
     for (const extra of open) closeAfterAnswers(extra, CLOSE_GOING_AWAY, 'Going away', graceMs);
+    const isOpen = (extra: SocketExtra) => extra.socket.readyState === extra.socket.OPEN;
     const deadline = Date.now() + graceMs;
-    while (open.some((extra) => extra.socket.readyState === extra.socket.OPEN) && Date.now() < deadline) await sleep(20);
+    const last = deadline + graceMs; // for answers the sockets promised (`holdForAnswer`)
+    while (open.some(isOpen) && (Date.now() < deadline || (Date.now() < last && open.some((extra) => isOpen(extra) && extra.holding?.size)))) await sleep(20);
+    // The rest: each with the code it was closing with (4403 for an ended session), else 1001.
+    for (const extra of open.filter(isOpen)) extra.socket.close(extra.closing?.code ?? CLOSE_GOING_AWAY, extra.closing?.reason ?? 'Going away');
   }
 
   /** Closes the sockets whose session no longer stands in the database. */

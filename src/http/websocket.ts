@@ -10,7 +10,7 @@ import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
-import { CLOSE_GOING_AWAY, operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
+import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
@@ -37,7 +37,13 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
   const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
+  /** Set when the instance stops: no new socket is admitted. */
+  let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (stopping) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return;
+    }
     if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/graphql') {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
@@ -59,6 +65,10 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       schema: deps.schema,
       subscribe: subscribeShared,
       onConnect: async (ctx) => {
+        if (stopping) {
+          ctx.extra.socket.close(CLOSE_GOING_AWAY, 'Going away'); // opened before the stop, initialised after it
+          return false;
+        }
         // graphql-ws keeps the upgrade request and the connection_init payload for the socket's
         // life: keep the address instead of the request (its headers and stream state, ~1.3 KB),
         // and drop the payload (the bearer token) once read.
@@ -67,6 +77,10 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         const connected = await socketSessions.connect(ctx.connectionParams, ctx.extra);
         (ctx as { connectionParams?: unknown }).connectionParams = undefined;
         if (!connected) return false; // closed 4403 (or 1013)
+        if (stopping) {
+          ctx.extra.socket.close(CLOSE_GOING_AWAY, 'Going away'); // the stop began while its session was checked
+          return false;
+        }
         const viewer = ctx.extra.viewer!;
         if (!guard.admitUser(ctx.extra.socket, viewer.id)) return false; // already closed with 4429
         ctx.extra.socket.on('close', deps.presence.connect(viewer.id)); // a WebSocket closes once
@@ -97,6 +111,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
         if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra.socket, id, log);
+        else context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
         return context;
       },
       onNext: (_ctx, _id, _payload, args, result) =>
@@ -115,7 +130,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   return {
     size: () => wsServer.clients.size,
     dispose: async () => {
-      httpServer.off('upgrade', upgrade);
+      stopping = true;
       guard.close();
       // Each socket closes (1001) once the queries and mutations running on it are answered: a
       // `refreshSession` cut off here would have rotated the client's refresh token unseen.

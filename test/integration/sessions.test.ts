@@ -221,6 +221,7 @@ describe('a refreshSession running on a socket that is about to close', () => {
   // lock on its session's row, taken by the test.
   async function holdSession(refreshToken: string): Promise<() => Promise<void>> {
     const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
+    db.on('error', () => undefined); // a test that failed before releasing it: the database goes at teardown
     await db.connect();
     await db.query('BEGIN');
     await db.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [refreshToken.split('.')[0]]);
@@ -236,23 +237,72 @@ describe('a refreshSession running on a socket that is about to close', () => {
     const stopping = await startServer();
     const ada = await signUpTokens();
     const socket = await rawSocket(stopping.wsUrl, ada.token);
+    const late = await rawSocket(stopping.wsUrl, null); // connected before the stop, initialised after it
     const release = await holdSession(ada.refreshToken);
-    socket.send(refreshFrame(ada.refreshToken));
-    await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
-    const stopped = stopping.stop();
-    await new Promise((r) => setTimeout(r, 300));
-    expect(socket.closed()).toBeUndefined(); // waiting for the refresh's answer
-    socket.send({ id: 'later', type: 'subscribe', payload: { query: ME } });
-    const refused = await answerTo(socket, 'later');
-    expect(refused.payload[0].extensions.code).toBe('SERVICE_UNAVAILABLE'); // not UNAUTHENTICATED: the session stands
-    await release();
+    let stopped: Promise<void>;
+    try {
+      socket.send(refreshFrame(ada.refreshToken));
+      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
+      stopped = stopping.stop();
+      await new Promise((r) => setTimeout(r, 300));
+      expect(socket.closed()).toBeUndefined(); // waiting for the refresh's answer
+      socket.send({ id: 'later', type: 'subscribe', payload: { query: ME } });
+      const refused = await answerTo(socket, 'later');
+      expect(refused.payload[0].extensions.code).toBe('SERVICE_UNAVAILABLE'); // not UNAUTHENTICATED: the session stands
+      // Meanwhile nothing new is taken on: no socket is initialised or upgraded, and readiness fails.
+      late.send({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}` } });
+      expect(await late.whenClosed).toBe(1001);
+      await expect(rawSocket(stopping.wsUrl, ada.token)).rejects.toThrow(/503/);
+      expect((await fetch(stopping.url.replace(/graphql$/, 'readyz'))).status).toBe(503);
+    } finally {
+      await release();
+    }
     const answer = await answerTo(socket, 'refresh');
     expect(answer.type).toBe('next');
     const next = answer.payload.data.refreshSession;
     expect(next.user.id).toBe(ada.id);
     expect(await socket.whenClosed).toBe(1001);
-    await stopped;
+    await stopped!;
     expect((await refresh(next.refreshToken)).data.refreshSession.user.id).toBe(ada.id); // on the instance still up
+  });
+
+  it('changes nothing when its answer cannot reach the client: the refresh token it was given still works', async () => {
+    const ada = await signUpTokens();
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    const release = await holdSession(ada.refreshToken);
+    try {
+      socket.send(refreshFrame(ada.refreshToken));
+      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
+      socket.close(); // the client goes away: the answer has nowhere to go
+      await socket.whenClosed;
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await release();
+    }
+    await new Promise((r) => setTimeout(r, 300)); // the refresh runs on, and must roll back
+    const again = await refresh(ada.refreshToken);
+    expect(again.errors).toBeUndefined(); // not "already used": the session stands
+    expect(again.data.refreshSession.user.id).toBe(ada.id);
+  });
+
+  it('gives up waiting for a held session row after a second, changing nothing (SERVICE_UNAVAILABLE, answered before the socket closes)', async () => {
+    const stopping = await startServer();
+    const ada = await signUpTokens();
+    const socket = await rawSocket(stopping.wsUrl, ada.token);
+    const release = await holdSession(ada.refreshToken);
+    try {
+      socket.send(refreshFrame(ada.refreshToken));
+      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
+      const stopped = stopping.stop(); // its sockets wait up to 2 s for their answers
+      const answer = await answerTo(socket, 'refresh');
+      expect(answer.payload.errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+      expect(answer.payload.data).toBeNull();
+      expect(await socket.whenClosed).toBe(1001);
+      await stopped;
+    } finally {
+      await release();
+    }
+    expect((await refresh(ada.refreshToken)).data.refreshSession.user.id).toBe(ada.id); // the token it held still works
   });
 
   it('renews the socket when it is answered after the old token expired: the socket stays open, its subscription goes on', async () => {
@@ -261,11 +311,16 @@ describe('a refreshSession running on a socket that is about to close', () => {
     const socket = await rawSocket(server.wsUrl, ada.token);
     socket.send({ id: 'sub', type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId } } });
     await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    // Sent shortly before the expiry and held up past it (less than the second a refresh waits for its row).
+    await new Promise((r) => setTimeout(r, Date.parse(ada.expiresAt) - Date.now() - 400));
     const release = await holdSession(ada.refreshToken);
-    socket.send(refreshFrame(ada.refreshToken));
-    await new Promise((r) => setTimeout(r, Date.parse(ada.expiresAt) - Date.now() + 700)); // the first token has expired
-    expect(socket.closed()).toBeUndefined();
-    await release();
+    try {
+      socket.send(refreshFrame(ada.refreshToken));
+      await new Promise((r) => setTimeout(r, Date.parse(ada.expiresAt) - Date.now() + 250)); // the first token has expired
+      expect(socket.closed()).toBeUndefined();
+    } finally {
+      await release();
+    }
     const answer = await answerTo(socket, 'refresh');
     expect(answer.payload.data.refreshSession.user.id).toBe(ada.id);
     await must(server.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { roomId, body: 'after the renewal' } }, answer.payload.data.refreshSession.token);
