@@ -59,6 +59,11 @@ export function closeAfterAnswers(extra: SocketExtra, code: number, reason: stri
   setTimeout(close, graceMs).unref();
 }
 
+/** The socket closes (4403) because its session ended, not because its token expired (which a refresh may undo). */
+export function sessionEnded(extra: SocketExtra): boolean {
+  return extra.closing?.code === CLOSE_FORBIDDEN && extra.closing.reason !== TOKEN_EXPIRED;
+}
+
 /**
  * `GraphQLContext.holdForAnswer` on a WebSocket: false once the socket is closing or closed;
  * otherwise true, and the socket stays open until operation `id` is answered.

@@ -10,7 +10,7 @@ import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
-import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, SocketSessions, type SocketExtra } from './socket-sessions';
+import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, sessionEnded, SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
@@ -110,7 +110,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         const context = deps.context(ctx.extra.viewer ?? null, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
-        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra.socket, id, log);
+        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra, id, log);
         else context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
         return context;
       },
@@ -153,21 +153,22 @@ const FRAME_HIGH_WATER_BYTES = 64 * 1024;
 /** `next` frames of subscription `id` written to `socket` (nothing once it is closed), errors masked as in `onNext`. A class: each subscription holds one small object, no closures. */
 class SocketFrames implements FrameSink {
   constructor(
-    private readonly socket: WebSocket,
+    private readonly extra: SocketExtra,
     readonly id: string,
     private readonly log: TransportDeps['log'],
   ) {}
 
   write(prefix: Buffer, rests: readonly Buffer[]): Promise<void> | undefined {
-    const { socket } = this;
-    if (socket.readyState !== socket.OPEN) return undefined;
+    const { socket } = this.extra;
+    // Nothing more for a session that ended, while its socket waits for a running operation's answer.
+    if (socket.readyState !== socket.OPEN || sessionEnded(this.extra)) return undefined;
     if (!this.congested()) return void sendMessages(socket, prefix, rests);
     // A failed write closes the socket, which ends the subscription: nothing to report here.
     return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
   }
 
   congested(): boolean {
-    return this.socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES;
+    return this.extra.socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES;
   }
 
   mask(result: ExecutionResult, ctx: GraphQLContext): FormattedExecutionResult {

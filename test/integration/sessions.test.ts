@@ -162,6 +162,41 @@ describe('logOut sent on a WebSocket', () => {
   });
 });
 
+describe('a socket whose session ended while a mutation runs on it', () => {
+  it('answers the mutation, then closes with 4403, and delivers no subscription event meanwhile', async () => {
+    const own = await startServer(); // tokens that outlive the test's steps
+    const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
+    db.on('error', () => undefined);
+    try {
+      const signUpHere = async () => (await must(own.url, `mutation($i: SignUpInput!) { signUp(input: $i) { token user { id } } }`, { i: { username: unique(), password: PASSWORD } })).signUp;
+      const [ada, bob] = await Promise.all([signUpHere(), signUpHere()]);
+      const slowRoom = await createRoom(own.url, { id: ada.user.id, username: '', token: ada.token });
+      const liveRoom = await createRoom(own.url, { id: ada.user.id, username: '', token: ada.token });
+      await must(own.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: liveRoom }, bob.token);
+      const socket = await rawSocket(own.wsUrl, ada.token);
+      socket.send({ id: 'sub', type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId: liveRoom } } });
+      await waitFor(() => own.app.hubs.listeners(liveRoom) === 1);
+      await db.connect();
+      await db.query('BEGIN');
+      await db.query('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [slowRoom]); // holds up sends into it
+      socket.send({ id: 'slow', type: 'subscribe', payload: { query: `mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }`, variables: { i: { roomId: slowRoom, body: 'slow' } } } });
+      await new Promise((r) => setTimeout(r, 300));
+      expect((await must(own.url, `mutation { logOut }`, {}, ada.token)).logOut).toBe(true);
+      await must(own.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { roomId: liveRoom, body: 'after logOut' } }, bob.token);
+      await new Promise((r) => setTimeout(r, 500)); // the hub has fanned it out
+      expect(socket.closed()).toBeUndefined(); // waiting for the running send's answer
+      await db.query('COMMIT');
+      const answer = await socket.next((f) => f.id === 'slow' && f.type === 'next');
+      expect(answer.payload.data.sendMessage.seq).toBe(1);
+      expect(await socket.whenClosed).toBe(4403);
+      expect(socket.frames.filter((f) => f.id === 'sub' && f.type === 'next')).toEqual([]);
+    } finally {
+      await db.end().catch(() => undefined);
+      await own.stop();
+    }
+  });
+});
+
 describe('a WebSocket renewed by refreshSession sent on it', () => {
   it('stays open past the old token\'s expiry with its subscription untouched', async () => {
     const slow = await startServer({ JWT_TTL_SECONDS: '8' }); // room for a slow machine between the steps
