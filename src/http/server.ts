@@ -34,7 +34,6 @@ export async function createHttpServer(deps: TransportDeps) {
 
   const { metrics } = deps;
   const webSockets = attachWebSockets(httpServer, deps);
-  let stopping = false;
   metrics.gauge('chat_websocket_connections', 'Open graphql-ws connections', () => webSockets.size());
   metrics.gauge('chat_pubsub_up', 'Whether pub/sub (Redis) answers: 1 up, 0 down', async () => ((await deps.probes.pubsub()) ? 1 : 0));
   metrics.gauge('chat_database_up', 'Whether the database answers: 1 up, 0 down', async () => ((await deps.probes.database()) ? 1 : 0));
@@ -107,8 +106,7 @@ export async function createHttpServer(deps: TransportDeps) {
   app.use(withCors);
   app.get('/', (_req, res) => res.redirect(302, '/graphql'));
   app.get('/healthz', healthz);
-  const ready = readyz(deps.probes);
-  app.get('/readyz', (req, res) => (stopping ? void res.status(503).json({ status: 'stopping' }) : ready(req, res)));
+  app.get('/readyz', readyz(deps.probes));
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
@@ -131,15 +129,17 @@ export async function createHttpServer(deps: TransportDeps) {
       });
     },
     /**
-     * Closes WebSockets with 1001 (each once the queries and mutations running on it are answered),
-     * then stops accepting and waits for in-flight HTTP requests. In that order: Apollo's drain
+     * Stops accepting, closes WebSockets with 1001 (each once the queries and mutations running on
+     * it are answered), then waits for in-flight HTTP requests. The sockets first: Apollo's drain
      * ends every connection that has no HTTP request in flight, upgraded ones included, which
      * would cut a socket still waiting for an answer without a close frame.
      */
     stop: async () => {
-      stopping = true; // /readyz answers 503: load balancers stop sending new work
+      // No new connection from now on (idle ones are closed); resolves once every connection has ended.
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await webSockets.dispose();
-      await apollo.stop();
+      await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests
+      await closed;
     },
   };
 }
