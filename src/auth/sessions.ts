@@ -140,7 +140,7 @@ export class SessionService {
    * waits at most `REFRESH_LOCK_WAIT_MS` for its session's row: held longer (a stalled racing
    * refresh), it changes nothing and is answered SERVICE_UNAVAILABLE, to be retried as it was.
    */
-  async refresh(raw: unknown, socket?: SocketAuth, answerable: () => boolean = () => true): Promise<SessionTokens & { user: UserEntity }> {
+  async refresh(raw: unknown, socket?: SocketAuth, answerable?: () => boolean): Promise<SessionTokens & { user: UserEntity }> {
     const { sessionId, secret } = parseRefreshToken(raw);
     const outcome = await this.db.transaction(async (m) => {
       await m.query(`SET LOCAL lock_timeout = ${REFRESH_LOCK_WAIT_MS}`);
@@ -160,7 +160,7 @@ export class SessionService {
         [sessionId, hashOf(next), this.refreshTtlSeconds],
       );
       const user = await m.getRepository(UserEntity).findOneByOrFail({ id: row.user_id });
-      if (!answerable()) throw refreshUnanswerable(); // rolls the rotation back
+      if (answerable && !answerable()) throw refreshUnanswerable(); // rolls the rotation back
       return { kind: 'rotated' as const, sessionId, user, refreshToken: `${sessionId}.${next}` };
     }).catch((err: unknown) => {
       const e = err as { driverError?: { code?: string }; code?: string };

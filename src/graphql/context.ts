@@ -98,7 +98,7 @@ export interface GraphQLContext {
    * then stays open until the operation is answered). Asked by a change that must not happen
    * unseen (`refreshSession`'s rotation) just before it commits. Unset: always true.
    */
-  holdForAnswer?(): boolean;
+  holdForAnswer?: () => boolean;
 }
 
 /** Builds a context: `viewer` through `pendingViewer` as `TransportDeps.context` takes them. */

@@ -52,11 +52,15 @@ export function closeAfterAnswers(extra: SocketExtra, code: number, reason: stri
   // After the grace, only an answer the socket promised (`holdForAnswer`) keeps it open, as long again at most.
   const last = Date.now() + 2 * graceMs;
   const close = () => {
-    if (extra.closing !== closing) return;
-    if (extra.holding?.size && Date.now() < last) return void setTimeout(close, 50).unref();
-    extra.socket.close(code, reason);
+    if (extra.holding?.size && extra.closing === closing && Date.now() < last) return void setTimeout(close, 50).unref();
+    closeAs(extra, closing);
   };
   setTimeout(close, graceMs).unref();
+}
+
+/** Closes the socket as `closing` says, unless it no longer closes that way (a refresh renewed it meanwhile). */
+function closeAs(extra: SocketExtra, closing: Closing): void {
+  if (extra.closing === closing) extra.socket.close(closing.code, closing.reason);
 }
 
 /** The socket closes (4403) because its session ended, not because its token expired (which a refresh may undo). */
@@ -79,7 +83,7 @@ export function operationAnswered(extra: SocketExtra, id: string): void {
   extra.holding?.delete(id);
   if (!extra.answering?.delete(id)) return; // a subscription
   const { closing } = extra;
-  if (extra.answering.size === 0 && closing) setImmediate(() => extra.closing === closing && extra.socket.close(closing.code, closing.reason));
+  if (extra.answering.size === 0 && closing) setImmediate(closeAs, extra, closing);
 }
 
 /**

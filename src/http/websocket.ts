@@ -61,10 +61,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       schema: deps.schema,
       subscribe: subscribeShared,
       onConnect: async (ctx) => {
-        if (stopping) {
-          ctx.extra.socket.close(CLOSE_GOING_AWAY, 'Going away'); // opened before the stop, initialised after it
-          return false;
-        }
         // graphql-ws keeps the upgrade request and the connection_init payload for the socket's
         // life: keep the address instead of the request (its headers and stream state, ~1.3 KB),
         // and drop the payload (the bearer token) once read.
@@ -74,7 +70,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         (ctx as { connectionParams?: unknown }).connectionParams = undefined;
         if (!connected) return false; // closed 4403 (or 1013)
         if (stopping) {
-          ctx.extra.socket.close(CLOSE_GOING_AWAY, 'Going away'); // the stop began while its session was checked
+          ctx.extra.socket.close(CLOSE_GOING_AWAY, 'Going away'); // initialised after the stop began (or while its session was checked)
           return false;
         }
         const viewer = ctx.extra.viewer!;

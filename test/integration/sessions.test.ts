@@ -162,11 +162,29 @@ describe('logOut sent on a WebSocket', () => {
   });
 });
 
+/**
+ * Takes a row lock from a connection of the test's own (`sql` names the row, `FOR UPDATE`), which
+ * holds up whatever else needs that row until `release`.
+ */
+async function holdRow(sql: string, params: unknown[]): Promise<() => Promise<void>> {
+  const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
+  db.on('error', () => undefined); // a test that failed before releasing it: the database goes at teardown
+  await db.connect();
+  await db.query('BEGIN');
+  await db.query(sql, params);
+  return async () => {
+    await db.query('COMMIT');
+    await db.end();
+  };
+}
+
+/** Lets an operation just sent reach the lock that holds it up. */
+const reachTheLock = () => new Promise((r) => setTimeout(r, 300));
+
 describe('a socket whose session ended while a mutation runs on it', () => {
   it('answers the mutation, then closes with 4403, and delivers no subscription event meanwhile', async () => {
     const own = await startServer(); // tokens that outlive the test's steps
-    const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
-    db.on('error', () => undefined);
+    let release: (() => Promise<void>) | undefined;
     try {
       const signUpHere = async () => (await must(own.url, `mutation($i: SignUpInput!) { signUp(input: $i) { token user { id } } }`, { i: { username: unique(), password: PASSWORD } })).signUp;
       const [ada, bob] = await Promise.all([signUpHere(), signUpHere()]);
@@ -176,22 +194,21 @@ describe('a socket whose session ended while a mutation runs on it', () => {
       const socket = await rawSocket(own.wsUrl, ada.token);
       socket.send({ id: 'sub', type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId: liveRoom } } });
       await waitFor(() => own.app.hubs.listeners(liveRoom) === 1);
-      await db.connect();
-      await db.query('BEGIN');
-      await db.query('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [slowRoom]); // holds up sends into it
+      release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [slowRoom]); // holds up sends into it
       socket.send({ id: 'slow', type: 'subscribe', payload: { query: `mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }`, variables: { i: { roomId: slowRoom, body: 'slow' } } } });
-      await new Promise((r) => setTimeout(r, 300));
+      await reachTheLock();
       expect((await must(own.url, `mutation { logOut }`, {}, ada.token)).logOut).toBe(true);
       await must(own.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`, { i: { roomId: liveRoom, body: 'after logOut' } }, bob.token);
       await new Promise((r) => setTimeout(r, 500)); // the hub has fanned it out
       expect(socket.closed()).toBeUndefined(); // waiting for the running send's answer
-      await db.query('COMMIT');
+      await release();
+      release = undefined;
       const answer = await socket.next((f) => f.id === 'slow' && f.type === 'next');
       expect(answer.payload.data.sendMessage.seq).toBe(1);
       expect(await socket.whenClosed).toBe(4403);
       expect(socket.frames.filter((f) => f.id === 'sub' && f.type === 'next')).toEqual([]);
     } finally {
-      await db.end().catch(() => undefined);
+      await release?.();
       await own.stop();
     }
   });
@@ -254,18 +271,15 @@ describe('a refreshSession running on a socket that is about to close', () => {
   // client would present the used one next time, and that ends the session (theft detection). So a
   // socket closes only once the refresh running on it is answered. The refresh is held up here by a
   // lock on its session's row, taken by the test.
-  async function holdSession(refreshToken: string): Promise<() => Promise<void>> {
-    const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
-    db.on('error', () => undefined); // a test that failed before releasing it: the database goes at teardown
-    await db.connect();
-    await db.query('BEGIN');
-    await db.query('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [refreshToken.split('.')[0]]);
-    return async () => {
-      await db.query('COMMIT');
-      await db.end();
-    };
-  }
   const refreshFrame = (refreshToken: string) => ({ id: 'refresh', type: 'subscribe', payload: { query: REFRESH, variables: { r: refreshToken } } });
+  const holdSession = (refreshToken: string) => holdRow('SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE', [refreshToken.split('.')[0]]);
+  /** Sends a refresh on `socket` with its session's row held: it waits there until `release`. */
+  async function heldRefresh(socket: RawSocket, refreshToken: string): Promise<() => Promise<void>> {
+    const release = await holdSession(refreshToken);
+    socket.send(refreshFrame(refreshToken));
+    await reachTheLock();
+    return release;
+  }
   const answerTo = (socket: RawSocket, id: string) => socket.next((f) => f.id === id && (f.type === 'next' || f.type === 'error'), 15_000);
 
   it('is answered before the socket closes when its instance stops (1001), and the rotated token works on another instance', async () => {
@@ -273,11 +287,9 @@ describe('a refreshSession running on a socket that is about to close', () => {
     const ada = await signUpTokens();
     const socket = await rawSocket(stopping.wsUrl, ada.token);
     const late = await rawSocket(stopping.wsUrl, null); // connected before the stop, initialised after it
-    const release = await holdSession(ada.refreshToken);
+    const release = await heldRefresh(socket, ada.refreshToken);
     let stopped: Promise<void>;
     try {
-      socket.send(refreshFrame(ada.refreshToken));
-      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
       stopped = stopping.stop();
       await new Promise((r) => setTimeout(r, 300));
       expect(socket.closed()).toBeUndefined(); // waiting for the refresh's answer
@@ -303,10 +315,8 @@ describe('a refreshSession running on a socket that is about to close', () => {
   it('changes nothing when its answer cannot reach the client: the refresh token it was given still works', async () => {
     const ada = await signUpTokens();
     const socket = await rawSocket(server.wsUrl, ada.token);
-    const release = await holdSession(ada.refreshToken);
+    const release = await heldRefresh(socket, ada.refreshToken);
     try {
-      socket.send(refreshFrame(ada.refreshToken));
-      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
       socket.close(); // the client goes away: the answer has nowhere to go
       await socket.whenClosed;
       await new Promise((r) => setTimeout(r, 100));
@@ -323,10 +333,8 @@ describe('a refreshSession running on a socket that is about to close', () => {
     const stopping = await startServer();
     const ada = await signUpTokens();
     const socket = await rawSocket(stopping.wsUrl, ada.token);
-    const release = await holdSession(ada.refreshToken);
+    const release = await heldRefresh(socket, ada.refreshToken);
     try {
-      socket.send(refreshFrame(ada.refreshToken));
-      await new Promise((r) => setTimeout(r, 300)); // the refresh waits for the lock
       const stopped = stopping.stop(); // its sockets wait up to 2 s for their answers
       const answer = await answerTo(socket, 'refresh');
       expect(answer.payload.errors[0].extensions.code).toBe('SERVICE_UNAVAILABLE');

@@ -9,7 +9,7 @@ export const authResolvers: Resolvers = {
   Mutation: {
     signUp: (_, { input }, ctx) => ctx.services.auth.signUp(input),
     logIn: (_, { input }, ctx) => ctx.services.auth.logIn(input),
-    refreshSession: (_, { refreshToken }, ctx) => ctx.services.sessions.refresh(refreshToken, ctx.socket, () => ctx.holdForAnswer?.() ?? true),
+    refreshSession: (_, { refreshToken }, ctx) => ctx.services.sessions.refresh(refreshToken, ctx.socket, ctx.holdForAnswer),
     logOut: (_, { allSessions }, ctx) => ctx.services.sessions.logOut(ctx.viewer, allSessions ?? false),
   },
 };
