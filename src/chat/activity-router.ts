@@ -1,7 +1,10 @@
+import { createHash } from 'node:crypto';
 import { Repeater, SlidingBuffer } from '@repeaterjs/repeater';
 import type { DataSource } from 'typeorm';
 import type { Logger } from '../logger';
-import { activityTopic, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
+import { activityTopic, toWire, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
+import { within } from '../within';
+import type { RoomStore } from './room-store';
 
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
@@ -14,12 +17,49 @@ export type MyFeedEvent =
 
 /** How many events a slow reader of its own feed may have waiting; past that the oldest go (the feed is not resumable: clients re-read `rooms`). */
 const BUFFER = 1000;
+/** How long a message that came ahead of its turn waits for the ones before it before they are read. */
+const REORDER_MS = 50;
+/** How long a new feed waits for its viewer's topic (a Redis that is down) before it starts without it; the check heals. */
+const SUBSCRIBE_WAIT_MS = 2000;
+/** The most messages one read of a gap brings. */
+const FILL_BATCH = 500;
+/** Rooms, or viewers, per read of the timed check. */
+const CHECK_BATCH = 1000;
 
 interface Feed {
   viewerId: string;
   /** The viewer's rooms and their read position in each (kept current by read signals and own sends). */
   rooms: Map<string, number>;
+  /** The router's clock when a signal last changed `rooms` (a check that read before then skips the feed). */
+  changed: number;
   push(event: MyFeedEvent): void;
+}
+
+/** A digest of a set of room ids (the database computes the same: `ActivityRouter.digests`). */
+function digestOf(roomIds: Iterable<string>): string | undefined {
+  const sorted = [...roomIds].sort();
+  return sorted.length > 0 ? createHash('md5').update(sorted.join(',')).digest('hex') : undefined;
+}
+
+/** One room's local feeds, and how far its new messages have been routed to them. */
+interface Route {
+  roomId: string;
+  feeds: Set<Feed>;
+  /** The highest seq routed (at first, the room's last seq when its first feed here read it). */
+  routed: number;
+  /** Messages whose signals came before those of lower seqs, by seq. */
+  early: Map<number, MessageWire>;
+  timer?: NodeJS.Timeout;
+  /** A read of the database for this room is under way: what comes meanwhile waits in `early`. */
+  filling: boolean;
+}
+
+/** A membership as a feed's index holds it: the room, the viewer's read position, the room's last seq. */
+interface MembershipRow {
+  user_id: string;
+  room_id: string;
+  last_read_seq: number;
+  last_seq: number;
 }
 
 /**
@@ -29,61 +69,219 @@ interface Feed {
  * map lookup and a push per local feed of a member of that room, however many rooms a viewer is in.
  * Each feed also listens to its viewer's own topic (rooms joined or left, read positions), which
  * keeps its part of the index current across instances.
+ *
+ * A room's new messages reach its feeds in seq order, each once (docs/guarantees.md, "The viewer's
+ * feed"): writers on different instances may publish in another order than they committed, so a
+ * message above the next seq waits a moment (REORDER_MS) for those before it, then what is still
+ * missing is read from the database; one at or below the routed seq is a duplicate, or older than
+ * the feeds, and dropped. Every `healIntervalMs` the router reads the heads of its rooms and routes
+ * any missed tail, and compares a digest of each viewer's rooms with the database's; after a pub/sub
+ * reconnect it re-reads every viewer's memberships. A room joined or left (or, after a reconnect,
+ * read) whose signal was lost is told as if the signal had come.
  */
 export class ActivityRouter {
-  private readonly byRoom = new Map<string, Set<Feed>>();
-  private feeds = 0;
+  private readonly byRoom = new Map<string, Route>();
+  private readonly open_ = new Set<Feed>();
   private off?: Promise<() => Promise<void>>;
+  private offReconnect?: () => void;
+  private timer?: NodeJS.Timeout;
+  /** Counts the signals that changed a feed's rooms (see `Feed.changed`). */
+  private clock = 0;
+  private checking = false;
+  /** A check was asked for while one ran: which kind runs right after it. */
+  private again?: 'timed' | 'everything';
 
   constructor(
     private readonly db: DataSource,
+    private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
+    private readonly healIntervalMs: number,
   ) {}
 
-  /** Starts listening to the activity topic. */
+  /** Starts listening to the activity topic, and the timed check. */
   start(): void {
     this.off = this.pubsub.subscribe(activityTopic, ({ message }) => this.route(message));
-    this.off.catch((err) => this.log.warn({ err: (err as Error).message }, 'activity subscription failed'));
+    this.off.catch((err) => this.log.warn({ err: (err as Error).message }, 'activity subscription failed; feeds heal by timer'));
+    this.offReconnect = this.pubsub.onReconnect(() => void this.check(true)); // signals were lost meanwhile
+    this.timer = setInterval(() => void this.check(), this.healIntervalMs);
+    this.timer.unref();
   }
 
   stop(): void {
+    clearInterval(this.timer);
+    this.offReconnect?.();
+    for (const route of this.byRoom.values()) clearTimeout(route.timer);
     unsubscribeWhenSettled(this.off);
   }
 
   /** How many feeds are open on this instance. */
   get size(): number {
-    return this.feeds;
+    return this.open_.size;
   }
 
   /** The viewer's feed: from the first `next()` on, everything that happens to them, until `return()`. */
   open(viewerId: string): AsyncIterableIterator<MyFeedEvent> {
     return new Repeater<MyFeedEvent>(async (push, stop) => {
-      const feed: Feed = { viewerId, rooms: new Map(), push: (event) => void push(event).catch(() => undefined) };
-      // Listen to the viewer's own topic before reading their rooms, so a room joined meanwhile is not missed.
-      const offUser = await this.pubsub.subscribe(userTopic(viewerId), (signal) => this.onUserSignal(feed, signal));
-      this.feeds++;
+      const feed: Feed = { viewerId, rooms: new Map(), changed: 0, push: (event) => void push(event).catch(() => undefined) };
+      // Listen to the viewer's own topic before reading their rooms, so a room joined meanwhile is
+      // not missed; a subscribe stuck behind a dead Redis does not hold the feed (the check heals).
+      const subscribing = this.pubsub.subscribe(userTopic(viewerId), (signal) => this.onUserSignal(feed, signal));
+      const offUser = subscribing.catch((err) => {
+        this.log.warn({ err: (err as Error).message }, 'viewer topic subscription failed; the feed heals by timer');
+        return undefined;
+      });
+      await within(offUser, SUBSCRIBE_WAIT_MS, undefined);
       try {
-        const rows: Array<{ room_id: string; last_read_seq: number }> = await this.db.query(
-          'SELECT room_id, last_read_seq FROM memberships WHERE user_id = $1',
-          [viewerId],
-        );
-        for (const row of rows) this.index(feed, row.room_id, row.last_read_seq);
+        for (const row of await this.memberships([viewerId])) this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
+        feed.changed = ++this.clock; // a check that read before this has not seen these rooms
+        this.open_.add(feed);
         await stop;
       } finally {
-        this.feeds--;
+        this.open_.delete(feed);
         for (const roomId of [...feed.rooms.keys()]) this.unindex(feed, roomId);
-        await offUser().catch(() => undefined);
+        unsubscribeWhenSettled(offUser);
       }
     }, new SlidingBuffer(BUFFER));
   }
 
+  /**
+   * Reads the heads of every routed room and routes what pub/sub did not bring; then compares each
+   * open feed's rooms with its viewer's memberships (a digest of the room ids, or with `everything`,
+   * after a reconnect, every membership and read position) and tells a feed that differs what it
+   * missed. A failed read is retried at the next interval.
+   */
+  async check(everything = false): Promise<void> {
+    if (this.checking) {
+      // What changed since the running check began is read right after it.
+      this.again = this.again === 'everything' || everything ? 'everything' : 'timed';
+      return;
+    }
+    this.checking = true;
+    this.again = undefined;
+    try {
+      const routes = [...this.byRoom.values()];
+      for (let i = 0; i < routes.length; i += CHECK_BATCH) {
+        const part = routes.slice(i, i + CHECK_BATCH);
+        const heads = await this.store.heads(part.map((route) => route.roomId));
+        for (const route of part) {
+          const lastSeq = heads.get(route.roomId)?.lastSeq ?? 0;
+          if (lastSeq > route.routed && this.byRoom.get(route.roomId) === route) void this.fill(route, lastSeq);
+        }
+      }
+      const feeds = [...this.open_];
+      for (let i = 0; i < feeds.length; i += CHECK_BATCH) {
+        const since = this.clock;
+        let part = feeds.slice(i, i + CHECK_BATCH);
+        if (!everything) {
+          const digests = await this.digests([...new Set(part.map((feed) => feed.viewerId))]);
+          part = part.filter((feed) => digests.get(feed.viewerId) !== digestOf(feed.rooms.keys()));
+          if (part.length === 0) continue;
+        }
+        const byViewer = new Map<string, MembershipRow[]>(part.map((feed) => [feed.viewerId, []]));
+        for (const row of await this.memberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
+        for (const feed of part) if (this.open_.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'feeds could not check the database; retrying at the next interval');
+    } finally {
+      this.checking = false;
+      if (this.again) void this.check(this.again === 'everything');
+    }
+  }
+
+  /** Each viewer's `digestOf` their rooms, as the database has them (none for a viewer in no room). */
+  private async digests(userIds: string[]): Promise<Map<string, string>> {
+    const rows: Array<{ user_id: string; digest: string }> = await this.db.query(
+      `SELECT user_id, md5(string_agg(room_id::text, ',' ORDER BY room_id::text COLLATE "C")) AS digest FROM memberships WHERE user_id = ANY($1::uuid[]) GROUP BY user_id`,
+      [userIds],
+    );
+    return new Map(rows.map((row) => [row.user_id, row.digest]));
+  }
+
+  /** The viewers' memberships, each with the room's last seq. */
+  private memberships(userIds: string[]): Promise<MembershipRow[]> {
+    return this.db.query(
+      `SELECT m.user_id, m.room_id, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ANY($1::uuid[])`,
+      [userIds],
+    );
+  }
+
+  /** Tells `feed` of each room it did not know it joined, left, or read further in, as its signal would have. */
+  private reconcile(feed: Feed, rows: MembershipRow[]): void {
+    const now = new Map(rows.map((row) => [row.room_id, row]));
+    for (const roomId of [...feed.rooms.keys()]) if (!now.has(roomId)) this.onUserSignal(feed, { kind: 'removed', roomId });
+    for (const row of rows) {
+      const known = feed.rooms.get(row.room_id);
+      if (known === undefined) {
+        this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
+        feed.push({ kind: 'added', roomId: row.room_id });
+      } else if (row.last_read_seq > known) {
+        this.onUserSignal(feed, { kind: 'read', roomId: row.room_id, lastReadSeq: row.last_read_seq });
+      }
+    }
+  }
+
+  /** A new message from the activity topic: routed in its turn (see the class). */
   private route(message: MessageWire): void {
     if (message.createdChange !== message.changeSeq) return; // only new messages are activity
-    const feeds = this.byRoom.get(message.roomId);
-    if (!feeds) return;
+    const route = this.byRoom.get(message.roomId);
+    if (!route || message.seq <= route.routed) return;
+    if (message.seq === route.routed + 1 && !route.filling) {
+      this.deliver(route, message);
+      this.drain(route);
+      return;
+    }
+    route.early.set(message.seq, message);
+    if (!route.filling) this.waitForEarlier(route);
+  }
+
+  /** Routes the early messages that are next in turn; arms the reorder timer while some still wait. */
+  private drain(route: Route): void {
+    for (let next = route.early.get(route.routed + 1); next; next = route.early.get(route.routed + 1)) {
+      route.early.delete(next.seq);
+      this.deliver(route, next);
+    }
+    for (const seq of route.early.keys()) if (seq <= route.routed) route.early.delete(seq);
+    if (route.early.size === 0) {
+      clearTimeout(route.timer);
+      route.timer = undefined;
+    } else {
+      this.waitForEarlier(route);
+    }
+  }
+
+  private waitForEarlier(route: Route): void {
+    route.timer ??= setTimeout(() => {
+      route.timer = undefined;
+      if (route.early.size > 0) void this.fill(route, Math.min(...route.early.keys()) - 1);
+    }, REORDER_MS);
+  }
+
+  /** Routes the room's messages after `routed` up to `upto` from the database, then the early ones in turn. */
+  private async fill(route: Route, upto: number): Promise<void> {
+    if (route.filling) return;
+    route.filling = true;
+    try {
+      while (route.routed < upto && this.byRoom.get(route.roomId) === route) {
+        const batch = await this.store.range(route.roomId, route.routed, upto, FILL_BATCH);
+        for (const message of batch) if (message.seq > route.routed) this.deliver(route, toWire(message));
+        if (batch.length < FILL_BATCH) route.routed = Math.max(route.routed, upto);
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId: route.roomId }, 'feeds could not read missed messages; the check retries');
+      // Go on, in order, from what came (the check reads the rest once the database answers).
+      if (route.early.size > 0) route.routed = Math.max(route.routed, Math.min(...route.early.keys()) - 1);
+    } finally {
+      route.filling = false;
+      this.drain(route);
+    }
+  }
+
+  private deliver(route: Route, message: MessageWire): void {
+    route.routed = message.seq;
     const mentioned: MyFeedEvent = { kind: 'mentioned', message }; // one object for all, so a shared selection executes once
-    for (const feed of feeds) {
+    for (const feed of route.feeds) {
       if (message.authorId === feed.viewerId) feed.rooms.set(message.roomId, message.seq); // sending reads up to it
       feed.push({ kind: 'activity', message, lastReadSeq: feed.rooms.get(message.roomId) ?? 0 });
       if (message.mentions.includes(feed.viewerId)) feed.push(mentioned);
@@ -91,7 +289,9 @@ export class ActivityRouter {
   }
 
   private onUserSignal(feed: Feed, signal: UserSignal): void {
-    if (signal.kind === 'added') this.index(feed, signal.roomId, signal.lastReadSeq);
+    feed.changed = ++this.clock;
+    // A joiner has read the room up to where it was when they joined: that is where its messages start.
+    if (signal.kind === 'added') this.index(feed, signal.roomId, signal.lastReadSeq, signal.lastReadSeq);
     if (signal.kind === 'removed') this.unindex(feed, signal.roomId);
     if (signal.kind === 'read' && feed.rooms.has(signal.roomId)) {
       feed.rooms.set(signal.roomId, Math.max(feed.rooms.get(signal.roomId)!, signal.lastReadSeq));
@@ -99,17 +299,20 @@ export class ActivityRouter {
     feed.push({ kind: signal.kind, roomId: signal.roomId });
   }
 
-  private index(feed: Feed, roomId: string, lastReadSeq: number): void {
+  private index(feed: Feed, roomId: string, lastReadSeq: number, lastSeq: number): void {
     feed.rooms.set(roomId, Math.max(lastReadSeq, feed.rooms.get(roomId) ?? 0));
-    let feeds = this.byRoom.get(roomId);
-    if (!feeds) this.byRoom.set(roomId, (feeds = new Set()));
-    feeds.add(feed);
+    let route = this.byRoom.get(roomId);
+    if (!route) this.byRoom.set(roomId, (route = { roomId, feeds: new Set(), routed: lastSeq, early: new Map(), filling: false }));
+    route.feeds.add(feed);
   }
 
   private unindex(feed: Feed, roomId: string): void {
     feed.rooms.delete(roomId);
-    const feeds = this.byRoom.get(roomId);
-    feeds?.delete(feed);
-    if (feeds?.size === 0) this.byRoom.delete(roomId);
+    const route = this.byRoom.get(roomId);
+    if (!route) return;
+    route.feeds.delete(feed);
+    if (route.feeds.size > 0) return;
+    clearTimeout(route.timer);
+    this.byRoom.delete(roomId);
   }
 }

@@ -2,9 +2,9 @@
 // (it commits and answers), /readyz reports pub/sub down and the database up, a subscription opened
 // during the outage still starts, and every subscriber on both instances catches up — the
 // roomEvents ones with every edit, reaction, deletion and reply made meanwhile, in change order
-// (API.md guarantees 1–5, 8). An instance started while Redis is down serves, delivers what is sent
-// while its room hubs wait for their subscriptions, and stops without waiting for Redis. A private
-// Redis: stopping the shared one would break the other test files.
+// (API.md guarantees 1–5, 8). An instance started while Redis is down serves, delivers to
+// messageAdded and myEvents what is sent while it waits for its subscriptions, and stops without
+// waiting for Redis. A private Redis: stopping the shared one would break the other test files.
 import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
@@ -160,6 +160,7 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     const ws = wsClient(c.wsUrl, bob);
     dispose = async () => ws.dispose();
     const sub = collect(ws, MESSAGE_ADDED, { roomId, after: null });
+    const feed = collect(ws, `subscription { myEvents { __typename ... on RoomActivity { message { id } } } }`);
     // Sent while the room's hub waits for its subscription (2 s): after the subscriber asked, so theirs.
     await waitFor(() => c!.app.hubs.size === 1);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -168,6 +169,11 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     await sub.until((r) => r.length >= 3, 10_000); // from the database, by the hub's timer
     expect(sub.results.map((r) => r.data?.messageAdded.id).sort()).toEqual(sent.map((m) => m.id).sort());
     expect(sub.results.map((r) => r.data?.messageAdded.seq)).toEqual([1, 2, 3]);
+    // The feed asked for meanwhile starts without its viewer's topic; its timer reads what is sent after.
+    await waitFor(() => c!.app.services.activity.size === 1, 5000); // before, it waited for Redis
+    const later = [await send(c.url, ada, roomId, 'for the feed 4'), await send(c.url, ada, roomId, 'for the feed 5')];
+    await feed.until((r) => r.length >= 2, 10_000);
+    expect(feed.results.map((r) => r.data?.myEvents.message.id)).toEqual(later.map((m) => m.id));
   } finally {
     await dispose();
     // Before, its stop waited for subscriptions that Redis, being down, never settled.

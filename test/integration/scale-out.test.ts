@@ -1,6 +1,7 @@
 // Scale-out (API.md guarantees 1, 2 and 5): two instances on one PostgreSQL and one Redis.
 // Redis pub/sub is only a wake-up; the room hubs read what it lost from the database.
 import type { Client } from 'graphql-ws';
+import Redis from 'ioredis';
 import {
   collect,
   createRoom,
@@ -38,6 +39,31 @@ async function roomWith(url: string, users: TestUser[]): Promise<string> {
   await Promise.all(users.slice(1).map((u) => must(url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, u.token)));
   return roomId;
 }
+
+const MY_EVENTS = `subscription { myEvents { __typename
+  ... on AddedToRoom { room { id } } ... on RoomActivity { room { id unreadCount } message { body } }
+  ... on Mentioned { message { body } } ... on RemovedFromRoom { roomId } ... on ReadStateChanged { room { id unreadCount } } } }`;
+
+/** A viewer's myEvents on an instance, open once the instance counts it. */
+async function myEvents(server: TestServer, user: TestUser): Promise<Collected> {
+  const client = wsClient(server.wsUrl, user);
+  clients.push(client);
+  const before = server.app.services.activity.size;
+  const feed = collect(client, MY_EVENTS);
+  await waitFor(() => server.app.services.activity.size > before);
+  return feed;
+}
+
+/** What `publish` of `server` does with each payload on topics `name` picks, until `restore`. */
+function interceptPublishes(server: TestServer, picks: (topic: string) => boolean, take: (payload: unknown, release: () => Promise<void>) => Promise<void>) {
+  const original = server.app.pubsub.publish.bind(server.app.pubsub);
+  const publish = jest.spyOn(server.app.pubsub, 'publish');
+  publish.mockImplementation((topic, payload) => (picks(topic.name) ? take(payload, () => original(topic, payload)) : original(topic, payload)));
+  return { restore: () => publish.mockRestore() };
+}
+
+const activities = (feed: Collected) =>
+  feed.results.map((r) => r.data!.myEvents).filter((e) => e.__typename === 'RoomActivity').map((e) => [e.message.body, e.room.unreadCount]);
 
 describe('two instances sharing PostgreSQL and Redis', () => {
   let a: TestServer;
@@ -135,6 +161,68 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     ]);
   });
 
+  it("routes a room's new messages to myEvents in seq order when their publishes arrive in another order", async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const feed = await myEvents(b, bob);
+    const held: Array<() => Promise<void>> = [];
+    const intercepted = interceptPublishes(a, (name) => name === 'activity', async (_payload, release) => void held.push(release));
+    try {
+      for (const body of ['one', 'two', 'three']) await send(a.url, ada, roomId, body);
+    } finally {
+      intercepted.restore();
+    }
+    expect(held).toHaveLength(3);
+    for (const release of held.reverse()) await release(); // three, two, one: as writers on other instances may publish
+    await feed.until((r) => r.length >= 3);
+    expect(activities(feed)).toEqual([['one', 1], ['two', 2], ['three', 3]]);
+  });
+
+  it('fills into myEvents, from the database and in order, a message whose publish was lost', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const feed = await myEvents(b, bob);
+    await send(a.url, ada, roomId, 'published 1');
+    const intercepted = interceptPublishes(a, (name) => name === 'activity', () => Promise.reject(new Error('down')));
+    try {
+      await send(a.url, ada, roomId, `lost 2 @${bob.username}`);
+    } finally {
+      intercepted.restore();
+    }
+    await send(a.url, ada, roomId, 'published 3');
+    await feed.until((r) => r.length >= 4);
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 1 }, message: { body: 'published 1' } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 2 }, message: { body: `lost 2 @${bob.username}` } },
+      { __typename: 'Mentioned', message: { body: `lost 2 @${bob.username}` } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 3 }, message: { body: 'published 3' } },
+    ]);
+  });
+
+  it('tells myEvents, after its pub/sub connection comes back, of a read position whose signal was lost', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const feed = await myEvents(b, bob);
+    const unread = await send(a.url, ada, roomId, 'unread');
+    await feed.until((r) => r.length >= 1);
+    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    try {
+      await must(a.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: unread.cursor }, bob.token);
+    } finally {
+      lost.restore();
+    }
+    // B's subscriber connection is cut (as a Redis failover would): it reconnects and re-reads.
+    const admin = new Redis(process.env.TEST_REDIS_URL!);
+    try {
+      const { stream } = (b.app.pubsub as unknown as { subscriber: { stream: { localAddress: string; localPort: number } } }).subscriber;
+      await admin.client('KILL', 'ADDR', `${stream.localAddress}:${stream.localPort}`);
+    } finally {
+      admin.disconnect();
+    }
+    await feed.until((r) => r.length >= 2);
+    expect(feed.results.map((r) => r.data!.myEvents)[1]).toEqual({ __typename: 'ReadStateChanged', room: { id: roomId, unreadCount: 0 } });
+  });
+
   it('fills from the database the messages whose publish was lost, before the next one, on both instances', async () => {
     const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
     const roomId = await roomWith(a.url, [ada, bob]);
@@ -190,6 +278,33 @@ describe('two instances with a short heal interval', () => {
   });
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()]);
+  });
+
+  it('tells myEvents, within the heal timer, of a lost last message and of a join and a removal whose signals were lost', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await createRoom(a.url, ada, 'PRIVATE');
+    const feed = await myEvents(b, bob);
+    const lostToUser = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    try {
+      await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await feed.until((r) => r.length >= 1);
+      const lostActivity = interceptPublishes(a, (name) => name === 'activity', () => Promise.reject(new Error('down')));
+      try {
+        await send(a.url, ada, roomId, 'lost and last');
+      } finally {
+        lostActivity.restore();
+      }
+      await feed.until((r) => r.length >= 2);
+      await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await feed.until((r) => r.length >= 3);
+    } finally {
+      lostToUser.restore();
+    }
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'AddedToRoom', room: { id: roomId } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 1 }, message: { body: 'lost and last' } },
+      { __typename: 'RemovedFromRoom', roomId },
+    ]);
   });
 
   it('delivers a lost last message within the heal timer although nothing follows it', async () => {
