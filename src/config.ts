@@ -90,6 +90,12 @@ export interface Config {
   instanceId: string;
   /** `production` or anything else. */
   nodeEnv: string;
+  /**
+   * How long a statement on PostgreSQL's pool may run before the database cancels it, in ms; one
+   * the database does not answer at all (frozen, or cut off without a reset) is given up 2 s later.
+   * Either way the caller gets SERVICE_UNAVAILABLE, never a hang. Default 10000.
+   */
+  databaseTimeoutMs: number;
   /** How often a room hub with subscribers compares its position with the database, in ms. Default 5000. */
   healIntervalMs: number;
   /** Longest a graceful shutdown may take before the process exits anyway, in ms. Default 10000. */
@@ -110,6 +116,7 @@ const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
   HOST: z.string().min(1).default('0.0.0.0'),
   DATABASE_URL: z.string().url().optional(),
+  DATABASE_TIMEOUT_MS: int(500, 600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('./.data'),
   REDIS_URL: z.string().url().optional(),
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -192,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: e.PORT,
     host: e.HOST,
     databaseUrl: e.DATABASE_URL,
+    databaseTimeoutMs: e.DATABASE_TIMEOUT_MS,
     dataDir,
     redisUrl: e.REDIS_URL,
     jwtSecret: e.JWT_SECRET ?? readOrCreateSecret(dataDir),

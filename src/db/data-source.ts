@@ -33,8 +33,8 @@ const common = {
 
 /**
  * Opens PostgreSQL (`DATABASE_URL`) or the embedded PGlite database in `DATA_DIR`, and runs the
- * pending migrations — on PostgreSQL under an advisory lock, so instances starting together on an
- * empty database migrate it once. On PostgreSQL the prepared statements that run on their own
+ * pending migrations (on PostgreSQL: `migrate`). On PostgreSQL no statement of the pool runs or
+ * waits longer than `DATABASE_TIMEOUT_MS`. On PostgreSQL the prepared statements that run on their own
  * (session checks, sends) use a few pipelined connections besides TypeORM's pool (`pipelined.ts`).
  */
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
@@ -48,13 +48,21 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
       await embedded.close();
     });
   }
+  await migrate(config.databaseUrl);
   const dataSource = new DataSource({
     ...common,
     url: config.databaseUrl,
-    extra: { max: 20, connectionTimeoutMillis: 3000, keepAlive: true },
+    extra: {
+      max: 20,
+      connectionTimeoutMillis: 3000,
+      keepAlive: true,
+      // No statement waits for ever: PostgreSQL cancels one that runs too long (a lock held
+      // elsewhere), and the client gives up on a database that does not answer at all.
+      statement_timeout: config.databaseTimeoutMs,
+      query_timeout: config.databaseTimeoutMs + 2000,
+    },
   } as DataSourceOptions);
   await dataSource.initialize();
-  await migrateUnderLock(dataSource);
   const pipelined = new PipelinedStatements({ connectionString: config.databaseUrl, connectionTimeoutMillis: 3000, keepAlive: true }, log);
   usePipelined(dataSource, pipelined);
   return wrap(dataSource, async () => {
@@ -63,15 +71,23 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
   });
 }
 
-async function migrateUnderLock(dataSource: DataSource): Promise<void> {
+/**
+ * Runs the pending migrations on connections of their own, without the serving pool's timeouts (a
+ * migration may take long on a large table, and waits for another instance's), under an advisory
+ * lock, so instances starting together on an empty database migrate it once.
+ */
+async function migrate(url: string): Promise<void> {
+  const dataSource = new DataSource({ ...common, url, extra: { max: 2, connectionTimeoutMillis: 3000, keepAlive: true } } as DataSourceOptions);
+  await dataSource.initialize();
   const runner = dataSource.createQueryRunner();
-  await runner.connect();
   try {
+    await runner.connect();
     await runner.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     await dataSource.runMigrations();
   } finally {
     await runner.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]).catch(() => undefined);
     await runner.release();
+    await dataSource.destroy();
   }
 }
 

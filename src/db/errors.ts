@@ -6,13 +6,17 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return code === '23505' && (!constraint || name === constraint);
 }
 
-/** True when the error means the database could not be reached (refused, reset, timed out, not answering). */
+/**
+ * True when the error means the database could not serve the statement for now: refused, reset,
+ * timed out, not answering, or a statement it cancelled for running too long (57014:
+ * `DATABASE_TIMEOUT_MS`). Answered SERVICE_UNAVAILABLE; trying again later may succeed.
+ */
 export function isConnectionError(err: unknown): boolean {
   const e = err as { name?: string; code?: string; message?: string; driverError?: { code?: string } };
   const code = e?.code ?? e?.driverError?.code ?? '';
   return (
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
-    ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(code) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
   );
 }

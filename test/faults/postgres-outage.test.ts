@@ -3,13 +3,19 @@
 // open, and once it returns everything recovers without a restart: nothing acknowledged is
 // missing, retries with the same clientId settle the failed sends, retried edits, reactions and
 // deletions settle the refused changes, and subscribers get it all — the roomEvents ones every
-// change in change order (API.md guarantees 1–4, 8, 10). A private PostgreSQL: the other test files share the global one.
+// change in change order (API.md guarantees 1–4, 8, 10). A frozen PostgreSQL (its processes stopped:
+// no answer and no reset, as behind a network partition) is answered SERVICE_UNAVAILABLE within
+// DATABASE_TIMEOUT_MS, not waited for. A private PostgreSQL: the other test files share the global one.
 // The instances are child processes, as deployed: in jest's VM context an error raised by Node's
 // net module (ECONNREFUSED) is not `instanceof Error` there, so graphql-js wraps it and an
 // in-process server answers INTERNAL_SERVER_ERROR where a real process answers SERVICE_UNAVAILABLE.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { FormattedExecutionResult } from 'graphql';
+import type { Client } from 'graphql-ws';
 import jwt from 'jsonwebtoken';
-import { gql, signUp, TEST_SECRET, waitFor } from '../support/harness';
-import { sharedUrls, startPostgres, type PrivatePostgres } from './support/backing';
+import { collect, createRoom, gql, MESSAGE_ADDED, signUp, TEST_SECRET, waitFor, wsClient } from '../support/harness';
+import { sharedUrls, sql, startPostgres, type PrivatePostgres } from './support/backing';
 import { killAllServers, readiness, spawnServer, type ChildServer } from './support/child-server';
 import { ChangeTraffic } from './support/changes';
 import { changeReport, tallyAdded } from './support/change-tally';
@@ -178,3 +184,77 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
     await sending.stop();
   }
 }, 90_000);
+
+/** The processes of the PostgreSQL server behind `url`: its postmaster and every process it started. */
+async function postgresProcesses(url: string): Promise<number[]> {
+  const [{ dir }] = await sql<{ dir: string }>(url, `SELECT current_setting('data_directory') AS dir`);
+  const postmaster = Number(readFileSync(path.join(dir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  const parentOf = (p: number) => Number(readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  const children = readdirSync('/proc')
+    .filter((name) => /^\d+$/.test(name))
+    .map(Number)
+    .filter((p) => {
+      try {
+        return parentOf(p) === postmaster;
+      } catch {
+        return false; // ended meanwhile
+      }
+    });
+  return [postmaster, ...children];
+}
+
+/** Sends `sig` to each of `pids` that still runs. */
+function signal(pids: number[], sig: NodeJS.Signals): void {
+  for (const p of pids) {
+    try {
+      process.kill(p, sig);
+    } catch {
+      // ended meanwhile (the backend of the query that found them)
+    }
+  }
+}
+
+/** A query's one result over an open graphql-ws client. */
+function wsQuery(client: Client, query: string, variables: Record<string, unknown>): Promise<FormattedExecutionResult<any, unknown>> {
+  return new Promise((resolve, reject) => {
+    let result: FormattedExecutionResult<any, unknown> | undefined;
+    client.subscribe({ query, variables }, { next: (r) => (result = r), error: reject, complete: () => resolve(result!) });
+  });
+}
+
+it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stopped processes, no reset), and serves again when it thaws', async () => {
+  // Its own instance with a short timeout; its pool's connections are open before the freeze.
+  const c = await spawnServer('C', { DATABASE_URL: pg.url, REDIS_URL: sharedUrls().redisUrl, DATABASE_TIMEOUT_MS: '1000' });
+  await c.ready();
+  const ada = await signUp(c.url);
+  const roomId = await createRoom(c.url, ada);
+  const ws = wsClient(c.wsUrl, ada);
+  const ROOM = `query($r: ID!) { room(id: $r) { id } }`;
+  const live = collect(ws, MESSAGE_ADDED, { roomId }); // keeps the socket open (the client is lazy)
+  try {
+    expect((await wsQuery(ws, ROOM, { r: roomId })).data).toEqual({ room: { id: roomId } });
+    const frozen = await postgresProcesses(pg.url);
+    signal(frozen, 'SIGSTOP');
+    let duringFreeze: Array<FormattedExecutionResult<any, unknown>>;
+    try {
+      // Over the socket (its session was checked when it connected) the room is read on the pool.
+      const answers = Promise.all([wsQuery(ws, ROOM, { r: roomId }), wsQuery(ws, ROOM, { r: roomId })]);
+      const hung = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no answer in 20 s: the server waits for the frozen database')), 20_000).unref());
+      duringFreeze = await Promise.race([answers, hung]);
+    } finally {
+      signal(frozen, 'SIGCONT');
+    }
+    for (const result of duringFreeze) {
+      expect(result.data?.room ?? null).toBeNull();
+      expect(result.errors?.map((e) => e.extensions?.code)).toEqual(['SERVICE_UNAVAILABLE']);
+      expect(JSON.stringify(result.errors)).not.toMatch(/SELECT|timeout|\.ts:\d+/i);
+    }
+    // Thawed: the same socket and the pool serve again, without a restart.
+    await waitFor(async () => (await wsQuery(ws, ROOM, { r: roomId })).data?.room?.id === roomId, 15_000);
+    expect((await gql(c.url, `mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }`, { i: { roomId, body: 'after the thaw' } }, ada.token)).data).toEqual({ sendMessage: { seq: 1 } });
+    await live.until((r) => r.length === 1);
+  } finally {
+    await ws.dispose();
+    await c.kill();
+  }
+}, 60_000);
