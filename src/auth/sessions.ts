@@ -24,6 +24,10 @@ export interface SocketAuth {
   renew(viewer: Viewer): void;
 }
 
+/** How often each instance deletes the rows of sessions that can no longer be used (`SessionService.purge`). */
+const PURGE_EVERY_MS = 60 * 60 * 1000;
+const PURGE_BATCH = 1000;
+
 /** Longest a refresh waits for its session's row (another refresh of it, stalled), in ms. */
 const REFRESH_LOCK_WAIT_MS = 1000;
 /** PostgreSQL's lock_not_available: `lock_timeout` ran out. */
@@ -58,6 +62,7 @@ export class SessionService {
   private readonly revokedListeners = new Set<(sessionId: string) => void>();
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   private offReconnect?: () => void;
+  private purgeTimer?: NodeJS.Timeout;
   /**
    * The checks asked for in one turn of the event loop (the requests read from the network in it)
    * go to the database as one statement when the turn ends: one round trip instead of one per
@@ -91,6 +96,8 @@ export class SessionService {
    * sweep of open sockets covers what a missing signal would have closed).
    */
   start(): void {
+    this.purgeTimer = setInterval(() => void this.purge().catch((err) => this.log.warn({ err: (err as Error).message }, 'ended sessions could not be purged; retrying later')), PURGE_EVERY_MS);
+    this.purgeTimer.unref();
     // Revocations announced while the connection was down went unheard.
     this.offReconnect = this.pubsub.onReconnect(() => this.standing.clear());
     this.unsubscribe = this.pubsub
@@ -102,9 +109,31 @@ export class SessionService {
   }
 
   close(): void {
+    clearInterval(this.purgeTimer);
     this.revokedListeners.clear();
     this.offReconnect?.();
     unsubscribeWhenSettled(this.unsubscribe);
+  }
+
+  /**
+   * Deletes the rows of sessions that can no longer be used, so the table holds about one row per
+   * signed-in device: revoked ones a day after their revocation, and ones whose refresh token
+   * expired, once every access token issued with it has expired too (`JWT_TTL_SECONDS` later).
+   * A token of a deleted session is refused as one of a revoked session is. Every instance runs it
+   * every PURGE_EVERY_MS (deleting is idempotent), in batches. Resolves to how many were deleted.
+   */
+  async purge(): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const [, count] = (await this.db.query(
+        `DELETE FROM sessions WHERE id IN (SELECT id FROM sessions
+           WHERE revoked_at < now() - interval '1 day' OR refresh_expires_at < now() - make_interval(secs => $1)
+           LIMIT $2)`,
+        [this.tokens.ttlSeconds, PURGE_BATCH],
+      )) as [unknown, number];
+      deleted += count;
+      if (count < PURGE_BATCH) return deleted;
+    }
   }
 
   /** Calls `listener` with the id of each session revoked here or on another instance. */

@@ -34,7 +34,7 @@ export class TokenService {
    */
   private readonly verified = new LRUCache<string, Viewer>({ max: VERIFIED_TOKENS });
 
-  constructor(secret: string, private readonly ttlSeconds: number) {
+  constructor(secret: string, readonly ttlSeconds: number) {
     this.secret = createSecretKey(Buffer.from(secret, 'utf8'));
   }
 

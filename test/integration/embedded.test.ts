@@ -65,6 +65,11 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     expect(again.id).toBe(ada.id);
     const data = await must(server.url, `{ me { id username } }`, {}, again.token);
     expect(data.me).toEqual({ id: ada.id, username: ada.username });
+    // The purge of ended sessions runs on PGlite too: a session revoked two days ago goes, the others stay.
+    const db = server.app.db.dataSource;
+    await db.query(`UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE user_id = $1 AND id = (SELECT min(id::text)::uuid FROM sessions WHERE user_id = $1)`, [ada.id]);
+    expect(await server.app.services.sessions.purge()).toBe(1);
+    expect(await db.query(`SELECT count(*)::int AS n FROM sessions WHERE user_id = $1`, [ada.id])).toEqual([{ n: 1 }]);
   }, SLOW);
 
   it('numbers messages without a gap and returns the first message for a repeated clientId, also when retries race', async () => {

@@ -435,3 +435,24 @@ describe('sessions found standing (which HTTP requests spend budgets while their
     }
   });
 });
+
+describe('the purge of sessions that can no longer be used', () => {
+  it('deletes revoked ones after a day, and expired ones once their access tokens have expired too; keeps the others', async () => {
+    const users = await Promise.all([0, 1, 2, 3, 4].map(() => signUpTokens()));
+    const [revokedLong, revokedLately, expiredLong, expiredLately, live] = users;
+    const db = server.app.db.dataSource;
+    await db.query(`UPDATE sessions SET revoked_at = now() - interval '25 hours' WHERE user_id = $1`, [revokedLong.id]);
+    await db.query(`UPDATE sessions SET revoked_at = now() - interval '23 hours' WHERE user_id = $1`, [revokedLately.id]);
+    await db.query(`UPDATE sessions SET refresh_expires_at = now() - interval '1 minute' WHERE user_id = $1`, [expiredLong.id]);
+    // Expired just now: JWT_TTL_SECONDS is 3 here, so an access token issued with it may still be valid.
+    await db.query(`UPDATE sessions SET refresh_expires_at = now() WHERE user_id = $1`, [expiredLately.id]);
+    expect(await server.app.services.sessions.purge()).toBeGreaterThanOrEqual(2); // other tests' ended sessions may go too
+    const left: Array<{ user_id: string }> = await db.query(`SELECT user_id FROM sessions WHERE user_id = ANY($1::uuid[])`, [users.map((u) => u.id)]);
+    expect(left.map((r) => r.user_id).sort()).toEqual([revokedLately.id, expiredLately.id, live.id].sort());
+    // A purged session's tokens are refused as a revoked one's; the others are untouched.
+    expect(codeOf(await refresh(expiredLong.refreshToken))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await refresh(revokedLong.refreshToken))).toBe('UNAUTHENTICATED');
+    expect((await gql(server.url, ME, {}, live.token)).data.me).toEqual({ id: live.id });
+    expect(codeOf(await refresh(live.refreshToken))).toBeUndefined();
+  });
+});
