@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { Repeater, SlidingBuffer } from '@repeaterjs/repeater';
+import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
+import { AppError, ErrorCode } from '../errors';
 import type { DataSource } from 'typeorm';
 import type { Logger } from '../logger';
 import { activityTopic, toWire, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
@@ -15,8 +16,13 @@ export type MyFeedEvent =
   | { kind: 'removed'; roomId: string }
   | { kind: 'read'; roomId: string };
 
-/** How many events a slow reader of its own feed may have waiting; past that the oldest go (the feed is not resumable: clients re-read `rooms`). */
-const BUFFER = 1000;
+/**
+ * How many events a feed may have waiting for its reader (a heal after an outage delivers a room's
+ * missed messages at once). Past that the feed ends with SERVICE_UNAVAILABLE once the reader has
+ * taken what waits, rather than lose events unseen: the feed is not resumable, so the client
+ * re-reads `rooms` and subscribes again.
+ */
+const BUFFER = 10_000;
 /** How long a message that came ahead of its turn waits for the ones before it before they are read. */
 const REORDER_MS = 50;
 /** How long a new feed waits for its viewer's topic (a Redis that is down) before it starts without it; the check heals. */
@@ -32,6 +38,11 @@ interface Feed {
   rooms: Map<string, number>;
   /** The router's clock when a signal last changed `rooms` (a check that read before then skips the feed). */
   changed: number;
+  /**
+   * Rooms joined whose messages since the join are being read for this feed alone (`join`): their
+   * new messages wait here meanwhile, so the feed gets the room's messages in order.
+   */
+  holding: Map<string, MessageWire[]>;
   push(event: MyFeedEvent): void;
 }
 
@@ -74,10 +85,11 @@ interface MembershipRow {
  * feed"): writers on different instances may publish in another order than they committed, so a
  * message above the next seq waits a moment (REORDER_MS) for those before it, then what is still
  * missing is read from the database; one at or below the routed seq is a duplicate, or older than
- * the feeds, and dropped. Every `healIntervalMs` the router reads the heads of its rooms and routes
- * any missed tail, and compares a digest of each viewer's rooms with the database's; after a pub/sub
- * reconnect it re-reads every viewer's memberships. A room joined or left (or, after a reconnect,
- * read) whose signal was lost is told as if the signal had come.
+ * the feeds, and dropped. A room joined brings its messages since the join (`join`). Every
+ * `healIntervalMs` the router compares a digest of each viewer's rooms with the database's, then
+ * reads the heads of its rooms and routes any missed tail; after a pub/sub reconnect it re-reads
+ * every viewer's memberships before it routes anything new. A room joined or left (or, after a
+ * reconnect, read) whose signal was lost is told as if the signal had come.
  */
 export class ActivityRouter {
   private readonly byRoom = new Map<string, Route>();
@@ -90,6 +102,8 @@ export class ActivityRouter {
   private checking = false;
   /** A check was asked for while one ran: which kind runs right after it. */
   private again?: 'timed' | 'everything';
+  /** After a pub/sub reconnect, until the memberships are read again: new messages wait in `early`. */
+  private paused = false;
 
   constructor(
     private readonly db: DataSource,
@@ -122,8 +136,18 @@ export class ActivityRouter {
 
   /** The viewer's feed: from the first `next()` on, everything that happens to them, until `return()`. */
   open(viewerId: string): AsyncIterableIterator<MyFeedEvent> {
+    const buffer = new FixedBuffer(BUFFER);
     return new Repeater<MyFeedEvent>(async (push, stop) => {
-      const feed: Feed = { viewerId, rooms: new Map(), changed: 0, push: (event) => void push(event).catch(() => undefined) };
+      const feed: Feed = {
+        viewerId,
+        rooms: new Map(),
+        changed: 0,
+        holding: new Map(),
+        push: (event) => {
+          if (buffer.full) stop(new AppError(ErrorCode.ServiceUnavailable, `This feed fell more than ${BUFFER} events behind; read your rooms again and subscribe again`));
+          else void push(event).catch(() => undefined);
+        },
+      };
       // Listen to the viewer's own topic before reading their rooms, so a room joined meanwhile is
       // not missed; a subscribe stuck behind a dead Redis does not hold the feed (the check heals).
       const subscribing = this.pubsub.subscribe(userTopic(viewerId), (signal) => this.onUserSignal(feed, signal));
@@ -142,16 +166,19 @@ export class ActivityRouter {
         for (const roomId of [...feed.rooms.keys()]) this.unindex(feed, roomId);
         unsubscribeWhenSettled(offUser);
       }
-    }, new SlidingBuffer(BUFFER));
+    }, buffer);
   }
 
   /**
-   * Reads the heads of every routed room and routes what pub/sub did not bring; then compares each
-   * open feed's rooms with its viewer's memberships (a digest of the room ids, or with `everything`,
-   * after a reconnect, every membership and read position) and tells a feed that differs what it
-   * missed. A failed read is retried at the next interval.
+   * Compares each open feed's rooms with its viewer's memberships (a digest of the room ids, or with
+   * `everything`, after a reconnect, every membership and read position) and tells a feed that
+   * differs what it missed — a removal first, so the room's later messages do not reach it; then
+   * reads the heads of every routed room and routes what pub/sub did not bring. A failed read is
+   * retried at the next interval. After a reconnect, new messages wait until the memberships are
+   * read (`paused`).
    */
   async check(everything = false): Promise<void> {
+    if (everything) this.paused = true;
     if (this.checking) {
       // What changed since the running check began is read right after it.
       this.again = this.again === 'everything' || everything ? 'everything' : 'timed';
@@ -160,15 +187,6 @@ export class ActivityRouter {
     this.checking = true;
     this.again = undefined;
     try {
-      const routes = [...this.byRoom.values()];
-      for (let i = 0; i < routes.length; i += CHECK_BATCH) {
-        const part = routes.slice(i, i + CHECK_BATCH);
-        const heads = await this.store.heads(part.map((route) => route.roomId));
-        for (const route of part) {
-          const lastSeq = heads.get(route.roomId)?.lastSeq ?? 0;
-          if (lastSeq > route.routed && this.byRoom.get(route.roomId) === route) void this.fill(route, lastSeq);
-        }
-      }
       const feeds = [...this.open_];
       for (let i = 0; i < feeds.length; i += CHECK_BATCH) {
         const since = this.clock;
@@ -182,12 +200,30 @@ export class ActivityRouter {
         for (const row of await this.memberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
         for (const feed of part) if (this.open_.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
       }
+      if (everything && this.again !== 'everything') this.resume();
+      const routes = [...this.byRoom.values()];
+      for (let i = 0; i < routes.length; i += CHECK_BATCH) {
+        const part = routes.slice(i, i + CHECK_BATCH);
+        const heads = await this.store.heads(part.map((route) => route.roomId));
+        for (const route of part) {
+          const lastSeq = heads.get(route.roomId)?.lastSeq ?? 0;
+          if (lastSeq > route.routed && this.byRoom.get(route.roomId) === route) void this.fill(route, lastSeq);
+        }
+      }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'feeds could not check the database; retrying at the next interval');
     } finally {
       this.checking = false;
       if (this.again) void this.check(this.again === 'everything');
+      else this.resume(); // a failed check does not hold new messages back (the next one heals)
     }
+  }
+
+  /** Routes what waited while paused. */
+  private resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    for (const route of this.byRoom.values()) if (!route.filling) this.drain(route);
   }
 
   /** Each viewer's `digestOf` their rooms, as the database has them (none for a viewer in no room). */
@@ -214,7 +250,7 @@ export class ActivityRouter {
     for (const row of rows) {
       const known = feed.rooms.get(row.room_id);
       if (known === undefined) {
-        this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
+        this.join(feed, row.room_id, row.last_read_seq);
         feed.push({ kind: 'added', roomId: row.room_id });
       } else if (row.last_read_seq > known) {
         this.onUserSignal(feed, { kind: 'read', roomId: row.room_id, lastReadSeq: row.last_read_seq });
@@ -227,13 +263,13 @@ export class ActivityRouter {
     if (message.createdChange !== message.changeSeq) return; // only new messages are activity
     const route = this.byRoom.get(message.roomId);
     if (!route || message.seq <= route.routed) return;
-    if (message.seq === route.routed + 1 && !route.filling) {
+    if (message.seq === route.routed + 1 && !route.filling && !this.paused) {
       this.deliver(route, message);
       this.drain(route);
       return;
     }
     route.early.set(message.seq, message);
-    if (!route.filling) this.waitForEarlier(route);
+    if (!route.filling && !this.paused) this.waitForEarlier(route);
   }
 
   /** Routes the early messages that are next in turn; arms the reorder timer while some still wait. */
@@ -282,16 +318,71 @@ export class ActivityRouter {
     route.routed = message.seq;
     const mentioned: MyFeedEvent = { kind: 'mentioned', message }; // one object for all, so a shared selection executes once
     for (const feed of route.feeds) {
-      if (message.authorId === feed.viewerId) feed.rooms.set(message.roomId, message.seq); // sending reads up to it
-      feed.push({ kind: 'activity', message, lastReadSeq: feed.rooms.get(message.roomId) ?? 0 });
-      if (message.mentions.includes(feed.viewerId)) feed.push(mentioned);
+      const held = feed.holding.get(message.roomId);
+      if (held) held.push(message);
+      else this.tell(feed, message, mentioned);
+    }
+  }
+
+  /** A new message for one feed: its activity, and its mention of the viewer. */
+  private tell(feed: Feed, message: MessageWire, mentioned: MyFeedEvent = { kind: 'mentioned', message }): void {
+    if (message.authorId === feed.viewerId) feed.rooms.set(message.roomId, message.seq); // sending reads up to it
+    feed.push({ kind: 'activity', message, lastReadSeq: feed.rooms.get(message.roomId) ?? 0 });
+    if (message.mentions.includes(feed.viewerId)) feed.push(mentioned);
+  }
+
+  /**
+   * Adds a room the viewer joined to their feed, from `joinedAt` (the room's last seq when they
+   * joined: their read position then). A room routed here already goes on from where it is: what
+   * it routed since the join is read for this feed alone, its new messages waiting meanwhile
+   * (`Feed.holding`). A room new here starts at the join, and what came since is read for all.
+   */
+  private join(feed: Feed, roomId: string, joinedAt: number): void {
+    const route = this.byRoom.get(roomId);
+    this.index(feed, roomId, joinedAt, joinedAt);
+    if (!route) {
+      void this.fillToHead(this.byRoom.get(roomId)!);
+    } else if (route.routed > joinedAt && !feed.holding.has(roomId)) {
+      void this.catchUp(feed, roomId, joinedAt, route.routed);
+    }
+  }
+
+  /** Routes what the room has beyond its routed seq (a route that started at a join). */
+  private async fillToHead(route: Route): Promise<void> {
+    try {
+      const { lastSeq } = await this.store.head(route.roomId);
+      if (lastSeq > route.routed) await this.fill(route, lastSeq);
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId: route.roomId }, 'feeds could not read a joined room; the check retries');
+    }
+  }
+
+  /** Tells one feed the room's messages after `from` up to `upto`, then those that came meanwhile. */
+  private async catchUp(feed: Feed, roomId: string, from: number, upto: number): Promise<void> {
+    const held: MessageWire[] = [];
+    feed.holding.set(roomId, held);
+    let told = from;
+    try {
+      while (told < upto && feed.holding.get(roomId) === held) {
+        const batch = await this.store.range(roomId, told, upto, FILL_BATCH);
+        if (feed.holding.get(roomId) !== held) return; // left meanwhile
+        for (const message of batch) this.tell(feed, toWire(message));
+        told = batch.length < FILL_BATCH ? upto : batch[batch.length - 1].seq;
+      }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, roomId }, 'feeds could not read a joined room\'s messages; going on from now');
+    } finally {
+      if (feed.holding.get(roomId) === held) {
+        feed.holding.delete(roomId);
+        for (const message of held) if (message.seq > told) this.tell(feed, message);
+      }
     }
   }
 
   private onUserSignal(feed: Feed, signal: UserSignal): void {
     feed.changed = ++this.clock;
     // A joiner has read the room up to where it was when they joined: that is where its messages start.
-    if (signal.kind === 'added') this.index(feed, signal.roomId, signal.lastReadSeq, signal.lastReadSeq);
+    if (signal.kind === 'added' && !feed.rooms.has(signal.roomId)) this.join(feed, signal.roomId, signal.lastReadSeq);
     if (signal.kind === 'removed') this.unindex(feed, signal.roomId);
     if (signal.kind === 'read' && feed.rooms.has(signal.roomId)) {
       feed.rooms.set(signal.roomId, Math.max(feed.rooms.get(signal.roomId)!, signal.lastReadSeq));
@@ -308,6 +399,7 @@ export class ActivityRouter {
 
   private unindex(feed: Feed, roomId: string): void {
     feed.rooms.delete(roomId);
+    feed.holding.delete(roomId);
     const route = this.byRoom.get(roomId);
     if (!route) return;
     route.feeds.delete(feed);

@@ -2,6 +2,7 @@
 // Redis pub/sub is only a wake-up; the room hubs read what it lost from the database.
 import type { Client } from 'graphql-ws';
 import Redis from 'ioredis';
+import { activityTopic, type MessageWire } from '../../src/pubsub';
 import {
   collect,
   createRoom,
@@ -60,6 +61,17 @@ function interceptPublishes(server: TestServer, picks: (topic: string) => boolea
   const publish = jest.spyOn(server.app.pubsub, 'publish');
   publish.mockImplementation((topic, payload) => (picks(topic.name) ? take(payload, () => original(topic, payload)) : original(topic, payload)));
   return { restore: () => publish.mockRestore() };
+}
+
+/** Cuts `server`'s pub/sub subscriber connection (as a Redis failover would): it reconnects and heals. */
+async function cutSubscriber(server: TestServer): Promise<void> {
+  const admin = new Redis(process.env.TEST_REDIS_URL!);
+  try {
+    const { stream } = (server.app.pubsub as unknown as { subscriber: { stream: { localAddress: string; localPort: number } } }).subscriber;
+    await admin.client('KILL', 'ADDR', `${stream.localAddress}:${stream.localPort}`);
+  } finally {
+    admin.disconnect();
+  }
 }
 
 const activities = (feed: Collected) =>
@@ -211,17 +223,74 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     } finally {
       lost.restore();
     }
-    // B's subscriber connection is cut (as a Redis failover would): it reconnects and re-reads.
-    const admin = new Redis(process.env.TEST_REDIS_URL!);
-    try {
-      const { stream } = (b.app.pubsub as unknown as { subscriber: { stream: { localAddress: string; localPort: number } } }).subscriber;
-      await admin.client('KILL', 'ADDR', `${stream.localAddress}:${stream.localPort}`);
-    } finally {
-      admin.disconnect();
-    }
+    await cutSubscriber(b); // it reconnects and re-reads
     await feed.until((r) => r.length >= 2);
     expect(feed.results.map((r) => r.data!.myEvents)[1]).toEqual({ __typename: 'ReadStateChanged', room: { id: roomId, unreadCount: 0 } });
   });
+
+  it('after a pub/sub reconnect, tells a removal whose signal was lost before any message sent after it', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await createRoom(a.url, ada, 'PRIVATE');
+    await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    const feed = await myEvents(b, bob);
+    // While B's connection is down, as it were: the removal's signal and the next message's are lost.
+    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}` || name === 'activity', () => Promise.reject(new Error('down')));
+    try {
+      await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await send(a.url, ada, roomId, 'after the removal');
+    } finally {
+      lost.restore();
+    }
+    await cutSubscriber(b);
+    await feed.until((r) => r.length >= 1);
+    await send(a.url, ada, roomId, 'later still');
+    await new Promise((resolve) => setTimeout(resolve, 300)); // room for a wrong delivery
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([{ __typename: 'RemovedFromRoom', roomId }]);
+  });
+
+  it('holds up to 10,000 events for a feed whose reader does not keep up, and past that ends it with SERVICE_UNAVAILABLE after those, never losing one unseen', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob]);
+    const wire = (seq: number): MessageWire => ({
+      id: `00000000-0000-4000-8000-${String(seq).padStart(12, '0')}`, roomId, seq, authorId: ada.id, body: `m${seq}`, parentId: null, clientId: null,
+      status: 'COMPLETE', statusReason: null, deltaCount: 0, createdAt: new Date().toISOString(), createdChange: seq, changeSeq: seq,
+      editedAt: null, deletedAt: null, reactions: [], replyCount: 0, lastReplyAt: null, mentions: [],
+    });
+    /** A feed on B that takes the first of `count + 1` messages, then reads on once B has routed them all. */
+    const overrun = async (count: number) => {
+      const before = b.app.services.activity.size;
+      const feed = b.app.services.activity.open(bob.id);
+      const first = feed.next();
+      await waitFor(() => b.app.services.activity.size > before);
+      // B's router listens to the topic before this does: once this has the last one, the router has routed it.
+      let arrived = 0;
+      const off = await b.app.pubsub.subscribe(activityTopic, ({ message }) => (arrived = message.seq));
+      for (let seq = 1; seq <= count + 1; seq++) void a.app.pubsub.publish(activityTopic, { message: wire(seq) });
+      await waitFor(() => arrived === count + 1);
+      await off();
+      expect((await first).value).toMatchObject({ kind: 'activity', message: { seq: 1 } });
+      const seqs: number[] = [];
+      let ended: unknown;
+      try {
+        for (let next = await feed.next(); !next.done; next = await feed.next()) {
+          seqs.push((next.value as { message: MessageWire }).message.seq);
+          if (seqs.length === count) break; // all there: nothing more will come
+        }
+      } catch (err) {
+        ended = err;
+      }
+      await feed.return?.();
+      return { seqs, ended };
+    };
+    // 10,000 waiting: all delivered, in order. (Each feed starts the room afresh: the route ends with its last feed.)
+    const full = await overrun(10_000);
+    expect(full.ended).toBeUndefined();
+    expect(full.seqs).toEqual(range(2, 10_001));
+    // One more: the 10,000 that waited, then the feed ends with a retryable error.
+    const over = await overrun(10_001);
+    expect(over.seqs).toEqual(range(2, 10_001));
+    expect(over.ended).toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+  }, 60_000);
 
   it('fills from the database the messages whose publish was lost, before the next one, on both instances', async () => {
     const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
@@ -305,6 +374,34 @@ describe('two instances with a short heal interval', () => {
       { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 1 }, message: { body: 'lost and last' } },
       { __typename: 'RemovedFromRoom', roomId },
     ]);
+  });
+
+  it('tells myEvents of a join whose signal was lost with the messages sent since it, in order, also beside a feed already in the room', async () => {
+    const [ada, bob, cat] = await Promise.all([signUp(a.url), signUp(b.url), signUp(b.url)]);
+    const roomId = await createRoom(a.url, ada, 'PRIVATE');
+    await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: cat.id }, ada.token);
+    const catFeed = await myEvents(b, cat); // the room is routed on B already
+    const bobFeed = await myEvents(b, bob);
+    await send(a.url, ada, roomId, 'before bob');
+    const lostToBob = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    try {
+      await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await send(a.url, ada, roomId, `one for @${bob.username}`);
+      await send(a.url, ada, roomId, 'two');
+      await bobFeed.until((r) => r.length >= 4); // the heal timer finds the join
+    } finally {
+      lostToBob.restore();
+    }
+    await send(a.url, ada, roomId, 'three');
+    await bobFeed.until((r) => r.length >= 5);
+    expect(bobFeed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'AddedToRoom', room: { id: roomId } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 1 }, message: { body: `one for @${bob.username}` } },
+      { __typename: 'Mentioned', message: { body: `one for @${bob.username}` } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 2 }, message: { body: 'two' } },
+      { __typename: 'RoomActivity', room: { id: roomId, unreadCount: 3 }, message: { body: 'three' } },
+    ]);
+    expect(activities(catFeed)).toEqual([['before bob', 1], [`one for @${bob.username}`, 2], ['two', 3], ['three', 4]]);
   });
 
   it('delivers a lost last message within the heal timer although nothing follows it', async () => {
