@@ -290,7 +290,8 @@ export class ActivityRouter {
   private waitForEarlier(route: Route): void {
     route.timer ??= setTimeout(() => {
       route.timer = undefined;
-      if (route.early.size > 0) void this.fill(route, Math.min(...route.early.keys()) - 1);
+      // While paused, `resume` drains the room and waits again (a removal is told first).
+      if (route.early.size > 0 && !this.paused) void this.fill(route, Math.min(...route.early.keys()) - 1);
     }, REORDER_MS);
   }
 
