@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
-import { AppError, ErrorCode } from '../errors';
 import type { DataSource } from 'typeorm';
+import { AppError, ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import { activityTopic, toWire, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
 import { within } from '../within';
@@ -93,7 +93,7 @@ interface MembershipRow {
  */
 export class ActivityRouter {
   private readonly byRoom = new Map<string, Route>();
-  private readonly open_ = new Set<Feed>();
+  private readonly openFeeds = new Set<Feed>();
   private off?: Promise<() => Promise<void>>;
   private offReconnect?: () => void;
   private timer?: NodeJS.Timeout;
@@ -131,7 +131,7 @@ export class ActivityRouter {
 
   /** How many feeds are open on this instance. */
   get size(): number {
-    return this.open_.size;
+    return this.openFeeds.size;
   }
 
   /** The viewer's feed: from the first `next()` on, everything that happens to them, until `return()`. */
@@ -159,10 +159,10 @@ export class ActivityRouter {
       try {
         for (const row of await this.memberships([viewerId])) this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
         feed.changed = ++this.clock; // a check that read before this has not seen these rooms
-        this.open_.add(feed);
+        this.openFeeds.add(feed);
         await stop;
       } finally {
-        this.open_.delete(feed);
+        this.openFeeds.delete(feed);
         for (const roomId of [...feed.rooms.keys()]) this.unindex(feed, roomId);
         unsubscribeWhenSettled(offUser);
       }
@@ -187,7 +187,7 @@ export class ActivityRouter {
     this.checking = true;
     this.again = undefined;
     try {
-      const feeds = [...this.open_];
+      const feeds = [...this.openFeeds];
       for (let i = 0; i < feeds.length; i += CHECK_BATCH) {
         const since = this.clock;
         let part = feeds.slice(i, i + CHECK_BATCH);
@@ -198,7 +198,7 @@ export class ActivityRouter {
         }
         const byViewer = new Map<string, MembershipRow[]>(part.map((feed) => [feed.viewerId, []]));
         for (const row of await this.memberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
-        for (const feed of part) if (this.open_.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
+        for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
       }
       if (everything && this.again !== 'everything') this.resume();
       const routes = [...this.byRoom.values()];
@@ -207,7 +207,8 @@ export class ActivityRouter {
         const heads = await this.store.heads(part.map((route) => route.roomId));
         for (const route of part) {
           const lastSeq = heads.get(route.roomId)?.lastSeq ?? 0;
-          if (lastSeq > route.routed && this.byRoom.get(route.roomId) === route) void this.fill(route, lastSeq);
+          // Not while paused by a reconnect meanwhile: the check it asked for reads the memberships first.
+          if (lastSeq > route.routed && this.byRoom.get(route.roomId) === route && !this.paused) void this.fill(route, lastSeq);
         }
       }
     } catch (err) {
