@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { Client } from 'pg';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { Config } from '../config';
 import type { Logger } from '../logger';
@@ -15,6 +16,25 @@ export interface Database {
   /** True when a trivial query answers within the timeout. */
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
+}
+
+/**
+ * A connection of the pool that gives itself up when a statement goes unanswered past its
+ * `query_timeout` (a frozen database, or one cut off without a reset): the pool replaces it, and
+ * the statement's transaction fails at once instead of waiting as long again for its ROLLBACK on
+ * the same silent connection. (A statement that ran too long is cancelled by PostgreSQL before
+ * this: `statement_timeout`.)
+ */
+class GivingUpClient extends Client {
+  // @ts-expect-error: node-postgres's overloads, passed through as they are (only a promise is watched)
+  override query(...args: Parameters<Client['query']>) {
+    const result = (Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+    if (!(result instanceof Promise)) return result;
+    return result.catch((err: Error) => {
+      if (err?.message === 'Query read timeout') (this as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      throw err;
+    });
+  }
 }
 
 /** Any number in this project's key space; serializes migrations across instances starting at once. */
@@ -60,6 +80,7 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
       // elsewhere), and the client gives up on a database that does not answer at all.
       statement_timeout: config.databaseTimeoutMs,
       query_timeout: config.databaseTimeoutMs + 2000,
+      Client: GivingUpClient,
     },
   } as DataSourceOptions);
   await dataSource.initialize();
