@@ -180,6 +180,27 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await adaClient.dispose();
   }, SLOW);
 
+  it("heals myEvents from PGlite too: a membership gone without its signal is told by the feeds' check", async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const client = wsClient(server.wsUrl, bob);
+    const before = server.app.services.activity.size;
+    const feed = collect(client, `subscription { myEvents { __typename ... on RemovedFromRoom { roomId } ... on RoomActivity { message { body } } } }`);
+    await waitFor(() => server.app.services.activity.size > before);
+    await send(server.url, ada, roomId, 'seen');
+    await feed.until((r) => r.length >= 1);
+    // No signal: the row goes in SQL, so only the check (digest, then memberships) can find it.
+    await server.app.db.dataSource.query(`DELETE FROM memberships WHERE room_id = $1 AND user_id = $2`, [roomId, bob.id]);
+    await server.app.services.activity.check();
+    await feed.until((r) => r.length >= 2);
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'RoomActivity', message: { body: 'seen' } },
+      { __typename: 'RemovedFromRoom', roomId },
+    ]);
+    await client.dispose();
+  }, SLOW);
+
   it('searches messages in full text, opens one direct room per pair and counts mentions on PGlite too', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const roomId = await createRoom(server.url, ada);
