@@ -1,5 +1,6 @@
 // Scale-out (API.md guarantees 1, 2 and 5): two instances on one PostgreSQL and one Redis.
-// Redis pub/sub is only a wake-up; the room hubs read what it lost from the database.
+// Redis pub/sub is only a wake-up; the room hubs read what it lost from the database, and so do
+// the myEvents feeds (docs/guarantees.md, "The viewer's feed").
 import type { Client } from 'graphql-ws';
 import Redis from 'ioredis';
 import { activityTopic, type MessageWire } from '../../src/pubsub';
@@ -55,7 +56,7 @@ async function myEvents(server: TestServer, user: TestUser): Promise<Collected> 
   return feed;
 }
 
-/** What `publish` of `server` does with each payload on topics `name` picks, until `restore`. */
+/** Until `restore`, `server`'s publish hands each payload on a topic `picks` accepts to `take` (`release` publishes it). */
 function interceptPublishes(server: TestServer, picks: (topic: string) => boolean, take: (payload: unknown, release: () => Promise<void>) => Promise<void>) {
   const original = server.app.pubsub.publish.bind(server.app.pubsub);
   const publish = jest.spyOn(server.app.pubsub, 'publish');
