@@ -3,6 +3,7 @@ import DataLoader from 'dataloader';
 import { LRUCache } from 'lru-cache';
 import type { DataSource, EntityManager } from 'typeorm';
 import { UserEntity } from '../db/entities';
+import { isLockNotAvailable } from '../db/errors';
 import { prepare, runPrepared } from '../db/prepared';
 import { AppError, badUserInput, ErrorCode, unauthenticated } from '../errors';
 import type { Logger } from '../logger';
@@ -30,8 +31,6 @@ const PURGE_BATCH = 1000;
 
 /** Longest a refresh waits for its session's row (another refresh of it, stalled), in ms. */
 const REFRESH_LOCK_WAIT_MS = 1000;
-/** PostgreSQL's lock_not_available: `lock_timeout` ran out. */
-const LOCK_NOT_AVAILABLE = '55P03';
 const refreshUnanswerable = () =>
   new AppError(ErrorCode.ServiceUnavailable, 'The refresh could not be completed now; nothing changed: retry with the same refresh token');
 
@@ -192,8 +191,7 @@ export class SessionService {
       if (answerable && !answerable()) throw refreshUnanswerable(); // rolls the rotation back
       return { kind: 'rotated' as const, sessionId, user, refreshToken: `${sessionId}.${next}` };
     }).catch((err: unknown) => {
-      const e = err as { driverError?: { code?: string }; code?: string };
-      throw (e.driverError?.code ?? e.code) === LOCK_NOT_AVAILABLE ? refreshUnanswerable() : err;
+      throw isLockNotAvailable(err) ? refreshUnanswerable() : err;
     });
     if (outcome.kind === 'refused') throw unauthenticated('Session ended or refresh token unknown: sign in again');
     if (outcome.kind === 'reused') {

@@ -266,7 +266,7 @@ export class ActivityRouter {
     if (!route || message.seq <= route.routed) return;
     if (message.seq === route.routed + 1 && !route.filling && !this.paused) {
       this.deliver(route, message);
-      this.drain(route);
+      if (route.early.size > 0) this.drain(route); // those that came early and follow it
       return;
     }
     route.early.set(message.seq, message);
@@ -301,11 +301,11 @@ export class ActivityRouter {
     if (route.filling) return;
     route.filling = true;
     try {
-      while (route.routed < upto && this.byRoom.get(route.roomId) === route) {
-        const batch = await this.store.range(route.roomId, route.routed, upto, FILL_BATCH);
-        for (const message of batch) if (message.seq > route.routed) this.deliver(route, toWire(message));
-        if (batch.length < FILL_BATCH) route.routed = Math.max(route.routed, upto);
-      }
+      const going = () => this.byRoom.get(route.roomId) === route;
+      const readTo = await this.readRange(route.roomId, route.routed, upto, going, (message) => {
+        if (message.seq > route.routed) this.deliver(route, message);
+      });
+      route.routed = Math.max(route.routed, readTo); // the seqs in between have no row: none to route
     } catch (err) {
       this.log.warn({ err: (err as Error).message, roomId: route.roomId }, 'feeds could not read missed messages; the check retries');
       // Go on, in order, from what came (the check reads the rest once the database answers).
@@ -314,6 +314,22 @@ export class ActivityRouter {
       route.filling = false;
       this.drain(route);
     }
+  }
+
+  /**
+   * Reads the room's messages after `after` up to `upto` from the database, in batches and in seq
+   * order, handing each to `take` while `going()` holds; resolves to the seq it has read up to
+   * (`upto` once all are read). Rejects with what the database threw.
+   */
+  private async readRange(roomId: string, after: number, upto: number, going: () => boolean, take: (message: MessageWire) => void): Promise<number> {
+    let at = after;
+    while (at < upto && going()) {
+      const batch = await this.store.range(roomId, at, upto, FILL_BATCH);
+      if (!going()) break;
+      for (const message of batch) take(toWire(message));
+      at = batch.length < FILL_BATCH ? upto : batch[batch.length - 1].seq;
+    }
+    return at;
   }
 
   private deliver(route: Route, message: MessageWire): void {
@@ -359,24 +375,19 @@ export class ActivityRouter {
     }
   }
 
-  /** Tells one feed the room's messages after `from` up to `upto`, then those that came meanwhile. */
+  /** Tells one feed the room's messages after `from` up to `upto`, then those that came meanwhile (all above `upto`). */
   private async catchUp(feed: Feed, roomId: string, from: number, upto: number): Promise<void> {
     const held: MessageWire[] = [];
     feed.holding.set(roomId, held);
-    let told = from;
+    const going = () => feed.holding.get(roomId) === held; // not once the viewer left the room
     try {
-      while (told < upto && feed.holding.get(roomId) === held) {
-        const batch = await this.store.range(roomId, told, upto, FILL_BATCH);
-        if (feed.holding.get(roomId) !== held) return; // left meanwhile
-        for (const message of batch) this.tell(feed, toWire(message));
-        told = batch.length < FILL_BATCH ? upto : batch[batch.length - 1].seq;
-      }
+      await this.readRange(roomId, from, upto, going, (message) => this.tell(feed, message));
     } catch (err) {
       this.log.warn({ err: (err as Error).message, roomId }, 'feeds could not read a joined room\'s messages; going on from now');
     } finally {
-      if (feed.holding.get(roomId) === held) {
+      if (going()) {
         feed.holding.delete(roomId);
-        for (const message of held) if (message.seq > told) this.tell(feed, message);
+        for (const message of held) this.tell(feed, message);
       }
     }
   }

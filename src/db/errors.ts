@@ -6,6 +6,12 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   return code === '23505' && (!constraint || name === constraint);
 }
 
+/** True for PostgreSQL's lock_not_available (55P03): a `lock_timeout` ran out, and the statement changed nothing. */
+export function isLockNotAvailable(err: unknown): boolean {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return (e?.code ?? e?.driverError?.code) === '55P03';
+}
+
 /**
  * True when the error means the database could not serve the statement for now: refused, reset,
  * timed out, not answering, or a statement it cancelled for running too long (57014:

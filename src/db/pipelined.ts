@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Writable } from 'node:stream';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
-import { isConnectionError } from './errors';
+import { isConnectionError, isLockNotAvailable } from './errors';
 import type { PreparedStatement } from './prepared';
 
 /** How long a pipelined statement may go unanswered before its connection is given up. */
@@ -15,9 +15,6 @@ export const STATEMENT_TIMEOUT_MS = 5000;
  * statements queued behind it only briefly.
  */
 export const LOCK_WAIT_MS = 10;
-
-/** PostgreSQL's lock_not_available: `lock_timeout` ran out (the statement changed nothing). */
-const LOCK_NOT_AVAILABLE = '55P03';
 
 /**
  * Most statements that gave up waiting here may wait for their lock elsewhere (on the pool's
@@ -74,7 +71,7 @@ export class PipelinedStatements {
     try {
       return (await this.writes.run(statement, values)) as T;
     } catch (err) {
-      if (elsewhere && (err as { code?: string }).code === LOCK_NOT_AVAILABLE) return this.waitingElsewhere(elsewhere);
+      if (elsewhere && isLockNotAvailable(err)) return this.waitingElsewhere(elsewhere);
       throw err;
     }
   }

@@ -79,15 +79,12 @@ export async function createHttpServer(deps: TransportDeps) {
   const runApollo = apolloHandler(apollo, async ({ req, res }) => {
     const { claimed, confirmed, standing } = deps.sessions.viewerOf(req.headers.authorization);
     const requestId = String(res.getHeader('x-request-id'));
-    let context: GraphQLContext;
-    if (!standing) {
-      context = deps.context(await confirmed, requestId, deps.clientAddress(req));
-    } else {
-      // A session found standing lately: it is checked while Apollo parses, validates and (for a
-      // mutation) spends budgets (`confirmViewer`).
-      confirmed.catch(() => undefined); // a request refused before it executes never waits for it
-      context = deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed);
-    }
+    // A session found standing lately is checked while Apollo parses, validates and (for a
+    // mutation) spends budgets (`confirmViewer`); a request refused before it executes never waits for it.
+    if (standing) confirmed.catch(() => undefined);
+    const context = standing
+      ? deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed)
+      : deps.context(await confirmed, requestId, deps.clientAddress(req));
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
     return context;
   });

@@ -42,6 +42,7 @@ describe('loadConfig', () => {
       nodeEnv: 'development',
       healIntervalMs: 5000,
       shutdownTimeoutMs: 10_000,
+      databaseTimeoutMs: 10_000,
     });
   });
 
@@ -86,6 +87,13 @@ describe('loadConfig', () => {
     });
   });
 
+  it.each([
+    ['500', 500],
+    ['600000', 600_000],
+  ])('takes DATABASE_TIMEOUT_MS=%s at the edges of its range', (value, expected) => {
+    expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET, DATABASE_TIMEOUT_MS: value }).databaseTimeoutMs).toBe(expected);
+  });
+
   it('treats empty strings as unset', () => {
     const config = loadConfig({ DATA_DIR: dir, PORT: '', DATABASE_URL: '', REDIS_URL: '', JWT_SECRET: SECRET, INTROSPECTION: '' });
     expect(config).toMatchObject({ port: 4000, databaseUrl: undefined, redisUrl: undefined, introspection: true });
@@ -114,6 +122,8 @@ describe('loadConfig', () => {
     ['LOG_LEVEL', 'loud'],
     ['INTROSPECTION', 'yes'],
     ['HEAL_INTERVAL_MS', 'often'],
+    ['DATABASE_TIMEOUT_MS', '499'],
+    ['DATABASE_TIMEOUT_MS', '600001'],
   ])('refuses a bad %s with an error naming it', (name, value) => {
     expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, [name]: value }).message).toContain(name);
   });
