@@ -264,8 +264,11 @@ describe('two instances sharing PostgreSQL and Redis', () => {
       const first = feed.next();
       await waitFor(() => b.app.services.activity.size > before);
       // B's router listens to the topic before this does: once this has the last one, the router has routed it.
+      // (The topic is shared with the other test files' servers, running meanwhile: only this room counts.)
       let arrived = 0;
-      const off = await b.app.pubsub.subscribe(activityTopic, ({ message }) => (arrived = message.seq));
+      const off = await b.app.pubsub.subscribe(activityTopic, ({ message }) => {
+        if (message.roomId === roomId) arrived = message.seq;
+      });
       for (let seq = 1; seq <= count + 1; seq++) void a.app.pubsub.publish(activityTopic, { message: wire(seq) });
       await waitFor(() => arrived === count + 1);
       await off();
