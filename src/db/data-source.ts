@@ -37,6 +37,13 @@ class GivingUpClient extends Client {
   }
 }
 
+/**
+ * The timeouts of every serving connection, the pool's and the pipelined ones: no statement waits
+ * for ever. PostgreSQL cancels one that runs longer than `DATABASE_TIMEOUT_MS` (a lock held
+ * elsewhere), and the client gives up 2 s later on a database that does not answer at all.
+ */
+const timeouts = (ms: number) => ({ statement_timeout: ms, query_timeout: ms + 2000 });
+
 /** Any number in this project's key space; serializes migrations across instances starting at once. */
 const MIGRATION_LOCK_KEY = 7_246_311;
 
@@ -53,9 +60,9 @@ const common = {
 
 /**
  * Opens PostgreSQL (`DATABASE_URL`) or the embedded PGlite database in `DATA_DIR`, and runs the
- * pending migrations (on PostgreSQL: `migrate`). On PostgreSQL no statement of the pool runs or
- * waits longer than `DATABASE_TIMEOUT_MS`. On PostgreSQL the prepared statements that run on their own
- * (session checks, sends) use a few pipelined connections besides TypeORM's pool (`pipelined.ts`).
+ * pending migrations (on PostgreSQL: `migrate`). On PostgreSQL the prepared statements that run on
+ * their own (session checks, sends) use a few pipelined connections besides TypeORM's pool
+ * (`pipelined.ts`), and no statement on either runs or waits longer than `DATABASE_TIMEOUT_MS` (`timeouts`).
  */
 export async function openDatabase(config: Config, log: Logger): Promise<Database> {
   if (!config.databaseUrl) {
@@ -76,15 +83,15 @@ export async function openDatabase(config: Config, log: Logger): Promise<Databas
       max: 20,
       connectionTimeoutMillis: 3000,
       keepAlive: true,
-      // No statement waits for ever: PostgreSQL cancels one that runs too long (a lock held
-      // elsewhere), and the client gives up on a database that does not answer at all.
-      statement_timeout: config.databaseTimeoutMs,
-      query_timeout: config.databaseTimeoutMs + 2000,
+      ...timeouts(config.databaseTimeoutMs),
       Client: GivingUpClient,
     },
   } as DataSourceOptions);
   await dataSource.initialize();
-  const pipelined = new PipelinedStatements({ connectionString: config.databaseUrl, connectionTimeoutMillis: 3000, keepAlive: true }, log);
+  const pipelined = new PipelinedStatements(
+    { connectionString: config.databaseUrl, connectionTimeoutMillis: 3000, keepAlive: true, ...timeouts(config.databaseTimeoutMs) },
+    log,
+  );
   usePipelined(dataSource, pipelined);
   return wrap(dataSource, async () => {
     await pipelined.close();

@@ -12,6 +12,12 @@ export function isLockNotAvailable(err: unknown): boolean {
   return (e?.code ?? e?.driverError?.code) === '55P03';
 }
 
+/** True for PostgreSQL's query_canceled (57014): here, a statement that ran past `statement_timeout`; its connection is still good. */
+export function isStatementCancelled(err: unknown): boolean {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return (e?.code ?? e?.driverError?.code) === '57014';
+}
+
 /**
  * True when the error means the database could not serve the statement for now: refused, reset,
  * timed out, not answering, or a statement it cancelled for running too long (57014:

@@ -2,11 +2,8 @@ import pLimit from 'p-limit';
 import type { Writable } from 'node:stream';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
-import { isConnectionError, isLockNotAvailable } from './errors';
+import { isConnectionError, isLockNotAvailable, isStatementCancelled } from './errors';
 import type { PreparedStatement } from './prepared';
-
-/** How long a pipelined statement may go unanswered before its connection is given up. */
-export const STATEMENT_TIMEOUT_MS = 5000;
 
 /**
  * How long a pipelined statement may wait for a row lock (PostgreSQL's `lock_timeout` on the
@@ -38,9 +35,10 @@ export const MAX_WAITING_ELSEWHERE = 8;
  * wait at most `LOCK_WAIT_MS` before going to the pool instead, and the others (session checks)
  * theirs, which never wait for a lock; and each statement goes to the connection of its kind with
  * the fewest statements in flight, passing over one that has answered nothing for a while (a lock
- * wait, a stalled backend). A statement unanswered after
- * `STATEMENT_TIMEOUT_MS` ends its connection (node-postgres destroys a pipelined connection whose
- * statement times out). A connection that fails fails the statements it has in flight (the
+ * wait, a stalled backend). The connections take their timeouts from `config`, as the pool's do
+ * (`DATABASE_TIMEOUT_MS`): a statement PostgreSQL cancels for running too long fails alone, and one
+ * unanswered past `query_timeout` ends its connection (node-postgres destroys a pipelined
+ * connection whose statement times out). A connection that fails fails the statements it has in flight (the
  * callers see a connection error, answered SERVICE_UNAVAILABLE and retryable: a send's `clientId`
  * settles it) and is replaced on the next statement.
  */
@@ -51,7 +49,7 @@ export class PipelinedStatements {
 
   constructor(config: ClientConfig, log: Logger, connectionsPerKind = 2) {
     const open = (extra: ClientConfig) => (): Client => {
-      const client = new Client({ ...config, ...extra, pipeline: true, query_timeout: STATEMENT_TIMEOUT_MS });
+      const client = new Client({ ...config, ...extra, pipeline: true });
       // After a connection is up, its failure is an event: its statements have failed already.
       client.on('error', (err) => log.warn({ err: err.message }, 'a pipelined database connection failed; the next statement opens another'));
       return client;
@@ -134,8 +132,9 @@ class Lane {
     try {
       return (await slot.client.query({ name: statement.name, text: statement.text, values })).rows;
     } catch (err) {
-      // The connection is gone (or going: terminated, reset) before it says so itself.
-      if (isConnectionError(err)) slot.drop();
+      // The connection is gone (or going: terminated, reset, unanswered) before it says so itself;
+      // one whose statement PostgreSQL cancelled for running too long is still good.
+      if (isConnectionError(err) && !isStatementCancelled(err)) slot.drop();
       throw err;
     } finally {
       slot.inFlight--;

@@ -7,7 +7,7 @@
 import { Socket } from 'node:net';
 import { Client, Pool } from 'pg';
 import { isConnectionError, isUniqueViolation } from '../../src/db/errors';
-import { LOCK_WAIT_MS, MAX_WAITING_ELSEWHERE, PipelinedStatements, STATEMENT_TIMEOUT_MS } from '../../src/db/pipelined';
+import { LOCK_WAIT_MS, MAX_WAITING_ELSEWHERE, PipelinedStatements } from '../../src/db/pipelined';
 import { prepare } from '../../src/db/prepared';
 import { createLogger } from '../../src/logger';
 import { sql, startPostgres, type PrivatePostgres } from './support/backing';
@@ -18,6 +18,9 @@ const LOCKING = prepare('test_pipelined_lock', 'UPDATE pipelined_items SET id = 
 /** Takes no row lock, but stalls while another transaction holds `pipelined_stall` (a stand-in for a backend that stops answering). */
 const STALLING = prepare('test_pipelined_stall', 'SELECT count(*)::integer AS n FROM pipelined_stall WHERE $1::integer IS NOT NULL');
 
+/** The client's `query_timeout` here: how long a statement may go unanswered before its connection is given up. */
+const UNANSWERED_MS = 5000;
+
 let pg: PrivatePostgres;
 let pipelined: PipelinedStatements;
 
@@ -25,7 +28,7 @@ beforeAll(async () => {
   pg = await startPostgres();
   await sql(pg.url, 'CREATE TABLE pipelined_items (id integer PRIMARY KEY)');
   await sql(pg.url, 'CREATE TABLE pipelined_stall (id integer)');
-  pipelined = new PipelinedStatements({ connectionString: pg.url, connectionTimeoutMillis: 3000 }, createLogger('silent'));
+  pipelined = new PipelinedStatements({ connectionString: pg.url, connectionTimeoutMillis: 3000, query_timeout: UNANSWERED_MS }, createLogger('silent'));
 }, 60_000);
 
 afterAll(async () => {
@@ -129,24 +132,50 @@ it('fails a statement that would wait for a row lock with lock_not_available whe
   }
 });
 
-it('passes over a connection whose statement does not answer, and gives that connection up after STATEMENT_TIMEOUT_MS', async () => {
+it('passes over a connection whose statement does not answer, and gives that connection up after its query_timeout', async () => {
   const holder = await startHolder('LOCK TABLE pipelined_stall IN ACCESS EXCLUSIVE MODE');
   try {
     const started = Date.now();
     const stalled = pipelined.run(STALLING, [1]).then(
       () => 'answered',
-      (err: unknown) => (isConnectionError(err) ? `connection error after ${Date.now() - started >= STATEMENT_TIMEOUT_MS - 50 ? 'the timeout' : 'less'}` : String(err)),
+      (err: unknown) => (isConnectionError(err) ? `connection error after ${Date.now() - started >= UNANSWERED_MS - 50 ? 'the timeout' : 'less'}` : String(err)),
     );
     await new Promise((resolve) => setTimeout(resolve, 300)); // long enough for its connection to count as stalled
     const reads = await Promise.all(Array.from({ length: 20 }, (_, i) => pipelined.run<Array<{ n: number }>>(READ, [i])));
     expect(reads.map((rows) => rows[0].n)).toEqual(Array.from({ length: 20 }, (_, i) => i));
-    expect(Date.now() - started).toBeLessThan(STATEMENT_TIMEOUT_MS / 2);
+    expect(Date.now() - started).toBeLessThan(UNANSWERED_MS / 2);
     expect(await stalled).toBe('connection error after the timeout');
   } finally {
     await holder.release();
   }
   expect((await pipelined.run<Array<{ n: number }>>(STALLING, [1]))[0].n).toBe(0);
 }, 20_000);
+
+it('fails alone a statement PostgreSQL cancels past its statement_timeout, and keeps its connection', async () => {
+  const timed = new PipelinedStatements(
+    { connectionString: pg.url, connectionTimeoutMillis: 3000, statement_timeout: 300, query_timeout: UNANSWERED_MS },
+    createLogger('silent'),
+    1,
+  );
+  try {
+    const [{ pid }] = await timed.run<Array<{ pid: number }>>(READ, [0]);
+    const holder = await startHolder('LOCK TABLE pipelined_stall IN ACCESS EXCLUSIVE MODE');
+    let cancelled: unknown;
+    try {
+      const stalling = timed.run(STALLING, [1]).then(() => 'answered', (err: unknown) => err);
+      const behind = timed.run<Array<{ n: number }>>(READ, [1]); // queued behind it on the one connection
+      cancelled = await stalling;
+      expect((await behind)[0].n).toBe(1);
+    } finally {
+      await holder.release();
+    }
+    expect(cancelled).toMatchObject({ code: '57014' });
+    expect(isConnectionError(cancelled)).toBe(true); // answered SERVICE_UNAVAILABLE
+    expect(await timed.run<Array<{ pid: number }>>(READ, [2])).toEqual([{ n: 2, pid }]); // the same connection
+  } finally {
+    await timed.close();
+  }
+});
 
 it('fails the statements of a terminated connection with a connection error, and the next statements run on a new one', async () => {
   const before = (await pipelined.run<Array<{ pid: number }>>(READ, [0]))[0].pid;
