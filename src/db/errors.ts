@@ -1,21 +1,23 @@
+/** The error's code: PostgreSQL's SQLSTATE or Node's, also under TypeORM's wrapping (`driverError`). */
+function codeOf(err: unknown): string {
+  const e = err as { code?: string; driverError?: { code?: string } };
+  return e?.code ?? e?.driverError?.code ?? '';
+}
+
 /** True for PostgreSQL's unique_violation (23505), optionally on one named constraint. */
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  const e = err as { code?: string; constraint?: string; driverError?: { code?: string; constraint?: string } };
-  const code = e?.code ?? e?.driverError?.code;
-  const name = e?.constraint ?? e?.driverError?.constraint;
-  return code === '23505' && (!constraint || name === constraint);
+  const e = err as { constraint?: string; driverError?: { constraint?: string } };
+  return codeOf(err) === '23505' && (!constraint || (e?.constraint ?? e?.driverError?.constraint) === constraint);
 }
 
 /** True for PostgreSQL's lock_not_available (55P03): a `lock_timeout` ran out, and the statement changed nothing. */
 export function isLockNotAvailable(err: unknown): boolean {
-  const e = err as { code?: string; driverError?: { code?: string } };
-  return (e?.code ?? e?.driverError?.code) === '55P03';
+  return codeOf(err) === '55P03';
 }
 
 /** True for PostgreSQL's query_canceled (57014): here, a statement that ran past `statement_timeout`; its connection is still good. */
 export function isStatementCancelled(err: unknown): boolean {
-  const e = err as { code?: string; driverError?: { code?: string } };
-  return (e?.code ?? e?.driverError?.code) === '57014';
+  return codeOf(err) === '57014';
 }
 
 /**
@@ -24,8 +26,8 @@ export function isStatementCancelled(err: unknown): boolean {
  * `DATABASE_TIMEOUT_MS`). Answered SERVICE_UNAVAILABLE; trying again later may succeed.
  */
 export function isConnectionError(err: unknown): boolean {
-  const e = err as { name?: string; code?: string; message?: string; driverError?: { code?: string } };
-  const code = e?.code ?? e?.driverError?.code ?? '';
+  const e = err as { name?: string; message?: string };
+  const code = codeOf(err);
   return (
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
     ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(code) ||
