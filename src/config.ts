@@ -110,7 +110,12 @@ export interface Config {
 }
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+/** A whole number written in decimal digits (not `1e3`, `0x10` or blanks, which `Number` would take) within [min, max]. */
+const int = (min: number, max: number) =>
+  z.preprocess(
+    (value) => (typeof value === 'string' && /^-?\d+$/.test(value) ? Number(value) : value),
+    z.number({ invalid_type_error: 'Expected a whole number in decimal digits' }).int().min(min).max(max),
+  );
 
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),

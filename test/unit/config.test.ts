@@ -112,6 +112,10 @@ describe('loadConfig', () => {
     expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, PORT: port }).message).toMatch(/\bPORT\b/);
   });
 
+  it.each(['1e3', '0x3e8', ' 1000', '1000 ', ' ', '+1000', '1_000'])('refuses DATABASE_TIMEOUT_MS=%j: a number in other spellings is not taken', (value) => {
+    expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, DATABASE_TIMEOUT_MS: value }).message).toMatch(/DATABASE_TIMEOUT_MS.*whole number in decimal digits/);
+  });
+
   it.each([
     ['DATABASE_URL', 'not a url'],
     ['REDIS_URL', 'not a url'],
