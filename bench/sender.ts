@@ -103,14 +103,17 @@ function run(sender: Sender, phase: Extract<ToSender, { type: 'run' }>): Promise
         },
       ).finally(() => {
         inFlight--;
-        if (stopped() && inFlight === 0) finish();
+        if (closedLoop) topUp(); // the next one at once, not at the next tick
+        else if (stopped() && inFlight === 0) finish();
       });
     };
     const stopped = () => attempted === planned || now() - start > (closedLoop ? 1 : 2) * durationMs;
-    const timer = setInterval(() => {
+    /** Starts every send that is due (all of them, up to `maxInFlight`, in a closed loop). */
+    const topUp = () => {
       const due = Math.min(planned, Math.floor(((now() - start) * rate) / 1000) + 1);
       while (attempted < due && inFlight < maxInFlight && !stopped()) fire(attempted++);
       if (stopped() && inFlight === 0) finish();
-    }, TICK_MS);
+    };
+    const timer = setInterval(topUp, TICK_MS);
   });
 }
