@@ -2,7 +2,6 @@
 // retryAfterMs. Behind TRUST_PROXY, each test names its own client addresses in X-Forwarded-For,
 // so the budgets per address of one test are not spent by another.
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import Redis from 'ioredis';
 import { unique, startServer, waitFor, type GqlResult, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
@@ -220,11 +219,12 @@ describe('mutations of any kind', () => {
     // The live session's sends during a flood from the ended one (on both instances sharing Redis): none refused,
     // and the flood's requests never touch the user's budgets, not even for a moment.
     // Made by hand rather than with `redis.monitor()`: ioredis takes lines that come in the same read as MONITOR's
-    // OK (other tests' traffic) for replies to no command, an error that rejects `monitor()`; and lines already
-    // read when it is disconnected arrive with no MONITOR to answer them. Neither loses a line of the flood below.
+    // OK (other tests' traffic) for replies to no command, an error that rejects `monitor()` (and would reject
+    // `events.once`, which also listens for 'error'); and lines already read when it is disconnected arrive with
+    // no MONITOR to answer them. Neither loses a line of the flood below.
     const monitor = new Redis(process.env.TEST_REDIS_URL!, { monitor: true, lazyConnect: true });
     monitor.on('error', () => undefined);
-    await Promise.all([once(monitor, 'monitoring'), monitor.connect()]);
+    await Promise.all([new Promise((resolve) => monitor.once('monitoring', resolve)), monitor.connect()]);
     const touched: string[] = [];
     monitor.on('monitor', (_time: string, args: string[]) => {
       if (args.some((arg) => arg.includes(ada.id))) touched.push(args.join(' '));
