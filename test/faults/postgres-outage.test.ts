@@ -257,7 +257,7 @@ it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stoppe
     } finally {
       signal(frozen, 'SIGCONT');
     }
-    console.log(JSON.stringify({ scenario: 'postgresql frozen (DATABASE_TIMEOUT_MS=1000)', answeredAfterMs: duringFreeze.map((a) => a.ms) }));
+    console.log(JSON.stringify({ scenario: `postgresql frozen (DATABASE_TIMEOUT_MS=${timeoutMs})`, answeredAfterMs: duringFreeze.map((a) => a.ms) }));
     for (const { result, ms } of duringFreeze) {
       expect(Object.values(result.data ?? {}).filter((v) => v !== null)).toEqual([]);
       expect(result.errors?.map((e) => e.extensions?.code)).toEqual(['SERVICE_UNAVAILABLE']);
@@ -266,10 +266,11 @@ it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stoppe
       // loaded machine): the pipelined connections once gave up only after a fixed 5 s.
       expect(ms).toBeLessThan(timeoutMs + 2000 + 1500);
     }
-    // Thawed: the same socket and the pool serve again, without a restart. The refused sends may
-    // have reached PostgreSQL before it froze: sent again with their clientIds, each is there once.
+    // Thawed: the same socket and the pool serve again, without a restart. A refused send whose
+    // statement PostgreSQL had already received commits as it thaws: sent again with their
+    // clientIds, each is there once.
     await waitFor(async () => (await wsQuery(ws, ROOM, { r: roomId })).data?.room?.id === roomId, 15_000);
-    const settled = [];
+    const settled: number[] = [];
     for (const input of frozenSends) settled.push((await gql(c.url, SEND, { i: input }, ada.token)).data?.sendMessage.seq);
     expect([...settled].sort()).toEqual([1, 2]);
     expect((await gql(c.url, SEND, { i: { roomId, body: 'after the thaw' } }, ada.token)).data).toEqual({ sendMessage: { seq: 3 } });
