@@ -2,7 +2,8 @@
 // private PostgreSQL whose backends are terminated and which is stopped here: every statement gets
 // its own result or error; one that would wait for a row lock goes elsewhere (the pool) instead of
 // holding up the statements behind it; a connection that does not answer is passed over and given
-// up; a failed or unreachable connection fails its statements with a connection error (answered
+// up, while one whose statement PostgreSQL cancelled (statement_timeout) is kept; a failed or
+// unreachable connection fails its statements with a connection error (answered
 // SERVICE_UNAVAILABLE) and is replaced by the next statement.
 import { Socket } from 'node:net';
 import { Client, Pool } from 'pg';
