@@ -67,7 +67,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   );
   const store = new RoomStore(db.dataSource);
   const members = new MembershipService(db.dataSource, pubsub, log);
-  const activity = new ActivityRouter(db.dataSource, store, pubsub, log, config.healIntervalMs);
+  const activity = new ActivityRouter(store, pubsub, log, config.healIntervalMs);
   activity.start();
   metrics.gauge('chat_my_events_feeds', 'myEvents subscriptions on this instance', () => activity.size);
   const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));

@@ -91,8 +91,9 @@ export interface Config {
   /** `production` or anything else. */
   nodeEnv: string;
   /**
-   * How long a statement on PostgreSQL's pool may run before the database cancels it, in ms; one
-   * the database does not answer at all (frozen, or cut off without a reset) is given up 2 s later.
+   * How long a statement on PostgreSQL (the pool's and the pipelined connections') may run before
+   * the database cancels it, in ms; one the database does not answer at all (frozen, or cut off
+   * without a reset) is given up 2 s later.
    * Either way the caller gets SERVICE_UNAVAILABLE, never a hang. Default 10000.
    */
   databaseTimeoutMs: number;

@@ -1,11 +1,9 @@
-import { createHash } from 'node:crypto';
 import { FixedBuffer, Repeater } from '@repeaterjs/repeater';
-import type { DataSource } from 'typeorm';
 import { AppError, ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import { activityTopic, toWire, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
 import { within } from '../within';
-import type { RoomStore } from './room-store';
+import { roomIdsDigest, type RoomStore, type UserMembership } from './room-store';
 
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
@@ -46,12 +44,6 @@ interface Feed {
   push(event: MyFeedEvent): void;
 }
 
-/** A digest of a set of room ids (the database computes the same: `ActivityRouter.digests`). */
-function digestOf(roomIds: Iterable<string>): string | undefined {
-  const sorted = [...roomIds].sort();
-  return sorted.length > 0 ? createHash('md5').update(sorted.join(',')).digest('hex') : undefined;
-}
-
 /** One room's local feeds, and how far its new messages have been routed to them. */
 interface Route {
   roomId: string;
@@ -63,14 +55,6 @@ interface Route {
   timer?: NodeJS.Timeout;
   /** A read of the database for this room is under way: what comes meanwhile waits in `early`. */
   filling: boolean;
-}
-
-/** A membership as a feed's index holds it: the room, the viewer's read position, the room's last seq. */
-interface MembershipRow {
-  user_id: string;
-  room_id: string;
-  last_read_seq: number;
-  last_seq: number;
 }
 
 /**
@@ -106,7 +90,6 @@ export class ActivityRouter {
   private paused = false;
 
   constructor(
-    private readonly db: DataSource,
     private readonly store: RoomStore,
     private readonly pubsub: PubSub,
     private readonly log: Logger,
@@ -157,7 +140,7 @@ export class ActivityRouter {
       });
       await within(offUser, SUBSCRIBE_WAIT_MS, undefined);
       try {
-        for (const row of await this.memberships([viewerId])) this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
+        for (const row of await this.store.userMemberships([viewerId])) this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
         feed.changed = ++this.clock; // a check that read before this has not seen these rooms
         this.openFeeds.add(feed);
         await stop;
@@ -192,12 +175,12 @@ export class ActivityRouter {
         const since = this.clock;
         let part = feeds.slice(i, i + CHECK_BATCH);
         if (!everything) {
-          const digests = await this.digests([...new Set(part.map((feed) => feed.viewerId))]);
-          part = part.filter((feed) => digests.get(feed.viewerId) !== digestOf(feed.rooms.keys()));
+          const digests = await this.store.roomDigests([...new Set(part.map((feed) => feed.viewerId))]);
+          part = part.filter((feed) => digests.get(feed.viewerId) !== roomIdsDigest(feed.rooms.keys()));
           if (part.length === 0) continue;
         }
-        const byViewer = new Map<string, MembershipRow[]>(part.map((feed) => [feed.viewerId, []]));
-        for (const row of await this.memberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
+        const byViewer = new Map<string, UserMembership[]>(part.map((feed) => [feed.viewerId, []]));
+        for (const row of await this.store.userMemberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
         for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
       }
       if (everything && this.again !== 'everything') this.resume();
@@ -227,25 +210,8 @@ export class ActivityRouter {
     for (const route of this.byRoom.values()) if (!route.filling) this.drain(route);
   }
 
-  /** Each viewer's `digestOf` their rooms, as the database has them (none for a viewer in no room). */
-  private async digests(userIds: string[]): Promise<Map<string, string>> {
-    const rows: Array<{ user_id: string; digest: string }> = await this.db.query(
-      `SELECT user_id, md5(string_agg(room_id::text, ',' ORDER BY room_id::text COLLATE "C")) AS digest FROM memberships WHERE user_id = ANY($1::uuid[]) GROUP BY user_id`,
-      [userIds],
-    );
-    return new Map(rows.map((row) => [row.user_id, row.digest]));
-  }
-
-  /** The viewers' memberships, each with the room's last seq. */
-  private memberships(userIds: string[]): Promise<MembershipRow[]> {
-    return this.db.query(
-      `SELECT m.user_id, m.room_id, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ANY($1::uuid[])`,
-      [userIds],
-    );
-  }
-
   /** Tells `feed` of each room it did not know it joined, left, or read further in, as its signal would have. */
-  private reconcile(feed: Feed, rows: MembershipRow[]): void {
+  private reconcile(feed: Feed, rows: UserMembership[]): void {
     const now = new Map(rows.map((row) => [row.room_id, row]));
     for (const roomId of [...feed.rooms.keys()]) if (!now.has(roomId)) this.onUserSignal(feed, { kind: 'removed', roomId });
     for (const row of rows) {

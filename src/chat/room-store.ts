@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { In, type DataSource } from 'typeorm';
 import { MembershipEntity, MessageEntity, RoomEntity } from '../db/entities';
 import type { MessageModel } from './models';
@@ -8,9 +9,24 @@ export interface RoomHead {
   lastChange: number;
 }
 
+/** A user's membership as the viewers' feeds index it: the room, the read position there, the room's last seq. */
+export interface UserMembership {
+  user_id: string;
+  room_id: string;
+  last_read_seq: number;
+  last_seq: number;
+}
+
+/** A digest of a set of room ids; `RoomStore.roomDigests` has the database compute the same. */
+export function roomIdsDigest(roomIds: Iterable<string>): string | undefined {
+  const sorted = [...roomIds].sort();
+  return sorted.length > 0 ? createHash('md5').update(sorted.join(',')).digest('hex') : undefined;
+}
+
 /**
  * What room hubs and feeds read from the database — the truth behind the pub/sub wake-ups:
- * a room's head, its messages by seq, its change log by change number, and who is a member.
+ * a room's head, its messages by seq, its change log by change number, who is a member, and each
+ * viewer's rooms.
  */
 export class RoomStore {
   constructor(private readonly db: DataSource) {}
@@ -91,6 +107,23 @@ export class RoomStore {
     });
     return new Set(rows.map((r) => r.userId));
   }
+  /** The users' memberships, each with the room's last seq. */
+  userMemberships(userIds: string[]): Promise<UserMembership[]> {
+    return this.db.query(
+      `SELECT m.user_id, m.room_id, m.last_read_seq, r.last_seq FROM memberships m JOIN rooms r ON r.id = m.room_id WHERE m.user_id = ANY($1::uuid[])`,
+      [userIds],
+    );
+  }
+
+  /** Each user's `roomIdsDigest` of their rooms, as the database has them (none for a user in no room): one row per user. */
+  async roomDigests(userIds: string[]): Promise<Map<string, string>> {
+    const rows: Array<{ user_id: string; digest: string }> = await this.db.query(
+      `SELECT user_id, md5(string_agg(room_id::text, ',' ORDER BY room_id::text COLLATE "C")) AS digest FROM memberships WHERE user_id = ANY($1::uuid[]) GROUP BY user_id`,
+      [userIds],
+    );
+    return new Map(rows.map((row) => [row.user_id, row.digest]));
+  }
+
 }
 
 /** A (room, user) pair as `RoomStore.memberships` names it. */

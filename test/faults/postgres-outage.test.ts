@@ -215,11 +215,10 @@ function signal(pids: number[], sig: NodeJS.Signals): void {
 }
 
 /** A query's one result over an open graphql-ws client. */
-function wsQuery(client: Client, query: string, variables: Record<string, unknown>): Promise<FormattedExecutionResult<any, unknown>> {
-  return new Promise((resolve, reject) => {
-    let result: FormattedExecutionResult<any, unknown> | undefined;
-    client.subscribe({ query, variables }, { next: (r) => (result = r), error: reject, complete: () => resolve(result!) });
-  });
+async function wsQuery(client: Client, query: string, variables: Record<string, unknown>): Promise<FormattedExecutionResult<any, unknown>> {
+  const answer = collect(client, query, variables);
+  await answer.done;
+  return answer.results[0] as FormattedExecutionResult<any, unknown>;
 }
 
 it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stopped processes, no reset), and serves again when it thaws', async () => {

@@ -75,6 +75,12 @@ async function cutSubscriber(server: TestServer): Promise<void> {
   }
 }
 
+/** A publish that fails, as one to a Redis that is down. */
+const lose = () => Promise.reject(new Error('down'));
+
+const ADD_MEMBER = `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`;
+const REMOVE_MEMBER = `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`;
+
 const activities = (feed: Collected) =>
   feed.results.map((r) => r.data!.myEvents).filter((e) => e.__typename === 'RoomActivity').map((e) => [e.message.body, e.room.unreadCount]);
 
@@ -159,11 +165,11 @@ describe('two instances sharing PostgreSQL and Redis', () => {
       ... on AddedToRoom { room { id } } ... on RoomActivity { room { id unreadCount } message { body } }
       ... on Mentioned { message { body } } ... on RemovedFromRoom { roomId } } }`);
     await waitFor(() => b.app.services.activity.size === 1);
-    await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    await must(a.url, ADD_MEMBER, { r: roomId, u: bob.id }, ada.token);
     await feed.until((r) => r.length >= 1);
     await send(a.url, ada, roomId, `welcome @${bob.username}`);
     await send(b.url, bob, roomId, 'thanks');
-    await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    await must(a.url, REMOVE_MEMBER, { r: roomId, u: bob.id }, ada.token);
     await feed.until((r) => r.length >= 5);
     expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
       { __typename: 'AddedToRoom', room: { id: roomId } },
@@ -196,7 +202,7 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     const roomId = await roomWith(a.url, [ada, bob]);
     const feed = await myEvents(b, bob);
     await send(a.url, ada, roomId, 'published 1');
-    const intercepted = interceptPublishes(a, (name) => name === 'activity', () => Promise.reject(new Error('down')));
+    const intercepted = interceptPublishes(a, (name) => name === 'activity', lose);
     try {
       await send(a.url, ada, roomId, `lost 2 @${bob.username}`);
     } finally {
@@ -218,7 +224,7 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     const feed = await myEvents(b, bob);
     const unread = await send(a.url, ada, roomId, 'unread');
     await feed.until((r) => r.length >= 1);
-    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}`, lose);
     try {
       await must(a.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: unread.cursor }, bob.token);
     } finally {
@@ -232,12 +238,12 @@ describe('two instances sharing PostgreSQL and Redis', () => {
   it('after a pub/sub reconnect, tells a removal whose signal was lost before any message sent after it', async () => {
     const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
     const roomId = await createRoom(a.url, ada, 'PRIVATE');
-    await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    await must(a.url, ADD_MEMBER, { r: roomId, u: bob.id }, ada.token);
     const feed = await myEvents(b, bob);
     // While B's connection is down, as it were: the removal's signal and the next message's are lost.
-    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}` || name === 'activity', () => Promise.reject(new Error('down')));
+    const lost = interceptPublishes(a, (name) => name === `user:${bob.id}` || name === 'activity', lose);
     try {
-      await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await must(a.url, REMOVE_MEMBER, { r: roomId, u: bob.id }, ada.token);
       await send(a.url, ada, roomId, 'after the removal');
     } finally {
       lost.restore();
@@ -306,23 +312,20 @@ describe('two instances sharing PostgreSQL and Redis', () => {
     await send(a.url, ada, roomId, 'published 1');
     await Promise.all([onA.until((r) => r.length >= 1), onB.until((r) => r.length >= 1)]);
 
-    const original = a.app.pubsub.publish.bind(a.app.pubsub);
-    const publish = jest.spyOn(a.app.pubsub, 'publish');
     const lostSignals: Promise<void>[] = [];
+    // The messages' signals are lost (a new message is published once, on the activity topic).
+    const intercepted = interceptPublishes(a, (name) => name === 'activity', () => {
+      const failed = lose();
+      lostSignals.push(failed);
+      return failed;
+    });
     try {
-      // The messages' signals are lost (a new message is published once, on the activity topic).
-      publish.mockImplementation((topic, payload) => {
-        if (topic.name !== 'activity') return original(topic, payload);
-        const failed = Promise.reject(new Error('down'));
-        lostSignals.push(failed);
-        return failed;
-      });
       const lost = [await send(a.url, ada, roomId, 'lost 2'), await send(a.url, ada, roomId, 'lost 3')];
       expect(lost.map((m) => m.seq)).toEqual([2, 3]); // the sends succeed although the publish failed
       expect(lostSignals).toHaveLength(2);
       for (const signal of lostSignals) await expect(signal).rejects.toThrow('down');
     } finally {
-      publish.mockRestore();
+      intercepted.restore();
     }
 
     const filledBefore = await gapFills(b);
@@ -357,18 +360,18 @@ describe('two instances with a short heal interval', () => {
     const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
     const roomId = await createRoom(a.url, ada, 'PRIVATE');
     const feed = await myEvents(b, bob);
-    const lostToUser = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    const lostToUser = interceptPublishes(a, (name) => name === `user:${bob.id}`, lose);
     try {
-      await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await must(a.url, ADD_MEMBER, { r: roomId, u: bob.id }, ada.token);
       await feed.until((r) => r.length >= 1);
-      const lostActivity = interceptPublishes(a, (name) => name === 'activity', () => Promise.reject(new Error('down')));
+      const lostActivity = interceptPublishes(a, (name) => name === 'activity', lose);
       try {
         await send(a.url, ada, roomId, 'lost and last');
       } finally {
         lostActivity.restore();
       }
       await feed.until((r) => r.length >= 2);
-      await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await must(a.url, REMOVE_MEMBER, { r: roomId, u: bob.id }, ada.token);
       await feed.until((r) => r.length >= 3);
     } finally {
       lostToUser.restore();
@@ -383,13 +386,13 @@ describe('two instances with a short heal interval', () => {
   it('tells myEvents of a join whose signal was lost with the messages sent since it, in order, also beside a feed already in the room', async () => {
     const [ada, bob, cat] = await Promise.all([signUp(a.url), signUp(b.url), signUp(b.url)]);
     const roomId = await createRoom(a.url, ada, 'PRIVATE');
-    await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: cat.id }, ada.token);
+    await must(a.url, ADD_MEMBER, { r: roomId, u: cat.id }, ada.token);
     const catFeed = await myEvents(b, cat); // the room is routed on B already
     const bobFeed = await myEvents(b, bob);
     await send(a.url, ada, roomId, 'before bob');
-    const lostToBob = interceptPublishes(a, (name) => name === `user:${bob.id}`, () => Promise.reject(new Error('down')));
+    const lostToBob = interceptPublishes(a, (name) => name === `user:${bob.id}`, lose);
     try {
-      await must(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+      await must(a.url, ADD_MEMBER, { r: roomId, u: bob.id }, ada.token);
       await send(a.url, ada, roomId, `one for @${bob.username}`);
       await send(a.url, ada, roomId, 'two');
       await bobFeed.until((r) => r.length >= 4); // the heal timer finds the join
