@@ -2,6 +2,13 @@ import type { ApolloServerPlugin } from '@apollo/server';
 import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 
 /**
+ * How often the event loop's delay is sampled for `nodejs_eventloop_lag_*`: every 50 ms, twenty
+ * samples a second. prom-client's default, 10 ms, wakes an idle process a hundred times a second
+ * (BENCHMARKS.md, "Fewer wake-ups").
+ */
+const EVENT_LOOP_SAMPLE_MS = 50;
+
+/**
  * Prometheus metrics of one app instance, served at `/metrics`. Each instance has its own
  * registry, so several in one process (tests) don't collide. Services count what they do here;
  * gauges read live values at scrape time.
@@ -43,7 +50,7 @@ export class Metrics {
   });
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry });
+    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
   /** A gauge whose value is read from `read` at each scrape. */

@@ -1,0 +1,81 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
+import { KeepAlive } from '../../src/http/keep-alive';
+import { waitFor } from '../support/harness';
+
+const INTERVAL_MS = 300;
+const TICK_MS = 25;
+
+let server: Server;
+let wss: WebSocketServer;
+let keepAlive: KeepAlive;
+const clients: WebSocket[] = [];
+
+beforeEach(async () => {
+  server = createServer();
+  wss = new WebSocketServer({ server });
+  keepAlive = new KeepAlive(wss, INTERVAL_MS, TICK_MS);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+});
+
+afterEach(async () => {
+  keepAlive.close();
+  for (const client of clients.splice(0)) client.terminate();
+  wss.close();
+  server.close();
+});
+
+/** A real ws client: `autoPong: false` is a peer that never answers a ping (a dead one, as seen from here). */
+async function connect(autoPong = true) {
+  const client = new WebSocket(`ws://127.0.0.1:${(server.address() as AddressInfo).port}`, { autoPong });
+  clients.push(client);
+  const pings: number[] = [];
+  let closed: { code: number; at: number } | undefined;
+  client.on('ping', () => pings.push(performance.now()));
+  client.on('close', (code) => (closed = { code, at: performance.now() }));
+  await once(client, 'open');
+  return { client, pings, closed: () => closed, openedAt: performance.now() };
+}
+
+describe('WebSocket keep-alive on one timer', () => {
+  it('pings every socket every interval, and keeps those that answer open', async () => {
+    const peers = await Promise.all([connect(), connect(), connect()]);
+    await waitFor(() => peers.every((p) => p.pings.length >= 3), 5000);
+    for (const peer of peers) {
+      expect(peer.closed()).toBeUndefined();
+      expect(peer.client.readyState).toBe(WebSocket.OPEN);
+      // Never sooner than the interval after the last (a loaded machine only makes them later).
+      for (let i = 1; i < peer.pings.length; i++) expect(peer.pings[i] - peer.pings[i - 1]).toBeGreaterThanOrEqual(INTERVAL_MS - TICK_MS);
+    }
+  });
+
+  it('cuts a socket that has not answered its ping by the next one, and no sooner', async () => {
+    const alive = await connect();
+    const dead = await connect(false);
+    await waitFor(() => dead.closed() !== undefined, 5000);
+    expect(dead.closed()!.code).toBe(1006); // terminated: no close frame
+    expect(dead.pings).toHaveLength(1);
+    expect(dead.closed()!.at - dead.pings[0]).toBeGreaterThanOrEqual(INTERVAL_MS - TICK_MS);
+    expect(alive.closed()).toBeUndefined();
+    expect(wss.clients.size).toBe(1);
+  });
+
+  it('keeps a socket whose pong comes late, within the interval', async () => {
+    const slow = await connect(false);
+    slow.client.on('ping', () => setTimeout(() => slow.client.pong(), INTERVAL_MS / 3));
+    await waitFor(() => slow.pings.length >= 3, 5000);
+    expect(slow.closed()).toBeUndefined();
+  });
+
+  it('pings nothing once closed', async () => {
+    const peer = await connect(false);
+    await waitFor(() => peer.pings.length === 1, 5000);
+    keepAlive.close();
+    await new Promise((resolve) => setTimeout(resolve, 3 * INTERVAL_MS));
+    expect(peer.pings).toHaveLength(1);
+    expect(peer.closed()).toBeUndefined(); // nor cuts any
+  });
+});
