@@ -37,7 +37,7 @@ async function connect(autoPong = true) {
   client.on('ping', () => pings.push(performance.now()));
   client.on('close', (code) => (closed = { code, at: performance.now() }));
   await once(client, 'open');
-  return { client, pings, closed: () => closed, openedAt: performance.now() };
+  return { client, pings, closed: () => closed };
 }
 
 describe('WebSocket keep-alive on one timer', () => {
@@ -47,8 +47,8 @@ describe('WebSocket keep-alive on one timer', () => {
     for (const peer of peers) {
       expect(peer.closed()).toBeUndefined();
       expect(peer.client.readyState).toBe(WebSocket.OPEN);
-      // Never sooner than the interval after the last (a loaded machine only makes them later).
-      for (let i = 1; i < peer.pings.length; i++) expect(peer.pings[i] - peer.pings[i - 1]).toBeGreaterThanOrEqual(INTERVAL_MS - TICK_MS);
+      // An interval apart, not a tick: read where they arrive, so with half an interval's leeway for the delays on the way.
+      for (let i = 1; i < peer.pings.length; i++) expect(peer.pings[i] - peer.pings[i - 1]).toBeGreaterThanOrEqual(INTERVAL_MS / 2);
     }
   });
 
@@ -58,7 +58,7 @@ describe('WebSocket keep-alive on one timer', () => {
     await waitFor(() => dead.closed() !== undefined, 5000);
     expect(dead.closed()!.code).toBe(1006); // terminated: no close frame
     expect(dead.pings).toHaveLength(1);
-    expect(dead.closed()!.at - dead.pings[0]).toBeGreaterThanOrEqual(INTERVAL_MS - TICK_MS);
+    expect(dead.closed()!.at - dead.pings[0]).toBeGreaterThanOrEqual(INTERVAL_MS / 2); // an interval after it (as read here), not the next tick
     expect(alive.closed()).toBeUndefined();
     expect(wss.clients.size).toBe(1);
   });
