@@ -79,7 +79,11 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
 
 /** One subscription's side of the sharing: its share key, and whether its results depend on its viewer. */
 class SharedSubscription {
-  /** Learned from this subscription's events: its results differ per viewer. */
+  /**
+   * Learned from this subscription's events: its latest results differed per viewer, so its next
+   * events are executed for its viewer alone, until one of them reads no viewer (a message whose
+   * `viewerReacted` has no reactions to read it for): the events after that are tried shared again.
+   */
   perViewer = false;
   readonly viewerId: string;
   /** The key of executions every subscriber of this shape may share. */
@@ -107,11 +111,10 @@ class SharedSubscription {
     return shared.get(event)?.get(key) ?? this.run(event, key, loads);
   }
 
-  /** Whether `execution`'s result is this subscription's too; learns that results depend on the viewer. */
+  /** Whether `execution`'s result is this subscription's too; learns whether its results depend on the viewer. */
   mayTake(execution: Execution): boolean {
-    if (!execution.readViewer) return true;
-    this.perViewer = true;
-    return execution.viewerId === this.viewerId;
+    this.perViewer = execution.readViewer;
+    return !execution.readViewer || execution.viewerId === this.viewerId;
   }
 
   /**
@@ -291,7 +294,7 @@ class Lane {
       this.waiting.delete(execution);
       if (this.last?.entry === entry) this.last = undefined;
       const again = 'result' in execution.settled! ? targets.filter((target) => !target.subscription.mayTake(execution)) : [];
-      if (again.length > 0) entry.targets = targets.filter((target) => !again.includes(target));
+      if (again.length > 0) entry.targets = targets.filter((target) => target.subscription.viewerId === execution.viewerId);
       this.ready.push(entry);
       // Another viewer's result: these run their own, ahead of their later events.
       const front: LaneEntry[] = [];

@@ -14,7 +14,7 @@ function setup() {
   const listeners = new Set<(e: object) => void>();
   let runs = 0;
   const schema = makeExecutableSchema({
-    typeDefs: `type Query { x: Int } type Subscription { tick(from: Int): Tick! } type Tick { n: Int! viewerRole: String mine: Boolean fresh: Int }`,
+    typeDefs: `type Query { x: Int } type Subscription { tick(from: Int): Tick! } type Tick { n: Int! viewerRole: String mine: Boolean fresh: Int seen: Boolean }`,
     resolvers: {
       Subscription: {
         tick: {
@@ -48,6 +48,8 @@ function setup() {
         mine: (_: unknown, __: unknown, ctx: { loaders: { viewer: { owns: (n: number) => boolean } } }) => ctx.loaders.viewer.owns(1),
         // Reads a loader whose cache must not outlive one event.
         fresh: (_: unknown, __: unknown, ctx: { loaders: { generation: number } }) => ctx.loaders.generation,
+        // Reads the viewer for some events only (as `viewerReacted` does for a message with reactions).
+        seen: (e: { watched?: boolean }, __: unknown, ctx: { viewer: { id: string } }) => (e.watched ? ctx.viewer.id === 'a' : null),
       },
     },
   });
@@ -104,6 +106,24 @@ describe('subscribeShared', () => {
       expect(results.map((r) => r.value.data)).toEqual([{ tick: { n, mine: true } }, { tick: { n, mine: false } }, { tick: { n, mine: false } }]);
     }
     expect(runs()).toBe(6);
+    await Promise.all(subs.map((s) => s.return!()));
+  });
+
+  it('shares executions again once an event executed per viewer reads no viewer', async () => {
+    const { schema, emit, runs } = setup();
+    const subs = await Promise.all(['a', 'b', 'c'].map((v) => open(schema, 'subscription { tick { n seen } }', v)));
+    const seen: unknown[] = [];
+    const counts: number[] = [];
+    for (const event of [{ n: 1 }, { n: 2, watched: true }, { n: 3 }, { n: 4 }, { n: 5, watched: true }]) {
+      const next = subs.map((s) => s.next());
+      await new Promise((r) => setImmediate(r));
+      emit(event);
+      seen.push((await Promise.all(next)).map((r) => r.value.data.tick.seen));
+      counts.push(runs());
+    }
+    expect(seen).toEqual([[null, null, null], [true, false, false], [null, null, null], [null, null, null], [true, false, false]]);
+    // Shared; read the viewer (once shared, then b's and c's own); each viewer's own, reading none; shared again; as the second.
+    expect(counts).toEqual([1, 4, 7, 8, 11]);
     await Promise.all(subs.map((s) => s.return!()));
   });
 
@@ -251,7 +271,7 @@ describe('subscribeShared', () => {
         };
       };
       const schema = makeExecutableSchema({
-        typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! late: Int viewerRole: String loads: Int }`,
+        typeDefs: `type Query { x: Int } type Subscription { tick: Tick! } type Tick { n: Int! late: Int viewerRole: String loads: Int seen: Boolean }`,
         resolvers: {
           Subscription: {
             tick: {
@@ -270,6 +290,7 @@ describe('subscribeShared', () => {
               return e.n;
             },
             viewerRole: (_: unknown, __: unknown, ctx: { viewer: { id: string } }) => ctx.viewer.id,
+            seen: (e: { watched?: boolean }, __: unknown, ctx: { viewer: { id: string } }) => (e.watched ? ctx.viewer.id === 'a' : null),
             // Which loaders the execution read with (executions that load together show the same).
             loads: (_: unknown, __: unknown, ctx: { loaders: { generation: number } }) => ctx.loaders.generation,
           },
@@ -398,6 +419,21 @@ describe('subscribeShared', () => {
         expect(s.writes.slice(before[i])).toEqual([3]);
         expect(s.payloads().map((p) => `${p.payload.data.tick.n}${p.payload.data.tick.viewerRole}`)).toEqual([1, 2, 3, 4].map((n) => `${n}${i % 2 ? 'b' : 'a'}`));
       });
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('writes 200 subscribers of two viewers their own result of an event that read the viewer, and shares the events after once one reads none', async () => {
+      const { schema, emit, runs } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n seen } }', i % 2 ? 'b' : 'a', `op-${i}`)));
+      const counts: number[] = [];
+      for (const [n, event] of [{ n: 1, watched: true }, { n: 2 }, { n: 3 }, { n: 4, watched: true }, { n: 5 }].entries()) {
+        emit(event);
+        await Promise.all(subs.map((s) => s.until(n + 1)));
+        counts.push(runs());
+      }
+      subs.forEach((s, i) => expect(s.payloads().map((p) => p.payload.data.tick.seen)).toEqual([i % 2 ? false : true, null, null, i % 2 ? false : true, null]));
+      // Shared, then b's own; a's and b's own, reading none; shared; shared, then b's own; a's and b's own.
+      expect(counts).toEqual([2, 4, 5, 7, 9]);
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
