@@ -49,7 +49,8 @@ const serialised = new WeakMap<ExecutionResult, Buffer>();
  * executed once and every one of them gets that result. Whether a result depends on the viewer is
  * not declared anywhere: it is learned from the execution itself — a resolver that reads
  * `ctx.viewer` or a loader under `ctx.loaders.viewer` marks it — so a new viewer-dependent field
- * cannot be missed. Such an operation is executed per viewer from then on. Each event runs with
+ * cannot be missed. Such an operation is executed per viewer from then on, until an event of it reads
+ * no viewer (a message without reactions, for `viewerReacted`); then it is shared again. Each event runs with
  * fresh loaders, so what it shows is current, shared by the executions of that event, so the
  * per-viewer executions of one event read the database together.
  *
