@@ -107,6 +107,7 @@ export class RoomStore {
     });
     return new Set(rows.map((r) => r.userId));
   }
+
   /** The users' memberships, each with the room's last seq. */
   userMemberships(userIds: string[]): Promise<UserMembership[]> {
     return this.db.query(
@@ -123,7 +124,6 @@ export class RoomStore {
     );
     return new Map(rows.map((row) => [row.user_id, row.digest]));
   }
-
 }
 
 /** A (room, user) pair as `RoomStore.memberships` names it. */

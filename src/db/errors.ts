@@ -26,11 +26,18 @@ export function isStatementCancelled(err: unknown): boolean {
  * `DATABASE_TIMEOUT_MS`). Answered SERVICE_UNAVAILABLE; trying again later may succeed.
  */
 export function isConnectionError(err: unknown): boolean {
+  return isConnectionLost(err) || isStatementCancelled(err);
+}
+
+/**
+ * True when the statement's connection is gone or going: refused, reset, terminated, or silent past
+ * its `query_timeout`. (After a cancelled statement, `isStatementCancelled`, the connection is still good.)
+ */
+export function isConnectionLost(err: unknown): boolean {
   const e = err as { name?: string; message?: string };
-  const code = codeOf(err);
   return (
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
-    ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003', '57014'].includes(code) ||
+    ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', '57P01', '57P03', '08006', '08001', '08003'].includes(codeOf(err)) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
   );
 }

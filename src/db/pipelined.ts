@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Writable } from 'node:stream';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
-import { isConnectionError, isLockNotAvailable, isStatementCancelled } from './errors';
+import { isConnectionLost, isLockNotAvailable } from './errors';
 import type { PreparedStatement } from './prepared';
 
 /**
@@ -132,9 +132,8 @@ class Lane {
     try {
       return (await slot.client.query({ name: statement.name, text: statement.text, values })).rows;
     } catch (err) {
-      // The connection is gone (or going: terminated, reset, unanswered) before it says so itself;
-      // one whose statement PostgreSQL cancelled for running too long is still good.
-      if (isConnectionError(err) && !isStatementCancelled(err)) slot.drop();
+      // The connection is gone (or going: terminated, reset, unanswered) before it says so itself.
+      if (isConnectionLost(err)) slot.drop();
       throw err;
     } finally {
       slot.inFlight--;

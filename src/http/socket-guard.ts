@@ -25,33 +25,68 @@ class Counts {
   }
 }
 
+/** How often each WebSocket is pinged; one that has not answered the previous ping by then is cut (graphql-ws's default). */
+export const KEEP_ALIVE_MS = 12_000;
+
+/** What the guard's sweep knows of each socket. */
+interface Watched {
+  /** Its TCP connection, to see whether the client takes what is written to it. */
+  connection: Socket;
+  /** The bytes the kernel had taken when the sweep last saw them move (or nothing wait), and when (`Date.now()`; 0 before the first sweep). */
+  flushed: number;
+  since: number;
+  /** When it is next due a ping (`Date.now()`). */
+  pingDue: number;
+  /** Pinged, and not answered since. */
+  pinged: boolean;
+}
+
 /**
  * The WebSocket transport's bounds outside GraphQL: which browser origins may open a socket
  * (`CORS_ORIGINS`; no Origin, as from servers and bots, is allowed), how many sockets one
- * address and one user may hold on this instance, and readers too slow for what they are sent
- * (more than `maxBufferedBytes` waiting, or nothing taken for `stallTimeoutMs`), which are cut off
- * so that nothing piles up for them.
+ * address and one user may hold on this instance, readers too slow for what they are sent
+ * (more than `maxBufferedBytes` waiting, or nothing taken for `stallTimeoutMs`), and peers that
+ * are gone (a ping every `keepAliveMs` unanswered by the next), which are cut off so that nothing
+ * piles up for them.
+ *
+ * One sweep over the sockets does both checks, on one timer: the keep-alive is ws's documented
+ * heartbeat, in place of graphql-ws's, which gives each socket an interval of its own, and for
+ * each ping a timeout and a pong listener. A per-socket timer wakes the process on its own (at
+ * 1,000 sockets some 80 times a second); here the pings of the sockets that fall due in the same
+ * sweep go out in one wake-up (BENCHMARKS.md, "Fewer wake-ups").
  */
 export class SocketGuard {
   private readonly byAddress = new Counts();
   private readonly byUser = new Counts();
   private readonly origins: Set<string> | '*';
   private readonly sweep: NodeJS.Timeout;
-  /** Each socket's TCP connection, to see whether the client takes what is written to it. */
-  private readonly connections = new WeakMap<WebSocket, Socket>();
+  private readonly watched = new WeakMap<WebSocket, Watched>();
 
   constructor(
     wsServer: WebSocketServer,
     private readonly limits: WebSocketLimits,
     corsOrigins: '*' | string[],
     private readonly clientAddress: ClientAddress,
+    private readonly keepAliveMs = KEEP_ALIVE_MS,
   ) {
     this.origins = corsOrigins === '*' ? '*' : new Set(corsOrigins.map(originOf));
-    wsServer.on('connection', (socket, req) => this.connections.set(socket, req.socket));
-    const progress = new WeakMap<WebSocket, { flushed: number; since: number }>();
+    const { watched } = this;
+    // One listener for every socket's pongs, not a closure each.
+    const answered = function (this: WebSocket) {
+      const seen = watched.get(this);
+      if (seen) seen.pinged = false;
+    };
+    wsServer.on('connection', (socket, req) => {
+      watched.set(socket, { connection: req.socket, flushed: 0, since: 0, pingDue: Date.now() + keepAliveMs, pinged: false });
+      socket.on('pong', answered);
+    });
     this.sweep = setInterval(() => {
-      for (const socket of wsServer.clients) this.checkReader(socket, progress);
-    }, Math.min(1000, Math.max(50, limits.stallTimeoutMs / 4)));
+      const now = Date.now();
+      for (const socket of wsServer.clients) {
+        const seen = watched.get(socket);
+        if (seen && this.checkReader(socket, seen, now)) this.checkAlive(socket, seen, now);
+      }
+    }, Math.min(1000, Math.max(50, limits.stallTimeoutMs / 4), keepAliveMs));
     this.sweep.unref();
   }
 
@@ -88,25 +123,35 @@ export class SocketGuard {
     clearInterval(this.sweep);
   }
 
-  private checkReader(socket: WebSocket, progress: WeakMap<WebSocket, { flushed: number; since: number }>): void {
+  /** Cuts a reader too slow for what it is sent; true while the socket stays. */
+  private checkReader(socket: WebSocket, seen: Watched, now: number): boolean {
     const waiting = socket.bufferedAmount;
     if (waiting > this.limits.maxBufferedBytes) {
       socket.terminate();
-      return;
+      return false;
     }
     // Bytes the kernel took: they move on while the client reads, and stand still while it does not.
-    const connection = this.connections.get(socket);
-    const flushed = connection ? connection.bytesWritten - connection.writableLength : 0;
-    const seen = progress.get(socket);
-    const now = Date.now();
-    if (!seen) {
-      progress.set(socket, { flushed, since: now });
-    } else if (waiting === 0 || seen.flushed !== flushed) {
+    const flushed = seen.connection.bytesWritten - seen.connection.writableLength;
+    if (seen.since === 0 || waiting === 0 || seen.flushed !== flushed) {
       seen.flushed = flushed; // in place: a sweep of thousands of sockets makes no garbage
       seen.since = now;
     } else if (now - seen.since > this.limits.stallTimeoutMs) {
       socket.terminate();
+      return false;
     }
+    return true;
+  }
+
+  /** Pings a socket that is due, or cuts it when it has not answered the previous ping. */
+  private checkAlive(socket: WebSocket, seen: Watched, now: number): void {
+    if (socket.readyState !== socket.OPEN || seen.pingDue > now) return;
+    if (seen.pinged) {
+      socket.terminate();
+      return;
+    }
+    seen.pinged = true;
+    seen.pingDue = now + this.keepAliveMs;
+    socket.ping();
   }
 }
 

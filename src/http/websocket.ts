@@ -8,14 +8,10 @@ import { AppError, ErrorCode, maskError, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
-import { KeepAlive } from './keep-alive';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
 import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, sessionEnded, SocketSessions, type SocketExtra } from './socket-sessions';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
-
-/** How often each WebSocket is pinged; one that has not answered the previous ping by then is cut (graphql-ws's default). */
-export const KEEP_ALIVE_MS = 12_000;
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
@@ -41,7 +37,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
   const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
-  const keepAlive = new KeepAlive(wsServer, KEEP_ALIVE_MS);
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -121,7 +116,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
     },
     wsServer,
-    0, // no keep-alive timers per socket: `keepAlive` pings them all
+    0, // no keep-alive timers per socket: the guard's sweep pings them all
   );
 
   return {
@@ -129,7 +124,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     dispose: async () => {
       stopping = true;
       guard.close();
-      keepAlive.close();
       // Each socket closes (1001) once the queries and mutations running on it are answered: a
       // `refreshSession` cut off here would have rotated the client's refresh token unseen.
       await socketSessions.closeAll(SHUTDOWN_ANSWERS_GRACE_MS);

@@ -2,27 +2,28 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
-import { KeepAlive } from '../../src/http/keep-alive';
+import { SocketGuard } from '../../src/http/socket-guard';
 import { waitFor } from '../support/harness';
 
 const INTERVAL_MS = 300;
-const TICK_MS = 25;
+/** Bounds that cut nobody here: only the keep-alive acts (the sweep then runs every 50 ms). */
+const LIMITS = { perAddress: 1000, perUser: 1000, maxBufferedBytes: 1 << 20, stallTimeoutMs: 200 };
 
 let server: Server;
 let wss: WebSocketServer;
-let keepAlive: KeepAlive;
+let guard: SocketGuard;
 const clients: WebSocket[] = [];
 
 beforeEach(async () => {
   server = createServer();
   wss = new WebSocketServer({ server });
-  keepAlive = new KeepAlive(wss, INTERVAL_MS, TICK_MS);
+  guard = new SocketGuard(wss, LIMITS, '*', () => '127.0.0.1', INTERVAL_MS);
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
 });
 
 afterEach(async () => {
-  keepAlive.close();
+  guard.close();
   for (const client of clients.splice(0)) client.terminate();
   wss.close();
   server.close();
@@ -40,7 +41,7 @@ async function connect(autoPong = true) {
   return { client, pings, closed: () => closed };
 }
 
-describe('WebSocket keep-alive on one timer', () => {
+describe("WebSocket keep-alive on the guard's one sweep", () => {
   it('pings every socket every interval, and keeps those that answer open', async () => {
     const peers = await Promise.all([connect(), connect(), connect()]);
     await waitFor(() => peers.every((p) => p.pings.length >= 3), 5000);
@@ -73,7 +74,7 @@ describe('WebSocket keep-alive on one timer', () => {
   it('pings nothing once closed', async () => {
     const peer = await connect(false);
     await waitFor(() => peer.pings.length === 1, 5000);
-    keepAlive.close();
+    guard.close();
     await new Promise((resolve) => setTimeout(resolve, 3 * INTERVAL_MS));
     expect(peer.pings).toHaveLength(1);
     expect(peer.closed()).toBeUndefined(); // nor cuts any
