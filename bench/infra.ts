@@ -124,6 +124,12 @@ export function cpuTimes(pid: number): { user: number; system: number } {
   return { user: Number(fields[11]) / CLOCK_TICKS, system: Number(fields[12]) / CLOCK_TICKS };
 }
 
+/**
+ * Now on the monotonic clock, in µs: the clock V8 stamps a CPU profile's `startTime` and samples
+ * with (both read CLOCK_MONOTONIC on Linux), so a window taken here selects samples of a profile.
+ */
+export const monotonicUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
 /** CPU time (user + system) a process has used so far, in seconds. */
 export function cpuSeconds(pid: number): number {
   const { user, system } = cpuTimes(pid);

@@ -16,6 +16,8 @@ export interface ServerSample {
   machineCpuPct: number;
   /** Log lines at warn level or above during the run (ours logs at warn). */
   problems: string[];
+  /** The measured phase and drain on the monotonic clock, in µs (`monotonicUs`). */
+  windowUs: [number, number];
 }
 
 /** The JSON line printed for one system in one scenario. */
@@ -47,6 +49,11 @@ export interface ScenarioLine {
   serverRssPeakMb: number;
   droppedSubscriptions: number;
   errors: string[];
+  /**
+   * The CPU figures' window (measured phase and drain) on the machine's monotonic clock in µs: the
+   * clock of a `--cpu-prof` profile's timestamps, so `bench/profile-summary.ts` can read that part.
+   */
+  windowUs: [number, number];
 }
 
 /**
@@ -99,6 +106,7 @@ export function scenarioLine(
     serverRssPeakMb: round(server.rssPeakMb, 1),
     droppedSubscriptions: loads.reduce((n, l) => n + l.dropped + l.errorResults, 0),
     errors: [...new Set(errors)].slice(0, 10),
+    windowUs: server.windowUs,
   };
 }
 

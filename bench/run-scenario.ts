@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { cpuTimes, machineCpu, rssMb, sleep } from './infra';
+import { cpuTimes, machineCpu, monotonicUs, rssMb, sleep } from './infra';
 import type { FromLoad, FromSender, LoadResult, ToLoad, ToSender } from './protocol';
 import { scenarioLine, type ScenarioLine } from './report';
 import type { Scenario } from './scenarios';
@@ -60,6 +60,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
       let rssPeakMb = rssMb(server.pid);
       const sampler = setInterval(() => (rssPeakMb = Math.max(rssPeakMb, rssMb(server.pid))), 250);
       const cpuStart = cpuTimes(server.pid);
+      const fromUs = monotonicUs();
       const machineStart = machineCpu();
       const started = Date.now();
       const what = closedLoop ? `${scenario.senders} sends in flight` : `${rate} msg/s`;
@@ -70,6 +71,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
       const perMessage = scenario.connections / scenario.rooms;
       await drain(() => [...delivered.values()].reduce((a, b) => a + b, 0), send.ok * perMessage);
       const cpuEnd = cpuTimes(server.pid);
+      const toUs = monotonicUs();
       const userUsed = cpuEnd.user - cpuStart.user;
       const cpuUsed = userUsed + cpuEnd.system - cpuStart.system;
       const cpuPct = (100 * cpuUsed) / ((Date.now() - started) / 1000);
@@ -89,6 +91,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
         cpuPct,
         machineCpuPct,
         problems: server.problems.splice(0),
+        windowUs: [fromUs, toUs],
       });
     };
     // A cold server (JIT, first allocations) must not fail the first rung: settle at its rate, unmeasured.
