@@ -116,6 +116,7 @@ function summarise(profile: Profile, window: [number, number] | undefined, top: 
     for (const [name, re] of SEND_PARTS) if (frames.some((f) => re.test(f.callFrame.url))) parts.set(name, (parts.get(name) ?? 0) + us);
   }
 
+  if (total === 0) throw new Error('the profile has no samples in that window: is it the profile of the server of that run?');
   const busy = total - idle;
   const pct = (us: number, of = busy) => `${((100 * us) / of).toFixed(1).padStart(5)} %`;
   const seconds = total / 1e6;
@@ -146,12 +147,29 @@ function lineWindow(file: string, name: string): [number, number] {
   throw new Error(`no line of ours named ${name} with a window in ${file}`);
 }
 
+/** Refuses the command line with `message` and the usage, exit code 2. */
+function usage(message?: string): never {
+  if (message) console.error(message);
+  console.error('usage: node --import tsx bench/profile-summary.ts <profile> [<bench stdout> <line name>] [--top N]');
+  process.exit(2);
+}
+
 const args = process.argv.slice(2);
 const topAt = args.indexOf('--top');
 const top = topAt >= 0 ? Number(args.splice(topAt, 2)[1]) : 25;
-const [profileFile, benchFile, lineName] = args;
-if (!profileFile || (benchFile && !lineName)) {
-  console.error('usage: bench/profile-summary.ts <profile> [<bench stdout> <line name>] [--top N]');
-  process.exit(2);
+if (!Number.isInteger(top) || top < 1) usage('--top takes a whole number of at least 1');
+const [profileFile, benchFile, lineName, ...extra] = args;
+if (!profileFile || (benchFile && !lineName) || extra.length > 0) usage();
+try {
+  let profile: Profile | undefined;
+  try {
+    profile = JSON.parse(readFileSync(profileFile, 'utf8')) as Profile;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code) throw err;
+  }
+  if (!Array.isArray(profile?.nodes) || !Array.isArray(profile.samples) || !Array.isArray(profile.timeDeltas)) throw new Error(`${profileFile} is not a V8 CPU profile`);
+  summarise(profile, benchFile ? lineWindow(benchFile, lineName) : undefined, top);
+} catch (err) {
+  console.error((err as Error).message);
+  process.exit(1);
 }
-summarise(JSON.parse(readFileSync(profileFile, 'utf8')) as Profile, benchFile ? lineWindow(benchFile, lineName) : undefined, top);
