@@ -8,9 +8,11 @@
  *   node --import tsx bench/profile-summary.ts <profile> [<bench stdout> <line name>] [--top N]
  *
  * e.g. `bench/profile-summary.ts prof/CPU.….cpuprofile bench.out 1000rooms-5subs@50senders`.
- * A sample is attributed by the stack it was taken in: to the fan-out or the sends by the first
- * frame (from the innermost) in one of their modules, so the socket writes of a delivery count
- * for the fan-out and those of an answer for the sends.
+ * A sample is attributed by the stack it was taken in: to the fan-out or the sends by the
+ * outermost frame in one of their modules, so the socket writes of a delivery count for the
+ * fan-out and those of an answer for the sends, and an event's execution (graphql-js, called from
+ * the fan-out) for the fan-out. The sampler ticks by the wall clock: a thread preempted while it
+ * had work counts as busy, so the busy share is above the CPU the bench reads for the process.
  */
 import { readFileSync } from 'node:fs';
 
@@ -53,13 +55,15 @@ const SEND_PARTS: Array<[string, RegExp]> = [
   ['HTTP answer', /_http_outgoing/],
 ];
 
-/** A package or file of ours a frame belongs to, for the inclusive table. */
+/** A package, a file of ours or a part of node a frame belongs to, for the inclusive table. */
 function owner(url: string): string {
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1];
   const ours = /\/(?:dist|src)\/(.+)$/.exec(url);
   if (ours) return `ours: ${ours[1]}`;
-  if (url.startsWith('node:')) return `node: ${url.slice(5).split('/')[0]}`;
+  // node's own modules by their first two levels (`node:internal/streams`): every stack passes
+  // through `node:internal` (the event loop's callbacks), which would say nothing.
+  if (url.startsWith('node:')) return `node: ${url.slice(5).split('/').slice(0, 2).join('/')}`;
   return url || '(native)';
 }
 
@@ -100,13 +104,15 @@ function summarise(profile: Profile, window: [number, number] | undefined, top: 
     }
     const selfKey = `${leaf.functionName || '(anonymous)'} ${owner(leaf.url)}${leaf.url ? `:${leaf.lineNumber + 1}` : ''}`;
     self.set(selfKey, (self.get(selfKey) ?? 0) + us);
-    for (const pkg of new Set(frames.map((f) => owner(f.callFrame.url)))) packages.set(pkg, (packages.get(pkg) ?? 0) + us);
+    // Frames without a script (the root, native functions) are in the self table, not here.
+    for (const pkg of new Set(frames.filter((f) => f.callFrame.url).map((f) => owner(f.callFrame.url)))) packages.set(pkg, (packages.get(pkg) ?? 0) + us);
     if (leaf.functionName === '(garbage collector)') {
       split.gc += us;
       continue;
     }
-    const first = frames.find((f) => FAN_OUT.test(f.callFrame.url) || SEND.test(f.callFrame.url));
-    const kind = !first ? 'other' : FAN_OUT.test(first.callFrame.url) ? 'fanOut' : 'sends';
+    let outermost: CallFrame | undefined;
+    for (const { callFrame } of frames) if (FAN_OUT.test(callFrame.url) || SEND.test(callFrame.url)) outermost = callFrame;
+    const kind = !outermost ? 'other' : FAN_OUT.test(outermost.url) ? 'fanOut' : 'sends';
     split[kind] += us;
     if (kind === 'other') {
       const root = frames.slice(-4, -1).reverse().map((f) => `${f.callFrame.functionName || '(anonymous)'} ${owner(f.callFrame.url)}`).join(' > ');
@@ -120,8 +126,8 @@ function summarise(profile: Profile, window: [number, number] | undefined, top: 
   const busy = total - idle;
   const pct = (us: number, of = busy) => `${((100 * us) / of).toFixed(1).padStart(5)} %`;
   const seconds = total / 1e6;
-  // The sampler ticks by the wall clock: a thread preempted while it had work counts as busy.
   console.log(`window ${seconds.toFixed(1)} s; the main thread was busy (not waiting for events) ${pct(busy, total).trim()} of it`);
+  console.log('(by wall-clock samples: time preempted while it had work counts as busy; the bench line has its CPU)');
   console.log('\nbusy time by what it served');
   console.log(`${pct(split.fanOut)}  live fan-out (events to subscribers' sockets, their writes included)`);
   console.log(`${pct(split.sends)}  sends (HTTP request to answer)`);
