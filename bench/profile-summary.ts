@@ -11,7 +11,8 @@
  * A sample is attributed by the stack it was taken in: to the fan-out or the sends by the
  * outermost frame in one of their modules, so the socket writes of a delivery count for the
  * fan-out and those of an answer for the sends, and an event's execution (graphql-js, called from
- * the fan-out) for the fan-out. The sampler ticks by the wall clock: a thread preempted while it
+ * the fan-out) for the fan-out; an operation that came over a WebSocket counts as fan-out too (the
+ * bench sends none during its rungs). The sampler ticks by the wall clock: a thread preempted while it
  * had work counts as busy, so the busy share is above the CPU the bench reads for the process.
  */
 import { readFileSync } from 'node:fs';
