@@ -294,8 +294,13 @@ class Lane {
       const { event, execution, targets } = entry;
       this.waiting.delete(execution);
       if (this.last?.entry === entry) this.last = undefined;
-      const again = 'result' in execution.settled! ? targets.filter((target) => !target.subscription.mayTake(execution)) : [];
-      if (again.length > 0) entry.targets = targets.filter((target) => target.subscription.viewerId === execution.viewerId);
+      // Split in one pass: those whose result this is stay, the others run their own.
+      const again: FrameTarget[] = [];
+      if ('result' in execution.settled!) {
+        const keep: FrameTarget[] = [];
+        for (const target of targets) (target.subscription.mayTake(execution) ? keep : again).push(target);
+        if (again.length > 0) entry.targets = keep;
+      }
       this.ready.push(entry);
       // Another viewer's result: these run their own, ahead of their later events.
       const front: LaneEntry[] = [];

@@ -32,7 +32,7 @@ export const KEEP_ALIVE_MS = 12_000;
 interface Watched {
   /** Its TCP connection, to see whether the client takes what is written to it. */
   connection: Socket;
-  /** The bytes the kernel had taken when the sweep last saw them move (or nothing wait), and when (`Date.now()`; 0 before the first sweep). */
+  /** The bytes the kernel had taken when the sweep last saw them move (or nothing waiting), and when (`Date.now()`; 0 before the first sweep). */
   flushed: number;
   since: number;
   /** When it is next due a ping (`Date.now()`). */
