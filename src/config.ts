@@ -70,6 +70,14 @@ export interface Config {
   /** A WebSocket whose reader takes nothing for this long while data waits is closed, in ms. Default 10000. */
   wsStallTimeoutMs: number;
   /**
+   * How long an HTTP connection may stay open with no request, in ms (Node closes it up to a
+   * second later). Above the idle timeouts of clients and load balancers (Node's agents and undici
+   * 4–5 s, most balancers 60 s), so the client side closes an idle connection first: when the
+   * server closes it, a request the client sends at that moment fails with a reset (Node's own
+   * default, 5 s, reset sends of the bench's keep-alive client). Default 65000.
+   */
+  httpKeepAliveMs: number;
+  /**
    * Which proxies in front of this server to believe about the client address (X-Forwarded-For):
    * `false` (none: the socket's peer is the client), `true` (all), a number of hops, or a
    * comma-separated list of addresses, subnets or `loopback`/`linklocal`/`uniquelocal`. Default false.
@@ -151,6 +159,7 @@ const envSchema = z.object({
   WS_PER_ADDRESS: int(1, 1_000_000_000).default(200),
   WS_MAX_BUFFERED_BYTES: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   WS_STALL_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  HTTP_KEEP_ALIVE_MS: int(1000, 600_000).default(65_000),
   TRUST_PROXY: z
     .string()
     .default('false')
@@ -234,6 +243,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     wsPerAddress: e.WS_PER_ADDRESS,
     wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
     wsStallTimeoutMs: e.WS_STALL_TIMEOUT_MS,
+    httpKeepAliveMs: e.HTTP_KEEP_ALIVE_MS,
     trustProxy: e.TRUST_PROXY,
     operationLimits: {
       maxTokens: e.MAX_QUERY_TOKENS,

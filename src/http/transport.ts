@@ -48,6 +48,8 @@ export interface TransportDeps {
   /** Who the client is behind any trusted proxies. */
   clientAddress: ClientAddress;
   webSockets: WebSocketLimits;
+  /** How long an HTTP connection may stay open with no request (`Config.httpKeepAliveMs`). */
+  keepAliveMs: number;
   /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
   drainMs: number;
   probes: ReadinessProbes;

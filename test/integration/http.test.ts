@@ -1,3 +1,6 @@
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { collect, createRoom, gql, send, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 
 /** The throwaway servers of `test/support/servers.js` (plain CommonJS, shared with jest's global setup). */
@@ -277,6 +280,57 @@ describe('GraphQL over HTTP', () => {
     expect(a.headers.get('x-request-id')).toMatch(UUID);
     expect(b.headers.get('x-request-id')).toMatch(UUID);
     expect(a.headers.get('x-request-id')).not.toBe(b.headers.get('x-request-id'));
+  });
+
+  describe('idle connections (HTTP_KEEP_ALIVE_MS)', () => {
+    /** One query on `agent`'s one connection: whether it reused the connection, and the connection. */
+    const ask = (url: string, agent: http.Agent) =>
+      new Promise<{ status: number; reused: boolean; socket: Socket }>((resolve, reject) => {
+        const body = JSON.stringify({ query: '{ me { id } }' });
+        const req = http.request(url, { method: 'POST', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode!, reused: req.reusedSocket, socket: req.socket! }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+
+    it('keeps a connection idle for longer than clients keep theirs (past the 6 s after which Node\'s default closes it), so the client closes it first', async () => {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const first = await ask(server.url, agent);
+        await sleep(6500);
+        const second = await ask(server.url, agent);
+        expect([first.status, second.status]).toEqual([200, 200]);
+        expect(second.reused).toBe(true);
+        expect(second.socket).toBe(first.socket);
+      } finally {
+        agent.destroy();
+      }
+    });
+
+    it('closes a connection idle for HTTP_KEEP_ALIVE_MS, and not before', async () => {
+      // 2 s: an agent keeps no connection whose server says (`Keep-Alive: timeout=1`) it may close within a second.
+      const short = await startServer({ HTTP_KEEP_ALIVE_MS: '2000' });
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      try {
+        const first = await ask(short.url, agent);
+        await sleep(500);
+        const second = await ask(short.url, agent);
+        expect(second.reused).toBe(true);
+        const answered = Date.now();
+        await new Promise((resolve) => second.socket.once('close', resolve));
+        const idle = Date.now() - answered;
+        expect(idle).toBeGreaterThanOrEqual(1900);
+        expect(idle).toBeLessThan(6000);
+        const third = await ask(short.url, agent);
+        expect([first.status, second.status, third.status]).toEqual([200, 200, 200]);
+        expect(third.reused).toBe(false);
+      } finally {
+        agent.destroy();
+        await short.stop();
+      }
+    });
   });
 
   it('tells caches to keep no answer: queries over POST and GET, mutations, refusals', async () => {

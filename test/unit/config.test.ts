@@ -43,6 +43,7 @@ describe('loadConfig', () => {
       healIntervalMs: 5000,
       shutdownTimeoutMs: 10_000,
       databaseTimeoutMs: 10_000,
+      httpKeepAliveMs: 65_000,
     });
   });
 
@@ -94,6 +95,13 @@ describe('loadConfig', () => {
     expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET, DATABASE_TIMEOUT_MS: value }).databaseTimeoutMs).toBe(expected);
   });
 
+  it.each([
+    ['1000', 1000],
+    ['600000', 600_000],
+  ])('takes HTTP_KEEP_ALIVE_MS=%s at the edges of its range', (value, expected) => {
+    expect(loadConfig({ DATA_DIR: dir, JWT_SECRET: SECRET, HTTP_KEEP_ALIVE_MS: value }).httpKeepAliveMs).toBe(expected);
+  });
+
   it('treats empty strings as unset', () => {
     const config = loadConfig({ DATA_DIR: dir, PORT: '', DATABASE_URL: '', REDIS_URL: '', JWT_SECRET: SECRET, INTROSPECTION: '' });
     expect(config).toMatchObject({ port: 4000, databaseUrl: undefined, redisUrl: undefined, introspection: true });
@@ -128,6 +136,8 @@ describe('loadConfig', () => {
     ['HEAL_INTERVAL_MS', 'often'],
     ['DATABASE_TIMEOUT_MS', '499'],
     ['DATABASE_TIMEOUT_MS', '600001'],
+    ['HTTP_KEEP_ALIVE_MS', '999'],
+    ['HTTP_KEEP_ALIVE_MS', '600001'],
   ])('refuses a bad %s with an error naming it', (name, value) => {
     expect(configError({ DATA_DIR: dir, JWT_SECRET: SECRET, [name]: value }).message).toContain(name);
   });
