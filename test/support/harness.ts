@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createClient, type Client, type FormattedExecutionResult as ExecutionResult } from 'graphql-ws';
@@ -32,27 +32,41 @@ export async function startServer(env: Record<string, string | undefined> = {}):
   // reply left streaming there): on the shared PostgreSQL it gets a database of its own.
   const alone = 'REDIS_URL' in env && !env.REDIS_URL && !('DATABASE_URL' in env);
   const own = alone ? await privateDatabase() : undefined;
+  // Removed on stop, or when the server does not start (one the test names is left to it).
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-data-'));
+  const removeDataDir = () => rmSync(dataDir, { recursive: true, force: true });
   const config = loadConfig({
     PORT: '0',
     HOST: '127.0.0.1',
     DATABASE_URL: own?.url ?? requireEnv('TEST_DATABASE_URL'),
     REDIS_URL: requireEnv('TEST_REDIS_URL'),
-    DATA_DIR: mkdtempSync(path.join(os.tmpdir(), 'chat-data-')),
+    DATA_DIR: dataDir,
     JWT_SECRET: TEST_SECRET,
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     // Every test client comes from 127.0.0.1 and some send fast: budgets are lifted unless a test sets them.
     ...LIFTED_BUDGETS,
     ...env,
   });
-  const app = await createApp(config, createLogger(config.logLevel));
-  const port = await app.listen();
+  let app: App | undefined;
+  let port: number;
+  try {
+    app = await createApp(config, createLogger(config.logLevel));
+    port = await app.listen();
+  } catch (err) {
+    await app?.stop().catch(() => undefined);
+    await own?.drop().catch(() => undefined);
+    removeDataDir();
+    throw err;
+  }
+  const started = app;
   return {
-    app,
+    app: started,
     url: `http://127.0.0.1:${port}/graphql`,
     wsUrl: `ws://127.0.0.1:${port}/graphql`,
     stop: async () => {
-      await app.stop();
+      await started.stop();
       await own?.drop();
+      removeDataDir();
     },
   };
 }
