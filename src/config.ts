@@ -71,8 +71,8 @@ export interface Config {
   wsStallTimeoutMs: number;
   /**
    * How long an HTTP connection may stay open with no request, in ms (Node closes it up to a
-   * second later). Above the idle timeouts of clients and load balancers (Node's agents and undici
-   * 4–5 s, most balancers 60 s), so the client side closes an idle connection first: when the
+   * second later). Above the idle timeouts of clients and load balancers (Node's global agent 5 s,
+   * undici 4 s, most balancers 60 s), so the client side closes an idle connection first: when the
    * server closes it, a request the client sends at that moment fails with a reset (Node's own
    * default, 5 s, reset sends of the bench's keep-alive client). Default 65000.
    */
