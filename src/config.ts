@@ -74,7 +74,9 @@ export interface Config {
    * second later). Above the idle timeouts of clients and load balancers (Node's global agent 5 s,
    * undici 4 s, most balancers 60 s), so the client side closes an idle connection first: when the
    * server closes it, a request the client sends at that moment fails with a reset (Node's own
-   * default, 5 s, reset sends of the bench's keep-alive client). Default 65000.
+   * default, 5 s, reset sends of the bench's keep-alive client). At least 2000: a Node agent keeps a
+   * connection a second less than the server announces (`Keep-Alive: timeout=<s>`), so below that
+   * it reuses none. Default 65000.
    */
   httpKeepAliveMs: number;
   /**
@@ -159,7 +161,7 @@ const envSchema = z.object({
   WS_PER_ADDRESS: int(1, 1_000_000_000).default(200),
   WS_MAX_BUFFERED_BYTES: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   WS_STALL_TIMEOUT_MS: int(100, 600_000).default(10_000),
-  HTTP_KEEP_ALIVE_MS: int(1000, 600_000).default(65_000),
+  HTTP_KEEP_ALIVE_MS: int(2000, 600_000).default(65_000),
   TRUST_PROXY: z
     .string()
     .default('false')
