@@ -109,7 +109,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       maxBufferedBytes: config.wsMaxBufferedBytes,
       stallTimeoutMs: config.wsStallTimeoutMs,
     },
-    keepAliveMs: config.httpKeepAliveMs,
+    httpKeepAliveMs: config.httpKeepAliveMs,
     // Leave part of the shutdown budget for streams, hubs, Redis and the database.
     drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },

@@ -294,12 +294,20 @@ class Lane {
       const { event, execution, targets } = entry;
       this.waiting.delete(execution);
       if (this.last?.entry === entry) this.last = undefined;
-      // Split in one pass: those whose result this is stay, the others run their own.
+      // Split in one pass: those whose result this is stay, the others run their own. The kept
+      // ones are copied only once one is refused: usually none is, and an event copies nothing.
       const again: FrameTarget[] = [];
       if ('result' in execution.settled!) {
-        const keep: FrameTarget[] = [];
-        for (const target of targets) (target.subscription.mayTake(execution) ? keep : again).push(target);
-        if (again.length > 0) entry.targets = keep;
+        let keep: FrameTarget[] | undefined;
+        for (let i = 0; i < targets.length; i++) {
+          if (targets[i].subscription.mayTake(execution)) {
+            keep?.push(targets[i]);
+          } else {
+            keep ??= targets.slice(0, i);
+            again.push(targets[i]);
+          }
+        }
+        if (keep) entry.targets = keep;
       }
       this.ready.push(entry);
       // Another viewer's result: these run their own, ahead of their later events.

@@ -27,7 +27,7 @@ export async function createHttpServer(deps: TransportDeps) {
   // POST /graphql, the API's hot path, skips express's router (on this hardware a quarter of a
   // trivial request's CPU); `app` serves everything else, `/graphql` included, as it always did.
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
-  httpServer.keepAliveTimeout = deps.keepAliveMs;
+  httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
   // The request id of each failed operation's errors, noted before Apollo formats them. Keyed by
   // the thrown error, which Apollo keeps as `originalError` while it rewraps the GraphQLError.
   const requestIds = new WeakMap<object, string>();

@@ -49,7 +49,7 @@ export interface TransportDeps {
   clientAddress: ClientAddress;
   webSockets: WebSocketLimits;
   /** How long an HTTP connection may stay open with no request (`Config.httpKeepAliveMs`). */
-  keepAliveMs: number;
+  httpKeepAliveMs: number;
   /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
   drainMs: number;
   probes: ReadinessProbes;

@@ -47,24 +47,19 @@ export async function startServer(env: Record<string, string | undefined> = {}):
     ...LIFTED_BUDGETS,
     ...env,
   });
-  let app: App | undefined;
-  let port: number;
-  try {
-    app = await createApp(config, createLogger(config.logLevel));
-    port = await app.listen();
-  } catch (err) {
-    await app?.stop().catch(() => undefined);
+  const notStarted = async (err: unknown): Promise<never> => {
     await own?.drop().catch(() => undefined);
     removeDataDir();
     throw err;
-  }
-  const started = app;
+  };
+  const app = await createApp(config, createLogger(config.logLevel)).catch(notStarted);
+  const port = await app.listen().catch(async (err: unknown) => notStarted(await app.stop().then(() => err, () => err)));
   return {
-    app: started,
+    app,
     url: `http://127.0.0.1:${port}/graphql`,
     wsUrl: `ws://127.0.0.1:${port}/graphql`,
     stop: async () => {
-      await started.stop();
+      await app.stop();
       await own?.drop();
       removeDataDir();
     },
