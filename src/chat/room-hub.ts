@@ -111,16 +111,19 @@ export class RoomHub {
   }
 
   /**
-   * Reads and fans out whatever the database has beyond `position`, and re-signals the removal of
-   * listeners' users who are no longer members (after a reconnect, or by timer).
+   * Re-signals the removal of listeners' users who are no longer members, then reads and fans out
+   * whatever the database has beyond `position` (after a reconnect, or by timer). The head is read
+   * before the members and the tail only up to it, so every change the tail holds was committed
+   * before the members were read: one sent after a removal whose signal was lost never reaches the
+   * removed member (docs/guarantees.md, guarantee 6).
    */
   heal(): void {
     this.enqueue(async () => {
       const head = await this.store.head(this.roomId);
-      if (head.lastChange > this.position) await this.fill(head.lastChange);
       const users = this.users();
       const members = await this.store.members(this.roomId, users);
-      this.revokeAbsent(users, (userId) => members.has(userId));
+      this.revoke(users.filter((userId) => !members.has(userId)));
+      if (head.lastChange > this.position) await this.fill(head.lastChange);
     });
   }
 
@@ -129,15 +132,20 @@ export class RoomHub {
     return [...new Set(this.listeners.values())];
   }
 
-  /** From a check of every hub at once (`HubRegistry`): reads and fans out the tail up to `lastChange` when the hub is behind. */
-  catchUp(lastChange: number): void {
+  /**
+   * From a check of every hub at once (`HubRegistry`, as `heal` does for one): re-signals the
+   * removal of each of `users` (its listeners' users) who is no longer a member, then reads and fans
+   * out the tail up to `lastChange` (read before the members) when the hub is behind.
+   */
+  catchUp(lastChange: number, users: string[], isMember: (userId: string) => boolean): void {
+    const gone = users.filter((userId) => !isMember(userId));
+    if (gone.length > 0) this.enqueue(async () => this.revoke(gone));
     if (lastChange > this.position) this.enqueue(() => this.fill(lastChange));
   }
 
-  /** Re-signals the removal of each of `users` (its listeners' users) who is no longer a member. */
-  revokeAbsent(users: string[], isMember: (userId: string) => boolean): void {
-    const gone = users.filter((userId) => !isMember(userId));
-    if (gone.length > 0) this.enqueue(async () => gone.forEach((userId) => this.fanOut({ kind: 'membership', userId, role: null })));
+  /** Tells the listeners that each of `users` was removed (a feed of theirs ends on it). */
+  private revoke(users: string[]): void {
+    for (const userId of users) this.fanOut({ kind: 'membership', userId, role: null });
   }
 
   async stop(): Promise<void> {
@@ -270,10 +278,9 @@ export class HubRegistry {
       for (let i = 0; i < started.length; i += CHECK_BATCH) {
         const part = started.slice(i, i + CHECK_BATCH);
         const heads = await this.store.heads(part.map((hub) => hub.roomId));
-        for (const hub of part) hub.catchUp(heads.get(hub.roomId)?.lastChange ?? 0);
         const users = new Map(part.map((hub) => [hub, hub.users()]));
         const members = await this.store.memberships(part.flatMap((hub) => users.get(hub)!.map((userId): [string, string] => [hub.roomId, userId])));
-        for (const hub of part) hub.revokeAbsent(users.get(hub)!, (userId) => members.has(membershipKey(hub.roomId, userId)));
+        for (const hub of part) hub.catchUp(heads.get(hub.roomId)?.lastChange ?? 0, users.get(hub)!, (userId) => members.has(membershipKey(hub.roomId, userId)));
       }
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'room hubs could not check the database; retrying at the next interval');

@@ -289,6 +289,17 @@ describe('RoomHub', () => {
     expect(store.callsOf('members')).toEqual([[ROOM, ['alice', 'bob']]]);
   });
 
+  it('heal() re-signals a removal before the tail it reads, so what was sent after a lost removal never reaches the removed member', async () => {
+    const { hub, store } = await startHub({ messages: 1 });
+    const bob = listen(hub, 'bob');
+    store.removeMember(ROOM, 'bob'); // its signal was lost (pub/sub down) …
+    store.append(ROOM, 2); // … and so were those of the two messages sent after it
+    hub.heal();
+    await waitFor(() => bob.length === 3, 'the removal and the tail');
+    expect(bob[0]).toEqual({ kind: 'membership', userId: 'bob', role: null });
+    expect(labels(bob.slice(1))).toEqual(['added 2@2', 'added 3@3']);
+  });
+
   it('heal() asks about no one when nobody listens', async () => {
     const { hub, store } = await startHub({ messages: 1 });
     hub.heal();
@@ -614,6 +625,14 @@ describe('HubRegistry', () => {
     await waitFor(() => seen[3].length === 1, 'room-3 re-signals the removal');
     expect(seen[3]).toEqual([{ kind: 'membership', userId: 'bob', role: null }]);
     expect(seen.filter((events, i) => i !== 3 && i !== 7).every((events) => events.length === 0)).toBe(true);
+    // A removal and the messages sent after it, all signals lost: the removal goes out first.
+    const carol = listen(hubs[5], 'carol');
+    store.removeMember('room-5', 'carol');
+    store.append('room-5', 2);
+    await registry.check();
+    await waitFor(() => carol.length === 3, 'room-5 re-signals the removal and fills its tail');
+    expect(carol[0]).toEqual({ kind: 'membership', userId: 'carol', role: null });
+    expect(labels(carol.slice(1))).toEqual(['added 1@1', 'added 2@2']);
     store.down = true;
     await registry.check(); // a failed read is logged and retried at the next interval
     expect(log.warn).toHaveBeenCalledWith(expect.anything(), 'room hubs could not check the database; retrying at the next interval');
@@ -687,9 +706,11 @@ describe('HubRegistry', () => {
     pubsub.reconnect();
     await waitFor(() => seenA.length === 3 && seenB.length === 2, 'the missed tails');
     expect(labels(seenA)).toEqual(['added 2@2', 'added 3@3', 'updated 1@4']);
+    // The removal goes out before the tail: with every signal lost, the hub cannot tell which of
+    // the tail's messages came before it, and none may reach a removed member after it.
     expect(seenB).toEqual([
-      expect.objectContaining({ kind: 'added', change: 1 }),
       { kind: 'membership', userId: 'alice', role: null },
+      expect.objectContaining({ kind: 'added', change: 1 }),
     ]);
   });
 
