@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
@@ -6,7 +6,7 @@ import { conflict, forbidden, notFound } from '../errors';
 import type { Logger } from '../logger';
 import { roomTopic, userTopic, type PubSub } from '../pubsub';
 import { isUuid, pageSize, parseInput } from '../validation';
-import { requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
+import { notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
 import { decodeRoomCursor, encodeRoomCursor } from './cursors';
 import { connection, type Connection } from './pages';
 
@@ -59,27 +59,37 @@ export class MembershipService {
   /** The viewer leaves. The OWNER hands over first, and a DIRECT room cannot be left (CONFLICT). */
   async leave(viewer: Viewer | null, roomId: string): Promise<void> {
     const membership = await requireMember(this.db.manager, viewer, roomId);
-    if (membership.role === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
     if (await this.isDirect(roomId)) throw conflict('A direct room cannot be left', 'roomId');
-    await this.remove(roomId, membership.userId);
+    const left = await this.db.transaction(async (tx) => {
+      const { actor } = await lockMembers(tx, roomId, membership.userId);
+      if (!actor) throw notMember(); // removed meanwhile
+      if (actor === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
+      return removeMembership(tx, roomId, membership.userId);
+    });
+    if (left) this.tell(roomId, membership.userId, null, 'removed');
   }
 
   /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
   async removeMember(viewer: Viewer | null, roomId: string, userId: string): Promise<void> {
     const membership = await requireMember(this.db.manager, viewer, roomId);
-    const target = isUuid(userId) ? await this.db.getRepository(MembershipEntity).findOneBy({ roomId, userId }) : null;
-    if (!target) {
-      requireAllowed(membership, 'removeMembers');
-      throw notFound('That user is not a member of this room');
-    }
-    requireRemovable(membership, target.role);
-    if (target.userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
-    await this.remove(roomId, userId);
+    const removed = await this.db.transaction(async (tx) => {
+      const { actor, target } = await lockMembers(tx, roomId, membership.userId, isUuid(userId) ? userId : undefined);
+      if (!actor) throw notMember(); // removed meanwhile
+      if (!target) {
+        requireAllowed({ role: actor }, 'removeMembers');
+        throw notFound('That user is not a member of this room');
+      }
+      requireRemovable({ role: actor }, target);
+      if (userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
+      return removeMembership(tx, roomId, userId);
+    });
+    if (removed) this.tell(roomId, userId, null, 'removed');
   }
 
   /**
    * The OWNER makes a member ADMIN or MEMBER, or hands OWNER over (becoming ADMIN), so a room has
-   * exactly one OWNER. Not a member: NOT_FOUND; the OWNER's own role: CONFLICT (hand over instead).
+   * exactly one OWNER. Not a member: NOT_FOUND; the OWNER's own role: CONFLICT (hand over instead);
+   * the role the member has already: no change.
    */
   async setRole(viewer: Viewer | null, roomId: string, userId: string, role: Role): Promise<void> {
     const membership = await requireMember(this.db.manager, viewer, roomId);
@@ -87,8 +97,12 @@ export class MembershipService {
     if (!isUuid(userId)) throw notFound('That user is not a member of this room');
     if (userId === membership.userId) throw conflict('The OWNER keeps its role until it hands OWNER over to another member', 'userId');
     const changed = await this.db.transaction(async (tx) => {
-      const [rows] = await tx.query(`UPDATE memberships SET role = $3 WHERE room_id = $1 AND user_id = $2 RETURNING role`, [roomId, userId, role]);
-      if (rows.length === 0) throw notFound('That user is not a member of this room');
+      const { actor, target } = await lockMembers(tx, roomId, membership.userId, userId);
+      if (!actor) throw notMember(); // removed meanwhile
+      requireAllowed({ role: actor }, 'changeRoles'); // handed over meanwhile
+      if (!target) throw notFound('That user is not a member of this room');
+      if (target === role) return [];
+      await tx.query(`UPDATE memberships SET role = $3 WHERE room_id = $1 AND user_id = $2`, [roomId, userId, role]);
       if (role !== 'OWNER') return [{ userId, role }];
       await tx.query(`UPDATE memberships SET role = 'ADMIN' WHERE room_id = $1 AND user_id = $2`, [roomId, membership.userId]);
       return [
@@ -125,12 +139,6 @@ export class MembershipService {
     if (rows.length > 0) this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
   }
 
-  /** Deletes a membership; the hubs' periodic check covers a lost signal. */
-  private async remove(roomId: string, userId: string): Promise<void> {
-    const [rows] = await this.db.query('DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 RETURNING id', [roomId, userId]);
-    if (rows.length > 0) this.tell(roomId, userId, null, 'removed');
-  }
-
   private async isDirect(roomId: string): Promise<boolean> {
     return this.db.getRepository(RoomEntity).existsBy({ id: roomId, kind: 'DIRECT' });
   }
@@ -145,4 +153,27 @@ export class MembershipService {
     if (came === 'removed') this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }).catch(warn);
     else if (came) this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }).catch(warn);
   }
+}
+
+/**
+ * The roles of the acting member and of the member acted on, their rows locked until `tx` ends.
+ * Every change of who is in a room, or with what role, that depends on roles takes these locks
+ * and decides on what it read under them: an ADMIN removing a member the OWNER is promoting at the
+ * same moment either removes a MEMBER or finds an ADMIN (or the new OWNER) and is refused; never
+ * a room left without its OWNER. Both rows are locked in one statement, in id order, so two
+ * changes cannot wait for each other.
+ */
+async function lockMembers(tx: EntityManager, roomId: string, actorId: string, targetId?: string): Promise<{ actor?: Role; target?: Role }> {
+  const rows: Array<{ user_id: string; role: Role }> = await tx.query(
+    'SELECT user_id, role FROM memberships WHERE room_id = $1 AND user_id = ANY($2::uuid[]) ORDER BY id FOR UPDATE',
+    [roomId, targetId ? [actorId, targetId] : [actorId]],
+  );
+  const roleOf = (userId?: string) => rows.find((r) => r.user_id === userId)?.role;
+  return { actor: roleOf(actorId), target: roleOf(targetId) };
+}
+
+/** Deletes a membership; whether there was one. The hubs' periodic check covers a lost signal. */
+async function removeMembership(tx: EntityManager, roomId: string, userId: string): Promise<boolean> {
+  const [rows] = await tx.query('DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 RETURNING id', [roomId, userId]);
+  return rows.length > 0;
 }

@@ -205,6 +205,50 @@ describe('roles', () => {
     expect(events.results[2].data!.roomEvents).toEqual({ __typename: 'MemberChanged', roomId, role: null, user: { id: owner.id } });
     await client.dispose();
   });
+
+  it('takes a role the member has already as no change: no MemberChanged', async () => {
+    const [owner, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, owner);
+    await join(bob, roomId);
+    const client = wsClient(server.wsUrl, owner);
+    const events = collect(client, `subscription($r: ID!) { roomEvents(roomId: $r) { __typename ... on MemberChanged { role } } }`, { r: roomId });
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await setRole(owner, roomId, bob, 'MEMBER');
+    await setRole(owner, roomId, bob, 'ADMIN');
+    await setRole(owner, roomId, bob, 'ADMIN');
+    await setRole(owner, roomId, bob, 'MEMBER');
+    await events.until((r) => r.length >= 2);
+    await send(server.url, owner, roomId, 'after the role changes'); // a marker: whatever came before it has come
+    await events.until((r) => r.length >= 3);
+    expect(events.results.map((r) => r.data!.roomEvents.role ?? r.data!.roomEvents.__typename)).toEqual(['ADMIN', 'MEMBER', 'MessageAdded']);
+    await client.dispose();
+  });
+
+  it('never leaves a room without its OWNER, nor lets an ADMIN remove an ADMIN, when a role change and a removal race', async () => {
+    const roles = async (roomId: string, user: TestUser) =>
+      (await must(server.url, `query($r: ID!) { room(id: $r) { members(first: 10) { edges { node { role } } } } }`, { r: roomId }, user.token)).room.members.edges.map((e: any) => e.node.role).sort();
+    for (let round = 0; round < 6; round++) {
+      const [owner, admin, x] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
+      const roomId = await createRoom(server.url, owner);
+      await Promise.all([join(admin, roomId), join(x, roomId)]);
+      await setRole(owner, roomId, admin, 'ADMIN');
+      const promoted = round % 2 === 0 ? 'OWNER' : 'ADMIN';
+      const [promotion, removal] = await Promise.all([
+        gql(server.url, SET_ROLE, { r: roomId, u: x.id, role: promoted }, owner.token),
+        gql(server.url, REMOVE, { r: roomId, u: x.id }, admin.token),
+      ]);
+      // One of the two went first: a MEMBER removed (the promotion finds no one), or the promotion
+      // made (the ADMIN may not remove an ADMIN, nor anyone the OWNER).
+      const outcome = [codeOf(promotion) ?? 'ok', codeOf(removal) ?? 'ok'];
+      if (outcome[1] === 'ok') {
+        expect(outcome).toEqual(['NOT_FOUND', 'ok']);
+        expect(await roles(roomId, owner)).toEqual(['ADMIN', 'OWNER']);
+      } else {
+        expect(outcome).toEqual(['ok', promoted === 'OWNER' ? 'CONFLICT' : 'FORBIDDEN']);
+        expect(await roles(roomId, x)).toEqual(['ADMIN', 'ADMIN', 'OWNER']); // one OWNER, whoever it is
+      }
+    }
+  });
 });
 
 describe('mentions', () => {
