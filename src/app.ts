@@ -74,7 +74,8 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
   const assistant = await createAssistant(config, db.dataSource, messageStore, pubsub, limits, metrics, log);
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);
-  const ephemeral = createEphemeral(config, db.dataSource, pubsub, log);
+  const budgets = createBudgets(config, limits);
+  const ephemeral = createEphemeral(config, db.dataSource, pubsub, log, budgets.typingPerUser);
   const services: Services = {
     sessions,
     auth: new AuthService(
@@ -92,7 +93,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     typing: ephemeral.typing,
     presence: ephemeral.presence,
   };
-  const schema = createSchema(createBudgets(config, limits));
+  const schema = createSchema(budgets);
   const server = await createHttpServer({
     schema,
     rules: createOperationRules({ ...config.operationLimits, introspection: config.introspection }, schema),

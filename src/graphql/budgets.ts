@@ -25,8 +25,14 @@ export interface Budgets {
    * accounts, each attempt a deliberately slow hash. A success gives its point back.
    */
   logInsPerAddress: RateLimit;
-  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come). */
+  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come), but `setTyping`. */
   mutationsPerUser: RateLimit;
+  /**
+   * `setTyping` calls that reach the typing store, per user: spent by the typing service, so that a
+   * repeat it answers from memory costs nothing, and typing on every keystroke leaves the mutation
+   * budget (and with it sending) untouched.
+   */
+  typingPerUser: RateLimit;
 }
 
 type Args = Record<string, any>;
@@ -73,6 +79,8 @@ async function spendAll(ctx: GraphQLContext, userBudgets: RateLimit[], others: A
  * cannot be repeated for long).
  */
 const UNBUDGETED = new Set(['logOut']);
+/** Mutations whose service spends their budget itself (`Budgets.typingPerUser`). */
+const BUDGETED_BY_SERVICE = new Set(['setTyping']);
 
 /**
  * The schema with each mutation spending its budgets before it runs, whichever transport it
@@ -107,7 +115,7 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
       const hook: Hook = hooks[name] ?? {};
       const resolve = field.resolve;
-      if (!resolve || UNBUDGETED.has(name)) return field;
+      if (!resolve || UNBUDGETED.has(name) || BUDGETED_BY_SERVICE.has(name)) return field;
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
         const refusal = await spendAll(ctx, [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])], hook.spends?.(args, ctx) ?? []);
@@ -133,6 +141,7 @@ export function createBudgets(config: Config, limits: RateLimits): Budgets {
     signUpsPerAddress: limits.create('signup-address', config.signUpsPerAddressPerHour, 60 * 60, 'Too many accounts created from this address; retry later'),
     logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     mutationsPerUser: limits.create('mutation-user', config.mutationsPerUserPer10s, 10, 'Too many changes at once; slow down'),
+    typingPerUser: limits.create('typing-user', config.typingPerUserPer10s, 10, 'Too many typing changes at once; slow down'),
     logInsPerAddress: limits.create('login-address', config.logInFailuresPerAddressPer15Min, 15 * 60, 'Too many failed log-ins from this address; retry later'),
   };
 }

@@ -4,6 +4,7 @@ import { notMember, requireMember } from '../chat/access';
 import { unauthenticated } from '../errors';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
+import type { RateLimit } from '../rate-limit';
 import { isUuid } from '../validation';
 import { publishQuietly, unavailable } from './publish';
 import type { EphemeralStore } from './store';
@@ -19,6 +20,8 @@ export interface TypingOptions {
   log: Logger;
   /** Typing ends this long after the last `setTyping(true)`. */
   ttlMs: number;
+  /** Spent by each call that reaches the store, per user (`TYPING_PER_USER_PER_10S`); none: unlimited. */
+  budget?: RateLimit;
   /** The process clock (unit tests pass their own). */
   now?: () => number;
 }
@@ -29,8 +32,10 @@ export interface TypingOptions {
  *
  * A flip publishes `{ kind: 'typing' }` on the room's topic (roomEvents subscribers on every
  * instance get `TypingChanged`); a refresh publishes nothing. `setTyping(true)` repeated within
- * `TYPING_THROTTLE_MS` costs nothing: no database, no Redis, no publish (concurrent repeats share the
- * first one's answer). Typing ends `ttlMs` after the last refresh: a timer on the instance that
+ * `TYPING_THROTTLE_MS` costs nothing: no budget, no database, no Redis, no publish (concurrent repeats
+ * share the first one's answer). Every other call spends one of the user's typing budget first,
+ * refused or not (RATE_LIMITED when it is spent), and never the budget of other mutations: typing
+ * on every keystroke does not hold up the user's sends. Typing ends `ttlMs` after the last refresh: a timer on the instance that
  * refreshed it ends it, and every instance sweeps now and then for typing whose instance died.
  */
 export class TypingService {
@@ -59,10 +64,10 @@ export class TypingService {
     if (!isUuid(roomId)) return Promise.reject(notMember());
     const userId = viewer.id;
     const key = `${roomId}:${userId}`;
-    if (!typing) return this.stop(viewer, roomId, userId);
+    if (!typing) return this.spend(userId).then(() => this.stop(viewer, roomId, userId));
     const last = this.recent.get(key);
     if (last && this.now() - last.at < this.throttleMs) return last.answer;
-    const answer = this.start(viewer, roomId, userId);
+    const answer = this.spend(userId).then(() => this.start(viewer, roomId, userId));
     this.recent.set(key, { at: this.now(), answer });
     answer.catch(() => undefined); // the caller gets it; a repeat within the window gets it too
     return answer;
@@ -75,6 +80,10 @@ export class TypingService {
     for (const timer of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     this.recent.clear();
+  }
+
+  private async spend(userId: string): Promise<void> {
+    await this.options.budget?.consume(userId);
   }
 
   private async start(viewer: Viewer | null, roomId: string, userId: string): Promise<boolean> {

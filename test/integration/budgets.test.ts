@@ -23,7 +23,7 @@ let server: TestServer;
 let twin: TestServer;
 let hourly: TestServer;
 let hourlyTwin: TestServer;
-const HOURLY = { TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6' };
+const HOURLY = { TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6', TYPING_PER_USER_PER_10S: '3' };
 beforeAll(async () => {
   [server, twin, hourly, hourlyTwin] = await Promise.all([startServer(SMALL_BUDGETS), startServer(SMALL_BUDGETS), startServer(HOURLY), startServer(HOURLY)]);
 });
@@ -199,6 +199,24 @@ describe('mutations of any kind', () => {
     expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
     expectRateLimited(results[5]);
     expect(codes([await post(hourly, address(), SEND, { input: { roomId: room, body: 'x' } }, ada.token)])).toEqual(['RATE_LIMITED']);
+  });
+
+  it('lets a user make TYPING_PER_USER_PER_10S typing changes, repeats within a second free, and never spends the mutation budget on typing', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada); // 1 of MUTATIONS_PER_USER_PER_10S = 6
+    const typing = (on: boolean, target = hourly) => post(target, address(), 'mutation($r: ID!, $t: Boolean!) { setTyping(roomId: $r, typing: $t) }', { r: room, t: on }, ada.token);
+    const keystrokes: GqlResult[] = [];
+    for (let i = 0; i < 12; i++) keystrokes.push(await typing(true)); // 1 of 3; the repeats within a second are free
+    expect(codes(keystrokes)).toEqual(Array(12).fill('ok'));
+    expect(codes([await typing(false), await typing(true, hourlyTwin)])).toEqual(['ok', 'ok']); // 2 and 3, on either instance
+    const refused = await typing(false);
+    expect(codes([refused])).toEqual(['RATE_LIMITED']);
+    expectRateLimited(refused);
+    // 17 typing calls, and the user still has 5 of 6 mutations.
+    const join = () => post(hourly, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, ada.token);
+    const joins: GqlResult[] = [];
+    for (let i = 0; i < 6; i++) joins.push(await join());
+    expect(codes(joins)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
   });
 
   it('never refuses logOut: a session can be ended however many mutations were made with it', async () => {

@@ -219,6 +219,7 @@ describe('limits and budgets', () => {
       logInAttemptsPerUsernamePer15Min: 100,
       logInFailuresPerAddressPer15Min: 100,
       mutationsPerUserPer10s: 30,
+      typingPerUserPer10s: 30,
       sendsPerUserPer10s: 10,
       sendsPerUserPerHour: 600,
       sendsPerRoomPer10s: 50,
@@ -245,5 +246,7 @@ describe('limits and budgets', () => {
   });
   it('refuses a budget of zero, naming the variable', () => {
     expect(() => loadConfig({ ...base, SENDS_PER_USER_PER_10S: '0' })).toThrow(/SENDS_PER_USER_PER_10S/);
+    expect(() => loadConfig({ ...base, TYPING_PER_USER_PER_10S: '0' })).toThrow(/TYPING_PER_USER_PER_10S/);
+    expect(loadConfig({ ...base, TYPING_PER_USER_PER_10S: '1' }).typingPerUserPer10s).toBe(1);
   });
 });

@@ -42,6 +42,7 @@ function setUp(mutationsPerUser = 1) {
     logInsPerUsernameAndAddress: budget('log-ins'),
     logInsPerAddress: budget('log-in-address'),
     mutationsPerUser: budget('mutations', mutationsPerUser),
+    typingPerUser: budget('typing'),
   };
   const signedIn = (ctx: GraphQLContext) => {
     events.push(`run as ${ctx.viewer ? 'ada' : 'nobody'}`);
