@@ -20,8 +20,9 @@ export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
     ctx.pendingViewer = undefined; // settled: the operation's later fields need not wait
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
-    // Answered with HTTP 500 as a failed check before the operation is (Apollo reads `extensions.http`).
-    if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 500 } } });
+    // The whole request failed for now (SERVICE_UNAVAILABLE): HTTP 503, which load balancers and
+    // retrying clients take for "try again" (Apollo reads `extensions.http`).
+    if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 503 } } });
     throw err;
   }
 }

@@ -168,6 +168,7 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
     ]);
     expect(healthDuringOutage).toEqual([200, 200]);
     expect(together.map((r) => (r.errors ? r.errors[0].extensions?.code : r.data.me))).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? null : 'SERVICE_UNAVAILABLE')));
+    expect(together.map((r) => r.status)).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 200 : 503))); // "try again", to balancers and clients
     expect(openDuringOutage).toEqual([...subs, ...eventSubs].map((s) => ({ name: s.name, ended: 0, errors: 0 })));
     // After it: every retry settles, every acknowledged message is there, the seqs have no gap.
     expect(retryFailures).toEqual([]);

@@ -109,7 +109,7 @@ it("gives the user's budgets back and runs nothing when the session cannot be ch
   expect(await execute({ schema, document: parse('mutation { sendMessage }'), contextValue: contextOf(Promise.resolve(ADA)) })).toEqual({ data: { sendMessage: ADA.id } });
 });
 
-it('runs a query with the viewer its session confirms, signed out when the session has ended, and answers HTTP 500 when it cannot be checked', async () => {
+it('runs a query with the viewer its session confirms, signed out when the session has ended, and answers HTTP 503 when it cannot be checked', async () => {
   const server = new ApolloServer<GraphQLContext>({ schema: setUp(), plugins: [confirmedViewerPlugin()] });
   await server.start();
   try {
@@ -119,10 +119,10 @@ it('runs a query with the viewer its session confirms, signed out when the sessi
     };
     expect(await me(Promise.resolve(ADA))).toBe(ADA.id);
     expect(await me(Promise.resolve(null))).toBeNull(); // the token claimed ada
-    // A check that failed answers HTTP 500, for queries and mutations alike (as a failed check before the operation did).
+    // A check that failed answers HTTP 503, for queries and mutations alike.
     for (const query of ['{ me }', 'mutation { sendMessage }']) {
       const { http } = await server.executeOperation({ query }, { contextValue: contextOf(Promise.reject(new Error('Connection terminated unexpectedly'))) });
-      expect(http.status).toBe(500);
+      expect(http.status).toBe(503);
     }
   } finally {
     await server.stop();
