@@ -54,6 +54,8 @@ export class RoomHub {
   private readonly early = new Map<number, MessageWire>();
   private reorderTimer?: NodeJS.Timeout;
   private stopped = false;
+  /** After a pub/sub reconnect, until the registry's check has told the removals it missed: changes are held (`hold`). */
+  private held = false;
 
   constructor(
     readonly roomId: string,
@@ -143,6 +145,26 @@ export class RoomHub {
     if (lastChange > this.position) this.enqueue(() => this.fill(lastChange));
   }
 
+  /**
+   * Holds the changes signalled from now on (pub/sub has just reconnected: a removal's signal may
+   * have been lost meanwhile) until `release`, which the registry calls once its check has told
+   * the removals it found (`catchUp`): the changes sent after a lost removal must not reach the
+   * removed member ahead of it. Ephemeral signals pass.
+   */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** Ends a `hold`: the changes held go out in order, and what is missing between them is read. */
+  release(): void {
+    if (!this.held) return;
+    this.enqueue(async () => {
+      if (!this.held) return;
+      this.held = false;
+      if (this.early.size > 0) await this.fill(Math.max(...this.early.keys()));
+    });
+  }
+
   /** Tells the listeners that each of `users` was removed (a feed of theirs ends on it). */
   private revoke(users: string[]): void {
     for (const userId of users) this.fanOut({ kind: 'membership', userId, role: null });
@@ -171,13 +193,19 @@ export class RoomHub {
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;
     if (change <= this.position) return; // duplicate, or already read from the database
+    if (this.held) {
+      this.early.set(change, signal.message); // goes out at `release`
+      return;
+    }
     if (change > this.position + 1) {
       // Signals of different writers may cross on the way: wait a moment for the ones before it,
       // since the database keeps only each message's latest state, not the states in between.
       this.early.set(change, signal.message);
       this.reorderTimer ??= setTimeout(() => {
         this.reorderTimer = undefined;
-        this.enqueue(() => this.fill(Math.max(this.position, ...this.early.keys())));
+        this.enqueue(async () => {
+          if (!this.held) await this.fill(Math.max(this.position, ...this.early.keys()));
+        });
       }, REORDER_MS);
       return;
     }
@@ -252,7 +280,12 @@ export class HubRegistry {
     healIntervalMs: number,
     private readonly onFill?: (count: number) => void,
   ) {
-    this.offReconnect = pubsub.onReconnect(() => this.healAll());
+    this.offReconnect = pubsub.onReconnect(() => {
+      // Signals were lost while pub/sub was down, a removal's among them perhaps: no change goes out
+      // before the check has read the members and told the removals (docs/guarantees.md, guarantee 6).
+      for (const { hub, started } of this.hubs.values()) if (started) hub.hold();
+      this.healAll();
+    });
     // A new message is published once, on the topic every instance listens to (`MessageStore.publish`):
     // its room's hub here, if any, takes it from there. Later changes come on the room's own topic.
     this.offActivity = pubsub
@@ -286,7 +319,11 @@ export class HubRegistry {
       this.log.warn({ err: (err as Error).message }, 'room hubs could not check the database; retrying at the next interval');
     } finally {
       this.checking = false;
+      // Hubs held since a reconnect go on once a check that began after it has told the removals
+      // (behind what the check queued on each); one the check did not reach (the database failed
+      // it) holds nothing back any longer either: its changes go out as they come, gaps read as usual.
       if (this.again) void this.check();
+      else for (const { hub, started } of this.hubs.values()) if (started) hub.release();
     }
   }
 

@@ -3,7 +3,7 @@ import { AddedSet } from '../../src/chat/added-set';
 import { HubRegistry, RoomHub, type HubEvent, type HubListener } from '../../src/chat/room-hub';
 import type { Logger } from '../../src/logger';
 import { MemoryPubSub } from '../../src/pubsub/memory';
-import { roomTopic, type PubSub, type RoomSignal, type Topic } from '../../src/pubsub/types';
+import { activityTopic, roomTopic, type PubSub, type RoomSignal, type Topic } from '../../src/pubsub/types';
 import { toWire } from '../../src/pubsub/wire';
 import { FakeStore, silentLogger, waitFor } from '../support/fakes';
 
@@ -712,6 +712,37 @@ describe('HubRegistry', () => {
       { kind: 'membership', userId: 'alice', role: null },
       expect.objectContaining({ kind: 'added', change: 1 }),
     ]);
+  });
+
+  it('holds the changes signalled after a pub/sub reconnect until its check has told the removals it missed', async () => {
+    const { store, pubsub, registry } = setup();
+    store.append(ROOM, 1);
+    const { hub } = await registry.acquire(ROOM);
+    const bob = listen(hub, 'bob');
+    store.removeMember(ROOM, 'bob'); // its signal was lost while the bus was down
+    const [after] = store.append(ROOM, 1); // sent after the removal
+    pubsub.reconnect();
+    await pubsub.publish(activityTopic, { message: toWire(after) }); // its signal comes before the check has read anything
+    await waitFor(() => bob.length === 2, 'the removal and the message');
+    expect(bob[0]).toEqual({ kind: 'membership', userId: 'bob', role: null });
+    expect(labels(bob.slice(1))).toEqual(['added 2@2']);
+    // Held no longer: the next change goes out as it comes.
+    const [next] = store.append(ROOM, 1);
+    await pubsub.publish(activityTopic, { message: toWire(next) });
+    await waitFor(() => bob.length === 3, 'the next message');
+    expect(labels(bob.slice(2))).toEqual(['added 3@3']);
+  });
+
+  it('lets the changes held after a reconnect go when its check fails (the database is down)', async () => {
+    const { store, pubsub, registry } = setup();
+    const { hub } = await registry.acquire(ROOM);
+    const alice = listen(hub, 'alice');
+    store.down = true;
+    pubsub.reconnect();
+    const [message] = store.append(ROOM, 1);
+    await pubsub.publish(activityTopic, { message: toWire(message) });
+    await waitFor(() => alice.length === 1, 'the message');
+    expect(labels(alice)).toEqual(['added 1@1']);
   });
 
   it('close() stops every hub and stops listening for reconnects', async () => {
