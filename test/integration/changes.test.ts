@@ -326,6 +326,35 @@ describe('roomEvents and the change log', () => {
     }
   });
 
+  it('resumes from a cursor taken in a replay that carried 150 messages ahead of an old edited one: nothing comes twice as added', async () => {
+    const { member, roomId, message: first } = await roomWithMember();
+    const second = await send(server.url, member, roomId, 'the old one');
+    await server.app.db.dataSource.query(
+      `WITH next AS (UPDATE rooms SET last_seq = last_seq + 150, last_change = last_change + 150 WHERE id = $1 RETURNING last_seq, last_change)
+       INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body)
+       SELECT $1, next.last_seq - 150 + g, next.last_change - 150 + g, next.last_change - 150 + g, $2, 'filler ' || g FROM next, generate_series(1, 150) g`,
+      [roomId, member.id],
+    );
+    await edit(member, second.id, 'the old one, edited'); // the replay after the first message carries 150 messages before it
+    const client = wsClient(server.wsUrl, member);
+    const replay = collect(client, ROOM_EVENTS, { roomId, after: first.cursor });
+    await replay.until((r) => r.length >= 151);
+    const events = replay.results.map((r) => r.data!.roomEvents);
+    expect(events.map((e) => e.__typename)).toEqual(Array(151).fill('MessageAdded'));
+    expect(events[150].message.id).toBe(second.id);
+    const midway = events[149].cursor; // the newest filler: the old message is not carried yet
+    replay.stop();
+    const fifty = events[47].message; // seq 50
+    await edit(member, fifty.id, 'filler 48, edited');
+    const resumed = collect(client, ROOM_EVENTS, { roomId, after: midway });
+    await resumed.until((r) => r.length >= 2);
+    expect(resumed.results.map((r) => [r.data!.roomEvents.__typename, r.data!.roomEvents.message.id])).toEqual([
+      ['MessageAdded', second.id], // not carried before the cursor
+      ['MessageUpdated', fifty.id], // carried before the cursor
+    ]);
+    await client.dispose();
+  });
+
   it('refuses a cursor of another room, a forged one past the end, and garbage, as BAD_USER_INPUT on after', async () => {
     const { member, roomId } = await roomWithMember();
     const otherRoom = await createRoom(server.url, member);
