@@ -1,9 +1,9 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
+import proxyAddr from 'proxy-addr';
 
 /** Everything the server reads from its environment, validated once at start. */
 export interface Config {
@@ -133,10 +133,18 @@ const int = (min: number, max: number) =>
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
   HOST: z.string().min(1).default('0.0.0.0'),
-  DATABASE_URL: z.string().url().optional(),
+  DATABASE_URL: z
+    .string()
+    .url()
+    .refine((v) => /^postgres(ql)?:\/\//i.test(v), 'must be a postgres:// or postgresql:// URL')
+    .optional(),
   DATABASE_TIMEOUT_MS: int(500, 600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('./.data'),
-  REDIS_URL: z.string().url().optional(),
+  REDIS_URL: z
+    .string()
+    .url()
+    .refine((v) => /^rediss?:\/\//i.test(v), 'must be a redis:// or rediss:// URL')
+    .optional(),
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   JWT_TTL_SECONDS: int(1, 60 * 60 * 24 * 365).default(900),
   REFRESH_TOKEN_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 30),
@@ -271,10 +279,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
 }
 
-/** A TRUST_PROXY list: IP addresses, subnets (`10.0.0.0/8`) or proxy-addr's names. */
+/** A TRUST_PROXY list: IP addresses, subnets (`10.0.0.0/8`) or proxy-addr's names, as proxy-addr reads them. */
 function isTrustList(entries: string[]): boolean {
-  const named = new Set(['loopback', 'linklocal', 'uniquelocal']);
-  return entries.length > 0 && entries.every((e) => named.has(e) || isIP(e.split('/')[0]) !== 0);
+  try {
+    proxyAddr.compile(entries);
+    return entries.length > 0;
+  } catch {
+    return false; // not an address, a prefix too long for its address, a bad mask
+  }
 }
 
 /** True when the secret came from the data directory rather than `JWT_SECRET` (worth a warning). */

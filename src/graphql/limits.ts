@@ -22,7 +22,7 @@ export interface OperationLimits {
   maxDepth: number;
   /** Aliased fields, fragments included (`__typename` is free). */
   maxAliases: number;
-  /** Distinct fields at the root of an operation. */
+  /** Distinct response keys at the root of an operation: each alias counts, as each one runs (`__typename` is free). */
   maxRootFields: number;
   /** Directives, fragments included. */
   maxDirectives: number;
@@ -103,7 +103,7 @@ function maxRepeatedFieldRule(max: number): ValidationRule {
   });
 }
 
-/** Refuses an operation whose root selects more than `max` distinct fields (`__typename` aside). */
+/** Refuses an operation whose root selects more than `max` distinct response keys (an alias counts; `__typename` aside). */
 function maxRootFieldsRule(max: number): ValidationRule {
   return (context): ASTVisitor => ({
     OperationDefinition(operation) {

@@ -100,8 +100,13 @@ export function admitDocument(
   const overLimits = validated ? [] : validate(schema, document, rules.validationRules);
   const invalid = overLimits.length || validated ? overLimits : validate(schema, document, specifiedRules);
   if (invalid.length > 0) {
+    // GraphQL Armor words its refusals "Syntax Error: …", though the document parsed: not here.
     return invalid.map(
-      (e) => new GraphQLError(withoutSuggestions(rules, e.message), { nodes: e.nodes, extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED', http: BAD } }),
+      (e) =>
+        new GraphQLError(withoutSuggestions(rules, e.message.replace(/^Syntax Error: /, '')), {
+          nodes: e.nodes,
+          extensions: { ...e.extensions, code: 'GRAPHQL_VALIDATION_FAILED', http: BAD },
+        }),
     );
   }
   const operation = getOperationAST(document, operationName);

@@ -119,9 +119,11 @@ export async function createHttpServer(deps: TransportDeps) {
     httpServer,
     listen(port: number, host: string): Promise<number> {
       return new Promise((resolve, reject) => {
-        httpServer.once('error', reject);
+        // A port in use, an address this machine does not have or cannot resolve: name the settings.
+        const refused = (err: Error) => reject(new Error(`cannot listen on HOST=${host} PORT=${port}: ${err.message}`));
+        httpServer.once('error', refused);
         httpServer.listen(port, host, () => {
-          httpServer.off('error', reject);
+          httpServer.off('error', refused);
           resolve((httpServer.address() as { port: number }).port);
         });
       });

@@ -96,6 +96,12 @@ describe('readiness follows the dependencies', () => {
     await expect(startServer({ DATABASE_URL: `postgresql://app@127.0.0.1:${port}/chat` })).rejects.toThrow();
   });
 
+  it('refuses to start on a port in use or an address it cannot have, naming HOST and PORT', async () => {
+    const taken = new URL(base).port;
+    await expect(startServer({ PORT: taken, HOST: '127.0.0.1' })).rejects.toThrow(`cannot listen on HOST=127.0.0.1 PORT=${taken}: listen EADDRINUSE`);
+    await expect(startServer({ HOST: '192.0.2.1' })).rejects.toThrow(/^cannot listen on HOST=192\.0\.2\.1 PORT=0: listen EADDRNOTAVAIL/); // TEST-NET-1: no machine's own
+  });
+
   it('answers 503 with database down while PostgreSQL is stopped, and 200 once it is back', async () => {
     const pg = await servers.startPostgres();
     let app: TestServer | undefined;

@@ -63,6 +63,17 @@ describe('each limit: exactly at it runs, one past it is refused, on both transp
   });
 });
 
+describe('the words of a refusal', () => {
+  it('names the limit, and does not call a document that parsed a syntax error', async () => {
+    const messageOf = async (query: string) => (await gql(tight.url, query, { r: roomId }, ada.token)).errors![0].message;
+    expect(await messageOf('query($r: ID!) { messages(roomId: $r) { edges { node { parent { parent { id } } } } } }')).toBe('Query depth limit of 5 exceeded, found 6.');
+    expect(await messageOf(`{ me { ${repeat(4, (i) => `a${i}: id`)} } }`)).toMatch(/^Aliases limit of 3 exceeded, found 4\b/);
+    expect(await messageOf(`{ ${repeat(3, () => '__typename @include(if: true)')} }`)).toMatch(/^Directives limit of 2 exceeded, found 3\b/);
+    // Each alias of a root field counts: it runs once per alias.
+    expect(await messageOf('{ a: me { id } b: me { id } c: me { id } }')).toBe('Root fields limit of 2 exceeded, found 3.');
+  });
+});
+
 describe('the cost of one document with other variables', () => {
   const PAGE = '{ edges { cursor node { id } } }';
   const priceOf = async (query: string, variables: Record<string, unknown>) => {

@@ -243,6 +243,21 @@ describe('limits and budgets', () => {
   });
   it('refuses a TRUST_PROXY that is not an address, naming the variable', () => {
     expect(() => loadConfig({ ...base, TRUST_PROXY: 'my-proxy.example.com' })).toThrow(/TRUST_PROXY/);
+    expect(() => loadConfig({ ...base, TRUST_PROXY: '10.0.0.0/33' })).toThrow(/TRUST_PROXY/); // a prefix longer than the address
+    expect(() => loadConfig({ ...base, TRUST_PROXY: '2001:db8::/129' })).toThrow(/TRUST_PROXY/);
+    expect(loadConfig({ ...base, TRUST_PROXY: '10.0.0.0/32, 2001:db8::/128' }).trustProxy).toEqual(['10.0.0.0/32', '2001:db8::/128']);
+  });
+  it.each([
+    ['REDIS_URL', 'http://x'],
+    ['REDIS_URL', 'postgres://localhost/chat'],
+    ['DATABASE_URL', 'redis://localhost:6379'],
+    ['DATABASE_URL', 'mysql://localhost/chat'],
+  ])('refuses %s=%s, a URL of another kind, naming the variable', (name, value) => {
+    expect(() => loadConfig({ ...base, [name]: value })).toThrow(new RegExp(name));
+  });
+  it('takes the URL schemes of Redis and PostgreSQL', () => {
+    for (const redisUrl of ['redis://127.0.0.1:6379', 'rediss://cache.example.com:6380/2']) expect(loadConfig({ ...base, REDIS_URL: redisUrl }).redisUrl).toBe(redisUrl);
+    for (const databaseUrl of ['postgres://u:p@db/chat', 'postgresql://db:5432/chat']) expect(loadConfig({ ...base, DATABASE_URL: databaseUrl, JWT_SECRET: 'x'.repeat(40) }).databaseUrl).toBe(databaseUrl);
   });
   it('refuses a budget of zero, naming the variable', () => {
     expect(() => loadConfig({ ...base, SENDS_PER_USER_PER_10S: '0' })).toThrow(/SENDS_PER_USER_PER_10S/);
