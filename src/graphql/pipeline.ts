@@ -1,4 +1,5 @@
 import type { ApolloServerPlugin } from '@apollo/server';
+import { createHash } from 'node:crypto';
 import {
   getOperationAST,
   getVariableValues,
@@ -8,6 +9,7 @@ import {
   validate,
   type DocumentNode,
   type ExecutionArgs,
+  type GraphQLFormattedError,
   type GraphQLSchema,
 } from 'graphql';
 import { AppError, ErrorCode } from '../errors';
@@ -33,6 +35,21 @@ function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<st
 }
 
 /**
+ * Apollo's automatic persisted queries (`extensions.persistedQuery`) checked as Apollo Server checks
+ * them over HTTP: the version must be 1, and a text sent with a hash must be the hash's. The
+ * WebSocket transport keeps no texts by hash (graphql-ws sends a text with every operation): a hash
+ * with no text is PERSISTED_QUERY_NOT_FOUND, and the client sends it again with its text.
+ */
+function persistedQueryRefusal(query: unknown, extensions: unknown): GraphQLError | undefined {
+  const persisted = isRecord(extensions) ? extensions.persistedQuery : undefined;
+  if (persisted === undefined) return undefined;
+  if (!isRecord(persisted) || persisted.version !== 1) return new GraphQLError('Unsupported persisted query version', { extensions: { http: BAD } });
+  if (typeof query !== 'string' || query === '') return new GraphQLError('PersistedQueryNotFound', { extensions: { code: 'PERSISTED_QUERY_NOT_FOUND', http: BAD } });
+  if (createHash('sha256').update(query).digest('hex') !== persisted.sha256Hash) return new GraphQLError('provided sha does not match query', { extensions: { http: BAD } });
+  return undefined;
+}
+
+/**
  * The one way an operation is admitted, whatever the transport (README.md, Security):
  * parse with the token limit, validate with graphql-js's rules plus the limits, resolve the
  * operation, coerce the variables, price it. Each step refuses with the code Apollo Server gives
@@ -53,17 +70,20 @@ function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<st
 export function prepareOperation(
   schema: GraphQLSchema,
   rules: OperationRules,
-  payload: { query?: unknown; variables?: unknown; operationName?: unknown },
+  payload: { query?: unknown; variables?: unknown; operationName?: unknown; extensions?: unknown },
 ): Omit<ExecutionArgs, 'contextValue'> | GraphQLError[] {
-  if (typeof payload.query !== 'string' || payload.query === '') {
+  const { query } = payload;
+  const persisted = persistedQueryRefusal(query, payload.extensions);
+  if (persisted) return [persisted];
+  if (typeof query !== 'string' || query === '') {
     return [requestError(ErrorCode.BadRequest, 'GraphQL operations must contain a non-empty `query` or a `persistedQuery` extension.')];
   }
   const operationName = typeof payload.operationName === 'string' ? payload.operationName : undefined;
   const documents = admittedDocuments(schema, rules);
-  const cached = documents.get(payload.query);
+  const cached = documents.get(query);
   let document: DocumentNode;
   try {
-    document = cached ?? parse(payload.query, rules.parseOptions);
+    document = cached ?? parse(query, rules.parseOptions);
   } catch (err) {
     // graphql-js throws a GraphQLError for syntax; a RangeError would mean nesting beyond the stack.
     const message = err instanceof GraphQLError ? err.message : 'Syntax Error: the document cannot be parsed.';
@@ -76,7 +96,7 @@ export function prepareOperation(
   const refused = admitDocument(schema, rules, document, operationName, variables, cached !== undefined);
   if (refused) return refused;
   if (!cached) {
-    documents.set(payload.query, document);
+    documents.set(query, document);
     if (documents.size > ADMITTED_DOCUMENTS) documents.delete(documents.keys().next().value!);
   }
   return { schema, document, operationName, variableValues: variables };
@@ -130,16 +150,24 @@ export function admitDocument(
  * (`dangerouslyDisableValidation`); this plugin admits the document with `admitDocument`, as the
  * WebSocket transport does, then refuses subscriptions (they run over WebSocket).
  */
-export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): ApolloServerPlugin {
+export function limitsPlugin(
+  schema: GraphQLSchema,
+  rules: OperationRules,
+  /** What the server's `formatError` makes of an error (for the refusals past the first). */
+  format: (error: GraphQLError) => GraphQLFormattedError,
+): ApolloServerPlugin {
   // Apollo Server's document store hands the same DocumentNode for the same query text: one that
   // was admitted once passed validation, so only its variables, operation and cost are checked again.
   const validated = new WeakSet<DocumentNode>();
   return {
     async requestDidStart() {
+      let refusals: GraphQLError[] | undefined;
       return {
         async didResolveOperation({ operation, document, request }) {
           const refused = admitDocument(schema, rules, document, request.operationName ?? undefined, request.variables ?? {}, validated.has(document));
-          // Apollo Server answers one error from this hook; over WebSocket all of them are sent.
+          // Apollo Server answers the one error this hook throws; the answer gets all of them below,
+          // as over WebSocket.
+          refusals = refused;
           if (refused) throw refused[0];
           validated.add(document);
           if (operation?.operation === 'subscription') {
@@ -147,6 +175,9 @@ export function limitsPlugin(schema: GraphQLSchema, rules: OperationRules): Apol
               http: { status: 400 },
             });
           }
+        },
+        async willSendResponse({ response }) {
+          if (refusals && refusals.length > 1 && response.body.kind === 'single') response.body.singleResult.errors = refusals.map(format);
         },
       };
     },

@@ -39,6 +39,7 @@ export async function createHttpServer(deps: TransportDeps) {
   metrics.gauge('chat_pubsub_up', 'Whether pub/sub (Redis) answers: 1 up, 0 down', async () => ((await deps.probes.pubsub()) ? 1 : 0));
   metrics.gauge('chat_database_up', 'Whether the database answers: 1 up, 0 down', async () => ((await deps.probes.database()) ? 1 : 0));
 
+  const formatError = (error: unknown) => maskError(error, requestIdOf(error) ?? randomUUID(), log);
   const apollo = new ApolloServer<GraphQLContext>({
     schema: deps.schema,
     // Introspection is refused by the shared validation rules (`deps.rules`), as over WebSocket.
@@ -48,9 +49,9 @@ export async function createHttpServer(deps: TransportDeps) {
 
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown
-    formatError: (_formatted, error) => maskError(error, requestIdOf(error) ?? randomUUID(), log),
+    formatError: (_formatted, error) => formatError(error),
     plugins: [
-      limitsPlugin(deps.schema, deps.rules),
+      limitsPlugin(deps.schema, deps.rules, formatError),
       confirmedViewerPlugin(),
       {
         async requestDidStart() {

@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 // Operation limits (issue 9, point 1): one pipeline for HTTP and WebSocket, each limit with its
 // boundary on both sides and on both transports, and a bad operation over WebSocket answered with
 // an `error` message carrying HTTP's code while the socket and its other subscriptions stay up.
 import WebSocket from 'ws';
-import { collect, createRoom, gql, MESSAGE_ADDED, send, signUp, startServer, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
+import { collect, createRoom, gql, MESSAGE_ADDED, send, signUp, startServer, unique, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
 import { bothTransports, rawSocket } from '../support/transports';
 
 let server: TestServer;
@@ -71,6 +72,53 @@ describe('the words of a refusal', () => {
     expect(await messageOf(`{ ${repeat(3, () => '__typename @include(if: true)')} }`)).toMatch(/^Directives limit of 2 exceeded, found 3\b/);
     // Each alias of a root field counts: it runs once per alias.
     expect(await messageOf('{ a: me { id } b: me { id } c: me { id } }')).toBe('Root fields limit of 2 exceeded, found 3.');
+  });
+});
+
+describe('refusals alike on both transports', () => {
+  /** Every error of the answer (message and code), over HTTP and over a fresh WebSocket. */
+  async function errorsOfBoth(payload: Record<string, unknown>) {
+    const res = await fetch(tight.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ada.token}` }, body: JSON.stringify(payload) });
+    const errorsOf = (list?: Array<{ message: string; extensions?: { code?: string } }>) => (list ?? []).map((e) => [e.extensions?.code, e.message] as const);
+    const http = errorsOf(((await res.json()) as { errors?: [] }).errors);
+    const socket = await rawSocket(tight.wsUrl, ada.token);
+    try {
+      socket.send({ id: 'one', type: 'subscribe', payload });
+      const frame = await socket.next((f) => f.id === 'one' && (f.type === 'error' || f.type === 'next'));
+      return { http, ws: errorsOf(frame.type === 'error' ? frame.payload : frame.payload.errors) };
+    } finally {
+      socket.close();
+    }
+  }
+
+  it('answers every validation error, and every limit exceeded, not only the first', async () => {
+    const unknown = await errorsOfBoth({ query: '{ nope1 nope2 }' });
+    expect(unknown.http).toHaveLength(2);
+    expect(unknown.ws).toEqual(unknown.http);
+    const twoLimits = await errorsOfBoth({ query: `{ me { ${repeat(4, (i) => `a${i}: id @include(if: true)`)} } }` });
+    expect(twoLimits.http.map(([code, message]) => [code, message.split(' exceeded')[0]])).toEqual([
+      ['GRAPHQL_VALIDATION_FAILED', 'Aliases limit of 3'],
+      ['GRAPHQL_VALIDATION_FAILED', 'Directives limit of 2'],
+    ]);
+    expect(twoLimits.ws).toEqual(twoLimits.http);
+  });
+
+  it('reads automatic persisted queries alike: a wrong hash refused, an unknown hash asked for, a registered one run', async () => {
+    const query = `{ me { id } } # ${unique('apq')}`;
+    const sha256Hash = createHash('sha256').update(query).digest('hex');
+    const persisted = (hash: string) => ({ extensions: { persistedQuery: { version: 1, sha256Hash: hash } } });
+    const wrong = await errorsOfBoth({ query, ...persisted('abc') });
+    expect(wrong.http).toEqual([['GRAPHQL_VALIDATION_FAILED', 'provided sha does not match query']]);
+    expect(wrong.ws).toEqual(wrong.http);
+    // graphql-ws sends a text with every operation (none is a protocol error): an empty one asks for it.
+    const unknown = await errorsOfBoth({ query: '', ...persisted(sha256Hash) });
+    expect(unknown.ws).toEqual([['PERSISTED_QUERY_NOT_FOUND', 'PersistedQueryNotFound']]);
+    const hashAlone = await fetch(tight.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(persisted(sha256Hash)) });
+    expect(((await hashAlone.json()) as { errors: Array<{ extensions: { code: string } }> }).errors.map((e) => e.extensions.code)).toEqual(['PERSISTED_QUERY_NOT_FOUND']);
+    const version = await errorsOfBoth({ query, extensions: { persistedQuery: { version: 2, sha256Hash } } });
+    expect(version.http).toEqual([['GRAPHQL_VALIDATION_FAILED', 'Unsupported persisted query version']]);
+    expect(version.ws).toEqual(version.http);
+    expect(await errorsOfBoth({ query, ...persisted(sha256Hash) })).toEqual({ http: [], ws: [] });
   });
 });
 
