@@ -67,7 +67,7 @@ export class MessageService {
     let parentId: string | null = null;
     if (input.parentId != null) {
       await requireMember(this.db.manager, viewer, input.roomId); // a non-member learns nothing about messages
-      parentId = await this.threadRootOf(input.roomId, input.parentId);
+      parentId = await this.threadRootOf(input.roomId, input.parentId, 'parentId');
     }
     const clientId = input.clientId ?? null;
     let changes: MessageEntity[];
@@ -138,7 +138,9 @@ export class MessageService {
 
   /**
    * A page of a room's history in increasing seq: `first`/`after` forwards, `last`/`before`
-   * backwards, the newest 50 by default; optionally one thread (its root and replies).
+   * backwards, the newest 50 by default; optionally one thread (its root and replies), named by
+   * any of its messages, as a reply to any of them goes to it (BAD_USER_INPUT for a message of
+   * another room, as for `parentId`).
    */
   async page(viewer: Viewer | null, roomId: string, args: PageArgs): Promise<Connection<MessageModel>> {
     await requireMember(this.db.manager, viewer, roomId);
@@ -146,12 +148,13 @@ export class MessageService {
     const after = args.after == null ? undefined : decodeMessageCursor(args.after, roomId, 'after');
     const before = args.before == null ? undefined : decodeMessageCursor(args.before, roomId, 'before');
     if (args.threadId != null && !isUuid(args.threadId)) throw badUserInput('threadId is not a message id', 'threadId');
+    const threadId = args.threadId == null ? null : await this.threadRootOf(roomId, args.threadId, 'threadId');
     const forward = args.first != null || (args.last == null && after !== undefined);
     const limit = parseInput(pageSize(MAX_PAGE), (forward ? args.first : args.last) ?? DEFAULT_PAGE, forward ? 'first' : 'last');
 
     const scoped = () => {
       const q = this.db.getRepository(MessageEntity).createQueryBuilder('m').where('m.room_id = :roomId', { roomId });
-      if (args.threadId) q.andWhere('(m.id = :t OR m.parent_id = :t)', { t: args.threadId });
+      if (threadId) q.andWhere('(m.id = :t OR m.parent_id = :t)', { t: threadId });
       return q;
     };
     const rows = await this.window(scoped(), after, before)
@@ -204,13 +207,11 @@ export class MessageService {
     return connection(items, limit, { hasPreviousPage: offset > 0 });
   }
 
-  /** The thread root a reply to `parentId` belongs to; BAD_USER_INPUT unless it is a message of the room. */
-  private async threadRootOf(roomId: string, parentId: string): Promise<string> {
-    const parent = isUuid(parentId)
-      ? await this.db.getRepository(MessageEntity).findOne({ where: { id: parentId, roomId }, select: { id: true, parentId: true } })
-      : null;
-    if (!parent) throw badUserInput('parentId does not name a message of this room', 'parentId');
-    return parent.parentId ?? parent.id;
+  /** The root of the thread message `id` belongs to; BAD_USER_INPUT on `field` unless it is a message of the room. */
+  private async threadRootOf(roomId: string, id: string, field: 'parentId' | 'threadId'): Promise<string> {
+    const message = isUuid(id) ? await this.db.getRepository(MessageEntity).findOne({ where: { id, roomId }, select: { id: true, parentId: true } }) : null;
+    if (!message) throw badUserInput(`${field} does not name a message of this room`, field);
+    return message.parentId ?? message.id;
   }
 
   private window(q: SelectQueryBuilder<MessageEntity>, after?: number, before?: number) {

@@ -114,11 +114,24 @@ describe('replies and threads', () => {
     expect(nested.seq).toBe(4);
   });
 
-  it('refuses a malformed threadId', async () => {
+  it('reads the whole thread when threadId names one of its replies, as a reply to a reply goes to it', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const root = await send(url, ada, roomId, 'root');
+    const reply = await send(url, ada, roomId, 'reply', { parentId: root.id });
+    await send(url, ada, roomId, 'unrelated');
+    const page = await must(url, PAGE, { roomId, threadId: reply.id }, ada.token);
+    expect(page.messages.edges.map((e: any) => e.node.body)).toEqual(['root', 'reply']);
+  });
+
+  it('refuses a malformed threadId, and one naming a message of another room', async () => {
     const ada = await signUp(url);
     const roomId = await createRoom(url, ada);
     const result = await gql(url, PAGE, { roomId, threadId: 'nope' }, ada.token);
     expect(codeOf(result)).toBe('BAD_USER_INPUT');
+    const elsewhere = await send(url, ada, await createRoom(url, ada), 'in another room');
+    const foreign = await gql(url, PAGE, { roomId, threadId: elsewhere.id }, ada.token);
+    expect(foreign.errors?.[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'threadId' });
   });
 });
 
