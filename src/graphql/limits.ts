@@ -1,11 +1,11 @@
 import { maxAliasesRule } from '@escape.tech/graphql-armor-max-aliases';
 import { maxDepthRule } from '@escape.tech/graphql-armor-max-depth';
-import { maxDirectivesRule } from '@escape.tech/graphql-armor-max-directives';
 import {
   GraphQLError,
   Kind,
   NoSchemaIntrospectionCustomRule,
   type ASTVisitor,
+  type DirectiveNode,
   type GraphQLSchema,
   type ParseOptions,
   type SelectionSetNode,
@@ -24,7 +24,7 @@ export interface OperationLimits {
   maxAliases: number;
   /** Distinct response keys at the root of an operation: each alias counts, as each one runs (`__typename` is free). */
   maxRootFields: number;
-  /** Directives, fragments included. */
+  /** Directives, each fragment's counted at every spread of it. */
   maxDirectives: number;
   /** The cost of `src/graphql/cost.ts`. */
   maxCost: number;
@@ -51,8 +51,8 @@ export interface OperationRules {
 
 /**
  * Builds the rules from the limits: graphql-js's own token limit while parsing, GraphQL Armor's
- * depth, alias and directive rules, a root-field rule, and graphql-js's introspection rule when
- * introspection is off. Each refusal is an ordinary validation error (not a thrown one). Call it
+ * depth and alias rules, a directive rule and a root-field rule, and graphql-js's introspection
+ * rule when introspection is off. Each refusal is an ordinary validation error (not a thrown one). Call it
  * before Apollo Server starts with the schema (see `resolvedFields`).
  */
 export function createOperationRules(limits: OperationLimits, schema: GraphQLSchema): OperationRules {
@@ -61,7 +61,7 @@ export function createOperationRules(limits: OperationLimits, schema: GraphQLSch
   const validationRules: ValidationRule[] = [
     maxDepthRule({ ...armor, n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: true }),
     maxAliasesRule({ ...armor, n: limits.maxAliases }),
-    maxDirectivesRule({ ...armor, n: limits.maxDirectives }),
+    maxDirectivesRule(limits.maxDirectives),
     maxRootFieldsRule(limits.maxRootFields),
     maxRepeatedFieldRule(MAX_REPEATED_FIELD),
   ];
@@ -102,6 +102,45 @@ function maxRepeatedFieldRule(max: number): ValidationRule {
     },
   });
 }
+
+/**
+ * Refuses an operation with more than `max` directives, a fragment's counted at each spread of it
+ * (with the spread's own). GraphQL Armor's rule (2.3.1) forgets the directives of a fragment's
+ * second and later spreads, so `...F @include(if: true)` repeated passed any limit.
+ */
+function maxDirectivesRule(max: number): ValidationRule {
+  return (context): ASTVisitor => {
+    /** Per fragment, the directives of its definition and of everything it selects (-1 while counted: a cycle counts nothing). */
+    const inFragment = new Map<string, number>();
+    const count = (set: SelectionSetNode | undefined): number => {
+      let n = 0;
+      for (const selection of set?.selections ?? []) {
+        n += directivesOf(selection.directives);
+        if (selection.kind !== Kind.FRAGMENT_SPREAD) n += count(selection.selectionSet);
+        else n += fragmentCount(selection.name.value);
+      }
+      return n;
+    };
+    const fragmentCount = (name: string): number => {
+      const known = inFragment.get(name);
+      if (known !== undefined) return Math.max(known, 0);
+      inFragment.set(name, -1);
+      const fragment = context.getFragment(name);
+      const n = fragment ? directivesOf(fragment.directives) + count(fragment.selectionSet) : 0;
+      inFragment.set(name, n);
+      return n;
+    };
+    return {
+      OperationDefinition(operation) {
+        const variables = (operation.variableDefinitions ?? []).reduce((n, v) => n + directivesOf(v.directives), 0);
+        const n = directivesOf(operation.directives) + variables + count(operation.selectionSet);
+        if (n > max) context.reportError(new GraphQLError(`Directives limit of ${max} exceeded, found ${n}.`, { nodes: [operation] }));
+      },
+    };
+  };
+}
+
+const directivesOf = (directives: readonly DirectiveNode[] | undefined) => directives?.length ?? 0;
 
 /** Refuses an operation whose root selects more than `max` distinct response keys (an alias counts; `__typename` aside). */
 function maxRootFieldsRule(max: number): ValidationRule {

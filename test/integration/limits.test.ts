@@ -39,6 +39,9 @@ describe('each limit: exactly at it runs, one past it is refused, on both transp
     ['MAX_QUERY_ALIASES=3', `{ me { ${repeat(3, (i) => `a${i}: id`)} } }`, `{ me { ${repeat(4, (i) => `a${i}: id`)} } }`, 'GRAPHQL_VALIDATION_FAILED'],
     ['MAX_QUERY_ROOT_FIELDS=2', '{ me { id } room(id: $r) { id } }', '{ me { id } room(id: $r) { id } rooms { pageInfo { hasNextPage } } }', 'GRAPHQL_VALIDATION_FAILED'],
     ['MAX_QUERY_DIRECTIVES=2', `{ ${repeat(2, () => '__typename @include(if: true)')} }`, `{ ${repeat(3, () => '__typename @include(if: true)')} }`, 'GRAPHQL_VALIDATION_FAILED'],
+    // A fragment's directives count at each spread, and so do each spread's own.
+    ['MAX_QUERY_DIRECTIVES=2 (spreads)', `{ me { ...F @include(if: true) ...F @include(if: true) } } fragment F on User { id }`, `{ me { ...F @include(if: true) ...F @include(if: true) ...F @include(if: true) } } fragment F on User { id }`, 'GRAPHQL_VALIDATION_FAILED'],
+    ['MAX_QUERY_DIRECTIVES=2 (in a fragment)', `{ me { ...F ...F } } fragment F on User { id @include(if: true) }`, `{ me { ...F ...F ...F } } fragment F on User { id @include(if: true) }`, 'GRAPHQL_VALIDATION_FAILED'],
     // me (10 + id 1) + messages (10 + 200 × (edges 1 + cursor 1 + node 1 + id 1)) = 821; one more field of me: 822.
     [
       'MAX_QUERY_COST=821',
