@@ -235,7 +235,7 @@ export type Mutation = {
   createRoom: Room;
   /** Deletes a message: its author, the room's OWNER or an ADMIN may. It stays as a tombstone (`deleted: true`, body erased, `seq` kept; its thread's replies stay). Deleting it again changes nothing. */
   deleteMessage: Message;
-  /** The author changes a message's text (same rules as a send); `editedAt` is set and subscribers get a `MessageUpdated`. Not for assistant replies or deleted messages (`CONFLICT`); anyone else gets `FORBIDDEN`. The same text again changes nothing. */
+  /** The author changes a message's text (same rules as a send); `editedAt` is set and subscribers get a `MessageUpdated`. Only the author edits: anyone else, and so any assistant reply, gets `FORBIDDEN`; a deleted message gets `CONFLICT`. The same text again changes nothing. */
   editMessage: Message;
   /** Joins a PUBLIC room (joining twice is harmless). A PRIVATE or unknown room is `FORBIDDEN`. */
   joinRoom: Room;

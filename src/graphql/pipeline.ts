@@ -42,7 +42,7 @@ function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<st
  */
 function persistedQueryRefusal(query: unknown, extensions: unknown): GraphQLError | undefined {
   const persisted = isRecord(extensions) ? extensions.persistedQuery : undefined;
-  if (persisted === undefined) return undefined;
+  if (!persisted) return undefined; // as Apollo Server: null and false are no persisted query
   if (!isRecord(persisted) || persisted.version !== 1) return new GraphQLError('Unsupported persisted query version', { extensions: { http: BAD } });
   if (typeof query !== 'string' || query === '') return new GraphQLError('PersistedQueryNotFound', { extensions: { code: 'PERSISTED_QUERY_NOT_FOUND', http: BAD } });
   if (createHash('sha256').update(query).digest('hex') !== persisted.sha256Hash) return new GraphQLError('provided sha does not match query', { extensions: { http: BAD } });

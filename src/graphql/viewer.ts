@@ -20,11 +20,19 @@ export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
     ctx.pendingViewer = undefined; // settled: the operation's later fields need not wait
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
-    // The whole request failed for now (SERVICE_UNAVAILABLE): HTTP 503, which load balancers and
-    // retrying clients take for "try again" (Apollo reads `extensions.http`).
-    if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 503 } } });
-    throw err;
+    throw checkFailed(err);
   }
+}
+
+/**
+ * A session check that failed (the database unreachable) as the answer to the whole request:
+ * SERVICE_UNAVAILABLE with HTTP 503, which load balancers and retrying clients take for "try
+ * again" (Apollo reads `extensions.http`, also when it wraps the error), whether the request
+ * waited for its check before Apollo ran (`http/server.ts`) or while it ran (here).
+ */
+export function checkFailed(err: unknown): unknown {
+  if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 503 } } });
+  return err;
 }
 
 /** Queries wait for their viewer before they execute (mutations: `withConfirmedViewer`). */

@@ -9,7 +9,7 @@ import type { GraphQLError } from 'graphql';
 import { maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
-import { confirmedViewerPlugin } from '../graphql/viewer';
+import { checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -86,7 +86,7 @@ export async function createHttpServer(deps: TransportDeps) {
     if (standing) confirmed.catch(() => undefined);
     const context = standing
       ? deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed)
-      : deps.context(await confirmed, requestId, deps.clientAddress(req));
+      : deps.context(await confirmed.catch((err: unknown) => Promise.reject(checkFailed(err))), requestId, deps.clientAddress(req));
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
     return context;
   });

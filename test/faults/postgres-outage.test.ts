@@ -56,6 +56,7 @@ const leaks = (f: Extract<SendOutcome, { ok: false }>) =>
 
 it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is down, keeps subscriptions open, and recovers without a restart, losing nothing acknowledged', async () => {
   const users = await Promise.all([0, 1, 2, 3].map(() => signUp(a.url)));
+  const unseen = await signUp(b.url); // a session instance a never checked: its requests wait for their check
   const servers = [a, b];
   const roomId = await roomWith(a.url, users);
   const subs = users.map((user, i) => {
@@ -94,6 +95,7 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
     // stands for nothing whatever the others' fate (it never joins their statement).
     const noSession = jwt.sign({ sid: 'not-a-session-id' }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: users[0].id, expiresIn: 60 });
     const together = await Promise.all(Array.from({ length: 20 }, (_, i) => gql(a.url, '{ me { id } }', {}, i % 2 ? noSession : users[(i / 2) % users.length].token)));
+    const unseenAnswers = await Promise.all(['{ me { id } }', 'mutation { createRoom(input: { name: "x", kind: PUBLIC }) { id } }'].map((q) => gql(a.url, q, {}, unseen.token)));
     await waitFor(() => ledger.failures.length - failedBefore >= 40 && Date.now() - outageStarted >= 2500, 30_000);
     const outageFailures = ledger.failures.slice(failedBefore);
     const ackedDuringOutage = ledger.sent - sentAtOutage; // sends that were committing when it stopped
@@ -169,6 +171,11 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
     expect(healthDuringOutage).toEqual([200, 200]);
     expect(together.map((r) => (r.errors ? r.errors[0].extensions?.code : r.data.me))).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? null : 'SERVICE_UNAVAILABLE')));
     expect(together.map((r) => r.status)).toEqual(Array.from({ length: 20 }, (_, i) => (i % 2 ? 200 : 503))); // "try again", to balancers and clients
+    expect(unseenAnswers.map((r) => [r.status, r.errors?.[0].extensions?.code])).toEqual([
+      [503, 'SERVICE_UNAVAILABLE'],
+      [503, 'SERVICE_UNAVAILABLE'],
+    ]);
+    expect(JSON.stringify(unseenAnswers)).not.toMatch(/SELECT|Context creation|ECONNREFUSED|\n\s+at /);
     expect(openDuringOutage).toEqual([...subs, ...eventSubs].map((s) => ({ name: s.name, ended: 0, errors: 0 })));
     // After it: every retry settles, every acknowledged message is there, the seqs have no gap.
     expect(retryFailures).toEqual([]);

@@ -122,6 +122,7 @@ describe('refusals alike on both transports', () => {
     expect(version.http).toEqual([['GRAPHQL_VALIDATION_FAILED', 'Unsupported persisted query version']]);
     expect(version.ws).toEqual(version.http);
     expect(await errorsOfBoth({ query, ...persisted(sha256Hash) })).toEqual({ http: [], ws: [] });
+    for (const none of [null, false]) expect(await errorsOfBoth({ query, extensions: { persistedQuery: none } })).toEqual({ http: [], ws: [] }); // no persisted query, as Apollo reads it
   });
 });
 
