@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
-import { useServer } from 'graphql-ws/use/ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
+import { serveGraphQLOverWebSocket } from './graphql-ws-server';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
 import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, sessionEnded, SocketSessions, type SocketExtra } from './socket-sessions';
@@ -56,7 +56,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
-  const cleanup = useServer<Record<string, unknown>, WsExtra>(
+  const cleanup = serveGraphQLOverWebSocket<WsExtra>(
+    wsServer,
     {
       schema: deps.schema,
       subscribe: subscribeShared,
@@ -115,8 +116,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return errors.map((e) => maskError(e, randomUUID(), log));
       },
     },
-    wsServer,
-    0, // no keep-alive timers per socket: the guard's sweep pings them all
+    log,
   );
 
   return {

@@ -176,3 +176,22 @@ it(`closes a socket for ${PROTOCOL_RUNS} malformed protocol frames with a 44xx c
   );
   expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
 }, 120_000);
+
+it('closes 4400 a socket that sends a message only a server sends, printing nothing to standard error', async () => {
+  const printed = jest.spyOn(console, 'error');
+  try {
+    for (const message of [
+      { id: 'x', type: 'next', payload: { data: { me: null } } },
+      { id: 'x', type: 'error', payload: [{ message: 'from the client' }] },
+      { type: 'connection_ack' },
+    ]) {
+      const raw = await rawSocket(server.wsUrl, ada.token);
+      raw.socket.send(JSON.stringify(message));
+      expect(await raw.whenClosed).toBe(4400);
+    }
+    expect(printed).not.toHaveBeenCalled();
+  } finally {
+    printed.mockRestore();
+  }
+  expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
+});
