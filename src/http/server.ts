@@ -6,7 +6,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
-import { maskError } from '../errors';
+import { ErrorCode, maskError } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
@@ -92,9 +92,16 @@ export async function createHttpServer(deps: TransportDeps) {
   });
   const answerError = errorAnswer(log);
   /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
+  /** GraphQL requests being answered: at the end of a shutdown's grace, what they still wait for is answered for them. */
+  const answering = new Set<http.ServerResponse>();
   const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {
     tagRequest(res);
-    parseJson(req, res, (err?: unknown) => (err ? fail(err) : runApollo(req, res).catch(fail)));
+    answering.add(res);
+    parseJson(req, res, (err?: unknown) => {
+      const done = () => void answering.delete(res);
+      if (err) return void (fail(err), done());
+      runApollo(req, res).catch(fail).finally(done);
+    });
   };
   /** The hot path: CORS and `graphql`, with the router's error answers, without the router. */
   const postGraphQL = (req: ParsedRequest, res: http.ServerResponse) => {
@@ -139,11 +146,24 @@ export async function createHttpServer(deps: TransportDeps) {
       // No new connection from now on (idle ones are closed); resolves once every connection has ended.
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       await webSockets.dispose();
+      // Apollo's drain waits `drainMs` for requests in flight, then cuts their connections. One still
+      // waiting then (for a frozen database, say) is answered SERVICE_UNAVAILABLE a moment before:
+      // the client retries elsewhere (a send with its clientId) rather than seeing a reset.
+      const late = setTimeout(() => {
+        for (const res of answering) {
+          res.setHeader('connection', 'close');
+          sendJson(res, 503, { errors: [{ message: 'This server is shutting down; send it again', extensions: { code: ErrorCode.ServiceUnavailable } }] });
+        }
+      }, Math.max(0, deps.drainMs - LATE_ANSWER_MARGIN_MS));
       await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests
+      clearTimeout(late);
       await closed;
     },
   };
 }
+
+/** How long before Apollo's drain cuts the connections of requests in flight the shutdown answers them itself. */
+const LATE_ANSWER_MARGIN_MS = 250;
 
 /** `/graphql` with or without a query string, as POSTed by clients (any other spelling goes through the router). */
 function isGraphQLPath(url: string | undefined): boolean {
@@ -187,6 +207,7 @@ function apolloHandler(apollo: ApolloServer<GraphQLContext>, context: (args: { r
       httpGraphQLRequest: { method: req.method!.toUpperCase(), headers, search: query < 0 ? '' : url.slice(query), body: req.body },
       context: () => context({ req, res }),
     });
+    if (res.headersSent) return; // answered meanwhile by a shutdown whose grace ended
     for (const [key, value] of answer.headers) res.setHeader(key, value);
     res.statusCode = answer.status ?? 200;
     if (answer.body.kind === 'complete') return void res.end(answer.body.string);
