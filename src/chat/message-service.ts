@@ -23,17 +23,26 @@ const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 const DEFAULT_SEARCH_PAGE = 20;
 const MAX_SEARCH_PAGE = 50;
-/** How deep search results may be paged. */
-const MAX_SEARCH_DEPTH = 1000;
+/**
+ * Where a search result stands in the order of the results (best match first, then newest, then by
+ * id): its rank as PostgreSQL prints it (a `real`, printed so that it reads back exactly), its
+ * creation time in µs since the epoch, and its id. A page after a cursor starts after that result,
+ * however many matching messages were sent meanwhile: no result twice, none skipped.
+ */
+interface SearchPosition {
+  rank: string;
+  createdUs: string;
+  id: string;
+}
 
-const encodeSearchCursor = (position: number) => Buffer.from(`s1:${position}`).toString('base64url');
+const encodeSearchCursor = ({ rank, createdUs, id }: SearchPosition) => Buffer.from(`s2:${rank}:${createdUs}:${id}`).toString('base64url');
 
-function decodeSearchCursor(cursor: string): number {
-  const [tag, n, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== 's1' || rest.length || !/^\d{1,4}$/.test(n ?? '') || Number(n) > MAX_SEARCH_DEPTH) {
-    throw badUserInput(`after is not a search cursor (results can be paged ${MAX_SEARCH_DEPTH} deep)`, 'after');
+function decodeSearchCursor(cursor: string): SearchPosition {
+  const [tag, rank, createdUs, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
+  if (tag !== 's2' || rest.length || !/^\d{1,10}(\.\d{1,12})?(e[-+]\d{1,2})?$/.test(rank ?? '') || !/^\d{1,17}$/.test(createdUs ?? '') || !isUuid(id ?? '')) {
+    throw badUserInput('after is not a search cursor', 'after');
   }
-  return Number(n);
+  return { rank, createdUs, id };
 }
 
 /**
@@ -192,19 +201,27 @@ export class MessageService {
     const { id: userId } = requireViewer(viewer);
     const text = parseInput(searchText, args.query, 'query');
     const limit = parseInput(pageSize(MAX_SEARCH_PAGE), args.first ?? DEFAULT_SEARCH_PAGE, 'first');
-    const offset = args.after == null ? 0 : decodeSearchCursor(args.after);
+    const after = args.after == null ? undefined : decodeSearchCursor(args.after);
     if (args.roomId != null) await requireMember(this.db.manager, viewer, args.roomId);
-    const rows: Array<Record<string, unknown>> = await this.db.query(
-      `SELECT m.* FROM messages m
-         JOIN memberships mb ON mb.room_id = m.room_id AND mb.user_id = $1,
-         websearch_to_tsquery('english', $2) q
-       WHERE m.search @@ q AND m.deleted_at IS NULL AND ($3::uuid IS NULL OR m.room_id = $3::uuid)
-       ORDER BY ts_rank(m.search, q) DESC, m.created_at DESC, m.id
-       LIMIT $4 OFFSET $5`,
-      [userId, text, args.roomId ?? null, limit + 1, offset],
+    const rows: Array<Record<string, unknown> & { rank_text: string; created_text: string }> = await this.db.query(
+      `WITH hits AS (
+         SELECT m.*, ts_rank(m.search, q) AS search_rank, (extract(epoch FROM m.created_at) * 1000000)::bigint AS created_us
+         FROM messages m
+           JOIN memberships mb ON mb.room_id = m.room_id AND mb.user_id = $1,
+           websearch_to_tsquery('english', $2) q
+         WHERE m.search @@ q AND m.deleted_at IS NULL AND ($3::uuid IS NULL OR m.room_id = $3::uuid))
+       SELECT *, search_rank::text AS rank_text, created_us::text AS created_text FROM hits
+       WHERE $5::real IS NULL OR search_rank < $5::real
+         OR (search_rank = $5::real AND (created_us < $6::bigint OR (created_us = $6::bigint AND id > $7::uuid)))
+       ORDER BY search_rank DESC, created_us DESC, id
+       LIMIT $4`,
+      [userId, text, args.roomId ?? null, limit + 1, after?.rank ?? null, after?.createdUs ?? null, after?.id ?? null],
     );
-    const items = rows.map((row, i) => ({ node: this.store.fromRow(row), cursor: encodeSearchCursor(offset + i + 1) }));
-    return connection(items, limit, { hasPreviousPage: offset > 0 });
+    const items = rows.map((row) => ({
+      node: this.store.fromRow(row),
+      cursor: encodeSearchCursor({ rank: row.rank_text, createdUs: row.created_text, id: row.id as string }),
+    }));
+    return connection(items, limit, { hasPreviousPage: after !== undefined });
   }
 
   /** The root of the thread message `id` belongs to; BAD_USER_INPUT on `field` unless it is a message of the room. */

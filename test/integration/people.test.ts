@@ -311,7 +311,12 @@ describe('searchMessages', () => {
     const all = [...page1.edges, ...page2.edges, ...page3.edges].map((e: any) => e.node.id);
     expect(new Set(all).size).toBe(5);
     expect([page1.pageInfo.hasNextPage, page3.pageInfo.hasNextPage, page2.pageInfo.hasPreviousPage]).toEqual([true, false, true]);
-    for (const [vars, field] of [[{ q: '' }, 'query'], [{ q: 'x'.repeat(101) }, 'query'], [{ q: word, first: 51 }, 'first'], [{ q: word, after: 'garbage' }, 'after']] as const) {
+    // New matches between pages (ranked as high, newer) neither repeat a result nor push one out.
+    const first = (await must(server.url, SEARCH, { q: word, first: 2 }, ada.token)).searchMessages;
+    for (let i = 5; i < 8; i++) await send(server.url, ada, roomId, `${word} number ${i}`);
+    const rest = (await must(server.url, SEARCH, { q: word, first: 10, after: first.pageInfo.endCursor }, ada.token)).searchMessages;
+    expect([...first.edges, ...rest.edges].map((e: any) => e.node.id)).toEqual(all);
+    for (const [vars, field] of [[{ q: '' }, 'query'], [{ q: 'x'.repeat(101) }, 'query'], [{ q: word, first: 51 }, 'first'], [{ q: word, after: 'garbage' }, 'after'], [{ q: word, after: Buffer.from('s2:1:2:x').toString('base64url') }, 'after'], [{ q: word, after: Buffer.from('s1:2').toString('base64url') }, 'after']] as const) {
       const result = await gql(server.url, SEARCH, vars, ada.token);
       expect([codeOf(result), result.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', field]);
     }
