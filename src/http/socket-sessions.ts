@@ -3,6 +3,7 @@ import type { WebSocket } from 'ws';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
+import { ErrorCode } from '../errors';
 
 /** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
@@ -60,8 +61,24 @@ export function closeAfterAnswers(extra: SocketExtra, code: number, reason: stri
 
 /** Closes the socket as `closing` says, unless it no longer closes that way (a refresh renewed it meanwhile). */
 function closeAs(extra: SocketExtra, closing: Closing): void {
-  if (extra.closing === closing) extra.socket.close(closing.code, closing.reason);
+  if (extra.closing === closing) closeNow(extra, closing.code, closing.reason);
 }
+
+/**
+ * Closes the socket. When the instance stops (1001), each query or mutation still running on it
+ * (past the grace: waiting for a frozen database, say) is first answered SERVICE_UNAVAILABLE, an
+ * `error` message of the protocol: the client learns it failed and sends it again elsewhere (a
+ * send with its clientId), rather than guessing from the close.
+ */
+function closeNow(extra: SocketExtra, code: number, reason: string): void {
+  if (code === CLOSE_GOING_AWAY && extra.socket.readyState === extra.socket.OPEN) {
+    for (const id of extra.answering ?? []) extra.socket.send(JSON.stringify({ id, type: 'error', payload: [STOPPING] }));
+  }
+  extra.socket.close(code, reason);
+}
+
+/** What a query or mutation still running when the instance stops is answered. */
+const STOPPING = { message: 'This server is shutting down; reconnect and send it again', extensions: { code: ErrorCode.ServiceUnavailable } };
 
 /** The socket closes (4403) because its session ended, not because its token expired (which a refresh may undo). */
 export function sessionEnded(extra: SocketExtra): boolean {
@@ -186,7 +203,7 @@ export class SocketSessions {
     const last = deadline + graceMs; // for answers the sockets promised (`holdForAnswer`)
     while (open.some(isOpen) && (Date.now() < deadline || (Date.now() < last && open.some((extra) => isOpen(extra) && extra.holding?.size)))) await sleep(20);
     // The rest: each with the code it was closing with (4403 for an ended session), else 1001.
-    for (const extra of open.filter(isOpen)) extra.socket.close(extra.closing?.code ?? CLOSE_GOING_AWAY, extra.closing?.reason ?? 'Going away');
+    for (const extra of open.filter(isOpen)) closeNow(extra, extra.closing?.code ?? CLOSE_GOING_AWAY, extra.closing?.reason ?? 'Going away');
   }
 
   /** Closes the sockets whose session no longer stands in the database. */

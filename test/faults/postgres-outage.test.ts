@@ -289,27 +289,36 @@ it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stoppe
   }
 }, 60_000);
 
-it('answers the requests still waiting for a frozen PostgreSQL SERVICE_UNAVAILABLE (503) when a shutdown has waited for them long enough, rather than cutting them off', async () => {
+it('answers the requests still waiting for a frozen PostgreSQL SERVICE_UNAVAILABLE (HTTP 503, an error message over WebSocket) when a shutdown has waited for them long enough, rather than cutting them off', async () => {
   // A database timeout longer than the shutdown: the requests would wait past the process's end.
   const c = await spawnServer('D', { DATABASE_URL: pg.url, REDIS_URL: sharedUrls().redisUrl, DATABASE_TIMEOUT_MS: '30000', SHUTDOWN_TIMEOUT_MS: '5000' });
   await c.ready();
   const ada = await signUp(c.url);
   const roomId = await createRoom(c.url, ada);
   const SEND = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }`;
+  const ws = wsClient(c.wsUrl, ada);
+  collect(ws, MESSAGE_ADDED, { roomId }); // keeps the socket open (the client is lazy)
+  expect((await wsQuery(ws, '{ me { id } }', {})).data).toEqual({ me: { id: ada.id } }); // connected before the freeze
   const frozen = await postgresProcesses(pg.url);
   signal(frozen, 'SIGSTOP');
   try {
     const sends = Array.from({ length: 4 }, (_, i) => gql(c.url, SEND, { i: { roomId, body: `waiting ${i}`, clientId: `late-${i}` } }, ada.token).catch((err: Error) => ({ status: 0, error: err.message })));
+    const overSocket = collect(ws, SEND, { i: { roomId, body: 'waiting on the socket', clientId: 'late-ws' } }).done.then(
+      () => 'answered',
+      (errors: Array<{ extensions?: { code?: string } }>) => errors.map((e) => e.extensions?.code),
+    );
     await new Promise((r) => setTimeout(r, 500)); // in flight, waiting for the database
     const stoppedAt = Date.now();
     c.process.kill('SIGTERM');
     const answers = await Promise.all(sends);
     const answeredAfterMs = Date.now() - stoppedAt;
     expect(answers.map((a) => [a.status, 'errors' in a ? a.errors?.[0].extensions?.code : a])).toEqual(Array(4).fill([503, 'SERVICE_UNAVAILABLE']));
+    expect(await overSocket).toEqual(['SERVICE_UNAVAILABLE']); // an error message for the operation, before the 1001
     expect(answeredAfterMs).toBeLessThan(5000); // before the process's own deadline
     expect(c.running).toBe(true); // answered while the instance still stops
   } finally {
     signal(frozen, 'SIGCONT');
+    await ws.dispose();
   }
   expect((await c.exited).code).not.toBeNull();
 }, 60_000);
