@@ -6,7 +6,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
-import { ErrorCode, maskError } from '../errors';
+import { maskError, shuttingDown } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
@@ -91,9 +91,9 @@ export async function createHttpServer(deps: TransportDeps) {
     return context;
   });
   const answerError = errorAnswer(log);
-  /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
   /** GraphQL requests being answered: at the end of a shutdown's grace, what they still wait for is answered for them. */
   const answering = new Set<http.ServerResponse>();
+  /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
   const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {
     tagRequest(res);
     answering.add(res);
@@ -152,7 +152,7 @@ export async function createHttpServer(deps: TransportDeps) {
       const late = setTimeout(() => {
         for (const res of answering) {
           res.setHeader('connection', 'close');
-          sendJson(res, 503, { errors: [{ message: 'This server is shutting down; send it again', extensions: { code: ErrorCode.ServiceUnavailable } }] });
+          sendJson(res, 503, { errors: [{ message: STOPPING.message, extensions: STOPPING.extensions }] });
         }
       }, Math.max(0, deps.drainMs - LATE_ANSWER_MARGIN_MS));
       await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests
@@ -164,6 +164,8 @@ export async function createHttpServer(deps: TransportDeps) {
 
 /** How long before Apollo's drain cuts the connections of requests in flight the shutdown answers them itself. */
 const LATE_ANSWER_MARGIN_MS = 250;
+/** What those requests are answered. */
+const STOPPING = shuttingDown();
 
 /** `/graphql` with or without a query string, as POSTed by clients (any other spelling goes through the router). */
 function isGraphQLPath(url: string | undefined): boolean {

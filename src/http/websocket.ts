@@ -3,7 +3,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AppError, ErrorCode, maskError, unauthenticated } from '../errors';
+import { AppError, ErrorCode, maskError, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
@@ -135,9 +135,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
 
 /** Longest the shutdown waits for the answers of queries and mutations running on its sockets. */
 const SHUTDOWN_ANSWERS_GRACE_MS = 2000;
-
-/** What an operation sent on a socket that is closing for the shutdown is answered. */
-const shuttingDown = () => new AppError(ErrorCode.ServiceUnavailable, 'This server is shutting down; reconnect and send it again');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
