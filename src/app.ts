@@ -19,6 +19,7 @@ import { createOperationRules } from './graphql/limits';
 import { createSchema } from './graphql/schema';
 import { createClientAddress } from './http/client-address';
 import { createHttpServer } from './http/server';
+import { shutdownPlan } from './http/transport';
 import { createLogger, type Logger } from './logger';
 import { createPubSub, type PubSub } from './pubsub';
 import { Metrics } from './metrics';
@@ -111,8 +112,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       stallTimeoutMs: config.wsStallTimeoutMs,
     },
     httpKeepAliveMs: config.httpKeepAliveMs,
-    // Leave part of the shutdown budget for streams, hubs, Redis and the database.
-    drainMs: Math.max(100, config.shutdownTimeoutMs - 3000),
+    shutdown: shutdownPlan(config.shutdownTimeoutMs),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
     context: createContextFactory(db.dataSource, services),
     metrics,

@@ -18,7 +18,8 @@ export interface WsTransportExtra {
  * (graphql-ws/use/ws) wires it, with two differences:
  * - what a client causes is not printed as a stack trace to standard error (any client could fill
  *   the logs that way) but logged once through `log`: a frame ws refuses (too large, malformed: ws
- *   closes the socket with 1009 or 1002 itself), and a message of a type only a server sends
+ *   closes the socket with 1009 or 1002 itself), a client gone while it was answered (a failed
+ *   write is no error of this server), and a message of a type only a server sends
  *   (`next`, `error`, `connection_ack`), which graphql-ws takes for an error of this server (4500)
  *   and which is closed 4400 here, as the protocol answers a message it does not expect;
  * - no keep-alive timers per socket (`SocketGuard` pings every socket on one sweep).
@@ -44,10 +45,11 @@ export function serveGraphQLOverWebSocket<E extends object>(
     const closed = server.opened(
       {
         protocol: socket.protocol,
+        // A write that fails means the client is gone (ws closes the socket): nothing to answer.
         send: (data) =>
-          new Promise<void>((resolve, reject) => {
+          new Promise<void>((resolve) => {
             if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, (err) => (err ? reject(err) : resolve()));
+            socket.send(data, () => resolve());
           }),
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) =>
@@ -56,6 +58,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
             try {
               await handle(text);
             } catch (err) {
+              if (socket.readyState !== socket.OPEN) return void log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
               const type = serverOnlyType(text);
               if (type !== undefined) {
                 log.info({ type }, 'a WebSocket sent a message only a server sends; closed');

@@ -62,7 +62,7 @@ export async function createHttpServer(deps: TransportDeps) {
           };
         },
       },
-      ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.drainMs }),
+      ApolloServerPluginDrainHttpServer({ httpServer, stopGracePeriodMillis: deps.shutdown.drainMs }),
       ApolloServerPluginLandingPageDisabled(),
       // No field has a cache hint: Apollo's default cache-control plugin would only wrap every
       // field's resolver to find that out. Every answer says `no-store` instead (`tagRequest`).
@@ -154,7 +154,7 @@ export async function createHttpServer(deps: TransportDeps) {
           res.setHeader('connection', 'close');
           sendJson(res, 503, { errors: [{ message: STOPPING.message, extensions: STOPPING.extensions }] });
         }
-      }, Math.max(0, deps.drainMs - LATE_ANSWER_MARGIN_MS));
+      }, Math.max(0, deps.shutdown.drainMs - LATE_ANSWER_MARGIN_MS));
       await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests
       clearTimeout(late);
       await closed;

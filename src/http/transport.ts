@@ -50,12 +50,31 @@ export interface TransportDeps {
   webSockets: WebSocketLimits;
   /** How long an HTTP connection may stay open with no request (`Config.httpKeepAliveMs`). */
   httpKeepAliveMs: number;
-  /** How long in-flight HTTP requests may take to finish on stop before their sockets are closed. */
-  drainMs: number;
+  /** How a stop spends its time (`shutdownPlan`). */
+  shutdown: ShutdownPlan;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth, pendingViewer?: Promise<Viewer | null>): GraphQLContext;
   metrics: Metrics;
   /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
   presence: { connect(userId: string): () => void };
+}
+
+/** How a stop spends its budget (`SHUTDOWN_TIMEOUT_MS`), in order. */
+export interface ShutdownPlan {
+  /** How long the WebSockets wait for the answers of their running queries and mutations before they close. */
+  socketAnswersMs: number;
+  /** How long in-flight HTTP requests may take to finish, after that, before they are answered SERVICE_UNAVAILABLE and their connections closed. */
+  drainMs: number;
+}
+
+/**
+ * Splits a shutdown budget: the sockets' answers (2 s at most), the HTTP requests in flight, and a
+ * reserve (1 s at most) for streams, hubs, Redis and the database, so that whatever still waits is
+ * answered before the process's own deadline, however short it is set.
+ */
+export function shutdownPlan(timeoutMs: number): ShutdownPlan {
+  const socketAnswersMs = Math.min(2000, Math.round(timeoutMs * 0.25));
+  const reserveMs = Math.min(1000, Math.round(timeoutMs * 0.15));
+  return { socketAnswersMs, drainMs: Math.max(0, timeoutMs - socketAnswersMs - reserveMs) };
 }

@@ -126,15 +126,12 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       guard.close();
       // Each socket closes (1001) once the queries and mutations running on it are answered: a
       // `refreshSession` cut off here would have rotated the client's refresh token unseen.
-      await socketSessions.closeAll(SHUTDOWN_ANSWERS_GRACE_MS);
+      await socketSessions.closeAll(deps.shutdown.socketAnswersMs);
       socketSessions.dispose();
       await cleanup.dispose(); // the rest: sockets not yet past connection_init, those whose answers did not come
     },
   };
 }
-
-/** Longest the shutdown waits for the answers of queries and mutations running on its sockets. */
-const SHUTDOWN_ANSWERS_GRACE_MS = 2000;
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;

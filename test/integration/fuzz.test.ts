@@ -195,3 +195,20 @@ it('closes 4400 a socket that sends a message only a server sends, printing noth
   }
   expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
 });
+
+it('takes a client that goes away while its query is answered for what it is: no error logged', async () => {
+  for (let i = 0; i < 10; i++) await send(server.url, ada, roomId, `filler ${i}`);
+  const errors = jest.spyOn(server.app.log, 'error');
+  try {
+    for (let round = 0; round < 20; round++) {
+      const raw = await rawSocket(server.wsUrl, ada.token);
+      raw.send({ id: 'q', type: 'subscribe', payload: { query: 'query($r: ID!) { messages(roomId: $r, first: 50) { edges { node { id body } } } }', variables: { r: roomId } } });
+      await new Promise((r) => setTimeout(r, round % 5));
+      (raw.socket as unknown as { _socket: { destroy(): void } })._socket.destroy();
+    }
+    await new Promise((r) => setTimeout(r, 300)); // the answers that found no one
+    expect(errors).not.toHaveBeenCalled();
+  } finally {
+    errors.mockRestore();
+  }
+});

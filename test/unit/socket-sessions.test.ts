@@ -1,3 +1,4 @@
+import { shutdownPlan } from '../../src/http/transport';
 // SocketSessions: what a WebSocket hears on connect when its session is refused, expired, or cannot
 // be checked, and that a revocation closes only that session's sockets.
 import { EventEmitter } from 'node:events';
@@ -89,5 +90,18 @@ describe('SocketSessions', () => {
     sockets = new SocketSessions(tokens, sessionsWith(async () => Promise.reject(new Error('connect ECONNREFUSED 127.0.0.1:5432'))).service, log, 60_000);
     const down = await connect(sockets, tokens.issue('u1', 's1').token);
     expect(down).toMatchObject({ ok: false, socket: { closed: { code: 1013, reason: 'Try again later' } } });
+  });
+});
+
+describe('shutdownPlan', () => {
+  it.each([100, 1000, 2000, 2500, 4000, 10_000, 600_000])('leaves a stop of %i ms time to answer what still waits, and a reserve', (timeoutMs) => {
+    const { socketAnswersMs, drainMs } = shutdownPlan(timeoutMs);
+    expect(socketAnswersMs).toBeGreaterThan(0);
+    expect(socketAnswersMs).toBeLessThanOrEqual(2000);
+    expect(drainMs).toBeGreaterThanOrEqual(0);
+    expect(timeoutMs - socketAnswersMs - drainMs).toBeGreaterThanOrEqual(Math.min(1000, timeoutMs * 0.15) - 1); // the reserve
+  });
+  it('keeps the windows of the default stop: 2 s for the sockets, 7 s for the HTTP requests', () => {
+    expect(shutdownPlan(10_000)).toEqual({ socketAnswersMs: 2000, drainMs: 7000 });
   });
 });
