@@ -1,10 +1,10 @@
-import { shutdownPlan } from '../../src/http/transport';
 // SocketSessions: what a WebSocket hears on connect when its session is refused, expired, or cannot
 // be checked, and that a revocation closes only that session's sockets.
 import { EventEmitter } from 'node:events';
 import type { SessionService } from '../../src/auth/sessions';
 import { TokenService } from '../../src/auth/tokens';
 import { SocketSessions, type SocketExtra } from '../../src/http/socket-sessions';
+import { shutdownPlan } from '../../src/http/transport';
 import { createLogger } from '../../src/logger';
 
 const tokens = new TokenService('a-secret-long-enough-for-hs256-signing-here', 60);
