@@ -130,21 +130,20 @@ const int = (min: number, max: number) =>
     z.number({ invalid_type_error: 'Expected a whole number in decimal digits' }).int().min(min).max(max),
   );
 
+/** A URL whose scheme `scheme` matches (`kind` names it in the refusal). */
+const urlOf = (scheme: RegExp, kind: string) =>
+  z
+    .string()
+    .url()
+    .refine((v) => scheme.test(v), `must be ${kind}`);
+
 const envSchema = z.object({
   PORT: int(0, 65535).default(4000),
   HOST: z.string().min(1).default('0.0.0.0'),
-  DATABASE_URL: z
-    .string()
-    .url()
-    .refine((v) => /^postgres(ql)?:\/\//i.test(v), 'must be a postgres:// or postgresql:// URL')
-    .optional(),
+  DATABASE_URL: urlOf(/^postgres(ql)?:\/\//i, 'a postgres:// or postgresql:// URL').optional(),
   DATABASE_TIMEOUT_MS: int(500, 600_000).default(10_000),
   DATA_DIR: z.string().min(1).default('./.data'),
-  REDIS_URL: z
-    .string()
-    .url()
-    .refine((v) => /^rediss?:\/\//i.test(v), 'must be a redis:// or rediss:// URL')
-    .optional(),
+  REDIS_URL: urlOf(/^rediss?:\/\//i, 'a redis:// or rediss:// URL').optional(),
   JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   JWT_TTL_SECONDS: int(1, 60 * 60 * 24 * 365).default(900),
   REFRESH_TOKEN_TTL_SECONDS: int(60, 60 * 60 * 24 * 365).default(60 * 60 * 24 * 30),

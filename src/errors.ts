@@ -41,6 +41,8 @@ export const conflict = (message: string, field?: string) =>
   new AppError(ErrorCode.Conflict, message, field ? { field } : {});
 /** What an operation is answered when this instance stops before it could be (another instance takes it). */
 export const shuttingDown = () => new AppError(ErrorCode.ServiceUnavailable, 'This server is shutting down; reconnect and send it again');
+/** `shuttingDown()` as written in an answer the transports make themselves when a stop cuts an operation short. */
+export const shuttingDownAnswer = shuttingDown().toJSON();
 export const rateLimited = (retryAfterMs: number, message = 'Too many requests; retry later') =>
   new AppError(ErrorCode.RateLimited, message, { retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)) });
 

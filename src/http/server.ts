@@ -6,7 +6,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
-import { maskError, shuttingDown } from '../errors';
+import { maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
@@ -86,7 +86,13 @@ export async function createHttpServer(deps: TransportDeps) {
     if (standing) confirmed.catch(() => undefined);
     const context = standing
       ? deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed)
-      : deps.context(await confirmed.catch((err: unknown) => Promise.reject(checkFailed(err))), requestId, deps.clientAddress(req));
+      : deps.context(
+          await confirmed.catch((err: unknown) => {
+            throw checkFailed(err);
+          }),
+          requestId,
+          deps.clientAddress(req),
+        );
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
     return context;
   });
@@ -152,7 +158,7 @@ export async function createHttpServer(deps: TransportDeps) {
       const late = setTimeout(() => {
         for (const res of answering) {
           res.setHeader('connection', 'close');
-          sendJson(res, 503, { errors: [{ message: STOPPING.message, extensions: STOPPING.extensions }] });
+          sendJson(res, 503, { errors: [shuttingDownAnswer] });
         }
       }, Math.max(0, deps.shutdown.drainMs - LATE_ANSWER_MARGIN_MS));
       await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests
@@ -164,8 +170,6 @@ export async function createHttpServer(deps: TransportDeps) {
 
 /** How long before Apollo's drain cuts the connections of requests in flight the shutdown answers them itself. */
 const LATE_ANSWER_MARGIN_MS = 250;
-/** What those requests are answered. */
-const STOPPING = shuttingDown();
 
 /** `/graphql` with or without a query string, as POSTed by clients (any other spelling goes through the router). */
 function isGraphQLPath(url: string | undefined): boolean {

@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import { shuttingDown } from '../errors';
+import { shuttingDownAnswer } from '../errors';
 
 /** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
@@ -72,14 +72,11 @@ function closeAs(extra: SocketExtra, closing: Closing): void {
  */
 function closeNow(extra: SocketExtra, code: number, reason: string): void {
   if (code === CLOSE_GOING_AWAY && extra.socket.readyState === extra.socket.OPEN) {
-    const payload = [{ message: STOPPING.message, extensions: STOPPING.extensions }];
+    const payload = [shuttingDownAnswer];
     for (const id of extra.answering ?? []) extra.socket.send(JSON.stringify({ id, type: 'error', payload }));
   }
   extra.socket.close(code, reason);
 }
-
-/** What a query or mutation still running when the instance stops is answered. */
-const STOPPING = shuttingDown();
 
 /** The socket closes (4403) because its session ended, not because its token expired (which a refresh may undo). */
 export function sessionEnded(extra: SocketExtra): boolean {

@@ -35,8 +35,9 @@ export interface TypingOptions {
  * `TYPING_THROTTLE_MS` costs nothing: no budget, no database, no Redis, no publish (concurrent repeats
  * share the first one's answer). Every other call spends one of the user's typing budget first,
  * refused or not (RATE_LIMITED when it is spent), and never the budget of other mutations: typing
- * on every keystroke does not hold up the user's sends. Typing ends `ttlMs` after the last refresh: a timer on the instance that
- * refreshed it ends it, and every instance sweeps now and then for typing whose instance died.
+ * on every keystroke does not hold up the user's sends. Typing ends `ttlMs` after the last
+ * refresh: a timer on the instance that refreshed it ends it, and every instance sweeps now and
+ * then for typing whose instance died.
  */
 export class TypingService {
   /** The last `setTyping(true)` per `roomId:userId` that went to the store, and its answer. */
