@@ -15,7 +15,7 @@
 import { mkdirSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { cleanupAll, cleanupOnSignals } from './cleanup';
-import { rssMb, sleep, startBackingServices } from './infra';
+import { rssMb, settledRssMb, sleep, startBackingServices } from './infra';
 import type { FromLoad, FromSender, Target, ToLoad, ToSender } from './protocol';
 import { startOurs, startReference } from './systems';
 import WebSocket from 'ws';
@@ -105,8 +105,7 @@ async function main(): Promise<void> {
   try {
     sender.send({ type: 'init', target: running.target });
     await sender.expect('ready', 30_000);
-    await sleep(2000);
-    const before = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
+    const before = { rssMb: await settledRssMb(pid), ...(await serverMemory(running.target.httpUrl)) };
     const inspector = running.server.problems.map((line) => /Debugger listening on (ws:\S+)/.exec(line)?.[1]).find(Boolean)!;
     await collectGarbage(inspector);
     const beforeGc = { rssMb: rssMb(pid), ...(await serverMemory(running.target.httpUrl)) };

@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os';
-import { cpuTimes, machineCpu, monotonicUs, rssMb, sleep } from './infra';
+import { cpuTimes, machineCpu, monotonicUs, rssMb, settledRssMb, sleep } from './infra';
 import type { FromLoad, FromSender, LoadResult, ToLoad, ToSender } from './protocol';
 import { scenarioLine, type ScenarioLine } from './report';
 import type { Scenario } from './scenarios';
@@ -38,7 +38,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
     sender.send({ type: 'init', target });
     await sender.expect('ready', 30_000);
 
-    const rssBeforeMb = rssMb(server.pid);
+    const rssBeforeMb = await settledRssMb(server.pid);
     say(`${system.name}/${scenario.name}: opening ${scenario.connections} subscribers from ${loads.length} processes`);
     for (const { worker, count, offset } of loads) worker.send({ type: 'connect', target, count, offset });
     await Promise.all(loads.map(({ worker }) => worker.expect('connected', CONNECT_TIMEOUT_MS)));
@@ -94,8 +94,10 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
         windowUs: [fromUs, toUs],
       });
     };
-    // A cold server (JIT, first allocations) must not fail the first rung: settle at its rate, unmeasured.
-    const settle = await phase(scenario.rates[0], false, Math.min(SETTLE_MS, scenario.durationMs));
+    // A cold server (JIT, first allocations) must not fail the first rung: settle at its rate (or,
+    // without a ladder, in the closed loop), unmeasured.
+    const settleMs = Math.min(SETTLE_MS, scenario.durationMs);
+    const settle = await (scenario.rates.length ? phase(scenario.rates[0], false, settleMs) : phase(0, true, settleMs));
     say(`${system.name}/${scenario.name}: settled (p99 ${settle.p99Ms} ms, lost ${settle.lost}; not counted)`);
     for (const rate of scenario.rates) {
       const line = await phase(rate, false);

@@ -8,6 +8,7 @@ export interface Scenario {
   /**
    * Messages per second the sender offers, one rung after the other on the same connections.
    * The ladder stops at the first rung that fails (p99 ≥ `p99LimitMs`, or anything lost or failed).
+   * Empty for a scenario that is only its closed-loop phase (`senders`).
    */
   rates: number[];
   /** Measured phase per rung. */
@@ -28,7 +29,11 @@ const quick = (env: NodeJS.ProcessEnv) => env.BENCH_QUICK === '1';
  *   is the *saturation*); at 5,000 with p99 < 1 s (the *capacity*). The 5,000 ladder also gives
  *   the idle RSS per subscribed connection, and the sender's round trip during a 5,000 fan-out.
  * - `1000rooms-5subs`: 1,000 rooms of 5 subscribers, messages spread over the rooms; then on the
- *   same connections `@50senders`: 50 sends always in flight across the rooms (persisted sends/s).
+ *   same connections `@50senders`: 50 sends always in flight across the rooms, each delivered 5
+ *   times (persisted sends/s while 5,000 subscribers receive them).
+ * - `1000rooms-1sub`: only the closed-loop phase, `@50senders`: 50 sends always in flight across
+ *   1,000 rooms with one subscriber each, so that every persisted send is also delivered and
+ *   counted (the issue's "50 concurrent senders across rooms", persisted sends/s).
  * - the three shapes of the first bench (one rung each).
  * `BENCH_DURATION_S` changes the rung duration (default 10, quick 4); `BENCH_ONLY=<name>` runs one
  * scenario; `BENCH_CUSTOM=<connections>x<rate>` (e.g. `10x500`) runs only that shape.
@@ -65,6 +70,7 @@ export function scenarios(env: NodeJS.ProcessEnv = process.env): Scenario[] {
       p99LimitMs: 100,
       senders: 50,
     },
+    { name: '1000rooms-1sub', connections: 1000, rooms: 1000, rates: [], durationMs, p99LimitMs: 100, senders: 50 },
     ...(q ? [] : [single('100subs-200msgps', 100, 200), single('1000subs-20msgps', 1000, 20), single('100subs-20msgps', 100, 20)]),
   ];
   const custom = /^(\d+)x(\d+)$/.exec(env.BENCH_CUSTOM ?? '');
