@@ -52,9 +52,10 @@ export function serveGraphQLOverWebSocket<E extends object>(
             socket.send(data, () => resolve());
           }),
         close: (code, reason) => socket.close(code, reason),
-        onMessage: (handle) =>
-          socket.on('message', async (data) => {
-            const text = String(data);
+        onMessage: (handle) => {
+          // A subscription's `handle` runs for its whole life: its frame keeps the text, not the raw
+          // frame's Buffer (and the read chunk that Buffer may be a slice of).
+          const handleText = async (text: string) => {
             try {
               await handle(text);
             } catch (err) {
@@ -68,7 +69,9 @@ export function serveGraphQLOverWebSocket<E extends object>(
               log.error({ err }, 'handling a WebSocket message failed');
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             }
-          }),
+          };
+          socket.on('message', (data) => void handleText(String(data)));
+        },
       },
       { socket, request } as E & WsTransportExtra,
     );
