@@ -30,6 +30,8 @@ export function serveGraphQLOverWebSocket<E extends object>(
   wsServer: WebSocketServer,
   options: ServerOptions<Record<string, unknown> | undefined, E & WsTransportExtra>,
   log: Logger,
+  /** Whether the socket's operation `id` is still running (its handler has not ended). */
+  running: (extra: E & WsTransportExtra, id: string) => boolean,
 ): { dispose(): Promise<void> } {
   const server = makeServer(options);
   wsServer.options.handleProtocols = handleProtocols;
@@ -42,6 +44,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
       log.info({ err: err.message, code: err.code }, 'a WebSocket sent a frame it may not; closed');
       if (socket.readyState === socket.OPEN) socket.close(CloseCode.BadRequest, 'Invalid frame');
     });
+    const extra = { socket, request } as E & WsTransportExtra;
     const closed = server.opened(
       {
         protocol: socket.protocol,
@@ -55,7 +58,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
         onMessage: (handle) => {
           // A subscription's `handle` runs for its whole life: its frame keeps the text, not the raw
           // frame's Buffer (and the read chunk that Buffer may be a slice of).
-          const handleText = async (text: string) => {
+          const handleText = async (text: string): Promise<void> => {
             try {
               await handle(text);
             } catch (err) {
@@ -70,10 +73,16 @@ export function serveGraphQLOverWebSocket<E extends object>(
               socket.close(CloseCode.InternalServerError, 'Internal server error');
             }
           };
-          socket.on('message', (data) => void handleText(String(data)));
+          let reuse: ReusedIds | undefined; // made at the client's first `complete`
+          socket.on('message', (data) => {
+            const text = String(data);
+            if (!reuse && text.includes('"complete"')) reuse = new ReusedIds(socket, handleText, (id) => running(extra, id));
+            if (reuse) reuse.received(text);
+            else void handleText(text);
+          });
         },
       },
-      { socket, request } as E & WsTransportExtra,
+      extra,
     );
     socket.once('close', (code, reason) => void closed(code, String(reason)));
   });
@@ -84,6 +93,86 @@ export function serveGraphQLOverWebSocket<E extends object>(
       await new Promise<void>((resolve, reject) => wsServer.close((err) => (err ? reject(err) : resolve())));
     },
   };
+}
+
+/** Longest a `subscribe` reusing a completed operation's id waits for that operation's handler to end. */
+const REUSE_WAIT_MS = 1000;
+
+/**
+ * A client may reuse an operation's id once it has sent `complete` for it (graphql-transport-ws).
+ * But graphql-ws's server lets the old operation's handler finish after the `complete`, and what
+ * it does last (`complete` to the client if the id is registered, then unregistering the id) hits a
+ * new operation registered meanwhile under the same id: the client is told the new one completed,
+ * and the new one is cancelled. So a `subscribe` whose id the client completed while its handler
+ * still ran waits (at most REUSE_WAIT_MS) until that handler has ended, and the socket's later
+ * messages wait behind it, in order. Made for a socket when its client first sends `complete`.
+ */
+class ReusedIds {
+  /** Ids the client completed, each with the end of the wait for its handler. */
+  private ending?: Map<string, { ended: Promise<void>; end(): void }>;
+  /** While a `subscribe` waits: the end of the socket's queue of messages. */
+  private behind?: Promise<void>;
+
+  constructor(
+    private readonly socket: WebSocket,
+    private readonly handle: (text: string) => Promise<void>,
+    private readonly running: (id: string) => boolean,
+  ) {}
+
+  received(text: string): void {
+    if (this.behind) return this.hold(this.behind.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined)));
+    const waiting = this.dispatch(text);
+    if (waiting) this.hold(waiting);
+  }
+
+  /** Hands the message to graphql-ws, or answers how long it must wait. */
+  private dispatch(text: string): Promise<void> | undefined {
+    const message = this.ending || text.includes('"complete"') ? peek(text) : undefined;
+    if (message?.type === 'complete' && this.running(message.id)) this.completed(message.id);
+    const waitFor = message?.type === 'subscribe' ? this.ending?.get(message.id)?.ended : undefined;
+    if (waitFor) return waitFor.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined));
+    void this.handle(text).then(() => {
+      if (!this.ending) return;
+      const { type, id } = peek(text) ?? {};
+      if (type === 'subscribe') this.ending.get(id!)?.end();
+    });
+    return undefined;
+  }
+
+  /** The socket's later messages wait until `until`, in order. */
+  private hold(until: Promise<void>): void {
+    const held: Promise<void> = until.then(() => {
+      if (this.behind === held) this.behind = undefined;
+    });
+    this.behind = held;
+  }
+
+  /** The client completed operation `id`, still running: a `subscribe` with its id waits for its handler's end. */
+  private completed(id: string): void {
+    const ending = (this.ending ??= new Map());
+    if (ending.has(id)) return;
+    let end!: () => void;
+    const ended = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => end(), REUSE_WAIT_MS).unref();
+      end = () => {
+        clearTimeout(timer);
+        ending.delete(id);
+        if (this.ending === ending && ending.size === 0) this.ending = undefined;
+        resolve();
+      };
+    });
+    ending.set(id, { ended, end });
+  }
+}
+
+/** A client message's type and id, if it is a JSON object with a string id. */
+function peek(text: string): { type: unknown; id: string } | undefined {
+  try {
+    const { type, id } = JSON.parse(text) as { type?: unknown; id?: unknown };
+    return typeof id === 'string' ? { type, id } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The type of a graphql-ws message that only a server sends, or undefined (for any other text). */

@@ -117,6 +117,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
     },
     log,
+    (extra, id) => extra.subscriptionIds?.has(id) === true || extra.answering?.has(id) === true,
   );
 
   return {

@@ -1,5 +1,6 @@
 import jwt from 'jsonwebtoken';
 import { TEST_SECRET, collect, must, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { rawSocket, type Frame, type RawSocket } from '../support/transports';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -102,6 +103,57 @@ describe('messageAdded', () => {
     const closed = await sub.done.then(() => undefined, (e) => e);
     expect(closed?.code).toBe(4403);
     await client.dispose();
+  });
+});
+
+describe('an operation id used again', () => {
+  /** Writes the frames in one write, so that the server reads them in one turn of its event loop. */
+  const together = (raw: RawSocket, frames: Frame[]) => {
+    const tcp = (raw.socket as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+    tcp.cork();
+    for (const frame of frames) raw.send(frame);
+    tcp.uncork();
+  };
+  const subscribe = (id: string, roomId: string, after?: string) => ({ id, type: 'subscribe', payload: { query: MESSAGE_ADDED, variables: { roomId, after } } });
+
+  it('starts a new subscription when it comes right after the complete of the one it names', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const raw = await rawSocket(server.wsUrl, ada.token);
+    raw.send(subscribe('x', roomId));
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    const first = await send(server.url, ada, roomId, 'first');
+    await raw.next((f) => f.id === 'x' && f.type === 'next' && f.payload.data.messageAdded.seq === 1);
+
+    // The new one resumes after the first message, so it gets the second wherever it is sent.
+    together(raw, [{ id: 'x', type: 'complete' }, subscribe('x', roomId, first.cursor)]);
+    await send(server.url, ada, roomId, 'second');
+    await raw.next((f) => f.id === 'x' && f.type === 'next' && f.payload.data.messageAdded.seq === 2);
+    expect(raw.frames.filter((f) => f.type === 'complete')).toEqual([]); // the new one was not told it completed
+    expect(server.app.hubs.listeners(roomId)).toBe(1);
+
+    together(raw, [{ id: 'x', type: 'complete' }]);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 0); // and it ends as any other
+    raw.close();
+  });
+
+  it('still closes the socket with 4409 for an id that is running', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const raw = await rawSocket(server.wsUrl, ada.token);
+    together(raw, [subscribe('y', roomId), subscribe('y', roomId)]);
+    expect(await raw.whenClosed).toBe(4409);
+  });
+
+  it('does not hold a subscribe whose id the client completed while nothing ran under it', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const raw = await rawSocket(server.wsUrl, ada.token);
+    const started = Date.now();
+    together(raw, [{ id: 'z', type: 'complete' }, subscribe('z', roomId)]);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    expect(Date.now() - started).toBeLessThan(900); // not the wait for a running one's end (1 s)
+    raw.close();
   });
 });
 
