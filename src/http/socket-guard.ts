@@ -28,8 +28,18 @@ class Counts {
 /** How often each WebSocket is pinged; one that has not answered the previous ping by then is cut (graphql-ws's default). */
 export const KEEP_ALIVE_MS = 12_000;
 
+/**
+ * How long a socket may stay open without its `connection_init` (graphql-ws's default, checked on
+ * the sweep: closed 4408 within a second after it).
+ */
+export const CONNECTION_INIT_WAIT_MS = 3000;
+/** graphql-ws's close code for a socket whose `connection_init` did not come in time. */
+const CLOSE_INIT_TIMEOUT = 4408;
+
 /** What the guard's sweep knows of each socket. */
 interface Watched {
+  /** When it is closed unless its `connection_init` has come (`Date.now()`); 0 once it has. */
+  initDue: number;
   /** Its TCP connection, to see whether the client takes what is written to it. */
   connection: Socket;
   /** The bytes the kernel had taken when the sweep last saw them move (or nothing waiting), and when (`Date.now()`; 0 before the first sweep). */
@@ -49,7 +59,9 @@ interface Watched {
  * are gone (a ping every `keepAliveMs` unanswered by the next), which are cut off so that nothing
  * piles up for them.
  *
- * One sweep over the sockets does both checks, on one timer: the keep-alive is ws's documented
+ * One sweep over the sockets does these checks, and closes a socket whose `connection_init` has not
+ * come within CONNECTION_INIT_WAIT_MS, on one timer (graphql-ws's own wait is a timer per socket,
+ * which its closure keeps for the socket's life): the keep-alive is ws's documented
  * heartbeat, in place of graphql-ws's, which gives each socket an interval of its own, and for
  * each ping a timeout and a pong listener. A per-socket timer wakes the process on its own (at
  * 1,000 sockets some 80 times a second); here the pings of the sockets that fall due in the same
@@ -77,14 +89,15 @@ export class SocketGuard {
       if (seen) seen.pinged = false;
     };
     wsServer.on('connection', (socket, req) => {
-      watched.set(socket, { connection: req.socket, flushed: 0, since: 0, pingDue: Date.now() + keepAliveMs, pinged: false });
+      const now = Date.now();
+      watched.set(socket, { initDue: now + CONNECTION_INIT_WAIT_MS, connection: req.socket, flushed: 0, since: 0, pingDue: now + keepAliveMs, pinged: false });
       socket.on('pong', answered);
     });
     this.sweep = setInterval(() => {
       const now = Date.now();
       for (const socket of wsServer.clients) {
         const seen = watched.get(socket);
-        if (seen && this.checkReader(socket, seen, now)) this.checkAlive(socket, seen, now);
+        if (seen && checkInitialised(socket, seen, now) && this.checkReader(socket, seen, now)) this.checkAlive(socket, seen, now);
       }
     }, Math.min(1000, Math.max(50, limits.stallTimeoutMs / 4), keepAliveMs));
     this.sweep.unref();
@@ -105,6 +118,12 @@ export class SocketGuard {
     info.req.socket.on('close', () => this.byAddress.give(address));
     done(true);
   };
+
+  /** The socket's `connection_init` has come: no longer closed for its wait. */
+  initialised(socket: WebSocket): void {
+    const seen = this.watched.get(socket);
+    if (seen) seen.initDue = 0;
+  }
 
   /**
    * Counts an authenticated socket against its user; when the user already holds `perUser`
@@ -153,6 +172,14 @@ export class SocketGuard {
     seen.pingDue = now + this.keepAliveMs;
     socket.ping();
   }
+}
+
+/** Closes a socket whose `connection_init` has not come in time; true while the socket stays. */
+function checkInitialised(socket: WebSocket, seen: Watched, now: number): boolean {
+  if (seen.initDue === 0 || seen.initDue > now) return true;
+  seen.initDue = 0;
+  if (socket.readyState === socket.OPEN) socket.close(CLOSE_INIT_TIMEOUT, 'Connection initialisation timeout');
+  return false;
 }
 
 /** `https://App.example.com/` and `https://app.example.com` are one origin. */

@@ -61,7 +61,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     {
       schema: deps.schema,
       subscribe: subscribeShared,
+      connectionInitWaitTimeout: Infinity, // `SocketGuard` closes a socket not initialised in time, on its sweep
       onConnect: async (ctx) => {
+        guard.initialised(ctx.extra.socket);
         // graphql-ws keeps the upgrade request and the connection_init payload for the socket's
         // life: keep the address instead of the request (its headers and stream state, ~1.3 KB),
         // and drop the payload (the bearer token) once read.

@@ -137,3 +137,28 @@ describe('a reader that stops reading', () => {
     stalled.socket.terminate();
   }, 120_000); // its own waits allow 60 s for the kernel's buffers to fill and 30 s for the last frames
 });
+
+describe('a socket that does not initialise', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(() => server.stop());
+
+  it('is closed with 4408 about 3 s after it opened, and one that initialises in time is not', async () => {
+    const ada = await signUp(server.url);
+    const opened = Date.now();
+    const silent = await rawSocket(server.wsUrl, null);
+    const late = await rawSocket(server.wsUrl, null);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    late.send({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}` } });
+    await late.next((f) => f.type === 'connection_ack');
+    expect(await silent.whenClosed).toBe(4408);
+    const after = Date.now() - opened;
+    expect(after).toBeGreaterThanOrEqual(3000);
+    expect(after).toBeLessThan(6000); // the sweep runs every second; the rest is slack for a loaded machine
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(late.closed()).toBeUndefined();
+    late.close();
+  });
+});
