@@ -56,17 +56,17 @@ export function serveGraphQLOverWebSocket<E extends object>(
           }),
         close: (code, reason) => socket.close(code, reason),
         onMessage: (handle) => {
-          // A subscription's `handle` runs for its whole life: its frame keeps the text, not the raw
-          // frame's Buffer (and the read chunk that Buffer may be a slice of).
+          // A subscription's `handle` runs for its whole life: its frame keeps nothing of the message
+          // (not the raw frame's Buffer, nor the read chunk that Buffer may be a slice of, nor the text).
           const handleText = async (text: string): Promise<void> => {
+            const serverOnly = serverOnlyType(text);
             try {
               await handle(text);
             } catch (err) {
               if (socket.readyState !== socket.OPEN) return void log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
-              const type = serverOnlyType(text);
-              if (type !== undefined) {
-                log.info({ type }, 'a WebSocket sent a message only a server sends; closed');
-                socket.close(CloseCode.BadRequest, `Unexpected message of type ${type}`);
+              if (serverOnly !== undefined) {
+                log.info({ type: serverOnly }, 'a WebSocket sent a message only a server sends; closed');
+                socket.close(CloseCode.BadRequest, `Unexpected message of type ${serverOnly}`);
                 return;
               }
               log.error({ err }, 'handling a WebSocket message failed');

@@ -86,6 +86,10 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
         const prepared = prepareOperation(deps.schema, deps.rules, payload);
         if (Array.isArray(prepared)) return prepared;
+        // graphql-ws keeps the message for the operation's life: let it hold the query text its
+        // admitted document was parsed from, one string for all the operations that send it.
+        const text = prepared.document.loc?.source.body;
+        if (text !== undefined && text === payload.query) (payload as { query: string }).query = text;
         if (isSubscription(prepared)) {
           const ids = (ctx.extra.subscriptionIds ??= new Set());
           if (ids.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
