@@ -1,6 +1,6 @@
 import { CloseCode, handleProtocols, makeServer, type ServerOptions } from 'graphql-ws';
 import type http from 'node:http';
-import type { WebSocket, WebSocketServer } from 'ws';
+import type { RawData, WebSocket, WebSocketServer } from 'ws';
 import type { Logger } from '../logger';
 import { CLOSE_GOING_AWAY } from './socket-sessions';
 
@@ -39,52 +39,14 @@ export function serveGraphQLOverWebSocket<E extends object>(
     log.error({ err }, 'the WebSocket server failed; closing its sockets');
     for (const client of wsServer.clients) client.close(CloseCode.InternalServerError, 'Internal server error');
   });
+  const shared: Shared<E> = { log, running };
   wsServer.on('connection', (socket: WebSocket, request: http.IncomingMessage) => {
-    socket.once('error', (err: Error & { code?: string }) => {
-      log.info({ err: err.message, code: err.code }, 'a WebSocket sent a frame it may not; closed');
-      if (socket.readyState === socket.OPEN) socket.close(CloseCode.BadRequest, 'Invalid frame');
-    });
-    const extra = { socket, request } as E & WsTransportExtra;
-    const closed = server.opened(
-      {
-        protocol: socket.protocol,
-        // A write that fails means the client is gone (ws closes the socket): nothing to answer.
-        send: (data) =>
-          new Promise<void>((resolve) => {
-            if (socket.readyState !== socket.OPEN) return resolve();
-            socket.send(data, () => resolve());
-          }),
-        close: (code, reason) => socket.close(code, reason),
-        onMessage: (handle) => {
-          // A subscription's `handle` runs for its whole life: its frame keeps nothing of the message
-          // (not the raw frame's Buffer, nor the read chunk that Buffer may be a slice of, nor the text).
-          const handleText = async (text: string): Promise<void> => {
-            const serverOnly = serverOnlyType(text);
-            try {
-              await handle(text);
-            } catch (err) {
-              if (socket.readyState !== socket.OPEN) return void log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
-              if (serverOnly !== undefined) {
-                log.info({ type: serverOnly }, 'a WebSocket sent a message only a server sends; closed');
-                socket.close(CloseCode.BadRequest, `Unexpected message of type ${serverOnly}`);
-                return;
-              }
-              log.error({ err }, 'handling a WebSocket message failed');
-              socket.close(CloseCode.InternalServerError, 'Internal server error');
-            }
-          };
-          let reuse: ReusedIds | undefined; // made at the client's first `complete`
-          socket.on('message', (data) => {
-            const text = String(data);
-            if (!reuse && text.includes('"complete"')) reuse = new ReusedIds(socket, handleText, (id) => running(extra, id));
-            if (reuse) reuse.received(text);
-            else void handleText(text);
-          });
-        },
-      },
-      extra,
-    );
-    socket.once('close', (code, reason) => void closed(code, String(reason)));
+    const transport = new SocketTransport<E>(socket, { socket, request } as E & WsTransportExtra, shared);
+    transports.set(socket, transport);
+    socket.on('error', onSocketError);
+    transport.closed = server.opened(transport, transport.extra);
+    socket.on('message', onSocketMessage);
+    socket.on('close', onSocketClose); // a WebSocket closes once
   });
   return {
     async dispose() {
@@ -93,6 +55,97 @@ export function serveGraphQLOverWebSocket<E extends object>(
       await new Promise<void>((resolve, reject) => wsServer.close((err) => (err ? reject(err) : resolve())));
     },
   };
+}
+
+/** What the transports of all sockets share. */
+interface Shared<E extends object> {
+  log: Logger;
+  running: (extra: E & WsTransportExtra, id: string) => boolean;
+}
+
+/** Each socket's transport, for the listeners every socket shares (`this` is the socket). */
+const transports = new WeakMap<WebSocket, Pick<SocketTransport<object>, 'received' | 'closed'> & { shared: { log: Logger } }>();
+
+function onSocketMessage(this: WebSocket, data: RawData): void {
+  transports.get(this)?.received(String(data));
+}
+
+function onSocketClose(this: WebSocket, code: number, reason: Buffer): void {
+  void transports.get(this)?.closed?.(code, String(reason));
+}
+
+function onSocketError(this: WebSocket, err: Error & { code?: string }): void {
+  transports.get(this)?.shared.log.info({ err: err.message, code: err.code }, 'a WebSocket sent a frame it may not; closed');
+  if (this.readyState === this.OPEN) this.close(CloseCode.BadRequest, 'Invalid frame');
+}
+
+/**
+ * graphql-ws's view of one socket. One object per socket with its methods shared, and the socket's
+ * listeners shared by every socket: a socket holds no closures of this module.
+ */
+class SocketTransport<E extends object> {
+  readonly protocol: string;
+  /** graphql-ws's handler of the socket's messages. */
+  private handle?: (text: string) => Promise<void>;
+  /** Made at the client's first `complete`. */
+  private reuse?: ReusedIds;
+  /** Tells graphql-ws the socket closed. */
+  closed?: (code: number, reason: string) => Promise<void>;
+
+  constructor(
+    private readonly socket: WebSocket,
+    readonly extra: E & WsTransportExtra,
+    readonly shared: Shared<E>,
+  ) {
+    this.protocol = socket.protocol;
+  }
+
+  /** A write that fails means the client is gone (ws closes the socket): nothing to answer. */
+  send(data: string): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.socket.readyState !== this.socket.OPEN) return resolve();
+      this.socket.send(data, () => resolve());
+    });
+  }
+
+  close(code: number, reason: string): void {
+    this.socket.close(code, reason);
+  }
+
+  onMessage(handle: (text: string) => Promise<void>): void {
+    this.handle = handle;
+  }
+
+  received(text: string): void {
+    if (!this.reuse && text.includes('"complete"')) {
+      this.reuse = new ReusedIds(this.socket, (t) => this.handleText(t), (id) => this.shared.running(this.extra, id));
+    }
+    if (this.reuse) this.reuse.received(text);
+    else void this.handleText(text);
+  }
+
+  /**
+   * Hands a message to graphql-ws. A subscription's handler runs for its whole life: its frame keeps
+   * nothing of the message (not the raw frame's Buffer, nor the read chunk that Buffer may be a
+   * slice of, nor the text).
+   */
+  async handleText(text: string): Promise<void> {
+    if (!this.handle) return;
+    const { socket, shared } = this;
+    const serverOnly = serverOnlyType(text);
+    try {
+      await this.handle(text);
+    } catch (err) {
+      if (socket.readyState !== socket.OPEN) return void shared.log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
+      if (serverOnly !== undefined) {
+        shared.log.info({ type: serverOnly }, 'a WebSocket sent a message only a server sends; closed');
+        socket.close(CloseCode.BadRequest, `Unexpected message of type ${serverOnly}`);
+        return;
+      }
+      shared.log.error({ err }, 'handling a WebSocket message failed');
+      socket.close(CloseCode.InternalServerError, 'Internal server error');
+    }
+  }
 }
 
 /** Longest a `subscribe` reusing a completed operation's id waits for that operation's handler to end. */
