@@ -49,6 +49,8 @@ interface Watched {
   pingDue: number;
   /** Pinged, and not answered since. */
   pinged: boolean;
+  /** The user it counts for, once admitted (`admitUser`). */
+  userId?: string;
 }
 
 /**
@@ -73,6 +75,11 @@ export class SocketGuard {
   private readonly origins: Set<string> | '*';
   private readonly sweep: NodeJS.Timeout;
   private readonly watched = new WeakMap<WebSocket, Watched>();
+  /** The address each TCP connection that asked for a WebSocket counts for, until it closes. */
+  private readonly addresses = new WeakMap<Socket, string>();
+  /** Listeners every socket shares (`this` is the socket): no closure per socket. */
+  private readonly givesAddress: (this: Socket) => void;
+  private readonly givesUser: (this: WebSocket) => void;
 
   constructor(
     wsServer: WebSocketServer,
@@ -82,7 +89,18 @@ export class SocketGuard {
     private readonly keepAliveMs = KEEP_ALIVE_MS,
   ) {
     this.origins = corsOrigins === '*' ? '*' : new Set(corsOrigins.map(originOf));
-    const { watched } = this;
+    const { watched, addresses, byAddress, byUser } = this;
+    this.givesAddress = function () {
+      const address = addresses.get(this);
+      addresses.delete(this);
+      if (address !== undefined) byAddress.give(address);
+    };
+    this.givesUser = function () {
+      const seen = watched.get(this);
+      if (seen?.userId === undefined) return;
+      byUser.give(seen.userId);
+      seen.userId = undefined;
+    };
     // One listener for every socket's pongs, not a closure each.
     const answered = function (this: WebSocket) {
       const seen = watched.get(this);
@@ -115,7 +133,8 @@ export class SocketGuard {
       return;
     }
     // The place is given back when the TCP connection closes (once), also when the handshake fails.
-    info.req.socket.on('close', () => this.byAddress.give(address));
+    this.addresses.set(info.req.socket, address);
+    info.req.socket.on('close', this.givesAddress);
     done(true);
   };
 
@@ -134,7 +153,13 @@ export class SocketGuard {
       socket.close(CloseCode.TooManyConnections, 'Too many WebSockets for this user');
       return false;
     }
-    socket.on('close', () => this.byUser.give(userId)); // a WebSocket closes once
+    const seen = this.watched.get(socket);
+    if (seen) {
+      seen.userId = userId;
+      socket.on('close', this.givesUser);
+    } else {
+      socket.on('close', () => this.byUser.give(userId)); // a socket the guard did not see open (none in practice)
+    }
     return true;
   }
 

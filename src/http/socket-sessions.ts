@@ -108,6 +108,8 @@ export function operationAnswered(extra: SocketExtra, id: string): void {
 class Tracked implements SocketAuth {
   readonly sessionId: string;
   timer?: NodeJS.Timeout;
+  /** Who tracks it. */
+  owner?: SocketSessions;
 
   constructor(readonly extra: SocketExtra, viewer: Viewer) {
     this.sessionId = viewer.sessionId;
@@ -127,6 +129,15 @@ class Tracked implements SocketAuth {
 }
 
 const closeExpired = (extra: SocketExtra) => closeAfterAnswers(extra, CLOSE_FORBIDDEN, TOKEN_EXPIRED);
+
+/** The sockets being tracked, for the one close listener they share (`this` is the socket). */
+const trackedSockets = new WeakMap<WebSocket, Tracked>();
+
+function untrackOnClose(this: WebSocket): void {
+  const tracked = trackedSockets.get(this);
+  trackedSockets.delete(this);
+  if (tracked) tracked.owner?.untrack(tracked);
+}
 
 /**
  * The authentication of graphql-ws sockets: checks the token and its session in `connection_init`
@@ -220,13 +231,16 @@ export class SocketSessions {
 
   private track(viewer: Viewer, extra: SocketExtra): void {
     const tracked = new Tracked(extra, viewer);
+    trackedSockets.set(extra.socket, tracked);
     const set = this.bySession.get(viewer.sessionId) ?? new Set<Tracked>();
     this.bySession.set(viewer.sessionId, set.add(tracked));
     extra.auth = tracked;
-    extra.socket.on('close', () => this.untrack(tracked)); // a WebSocket closes once
+    tracked.owner = this;
+    extra.socket.on('close', untrackOnClose); // a WebSocket closes once
   }
 
-  private untrack(tracked: Tracked): void {
+  /** A tracked socket closed. */
+  untrack(tracked: Tracked): void {
     clearTimeout(tracked.timer);
     const set = this.bySession.get(tracked.sessionId);
     if (!set?.delete(tracked)) return;
