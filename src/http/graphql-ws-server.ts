@@ -30,7 +30,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
   wsServer: WebSocketServer,
   options: ServerOptions<Record<string, unknown> | undefined, E & WsTransportExtra>,
   log: Logger,
-  /** Whether the socket's operation `id` is still running (its handler has not ended). */
+  /** Whether the socket's operation `id` is still running (graphql-ws has not yet called `onComplete` for it). */
   running: (extra: E & WsTransportExtra, id: string) => boolean,
 ): { dispose(): Promise<void> } {
   const server = makeServer(options);
@@ -148,21 +148,22 @@ class SocketTransport<E extends object> {
   }
 }
 
-/** Longest a `subscribe` reusing a completed operation's id waits for that operation's handler to end. */
-const REUSE_WAIT_MS = 1000;
+/** Longest a `subscribe` reusing a completed operation's id waits for that operation to end. */
+const REUSE_WAIT_MS = 5000;
 
 /**
  * A client may reuse an operation's id once it has sent `complete` for it (graphql-transport-ws).
  * But graphql-ws's server lets the old operation's handler finish after the `complete`, and what
  * it does last (`complete` to the client if the id is registered, then unregistering the id) hits a
  * new operation registered meanwhile under the same id: the client is told the new one completed,
- * and the new one is cancelled. So a `subscribe` whose id the client completed while its handler
- * still ran waits (at most REUSE_WAIT_MS) until that handler has ended, and the socket's later
- * messages wait behind it, in order. Made for a socket when its client first sends `complete`.
+ * and the new one is cancelled. So a `subscribe` whose id the client completed while that
+ * operation still ran waits until it has ended (`running` says no more, then one turn of the event
+ * loop for the handler's last steps; at most REUSE_WAIT_MS), and the socket's later messages wait
+ * behind it, in order. Made for a socket when its client first sends `complete`.
  */
 class ReusedIds {
-  /** Ids the client completed, each with the end of the wait for its handler. */
-  private ending?: Map<string, { ended: Promise<void>; end(): void }>;
+  /** Ids the client completed while they ran, each with the end of the wait for them. */
+  private ending?: Map<string, Promise<void>>;
   /** While a `subscribe` waits: the end of the socket's queue of messages. */
   private behind?: Promise<void>;
 
@@ -182,13 +183,9 @@ class ReusedIds {
   private dispatch(text: string): Promise<void> | undefined {
     const message = this.ending || text.includes('"complete"') ? peek(text) : undefined;
     if (message?.type === 'complete' && this.running(message.id)) this.completed(message.id);
-    const waitFor = message?.type === 'subscribe' ? this.ending?.get(message.id)?.ended : undefined;
+    const waitFor = message?.type === 'subscribe' ? this.ending?.get(message.id) : undefined;
     if (waitFor) return waitFor.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined));
-    void this.handle(text).then(() => {
-      if (!this.ending) return;
-      const { type, id } = peek(text) ?? {};
-      if (type === 'subscribe') this.ending.get(id!)?.end();
-    });
+    void this.handle(text);
     return undefined;
   }
 
@@ -200,21 +197,21 @@ class ReusedIds {
     this.behind = held;
   }
 
-  /** The client completed operation `id`, still running: a `subscribe` with its id waits for its handler's end. */
+  /** The client completed operation `id`, still running: a `subscribe` with its id waits for its end. */
   private completed(id: string): void {
     const ending = (this.ending ??= new Map());
     if (ending.has(id)) return;
-    let end!: () => void;
+    const until = Date.now() + REUSE_WAIT_MS;
     const ended = new Promise<void>((resolve) => {
-      const timer = setTimeout(() => end(), REUSE_WAIT_MS).unref();
-      end = () => {
-        clearTimeout(timer);
+      const check = () => {
+        if (this.running(id) && Date.now() < until) return void setTimeout(check, 1).unref();
         ending.delete(id);
         if (this.ending === ending && ending.size === 0) this.ending = undefined;
-        resolve();
+        setImmediate(resolve); // the handler's last steps (unregistering the id) come right after
       };
+      setImmediate(check);
     });
-    ending.set(id, { ended, end });
+    ending.set(id, ended);
   }
 }
 

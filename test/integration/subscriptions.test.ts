@@ -125,11 +125,13 @@ describe('an operation id used again', () => {
     const first = await send(server.url, ada, roomId, 'first');
     await raw.next((f) => f.id === 'x' && f.type === 'next' && f.payload.data.messageAdded.seq === 1);
 
-    // The new one resumes after the first message, so it gets the second wherever it is sent.
-    together(raw, [{ id: 'x', type: 'complete' }, subscribe('x', roomId, first.cursor)]);
+    // The new one resumes after the first message, so it gets the second wherever it is sent; the
+    // socket's next message waits behind it, and neither waits out the longest wait (5 s).
+    together(raw, [{ id: 'x', type: 'complete' }, subscribe('x', roomId, first.cursor), { id: 'q', type: 'subscribe', payload: { query: '{ me { id } }' } }]);
     await send(server.url, ada, roomId, 'second');
-    await raw.next((f) => f.id === 'x' && f.type === 'next' && f.payload.data.messageAdded.seq === 2);
-    expect(raw.frames.filter((f) => f.type === 'complete')).toEqual([]); // the new one was not told it completed
+    await raw.next((f) => f.id === 'x' && f.type === 'next' && f.payload.data.messageAdded.seq === 2, 3000);
+    await raw.next((f) => f.id === 'q' && f.type === 'next', 3000);
+    expect(raw.frames.filter((f) => f.id === 'x' && f.type === 'complete')).toEqual([]); // the new one was not told it completed
     expect(server.app.hubs.listeners(roomId)).toBe(1);
 
     together(raw, [{ id: 'x', type: 'complete' }]);
