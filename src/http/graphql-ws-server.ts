@@ -15,14 +15,17 @@ export interface WsTransportExtra {
 
 /**
  * graphql-ws's server (`makeServer`) on the sockets of `wsServer`, wired as graphql-ws's own `useServer`
- * (graphql-ws/use/ws) wires it, with two differences:
+ * (graphql-ws/use/ws) wires it, with these differences:
  * - what a client causes is not printed as a stack trace to standard error (any client could fill
  *   the logs that way) but logged once through `log`: a frame ws refuses (too large, malformed: ws
  *   closes the socket with 1009 or 1002 itself), a client gone while it was answered (a failed
  *   write is no error of this server), and a message of a type only a server sends
  *   (`next`, `error`, `connection_ack`), which graphql-ws takes for an error of this server (4500)
  *   and which is closed 4400 here, as the protocol answers a message it does not expect;
- * - no keep-alive timers per socket (`SocketGuard` pings every socket on one sweep).
+ * - no keep-alive timers per socket (`SocketGuard` pings every socket on one sweep);
+ * - a `subscribe` that reuses the id of an operation the client just completed waits for that
+ *   operation's end (`ReusedIds`);
+ * - no closure per socket: one `SocketTransport` object each, listeners shared by all.
  * A failure of this server's own hooks is logged as an error and closed 4500 "Internal server
  * error", without its message.
  */
@@ -182,8 +185,14 @@ class ReusedIds {
   /** Hands the message to graphql-ws, or answers how long it must wait. */
   private dispatch(text: string): Promise<void> | undefined {
     const message = this.ending || text.includes('"complete"') ? peek(text) : undefined;
-    if (message?.type === 'complete' && this.running(message.id)) this.completed(message.id);
-    const waitFor = message?.type === 'subscribe' ? this.ending?.get(message.id) : undefined;
+    if (typeof message?.id !== 'string') {
+      void this.handle(text);
+      return undefined;
+    }
+    const { type } = message;
+    const id: string = message.id;
+    if (type === 'complete' && this.running(id)) this.completed(id);
+    const waitFor = type === 'subscribe' ? this.ending?.get(id) : undefined;
     if (waitFor) return waitFor.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined));
     void this.handle(text);
     return undefined;
@@ -215,11 +224,11 @@ class ReusedIds {
   }
 }
 
-/** A client message's type and id, if it is a JSON object with a string id. */
-function peek(text: string): { type: unknown; id: string } | undefined {
+/** A client message's type and id as it sent them; undefined for text that is not a JSON object. */
+function peek(text: string): { type?: unknown; id?: unknown } | undefined {
   try {
-    const { type, id } = JSON.parse(text) as { type?: unknown; id?: unknown };
-    return typeof id === 'string' ? { type, id } : undefined;
+    const message: unknown = JSON.parse(text);
+    return typeof message === 'object' && message !== null ? (message as { type?: unknown; id?: unknown }) : undefined;
   } catch {
     return undefined;
   }
@@ -227,10 +236,6 @@ function peek(text: string): { type: unknown; id: string } | undefined {
 
 /** The type of a graphql-ws message that only a server sends, or undefined (for any other text). */
 function serverOnlyType(text: string): string | undefined {
-  try {
-    const { type } = JSON.parse(text) as { type?: unknown };
-    return typeof type === 'string' && !FROM_CLIENTS.has(type) ? type : undefined;
-  } catch {
-    return undefined;
-  }
+  const type = peek(text)?.type;
+  return typeof type === 'string' && !FROM_CLIENTS.has(type) ? type : undefined;
 }
