@@ -128,26 +128,26 @@ class SocketTransport<E extends object> {
   }
 
   /**
-   * Hands a message to graphql-ws. A subscription's handler runs for its whole life: its frame keeps
-   * nothing of the message (not the raw frame's Buffer, nor the read chunk that Buffer may be a
-   * slice of, nor the text).
+   * Hands a message to graphql-ws. A subscription's handler runs for its whole life: what waits for
+   * its end keeps nothing of the message (not the raw frame's Buffer, nor the read chunk that Buffer
+   * may be a slice of, nor the text), and is a promise reaction, not a suspended async function.
    */
-  async handleText(text: string): Promise<void> {
-    if (!this.handle) return;
-    const { socket, shared } = this;
+  handleText(text: string): Promise<void> {
+    if (!this.handle) return Promise.resolve();
     const serverOnly = serverOnlyType(text);
-    try {
-      await this.handle(text);
-    } catch (err) {
-      if (socket.readyState !== socket.OPEN) return void shared.log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
-      if (serverOnly !== undefined) {
-        shared.log.info({ type: serverOnly }, 'a WebSocket sent a message only a server sends; closed');
-        socket.close(CloseCode.BadRequest, `Unexpected message of type ${serverOnly}`);
-        return;
-      }
-      shared.log.error({ err }, 'handling a WebSocket message failed');
-      socket.close(CloseCode.InternalServerError, 'Internal server error');
+    return this.handle(text).then(undefined, (err: unknown) => this.failed(err, serverOnly));
+  }
+
+  private failed(err: unknown, serverOnly: string | undefined): void {
+    const { socket, shared } = this;
+    if (socket.readyState !== socket.OPEN) return void shared.log.debug({ err: (err as Error).message }, 'a WebSocket went away while its message was handled');
+    if (serverOnly !== undefined) {
+      shared.log.info({ type: serverOnly }, 'a WebSocket sent a message only a server sends; closed');
+      socket.close(CloseCode.BadRequest, `Unexpected message of type ${serverOnly}`);
+      return;
     }
+    shared.log.error({ err }, 'handling a WebSocket message failed');
+    socket.close(CloseCode.InternalServerError, 'Internal server error');
   }
 }
 
