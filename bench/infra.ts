@@ -119,7 +119,7 @@ export function rssMb(pid: number): number {
 /**
  * The process's RSS once it has stopped falling (MB): what a server holds before the connections of
  * a measurement come. Right after ours' set-up (sign-ups: each argon2 hash takes 19 MiB) it may still
- * holds tens of MB that its allocators give back within seconds; read then, that memory, taken up
+ * hold tens of MB that its allocators give back within seconds; read then, that memory, taken up
  * again by the connections, would go uncounted. Read every second until the last three readings
  * fell less than 0.5 MB in all, at most `maxMs`.
  */
