@@ -124,8 +124,7 @@ export class RoomHub {
       const head = await this.store.head(this.roomId);
       const users = this.users();
       const members = await this.store.members(this.roomId, users);
-      this.revoke(users.filter((userId) => !members.has(userId)));
-      if (head.lastChange > this.position) await this.fill(head.lastChange);
+      await this.settle(head.lastChange, users, (userId) => members.has(userId));
     });
   }
 
@@ -134,15 +133,19 @@ export class RoomHub {
     return [...new Set(this.listeners.values())];
   }
 
-  /**
-   * From a check of every hub at once (`HubRegistry`, as `heal` does for one): re-signals the
-   * removal of each of `users` (its listeners' users) who is no longer a member, then reads and fans
-   * out the tail up to `lastChange` (read before the members) when the hub is behind.
-   */
+  /** From a check of every hub at once (`HubRegistry`), what `heal` does for one: `settle`. */
   catchUp(lastChange: number, users: string[], isMember: (userId: string) => boolean): void {
-    const gone = users.filter((userId) => !isMember(userId));
-    if (gone.length > 0) this.enqueue(async () => this.revoke(gone));
-    if (lastChange > this.position) this.enqueue(() => this.fill(lastChange));
+    this.enqueue(() => this.settle(lastChange, users, isMember));
+  }
+
+  /**
+   * Re-signals the removal of each of `users` (its listeners' users) who is no longer a member,
+   * then reads and fans out the tail up to `lastChange` (read before the members) when the hub is
+   * behind.
+   */
+  private async settle(lastChange: number, users: string[], isMember: (userId: string) => boolean): Promise<void> {
+    this.revoke(users.filter((userId) => !isMember(userId)));
+    if (lastChange > this.position) await this.fill(lastChange);
   }
 
   /**

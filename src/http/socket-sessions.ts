@@ -108,10 +108,13 @@ export function operationAnswered(extra: SocketExtra, id: string): void {
 class Tracked implements SocketAuth {
   readonly sessionId: string;
   timer?: NodeJS.Timeout;
-  /** Who tracks it. */
-  owner?: SocketSessions;
 
-  constructor(readonly extra: SocketExtra, viewer: Viewer) {
+  constructor(
+    readonly extra: SocketExtra,
+    viewer: Viewer,
+    /** Who tracks it. */
+    readonly owner: SocketSessions,
+  ) {
     this.sessionId = viewer.sessionId;
     this.renew(viewer);
   }
@@ -136,7 +139,7 @@ const trackedSockets = new WeakMap<WebSocket, Tracked>();
 function untrackOnClose(this: WebSocket): void {
   const tracked = trackedSockets.get(this);
   trackedSockets.delete(this);
-  if (tracked) tracked.owner?.untrack(tracked);
+  tracked?.owner.untrack(tracked);
 }
 
 /**
@@ -230,12 +233,11 @@ export class SocketSessions {
   }
 
   private track(viewer: Viewer, extra: SocketExtra): void {
-    const tracked = new Tracked(extra, viewer);
+    const tracked = new Tracked(extra, viewer, this);
     trackedSockets.set(extra.socket, tracked);
     const set = this.bySession.get(viewer.sessionId) ?? new Set<Tracked>();
     this.bySession.set(viewer.sessionId, set.add(tracked));
     extra.auth = tracked;
-    tracked.owner = this;
     extra.socket.on('close', untrackOnClose); // a WebSocket closes once
   }
 

@@ -77,6 +77,19 @@ describe('SocketSessions', () => {
     expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
   });
 
+  it('stops tracking a socket once it closes: its session is no longer checked', async () => {
+    const asked: string[][] = [];
+    const { service, signalsLost } = sessionsWith(async () => true);
+    (service as unknown as { ended(ids: string[]): Promise<string[]> }).ended = async (ids) => (asked.push(ids), []);
+    sockets = new SocketSessions(tokens, service, log, 60_000);
+    const a = await connect(sockets, tokens.issue('u1', 's1').token);
+    await connect(sockets, tokens.issue('u2', 's2').token);
+    a.socket.close(1000, 'bye');
+    signalsLost();
+    await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toEqual([['s2']]);
+  });
+
   it('refuses an ended session, says Token expired for an expired token, and refuses no token at all', async () => {
     sockets = new SocketSessions(tokens, sessionsWith(async () => false).service, log, 60_000);
     const ended = await connect(sockets, tokens.issue('u1', 's1').token);
