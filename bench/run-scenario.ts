@@ -26,7 +26,14 @@ export const say = (text: string) => console.error(`[bench] ${text}`);
  * a drain and one line — until a rung fails; then the closed-loop phase, if any. Every process it
  * forked is stopped before it returns or throws. `onLine` gets each line as it is made.
  */
-export async function runScenario(system: RunningSystem, scenario: Scenario, processes: number, onLine: (line: ScenarioLine) => void): Promise<ScenarioLine[]> {
+export async function runScenario(
+  system: RunningSystem,
+  scenario: Scenario,
+  processes: number,
+  onLine: (line: ScenarioLine) => void,
+  /** Called as each measured rung's sending begins (not the settle phase): work to run under its load. */
+  duringRung?: (rate: number) => void,
+): Promise<ScenarioLine[]> {
   const { target, server } = system;
   const sender = new Worker<ToSender, FromSender>(`${system.name} sender`, 'sender.ts');
   const counts = shares(scenario.connections, processes);
@@ -53,7 +60,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
     const delivered = new Map<Worker<ToLoad, FromLoad>, number>();
     let rung = 0;
     for (const { worker } of loads) worker.on('progress', (m) => m.rung === rung && delivered.set(worker, m.delivered));
-    const phase = async (rate: number, closedLoop: boolean, durationMs = scenario.durationMs): Promise<ScenarioLine> => {
+    const phase = async (rate: number, closedLoop: boolean, durationMs = scenario.durationMs, measured = true): Promise<ScenarioLine> => {
       rung++;
       delivered.clear();
       for (const { worker } of loads) worker.send({ type: 'rung', rung });
@@ -66,6 +73,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
       const what = closedLoop ? `${scenario.senders} sends in flight` : `${rate} msg/s`;
       say(`${system.name}/${scenario.name}: ${what} for ${durationMs / 1000} s`);
       sender.send({ type: 'run', rung, rate, durationMs, maxInFlight: closedLoop ? scenario.senders! : MAX_IN_FLIGHT, rooms: scenario.rooms, closedLoop });
+      if (measured) duringRung?.(rate);
       const { result: send } = await sender.expect('done', 3 * durationMs + 30_000);
 
       const perMessage = scenario.connections / scenario.rooms;
@@ -97,7 +105,7 @@ export async function runScenario(system: RunningSystem, scenario: Scenario, pro
     // A cold server (JIT, first allocations) must not fail the first rung: settle at its rate (or,
     // without a ladder, in the closed loop), unmeasured.
     const settleMs = Math.min(SETTLE_MS, scenario.durationMs);
-    const settle = await (scenario.rates.length ? phase(scenario.rates[0], false, settleMs) : phase(0, true, settleMs));
+    const settle = await (scenario.rates.length ? phase(scenario.rates[0], false, settleMs, false) : phase(0, true, settleMs, false));
     say(`${system.name}/${scenario.name}: settled (p99 ${settle.p99Ms} ms, lost ${settle.lost}; not counted)`);
     for (const rate of scenario.rates) {
       const line = await phase(rate, false);

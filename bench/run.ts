@@ -6,12 +6,12 @@
  */
 import { availableParallelism } from 'node:os';
 import { cleanupAll, cleanupOnSignals, interrupted } from './cleanup';
-import { startBackingServices } from './infra';
-import { catchUp } from './catchup';
+import { sleep, startBackingServices } from './infra';
+import { catchUp, writeBacklog } from './catchup';
 import { ladderRatioLine, ladderSummary, ratioLine, round, type LadderSummary, type ScenarioLine } from './report';
 import { passes, runScenario, say } from './run-scenario';
 import type { SystemName } from './protocol';
-import { loadProcesses, scenarios } from './scenarios';
+import { catchUpUnderLoad, loadProcesses, scenarios } from './scenarios';
 import { startOurs, startReference, type RunningSystem, type Setup } from './systems';
 
 const NOTE =
@@ -74,20 +74,38 @@ async function main(): Promise<void> {
   }
   if (!only || only === 'ours') {
     const behind = Number(process.env.BENCH_CATCHUP ?? 10_000);
-    if (!process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(`catchup-${behind}`)) {
+    const wanted = (name: string) => !process.env.BENCH_ONLY || process.env.BENCH_ONLY.split(',').includes(name);
+    const oursOnly = async (name: string, setup: Setup, run: (system: RunningSystem) => Promise<void>) => {
       try {
-        const system = await startOurs(backing);
+        const system = await startOurs(backing, setup);
         try {
-          say(`ours/catchup-${behind}: writing the backlog, then resuming one subscriber`);
-          print(await catchUp(system, behind));
+          await run(system);
         } finally {
           await system.stop();
         }
       } catch (err) {
         if (interrupted()) throw err;
-        print({ scenario: `catchup-${behind}`, system: 'ours', error: (err as Error).message });
+        print({ scenario: name, system: 'ours', error: (err as Error).message });
         process.exitCode = 1;
       }
+    };
+    if (wanted(`catchup-${behind}`)) {
+      await oursOnly(`catchup-${behind}`, { rooms: 1, connections: 0 }, async (system) => {
+        say(`ours/catchup-${behind}: writing the backlog, then resuming one subscriber`);
+        print(await catchUp(system, await writeBacklog(system, behind)));
+      });
+    }
+    const load = catchUpUnderLoad(behind);
+    if (wanted(load.scenario.name)) {
+      await oursOnly(load.scenario.name, { rooms: 1, connections: load.scenario.connections }, async (system) => {
+        say(`ours/${load.scenario.name}: writing the backlog; ${load.readers} subscribers resume ${load.startAfterMs / 1000} s into the live rung`);
+        const backlog = await writeBacklog(system, behind);
+        let readers: Promise<void> | undefined;
+        await runScenario(system, load.scenario, processes, print, () => {
+          readers = sleep(load.startAfterMs).then(async () => print(await catchUp(system, backlog, load.readers, `${load.scenario.name}@readers`)));
+        });
+        await readers;
+      });
     }
   }
   for (const line of ratios) print(line);

@@ -83,3 +83,21 @@ export function scenarios(env: NodeJS.ProcessEnv = process.env): Scenario[] {
 
 /** Load processes the subscribers are spread over (`BENCH_LOAD_PROCS`, default 4). */
 export const loadProcesses = (env: NodeJS.ProcessEnv = process.env): number => Number(env.BENCH_LOAD_PROCS ?? 4);
+
+/**
+ * `catchup-under-load`: 1,000 subscribers receive 20 msg/s in one room (a rung of 15 s, p99 < 100 ms
+ * to pass, as at N = 1,000) while, `startAfterMs` into it, `readers` more subscribers resume
+ * `messageAdded` `behind` messages back at once (a reconnect storm after a deploy): the rung's p99
+ * is what the live subscribers saw meanwhile, the readers' line how long catching up took.
+ */
+export function catchUpUnderLoad(behind: number, env: NodeJS.ProcessEnv = process.env) {
+  const scenario: Scenario = {
+    name: 'catchup-under-load',
+    connections: 1000,
+    rooms: 1,
+    rates: [20],
+    durationMs: Number(env.BENCH_CATCHUP_DURATION_S ?? 15) * 1000,
+    p99LimitMs: 100,
+  };
+  return { scenario, behind, readers: Number(env.BENCH_CATCHUP_READERS ?? 20), startAfterMs: 1000 };
+}

@@ -1,7 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { catchUpTurn, nextTurn } from '../catch-up';
+import { catchUpTurn, liveWriteOut, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
@@ -259,6 +259,8 @@ class Lane {
   /** The subscribers a slice gave a first result to (reused: a slice allocates nothing per subscriber). */
   private readonly touched: Array<FrameTarget | undefined> = [];
   private scheduled = false;
+  /** Ends the write-out's mark (`liveWriteOut`) once nothing is left to write. */
+  private writing?: () => void;
   /** The oldest execution has waited over STALL_MS (checked as each new one is made; cleared as executions settle). */
   stalled = false;
 
@@ -317,6 +319,7 @@ class Lane {
     }
     if (this.ready.length > 0 && !this.scheduled) {
       this.scheduled = true;
+      this.writing ??= liveWriteOut();
       setImmediate(this.writeOut);
     }
   };
@@ -359,7 +362,9 @@ class Lane {
       touched[i] = undefined;
     }
     this.scheduled = this.atRun < this.batch.length || this.ready.length > 0;
-    if (this.scheduled) setImmediate(this.writeOut);
+    if (this.scheduled) return void setImmediate(this.writeOut);
+    this.writing?.();
+    this.writing = undefined;
   };
 }
 

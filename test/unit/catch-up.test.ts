@@ -1,4 +1,4 @@
-import { CATCH_UP_CONCURRENCY, catchUpTurn } from '../../src/catch-up';
+import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_FIRST_MAX_MS, liveWriteOut } from '../../src/catch-up';
 
 describe('catchUpTurn', () => {
   it(`runs at most ${CATCH_UP_CONCURRENCY} at once, first come first served`, async () => {
@@ -44,5 +44,32 @@ describe('catchUpTurn', () => {
     });
     await expect(failed).rejects.toThrow('no database');
     await expect(catchUpTurn(async () => 7)).resolves.toBe(7);
+  });
+
+  it('starts no turn while live frames are being written, and starts once they are', async () => {
+    const end = liveWriteOut();
+    let started = false;
+    const turn = catchUpTurn(async () => void (started = true));
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+    expect(started).toBe(false);
+    end();
+    end(); // a second call changes nothing
+    await turn;
+    expect(started).toBe(true);
+    // With the mark ended twice, the next turn does not wait.
+    const since = performance.now();
+    await catchUpTurn(async () => undefined);
+    expect(performance.now() - since).toBeLessThan(LIVE_FIRST_MAX_MS);
+  });
+
+  it(`starts anyway once live writing has held it ${LIVE_FIRST_MAX_MS} ms`, async () => {
+    const end = liveWriteOut();
+    try {
+      const since = performance.now();
+      await catchUpTurn(async () => undefined);
+      expect(performance.now() - since).toBeGreaterThanOrEqual(LIVE_FIRST_MAX_MS);
+    } finally {
+      end();
+    }
   });
 });

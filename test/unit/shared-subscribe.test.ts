@@ -1,6 +1,6 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { CATCH_UP_CONCURRENCY } from '../../src/catch-up';
+import { CATCH_UP_CONCURRENCY, catchUpTurn } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import type { PushSink } from '../../src/push-stream';
 
@@ -368,6 +368,17 @@ describe('subscribeShared', () => {
       expect(writtenWhenOtherWorkRan).toBeGreaterThan(0);
       expect(writtenWhenOtherWorkRan).toBeLessThan(1200);
       await Promise.all(subs.map((s) => s.until(1)));
+      await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it('starts no catch-up turn until a large fan-out is written, though other work runs between its slices', async () => {
+      const { schema, emit } = pushSetup();
+      const subs = await Promise.all(Array.from({ length: 1200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`)));
+      emit({ n: 1 });
+      await new Promise((r) => setTimeout(r, 0)); // the execution settles; the write-out is under way
+      let writtenWhenTurnStarted = -1;
+      await catchUpTurn(async () => void (writtenWhenTurnStarted = subs.filter((s) => s.frames.length > 0).length));
+      expect(writtenWhenTurnStarted).toBe(1200);
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
