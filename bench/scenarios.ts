@@ -95,7 +95,7 @@ export function catchUpUnderLoad(behind: number, env: NodeJS.ProcessEnv = proces
     name: 'catchup-under-load',
     connections: 1000,
     rooms: 1,
-    rates: [20],
+    rates: [Number(env.BENCH_CATCHUP_RATE ?? 20)],
     durationMs: Number(env.BENCH_CATCHUP_DURATION_S ?? 15) * 1000,
     p99LimitMs: 100,
   };

@@ -1,7 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { catchUpTurn, liveWriteOut, nextTurn } from '../catch-up';
+import { catchUpTurn, liveSliceWritten, liveWriteOut, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
@@ -361,6 +361,7 @@ class Lane {
       touched[i]!.writeTaken();
       touched[i] = undefined;
     }
+    liveSliceWritten();
     this.scheduled = this.atRun < this.batch.length || this.ready.length > 0;
     if (this.scheduled) return void setImmediate(this.writeOut);
     this.writing?.();

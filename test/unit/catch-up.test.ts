@@ -1,4 +1,4 @@
-import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_FIRST_MAX_MS, liveWriteOut } from '../../src/catch-up';
+import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_FIRST_MAX_MS, LIVE_SLICES_PER_TURN, liveSliceWritten, liveWriteOut } from '../../src/catch-up';
 
 describe('catchUpTurn', () => {
   it(`runs at most ${CATCH_UP_CONCURRENCY} at once, first come first served`, async () => {
@@ -46,23 +46,42 @@ describe('catchUpTurn', () => {
     await expect(catchUpTurn(async () => 7)).resolves.toBe(7);
   });
 
-  it('starts no turn while live frames are being written, and starts once they are', async () => {
+  it(`starts one turn per ${LIVE_SLICES_PER_TURN} slices of live frames written while a live write-out is under way, and all once it ends`, async () => {
+    await catchUpTurn(async () => undefined); // no slice written since this one
     const end = liveWriteOut();
-    let started = false;
-    const turn = catchUpTurn(async () => void (started = true));
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-    expect(started).toBe(false);
+    const started: number[] = [];
+    const turns = [1, 2, 3, 4].map((n) => catchUpTurn(async () => void started.push(n)));
+    const rounds = async (n: number) => {
+      for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+    };
+    const slices = async (n: number) => {
+      for (let i = 0; i < n; i++) {
+        liveSliceWritten();
+        await rounds(1);
+      }
+    };
+    await rounds(10);
+    expect(started).toEqual([]);
+    await slices(LIVE_SLICES_PER_TURN - 1);
+    await rounds(10);
+    expect(started).toEqual([]);
+    await slices(1);
+    await rounds(10);
+    expect(started).toEqual([1]);
+    await slices(LIVE_SLICES_PER_TURN);
+    await rounds(10);
+    expect(started).toEqual([1, 2]);
     end();
     end(); // a second call changes nothing
-    await turn;
-    expect(started).toBe(true);
+    await Promise.all(turns);
+    expect(started).toEqual([1, 2, 3, 4]);
     // With the mark ended twice, the next turn does not wait.
     const since = performance.now();
     await catchUpTurn(async () => undefined);
     expect(performance.now() - since).toBeLessThan(LIVE_FIRST_MAX_MS);
   });
 
-  it(`starts anyway once live writing has held it ${LIVE_FIRST_MAX_MS} ms`, async () => {
+  it(`starts anyway once no live slice has been written for ${LIVE_FIRST_MAX_MS} ms`, async () => {
     const end = liveWriteOut();
     try {
       const since = performance.now();

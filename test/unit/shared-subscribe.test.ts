@@ -1,6 +1,6 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
-import { CATCH_UP_CONCURRENCY, catchUpTurn } from '../../src/catch-up';
+import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_SLICES_PER_TURN } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import type { PushSink } from '../../src/push-stream';
 
@@ -371,14 +371,18 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
-    it('starts no catch-up turn until a large fan-out is written, though other work runs between its slices', async () => {
+    it(`lets catch-up turns start only one per ${LIVE_SLICES_PER_TURN} slices of a large fan-out, between its slices`, async () => {
       const { schema, emit } = pushSetup();
       const subs = await Promise.all(Array.from({ length: 1200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`)));
       emit({ n: 1 });
       await new Promise((r) => setTimeout(r, 0)); // the execution settles; the write-out is under way
-      let writtenWhenTurnStarted = -1;
-      await catchUpTurn(async () => void (writtenWhenTurnStarted = subs.filter((s) => s.frames.length > 0).length));
-      expect(writtenWhenTurnStarted).toBe(1200);
+      // Written subscribers when each turn started: 1,200 are written in 19 slices of 64.
+      const writtenAtTurns = await Promise.all(
+        Array.from({ length: CATCH_UP_CONCURRENCY }, () => catchUpTurn(async () => subs.filter((s) => s.frames.length > 0).length)),
+      );
+      for (let i = 1; i < writtenAtTurns.length; i++) expect(writtenAtTurns[i] - writtenAtTurns[i - 1]).toBeGreaterThanOrEqual(64 * LIVE_SLICES_PER_TURN);
+      expect(writtenAtTurns[writtenAtTurns.length - 1]).toBeLessThan(1200); // they ran while it was written
+      await Promise.all(subs.map((s) => s.until(1)));
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
