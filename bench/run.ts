@@ -100,9 +100,16 @@ async function main(): Promise<void> {
       await oursOnly(load.scenario.name, { rooms: 1, connections: load.scenario.connections }, async (system) => {
         say(`ours/${load.scenario.name}: writing the backlog; ${load.readers} subscribers resume ${load.startAfterMs / 1000} s into the live rung`);
         const backlog = await writeBacklog(system, behind);
-        let readers: Promise<void> | undefined;
+        const name = `${load.scenario.name}@readers`;
+        let readers = Promise.resolve();
         await runScenario(system, load.scenario, processes, print, () => {
-          readers = sleep(load.startAfterMs).then(async () => print(await catchUp(system, backlog, load.readers, `${load.scenario.name}@readers`)));
+          // Handled at once: a reader failing while the rung still runs must not end the bench.
+          readers = sleep(load.startAfterMs)
+            .then(async () => print(await catchUp(system, backlog, load.readers, name)))
+            .catch((err: Error) => {
+              print({ scenario: name, system: 'ours', error: err.message });
+              process.exitCode = 1;
+            });
         });
         await readers;
       });

@@ -17,9 +17,9 @@ export const CATCH_UP_CONCURRENCY = 6;
  * been written since the last one started: live fan-outs get most of the event loop, catch-up a
  * steady share of it. Measured with 20 subscribers resuming 10,000 messages behind at once while
  * 1,000 others receive live messages (BENCHMARKS.md, "Live fan-outs before catch-up"): with no
- * turn held back the live p99 was 230–470 ms; with turns held for the whole write-out, catch-up
- * nearly stopped in a room written to without pause (80 s instead of 15 at 100 msg/s); one turn
- * per two slices kept the live p99 near 100 ms and the catch-up at 11–25 s.
+ * turn held back the live p99 was 221–545 ms; with turns held for the whole write-out, catch-up
+ * nearly stopped in a room written to without pause (75–96 s instead of 11–15 at 100 msg/s); one
+ * turn per two slices kept the live p99 at 90–164 ms and the catch-up at 11–29 s.
  */
 export const LIVE_SLICES_PER_TURN = 2;
 
@@ -40,9 +40,9 @@ let liveSlicesAtLastTurn = 0;
 /**
  * Marks a live fan-out's write-out, from when it is scheduled until its last frame is written. A
  * large room's frames go out in slices with other work in between; meanwhile catch-up turns start
- * one per LIVE_SLICES_PER_TURN slices written (`catchUpTurn`), so that the slices are not each held
- * back by several turns' work, and catch-up still goes on in a room written to without pause. Returns the call
- * that ends it (once).
+ * one per LIVE_SLICES_PER_TURN slices written (`catchUpTurn`), so that the slices are not each
+ * held back by several turns' work, and catch-up still goes on in a room written to without
+ * pause. Returns the call that ends it (once).
  */
 export function liveWriteOut(): () => void {
   liveWriting++;
