@@ -177,9 +177,14 @@ class ReusedIds {
   ) {}
 
   received(text: string): void {
-    if (this.behind) return this.hold(this.behind.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined)));
+    if (this.behind) return this.hold(this.dispatchAfter(this.behind, text));
     const waiting = this.dispatch(text);
     if (waiting) this.hold(waiting);
+  }
+
+  /** `dispatch` once `until` has settled, unless the socket has closed meanwhile. */
+  private dispatchAfter(until: Promise<void>, text: string): Promise<void> {
+    return until.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined));
   }
 
   /** Hands the message to graphql-ws, or answers how long it must wait. */
@@ -193,7 +198,7 @@ class ReusedIds {
     const id: string = message.id;
     if (type === 'complete' && this.running(id)) this.completed(id);
     const waitFor = type === 'subscribe' ? this.ending?.get(id) : undefined;
-    if (waitFor) return waitFor.then(() => (this.socket.readyState === this.socket.OPEN ? this.dispatch(text) : undefined));
+    if (waitFor) return this.dispatchAfter(waitFor, text);
     void this.handle(text);
     return undefined;
   }

@@ -149,17 +149,15 @@ export class SocketGuard {
    * sockets here, closes it with 4429 and answers false.
    */
   admitUser(socket: WebSocket, userId: string): boolean {
+    // The guard's connection listener is the server's first: it saw every socket graphql-ws serves.
+    const seen = this.watched.get(socket);
+    if (!seen) throw new Error('a WebSocket the guard did not see open');
     if (!this.byUser.take(userId, this.limits.perUser)) {
       socket.close(CloseCode.TooManyConnections, 'Too many WebSockets for this user');
       return false;
     }
-    const seen = this.watched.get(socket);
-    if (seen) {
-      seen.userId = userId;
-      socket.on('close', this.givesUser);
-    } else {
-      socket.on('close', () => this.byUser.give(userId)); // a socket the guard did not see open (none in practice)
-    }
+    seen.userId = userId;
+    socket.on('close', this.givesUser);
     return true;
   }
 
