@@ -1,12 +1,11 @@
 import { Repeater } from '@repeaterjs/repeater';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { catchUpTurn } from '../catch-up';
 import type { Logger } from '../logger';
 import type { PushSink, PushStream } from '../push-stream';
 import type { MessageModel } from '../pubsub';
 import { AddedSet } from './added-set';
+import type { ReplayRead } from './replay-windows';
 import { type ChangeEvent, type HubEvent, type HubListener, type RoomHub } from './room-hub';
-import type { RoomStore } from './room-store';
 
 /**
  * What one subscription receives: messages or changes in order, for roomEvents also the room's
@@ -26,7 +25,6 @@ export type FeedStart =
   | { order: 'messages'; after?: { seq: number } };
 
 export interface FeedOptions {
-  store: RoomStore;
   log: Logger;
   roomId: string;
   /** The subscriber; the feed ends with `revoked` when this user stops being a member. */
@@ -38,7 +36,6 @@ export interface FeedOptions {
 
 /** How many events may wait for a slow reader before the feed falls back to the database. */
 const MAX_BUFFER = 1000;
-const REPLAY_BATCH = 200;
 const RETRY_MS = 1000;
 
 type LiveEvent = Exclude<FeedEvent, { kind: 'revoked' }>;
@@ -261,40 +258,44 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     return this.options.start.order === 'changes' ? hub.position : hub.lastSeq;
   }
 
-  /** Everything after `position` up to `upto` from the database, in batches, retrying while it is unreachable. */
+  /**
+   * Everything after `position` up to `upto` from the database, a window at a time through the
+   * hub (shared with the room's other feeds: `RoomHub.replay`), retrying while it is unreachable.
+   */
   private async *catchUp(upto: number): AsyncGenerator<FeedEvent> {
-    const { store, roomId, log, start } = this.options;
+    const { roomId, log, start } = this.options;
+    const { hub } = this.attached!;
     while (this.position < upto && !this.stopped && !this.revoked) {
-      let batch: MessageModel[];
+      let read: ReplayRead;
       try {
-        const after = this.position;
-        batch = await catchUpTurn(async () => {
-          if (this.stopped) return []; // ended while it waited for its turn: nothing to read
-          return start.order === 'changes' ? store.changes(roomId, after, upto, REPLAY_BATCH) : store.range(roomId, after, upto, REPLAY_BATCH);
-        });
+        read = await hub.replay(start.order, this.position, upto);
       } catch (err) {
         log.warn({ err: (err as Error).message, roomId }, 'feed could not read the database; retrying');
         await this.retryWait();
         continue;
       }
-      for (const message of batch) {
+      for (const message of read.messages) {
         if (this.stopped || this.revoked) return;
         yield this.present(message);
       }
       // Changes: the numbers in between were superseded. Messages: all of them are committed.
-      if (batch.length < REPLAY_BATCH) this.position = upto;
+      this.position = read.through;
     }
   }
 
-  /** A message from the database as this feed's next event; advances `position`. */
+  /**
+   * A message from the database as this feed's next event; advances `position`. Feeds that
+   * replay the same message with the same view of it get the same event object, so their
+   * subscriptions execute it once (`src/graphql/shared-subscribe.ts`).
+   */
   private present(message: MessageModel): ChangeEvent {
     if (this.options.start.order === 'messages') {
       this.position = message.seq;
-      return { kind: 'added', change: message.changeSeq, added: String(message.seq), message };
+      return replayed(message, 'added', String(message.seq));
     }
     this.position = message.changeSeq;
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-    return { kind, change: message.changeSeq, added: this.added.snapshot(), message };
+    return replayed(message, kind, this.added.snapshot());
   }
 
   /**
@@ -326,6 +327,17 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     this.position = message.seq;
     return event.kind === 'added' ? event : asAdded(event);
   }
+}
+
+/** Replayed events by message (shared by the feeds a replay window served), then by kind and added set. */
+const replayedEvents = new WeakMap<MessageModel, Map<string, ChangeEvent>>();
+function replayed(message: MessageModel, kind: ChangeEvent['kind'], added: string): ChangeEvent {
+  let events = replayedEvents.get(message);
+  if (!events) replayedEvents.set(message, (events = new Map()));
+  const key = `${kind} ${added}`;
+  let event = events.get(key);
+  if (!event) events.set(key, (event = { kind, change: message.changeSeq, added, message }));
+  return event;
 }
 
 /** A message's first appearance in messages order that the hub carries as `updated` (its insert was superseded), one copy per event for every feed, so they still share its execution. */

@@ -2,6 +2,7 @@ import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, unsubscribeWhenSettled, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import { within } from '../within';
 import { AddedSet } from './added-set';
+import { newReplayGeneration, REPLAY_WINDOW, ReplayWindows, type ReplayOrder, type ReplayRead } from './replay-windows';
 import { membershipKey, type RoomStore } from './room-store';
 
 /** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
@@ -56,6 +57,8 @@ export class RoomHub {
   private stopped = false;
   /** After a pub/sub reconnect, until the registry's check has told the removals it missed: changes are held (`hold`). */
   private held = false;
+  /** Under which its feeds share replay reads (`replay`); a new one whenever a message it has carried changes. */
+  private generation: string;
 
   constructor(
     readonly roomId: string,
@@ -64,7 +67,10 @@ export class RoomHub {
     private readonly log: Logger,
     /** Told how many changes a fill read from the database (pub/sub had lost or not yet brought them). */
     private readonly onFill: (count: number) => void = () => undefined,
+    /** The instance's shared replay reads (`HubRegistry` passes its own to every hub). */
+    private readonly windows = new ReplayWindows(),
   ) {
+    this.generation = newReplayGeneration(roomId);
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
 
@@ -97,6 +103,17 @@ export class RoomHub {
    */
   take(signal: RoomSignal): void {
     this.enqueue(() => this.handle(signal));
+  }
+
+  /**
+   * A feed's replay read of this room: the messages by seq (`messages`) or changes (`changes`)
+   * after `after` up to at most `upto` (at most the hub's `lastSeq` or `position`: all committed),
+   * shared with the room's other feeds reading the same window meanwhile (`ReplayWindows`).
+   */
+  replay(order: ReplayOrder, after: number, upto: number): Promise<ReplayRead> {
+    return this.windows.read(this.generation, order, after, upto, (from, to) =>
+      order === 'messages' ? this.store.range(this.roomId, from, to, REPLAY_WINDOW) : this.store.changes(this.roomId, from, to, REPLAY_WINDOW),
+    );
   }
 
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
@@ -245,6 +262,9 @@ export class RoomHub {
   }
 
   private emit(message: MessageWire): void {
+    // A message already carried changed (a new one always comes above `lastSeq`): replay windows
+    // read before hold its old state, and are not served any more.
+    if (message.seq <= this.lastSeq) this.generation = newReplayGeneration(this.roomId);
     this.position = message.changeSeq;
     this.lastSeq = Math.max(this.lastSeq, message.seq);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
@@ -273,6 +293,8 @@ export class HubRegistry {
   private readonly offActivity: Promise<(() => Promise<void>) | undefined>;
   private readonly timer: NodeJS.Timeout;
   private checking = false;
+  /** The replay reads every hub's feeds share. */
+  private readonly windows = new ReplayWindows();
   /** A check was asked for while one ran (a reconnect during the timed one). */
   private again = false;
 
@@ -334,7 +356,7 @@ export class HubRegistry {
   async acquire(roomId: string): Promise<{ hub: RoomHub; release: () => void }> {
     let entry = this.hubs.get(roomId);
     if (!entry) {
-      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.onFill);
+      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.onFill, this.windows);
       const made = { hub, refs: 0, ready: hub.start(), started: false };
       made.ready.then(() => (made.started = true), () => undefined);
       entry = made;

@@ -33,7 +33,6 @@ export class SubscriptionService {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const start = after == null ? { order } : await this.resumeAfter(roomId, after, order);
     return new MessageFeed({
-      store: this.store,
       log: this.log,
       roomId,
       viewerId: userId,

@@ -106,10 +106,15 @@ class SharedSubscription {
     return this.perViewer ? (this.ownKey ??= `${this.shape}\u0000${this.viewerId}`) : this.shape;
   }
 
-  /** The event's execution under this subscription's key: one already made for it by another subscriber, or a new one. */
+  /**
+   * The event's execution under this subscription's key: one already made for it by another
+   * subscriber, or a new one. One that failed is not taken again: a replayed event outlives it
+   * (`src/chat/replay-windows.ts` keeps its window a while), and a later subscription tries afresh.
+   */
   execution(event: object, loads: object = event): Execution {
     const { key } = this;
-    return shared.get(event)?.get(key) ?? this.run(event, key, loads);
+    const made = shared.get(event)?.get(key);
+    return made && !(made.settled && 'error' in made.settled) ? made : this.run(event, key, loads);
   }
 
   /** Whether `execution`'s result is this subscription's too; learns whether its results depend on the viewer. */

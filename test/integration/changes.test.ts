@@ -496,6 +496,41 @@ describe('read state', () => {
     }
   });
 
+  it('replays to subscriptions resuming together (a reconnect storm) with each window read once and each event executed once for all of them', async () => {
+    const writer = await signUp(server.url);
+    const roomId = await createRoom(server.url, writer);
+    const first = await send(server.url, writer, roomId, 'anchor');
+    const behind = [];
+    for (let i = 1; i <= 230; i++) behind.push(await send(server.url, writer, roomId, `behind ${i}`));
+    const sent = behind.map((m) => m.seq);
+    const viewers = [writer, ...(await Promise.all(Array.from({ length: 5 }, () => signUp(server.url))))];
+    for (const viewer of viewers.slice(1)) await join(viewer, roomId);
+    // Six resume from the anchor, two from three messages later: a few apart, as after a restart.
+    const cursors = [...viewers.map(() => first.cursor), behind[2].cursor, behind[2].cursor];
+    const SUB = `subscription($r: ID!, $after: String) { messageAdded(roomId: $r, after: $after) { seq body author { username } } }`;
+    const clients = cursors.map((_, i) => wsClient(server.wsUrl, viewers[i % viewers.length]));
+    const query = jest.spyOn(PostgresQueryRunner.prototype, 'query');
+    try {
+      const subs = cursors.map((after, i) => collect(clients[i], SUB, { r: roomId, after }));
+      await Promise.all(subs.map((sub, i) => sub.until((r) => r.length >= (i < 6 ? 230 : 227), 30_000)));
+      const sql = query.mock.calls.map(([text]) => (typeof text === 'string' ? text : String((text as { text?: string })?.text)));
+      // The room's messages by seq in windows of 200 numbers, once for all eight: (0, 200], (200, 231].
+      expect(sql.filter((text) => /"m"\."seq" > \$/.test(text))).toHaveLength(2);
+      // The authors, one load per group of 32 executions: about eight for the 230 events, not eight per subscription.
+      const authorLoads = sql.filter((text) => /FROM "users"/.test(text)).length;
+      expect(authorLoads).toBeGreaterThan(0);
+      expect(authorLoads).toBeLessThanOrEqual(16);
+      subs.forEach((sub, i) => {
+        const events = sub.results.map((r) => r.data!.messageAdded);
+        expect(events.map((e) => e.seq)).toEqual(i < 6 ? sent : sent.slice(3));
+        expect(events.every((e) => e.author.username === writer.username && e.body.startsWith('behind '))).toBe(true);
+      });
+    } finally {
+      query.mockRestore();
+      await Promise.all(clients.map((c) => c.dispose()));
+    }
+  });
+
   it('executes a subscription event for 20 viewers with per-viewer room fields in a constant number of queries, each viewer seeing its own', async () => {
     const writer = await signUp(server.url);
     const roomId = await createRoom(server.url, writer);

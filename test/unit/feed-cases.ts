@@ -291,7 +291,7 @@ async function world(messages = 0) {
   const open = (start: FeedStart, acquireHub?: () => Promise<{ hub: RoomHub; release: () => void }>) => {
     const release = jest.fn();
     const acquire = jest.fn(acquireHub ?? (async () => ({ hub, release })));
-    const made = new MessageFeed({ store: store.asStore(), log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire });
+    const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire });
     const feed = mode === 'iterated' ? made.events() : pushed(made);
     feeds.push(feed);
     return { feed, reader: new Reader(feed, hub), acquire, release };
@@ -313,7 +313,7 @@ describe.each([
     expect(await reader.take(3)).toEqual([3, 4, 5]);
     await send(2);
     expect(await reader.take(2)).toEqual([6, 7]);
-    expect(feedReads(reads)).toEqual([[ROOM, 2, 5, 200]]);
+    expect(feedReads(reads)).toEqual([[ROOM, 0, 5, 200]]); // the window the cursor falls in, up to the hub's position
   });
 
   it('delivers live messages that arrived during the replay read after it, each once', async () => {
@@ -348,14 +348,14 @@ describe.each([
     expect(feedReads(reads)).toEqual([[ROOM, 0, 3, 200]]);
   });
 
-  it('replays more than one batch in order', async () => {
+  it('replays more than one window in order', async () => {
     const { open, feedReads } = await world(450);
     const { reader } = open(after(10));
     expect(runs(await reader.take(440))).toBe('11-450');
     expect(feedReads(reads)).toEqual([
-      [ROOM, 10, 450, 200],
-      [ROOM, 210, 450, 200],
-      [ROOM, 410, 450, 200],
+      [ROOM, 0, 200, 200],
+      [ROOM, 200, 400, 200],
+      [ROOM, 400, 450, 200],
     ]);
   });
 
@@ -397,6 +397,57 @@ describe.each([
     expect(await reader.take(10)).toEqual(range(1, 10));
     await send(2100); // overflows the buffer twice over while 11..20 are still unread
     expect(runs(await reader.take(2110))).toBe('11-2120');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Replay reads shared by the feeds of a room (a reconnect storm)
+// ---------------------------------------------------------------------------------------------
+
+describe.each([
+  { order: 'messages', after: afterSeq, reads: 'range' as const },
+  { order: 'changes', after: (n: number) => afterChange(n), reads: 'changes' as const },
+])('MessageFeed ($order order): replay reads shared by the feeds of a room', ({ order, after, reads }) => {
+  it('reads each window once for feeds resuming together from one cursor or a few messages apart, each getting every message once, in order', async () => {
+    const { open, feedReads } = await world(450);
+    const readers = [10, 10, 13].map((cursor) => open(after(cursor)).reader);
+    const taken = await Promise.all(readers.map((reader, i) => reader.take(i === 2 ? 437 : 440)));
+    expect(taken.map(runs)).toEqual(['11-450', '11-450', '14-450']);
+    expect(feedReads(reads)).toEqual([
+      [ROOM, 0, 200, 200],
+      [ROOM, 200, 400, 200],
+      [ROOM, 400, 450, 200],
+    ]);
+  });
+
+  it('gives feeds that replay a message with the same view of it the same event object, so their subscriptions execute it once', async () => {
+    const { open } = await world(40);
+    const [a, b] = [open(after(0)).reader, open(after(0)).reader];
+    const [fromA, fromB] = await Promise.all([a.events(40), b.events(40)]);
+    expect(fromA.every((event, i) => event === fromB[i])).toBe(true);
+  });
+
+  it('reads a window again once the hub has fanned out a change of a message in it, so a later feed gets that message in its current state', async () => {
+    const { open, edit, feedReads } = await world(450);
+    expect(runs(await open(after(0)).reader.take(450))).toBe('1-450');
+    await edit(3); // change 451
+    const later = (await open(after(0)).reader.tags(450)).filter((t) => / 3@/.test(t));
+    // By seq the message comes in its place, in its current state; by change, once, at its latest change.
+    expect(later).toEqual(['added 3@451']);
+    expect(feedReads(reads).map(([, from]) => from)).toEqual([0, 200, 400, 0, 200, 400]);
+  });
+
+  it('reads a window again after a read of it failed, and the feeds waiting on it retry', async () => {
+    const { store, log, open, feedReads } = await world(5);
+    let failures = 0;
+    store.failIf = (method) => method === reads && failures++ === 0;
+    const readers = [open(after(0)).reader, open(after(2)).reader];
+    expect((await Promise.all(readers.map((reader, i) => reader.take(i === 0 ? 5 : 3, RETRY_MS + 1500)))).map(runs)).toEqual(['1-5', '3-5']);
+    expect(feedReads(reads)).toEqual([
+      [ROOM, 0, 5, 200],
+      [ROOM, 0, 5, 200],
+    ]);
+    expect(log.warn).toHaveBeenCalledTimes(2); // each feed waiting on the failed read retries
   });
 });
 
@@ -791,7 +842,7 @@ describe('MessageFeed: the change log', () => {
     await send(); // change 7: seq 6
     expect(await changes.tags(3)).toEqual(['added 5@5', 'added 4@6', 'added 6@7']);
     expect(await messages.take(3)).toEqual([4, 5, 6]);
-    expect(feedReads('range')).toEqual([[ROOM, 3, 4, 200]]);
+    expect(feedReads('range')).toEqual([[ROOM, 0, 4, 200]]); // the window 4 falls in (`ReplayWindows`)
   });
 
   it('takes live changes buffered at the seam of a resume once each, first as added for messages the client never had', async () => {

@@ -168,6 +168,27 @@ describe('subscribeShared', () => {
     await Promise.all([a.return!(), b.return!()]);
   });
 
+  it('does not give a later subscriber an execution of the same event that failed: it executes the event afresh', async () => {
+    const { schema, emit, runs } = setup();
+    const event = { n: 5 }; // one object, as a replayed event is for every feed its window served
+    const failing = { ...contextOf('a'), eventLoaders: () => {
+        throw new Error('the loaders could not be made');
+      },
+    };
+    const first = (await subscribeShared({ schema, document: parse('subscription { tick { n } }'), contextValue: failing })) as AsyncIterableIterator<ExecutionResult>;
+    const failed = first.next();
+    await new Promise((r) => setImmediate(r));
+    emit(event);
+    await expect(failed).rejects.toThrow('the loaders could not be made');
+    const later = await open(schema, 'subscription { tick { n } }', 'b');
+    const next = later.next();
+    await new Promise((r) => setImmediate(r));
+    emit(event);
+    expect((await next).value.data).toEqual({ tick: { n: 5 } });
+    expect(runs()).toBe(1); // the failed attempt never reached the resolver
+    await later.return!();
+  });
+
   it('ends the source when the subscriber returns', async () => {
     const { schema, emit } = setup();
     const sub = await open(schema, 'subscription { tick { n } }', 'a');
