@@ -8,8 +8,11 @@ import type { MessageModel } from '../pubsub';
  */
 export const REPLAY_WINDOW = 200;
 
-/** Windows an instance keeps for its rooms at most (each up to REPLAY_WINDOW messages: ~100–200 KB with their executions). */
-const MAX_WINDOWS = 128;
+/**
+ * What an instance keeps of its rooms' windows at most, in bytes as `weight` estimates them: a
+ * window of 200 short messages weighs about 150 KB, so some 200 windows; fewer with long bodies.
+ */
+const MAX_WINDOW_BYTES = 32 * 1024 * 1024;
 
 /**
  * How long a window stays after its read. It serves the feeds of a reconnect storm that pass
@@ -32,6 +35,18 @@ export interface ReplayRead {
 interface Window {
   through: number;
   messages: Promise<MessageModel[]>;
+  /** What it holds, estimated (`weight`): a guess until its read is done. */
+  bytes: number;
+}
+
+/**
+ * A window's messages as the bytes they hold while it is kept: each message's object and body,
+ * and what its replayed event keeps with it (its executions' results, its serialised frame).
+ */
+function weight(messages: MessageModel[]): number {
+  let bytes = 0;
+  for (const message of messages) bytes += 600 + 4 * message.body.length;
+  return bytes;
 }
 
 /**
@@ -46,12 +61,18 @@ interface Window {
  * A window is served only under the generation of the room it was read in: the room's hub starts
  * a new one whenever a message it has carried changes (an edit, a deletion, a reaction), so no
  * feed is served a message's state from before a change the hub has fanned out
- * (docs/guarantees.md, guarantee 8: changed messages arrive in their current state). Reads take
- * the instance's catch-up turns (`src/catch-up.ts`); a failed read is dropped at once, so the
- * feed's retry reads again.
+ * (docs/guarantees.md, guarantee 8: changed messages arrive in their current state). A change
+ * whose signal is still on its way to the hub can meet an old window, as it can meet a live
+ * subscriber: the change then follows as an update. Reads take the instance's catch-up turns
+ * (`src/catch-up.ts`); a failed read is dropped at once, so the feeds' retries read again.
  */
 export class ReplayWindows {
-  private readonly windows = new LRUCache<string, Window>({ max: MAX_WINDOWS, ttl: WINDOW_TTL_MS });
+  private readonly windows: LRUCache<string, Window>;
+
+  /** `maxBytes`: what it keeps at most, as `weight` estimates it. */
+  constructor(maxBytes = MAX_WINDOW_BYTES) {
+    this.windows = new LRUCache({ maxSize: maxBytes, sizeCalculation: (window) => window.bytes, ttl: WINDOW_TTL_MS });
+  }
 
   /**
    * The messages numbered after `after` up to at most `upto` (all of them committed), from the
@@ -70,10 +91,18 @@ export class ReplayWindows {
     const key = `${generation}\u0000${order}\u0000${from}`;
     let window = this.windows.get(key);
     if (!window || window.through < through) {
-      const made: Window = { through, messages: catchUpTurn(() => read(from, through)) };
-      made.messages.catch(() => {
-        if (this.windows.get(key) === made) this.windows.delete(key);
-      });
+      const made: Window = { through, messages: catchUpTurn(() => read(from, through)), bytes: REPLAY_WINDOW * 1000 };
+      made.messages.then(
+        (messages) => {
+          made.bytes = weight(messages);
+          if (this.windows.peek(key) !== made) return;
+          this.windows.delete(key); // set again, weighed at its real size (a set of the same value keeps the old size)
+          this.windows.set(key, made);
+        },
+        () => {
+          if (this.windows.peek(key) === made) this.windows.delete(key);
+        },
+      );
       this.windows.set(key, made);
       window = made;
     }
