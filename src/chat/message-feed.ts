@@ -43,14 +43,15 @@ type LiveEvent = Exclude<FeedEvent, { kind: 'revoked' }>;
 /**
  * One subscription's stream; owns docs/guarantees.md guarantees 1 and 2 (and replays guarantee 8's
  * log). It attaches to the hub (buffering live events), replays from the database everything after
- * its start up to the hub's position (through the hub: feeds replaying together share the reads), delivers what it buffered meanwhile, skipping what it already
- * delivered — no gap and no duplicate at the seam — and then goes **live**: from then on the hub's
- * fan-out hands each event to the sink synchronously (`PushSink.live`), with no iterator, promise
- * or queue of its own. When the sink asks it to wait (a congested socket), or a message arrives
- * ahead of a gap, it leaves the live path, buffers, and catches up the same way. A reader too
- * slow for the buffer loses nothing either: the buffered changes are dropped and read again from
- * the database. While the database is unreachable it waits and retries instead of failing.
- * Stopping it ends it promptly, also while it waits.
+ * its start up to the hub's position (through the hub: feeds replaying together share the reads),
+ * delivers what it buffered meanwhile, skipping what it already delivered — no gap and no
+ * duplicate at the seam — and then goes **live**: from then on the hub's fan-out hands each event
+ * to the sink synchronously (`PushSink.live`), with no iterator, promise or queue of its own. When
+ * the sink asks it to wait (a congested socket), or a message arrives ahead of a gap, it leaves the
+ * live path, buffers, and catches up the same way. A reader too slow for the buffer loses nothing
+ * either: the buffered changes are dropped and read again from the database. While the database
+ * is unreachable it waits and retries instead of failing. Stopping it ends it promptly, also while
+ * it waits.
  */
 export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEvent> {
   private queue: LiveEvent[] = [];
