@@ -29,3 +29,18 @@ export interface PushSink<T> {
 export function isPushStream<T>(value: unknown): value is PushStream<T> {
   return typeof (value as PushStream<T>)?.startPush === 'function';
 }
+
+/**
+ * Where a replayed event's executions that do not depend on the viewer may be shared beyond the
+ * event object itself (`src/chat/replay-windows.ts` sets it): feeds served a message by different
+ * reads or checks of one window get different event objects, which name one object here, so the
+ * subscriptions of one selection still execute the message once. An execution that reads the
+ * viewer is shared by the event object alone: what a viewer's own state shows is never older than
+ * its subscription's read (`src/graphql/shared-subscribe.ts`).
+ */
+export const SHARED_AS = Symbol('shared as');
+
+/** The object `event`'s viewer-independent executions are shared under: its `SHARED_AS`, or itself. */
+export function sharedAs(event: object): object {
+  return (event as { [SHARED_AS]?: object })[SHARED_AS] ?? event;
+}

@@ -277,7 +277,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
       }
       for (const message of read.messages) {
         if (this.stopped || this.revoked) return;
-        yield this.present(message);
+        yield this.present(message, read);
       }
       // Changes: the numbers in between were superseded. Messages: all of them are committed.
       this.position = read.through;
@@ -286,17 +286,16 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
 
   /**
    * A message from the database as this feed's next event; advances `position`. Feeds that
-   * replay the same message with the same view of it get the same event object, so their
-   * subscriptions execute it once (`src/graphql/shared-subscribe.ts`).
+   * `read` served with the same view of it present the same event object (`ReplayRead.event`).
    */
-  private present(message: MessageModel): ChangeEvent {
+  private present(message: MessageModel, read: ReplayRead): ChangeEvent {
     if (this.options.start.order === 'messages') {
       this.position = message.seq;
-      return replayed(message, 'added', String(message.seq));
+      return read.event(message, 'added', String(message.seq));
     }
     this.position = message.changeSeq;
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
-    return replayed(message, kind, this.added.snapshot());
+    return read.event(message, kind, this.added.snapshot());
   }
 
   /**
@@ -328,17 +327,6 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     this.position = message.seq;
     return event.kind === 'added' ? event : asAdded(event);
   }
-}
-
-/** Replayed events by message (shared by the feeds a replay window served), then by kind and added set. */
-const replayedEvents = new WeakMap<MessageModel, Map<string, ChangeEvent>>();
-function replayed(message: MessageModel, kind: ChangeEvent['kind'], added: string): ChangeEvent {
-  let events = replayedEvents.get(message);
-  if (!events) replayedEvents.set(message, (events = new Map()));
-  const key = `${kind} ${added}`;
-  let event = events.get(key);
-  if (!event) events.set(key, (event = { kind, change: message.changeSeq, added, message }));
-  return event;
 }
 
 /** A message's first appearance in messages order that the hub carries as `updated` (its insert was superseded), one copy per event for every feed, so they still share its execution. */

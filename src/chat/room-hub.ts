@@ -2,7 +2,7 @@ import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, unsubscribeWhenSettled, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import { within } from '../within';
 import { AddedSet } from './added-set';
-import { newReplayGeneration, REPLAY_WINDOW, ReplayWindows, type ReplayOrder, type ReplayRead } from './replay-windows';
+import { REPLAY_WINDOW, ReplayWindows, type ReplayOrder, type ReplayRead } from './replay-windows';
 import { membershipKey, type RoomStore } from './room-store';
 
 /** A message at one change of the room's log, as an event: `added` the first time a stream carries it. */
@@ -57,8 +57,6 @@ export class RoomHub {
   private stopped = false;
   /** After a pub/sub reconnect, until the registry's check has told the removals it missed: changes are held (`hold`). */
   private held = false;
-  /** Under which its feeds share replay reads (`replay`); a new one whenever a message it has carried changes. */
-  private generation: string;
 
   constructor(
     readonly roomId: string,
@@ -70,7 +68,6 @@ export class RoomHub {
     /** The instance's shared replay reads (`HubRegistry` passes its own to every hub). */
     private readonly windows = new ReplayWindows(),
   ) {
-    this.generation = newReplayGeneration(roomId);
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
 
@@ -108,12 +105,15 @@ export class RoomHub {
   /**
    * A feed's replay read of this room: the messages by seq (`messages`) or changes (`changes`)
    * after `after` up to at most `upto` (at most the hub's `lastSeq` or `position`: all committed),
-   * shared with the room's other feeds reading the same window meanwhile (`ReplayWindows`).
+   * shared with the room's other feeds replaying the same window (`ReplayWindows`).
    */
   replay(order: ReplayOrder, after: number, upto: number): Promise<ReplayRead> {
-    return this.windows.read(this.generation, order, after, upto, (from, to) =>
-      order === 'messages' ? this.store.range(this.roomId, from, to, REPLAY_WINDOW) : this.store.changes(this.roomId, from, to, REPLAY_WINDOW),
-    );
+    const { store, roomId } = this;
+    return this.windows.read(roomId, order, after, upto, {
+      position: () => this.position,
+      read: (from, to) => (order === 'messages' ? store.range(roomId, from, to, REPLAY_WINDOW) : store.changes(roomId, from, to, REPLAY_WINDOW)),
+      changedSince: (change, seqs) => store.changedSince(roomId, change, seqs),
+    });
   }
 
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
@@ -262,9 +262,6 @@ export class RoomHub {
   }
 
   private emit(message: MessageWire): void {
-    // A message already carried changed (a new one always comes above `lastSeq`): replay windows
-    // read before hold its old state, and are not served any more.
-    if (message.seq <= this.lastSeq) this.generation = newReplayGeneration(this.roomId);
     this.position = message.changeSeq;
     this.lastSeq = Math.max(this.lastSeq, message.seq);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';

@@ -57,6 +57,12 @@ export class RoomStore {
       .getMany();
   }
 
+  /** Whether any of the room's messages numbered `seqs` has changed after change `afterChange` (`ReplayWindows` checks a kept window with it). */
+  async changedSince(roomId: string, afterChange: number, seqs: number[]): Promise<boolean> {
+    const rows: unknown[] = await this.db.query('SELECT 1 FROM messages WHERE room_id = $1 AND change_seq > $2 AND seq = ANY($3::int[]) LIMIT 1', [roomId, afterChange, seqs]);
+    return rows.length > 0;
+  }
+
   /** The room's newest seq and latest change number (0 and 0 for an empty or unknown room). */
   async head(roomId: string): Promise<RoomHead> {
     const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true, lastChange: true } });

@@ -3,7 +3,7 @@ import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, typ
 import { setTimeout as sleep } from 'node:timers/promises';
 import { catchUpTurn, liveSliceWritten, liveWriteOut, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
-import { isPushStream, type PushSink } from '../push-stream';
+import { isPushStream, sharedAs, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
 
 /**
@@ -29,6 +29,8 @@ export interface FrameSink {
 
 /** One execution of an event for a share key, and whether it read the viewer. */
 interface Execution {
+  /** The event object it ran for. */
+  event: object;
   result: Promise<ExecutionResult>;
   /** Whose context it ran with. */
   viewerId: string;
@@ -38,7 +40,7 @@ interface Execution {
   settled?: { result: ExecutionResult } | { error: unknown };
 }
 
-/** Executions per event object (the hub fans one object out to every feed) and per share key. */
+/** Executions per event object (the hub fans one object out to every feed; replayed events: see `sharedAs`) and per share key. */
 const shared = new WeakMap<object, Map<string, Execution>>();
 /** Each shared result without errors as the rest of a `next` frame after its prefix (`<payload JSON>}`), made once for every subscriber that gets it. */
 const serialised = new WeakMap<ExecutionResult, Buffer>();
@@ -108,19 +110,22 @@ class SharedSubscription {
 
   /**
    * The event's execution under this subscription's key: one already made for it by another
-   * subscriber, or a new one. One that failed is not taken again: a replayed event outlives it
-   * (`src/chat/replay-windows.ts` keeps its window a while), and a later subscription tries afresh.
+   * subscriber, or a new one. Executions for every viewer are found under `sharedAs(event)`, one
+   * that read the viewer only under the event object itself. One that failed is not taken again:
+   * a replayed event outlives it (`src/chat/replay-windows.ts` keeps its window a while), and a
+   * later subscription tries afresh.
    */
   execution(event: object, loads: object = event): Execution {
     const { key } = this;
-    const made = shared.get(event)?.get(key);
-    return made && !(made.settled && 'error' in made.settled) ? made : this.run(event, key, loads);
+    const under = this.perViewer ? event : sharedAs(event);
+    const made = shared.get(under)?.get(key);
+    return made && !(made.settled && 'error' in made.settled) && (!made.readViewer || made.event === event) ? made : this.run(event, key, loads, under);
   }
 
-  /** Whether `execution`'s result is this subscription's too; learns whether its results depend on the viewer. */
-  mayTake(execution: Execution): boolean {
+  /** Whether `execution`'s result is this subscription's too (for `event`); learns whether its results depend on the viewer. */
+  mayTake(execution: Execution, event: object): boolean {
     this.perViewer = execution.readViewer;
-    return !execution.readViewer || execution.viewerId === this.viewerId;
+    return !execution.readViewer || (execution.viewerId === this.viewerId && execution.event === event);
   }
 
   /**
@@ -131,7 +136,7 @@ class SharedSubscription {
     if (typeof event !== 'object' || event === null) return execute({ ...this.args, rootValue: event });
     const execution = this.execution(event, loads);
     const result = await execution.result;
-    return this.mayTake(execution) ? result : this.execution(event).result; // another viewer's result: run this one's own
+    return this.mayTake(execution, event) ? result : this.execution(event).result; // another viewer's result: run this one's own
   }
 
   /**
@@ -152,15 +157,15 @@ class SharedSubscription {
     }
   }
 
-  private run(event: object, key: string, loads: object): Execution {
-    const execution: Execution = { viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
+  private run(event: object, key: string, loads: object, under: object): Execution {
+    const execution: Execution = { event, viewerId: this.viewerId, readViewer: false, result: Promise.resolve({}) };
     execution.result = this.attempts(event, execution, loads);
     execution.result.then(
       (result) => (execution.settled = { result }),
       (error: unknown) => (execution.settled = { error }),
     );
-    let byKey = shared.get(event);
-    if (!byKey) shared.set(event, (byKey = new Map()));
+    let byKey = shared.get(under);
+    if (!byKey) shared.set(under, (byKey = new Map()));
     byKey.set(key, execution);
     return execution;
   }
@@ -307,7 +312,7 @@ class Lane {
       if ('result' in execution.settled!) {
         let keep: FrameTarget[] | undefined;
         for (let i = 0; i < targets.length; i++) {
-          if (targets[i].subscription.mayTake(execution)) {
+          if (targets[i].subscription.mayTake(execution, event)) {
             keep?.push(targets[i]);
           } else {
             keep ??= targets.slice(0, i);

@@ -1,7 +1,7 @@
 import type { MessageModel } from '../../src/chat/models';
 import { membershipKey, type RoomHead, type RoomStore } from '../../src/chat/room-store';
 
-export type Method = 'range' | 'changes' | 'head' | 'heads' | 'insertChange' | 'seqAt' | 'members' | 'memberships';
+export type Method = 'range' | 'changes' | 'changedSince' | 'head' | 'heads' | 'insertChange' | 'seqAt' | 'members' | 'memberships';
 
 /**
  * Fields of a message that the hub and feeds pass along without reading. Spread into each new
@@ -131,6 +131,11 @@ export class FakeStore {
       .filter((m) => m.changeSeq > afterChange && m.changeSeq <= uptoChange)
       .sort((a, b) => a.changeSeq - b.changeSeq)
       .slice(0, limit);
+  }
+
+  async changedSince(roomId: string, afterChange: number, seqs: number[]): Promise<boolean> {
+    await this.enter('changedSince', [roomId, afterChange, [...seqs]]);
+    return this.messagesOf(roomId).some((m) => m.changeSeq > afterChange && seqs.includes(m.seq));
   }
 
   async head(roomId: string): Promise<RoomHead> {

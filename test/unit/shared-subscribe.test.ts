@@ -2,7 +2,7 @@ import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_SLICES_PER_TURN } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
-import type { PushSink } from '../../src/push-stream';
+import { SHARED_AS, type PushSink } from '../../src/push-stream';
 
 /** Resolves to what `promise` gave, or to `timeout` when it gives nothing within `ms` (a bound, not a sleep). */
 function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -186,6 +186,42 @@ describe('subscribeShared', () => {
     emit(event);
     expect((await next).value.data).toEqual({ tick: { n: 5 } });
     expect(runs()).toBe(1); // the failed attempt never reached the resolver
+    await later.return!();
+  });
+
+  it('shares an execution that reads no viewer between event objects shared as one (a message replayed by two reads of its window)', async () => {
+    const { schema, emit, runs } = setup();
+    const as = {};
+    const first = await open(schema, 'subscription { tick { n } }', 'a');
+    const one = first.next();
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 6, [SHARED_AS]: as });
+    expect((await one).value.data).toEqual({ tick: { n: 6 } });
+    await first.return!();
+    const later = await open(schema, 'subscription { tick { n } }', 'b');
+    const two = later.next();
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 6, [SHARED_AS]: as });
+    expect((await two).value.data).toEqual({ tick: { n: 6 } });
+    expect(runs()).toBe(1);
+    await later.return!();
+  });
+
+  it('never shares an execution that read the viewer beyond its own event object, even with the same viewer', async () => {
+    const { schema, emit, runs } = setup();
+    const as = {};
+    const first = await open(schema, 'subscription { tick { n viewerRole } }', 'a');
+    const one = first.next();
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 7, [SHARED_AS]: as });
+    expect((await one).value.data).toEqual({ tick: { n: 7, viewerRole: 'a' } });
+    await first.return!();
+    const later = await open(schema, 'subscription { tick { n viewerRole } }', 'a');
+    const two = later.next();
+    await new Promise((r) => setImmediate(r));
+    emit({ n: 7, [SHARED_AS]: as }); // the viewer's own state is read again for this event
+    expect((await two).value.data).toEqual({ tick: { n: 7, viewerRole: 'a' } });
+    expect(runs()).toBe(2);
     await later.return!();
   });
 
