@@ -1,5 +1,6 @@
 import { REPLAY_WINDOW, ReplayWindows, type ReplaySource } from '../../src/chat/replay-windows';
 import type { MessageModel } from '../../src/pubsub';
+import { sharedAs } from '../../src/push-stream';
 
 /**
  * A room of `n` messages numbered 1..n (seq and change alike, bodies of `bodyLength` characters)
@@ -61,6 +62,19 @@ describe('ReplayWindows', () => {
     expect(checks).toEqual([[450, seqs(first)]]); // every change the read did not see is above 450
     // A later check serves its own feeds: their events are not the first read's.
     expect(other.event(other.messages[0], 'added', '1')).not.toBe(first.event(first.messages[0], 'added', '1'));
+  });
+
+  it('shares the events of a window\'s reads and checks as one for executions that read no viewer, for 2 s at most', async () => {
+    const windows = new ReplayWindows();
+    const { source } = room(50);
+    const asOf = async () => {
+      const read = await windows.read('r', 'messages', 0, 50, source);
+      return sharedAs(read.event(read.messages[0], 'added', '1'));
+    };
+    const first = await asOf();
+    expect(await asOf()).toBe(first); // a check's feeds: other event objects, shared as the read's
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    expect(await asOf()).not.toBe(first);
   });
 
   it('reads a kept window again when one of its messages changed since its read, whether or not anyone was told', async () => {
