@@ -130,6 +130,24 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await c2.dispose();
   }, SLOW);
 
+  it('checks a replay window kept from an earlier resume before serving it again: an edit made in between arrives in its current state', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const anchor = await send(server.url, ada, roomId, 'anchor');
+    const sent = [];
+    for (let i = 1; i <= 5; i++) sent.push(await send(server.url, ada, roomId, `body ${i}`));
+    const resume = async () => {
+      const client = wsClient(server.wsUrl, ada);
+      const sub = collect(client, `subscription($r: ID!, $after: String) { messageAdded(roomId: $r, after: $after) { seq body } }`, { r: roomId, after: anchor.cursor });
+      await sub.until((r) => r.length >= 5);
+      await client.dispose();
+      return sub.results.map((r) => r.data!.messageAdded.body);
+    };
+    expect(await resume()).toEqual(['body 1', 'body 2', 'body 3', 'body 4', 'body 5']);
+    await must(server.url, `mutation($input: EditMessageInput!) { editMessage(input: $input) { id } }`, { input: { messageId: sent[2].id, body: 'body 3, edited' } }, ada.token);
+    expect(await resume()).toEqual(['body 1', 'body 2', 'body 3, edited', 'body 4', 'body 5']);
+  }, SLOW);
+
   it('edits, deletes, reacts, counts unread and replays those changes to a resuming roomEvents subscriber', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const roomId = await createRoom(server.url, ada);
