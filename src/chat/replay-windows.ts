@@ -104,7 +104,8 @@ export class ReplayWindows {
 
   /** `maxBytes`: what it keeps at most, as `weight` estimates it. */
   constructor(maxBytes = MAX_WINDOW_BYTES) {
-    this.windows = new LRUCache({ maxSize: maxBytes, sizeCalculation: (window) => window.bytes, ttl: WINDOW_TTL_MS });
+    // Purged as they expire (unref'd timers): a storm's windows are not held until the next one.
+    this.windows = new LRUCache({ maxSize: maxBytes, sizeCalculation: (window) => window.bytes, ttl: WINDOW_TTL_MS, ttlAutopurge: true });
   }
 
   /**
@@ -207,9 +208,16 @@ function eventOf(window: Window, serving: Serving, message: MessageModel, kind: 
   return event;
 }
 
-/** A window's messages as the bytes they hold while it is kept: each message's object (with its dates and reactions) and its body. */
+/**
+ * What a window holds while it is kept, in bytes: itself, and each message's object (with its dates
+ * and reactions) and body. Never 0 (the cache refuses that): a window of change numbers may hold
+ * no message at all, every change in it superseded by a later change of the same message.
+ */
 function weight(messages: MessageModel[]): number {
-  let bytes = 0;
+  let bytes = WINDOW_BYTES;
   for (const message of messages) bytes += 500 + 2 * message.body.length;
   return bytes;
 }
+
+/** What a window holds before its messages (`weight`). */
+const WINDOW_BYTES = 1000;

@@ -450,6 +450,16 @@ describe.each([
     else expect(seven).toBeUndefined();
   });
 
+  it('resumes inside a range of changes that all were superseded by later changes of one message', async () => {
+    const { store, change, hub, open } = await world(1);
+    let last = store.get(ROOM, 1);
+    for (let i = 0; i < 450; i++) last = store.change(ROOM, 1); // changes 2..451, each superseding the one before
+    await change(last);
+    await waitFor(() => hub.position === 451, 'the hub to read the changes');
+    const start = order === 'messages' ? after(0) : afterChange(251, 1);
+    expect(await open(start).reader.tags(1)).toEqual([order === 'messages' ? 'added 1@451' : 'updated 1@451']);
+  });
+
   it('reads a window again after a read of it failed, and the feeds waiting on it retry', async () => {
     const { store, log, open, feedReads } = await world(5);
     let failures = 0;

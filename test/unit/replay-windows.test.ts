@@ -112,6 +112,14 @@ describe('ReplayWindows', () => {
     expect(reads).toHaveLength(2);
   });
 
+  it('keeps and serves again a window of change numbers that holds no message, every change in it superseded', async () => {
+    const windows = new ReplayWindows();
+    const { source, reads, checks } = room(0);
+    for (let i = 0; i < 2; i++) expect(await windows.read('r', 'changes', 251, 400, source)).toMatchObject({ messages: [], through: 400 });
+    expect(reads).toEqual([[200, 400]]);
+    expect(checks).toEqual([]); // nothing in it could have changed
+  });
+
   it('gives a feed only what it asked up to, and reads a window again for one that asks further than it was read', async () => {
     const windows = new ReplayWindows();
     const { source, reads } = room(450);
