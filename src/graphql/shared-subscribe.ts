@@ -119,7 +119,9 @@ class SharedSubscription {
     const { key } = this;
     const under = this.perViewer ? event : sharedAs(event);
     const made = shared.get(under)?.get(key);
-    return made && !(made.settled && 'error' in made.settled) && (!made.readViewer || made.event === event) ? made : this.run(event, key, loads, under);
+    const failed = made?.settled !== undefined && 'error' in made.settled;
+    const anotherRead = made?.readViewer === true && made.event !== event; // it read the viewer for another read of the message
+    return made && !failed && !anotherRead ? made : this.run(event, key, loads, under);
   }
 
   /** Whether `execution`'s result is this subscription's too (for `event`); learns whether its results depend on the viewer. */
