@@ -70,6 +70,17 @@ async function open(schema: ReturnType<typeof setup>['schema'], query: string, v
   return result as AsyncIterableIterator<ExecutionResult>;
 }
 
+/** Subscribes `viewer` with `query`, emits `event` once it waits, and ends it: the data of its one result. */
+async function resultOf({ schema, emit }: ReturnType<typeof setup>, query: string, viewer: string, event: object) {
+  const sub = await open(schema, query, viewer);
+  const next = sub.next();
+  await new Promise((r) => setImmediate(r));
+  emit(event);
+  const { value } = await next;
+  await sub.return!();
+  return value.data;
+}
+
 describe('subscribeShared', () => {
   it('executes an event once for every subscriber of the same operation', async () => {
     const { schema, emit, runs } = setup();
@@ -169,60 +180,39 @@ describe('subscribeShared', () => {
   });
 
   it('does not give a later subscriber an execution of the same event that failed: it executes the event afresh', async () => {
-    const { schema, emit, runs } = setup();
+    const shared = setup();
     const event = { n: 5 }; // one object, as a replayed event is for every feed its window served
-    const failing = { ...contextOf('a'), eventLoaders: () => {
+    const failing = {
+      ...contextOf('a'),
+      eventLoaders: () => {
         throw new Error('the loaders could not be made');
       },
     };
-    const first = (await subscribeShared({ schema, document: parse('subscription { tick { n } }'), contextValue: failing })) as AsyncIterableIterator<ExecutionResult>;
+    const first = (await subscribeShared({ schema: shared.schema, document: parse('subscription { tick { n } }'), contextValue: failing })) as AsyncIterableIterator<ExecutionResult>;
     const failed = first.next();
     await new Promise((r) => setImmediate(r));
-    emit(event);
+    shared.emit(event);
     await expect(failed).rejects.toThrow('the loaders could not be made');
-    const later = await open(schema, 'subscription { tick { n } }', 'b');
-    const next = later.next();
-    await new Promise((r) => setImmediate(r));
-    emit(event);
-    expect((await next).value.data).toEqual({ tick: { n: 5 } });
-    expect(runs()).toBe(1); // the failed attempt never reached the resolver
-    await later.return!();
+    expect(await resultOf(shared, 'subscription { tick { n } }', 'b', event)).toEqual({ tick: { n: 5 } });
+    expect(shared.runs()).toBe(1); // the failed attempt never reached the resolver
   });
 
   it('shares an execution that reads no viewer between event objects shared as one (a message replayed by two reads of its window)', async () => {
-    const { schema, emit, runs } = setup();
+    const shared = setup();
     const as = {};
-    const first = await open(schema, 'subscription { tick { n } }', 'a');
-    const one = first.next();
-    await new Promise((r) => setImmediate(r));
-    emit({ n: 6, [SHARED_AS]: as });
-    expect((await one).value.data).toEqual({ tick: { n: 6 } });
-    await first.return!();
-    const later = await open(schema, 'subscription { tick { n } }', 'b');
-    const two = later.next();
-    await new Promise((r) => setImmediate(r));
-    emit({ n: 6, [SHARED_AS]: as });
-    expect((await two).value.data).toEqual({ tick: { n: 6 } });
-    expect(runs()).toBe(1);
-    await later.return!();
+    expect(await resultOf(shared, 'subscription { tick { n } }', 'a', { n: 6, [SHARED_AS]: as })).toEqual({ tick: { n: 6 } });
+    expect(await resultOf(shared, 'subscription { tick { n } }', 'b', { n: 6, [SHARED_AS]: as })).toEqual({ tick: { n: 6 } });
+    expect(shared.runs()).toBe(1);
   });
 
   it('never shares an execution that read the viewer beyond its own event object, even with the same viewer', async () => {
-    const { schema, emit, runs } = setup();
+    const shared = setup();
     const as = {};
-    const first = await open(schema, 'subscription { tick { n viewerRole } }', 'a');
-    const one = first.next();
-    await new Promise((r) => setImmediate(r));
-    emit({ n: 7, [SHARED_AS]: as });
-    expect((await one).value.data).toEqual({ tick: { n: 7, viewerRole: 'a' } });
-    await first.return!();
-    const later = await open(schema, 'subscription { tick { n viewerRole } }', 'a');
-    const two = later.next();
-    await new Promise((r) => setImmediate(r));
-    emit({ n: 7, [SHARED_AS]: as }); // the viewer's own state is read again for this event
-    expect((await two).value.data).toEqual({ tick: { n: 7, viewerRole: 'a' } });
-    expect(runs()).toBe(2);
-    await later.return!();
+    const query = 'subscription { tick { n viewerRole } }';
+    expect(await resultOf(shared, query, 'a', { n: 7, [SHARED_AS]: as })).toEqual({ tick: { n: 7, viewerRole: 'a' } });
+    // The viewer's own state is read again for another event object of the same message.
+    expect(await resultOf(shared, query, 'a', { n: 7, [SHARED_AS]: as })).toEqual({ tick: { n: 7, viewerRole: 'a' } });
+    expect(shared.runs()).toBe(2);
   });
 
   it('ends the source when the subscriber returns', async () => {
