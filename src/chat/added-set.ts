@@ -67,6 +67,11 @@ export class AddedSet {
     return this.watermark;
   }
 
+  /** The highest seq held (the watermark when no run is above it). */
+  get highest(): number {
+    return this.runs.length ? this.runs[this.runs.length - 1].to : this.watermark;
+  }
+
   /** Whether both sets hold the same seqs. */
   equals(other: AddedSet): boolean {
     return (

@@ -46,11 +46,13 @@ export class SubscriptionService {
    * inserted (the client has every message up to it); an event cursor, that change and the
    * messages the client had by then. A cursor past
    * the room's end (forged, or from a room that was reset) is refused: it would wait silently.
+   * So is an event cursor whose messages go past the room's newest one.
    */
   private async resumeAfter(roomId: string, cursor: string, order: FeedStart['order']): Promise<FeedStart> {
     const point = decodeResumeCursor(cursor, roomId, 'after');
     const head = await this.store.head(roomId);
-    if ((point.seq ?? 0) > head.lastSeq || (point.change ?? 0) > head.lastChange) {
+    if (point.seq !== undefined && point.seq > head.lastSeq) throw badUserInput('after is beyond the newest message of this room', 'after');
+    if (point.seq === undefined && (point.change > head.lastChange || point.added.highest > head.lastSeq)) {
       throw badUserInput('after is beyond the newest change of this room', 'after');
     }
     if (point.seq === undefined) {

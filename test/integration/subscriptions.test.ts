@@ -1,6 +1,7 @@
 import jwt from 'jsonwebtoken';
 import { TEST_SECRET, collect, must, createRoom, MESSAGE_ADDED, send, seqsOf, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { rawSocket, type Frame, type RawSocket } from '../support/transports';
+import { ROOM_EVENTS } from '../support/ephemeral';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -80,15 +81,29 @@ describe('messageAdded', () => {
     await client.dispose();
   });
 
-  it('refuses a cursor beyond the room’s newest message with BAD_USER_INPUT', async () => {
+  it.each([
+    ['a message cursor', (roomId: string) => `m1:${roomId}:2`, 'after is beyond the newest message of this room'],
+    ['an event cursor past the newest change', (roomId: string) => `e1:${roomId}:99:1`, 'after is beyond the newest change of this room'],
+    ['an event cursor whose messages go past the newest one', (roomId: string) => `e1:${roomId}:1:2`, 'after is beyond the newest change of this room'],
+    ['an event cursor with an early run past the newest message', (roomId: string) => `e1:${roomId}:1:0.2-9`, 'after is beyond the newest change of this room'],
+  ])('refuses %s beyond the room’s end with BAD_USER_INPUT, in both orders (it would wait silently)', async (_name, cursor, message) => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
-    await send(server.url, ada, roomId, 'one');
-    const forged = Buffer.from(`m1:${roomId}:999`).toString('base64url');
+    const sent = await send(server.url, ada, roomId, 'one');
     const client = wsClient(server.wsUrl, ada);
-    const sub = collect(client, MESSAGE_ADDED, { roomId, after: forged });
-    await sub.done;
-    expect(sub.results[0].errors?.[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'after' });
+    const forged = Buffer.from(cursor(roomId)).toString('base64url');
+    const subs = [collect(client, MESSAGE_ADDED, { roomId, after: forged }), collect(client, ROOM_EVENTS, { roomId, after: forged })];
+    for (const sub of subs) {
+      await sub.done;
+      expect(sub.results[0].errors?.[0]).toMatchObject({ message, extensions: { code: 'BAD_USER_INPUT', field: 'after' } });
+    }
+    // At the edge: the newest message's own cursors are taken.
+    const atEnd = [collect(client, MESSAGE_ADDED, { roomId, after: sent.cursor }), collect(client, ROOM_EVENTS, { roomId, after: Buffer.from(`e1:${roomId}:1:1`).toString('base64url') })];
+    await send(server.url, ada, roomId, 'two');
+    for (const sub of atEnd) {
+      await waitFor(() => sub.results.some((r) => r.errors || JSON.stringify(r.data).includes('"two"')));
+      expect(sub.results.filter((r) => r.errors)).toEqual([]);
+    }
     await client.dispose();
   });
 

@@ -23,6 +23,7 @@ describe('AddedSet', () => {
         let upTo = 0;
         while (model.has(upTo + 1)) upTo++;
         expect(set.upTo).toBe(upTo);
+        expect(set.highest).toBe(Math.max(watermark, ...model));
         expect(AddedSet.parse(set.snapshot())!.equals(set)).toBe(true);
       }
     }
