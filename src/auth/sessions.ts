@@ -249,16 +249,22 @@ export class SessionService {
 
   /**
    * The viewer of an `Authorization` header: `claimed` at once, as its token says (null for none or
-   * a bad token), and `confirmed` once its session is checked (null if the session ended; rejects
-   * when the database cannot answer). `standing`: the session was found standing here lately (see
-   * `standing`), so its budgets may be spent while the check runs.
+   * a bad token), and the `check` of its session, made when first asked for. `standing`: the
+   * session was found standing here lately (see `standing`), so its budgets may be spent while the
+   * check runs, and a send's own statement may check it instead (`SessionCheck.settle`).
    */
-  viewerOf(header: unknown): { claimed: Viewer | null; confirmed: Promise<Viewer | null>; standing: boolean } {
+  viewerOf(header: unknown): { claimed: Viewer | null; check?: SessionCheck; standing: boolean } {
     const claimed = this.tokens.fromAuthorization(header) ?? null;
-    if (!claimed) return { claimed, confirmed: Promise.resolve(null), standing: false };
-    const standing = this.standing.has(claimed.sessionId);
-    return { claimed, confirmed: this.isLive(claimed).then((live) => (live ? claimed : null)), standing };
+    if (!claimed) return { claimed, standing: false };
+    return { claimed, check: new SessionCheck(claimed, this.checkOf, this.recordOf), standing: this.standing.has(claimed.sessionId) };
   }
+
+  private readonly checkOf = (viewer: Viewer) => this.isLive(viewer);
+  /** What a statement found of a session it checked itself, kept as a check's answer is (`liveOf`). */
+  private readonly recordOf = (viewer: Viewer, live: boolean) => {
+    if (live) this.standing.set(viewer.sessionId, true);
+    else this.standing.delete(viewer.sessionId);
+  };
 
   /** Of `sessionIds`, the ones that no longer stand (one query; for sweeping open sockets). */
   async ended(sessionIds: string[]): Promise<string[]> {
@@ -291,4 +297,43 @@ function parseRefreshToken(raw: unknown): { sessionId: string; secret: string } 
   const match = REFRESH_TOKEN.exec(raw);
   if (!match) throw badUserInput('refreshToken is not a refresh token', 'refreshToken');
   return { sessionId: match[1].toLowerCase(), secret: match[2] };
+}
+
+/** A session for a statement to check together with its own work, and to settle from what it found (`checkedInStatement`). */
+export interface SessionToCheck {
+  /** The viewer the request's token claims: the statement checks their `sessionId`. */
+  readonly viewer: Viewer;
+  settle(live: boolean): void;
+}
+
+/**
+ * An HTTP request's session check (`SessionService.viewerOf`). Made when first asked for
+ * (`result`), or answered instead by a statement that checked the session together with its own
+ * work (`settle`: a send's, `MessageStore.insert`), so that such a request costs one round trip to
+ * the database rather than two. Either way it reads the database after the request arrived.
+ */
+export class SessionCheck {
+  private answer?: Promise<Viewer | null>;
+
+  constructor(
+    readonly claimed: Viewer,
+    private readonly check: (viewer: Viewer) => Promise<boolean>,
+    private readonly record: (viewer: Viewer, live: boolean) => void,
+  ) {}
+
+  /** Whether the check was made, or answered by a statement. */
+  get started(): boolean {
+    return this.answer !== undefined;
+  }
+
+  /** The claimed viewer once the session is found standing, null if it ended (rejects when the database cannot answer); makes the check if nothing did. */
+  result(): Promise<Viewer | null> {
+    return (this.answer ??= this.check(this.claimed).then((live) => (live ? this.claimed : null)));
+  }
+
+  /** Answers the check with what a statement found of the session. */
+  settle(live: boolean): void {
+    this.record(this.claimed, live);
+    this.answer = Promise.resolve(live ? this.claimed : null);
+  }
 }

@@ -1,4 +1,5 @@
 import type { DataSource, SelectQueryBuilder } from 'typeorm';
+import type { SessionToCheck } from '../auth/sessions';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity } from '../db/entities';
 import { isUniqueViolation } from '../db/errors';
@@ -68,8 +69,10 @@ export class MessageService {
    * published by the store; a repeated `clientId` is settled by the unique index and answers the
    * first message; the sender's read position moves to it. The room's send budget is taken in
    * the same statement (RATE_LIMITED when spent; a stranger is FORBIDDEN whatever it holds).
+   * With `session` (an HTTP request whose session is not checked yet), the statement checks it
+   * too, and settles it (UNAUTHENTICATED, nothing sent, when it ended).
    */
-  async send(viewer: Viewer | null, raw: unknown): Promise<MessageEntity> {
+  async send(viewer: Viewer | null, raw: unknown, session?: SessionToCheck): Promise<MessageEntity> {
     const input = parseInput(sendMessageInput, raw);
     const { id: authorId } = requireViewer(viewer);
     if (!isUuid(input.roomId)) throw notMember();
@@ -82,7 +85,7 @@ export class MessageService {
     let changes: MessageEntity[];
     try {
       const fields = { roomId: input.roomId, authorId, body: input.body, parentId, clientId };
-      changes = await this.store.insert(this.db.manager, fields, { asMember: true, limit: this.roomLimit });
+      changes = await this.store.insert(this.db.manager, fields, { asMember: true, limit: this.roomLimit, session });
     } catch (err) {
       // A repeated clientId answers the first message: when the unique index refuses the insert,
       // and also when a full room's budget refuses the send before the index is reached.

@@ -3,7 +3,9 @@ import { MessageEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
 import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
-import { badUserInput, rateLimited } from '../errors';
+import type { SessionToCheck } from '../auth/sessions';
+import { isUniqueViolation } from '../db/errors';
+import { badUserInput, rateLimited, unauthenticated } from '../errors';
 import { notMember } from './access';
 
 /** What a new message is made of. */
@@ -37,6 +39,9 @@ const MESSAGE_COLUMNS =
 /** SQL: the room's send budget window (`$13` seconds long) is still running. */
 const WINDOW_OPEN = 'send_window_started_at > now() - make_interval(secs => $13::integer)';
 
+/** SQL: session `session` of user `user` stands (what `SessionService.isLive` reads). */
+const SESSION_STANDS = (session: string, user: string) => `EXISTS (SELECT 1 FROM sessions WHERE id = ${session} AND user_id = ${user} AND revoked_at IS NULL)`;
+
 /** A room's send budget: at most `points` sends per `windowS` seconds, from all members together. */
 export interface RoomSendLimit {
   points: number;
@@ -58,6 +63,7 @@ const sendStatement = (reply: boolean) =>
          send_window_count = CASE WHEN $12::integer IS NULL THEN send_window_count WHEN ${WINDOW_OPEN} THEN send_window_count + 1 ELSE 1 END
        WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
+         AND ($14::uuid IS NULL OR ${SESSION_STANDS('$14', '$2')})
        RETURNING last_seq, last_change - ${reply ? 1 : 0} AS change),
      added AS (
        INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
@@ -128,9 +134,13 @@ export class MessageStore {
    * stranger is answered FORBIDDEN whatever the budget).
    * Returns the message and, for a reply, its root's new state; publishes neither (see `publish`).
    */
-  async insert(manager: EntityManager, fields: NewMessage, { asMember = false, limit }: { asMember?: boolean; limit?: RoomSendLimit } = {}): Promise<MessageEntity[]> {
+  async insert(
+    manager: EntityManager,
+    fields: NewMessage,
+    { asMember = false, limit, session }: { asMember?: boolean; limit?: RoomSendLimit; session?: SessionToCheck } = {},
+  ): Promise<MessageEntity[]> {
     for (let attempt = 0; ; attempt++) {
-      const rows: Array<Record<string, unknown>> = await runPrepared(manager, fields.parentId ? SEND_REPLY : SEND, [
+      const rows = await runPrepared<Array<Record<string, unknown>>>(manager, fields.parentId ? SEND_REPLY : SEND, [
         fields.roomId,
         fields.authorId,
         fields.body,
@@ -144,17 +154,28 @@ export class MessageStore {
         mentionedNames(fields.body),
         limit?.points ?? null,
         limit?.windowS ?? null,
-      ]);
-      if (rows.length > 0) return rows.map((row) => this.fromRow(row.message as Record<string, unknown>)).sort((a, b) => a.changeSeq - b.changeSeq);
-      if (!limit) throw notMember();
-      // Not a member, or no place left in the budget's window: tell which (a stranger learns nothing).
-      const [state]: Array<{ member: boolean; retry_after_ms: number | null }> = await manager.query(
-        `SELECT EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
+        session?.viewer.sessionId ?? null,
+      ]).catch((err: unknown) => {
+        // The index refused the row: the statement had got as far as inserting it, the session standing.
+        if (isUniqueViolation(err)) session?.settle(true);
+        throw err;
+      });
+      if (rows.length > 0) {
+        session?.settle(true);
+        return rows.map((row) => this.fromRow(row.message as Record<string, unknown>)).sort((a, b) => a.changeSeq - b.changeSeq);
+      }
+      if (!limit && !session) throw notMember();
+      // The session ended, not a member, or no place left in the budget's window: tell which (a
+      // stranger learns nothing).
+      const [state]: Array<{ session: boolean; member: boolean; retry_after_ms: number | null }> = await manager.query(
+        `SELECT $5::uuid IS NULL OR ${SESSION_STANDS('$5', '$2')} AS session, EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
            CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms
-         FROM rooms WHERE id = $1`,
-        [fields.roomId, fields.authorId, limit.points, limit.windowS],
+         FROM (SELECT) one LEFT JOIN rooms ON rooms.id = $1`,
+        [fields.roomId, fields.authorId, limit?.points ?? null, limit?.windowS ?? null, session?.viewer.sessionId ?? null],
       );
-      if (!state?.member) throw notMember();
+      session?.settle(state.session);
+      if (!state.session) throw unauthenticated();
+      if (!state.member) throw notMember();
       if (state.retry_after_ms !== null && state.retry_after_ms > 0) throw this.roomLimited(state.retry_after_ms);
       if (attempt > 0) throw notMember(); // neither, twice: the member was removed meanwhile
       // The window ended between the two statements: send again.

@@ -3,7 +3,7 @@ import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { Config } from '../config';
 import type { RateLimit, RateLimits } from '../rate-limit';
 import type { GraphQLContext } from './context';
-import { confirmViewer } from './viewer';
+import { CHECKED_IN_STATEMENT, confirmViewer } from './viewer';
 
 /** The budgets spent at the GraphQL boundary; each answers RATE_LIMITED with `retryAfterMs` when spent. */
 export interface Budgets {
@@ -53,17 +53,23 @@ interface Hook {
  * one write and cost one round trip) while an HTTP request's session is checked
  * (`confirmViewer`): the caller's budgets go by the user its token claims, and are given back if
  * the session turns out to have ended (the request then runs signed out) or could not be checked.
- * Answers the first refusal in the given order, if any; throws what the session check threw.
+ * With `checkedLater` (a mutation whose statement checks the session, `checkedInStatement`) the
+ * check is left to that statement, unless a budget refuses. Answers the first refusal in the
+ * given order, if any; throws what the session check threw.
  */
-async function spendAll(ctx: GraphQLContext, userBudgets: RateLimit[], others: Array<Promise<void>>): Promise<unknown> {
+async function spendAll(ctx: GraphQLContext, userBudgets: RateLimit[], others: Array<Promise<void>>, checkedLater: boolean): Promise<unknown> {
   const claimed = ctx.viewer;
   const charged = claimed ? userBudgets : [];
   const spent = Promise.allSettled([...charged.map((budget) => budget.consume(claimed!.id)), ...others]);
-  const confirmed = await confirmViewer(ctx).then(
-    () => undefined,
-    (err: unknown) => ({ err }),
-  );
+  const confirm = () =>
+    confirmViewer(ctx).then(
+      () => undefined,
+      (err: unknown) => ({ err }),
+    );
+  const confirming = checkedLater && ctx.pendingViewer && !ctx.pendingViewer.started ? undefined : confirm();
   let outcomes = await spent;
+  // A refused call is answered as its session says (signed out, or a retried send's first message).
+  const confirmed = await (confirming ?? (outcomes.some((o) => o.status === 'rejected') ? confirm() : undefined));
   if (claimed && (confirmed || !ctx.viewer)) {
     // Not the user's to spend: what a signed-out request (or none at all) would have spent stands.
     await Promise.all(charged.map((budget) => budget.reward(claimed.id)));
@@ -116,16 +122,25 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       const hook: Hook = hooks[name] ?? {};
       const resolve = field.resolve;
       if (!resolve || UNBUDGETED.has(name) || BUDGETED_BY_SERVICE.has(name)) return field;
+      const userBudgets = [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])];
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
+        const claimed = ctx.viewer;
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
-        const refusal = await spendAll(ctx, [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])], hook.spends?.(args, ctx) ?? []);
+        const refusal = await spendAll(ctx, userBudgets, hook.spends?.(args, ctx) ?? [], CHECKED_IN_STATEMENT.has(name));
         if (refusal) {
           const instead = await hook.refused?.(args, ctx);
           if (instead !== undefined) return instead;
           throw refusal;
         }
         const run = async () => resolve(source, args, ctx, info);
-        return hook.around ? hook.around(args, ctx, run) : run();
+        if (!claimed || !ctx.pendingViewer) return hook.around ? hook.around(args, ctx, run) : run();
+        // The session is left to the mutation's statement: what the user spent goes back if it
+        // finds the session ended, or the session could not be checked (the request signed out).
+        try {
+          return await (hook.around ? hook.around(args, ctx, run) : run());
+        } finally {
+          if (!ctx.viewer) await Promise.all(userBudgets.map((budget) => budget.reward(claimed.id)));
+        }
       };
       return { ...field, resolve: budgeted };
     },

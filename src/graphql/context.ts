@@ -2,7 +2,7 @@ import DataLoader from 'dataloader';
 import { In, type DataSource } from 'typeorm';
 import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
-import type { SessionService, SocketAuth } from '../auth/sessions';
+import type { SessionCheck, SessionService, SocketAuth } from '../auth/sessions';
 import type { Viewer } from '../auth/tokens';
 import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
@@ -71,8 +71,8 @@ export interface RoomLoader<V> {
 export interface GraphQLContext {
   /** Over HTTP, the one the token claims until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
   viewer: Viewer | null;
-  /** Over HTTP, while the session is checked: settles with the viewer, or null if the session ended (unset once it did). */
-  pendingViewer?: Promise<Viewer | null>;
+  /** Over HTTP, the check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did). */
+  pendingViewer?: SessionCheck;
   requestId: string;
   /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
   clientAddress: string;
@@ -107,7 +107,7 @@ export type ContextFactory = (
   requestId: string,
   clientAddress: string,
   socket?: SocketAuth,
-  pendingViewer?: Promise<Viewer | null>,
+  pendingViewer?: SessionCheck,
 ) => GraphQLContext;
 
 /**
@@ -142,7 +142,7 @@ class OperationContext implements GraphQLContext {
     readonly newLoaders: () => Loaders,
     readonly eventLoaders: (key: object) => Loaders,
     readonly socket?: SocketAuth,
-    public pendingViewer?: Promise<Viewer | null>,
+    public pendingViewer?: SessionCheck,
   ) {}
 
   get loaders(): Loaders {

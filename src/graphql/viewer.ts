@@ -1,6 +1,9 @@
 import type { ApolloServerPlugin } from '@apollo/server';
 import { MapperKind, mapSchema } from '@graphql-tools/utils';
 import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
+import type { SessionToCheck } from '../auth/sessions';
+import { isConnectionError } from '../db/errors';
+import { unauthenticated } from '../errors';
 import type { GraphQLContext } from './context';
 
 /**
@@ -8,7 +11,8 @@ import type { GraphQLContext } from './context';
  * (`SessionService.viewerOf`) is checked while Apollo parses and validates (and a mutation's
  * budgets are spent, `budgets.ts`); until the check answers, `ctx.viewer` is the one its token
  * claims, and no resolver runs: a query's wait here before it executes
- * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`).
+ * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`),
+ * but those whose statement checks the session itself (`checkedInStatement`).
  * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
  * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket the socket's session was checked
  * when it connected: nothing waits.
@@ -16,12 +20,64 @@ import type { GraphQLContext } from './context';
 export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
   if (!ctx.pendingViewer) return;
   try {
-    ctx.viewer = await ctx.pendingViewer;
+    ctx.viewer = await ctx.pendingViewer.result();
     ctx.pendingViewer = undefined; // settled: the operation's later fields need not wait
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
     throw checkFailed(err);
   }
+}
+
+/** Mutations whose statement checks the request's session together with its own work (`checkedInStatement`). */
+export const CHECKED_IN_STATEMENT = new Set(['sendMessage']);
+
+/**
+ * Runs a mutation whose statement can check the request's session itself (a send:
+ * `MessageStore.insert`): when the session's check has not started, `work` gets the session, to
+ * be settled from what its statement found, and no check of its own is made. A session the statement
+ * found ended leaves the request signed out (the statement refused: UNAUTHENTICATED). When `work`
+ * ends before its statement answered (bad input, a thread not found), the check is made then,
+ * and a session that ended answers UNAUTHENTICATED: whatever `work` read before its statement, a
+ * request answers as if its session had been checked first. A database that cannot serve the
+ * statement answers as a check that failed (SERVICE_UNAVAILABLE, HTTP 503; nothing spent).
+ */
+export async function checkedInStatement<T>(ctx: GraphQLContext, work: (session?: SessionToCheck) => Promise<T>): Promise<T> {
+  const check = ctx.pendingViewer;
+  if (!check || check.started) {
+    await confirmViewer(ctx);
+    return work();
+  }
+  let answered = false;
+  const session: SessionToCheck = {
+    viewer: check.claimed,
+    settle(live) {
+      answered = true;
+      check.settle(live);
+      if (!live) ctx.viewer = null;
+      ctx.pendingViewer = undefined;
+    },
+  };
+  let result: T;
+  try {
+    result = await work(session);
+  } catch (err) {
+    if (!answered && isConnectionError(err)) {
+      // The statement that was to check the session could not be served: a check that failed.
+      ctx.viewer = null;
+      ctx.pendingViewer = undefined;
+      throw checkFailed(err);
+    }
+    if (!answered) await requireSignedIn(ctx);
+    throw err;
+  }
+  if (!answered) await requireSignedIn(ctx); // nothing may go out as the claimed user unchecked
+  return result;
+}
+
+/** Makes the request's session check: UNAUTHENTICATED when its session ended. */
+async function requireSignedIn(ctx: GraphQLContext): Promise<void> {
+  await confirmViewer(ctx);
+  if (!ctx.viewer) throw unauthenticated();
 }
 
 /**
@@ -51,9 +107,9 @@ export function confirmedViewerPlugin(): ApolloServerPlugin<GraphQLContext> {
 /** The schema with each mutation's root field waiting for its viewer before it runs. */
 export function withConfirmedViewer(schema: GraphQLSchema): GraphQLSchema {
   return mapSchema(schema, {
-    [MapperKind.MUTATION_ROOT_FIELD]: (field) => {
+    [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
       const resolve = field.resolve;
-      if (!resolve) return field;
+      if (!resolve || CHECKED_IN_STATEMENT.has(name)) return field;
       // Without a check under way (WebSocket, or settled already) it runs at once.
       const confirmed: GraphQLFieldResolver<unknown, GraphQLContext> = (source, args, ctx, info) =>
         ctx.pendingViewer ? confirmViewer(ctx).then(() => resolve(source, args, ctx, info)) : resolve(source, args, ctx, info);

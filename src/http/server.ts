@@ -79,20 +79,24 @@ export async function createHttpServer(deps: TransportDeps) {
     res.setHeader('cache-control', 'no-store'); // what Apollo's cache-control plugin answered for every operation here
   };
   const runApollo = apolloHandler(apollo, async ({ req, res }) => {
-    const { claimed, confirmed, standing } = deps.sessions.viewerOf(req.headers.authorization);
+    const { claimed, check, standing } = deps.sessions.viewerOf(req.headers.authorization);
     const requestId = String(res.getHeader('x-request-id'));
     // A session found standing lately is checked while Apollo parses, validates and (for a
-    // mutation) spends budgets (`confirmViewer`); a request refused before it executes never waits for it.
-    if (standing) confirmed.catch(() => undefined);
-    const context = standing
-      ? deps.context(claimed, requestId, deps.clientAddress(req), undefined, confirmed)
-      : deps.context(
-          await confirmed.catch((err: unknown) => {
-            throw checkFailed(err);
-          }),
-          requestId,
-          deps.clientAddress(req),
-        );
+    // mutation) spends budgets (`confirmViewer`); a request refused before it executes never waits
+    // for it. A request that may be a send leaves it to the send's statement (`checkedInStatement`).
+    if (check && standing && !mayBeSend(req.body)) check.result().catch(() => undefined);
+    const context =
+      check && standing
+        ? deps.context(claimed, requestId, deps.clientAddress(req), undefined, check)
+        : deps.context(
+            check
+              ? await check.result().catch((err: unknown) => {
+                  throw checkFailed(err);
+                })
+              : null,
+            requestId,
+            deps.clientAddress(req),
+          );
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
     return context;
   });
@@ -170,6 +174,15 @@ export async function createHttpServer(deps: TransportDeps) {
 
 /** How long before Apollo's drain cuts the connections of requests in flight the shutdown answers them itself. */
 const LATE_ANSWER_MARGIN_MS = 250;
+
+/**
+ * Whether a request's document names `sendMessage`, whose statement checks the session itself: its
+ * check then waits to be asked for. Any other request's starts at once (it would be asked for).
+ */
+function mayBeSend(body: unknown): boolean {
+  const query = (body as { query?: unknown } | undefined)?.query;
+  return typeof query === 'string' && query.includes('sendMessage');
+}
 
 /** `/graphql` with or without a query string, as POSTed by clients (any other spelling goes through the router). */
 function isGraphQLPath(url: string | undefined): boolean {

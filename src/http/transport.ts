@@ -1,5 +1,5 @@
 import type { GraphQLSchema } from 'graphql';
-import type { SessionService, SocketAuth } from '../auth/sessions';
+import type { SessionCheck, SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { GraphQLContext } from '../graphql/context';
 import type { OperationRules } from '../graphql/limits';
@@ -54,7 +54,7 @@ export interface TransportDeps {
   shutdown: ShutdownPlan;
   probes: ReadinessProbes;
   /** Builds the context of one operation. */
-  context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth, pendingViewer?: Promise<Viewer | null>): GraphQLContext;
+  context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth, pendingViewer?: SessionCheck): GraphQLContext;
   metrics: Metrics;
   /** Told when a signed-in socket opens; calls back when it closes (docs/guarantees.md, guarantee 11). */
   presence: { connect(userId: string): () => void };

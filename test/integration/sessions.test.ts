@@ -4,7 +4,7 @@
 import { createClient } from 'graphql-ws';
 import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
-import { codeOf, collect, createRoom, gql, must, startServer, unique, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 import { rawSocket, type RawSocket } from '../support/transports';
 
 let server: TestServer;
@@ -419,7 +419,7 @@ describe('sessions found standing (which HTTP requests spend budgets while their
       for (const user of [here, elsewhere, inSql]) {
         const first = standing(sessions, user.token);
         expect(first.standing).toBe(false); // new on this instance
-        expect(await first.confirmed).toMatchObject({ id: user.id });
+        expect(await first.check!.result()).toMatchObject({ id: user.id });
         expect(standing(sessions, user.token).standing).toBe(true);
       }
       await must(server.url, 'mutation { logOut }', {}, here.token);
@@ -428,11 +428,82 @@ describe('sessions found standing (which HTTP requests spend budgets while their
       await waitFor(() => !standing(sessions, elsewhere.token).standing); // the revocation signal
       await server.app.db.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [inSql.id]); // no signal
       expect(standing(sessions, inSql.token).standing).toBe(true); // not known yet; its check says otherwise:
-      expect(await standing(sessions, inSql.token).confirmed).toBeNull();
+      expect(await standing(sessions, inSql.token).check!.result()).toBeNull();
       expect(standing(sessions, inSql.token).standing).toBe(false);
     } finally {
       await twin.stop();
     }
+  });
+});
+
+describe("a send's session, checked by the send's own statement (an HTTP request of a session found standing)", () => {
+  const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id body } }`;
+  const isStanding = (on: TestServer, token: string) => on.app.services.sessions.viewerOf(`Bearer ${token}`).standing;
+  /** A user whose session `on` found standing (a query checked it), in a room of theirs or `roomId`. */
+  async function standingUser(on: TestServer, roomId?: string) {
+    const user = await signUp(on.url);
+    const room = roomId ?? (await createRoom(on.url, user));
+    if (roomId) await must(on.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, user.token);
+    await must(on.url, ME, {}, user.token);
+    expect(isStanding(on, user.token)).toBe(true);
+    return { user, roomId: room };
+  }
+  const endInDatabase = (on: TestServer, userId: string) => on.app.db.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [userId]); // no signal
+
+  it('makes no check of its own, a retry answered by the unique index included; other requests still make theirs', async () => {
+    const { user, roomId } = await standingUser(server);
+    const isLive = jest.spyOn(server.app.services.sessions, 'isLive');
+    try {
+      const input = { roomId, body: 'one', clientId: unique('c') };
+      const first = await must(server.url, SEND, { input }, user.token);
+      expect(await must(server.url, SEND, { input }, user.token)).toEqual(first);
+      expect(isLive).not.toHaveBeenCalled();
+      expect(isStanding(server, user.token)).toBe(true);
+      await must(server.url, ME, {}, user.token);
+      expect(isLive).toHaveBeenCalledTimes(1);
+    } finally {
+      isLive.mockRestore();
+    }
+  });
+
+  describe('once the session ended without a signal', () => {
+    let own: TestServer;
+    beforeAll(async () => {
+      own = await startServer({ SENDS_PER_USER_PER_10S: '1' });
+    });
+    afterAll(() => own.stop());
+    const stored = async (roomId: string) => Number((await own.app.db.dataSource.query('SELECT count(*)::int AS n FROM messages WHERE room_id = $1', [roomId]))[0].n);
+
+    it("is UNAUTHENTICATED, stores nothing, and gives the user's budgets back", async () => {
+      const { user, roomId } = await standingUser(own);
+      await endInDatabase(own, user.id);
+      expect(codeOf(await gql(own.url, SEND, { input: { roomId, body: 'after the end' } }, user.token))).toBe('UNAUTHENTICATED');
+      expect(await stored(roomId)).toBe(0);
+      expect(isStanding(own, user.token)).toBe(false);
+      // The budget of one send per 10 s is whole: a new session's send goes through, its next does not.
+      const again = await must(own.url, `mutation($i: LogInInput!) { logIn(input: $i) { token } }`, { i: { username: user.username, password: PASSWORD } });
+      await must(own.url, SEND, { input: { roomId, body: 'signed in again' } }, again.logIn.token);
+      expect(codeOf(await gql(own.url, SEND, { input: { roomId, body: 'one too many' } }, again.logIn.token))).toBe('RATE_LIMITED');
+      expect(await stored(roomId)).toBe(1);
+    });
+
+    it('is UNAUTHENTICATED for a reply, and for one that would be refused for what it names or for bad input: nothing tells of the room', async () => {
+      const owner = await signUp(own.url);
+      const roomId = await createRoom(own.url, owner);
+      const parent = await send(own.url, owner, roomId, 'a thread');
+      const inputs = [
+        { roomId, body: 'a reply', parentId: parent.id },
+        { roomId, body: 'to no thread', parentId: '00000000-0000-4000-8000-000000000000' }, // BAD_USER_INPUT for a session that stands
+        { roomId: '00000000-0000-4000-8000-000000000000', body: 'into no room' }, // FORBIDDEN for one that stands
+        { roomId, body: '' }, // BAD_USER_INPUT for one that stands
+      ];
+      for (const input of inputs) {
+        const { user } = await standingUser(own, roomId);
+        await endInDatabase(own, user.id);
+        expect([input, codeOf(await gql(own.url, SEND, { input }, user.token))]).toEqual([input, 'UNAUTHENTICATED']);
+      }
+      expect(await stored(roomId)).toBe(1);
+    });
   });
 });
 

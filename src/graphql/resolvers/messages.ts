@@ -3,6 +3,7 @@ import type { FeedEvent } from '../../chat/message-feed';
 import { forbidden } from '../../errors';
 import { UserEntity } from '../../db/entities';
 import type { Resolvers } from '../generated';
+import { checkedInStatement } from '../viewer';
 
 /** A feed event of room `roomId` as a `RoomEvent` union member. */
 function toRoomEvent(event: FeedEvent, roomId: string) {
@@ -34,7 +35,7 @@ export const messageResolvers: Resolvers = {
     searchMessages: (_, args, ctx) => ctx.services.messages.search(ctx.viewer, args),
   },
   Mutation: {
-    sendMessage: (_, { input }, ctx) => ctx.services.messages.send(ctx.viewer, input),
+    sendMessage: (_, { input }, ctx) => checkedInStatement(ctx, (session) => ctx.services.messages.send(ctx.viewer, input, session)),
     editMessage: (_, { input }, ctx) => ctx.services.messages.edit(ctx.viewer, input),
     deleteMessage: (_, { messageId }, ctx) => ctx.services.messages.delete(ctx.viewer, messageId),
     addReaction: (_, { input }, ctx) => ctx.services.messages.react(ctx.viewer, input, true),
