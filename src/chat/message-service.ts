@@ -73,8 +73,8 @@ export class MessageService {
    * too, and settles it (UNAUTHENTICATED, nothing sent, when it ended).
    */
   async send(viewer: Viewer | null, raw: unknown, session?: SessionToCheck): Promise<MessageEntity> {
+    const { id: authorId } = requireViewer(viewer); // signed out: UNAUTHENTICATED whatever the input
     const input = parseInput(sendMessageInput, raw);
-    const { id: authorId } = requireViewer(viewer);
     if (!isUuid(input.roomId)) throw notMember();
     let parentId: string | null = null;
     if (input.parentId != null) {

@@ -3,7 +3,7 @@ import { MapperKind, mapSchema } from '@graphql-tools/utils';
 import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { SessionToCheck } from '../auth/sessions';
 import { isConnectionError } from '../db/errors';
-import { unauthenticated } from '../errors';
+import { ErrorCode, unauthenticated } from '../errors';
 import type { GraphQLContext } from './context';
 
 /**
@@ -89,6 +89,26 @@ async function requireSignedIn(ctx: GraphQLContext): Promise<void> {
 export function checkFailed(err: unknown): unknown {
   if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 503 } } });
   return err;
+}
+
+/**
+ * An answer with nothing in it because the database could not serve it — the session check, or the
+ * operation's own statements (a send's also checks its session) — goes out with HTTP 503, as a
+ * failed session check's does (`checkFailed`): one status for "try again" whichever statement failed.
+ */
+export function unavailableStatusPlugin(): ApolloServerPlugin<GraphQLContext> {
+  return {
+    async requestDidStart() {
+      return {
+        async willSendResponse({ response }) {
+          if (response.body.kind !== 'single') return;
+          const { data, errors } = response.body.singleResult;
+          const nothing = data == null || Object.values(data).every((value) => value === null);
+          if (nothing && errors?.some((e) => e.extensions?.code === ErrorCode.ServiceUnavailable)) response.http.status = 503;
+        },
+      };
+    },
+  };
 }
 
 /** Queries wait for their viewer before they execute (mutations: `withConfirmedViewer`). */

@@ -9,7 +9,7 @@ import type { GraphQLError } from 'graphql';
 import { maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
-import { checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
+import { checkFailed, confirmedViewerPlugin, unavailableStatusPlugin } from '../graphql/viewer';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -53,6 +53,7 @@ export async function createHttpServer(deps: TransportDeps) {
     plugins: [
       limitsPlugin(deps.schema, deps.rules, formatError),
       confirmedViewerPlugin(),
+      unavailableStatusPlugin(),
       {
         async requestDidStart() {
           return {

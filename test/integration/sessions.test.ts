@@ -500,10 +500,49 @@ describe("a send's session, checked by the send's own statement (an HTTP request
       for (const input of inputs) {
         const { user } = await standingUser(own, roomId);
         await endInDatabase(own, user.id);
-        expect([input, codeOf(await gql(own.url, SEND, { input }, user.token))]).toEqual([input, 'UNAUTHENTICATED']);
+        // Its first send (checked by the statement), its next (checked first), and one without a token.
+        for (const token of [user.token, user.token, undefined]) expect([input, codeOf(await gql(own.url, SEND, { input }, token))]).toEqual([input, 'UNAUTHENTICATED']);
       }
       expect(await stored(roomId)).toBe(1);
     });
+
+    it('runs the rest of a document signed out once its logOut ended the session: a send after it is UNAUTHENTICATED and stores nothing', async () => {
+      const { user, roomId } = await standingUser(own);
+      const both = await gql(own.url, `mutation($input: SendMessageInput!) { l: logOut s: sendMessage(input: $input) { id } }`, { input: { roomId, body: 'after my logOut' } }, user.token);
+      expect(codeOf(both)).toBe('UNAUTHENTICATED');
+      expect(await stored(roomId)).toBe(0);
+      expect(codeOf(await gql(own.url, ME, {}, user.token))).toBeUndefined(); // signed out: me is null
+      expect((await gql(own.url, ME, {}, user.token)).data).toEqual({ me: null });
+    });
+  });
+});
+
+describe('a send the database cannot serve', () => {
+  let slow: TestServer;
+  beforeAll(async () => {
+    slow = await startServer({ DATABASE_TIMEOUT_MS: '1000' });
+  });
+  afterAll(() => slow.stop());
+
+  it('answers SERVICE_UNAVAILABLE with HTTP 503 whether its session was checked first or by its statement', async () => {
+    const owner = await signUp(slow.url);
+    const roomId = await createRoom(slow.url, owner);
+    const post = async (token: string) => {
+      const res = await fetch(slow.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, variables: { input: { roomId, body: 'into a held room' } } }),
+      });
+      return { status: res.status, code: ((await res.json()) as GqlResult).errors?.[0].extensions?.code };
+    };
+    const fresh = await must(slow.url, `mutation($i: LogInInput!) { logIn(input: $i) { token } }`, { i: { username: owner.username, password: 'correct horse battery' } });
+    const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [roomId]); // the statement waits, then is cancelled
+    try {
+      expect(await post(fresh.logIn.token)).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE' }); // new here: checked first
+      expect(await post(owner.token)).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE' }); // standing: checked by the statement
+    } finally {
+      await release();
+    }
   });
 });
 

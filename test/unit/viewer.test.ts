@@ -9,10 +9,10 @@ import { makeExecutableSchema } from '@graphql-tools/schema';
 import { execute, parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { SessionCheck } from '../../src/auth/sessions';
 import type { Viewer } from '../../src/auth/tokens';
-import { unauthenticated } from '../../src/errors';
+import { AppError, ErrorCode, unauthenticated } from '../../src/errors';
 import { withBudgets, type Budgets } from '../../src/graphql/budgets';
 import type { GraphQLContext } from '../../src/graphql/context';
-import { checkedInStatement, confirmedViewerPlugin, withConfirmedViewer } from '../../src/graphql/viewer';
+import { checkedInStatement, confirmedViewerPlugin, unavailableStatusPlugin, withConfirmedViewer } from '../../src/graphql/viewer';
 import { RateLimits, type RateLimit } from '../../src/rate-limit';
 
 const ADA: Viewer = { id: '11111111-1111-4111-8111-111111111111', sessionId: '22222222-2222-4222-8222-222222222222' };
@@ -58,8 +58,8 @@ function setUp(mutationsPerUser = 1) {
   const send = (ctx: GraphQLContext) =>
     checkedInStatement(ctx, async (session) => {
       events.push(session ? 'statement, checking the session' : 'statement');
+      if (statementFinds instanceof Error) throw statementFinds;
       if (session) {
-        if (statementFinds instanceof Error) throw statementFinds;
         session.settle(statementFinds);
         if (!statementFinds) throw unauthenticated();
       }
@@ -148,8 +148,8 @@ it("gives the user's budgets back and runs nothing when the session cannot be ch
   expect(await run(schema, 'mutation { createRoom }', contextOf(Promise.resolve(ADA)))).toEqual({ data: { createRoom: ADA.id } });
 });
 
-it('runs a query with the viewer its session confirms, signed out when the session has ended, and answers HTTP 503 when it cannot be checked', async () => {
-  const server = new ApolloServer<GraphQLContext>({ schema: setUp(), plugins: [confirmedViewerPlugin()] });
+it('runs a query with the viewer its session confirms, signed out when the session has ended, and answers HTTP 503 when it cannot be checked or the database cannot serve the operation', async () => {
+  const server = new ApolloServer<GraphQLContext>({ schema: setUp(), plugins: [confirmedViewerPlugin(), unavailableStatusPlugin()] });
   await server.start();
   try {
     const me = async (pending: Promise<Viewer | null>) => {
@@ -167,6 +167,10 @@ it('runs a query with the viewer its session confirms, signed out when the sessi
       const { http } = await server.executeOperation({ query }, { contextValue: contextOf(failing) });
       expect(http.status).toBe(503);
     }
+    // And when the operation's own statement finds the database unavailable, its session checked before.
+    statementFinds = new AppError(ErrorCode.ServiceUnavailable, 'The database is unreachable or overloaded; retry shortly');
+    const { http } = await server.executeOperation({ query: 'mutation { sendMessage }' }, { contextValue: contextOf() });
+    expect(http.status).toBe(503);
   } finally {
     await server.stop();
   }

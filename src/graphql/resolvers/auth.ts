@@ -10,6 +10,10 @@ export const authResolvers: Resolvers = {
     signUp: (_, { input }, ctx) => ctx.services.auth.signUp(input),
     logIn: (_, { input }, ctx) => ctx.services.auth.logIn(input),
     refreshSession: (_, { refreshToken }, ctx) => ctx.services.sessions.refresh(refreshToken, ctx.socket, ctx.holdForAnswer),
-    logOut: (_, { allSessions }, ctx) => ctx.services.sessions.logOut(ctx.viewer, allSessions ?? false),
+    logOut: async (_, { allSessions }, ctx) => {
+      const ended = await ctx.services.sessions.logOut(ctx.viewer, allSessions ?? false);
+      ctx.viewer = null; // the rest of the operation (a send after it in the same document) runs signed out
+      return ended;
+    },
   },
 };
