@@ -166,7 +166,7 @@ export class MessageStore {
       }
       if (!limit && !session) throw notMember();
       // The session ended, not a member, or no place left in the budget's window: tell which (a
-      // stranger learns nothing).
+      // stranger learns nothing). One row also for a room that does not exist, so the session is told.
       const [state]: Array<{ session: boolean; member: boolean; retry_after_ms: number | null }> = await manager.query(
         `SELECT $5::uuid IS NULL OR ${SESSION_STANDS('$5', '$2')} AS session, EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
            CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms
