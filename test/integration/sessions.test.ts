@@ -4,7 +4,7 @@
 import { createClient } from 'graphql-ws';
 import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
-import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, useServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 import { rawSocket, type RawSocket } from '../support/transports';
 
 let server: TestServer;
@@ -467,11 +467,7 @@ describe("a send's session, checked by the send's own statement (an HTTP request
   });
 
   describe('once the session ended without a signal', () => {
-    let own: TestServer;
-    beforeAll(async () => {
-      own = await startServer({ SENDS_PER_USER_PER_10S: '1' });
-    });
-    afterAll(() => own.stop());
+    const own = useServer({ SENDS_PER_USER_PER_10S: '1' });
     const stored = async (roomId: string) => Number((await own.app.db.dataSource.query('SELECT count(*)::int AS n FROM messages WHERE room_id = $1', [roomId]))[0].n);
 
     it("is UNAUTHENTICATED, stores nothing, and gives the user's budgets back", async () => {
@@ -518,22 +514,14 @@ describe("a send's session, checked by the send's own statement (an HTTP request
 });
 
 describe('a send the database cannot serve', () => {
-  let slow: TestServer;
-  beforeAll(async () => {
-    slow = await startServer({ DATABASE_TIMEOUT_MS: '1000' });
-  });
-  afterAll(() => slow.stop());
+  const slow = useServer({ DATABASE_TIMEOUT_MS: '1000' });
 
   it('answers SERVICE_UNAVAILABLE with HTTP 503 whether its session was checked first or by its statement', async () => {
     const owner = await signUp(slow.url);
     const roomId = await createRoom(slow.url, owner);
     const post = async (token: string) => {
-      const res = await fetch(slow.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-        body: JSON.stringify({ query: `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, variables: { input: { roomId, body: 'into a held room' } } }),
-      });
-      return { status: res.status, code: ((await res.json()) as GqlResult).errors?.[0].extensions?.code };
+      const answer = await gql(slow.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'into a held room' } }, token);
+      return { status: answer.status, code: codeOf(answer) };
     };
     const fresh = await must(slow.url, `mutation($i: LogInInput!) { logIn(input: $i) { token } }`, { i: { username: owner.username, password: 'correct horse battery' } });
     const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [roomId]); // the statement waits, then is cancelled
