@@ -21,8 +21,6 @@ export interface FrameSink {
    * socket closed).
    */
   write(prefix: Buffer, rests: readonly Buffer[]): Promise<void> | undefined;
-  /** The socket holds more than it should unsent: the subscription takes no more live events until its frames have gone out. */
-  congested(): boolean;
   /** A result with errors as the client may see it (masked as over HTTP). */
   mask(result: ExecutionResult, ctx: GraphQLContext): FormattedExecutionResult;
 }
@@ -457,7 +455,7 @@ class FrameTarget implements PushSink<object>, AsyncIterableIterator<ExecutionRe
   private pending = 0;
   /** Settles when `pending` drops to 0 (or the subscription stops). */
   private idle?: { promise: Promise<void>; resolve: () => void };
-  /** The flush of the last frame written while the socket was congested. */
+  /** The flush of the last live frame written while the socket was congested, until it has gone out (or `drained` took it). */
   private lastFlush?: Promise<void>;
   /** The replayed group taking events, until its write begins or it is full. */
   private group?: ReplayGroup;
@@ -506,9 +504,14 @@ class FrameTarget implements PushSink<object>, AsyncIterableIterator<ExecutionRe
       this.lane = laneOf(channel, this.subscription.shape);
     }
     this.lane!.add(event, this);
-    // A congested socket, executions that do not settle (the database stalls), or too many events
-    // unwritten: no more live events until they are written — the feed buffers, bounded, meanwhile.
-    return this.sink.congested() || this.lane!.stalled || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
+    // A socket its last live write found congested, executions that do not settle (the database
+    // stalls), or too many events unwritten: no more live events until they are written and gone
+    // out — the feed buffers, bounded, meanwhile. The socket itself is not asked here: this runs for
+    // every subscriber of a fan-out before any write, and reading a thousand sockets' state then,
+    // and again as each is written, took ~4 % of the fan-out's time (BENCHMARKS.md, "Backpressure
+    // read where the frame is written"). A socket congested meanwhile is found by the next write,
+    // one frame later.
+    return this.lastFlush !== undefined || this.lane!.stalled || this.pending >= MAX_PENDING_LIVE ? this.drained() : undefined;
   }
 
   /** A replayed event: executed and written with its group; waits while a full group is unwritten. */
@@ -594,10 +597,19 @@ class FrameTarget implements PushSink<object>, AsyncIterableIterator<ExecutionRe
     if (first !== undefined && !this.stopped) {
       const more = this.takenMore;
       const flushed = more ? this.sink.write(this.prefix, [first, ...more]) : this.writeOne(first);
-      if (flushed) this.lastFlush = flushed;
+      if (flushed) this.congestedUntil(flushed);
     }
     this.taken = this.takenMore = undefined;
     if (this.pending === 0) this.wakeIdle();
+  }
+
+  /** The socket was congested at a live write: `live` asks the source to wait until that write's frames have gone out. */
+  private congestedUntil(flushed: Promise<void>): void {
+    this.lastFlush = flushed;
+    const gone = () => {
+      if (this.lastFlush === flushed) this.lastFlush = undefined;
+    };
+    flushed.then(gone, gone);
   }
 
   /** One frame, through an array made once (`write` reads its `rests` before it returns). */

@@ -160,7 +160,7 @@ class SocketFrames implements FrameSink {
     return new Promise<void>((resolve) => sendMessages(socket, prefix, rests, resolve));
   }
 
-  congested(): boolean {
+  private congested(): boolean {
     return this.extra.socket.bufferedAmount >= FRAME_HIGH_WATER_BYTES;
   }
 

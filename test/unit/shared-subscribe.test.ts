@@ -253,7 +253,6 @@ describe('subscribeShared', () => {
           if (waiting && frames.length >= waiting.n) waiting.resolve();
           return undefined;
         },
-        congested: () => false,
         mask: (result: ExecutionResult) => ({ ...result, errors: result.errors!.map(() => ({ message: 'masked' })) }),
       };
       const contextValue = { ...contextOf(viewer), frames: frameSink };
@@ -348,7 +347,18 @@ describe('subscribeShared', () => {
       return { schema, emit, runs: () => runs, sinks };
     }
 
-    async function openPushed(schema: GraphQLSchema, query: string, viewer: string, id: string, congested = () => false, onWrite: () => void = () => undefined) {
+    /**
+     * `flushOf`: what a write answers, as `SocketFrames.write` does: a promise of the frames'
+     * going out while the socket is congested, undefined otherwise.
+     */
+    async function openPushed(
+      schema: GraphQLSchema,
+      query: string,
+      viewer: string,
+      id: string,
+      flushOf: () => Promise<void> | undefined = () => undefined,
+      onWrite: () => void = () => undefined,
+    ) {
       const frames: string[] = [];
       const writes: number[] = [];
       const waiters: { n: number; resolve: () => void }[] = [];
@@ -359,9 +369,8 @@ describe('subscribeShared', () => {
           writes.push(rests.length);
           for (const rest of rests) frames.push(Buffer.concat([prefix, rest]).toString());
           for (const w of waiters.filter((w) => frames.length >= w.n)) w.resolve();
-          return undefined;
+          return flushOf();
         },
-        congested,
         mask: (result: ExecutionResult) => ({ ...result, errors: result.errors!.map((e) => ({ message: `masked: ${e.message}` })) }),
       };
       const iterator = (await subscribeShared({ schema, document: parse(query), contextValue: { ...contextOf(viewer), frames: frameSink } })) as AsyncIterableIterator<ExecutionResult>;
@@ -457,7 +466,7 @@ describe('subscribeShared', () => {
       const onWrite = () => {
         if (current++ === 0) queueMicrotask(() => (slices.push(current), (current = 0)));
       };
-      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`, () => false, onWrite)));
+      const subs = await Promise.all(Array.from({ length: 200 }, (_, i) => openPushed(schema, 'subscription { tick { n } }', 'a', `op-${i}`, () => undefined, onWrite)));
       for (let n = 1; n <= 40; n++) emit({ n }); // 8,000 frames ready at once
       await Promise.all(subs.map((s) => s.until(40)));
       expect(slices.length).toBeGreaterThan(1);
@@ -537,18 +546,41 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.iterator.return!()));
     });
 
-    it('asks the source to wait while the socket is congested, and lets it go on once the frames are written', async () => {
+    it('asks the source to wait once a write finds the socket congested, until the frames have gone out', async () => {
       const { schema, emit } = pushSetup();
-      let congested = false;
-      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op', () => congested);
+      let flush: ReturnType<typeof gate> | undefined;
+      const sub = await openPushed(schema, 'subscription { tick { n late } }', 'a', 'op', () => flush?.promise);
       const slow = gate();
       expect(emit({ n: 1, gate: slow.promise })).toEqual([undefined]);
-      congested = true;
-      const [wait] = emit({ n: 2 });
-      expect(wait).toBeInstanceOf(Promise);
-      expect(await within(wait!, 50)).toBe('timeout'); // its frames are not written yet
+      flush = gate(); // the socket is congested from now on: event 1's write finds it so
+      expect(emit({ n: 2 })).toEqual([undefined]); // no write has found it yet
       slow.open();
+      await sub.until(2);
+      const [wait] = emit({ n: 3 });
+      expect(wait).toBeInstanceOf(Promise);
+      expect(await within(wait!, 50)).toBe('timeout'); // event 3 is written, but nothing has gone out
+      const congested = flush;
+      flush = undefined;
+      congested.open();
       await wait;
+      expect(emit({ n: 4 })).toEqual([undefined]); // gone out: live again
+      await sub.until(4);
+      expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3, 4]);
+      await sub.iterator.return!();
+    });
+
+    it('takes live events at once again when a congested write has gone out before the next event', async () => {
+      const { schema, emit } = pushSetup();
+      let flush: ReturnType<typeof gate> | undefined = gate();
+      const sub = await openPushed(schema, 'subscription { tick { n } }', 'a', 'op', () => flush?.promise);
+      expect(emit({ n: 1 })).toEqual([undefined]);
+      await sub.until(1);
+      const congested = flush!;
+      flush = undefined;
+      congested.open();
+      await new Promise((r) => setImmediate(r));
+      expect(emit({ n: 2 })).toEqual([undefined]);
+      await sub.until(2);
       expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2]);
       await sub.iterator.return!();
     });
