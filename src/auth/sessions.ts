@@ -37,8 +37,16 @@ const refreshUnanswerable = () =>
 /** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
 const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
 
-/** `isLive` for the requests of one turn of the event loop, prepared: it runs for every request. */
+/**
+ * `isLive` for the requests of one turn of the event loop, prepared: it runs for every request. A
+ * lone request's has a statement of its own: PostgreSQL plans `= ANY($1)` again on every run (it
+ * never settles on a generic plan for an array parameter), and `= $1` once per connection.
+ */
 const SESSIONS_LIVE = prepare('sessions_live', 'SELECT id, user_id FROM sessions WHERE id = ANY($1::uuid[]) AND revoked_at IS NULL');
+const SESSION_LIVE = prepare('session_live', 'SELECT id, user_id FROM sessions WHERE id = $1::uuid AND revoked_at IS NULL');
+
+/** What `SESSION_LIVE` and `SESSIONS_LIVE` read of a session that stands. */
+type SessionRow = { id: string; user_id: string };
 
 /** Most session checks one statement answers. */
 const MAX_SESSION_BATCH = 256;
@@ -237,7 +245,10 @@ export class SessionService {
 
   /** Which of `viewers`' sessions stand, in one statement. */
   private async liveOf(viewers: readonly Viewer[]): Promise<boolean[]> {
-    const rows = await runPrepared<Array<{ id: string; user_id: string }>>(this.db, SESSIONS_LIVE, [viewers.map((v) => v.sessionId)]);
+    const rows =
+      viewers.length === 1
+        ? await runPrepared<SessionRow[]>(this.db, SESSION_LIVE, [viewers[0].sessionId])
+        : await runPrepared<SessionRow[]>(this.db, SESSIONS_LIVE, [viewers.map((v) => v.sessionId)]);
     const userOf = new Map(rows.map((r) => [r.id, r.user_id]));
     return viewers.map((v) => {
       const live = userOf.get(v.sessionId) === v.id;

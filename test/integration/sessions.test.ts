@@ -436,6 +436,27 @@ describe('sessions found standing (which HTTP requests spend budgets while their
   });
 });
 
+describe('session checks', () => {
+  it('answers the checks of one turn in one statement and a lone one by its own, each for its own session', async () => {
+    const { sessions } = server.app.services;
+    const [ada, bob, cyd] = await Promise.all([signUpTokens(), signUpTokens(), signUpTokens()]);
+    const viewer = (user: Tokens) => sessions.viewerOf(`Bearer ${user.token}`).claimed!;
+    await server.app.db.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [bob.id]);
+    const adaInCyds = { ...viewer(ada), sessionId: viewer(cyd).sessionId }; // a session is its own user's only
+    const liveOf = jest.spyOn(sessions as unknown as { liveOf: (viewers: unknown[]) => Promise<boolean[]> }, 'liveOf');
+    try {
+      expect(await Promise.all([viewer(ada), viewer(bob), adaInCyds, viewer(cyd)].map((v) => sessions.isLive(v)))).toEqual([true, false, false, true]);
+      expect(liveOf.mock.calls.map(([viewers]) => viewers.length)).toEqual([4]);
+      for (const [v, live] of [[viewer(ada), true], [viewer(bob), false], [adaInCyds, false], [viewer(cyd), true]] as const) {
+        expect(await sessions.isLive(v)).toBe(live);
+      }
+      expect(liveOf.mock.calls.map(([viewers]) => viewers.length)).toEqual([4, 1, 1, 1, 1]);
+    } finally {
+      liveOf.mockRestore();
+    }
+  });
+});
+
 describe("a send's session, checked by the send's own statement (an HTTP request of a session found standing)", () => {
   const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id body } }`;
   const isStanding = (on: TestServer, token: string) => on.app.services.sessions.viewerOf(`Bearer ${token}`).standing;
