@@ -23,8 +23,11 @@ export interface Subscriber {
 
 const CONNECT_TIMEOUT_MS = 30_000;
 
-/** The fields ours selects: the same data the reference emits (no field needs a database read). */
-const MESSAGE_ADDED = 'subscription($roomId: ID!) { messageAdded(roomId: $roomId) { id seq body createdAt } }';
+/**
+ * The fields ours selects: by default the same data the reference emits; `BENCH_SELECTION` sets
+ * them (with `seq` and `body`, which the tally reads), e.g. `id seq body createdAt author { id displayName }`.
+ */
+const MESSAGE_ADDED = `subscription($roomId: ID!) { messageAdded(roomId: $roomId) { ${process.env.BENCH_SELECTION ?? 'id seq body createdAt'} } }`;
 
 /**
  * Opens one subscriber connection on `target` (the `index`-th of the scenario: it picks the
