@@ -1,4 +1,5 @@
 import DataLoader from 'dataloader';
+import { LRUCache } from 'lru-cache';
 import { In, type DataSource } from 'typeorm';
 import type { AssistantService } from '../assistant/assistant-service';
 import type { AuthService } from '../auth/auth-service';
@@ -117,13 +118,14 @@ export type ContextFactory = (
  * (`{ ...ctx }`) copies everything but `loaders`, which such a copy sets itself.
  */
 export function createContextFactory(db: DataSource, services: Services): ContextFactory {
+  const users = knownUsers();
   function newLoaders(this: GraphQLContext): Loaders {
-    return createLoaders(db, this.viewer);
+    return createLoaders(db, users, this.viewer);
   }
   const byKey = new WeakMap<object, { common: CommonLoaders; viewers: ViewerLoaders }>();
   function eventLoaders(this: GraphQLContext, key: object): Loaders {
     let shared = byKey.get(key);
-    if (!shared) byKey.set(key, (shared = { common: commonLoaders(db), viewers: viewerLoaders(db) }));
+    if (!shared) byKey.set(key, (shared = { common: commonLoaders(db, users), viewers: viewerLoaders(db) }));
     return { ...shared.common, viewer: shared.viewers.of(this.viewer) };
   }
   return (viewer, requestId, clientAddress, socket, pendingViewer) =>
@@ -153,15 +155,42 @@ class OperationContext implements GraphQLContext {
   }
 }
 
+/** How many users `knownUsers` keeps, and for how long after it read each. */
+const KNOWN_USERS = 50_000;
+const KNOWN_USER_TTL_MS = 5 * 60_000;
+
+/**
+ * Users this instance read lately, by id. No operation changes a user once made (its username,
+ * display name and whether it is the assistant), so a message's author and mentions are read once
+ * per instance, not once per operation: each live event's execution has fresh loaders, and a
+ * room's subscribers selecting `author` would otherwise have the database read it again with every
+ * message. Each is kept `KNOWN_USER_TTL_MS`, so a change made in the database by hand shows within
+ * that. An operation that comes to change users must forget the changed ones here.
+ */
+export type KnownUsers = LRUCache<string, UserEntity>;
+const knownUsers = (): KnownUsers => new LRUCache<string, UserEntity>({ max: KNOWN_USERS, ttl: KNOWN_USER_TTL_MS });
+
 /** Fresh loaders for one operation of `viewer`. */
-export function createLoaders(db: DataSource, viewer: Viewer | null): Loaders {
-  return { ...commonLoaders(db), viewer: viewerLoaders(db).of(viewer) };
+export function createLoaders(db: DataSource, users: KnownUsers, viewer: Viewer | null): Loaders {
+  return { ...commonLoaders(db, users), viewer: viewerLoaders(db).of(viewer) };
 }
 
 type CommonLoaders = Omit<Loaders, 'viewer'>;
 
-/** The loaders whose answers are the same for every viewer. */
-function commonLoaders(db: DataSource): CommonLoaders {
+/** The loaders whose answers are the same for every viewer; users through `known`. */
+function commonLoaders(db: DataSource, known: KnownUsers): CommonLoaders {
+  const user = new DataLoader<string, UserEntity | null>(async (ids) => {
+    const found = ids.map((id) => known.get(id));
+    const missing = ids.filter((_, i) => found[i] === undefined);
+    const read = new Map<string, UserEntity>();
+    if (missing.length > 0) {
+      for (const row of await db.getRepository(UserEntity).findBy({ id: In(missing) })) {
+        known.set(row.id, row);
+        read.set(row.id, row);
+      }
+    }
+    return ids.map((id, i) => found[i] ?? read.get(id) ?? null);
+  });
   const byId = <T extends { id: string }>(entity: new () => T) =>
     new DataLoader<string, T | null>(async (ids) => {
       const rows = await db.getRepository(entity).findBy({ id: In([...ids]) } as never);
@@ -189,7 +218,7 @@ function commonLoaders(db: DataSource): CommonLoaders {
     const byRoom = new Map(rows.map((r) => [r.room_id, r.n]));
     return roomIds.map((id) => byRoom.get(id) ?? 0);
   });
-  return { user: byId(UserEntity), room: byId(RoomEntity), message: byId(MessageEntity), messageAt, memberCount };
+  return { user, room: byId(RoomEntity), message: byId(MessageEntity), messageAt, memberCount };
 }
 
 /** The id no user has: what "the viewer" is when nobody is signed in (they are a member of nothing). */

@@ -242,4 +242,27 @@ describe('shared execution', () => {
     expect(forBob.results[0].data?.messageAdded.room.viewerRole).toBe('MEMBER');
     await Promise.all(clients.map((c) => c.dispose()));
   });
+
+  it('reads each author from the database once, not with every message, for subscribers who select the author', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, bob.token);
+    const query = `subscription($roomId: ID!) { messageAdded(roomId: $roomId) { seq author { id username displayName isAssistant } } }`;
+    const clients = [wsClient(server.wsUrl, ada), wsClient(server.wsUrl, bob)];
+    const subs = clients.map((c) => collect(c, query, { roomId }));
+    await waitFor(() => server.app.hubs.listeners(roomId) === 2);
+    const getRepository = jest.spyOn(server.app.db.dataSource, 'getRepository');
+    try {
+      const authors = Array.from({ length: 10 }, (_, i) => (i % 2 ? bob : ada));
+      for (const [i, author] of authors.entries()) await send(server.url, author, roomId, `m${i}`);
+      await Promise.all(subs.map((sub) => sub.until((r) => r.length === authors.length)));
+      const expected = authors.map((u) => ({ id: u.id, username: u.username, displayName: u.username, isAssistant: false }));
+      for (const sub of subs) expect(sub.results.map((r) => r.data?.messageAdded.author)).toEqual(expected);
+      const userReads = getRepository.mock.calls.filter(([entity]) => (entity as { name?: string }).name === 'UserEntity');
+      expect(userReads.length).toBeLessThanOrEqual(2); // once per author at most (each event's execution has fresh loaders)
+    } finally {
+      getRepository.mockRestore();
+      await Promise.all(clients.map((c) => c.dispose()));
+    }
+  });
 });
