@@ -85,13 +85,48 @@ const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|\u20E3/u;
 /** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
 const SHORT_NAME = /^:[a-z0-9_+-]{1,32}:$/;
 
-/** An emoji is one grapheme drawn as an emoji (👍, 🇫🇷, 👩🏽‍💻, 1️⃣) or a short name such as `:shipit:`. */
+/** The emoji presentation selector (VS16): what turns ❤ (drawn as text by default) into ❤️. */
+const VS16 = '\uFE0F';
+/** A pictograph drawn as text unless VS16 follows it (❤, ☺, ✔, 🏳). */
+const TEXT_BY_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
+/** A skin tone: after a pictograph, it makes it an emoji without VS16 (⛹🏽). */
+const MODIFIER = /^\p{Emoji_Modifier}$/u;
+const KEYCAP = '\u20E3';
+
+/**
+ * An emoji in its fully-qualified form (Unicode TR51, what emoji keyboards send): VS16 after each
+ * pictograph drawn as text by default unless a skin tone follows it, and before a keycap's ⃣. So ❤
+ * and ❤️, 🏳‍🌈 and 🏳️‍🌈, 1⃣ and 1️⃣ are one reaction, shown as the emoji, whichever a client sent.
+ */
+export function fullyQualified(text: string): string {
+  const points = [...text].filter((point, i, all) => point !== VS16 || i === 0 || all[i - 1] !== VS16); // no VS16 twice
+  let out = '';
+  for (let i = 0; i < points.length; i++) {
+    const point = points[i];
+    const next = points[i + 1];
+    out += point;
+    if (point === VS16 || next === VS16) continue;
+    if ((TEXT_BY_DEFAULT.test(point) && !(next !== undefined && MODIFIER.test(next))) || next === KEYCAP) out += VS16;
+  }
+  return out;
+}
+
+/**
+ * An emoji is one grapheme drawn as an emoji (👍, 🇫🇷, 👩🏽‍💻, 1️⃣), taken in its fully-qualified form,
+ * or a short name such as `:shipit:`.
+ */
 export const emoji = z
   .string()
   .refine(
     (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s)),
     'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
-  );
+  )
+  .transform(reactionEmoji);
+
+/** A reaction's emoji as it is kept: a short name as it is, an emoji fully qualified. */
+export function reactionEmoji(text: string): string {
+  return SHORT_NAME.test(text) ? text : fullyQualified(text);
+}
 
 export const reactionInput = z.object({
   messageId: z.string(),

@@ -91,11 +91,12 @@ const SEND_REPLY = sendStatement(true);
 /** Most different emoji one message may carry. */
 export const MAX_REACTION_KINDS = 50;
 
-/** Reactions grouped by emoji, oldest emoji first, each with its users in the order they reacted. */
-const REACTION_SUMMARY = `COALESCE((
+/** The reactions of the message `messageId` (SQL) grouped by emoji, oldest emoji first, each with its users in the order they reacted. */
+export const reactionSummary = (messageId: string) => `COALESCE((
   SELECT jsonb_agg(jsonb_build_object('emoji', g.emoji, 'userIds', g.users) ORDER BY g.first, g.emoji)
   FROM (SELECT emoji, jsonb_agg(user_id ORDER BY created_at, user_id) AS users, min(created_at) AS first
-        FROM reactions WHERE message_id = $1 GROUP BY emoji) g), '[]'::jsonb)`;
+        FROM reactions WHERE message_id = ${messageId} GROUP BY emoji) g), '[]'::jsonb)`;
+const REACTION_SUMMARY = reactionSummary('$1');
 
 /**
  * Every write to a room's messages, and its one publish; owns docs/guarantees.md guarantees 3, 4,

@@ -498,7 +498,7 @@ export type Reaction = {
   __typename?: 'Reaction';
   /** How many people reacted with it. */
   count: Scalars['Int']['output'];
-  /** The emoji: one emoji character (e.g. 👍) or a short name between colons (e.g. `:shipit:`). */
+  /** The emoji: one emoji character (e.g. 👍), in its fully-qualified form (❤️, whether it was sent as ❤ or ❤️), or a short name between colons (e.g. `:shipit:`). */
   emoji: Scalars['String']['output'];
   /** Whether the viewer is one of them. */
   viewerReacted: Scalars['Boolean']['output'];
@@ -506,7 +506,7 @@ export type Reaction = {
 
 /** What `addReaction` and `removeReaction` need. */
 export type ReactionInput = {
-  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). */
+  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). An emoji is taken in its fully-qualified form: ❤ and ❤️ are the same reaction. */
   emoji: Scalars['String']['input'];
   /** The message to react to; the viewer must be a member of its room. */
   messageId: Scalars['ID']['input'];

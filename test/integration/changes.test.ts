@@ -1,4 +1,5 @@
 import { PostgresQueryRunner } from 'typeorm/driver/postgres/PostgresQueryRunner';
+import { ReactionEmoji1765400000000 } from '../../src/db/migrations/1765400000000-reaction-emoji';
 import { codeOf, collect, createRoom, gql, must, send, signUp, useServer, unique, waitFor, wsClient, type TestUser } from '../support/harness';
 
 // Messages that change (docs/guarantees.md, guarantees 8–10): editMessage, deleteMessage,
@@ -193,6 +194,54 @@ describe('reactions', () => {
     await Promise.all(users.map((u) => react(u, message.id, '❤️')));
     const seen = await must(server.url, `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`, { r: roomId }, owner.token);
     expect(seen.messages.edges[0].node.reactions).toEqual([{ emoji: '❤️', count: 12, viewerReacted: false }]);
+  });
+
+  it('takes an emoji with or without its emoji presentation selector as one reaction (❤ and ❤️), shown fully qualified', async () => {
+    const { owner, member, message } = await roomWithMember();
+    await react(member, message.id, '\u2764'); // ❤, as some keyboards and bots send it
+    const both = await react(owner, message.id, '\u2764\uFE0F'); // ❤️
+    expect(both.data.addReaction.reactions).toEqual([{ emoji: '\u2764\uFE0F', count: 2, viewerReacted: true }]);
+    const removed = await react(member, message.id, '\u2764\uFE0F', false);
+    expect(removed.data.removeReaction.reactions).toEqual([{ emoji: '\u2764\uFE0F', count: 1, viewerReacted: false }]);
+    expect((await react(owner, message.id, '\u2764', false)).data.removeReaction.reactions).toEqual([]);
+  });
+
+  it('merges the reactions kept before emoji were taken fully qualified once its migration runs; running it again changes nothing', async () => {
+    const { owner, member, roomId, message } = await roomWithMember();
+    const third = await signUp(server.url);
+    await join(third, roomId);
+    const db = server.app.db.dataSource;
+    // As kept before: ❤ and ❤️ apart, the member with both; a reaction already qualified; a short name.
+    await db.query(
+      `INSERT INTO reactions (message_id, user_id, emoji, created_at) VALUES
+         ($1, $2, '\u2764', now() - interval '3 minutes'), ($1, $2, '\u2764\uFE0F', now() - interval '1 minute'),
+         ($1, $3, '\u2764', now() - interval '2 minutes'), ($1, $4, '\u{1F44D}', now() - interval '30 seconds'), ($1, $4, ':shipit:', now())`,
+      [message.id, member.id, owner.id, third.id],
+    );
+    const query = `query($r: ID!) { messages(roomId: $r) { edges { node { reactions { emoji count viewerReacted } } } } }`;
+    const reactionsSeen = async () => (await must(server.url, query, { r: roomId }, member.token)).messages.edges[0].node.reactions;
+    const runner = db.createQueryRunner();
+    try {
+      await new ReactionEmoji1765400000000().up(runner);
+      const merged = [
+        { emoji: '\u2764\uFE0F', count: 2, viewerReacted: true },
+        { emoji: '\u{1F44D}', count: 1, viewerReacted: false },
+        { emoji: ':shipit:', count: 1, viewerReacted: false },
+      ];
+      expect(await reactionsSeen()).toEqual(merged);
+      const [kept] = await db.query(`SELECT count(*)::int AS n, min(created_at) < now() - interval '150 seconds' AS first FROM reactions WHERE message_id = $1 AND user_id = $2`, [message.id, member.id]);
+      expect(kept).toEqual({ n: 1, first: true }); // one, dated from the first
+      await new ReactionEmoji1765400000000().up(runner);
+      expect(await reactionsSeen()).toEqual(merged);
+    } finally {
+      await runner.release();
+    }
+    await react(member, message.id, '\u2764', false);
+    expect(await reactionsSeen()).toEqual([
+      { emoji: '\u2764\uFE0F', count: 1, viewerReacted: false },
+      { emoji: '\u{1F44D}', count: 1, viewerReacted: false },
+      { emoji: ':shipit:', count: 1, viewerReacted: false },
+    ]);
   });
 
   it('accepts one emoji or a :short_name:, and refuses anything else naming the field', async () => {

@@ -1,5 +1,5 @@
 import { AppError } from '../../src/errors';
-import { createRoomInput, isUuid, logInInput, MAX_BODY_LENGTH, pageSize, parseInput, sendMessageInput, signUpInput } from '../../src/validation';
+import { createRoomInput, fullyQualified, isUuid, logInInput, MAX_BODY_LENGTH, pageSize, parseInput, reactionInput, sendMessageInput, signUpInput } from '../../src/validation';
 
 /** The AppError `fn` throws. */
 function thrown(fn: () => unknown): AppError {
@@ -147,6 +147,28 @@ describe('pageSize', () => {
     expectField(() => parseInput(pageSize(100), 101, 'first'), 'first');
     expectField(() => parseInput(pageSize(100), 1.5, 'first'), 'first');
     expectField(() => parseInput(pageSize(100), -1, 'last'), 'last');
+  });
+});
+
+describe('reaction emoji', () => {
+  const points = (text: string) => [...text].map((p) => p.codePointAt(0)!.toString(16));
+
+  it.each([
+    ['❤', '❤️'],
+    ['☺', '☺️'],
+    ['🏳‍🌈', '🏳️‍🌈'],
+    ['❤‍🔥', '❤️‍🔥'],
+    ['👁‍🗨', '👁️‍🗨️'],
+    ['1⃣', '1️⃣'],
+    ['⛹🏽‍♀', '⛹🏽‍♀️'],
+    ['❤️️', '❤️'],
+  ])('takes %s in its fully-qualified form %s', (sent, qualified) => {
+    expect(points(fullyQualified(sent))).toEqual(points(qualified));
+    expect(points(parseInput(reactionInput, { messageId: 'm', emoji: sent }).emoji)).toEqual(points(qualified));
+  });
+
+  it.each(['❤️', '👍', '👍🏽', '🏳️‍🌈', '1️⃣', '👩🏽‍💻', '🇫🇷', '⛹🏽‍♀️', '🏴‍☠️', ':shipit:'])('keeps %s as it is', (sent) => {
+    expect(points(parseInput(reactionInput, { messageId: 'm', emoji: sent }).emoji)).toEqual(points(sent));
   });
 });
 

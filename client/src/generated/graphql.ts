@@ -51,7 +51,7 @@ export type MessageStatus =
 
 /** What `addReaction` and `removeReaction` need. */
 export type ReactionInput = {
-  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). */
+  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). An emoji is taken in its fully-qualified form: ❤ and ❤️ are the same reaction. */
   emoji: string;
   /** The message to react to; the viewer must be a member of its room. */
   messageId: string | number;
