@@ -25,8 +25,13 @@ class Counts {
   }
 }
 
-/** How often each WebSocket is pinged; one that has not answered the previous ping by then is cut (graphql-ws's default). */
-export const KEEP_ALIVE_MS = 12_000;
+/**
+ * How often each WebSocket is pinged; one that has not answered the previous ping by then is cut,
+ * so a half-open socket goes within 50 s. Socket.IO's interval (graphql-ws's own server pings every
+ * 12 s): it keeps connections open behind proxies and load balancers that close idle ones after 60
+ * s (nginx, AWS ALB), and every idle socket costs a ping and its pong half as often.
+ */
+export const KEEP_ALIVE_MS = 25_000;
 
 /**
  * How long a socket may stay open without its `connection_init` (graphql-ws's default, checked on
@@ -172,9 +177,14 @@ export class SocketGuard {
       socket.terminate();
       return false;
     }
+    if (waiting === 0) {
+      seen.since = now; // nothing waits to go out (most sockets, most of the time): not stalled
+      return true;
+    }
     // Bytes the kernel took: they move on while the client reads, and stand still while it does not.
+    // (Read only while something waits: net's `bytesWritten` copies the socket's write queue.)
     const flushed = seen.connection.bytesWritten - seen.connection.writableLength;
-    if (seen.since === 0 || waiting === 0 || seen.flushed !== flushed) {
+    if (seen.since === 0 || seen.flushed !== flushed) {
       seen.flushed = flushed; // in place: a sweep of thousands of sockets makes no garbage
       seen.since = now;
     } else if (now - seen.since > this.limits.stallTimeoutMs) {
