@@ -80,33 +80,38 @@ export const editMessageInput = z.object({
 });
 
 const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
-/** Something drawn as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
+/** Something drawn as an emoji: a pictograph, a flag (regional indicators) or a keycap (checked by `KEYCAP_SEQUENCE`). */
 const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|\u20E3/u;
+/** A keycap: 0–9, # or *, then the combining enclosing keycap (1️⃣), with or without VS16. No other grapheme may carry one. */
+const KEYCAP_SEQUENCE = /^[0-9#*]\uFE0F?\u20E3$/u;
 /** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
 const SHORT_NAME = /^:[a-z0-9_+-]{1,32}:$/;
 
-/** The emoji presentation selector (VS16): what turns ❤ (drawn as text by default) into ❤️. */
+/** The emoji and text presentation selectors (VS16, VS15): what makes ❤ drawn as ❤️, or ❤️ as ❤︎. */
 const VS16 = '\uFE0F';
+const VS15 = '\uFE0E';
 /** A pictograph drawn as text unless VS16 follows it (❤, ☺, ✔, 🏳). */
 const TEXT_BY_DEFAULT = /^(?!\p{Emoji_Presentation})\p{Extended_Pictographic}$/u;
 /** A skin tone: after a pictograph, it makes it an emoji without VS16 (⛹🏽). */
 const MODIFIER = /^\p{Emoji_Modifier}$/u;
+const KEYCAP_BASE = /^[0-9#*]$/;
 const KEYCAP = '\u20E3';
 
 /**
- * An emoji in its fully-qualified form (Unicode TR51, what emoji keyboards send): VS16 after each
- * pictograph drawn as text by default unless a skin tone follows it, and before a keycap's ⃣. So ❤
- * and ❤️, 🏳‍🌈 and 🏳️‍🌈, 1⃣ and 1️⃣ are one reaction, shown as the emoji, whichever a client sent.
+ * An emoji in its fully-qualified form (Unicode TR51, what emoji keyboards send): its presentation
+ * selectors dropped, then VS16 put back after each pictograph drawn as text by default unless a
+ * skin tone follows it, and after a keycap's digit. So ❤, ❤️ and ❤︎ are one reaction, as are 🏳‍🌈
+ * and 🏳️‍🌈, 1⃣ and 1️⃣, 👍 and 👍 with a needless VS16, whichever a client sent.
  */
 export function fullyQualified(text: string): string {
-  const points = [...text].filter((point, i, all) => point !== VS16 || i === 0 || all[i - 1] !== VS16); // no VS16 twice
+  const points = [...text].filter((point) => point !== VS16 && point !== VS15);
   let out = '';
   for (let i = 0; i < points.length; i++) {
     const point = points[i];
     const next = points[i + 1];
     out += point;
-    if (point === VS16 || next === VS16) continue;
-    if ((TEXT_BY_DEFAULT.test(point) && !(next !== undefined && MODIFIER.test(next))) || next === KEYCAP) out += VS16;
+    const textByDefault = TEXT_BY_DEFAULT.test(point) && !(next !== undefined && MODIFIER.test(next));
+    if (textByDefault || (KEYCAP_BASE.test(point) && next === KEYCAP)) out += VS16;
   }
   return out;
 }
@@ -118,7 +123,7 @@ export function fullyQualified(text: string): string {
 export const emoji = z
   .string()
   .refine(
-    (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s)),
+    (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && (!s.includes(KEYCAP) || KEYCAP_SEQUENCE.test(s))),
     'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
   )
   .transform(reactionEmoji);

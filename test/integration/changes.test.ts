@@ -248,7 +248,7 @@ describe('reactions', () => {
     const { member, roomId, message } = await roomWithMember();
     for (const emoji of ['🇫🇷', '👩🏽‍💻', '1️⃣', ':party_parrot:', ':+1:']) expect(codeOf(await react(member, message.id, emoji))).toBeUndefined();
     const before = await lastChange(roomId);
-    for (const emoji of ['', 'a', '👍👍', 'x👍', ':Upper:', '::', ':' + 'a'.repeat(33) + ':', 'thumbsup', '<script>', '👍\u0000']) {
+    for (const emoji of ['', 'a', '👍👍', 'x👍', ':Upper:', '::', ':' + 'a'.repeat(33) + ':', 'thumbsup', '<script>', '👍\u0000', '\u20E3', 'a\u20E3']) {
       const result = await react(member, message.id, emoji);
       expect([emoji, codeOf(result), result.errors?.[0].extensions?.field]).toEqual([emoji, 'BAD_USER_INPUT', 'emoji']);
     }

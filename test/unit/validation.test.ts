@@ -162,13 +162,21 @@ describe('reaction emoji', () => {
     ['1⃣', '1️⃣'],
     ['⛹🏽‍♀', '⛹🏽‍♀️'],
     ['❤️️', '❤️'],
+    ['\u2764\uFE0E', '❤️'], // text presentation asked for: still the same reaction
+    ['\u{1F44D}\uFE0F', '👍'], // a needless VS16
+    ['🇫🇷\uFE0F', '🇫🇷'],
+    ['\u26F9\uFE0F\u{1F3FD}', '⛹🏽'], // none before a skin tone
   ])('takes %s in its fully-qualified form %s', (sent, qualified) => {
     expect(points(fullyQualified(sent))).toEqual(points(qualified));
     expect(points(parseInput(reactionInput, { messageId: 'm', emoji: sent }).emoji)).toEqual(points(qualified));
   });
 
-  it.each(['❤️', '👍', '👍🏽', '🏳️‍🌈', '1️⃣', '👩🏽‍💻', '🇫🇷', '⛹🏽‍♀️', '🏴‍☠️', ':shipit:'])('keeps %s as it is', (sent) => {
+  it.each(['❤️', '👍', '👍🏽', '🏳️‍🌈', '1️⃣', '#️⃣', '👩🏽‍💻', '🇫🇷', '⛹🏽‍♀️', '🏴‍☠️', ':shipit:'])('keeps %s as it is', (sent) => {
     expect(points(parseInput(reactionInput, { messageId: 'm', emoji: sent }).emoji)).toEqual(points(sent));
+  });
+
+  it.each(['\u20E3', 'a\u20E3', '\u{1F44D}\u20E3', '11\uFE0F\u20E3', '\uFE0F', '\uFE0E'])('refuses %j: a keycap mark on anything but 0–9, # or *, or a selector alone', (sent) => {
+    expect(thrown(() => parseInput(reactionInput, { messageId: 'm', emoji: sent })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'emoji' });
   });
 });
 
