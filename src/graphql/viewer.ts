@@ -1,4 +1,4 @@
-import type { ApolloServerPlugin } from '@apollo/server';
+import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { MapperKind, mapSchema } from '@graphql-tools/utils';
 import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { SessionToCheck } from '../auth/sessions';
@@ -87,9 +87,15 @@ async function requireSignedIn(ctx: GraphQLContext): Promise<void> {
  * waited for its check before Apollo ran (`http/server.ts`) or while it ran (here).
  */
 export function checkFailed(err: unknown): unknown {
-  if (err instanceof Error) Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http: { status: 503 } } });
+  if (err instanceof Error) {
+    const http = { status: 503, headers: new HeaderMap([['retry-after', RETRY_AFTER_S]]) };
+    Object.assign(err, { extensions: { ...(err as { extensions?: object }).extensions, http } });
+  }
   return err;
 }
+
+/** The `Retry-After` of a 503 (seconds): soon, as the database's outages this answers are often short. */
+const RETRY_AFTER_S = '1';
 
 /**
  * An answer with nothing in it because the database could not serve it — the session check, or the
@@ -104,7 +110,10 @@ export function unavailableStatusPlugin(): ApolloServerPlugin<GraphQLContext> {
           if (response.body.kind !== 'single') return;
           const { data, errors } = response.body.singleResult;
           const nothing = data == null || Object.values(data).every((value) => value === null);
-          if (nothing && errors?.some((e) => e.extensions?.code === ErrorCode.ServiceUnavailable)) response.http.status = 503;
+          if (nothing && errors?.some((e) => e.extensions?.code === ErrorCode.ServiceUnavailable)) {
+            response.http.status = 503;
+            response.http.headers.set('retry-after', RETRY_AFTER_S);
+          }
         },
       };
     },

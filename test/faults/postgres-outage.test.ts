@@ -96,6 +96,9 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
     const noSession = jwt.sign({ sid: 'not-a-session-id' }, TEST_SECRET, { algorithm: 'HS256', issuer: 'chat-api', subject: users[0].id, expiresIn: 60 });
     const together = await Promise.all(Array.from({ length: 20 }, (_, i) => gql(a.url, '{ me { id } }', {}, i % 2 ? noSession : users[(i / 2) % users.length].token)));
     const unseenAnswers = await Promise.all(['{ me { id } }', 'mutation { createRoom(input: { name: "x", kind: PUBLIC }) { id } }'].map((q) => gql(a.url, q, {}, unseen.token)));
+    const unseenRetryAfter = (
+      await fetch(a.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${unseen.token}` }, body: JSON.stringify({ query: '{ me { id } }' }) })
+    ).headers.get('retry-after');
     await waitFor(() => ledger.failures.length - failedBefore >= 40 && Date.now() - outageStarted >= 2500, 30_000);
     const outageFailures = ledger.failures.slice(failedBefore);
     const ackedDuringOutage = ledger.sent - sentAtOutage; // sends that were committing when it stopped
@@ -175,6 +178,7 @@ it('fails sends and changes fast with SERVICE_UNAVAILABLE while PostgreSQL is do
       [503, 'SERVICE_UNAVAILABLE'],
       [503, 'SERVICE_UNAVAILABLE'],
     ]);
+    expect(unseenRetryAfter).toBe('1'); // when to try again, in seconds
     expect(JSON.stringify(unseenAnswers)).not.toMatch(/SELECT|Context creation|ECONNREFUSED|\n\s+at /);
     expect(openDuringOutage).toEqual([...subs, ...eventSubs].map((s) => ({ name: s.name, ended: 0, errors: 0 })));
     // After it: every retry settles, every acknowledged message is there, the seqs have no gap.

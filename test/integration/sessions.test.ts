@@ -541,14 +541,18 @@ describe('a send the database cannot serve', () => {
     const owner = await signUp(slow.url);
     const roomId = await createRoom(slow.url, owner);
     const post = async (token: string) => {
-      const answer = await gql(slow.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'into a held room' } }, token);
-      return { status: answer.status, code: codeOf(answer) };
+      const res = await fetch(slow.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+        body: JSON.stringify({ query: `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, variables: { input: { roomId, body: 'into a held room' } } }),
+      });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), code: codeOf((await res.json()) as GqlResult) };
     };
     const fresh = await must(slow.url, `mutation($i: LogInInput!) { logIn(input: $i) { token } }`, { i: { username: owner.username, password: 'correct horse battery' } });
     const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [roomId]); // the statement waits, then is cancelled
     try {
-      expect(await post(fresh.logIn.token)).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE' }); // new here: checked first
-      expect(await post(owner.token)).toEqual({ status: 503, code: 'SERVICE_UNAVAILABLE' }); // standing: checked by the statement
+      expect(await post(fresh.logIn.token)).toEqual({ status: 503, retryAfter: '1', code: 'SERVICE_UNAVAILABLE' }); // new here: checked first
+      expect(await post(owner.token)).toEqual({ status: 503, retryAfter: '1', code: 'SERVICE_UNAVAILABLE' }); // standing: checked by the statement
     } finally {
       await release();
     }

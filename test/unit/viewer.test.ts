@@ -165,12 +165,12 @@ it('runs a query with the viewer its session confirms, signed out when the sessi
       const failing = Promise.reject(new Error('Connection terminated unexpectedly'));
       failing.catch(() => undefined); // the send's is never asked for: its statement failed first
       const { http } = await server.executeOperation({ query }, { contextValue: contextOf(failing) });
-      expect(http.status).toBe(503);
+      expect([http.status, http.headers.get('retry-after')]).toEqual([503, '1']);
     }
     // And when the operation's own statement finds the database unavailable, its session checked before.
     statementFinds = new AppError(ErrorCode.ServiceUnavailable, 'The database is unreachable or overloaded; retry shortly');
     const { http } = await server.executeOperation({ query: 'mutation { sendMessage }' }, { contextValue: contextOf() });
-    expect(http.status).toBe(503);
+    expect([http.status, http.headers.get('retry-after')]).toEqual([503, '1']);
   } finally {
     await server.stop();
   }
