@@ -80,8 +80,8 @@ export const editMessageInput = z.object({
 });
 
 const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
-/** Something drawn as an emoji: a pictograph, a flag (regional indicators) or a keycap (checked by `KEYCAP_SEQUENCE`). */
-const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|\u20E3/u;
+/** Something drawn as an emoji: a pictograph or a flag (regional indicators); keycaps are `KEYCAP_SEQUENCE`. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}/u;
 /** A keycap: 0–9, # or *, then the combining enclosing keycap (1️⃣), with or without VS16. No other grapheme may carry one. */
 const KEYCAP_SEQUENCE = /^[0-9#*]\uFE0F?\u20E3$/u;
 /** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
@@ -123,7 +123,7 @@ export function fullyQualified(text: string): string {
 export const emoji = z
   .string()
   .refine(
-    (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && (!s.includes(KEYCAP) || KEYCAP_SEQUENCE.test(s))),
+    (s) => SHORT_NAME.test(s) || KEYCAP_SEQUENCE.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && !s.includes(KEYCAP)),
     'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
   )
   .transform(reactionEmoji);

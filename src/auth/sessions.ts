@@ -252,8 +252,7 @@ export class SessionService {
     const userOf = new Map(rows.map((r) => [r.id, r.user_id]));
     return viewers.map((v) => {
       const live = userOf.get(v.sessionId) === v.id;
-      if (live) this.standing.set(v.sessionId, true);
-      else this.standing.delete(v.sessionId);
+      this.recordOf(v, live);
       return live;
     });
   }
@@ -271,7 +270,7 @@ export class SessionService {
   }
 
   private readonly checkOf = (viewer: Viewer) => this.isLive(viewer);
-  /** What a statement found of a session it checked itself, kept as a check's answer is (`liveOf`). */
+  /** Keeps what a check (`liveOf`), or a statement that checked the session itself, found of it. */
   private readonly recordOf = (viewer: Viewer, live: boolean) => {
     if (live) this.standing.set(viewer.sessionId, true);
     else this.standing.delete(viewer.sessionId);

@@ -123,21 +123,23 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       const resolve = field.resolve;
       if (!resolve || UNBUDGETED.has(name) || BUDGETED_BY_SERVICE.has(name)) return field;
       const userBudgets = [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])];
+      const checkedLater = CHECKED_IN_STATEMENT.has(name);
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         const claimed = ctx.viewer;
         // Every attempt spends them, refused or not, so they are spent together: one round trip.
-        const refusal = await spendAll(ctx, userBudgets, hook.spends?.(args, ctx) ?? [], CHECKED_IN_STATEMENT.has(name));
+        const refusal = await spendAll(ctx, userBudgets, hook.spends?.(args, ctx) ?? [], checkedLater);
         if (refusal) {
           const instead = await hook.refused?.(args, ctx);
           if (instead !== undefined) return instead;
           throw refusal;
         }
         const run = async () => resolve(source, args, ctx, info);
-        if (!claimed || !ctx.pendingViewer) return hook.around ? hook.around(args, ctx, run) : run();
+        const go = () => (hook.around ? hook.around(args, ctx, run) : run());
+        if (!claimed || !ctx.pendingViewer) return go();
         // The session is left to the mutation's statement: what the user spent goes back if it
         // finds the session ended, or the session could not be checked (the request signed out).
         try {
-          return await (hook.around ? hook.around(args, ctx, run) : run());
+          return await go();
         } finally {
           if (!ctx.viewer) await Promise.all(userBudgets.map((budget) => budget.reward(claimed.id)));
         }

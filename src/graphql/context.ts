@@ -179,23 +179,15 @@ type CommonLoaders = Omit<Loaders, 'viewer'>;
 
 /** The loaders whose answers are the same for every viewer; users through `known`. */
 function commonLoaders(db: DataSource, known: KnownUsers): CommonLoaders {
-  const user = new DataLoader<string, UserEntity | null>(async (ids) => {
-    const found = ids.map((id) => known.get(id));
-    const missing = ids.filter((_, i) => found[i] === undefined);
-    const read = new Map<string, UserEntity>();
-    if (missing.length > 0) {
-      for (const row of await db.getRepository(UserEntity).findBy({ id: In(missing) })) {
-        known.set(row.id, row);
-        read.set(row.id, row);
-      }
-    }
-    return ids.map((id, i) => found[i] ?? read.get(id) ?? null);
-  });
-  const byId = <T extends { id: string }>(entity: new () => T) =>
+  /** Rows by id, one query per batch; with `kept`, only the ids it does not hold are read, and what is read is kept. */
+  const byId = <T extends { id: string }>(entity: new () => T, kept?: LRUCache<string, T>) =>
     new DataLoader<string, T | null>(async (ids) => {
-      const rows = await db.getRepository(entity).findBy({ id: In([...ids]) } as never);
-      const map = new Map(rows.map((r) => [r.id, r]));
-      return ids.map((id) => map.get(id) ?? null);
+      const found = ids.map((id) => kept?.get(id));
+      const missing = ids.filter((_, i) => found[i] === undefined);
+      const rows = missing.length > 0 ? await db.getRepository(entity).findBy({ id: In(missing) } as never) : [];
+      const read = new Map(rows.map((r) => [r.id, r]));
+      for (const row of rows) kept?.set(row.id, row);
+      return ids.map((id, i) => found[i] ?? read.get(id) ?? null);
     });
   const messageAt = new DataLoader<string, MessageEntity | null>(async (keys) => {
     const pairs = keys.map((key) => key.split('@'));
@@ -218,7 +210,7 @@ function commonLoaders(db: DataSource, known: KnownUsers): CommonLoaders {
     const byRoom = new Map(rows.map((r) => [r.room_id, r.n]));
     return roomIds.map((id) => byRoom.get(id) ?? 0);
   });
-  return { user, room: byId(RoomEntity), message: byId(MessageEntity), messageAt, memberCount };
+  return { user: byId(UserEntity, known), room: byId(RoomEntity), message: byId(MessageEntity), messageAt, memberCount };
 }
 
 /** The id no user has: what "the viewer" is when nobody is signed in (they are a member of nothing). */

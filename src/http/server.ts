@@ -9,7 +9,7 @@ import type { GraphQLError } from 'graphql';
 import { maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
-import { checkFailed, confirmedViewerPlugin, unavailableStatusPlugin } from '../graphql/viewer';
+import { CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin, unavailableStatusPlugin } from '../graphql/viewer';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -177,12 +177,15 @@ export async function createHttpServer(deps: TransportDeps) {
 const LATE_ANSWER_MARGIN_MS = 250;
 
 /**
- * Whether a request's document names `sendMessage`, whose statement checks the session itself: its
- * check then waits to be asked for. Any other request's starts at once (it would be asked for).
+ * Whether a request's document names a mutation whose statement checks the session itself
+ * (`CHECKED_IN_STATEMENT`: a send): its check then waits to be asked for. Any other request's
+ * starts at once (it would be asked for).
  */
 function mayBeSend(body: unknown): boolean {
   const query = (body as { query?: unknown } | undefined)?.query;
-  return typeof query === 'string' && query.includes('sendMessage');
+  if (typeof query !== 'string') return false;
+  for (const name of CHECKED_IN_STATEMENT) if (query.includes(name)) return true;
+  return false;
 }
 
 /** `/graphql` with or without a query string, as POSTed by clients (any other spelling goes through the router). */

@@ -206,6 +206,15 @@ describe('reactions', () => {
     expect((await react(owner, message.id, '\u2764', false)).data.removeReaction.reactions).toEqual([]);
   });
 
+  it('is idempotent across an emoji\'s forms: ❤️ after ❤ by the same member is no change', async () => {
+    const { member, roomId, message } = await roomWithMember();
+    await react(member, message.id, '\u2764');
+    const before = await lastChange(roomId);
+    const again = await react(member, message.id, '\u2764\uFE0F');
+    expect(again.data.addReaction.reactions).toEqual([{ emoji: '\u2764\uFE0F', count: 1, viewerReacted: true }]);
+    expect(await lastChange(roomId)).toBe(before);
+  });
+
   it('merges the reactions kept before emoji were taken fully qualified once its migration runs; running it again changes nothing', async () => {
     const { owner, member, roomId, message } = await roomWithMember();
     const third = await signUp(server.url);
