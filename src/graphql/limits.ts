@@ -4,10 +4,12 @@ import {
   GraphQLError,
   Kind,
   NoSchemaIntrospectionCustomRule,
+  OperationTypeNode,
   type ASTVisitor,
   type DirectiveNode,
   type GraphQLSchema,
   type ParseOptions,
+  type SelectionNode,
   type SelectionSetNode,
   type ValidationContext,
   type ValidationRule,
@@ -51,8 +53,9 @@ export interface OperationRules {
 
 /**
  * Builds the rules from the limits: graphql-js's own token limit while parsing, GraphQL Armor's
- * depth and alias rules, a directive rule and a root-field rule, and graphql-js's introspection
- * rule when introspection is off. Each refusal is an ordinary validation error (not a thrown one). Call it
+ * depth and alias rules, rules of its own for directives, root fields, repeated fields and a
+ * subscription's root (which graphql-js 16 would throw on), and graphql-js's introspection rule
+ * when introspection is off. Each refusal is an ordinary validation error (not a thrown one). Call it
  * before Apollo Server starts with the schema (see `resolvedFields`).
  */
 export function createOperationRules(limits: OperationLimits, schema: GraphQLSchema): OperationRules {
@@ -64,6 +67,7 @@ export function createOperationRules(limits: OperationLimits, schema: GraphQLSch
     maxDirectivesRule(limits.maxDirectives),
     maxRootFieldsRule(limits.maxRootFields),
     maxRepeatedFieldRule(MAX_REPEATED_FIELD),
+    unconditionalSubscriptionRootRule(),
   ];
   if (!limits.introspection) validationRules.push(NoSchemaIntrospectionCustomRule);
   return { limits, resolvedFields: resolvedFields(schema), parseOptions: { maxTokens: limits.maxTokens }, validationRules };
@@ -77,21 +81,20 @@ export function withoutSuggestions(rules: OperationRules, message: string): stri
   return rules.limits.introspection ? message : message.replace(/ ?Did you mean(.+?)\?$/, '');
 }
 
-/** Refuses a selection set (inline fragments included) that names one response key more than `max` times. */
+/**
+ * Refuses a selection set that names one response key more than `max` times, counting the fields
+ * of its inline fragments and of the fragments it spreads (each fragment once, as graphql-js
+ * collects them).
+ */
 function maxRepeatedFieldRule(max: number): ValidationRule {
   return (context): ASTVisitor => ({
     SelectionSet(set) {
       const counts = new Map<string, number>();
-      const count = (inner: SelectionSetNode) => {
-        for (const selection of inner.selections) {
-          if (selection.kind === Kind.INLINE_FRAGMENT) count(selection.selectionSet);
-          else if (selection.kind === Kind.FIELD) {
-            const key = selection.alias?.value ?? selection.name.value;
-            counts.set(key, (counts.get(key) ?? 0) + 1);
-          }
-        }
-      };
-      count(set);
+      forEachCollected(context, set, (selection) => {
+        if (selection.kind !== Kind.FIELD) return;
+        const key = selection.alias?.value ?? selection.name.value;
+        counts.set(key, (counts.get(key) ?? 0) + 1);
+      });
       for (const [key, n] of counts) {
         if (n > max) {
           context.reportError(new GraphQLError(`Field "${key}" is selected ${n} times in one selection set, more than the ${max} allowed.`, { nodes: [set] }));
@@ -101,6 +104,27 @@ function maxRepeatedFieldRule(max: number): ValidationRule {
       return undefined;
     },
   });
+}
+
+/**
+ * Calls `visit` with each selection `set` holds and, through its inline fragments and the
+ * fragments it spreads (each fragment once: a cycle ends), theirs: the selections graphql-js
+ * collects into one set of fields when it executes `set`.
+ */
+function forEachCollected(context: ValidationContext, set: SelectionSetNode, visit: (selection: SelectionNode) => void): void {
+  const spread = new Set<string>();
+  const walk = (inner: SelectionSetNode) => {
+    for (const selection of inner.selections) {
+      visit(selection);
+      if (selection.kind === Kind.INLINE_FRAGMENT) walk(selection.selectionSet);
+      else if (selection.kind === Kind.FRAGMENT_SPREAD && !spread.has(selection.name.value)) {
+        spread.add(selection.name.value);
+        const fragment = context.getFragment(selection.name.value);
+        if (fragment) walk(fragment.selectionSet);
+      }
+    }
+  };
+  walk(set);
 }
 
 /**
@@ -147,24 +171,34 @@ function maxRootFieldsRule(max: number): ValidationRule {
   return (context): ASTVisitor => ({
     OperationDefinition(operation) {
       const keys = new Set<string>();
-      const visited = new Set<string>();
-      const collect = (set: SelectionSetNode) => {
-        for (const selection of set.selections) {
-          if (selection.kind === Kind.FIELD) {
-            if (selection.name.value !== '__typename') keys.add(selection.alias?.value ?? selection.name.value);
-          } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-            collect(selection.selectionSet);
-          } else if (!visited.has(selection.name.value)) {
-            visited.add(selection.name.value);
-            const fragment = context.getFragment(selection.name.value);
-            if (fragment) collect(fragment.selectionSet);
-          }
-        }
-      };
-      collect(operation.selectionSet);
+      forEachCollected(context, operation.selectionSet, (selection) => {
+        if (selection.kind === Kind.FIELD && selection.name.value !== '__typename') keys.add(selection.alias?.value ?? selection.name.value);
+      });
       if (keys.size > max) {
         context.reportError(new GraphQLError(`Root fields limit of ${max} exceeded, found ${keys.size}.`, { nodes: [operation] }));
       }
+    },
+  });
+}
+
+/**
+ * Refuses a subscription whose root selection is conditional (`@skip` or `@include` on a root
+ * field, or on a fragment or spread at the root), as the GraphQL specification's single root
+ * field rule does since 2025 (graphql-js 17). A subscription's one field is its event stream: it
+ * cannot be there or not by a variable's value, and graphql-js 16, which does not check this,
+ * throws while validating or subscribing to such a document instead of answering it.
+ */
+function unconditionalSubscriptionRootRule(): ValidationRule {
+  return (context): ASTVisitor => ({
+    OperationDefinition(operation) {
+      if (operation.operation !== OperationTypeNode.SUBSCRIPTION) return;
+      let conditional = false;
+      forEachCollected(context, operation.selectionSet, (selection) => {
+        conditional ||= selection.directives?.some((d) => d.name.value === 'skip' || d.name.value === 'include') === true;
+      });
+      if (!conditional) return;
+      const name = operation.name ? `Subscription "${operation.name.value}"` : 'Anonymous Subscription';
+      context.reportError(new GraphQLError(`${name} must not use \`@skip\` or \`@include\` directives in the top level selection.`, { nodes: [operation] }));
     },
   });
 }

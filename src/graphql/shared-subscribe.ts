@@ -1,5 +1,5 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
-import { createSourceEventStream, execute, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import { createSourceEventStream, execute, GraphQLError, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { catchUpTurn, liveSliceWritten, liveWriteOut, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
@@ -62,7 +62,16 @@ const serialised = new WeakMap<ExecutionResult, Buffer>();
  * queue per subscriber between an event and its socket writes.
  */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
-  const source = await createSourceEventStream(args);
+  let source: Awaited<ReturnType<typeof createSourceEventStream>>;
+  try {
+    source = await createSourceEventStream(args);
+  } catch (err) {
+    // A fault of this server (graphql-js or a subscribe resolver threw): this subscription is
+    // answered an error (INTERNAL_SERVER_ERROR, logged, when the transport masks it), and the
+    // socket keeps its other operations; graphql-ws would close it with 4500.
+    const fault = err instanceof Error && !(err instanceof GraphQLError) ? err : new Error(err instanceof Error ? err.message : String(err), { cause: err });
+    return { errors: [new GraphQLError(fault.message, { originalError: fault })] };
+  }
   if (!isAsyncIterable(source)) {
     // The database could not serve the subscription's start: an `error` the client answers by
     // subscribing again, not a result that completes the stream as a refusal would.

@@ -173,6 +173,16 @@ describe('padded and nested operations (the attacks of issue 9)', () => {
       http: 'GRAPHQL_VALIDATION_FAILED',
       ws: 'GRAPHQL_VALIDATION_FAILED',
     });
+    // Through named fragments too, each counted once however often it is spread.
+    const spread = (a: number, b: number) => `{ me { ...A ...B ...A } } fragment A on User { ${repeat(a, () => 'id')} } fragment B on User { ${repeat(b, () => 'id')} }`;
+    expect(await bothTransports(server, spread(5, 5), {}, user.token)).toEqual({ http: 'ok', ws: 'ok' });
+    expect(await bothTransports(server, spread(6, 5), {}, user.token)).toEqual({ http: 'GRAPHQL_VALIDATION_FAILED', ws: 'GRAPHQL_VALIDATION_FAILED' });
+  });
+
+  it('names the rule a conditional subscription root breaks', async () => {
+    const user = await signUp(server.url);
+    const answer = await gql(server.url, 'subscription Feed { myEvents @skip(if: true) { __typename } }', {}, user.token);
+    expect(answer.errors?.[0].message).toBe('Subscription "Feed" must not use `@skip` or `@include` directives in the top level selection.');
   });
 
   it('refuses an operation the cost cannot be measured for (fragments doubling 16 times), on both transports', async () => {
@@ -237,6 +247,11 @@ describe('a bad operation over WebSocket', () => {
     ['two operations and no name', { query: 'query A { me { id } } query B { me { id } }' }, 'OPERATION_RESOLUTION_FAILURE'],
     ['a variable of the wrong type', { query: 'query($r: ID!) { room(id: $r) { id } }', variables: { r: { no: 1 } } }, 'BAD_USER_INPUT'],
     ['a missing variable', { query: 'query($r: ID!) { room(id: $r) { id } }', variables: {} }, 'BAD_USER_INPUT'],
+    // A subscription's root field cannot be conditional (graphql-js 16 threw on these: 4500 and HTTP 500).
+    ['a subscription whose root field is skipped', { query: 'subscription { myEvents @skip(if: true) { __typename } }' }, 'GRAPHQL_VALIDATION_FAILED'],
+    ['a subscription whose root field a variable includes', { query: 'subscription($s: Boolean!) { myEvents @include(if: $s) { __typename } }', variables: { s: true } }, 'GRAPHQL_VALIDATION_FAILED'],
+    ['a subscription whose root fragment is conditional', { query: 'subscription { ...F @include(if: true) } fragment F on Subscription { myEvents { __typename } }' }, 'GRAPHQL_VALIDATION_FAILED'],
+    ['a subscription whose root field is conditional inside a fragment', { query: 'subscription { ... on Subscription { ...F } } fragment F on Subscription { myEvents @skip(if: false) { __typename } }' }, 'GRAPHQL_VALIDATION_FAILED'],
   ];
 
   it.each(bad)('answers %s with an error message and the code HTTP gives, and the socket and its subscriptions stay up', async (_name, payload, code) => {

@@ -241,6 +241,15 @@ describe('subscribeShared', () => {
     expect(broken.errors?.[0].message).toBe('not a member');
   });
 
+  it('answers a subscription whose start throws (a fault of graphql-js or of this server) with an error result, not a rejection that would close the socket', async () => {
+    const { schema } = setup();
+    // Validation refuses a skipped root field (limits.ts); were one to get through, graphql-js 16 throws a TypeError.
+    const result = (await subscribeShared({ schema, document: parse('subscription { tick @skip(if: true) { n } }'), contextValue: contextOf('a') })) as ExecutionResult;
+    expect(result.errors).toHaveLength(1);
+    expect(result.errors![0].originalError).toBeInstanceOf(TypeError);
+    expect(result.errors![0].extensions.code).toBeUndefined(); // masked as INTERNAL_SERVER_ERROR by the transport
+  });
+
   describe('with a frame sink (graphql-ws over a WebSocket)', () => {
     /** Opens a subscription whose frames are collected; `until(n)` waits for n of them. */
     async function openWithFrames(schema: ReturnType<typeof setup>['schema'], query: string, viewer: string, id: string) {
