@@ -1,6 +1,7 @@
 import { badUserInput } from '../errors';
 import { isUuid } from '../validation';
 import { AddedSet } from './added-set';
+import type { RoomHead } from './room-store';
 
 /**
  * Opaque cursors. A message cursor names a room and a seq, so the same string resumes history
@@ -32,6 +33,19 @@ export function decodeResumeCursor(cursor: string, roomId: string, field: string
   const added = rest.length === 1 ? AddedSet.parse(rest[0]) : undefined;
   if (!added) throw badUserInput(`${field} is not a message or event cursor`, field);
   return { change: n, added };
+}
+
+/**
+ * Refuses a resume cursor past the room's end (forged, or from a room that was reset), with
+ * BAD_USER_INPUT on `field`: a message cursor past its newest message, an event cursor past its
+ * newest change or carrying messages past its newest one.
+ */
+export function refuseBeyondHead(point: ResumePoint, head: RoomHead, field: string): void {
+  if (point.seq !== undefined) {
+    if (point.seq > head.lastSeq) throw badUserInput(`${field} is beyond the newest message of this room`, field);
+  } else if (point.change > head.lastChange || point.added.highest > head.lastSeq) {
+    throw badUserInput(`${field} is beyond the newest change of this room`, field);
+  }
 }
 
 /** The seq of a message cursor of `roomId`; BAD_USER_INPUT on `field` for anything else. */

@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { RoomEntity, UserEntity } from '../db/entities';
 import { badUserInput } from '../errors';
-import { pageSize, parseInput, searchText } from '../validation';
+import { isUuid, pageSize, parseInput, searchText, storable } from '../validation';
 import { requireViewer } from './access';
 import type { RoomModel } from './models';
 import { connection, type Connection } from './pages';
@@ -62,7 +62,8 @@ function encodeDirectoryCursor(room: RoomEntity): string {
 function decodeDirectoryCursor(cursor: string): { name: string; id: string } {
   try {
     const [tag, name, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (tag === 'd1' && typeof name === 'string' && typeof id === 'string' && /^[0-9a-f-]{36}$/.test(id)) return { name, id };
+    // Only what the database can compare: a UUID, and a name PostgreSQL can hold.
+    if (tag === 'd1' && typeof name === 'string' && storable(name) && isUuid(id)) return { name, id };
   } catch {
     // falls through to the error below
   }

@@ -38,9 +38,12 @@ interface SearchPosition {
 
 const encodeSearchCursor = ({ rank, createdUs, id }: SearchPosition) => Buffer.from(`s2:${rank}:${createdUs}:${id}`).toString('base64url');
 
+/** Within what PostgreSQL's `real` (a rank's type) reads without an out-of-range error. */
+const isReal = (n: number) => n === 0 || (n >= 1e-37 && n <= 1e37);
+
 function decodeSearchCursor(cursor: string): SearchPosition {
   const [tag, rank, createdUs, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== 's2' || rest.length || !/^\d{1,10}(\.\d{1,12})?(e[-+]\d{1,2})?$/.test(rank ?? '') || !/^\d{1,17}$/.test(createdUs ?? '') || !isUuid(id ?? '')) {
+  if (tag !== 's2' || rest.length || !/^\d{1,10}(\.\d{1,12})?(e[-+]\d{1,2})?$/.test(rank ?? '') || !isReal(Number(rank)) || !/^\d{1,17}$/.test(createdUs ?? '') || !isUuid(id ?? '')) {
     throw badUserInput('after is not a search cursor', 'after');
   }
   return { rank, createdUs, id };

@@ -5,7 +5,7 @@ import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
 import { requireAllowed, requireMember, requireViewer } from './access';
-import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor } from './cursors';
+import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor, refuseBeyondHead } from './cursors';
 import type { MembershipService } from './membership-service';
 import type { RoomStore } from './room-store';
 import type { RoomModel } from './models';
@@ -59,8 +59,8 @@ export class RoomService {
   async markRead(viewer: Viewer | null, roomId: string, cursor: string): Promise<RoomModel> {
     const { userId } = await requireMember(this.db.manager, viewer, roomId);
     const point = decodeResumeCursor(cursor, roomId, 'cursor');
-    const seq = point.seq ?? (await this.store.seqAt(roomId, point.change!));
-    if (seq > (await this.store.head(roomId)).lastSeq) throw badUserInput('cursor is beyond the newest message of this room', 'cursor');
+    refuseBeyondHead(point, await this.store.head(roomId), 'cursor');
+    const seq = point.seq ?? (await this.store.seqAt(roomId, point.change));
     const [moved] = await this.db.query(
       `UPDATE memberships SET last_read_seq = $3 WHERE room_id = $1 AND user_id = $2 AND last_read_seq < $3 RETURNING id`,
       [roomId, userId, seq],

@@ -1,9 +1,8 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import { badUserInput } from '../errors';
 import { requireMember } from './access';
-import { decodeResumeCursor } from './cursors';
+import { decodeResumeCursor, refuseBeyondHead } from './cursors';
 import { MessageFeed, type FeedStart } from './message-feed';
 import { AddedSet } from './added-set';
 import type { HubRegistry } from './room-hub';
@@ -50,11 +49,7 @@ export class SubscriptionService {
    */
   private async resumeAfter(roomId: string, cursor: string, order: FeedStart['order']): Promise<FeedStart> {
     const point = decodeResumeCursor(cursor, roomId, 'after');
-    const head = await this.store.head(roomId);
-    if (point.seq !== undefined && point.seq > head.lastSeq) throw badUserInput('after is beyond the newest message of this room', 'after');
-    if (point.seq === undefined && (point.change > head.lastChange || point.added.highest > head.lastSeq)) {
-      throw badUserInput('after is beyond the newest change of this room', 'after');
-    }
+    refuseBeyondHead(point, await this.store.head(roomId), 'after');
     if (point.seq === undefined) {
       return order === 'messages' ? { order, after: { seq: point.added.upTo } } : { order, after: { change: point.change, added: point.added } };
     }

@@ -462,7 +462,9 @@ describe('read state', () => {
     const { owner, member, outsider, roomId, message } = await roomWithMember();
     const otherRoom = await createRoom(server.url, member);
     const other = await send(server.url, member, otherRoom, 'elsewhere');
-    for (const c of [other.cursor, 'garbage', Buffer.from(`m1:${roomId}:99`).toString('base64url')]) {
+    // Past the room's end: a message cursor past its newest message, event cursors past its newest change or message (as `roomEvents(after:)` refuses them).
+    const past = [`m1:${roomId}:99`, `e1:${roomId}:999999:1`, `e1:${roomId}:1:99`].map((c) => Buffer.from(c).toString('base64url'));
+    for (const c of [other.cursor, 'garbage', ...past]) {
       const result = await gql(server.url, MARK, { r: roomId, c }, member.token);
       expect([c, codeOf(result), result.errors?.[0].extensions?.field]).toEqual([c, 'BAD_USER_INPUT', 'cursor']);
     }
