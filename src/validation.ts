@@ -2,10 +2,22 @@ import { z } from 'zod';
 import { badUserInput } from './errors';
 
 /** Text that is stored exactly as sent: no NUL characters, no unpaired UTF-16 surrogates. */
-const storable = (s: string) => !s.includes('\u0000') && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
+export const storable = (s: string) => !s.includes('\u0000') && !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(s);
 const NUL_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 /** Length in characters (code points), as people count them: an emoji is one. */
 const chars = (s: string) => [...s].length;
+/**
+ * Whether text has a character people see: not white space, a control character, or one Unicode
+ * leaves undrawn (zero-width spaces and joiners, variation selectors, Hangul fillers, tags).
+ */
+const visible = (s: string) => /[^\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/u.test(s);
+const BLANK_MESSAGE = 'must not be blank';
+/** Control characters (a terminal's escapes, a bell) but tabs and line breaks: not what people write. */
+const noControls = (s: string) => !/[^\P{Cc}\t\n\r]/u.test(s);
+const CONTROL_MESSAGE = 'must not contain control characters other than tabs and line breaks';
+/** A name shown on one line: no control characters at all. */
+const oneLine = (s: string) => !/\p{Cc}/u.test(s);
+const ONE_LINE_MESSAGE = 'must not contain control characters or line breaks';
 
 export const MAX_BODY_LENGTH = 4000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -23,8 +35,9 @@ export const signUpInput = z.object({
   displayName: z
     .string()
     .refine(storable, NUL_MESSAGE)
+    .refine(oneLine, ONE_LINE_MESSAGE)
     .transform((s) => s.trim())
-    .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
+    .pipe(z.string().refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
     .nullish(),
 });
 
@@ -43,8 +56,9 @@ const assistantInstructions = z
 const roomName = z
   .string()
   .refine(storable, NUL_MESSAGE)
+  .refine(oneLine, ONE_LINE_MESSAGE)
   .transform((s) => s.trim())
-  .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
+  .pipe(z.string().refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
 
 export const createRoomInput = z.object({
   name: roomName,
@@ -60,11 +74,12 @@ export const updateRoomInput = z.object({
   assistantInstructions: assistantInstructions.nullish(),
 });
 
-/** A message body a person writes: not blank, at most MAX_BODY_LENGTH characters. */
+/** A message body a person writes: something visible, no control characters but tabs and line breaks, at most MAX_BODY_LENGTH characters. */
 const messageBody = z
   .string()
   .refine(storable, NUL_MESSAGE)
-  .refine((s) => s.trim().length > 0, 'must not be blank')
+  .refine(noControls, CONTROL_MESSAGE)
+  .refine(visible, BLANK_MESSAGE)
   .refine((s) => chars(s) <= MAX_BODY_LENGTH, `must be at most ${MAX_BODY_LENGTH} characters`);
 
 export const sendMessageInput = z.object({
@@ -84,6 +99,18 @@ const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
 const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}/u;
 /** A keycap: 0–9, # or *, then the combining enclosing keycap (1️⃣), with or without VS16. No other grapheme may carry one. */
 const KEYCAP_SEQUENCE = /^[0-9#*]\uFE0F?\u20E3$/u;
+/**
+ * One element of an emoji ZWJ sequence as Unicode TR51 writes a possible emoji (section 1.4.9):
+ * a flag, or an emoji character with at most one modification (a skin tone, VS16 with or without
+ * a keycap mark, or a tag sequence).
+ */
+const EMOJI_ELEMENT = String.raw`(?:\p{Regional_Indicator}{2}|\p{Emoji}(?:\p{Emoji_Modifier}|\uFE0F\u20E3?|[\u{E0020}-\u{E007E}]+\u{E007F})?)`;
+/**
+ * A possible emoji: elements joined by ZWJ, nothing else. Emoji that Unicode has not listed yet
+ * pass; an emoji with characters that draw nothing after it (a joiner at the end, a grapheme
+ * joiner, a second skin tone, a combining accent) does not, so it cannot pass for another reaction.
+ */
+const POSSIBLE_EMOJI = new RegExp(`^${EMOJI_ELEMENT}(?:\u200D${EMOJI_ELEMENT})*$`, 'u');
 /** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
 const SHORT_NAME = /^:[a-z0-9_+-]{1,32}:$/;
 
@@ -117,13 +144,16 @@ export function fullyQualified(text: string): string {
 }
 
 /**
- * An emoji is one grapheme drawn as an emoji (👍, 🇫🇷, 👩🏽‍💻, 1️⃣), taken in its fully-qualified form,
- * or a short name such as `:shipit:`.
+ * An emoji is one grapheme drawn as an emoji (👍, 🇫🇷, 👩🏽‍💻, 1️⃣) and made as TR51 makes one
+ * (`POSSIBLE_EMOJI`), taken in its fully-qualified form, or a short name such as `:shipit:`.
  */
 export const emoji = z
   .string()
   .refine(
-    (s) => SHORT_NAME.test(s) || KEYCAP_SEQUENCE.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && !s.includes(KEYCAP)),
+    (s) =>
+      SHORT_NAME.test(s) ||
+      KEYCAP_SEQUENCE.test(s) ||
+      (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && !s.includes(KEYCAP) && POSSIBLE_EMOJI.test(fullyQualified(s))),
     'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
   )
   .transform(reactionEmoji);
@@ -143,7 +173,7 @@ export const searchText = z
   .string()
   .refine(storable, NUL_MESSAGE)
   .transform((s) => s.trim())
-  .pipe(z.string().min(1, 'must not be blank').refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
+  .pipe(z.string().refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
 
 /** Page sizes: `first`/`last` between 1 and `max`. */
 export const pageSize = (max: number) => z.number().int().min(1, 'must be at least 1').max(max, `must be at most ${max}`);

@@ -71,7 +71,7 @@ export type CreateRoomInput = {
 
 /** What `editMessage` needs. */
 export type EditMessageInput = {
-  /** The new text: not blank, at most 4,000 characters. */
+  /** The new text: as a sent text, something visible, no control characters but tabs and line breaks, at most 4,000 characters. */
   body: Scalars['String']['input'];
   /** The message to edit; only its author may, and not once it is deleted. */
   messageId: Scalars['ID']['input'];
@@ -506,7 +506,7 @@ export type Reaction = {
 
 /** What `addReaction` and `removeReaction` need. */
 export type ReactionInput = {
-  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). An emoji is taken in its fully-qualified form: ❤ and ❤️ are the same reaction. */
+  /** One emoji (e.g. 👍, 🇫🇷, 👩🏽‍💻; nothing undrawn after it) or a short name of 1 to 32 lower-case letters, digits, `_`, `+` or `-` between colons (e.g. `:shipit:`). An emoji is taken in its fully-qualified form: ❤ and ❤️ are the same reaction. */
   emoji: Scalars['String']['input'];
   /** The message to react to; the viewer must be a member of its room. */
   messageId: Scalars['ID']['input'];
@@ -614,7 +614,7 @@ export type RoomKind =
 
 /** What `sendMessage` needs. */
 export type SendMessageInput = {
-  /** The text: not blank, at most 4,000 characters. */
+  /** The text: something visible (not only white space or zero-width characters), no control characters but tabs and line breaks, at most 4,000 characters. */
   body: Scalars['String']['input'];
   /** Idempotency key chosen by the client (1 to 128 characters). Sending again with the same key returns the first message. */
   clientId?: InputMaybe<Scalars['String']['input']>;

@@ -72,6 +72,9 @@ describe('signUpInput', () => {
     ['displayName', '   '],
     ['displayName', 'd'.repeat(65)],
     ['displayName', 'Ada\u0000'],
+    ['displayName', '\u200B\u3164'], // a zero-width space and a Hangul filler: nothing to see
+    ['displayName', 'Ada\nLovelace'],
+    ['displayName', 'Ada\u001B[31m'],
   ])('refuses %s %j', (field, value) => {
     expectField(() => parseInput(signUpInput, { ...valid, [field]: value }), field);
   });
@@ -108,6 +111,8 @@ describe('createRoomInput', () => {
     ['name', ' \n\t '],
     ['name', 'n'.repeat(101)],
     ['name', 'a\u0000b'],
+    ['name', '\u200B\u200B'],
+    ['name', 'a\tb'],
     ['kind', 'SECRET'],
     ['assistantEnabled', 'yes'],
   ])('refuses %s %j', (field, value) => {
@@ -127,6 +132,11 @@ describe('sendMessageInput', () => {
     ['body', ' \n '],
     ['body', 'x'.repeat(MAX_BODY_LENGTH + 1)],
     ['body', 'a\u0000b'],
+    ['body', '\u200B\u200B'], // zero-width spaces: blank to the eye
+    ['body', '\u034F\u2060\uFEFF\u00AD'],
+    ['body', '\u0001\u0007'],
+    ['body', 'ok\u001B[2J'], // a terminal's escape
+    ['body', 'ok\u0085'],
     ['clientId', ''],
     ['clientId', 'c'.repeat(129)],
     ['clientId', 'c\u0000'],
@@ -136,6 +146,9 @@ describe('sendMessageInput', () => {
 
   it('keeps the body as written, surrounding spaces included', () => {
     expect(parseInput(sendMessageInput, { ...valid, body: '  indented\n' }).body).toBe('  indented\n');
+    expect(parseInput(sendMessageInput, { ...valid, body: 'a\tb\r\nc' }).body).toBe('a\tb\r\nc');
+    expect(parseInput(sendMessageInput, { ...valid, body: '\u200B👍' }).body).toBe('\u200B👍');
+    expect(parseInput(sendMessageInput, { ...valid, body: '👩‍💻' }).body).toBe('👩‍💻');
     expect(parseInput(sendMessageInput, { ...valid, body: 'x'.repeat(MAX_BODY_LENGTH), clientId: 'c'.repeat(128) }).clientId).toHaveLength(128);
   });
 });
@@ -177,6 +190,22 @@ describe('reaction emoji', () => {
 
   it.each(['\u20E3', 'a\u20E3', '\u{1F44D}\u20E3', '11\uFE0F\u20E3', '\uFE0F', '\uFE0E'])('refuses %j: a keycap mark on anything but 0–9, # or *, or a selector alone', (sent) => {
     expect(thrown(() => parseInput(reactionInput, { messageId: 'm', emoji: sent })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'emoji' });
+  });
+
+  it.each([
+    ['a grapheme joiner', '👍\u034F'],
+    ['a joiner at the end', '👍\u200D'],
+    ['a non-joiner', '👍\u200C'],
+    ['a tag without its end', '👍\u{E0020}'],
+    ['a combining accent', '👍\u0300'],
+    ['three skin tones', '👍🏽🏽🏽'],
+    ['twenty grapheme joiners', '👍' + '\u034F'.repeat(20)],
+  ])('refuses an emoji followed by %s, which would pass for another reaction drawn alike', (_what, sent) => {
+    expect(thrown(() => parseInput(reactionInput, { messageId: 'm', emoji: sent })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'emoji' });
+  });
+
+  it.each(['🧑‍🤝‍🧑', '🏴\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F}', '🙂‍↔️', '🐦‍🔥'])('takes %s, an emoji made as Unicode makes them, listed lately or not', (sent) => {
+    expect(() => parseInput(reactionInput, { messageId: 'm', emoji: sent })).not.toThrow();
   });
 });
 
