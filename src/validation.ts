@@ -15,7 +15,7 @@ const BLANK_MESSAGE = 'must not be blank';
 /** Control characters (a terminal's escapes, a bell) but tabs and line breaks: not what people write. */
 const noControls = (s: string) => !/[^\P{Cc}\t\n\r]/u.test(s);
 const CONTROL_MESSAGE = 'must not contain control characters other than tabs and line breaks';
-/** A name shown on one line: no control characters at all. */
+/** A name shown on one line: no control characters at all once trimmed (white space around it goes). */
 const oneLine = (s: string) => !/\p{Cc}/u.test(s);
 const ONE_LINE_MESSAGE = 'must not contain control characters or line breaks';
 
@@ -35,9 +35,8 @@ export const signUpInput = z.object({
   displayName: z
     .string()
     .refine(storable, NUL_MESSAGE)
-    .refine(oneLine, ONE_LINE_MESSAGE)
     .transform((s) => s.trim())
-    .pipe(z.string().refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
+    .pipe(z.string().refine(oneLine, ONE_LINE_MESSAGE).refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
     .nullish(),
 });
 
@@ -56,9 +55,8 @@ const assistantInstructions = z
 const roomName = z
   .string()
   .refine(storable, NUL_MESSAGE)
-  .refine(oneLine, ONE_LINE_MESSAGE)
   .transform((s) => s.trim())
-  .pipe(z.string().refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
+  .pipe(z.string().refine(oneLine, ONE_LINE_MESSAGE).refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
 
 export const createRoomInput = z.object({
   name: roomName,

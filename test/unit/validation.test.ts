@@ -121,6 +121,7 @@ describe('createRoomInput', () => {
 
   it('accepts 100 characters after trimming', () => {
     expect(parseInput(createRoomInput, { name: ` ${'n'.repeat(100)} `, kind: 'PUBLIC' }).name).toHaveLength(100);
+    expect(parseInput(createRoomInput, { name: '\tLobby\n', kind: 'PUBLIC' }).name).toBe('Lobby');
   });
 });
 
