@@ -15,9 +15,13 @@ const BLANK_MESSAGE = 'must not be blank';
 /** Control characters (a terminal's escapes, a bell) but tabs and line breaks: not what people write. */
 const noControls = (s: string) => !/[^\P{Cc}\t\n\r]/u.test(s);
 const CONTROL_MESSAGE = 'must not contain control characters other than tabs and line breaks';
-/** A name shown on one line: no control characters at all once trimmed (white space around it goes). */
-const oneLine = (s: string) => !/\p{Cc}/u.test(s);
-const ONE_LINE_MESSAGE = 'must not contain control characters or line breaks';
+/**
+ * A name shown on one line as written, once trimmed (white space around it goes): no control
+ * characters, line or paragraph separators, or bidirectional embeddings and overrides (which make
+ * a name read otherwise than it is written).
+ */
+const oneLine = (s: string) => !/[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u.test(s);
+const ONE_LINE_MESSAGE = 'must not contain control characters, line breaks or direction overrides';
 
 export const MAX_BODY_LENGTH = 4000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -99,16 +103,18 @@ const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}/u;
 const KEYCAP_SEQUENCE = /^[0-9#*]\uFE0F?\u20E3$/u;
 /**
  * One element of an emoji ZWJ sequence as Unicode TR51 writes a possible emoji (section 1.4.9):
- * a flag, or an emoji character with at most one modification (a skin tone, VS16 with or without
- * a keycap mark, or a tag sequence).
+ * a flag, or an emoji character with at most one modification (a skin tone, or VS16 with or
+ * without a keycap mark).
  */
-const EMOJI_ELEMENT = String.raw`(?:\p{Regional_Indicator}{2}|\p{Emoji}(?:\p{Emoji_Modifier}|\uFE0F\u20E3?|[\u{E0020}-\u{E007E}]+\u{E007F})?)`;
+const EMOJI_ELEMENT = String.raw`(?:\p{Regional_Indicator}{2}|\p{Emoji}(?:\p{Emoji_Modifier}|\uFE0F\u20E3?)?)`;
 /**
- * A possible emoji: elements joined by ZWJ, nothing else. Emoji that Unicode has not listed yet
- * pass; an emoji with characters that draw nothing after it (a joiner at the end, a grapheme
- * joiner, a second skin tone, a combining accent) does not, so it cannot pass for another reaction.
+ * A possible emoji: elements joined by ZWJ, nothing else, or one of the flags Unicode spells with
+ * tag characters (🏴󠁧󠁢󠁳󠁣󠁴󠁿; any other tags draw nothing). Emoji made of elements that Unicode has not
+ * listed yet pass; an emoji with characters that draw nothing after it (a joiner at the end, a
+ * grapheme joiner, a second skin tone, a combining accent, tags) does not, so it cannot pass for
+ * another reaction.
  */
-const POSSIBLE_EMOJI = new RegExp(`^${EMOJI_ELEMENT}(?:\u200D${EMOJI_ELEMENT})*$`, 'u');
+const POSSIBLE_EMOJI = new RegExp(`^(?:\\p{RGI_Emoji_Tag_Sequence}|${EMOJI_ELEMENT}(?:\u200D${EMOJI_ELEMENT})*)$`, 'v');
 /** A custom emoji's short name, as chat apps write it: `:party_parrot:`. */
 const SHORT_NAME = /^:[a-z0-9_+-]{1,32}:$/;
 

@@ -65,7 +65,7 @@ export type CreateRoomInput = {
   assistantInstructions?: InputMaybe<Scalars['String']['input']>;
   /** PUBLIC or PRIVATE. */
   kind: RoomKind;
-  /** Display name, 1 to 100 characters after trimming. */
+  /** Display name, 1 to 100 characters after trimming, on one line (no control characters, line breaks or direction overrides). */
   name: Scalars['String']['input'];
 };
 
@@ -626,7 +626,7 @@ export type SendMessageInput = {
 
 /** What `signUp` needs to create an account. */
 export type SignUpInput = {
-  /** Name shown in the interface, 1 to 64 characters; defaults to the username. */
+  /** Name shown in the interface, 1 to 64 characters after trimming, on one line (no control characters, line breaks or direction overrides); defaults to the username. */
   displayName?: InputMaybe<Scalars['String']['input']>;
   /** At least 8 characters, at most 256. */
   password: Scalars['String']['input'];
@@ -676,7 +676,7 @@ export type UpdateRoomInput = {
   assistantEnabled?: InputMaybe<Scalars['Boolean']['input']>;
   /** The assistant's instructions for this room (its system prompt), up to 4,000 characters; an empty string clears them. */
   assistantInstructions?: InputMaybe<Scalars['String']['input']>;
-  /** The new name, 1 to 100 characters after trimming (OWNER or ADMIN). */
+  /** The new name, 1 to 100 characters after trimming, on one line (no control characters, line breaks or direction overrides) (OWNER or ADMIN). */
   name?: InputMaybe<Scalars['String']['input']>;
   /** The room: its OWNER or an ADMIN may rename it; only its OWNER changes the assistant. */
   roomId: Scalars['ID']['input'];

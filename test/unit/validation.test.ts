@@ -75,6 +75,8 @@ describe('signUpInput', () => {
     ['displayName', '\u200B\u3164'], // a zero-width space and a Hangul filler: nothing to see
     ['displayName', 'Ada\nLovelace'],
     ['displayName', 'Ada\u001B[31m'],
+    ['displayName', 'Ada\u2028Lovelace'], // a line separator
+    ['displayName', 'Ada\u202Eecalevol'], // a right-to-left override: read otherwise than written
   ])('refuses %s %j', (field, value) => {
     expectField(() => parseInput(signUpInput, { ...valid, [field]: value }), field);
   });
@@ -113,6 +115,8 @@ describe('createRoomInput', () => {
     ['name', 'a\u0000b'],
     ['name', '\u200B\u200B'],
     ['name', 'a\tb'],
+    ['name', 'a\u2029b'],
+    ['name', 'a\u2066b'],
     ['kind', 'SECRET'],
     ['assistantEnabled', 'yes'],
   ])('refuses %s %j', (field, value) => {
@@ -201,6 +205,8 @@ describe('reaction emoji', () => {
     ['a combining accent', '👍\u0300'],
     ['three skin tones', '👍🏽🏽🏽'],
     ['twenty grapheme joiners', '👍' + '\u034F'.repeat(20)],
+    ['tags and their end (drawn as nothing)', '👍\u{E0061}\u{E0062}\u{E0063}\u{E007F}'],
+    ['a subdivision no flag is drawn for', '🏴\u{E0078}\u{E0078}\u{E007F}'],
   ])('refuses an emoji followed by %s, which would pass for another reaction drawn alike', (_what, sent) => {
     expect(thrown(() => parseInput(reactionInput, { messageId: 'm', emoji: sent })).extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'emoji' });
   });

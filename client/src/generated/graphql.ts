@@ -18,7 +18,7 @@ export type CreateRoomInput = {
   assistantInstructions?: string | null | undefined;
   /** PUBLIC or PRIVATE. */
   kind: RoomKind;
-  /** Display name, 1 to 100 characters after trimming. */
+  /** Display name, 1 to 100 characters after trimming, on one line (no control characters, line breaks or direction overrides). */
   name: string;
 };
 
@@ -89,7 +89,7 @@ export type SendMessageInput = {
 
 /** What `signUp` needs to create an account. */
 export type SignUpInput = {
-  /** Name shown in the interface, 1 to 64 characters; defaults to the username. */
+  /** Name shown in the interface, 1 to 64 characters after trimming, on one line (no control characters, line breaks or direction overrides); defaults to the username. */
   displayName?: string | null | undefined;
   /** At least 8 characters, at most 256. */
   password: string;
@@ -103,7 +103,7 @@ export type UpdateRoomInput = {
   assistantEnabled?: boolean | null | undefined;
   /** The assistant's instructions for this room (its system prompt), up to 4,000 characters; an empty string clears them. */
   assistantInstructions?: string | null | undefined;
-  /** The new name, 1 to 100 characters after trimming (OWNER or ADMIN). */
+  /** The new name, 1 to 100 characters after trimming, on one line (no control characters, line breaks or direction overrides) (OWNER or ADMIN). */
   name?: string | null | undefined;
   /** The room: its OWNER or an ADMIN may rename it; only its OWNER changes the assistant. */
   roomId: string | number;
