@@ -1,6 +1,6 @@
 import { ApolloLink, HttpLink } from '@apollo/client';
-import { isSubscriptionOperation } from '@apollo/client/utilities';
-import type { FormattedExecutionResult } from 'graphql';
+import { getMainDefinition, isSubscriptionOperation } from '@apollo/client/utilities';
+import { Kind, OperationTypeNode, type DocumentNode, type FormattedExecutionResult } from 'graphql';
 import { Observable } from 'rxjs';
 import type { RetryOptions } from './backoff';
 import { SessionEndedError, hasUnauthenticated, unauthenticated } from './errors';
@@ -28,6 +28,8 @@ export interface ChatLinkOptions {
   fetch?: typeof fetch;
   /** How often the socket is pinged; a missing pong within half of it drops and reconnects the socket (ms). Default 10000. */
   keepAliveMs?: number;
+  /** How long a session refresh over HTTP waits for its answer before it is tried again (ms). Default 10000. */
+  refreshTimeoutMs?: number;
 }
 
 /** The link, with what an application may need besides: the session now, a new session, and disposal. */
@@ -38,6 +40,17 @@ export interface ChatLink extends ApolloLink {
   setSession(session: Session | null): void;
   /** Closes the WebSocket and stops refreshing. */
   dispose(): Promise<void>;
+}
+
+/** Mutations that start a session: they run without one. */
+const SIGN_IN = new Set(['signUp', 'logIn']);
+
+/** Whether a document is a mutation whose root fields all sign in (`signUp`, `logIn`). */
+function signsIn(query: DocumentNode): boolean {
+  const definition = getMainDefinition(query);
+  if (definition.kind !== Kind.OPERATION_DEFINITION || definition.operation !== OperationTypeNode.MUTATION) return false;
+  const fields = definition.selectionSet.selections.filter((s) => !(s.kind === Kind.FIELD && s.name.value === '__typename'));
+  return fields.length > 0 && fields.every((s) => s.kind === Kind.FIELD && SIGN_IN.has(s.name.value));
 }
 
 /**
@@ -54,6 +67,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   const keeper = new SessionKeeper(options.session, {
     httpUrl: options.httpUrl,
     fetch: fetchImpl,
+    refreshTimeoutMs: options.refreshTimeoutMs,
     onSessionChange: options.onSessionChange,
     onSessionEnd: (reason) => {
       for (const end of active) end(reason);
@@ -71,7 +85,8 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
     new Observable<ApolloLink.Result>((observer) => {
       let inner: { unsubscribe(): void } | undefined;
       let cancelled = false;
-      keeper.token().then(
+      // Signing in needs no session, also once one has ended (the application then signs in again).
+      (signsIn(operation.query) ? Promise.resolve(null) : keeper.token()).then(
         (token) => {
           if (cancelled) return;
           if (token) operation.setContext(({ headers }: { headers?: Record<string, string> }) => ({ headers: { ...headers, authorization: `Bearer ${token}` } }));

@@ -27,9 +27,19 @@ export const REFRESH_SESSION = `mutation RefreshSession($refreshToken: String!) 
   refreshSession(refreshToken: $refreshToken) { token expiresAt refreshToken }
 }`;
 
+/**
+ * How long a refresh over HTTP waits for its answer by default (ms). A pooled keep-alive
+ * connection that died silently (a network switch) never answers: given up, the refresh is tried
+ * again on a new connection. The server rotates the refresh token only while the request's
+ * connection is open, so one given up cannot spend it unseen.
+ */
+export const REFRESH_TIMEOUT_MS = 10_000;
+
 interface KeeperOptions {
   httpUrl: string;
   fetch: typeof fetch;
+  /** How long a refresh over HTTP waits for its answer (ms); REFRESH_TIMEOUT_MS by default. */
+  refreshTimeoutMs?: number;
   onSessionChange?: (session: Session) => void;
   onSessionEnd?: (reason: string) => void;
 }
@@ -201,6 +211,7 @@ export class SessionKeeper {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json, application/json' },
       body: JSON.stringify({ query: REFRESH_SESSION, operationName: 'RefreshSession', variables: { refreshToken } }),
+      signal: AbortSignal.timeout(this.options.refreshTimeoutMs ?? REFRESH_TIMEOUT_MS),
     });
     const body = (await response.json().catch(() => undefined)) as RefreshAnswer | undefined;
     if (!body || (!body.data && !body.errors)) throw new Error(`refreshSession over HTTP answered ${response.status}`);

@@ -2,10 +2,10 @@
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
 // reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
 import { parse } from 'graphql';
-import { CreateRoomDocument, JoinRoomDocument, MeDocument, SendMessageDocument } from '../../client';
+import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, SendMessageDocument } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
-import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
+import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
 
 jest.setTimeout(90_000);
 
@@ -213,6 +213,53 @@ describe('sessions through the kit', () => {
     expect(me.data.me).toBeNull();
     const refreshed = await gql(other.url, `mutation($r: String!) { refreshSession(refreshToken: $r) { token } }`, { r: current.refreshToken });
     expect(httpCodeOf(refreshed)).toBe('UNAUTHENTICATED');
+
+    // Signing in again through the same client, as the README says: logIn needs no session.
+    const again = await phone.client.mutate({ mutation: LogInDocument, variables: { input: { username: ada.username, password: PASSWORD } } });
+    phone.link.setSession(again.data!.logIn);
+    const back = await phone.client.query({ query: MeDocument, fetchPolicy: 'network-only' });
+    expect(back.data!.me!.id).toBe(ada.id);
+  });
+
+  it('gives up a refresh over HTTP that never answers (a pooled connection dead after a network switch) and refreshes on a new one: the subscription goes on', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
+    const send = (body: string) => sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body } } });
+    const wsProxy = await startWsProxy(short.wsUrl);
+    // The next refresh over HTTP goes to a connection that never answers (it only ends when given up).
+    let toHang = 0;
+    let hung = 0;
+    const deadConnection: typeof fetch = (input, init) => {
+      if (toHang > 0 && String(init?.body).includes('RefreshSession')) {
+        toHang--;
+        hung++;
+        return new Promise((_resolve, reject) => init?.signal?.addEventListener('abort', () => reject(init.signal!.reason)));
+      }
+      return fetch(input, init);
+    };
+    try {
+      const reader = kitClient(short.url, wsProxy.url, ada.session, { keepAliveMs: 1000, refreshTimeoutMs: 1000, fetch: deadConnection });
+      const messages = watchMessages(reader, roomId);
+      await waitFor(() => short.app.hubs.listeners(roomId) === 1);
+      await send('before');
+      await messages.until(() => messages.items.length === 1);
+      // The network switches: the socket goes half-open, no new one can open for a while, and the
+      // refresh that falls due meanwhile goes over HTTP to the dead connection.
+      toHang = 1;
+      wsProxy.freeze();
+      await wsProxy.refuse();
+      await waitFor(() => hung === 1, 10_000);
+      const changes = reader.changes.length;
+      await waitFor(() => reader.changes.length > changes, 10_000); // tried again, on a new connection
+      await wsProxy.resume();
+      await send('after');
+      await messages.until(() => messages.items.length === 2, 20_000);
+      expect(messages.items.map((m) => m.body)).toEqual(['before', 'after']);
+      expect(messages.errors).toEqual([]);
+      expect(reader.ended).toEqual([]);
+    } finally {
+      await wsProxy.stop();
+    }
   });
 
   it('ends every session of the account with logOut(allSessions: true) from another device', async () => {
