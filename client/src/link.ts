@@ -80,6 +80,14 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   const running = new Set<() => void>();
   const ws = createSocket(options, keeper);
   keeper.socketRefresh = ws.refresh;
+  // An answer that says the token it carried was refused (its session ended elsewhere), whatever
+  // the operation: one that needs no session (`me`) answers null without an error, so the kit
+  // finds out here whether the session stands (a refresh; `onSessionEnd` if it does not).
+  const answersRefusal: typeof fetch = (input, init) =>
+    fetchImpl(input, init).then((response) => {
+      if (response.headers.get('www-authenticate')?.includes('invalid_token')) keeper.refresh().catch(() => undefined);
+      return response;
+    });
 
   const http = new ApolloLink((operation, forward) =>
     new Observable<ApolloLink.Result>((observer) => {
@@ -107,7 +115,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
         inner?.unsubscribe();
       };
     }),
-  ).concat(new HttpLink({ uri: options.httpUrl, fetch: fetchImpl }));
+  ).concat(new HttpLink({ uri: options.httpUrl, fetch: answersRefusal }));
 
   const subscriptions = new ApolloLink((operation) => subscribe(operation, ws.client, keeper, { active, running }, options.retry));
   const link = ApolloLink.split(({ query }) => isSubscriptionOperation(query), subscriptions, http) as ChatLink;

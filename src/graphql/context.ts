@@ -74,6 +74,8 @@ export interface GraphQLContext {
   viewer: Viewer | null;
   /** Over HTTP, the check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did). */
   pendingViewer?: SessionCheck;
+  /** Over HTTP, the request's bearer token was refused (malformed, expired, its session ended): it runs signed out, and its answer says so (`answerStatusPlugin`). */
+  tokenRefused?: boolean;
   requestId: string;
   /** The client's address (behind trusted proxies, the one they name), for budgets per address. */
   clientAddress: string;
@@ -135,6 +137,7 @@ export function createContextFactory(db: DataSource, services: Services): Contex
 class OperationContext implements GraphQLContext {
   frames?: FrameSink;
   holdForAnswer?: () => boolean;
+  tokenRefused?: boolean;
 
   constructor(
     public viewer: Viewer | null,

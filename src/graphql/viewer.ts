@@ -22,6 +22,7 @@ export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
   try {
     ctx.viewer = await ctx.pendingViewer.result();
     ctx.pendingViewer = undefined; // settled: the operation's later fields need not wait
+    if (!ctx.viewer) ctx.tokenRefused = true;
   } catch (err) {
     ctx.viewer = null; // unconfirmed: nothing may run as the claimed user
     throw checkFailed(err);
@@ -53,7 +54,10 @@ export async function checkedInStatement<T>(ctx: GraphQLContext, work: (session?
     settle(live) {
       answered = true;
       check.settle(live);
-      if (!live) ctx.viewer = null;
+      if (!live) {
+        ctx.viewer = null;
+        ctx.tokenRefused = true;
+      }
       ctx.pendingViewer = undefined;
     },
   };
@@ -98,15 +102,21 @@ export function checkFailed(err: unknown): unknown {
 const RETRY_AFTER_S = '1';
 
 /**
- * An answer with nothing in it because the database could not serve it — the session check, or the
- * operation's own statements (a send's also checks its session) — goes out with HTTP 503, as a
- * failed session check's does (`checkFailed`): one status for "try again" whichever statement failed.
+ * What an HTTP answer's status and headers say besides its body.
+ * - An answer with nothing in it because the database could not serve it — the session check, or
+ *   the operation's own statements (a send's also checks its session) — goes out with HTTP 503, as
+ *   a failed session check's does (`checkFailed`): one status for "try again" whichever statement failed.
+ * - An answer to a request whose bearer token was refused (malformed, expired, or its session
+ *   ended: `GraphQLContext.tokenRefused`) carries `WWW-Authenticate: Bearer error="invalid_token"`
+ *   (RFC 6750) with whatever status it has: an operation that needs no session (`me`, `room`) ran
+ *   signed out and answered null, and the client learns all the same that its session is over.
  */
-export function unavailableStatusPlugin(): ApolloServerPlugin<GraphQLContext> {
+export function answerStatusPlugin(): ApolloServerPlugin<GraphQLContext> {
   return {
     async requestDidStart() {
       return {
-        async willSendResponse({ response }) {
+        async willSendResponse({ response, contextValue }) {
+          if (contextValue.tokenRefused) response.http.headers.set('www-authenticate', 'Bearer error="invalid_token"');
           if (response.body.kind !== 'single') return;
           const { data, errors } = response.body.singleResult;
           const nothing = data == null || Object.values(data).every((value) => value === null);

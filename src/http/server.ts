@@ -9,7 +9,7 @@ import type { GraphQLError } from 'graphql';
 import { maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
-import { CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin, unavailableStatusPlugin } from '../graphql/viewer';
+import { answerStatusPlugin, CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -53,7 +53,7 @@ export async function createHttpServer(deps: TransportDeps) {
     plugins: [
       limitsPlugin(deps.schema, deps.rules, formatError),
       confirmedViewerPlugin(),
-      unavailableStatusPlugin(),
+      answerStatusPlugin(),
       {
         async requestDidStart() {
           return {
@@ -99,6 +99,8 @@ export async function createHttpServer(deps: TransportDeps) {
             deps.clientAddress(req),
           );
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
+    // A token presented and not honoured (malformed, expired, or its session found ended): the request runs signed out.
+    if (req.headers.authorization !== undefined && !context.viewer && !context.pendingViewer) context.tokenRefused = true;
     return context;
   });
   const answerError = errorAnswer(log);

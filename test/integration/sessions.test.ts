@@ -436,6 +436,46 @@ describe('sessions found standing (which HTTP requests spend budgets while their
   });
 });
 
+describe('a refused token', () => {
+  // Tokens that live long enough for the whole test, however slow the machine.
+  let roomy: TestServer;
+  beforeAll(async () => {
+    roomy = await startServer();
+  });
+  afterAll(() => roomy.stop());
+
+  /** An answer over HTTP, with its WWW-Authenticate header. */
+  async function answer(query: string, token?: string) {
+    const res = await fetch(roomy.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token !== undefined ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query }),
+    });
+    return { challenge: res.headers.get('www-authenticate'), body: (await res.json()) as GqlResult };
+  }
+  const REFUSED = 'Bearer error="invalid_token"';
+  const endInSql = (userId: string) => roomy.app.db.dataSource.query(`UPDATE sessions SET revoked_at = now() WHERE user_id = $1`, [userId]);
+
+  it('is said in the answer (WWW-Authenticate, RFC 6750) also where the operation runs signed out: malformed, logged out, or ended while found standing', async () => {
+    const [ada, bob, cy] = await Promise.all([signUp(roomy.url), signUp(roomy.url), signUp(roomy.url)]);
+    const room = await createRoom(roomy.url, cy);
+    expect(await answer(ME)).toEqual({ challenge: null, body: { data: { me: null } } });
+    expect(await answer(ME, ada.token)).toEqual({ challenge: null, body: { data: { me: { id: ada.id } } } });
+    expect(await answer(ME, 'garbage')).toEqual({ challenge: REFUSED, body: { data: { me: null } } });
+    // Found standing by these answers, then ended in the database (no signal): its check, run beside the operation, says so.
+    await endInSql(ada.id);
+    expect(await answer(ME, ada.token)).toEqual({ challenge: REFUSED, body: { data: { me: null } } });
+    // A send checks its session in its own statement.
+    expect((await answer(ME, bob.token)).challenge).toBeNull();
+    await endInSql(bob.id);
+    const sent = await answer(`mutation { sendMessage(input: { roomId: "${room}", body: "hi" }) { id } }`, bob.token);
+    expect([sent.challenge, codeOf(sent.body)]).toEqual([REFUSED, 'UNAUTHENTICATED']);
+    // Logged out: not standing any more, checked before the operation.
+    await must(roomy.url, 'mutation { logOut }', {}, cy.token);
+    expect(await answer(ME, cy.token)).toEqual({ challenge: REFUSED, body: { data: { me: null } } });
+  });
+});
+
 describe('session checks', () => {
   it('answers the checks of one turn in one statement and a lone one by its own, each for its own session', async () => {
     const { sessions } = server.app.services;

@@ -221,6 +221,18 @@ describe('sessions through the kit', () => {
     expect(back.data!.me!.id).toBe(ada.id);
   });
 
+  it('tells an application with no subscription of a logOut elsewhere from its next answer, also one that needs no session (me: null)', async () => {
+    // Fifteen-minute tokens: no refresh falls due meanwhile that would find it out by itself.
+    const ada = await signUpSession(server.url);
+    const app = kitClient(server.url, server.wsUrl, ada.session);
+    expect((await app.client.query({ query: MeDocument, fetchPolicy: 'network-only' })).data!.me!.id).toBe(ada.id);
+    const current = (await app.link.session())!;
+    await must(server.url, `mutation { logOut }`, {}, current.token);
+    expect((await app.client.query({ query: MeDocument, fetchPolicy: 'network-only' })).data!.me).toBeNull();
+    await waitFor(() => app.ended.length === 1, 5000);
+    expect(app.sockets()).toBe(0);
+  });
+
   it('gives up a refresh over HTTP that never answers (a pooled connection dead after a network switch) and refreshes on a new one: the subscription goes on', async () => {
     const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
     const { roomId, memberKit: sender } = await roomOf(ada, bob, short);

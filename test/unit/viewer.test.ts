@@ -12,7 +12,7 @@ import type { Viewer } from '../../src/auth/tokens';
 import { AppError, ErrorCode, unauthenticated } from '../../src/errors';
 import { withBudgets, type Budgets } from '../../src/graphql/budgets';
 import type { GraphQLContext } from '../../src/graphql/context';
-import { checkedInStatement, confirmedViewerPlugin, unavailableStatusPlugin, withConfirmedViewer } from '../../src/graphql/viewer';
+import { checkedInStatement, confirmedViewerPlugin, answerStatusPlugin, withConfirmedViewer } from '../../src/graphql/viewer';
 import { RateLimits, type RateLimit } from '../../src/rate-limit';
 
 const ADA: Viewer = { id: '11111111-1111-4111-8111-111111111111', sessionId: '22222222-2222-4222-8222-222222222222' };
@@ -149,7 +149,7 @@ it("gives the user's budgets back and runs nothing when the session cannot be ch
 });
 
 it('runs a query with the viewer its session confirms, signed out when the session has ended, and answers HTTP 503 when it cannot be checked or the database cannot serve the operation', async () => {
-  const server = new ApolloServer<GraphQLContext>({ schema: setUp(), plugins: [confirmedViewerPlugin(), unavailableStatusPlugin()] });
+  const server = new ApolloServer<GraphQLContext>({ schema: setUp(), plugins: [confirmedViewerPlugin(), answerStatusPlugin()] });
   await server.start();
   try {
     const me = async (pending: Promise<Viewer | null>) => {
