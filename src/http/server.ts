@@ -73,7 +73,9 @@ export async function createHttpServer(deps: TransportDeps) {
   });
   await apollo.start();
 
-  const withCors = cors({ origin: deps.corsOrigins, maxAge: 600 });
+  // A page on another origin reads these headers of an answer only when they are exposed: the
+  // request id of an error, when to retry a 503, and that its token was refused (the client kit reads it).
+  const withCors = cors({ origin: deps.corsOrigins, maxAge: 600, exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'] });
   const parseJson = express.json({ limit: MAX_REQUEST_BYTES });
   const tagRequest = (res: http.ServerResponse) => {
     res.setHeader('x-request-id', randomUUID());

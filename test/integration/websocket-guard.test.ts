@@ -37,6 +37,9 @@ describe('CORS_ORIGINS', () => {
     expect(res.headers.get('access-control-allow-origin')).toBe('*');
     expect(res.headers.get('access-control-allow-headers')).toMatch(/authorization/i);
     expect(await upgradeStatus(server.wsUrl, { origin: 'https://anywhere.example.net' })).toBe(101);
+    // What a page may read of an answer besides its body: the request id, when to retry, a refused token.
+    const answer = await fetch(server.url, { method: 'POST', headers: { origin: 'https://app.example.com', 'content-type': 'application/json' }, body: JSON.stringify({ query: '{ me { id } }' }) });
+    expect(answer.headers.get('access-control-expose-headers')?.toLowerCase().split(',')).toEqual(['x-request-id', 'retry-after', 'www-authenticate']);
   });
 
   it('allows only the listed origins over HTTP when CORS_ORIGINS is set', async () => {
