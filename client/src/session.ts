@@ -193,6 +193,11 @@ export class SessionKeeper {
       const refused = hasUnauthenticated(answer.errors) || answer.errors?.some((e) => e.extensions?.code === 'BAD_USER_INPUT');
       const message = answer.errors?.[0]?.message ?? 'refreshSession answered nothing';
       if (refused) {
+        // Replaced meanwhile (`set()`, a new sign-in): the old session's refusal says nothing of the new one.
+        if (this.current !== current) {
+          if (this.current) return this.current;
+          throw new SessionEndedError(message);
+        }
         this.end(message);
         throw new SessionEndedError(message);
       }

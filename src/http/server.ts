@@ -101,8 +101,8 @@ export async function createHttpServer(deps: TransportDeps) {
             deps.clientAddress(req),
           );
     context.holdForAnswer = () => !res.destroyed; // the client's connection is still there
-    // A token presented and not honoured (malformed, expired, or its session found ended): the request runs signed out.
-    if (req.headers.authorization !== undefined && !context.viewer && !context.pendingViewer) context.tokenRefused = true;
+    // A bearer token presented and not honoured (malformed, expired, or its session found ended): the request runs signed out.
+    if (BEARER_TOKEN.test(req.headers.authorization ?? '') && !context.viewer && !context.pendingViewer) context.tokenRefused = true;
     return context;
   });
   const answerError = errorAnswer(log);
@@ -176,6 +176,9 @@ export async function createHttpServer(deps: TransportDeps) {
     },
   };
 }
+
+/** An Authorization header that presents a bearer token (RFC 6750): only such a token can be refused as invalid. */
+const BEARER_TOKEN = /^bearer\s+\S/i;
 
 /** How long before Apollo's drain cuts the connections of requests in flight the shutdown answers them itself. */
 const LATE_ANSWER_MARGIN_MS = 250;

@@ -462,6 +462,11 @@ describe('a refused token', () => {
     expect(await answer(ME)).toEqual({ challenge: null, body: { data: { me: null } } });
     expect(await answer(ME, ada.token)).toEqual({ challenge: null, body: { data: { me: { id: ada.id } } } });
     expect(await answer(ME, 'garbage')).toEqual({ challenge: REFUSED, body: { data: { me: null } } });
+    // No bearer token presented (RFC 6750: no error code for a request without one).
+    for (const authorization of ['', 'Basic dXNlcjpwYXNz', 'Bearer ']) {
+      const res = await fetch(roomy.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify({ query: ME }) });
+      expect([authorization, res.headers.get('www-authenticate')]).toEqual([authorization, null]);
+    }
     // Found standing by these answers, then ended in the database (no signal): its check, run beside the operation, says so.
     await endInSql(ada.id);
     expect(await answer(ME, ada.token)).toEqual({ challenge: REFUSED, body: { data: { me: null } } });

@@ -233,6 +233,26 @@ describe('sessions through the kit', () => {
     expect(app.sockets()).toBe(0);
   });
 
+  it('does not end a session signed in while the refresh of the one that ended was still unanswered', async () => {
+    const ada = await signUpSession(server.url);
+    let slow = true; // the refresh that finds the old session ended answers late
+    const app = kitClient(server.url, server.wsUrl, ada.session, {
+      fetch: async (input, init) => {
+        if (slow && String(init?.body).includes('RefreshSession')) await new Promise((r) => setTimeout(r, 300));
+        return fetch(input, init);
+      },
+    });
+    const current = (await app.link.session())!;
+    await must(server.url, `mutation { logOut }`, {}, current.token);
+    expect((await app.client.query({ query: MeDocument, fetchPolicy: 'network-only' })).data!.me).toBeNull(); // starts that refresh
+    const again = await app.client.mutate({ mutation: LogInDocument, variables: { input: { username: ada.username, password: PASSWORD } } });
+    app.link.setSession(again.data!.logIn);
+    slow = false;
+    await new Promise((r) => setTimeout(r, 600)); // the old session's refusal has come
+    expect(app.ended).toEqual([]);
+    expect((await app.client.query({ query: MeDocument, fetchPolicy: 'network-only' })).data!.me!.id).toBe(ada.id);
+  });
+
   it('gives up a refresh over HTTP that never answers (a pooled connection dead after a network switch) and refreshes on a new one: the subscription goes on', async () => {
     const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
     const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
