@@ -116,6 +116,9 @@ export function answerStatusPlugin(): ApolloServerPlugin<GraphQLContext> {
     async requestDidStart() {
       return {
         async willSendResponse({ response, contextValue }) {
+          // Refused before it executed (a validation error), a request did not wait for the check of
+          // its session already under way: waited for here, so that its answer says what it found.
+          if (contextValue.pendingViewer?.started) await confirmViewer(contextValue).catch(() => undefined);
           if (contextValue.tokenRefused) response.http.headers.set('www-authenticate', 'Bearer error="invalid_token"');
           if (response.body.kind !== 'single') return;
           const { data, errors } = response.body.singleResult;

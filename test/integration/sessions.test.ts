@@ -467,9 +467,14 @@ describe('a refused token', () => {
       const res = await fetch(roomy.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization }, body: JSON.stringify({ query: ME }) });
       expect([authorization, res.headers.get('www-authenticate')]).toEqual([authorization, null]);
     }
-    // Found standing by these answers, then ended in the database (no signal): its check, run beside the operation, says so.
-    await endInSql(ada.id);
+    // Found standing by these answers, then ended in the database (no signal): its check, run beside the operation, says so,
+    // also for an operation refused before it executes.
+    const dan = await signUp(roomy.url);
+    expect((await answer(ME, dan.token)).challenge).toBeNull();
+    await Promise.all([endInSql(ada.id), endInSql(dan.id)]);
     expect(await answer(ME, ada.token)).toEqual({ challenge: REFUSED, body: { data: { me: null } } });
+    const invalid = await answer('{ me { nope } }', dan.token);
+    expect([invalid.challenge, codeOf(invalid.body)]).toEqual([REFUSED, 'GRAPHQL_VALIDATION_FAILED']);
     // A send checks its session in its own statement.
     expect((await answer(ME, bob.token)).challenge).toBeNull();
     await endInSql(bob.id);
