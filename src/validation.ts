@@ -23,6 +23,15 @@ const CONTROL_MESSAGE = 'must not contain control characters other than tabs and
 const oneLine = (s: string) => !/[\p{Cc}\p{Zl}\p{Zp}\u202A-\u202E\u2066-\u2069]/u.test(s);
 const ONE_LINE_MESSAGE = 'must not contain control characters, line breaks or direction overrides';
 
+/** A name people read on one line (a display name, a room's): trimmed, then something visible, `oneLine`, at most `max` characters. */
+function nameText(max: number) {
+  return z
+    .string()
+    .refine(storable, NUL_MESSAGE)
+    .transform((s) => s.trim())
+    .pipe(z.string().refine(oneLine, ONE_LINE_MESSAGE).refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= max, `must be at most ${max} characters`));
+}
+
 export const MAX_BODY_LENGTH = 4000;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -36,12 +45,7 @@ export const signUpInput = z.object({
     .max(32, 'must be at most 32 characters')
     .regex(/^[A-Za-z0-9_]+$/, 'may contain only letters, digits and underscores'),
   password: z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters').refine(storable, NUL_MESSAGE),
-  displayName: z
-    .string()
-    .refine(storable, NUL_MESSAGE)
-    .transform((s) => s.trim())
-    .pipe(z.string().refine(oneLine, ONE_LINE_MESSAGE).refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 64, 'must be at most 64 characters'))
-    .nullish(),
+  displayName: nameText(64).nullish(),
 });
 
 export const logInInput = z.object({
@@ -55,12 +59,8 @@ const assistantInstructions = z
   .refine((s) => chars(s) <= 4000, 'must be at most 4000 characters')
   .refine(storable, NUL_MESSAGE);
 
-/** A room's name: 1 to 100 characters after trimming. */
-const roomName = z
-  .string()
-  .refine(storable, NUL_MESSAGE)
-  .transform((s) => s.trim())
-  .pipe(z.string().refine(oneLine, ONE_LINE_MESSAGE).refine(visible, BLANK_MESSAGE).refine((s) => chars(s) <= 100, 'must be at most 100 characters'));
+/** A room's name: 1 to 100 characters after trimming, on one line. */
+const roomName = nameText(100);
 
 export const createRoomInput = z.object({
   name: roomName,
@@ -97,16 +97,14 @@ export const editMessageInput = z.object({
 });
 
 const graphemes = new Intl.Segmenter('en', { granularity: 'grapheme' });
-/** Something drawn as an emoji: a pictograph or a flag (regional indicators); keycaps are `KEYCAP_SEQUENCE`. */
-const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}/u;
-/** A keycap: 0–9, # or *, then the combining enclosing keycap (1️⃣), with or without VS16. No other grapheme may carry one. */
-const KEYCAP_SEQUENCE = /^[0-9#*]\uFE0F?\u20E3$/u;
+/** Something drawn as an emoji: a pictograph, a flag (regional indicators) or a keycap. */
+const EMOJI = /\p{Extended_Pictographic}|\p{Regional_Indicator}{2}|\u20E3/u;
 /**
- * One element of an emoji ZWJ sequence as Unicode TR51 writes a possible emoji (section 1.4.9):
- * a flag, or an emoji character with at most one modification (a skin tone, or VS16 with or
- * without a keycap mark).
+ * One element of an emoji ZWJ sequence as Unicode TR51 writes a possible emoji (section 1.4.9),
+ * fully qualified: a keycap (0–9, # or *, VS16, the enclosing keycap mark: no other character
+ * takes one), a flag, or an emoji character with at most one modification (a skin tone or VS16).
  */
-const EMOJI_ELEMENT = String.raw`(?:\p{Regional_Indicator}{2}|\p{Emoji}(?:\p{Emoji_Modifier}|\uFE0F\u20E3?)?)`;
+const EMOJI_ELEMENT = String.raw`(?:[0-9#*]\uFE0F\u20E3|\p{Regional_Indicator}{2}|\p{Emoji}(?:\p{Emoji_Modifier}|\uFE0F)?)`;
 /**
  * A possible emoji: elements joined by ZWJ, nothing else, or one of the flags Unicode spells with
  * tag characters (🏴󠁧󠁢󠁳󠁣󠁴󠁿; any other tags draw nothing). Emoji made of elements that Unicode has not
@@ -154,10 +152,7 @@ export function fullyQualified(text: string): string {
 export const emoji = z
   .string()
   .refine(
-    (s) =>
-      SHORT_NAME.test(s) ||
-      KEYCAP_SEQUENCE.test(s) ||
-      (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && !s.includes(KEYCAP) && POSSIBLE_EMOJI.test(fullyQualified(s))),
+    (s) => SHORT_NAME.test(s) || (s.length <= 64 && [...graphemes.segment(s)].length === 1 && EMOJI.test(s) && POSSIBLE_EMOJI.test(fullyQualified(s))),
     'must be one emoji (e.g. 👍) or a short name of 1 to 32 lower-case letters, digits, _, + or - between colons (e.g. :shipit:)',
   )
   .transform(reactionEmoji);

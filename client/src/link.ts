@@ -1,9 +1,9 @@
 import { ApolloLink, HttpLink } from '@apollo/client';
 import { getMainDefinition, isSubscriptionOperation } from '@apollo/client/utilities';
-import { Kind, OperationTypeNode, type DocumentNode, type FormattedExecutionResult } from 'graphql';
+import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
 import { Observable } from 'rxjs';
 import type { RetryOptions } from './backoff';
-import { SessionEndedError, hasUnauthenticated, unauthenticated } from './errors';
+import { SessionEndedError, unauthenticated } from './errors';
 import { SessionKeeper, type Session, type SessionSource } from './session';
 import { createSocket } from './socket';
 import { subscribe } from './subscription';
@@ -80,9 +80,9 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   const running = new Set<() => void>();
   const ws = createSocket(options, keeper);
   keeper.socketRefresh = ws.refresh;
-  // An answer that says the token it carried was refused (its session ended elsewhere), whatever
-  // the operation: one that needs no session (`me`) answers null without an error, so the kit
-  // finds out here whether the session stands (a refresh; `onSessionEnd` if it does not).
+  // An answer that says the token it carried was refused (revoked elsewhere, account deleted),
+  // whatever the operation — one that needs no session (`me`) answers null without an error: the
+  // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not).
   const answersRefusal: typeof fetch = (input, init) =>
     fetchImpl(input, init).then((response) => {
       if (response.headers.get('www-authenticate')?.includes('invalid_token')) keeper.refresh().catch(() => undefined);
@@ -98,15 +98,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
         (token) => {
           if (cancelled) return;
           if (token) operation.setContext(({ headers }: { headers?: Record<string, string> }) => ({ headers: { ...headers, authorization: `Bearer ${token}` } }));
-          inner = forward(operation).subscribe({
-            next: (result) => {
-              // A token refused mid-session (revoked elsewhere, account deleted): find out whether the session stands.
-              if (token && hasUnauthenticated((result as FormattedExecutionResult).errors)) keeper.refresh().catch(() => undefined);
-              observer.next(result);
-            },
-            error: (err) => observer.error(err),
-            complete: () => observer.complete(),
-          });
+          inner = forward(operation).subscribe(observer); // a refused token is found by its answer's header (`answersRefusal`)
         },
         (err: unknown) => observer.error(err instanceof SessionEndedError ? unauthenticated(err.message) : err),
       );

@@ -188,22 +188,22 @@ export class SessionKeeper {
       }
     }
     const answer = await (this.socketRefresh?.(current.refreshToken) ?? this.refreshOverHttp(current.refreshToken));
+    // Replaced meanwhile (`set()`: a new sign-in, or signed out): the answer is the old session's,
+    // and neither its new tokens nor its refusal say anything of the session now.
+    if (this.current !== current) {
+      if (this.current) return this.current;
+      throw new SessionEndedError('Not signed in');
+    }
     const next = answer.data?.refreshSession;
     if (!next) {
       const refused = hasUnauthenticated(answer.errors) || answer.errors?.some((e) => e.extensions?.code === 'BAD_USER_INPUT');
       const message = answer.errors?.[0]?.message ?? 'refreshSession answered nothing';
       if (refused) {
-        // Replaced meanwhile (`set()`, a new sign-in): the old session's refusal says nothing of the new one.
-        if (this.current !== current) {
-          if (this.current) return this.current;
-          throw new SessionEndedError(message);
-        }
         this.end(message);
         throw new SessionEndedError(message);
       }
       throw new Error(message);
     }
-    if (this.current !== current) return this.current!; // replaced meanwhile (set())
     const session: Session = { token: next.token, refreshToken: next.refreshToken, expiresAt: next.expiresAt };
     this.adopt(session, true);
     this.refreshedAt = Date.now();
