@@ -21,6 +21,16 @@ export const LOCK_WAIT_MS = 10;
 export const MAX_WAITING_ELSEWHERE = 8;
 
 /**
+ * The pipelined connections' setting: each prepared statement runs on the plan PostgreSQL made for
+ * it once per connection, never planned again for its values. Left to choose, PostgreSQL kept
+ * planning the send on every run (its plan for given values, where the parameters that switch a
+ * part off fold away, is costed below the plan for any values), which was half of its CPU per
+ * send (BENCHMARKS.md, "The send planned once"). The statements that run here are written for one
+ * plan: each of their optional parts is behind a condition on a parameter, checked once per run.
+ */
+const GENERIC_PLANS = '-c plan_cache_mode=force_generic_plan';
+
+/**
  * A few long-lived PostgreSQL connections in node-postgres's pipeline mode, for the prepared
  * statements of the hot paths that run on their own (each its own implicit transaction): a
  * request's session check and a send. Statements handed to one connection go to the server
@@ -49,7 +59,7 @@ export class PipelinedStatements {
 
   constructor(config: ClientConfig, log: Logger, connectionsPerKind = 2) {
     const open = (extra: ClientConfig) => (): Client => {
-      const client = new Client({ ...config, ...extra, pipeline: true });
+      const client = new Client({ ...config, ...extra, options: GENERIC_PLANS, pipeline: true });
       // After a connection is up, its failure is an event: its statements have failed already.
       client.on('error', (err) => log.warn({ err: err.message }, 'a pipelined database connection failed; the next statement opens another'));
       return client;

@@ -66,6 +66,20 @@ it('sends the statements handed to it in one tick in one write per connection', 
   }
 });
 
+it('plans a prepared statement once per connection, not again for each run\'s values', async () => {
+  // A statement PostgreSQL would plan for every run's values when left to choose: that plan, with
+  // the optional part folded away, is costed below the one for any values.
+  const OPTIONAL = prepare('test_pipelined_optional', 'SELECT count(*)::integer AS n FROM pipelined_items WHERE $1::integer IS NULL OR id = $1');
+  const PLANS = prepare('test_pipelined_plans', 'SELECT generic_plans::integer AS generic, custom_plans::integer AS custom FROM pg_prepared_statements WHERE name = $1');
+  for (let i = 0; i < 12; i++) await pipelined.run(OPTIONAL, [i % 2 ? null : i]);
+  // Asked on both connections at once (each takes the least busy): one of them ran the statement.
+  const asked = await Promise.all([0, 1, 2, 3].map(() => pipelined.run<Array<{ generic: number; custom: number }>>(PLANS, [OPTIONAL.name])));
+  const plans = asked.flat();
+  expect(plans.length).toBeGreaterThan(0);
+  expect(plans.reduce((sum, p) => sum + p.generic, 0)).toBeGreaterThanOrEqual(12);
+  expect(plans.every((p) => p.custom === 0)).toBe(true); // left to choose: at least 5 custom plans, then more
+});
+
 it('sends a statement that would wait for a row lock elsewhere after LOCK_WAIT_MS, holding up none of the statements behind it', async () => {
   await pipelined.run(INSERT, [10]);
   const pool = new Pool({ connectionString: pg.url });
