@@ -7,10 +7,11 @@ const NUL_MESSAGE = 'must not contain NUL characters or unpaired surrogates';
 /** Length in characters (code points), as people count them: an emoji is one. */
 const chars = (s: string) => [...s].length;
 /**
- * Whether text has a character people see: not white space, a control character, or one Unicode
- * leaves undrawn (zero-width spaces and joiners, variation selectors, Hangul fillers, tags).
+ * Whether text has a character people see: not white space, a control character, one Unicode
+ * leaves undrawn (zero-width spaces and joiners, variation selectors, Hangul fillers, tags), or the
+ * blank Braille pattern (U+2800, drawn as an empty cell: the usual way round "not blank").
  */
-const visible = (s: string) => /[^\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}]/u.test(s);
+const visible = (s: string) => /[^\p{White_Space}\p{Cc}\p{Default_Ignorable_Code_Point}\u2800]/u.test(s);
 const BLANK_MESSAGE = 'must not be blank';
 /** Control characters (a terminal's escapes, a bell) but tabs and line breaks: not what people write. */
 const noControls = (s: string) => !/[^\P{Cc}\t\n\r]/u.test(s);

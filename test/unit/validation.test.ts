@@ -73,6 +73,7 @@ describe('signUpInput', () => {
     ['displayName', 'd'.repeat(65)],
     ['displayName', 'Ada\u0000'],
     ['displayName', '\u200B\u3164'], // a zero-width space and a Hangul filler: nothing to see
+    ['displayName', '\u2800'],
     ['displayName', 'Ada\nLovelace'],
     ['displayName', 'Ada\u001B[31m'],
     ['displayName', 'Ada\u2028Lovelace'], // a line separator
@@ -139,6 +140,7 @@ describe('sendMessageInput', () => {
     ['body', 'a\u0000b'],
     ['body', '\u200B\u200B'], // zero-width spaces: blank to the eye
     ['body', '\u034F\u2060\uFEFF\u00AD'],
+    ['body', '\u2800 \u2800'], // the blank Braille pattern: an empty cell
     ['body', '\u0001\u0007'],
     ['body', 'ok\u001B[2J'], // a terminal's escape
     ['body', 'ok\u0085'],
@@ -154,6 +156,7 @@ describe('sendMessageInput', () => {
     expect(parseInput(sendMessageInput, { ...valid, body: 'a\tb\r\nc' }).body).toBe('a\tb\r\nc');
     expect(parseInput(sendMessageInput, { ...valid, body: '\u200B👍' }).body).toBe('\u200B👍');
     expect(parseInput(sendMessageInput, { ...valid, body: '👩‍💻' }).body).toBe('👩‍💻');
+    expect(parseInput(sendMessageInput, { ...valid, body: '\u2800\u2813\u280A' }).body).toBe('\u2800\u2813\u280A'); // Braille that says something
     expect(parseInput(sendMessageInput, { ...valid, body: 'x'.repeat(MAX_BODY_LENGTH), clientId: 'c'.repeat(128) }).clientId).toHaveLength(128);
   });
 });
