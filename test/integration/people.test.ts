@@ -79,6 +79,30 @@ describe('publicRooms and members', () => {
     expect(codeOf(await gql(server.url, DIRECTORY, {}))).toBe('UNAUTHENTICATED');
   });
 
+  it('finds people and rooms named with letters outside ASCII as written, and pages such rooms without skipping or repeating one', async () => {
+    // The test database lowers ASCII letters only (the C locale): "any case" is the database's.
+    const [owner, visitor] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const tag = unique('intl');
+    const emile = await must(server.url, `mutation($i: SignUpInput!) { signUp(input: $i) { user { id } } }`, {
+      i: { username: unique('emile'), password: 'correct horse battery', displayName: `Émile ${tag}` },
+    });
+    const USERS = `query($q: String!) { users(query: $q) { id } }`;
+    expect((await must(server.url, USERS, { q: `Émile ${tag}` }, visitor.token)).users.map((u: any) => u.id)).toEqual([emile.signUp.user.id]);
+    const names = [`Ärger ${tag}`, `zebra ${tag}`, `ärger ${tag}`, `Öl ${tag}`, `apfel ${tag}`];
+    for (const name of names) await createRoom(server.url, owner, 'PUBLIC', name);
+    expect((await must(server.url, DIRECTORY, { q: `Ärger ${tag}` }, visitor.token)).publicRooms.edges.map((e: any) => e.node.name)).toEqual([`Ärger ${tag}`]);
+    const whole = (await must(server.url, DIRECTORY, { q: tag, first: 50 }, visitor.token)).publicRooms.edges.map((e: any) => e.node.name);
+    expect([...whole].sort()).toEqual([...names].sort());
+    const paged: string[] = [];
+    let after: string | null = null;
+    do {
+      const page: any = (await must(server.url, DIRECTORY, { q: tag, first: 2, after }, visitor.token)).publicRooms;
+      paged.push(...page.edges.map((e: any) => e.node.name));
+      after = page.pageInfo.hasNextPage ? page.pageInfo.endCursor : null;
+    } while (after && paged.length <= names.length);
+    expect(paged).toEqual(whole);
+  });
+
   it('lists members with roles in the order they came, to members and, for PUBLIC rooms, to anyone signed in', async () => {
     const [owner, bob, carol, eve] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url), signUp(server.url)]);
     const roomId = await createRoom(server.url, owner);
