@@ -3,7 +3,7 @@ import type { DataSource } from 'typeorm';
 import { UserEntity } from '../db/entities';
 import { conflict, unauthenticated } from '../errors';
 import { isUniqueViolation } from '../db/errors';
-import { parseInput, logInInput, signUpInput } from '../validation';
+import { couldBeUsername, parseInput, logInInput, signUpInput } from '../validation';
 import type { RateLimit } from '../rate-limit';
 import type { SessionService, SessionTokens } from './sessions';
 import type { Viewer } from './tokens';
@@ -57,12 +57,14 @@ export class AuthService {
     const input = parseInput(logInInput, raw);
     const key = input.username.toLowerCase();
     await this.logInAttempts.consume(key);
-    const user = await this.db
-      .getRepository(UserEntity)
-      .createQueryBuilder('u')
-      .addSelect('u.passwordHash')
-      .where('lower(u.username) = lower(:username)', { username: input.username })
-      .getOne();
+    const user = couldBeUsername(input.username)
+      ? await this.db
+          .getRepository(UserEntity)
+          .createQueryBuilder('u')
+          .addSelect('u.passwordHash')
+          .where('lower(u.username) = lower(:username)', { username: input.username })
+          .getOne()
+      : null;
     const ok = await verify(user?.passwordHash ?? (await this.decoyHash), input.password).catch(() => false);
     if (!user || !user.passwordHash || !ok) throw unauthenticated('Wrong username or password');
     await this.logInAttempts.reset(key);

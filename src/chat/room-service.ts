@@ -83,7 +83,7 @@ export class RoomService {
     if (!other) throw notFound('No user has this id');
     if (other.id === me) throw badUserInput('A direct room is with someone else', 'userId');
     if (other.isAssistant) throw badUserInput('The assistant answers in rooms, not in direct rooms', 'userId');
-    const key = [me, other.id].sort().join(':');
+    const key = directKey(me, other.id);
     const created = await this.db.transaction(async (tx) => {
       const rows: Array<{ id: string }> = await tx.query(
         `INSERT INTO rooms (name, kind, created_by, direct_key) VALUES ('', 'DIRECT', $1, $2) ON CONFLICT (direct_key) DO NOTHING RETURNING id`,
@@ -96,6 +96,12 @@ export class RoomService {
     const roomId = created ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
     if (created) for (const userId of [me, other.id]) this.members.tell(roomId, userId, 'MEMBER', { added: 0 });
     return this.viewAs(viewer, roomId);
+  }
+
+  /** Whether the viewer has a direct room with `otherId` already (false when signed out or for a malformed id). */
+  async hasDirect(viewer: Viewer | null, otherId: string): Promise<boolean> {
+    if (!viewer || !isUuid(otherId)) return false;
+    return (await this.db.query('SELECT 1 FROM rooms WHERE direct_key = $1', [directKey(viewer.id, otherId.toLowerCase())])).length > 0;
   }
 
   /** A room the viewer is in, or null (missing and foreign rooms alike). */
@@ -138,3 +144,6 @@ export class RoomService {
     return room;
   }
 }
+
+/** What names the one direct room of two users, whichever of them opens it. */
+const directKey = (a: string, b: string) => [a, b].sort().join(':');

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 
 /** The address of the client that sent a request (HTTP or a WebSocket upgrade). */
@@ -18,5 +19,22 @@ export function createClientAddress(trust: boolean | number | string[]): ClientA
   };
 }
 
-/** `::ffff:127.0.0.1` and `127.0.0.1` are one client. */
-const normalise = (address: string) => (address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address).toLowerCase();
+/**
+ * How many leading bits of an IPv6 address name one client: its network, as a home or an office is
+ * given one (a /56, often a /48; one host alone holds a /64, 2^64 addresses). Counted by the
+ * address, one network would have a budget for each address it may use.
+ */
+export const IPV6_CLIENT_PREFIX = 56;
+
+/**
+ * The client as budgets count it: an IPv4 address (also written as IPv4-mapped IPv6:
+ * `::ffff:127.0.0.1` and `127.0.0.1` are one client), or an IPv6 address's `/56` network in one
+ * spelling (`2001:db8:1:100::/56` for any address in it).
+ */
+function normalise(address: string): string {
+  if (!ipaddr.isValid(address)) return address.toLowerCase();
+  const ip = ipaddr.process(address);
+  if (ip.kind() === 'ipv4') return ip.toString();
+  const network = ip.toByteArray().map((byte, i) => (i < IPV6_CLIENT_PREFIX / 8 ? byte : 0));
+  return `${ipaddr.fromByteArray(network).toString()}/${IPV6_CLIENT_PREFIX}`;
+}

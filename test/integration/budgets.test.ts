@@ -276,6 +276,31 @@ describe('rooms and accounts per client address', () => {
     expect(codes([await create(address())])).toEqual(['ok']);
   });
 
+  it('counts a direct room opened for the first time as a room created by the address; opening one that exists spends nothing', async () => {
+    const ada = await signUpFrom(server);
+    const [bob, cy, dee] = await Promise.all([signUpFrom(server), signUpFrom(server), signUpFrom(server)]);
+    const from = address();
+    const open = (other: TestUser, at = from) => post(server, at, 'mutation($userId: ID!) { openDirectRoom(userId: $userId) { id kind } }', { userId: other.id }, ada.token);
+    const results = [await open(bob), await open(bob), await open(bob), await open(cy), await open(dee)];
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+    expectRateLimited(results[4]);
+    expect(new Set(results.slice(0, 3).map((r) => r.data.openDirectRoom.id)).size).toBe(1);
+    expect(codes([await open(bob), await open(dee, address())])).toEqual(['ok', 'ok']); // the one made still opens; another address makes its own
+  });
+
+  it('counts an IPv6 client by its /56 network, so that one network cannot spend a budget per address', async () => {
+    const network = `2001:db8:${randomBytes(2).toString('hex')}:${randomBytes(1).toString('hex')}`; // the first 56 bits
+    const names = [unique(), unique(), unique(), unique(), unique()];
+    const results: GqlResult[] = [];
+    for (const [i, host] of [`${network}00::1`, `${network}00::2`, `${network}ff:1:2:3:4`].entries()) {
+      results.push(await post(server, host, SIGN_UP, { input: { username: names[i], password: PASSWORD } }));
+    }
+    results.push(await post(server, `${network}01::1`, SIGN_UP, { input: { username: names[3], password: PASSWORD } }));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
+    const next = `${network.replace('2001:db8', '2001:db9')}00::1`; // another network
+    expect(codes([await post(server, next, SIGN_UP, { input: { username: names[4], password: PASSWORD } })])).toEqual(['ok']);
+  });
+
   it('lets one address sign up SIGNUPS_PER_ADDRESS_PER_HOUR accounts, then answers RATE_LIMITED and creates none', async () => {
     const from = address();
     const names = [unique(), unique(), unique(), unique()];

@@ -9,6 +9,7 @@ import { DataDirLockedError } from '../../src/db/embedded';
 import {
   collect,
   createRoom,
+  gql,
   MESSAGE_ADDED,
   must,
   send,
@@ -70,6 +71,15 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     await db.query(`UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE user_id = $1 AND id = (SELECT min(id::text)::uuid FROM sessions WHERE user_id = $1)`, [ada.id]);
     expect(await server.app.services.sessions.purge()).toBe(1);
     expect(await db.query(`SELECT count(*)::int AS n FROM sessions WHERE user_id = $1`, [ada.id])).toEqual([{ n: 1 }]);
+  }, SLOW);
+
+  it('refuses a log-in as a username written with a letter outside ASCII, which PGlite\'s lower() folds onto it (İ onto i)', async () => {
+    const victim = await signUp(server.url, unique('victim'));
+    expect((await server.app.db.dataSource.query(`SELECT lower('vİctim') = 'victim' AS folds`))[0].folds).toBe(true);
+    // The log-in budgets count it under a name of its own, so it must not find the account.
+    const lookalike = await gql(server.url, LOG_IN, { input: { username: victim.username.replace('i', 'İ'), password: 'correct horse battery' } });
+    expect(lookalike.errors?.[0]?.extensions?.code).toBe('UNAUTHENTICATED');
+    expect((await logIn(server.url, victim.username)).id).toBe(victim.id);
   }, SLOW);
 
   it('numbers messages without a gap and returns the first message for a repeated clientId, also when retries race', async () => {

@@ -92,6 +92,14 @@ describe('createRoom', () => {
     expect(await roomIdsOf(ada)).toEqual([]);
   });
 
+  it('refuses DIRECT, a kind of the schema that only openDirectRoom makes, saying so', async () => {
+    const ada = await signUp(url);
+    const result = await gql(url, `mutation { createRoom(input: { name: "dd", kind: DIRECT }) { id } }`, {}, ada.token);
+    expectBadInput(result, 'kind');
+    expect(result.errors![0].message).toBe('kind must be PUBLIC or PRIVATE (a direct room is opened with openDirectRoom)');
+    expect(await roomIdsOf(ada)).toEqual([]);
+  });
+
   it('is UNAUTHENTICATED without a token', async () => {
     const result = await gql(url, CREATE, { input: { name: unique('room'), kind: 'PUBLIC' } });
     expect(codeOf(result)).toBe('UNAUTHENTICATED');
