@@ -39,8 +39,12 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** True for a well-formed UUID; anything else cannot name a row and never reaches SQL. */
 export const isUuid = (value: unknown): value is string => typeof value === 'string' && UUID.test(value);
 
-/** What a username is made of (`signUp`). */
-const USERNAME_CHARACTERS = /^[A-Za-z0-9_]+$/;
+/** A username, as `signUp` takes one. */
+const username = z
+  .string()
+  .min(3, 'must be at least 3 characters')
+  .max(32, 'must be at most 32 characters')
+  .regex(/^[A-Za-z0-9_]+$/, 'may contain only letters, digits and underscores');
 
 /**
  * Whether `name` could be someone's username. A log-in with any other name is wrong without a
@@ -48,14 +52,10 @@ const USERNAME_CHARACTERS = /^[A-Za-z0-9_]+$/;
  * which JavaScript's `toLowerCase()`, keying the log-in budgets, does not, so such a name would
  * find an account under a budget of its own.
  */
-export const couldBeUsername = (name: string) => name.length >= 3 && name.length <= 32 && USERNAME_CHARACTERS.test(name);
+export const couldBeUsername = (name: string) => username.safeParse(name).success;
 
 export const signUpInput = z.object({
-  username: z
-    .string()
-    .min(3, 'must be at least 3 characters')
-    .max(32, 'must be at most 32 characters')
-    .regex(USERNAME_CHARACTERS, 'may contain only letters, digits and underscores'),
+  username,
   password: z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters').refine(storable, NUL_MESSAGE),
   displayName: nameText(64).nullish(),
 });
