@@ -84,7 +84,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
       sessions,
       limits.create('login-user', config.logInAttemptsPerUsernamePer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     ),
-    rooms: new RoomService(db.dataSource, store, members, pubsub),
+    rooms: new RoomService(db.dataSource, store, members, pubsub, budgets.roomsPerAddress),
     members,
     directory: new DirectoryService(db.dataSource),
     activity,

@@ -15,8 +15,11 @@ export type NewMessage = Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'p
 /** Runs one UPDATE of a message row with the room's next change number as its last parameter. */
 export type ApplyChange = (sql: string, params: unknown[]) => Promise<MessageEntity | null>;
 
-/** `@username` as people write it: not part of a word or an e-mail address. */
-const MENTION = /(?<![\w@.])@([A-Za-z0-9_]{3,32})(?![\w@])/g;
+/**
+ * `@username` as people write it: not part of a word or an e-mail address, nor with a mark drawn
+ * over its last letter (`@adȧ` is not `@ada`).
+ */
+const MENTION = /(?<![\w@.])@([A-Za-z0-9_]{3,32})(?![\w@\p{M}])/gu;
 
 /** The usernames a body mentions, lower-cased, each once. */
 export function mentionedNames(body: string): string[] {

@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
+import type { RateLimit } from '../rate-limit';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
@@ -18,6 +19,8 @@ export class RoomService {
     private readonly store: RoomStore,
     private readonly members: MembershipService,
     private readonly pubsub: PubSub,
+    /** Rooms made per client address (`ROOMS_PER_ADDRESS_PER_HOUR`): spent here by a direct room where one is made. */
+    private readonly roomsPerAddress: RateLimit,
   ) {}
 
   /** Creates a room with the viewer as its OWNER. */
@@ -75,9 +78,10 @@ export class RoomService {
   /**
    * The viewer's DIRECT room with another user: created with both as MEMBERs the first time, the
    * same room every later time — also when both open it at once, since the unique pair key decides.
-   * Not for oneself or the assistant (BAD_USER_INPUT); an unknown user is NOT_FOUND.
+   * Not for oneself or the assistant (BAD_USER_INPUT); an unknown user is NOT_FOUND. Making the
+   * room spends a room of `clientAddress`'s budget; opening it again spends none.
    */
-  async openDirect(viewer: Viewer | null, otherId: string): Promise<RoomModel> {
+  async openDirect(viewer: Viewer | null, otherId: string, clientAddress: string): Promise<RoomModel> {
     const { id: me } = requireViewer(viewer);
     const other = isUuid(otherId) ? await this.db.getRepository(UserEntity).findOneBy({ id: otherId.toLowerCase() }) : null;
     if (!other) throw notFound('No user has this id');
@@ -90,18 +94,15 @@ export class RoomService {
         [me, key],
       );
       if (rows.length === 0) return undefined;
+      // Made here, so the address pays for it (RATE_LIMITED undoes the insert). Whoever opens the
+      // pair meanwhile waits at the unique key for this transaction, then finds the room and pays nothing.
+      await this.roomsPerAddress.consume(clientAddress);
       await tx.query(`INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'MEMBER'), ($1, $3, 'MEMBER')`, [rows[0].id, me, other.id]);
       return rows[0].id;
     });
     const roomId = created ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
     if (created) for (const userId of [me, other.id]) this.members.tell(roomId, userId, 'MEMBER', { added: 0 });
     return this.viewAs(viewer, roomId);
-  }
-
-  /** Whether the viewer has a direct room with `otherId` already (false when signed out or for a malformed id). */
-  async hasDirect(viewer: Viewer | null, otherId: string): Promise<boolean> {
-    if (!viewer || !isUuid(otherId)) return false;
-    return (await this.db.query('SELECT 1 FROM rooms WHERE direct_key = $1', [directKey(viewer.id, otherId.toLowerCase())])).length > 0;
   }
 
   /** A room the viewer is in, or null (missing and foreign rooms alike). */

@@ -105,13 +105,8 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       // A retry of a send that went through (its answer was lost) answers the first message (guarantee 4).
       refused: (args, ctx) => ctx.services.messages.sent(ctx.viewer, args.input),
     },
+    // openDirectRoom spends the same budget where it makes a room (`RoomService.openDirect`), not when it opens one.
     createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
-    // A direct room counts as a room created where one would be: opening one that exists spends nothing.
-    openDirectRoom: {
-      spends: (args, ctx) => [
-        ctx.services.rooms.hasDirect(ctx.viewer, args.userId).then((exists) => (exists ? undefined : budgets.roomsPerAddress.consume(ctx.clientAddress))),
-      ],
-    },
     signUp: { spends: (_args, ctx) => [budgets.signUpsPerAddress.consume(ctx.clientAddress)] },
     logIn: {
       spends: (args, ctx) => [budgets.logInsPerUsernameAndAddress.consume(logInKey(args, ctx)), budgets.logInsPerAddress.consume(ctx.clientAddress)],

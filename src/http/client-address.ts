@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
 import proxyAddr from 'proxy-addr';
 
@@ -27,11 +28,15 @@ export function createClientAddress(trust: boolean | number | string[]): ClientA
 export const IPV6_CLIENT_PREFIX = 56;
 
 /**
- * The client as budgets count it: an IPv4 address (also written as IPv4-mapped IPv6:
- * `::ffff:127.0.0.1` and `127.0.0.1` are one client), or an IPv6 address's `/56` network in one
- * spelling (`2001:db8:1:100::/56` for any address in it).
+ * The client as budgets count it, in one spelling however a proxy wrote it (with a port, in
+ * brackets, with a zone, an IPv4 tail in IPv6): an IPv4 address (also written as IPv4-mapped IPv6:
+ * `::ffff:127.0.0.1` and `127.0.0.1` are one client), or an IPv6 address's `/56` network
+ * (`2001:db8:1:100::/56` for any address in it).
  */
-function normalise(address: string): string {
+function normalise(written: string): string {
+  const host = /^\[([^\]]+)\](?::\d+)?$/.exec(written)?.[1] ?? /^([\d.]+):\d+$/.exec(written)?.[1] ?? written;
+  // The URL parser spells IPv6 one way, IPv4 tails included (ipaddr.js takes those after ::ffff: only).
+  const address = isIPv6(host) ? new URL(`http://[${host.split('%')[0]}]/`).hostname.slice(1, -1) : host;
   if (!ipaddr.isValid(address)) return address.toLowerCase();
   const ip = ipaddr.process(address);
   if (ip.kind() === 'ipv4') return ip.toString();

@@ -276,29 +276,45 @@ describe('rooms and accounts per client address', () => {
     expect(codes([await create(address())])).toEqual(['ok']);
   });
 
-  it('counts a direct room opened for the first time as a room created by the address; opening one that exists spends nothing', async () => {
+  it('counts a direct room as a room created by the address where it is made: opening it again, racing to open it, or failing to open one spends nothing', async () => {
     const ada = await signUpFrom(server);
     const [bob, cy, dee] = await Promise.all([signUpFrom(server), signUpFrom(server), signUpFrom(server)]);
     const from = address();
-    const open = (other: TestUser, at = from) => post(server, at, 'mutation($userId: ID!) { openDirectRoom(userId: $userId) { id kind } }', { userId: other.id }, ada.token);
-    const results = [await open(bob), await open(bob), await open(bob), await open(cy), await open(dee)];
-    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
-    expectRateLimited(results[4]);
-    expect(new Set(results.slice(0, 3).map((r) => r.data.openDirectRoom.id)).size).toBe(1);
-    expect(codes([await open(bob), await open(dee, address())])).toEqual(['ok', 'ok']); // the one made still opens; another address makes its own
+    const OPEN = 'mutation($userId: ID!) { openDirectRoom(userId: $userId) { id kind } }';
+    const open = (other: TestUser, by = ada, at = from) => post(server, at, OPEN, { userId: other.id }, by.token);
+    // Refused attempts make no room, and pay for none.
+    expect(codes([await open(ada), await post(server, from, OPEN, { userId: '00000000-0000-4000-8000-000000000000' }, ada.token)])).toEqual(['BAD_USER_INPUT', 'NOT_FOUND']);
+    const first = [await open(bob), await open(bob)];
+    expect(codes(first)).toEqual(['ok', 'ok']);
+    // The budget's last room: both people open it at once, twice over; one of them makes it, the others find it.
+    const raced = await Promise.all([open(cy), open(cy), open(ada, cy), open(ada, cy)]);
+    expect(codes(raced)).toEqual(['ok', 'ok', 'ok', 'ok']);
+    expect(new Set(raced.map((r) => r.data.openDirectRoom.id)).size).toBe(1);
+    const spent = await open(dee);
+    expect(codes([spent])).toEqual(['RATE_LIMITED']);
+    expectRateLimited(spent);
+    expect(codes([await open(bob), await open(dee, ada, address())])).toEqual(['ok', 'ok']); // the ones made still open; another address makes its own
   });
 
-  it('counts an IPv6 client by its /56 network, so that one network cannot spend a budget per address', async () => {
+  it('counts an IPv6 client by its /56 network, so that one network cannot spend a budget per address or per spelling', async () => {
     const network = `2001:db8:${randomBytes(2).toString('hex')}:${randomBytes(1).toString('hex')}`; // the first 56 bits
     const names = [unique(), unique(), unique(), unique(), unique()];
     const results: GqlResult[] = [];
-    for (const [i, host] of [`${network}00::1`, `${network}00::2`, `${network}ff:1:2:3:4`].entries()) {
+    // As proxies may write them: plain, in brackets with a port, with an IPv4 tail.
+    for (const [i, host] of [`${network}00::1`, `[${network}00::2]:50001`, `${network}ff::1.2.3.4`].entries()) {
       results.push(await post(server, host, SIGN_UP, { input: { username: names[i], password: PASSWORD } }));
     }
     results.push(await post(server, `${network}01::1`, SIGN_UP, { input: { username: names[3], password: PASSWORD } }));
     expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
     const next = `${network.replace('2001:db8', '2001:db9')}00::1`; // another network
     expect(codes([await post(server, next, SIGN_UP, { input: { username: names[4], password: PASSWORD } })])).toEqual(['ok']);
+  });
+
+  it('counts an IPv4 client written with a port (as some proxies write it) as the address', async () => {
+    const from = address();
+    const results: GqlResult[] = [];
+    for (const port of [50001, 50002, 50003, 50004]) results.push(await post(server, `${from}:${port}`, SIGN_UP, { input: { username: unique(), password: PASSWORD } }));
+    expect(codes(results)).toEqual(['ok', 'ok', 'ok', 'RATE_LIMITED']);
   });
 
   it('lets one address sign up SIGNUPS_PER_ADDRESS_PER_HOUR accounts, then answers RATE_LIMITED and creates none', async () => {

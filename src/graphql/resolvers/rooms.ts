@@ -23,7 +23,7 @@ export const roomResolvers: Resolvers = {
       ctx.services.members.removeMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
     setMemberRole: (_, { roomId, userId, role }, ctx) =>
       ctx.services.members.setRole(ctx.viewer, roomId, userId, role).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
-    openDirectRoom: (_, { userId }, ctx) => ctx.services.rooms.openDirect(ctx.viewer, userId),
+    openDirectRoom: (_, { userId }, ctx) => ctx.services.rooms.openDirect(ctx.viewer, userId, ctx.clientAddress),
     markRead: (_, { roomId, cursor }, ctx) => ctx.services.rooms.markRead(ctx.viewer, roomId, cursor),
   },
   Room: {
