@@ -114,6 +114,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     httpKeepAliveMs: config.httpKeepAliveMs,
     shutdown: shutdownPlan(config.shutdownTimeoutMs),
     probes: { database: () => db.ping(), pubsub: () => pubsub.ping() },
+    readyWithoutPubsub: config.readyWithoutPubsub,
     context: createContextFactory(db.dataSource, services),
     metrics,
     presence: ephemeral.presence,

@@ -91,6 +91,11 @@ export interface Config {
   operationLimits: { maxTokens: number; maxDepth: number; maxAliases: number; maxRootFields: number; maxDirectives: number; maxCost: number };
   /** Serve introspection and GraphiQL. Default true in every `NODE_ENV`. */
   introspection: boolean;
+  /**
+   * `/readyz` answers 200 with the database up while pub/sub is down (it is reported in the body).
+   * Default false: ready means the database and pub/sub both answer, as the contract says.
+   */
+  readyWithoutPubsub: boolean;
   /** pino level. Default `info`. */
   logLevel: string;
   /** Origins browsers may call the API from (CORS): `*` or a list. Default `*` (tokens, not cookies). */
@@ -189,6 +194,7 @@ const envSchema = z.object({
   MAX_QUERY_DIRECTIVES: int(0, 100_000).default(20),
   MAX_QUERY_COST: int(1, 100_000_000).default(10_000),
   INTROSPECTION: bool.default('true'),
+  READY_WITHOUT_PUBSUB: bool.default('false'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   NODE_ENV: z.string().default('development'),
   INSTANCE_ID: z.string().min(1).max(200).optional(),
@@ -267,6 +273,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCost: e.MAX_QUERY_COST,
     },
     introspection: e.INTROSPECTION,
+    readyWithoutPubsub: e.READY_WITHOUT_PUBSUB,
     logLevel: e.LOG_LEVEL,
     corsOrigins: e.CORS_ORIGINS,
     instanceId: e.INSTANCE_ID ?? (e.PORT ? `${hostname()}:${e.PORT}` : randomUUID()),

@@ -11,15 +11,16 @@ export function healthz(_req: Request, res: Response): void {
 }
 
 /**
- * `GET /readyz`: 503 only when the database does not answer, which stops this instance from
- * serving. Pub/sub is reported in the body (and in `/metrics`) but does not fail readiness: every
- * instance shares one Redis, so failing on it would take the whole fleet out of the load balancer
- * at once, while each instance keeps serving without it (delivery heals from the database).
+ * `GET /readyz`: 200 while the database and pub/sub both answer, 503 otherwise (the contract's
+ * readiness), each reported in the body. With `withoutPubsub` (`READY_WITHOUT_PUBSUB`) only the
+ * database counts: every instance shares one Redis, so failing on it takes the whole fleet out of
+ * the load balancer at once, where each instance could go on serving (delivery heals from the
+ * database, budgets fall back to memory); an operator may prefer that.
  */
-export function readyz(probes: ReadinessProbes) {
+export function readyz(probes: ReadinessProbes, withoutPubsub = false) {
   return async (_req: Request, res: Response) => {
     const [database, pubsub] = await Promise.all([probes.database(), probes.pubsub()]);
-    const ready = database;
+    const ready = database && (pubsub || withoutPubsub);
     res.status(ready ? 200 : 503).json({
       status: ready ? 'ready' : 'unavailable',
       database: database ? 'up' : 'down',

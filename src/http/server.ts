@@ -127,7 +127,7 @@ export async function createHttpServer(deps: TransportDeps) {
   app.use(withCors);
   app.get('/', (_req, res) => res.redirect(302, '/graphql'));
   app.get('/healthz', healthz);
-  app.get('/readyz', readyz(deps.probes));
+  app.get('/readyz', readyz(deps.probes, deps.readyWithoutPubsub));
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });

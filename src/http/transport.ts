@@ -53,6 +53,8 @@ export interface TransportDeps {
   /** How a stop spends its time (`shutdownPlan`). */
   shutdown: ShutdownPlan;
   probes: ReadinessProbes;
+  /** `/readyz` counts the database alone (`Config.readyWithoutPubsub`). */
+  readyWithoutPubsub?: boolean;
   /** Builds the context of one operation. */
   context(viewer: Viewer | null, requestId: string, clientAddress: string, socket?: SocketAuth, pendingViewer?: SessionCheck): GraphQLContext;
   metrics: Metrics;

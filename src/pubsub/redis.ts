@@ -16,6 +16,7 @@ export class RedisBus implements PubSub {
   private readonly bus: RedisPubSub;
   private readonly reconnectListeners = new Set<() => void>();
   private wasReady = false;
+  private changed?: Promise<void>;
   private closed = false;
 
   constructor(url: string, log: Logger) {
@@ -47,12 +48,33 @@ export class RedisBus implements PubSub {
   }
 
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
+    // Asked of a connected subscriber only. A SUBSCRIBE queued while it is down fails when the
+    // connection fails for good (Redis refuses its password: ioredis fails every queued command),
+    // and the library then rejects a promise of its own that nobody waits on, which ends the
+    // process. Waiting here, the subscription is made once Redis takes the connection.
+    while (this.subscriber.status !== 'ready') {
+      if (this.closed) return async () => undefined;
+      await this.subscriberChanged();
+    }
     const id = await this.bus.subscribe(topic.name, handler);
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
     return async () => {
       if (!this.closed) this.bus.unsubscribe(id);
     };
+  }
+
+  /** Resolves when the subscriber is next ready, or has ended; one promise for every caller waiting. */
+  private subscriberChanged(): Promise<void> {
+    this.changed ??= new Promise<void>((resolve) => {
+      const settle = () => {
+        this.subscriber.off('ready', settle).off('end', settle);
+        this.changed = undefined;
+        resolve();
+      };
+      this.subscriber.on('ready', settle).on('end', settle);
+    });
+    return this.changed;
   }
 
   onReconnect(listener: () => void): () => void {

@@ -7,7 +7,8 @@
 // waiting for Redis. A private Redis: stopping the shared one would break the other test files.
 import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
-import { readiness } from './support/child-server';
+import Redis from 'ioredis';
+import { readiness, spawnServer, type ChildServer } from './support/child-server';
 import { ChangeTraffic } from './support/changes';
 import { changeReport, tallyAdded } from './support/change-tally';
 import { EventSubscriber } from './support/events';
@@ -72,7 +73,7 @@ it('commits and answers every send and change while Redis is down, reports it in
       servers.map((s) =>
         waitFor(async () => {
           const r = await readiness(baseOf(s.url));
-          return r.status === 200 && r.body.pubsub === 'down' ? r : undefined; // README.md, Security: Redis down does not fail readiness
+          return r.body.pubsub === 'down' ? r : undefined; // not ready: the contract's readiness needs pub/sub (README.md, Security)
         }, 15_000),
       ),
     );
@@ -126,9 +127,9 @@ it('commits and answers every send and change while Redis is down, reports it in
     expect([...ledger.failures, ...lateLedger.failures]).toEqual([]);
     expect(sentDuringOutage).toBeGreaterThanOrEqual(200);
     expect(Math.max(...outageLatencies)).toBeLessThan(SEND_TIMEOUT_MS);
-    expect(readyDuringOutage.map((r) => r.body)).toEqual([
-      { status: 'ready', database: 'up', pubsub: 'down' },
-      { status: 'ready', database: 'up', pubsub: 'down' },
+    expect(readyDuringOutage).toEqual([
+      { status: 503, body: { status: 'unavailable', database: 'up', pubsub: 'down' } },
+      { status: 503, body: { status: 'unavailable', database: 'up', pubsub: 'down' } },
     ]);
     expect(truth.messages.map((m) => m.id).sort()).toEqual([...ledger.acked.keys()].sort());
     expect(lateTruth.messages.map((m) => m.id).sort()).toEqual([...lateLedger.acked.keys()].sort());
@@ -152,7 +153,7 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     // Before, its start waited for the subscription of session revocations: it never listened.
     c = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS) });
     const readyz = await fetch(c.url.replace('/graphql', '/readyz'));
-    expect(readyz.status).toBe(200);
+    expect(readyz.status).toBe(503); // serving, but not ready without pub/sub
     expect(await readyz.json()).toMatchObject({ database: 'up', pubsub: 'down' });
     const [ada, bob] = await Promise.all([signUp(c.url), signUp(c.url)]);
     const roomId = await createRoom(c.url, ada);
@@ -181,3 +182,33 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     await redis.start();
   }
 }, 60_000);
+
+it('lives through a Redis that refuses its password: serving but not ready, then subscribed and ready once Redis takes it', async () => {
+  const locked = await startRedis();
+  const admin = new Redis(locked.url); // signed in before Redis asks for a password: it stays so
+  await admin.config('SET', 'requirepass', 'the-right-one');
+  let c: ChildServer | undefined;
+  try {
+    const url = new URL(locked.url);
+    url.password = 'a-wrong-one';
+    c = await spawnServer('wrong Redis password', { DATABASE_URL: sharedUrls().databaseUrl, REDIS_URL: url.toString() });
+    // It serves after its wait for pub/sub and asks for its subscriptions then. Before, Redis's
+    // refusal failed them where nothing caught it, and the process exited.
+    const notReady = await waitFor(async () => {
+      const r = await readiness(c!.base);
+      return r.status === 503 ? r : undefined;
+    }, 30_000);
+    expect(notReady.body).toEqual({ status: 'unavailable', database: 'up', pubsub: 'down' });
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(c.running).toBe(true);
+    await admin.config('SET', 'requirepass', 'a-wrong-one'); // the operator mends it on Redis's side
+    await waitFor(async () => (await readiness(c!.base)).status === 200, 30_000);
+    expect(await admin.pubsub('CHANNELS')).toEqual(expect.arrayContaining(['activity', 'session:revoked']));
+    expect(c.output()).not.toContain('a-wrong-one'); // the password is in no log line
+    expect(c.problems()).toEqual([]);
+  } finally {
+    await c?.kill();
+    admin.disconnect();
+    await locked.destroy();
+  }
+}, 90_000);

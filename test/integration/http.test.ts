@@ -127,12 +127,13 @@ describe('readiness follows the dependencies', () => {
     }
   });
 
-  it('stays ready (200) while Redis is stopped, reporting pubsub down in the body and in /metrics', async () => {
+  it('answers 503 with pubsub down while Redis is stopped (database and pub/sub reachable, or not ready), also in /metrics, and 200 once it is back', async () => {
     const redis = await servers.startRedis();
     let app: TestServer | undefined;
+    let lenient: TestServer | undefined;
     try {
-      app = await startServer({ REDIS_URL: redis.url });
-      const origin = app.url.replace(/\/graphql$/, '');
+      [app, lenient] = await Promise.all([startServer({ REDIS_URL: redis.url }), startServer({ REDIS_URL: redis.url, READY_WITHOUT_PUBSUB: 'true' })]);
+      const [origin, lenientOrigin] = [app, lenient].map((s) => s.url.replace(/\/graphql$/, ''));
       const pubsubUp = async () => Number(/^chat_pubsub_up (\d+)$/m.exec(await (await fetch(`${origin}/metrics`)).text())?.[1]);
       await waitFor(async () => (await readyz(origin)).body.pubsub === 'up');
       expect(await pubsubUp()).toBe(1);
@@ -141,8 +142,13 @@ describe('readiness follows the dependencies', () => {
         const r = await readyz(origin);
         return r.body.pubsub === 'down' ? r : undefined;
       });
-      expect(down).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'down' } });
+      expect(down).toEqual({ status: 503, body: { status: 'unavailable', database: 'up', pubsub: 'down' } });
       expect(await pubsubUp()).toBe(0);
+      // READY_WITHOUT_PUBSUB: the database alone decides.
+      expect(await waitFor(async () => {
+        const r = await readyz(lenientOrigin);
+        return r.body.pubsub === 'down' ? r : undefined;
+      })).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'down' } });
       await redis.start();
       const up = await waitFor(async () => {
         const r = await readyz(origin);
@@ -150,11 +156,10 @@ describe('readiness follows the dependencies', () => {
       });
       expect(up).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'up' } });
     } finally {
-      await app?.stop();
+      await Promise.all([app?.stop(), lenient?.stop()]);
       await redis.destroy();
     }
   });
-
 });
 
 describe('GraphiQL', () => {
