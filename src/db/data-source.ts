@@ -13,7 +13,7 @@ import { usePipelined } from './prepared';
 /** The database the services use, and how to check and release it. */
 export interface Database {
   dataSource: DataSource;
-  /** True when a trivial query answers within the timeout. */
+  /** True when the database answers within the timeout, and takes writes. */
   ping(timeoutMs?: number): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -123,9 +123,11 @@ function wrap(dataSource: DataSource, close: () => Promise<void>): Database {
   return {
     dataSource,
     close,
+    // Up means it takes writes too: a database that has turned read-only (a standby, a primary
+    // being failed over) would refuse every send, so the instance is not ready on it.
     ping: (timeoutMs = 2000) =>
       within(
-        dataSource.query('SELECT 1').then(() => true, () => false),
+        dataSource.query(`SELECT current_setting('transaction_read_only') = 'off' AS writable`).then(([row]: Array<{ writable: boolean }>) => row.writable, () => false),
         timeoutMs,
         false,
       ),

@@ -21,12 +21,20 @@ export function isStatementCancelled(err: unknown): boolean {
 }
 
 /**
+ * PostgreSQL's answers that say it cannot serve for now, whatever the statement: out of resources
+ * (class 53: too many connections, disk full, out of memory), read-only (25006: a standby, or a
+ * primary being failed over), shutting down or starting (57P01–57P03), and a transaction it gave
+ * up to let others through (40001 serialization failure, 40P01 deadlock). None changed anything.
+ */
+const NOT_NOW = /^(53|08)|^(25006|57P0[1-3]|40001|40P01)$/;
+
+/**
  * True when the error means the database could not serve the statement for now: refused, reset,
- * timed out, not answering, or a statement it cancelled for running too long (57014:
- * `DATABASE_TIMEOUT_MS`). Answered SERVICE_UNAVAILABLE; trying again later may succeed.
+ * timed out, not answering, a statement it cancelled for running too long (57014:
+ * `DATABASE_TIMEOUT_MS`), or one of `NOT_NOW`. Answered SERVICE_UNAVAILABLE; trying again later may succeed.
  */
 export function isConnectionError(err: unknown): boolean {
-  return isConnectionLost(err) || isStatementCancelled(err);
+  return isConnectionLost(err) || isStatementCancelled(err) || NOT_NOW.test(codeOf(err));
 }
 
 /**

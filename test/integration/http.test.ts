@@ -127,6 +127,46 @@ describe('readiness follows the dependencies', () => {
     }
   });
 
+  it('is not ready while the database takes no writes (a failed-over primary), and answers sends SERVICE_UNAVAILABLE meanwhile', async () => {
+    const pg = await servers.startPostgres();
+    let app: TestServer | undefined;
+    const admin = async (sql: string) => {
+      const { Client } = await import('pg');
+      const client = new Client({ connectionString: pg.url, options: '-c default_transaction_read_only=off' });
+      await client.connect();
+      try {
+        await client.query(sql);
+      } finally {
+        await client.end();
+      }
+    };
+    try {
+      app = await startServer({ DATABASE_URL: pg.url });
+      const origin = app.url.replace(/\/graphql$/, '');
+      const ada = await signUp(app.url);
+      const roomId = await createRoom(app.url, ada);
+      await admin(`ALTER DATABASE chat SET default_transaction_read_only = on`);
+      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
+      const down = await waitFor(async () => {
+        const r = await readyz(origin);
+        return r.status === 503 ? r : undefined;
+      });
+      expect(down.body).toEqual({ status: 'unavailable', database: 'down', pubsub: 'up' });
+      const refused = await waitFor(async () => {
+        const r = await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'hello' } }, ada.token);
+        return r.errors?.[0]?.extensions?.code === 'SERVICE_UNAVAILABLE' ? r : undefined; // the first may meet a terminated connection
+      });
+      expect(refused.status).toBe(503);
+      await admin(`ALTER DATABASE chat SET default_transaction_read_only = off`);
+      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
+      await waitFor(async () => (await readyz(origin)).status === 200);
+      await waitFor(async () => (await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'again' } }, ada.token)).data?.sendMessage);
+    } finally {
+      await app?.stop();
+      pg.destroy();
+    }
+  });
+
   it('answers 503 with pubsub down while Redis is stopped (database and pub/sub reachable, or not ready), also in /metrics, and 200 once it is back', async () => {
     const redis = await servers.startRedis();
     let app: TestServer | undefined;

@@ -139,8 +139,30 @@ describe('isConnectionError', () => {
     expect(failures.filter((err) => !isConnectionError(err))).toEqual([]);
   });
 
-  it('leaves the database\'s answers alone: a unique violation, a lock timeout, a plain error', () => {
-    const answers = [withCode('23505', 'duplicate key value violates unique constraint'), withCode('55P03', 'canceling statement due to lock timeout'), new Error('boom'), undefined];
+  it('knows the answers by which the database says it cannot serve for now: out of resources, read-only, shutting down, a transaction given up', () => {
+    const notNow = [
+      withCode('53300', 'too many connections for role "chat"'),
+      withCode('53100', 'could not extend file: No space left on device'),
+      withCode('53200', 'out of memory'),
+      withCode('25006', 'cannot execute INSERT in a read-only transaction'),
+      withCode('57P03', 'the database system is starting up'),
+      withCode('40001', 'could not serialize access due to concurrent update'),
+      withCode('40P01', 'deadlock detected'),
+      withCode('08P01', 'protocol violation'),
+      { name: 'QueryFailedError', message: 'too many connections', driverError: { code: '53300' } },
+    ];
+    expect(notNow.filter((err) => !isConnectionError(err))).toEqual([]);
+  });
+
+  it('leaves the database\'s answers alone: a unique violation, a lock timeout, a bad value, a plain error', () => {
+    const answers = [
+      withCode('23505', 'duplicate key value violates unique constraint'),
+      withCode('55P03', 'canceling statement due to lock timeout'),
+      withCode('22P02', 'invalid input syntax for type uuid'),
+      withCode('25P02', 'current transaction is aborted'),
+      new Error('boom'),
+      undefined,
+    ];
     expect(answers.filter((err) => isConnectionError(err))).toEqual([]);
   });
 });

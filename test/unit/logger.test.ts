@@ -1,0 +1,42 @@
+// What the logs keep of an error (src/logger.ts): never the data a database error carries.
+import { Writable } from 'node:stream';
+import { QueryFailedError } from 'typeorm';
+import { createLogger } from '../../src/logger';
+
+function capture() {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  return { log: createLogger('info', stream), lines };
+}
+
+it("logs a failed statement's text, code and constraint, not its values nor the row PostgreSQL refused", () => {
+  const driverError = Object.assign(new Error('duplicate key value violates unique constraint "users_username_key"'), {
+    code: '23505',
+    constraint: 'users_username_key',
+    detail: 'Key (lower(username))=(ada_secret) already exists.',
+    where: 'SQL statement "…" with ada_secret',
+  });
+  const err = new QueryFailedError('INSERT INTO "users"("username", "password_hash") VALUES ($1, $2)', ['ada_secret', '$argon2id$v=19$hash'], driverError);
+  const { log, lines } = capture();
+  log.error({ err, requestId: 'r1' }, 'unexpected error');
+  const line = lines.join('');
+  expect(line).not.toMatch(/ada_secret|argon2id/);
+  const logged = JSON.parse(line).err;
+  expect(logged.query).toBe('INSERT INTO "users"("username", "password_hash") VALUES ($1, $2)');
+  expect(logged.driverError).toMatchObject({ code: '23505', constraint: 'users_username_key', message: expect.stringContaining('users_username_key') });
+  expect(logged.stack).toContain('QueryFailedError');
+});
+
+it('logs other errors and plain messages as pino does', () => {
+  const { log, lines } = capture();
+  log.warn({ err: 'connect ECONNREFUSED' }, 'redis connection error');
+  log.error({ err: Object.assign(new Error('boom'), { code: 'E1' }) }, 'failed');
+  const [plain, error] = lines.map((l) => JSON.parse(l).err);
+  expect(plain).toBe('connect ECONNREFUSED');
+  expect(error).toMatchObject({ type: 'Error', message: 'boom', code: 'E1' });
+});
