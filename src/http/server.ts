@@ -28,10 +28,12 @@ export async function createHttpServer(deps: TransportDeps) {
   // trivial request's CPU); `app` serves everything else, `/graphql` included, as it always did.
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
-  // The request id of each failed operation's errors, noted before Apollo formats them. Keyed by
-  // the thrown error, which Apollo keeps as `originalError` while it rewraps the GraphQLError.
+  // The request id of each failed operation's errors, noted before Apollo formats them: by the
+  // errors Apollo hands the plugins and then formatError (one object per request: a thrown error
+  // may be shared by many, a pipelined connection's failure say), or for a context that failed, by
+  // the error it threw (Apollo wraps it, keeping it as `originalError`), made for that request.
   const requestIds = new WeakMap<object, string>();
-  const requestIdOf = (error: unknown) => requestIds.get((error as GraphQLError).originalError ?? (error as object));
+  const requestIdOf = (error: unknown) => requestIds.get(error as object) ?? requestIds.get((error as GraphQLError).originalError ?? {});
 
   const { metrics } = deps;
   const webSockets = attachWebSockets(httpServer, deps);
@@ -58,7 +60,7 @@ export async function createHttpServer(deps: TransportDeps) {
         async requestDidStart() {
           return {
             async didEncounterErrors({ errors, contextValue }) {
-              for (const e of errors) requestIds.set(e.originalError ?? e, contextValue.requestId);
+              for (const e of errors) requestIds.set(e, contextValue.requestId);
             },
           };
         },
@@ -94,7 +96,9 @@ export async function createHttpServer(deps: TransportDeps) {
         : deps.context(
             check
               ? await check.result().catch((err: unknown) => {
-                  throw checkFailed(err);
+                  const failed = checkFailed(err);
+                  if (failed instanceof Error) requestIds.set(failed, requestId);
+                  throw failed;
                 })
               : null,
             requestId,

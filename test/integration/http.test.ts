@@ -167,6 +167,32 @@ describe('readiness follows the dependencies', () => {
     }
   });
 
+  it('answers every request that failed with the database down with its own request id, the one in its x-request-id header', async () => {
+    const pg = await servers.startPostgres();
+    let a: TestServer | undefined;
+    let b: TestServer | undefined;
+    try {
+      [a, b] = await Promise.all([startServer({ DATABASE_URL: pg.url }), startServer({ DATABASE_URL: pg.url })]);
+      const ada = await signUp(a.url); // a has seen the session standing; b has not, and checks it before running the request
+      pg.stop();
+      for (const app of [a, b]) {
+        const answers = await Promise.all(
+          Array.from({ length: 6 }, async () => {
+            const res = await fetch(app.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ada.token}` }, body: JSON.stringify({ query: '{ me { id } }' }) });
+            const body = (await res.json()) as GqlResult;
+            return { status: res.status, header: res.headers.get('x-request-id'), code: body.errors?.[0]?.extensions?.code, id: body.errors?.[0]?.extensions?.requestId };
+          }),
+        );
+        expect(answers.map((x) => [x.status, x.code])).toEqual(answers.map(() => [503, 'SERVICE_UNAVAILABLE']));
+        expect(answers.filter((x) => x.id !== x.header)).toEqual([]);
+        expect(new Set(answers.map((x) => x.id)).size).toBe(6);
+      }
+    } finally {
+      await Promise.all([a?.stop(), b?.stop()]);
+      pg.destroy();
+    }
+  });
+
   it('answers 503 with pubsub down while Redis is stopped (database and pub/sub reachable, or not ready), also in /metrics, and 200 once it is back', async () => {
     const redis = await servers.startRedis();
     let app: TestServer | undefined;
