@@ -13,6 +13,7 @@ import { RoomStore } from './chat/room-store';
 import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
 import { openDatabase, type Database } from './db/data-source';
+import { DataDirLockedError } from './db/embedded';
 import { createContextFactory, type Services } from './graphql/context';
 import { createBudgets } from './graphql/budgets';
 import { createOperationRules } from './graphql/limits';
@@ -47,7 +48,11 @@ export interface App {
  * the HTTP/WebSocket server. Nothing here reads the environment; `config` says everything.
  */
 export async function createApp(config: Config, log: Logger = createLogger(config.logLevel)): Promise<App> {
-  const db = await openDatabase(config, log);
+  const db = await openDatabase(config, log).catch((err: unknown) => {
+    if (err instanceof DataDirLockedError) throw err;
+    // The setting behind what failed, never its value (a URL may hold a password).
+    throw new Error(`cannot open ${config.databaseUrl ? 'the database (DATABASE_URL)' : 'the embedded database (DATA_DIR)'}: ${(err as Error).message}`);
+  });
   const pubsub = createPubSub(config, log);
   if (!(await pubsub.ready(5000))) log.warn('pub/sub is not reachable yet; starting anyway (delivery heals when it connects)');
   const tokens = new TokenService(config.jwtSecret, config.jwtTtlSeconds);

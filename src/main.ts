@@ -10,7 +10,7 @@ async function main(): Promise<void> {
     config = loadConfig();
   } catch (err) {
     if (err instanceof ConfigError) {
-      console.error(`Configuration error: ${err.message}`);
+      createLogger('info').fatal(`Configuration error: ${err.message}`);
       process.exit(2);
     }
     throw err;
@@ -19,6 +19,14 @@ async function main(): Promise<void> {
   if (!process.env.JWT_SECRET) {
     log.warn({ file: generatedSecretFile(config.dataDir) }, 'JWT_SECRET is not set: using a generated secret (set it in production)');
   }
+  // Asked to stop while starting (waiting for Redis, migrating): stop, rather than be killed later.
+  // (As a container's first process, Node ignores a signal it has no handler for.)
+  const stopWhileStarting = (signal: string) => {
+    log.warn({ signal }, 'stopped while starting');
+    process.exit(0);
+  };
+  process.once('SIGTERM', stopWhileStarting);
+  process.once('SIGINT', stopWhileStarting);
   let app;
   try {
     app = await createApp(config, log);
@@ -27,9 +35,15 @@ async function main(): Promise<void> {
       log.fatal(err.message);
       process.exit(1);
     }
-    throw err;
+    log.fatal(`Failed to start: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
   }
-  const port = await app.listen();
+  const port = await app.listen().catch((err: Error) => {
+    log.fatal(`Failed to start: ${err.message}`);
+    return process.exit(1);
+  });
+  process.off('SIGTERM', stopWhileStarting);
+  process.off('SIGINT', stopWhileStarting);
   const where = `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/graphql`;
   log.info(
     { port, database: config.databaseUrl ? 'postgresql' : 'embedded', pubsub: config.redisUrl ? 'redis' : 'memory' },
@@ -56,6 +70,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((err) => {
-  console.error('Failed to start:', err instanceof Error ? err.message : err);
+  createLogger('info').fatal(`Failed to start: ${err instanceof Error ? err.message : String(err)}`);
   process.exit(1);
 });

@@ -116,7 +116,7 @@ async function startRedis() {
     });
   const stop = () =>
     new Promise((resolve) => {
-      if (!child || child.exitCode !== null) return resolve();
+      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve(); // not running (exited, or killed)
       child.once('exit', () => resolve());
       child.kill('SIGKILL');
     });

@@ -1,0 +1,39 @@
+// Starting the real process (`src/main.ts`) as deployed: what an operator sees when it cannot
+// start, and a stop asked for while it starts. Every line it writes is JSON.
+import { startRedis, type PrivateRedis } from './support/backing';
+import { killAllServers, spawnServer } from './support/child-server';
+
+afterAll(() => killAllServers());
+
+const lines = (output: string) => output.split('\n').filter((line) => line.trim()).map((line) => JSON.parse(line) as { level: number; msg: string });
+
+it('fails to start on a database it cannot open with one fatal line naming DATABASE_URL, not its password, and exit 1', async () => {
+  const c = await spawnServer('unreachable database', { DATABASE_URL: 'postgresql://chat:hunter2-secret@127.0.0.1:1/chat', REDIS_URL: '' });
+  expect(await c.exited).toEqual({ code: 1, signal: null });
+  const fatal = lines(c.output()).filter((line) => line.level === 60);
+  expect(fatal.map((line) => line.msg)).toEqual([expect.stringMatching(/^Failed to start: cannot open the database \(DATABASE_URL\): connect ECONNREFUSED/)]);
+  expect(c.output()).not.toContain('hunter2-secret');
+}, 30_000);
+
+it('refuses a bad setting with one fatal line naming it, and exit 2', async () => {
+  const c = await spawnServer('bad setting', { JWT_TTL_SECONDS: 'soon' });
+  expect(await c.exited).toEqual({ code: 2, signal: null });
+  expect(lines(c.output()).map((line) => [line.level, line.msg])).toEqual([[60, expect.stringContaining('Invalid JWT_TTL_SECONDS')]]);
+}, 30_000);
+
+it('stops at once, exit 0, when asked to while it waits for Redis at start', async () => {
+  let redis: PrivateRedis | undefined;
+  try {
+    redis = await startRedis();
+    await redis.stop(); // its port, with nothing listening
+    const c = await spawnServer('stopped while starting', { REDIS_URL: redis.url });
+    // Before: no handler until it was ready, so SIGTERM killed it (or, as a container's first process, did nothing).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(c.running).toBe(true);
+    c.process.kill('SIGTERM');
+    expect(await c.exited).toEqual({ code: 0, signal: null });
+    expect(lines(c.output()).some((line) => line.msg === 'stopped while starting')).toBe(true);
+  } finally {
+    await redis?.destroy();
+  }
+}, 30_000);
