@@ -1,4 +1,5 @@
 import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { createPgConfig } from '@electric-sql/pglite/node-postgres';
@@ -48,7 +49,7 @@ function acquireLock(file: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(file, 'wx');
-      writeSync(fd, String(process.pid));
+      writeSync(fd, `${process.pid} ${hostname()}`);
       closeSync(fd);
       held.add(file);
       return () => {
@@ -61,7 +62,17 @@ function acquireLock(file: string): () => void {
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(readFileSync(file, 'utf8').trim());
+      // "<pid> <host>" (a file of older versions: "<pid>", this host's).
+      const [pid, host = hostname()] = readFileSync(file, 'utf8').trim().split(/\s+/);
+      const holder = Number(pid);
+      if (host !== hostname()) {
+        // Another machine or container sharing the directory (each its own process ids: as first
+        // processes of their containers, two would both be 1): whether it runs cannot be told from here.
+        throw new DataDirLockedError(
+          `The data directory ${path.dirname(file)} is in use by process ${holder} on host ${host}; ` +
+            `stop it, or delete ${file} if nothing uses the directory any more`,
+        );
+      }
       if (holder && holder !== process.pid && isAlive(holder)) {
         throw new DataDirLockedError(
           `The data directory ${path.dirname(file)} is in use by process ${holder}; ` +

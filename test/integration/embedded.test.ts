@@ -57,7 +57,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     expect(server.app.config.databaseUrl).toBeUndefined();
     expect(server.app.config.redisUrl).toBeUndefined();
     expect(server.app.config.dataDir).toBe(dataDir);
-    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(`${process.pid} ${os.hostname()}`);
   });
 
   it('signs up, logs in and answers me', async () => {
@@ -295,7 +295,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
 
     expect(failure).toBeInstanceOf(DataDirLockedError);
     expect((failure as Error).message).toContain(dataDir);
-    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(`${process.pid} ${os.hostname()}`);
   }, SLOW);
 
   it('refuses a DATA_DIR locked by another live process, naming the process', async () => {
@@ -321,6 +321,28 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     }
   }, SLOW);
 
+  it('refuses a DATA_DIR locked on another host (a container sharing the volume), even under its own process id', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-shared-'));
+    try {
+      // As two containers' first processes, both would be process 1: the host tells them apart.
+      writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} another-container`);
+      let intruder: TestServer | undefined;
+      const failure = await startServer(embedded(dir)).then(
+        (s) => {
+          intruder = s;
+          return undefined;
+        },
+        (err: unknown) => err,
+      );
+      await intruder?.stop();
+      expect(failure).toBeInstanceOf(DataDirLockedError);
+      expect((failure as Error).message).toContain('on host another-container');
+      expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} another-container`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, SLOW);
+
   it('takes over a stale lock file whose process is gone', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
@@ -331,7 +353,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     expect(dead.pid).toBeGreaterThan(0);
     writeFileSync(lockFile, String(dead.pid)); // what a killed process leaves behind
     server = await startServer(embedded());
-    expect(readFileSync(lockFile, 'utf8').trim()).toBe(String(process.pid));
+    expect(readFileSync(lockFile, 'utf8').trim()).toBe(`${process.pid} ${os.hostname()}`);
 
     const again = await logIn(server.url, ada.username);
     const next = await send(server.url, again, roomId, 'after the takeover');
