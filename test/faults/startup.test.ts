@@ -1,6 +1,7 @@
 // Starting the real process (`src/main.ts`) as deployed: what an operator sees when it cannot
 // start, and a stop asked for while it starts. Every line it writes is JSON.
 import { startRedis, type PrivateRedis } from './support/backing';
+import { waitFor } from '../support/harness';
 import { killAllServers, spawnServer } from './support/child-server';
 
 afterAll(() => killAllServers());
@@ -28,7 +29,7 @@ it('stops at once, exit 0, when asked to while it waits for Redis at start', asy
     await redis.stop(); // its port, with nothing listening
     const c = await spawnServer('stopped while starting', { REDIS_URL: redis.url });
     // Before: no handler until it was ready, so SIGTERM killed it (or, as a container's first process, did nothing).
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    await waitFor(() => c.output().includes('redis connection error'), 20_000); // waiting for Redis
     expect(c.running).toBe(true);
     c.process.kill('SIGTERM');
     expect(await c.exited).toEqual({ code: 0, signal: null });
