@@ -15,6 +15,9 @@ function errorWithoutData(err: unknown): unknown {
   const out = pino.stdSerializers.err(err as Error) as unknown as Record<string, unknown>;
   if (typeof out !== 'object' || out === null) return out;
   for (const field of DATA_FIELDS) delete out[field];
+  // A Redis reply's error names the command it answers, with its arguments (AUTH's is the password).
+  const command = out.command as { name?: unknown } | undefined;
+  if (command && typeof command === 'object') out.command = { name: command.name };
   const driver = out.driverError as Record<string, unknown> | undefined;
   if (driver && typeof driver === 'object') {
     const kept = Object.entries(driver).filter(([key]) => !DATA_FIELDS.includes(key) && key !== 'stack');

@@ -16,6 +16,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger(config.logLevel);
+  // A promise rejected where nobody waits (a library's own: graphql-redis-subscriptions leaves one
+  // when Redis refuses a SUBSCRIBE) is logged, not the end of the process and of its connections.
+  process.on('unhandledRejection', (reason) => log.error({ err: reason }, 'a promise failed where nothing waited for it; serving on'));
   if (!process.env.JWT_SECRET) {
     log.warn({ file: generatedSecretFile(config.dataDir) }, 'JWT_SECRET is not set: using a generated secret (set it in production)');
   }

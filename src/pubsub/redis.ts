@@ -19,7 +19,10 @@ export class RedisBus implements PubSub {
   private changed?: Promise<void>;
   private closed = false;
 
-  constructor(url: string, log: Logger) {
+  constructor(
+    url: string,
+    private readonly log: Logger,
+  ) {
     const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2000);
     this.publisher = new Redis(url, {
       enableOfflineQueue: false,
@@ -56,7 +59,16 @@ export class RedisBus implements PubSub {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
     }
-    const id = await this.bus.subscribe(topic.name, handler);
+    // Anyone with access to the Redis may publish on these channels (a person testing by hand,
+    // another version during a rolling deploy): a message this instance cannot read is dropped,
+    // where it would otherwise end the process of every instance at once.
+    const id = await this.bus.subscribe(topic.name, (payload: T) => {
+      try {
+        handler(payload);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, channel: topic.name }, 'pub/sub message dropped: not one this instance can read');
+      }
+    });
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
     return async () => {

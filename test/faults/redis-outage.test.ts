@@ -212,3 +212,49 @@ it('lives through a Redis that refuses its password: serving but not ready, then
     await locked.destroy();
   }
 }, 90_000);
+
+it('drops a message it cannot read on any of its channels, and lives through a Redis user not allowed its channels', async () => {
+  const own = await startRedis(); // its own: what is published here reaches nobody else's servers
+  const admin = new Redis(own.url);
+  let c: ChildServer | undefined;
+  let barred: ChildServer | undefined;
+  try {
+    c = await spawnServer('reader of bad messages', { DATABASE_URL: sharedUrls().databaseUrl, REDIS_URL: own.url });
+    await c.ready();
+    const ada = await signUp(c.url);
+    const roomId = await createRoom(c.url, ada);
+    const ws = wsClient(c.wsUrl, ada);
+    const live = collect(ws, MESSAGE_ADDED, { roomId, after: null }); // a room hub, listening on the room's channel
+    try {
+      await waitFor(async () => ((await admin.pubsub('NUMSUB', `room:${roomId}`)) as [string, number])[1] === 1);
+      // Before: `{}` on `activity` ended the process of every instance at once.
+      for (const channel of ['activity', 'session:revoked', 'assistant:control', `room:${roomId}`]) {
+        for (const message of ['{}', 'not json', '[1,2]', '{"message":null}']) await admin.publish(channel, message);
+      }
+      await send(c.url, ada, roomId, 'still here');
+      await live.until((results) => results.some((r: any) => r.data?.messageAdded?.body === 'still here'));
+    } finally {
+      live.stop();
+      await ws.dispose();
+    }
+    expect(c.running).toBe(true);
+    expect((await readiness(c.base)).status).toBe(200);
+    expect(c.output()).toContain('pub/sub message dropped');
+    expect(c.problems()).toEqual([]);
+
+    // A Redis user without channels (Redis 7's default for a new user): before, its refused SUBSCRIBEs ended the process.
+    await admin.call('ACL', 'SETUSER', 'barred', 'on', '>barred-password', '~*', '+@all', 'resetchannels');
+    const url = new URL(own.url);
+    [url.username, url.password] = ['barred', 'barred-password'];
+    barred = await spawnServer('barred from channels', { DATABASE_URL: sharedUrls().databaseUrl, REDIS_URL: url.toString() });
+    await waitFor(() => barred!.output().includes('subscription failed'), 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(barred.running).toBe(true);
+    expect(barred.output()).not.toContain('barred-password');
+    expect(barred.problems().filter((line) => !line.includes('a promise failed where nothing waited'))).toEqual([]);
+  } finally {
+    await Promise.all([c?.kill(), barred?.kill()]);
+    admin.disconnect();
+    await own.destroy();
+  }
+}, 120_000);

@@ -132,6 +132,10 @@ describe('isConnectionError', () => {
       withCode('ECONNABORTED', 'write ECONNABORTED'), // a connection cut from outside (e.g. `ss -K`)
       withCode('EPIPE'),
       withCode('57P01', 'terminating connection due to administrator command'),
+      withCode('ENOTFOUND', 'getaddrinfo ENOTFOUND pgdb.internal'), // its host name does not resolve (now)
+      withCode('EAI_AGAIN', 'getaddrinfo EAI_AGAIN pgdb.internal'),
+      withCode('28P01', 'password authentication failed for user "chat"'), // a rotated password
+      withCode('28000', 'role "chat" is not permitted to log in'),
       new Error('Connection terminated unexpectedly'),
       new Error('Query read timeout'), // a pipelined statement unanswered (src/db/pipelined.ts)
       { name: 'QueryFailedError', message: 'read ECONNRESET', driverError: { code: 'ECONNRESET' } },

@@ -32,6 +32,14 @@ it("logs a failed statement's text, code and constraint, not its values nor the 
   expect(logged.stack).toContain('QueryFailedError');
 });
 
+it("logs which Redis command an error answers, not the command's arguments (AUTH's is the password)", () => {
+  const { log, lines } = capture();
+  const err = Object.assign(new Error('WRONGPASS invalid username-password pair'), { command: { name: 'auth', args: ['hunter2-secret'] } });
+  log.error({ err }, 'failed');
+  expect(lines.join('')).not.toContain('hunter2-secret');
+  expect(JSON.parse(lines[0]).err.command).toEqual({ name: 'auth' });
+});
+
 it('logs other errors and plain messages as pino does', () => {
   const { log, lines } = capture();
   log.warn({ err: 'connect ECONNREFUSED' }, 'redis connection error');
