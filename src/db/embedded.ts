@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -42,6 +42,20 @@ export async function openEmbedded(dataDir: string, log: Logger): Promise<Embedd
 /** Lock files this process holds: a second open in the same process must be refused too. */
 const held = new Set<string>();
 
+/** How often the holder of a lock renews it (its file's modification time). */
+export const LOCK_RENEW_MS = 5000;
+/**
+ * A lock renewed longer ago than this is stale, where its holder's liveness cannot be asked: a
+ * holder on another host (a container sharing the directory), or one under this process's own id
+ * (the same id in another process namespace: two containers' first processes are both 1).
+ */
+export const LOCK_STALE_MS = 15_000;
+
+/**
+ * Locks `file` for this process ("<pid> <host>", renewed every `LOCK_RENEW_MS`); returns its
+ * release. A lock held elsewhere is refused (DataDirLockedError): on this host by another live
+ * process; otherwise while it was renewed within `LOCK_STALE_MS`. A stale one is taken over.
+ */
 function acquireLock(file: string): () => void {
   if (held.has(file)) {
     throw new DataDirLockedError(`The data directory ${path.dirname(file)} is already open in this process`);
@@ -52,7 +66,17 @@ function acquireLock(file: string): () => void {
       writeSync(fd, `${process.pid} ${hostname()}`);
       closeSync(fd);
       held.add(file);
+      const renew = setInterval(() => {
+        const now = new Date();
+        try {
+          utimesSync(file, now, now);
+        } catch {
+          // gone (the directory removed under it): nothing to renew
+        }
+      }, LOCK_RENEW_MS);
+      renew.unref();
       return () => {
+        clearInterval(renew);
         if (!held.delete(file)) return;
         try {
           unlinkSync(file);
@@ -65,21 +89,21 @@ function acquireLock(file: string): () => void {
       // "<pid> <host>" (a file of older versions: "<pid>", this host's).
       const [pid, host = hostname()] = readFileSync(file, 'utf8').trim().split(/\s+/);
       const holder = Number(pid);
-      if (host !== hostname()) {
-        // Another machine or container sharing the directory (each its own process ids: as first
-        // processes of their containers, two would both be 1): whether it runs cannot be told from here.
-        throw new DataDirLockedError(
-          `The data directory ${path.dirname(file)} is in use by process ${holder} on host ${host}; ` +
-            `stop it, or delete ${file} if nothing uses the directory any more`,
-        );
+      const where = host === hostname() ? `process ${holder}` : `process ${holder} on host ${host}`;
+      if (host === hostname() && holder !== process.pid) {
+        if (holder && isAlive(holder)) {
+          throw new DataDirLockedError(`The data directory ${path.dirname(file)} is in use by ${where}; stop it or set DATA_DIR to another directory`);
+        }
+      } else {
+        const renewedMs = Date.now() - statSync(file).mtimeMs;
+        if (renewedMs < LOCK_STALE_MS) {
+          throw new DataDirLockedError(
+            `The data directory ${path.dirname(file)} is in use by ${where} (its lock renewed ${Math.round(renewedMs / 1000)} s ago); ` +
+              `stop it or set DATA_DIR to another directory (a lock not renewed for ${LOCK_STALE_MS / 1000} s is taken over)`,
+          );
+        }
       }
-      if (holder && holder !== process.pid && isAlive(holder)) {
-        throw new DataDirLockedError(
-          `The data directory ${path.dirname(file)} is in use by process ${holder}; ` +
-            'stop it or set DATA_DIR to another directory',
-        );
-      }
-      unlinkSync(file); // stale: its process is gone (or it is ours from before a restart as the same pid)
+      unlinkSync(file); // stale: its process is gone, or its lock was not renewed
     }
   }
   throw new DataDirLockedError(`Could not lock ${file}`);

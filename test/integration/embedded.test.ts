@@ -2,10 +2,10 @@
 // PGlite's first start takes seconds, so one app serves the whole file; only the restart and the
 // lock tests start others, on the same DATA_DIR.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { DataDirLockedError } from '../../src/db/embedded';
+import { DataDirLockedError, LOCK_RENEW_MS, LOCK_STALE_MS } from '../../src/db/embedded';
 import {
   collect,
   createRoom,
@@ -53,12 +53,16 @@ async function logIn(url: string, username: string): Promise<TestUser> {
 }
 
 describe('embedded mode (PGlite and in-memory pub/sub)', () => {
-  it('runs on PGlite in DATA_DIR with in-memory pub/sub, holding the lock file', () => {
+  it('runs on PGlite in DATA_DIR with in-memory pub/sub, holding the lock file and renewing it', async () => {
     expect(server.app.config.databaseUrl).toBeUndefined();
     expect(server.app.config.redisUrl).toBeUndefined();
     expect(server.app.config.dataDir).toBe(dataDir);
     expect(readFileSync(lockFile, 'utf8').trim()).toBe(`${process.pid} ${os.hostname()}`);
-  });
+    // Renewed while held, so that other hosts sharing the directory see it held.
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(lockFile, past, past);
+    await waitFor(() => Date.now() - statSync(lockFile).mtimeMs < LOCK_STALE_MS, 2 * LOCK_RENEW_MS);
+  }, SLOW);
 
   it('signs up, logs in and answers me', async () => {
     const ada = await signUp(server.url);
@@ -321,7 +325,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     }
   }, SLOW);
 
-  it('refuses a DATA_DIR locked on another host (a container sharing the volume), even under its own process id', async () => {
+  it('refuses a DATA_DIR locked on another host or under its own process id (containers sharing the volume) while the lock is renewed, and takes it over once it is not', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-shared-'));
     try {
       // As two containers' first processes, both would be process 1: the host tells them apart.
@@ -338,6 +342,19 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
       expect(failure).toBeInstanceOf(DataDirLockedError);
       expect((failure as Error).message).toContain('on host another-container');
       expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} another-container`);
+      // Our own id on our own host, renewed lately: another process namespace (two containers with one hostname).
+      writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} ${os.hostname()}`);
+      await expect(startServer(embedded(dir))).rejects.toThrow(/in use by process \d+ \(its lock renewed 0 s ago\)/);
+      // Not renewed for LOCK_STALE_MS: its holder is gone (a container killed), and the lock is taken over.
+      writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} another-container`);
+      const past = new Date(Date.now() - LOCK_STALE_MS - 1000);
+      utimesSync(path.join(dir, 'pglite.lock'), past, past);
+      const next = await startServer(embedded(dir));
+      try {
+        expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} ${os.hostname()}`);
+      } finally {
+        await next.stop();
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
