@@ -22,14 +22,23 @@ async function main(): Promise<void> {
   if (!process.env.JWT_SECRET) {
     log.warn({ file: generatedSecretFile(config.dataDir) }, 'JWT_SECRET is not set: using a generated secret (set it in production)');
   }
-  // Asked to stop while starting (waiting for Redis, migrating): stop, rather than be killed later.
-  // (As a container's first process, Node ignores a signal it has no handler for.)
-  const stopWhileStarting = (signal: string) => {
+  // One listener from the start, whose work changes once the app serves: asked to stop while
+  // starting (waiting for Redis, migrating), it stops rather than be killed later (as a container's
+  // first process, Node ignores a signal it has no handler for). A signal that arrives while the
+  // start keeps the event loop busy is read once it is free; had the listener been swapped
+  // meanwhile, Node, left with none for an instant, would drop it. The first signal is handled; a
+  // second one ends the process at once.
+  let onSignal: (signal: NodeJS.Signals) => void = (signal) => {
     log.warn({ signal }, 'stopped while starting');
     process.exit(0);
   };
-  process.once('SIGTERM', stopWhileStarting);
-  process.once('SIGINT', stopWhileStarting);
+  const signalled = (signal: NodeJS.Signals) => {
+    process.off('SIGTERM', signalled);
+    process.off('SIGINT', signalled);
+    onSignal(signal);
+  };
+  process.on('SIGTERM', signalled);
+  process.on('SIGINT', signalled);
   let app;
   try {
     app = await createApp(config, log);
@@ -45,8 +54,6 @@ async function main(): Promise<void> {
     log.fatal(`Failed to start: ${err.message}`);
     return process.exit(1);
   });
-  process.off('SIGTERM', stopWhileStarting);
-  process.off('SIGINT', stopWhileStarting);
   const where = `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/graphql`;
   log.info(
     { port, database: config.databaseUrl ? 'postgresql' : 'embedded', pubsub: config.redisUrl ? 'redis' : 'memory' },
@@ -68,8 +75,7 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  onSignal = shutdown;
 }
 
 main().catch((err) => {

@@ -1,5 +1,9 @@
 // Starting the real process (`src/main.ts`) as deployed: what an operator sees when it cannot
 // start, and a stop asked for while it starts. Every line it writes is JSON.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { startRedis, type PrivateRedis } from './support/backing';
 import { waitFor } from '../support/harness';
 import { killAllServers, spawnServer } from './support/child-server';
@@ -38,3 +42,29 @@ it('stops at once, exit 0, when asked to while it waits for Redis at start', asy
     await redis?.destroy();
   }
 }, 30_000);
+
+it('stops gracefully, exit 0, when asked to while it opens the embedded database (the event loop busy)', async () => {
+  // The built server, as `npm start` runs it (under tsx the loop is read more often, and the loss below did not show).
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-startup-'));
+  const child = spawn(process.execPath, ['dist/main.js'], {
+    cwd: path.resolve(__dirname, '../..'),
+    env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  try {
+    await waitFor(() => output.includes('opening the embedded database'), 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // PGlite's start under way
+    child.kill('SIGTERM');
+    // Before: the signal came in while the start kept the loop busy, was read only after the
+    // startup's listener had been swapped for the running server's, and was lost: it served on.
+    const exit = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve(`still running:\n${output}`), 20_000))]);
+    expect(exit).toEqual({ code: 0, signal: null });
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}, 60_000);
