@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
@@ -95,7 +95,7 @@ function acquireLock(file: string): () => void {
           throw new DataDirLockedError(`The data directory ${path.dirname(file)} is in use by ${where}; stop it or set DATA_DIR to another directory`);
         }
       } else {
-        const renewedMs = Date.now() - statSync(file).mtimeMs;
+        const renewedMs = Date.now() - (statSync(file, { throwIfNoEntry: false })?.mtimeMs ?? 0); // gone meanwhile: free
         if (renewedMs < LOCK_STALE_MS) {
           throw new DataDirLockedError(
             `The data directory ${path.dirname(file)} is in use by ${where} (its lock renewed ${Math.round(renewedMs / 1000)} s ago); ` +
@@ -103,7 +103,7 @@ function acquireLock(file: string): () => void {
           );
         }
       }
-      unlinkSync(file); // stale: its process is gone, or its lock was not renewed
+      rmSync(file, { force: true }); // stale: its process is gone, or its lock was not renewed
     }
   }
   throw new DataDirLockedError(`Could not lock ${file}`);

@@ -94,7 +94,7 @@ export function checkFailed(err: unknown): unknown {
   if (!(err instanceof Error)) return err;
   const http = { status: 503, headers: new HeaderMap([['retry-after', RETRY_AFTER_S]]) };
   // A copy for this request: the failure of a check may be every request's of its batch, and a
-  // request's id goes with its own error (\`http/server.ts\`).
+  // request's id goes with its own error (`http/server.ts`).
   const own = Object.assign(Object.create(Object.getPrototypeOf(err) as object) as Error, err, { message: err.message, stack: err.stack });
   return Object.assign(own, { extensions: { ...(err as { extensions?: object }).extensions, http } });
 }

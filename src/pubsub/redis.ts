@@ -51,10 +51,10 @@ export class RedisBus implements PubSub {
   }
 
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
-    // Asked of a connected subscriber only. A SUBSCRIBE queued while it is down fails when the
-    // connection fails for good (Redis refuses its password: ioredis fails every queued command),
-    // and the library then rejects a promise of its own that nobody waits on, which ends the
-    // process. Waiting here, the subscription is made once Redis takes the connection.
+    // Asked of a connected subscriber only. A SUBSCRIBE queued while it is down fails for good when
+    // the connection does (Redis refuses its password: ioredis fails every queued command), so the
+    // subscription would never be made (and the library rejects a promise of its own that nobody
+    // waits on: `main.ts` logs those). Waiting here, it is made once Redis takes the connection.
     while (this.subscriber.status !== 'ready') {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
