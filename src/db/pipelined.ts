@@ -22,10 +22,11 @@ export const MAX_WAITING_ELSEWHERE = 8;
 
 /**
  * The pipelined connections' setting: each prepared statement runs on the plan PostgreSQL made for
- * it once per connection, never planned again for its values. Left to choose, PostgreSQL kept
+ * it once per connection, never planned again for its values. Left to choose, PostgreSQL may go on
  * planning the send on every run (its plan for given values, where the parameters that switch a
- * part off fold away, is costed below the plan for any values), which was half of its CPU per
- * send (BENCHMARKS.md, "The send planned once"). The statements that run here are written for one
+ * part off fold away, can be costed below the plan for any values, depending on the tables'
+ * statistics): on one database that was 40 % of its CPU per send (BENCHMARKS.md, "The send
+ * planned once"). The statements that run here are written for one
  * plan: each of their optional parts is behind a condition on a parameter, checked once per run.
  */
 const GENERIC_PLANS = '-c plan_cache_mode=force_generic_plan';

@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { LRUCache } from 'lru-cache';
 import proxyAddr from 'proxy-addr';
 
 /** The address of the client that sent a request (HTTP or a WebSocket upgrade). */
@@ -14,9 +15,15 @@ export type ClientAddress = (req: IncomingMessage) => string;
 export function createClientAddress(trust: boolean | number | string[]): ClientAddress {
   const trusted =
     trust === true ? () => true : trust === false ? () => false : typeof trust === 'number' ? (_a: string, i: number) => i < trust : proxyAddr.compile(trust);
+  // Addresses come again and again (a client's every request, a proxy's clients), and reading one
+  // with ipaddr.js takes microseconds: each written form is read once.
+  const spelled = new LRUCache<string, string>({ max: 10_000 });
   return (req) => {
     if (!req.socket?.remoteAddress) return 'unknown';
-    return normalise(proxyAddr(req, trusted));
+    const written = proxyAddr(req, trusted);
+    let address = spelled.get(written);
+    if (address === undefined) spelled.set(written, (address = normalise(written)));
+    return address;
   };
 }
 

@@ -47,6 +47,20 @@ const PAGE = `query($roomId: ID!, $first: Int, $after: String, $last: Int, $befo
 const LOG_IN = `mutation($input: LogInInput!) { logIn(input: $input) { token user { id username } } }`;
 const seqsOfPage = (data: any) => data.messages.edges.map((e: any) => e.node.seq);
 
+/** What starting an app on `env` threw; one that started after all is stopped at once, so that the rest of the file can go on. */
+async function startFailure(env: Record<string, string | undefined>): Promise<unknown> {
+  let intruder: TestServer | undefined;
+  const failure = await startServer(env).then(
+    (s) => {
+      intruder = s;
+      return undefined;
+    },
+    (err: unknown) => err,
+  );
+  await intruder?.stop();
+  return failure;
+}
+
 async function logIn(url: string, username: string): Promise<TestUser> {
   const data = await must(url, LOG_IN, { input: { username, password: 'correct horse battery' } });
   return { id: data.logIn.user.id, username, token: data.logIn.token };
@@ -281,16 +295,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     const roomId = await createRoom(server.url, ada);
     await send(server.url, ada, roomId, 'before the second app');
 
-    let second: TestServer | undefined;
-    const failure = await startServer(embedded()).then(
-      (s) => {
-        second = s;
-        return undefined;
-      },
-      (err: unknown) => err,
-    );
-    // Should the lock not hold, stop the intruder at once so the rest of the file can go on.
-    await second?.stop();
+    const failure = await startFailure(embedded());
 
     const next = await send(server.url, ada, roomId, 'after the second app');
     expect(next.seq).toBe(2);
@@ -307,15 +312,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     const holder = spawn('sleep', ['60'], { stdio: 'ignore' });
     try {
       writeFileSync(path.join(dir, 'pglite.lock'), String(holder.pid));
-      let intruder: TestServer | undefined;
-      const failure = await startServer(embedded(dir)).then(
-        (s) => {
-          intruder = s;
-          return undefined;
-        },
-        (err: unknown) => err,
-      );
-      await intruder?.stop();
+      const failure = await startFailure(embedded(dir));
       expect(failure).toBeInstanceOf(DataDirLockedError);
       expect((failure as Error).message).toContain(String(holder.pid));
       expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8').trim()).toBe(String(holder.pid));
@@ -330,21 +327,13 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     try {
       // As two containers' first processes, both would be process 1: the host tells them apart.
       writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} another-container`);
-      let intruder: TestServer | undefined;
-      const failure = await startServer(embedded(dir)).then(
-        (s) => {
-          intruder = s;
-          return undefined;
-        },
-        (err: unknown) => err,
-      );
-      await intruder?.stop();
+      const failure = await startFailure(embedded(dir));
       expect(failure).toBeInstanceOf(DataDirLockedError);
       expect((failure as Error).message).toContain('on host another-container');
       expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} another-container`);
       // Our own id on our own host, renewed lately: another process namespace (two containers with one hostname).
       writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} ${os.hostname()}`);
-      await expect(startServer(embedded(dir))).rejects.toThrow(/in use by process \d+ \(its lock renewed 0 s ago\)/);
+      expect(((await startFailure(embedded(dir))) as Error).message).toMatch(/in use by process \d+ \(its lock renewed 0 s ago\)/);
       // Not renewed for LOCK_STALE_MS: its holder is gone (a container killed), and the lock is taken over.
       writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} another-container`);
       const past = new Date(Date.now() - LOCK_STALE_MS - 1000);

@@ -38,6 +38,12 @@ const readyz = async (origin: string) => {
   const res = await fetch(`${origin}/readyz`);
   return { status: res.status, body: (await res.json()) as Record<string, string> };
 };
+/** `/readyz` once it answers as `ok` wants (a dependency stopped or back). */
+const readyzWhen = (origin: string, ok: (r: Awaited<ReturnType<typeof readyz>>) => boolean) =>
+  waitFor(async () => {
+    const r = await readyz(origin);
+    return ok(r) ? r : undefined;
+  });
 
 /** Asserts that a response body is JSON errors with a code and nothing internal. */
 function expectCleanErrors(text: string) {
@@ -108,18 +114,12 @@ describe('readiness follows the dependencies', () => {
     try {
       app = await startServer({ DATABASE_URL: pg.url });
       const origin = app.url.replace(/\/graphql$/, '');
-      await waitFor(async () => (await readyz(origin)).status === 200);
+      await readyzWhen(origin, (r) => r.status === 200);
       pg.stop();
-      const down = await waitFor(async () => {
-        const r = await readyz(origin);
-        return r.status === 503 ? r : undefined;
-      });
+      const down = await readyzWhen(origin, (r) => r.status === 503);
       expect(down.body).toEqual({ status: 'unavailable', database: 'down', pubsub: 'up' });
       pg.start();
-      const up = await waitFor(async () => {
-        const r = await readyz(origin);
-        return r.status === 200 ? r : undefined;
-      });
+      const up = await readyzWhen(origin, (r) => r.status === 200);
       expect(up.body).toEqual({ status: 'ready', database: 'up', pubsub: 'up' });
     } finally {
       await app?.stop();
@@ -147,10 +147,7 @@ describe('readiness follows the dependencies', () => {
       const roomId = await createRoom(app.url, ada);
       await admin(`ALTER DATABASE chat SET default_transaction_read_only = on`);
       await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
-      const down = await waitFor(async () => {
-        const r = await readyz(origin);
-        return r.status === 503 ? r : undefined;
-      });
+      const down = await readyzWhen(origin, (r) => r.status === 503);
       expect(down.body).toEqual({ status: 'unavailable', database: 'down', pubsub: 'up' });
       const refused = await waitFor(async () => {
         const r = await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'hello' } }, ada.token);
@@ -159,7 +156,7 @@ describe('readiness follows the dependencies', () => {
       expect(refused.status).toBe(503);
       await admin(`ALTER DATABASE chat SET default_transaction_read_only = off`);
       await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
-      await waitFor(async () => (await readyz(origin)).status === 200);
+      await readyzWhen(origin, (r) => r.status === 200);
       await waitFor(async () => (await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'again' } }, ada.token)).data?.sendMessage);
     } finally {
       await app?.stop();
@@ -201,25 +198,16 @@ describe('readiness follows the dependencies', () => {
       [app, lenient] = await Promise.all([startServer({ REDIS_URL: redis.url }), startServer({ REDIS_URL: redis.url, READY_WITHOUT_PUBSUB: 'true' })]);
       const [origin, lenientOrigin] = [app, lenient].map((s) => s.url.replace(/\/graphql$/, ''));
       const pubsubUp = async () => Number(/^chat_pubsub_up (\d+)$/m.exec(await (await fetch(`${origin}/metrics`)).text())?.[1]);
-      await waitFor(async () => (await readyz(origin)).body.pubsub === 'up');
+      await readyzWhen(origin, (r) => r.body.pubsub === 'up');
       expect(await pubsubUp()).toBe(1);
       await redis.stop();
-      const down = await waitFor(async () => {
-        const r = await readyz(origin);
-        return r.body.pubsub === 'down' ? r : undefined;
-      });
+      const down = await readyzWhen(origin, (r) => r.body.pubsub === 'down');
       expect(down).toEqual({ status: 503, body: { status: 'unavailable', database: 'up', pubsub: 'down' } });
       expect(await pubsubUp()).toBe(0);
       // READY_WITHOUT_PUBSUB: the database alone decides.
-      expect(await waitFor(async () => {
-        const r = await readyz(lenientOrigin);
-        return r.body.pubsub === 'down' ? r : undefined;
-      })).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'down' } });
+      expect(await readyzWhen(lenientOrigin, (r) => r.body.pubsub === 'down')).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'down' } });
       await redis.start();
-      const up = await waitFor(async () => {
-        const r = await readyz(origin);
-        return r.body.pubsub === 'up' ? r : undefined;
-      });
+      const up = await readyzWhen(origin, (r) => r.body.pubsub === 'up');
       expect(up).toEqual({ status: 200, body: { status: 'ready', database: 'up', pubsub: 'up' } });
     } finally {
       await Promise.all([app?.stop(), lenient?.stop()]);
