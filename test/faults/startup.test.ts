@@ -1,6 +1,6 @@
 // Starting the real process (`src/main.ts`) as deployed: what an operator sees when it cannot
 // start, and a stop asked for while it starts. Every line it writes is JSON.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -44,7 +44,9 @@ it('stops at once, exit 0, when asked to while it waits for Redis at start', asy
 }, 30_000);
 
 it('stops gracefully, exit 0, when asked to while it opens the embedded database (the event loop busy)', async () => {
-  // The built server, as `npm start` runs it (under tsx the loop is read more often, and the loss below did not show).
+  // The built server, as `npm start` runs it (under tsx the loop is read more often, and the loss below did not show),
+  // built here as `npm start` builds it: a fresh checkout has no dist/, and an old one may be stale.
+  execFileSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.build.json'], { cwd: path.resolve(__dirname, '../..'), stdio: 'pipe' });
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'chat-startup-'));
   const child = spawn(process.execPath, ['dist/main.js'], {
     cwd: path.resolve(__dirname, '../..'),
@@ -67,4 +69,4 @@ it('stops gracefully, exit 0, when asked to while it opens the embedded database
     child.kill('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   }
-}, 60_000);
+}, 120_000);
