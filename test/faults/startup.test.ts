@@ -63,7 +63,9 @@ it('stops gracefully, exit 0, when asked to while it opens the embedded database
     child.kill('SIGTERM');
     // Before: the signal came in while the start kept the loop busy, was read only after the
     // startup's listener had been swapped for the running server's, and was lost: it served on.
-    const exit = await Promise.race([exited, new Promise((resolve) => setTimeout(() => resolve(`still running:\n${output}`), 20_000))]);
+    let late: NodeJS.Timeout | undefined;
+    const exit = await Promise.race([exited, new Promise((resolve) => (late = setTimeout(() => resolve(`still running:\n${output}`), 20_000)))]);
+    clearTimeout(late);
     expect(exit).toEqual({ code: 0, signal: null });
   } finally {
     child.kill('SIGKILL');
