@@ -73,10 +73,11 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   );
   const store = new RoomStore(db.dataSource);
   const members = new MembershipService(db.dataSource, pubsub, log);
-  const activity = new ActivityRouter(store, pubsub, log, config.healIntervalMs);
+  const settleRevocations = () => sessions.settleRevocations();
+  const activity = new ActivityRouter(store, pubsub, log, config.healIntervalMs, settleRevocations);
   activity.start();
   metrics.gauge('chat_my_events_feeds', 'myEvents subscriptions on this instance', () => activity.size);
-  const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n));
+  const hubs = new HubRegistry(store, pubsub, log, config.healIntervalMs, (n) => metrics.gapFills.inc(n), settleRevocations);
   metrics.gauge('chat_room_hubs', 'Rooms with live subscribers on this instance', () => hubs.size);
   const assistant = await createAssistant(config, db.dataSource, messageStore, pubsub, limits, metrics, log);
   metrics.gauge('chat_assistant_streaming', 'Assistant replies streaming on this instance', () => assistant.service.streaming);

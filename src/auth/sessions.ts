@@ -67,6 +67,8 @@ const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').d
  */
 export class SessionService {
   private readonly revokedListeners = new Set<(sessionId: string) => void>();
+  /** What makes revocations whose signals were missed take effect on this instance's sockets (`settleRevocations`). */
+  private readonly settlers = new Set<() => Promise<void>>();
   private unsubscribe?: Promise<(() => Promise<void>) | undefined>;
   private offReconnect?: () => void;
   private purgeTimer?: NodeJS.Timeout;
@@ -152,6 +154,29 @@ export class SessionService {
   /** Calls `listener` when revocation signals may have been lost (the pub/sub connection came back). */
   onSignalsLost(listener: () => void): () => void {
     return this.pubsub.onReconnect(listener);
+  }
+
+  /** Whether revocation signals reach this instance now (pub/sub is connected). */
+  get signalsArrive(): boolean {
+    return this.pubsub.connected;
+  }
+
+  /** Registers what `settleRevocations` runs (`SocketSessions`: a check of its sockets' sessions). */
+  onSettleRevocations(settle: () => Promise<void>): () => void {
+    this.settlers.add(settle);
+    return () => this.settlers.delete(settle);
+  }
+
+  /**
+   * For what reaches sockets from the database without a signal (a heal of the rooms' hubs or of
+   * the viewers' feeds), called after reading what it will deliver and before delivering it: while
+   * revocation signals may have been missed (pub/sub down, or back without a check since), resolves
+   * once every socket here whose session had ended by then is closed, so that nothing sent after a
+   * revocation reaches its sockets (docs/guarantees.md, "Revocation at once, everywhere"); at once otherwise. Rejects when
+   * the sessions cannot be read (the heal keeps its position and retries).
+   */
+  async settleRevocations(): Promise<void> {
+    await Promise.all([...this.settlers].map((settle) => settle()));
   }
 
   /** Starts a session for the user (sign-up, log-in), inside the caller's transaction when given. */

@@ -4,6 +4,7 @@ import type { Logger } from '../logger';
 import { activityTopic, toWire, unsubscribeWhenSettled, userTopic, type MessageWire, type PubSub, type UserSignal } from '../pubsub';
 import { within } from '../within';
 import { roomIdsDigest, type RoomStore, type UserMembership } from './room-store';
+import { NOTHING_TO_SETTLE } from './room-hub';
 
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
@@ -94,6 +95,8 @@ export class ActivityRouter {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly healIntervalMs: number,
+    /** Run by each check between reading the rooms' heads and routing their tails (`SessionService.settleRevocations`). */
+    private readonly settleRevocations: () => Promise<void> = NOTHING_TO_SETTLE,
   ) {}
 
   /** Starts listening to the activity topic, and the timed check. */
@@ -188,6 +191,7 @@ export class ActivityRouter {
       for (let i = 0; i < routes.length; i += CHECK_BATCH) {
         const part = routes.slice(i, i + CHECK_BATCH);
         const heads = await this.store.heads(part.map((route) => route.roomId));
+        await this.settleRevocations(); // what the heads hold reaches no feed of a session ended before
         for (const route of part) {
           const lastSeq = heads.get(route.roomId)?.lastSeq ?? 0;
           // Not while paused by a reconnect meanwhile: the check it asked for reads the memberships first.

@@ -25,6 +25,9 @@ const FILL_BATCH = 500;
 const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
 
+/** Without sessions to settle (a hub alone, in tests). */
+export const NOTHING_TO_SETTLE = async (): Promise<void> => undefined;
+
 /**
  * One room's delivery point on this instance; owns docs/guarantees.md guarantee 5 (instances act as one). It holds
  * one pub/sub subscription, its room's topic (new messages reach it from the activity topic
@@ -67,6 +70,8 @@ export class RoomHub {
     private readonly onFill: (count: number) => void = () => undefined,
     /** The instance's shared replay reads (`HubRegistry` passes its own to every hub). */
     private readonly windows = new ReplayWindows(),
+    /** Run by a heal between its reads and its fan-out (`SessionService.settleRevocations`). */
+    private readonly settleRevocations: () => Promise<void> = NOTHING_TO_SETTLE,
   ) {
     this.chain = new Promise((resolve) => (this.started = resolve));
   }
@@ -134,13 +139,15 @@ export class RoomHub {
    * whatever the database has beyond `position` (after a reconnect, or by timer). The head is read
    * before the members and the tail only up to it, so every change the tail holds was committed
    * before the members were read: one sent after a removal whose signal was lost never reaches the
-   * removed member (docs/guarantees.md, guarantee 6).
+   * removed member (docs/guarantees.md, guarantee 6), nor a socket of a session ended before the
+   * sessions were read after it (`settleRevocations`).
    */
   heal(): void {
     this.enqueue(async () => {
       const head = await this.store.head(this.roomId);
       const users = this.users();
       const members = await this.store.members(this.roomId, users);
+      await this.settleRevocations();
       await this.settle(head.lastChange, users, (userId) => members.has(userId));
     });
   }
@@ -301,6 +308,8 @@ export class HubRegistry {
     private readonly log: Logger,
     healIntervalMs: number,
     private readonly onFill?: (count: number) => void,
+    /** Run by each check between its reads and the hubs' fan-out (`SessionService.settleRevocations`). */
+    private readonly settleRevocations: () => Promise<void> = NOTHING_TO_SETTLE,
   ) {
     this.offReconnect = pubsub.onReconnect(() => {
       // Signals were lost while pub/sub was down, a removal's among them perhaps: no change goes out
@@ -335,6 +344,7 @@ export class HubRegistry {
         const heads = await this.store.heads(part.map((hub) => hub.roomId));
         const users = new Map(part.map((hub) => [hub, hub.users()]));
         const members = await this.store.memberships(part.flatMap((hub) => users.get(hub)!.map((userId): [string, string] => [hub.roomId, userId])));
+        await this.settleRevocations(); // what the heads hold reaches no socket of a session ended before
         for (const hub of part) hub.catchUp(heads.get(hub.roomId)?.lastChange ?? 0, users.get(hub)!, (userId) => members.has(membershipKey(hub.roomId, userId)));
       }
     } catch (err) {
@@ -353,7 +363,7 @@ export class HubRegistry {
   async acquire(roomId: string): Promise<{ hub: RoomHub; release: () => void }> {
     let entry = this.hubs.get(roomId);
     if (!entry) {
-      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.onFill, this.windows);
+      const hub = new RoomHub(roomId, this.store, this.pubsub, this.log, this.onFill, this.windows, this.settleRevocations);
       const made = { hub, refs: 0, ready: hub.start(), started: false };
       made.ready.then(() => (made.started = true), () => undefined);
       entry = made;

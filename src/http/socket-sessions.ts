@@ -148,12 +148,19 @@ function untrackOnClose(this: WebSocket): void {
  * closes a socket with 4403 when its token expires, renews it in place when `refreshSession` runs
  * on it, and closes every socket of a revoked session — told through `SessionService.onRevoked`
  * (pub/sub from other instances), and checked against the database every `sweepMs` and after a
- * pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within `sweepMs`.
+ * pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within `sweepMs`;
+ * and while signals may have been missed, before a heal delivers what it read from the database
+ * (`settleRevocations`), so that what was sent after a revocation never reaches its sockets.
  */
 export class SocketSessions {
   private readonly bySession = new Map<string, Set<Tracked>>();
   private readonly stopListening: Array<() => void>;
   private readonly sweeper: NodeJS.Timeout;
+  /** How often pub/sub came back (revocation signals lost each time), and how many of those a completed sweep covers. */
+  private losses = 0;
+  private sweptLosses = 0;
+  /** The sweep `settleRevocations` asked for that has not begun yet: callers of one turn share it. */
+  private nextSweep?: Promise<void>;
 
   constructor(
     private readonly tokens: TokenService,
@@ -163,7 +170,11 @@ export class SocketSessions {
   ) {
     this.stopListening = [
       sessions.onRevoked((sessionId) => this.closeSession(sessionId, 'Session ended')),
-      sessions.onSignalsLost(() => void this.sweep()),
+      sessions.onSignalsLost(() => {
+        this.losses++;
+        void this.sweep();
+      }),
+      sessions.onSettleRevocations(() => this.settling() ?? Promise.resolve()),
     ];
     this.sweeper = setInterval(() => void this.sweep(), sweepMs);
     this.sweeper.unref();
@@ -221,10 +232,30 @@ export class SocketSessions {
   /** Closes the sockets whose session no longer stands in the database. */
   async sweep(): Promise<void> {
     try {
-      for (const sessionId of await this.sessions.ended([...this.bySession.keys()])) this.closeSession(sessionId, 'Session ended');
+      await this.closeEnded();
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not check the sessions of open sockets');
     }
+  }
+
+  /**
+   * `SessionService.settleRevocations` here: while revocation signals may have been missed (pub/sub
+   * is down, or came back and no sweep has completed since), a sweep that begins after the call,
+   * one for every caller of the same turn, which rejects when the sessions cannot be read;
+   * undefined otherwise (nothing to wait for).
+   */
+  settling(): Promise<void> | undefined {
+    if (this.sessions.signalsArrive && this.sweptLosses === this.losses) return undefined;
+    return (this.nextSweep ??= Promise.resolve().then(() => {
+      this.nextSweep = undefined;
+      return this.closeEnded();
+    }));
+  }
+
+  private async closeEnded(): Promise<void> {
+    const losses = this.losses;
+    for (const sessionId of await this.sessions.ended([...this.bySession.keys()])) this.closeSession(sessionId, 'Session ended');
+    if (this.sessions.signalsArrive) this.sweptLosses = Math.max(this.sweptLosses, losses);
   }
 
   dispose(): void {

@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import type { Context, SubscribePayload } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
-import { serveGraphQLOverWebSocket } from './graphql-ws-server';
+import { serveGraphQLOverWebSocket, type WsTransportExtra } from './graphql-ws-server';
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
 import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, sessionEnded, SocketSessions, type SocketExtra } from './socket-sessions';
@@ -56,6 +57,27 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
+  /** An operation's admission (`onSubscribe`): the socket's state, the pipeline shared with HTTP, the subscriptions' bound. */
+  const admit = (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
+    const { closing } = ctx.extra;
+    if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
+    const prepared = prepareOperation(deps.schema, deps.rules, payload);
+    if (Array.isArray(prepared)) return prepared;
+    // graphql-ws keeps the message for the operation's life: let it hold the query text its
+    // admitted document was parsed from, one string for all the operations that send it.
+    const text = prepared.document.loc?.source.body;
+    if (text !== undefined && text === payload.query) (payload as { query: string }).query = text;
+    if (isSubscription(prepared)) {
+      const ids = (ctx.extra.subscriptionIds ??= new Set());
+      if (ids.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+        return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
+      }
+      ids.add(id);
+    } else {
+      (ctx.extra.answering ??= new Set()).add(id);
+    }
+    return prepared;
+  };
   const cleanup = serveGraphQLOverWebSocket<WsExtra>(
     wsServer,
     {
@@ -82,24 +104,11 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return true;
       },
       onSubscribe: (ctx, id, payload) => {
-        const { closing } = ctx.extra;
-        if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
-        const prepared = prepareOperation(deps.schema, deps.rules, payload);
-        if (Array.isArray(prepared)) return prepared;
-        // graphql-ws keeps the message for the operation's life: let it hold the query text its
-        // admitted document was parsed from, one string for all the operations that send it.
-        const text = prepared.document.loc?.source.body;
-        if (text !== undefined && text === payload.query) (payload as { query: string }).query = text;
-        if (isSubscription(prepared)) {
-          const ids = (ctx.extra.subscriptionIds ??= new Set());
-          if (ids.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
-            return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
-          }
-          ids.add(id);
-        } else {
-          (ctx.extra.answering ??= new Set()).add(id);
-        }
-        return prepared;
+        // While revocation signals may have been missed, an operation (a subscription's replay, a
+        // query) reads nothing before this socket's session is checked: one ended by then is closing.
+        const settling = socketSessions.settling();
+        if (settling) return settling.then(() => admit(ctx, id, payload), () => [new AppError(ErrorCode.ServiceUnavailable, 'The session cannot be checked now; retry')]);
+        return admit(ctx, id, payload);
       },
       onComplete: (ctx, id) => {
         ctx.extra.subscriptionIds?.delete(id);

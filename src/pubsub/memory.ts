@@ -16,6 +16,8 @@ export class MemoryPubSub implements PubSub {
     };
   }
 
+  readonly connected = true; // never disconnects
+
   onReconnect(): () => void {
     return () => undefined; // never disconnects
   }

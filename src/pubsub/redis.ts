@@ -89,6 +89,10 @@ export class RedisBus implements PubSub {
     return this.changed;
   }
 
+  get connected(): boolean {
+    return this.subscriber.status === 'ready';
+  }
+
   onReconnect(listener: () => void): () => void {
     this.reconnectListeners.add(listener);
     return () => this.reconnectListeners.delete(listener);

@@ -4,7 +4,8 @@
 // roomEvents ones with every edit, reaction, deletion and reply made meanwhile, in change order
 // (API.md guarantees 1–5, 8). An instance started while Redis is down serves, delivers to
 // messageAdded and myEvents what is sent while it waits for its subscriptions, and stops without
-// waiting for Redis. A private Redis: stopping the shared one would break the other test files.
+// waiting for Redis. A session logged out meanwhile gets nothing sent after it on any instance. A
+// private Redis: stopping the shared one would break the other test files.
 import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import Redis from 'ioredis';
@@ -182,6 +183,80 @@ it('starts, serves and stops an instance while Redis is down, and its subscriber
     await redis.start();
   }
 }, 60_000);
+
+describe('a session logged out while Redis is down', () => {
+  const MY_EVENTS = `subscription { myEvents { __typename ... on RoomActivity { message { seq } } } }`;
+  // Redis comes back at once, before a heal ran (the sockets' sweep and the hubs' check then race), or stays down for heals.
+  for (const redisBack of ['at once', 'after heals'] as const) {
+    it(`reaches none of its sockets on another instance with what is sent after it: closed 4403 before a heal delivers (Redis back ${redisBack})`, async () => {
+      const [ada, vic] = await Promise.all([signUp(a.url), signUp(a.url)]);
+      const roomId = await createRoom(a.url, ada);
+      await must(a.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, vic.token);
+      const closes: number[] = [];
+      const closed = { on: { closed: (e: unknown) => void closes.push((e as { code: number }).code) } };
+      const ws = wsClient(b.wsUrl, vic, closed);
+      const idle = wsClient(b.wsUrl, vic, { lazy: false, onNonLazyError: () => undefined, ...closed }); // no subscription: closed all the same
+      try {
+        const sub = collect(ws, MESSAGE_ADDED, { roomId, after: null });
+        const feed = collect(ws, MY_EVENTS);
+        await waitFor(() => b.app.hubs.listeners(roomId) === 1 && b.app.services.activity.size === 1);
+        const first = await send(a.url, ada, roomId, 'before the logOut');
+        await sub.until((r) => r.length === 1);
+        await feed.until((r) => r.length === 1);
+        await redis.stop();
+        let down = true;
+        try {
+          await must(a.url, 'mutation { logOut }', {}, vic.token); // its signal is lost
+          for (let i = 0; i < 3; i++) {
+            await send(a.url, ada, roomId, `after the logOut ${i}`);
+            if (redisBack === 'after heals') await new Promise((resolve) => setTimeout(resolve, HEAL_INTERVAL_MS));
+          }
+          if (redisBack === 'at once') await redis.start().then(() => (down = false));
+          await waitFor(() => closes.length === 2, 5000); // the sweep every SESSION_SWEEP_MS (15 s) would be too late
+          expect(closes).toEqual([4403, 4403]);
+          await new Promise((resolve) => setTimeout(resolve, 3 * HEAL_INTERVAL_MS));
+          // Before: the heals delivered to the ended session what was sent after its end, until the sweep closed it.
+          expect(sub.results.map((r) => r.data?.messageAdded.seq)).toEqual([1]);
+          expect(feed.results.map((r) => r.data?.myEvents.message.seq)).toEqual([1]);
+        } finally {
+          if (down) await redis.start();
+        }
+      } finally {
+        await Promise.all([ws.dispose(), idle.dispose()]);
+      }
+    }, 30_000);
+  }
+
+  it('reads nothing for an operation on its socket before the session is checked (no heal in between)', async () => {
+    const c = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '60000' }); // no heal while the test runs
+    const [ada, vic] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, ada);
+    await must(a.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, vic.token);
+    const closes: number[] = [];
+    let acknowledged = false;
+    const on = { connected: () => void (acknowledged = true), closed: (e: unknown) => void closes.push((e as { code: number }).code) };
+    const ws = wsClient(c.wsUrl, vic, { lazy: false, onNonLazyError: () => undefined, on });
+    try {
+      const first = await send(a.url, ada, roomId, 'before the logOut');
+      await waitFor(() => acknowledged);
+      await redis.stop();
+      try {
+        await must(a.url, 'mutation { logOut }', {}, vic.token); // its signal is lost
+        await send(a.url, ada, roomId, 'after the logOut');
+        // A subscription replaying from its cursor: before, it replayed what was sent after the logOut.
+        const late = collect(ws, MESSAGE_ADDED, { roomId, after: first.cursor });
+        await waitFor(() => closes.length === 1, 5000);
+        expect(closes).toEqual([4403]);
+        expect(late.results).toEqual([]);
+      } finally {
+        await redis.start();
+      }
+    } finally {
+      await ws.dispose();
+      await c.stop();
+    }
+  }, 30_000);
+});
 
 it('lives through a Redis that refuses its password: serving but not ready, then subscribed and ready once Redis takes it', async () => {
   const locked = await startRedis();

@@ -32,6 +32,8 @@ class FakePubSub implements PubSub {
     };
   }
 
+  readonly connected = true;
+
   onReconnect(listener: () => void): () => void {
     this.reconnectListeners.add(listener);
     return () => this.reconnectListeners.delete(listener);
