@@ -29,9 +29,15 @@ function sessionsWith(isLive: () => Promise<boolean>) {
   let revoked: (id: string) => void = () => undefined;
   let lost: () => void = () => undefined;
   let endedNow: string[] = [];
+  let settle: () => Promise<void> = async () => undefined;
   const service = {
     isLive,
     ended: async () => endedNow,
+    signalsArrive: true,
+    onSettleRevocations: (settler: () => Promise<void>) => {
+      settle = settler;
+      return () => undefined;
+    },
     onRevoked: (listener: (id: string) => void) => {
       revoked = listener;
       return () => undefined;
@@ -41,7 +47,7 @@ function sessionsWith(isLive: () => Promise<boolean>) {
       return () => undefined;
     },
   } as unknown as SessionService;
-  return { service, revoke: (id: string) => revoked(id), signalsLost: () => lost(), setEnded: (ids: string[]) => (endedNow = ids) };
+  return { service, revoke: (id: string) => revoked(id), signalsLost: () => lost(), setEnded: (ids: string[]) => (endedNow = ids), settle: () => settle() };
 }
 
 async function connect(sockets: SocketSessions, token: string | undefined) {
@@ -75,6 +81,40 @@ describe('SocketSessions', () => {
     await new Promise((r) => setTimeout(r, 10));
     expect(a.socket.closed).toBeUndefined();
     expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
+  });
+
+  it('checks them before a heal delivers, only while signals may have been missed: one check for the callers of one turn, begun after they called', async () => {
+    const asked: string[][] = [];
+    const { service, signalsLost, settle } = sessionsWith(async () => true);
+    let endedNow: string[] = [];
+    (service as unknown as { ended(ids: string[]): Promise<string[]> }).ended = async (ids) => (asked.push(ids), endedNow);
+    const pubsub = service as unknown as { signalsArrive: boolean };
+    sockets = new SocketSessions(tokens, service, log, 60_000);
+    const a = await connect(sockets, tokens.issue('u1', 's1').token);
+    const b = await connect(sockets, tokens.issue('u2', 's2').token);
+    expect(sockets.settling()).toBeUndefined(); // signals arrive, none was lost
+    await settle();
+    expect(asked).toEqual([]);
+    pubsub.signalsArrive = false; // Redis is down
+    const both = [sockets.settling(), settle()];
+    endedNow = ['s2']; // ended after the callers read, before the check begins: it sees it
+    await Promise.all(both);
+    expect(asked).toEqual([['s1', 's2']]);
+    expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
+    expect(a.socket.closed).toBeUndefined();
+    await settle();
+    expect(asked).toHaveLength(2); // still down: every heal checks
+    pubsub.signalsArrive = true;
+    signalsLost(); // back: its own sweep covers what was lost
+    await new Promise((r) => setTimeout(r, 10));
+    expect(asked).toHaveLength(3);
+    expect(sockets.settling()).toBeUndefined();
+    // A check that fails rejects: the heal keeps its position and retries.
+    pubsub.signalsArrive = false;
+    (service as unknown as { ended(ids: string[]): Promise<string[]> }).ended = async () => {
+      throw new Error('database down');
+    };
+    await expect(settle()).rejects.toThrow('database down');
   });
 
   it('stops tracking a socket once it closes: its session is no longer checked', async () => {
