@@ -31,3 +31,20 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   const options = { level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, serializers: { err: errorWithoutData } };
   return destination ? pino(options, destination) : pino(options);
 }
+
+/**
+ * A warning that may repeat many times a second (a publish failing on every send while Redis is
+ * down): the first of each `everyMs` is logged as it comes, the others of that window are counted
+ * and told with the next one logged (`suppressed`: how many were left out before it).
+ */
+export function warnAtMostEvery(log: Logger, everyMs: number, msg: string): (fields: Record<string, unknown>) => void {
+  let windowEnds = 0;
+  let suppressed = 0;
+  return (fields) => {
+    const now = Date.now();
+    if (now < windowEnds) return void suppressed++;
+    windowEnds = now + everyMs;
+    log.warn(suppressed > 0 ? { ...fields, suppressed } : fields, msg);
+    suppressed = 0;
+  };
+}

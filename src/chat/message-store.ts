@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { MessageEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
-import type { Logger } from '../logger';
+import { warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
 import { isUniqueViolation } from '../db/errors';
@@ -101,6 +101,9 @@ export const reactionSummary = (messageId: string) => `COALESCE((
         FROM reactions WHERE message_id = ${messageId} GROUP BY emoji) g), '[]'::jsonb)`;
 const REACTION_SUMMARY = reactionSummary('$1');
 
+/** How often a warning that repeats with every send (a failed publish) is logged at most. */
+const REPEATED_WARNING_MS = 1000;
+
 /**
  * Every write to a room's messages, and its one publish; owns docs/guarantees.md guarantees 3, 4,
  * 8 and 10 (and numbers the seqs of guarantee 1). Each change — an insert, an edit, a deletion, a reaction change, an assistant reply's
@@ -124,7 +127,10 @@ export class MessageStore {
     const returned = new Set(MESSAGE_COLUMNS.split(', '));
     const missing = this.columns.filter((c) => !returned.has(c.databaseName));
     if (missing.length) throw new Error(`MESSAGE_COLUMNS lacks ${missing.map((c) => c.databaseName).join(', ')}`);
+    this.publishFailed = warnAtMostEvery(log, REPEATED_WARNING_MS, 'publish failed');
   }
+
+  private readonly publishFailed: (fields: Record<string, unknown>) => void;
 
   /**
    * Takes the room's next seq and change number and inserts the message, in one statement: the
@@ -282,12 +288,13 @@ export class MessageStore {
   /**
    * Publishes committed changes in change order, each once: a new message on the activity topic,
    * which every instance listens to, for its room's hub and the viewers' own feeds alike; a later
-   * change on its room's topic. A failure is logged, never thrown (the hubs heal the gap).
+   * change on its room's topic. A failure is logged (once a second at most: while Redis is down every
+   * send fails to publish), never thrown (the hubs heal the gap).
    */
   publish(changes: MessageModel[]): void {
     for (const change of changes) {
       const message = toWire(change);
-      const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq }, 'publish failed');
+      const warn = (err: unknown) => this.publishFailed({ err: (err as Error).message, roomId: message.roomId, change: message.changeSeq });
       const published =
         message.createdChange === message.changeSeq
           ? this.pubsub.publish(activityTopic, { message })

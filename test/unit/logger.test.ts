@@ -1,7 +1,7 @@
-// What the logs keep of an error (src/logger.ts): never the data a database error carries.
+// What the logs keep of an error (src/logger.ts): never the data a database error carries; a warning repeated with every send, once a second.
 import { Writable } from 'node:stream';
 import { QueryFailedError } from 'typeorm';
-import { createLogger } from '../../src/logger';
+import { createLogger, warnAtMostEvery } from '../../src/logger';
 
 function capture() {
   const lines: string[] = [];
@@ -47,4 +47,27 @@ it('logs other errors and plain messages as pino does', () => {
   const [plain, error] = lines.map((l) => JSON.parse(l).err);
   expect(plain).toBe('connect ECONNREFUSED');
   expect(error).toMatchObject({ type: 'Error', message: 'boom', code: 'E1' });
+});
+
+it('logs a warning that repeats with every send once per window, saying how many it left out', () => {
+  jest.useFakeTimers({ now: 0 });
+  try {
+    const { log, lines } = capture();
+    const warn = warnAtMostEvery(log, 1000, 'publish failed');
+    for (let i = 0; i < 50; i++) warn({ change: i }); // one window: the first only
+    jest.setSystemTime(999);
+    warn({ change: 50 });
+    jest.setSystemTime(1000); // the next window: logged, with what the last one left out
+    warn({ change: 51 });
+    warn({ change: 52 });
+    jest.setSystemTime(2500);
+    warn({ change: 53 });
+    expect(lines.map((line) => JSON.parse(line)).map(({ msg, change, suppressed }) => ({ msg, change, suppressed }))).toEqual([
+      { msg: 'publish failed', change: 0, suppressed: undefined },
+      { msg: 'publish failed', change: 51, suppressed: 50 },
+      { msg: 'publish failed', change: 53, suppressed: 1 },
+    ]);
+  } finally {
+    jest.useRealTimers();
+  }
 });
