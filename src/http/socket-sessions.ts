@@ -34,6 +34,8 @@ export interface SocketExtra {
 /** The close reason of a socket whose token expired (4403): a refresh fixes it. */
 const TOKEN_EXPIRED = 'Token expired';
 
+const IGNORE = (): void => undefined;
+
 /** Longest a closing socket stays open for the answers of its running queries and mutations. */
 const ANSWERS_GRACE_MS = 5000;
 
@@ -159,7 +161,8 @@ export class SocketSessions {
   /** How often pub/sub came back (revocation signals lost each time), and how many of those a completed sweep covers. */
   private losses = 0;
   private sweptLosses = 0;
-  /** The sweep `settleRevocations` asked for that has not begun yet: callers of one turn share it. */
+  /** The check `settling` runs, if one does, and the one its callers wait for that has not begun yet (it begins after it). */
+  private sweeping?: Promise<void>;
   private nextSweep?: Promise<void>;
 
   constructor(
@@ -241,14 +244,20 @@ export class SocketSessions {
   /**
    * `SessionService.settleRevocations` here: while revocation signals may have been missed (pub/sub
    * is down, or came back and no sweep has completed since), a sweep that begins after the call,
-   * one for every caller of the same turn, which rejects when the sessions cannot be read;
+   * shared by every caller until it begins, which rejects when the sessions cannot be read;
    * undefined otherwise (nothing to wait for).
    */
   settling(): Promise<void> | undefined {
     if (this.sessions.signalsArrive && this.sweptLosses === this.losses) return undefined;
-    return (this.nextSweep ??= Promise.resolve().then(() => {
+    // One check at a time: those who ask while one runs share the next, begun once it ends (an
+    // outage's every operation and heal cost the database one read of the sessions at a time).
+    return (this.nextSweep ??= (this.sweeping ?? Promise.resolve()).then(IGNORE, IGNORE).then(() => {
       this.nextSweep = undefined;
-      return this.closeEnded();
+      const sweep: Promise<void> = this.closeEnded().finally(() => {
+        if (this.sweeping === sweep) this.sweeping = undefined;
+      });
+      this.sweeping = sweep;
+      return sweep;
     }));
   }
 

@@ -83,7 +83,7 @@ describe('SocketSessions', () => {
     expect(b.socket.closed).toEqual({ code: 4403, reason: 'Session ended' });
   });
 
-  it('checks them before a heal delivers, only while signals may have been missed: one check for the callers of one turn, begun after they called', async () => {
+  it('checks them before a heal delivers, only while signals may have been missed: a check begun after the callers called, one at a time, shared by those who wait for it', async () => {
     const asked: string[][] = [];
     const { service, signalsLost, settle } = sessionsWith(async () => true);
     let endedNow: string[] = [];
@@ -115,6 +115,20 @@ describe('SocketSessions', () => {
       throw new Error('database down');
     };
     await expect(settle()).rejects.toThrow('database down');
+    // One check at a time: those asking while one runs share the next, begun once it has ended.
+    const reads: Array<() => void> = [];
+    (service as unknown as { ended(ids: string[]): Promise<string[]> }).ended = () => new Promise((resolve) => reads.push(() => resolve([])));
+    const running = settle();
+    await new Promise((r) => setTimeout(r, 5));
+    const waiting = [settle(), settle(), sockets.settling()];
+    await new Promise((r) => setTimeout(r, 5));
+    expect(reads).toHaveLength(1); // the next waits for the running one
+    reads[0]();
+    await running;
+    await new Promise((r) => setTimeout(r, 5));
+    expect(reads).toHaveLength(2); // one for the three who waited
+    reads[1]();
+    await Promise.all(waiting);
   });
 
   it('stops tracking a socket once it closes: its session is no longer checked', async () => {
