@@ -172,8 +172,8 @@ export class SessionService {
    * the viewers' feeds), called after reading what it will deliver and before delivering it: while
    * revocation signals may have been missed (pub/sub down, or back without a check since), resolves
    * once every socket here whose session had ended by then is closed, so that nothing sent after a
-   * revocation reaches its sockets (docs/guarantees.md, "Revocation at once, everywhere"); at once otherwise. Rejects when
-   * the sessions cannot be read (the heal keeps its position and retries).
+   * revocation reaches its sockets (docs/guarantees.md, "Revocation at once, everywhere"); at once
+   * otherwise. Rejects when the sessions cannot be read (the heal keeps its position and retries).
    */
   async settleRevocations(): Promise<void> {
     await Promise.all([...this.settlers].map((settle) => settle()));

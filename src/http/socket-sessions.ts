@@ -34,6 +34,7 @@ export interface SocketExtra {
 /** The close reason of a socket whose token expired (4403): a refresh fixes it. */
 const TOKEN_EXPIRED = 'Token expired';
 
+/** A settled promise's outcome, ignored (what the next check waits for is only that the last one ended). */
 const IGNORE = (): void => undefined;
 
 /** Longest a closing socket stays open for the answers of its running queries and mutations. */
@@ -152,7 +153,8 @@ function untrackOnClose(this: WebSocket): void {
  * (pub/sub from other instances), and checked against the database every `sweepMs` and after a
  * pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within `sweepMs`;
  * and while signals may have been missed, before a heal delivers what it read from the database
- * (`settleRevocations`), so that what was sent after a revocation never reaches its sockets.
+ * and before an operation on a socket runs (`settling`), so that what was sent after a revocation
+ * never reaches its sockets.
  */
 export class SocketSessions {
   private readonly bySession = new Map<string, Set<Tracked>>();
