@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { createClient, type Client, type FormattedExecutionResult as ExecutionResult } from 'graphql-ws';
 import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
@@ -27,7 +28,11 @@ export interface TestServer {
  * setup started; pass `{ DATABASE_URL: undefined }` for the embedded database, `{ REDIS_URL: undefined }`
  * for in-memory pub/sub (and then, unless a database is given, a fresh one on the shared server).
  */
-export async function startServer(env: Record<string, string | undefined> = {}): Promise<TestServer> {
+export async function startServer(
+  env: Record<string, string | undefined> = {},
+  /** Where its log lines go (stdout by default; `TEST_LOG_LEVEL` or `env.LOG_LEVEL` says which, none by default). */
+  logTo?: Writable,
+): Promise<TestServer> {
   // Without Redis an instance is, by contract, the only one on its database (at start it ends every
   // reply left streaming there): on the shared PostgreSQL it gets a database of its own.
   const alone = 'REDIS_URL' in env && !env.REDIS_URL && !('DATABASE_URL' in env);
@@ -52,7 +57,7 @@ export async function startServer(env: Record<string, string | undefined> = {}):
     removeDataDir();
     throw err;
   };
-  const app = await createApp(config, createLogger(config.logLevel)).catch(notStarted);
+  const app = await createApp(config, createLogger(config.logLevel, logTo)).catch(notStarted);
   const port = await app.listen().catch(async (err: unknown) => notStarted(await app.stop().then(() => err, () => err)));
   return {
     app,
