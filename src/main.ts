@@ -39,21 +39,13 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', signalled);
   process.on('SIGINT', signalled);
-  let app;
-  try {
-    app = await createApp(config, log);
-  } catch (err) {
-    if (err instanceof DataDirLockedError) {
-      log.fatal(err.message);
-      process.exit(1);
-    }
-    log.fatal(`Failed to start: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  }
-  const port = await app.listen().catch((err: Error) => {
-    log.fatal(`Failed to start: ${err.message}`);
+  /** One fatal line (a locked data directory says all there is to say itself), exit 1. */
+  const failed = (err: unknown): never => {
+    log.fatal(err instanceof DataDirLockedError ? err.message : `Failed to start: ${err instanceof Error ? err.message : String(err)}`);
     return process.exit(1);
-  });
+  };
+  const app = await createApp(config, log).catch(failed);
+  const port = await app.listen().catch(failed);
   const where = `http://${config.host === '0.0.0.0' ? 'localhost' : config.host}:${port}/graphql`;
   log.info(
     { port, database: config.databaseUrl ? 'postgresql' : 'embedded', pubsub: config.redisUrl ? 'redis' : 'memory' },

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { sql } from '../faults/support/backing';
 import { collect, createRoom, gql, send, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 
 /** The throwaway servers of `test/support/servers.js` (plain CommonJS, shared with jest's global setup). */
@@ -130,34 +131,28 @@ describe('readiness follows the dependencies', () => {
   it('is not ready while the database takes no writes (a failed-over primary), and answers sends SERVICE_UNAVAILABLE meanwhile', async () => {
     const pg = await servers.startPostgres();
     let app: TestServer | undefined;
-    const admin = async (sql: string) => {
-      const { Client } = await import('pg');
-      const client = new Client({ connectionString: pg.url, options: '-c default_transaction_read_only=off' });
-      await client.connect();
-      try {
-        await client.query(sql);
-      } finally {
-        await client.end();
-      }
-    };
+    // As an operator: on a connection that may write while the database's default is read-only.
+    const admin = (text: string) => sql(`${pg.url}?options=${encodeURIComponent('-c default_transaction_read_only=off')}`, text);
+    const endConnections = () => admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
+    const SEND = `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`;
     try {
       app = await startServer({ DATABASE_URL: pg.url });
       const origin = app.url.replace(/\/graphql$/, '');
       const ada = await signUp(app.url);
       const roomId = await createRoom(app.url, ada);
       await admin(`ALTER DATABASE chat SET default_transaction_read_only = on`);
-      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
+      await endConnections();
       const down = await readyzWhen(origin, (r) => r.status === 503);
       expect(down.body).toEqual({ status: 'unavailable', database: 'down', pubsub: 'up' });
       const refused = await waitFor(async () => {
-        const r = await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'hello' } }, ada.token);
+        const r = await gql(app!.url, SEND, { input: { roomId, body: 'hello' } }, ada.token);
         return r.errors?.[0]?.extensions?.code === 'SERVICE_UNAVAILABLE' ? r : undefined; // the first may meet a terminated connection
       });
       expect(refused.status).toBe(503);
       await admin(`ALTER DATABASE chat SET default_transaction_read_only = off`);
-      await admin(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'chat' AND pid <> pg_backend_pid()`);
+      await endConnections();
       await readyzWhen(origin, (r) => r.status === 200);
-      await waitFor(async () => (await gql(app!.url, `mutation($input: SendMessageInput!) { sendMessage(input: $input) { id } }`, { input: { roomId, body: 'again' } }, ada.token)).data?.sendMessage);
+      await waitFor(async () => (await gql(app!.url, SEND, { input: { roomId, body: 'again' } }, ada.token)).data?.sendMessage);
     } finally {
       await app?.stop();
       pg.destroy();
