@@ -4,7 +4,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startRedis, type PrivateRedis } from './support/backing';
+import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { waitFor } from '../support/harness';
 import { killAllServers, spawnServer } from './support/child-server';
 
@@ -31,7 +31,9 @@ it('stops at once, exit 0, when asked to while it waits for Redis at start', asy
   try {
     redis = await startRedis();
     await redis.stop(); // its port, with nothing listening
-    const c = await spawnServer('stopped while starting', { REDIS_URL: redis.url });
+    // On the shared PostgreSQL: with the embedded database it first spends seconds opening PGlite
+    // (over 20 s on a busy CI machine), and this is about the wait for Redis that follows.
+    const c = await spawnServer('stopped while starting', { DATABASE_URL: sharedUrls().databaseUrl, REDIS_URL: redis.url });
     // Before: no handler until it was ready, so SIGTERM killed it (or, as a container's first process, did nothing).
     await waitFor(() => c.output().includes('redis connection error'), 20_000); // waiting for Redis
     expect(c.running).toBe(true);
@@ -64,7 +66,7 @@ it('stops gracefully, exit 0, when asked to while it opens the embedded database
     // Before: the signal came in while the start kept the loop busy, was read only after the
     // startup's listener had been swapped for the running server's, and was lost: it served on.
     let late: NodeJS.Timeout | undefined;
-    const exit = await Promise.race([exited, new Promise((resolve) => (late = setTimeout(() => resolve(`still running:\n${output}`), 20_000)))]);
+    const exit = await Promise.race([exited, new Promise((resolve) => (late = setTimeout(() => resolve(`still running:\n${output}`), 60_000)))]);
     clearTimeout(late);
     expect(exit).toEqual({ code: 0, signal: null });
   } finally {
