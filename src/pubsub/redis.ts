@@ -15,6 +15,8 @@ export class RedisBus implements PubSub {
   private readonly subscriber: Redis;
   private readonly bus: RedisPubSub;
   private readonly reconnectListeners = new Set<() => void>();
+  /** Publishes not yet answered: `close` lets them out before it quits. */
+  private readonly publishing = new Set<Promise<unknown>>();
   private wasReady = false;
   private changed?: Promise<void>;
   private closed = false;
@@ -47,7 +49,13 @@ export class RedisBus implements PubSub {
   }
 
   async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
-    await this.bus.publish(topic.name, payload);
+    const published = this.bus.publish(topic.name, payload);
+    this.publishing.add(published);
+    try {
+      await published;
+    } finally {
+      this.publishing.delete(published);
+    }
   }
 
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
@@ -114,14 +122,17 @@ export class RedisBus implements PubSub {
   }
 
   /**
-   * Quits both connections, waiting at most `graceMs` for their pending replies: `quit` on a
-   * connection that is down waits in its offline queue for Redis to return, so after the grace
-   * both are cut (which also stops their reconnecting).
+   * Quits both connections once the publishes made before are answered, waiting at most `graceMs`
+   * in all: a `QUIT` would overtake the publishes still queued for the connection's next write (the
+   * end of an assistant reply that the shutdown stopped, say), and `quit` on a connection that is
+   * down waits in its offline queue for Redis to return, so after the grace both are cut (which
+   * also stops their reconnecting).
    */
   async close(graceMs = 1000): Promise<void> {
     this.closed = true;
     this.reconnectListeners.clear();
-    await within(this.bus.close().then(() => undefined, () => undefined), graceMs, undefined);
+    const quit = Promise.allSettled(this.publishing).then(() => this.bus.close());
+    await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
     this.publisher.disconnect();
     this.subscriber.disconnect();
   }

@@ -514,10 +514,13 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(done.body.startsWith('so far so good')).toBe(true);
   });
 
-  it('ends a reply streaming during shutdown FAILED with its partial text, and stop() completes', async () => {
+  it('ends a reply streaming during shutdown FAILED with its partial text, publishes the end, and stop() completes', async () => {
     const server = await serverWith(withModel());
+    // Another instance that heals only after 10 minutes: what it delivers of the end came through pub/sub.
+    const observer = await serverWith(withModel({ HEAL_INTERVAL_MS: '600000' }));
     const ada = await signUp(server.url);
     const roomId = await makeRoom(server.url, ada);
+    const sub = await subscribe(observer, ada, roomId);
     const question = await send(server.url, ada, roomId, `Long story ${'[[shutdown]]'} ${unique('k')}`);
     const reply = await ask(server.url, ada, question.id);
     const partial = await settled(server.url, ada, roomId, reply.id, (m) => m.deltaCount >= 2);
@@ -526,6 +529,8 @@ describe('failures end the reply, never leave it STREAMING', () => {
     const started = Date.now();
     await server.stop();
     expect(Date.now() - started).toBeLessThan(5000);
+    // Before: the end's publish was cut off by the shutdown (`Connection is closed`), and other instances heard of it only when they healed.
+    await endedIn(sub, reply.id, 'FAILED');
 
     // Read back through another instance on the same database.
     const done = await messageById(a.url, ada, roomId, reply.id);
