@@ -10,8 +10,8 @@ export const ROOT_FIELD_COST = 10;
 /** A field with its own resolver (a batched load, a lookup) costs this much more than a plain one. */
 export const RESOLVED_FIELD_COST = 2;
 
-/** Page sizes when `first`/`last` are not given (as the services default them). */
-const DEFAULT_PAGE: Record<string, number> = { messages: 50, rooms: 20, publicRooms: 20, searchMessages: 20, members: 20 };
+/** The fields that return a page (a connection, or a list such as `users`), and their sizes when `first`/`last` are not given (as the services default them). */
+const DEFAULT_PAGE: Record<string, number> = { messages: 50, rooms: 20, publicRooms: 20, searchMessages: 20, members: 20, users: 20 };
 
 /** What one call of a mutation costs: a write, and for accounts a deliberately slow password hash. */
 const MUTATION_COST: Record<string, number> = { signUp: 500, logIn: 500 };
@@ -21,7 +21,7 @@ const DEFAULT_MUTATION_COST = 50;
 const writes: ComplexityEstimator = ({ type, field, childComplexity }) =>
   type.name === 'Mutation' ? (MUTATION_COST[field.name] ?? DEFAULT_MUTATION_COST) + childComplexity : undefined;
 
-/** A connection field costs a read plus its page size times what is selected in each item. */
+/** A page costs a read plus its size times what is selected in each item. */
 const pages: ComplexityEstimator = ({ type, field, args, childComplexity }) => {
   const fallback = DEFAULT_PAGE[field.name];
   if (fallback === undefined) return undefined;

@@ -49,6 +49,13 @@ describe('each limit: exactly at it runs, one past it is refused, on both transp
       '{ me { id username } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }',
       'BAD_REQUEST',
     ],
+    // A page that is a list: users (10 + first × id 1) + the same messages (810) = 821 with first: 1, 822 with first: 2.
+    [
+      'MAX_QUERY_COST=821 (users, a page that is a list)',
+      '{ users(query: "a", first: 1) { id } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }',
+      '{ users(query: "a", first: 2) { id } messages(roomId: $r, first: 200) { edges { cursor node { id } } } }',
+      'BAD_REQUEST',
+    ],
   ];
 
   it.each(cases)('%s', async (_limit, at, past, code) => {
