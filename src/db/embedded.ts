@@ -112,8 +112,16 @@ function acquireLock(file: string): () => void {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A process killed and not yet reaped by its parent (a shell that has not waited for it) still
+  // answers signal 0: on Linux its state says it is gone ("Z", a zombie; "X", dead).
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8'); // "<pid> (<name>) <state> …"
+    const state = stat[stat.lastIndexOf(')') + 2];
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc (not Linux), or it ended just now: as signal 0 said
   }
 }

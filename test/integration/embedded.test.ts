@@ -322,6 +322,28 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     }
   }, SLOW);
 
+  it('takes over at once a DATA_DIR locked by a process that was killed and not yet reaped (a zombie)', async () => {
+    if (process.platform !== 'linux') return;
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-zombie-'));
+    // `sleep 0.1` ends, and its parent (`sh` replaced by `sleep 30`) never waits for it.
+    const parent = spawn('sh', ['-c', 'sleep 0.1 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number(await new Promise<string>((resolve) => parent.stdout.once('data', (chunk) => resolve(String(chunk)))));
+      await waitFor(() => /\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')));
+      writeFileSync(path.join(dir, 'pglite.lock'), `${zombie} ${os.hostname()}`);
+      // Before: signal 0 reached it, and the directory was refused as "in use by process <zombie>".
+      const next = await startServer(embedded(dir));
+      try {
+        expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} ${os.hostname()}`);
+      } finally {
+        await next.stop();
+      }
+    } finally {
+      parent.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, SLOW);
+
   it('refuses a DATA_DIR locked on another host or under its own process id (containers sharing the volume) while the lock is renewed, and takes it over once it is not', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-shared-'));
     try {
