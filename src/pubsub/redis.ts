@@ -1,14 +1,16 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import Redis from 'ioredis';
-import type { Logger } from '../logger';
+import { warnAtMostEvery, type Logger } from '../logger';
 import { within } from '../within';
 import type { PubSub, Topic } from './types';
 
 /**
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
  * command timeout, so a send never waits on a dead Redis, and pipelines automatically (in call
- * order, so a room's changes are still published in change order); the subscriber reconnects and
- * resubscribes by itself, and each reconnect is reported so hubs can read what they missed.
+ * order, so a room's changes are still published in change order). The subscriber reconnects by
+ * itself and this bus subscribes its channels again, until Redis takes them (one that refuses
+ * them — `NOPERM` after its ACL changed — is reported down meanwhile, not up with nothing arriving);
+ * each time they are back the reconnect is reported, so hubs can read what they missed.
  */
 export class RedisBus implements PubSub {
   private readonly publisher: Redis;
@@ -17,8 +19,16 @@ export class RedisBus implements PubSub {
   private readonly reconnectListeners = new Set<() => void>();
   /** Publishes not yet answered: `close` lets them out before it quits. */
   private readonly publishing = new Set<Promise<unknown>>();
+  /** The channels subscribed, each with how many subscriptions it has: what a new connection subscribes again. */
+  private readonly channels = new Map<string, number>();
   private wasReady = false;
-  private changed?: Promise<void>;
+  /** Whether the subscriber's connection has its channels: false from a reconnect until Redis takes them again. */
+  private listening = true;
+  private resubscribing?: NodeJS.Timeout;
+  /** Counts the subscriber's connections: an answer to an earlier one's SUBSCRIBE is not this one's. */
+  private connections = 0;
+  private readonly resubscribeRefused: (fields: Record<string, unknown>) => void;
+  private changed?: { promise: Promise<void>; resolve(): void };
   private closed = false;
 
   constructor(
@@ -34,18 +44,56 @@ export class RedisBus implements PubSub {
       lazyConnect: false,
       enableAutoPipelining: true, // the publishes of every send in one turn of the event loop leave in one write
     });
-    this.subscriber = new Redis(url, { retryStrategy, maxRetriesPerRequest: null });
+    // Not ioredis's own resubscription: it sends the SUBSCRIBE and drops a refusal where nobody hears it.
+    this.subscriber = new Redis(url, { retryStrategy, maxRetriesPerRequest: null, autoResubscribe: false });
     for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
       client.on('error', (err) => log.warn({ err: err.message, client: name }, 'redis connection error'));
     }
+    this.resubscribeRefused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused the channels again; pub/sub is down until it takes them');
     this.subscriber.on('ready', () => {
+      this.connections++;
       if (this.wasReady) {
-        log.info('redis subscriber reconnected');
-        for (const listener of this.reconnectListeners) listener();
+        this.listening = false;
+        this.resubscribe(0);
       }
       this.wasReady = true;
+      this.notifyChanged();
     });
+    this.subscriber.on('end', () => this.notifyChanged());
     this.bus = new RedisPubSub({ publisher: this.publisher, subscriber: this.subscriber });
+  }
+
+  /**
+   * Subscribes the channels on the subscriber's new connection, again after a while as long as
+   * Redis refuses them; once it takes them, reports the reconnect (what was published before
+   * that may have been missed).
+   */
+  private resubscribe(attempt: number): void {
+    clearTimeout(this.resubscribing);
+    const channels = [...this.channels.keys()];
+    const done = () => {
+      this.listening = true;
+      this.log.info({ channels: channels.length }, 'redis subscriber reconnected');
+      this.notifyChanged();
+      for (const listener of this.reconnectListeners) listener();
+    };
+    if (channels.length === 0) return done();
+    const connection = this.connections;
+    const current = () => !this.closed && connection === this.connections && this.subscriber.status === 'ready'; // else the next connection subscribes again
+    this.subscriber.subscribe(...channels).then(
+      () => {
+        if (!current()) return;
+        for (const channel of channels) if (!this.channels.has(channel)) void this.subscriber.unsubscribe(channel).catch(() => undefined); // unsubscribed meanwhile
+        done();
+      },
+      (err: Error) => {
+        if (!current()) return;
+        this.resubscribeRefused({ err: err.message, channels: channels.length });
+        const again = () => current() && this.resubscribe(attempt + 1);
+        this.resubscribing = setTimeout(again, Math.min(RESUBSCRIBE_FIRST_MS * 2 ** attempt, RESUBSCRIBE_MAX_MS));
+        this.resubscribing.unref();
+      },
+    );
   }
 
   async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
@@ -63,7 +111,7 @@ export class RedisBus implements PubSub {
     // the connection does (Redis refuses its password: ioredis fails every queued command), so the
     // subscription would never be made (and the library rejects a promise of its own that nobody
     // waits on: `main.ts` logs those). Waiting here, it is made once Redis takes the connection.
-    while (this.subscriber.status !== 'ready') {
+    while (!this.connected) {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
     }
@@ -77,28 +125,38 @@ export class RedisBus implements PubSub {
         this.log.warn({ err: (err as Error).message, channel: topic.name }, 'pub/sub message dropped: not one this instance can read');
       }
     });
+    this.channels.set(topic.name, (this.channels.get(topic.name) ?? 0) + 1);
+    let subscribed = true;
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
     return async () => {
+      if (!subscribed) return;
+      subscribed = false;
+      const left = this.channels.get(topic.name)! - 1;
+      if (left > 0) this.channels.set(topic.name, left);
+      else this.channels.delete(topic.name);
       if (!this.closed) this.bus.unsubscribe(id);
     };
   }
 
-  /** Resolves when the subscriber is next ready, or has ended; one promise for every caller waiting. */
+  /** Resolves when the subscriber is next ready, has its channels again, or has ended; one promise for every caller waiting. */
   private subscriberChanged(): Promise<void> {
-    this.changed ??= new Promise<void>((resolve) => {
-      const settle = () => {
-        this.subscriber.off('ready', settle).off('end', settle);
-        this.changed = undefined;
-        resolve();
-      };
-      this.subscriber.on('ready', settle).on('end', settle);
-    });
-    return this.changed;
+    if (!this.changed) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.changed = { promise, resolve };
+    }
+    return this.changed.promise;
+  }
+
+  private notifyChanged(): void {
+    const changed = this.changed;
+    this.changed = undefined;
+    changed?.resolve();
   }
 
   get connected(): boolean {
-    return this.subscriber.status === 'ready';
+    return this.subscriber.status === 'ready' && this.listening;
   }
 
   onReconnect(listener: () => void): () => void {
@@ -107,7 +165,7 @@ export class RedisBus implements PubSub {
   }
 
   async ping(): Promise<boolean> {
-    if (this.subscriber.status !== 'ready') return false;
+    if (!this.connected) return false;
     try {
       return (await this.publisher.ping()) === 'PONG';
     } catch {
@@ -130,6 +188,7 @@ export class RedisBus implements PubSub {
    */
   async close(graceMs = 1000): Promise<void> {
     this.closed = true;
+    clearTimeout(this.resubscribing);
     this.reconnectListeners.clear();
     const quit = Promise.allSettled(this.publishing).then(() => this.bus.close());
     await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
@@ -137,3 +196,9 @@ export class RedisBus implements PubSub {
     this.subscriber.disconnect();
   }
 }
+
+/** Waits before subscribing the channels again after Redis refused them: doubling from the first, up to the most. */
+const RESUBSCRIBE_FIRST_MS = 250;
+const RESUBSCRIBE_MAX_MS = 5000;
+/** How often the refusal is logged at most while it lasts. */
+const REFUSED_WARNING_MS = 10_000;

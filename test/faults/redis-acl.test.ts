@@ -1,0 +1,67 @@
+// Fault: Redis takes the subscriber's channels away (its ACL changed: `resetchannels`), closing the
+// connection, and refuses them (`NOPERM`) when the instance reconnects. The instance reports pub/sub
+// down meanwhile, and subscribes again until Redis takes them; its subscribers then get what was
+// sent in between and what follows (API.md guarantees 1–2). A private Redis: the shared one serves
+// the other test files.
+import Redis from 'ioredis';
+import { collect, createRoom, MESSAGE_ADDED, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { startRedis, type PrivateRedis } from './support/backing';
+import { readiness } from './support/child-server';
+import { baseOf } from './support/traffic';
+
+let redis: PrivateRedis;
+let server: TestServer;
+let admin: Redis;
+
+beforeAll(async () => {
+  redis = await startRedis();
+  // No heal on a timer within the test: what arrives came through pub/sub, or the heal of its return.
+  server = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '600000' });
+  admin = new Redis(redis.url);
+}, 60_000);
+
+afterAll(async () => {
+  admin?.disconnect();
+  await server?.stop();
+  await redis?.destroy();
+}, 60_000);
+
+/** How many times Redis refused a subscription for want of channel permissions (its ACL log, one entry per attempt). */
+async function refusedChannels(): Promise<number> {
+  const entries = (await admin.call('ACL', 'LOG')) as unknown[][];
+  return entries
+    .filter((entry) => entry[entry.indexOf('reason') + 1] === 'channel')
+    .reduce((sum, entry) => sum + Number(entry[entry.indexOf('count') + 1]), 0);
+}
+
+it('reports pub/sub down while Redis refuses its channels again, and delivers everything once Redis takes them', async () => {
+  const ada = await signUp(server.url);
+  const roomId = await createRoom(server.url, ada);
+  const client = wsClient(server.wsUrl, ada);
+  const sub = collect<{ messageAdded: { body: string } }>(client, MESSAGE_ADDED, { roomId });
+  const bodies = () => sub.results.map((r) => r.data?.messageAdded.body);
+  try {
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await send(server.url, ada, roomId, 'before');
+    await sub.until(() => bodies().length === 1);
+
+    await admin.call('ACL', 'SETUSER', 'default', 'resetchannels');
+    await waitFor(refusedChannels, 15_000); // the instance reconnected and asked for its channels again
+    expect(await readiness(baseOf(server.url))).toEqual({ status: 503, body: expect.objectContaining({ pubsub: 'down' }) });
+    // Before: ioredis asked once, was refused where nobody heard it, and never asked again; /readyz
+    // then said pub/sub up, and nothing arrived until a restart.
+    await waitFor(async () => (await refusedChannels()) >= 2, 15_000); // asked again, refused again
+    expect(await readiness(baseOf(server.url))).toEqual({ status: 503, body: expect.objectContaining({ pubsub: 'down' }) });
+    await send(server.url, ada, roomId, 'while refused'); // committed and answered: sends never wait on Redis
+
+    await admin.call('ACL', 'SETUSER', 'default', 'allchannels');
+    await waitFor(async () => (await readiness(baseOf(server.url))).body.pubsub === 'up', 15_000);
+    await send(server.url, ada, roomId, 'after');
+    await sub.until(() => bodies().length === 3, 15_000);
+    expect(bodies()).toEqual(['before', 'while refused', 'after']);
+  } finally {
+    await admin.call('ACL', 'SETUSER', 'default', 'allchannels');
+    sub.stop();
+    await client.dispose();
+  }
+}, 60_000);
