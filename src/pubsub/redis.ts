@@ -8,9 +8,10 @@ import type { PubSub, Topic } from './types';
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
  * command timeout, so a send never waits on a dead Redis, and pipelines automatically (in call
  * order, so a room's changes are still published in change order). The subscriber reconnects by
- * itself and this bus subscribes its channels again, until Redis takes them (one that refuses
- * them — `NOPERM` after its ACL changed — is reported down meanwhile, not up with nothing arriving);
- * each time they are back the reconnect is reported, so hubs can read what they missed.
+ * itself; this bus then subscribes its channels again, and keeps asking for any channel Redis
+ * refuses (`NOPERM`: an ACL without it, at start or after a change) until it takes them all,
+ * reporting pub/sub down meanwhile, not up with nothing arriving. Each time it has them all
+ * after a loss or a refusal, the reconnect is reported, so hubs can read what they missed.
  */
 export class RedisBus implements PubSub {
   private readonly publisher: Redis;
@@ -24,10 +25,14 @@ export class RedisBus implements PubSub {
   private wasReady = false;
   /** Whether the subscriber's connection has its channels: false from a reconnect until Redis takes them again. */
   private listening = true;
-  private resubscribing?: NodeJS.Timeout;
+  /** Subscriptions not made yet: refused by Redis, or asked for while the connection was being restored. */
+  private readonly waiting = new Set<Waiting>();
+  /** The connection whose restore runs or is due again, and when again. */
+  private restoringFor?: number;
+  private restoring?: NodeJS.Timeout;
   /** Counts the subscriber's connections: an answer to an earlier one's SUBSCRIBE is not this one's. */
   private connections = 0;
-  private readonly resubscribeRefused: (fields: Record<string, unknown>) => void;
+  private readonly refused: (fields: Record<string, unknown>) => void;
   private changed?: { promise: Promise<void>; resolve(): void };
   private closed = false;
 
@@ -49,13 +54,10 @@ export class RedisBus implements PubSub {
     for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
       client.on('error', (err) => log.warn({ err: err.message, client: name }, 'redis connection error'));
     }
-    this.resubscribeRefused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused the channels again; pub/sub is down until it takes them');
+    this.refused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused a subscription; pub/sub is down until it takes every channel');
     this.subscriber.on('ready', () => {
       this.connections++;
-      if (this.wasReady) {
-        this.listening = false;
-        this.resubscribe(0);
-      }
+      if (this.wasReady || this.waiting.size > 0) this.restore(this.connections);
       this.wasReady = true;
       this.notifyChanged();
     });
@@ -64,36 +66,51 @@ export class RedisBus implements PubSub {
   }
 
   /**
-   * Subscribes the channels on the subscriber's new connection, again after a while as long as
-   * Redis refuses them; once it takes them, reports the reconnect (what was published before
-   * that may have been missed).
+   * Gives the subscriber's connection every channel wanted: those it had (after a reconnect) and
+   * the subscriptions waiting for Redis; again after a while as long as Redis refuses any. Once it
+   * has them all, pub/sub is up and the reconnect is reported (what was published before may have
+   * been missed). One run per connection; subscriptions refused meanwhile join it.
    */
-  private resubscribe(attempt: number): void {
-    clearTimeout(this.resubscribing);
-    const channels = [...this.channels.keys()];
-    const done = () => {
+  private restore(connection: number, attempt = 0): void {
+    clearTimeout(this.restoring);
+    this.restoringFor = connection;
+    this.listening = false;
+    const current = () => !this.closed && connection === this.connections && this.subscriber.status === 'ready'; // else the next connection restores
+    const run = async () => {
+      const channels = [...this.channels.keys()];
+      if (channels.length > 0) await this.subscriber.subscribe(...channels);
+      while (this.waiting.size > 0 && current()) {
+        for (const entry of [...this.waiting]) if (current()) await this.take(entry);
+      }
+      if (!current()) return;
+      for (const channel of channels) if (!this.channels.has(channel)) void this.subscriber.unsubscribe(channel).catch(() => undefined); // unsubscribed meanwhile
+      this.restoringFor = undefined;
       this.listening = true;
-      this.log.info({ channels: channels.length }, 'redis subscriber reconnected');
+      this.log.info({ channels: this.channels.size }, 'redis subscriber listening again');
       this.notifyChanged();
       for (const listener of this.reconnectListeners) listener();
     };
-    if (channels.length === 0) return done();
-    const connection = this.connections;
-    const current = () => !this.closed && connection === this.connections && this.subscriber.status === 'ready'; // else the next connection subscribes again
-    this.subscriber.subscribe(...channels).then(
-      () => {
-        if (!current()) return;
-        for (const channel of channels) if (!this.channels.has(channel)) void this.subscriber.unsubscribe(channel).catch(() => undefined); // unsubscribed meanwhile
-        done();
-      },
-      (err: Error) => {
-        if (!current()) return;
-        this.resubscribeRefused({ err: err.message, channels: channels.length });
-        const again = () => current() && this.resubscribe(attempt + 1);
-        this.resubscribing = setTimeout(again, Math.min(RESUBSCRIBE_FIRST_MS * 2 ** attempt, RESUBSCRIBE_MAX_MS));
-        this.resubscribing.unref();
-      },
-    );
+    run().catch((err: Error) => {
+      if (!current()) return;
+      this.refused({ err: err.message, channels: this.channels.size + this.waiting.size });
+      this.restoring = setTimeout(() => current() && this.restore(connection, attempt + 1), Math.min(RESUBSCRIBE_FIRST_MS * 2 ** attempt, RESUBSCRIBE_MAX_MS));
+      this.restoring.unref();
+    });
+  }
+
+  /**
+   * Makes a waiting subscription (throws when Redis refuses it). Its channel is asked for first on
+   * the connection itself: the library's own refusal also rejects a promise nobody waits for.
+   */
+  private async take(entry: Waiting): Promise<void> {
+    if (entry.cancelled) return void this.waiting.delete(entry);
+    if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
+    if (entry.cancelled) return void this.waiting.delete(entry);
+    const id = await this.bus.subscribe(entry.topic, entry.handler);
+    this.waiting.delete(entry);
+    if (entry.cancelled) return this.bus.unsubscribe(id); // unsubscribed meanwhile
+    entry.id = id;
+    this.channels.set(entry.topic, (this.channels.get(entry.topic) ?? 0) + 1);
   }
 
   async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
@@ -107,35 +124,43 @@ export class RedisBus implements PubSub {
   }
 
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
-    // Asked of a connected subscriber only. A SUBSCRIBE queued while it is down fails for good when
-    // the connection does (Redis refuses its password: ioredis fails every queued command), so the
-    // subscription would never be made (and the library rejects a promise of its own that nobody
-    // waits on: `main.ts` logs those). Waiting here, it is made once Redis takes the connection.
-    while (!this.connected) {
+    // Asked of a connection that is up: a SUBSCRIBE queued while it is down fails for good when the
+    // connection does (Redis refuses its password: ioredis fails every queued command).
+    while (this.subscriber.status !== 'ready') {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
     }
     // Anyone with access to the Redis may publish on these channels (a person testing by hand,
     // another version during a rolling deploy): a message this instance cannot read is dropped,
     // where it would otherwise end the process of every instance at once.
-    const id = await this.bus.subscribe(topic.name, (payload: T) => {
+    const handle = (payload: unknown) => {
       try {
-        handler(payload);
+        handler(payload as T);
       } catch (err) {
         this.log.warn({ err: (err as Error).message, channel: topic.name }, 'pub/sub message dropped: not one this instance can read');
       }
-    });
-    this.channels.set(topic.name, (this.channels.get(topic.name) ?? 0) + 1);
-    let subscribed = true;
+    };
+    const entry: Waiting = { topic: topic.name, handler: handle, cancelled: false };
+    this.waiting.add(entry);
+    if (this.listening) {
+      await this.take(entry).catch((err: Error) => {
+        // Refused (an ACL without this channel), or the connection lost meanwhile: it waits, made
+        // by the connection's restore (now, or when the next one is ready), and pub/sub is down until then.
+        if (this.closed || this.subscriber.status !== 'ready') return;
+        this.refused({ err: err.message, channel: topic.name });
+        if (this.restoringFor !== this.connections) this.restore(this.connections);
+      });
+    } else if (this.restoringFor !== this.connections) this.restore(this.connections);
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
     return async () => {
-      if (!subscribed) return;
-      subscribed = false;
+      if (entry.cancelled) return;
+      entry.cancelled = true;
+      if (entry.id === undefined) return void this.waiting.delete(entry);
       const left = this.channels.get(topic.name)! - 1;
       if (left > 0) this.channels.set(topic.name, left);
       else this.channels.delete(topic.name);
-      if (!this.closed) this.bus.unsubscribe(id);
+      if (!this.closed) this.bus.unsubscribe(entry.id);
     };
   }
 
@@ -188,13 +213,21 @@ export class RedisBus implements PubSub {
    */
   async close(graceMs = 1000): Promise<void> {
     this.closed = true;
-    clearTimeout(this.resubscribing);
+    clearTimeout(this.restoring);
     this.reconnectListeners.clear();
     const quit = Promise.allSettled(this.publishing).then(() => this.bus.close());
     await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
     this.publisher.disconnect();
     this.subscriber.disconnect();
   }
+}
+
+/** A subscription of this bus: its channel, its handler, and once Redis took it, the library's id for it. */
+interface Waiting {
+  topic: string;
+  handler: (payload: unknown) => void;
+  id?: number;
+  cancelled: boolean;
 }
 
 /** Waits before subscribing the channels again after Redis refused them: doubling from the first, up to the most. */

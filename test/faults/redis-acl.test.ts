@@ -65,3 +65,37 @@ it('reports pub/sub down while Redis refuses its channels again, and delivers ev
     await client.dispose();
   }
 }, 60_000);
+
+it('reports pub/sub down when it starts on a Redis that refuses its channels, and delivers everything once Redis takes them', async () => {
+  await admin.call('ACL', 'SETUSER', 'default', 'resetchannels');
+  let late: TestServer | undefined;
+  let client: ReturnType<typeof wsClient> | undefined;
+  try {
+    const refusedBefore = await refusedChannels();
+    late = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '600000' });
+    await waitFor(async () => (await refusedChannels()) > refusedBefore, 15_000);
+    // Before: each subscription refused once at start and never asked for again; /readyz said pub/sub
+    // up, and only the heal timer delivered.
+    await waitFor(async () => (await readiness(baseOf(late!.url))).body.pubsub === 'down', 15_000);
+    const refusedWhileDown = await refusedChannels();
+    await waitFor(async () => (await refusedChannels()) > refusedWhileDown, 15_000); // asked again, refused again
+    expect(await readiness(baseOf(late.url))).toEqual({ status: 503, body: expect.objectContaining({ pubsub: 'down' }) });
+    const bob = await signUp(late.url);
+    const roomId = await createRoom(late.url, bob);
+    client = wsClient(late.wsUrl, bob);
+    const sub = collect<{ messageAdded: { body: string } }>(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => late!.app.hubs.listeners(roomId) === 1);
+    await send(late.url, bob, roomId, 'while refused');
+
+    await admin.call('ACL', 'SETUSER', 'default', 'allchannels');
+    await waitFor(async () => (await readiness(baseOf(late!.url))).body.pubsub === 'up', 15_000);
+    await send(late.url, bob, roomId, 'after');
+    await sub.until((r) => r.length === 2, 15_000);
+    expect(sub.results.map((r) => r.data?.messageAdded.body)).toEqual(['while refused', 'after']);
+    sub.stop();
+  } finally {
+    await admin.call('ACL', 'SETUSER', 'default', 'allchannels');
+    await client?.dispose();
+    await late?.stop();
+  }
+}, 60_000);
