@@ -104,6 +104,7 @@ export class RedisBus implements PubSub {
    */
   private async take(entry: Waiting): Promise<void> {
     if (entry.cancelled) return void this.waiting.delete(entry);
+    // (A subscription being made by `subscribe` is not in `waiting`, so a restore never makes it twice.)
     if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
     if (entry.cancelled) return void this.waiting.delete(entry);
     const id = await this.bus.subscribe(entry.topic, entry.handler);
@@ -141,16 +142,23 @@ export class RedisBus implements PubSub {
       }
     };
     const entry: Waiting = { topic: topic.name, handler: handle, cancelled: false };
-    this.waiting.add(entry);
+    let made = false;
     if (this.listening) {
-      await this.take(entry).catch((err: Error) => {
-        // Refused (an ACL without this channel), or the connection lost meanwhile: it waits, made
-        // by the connection's restore (now, or when the next one is ready), and pub/sub is down until then.
-        if (this.closed || this.subscriber.status !== 'ready') return;
-        this.refused({ err: err.message, channel: topic.name });
-        if (this.restoringFor !== this.connections) this.restore(this.connections);
-      });
-    } else if (this.restoringFor !== this.connections) this.restore(this.connections);
+      made = await this.take(entry).then(
+        () => true,
+        (err: Error) => {
+          if (this.subscriber.status === 'ready') this.refused({ err: err.message, channel: topic.name });
+          return this.closed; // closed: nothing to wait for
+        },
+      );
+    }
+    // Refused (an ACL without this channel), the connection lost meanwhile, or its channels being
+    // restored: it waits, made by the connection's restore (now, or when the next one is ready),
+    // and pub/sub is down until then.
+    if (!made) {
+      this.waiting.add(entry);
+      if (this.subscriber.status === 'ready' && this.restoringFor !== this.connections) this.restore(this.connections);
+    }
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
     return async () => {
