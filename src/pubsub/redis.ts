@@ -27,6 +27,8 @@ export class RedisBus implements PubSub {
   private listening = true;
   /** Subscriptions not made yet: refused by Redis, or asked for while the connection was being restored. */
   private readonly waiting = new Set<Waiting>();
+  /** Channels with subscriptions being made, and how many. */
+  private readonly taking = new Map<string, number>();
   /** The connection whose restore runs or is due again, and when again. */
   private restoringFor?: number;
   private restoring?: NodeJS.Timeout;
@@ -105,13 +107,25 @@ export class RedisBus implements PubSub {
   private async take(entry: Waiting): Promise<void> {
     if (entry.cancelled) return void this.waiting.delete(entry);
     // (A subscription being made by `subscribe` is not in `waiting`, so a restore never makes it twice.)
-    if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
-    if (entry.cancelled) return void this.waiting.delete(entry);
-    const id = await this.bus.subscribe(entry.topic, entry.handler);
-    this.waiting.delete(entry);
-    if (entry.cancelled) return this.bus.unsubscribe(id); // unsubscribed meanwhile
-    entry.id = id;
-    this.channels.set(entry.topic, (this.channels.get(entry.topic) ?? 0) + 1);
+    this.taking.set(entry.topic, (this.taking.get(entry.topic) ?? 0) + 1);
+    try {
+      if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
+      if (entry.cancelled) {
+        // Unsubscribed meanwhile: the channel asked for goes too, unless another subscription has it or is being made.
+        this.waiting.delete(entry);
+        if (!this.channels.has(entry.topic) && this.taking.get(entry.topic) === 1) void this.subscriber.unsubscribe(entry.topic).catch(() => undefined);
+        return;
+      }
+      const id = await this.bus.subscribe(entry.topic, entry.handler);
+      this.waiting.delete(entry);
+      if (entry.cancelled) return this.bus.unsubscribe(id); // unsubscribed meanwhile (the library's last one unsubscribes the channel)
+      entry.id = id;
+      this.channels.set(entry.topic, (this.channels.get(entry.topic) ?? 0) + 1);
+    } finally {
+      const left = this.taking.get(entry.topic)! - 1;
+      if (left > 0) this.taking.set(entry.topic, left);
+      else this.taking.delete(entry.topic);
+    }
   }
 
   async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
