@@ -27,6 +27,8 @@ export class RedisBus implements PubSub {
   private listening = true;
   /** Subscriptions not made yet: refused by Redis, or asked for while the connection was being restored. */
   private readonly waiting = new Set<Waiting>();
+  /** Subscriptions being made: `close` lets them finish before it quits (a SUBSCRIBE the QUIT cut off fails a promise of the library's that nobody waits for). */
+  private readonly takes = new Set<Promise<void>>();
   /** Channels with subscriptions being made, and how many. */
   private readonly taking = new Map<string, number>();
   /** The connection whose restore runs or is due again, and when again. */
@@ -104,12 +106,21 @@ export class RedisBus implements PubSub {
    * Makes a waiting subscription (throws when Redis refuses it). Its channel is asked for first on
    * the connection itself: the library's own refusal also rejects a promise nobody waits for.
    */
-  private async take(entry: Waiting): Promise<void> {
+  private take(entry: Waiting): Promise<void> {
+    const taking = this.make(entry);
+    const settled = () => void this.takes.delete(taking);
+    this.takes.add(taking);
+    taking.then(settled, settled);
+    return taking;
+  }
+
+  private async make(entry: Waiting): Promise<void> {
     if (entry.cancelled) return void this.waiting.delete(entry);
     // (A subscription being made by `subscribe` is not in `waiting`, so a restore never makes it twice.)
     this.taking.set(entry.topic, (this.taking.get(entry.topic) ?? 0) + 1);
     try {
       if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
+      if (this.closed) return;
       if (entry.cancelled) {
         // Unsubscribed meanwhile: the channel asked for goes too, unless another subscription has it or is being made.
         this.waiting.delete(entry);
@@ -227,9 +238,9 @@ export class RedisBus implements PubSub {
   }
 
   /**
-   * Quits both connections once the publishes made before are answered, waiting at most `graceMs`
-   * in all: a `QUIT` would overtake the publishes still queued for the connection's next write (the
-   * end of an assistant reply that the shutdown stopped, say), and `quit` on a connection that is
+   * Quits both connections once the publishes and subscriptions under way are answered, waiting at
+   * most `graceMs` in all: a `QUIT` would overtake the publishes still queued for the connection's
+   * next write (the end of an assistant reply that the shutdown stopped, say), and `quit` on a connection that is
    * down waits in its offline queue for Redis to return, so after the grace both are cut (which
    * also stops their reconnecting).
    */
@@ -237,7 +248,7 @@ export class RedisBus implements PubSub {
     this.closed = true;
     clearTimeout(this.restoring);
     this.reconnectListeners.clear();
-    const quit = Promise.allSettled(this.publishing).then(() => this.bus.close());
+    const quit = Promise.allSettled([...this.publishing, ...this.takes]).then(() => this.bus.close());
     await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
     this.publisher.disconnect();
     this.subscriber.disconnect();
