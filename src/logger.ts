@@ -32,6 +32,9 @@ export function createLogger(level: string, destination?: pino.DestinationStream
   return destination ? pino(options, destination) : pino(options);
 }
 
+/** How often a warning that may repeat with every request or signal is logged at most. */
+export const REPEATED_WARNING_MS = 1000;
+
 /**
  * A warning that may repeat many times a second (a publish failing on every send while Redis is
  * down): the first of each `everyMs` is logged as it comes, the others of that window are counted

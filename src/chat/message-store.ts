@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager } from 'typeorm';
 import { MessageEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
-import { warnAtMostEvery, type Logger } from '../logger';
+import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
 import { isUniqueViolation } from '../db/errors';
@@ -100,9 +100,6 @@ export const reactionSummary = (messageId: string) => `COALESCE((
   FROM (SELECT emoji, jsonb_agg(user_id ORDER BY created_at, user_id) AS users, min(created_at) AS first
         FROM reactions WHERE message_id = ${messageId} GROUP BY emoji) g), '[]'::jsonb)`;
 const REACTION_SUMMARY = reactionSummary('$1');
-
-/** How often a warning that repeats with every send (a failed publish) is logged at most. */
-const REPEATED_WARNING_MS = 1000;
 
 /**
  * Every write to a room's messages, and its one publish; owns docs/guarantees.md guarantees 3, 4,

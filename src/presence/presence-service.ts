@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
-import { publishQuietly } from './publish';
+import { quietPublisher } from './publish';
 import type { EphemeralStore } from './store';
 
 const SWEEP_BATCH = 500;
@@ -39,7 +39,10 @@ export class PresenceService {
   private closed = false;
   private ticking = false;
 
+  private readonly publishSignal: ReturnType<typeof quietPublisher>;
+
   constructor(private readonly options: PresenceOptions) {
+    this.publishSignal = quietPublisher(options.pubsub, options.log);
     this.timer = setInterval(() => {
       if (this.ticking) return; // a slow store: skip a beat rather than pile them up
       this.ticking = true;
@@ -116,10 +119,10 @@ export class PresenceService {
   }
 
   private async publish(userId: string, online: boolean): Promise<void> {
-    const { db, pubsub, log } = this.options;
+    const { db, log } = this.options;
     try {
       const rooms: Array<{ room_id: string }> = await db.query('SELECT room_id FROM memberships WHERE user_id = $1', [userId]);
-      await Promise.all(rooms.map(({ room_id: roomId }) => publishQuietly(pubsub, log, roomId, { kind: 'presence', userId, online })));
+      await Promise.all(rooms.map(({ room_id: roomId }) => this.publishSignal(roomId, { kind: 'presence', userId, online })));
     } catch (err) {
       log.warn({ err: (err as Error).message, userId }, 'could not announce a presence change');
     }

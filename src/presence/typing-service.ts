@@ -6,7 +6,7 @@ import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
 import type { RateLimit } from '../rate-limit';
 import { isUuid } from '../validation';
-import { publishQuietly, unavailable } from './publish';
+import { quietPublisher, unavailable } from './publish';
 import type { EphemeralStore } from './store';
 
 /** A `setTyping(true)` this soon after the last one that reached the store is answered from memory. */
@@ -48,7 +48,10 @@ export class TypingService {
   private readonly now: () => number;
   private closed = false;
 
+  private readonly publishSignal: ReturnType<typeof quietPublisher>;
+
   constructor(private readonly options: TypingOptions) {
+    this.publishSignal = quietPublisher(options.pubsub, options.log);
     this.now = options.now ?? Date.now;
     this.throttleMs = Math.min(TYPING_THROTTLE_MS, options.ttlMs / 2); // a throttled repeat must not outlive the typing
     this.sweeper = setInterval(() => void this.sweep(), options.ttlMs);
@@ -137,6 +140,6 @@ export class TypingService {
   }
 
   private publish(roomId: string, userId: string, typing: boolean): Promise<void> {
-    return publishQuietly(this.options.pubsub, this.options.log, roomId, { kind: 'typing', userId, typing });
+    return this.publishSignal(roomId, { kind: 'typing', userId, typing });
   }
 }

@@ -22,16 +22,11 @@ export class RedisBus implements PubSub {
   private readonly publishing = new Set<Promise<unknown>>();
   /** The channels subscribed, each with how many subscriptions it has: what a new connection subscribes again. */
   private readonly channels = new Map<string, number>();
-  private wasReady = false;
-  /** Whether the subscriber's connection has its channels: false from a reconnect until Redis takes them again. */
-  private listening = true;
   /** Subscriptions not made yet: refused by Redis, or asked for while the connection was being restored. */
   private readonly waiting = new Set<Waiting>();
   /** Subscriptions being made: `close` lets them finish before it quits (a SUBSCRIBE the QUIT cut off fails a promise of the library's that nobody waits for). */
-  private readonly takes = new Set<Promise<void>>();
-  /** Channels with subscriptions being made, and how many. */
-  private readonly taking = new Map<string, number>();
-  /** The connection whose restore runs or is due again, and when again. */
+  private readonly making = new Map<Waiting, Promise<void>>();
+  /** The connection whose restore runs or is due again (none while the connection has every channel), and when again. */
   private restoringFor?: number;
   private restoring?: NodeJS.Timeout;
   /** Counts the subscriber's connections: an answer to an earlier one's SUBSCRIBE is not this one's. */
@@ -61,8 +56,7 @@ export class RedisBus implements PubSub {
     this.refused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused a subscription; pub/sub is down until it takes every channel');
     this.subscriber.on('ready', () => {
       this.connections++;
-      if (this.wasReady || this.waiting.size > 0) this.restore(this.connections);
-      this.wasReady = true;
+      if (this.connections > 1) this.restore(this.connections); // the first has no channels yet
       this.notifyChanged();
     });
     this.subscriber.on('end', () => this.notifyChanged());
@@ -78,7 +72,6 @@ export class RedisBus implements PubSub {
   private restore(connection: number, attempt = 0): void {
     clearTimeout(this.restoring);
     this.restoringFor = connection;
-    this.listening = false;
     const current = () => !this.closed && connection === this.connections && this.subscriber.status === 'ready'; // else the next connection restores
     const run = async () => {
       const channels = [...this.channels.keys()];
@@ -89,7 +82,6 @@ export class RedisBus implements PubSub {
       if (!current()) return;
       for (const channel of channels) if (!this.channels.has(channel)) void this.subscriber.unsubscribe(channel).catch(() => undefined); // unsubscribed meanwhile
       this.restoringFor = undefined;
-      this.listening = true;
       this.log.info({ channels: this.channels.size }, 'redis subscriber listening again');
       this.notifyChanged();
       for (const listener of this.reconnectListeners) listener();
@@ -107,36 +99,30 @@ export class RedisBus implements PubSub {
    * the connection itself: the library's own refusal also rejects a promise nobody waits for.
    */
   private take(entry: Waiting): Promise<void> {
-    const taking = this.make(entry);
-    const settled = () => void this.takes.delete(taking);
-    this.takes.add(taking);
-    taking.then(settled, settled);
-    return taking;
+    const making = this.make(entry);
+    const settled = () => void this.making.delete(entry);
+    this.making.set(entry, making);
+    making.then(settled, settled);
+    return making;
   }
 
   private async make(entry: Waiting): Promise<void> {
     if (entry.cancelled) return void this.waiting.delete(entry);
     // (A subscription being made by `subscribe` is not in `waiting`, so a restore never makes it twice.)
-    this.taking.set(entry.topic, (this.taking.get(entry.topic) ?? 0) + 1);
-    try {
-      if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
-      if (this.closed) return;
-      if (entry.cancelled) {
-        // Unsubscribed meanwhile: the channel asked for goes too, unless another subscription has it or is being made.
-        this.waiting.delete(entry);
-        if (!this.channels.has(entry.topic) && this.taking.get(entry.topic) === 1) void this.subscriber.unsubscribe(entry.topic).catch(() => undefined);
-        return;
-      }
-      const id = await this.bus.subscribe(entry.topic, entry.handler);
+    if (!this.channels.has(entry.topic)) await this.subscriber.subscribe(entry.topic);
+    if (this.closed) return;
+    if (entry.cancelled) {
+      // Unsubscribed meanwhile: the channel asked for goes too, unless another subscription has it or is being made.
       this.waiting.delete(entry);
-      if (entry.cancelled) return this.bus.unsubscribe(id); // unsubscribed meanwhile (the library's last one unsubscribes the channel)
-      entry.id = id;
-      this.channels.set(entry.topic, (this.channels.get(entry.topic) ?? 0) + 1);
-    } finally {
-      const left = this.taking.get(entry.topic)! - 1;
-      if (left > 0) this.taking.set(entry.topic, left);
-      else this.taking.delete(entry.topic);
+      const wanted = this.channels.has(entry.topic) || [...this.making.keys()].some((other) => other !== entry && other.topic === entry.topic);
+      if (!wanted) void this.subscriber.unsubscribe(entry.topic).catch(() => undefined);
+      return;
     }
+    const id = await this.bus.subscribe(entry.topic, entry.handler);
+    this.waiting.delete(entry);
+    if (entry.cancelled) return this.bus.unsubscribe(id); // unsubscribed meanwhile (the library's last one unsubscribes the channel)
+    entry.id = id;
+    this.channels.set(entry.topic, (this.channels.get(entry.topic) ?? 0) + 1);
   }
 
   async publish<T>(topic: Topic<T>, payload: T): Promise<void> {
@@ -168,7 +154,7 @@ export class RedisBus implements PubSub {
     };
     const entry: Waiting = { topic: topic.name, handler: handle, cancelled: false };
     let made = false;
-    if (this.listening) {
+    if (this.restoringFor === undefined) {
       made = await this.take(entry).then(
         () => true,
         (err: Error) => {
@@ -214,7 +200,7 @@ export class RedisBus implements PubSub {
   }
 
   get connected(): boolean {
-    return this.subscriber.status === 'ready' && this.listening;
+    return this.subscriber.status === 'ready' && this.restoringFor === undefined;
   }
 
   onReconnect(listener: () => void): () => void {
@@ -248,7 +234,7 @@ export class RedisBus implements PubSub {
     this.closed = true;
     clearTimeout(this.restoring);
     this.reconnectListeners.clear();
-    const quit = Promise.allSettled([...this.publishing, ...this.takes]).then(() => this.bus.close());
+    const quit = Promise.allSettled([...this.publishing, ...this.making.values()]).then(() => this.bus.close());
     await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
     this.publisher.disconnect();
     this.subscriber.disconnect();

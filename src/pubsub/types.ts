@@ -62,7 +62,7 @@ export interface PubSub {
   subscribe<T>(topic: Topic<T>, handler: (payload: T) => void): Promise<() => Promise<void>>;
   /** Calls the listener after the bus reconnected (signals may have been lost meanwhile). */
   onReconnect(listener: () => void): () => void;
-  /** Whether signals reach this instance now (Redis: its subscriber's connection is up). While not, every signal published is lost here. */
+  /** Whether signals reach this instance now (Redis: its subscriber's connection is up and has every channel). While not, signals published may be lost here. */
   readonly connected: boolean;
   /** True when the bus answers. */
   ping(): Promise<boolean>;

@@ -322,6 +322,16 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     }
   }, SLOW);
 
+  /** An app starts on `dir`, its lock now naming this process. */
+  async function expectTakenOver(dir: string): Promise<void> {
+    const next = await startServer(embedded(dir));
+    try {
+      expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} ${os.hostname()}`);
+    } finally {
+      await next.stop();
+    }
+  }
+
   it('takes over at once a DATA_DIR locked by a process that was killed and not yet reaped (a zombie)', async () => {
     if (process.platform !== 'linux') return;
     const dir = mkdtempSync(path.join(os.tmpdir(), 'chat-embedded-zombie-'));
@@ -332,12 +342,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
       await waitFor(() => /\) Z /.test(readFileSync(`/proc/${zombie}/stat`, 'utf8')));
       writeFileSync(path.join(dir, 'pglite.lock'), `${zombie} ${os.hostname()}`);
       // Before: signal 0 reached it, and the directory was refused as "in use by process <zombie>".
-      const next = await startServer(embedded(dir));
-      try {
-        expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} ${os.hostname()}`);
-      } finally {
-        await next.stop();
-      }
+      await expectTakenOver(dir);
     } finally {
       parent.kill('SIGKILL');
       rmSync(dir, { recursive: true, force: true });
@@ -360,12 +365,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
       writeFileSync(path.join(dir, 'pglite.lock'), `${process.pid} another-container`);
       const past = new Date(Date.now() - LOCK_STALE_MS - 1000);
       utimesSync(path.join(dir, 'pglite.lock'), past, past);
-      const next = await startServer(embedded(dir));
-      try {
-        expect(readFileSync(path.join(dir, 'pglite.lock'), 'utf8')).toBe(`${process.pid} ${os.hostname()}`);
-      } finally {
-        await next.stop();
-      }
+      await expectTakenOver(dir);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

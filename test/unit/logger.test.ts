@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream';
 import { QueryFailedError } from 'typeorm';
 import { createLogger, warnAtMostEvery } from '../../src/logger';
-import { publishQuietly } from '../../src/presence/publish';
+import { quietPublisher } from '../../src/presence/publish';
 import type { PubSub } from '../../src/pubsub';
 
 function capture() {
@@ -77,6 +77,7 @@ it('logs a warning that repeats with every send once per window, saying how many
 it('logs the failed publishes of ephemeral signals once per window too (a user with many rooms publishes to each at once)', async () => {
   const { log, lines } = capture();
   const down = { publish: () => Promise.reject(new Error('Connection is closed.')) } as unknown as PubSub;
-  await Promise.all(Array.from({ length: 12 }, (_, i) => publishQuietly(down, log, `room-${i}`, { kind: 'presence', userId: 'u', online: true })));
+  const publish = quietPublisher(down, log);
+  await Promise.all(Array.from({ length: 12 }, (_, i) => publish(`room-${i}`, { kind: 'presence', userId: 'u', online: true })));
   expect(lines.map((line) => JSON.parse(line)).map(({ msg, roomId }) => ({ msg, roomId }))).toEqual([{ msg: 'could not publish an ephemeral signal', roomId: 'room-0' }]);
 });
