@@ -3,6 +3,7 @@ import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_SLICES_PER_TURN } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import { SHARED_AS, type PushSink } from '../../src/push-stream';
+import { waitFor } from '../support/fakes';
 
 /** Resolves to what `promise` gave, or to `timeout` when it gives nothing within `ms` (a bound, not a sleep). */
 function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -676,9 +677,14 @@ describe('subscribeShared', () => {
         },
       });
       for (const sink of sinks) for (let n = 1; n <= 64; n++) void sink.replay(event(n)); // two groups each
-      await new Promise((r) => setTimeout(r, 50));
-      expect(started).toBe(CATCH_UP_CONCURRENCY * 32); // 6 groups of 32 run; the other 34 wait their turn
-      stall.open();
+      try {
+        // 6 groups of 32 run; the other 34 wait their turn (a busy machine may take a while to start them).
+        await waitFor(() => started >= CATCH_UP_CONCURRENCY * 32, 'the first groups to start', 10_000);
+        await new Promise((r) => setTimeout(r, 50));
+        expect(started).toBe(CATCH_UP_CONCURRENCY * 32);
+      } finally {
+        stall.open(); // the turns are the instance's: a failure here must not hold them for the next tests
+      }
       await Promise.all(subs.map((s) => s.until(64)));
       for (const sub of subs) expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual(Array.from({ length: 64 }, (_, i) => i + 1));
       await Promise.all(subs.map((s) => s.iterator.return!()));
@@ -691,7 +697,7 @@ describe('subscribeShared', () => {
       const stall = gate();
       const answers = Array.from({ length: 100 }, (_, i) => sink.replay({ n: i + 1, gate: stall.promise }));
       // The first 31 are taken at once; the 32nd fills the group and waits for its write.
-      expect(await within(Promise.all(answers.slice(0, 31)), 50)).not.toBe('timeout');
+      expect(await within(Promise.all(answers.slice(0, 31)), 5000)).not.toBe('timeout');
       expect(await within(answers[31], 50)).toBe('timeout');
       stall.open();
       await Promise.all(answers);
