@@ -3,7 +3,7 @@ import type { Viewer } from '../auth/tokens';
 import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import type { Role } from '../db/entities/membership';
 import { conflict, forbidden, notFound } from '../errors';
-import type { Logger } from '../logger';
+import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { roomTopic, userTopic, type PubSub } from '../pubsub';
 import { isUuid, pageSize, parseInput } from '../validation';
 import { notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
@@ -30,11 +30,16 @@ export interface MemberChangedModel {
  * the user concerned (`AddedToRoom`, `RemovedFromRoom` on `myEvents`), on every instance.
  */
 export class MembershipService {
+  /** Logs a failed publish, once a second at most (with how many were left out): Redis down fails every one. */
+  private readonly publishFailed: (fields: Record<string, unknown>) => void;
+
   constructor(
     private readonly db: DataSource,
     private readonly pubsub: PubSub,
-    private readonly log: Logger,
-  ) {}
+    log: Logger,
+  ) {
+    this.publishFailed = warnAtMostEvery(log, REPEATED_WARNING_MS, 'publish failed; hubs notice removals by timer');
+  }
 
   /**
    * Joins a PUBLIC room; joining a room one is already in is no change (whatever its kind). Any
@@ -148,7 +153,7 @@ export class MembershipService {
    * (with their read position) or went, the user (AddedToRoom, RemovedFromRoom). Failures are logged.
    */
   tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): void {
-    const warn = (err: unknown) => this.log.warn({ err: (err as Error).message, roomId }, 'publish failed; hubs notice removals by timer');
+    const warn = (err: unknown) => this.publishFailed({ err: (err as Error).message, roomId });
     this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role }).catch(warn);
     if (came === 'removed') this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }).catch(warn);
     else if (came) this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }).catch(warn);

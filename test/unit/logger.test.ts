@@ -2,6 +2,8 @@
 import { Writable } from 'node:stream';
 import { QueryFailedError } from 'typeorm';
 import { createLogger, warnAtMostEvery } from '../../src/logger';
+import type { DataSource } from 'typeorm';
+import { MembershipService } from '../../src/chat/membership-service';
 import { quietPublisher } from '../../src/presence/publish';
 import type { PubSub } from '../../src/pubsub';
 
@@ -80,4 +82,14 @@ it('logs the failed publishes of ephemeral signals once per window too (a user w
   const publish = quietPublisher(down, log);
   await Promise.all(Array.from({ length: 12 }, (_, i) => publish(`room-${i}`, { kind: 'presence', userId: 'u', online: true })));
   expect(lines.map((line) => JSON.parse(line)).map(({ msg, roomId }) => ({ msg, roomId }))).toEqual([{ msg: 'could not publish an ephemeral signal', roomId: 'room-0' }]);
+});
+
+it('logs the failed publishes of membership changes once per window (Redis down fails every one; a burst of joins gave a line each)', async () => {
+  const { log, lines } = capture();
+  const down = { publish: () => Promise.reject(new Error('Connection is closed.')) } as unknown as PubSub;
+  const memberships = new MembershipService({} as DataSource, down, log);
+  for (let i = 0; i < 12; i++) memberships.tell(`room-${i}`, 'u', 'MEMBER', { added: 0 });
+  await new Promise((r) => setImmediate(r));
+  const logged = lines.map((line) => JSON.parse(line));
+  expect(logged.map(({ msg, roomId }) => ({ msg, roomId }))).toEqual([{ msg: 'publish failed; hubs notice removals by timer', roomId: 'room-0' }]);
 });
