@@ -6,6 +6,7 @@ import { TokenService } from '../../src/auth/tokens';
 import { SocketSessions, type SocketExtra } from '../../src/http/socket-sessions';
 import { shutdownPlan } from '../../src/http/transport';
 import { createLogger } from '../../src/logger';
+import { waitFor } from '../support/fakes';
 
 const tokens = new TokenService('a-secret-long-enough-for-hs256-signing-here', 60);
 const log = createLogger('silent');
@@ -140,7 +141,7 @@ describe('SocketSessions', () => {
     await connect(sockets, tokens.issue('u2', 's2').token);
     a.socket.close(1000, 'bye');
     signalsLost();
-    await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => asked.length > 0, 'the sessions to be asked about');
     expect(asked).toEqual([['s2']]);
   });
 
