@@ -1,6 +1,7 @@
-import Redis, { type Command } from 'ioredis';
+import type Redis from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { rateLimited } from './errors';
+import { AnsweringRedis } from './redis-client';
 
 /** A budget of `points` per `durationS` seconds per key, answered RATE_LIMITED when spent. */
 export class RateLimit {
@@ -38,27 +39,6 @@ export class RateLimit {
 }
 
 /**
- * The budgets' connection to Redis. A command Redis has not answered within the timeout makes it
- * reconnect. A Redis that stopped answering with its connections open (a stopped process, a stalled
- * host) then holds the new connection short of ready until it answers again, and meanwhile each
- * budget counts in the instance's memory at once (`rejectIfRedisNotReady`). Before, each spend
- * waited for its own timeout, was counted in memory, and stayed queued in Redis, to be counted again
- * when Redis woke: senders who had kept within their budget were refused for seconds after.
- */
-class BudgetsRedis extends Redis {
-  override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
-    const sent = super.sendCommand(command, stream);
-    command.promise.catch((err: Error) => {
-      if (err.message === TIMED_OUT && this.status === 'ready') this.disconnect(true);
-    });
-    return sent;
-  }
-}
-
-/** How ioredis rejects a command that `commandTimeout` ended. */
-const TIMED_OUT = 'Command timed out';
-
-/**
  * Makes rate limits shared by all instances through Redis when there is one (each falling back
  * to a per-instance limit while Redis is unreachable or not answering), in memory otherwise.
  */
@@ -70,7 +50,10 @@ export class RateLimits {
     if (redisUrl) {
       // Auto-pipelining: the commands of every request in flight that are issued in one turn of the
       // event loop leave in one write (a send spends several budgets; each write is a system call).
-      this.redis = new BudgetsRedis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000, enableAutoPipelining: true });
+      // A Redis that stops answering: the connection waits short of ready until it answers again,
+      // and the budgets count in memory at once meanwhile (`rejectIfRedisNotReady`), not after a
+      // timeout each, and not again when Redis wakes and runs what was queued.
+      this.redis = new AnsweringRedis(redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 1000, enableAutoPipelining: true });
       this.redis.on('error', () => undefined); // the pub/sub connection reports Redis trouble already
     }
   }

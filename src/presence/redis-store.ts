@@ -1,5 +1,6 @@
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
 import type { Logger } from '../logger';
+import { AnsweringRedis } from '../redis-client';
 import type { EphemeralStore } from './store';
 
 /** Key names, in one place (after an optional prefix). Each sorted set's scores are deadlines in ms of Redis's clock. */
@@ -102,7 +103,8 @@ export class RedisEphemeralStore implements EphemeralStore {
   /** `prefix` sets these keys apart from others' on the same Redis (tests that must not share them). */
   constructor(url: string, log: Logger, prefix = '') {
     this.keys = keyNames(prefix);
-    const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2000 });
+    // A Redis that stops answering fails the calls at once (SERVICE_UNAVAILABLE) after the first times out, until it answers again.
+    const redis = new AnsweringRedis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 2000 });
     redis.on('error', (err) => log.debug({ err: err.message }, 'presence redis connection error')); // pub/sub reports it already
     for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 1, lua });
     this.redis = redis as Scripted;

@@ -1,12 +1,14 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
 import Redis from 'ioredis';
 import { warnAtMostEvery, type Logger } from '../logger';
+import { AnsweringRedis } from '../redis-client';
 import { within } from '../within';
 import type { PubSub, Topic } from './types';
 
 /**
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
- * command timeout, so a send never waits on a dead Redis, and pipelines automatically (in call
+ * command timeout, so a send never waits on a dead Redis (nor, after one timeout, on a Redis that
+ * stopped answering), and pipelines automatically (in call
  * order, so a room's changes are still published in change order). The subscriber reconnects by
  * itself; this bus then subscribes its channels again, and keeps asking for any channel Redis
  * refuses (`NOPERM`: an ACL without it, at start or after a change) until it takes them all,
@@ -40,7 +42,7 @@ export class RedisBus implements PubSub {
     private readonly log: Logger,
   ) {
     const retryStrategy = (times: number) => Math.min(50 * 2 ** times, 2000);
-    this.publisher = new Redis(url, {
+    this.publisher = new AnsweringRedis(url, {
       enableOfflineQueue: false,
       commandTimeout: 2000,
       maxRetriesPerRequest: 0,
@@ -53,6 +55,14 @@ export class RedisBus implements PubSub {
     for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
       client.on('error', (err) => log.warn({ err: err.message, client: name }, 'redis connection error'));
     }
+    // Redis stopped answering with its connections open (a stopped process, a stalled host): the
+    // publisher connects again, and so does the subscriber, which would hear nothing meanwhile yet
+    // count as up. Both stay short of ready until Redis answers: pub/sub is down (readiness, the
+    // revocation check before heals), and its return is a reconnect like any other.
+    this.publisher.on('unanswered', () => {
+      log.warn('redis did not answer in time; pub/sub is down until it does');
+      this.subscriber.disconnect(true);
+    });
     this.refused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused a subscription; pub/sub is down until it takes every channel');
     this.subscriber.on('ready', () => {
       this.connections++;

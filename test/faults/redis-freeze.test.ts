@@ -4,19 +4,22 @@
 // them is never refused for the stall (API.md, RATE_LIMITED). `/readyz` answers at once meanwhile.
 // A private Redis: the shared one serves the other test files.
 import Redis from 'ioredis';
-import { createRoom, gql, signUp, startServer, waitFor, type TestServer } from '../support/harness';
+import { collect, createRoom, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { baseOf } from './support/traffic';
 
 let redis: PrivateRedis;
 let server: TestServer;
+/** A second instance: heals every second, and never sweeps its sockets' sessions within a test. */
+let other: TestServer;
 let admin: Redis;
 let redisPid: number;
 
 beforeAll(async () => {
   redis = await startRedis();
   server = await startServer({ REDIS_URL: redis.url, SENDS_PER_USER_PER_10S: '10' });
+  other = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '1000', SESSION_SWEEP_MS: '600000' });
   admin = new Redis(redis.url);
   redisPid = Number(/process_id:(\d+)/.exec(await admin.info('server'))![1]);
 }, 60_000);
@@ -28,6 +31,7 @@ afterAll(async () => {
     // gone already
   }
   admin?.disconnect();
+  await other?.stop();
   await server?.stop();
   await redis?.destroy();
 }, 60_000);
@@ -73,4 +77,43 @@ it('never refuses a sender within its budget for a Redis that stopped answering,
   await admin.del(await burstKeys());
   await sendFor(1_000);
   expect(await burstKeys()).toHaveLength(1); // spent through Redis again
+}, 90_000);
+
+it('counts pub/sub down once Redis has not answered a publish, so a session logged out meanwhile has its sockets on other instances closed before a heal delivers', async () => {
+  const [ada, vic] = await Promise.all([signUp(server.url), signUp(server.url)]);
+  const roomId = await createRoom(server.url, ada);
+  await must(server.url, `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`, { r: roomId }, vic.token);
+  const closes: number[] = [];
+  const ws = wsClient(other.wsUrl, vic, { on: { closed: (e: unknown) => void closes.push((e as { code: number }).code) } });
+  const sub = collect<{ messageAdded: { body: string } }>(ws, MESSAGE_ADDED, { roomId, after: null });
+  const watcher = wsClient(other.wsUrl, ada);
+  const seen = collect<{ messageAdded: { body: string } }>(watcher, MESSAGE_ADDED, { roomId, after: null });
+  const bodies = (of: typeof sub) => of.results.map((r) => r.data?.messageAdded.body);
+  try {
+    await waitFor(() => other.app.hubs.listeners(roomId) === 2);
+    await send(server.url, ada, roomId, 'before');
+    await sub.until(() => bodies(sub).length === 1);
+    process.kill(redisPid, 'SIGSTOP');
+    try {
+      await send(other.url, ada, roomId, 'while Redis is stopped'); // its publish goes unanswered
+      await waitFor(() => !other.app.pubsub.connected, 10_000);
+      await must(server.url, 'mutation { logOut }', {}, vic.token); // its signal cannot reach the other instance
+      await send(server.url, ada, roomId, 'after the logOut');
+      // Before: the other instance took Redis for up, so it did not check its sockets' sessions
+      // before its heals, and delivered what followed the logOut until its sweep closed them.
+      await waitFor(() => closes.length === 1, 10_000);
+      expect(closes).toEqual([4403]);
+      expect(bodies(sub)).not.toContain('after the logOut');
+    } finally {
+      process.kill(redisPid, 'SIGCONT');
+    }
+    await waitFor(() => other.app.pubsub.connected && server.app.pubsub.connected, 15_000);
+    await send(server.url, ada, roomId, 'after Redis woke');
+    await seen.until((r) => r.length === 4, 10_000);
+    expect(bodies(seen)).toEqual(['before', 'while Redis is stopped', 'after the logOut', 'after Redis woke']);
+  } finally {
+    sub.stop();
+    seen.stop();
+    await Promise.all([ws.dispose(), watcher.dispose()]);
+  }
 }, 90_000);
