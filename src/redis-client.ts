@@ -13,10 +13,14 @@ const TIMED_OUT = 'Command timed out';
  * `unanswered` before it connects again.
  */
 export class AnsweringRedis extends Redis {
+  /** The connection given up on: the commands that time out together end it once. */
+  private unanswered?: Redis['stream'];
+
   override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
     const sent = super.sendCommand(command, stream);
     command.promise.catch((err: Error) => {
-      if (err.message !== TIMED_OUT || this.status !== 'ready') return;
+      if (err.message !== TIMED_OUT || this.status !== 'ready' || this.unanswered === this.stream) return;
+      this.unanswered = this.stream;
       this.emit('unanswered');
       this.disconnect(true);
     });

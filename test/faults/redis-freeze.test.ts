@@ -5,6 +5,7 @@
 // A private Redis: the shared one serves the other test files.
 import Redis from 'ioredis';
 import { collect, createRoom, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { AnsweringRedis } from '../../src/redis-client';
 import { startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { baseOf } from './support/traffic';
@@ -117,3 +118,32 @@ it('counts pub/sub down once Redis has not answered a publish, so a session logg
     await Promise.all([ws.dispose(), watcher.dispose()]);
   }
 }, 90_000);
+
+it('gives a connection up once when many of its commands go unanswered together', async () => {
+  const client = new AnsweringRedis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 300 });
+  client.on('error', () => undefined);
+  const disconnects = jest.spyOn(client, 'disconnect');
+  let unanswered = 0;
+  client.on('unanswered', () => unanswered++);
+  try {
+    await waitFor(() => client.status === 'ready');
+    process.kill(redisPid, 'SIGSTOP');
+    try {
+      const answers = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => client.get(`k${i}`)));
+      expect(answers.every((a) => a.status === 'rejected')).toBe(true);
+      // Before: each timeout ended the connection again (11 and more: Node's "possible EventEmitter
+      // memory leak" warning, for the close listeners piling up on one socket).
+      expect(unanswered).toBe(1);
+      expect(disconnects).toHaveBeenCalledTimes(1);
+      await waitFor(() => client.status !== 'ready');
+      await new Promise((r) => setTimeout(r, 500));
+      expect(client.status).not.toBe('ready'); // connected again, short of ready until Redis answers
+    } finally {
+      process.kill(redisPid, 'SIGCONT');
+    }
+    await waitFor(() => client.status === 'ready', 15_000);
+    expect(await client.ping()).toBe('PONG');
+  } finally {
+    client.disconnect();
+  }
+}, 30_000);
