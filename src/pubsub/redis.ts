@@ -36,6 +36,8 @@ export class RedisBus implements PubSub {
   private readonly refused: (fields: Record<string, unknown>) => void;
   private changed?: { promise: Promise<void>; resolve(): void };
   private closed = false;
+  /** Asks Redis something now and then, so that an instance with nothing to publish notices a Redis that stopped answering. */
+  private readonly liveness: NodeJS.Timeout;
 
   constructor(
     url: string,
@@ -63,6 +65,12 @@ export class RedisBus implements PubSub {
       log.warn('redis did not answer in time; pub/sub is down until it does');
       this.subscriber.disconnect(true);
     });
+    // An instance that publishes nothing would not notice it (its subscribers waiting on heals, its
+    // sockets' sessions not checked before them): it asks every LIVENESS_PING_MS.
+    this.liveness = setInterval(() => {
+      if (this.publisher.status === 'ready') this.publisher.ping().catch(() => undefined);
+    }, LIVENESS_PING_MS);
+    this.liveness.unref();
     this.refused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused a subscription; pub/sub is down until it takes every channel');
     this.subscriber.on('ready', () => {
       this.connections++;
@@ -243,6 +251,7 @@ export class RedisBus implements PubSub {
   async close(graceMs = 1000): Promise<void> {
     this.closed = true;
     clearTimeout(this.restoring);
+    clearInterval(this.liveness);
     this.reconnectListeners.clear();
     const quit = Promise.allSettled([...this.publishing, ...this.making.values()]).then(() => this.bus.close());
     await within(quit.then(() => undefined, () => undefined), graceMs, undefined);
@@ -262,5 +271,7 @@ interface Waiting {
 /** Waits before subscribing the channels again after Redis refused them: doubling from the first, up to the most. */
 const RESUBSCRIBE_FIRST_MS = 250;
 const RESUBSCRIBE_MAX_MS = 5000;
+/** How often an instance asks Redis whether it answers (a PING; its command timeout says no). */
+const LIVENESS_PING_MS = 5000;
 /** How often the refusal is logged at most while it lasts. */
 const REFUSED_WARNING_MS = 10_000;
