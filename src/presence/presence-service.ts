@@ -1,7 +1,7 @@
 import type { DataSource } from 'typeorm';
 import type { Logger } from '../logger';
 import type { PubSub } from '../pubsub';
-import { quietPublisher } from './publish';
+import { quietPublisher, unavailable } from './publish';
 import type { EphemeralStore } from './store';
 
 const SWEEP_BATCH = 500;
@@ -70,7 +70,7 @@ export class PresenceService {
 
   /** Which of `userIds` are online on any instance: one store round trip (Redis: one script call). */
   online(userIds: readonly string[]): Promise<Set<string>> {
-    return this.options.store.online([...new Set(userIds)]);
+    return this.options.store.online([...new Set(userIds)]).catch(unavailable); // not INTERNAL_SERVER_ERROR: Redis down or not answering
   }
 
   /** Stops heartbeats and sweeps and waits for what is in flight; users held here lapse by themselves. */

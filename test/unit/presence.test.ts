@@ -249,6 +249,16 @@ describe('PresenceService', () => {
       await Promise.all([a.close(), b.close()]);
     }
   });
+
+  it('answers SERVICE_UNAVAILABLE when the store cannot say who is online (before: INTERNAL_SERVER_ERROR, logged with its stack)', async () => {
+    const { store, a, b } = setUp(new Map([[ROOM, [userId()]]]));
+    store.online = () => Promise.reject(new Error('Command timed out'));
+    try {
+      await expect(a.online([userId()])).rejects.toMatchObject({ extensions: { code: 'SERVICE_UNAVAILABLE' } });
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
 });
 
 describe('configuration', () => {
