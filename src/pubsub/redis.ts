@@ -33,6 +33,8 @@ export class RedisBus implements PubSub {
   private restoring?: NodeJS.Timeout;
   /** Counts the subscriber's connections: an answer to an earlier one's SUBSCRIBE is not this one's. */
   private connections = 0;
+  /** The connection given up on because Redis stopped answering: down at once, though its socket takes a while to close. */
+  private unansweredOn?: number;
   private readonly refused: (fields: Record<string, unknown>) => void;
   private changed?: { promise: Promise<void>; resolve(): void };
   private closed = false;
@@ -63,6 +65,7 @@ export class RedisBus implements PubSub {
     // revocation check before heals), and its return is a reconnect like any other.
     this.publisher.on('unanswered', () => {
       log.warn('redis did not answer in time; pub/sub is down until it does');
+      this.unansweredOn = this.connections;
       this.subscriber.disconnect(true);
     });
     // An instance that publishes nothing would not notice it (its subscribers waiting on heals, its
@@ -90,7 +93,7 @@ export class RedisBus implements PubSub {
   private restore(connection: number, attempt = 0): void {
     clearTimeout(this.restoring);
     this.restoringFor = connection;
-    const current = () => !this.closed && connection === this.connections && this.subscriber.status === 'ready'; // else the next connection restores
+    const current = () => !this.closed && connection === this.connections && this.usable; // else the next connection restores
     const run = async () => {
       const channels = [...this.channels.keys()];
       if (channels.length > 0) await this.subscriber.subscribe(...channels);
@@ -156,7 +159,7 @@ export class RedisBus implements PubSub {
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
     // Asked of a connection that is up: a SUBSCRIBE queued while it is down fails for good when the
     // connection does (Redis refuses its password: ioredis fails every queued command).
-    while (this.subscriber.status !== 'ready') {
+    while (!this.usable) {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
     }
@@ -176,7 +179,7 @@ export class RedisBus implements PubSub {
       made = await this.take(entry).then(
         () => true,
         (err: Error) => {
-          if (this.subscriber.status === 'ready') this.refused({ err: err.message, channel: topic.name });
+          if (this.usable) this.refused({ err: err.message, channel: topic.name });
           return this.closed; // closed: nothing to wait for
         },
       );
@@ -186,7 +189,7 @@ export class RedisBus implements PubSub {
     // and pub/sub is down until then.
     if (!made) {
       this.waiting.add(entry);
-      if (this.subscriber.status === 'ready' && this.restoringFor !== this.connections) this.restore(this.connections);
+      if (this.usable && this.restoringFor !== this.connections) this.restore(this.connections);
     }
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
@@ -218,7 +221,12 @@ export class RedisBus implements PubSub {
   }
 
   get connected(): boolean {
-    return this.subscriber.status === 'ready' && this.restoringFor === undefined;
+    return this.usable && this.restoringFor === undefined;
+  }
+
+  /** Whether the subscriber's connection can be asked for channels: ready, and not given up on. */
+  private get usable(): boolean {
+    return this.subscriber.status === 'ready' && this.unansweredOn !== this.connections;
   }
 
   onReconnect(listener: () => void): () => void {

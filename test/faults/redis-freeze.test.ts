@@ -3,6 +3,7 @@
 // while it does not answer and are shared through Redis again when it does; a user who stayed within
 // them is never refused for the stall (API.md, RATE_LIMITED). `/readyz` answers at once meanwhile.
 // A private Redis: the shared one serves the other test files.
+import { Writable } from 'node:stream';
 import Redis from 'ioredis';
 import { collect, createRoom, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { AnsweringRedis } from '../../src/redis-client';
@@ -14,13 +15,21 @@ let redis: PrivateRedis;
 let server: TestServer;
 /** A second instance: heals every second, and never sweeps its sockets' sessions within a test. */
 let other: TestServer;
+/** What it logs (warnings and worse). */
+const otherLines: string[] = [];
+const otherLog = new Writable({
+  write(chunk, _encoding, done) {
+    otherLines.push(String(chunk));
+    done();
+  },
+});
 let admin: Redis;
 let redisPid: number;
 
 beforeAll(async () => {
   redis = await startRedis();
   server = await startServer({ REDIS_URL: redis.url, SENDS_PER_USER_PER_10S: '10' });
-  other = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '1000', SESSION_SWEEP_MS: '600000' });
+  other = await startServer({ REDIS_URL: redis.url, HEAL_INTERVAL_MS: '1000', SESSION_SWEEP_MS: '600000', LOG_LEVEL: 'warn' }, otherLog);
   admin = new Redis(redis.url);
   redisPid = Number(/process_id:(\d+)/.exec(await admin.info('server'))![1]);
 }, 60_000);
@@ -94,11 +103,15 @@ it('counts pub/sub down once Redis has not answered, also on an instance with no
     await waitFor(() => other.app.hubs.listeners(roomId) === 2);
     await send(server.url, ada, roomId, 'before');
     await sub.until(() => bodies(sub).length === 1);
+    otherLines.length = 0;
     process.kill(redisPid, 'SIGSTOP');
     try {
       await send(server.url, ada, roomId, 'while Redis is stopped');
-      // Nothing goes through the other instance: it notices by the PING it sends now and then.
-      await waitFor(() => !other.app.pubsub.connected, 10_000);
+      // Nothing goes through the other instance: it notices by the PING it sends now and then, and
+      // counts pub/sub down at once (before: only once the connection it gave up on had closed,
+      // 2 s later, and a heal meanwhile delivered what followed a logOut).
+      await waitFor(() => otherLines.some((line) => line.includes('redis did not answer in time')), 10_000, () => otherLines.join(''));
+      expect(other.app.pubsub.connected).toBe(false);
       await must(server.url, 'mutation { logOut }', {}, vic.token); // its signal cannot reach the other instance
       await send(server.url, ada, roomId, 'after the logOut');
       // Before: the other instance took Redis for up, so it did not check its sockets' sessions
