@@ -9,11 +9,12 @@ import type { PubSub, Topic } from './types';
  * Redis pub/sub through graphql-redis-subscriptions. The publisher has no offline queue and a
  * command timeout, so a send never waits on a dead Redis (nor, after one timeout, on a Redis that
  * stopped answering), and pipelines automatically (in call order, so a room's changes are still
- * published in change order). The subscriber reconnects by
- * itself; this bus then subscribes its channels again, and keeps asking for any channel Redis
- * refuses (`NOPERM`: an ACL without it, at start or after a change) until it takes them all,
- * reporting pub/sub down meanwhile, not up with nothing arriving. Each time it has them all
- * after a loss or a refusal, the reconnect is reported, so hubs can read what they missed.
+ * published in change order). The subscriber reconnects by itself (and is made to when the
+ * publisher finds Redis not answering); this bus then subscribes its channels again, and keeps
+ * asking for any channel Redis refuses (`NOPERM`: an ACL without it, at start or after a change)
+ * until it takes them all, reporting pub/sub down meanwhile, not up with nothing arriving. Each
+ * time it has them all after a loss or a refusal, the reconnect is reported, so hubs can read
+ * what they missed.
  */
 export class RedisBus implements PubSub {
   private readonly publisher: Redis;
