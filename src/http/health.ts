@@ -7,7 +7,7 @@ export interface ReadinessProbes {
 }
 
 /** How long `/readyz` waits for the database and Redis to answer, in ms. */
-export const PROBE_TIMEOUT_MS = 800;
+const PROBE_TIMEOUT_MS = 800;
 
 /** `GET /healthz`: the process is up. */
 export function healthz(_req: Request, res: Response): void {

@@ -1,4 +1,3 @@
-import type Redis from 'ioredis';
 import type { Logger } from '../logger';
 import { AnsweringRedis } from '../redis-client';
 import type { EphemeralStore } from './store';
@@ -86,7 +85,7 @@ const SCRIPTS = {
 
 const FIRST_CONNECT_WAIT_MS = 5000;
 
-type Scripted = Redis & { [name in keyof typeof SCRIPTS]: (key: string, ...args: Array<string | number>) => Promise<unknown> };
+type Scripted = AnsweringRedis & { [name in keyof typeof SCRIPTS]: (key: string, ...args: Array<string | number>) => Promise<unknown> };
 
 /**
  * The `EphemeralStore` on Redis, shared by every instance: sorted sets of deadlines changed by Lua

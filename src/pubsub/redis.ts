@@ -18,7 +18,7 @@ import type { PubSub, Topic } from './types';
  */
 export class RedisBus implements PubSub {
   private readonly publisher: Redis;
-  private readonly subscriber: Redis;
+  private readonly subscriber: AnsweringRedis;
   private readonly bus: RedisPubSub;
   private readonly reconnectListeners = new Set<() => void>();
   /** Publishes not yet answered: `close` lets them out before it quits. */
@@ -34,8 +34,6 @@ export class RedisBus implements PubSub {
   private restoring?: NodeJS.Timeout;
   /** Counts the subscriber's connections: an answer to an earlier one's SUBSCRIBE is not this one's. */
   private connections = 0;
-  /** The connection given up on because Redis stopped answering: down at once, though its socket takes a while to close. */
-  private unansweredOn?: number;
   private readonly refused: (fields: Record<string, unknown>) => void;
   private changed?: { promise: Promise<void>; resolve(): void };
   private closed = false;
@@ -56,7 +54,7 @@ export class RedisBus implements PubSub {
       enableAutoPipelining: true, // the publishes of every send in one turn of the event loop leave in one write
     });
     // Not ioredis's own resubscription: it sends the SUBSCRIBE and drops a refusal where nobody hears it.
-    this.subscriber = new Redis(url, { retryStrategy, maxRetriesPerRequest: null, autoResubscribe: false });
+    this.subscriber = new AnsweringRedis(url, { retryStrategy, maxRetriesPerRequest: null, autoResubscribe: false });
     for (const [name, client] of [['publisher', this.publisher], ['subscriber', this.subscriber]] as const) {
       client.on('error', (err) => log.warn({ err: err.message, client: name }, 'redis connection error'));
     }
@@ -66,8 +64,7 @@ export class RedisBus implements PubSub {
     // revocation check before heals), and its return is a reconnect like any other.
     this.publisher.on('unanswered', () => {
       log.warn('redis did not answer in time; pub/sub is down until it does');
-      this.unansweredOn = this.connections;
-      this.subscriber.disconnect(true);
+      this.subscriber.giveUp();
     });
     // An instance that publishes nothing would not notice it (its subscribers waiting on heals, its
     // sockets' sessions not checked before them): it asks every LIVENESS_PING_MS.
@@ -94,7 +91,7 @@ export class RedisBus implements PubSub {
   private restore(connection: number, attempt = 0): void {
     clearTimeout(this.restoring);
     this.restoringFor = connection;
-    const current = () => !this.closed && connection === this.connections && this.usable; // else the next connection restores
+    const current = () => !this.closed && connection === this.connections && this.subscriber.answering; // else the next connection restores
     const run = async () => {
       const channels = [...this.channels.keys()];
       if (channels.length > 0) await this.subscriber.subscribe(...channels);
@@ -160,7 +157,7 @@ export class RedisBus implements PubSub {
   async subscribe<T>(topic: Topic<T>, handler: (payload: T) => void) {
     // Asked of a connection that is up: a SUBSCRIBE queued while it is down fails for good when the
     // connection does (Redis refuses its password: ioredis fails every queued command).
-    while (!this.usable) {
+    while (!this.subscriber.answering) {
       if (this.closed) return async () => undefined;
       await this.subscriberChanged();
     }
@@ -180,7 +177,7 @@ export class RedisBus implements PubSub {
       made = await this.take(entry).then(
         () => true,
         (err: Error) => {
-          if (this.usable) this.refused({ err: err.message, channel: topic.name });
+          if (this.subscriber.answering) this.refused({ err: err.message, channel: topic.name });
           return this.closed; // closed: nothing to wait for
         },
       );
@@ -190,7 +187,7 @@ export class RedisBus implements PubSub {
     // and pub/sub is down until then.
     if (!made) {
       this.waiting.add(entry);
-      if (this.usable && this.restoringFor !== this.connections) this.restore(this.connections);
+      if (this.subscriber.answering && this.restoringFor !== this.connections) this.restore(this.connections);
     }
     // After `close` there is nothing to unsubscribe from (the library's UNSUBSCRIBE, sent on a closed
     // connection, would fail where nobody can catch it).
@@ -222,12 +219,7 @@ export class RedisBus implements PubSub {
   }
 
   get connected(): boolean {
-    return this.usable && this.restoringFor === undefined;
-  }
-
-  /** Whether the subscriber's connection can be asked for channels: ready, and not given up on. */
-  private get usable(): boolean {
-    return this.subscriber.status === 'ready' && this.unansweredOn !== this.connections;
+    return this.subscriber.answering && this.restoringFor === undefined;
   }
 
   onReconnect(listener: () => void): () => void {
