@@ -650,13 +650,22 @@ describe('subscribeShared', () => {
       const { schema, emit } = pushSetup();
       const subs = await Promise.all(['a', 'b'].map((v, i) => openPushed(schema, 'subscription { tick { n late } }', v, `op-${i}`)));
       const stall = gate();
-      expect(emit({ n: 1, gate: stall.promise })).toEqual([undefined, undefined]);
-      await new Promise((r) => setTimeout(r, 500));
-      expect(emit({ n: 2, gate: stall.promise })).toEqual([undefined, undefined]); // half a second: not yet
-      await new Promise((r) => setTimeout(r, 600));
-      const waits = emit({ n: 3, gate: stall.promise });
+      // The lane reads its clock as each execution is made; it moves here by hand, so a busy machine's late timers cannot age them.
+      let now = performance.now();
+      const clock = jest.spyOn(performance, 'now').mockImplementation(() => now);
+      let waits: unknown[] = [];
+      try {
+        expect(emit({ n: 1, gate: stall.promise })).toEqual([undefined, undefined]);
+        now += 500;
+        expect(emit({ n: 2, gate: stall.promise })).toEqual([undefined, undefined]); // half a second: not yet
+        now += 600;
+        waits = emit({ n: 3, gate: stall.promise });
+      } finally {
+        clock.mockRestore();
+        stall.open();
+      }
+      expect(waits.length).toBe(2);
       expect(waits.every((w) => w instanceof Promise)).toBe(true);
-      stall.open();
       await Promise.all(waits);
       for (const sub of subs) expect(sub.payloads().map((p) => p.payload.data.tick.n)).toEqual([1, 2, 3]);
       expect(emit({ n: 4 })).toEqual([undefined, undefined]); // settled: live again
