@@ -11,7 +11,8 @@ const TIMED_OUT = 'Command timed out';
  * the next one stays short of ready until Redis answers again, so what the client's users do while
  * it is not ready (fail at once: no offline queue; fall back; report Redis down) applies meanwhile.
  * Otherwise each command would wait for its own timeout and stay queued in Redis, to run when it
- * wakes: budgets spent twice, stale publishes. Emits `unanswered` as it gives up.
+ * wakes: budgets spent twice, stale publishes. Emits `unanswered` as it gives up. A command that
+ * timed out only because this process was held (its answer waiting unread) does not count.
  */
 export class AnsweringRedis extends Redis {
   override sendCommand(command: Command, stream?: Parameters<Redis['sendCommand']>[1]): unknown {
@@ -32,8 +33,23 @@ export class AnsweringRedis extends Redis {
     this.stream.destroy();
   }
 
-  /** One handler for every command's failure (none is made per command). */
+  /** A check after a timeout is waiting for the turn of the event loop that reads what Redis sent. */
+  private checking = false;
+
+  /**
+   * One handler for every command's failure (none is made per command). A timeout is not taken at
+   * its word: when this process's own event loop was held past it (a long synchronous task, the
+   * process descheduled), the timer runs before the loop reads the answer that waits in the socket.
+   * So the connection is given up only if the oldest command awaiting an answer still awaits it once
+   * the loop has read its sockets (`setImmediate` runs after that phase): Redis answered nothing.
+   */
   private readonly failed = (err: Error) => {
-    if (err.message === TIMED_OUT) this.giveUp();
+    if (err.message !== TIMED_OUT || this.checking) return;
+    this.checking = true;
+    const oldest = this.commandQueue.peekFront();
+    setImmediate(() => {
+      this.checking = false;
+      if (oldest !== undefined && this.commandQueue.peekFront() === oldest) this.giveUp();
+    });
   };
 }

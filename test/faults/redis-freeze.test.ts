@@ -4,7 +4,8 @@
 // them at a steady pace is never refused for the stall (API.md, RATE_LIMITED). Pub/sub counts as
 // down, on an instance with nothing to publish too, so revocation holds (docs/guarantees.md,
 // "Revocation at once, everywhere"); `/readyz` answers within a second meanwhile. A private Redis:
-// the shared one serves the other test files.
+// the shared one serves the other test files. A process of ours held past a timeout while Redis
+// answered is not taken for a Redis that stopped.
 import { Writable } from 'node:stream';
 import Redis from 'ioredis';
 import { collect, createRoom, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
@@ -163,3 +164,35 @@ it('gives a connection up once when many of its commands go unanswered together'
     client.disconnect();
   }
 }, 30_000);
+
+it('does not give a connection up for answers that waited unread while this process itself was held past the timeout', async () => {
+  const client = new AnsweringRedis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 300 });
+  client.on('error', () => undefined);
+  let unanswered = 0;
+  client.on('unanswered', () => unanswered++);
+  try {
+    await waitFor(() => client.status === 'ready');
+    const cuts = jest.spyOn(client.stream, 'destroy');
+    // Commands sent, then this process held (a long synchronous task) while Redis answers them, in a
+    // phase of the event loop after which timers run before sockets are read.
+    let answers: Promise<PromiseSettledResult<unknown>[]> | undefined;
+    await new Promise<void>((held) =>
+      setImmediate(() => {
+        answers = Promise.allSettled(Array.from({ length: 5 }, (_, i) => client.get(`k${i}`)));
+        const until = Date.now() + 800;
+        while (Date.now() < until);
+        held();
+      }),
+    );
+    // ioredis's timers ran first: the commands count as timed out, though their answers were there.
+    expect((await answers!).every((a) => a.status === 'rejected')).toBe(true); // ioredis's own timers ran before the loop read the answers: the commands count as timed out
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setTimeout(r, 100));
+    expect(unanswered).toBe(0);
+    expect(cuts).not.toHaveBeenCalled();
+    expect(client.status).toBe('ready');
+    expect(await client.ping()).toBe('PONG');
+  } finally {
+    client.disconnect();
+  }
+});
