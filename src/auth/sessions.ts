@@ -53,6 +53,10 @@ const MAX_SESSION_BATCH = 256;
 /** How many sessions `standing` remembers, and for how long after the check that found each standing. */
 const STANDING_SESSIONS = 10_000;
 const STANDING_TTL_MS = 60_000;
+/** Revocations kept to publish again once pub/sub is back (the oldest dropped beyond: other instances' sweeps cover them). */
+const MAX_UNPUBLISHED = 10_000;
+/** How soon a revocation that failed again, with pub/sub back, is tried once more. */
+const REPUBLISH_RETRY_MS = 1000;
 
 const newSecret = () => randomBytes(32).toString('base64url');
 const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
@@ -90,6 +94,13 @@ export class SessionService {
    * check first, so a token that was logged out cannot spend its owner's budgets, even for a moment.
    */
   private readonly standing = new LRUCache<string, true>({ max: STANDING_SESSIONS, ttl: STANDING_TTL_MS });
+  /**
+   * Sessions revoked here whose signal could not be published (this instance cut off from Redis,
+   * others maybe not): published again once this instance's pub/sub is back, so other instances
+   * close their sockets then rather than at their next sweep, whichever comes first.
+   */
+  private readonly unpublished = new Set<string>();
+  private republishTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly db: DataSource,
@@ -107,8 +118,11 @@ export class SessionService {
   start(): void {
     this.purgeTimer = setInterval(() => void this.purge().catch((err) => this.log.warn({ err: (err as Error).message }, 'ended sessions could not be purged; retrying later')), PURGE_EVERY_MS);
     this.purgeTimer.unref();
-    // Revocations announced while the connection was down went unheard.
-    this.offReconnect = this.pubsub.onReconnect(() => this.standing.clear());
+    // Revocations announced while the connection was down went unheard; those made here went unsaid.
+    this.offReconnect = this.pubsub.onReconnect(() => {
+      this.standing.clear();
+      void this.publishAgain();
+    });
     this.unsubscribe = this.pubsub
       .subscribe(sessionRevokedTopic, ({ sessionId }) => this.announce(sessionId))
       .catch((err) => {
@@ -119,6 +133,7 @@ export class SessionService {
 
   close(): void {
     clearInterval(this.purgeTimer);
+    clearTimeout(this.republishTimer);
     this.revokedListeners.clear();
     this.offReconnect?.();
     unsubscribeWhenSettled(this.unsubscribe);
@@ -312,9 +327,35 @@ export class SessionService {
   /** Tells this instance's listeners at once, and the others through pub/sub (their sweep covers a lost signal). */
   private async broadcast(sessionId: string): Promise<void> {
     this.announce(sessionId);
-    await this.pubsub.publish(sessionRevokedTopic, { sessionId }).catch((err: Error) => {
-      this.log.warn({ err: err.message, sessionId }, 'could not publish a session revocation; other instances close its sockets at their next sweep');
-    });
+    try {
+      await this.pubsub.publish(sessionRevokedTopic, { sessionId });
+      if (this.unpublished.size) void this.publishAgain(); // pub/sub took this one: the ones it did not take go too
+    } catch (err) {
+      this.keepUnpublished(sessionId);
+      this.log.warn(
+        { err: (err as Error).message, sessionId },
+        'could not publish a session revocation; published again when pub/sub is back, other instances close its sockets then or at their next sweep',
+      );
+    }
+  }
+
+  private keepUnpublished(sessionId: string): void {
+    this.unpublished.add(sessionId);
+    if (this.unpublished.size > MAX_UNPUBLISHED) this.unpublished.delete(this.unpublished.values().next().value!);
+  }
+
+  /** Publishes the revocations pub/sub did not take; on a failure, tries again soon while pub/sub counts as up (else at its next reconnect). */
+  private async publishAgain(): Promise<void> {
+    clearTimeout(this.republishTimer);
+    for (const sessionId of [...this.unpublished]) {
+      try {
+        await this.pubsub.publish(sessionRevokedTopic, { sessionId });
+        this.unpublished.delete(sessionId);
+      } catch {
+        if (this.pubsub.connected) this.republishTimer = setTimeout(() => void this.publishAgain(), REPUBLISH_RETRY_MS).unref();
+        return;
+      }
+    }
   }
 
   private announce(sessionId: string): void {

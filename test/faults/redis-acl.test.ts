@@ -1,10 +1,11 @@
 // Fault: Redis takes the subscriber's channels away (its ACL changed: `resetchannels`), closing the
 // connection, and refuses them (`NOPERM`) when the instance reconnects. The instance reports pub/sub
 // down meanwhile, and subscribes again until Redis takes them; its subscribers then get what was
-// sent in between and what follows (API.md guarantees 1–2). A private Redis: the shared one serves
-// the other test files.
+// sent in between and what follows (API.md guarantees 1–2). An instance cut off alone publishes the
+// revocations it could not once Redis takes its channels again (docs/guarantees.md, "Revocation at
+// once, everywhere"). A private Redis: the shared one serves the other test files.
 import Redis from 'ioredis';
-import { collect, createRoom, MESSAGE_ADDED, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { baseOf } from './support/traffic';
@@ -99,3 +100,42 @@ it('reports pub/sub down when it starts on a Redis that refuses its channels, an
     await late?.stop();
   }
 }, 60_000);
+
+it('publishes a revocation again once Redis takes the channels of the instance that made it, so other instances close its sockets then, not at their sweep', async () => {
+  // The instance where the session logs out connects as its own Redis user, whose channels are
+  // taken away: it alone is cut off from pub/sub; the other instance hears everything else.
+  await admin.call('ACL', 'SETUSER', 'cutoff', 'on', '>secret', '~*', '&*', '+@all');
+  const cutoffUrl = redis.url.replace('redis://', 'redis://cutoff:secret@');
+  let cut: TestServer | undefined;
+  let heard: TestServer | undefined;
+  let client: ReturnType<typeof wsClient> | undefined;
+  try {
+    [cut, heard] = await Promise.all([
+      startServer({ REDIS_URL: cutoffUrl, HEAL_INTERVAL_MS: '600000' }),
+      startServer({ REDIS_URL: redis.url, SESSION_SWEEP_MS: '600000' }), // no sweep within the test
+    ]);
+    const vic = await signUp(heard.url);
+    const closes: number[] = [];
+    client = wsClient(heard.wsUrl, vic, { on: { closed: (e: unknown) => void closes.push((e as { code: number }).code) } });
+    const roomId = await createRoom(heard.url, vic);
+    const sub = collect<{ messageAdded: { body: string } }>(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => heard!.app.hubs.listeners(roomId) === 1);
+
+    await admin.call('ACL', 'SETUSER', 'cutoff', 'resetchannels');
+    await waitFor(() => !cut!.app.pubsub.connected, 15_000);
+    await must(cut.url, 'mutation { logOut }', {}, vic.token); // its signal is refused (NOPERM)
+    expect(heard.app.pubsub.connected).toBe(true);
+
+    await admin.call('ACL', 'SETUSER', 'cutoff', 'allchannels');
+    await waitFor(() => cut!.app.pubsub.connected, 15_000);
+    // Before: the signal was lost for good, and the socket stayed open until the other instance's
+    // sweep (here: none within ten minutes).
+    await waitFor(() => closes.length === 1, 10_000);
+    expect(closes).toEqual([4403]);
+    sub.stop();
+  } finally {
+    await admin.call('ACL', 'SETUSER', 'cutoff', 'allchannels');
+    await client?.dispose();
+    await Promise.all([cut?.stop(), heard?.stop()]);
+  }
+}, 90_000);
