@@ -54,7 +54,7 @@ const MAX_SESSION_BATCH = 256;
 const STANDING_SESSIONS = 10_000;
 const STANDING_TTL_MS = 60_000;
 /** Revocations kept to publish again once pub/sub is back (the oldest dropped beyond: other instances' sweeps cover them). */
-const MAX_UNPUBLISHED = 10_000;
+export const MAX_UNPUBLISHED = 10_000;
 /** How soon a revocation that failed again, with pub/sub back, is tried once more. */
 const REPUBLISH_RETRY_MS = 1000;
 
