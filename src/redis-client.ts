@@ -40,16 +40,17 @@ export class AnsweringRedis extends Redis {
    * One handler for every command's failure (none is made per command). A timeout is not taken at
    * its word: when this process's own event loop was held past it (a long synchronous task, the
    * process descheduled), the timer runs before the loop reads the answer that waits in the socket.
-   * So the connection is given up only if the oldest command awaiting an answer still awaits it once
-   * the loop has read its sockets (`setImmediate` runs after that phase): Redis answered nothing.
+   * So the connection is given up only if nothing more was read from it once the loop has read its
+   * sockets (`setImmediate` runs after that phase): Redis sent nothing.
    */
   private readonly failed = (err: Error) => {
     if (err.message !== TIMED_OUT || this.checking) return;
     this.checking = true;
-    const oldest = this.commandQueue.peekFront();
+    const { stream } = this;
+    const read = stream.bytesRead;
     setImmediate(() => {
       this.checking = false;
-      if (oldest !== undefined && this.commandQueue.peekFront() === oldest) this.giveUp();
+      if (stream === this.stream && stream.bytesRead === read) this.giveUp();
     });
   };
 }
