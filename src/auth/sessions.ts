@@ -6,7 +6,7 @@ import { UserEntity } from '../db/entities';
 import { isLockNotAvailable } from '../db/errors';
 import { prepare, runPrepared } from '../db/prepared';
 import { AppError, badUserInput, ErrorCode, unauthenticated } from '../errors';
-import type { Logger } from '../logger';
+import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { sessionRevokedTopic, unsubscribeWhenSettled, type PubSub } from '../pubsub';
 import { isUuid } from '../validation';
 import type { TokenService, Viewer } from './tokens';
@@ -55,7 +55,7 @@ const STANDING_SESSIONS = 10_000;
 const STANDING_TTL_MS = 60_000;
 /** Revocations kept to publish again once pub/sub is back (the oldest dropped beyond: other instances' sweeps cover them). */
 export const MAX_UNPUBLISHED = 10_000;
-/** How soon a revocation that failed again, with pub/sub back, is tried once more. */
+/** How often revocations pub/sub did not take are tried again (also at once when pub/sub reconnects). */
 const REPUBLISH_RETRY_MS = 1000;
 
 const newSecret = () => randomBytes(32).toString('base64url');
@@ -101,6 +101,8 @@ export class SessionService {
    */
   private readonly unpublished = new Set<string>();
   private republishTimer?: NodeJS.Timeout;
+  private closed = false;
+  private readonly unpublishedWarning: (fields: Record<string, unknown>) => void;
 
   constructor(
     private readonly db: DataSource,
@@ -108,7 +110,13 @@ export class SessionService {
     private readonly pubsub: PubSub,
     private readonly log: Logger,
     private readonly refreshTtlSeconds: number,
-  ) {}
+  ) {
+    this.unpublishedWarning = warnAtMostEvery(
+      log,
+      REPEATED_WARNING_MS,
+      'could not publish a session revocation; tried again every second, other instances close its sockets when it goes or at their next sweep',
+    );
+  }
 
   /**
    * Listens for revocations made on other instances, without waiting for it: a Redis that is down
@@ -132,6 +140,7 @@ export class SessionService {
   }
 
   close(): void {
+    this.closed = true;
     clearInterval(this.purgeTimer);
     clearTimeout(this.republishTimer);
     this.revokedListeners.clear();
@@ -331,31 +340,36 @@ export class SessionService {
       await this.pubsub.publish(sessionRevokedTopic, { sessionId });
       if (this.unpublished.size) void this.publishAgain(); // pub/sub took this one: the ones it did not take go too
     } catch (err) {
-      this.keepUnpublished(sessionId);
-      this.log.warn(
-        { err: (err as Error).message, sessionId },
-        'could not publish a session revocation; published again when pub/sub is back, other instances close its sockets then or at their next sweep',
-      );
+      this.unpublished.add(sessionId);
+      if (this.unpublished.size > MAX_UNPUBLISHED) this.unpublished.delete(this.unpublished.values().next().value!);
+      this.unpublishedWarning({ err: (err as Error).message, sessionId, kept: this.unpublished.size });
+      this.republishSoon();
     }
   }
 
-  private keepUnpublished(sessionId: string): void {
-    this.unpublished.add(sessionId);
-    if (this.unpublished.size > MAX_UNPUBLISHED) this.unpublished.delete(this.unpublished.values().next().value!);
-  }
-
-  /** Publishes the revocations pub/sub did not take; on a failure, tries again soon while pub/sub counts as up (else at its next reconnect). */
+  /**
+   * Publishes the revocations pub/sub did not take, oldest first; at the first that fails, tries
+   * again a second later. Kept in memory only: a restart loses them (the sweep still covers them).
+   */
   private async publishAgain(): Promise<void> {
     clearTimeout(this.republishTimer);
+    this.republishTimer = undefined;
+    let published = 0;
     for (const sessionId of [...this.unpublished]) {
       try {
         await this.pubsub.publish(sessionRevokedTopic, { sessionId });
-        this.unpublished.delete(sessionId);
       } catch {
-        if (this.pubsub.connected) this.republishTimer = setTimeout(() => void this.publishAgain(), REPUBLISH_RETRY_MS).unref();
-        return;
+        this.republishSoon();
+        break;
       }
+      this.unpublished.delete(sessionId);
+      published++;
     }
+    if (published) this.log.info({ published, left: this.unpublished.size }, 'published session revocations pub/sub had not taken');
+  }
+
+  private republishSoon(): void {
+    if (!this.closed) this.republishTimer ??= setTimeout(() => void this.publishAgain(), REPUBLISH_RETRY_MS).unref();
   }
 
   private announce(sessionId: string): void {

@@ -92,6 +92,25 @@ describe('revocations pub/sub did not take', () => {
     expect(bus.published).toEqual(['taken', 'lost']);
   });
 
+  it('tries again every second when only the publishing connection was away (no reconnect, no other revocation), and stops when closed', async () => {
+    const bus = flakyBus();
+    const on = serviceOn(bus);
+    service = on.service;
+    await on.revoke('lost');
+    await new Promise((r) => setTimeout(r, 1500)); // still down: tried and refused again
+    expect(bus.published).toEqual([]);
+    bus.down = false;
+    await waitFor(() => bus.published.length === 1, 'the retry', 5000);
+    expect(bus.published).toEqual(['lost']);
+
+    bus.down = true;
+    await on.revoke('left at close');
+    service.close();
+    bus.down = false;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(bus.published).toEqual(['lost']); // closed: no more tries
+  });
+
   it('tries again a second later when a publish fails right after the reconnect', async () => {
     const bus = flakyBus();
     const on = serviceOn(bus);
