@@ -59,8 +59,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
   /** An operation's admission (`onSubscribe`): the socket's state, the pipeline shared with HTTP, the subscriptions' bound. */
   const admit = (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
-    const { closing } = ctx.extra;
+    const { closing, socket } = ctx.extra;
     if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
+    if (socket.readyState !== socket.OPEN) return [closedConnection()]; // closed at once (nothing was running): nothing more runs on it
     const prepared = prepareOperation(deps.schema, deps.rules, payload);
     if (Array.isArray(prepared)) return prepared;
     // graphql-ws keeps the message for the operation's life: let it hold the query text its
@@ -105,7 +106,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
       onSubscribe: (ctx, id, payload) => {
         // While revocation signals may have been missed, an operation (a subscription's replay, a
-        // query) reads nothing before this socket's session is checked: one ended by then is closing.
+        // query) reads nothing before this socket's session is checked: one ended by then is closing
+        // or closed, and nothing runs on it.
         const settling = socketSessions.settling();
         if (settling) return settling.then(() => admit(ctx, id, payload), () => [new AppError(ErrorCode.ServiceUnavailable, 'The session cannot be checked now; retry')]);
         return admit(ctx, id, payload);
@@ -148,6 +150,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     },
   };
 }
+
+/** What an operation that arrived on a socket closed meanwhile answers (the client hears the close). */
+const closedConnection = () => new AppError(ErrorCode.BadRequest, 'This connection is closed');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
