@@ -101,6 +101,8 @@ export class SessionService {
    */
   private readonly unpublished = new Set<string>();
   private republishTimer?: NodeJS.Timeout;
+  /** A `publishAgain` runs: the others asked for meanwhile leave the kept ones to it. */
+  private republishing = false;
   private closed = false;
   private readonly unpublishedWarning: (fields: Record<string, unknown>) => void;
 
@@ -352,18 +354,24 @@ export class SessionService {
    * again a second later. Kept in memory only: a restart loses them (the sweep still covers them).
    */
   private async publishAgain(): Promise<void> {
+    if (this.republishing) return;
+    this.republishing = true;
     clearTimeout(this.republishTimer);
     this.republishTimer = undefined;
     let published = 0;
-    for (const sessionId of [...this.unpublished]) {
-      try {
-        await this.pubsub.publish(sessionRevokedTopic, { sessionId });
-      } catch {
-        this.republishSoon();
-        break;
+    try {
+      for (const sessionId of [...this.unpublished]) {
+        try {
+          await this.pubsub.publish(sessionRevokedTopic, { sessionId });
+        } catch {
+          this.republishSoon();
+          break;
+        }
+        this.unpublished.delete(sessionId);
+        published++;
       }
-      this.unpublished.delete(sessionId);
-      published++;
+    } finally {
+      this.republishing = false;
     }
     if (published) this.log.info({ published, left: this.unpublished.size }, 'published session revocations pub/sub had not taken');
   }
