@@ -1,5 +1,5 @@
 import { RedisPubSub } from 'graphql-redis-subscriptions';
-import Redis from 'ioredis';
+import type Redis from 'ioredis';
 import { warnAtMostEvery, type Logger } from '../logger';
 import { AnsweringRedis } from '../redis-client';
 import { within } from '../within';
@@ -17,7 +17,7 @@ import type { PubSub, Topic } from './types';
  * what they missed.
  */
 export class RedisBus implements PubSub {
-  private readonly publisher: Redis;
+  private readonly publisher: AnsweringRedis;
   private readonly subscriber: AnsweringRedis;
   private readonly bus: RedisPubSub;
   private readonly reconnectListeners = new Set<() => void>();
@@ -69,7 +69,7 @@ export class RedisBus implements PubSub {
     // An instance that publishes nothing would not notice it (its subscribers waiting on heals, its
     // sockets' sessions not checked before them): it asks every LIVENESS_PING_MS.
     this.liveness = setInterval(() => {
-      if (this.publisher.status === 'ready') this.publisher.ping().catch(() => undefined);
+      if (this.publisher.answering) this.publisher.ping().catch(() => undefined);
     }, LIVENESS_PING_MS);
     this.liveness.unref();
     this.refused = warnAtMostEvery(log, REFUSED_WARNING_MS, 'redis refused a subscription; pub/sub is down until it takes every channel');

@@ -142,14 +142,21 @@ it('counts pub/sub down once Redis has not answered, also on an instance with no
   }
 }, 90_000);
 
-it('gives a connection up once when many of its commands go unanswered together', async () => {
+/** A client of the private Redis with a short command timeout, ready: how often it gave up, and its socket's cuts. */
+async function watchedClient() {
   const client = new AnsweringRedis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 300 });
   client.on('error', () => undefined);
-  let unanswered = 0;
-  client.on('unanswered', () => unanswered++);
+  const watched = { client, unanswered: 0, cuts: undefined as unknown as jest.SpyInstance };
+  client.on('unanswered', () => watched.unanswered++);
+  await waitFor(() => client.status === 'ready');
+  watched.cuts = jest.spyOn(client.stream, 'destroy');
+  return watched;
+}
+
+it('gives a connection up once when many of its commands go unanswered together', async () => {
+  const watched = await watchedClient();
+  const { client, cuts } = watched;
   try {
-    await waitFor(() => client.status === 'ready');
-    const cuts = jest.spyOn(client.stream, 'destroy');
     process.kill(redisPid, 'SIGSTOP');
     try {
       const answers = await Promise.allSettled(Array.from({ length: 30 }, (_, i) => client.get(`k${i}`)));
@@ -158,7 +165,7 @@ it('gives a connection up once when many of its commands go unanswered together'
       await new Promise((r) => setTimeout(r, 500));
       // Before: each timeout ended the connection again (11 and more: Node's "possible EventEmitter
       // memory leak" warning, for the close listeners piling up on one socket).
-      expect(unanswered).toBe(1);
+      expect(watched.unanswered).toBe(1);
       expect(cuts).toHaveBeenCalledTimes(1);
       expect(client.status).not.toBe('ready'); // connected again, short of ready until Redis answers
     } finally {
@@ -172,13 +179,9 @@ it('gives a connection up once when many of its commands go unanswered together'
 }, 30_000);
 
 it('does not give a connection up for answers that waited unread while this process itself was held past the timeout', async () => {
-  const client = new AnsweringRedis(redis.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, commandTimeout: 300 });
-  client.on('error', () => undefined);
-  let unanswered = 0;
-  client.on('unanswered', () => unanswered++);
+  const watched = await watchedClient();
+  const { client, cuts } = watched;
   try {
-    await waitFor(() => client.status === 'ready');
-    const cuts = jest.spyOn(client.stream, 'destroy');
     // Commands sent, then this process held (a long synchronous task) while Redis answers them, in a
     // phase of the event loop after which timers run before sockets are read.
     let answers: Promise<PromiseSettledResult<unknown>[]> | undefined;
@@ -191,10 +194,10 @@ it('does not give a connection up for answers that waited unread while this proc
       }),
     );
     // ioredis's timers ran first: the commands count as timed out, though their answers were there.
-    expect((await answers!).every((a) => a.status === 'rejected')).toBe(true); // ioredis's own timers ran before the loop read the answers: the commands count as timed out
+    expect((await answers!).every((a) => a.status === 'rejected')).toBe(true);
     await new Promise((r) => setImmediate(r));
     await new Promise((r) => setTimeout(r, 100));
-    expect(unanswered).toBe(0);
+    expect(watched.unanswered).toBe(0);
     expect(cuts).not.toHaveBeenCalled();
     expect(client.status).toBe('ready');
     expect(await client.ping()).toBe('PONG');
