@@ -320,11 +320,24 @@ export class SessionService {
     return { claimed, check: new SessionCheck(claimed, this.checkOf, this.recordOf), standing: this.standing.has(claimed.sessionId) };
   }
 
+  /**
+   * The check of an operation's session on a WebSocket whose session was found standing when it
+   * connected: made as an HTTP request's is (`viewerOf`), after the operation arrived, so a
+   * revocation whose signal this instance missed still takes effect at the socket's next operation.
+   */
+  checkOfSocket(viewer: Viewer): SessionCheck {
+    return new SessionCheck(viewer, this.checkOf, this.recordOf);
+  }
+
   private readonly checkOf = (viewer: Viewer) => this.isLive(viewer);
-  /** Keeps what a check (`liveOf`), or a statement that checked the session itself, found of it. */
+  /**
+   * Keeps what a check (`liveOf`), or a statement that checked the session itself, found of it. A
+   * session found ended is announced here, as a revocation signal would be: this instance's sockets
+   * of it close, also when the signal never came (its instance cut off from pub/sub).
+   */
   private readonly recordOf = (viewer: Viewer, live: boolean) => {
     if (live) this.standing.set(viewer.sessionId, true);
-    else this.standing.delete(viewer.sessionId);
+    else this.announce(viewer.sessionId);
   };
 
   /** Of `sessionIds`, the ones that no longer stand (one query; for sweeping open sockets). */

@@ -70,9 +70,9 @@ export interface RoomLoader<V> {
 
 /** What every resolver receives, on HTTP and WebSocket alike. */
 export interface GraphQLContext {
-  /** Over HTTP, the one the token claims until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
+  /** The one the token claims (over WebSocket, the socket's) until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
   viewer: Viewer | null;
-  /** Over HTTP, the check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did). */
+  /** The check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did): an HTTP request's, a WebSocket query's or mutation's (not a subscription's). */
   pendingViewer?: SessionCheck;
   /** Over HTTP, the request's bearer token was refused (malformed, expired, its session ended): it runs signed out, and its answer says so (`answerStatusPlugin`). */
   tokenRefused?: boolean;

@@ -14,8 +14,9 @@ import type { GraphQLContext } from './context';
  * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`),
  * but those whose statement checks the session itself (`checkedInStatement`).
  * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
- * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket the socket's session was checked
- * when it connected: nothing waits.
+ * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket a query or mutation checks the
+ * socket's session the same way (`SessionService.checkOfSocket`; a query waits in the socket's
+ * `execute`), and a session found ended closes its sockets (4403) once they are answered.
  */
 export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
   if (!ctx.pendingViewer) return;
@@ -153,7 +154,7 @@ export function withConfirmedViewer(schema: GraphQLSchema): GraphQLSchema {
     [MapperKind.MUTATION_ROOT_FIELD]: (field, name) => {
       const resolve = field.resolve;
       if (!resolve || CHECKED_IN_STATEMENT.has(name)) return field;
-      // Without a check under way (WebSocket, or settled already) it runs at once.
+      // Without a check under way (a subscription's context, or settled already) it runs at once.
       const confirmed: GraphQLFieldResolver<unknown, GraphQLContext> = (source, args, ctx, info) =>
         ctx.pendingViewer ? confirmViewer(ctx).then(() => resolve(source, args, ctx, info)) : resolve(source, args, ctx, info);
       return { ...field, resolve: confirmed };

@@ -1,12 +1,13 @@
 import { randomUUID } from 'node:crypto';
 import type http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { getOperationAST, type DocumentNode, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
+import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import type { Context, SubscribePayload } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation } from '../graphql/pipeline';
+import { confirmViewer } from '../graphql/viewer';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { serveGraphQLOverWebSocket, type WsTransportExtra } from './graphql-ws-server';
 import { SocketGuard } from './socket-guard';
@@ -117,13 +118,19 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         operationAnswered(ctx.extra, id);
       },
       context: (ctx, id, _payload, args) => {
-        const context = deps.context(ctx.extra.viewer ?? null, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth);
+        const viewer = ctx.extra.viewer ?? null;
+        const subscription = isSubscription(args);
+        // A query or mutation checks the socket's session as an HTTP request does, after it arrived
+        // (`checkOfSocket`): a revocation whose signal this instance missed ends the socket here.
+        const check = viewer && !subscription ? deps.sessions.checkOfSocket(viewer) : undefined;
+        const context = deps.context(viewer, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth, check);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
-        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra, id, log);
+        if (subscription) context.frames = new SocketFrames(ctx.extra, id, log);
         else context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
         return context;
       },
+      execute: executeConfirmed,
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors
           ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
@@ -149,6 +156,21 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       await cleanup.dispose(); // the rest: sockets not yet past connection_init, those whose answers did not come
     },
   };
+}
+
+/**
+ * Executes a query once its session check has answered (a mutation's root fields wait for it each,
+ * `withConfirmedViewer`, or leave it to their statement, `checkedInStatement`): an ended session's
+ * query runs signed out, and its socket closes (4403) once it is answered; a database that cannot
+ * answer the check answers SERVICE_UNAVAILABLE, in the result, as over HTTP.
+ */
+function executeConfirmed(args: ExecutionArgs): Promise<ExecutionResult> | ReturnType<typeof execute> {
+  const ctx = args.contextValue as GraphQLContext;
+  if (!ctx.pendingViewer || getOperationAST(args.document, args.operationName)?.operation === 'mutation') return execute(args);
+  return confirmViewer(ctx).then(
+    () => execute(args),
+    (err: unknown) => ({ errors: [new GraphQLError((err as Error).message, { originalError: err as Error })] }),
+  );
 }
 
 /** What an operation that arrived on a socket closed meanwhile answers (the client hears the close). */

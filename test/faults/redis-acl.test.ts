@@ -5,7 +5,7 @@
 // revocations it could not once Redis takes its channels again (docs/guarantees.md, "Revocation at
 // once, everywhere"). A private Redis: the shared one serves the other test files.
 import Redis from 'ioredis';
-import { collect, createRoom, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { collect, createRoom, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { startRedis, type PrivateRedis } from './support/backing';
 import { readiness } from './support/child-server';
 import { baseOf } from './support/traffic';
@@ -136,6 +136,68 @@ it('publishes a revocation again once Redis takes the channels of the instance t
   } finally {
     await admin.call('ACL', 'SETUSER', 'cutoff', 'allchannels');
     await client?.dispose();
+    await Promise.all([cut?.stop(), heard?.stop()]);
+  }
+}, 90_000);
+
+it('refuses an operation on a socket of a session revoked on an instance cut off from pub/sub, and closes that socket, before the signal comes', async () => {
+  // As above, the signal is refused while the revoking instance is cut off; here it stays cut off
+  // for the whole test, and the other instance sweeps no sockets: what closes them there is the
+  // check each query and mutation on a socket makes, or any request's check that finds the session ended.
+  await admin.call('ACL', 'SETUSER', 'cutoff', 'on', '>secret', '~*', '&*', '+@all');
+  const cutoffUrl = redis.url.replace('redis://', 'redis://cutoff:secret@');
+  let cut: TestServer | undefined;
+  let heard: TestServer | undefined;
+  const clients: Array<ReturnType<typeof wsClient>> = [];
+  try {
+    [cut, heard] = await Promise.all([
+      startServer({ REDIS_URL: cutoffUrl, HEAL_INTERVAL_MS: '600000' }),
+      startServer({ REDIS_URL: redis.url, SESSION_SWEEP_MS: '600000' }),
+    ]);
+    const vic = await signUp(heard.url);
+    const friend = await signUp(heard.url);
+    const roomId = await createRoom(heard.url, vic);
+    await must(heard.url, 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: roomId }, friend.token);
+    const second = { ...vic, token: (await must(heard.url, 'mutation($i: LogInInput!) { logIn(input: $i) { token } }', { i: { username: vic.username, password: 'correct horse battery' } })).logIn.token };
+    const closes: Array<{ session: string; code: number }> = [];
+    const open = (session: string, user: typeof vic) => {
+      const client = wsClient(heard!.wsUrl, user, { on: { closed: (e: unknown) => void closes.push({ session, code: (e as { code: number }).code }) } });
+      clients.push(client);
+      collect(client, MESSAGE_ADDED, { roomId }); // keeps the socket open (the client is lazy)
+      return client;
+    };
+    const first = open('first', vic);
+    open('second', second);
+    const watched = collect<{ messageAdded: { body: string } }>(wsClient(heard.wsUrl, friend), MESSAGE_ADDED, { roomId });
+    await waitFor(() => heard!.app.hubs.listeners(roomId) === 3);
+
+    await admin.call('ACL', 'SETUSER', 'cutoff', 'resetchannels');
+    await waitFor(() => !cut!.app.pubsub.connected, 15_000);
+    await must(cut.url, 'mutation { logOut }', {}, vic.token); // its signal is refused (NOPERM), and stays so
+    await must(cut.url, 'mutation { logOut }', {}, second.token);
+    expect(heard.app.pubsub.connected).toBe(true);
+
+    // A send over the first socket: refused, not stored, and the socket closes right after.
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }';
+    const sent = collect(first, SEND, { i: { roomId, body: 'after logOut, over the socket' } });
+    await sent.done.catch(() => undefined);
+    expect(sent.results.map((r) => r.errors?.map((e) => e.extensions?.code))).toEqual([['UNAUTHENTICATED']]);
+    await waitFor(() => closes.some((c) => c.session === 'first'), 5_000);
+    // The second session's socket: an HTTP request of that session, to this instance, closes it.
+    expect(closes.map((c) => c.session)).toEqual(['first']);
+    expect((await gql(heard.url, '{ me { id } }', {}, second.token)).data).toEqual({ me: null });
+    await waitFor(() => closes.length === 2, 5_000);
+    expect(closes).toEqual([
+      { session: 'first', code: 4403 },
+      { session: 'second', code: 4403 },
+    ]);
+    // Nothing was stored: the friend's next message is the room's first.
+    await must(heard.url, SEND, { i: { roomId, body: 'the first' } }, friend.token);
+    await watched.until((r) => r.length === 1);
+    expect(watched.results.map((r) => r.data?.messageAdded.body)).toEqual(['the first']);
+  } finally {
+    await admin.call('ACL', 'SETUSER', 'cutoff', 'allchannels');
+    for (const client of clients) await client.dispose();
     await Promise.all([cut?.stop(), heard?.stop()]);
   }
 }, 90_000);
