@@ -317,7 +317,8 @@ export class SessionService {
   viewerOf(header: unknown): { claimed: Viewer | null; check?: SessionCheck; standing: boolean } {
     const claimed = this.tokens.fromAuthorization(header) ?? null;
     if (!claimed) return { claimed, standing: false };
-    return { claimed, check: new SessionCheck(claimed, this.checkOf, this.recordOf), standing: this.standing.has(claimed.sessionId) };
+    const standing = this.standing.has(claimed.sessionId);
+    return { claimed, check: new SessionCheck(claimed, this.checkOf, this.recordOf, standing), standing };
   }
 
   /**
@@ -326,7 +327,7 @@ export class SessionService {
    * revocation whose signal this instance missed still takes effect at the socket's next operation.
    */
   checkOfSocket(viewer: Viewer): SessionCheck {
-    return new SessionCheck(viewer, this.checkOf, this.recordOf);
+    return new SessionCheck(viewer, this.checkOf, this.recordOf, this.standing.has(viewer.sessionId));
   }
 
   private readonly checkOf = (viewer: Viewer) => this.isLive(viewer);
@@ -430,6 +431,8 @@ export class SessionCheck {
     readonly claimed: Viewer,
     private readonly check: (viewer: Viewer) => Promise<boolean>,
     private readonly record: (viewer: Viewer, live: boolean) => void,
+    /** The session was found standing here lately (`SessionService.standing`): its budgets may be spent while it is checked. */
+    readonly standing: boolean,
   ) {}
 
   /** Whether the check was made, or answered by a statement. */

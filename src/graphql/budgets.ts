@@ -58,14 +58,18 @@ interface Hook {
  * given order, if any; throws what the session check threw.
  */
 async function spendAll(ctx: GraphQLContext, userBudgets: RateLimit[], others: Array<Promise<void>>, checkedLater: boolean): Promise<unknown> {
-  const claimed = ctx.viewer;
-  const charged = claimed ? userBudgets : [];
-  const spent = Promise.allSettled([...charged.map((budget) => budget.consume(claimed!.id)), ...others]);
   const confirm = () =>
     confirmViewer(ctx).then(
       () => undefined,
       (err: unknown) => ({ err }),
     );
+  // A session not found standing here lately (a WebSocket quiet for a while; over HTTP such a
+  // request waits before it runs) is checked before anything is spent in its user's name.
+  const unconfirmed = ctx.pendingViewer && !ctx.pendingViewer.standing ? await confirm() : undefined;
+  if (unconfirmed) throw unconfirmed.err;
+  const claimed = ctx.viewer;
+  const charged = claimed ? userBudgets : [];
+  const spent = Promise.allSettled([...charged.map((budget) => budget.consume(claimed!.id)), ...others]);
   const confirming = checkedLater && ctx.pendingViewer && !ctx.pendingViewer.started ? undefined : confirm();
   let outcomes = await spent;
   // A refused call is answered as its session says (signed out, or a retried send's first message).

@@ -5,6 +5,7 @@ import { catchUpTurn, liveSliceWritten, liveWriteOut, nextTurn } from '../catch-
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, sharedAs, type PushSink } from '../push-stream';
 import type { GraphQLContext } from './context';
+import { confirmViewer } from './viewer';
 
 /**
  * Where a subscription's results go when it runs on a WebSocket: graphql-ws `next` frames written
@@ -62,6 +63,10 @@ const serialised = new WeakMap<ExecutionResult, Buffer>();
  * queue per subscriber between an event and its socket writes.
  */
 export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterableIterator<ExecutionResult> | ExecutionResult> {
+  const ctx = args.contextValue as GraphQLContext;
+  // Nothing is read before the socket's session is checked (an ended one subscribes signed out,
+  // and its socket closes); a database that cannot check it cannot start the subscription either.
+  if (ctx.pendingViewer && (await confirmViewer(ctx).then(() => false, () => true))) return failing(unavailable());
   let source: Awaited<ReturnType<typeof createSourceEventStream>>;
   try {
     source = await createSourceEventStream(args);
@@ -78,7 +83,6 @@ export async function subscribeShared(args: ExecutionArgs): Promise<AsyncIterabl
     if (source.errors?.length && source.errors.every(isUnavailable)) return failing(unavailable());
     return source;
   }
-  const ctx = args.contextValue as GraphQLContext;
   const subscription = new SharedSubscription(args, ctx);
   if (!ctx.frames) return mapAsyncIterator(source[Symbol.asyncIterator](), (event) => subscription.resultFor(event));
   const target = new FrameTarget(subscription, ctx.frames, ctx);

@@ -151,11 +151,10 @@ function untrackOnClose(this: WebSocket): void {
  * closes a socket with 4403 when its token expires, renews it in place when `refreshSession` runs
  * on it, and closes every socket of a revoked session — told through `SessionService.onRevoked`
  * (pub/sub from other instances, or a check on this one that found the session ended: a request's,
- * or a query's or mutation's on one of its sockets), and checked against the database every `sweepMs` and after a
- * pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within `sweepMs`;
- * and while signals may have been missed, before a heal delivers what it read from the database
- * and before an operation on a socket runs (`settling`), so that what was sent after a revocation
- * never reaches its sockets.
+ * or an operation's on one of its sockets), and checked against the database every `sweepMs` and
+ * after a pub/sub reconnect, so a lost signal or an account deleted in SQL closes them within
+ * `sweepMs`; and while signals may have been missed, before a heal delivers what it read from the
+ * database (`settling`), so that what was sent after a revocation never reaches its sockets.
  */
 export class SocketSessions {
   private readonly bySession = new Map<string, Set<Tracked>>();

@@ -105,28 +105,21 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         ctx.extra.socket.on('close', deps.presence.connect(viewer.id)); // a WebSocket closes once
         return true;
       },
-      onSubscribe: (ctx, id, payload) => {
-        // While revocation signals may have been missed, an operation (a subscription's replay, a
-        // query) reads nothing before this socket's session is checked: one ended by then is closing
-        // or closed, and nothing runs on it.
-        const settling = socketSessions.settling();
-        if (settling) return settling.then(() => admit(ctx, id, payload), () => [new AppError(ErrorCode.ServiceUnavailable, 'The session cannot be checked now; retry')]);
-        return admit(ctx, id, payload);
-      },
+      onSubscribe: (ctx, id, payload) => admit(ctx, id, payload), // each operation then checks the socket's session (`context`)
       onComplete: (ctx, id) => {
         ctx.extra.subscriptionIds?.delete(id);
         operationAnswered(ctx.extra, id);
       },
       context: (ctx, id, _payload, args) => {
         const viewer = ctx.extra.viewer ?? null;
-        const subscription = isSubscription(args);
-        // A query or mutation checks the socket's session as an HTTP request does, after it arrived
-        // (`checkOfSocket`): a revocation whose signal this instance missed ends the socket here.
-        const check = viewer && !subscription ? deps.sessions.checkOfSocket(viewer) : undefined;
+        // Each operation checks the socket's session as an HTTP request does, after it arrived
+        // (`checkOfSocket`; a subscription before it reads anything, `subscribeShared`): a
+        // revocation whose signal this instance missed ends the socket here.
+        const check = viewer ? deps.sessions.checkOfSocket(viewer) : undefined;
         const context = deps.context(viewer, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth, check);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
-        if (subscription) context.frames = new SocketFrames(ctx.extra, id, log);
+        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra, id, log);
         else context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
         return context;
       },

@@ -143,7 +143,7 @@ it('publishes a revocation again once Redis takes the channels of the instance t
 it('refuses an operation on a socket of a session revoked on an instance cut off from pub/sub, and closes that socket, before the signal comes', async () => {
   // As above, the signal is refused while the revoking instance is cut off; here it stays cut off
   // for the whole test, and the other instance sweeps no sockets: what closes them there is the
-  // check each query and mutation on a socket makes, or any request's check that finds the session ended.
+  // check each operation on a socket makes, or any request's check that finds the session ended.
   await admin.call('ACL', 'SETUSER', 'cutoff', 'on', '>secret', '~*', '&*', '+@all');
   const cutoffUrl = redis.url.replace('redis://', 'redis://cutoff:secret@');
   let cut: TestServer | undefined;
@@ -157,44 +157,57 @@ it('refuses an operation on a socket of a session revoked on an instance cut off
     const vic = await signUp(heard.url);
     const friend = await signUp(heard.url);
     const roomId = await createRoom(heard.url, vic);
+    const quiet = await createRoom(heard.url, vic);
     await must(heard.url, 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: roomId }, friend.token);
-    const second = { ...vic, token: (await must(heard.url, 'mutation($i: LogInInput!) { logIn(input: $i) { token } }', { i: { username: vic.username, password: 'correct horse battery' } })).logIn.token };
+    const logIn = async () => ({
+      ...vic,
+      token: (await must(heard!.url, 'mutation($i: LogInInput!) { logIn(input: $i) { token } }', { i: { username: vic.username, password: 'correct horse battery' } })).logIn.token as string,
+    });
+    const sessions = { first: vic, second: await logIn(), third: await logIn() };
     const closes: Array<{ session: string; code: number }> = [];
-    const open = (session: string, user: typeof vic) => {
-      const client = wsClient(heard!.wsUrl, user, { on: { closed: (e: unknown) => void closes.push({ session, code: (e as { code: number }).code }) } });
-      clients.push(client);
-      collect(client, MESSAGE_ADDED, { roomId }); // keeps the socket open (the client is lazy)
-      return client;
-    };
-    const first = open('first', vic);
-    open('second', second);
-    const watched = collect<{ messageAdded: { body: string } }>(wsClient(heard.wsUrl, friend), MESSAGE_ADDED, { roomId });
-    await waitFor(() => heard!.app.hubs.listeners(roomId) === 3);
+    const sockets = Object.fromEntries(
+      Object.entries(sessions).map(([session, user]) => {
+        const client = wsClient(heard!.wsUrl, user, { on: { closed: (e: unknown) => void closes.push({ session, code: (e as { code: number }).code }) } });
+        clients.push(client);
+        collect(client, MESSAGE_ADDED, { roomId: quiet }); // keeps the socket open (the client is lazy)
+        return [session, client];
+      }),
+    );
+    await waitFor(() => heard!.app.hubs.listeners(quiet) === 3);
+    const watched = collect<{ messageAdded: { body: string; cursor: string } }>(wsClient(heard.wsUrl, friend), MESSAGE_ADDED, { roomId });
+    await waitFor(() => heard!.app.hubs.listeners(roomId) === 1);
+    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }';
+    await must(heard.url, SEND, { i: { roomId, body: 'before the logOuts' } }, friend.token);
+    const [before] = await watched.until((r) => r.length === 1);
 
     await admin.call('ACL', 'SETUSER', 'cutoff', 'resetchannels');
     await waitFor(() => !cut!.app.pubsub.connected, 15_000);
-    await must(cut.url, 'mutation { logOut }', {}, vic.token); // its signal is refused (NOPERM), and stays so
-    await must(cut.url, 'mutation { logOut }', {}, second.token);
+    for (const user of Object.values(sessions)) await must(cut.url, 'mutation { logOut }', {}, user.token); // each signal refused (NOPERM), and stays so
     expect(heard.app.pubsub.connected).toBe(true);
+    await must(heard.url, SEND, { i: { roomId, body: 'after the logOuts' } }, friend.token);
 
     // A send over the first socket: refused, not stored, and the socket closes right after.
-    const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }';
-    const sent = collect(first, SEND, { i: { roomId, body: 'after logOut, over the socket' } });
+    const sent = collect(sockets.first, SEND, { i: { roomId, body: 'after logOut, over the socket' } });
     await sent.done.catch(() => undefined);
     expect(sent.results.map((r) => r.errors?.map((e) => e.extensions?.code))).toEqual([['UNAUTHENTICATED']]);
-    await waitFor(() => closes.some((c) => c.session === 'first'), 5_000);
+    await waitFor(() => closes.length === 1, 5_000);
     // The second session's socket: an HTTP request of that session, to this instance, closes it.
-    expect(closes.map((c) => c.session)).toEqual(['first']);
-    expect((await gql(heard.url, '{ me { id } }', {}, second.token)).data).toEqual({ me: null });
+    expect((await gql(heard.url, '{ me { id } }', {}, sessions.second.token)).data).toEqual({ me: null });
     await waitFor(() => closes.length === 2, 5_000);
+    // The third subscribes from before the logOuts: it reads nothing written since, and closes.
+    const resumed = collect<{ messageAdded: { body: string } }>(sockets.third, MESSAGE_ADDED, { roomId, after: before.data!.messageAdded.cursor });
+    await resumed.done.catch(() => undefined);
+    await waitFor(() => closes.length === 3, 5_000);
+    expect(resumed.results.map((r) => r.data?.messageAdded?.body)).not.toContain('after the logOuts');
     expect(closes).toEqual([
       { session: 'first', code: 4403 },
       { session: 'second', code: 4403 },
+      { session: 'third', code: 4403 },
     ]);
-    // Nothing was stored: the friend's next message is the room's first.
-    await must(heard.url, SEND, { i: { roomId, body: 'the first' } }, friend.token);
-    await watched.until((r) => r.length === 1);
-    expect(watched.results.map((r) => r.data?.messageAdded.body)).toEqual(['the first']);
+    // Nothing was stored through the first: the friend's next message follows its last.
+    await must(heard.url, SEND, { i: { roomId, body: 'the last' } }, friend.token);
+    await watched.until((r) => r.length === 3);
+    expect(watched.results.map((r) => r.data?.messageAdded.body)).toEqual(['before the logOuts', 'after the logOuts', 'the last']);
   } finally {
     await admin.call('ACL', 'SETUSER', 'cutoff', 'allchannels');
     for (const client of clients) await client.dispose();

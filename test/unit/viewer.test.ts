@@ -87,7 +87,8 @@ let checksMade: number;
 /** What the contexts' checks were told by a statement. */
 let settled: boolean[];
 
-const contextOf = (answer?: Promise<Viewer | null>) =>
+/** A context whose session check answers `answer`; `standing`: the session was found standing lately (an HTTP request's, when it has a check under way). */
+const contextOf = (answer?: Promise<Viewer | null>, standing = true) =>
   ({
     viewer: ADA,
     pendingViewer:
@@ -96,6 +97,7 @@ const contextOf = (answer?: Promise<Viewer | null>) =>
         ADA,
         () => (checksMade++, answer.then((viewer) => viewer !== null)),
         (_viewer, live) => settled.push(live),
+        standing,
       ),
     requestId: 'r',
     clientAddress: '10.0.0.1',
@@ -135,6 +137,24 @@ it("gives the user's budgets back when the session has ended, and runs the mutat
   // The budget of one mutation per 10 s is whole: the live session's mutation goes through, its next does not.
   expect(await run(schema, 'mutation { createRoom }', contextOf(Promise.resolve(ADA)))).toEqual({ data: { createRoom: ADA.id } });
   expect(codeOfResult(await run(schema, 'mutation { createRoom }', contextOf(Promise.resolve(ADA))))).toBe('RATE_LIMITED');
+});
+
+it("checks a session not found standing lately (a WebSocket quiet for a while) before it spends anything in its user's name", async () => {
+  const schema = setUp();
+  const check = pendingCheck();
+  const running = run(schema, 'mutation { createRoom }', contextOf(check.promise, false));
+  await turn();
+  expect(events).toEqual(['spend rooms']); // the address's budget, as a signed-out request's; none of the user's yet
+  check.confirm(null);
+  expect(codeOfResult(await running)).toBe('UNAUTHENTICATED');
+  expect(events).toEqual(['spend rooms', 'run as nobody']); // nothing spent in the user's name, nothing to give back
+  const standing = pendingCheck();
+  const next = run(schema, 'mutation { createRoom }', contextOf(standing.promise, false));
+  await turn();
+  expect(events.slice(2)).toEqual(['spend rooms']);
+  standing.confirm(ADA);
+  expect(await next).toEqual({ data: { createRoom: ADA.id } });
+  expect(events.slice(2)).toEqual(['spend rooms', 'spend mutations', 'run as ada']);
 });
 
 it("gives the user's budgets back and runs nothing when the session cannot be checked", async () => {
