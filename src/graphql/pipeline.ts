@@ -12,25 +12,28 @@ import {
   type GraphQLFormattedError,
   type GraphQLSchema,
 } from 'graphql';
+import { LRUCache } from 'lru-cache';
 import { AppError, ErrorCode } from '../errors';
 import { checkCost } from './cost';
+import { documentBytes } from './document-bytes';
 import { withoutSuggestions, type OperationRules } from './limits';
 
-/** How many admitted query texts keep their parsed document. */
+/** How many admitted query texts keep their parsed document, and how many bytes they may hold in all (`documentBytes`). */
 const ADMITTED_DOCUMENTS = 500;
+const ADMITTED_DOCUMENT_BYTES = 16 * 1024 * 1024;
 /**
  * Per schema and rules (one pair per app), the query texts that parsed and passed validation,
- * oldest first: thousands of sockets subscribing with the same text share one document and skip
+ * the least recently used leaving first: thousands of sockets subscribing with the same text share one document and skip
  * parsing and validating it again. Variables, the operation and the cost are still checked per
  * operation.
  */
-const admitted = new WeakMap<GraphQLSchema, WeakMap<OperationRules, Map<string, DocumentNode>>>();
+const admitted = new WeakMap<GraphQLSchema, WeakMap<OperationRules, LRUCache<string, DocumentNode>>>();
 
-function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): Map<string, DocumentNode> {
+function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): LRUCache<string, DocumentNode> {
   let byRules = admitted.get(schema);
   if (!byRules) admitted.set(schema, (byRules = new WeakMap()));
   let documents = byRules.get(rules);
-  if (!documents) byRules.set(rules, (documents = new Map()));
+  if (!documents) byRules.set(rules, (documents = new LRUCache({ max: ADMITTED_DOCUMENTS, maxSize: ADMITTED_DOCUMENT_BYTES, sizeCalculation: documentBytes })));
   return documents;
 }
 
@@ -95,10 +98,7 @@ export function prepareOperation(
   const variables = isRecord(payload.variables) ? payload.variables : {};
   const refused = admitDocument(schema, rules, document, operationName, variables, cached !== undefined);
   if (refused) return refused;
-  if (!cached) {
-    documents.set(query, document);
-    if (documents.size > ADMITTED_DOCUMENTS) documents.delete(documents.keys().next().value!);
-  }
+  if (!cached) documents.set(query, document);
   return { schema, document, operationName, variableValues: variables };
 }
 

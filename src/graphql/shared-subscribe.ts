@@ -1,6 +1,7 @@
 import { mapAsyncIterator } from '@graphql-tools/utils';
 import { createSourceEventStream, execute, GraphQLError, Kind, print, visit, type ASTNode, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { LRUCache } from 'lru-cache';
 import { catchUpTurn, liveSliceWritten, liveWriteOut, nextTurn } from '../catch-up';
 import { AppError, ErrorCode, isUnavailable } from '../errors';
 import { isPushStream, sharedAs, type PushSink } from '../push-stream';
@@ -241,7 +242,7 @@ function laneOf(channel: object, shape: string): Lane {
   let byShape = lanes.get(channel);
   if (!byShape) lanes.set(channel, (byShape = new Map()));
   let lane = byShape.get(shape);
-  if (!lane) byShape.set(shape, (lane = new Lane()));
+  if (!lane) byShape.set(shape, (lane = new Lane(byShape, shape)));
   return lane;
 }
 
@@ -266,6 +267,12 @@ interface LaneEntry {
  * each subscriber's frames in event order in its one write.
  */
 class Lane {
+  /**
+   * Set once the lane has written everything it was given and left its channel's lanes: a busy
+   * room's hub lives on, and the lanes of every shape ever subscribed there, with the subscribers
+   * of their last events, would live with it. Its subscribers take the next lane of their shape.
+   */
+  retired = false;
   private readonly entries: LaneEntry[] = [];
   private readonly waiting = new Map<Execution, LaneEntry>();
   /** The entry the last subscriber joined: the next one of the same fan-out most likely joins it too. */
@@ -286,6 +293,12 @@ class Lane {
   private writing?: () => void;
   /** The oldest execution has waited over STALL_MS (checked as each new one is made; cleared as executions settle). */
   stalled = false;
+
+  constructor(
+    /** The lanes of its channel, by shape. */
+    private readonly home: Map<string, Lane>,
+    private readonly shape: string,
+  ) {}
 
   add(event: object, target: FrameTarget): void {
     const { key } = target.subscription;
@@ -389,7 +402,15 @@ class Lane {
     if (this.scheduled) return void setImmediate(this.writeOut);
     this.writing?.();
     this.writing = undefined;
+    this.batch = [];
+    if (this.entries.length === 0) this.retire();
   };
+
+  /** Everything given is written: leaves its channel (see `retired`). */
+  private retire(): void {
+    this.retired = true;
+    if (this.home.get(this.shape) === this) this.home.delete(this.shape);
+  }
 }
 
 /**
@@ -512,7 +533,7 @@ class FrameTarget implements PushSink<object>, AsyncIterableIterator<ExecutionRe
     if (this.stopped) return undefined;
     if (this.unwritten > 0) return this.ahead(event, event); // behind the replayed frames still to write
     this.pending++;
-    if (this.channel !== channel) {
+    if (this.channel !== channel || this.lane!.retired) {
       this.channel = channel;
       this.lane = laneOf(channel, this.subscription.shape);
     }
@@ -765,14 +786,17 @@ function variablesRead(document: DocumentNode): string[] {
   return names;
 }
 
-/** Shapes in use, each kept once: thousands of subscriptions of one shape hold one string, and compare by identity. */
-const shapes = new Map<string, string>();
-const MAX_SHAPES = 10_000;
+/**
+ * Shapes in use, each kept once: thousands of subscriptions of one shape hold one string, and
+ * compare by identity. Bounded by count and by characters (a shape carries the values of the
+ * variables read below its root field, up to a request's size each); one that leaves only stops
+ * being shared, never being correct.
+ */
+const shapes = new LRUCache<string, string>({ max: 10_000, maxSize: 8 * 1024 * 1024, sizeCalculation: (shape) => shape.length });
 
 function interned(shape: string): string {
   const known = shapes.get(shape);
   if (known !== undefined) return known;
-  if (shapes.size >= MAX_SHAPES) shapes.clear(); // only sharing of memory is lost, never correctness
   shapes.set(shape, shape);
   return shape;
 }

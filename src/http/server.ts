@@ -10,6 +10,7 @@ import { maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { answerStatusPlugin, CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
+import { DocumentsByBytes, HTTP_DOCUMENT_BYTES } from '../graphql/document-bytes';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
 import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
@@ -48,6 +49,7 @@ export async function createHttpServer(deps: TransportDeps) {
     introspection: true,
     parseOptions: deps.rules.parseOptions,
     dangerouslyDisableValidation: true, // limitsPlugin validates, with the same function as WebSocket
+    documentStore: new DocumentsByBytes(HTTP_DOCUMENT_BYTES),
 
     includeStacktraceInErrorResponses: false,
     stopOnTerminationSignals: false, // main.ts owns SIGTERM: Apollo's handler would kill the process mid-shutdown

@@ -1,9 +1,17 @@
 import { makeExecutableSchema } from '@graphql-tools/schema';
 import { parse, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { CATCH_UP_CONCURRENCY, catchUpTurn, LIVE_SLICES_PER_TURN } from '../../src/catch-up';
 import { subscribeShared } from '../../src/graphql/shared-subscribe';
 import { SHARED_AS, type PushSink } from '../../src/push-stream';
 import { waitFor } from '../support/fakes';
+
+/** A full garbage collection (V8's `gc`, made reachable for this test only). */
+function collectGarbage(): void {
+  setFlagsFromString('--expose-gc');
+  (runInNewContext('gc') as () => void)();
+}
 
 /** Resolves to what `promise` gave, or to `timeout` when it gives nothing within `ms` (a bound, not a sleep). */
 function within<T>(promise: Promise<T>, ms: number): Promise<T | 'timeout'> {
@@ -423,6 +431,27 @@ describe('subscribeShared', () => {
       await Promise.all(subs.map((s) => s.until(4)));
       expect(subs.map((s) => s.writes)).toEqual([[3, 1], [3, 1]]);
       await Promise.all(subs.map((s) => s.iterator.return!()));
+    });
+
+    it("keeps neither a lane nor the subscribers of its last events once they are written, while the channel lives on", async () => {
+      const { schema, emit } = pushSetup();
+      const stays = await openPushed(schema, 'subscription { tick { n } }', 'a', 'op-stays'); // the room stays subscribed
+      // Each of another shape (its own lane), takes one event, completes. (In a function of its
+      // own: the test's suspended frame would hold the last one.)
+      const openTakeOneAndEnd = async (i: number) => {
+        const sub = await openPushed(schema, `subscription { tick { n again${i}: n } }`, 'a', `op-${i}`);
+        emit({ n: i });
+        await sub.until(1);
+        await sub.iterator.return!();
+        return new WeakRef(sub.iterator);
+      };
+      const gone: Array<WeakRef<object>> = [];
+      for (let i = 0; i < 20; i++) gone.push(await openTakeOneAndEnd(i));
+      await stays.until(20);
+      await new Promise((r) => setTimeout(r, 10));
+      collectGarbage();
+      expect(gone.flatMap((ref, i) => (ref.deref() === undefined ? [] : [i]))).toEqual([]); // before: each held by its lane's last batch
+      await stays.iterator.return!();
     });
 
     it('writes a large fan-out in slices, letting other work run between them', async () => {

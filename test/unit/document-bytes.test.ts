@@ -1,0 +1,30 @@
+// What a parsed document holds (src/graphql/document-bytes.ts): the measure that bounds the caches
+// of parsed documents (Apollo's store over HTTP, the admitted documents over WebSocket).
+import { parse } from 'graphql';
+import { documentBytes, DocumentsByBytes } from '../../src/graphql/document-bytes';
+
+const SUBSCRIPTION = 'subscription($r: ID!) { messageAdded(roomId: $r) { id seq body author { username } } }';
+
+it('counts a document padded with a comment by its text, which Apollo’s own measure leaves out', () => {
+  const padded = parse(`{ __typename } #${'x'.repeat(900_000)}`);
+  expect(JSON.stringify(padded).length).toBeLessThan(1000); // Apollo's measure: the padding is not there
+  expect(documentBytes(padded)).toBeGreaterThan(900_000);
+  // An ordinary document: its syntax tree, several times its text.
+  expect(documentBytes(parse(SUBSCRIPTION))).toBeGreaterThan(10 * SUBSCRIPTION.length);
+});
+
+it('keeps documents up to its bytes, the least recently used leaving first', async () => {
+  const store = new DocumentsByBytes(2.5 * 1024 * 1024);
+  const padded = (n: number) => parse(`{ __typename } #${String(n).repeat(1_000_000)}`);
+  for (const n of [1, 2]) await store.set(`k${n}`, padded(n));
+  expect(await store.get('k1')).toBeDefined(); // now the most recently used
+  await store.set('k3', padded(3)); // over 2.5 MiB with three: the least recently used goes
+  expect(await store.get('k2')).toBeUndefined();
+  expect(await store.get('k1')).toBeDefined();
+  expect(await store.get('k3')).toBeDefined();
+  // Many small ones fit where a few large ones did.
+  for (let i = 0; i < 100; i++) await store.set(`s${i}`, parse(SUBSCRIPTION));
+  expect(await store.get('s0')).toBeDefined();
+  expect(await store.delete('s0')).toBe(true);
+  expect(await store.get('s0')).toBeUndefined();
+});
