@@ -27,6 +27,8 @@ export interface SocketAuth {
 
 /** How often each instance deletes the rows of sessions that can no longer be used (`SessionService.purge`). */
 const PURGE_EVERY_MS = 60 * 60 * 1000;
+/** The first purge comes within this of an instance's start. */
+export const PURGE_FIRST_MS = 60 * 1000;
 const PURGE_BATCH = 1000;
 
 /** Longest a refresh waits for its session's row (another refresh of it, stalled), in ms. */
@@ -126,8 +128,9 @@ export class SessionService {
    * sweep of open sockets covers what a missing signal would have closed).
    */
   start(): void {
-    this.purgeTimer = setInterval(() => void this.purge().catch((err) => this.log.warn({ err: (err as Error).message }, 'ended sessions could not be purged; retrying later')), PURGE_EVERY_MS);
-    this.purgeTimer.unref();
+    // The first within PURGE_FIRST_MS of the start (instances restarted more often than hourly
+    // would purge never), at a moment of its own for each instance; then every PURGE_EVERY_MS.
+    this.purgeSoon(Math.random() * PURGE_FIRST_MS);
     // Revocations announced while the connection was down went unheard; those made here went unsaid.
     this.offReconnect = this.pubsub.onReconnect(() => {
       this.standing.clear();
@@ -141,9 +144,20 @@ export class SessionService {
       });
   }
 
+  private purgeSoon(delayMs: number): void {
+    this.purgeTimer = setTimeout(() => {
+      void this.purge()
+        .catch((err) => this.log.warn({ err: (err as Error).message }, 'ended sessions could not be purged; retrying later'))
+        .finally(() => {
+          if (!this.closed) this.purgeSoon(PURGE_EVERY_MS);
+        });
+    }, delayMs);
+    this.purgeTimer.unref();
+  }
+
   close(): void {
     this.closed = true;
-    clearInterval(this.purgeTimer);
+    clearTimeout(this.purgeTimer);
     clearTimeout(this.republishTimer);
     this.revokedListeners.clear();
     this.offReconnect?.();
@@ -155,7 +169,7 @@ export class SessionService {
    * signed-in device: revoked ones a day after their revocation, and ones whose refresh token
    * expired, once every access token issued with it has expired too (`JWT_TTL_SECONDS` later).
    * A token of a deleted session is refused as one of a revoked session is. Every instance runs it
-   * every PURGE_EVERY_MS (deleting is idempotent), in batches. Resolves to how many were deleted.
+   * within a minute of its start and every PURGE_EVERY_MS after (deleting is idempotent), in batches. Resolves to how many were deleted.
    */
   async purge(): Promise<number> {
     let deleted = 0;
