@@ -87,7 +87,7 @@ describe('embedded mode (PGlite and in-memory pub/sub)', () => {
     // The purge of ended sessions runs on PGlite too: a session revoked two days ago goes, the others stay.
     const db = server.app.db.dataSource;
     await db.query(`UPDATE sessions SET revoked_at = now() - interval '2 days' WHERE user_id = $1 AND id = (SELECT min(id::text)::uuid FROM sessions WHERE user_id = $1)`, [ada.id]);
-    expect(await server.app.services.sessions.purge()).toBe(1);
+    await server.app.services.sessions.purge(); // (or its own timed purge, which may come first)
     expect(await db.query(`SELECT count(*)::int AS n FROM sessions WHERE user_id = $1`, [ada.id])).toEqual([{ n: 1 }]);
   }, SLOW);
 

@@ -619,7 +619,7 @@ describe('the purge of sessions that can no longer be used', () => {
     await db.query(`UPDATE sessions SET refresh_expires_at = now() - interval '1 minute' WHERE user_id = $1`, [expiredLong.id]);
     // Expired just now: JWT_TTL_SECONDS is 3 here, so an access token issued with it may still be valid.
     await db.query(`UPDATE sessions SET refresh_expires_at = now() WHERE user_id = $1`, [expiredLately.id]);
-    expect(await server.app.services.sessions.purge()).toBeGreaterThanOrEqual(2); // other tests' ended sessions may go too
+    await server.app.services.sessions.purge(); // (or an instance's own timed purge, which may come first: what is left is the same)
     const left: Array<{ user_id: string }> = await db.query(`SELECT user_id FROM sessions WHERE user_id = ANY($1::uuid[])`, [users.map((u) => u.id)]);
     expect(left.map((r) => r.user_id).sort()).toEqual([revokedLately.id, expiredLately.id, live.id].sort());
     // A purged session's tokens are refused as a revoked one's; the others are untouched.
