@@ -22,10 +22,10 @@ import { withoutSuggestions, type OperationRules } from './limits';
 const ADMITTED_DOCUMENTS = 500;
 const ADMITTED_DOCUMENT_BYTES = 16 * 1024 * 1024;
 /**
- * Per schema and rules (one pair per app), the query texts that parsed and passed validation,
- * the least recently used leaving first: thousands of sockets subscribing with the same text share one document and skip
- * parsing and validating it again. Variables, the operation and the cost are still checked per
- * operation.
+ * Per schema and rules (one pair per app), the query texts that parsed and passed validation, the
+ * least recently used leaving first: thousands of sockets subscribing with the same text share one
+ * document and skip parsing and validating it again. Variables, the operation and the cost are
+ * still checked per operation.
  */
 const admitted = new WeakMap<GraphQLSchema, WeakMap<OperationRules, LRUCache<string, DocumentNode>>>();
 

@@ -14,9 +14,10 @@ import type { GraphQLContext } from './context';
  * (`confirmedViewerPlugin`), a mutation's root fields each before they run (`withConfirmedViewer`),
  * but those whose statement checks the session itself (`checkedInStatement`).
  * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
- * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket a query or mutation checks the
- * socket's session the same way (`SessionService.checkOfSocket`; a query waits in the socket's
- * `execute`), and a session found ended closes its sockets (4403) once they are answered.
+ * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket each operation checks the socket's
+ * session the same way (`SessionService.checkOfSocket`; a query waits in the socket's `execute`, a
+ * subscription in `subscribeShared`), and a session found ended closes its sockets (4403) once
+ * they are answered.
  */
 export async function confirmViewer(ctx: GraphQLContext): Promise<void> {
   if (!ctx.pendingViewer) return;
