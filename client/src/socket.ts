@@ -50,10 +50,13 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     if (!open) return undefined;
     return new Promise<RefreshAnswer>((resolve, reject) => {
       let answer: RefreshAnswer | undefined;
+      // An answer already received stands, whatever happens to the socket after it (its `complete`
+      // lost with the socket): its refresh token is the one to keep, the old one is spent.
       const abandon = () => {
         pending.delete(abandon);
         dispose();
-        reject(new Error('The WebSocket closed before refreshSession answered'));
+        if (answer) resolve(answer);
+        else reject(new Error('The WebSocket closed before refreshSession answered'));
       };
       pending.add(abandon);
       const dispose = client.subscribe<RefreshAnswer['data']>(
@@ -63,6 +66,7 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
           error: (err) => {
             pending.delete(abandon);
             if (Array.isArray(err)) resolve({ errors: err as GraphQLFormattedError[] });
+            else if (answer) resolve(answer);
             else reject(err instanceof Error ? err : new Error('The WebSocket closed before refreshSession answered'));
           },
           complete: () => {

@@ -10,6 +10,8 @@ import type { ApolloLink } from '@apollo/client';
 import type { Client } from 'graphql-ws';
 import type { SessionKeeper } from '../../client/src/session';
 import { subscribe } from '../../client/src/subscription';
+import { createSocket } from '../../client/src/socket';
+import { WebSocket, WebSocketServer } from 'ws';
 import { waitFor } from '../support/fakes';
 
 const OPERATIONS = path.resolve(__dirname, '../../client/operations');
@@ -145,5 +147,38 @@ describe('subscribe (the kit\'s subscription through graphql-ws)', () => {
     await waitFor(() => failure !== undefined, 'the error');
     await new Promise((r) => setTimeout(r, 20)); // past the retry delay: not subscribed again
     expect(sent).toHaveLength(2);
+  });
+});
+
+describe("createSocket's refresh over the open socket", () => {
+  it('keeps the answer it received when the socket closes before its complete (the old refresh token is spent)', async () => {
+    const server = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    const answer = { data: { refreshSession: { token: 'new-token', expiresAt: '2030-01-01T00:00:00.000Z', refreshToken: 'new-refresh' } } };
+    server.on('connection', (socket) => {
+      socket.on('message', (data) => {
+        const message = JSON.parse(String(data)) as { type: string; id?: string; payload?: { operationName?: string } };
+        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+        // The answer goes out, then the connection is lost before its `complete`.
+        if (message.type === 'subscribe' && message.payload?.operationName === 'RefreshSession') {
+          socket.send(JSON.stringify({ id: message.id, type: 'next', payload: answer }), () => socket.terminate());
+        }
+      });
+    });
+    const port = (server.address() as { port: number }).port;
+    const keeper = { token: async () => 'old-token' } as unknown as SessionKeeper;
+    const ws = createSocket({ httpUrl: 'http://unused', wsUrl: `ws://127.0.0.1:${port}`, session: null as never, webSocketImpl: WebSocket, } as never, keeper);
+    const connected = new Promise<void>((resolve) => ws.client.on('connected', () => resolve()));
+    const stopHolding = ws.client.subscribe({ query: 'subscription { held }' }, { next: () => undefined, error: () => undefined, complete: () => undefined });
+    try {
+      await connected;
+      const refreshed = ws.refresh('old-refresh');
+      expect(refreshed).toBeDefined();
+      await expect(refreshed).resolves.toEqual(answer); // before: rejected, and the kit refreshed again with the spent token
+    } finally {
+      stopHolding();
+      ws.dispose();
+      await ws.client.dispose();
+      server.close();
+    }
   });
 });
