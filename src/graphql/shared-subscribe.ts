@@ -792,7 +792,7 @@ function variablesRead(document: DocumentNode): string[] {
  * variables read below its root field, up to a request's size each); one that leaves only stops
  * being shared, never being correct.
  */
-const shapes = new LRUCache<string, string>({ max: 10_000, maxSize: 8 * 1024 * 1024, sizeCalculation: (shape) => shape.length });
+const shapes = new LRUCache<string, string>({ max: 10_000, maxSize: 8 * 1024 * 1024, sizeCalculation: (shape) => 2 * shape.length }); // two bytes a character: printed documents are two-byte strings
 
 function interned(shape: string): string {
   const known = shapes.get(shape);

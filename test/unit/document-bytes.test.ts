@@ -9,16 +9,19 @@ it('counts a document padded with a comment by its text, which Apollo’s own me
   const padded = parse(`{ __typename } #${'x'.repeat(900_000)}`);
   expect(JSON.stringify(padded).length).toBeLessThan(1000); // Apollo's measure: the padding is not there
   expect(documentBytes(padded)).toBeGreaterThan(900_000);
+  // A body of comment lines: each a token the parser keeps linked from the document.
+  const lines = parse(`{ __typename }\n${'#\n'.repeat(300_000)}`);
+  expect(documentBytes(lines)).toBeGreaterThan(300_000 * 80);
   // An ordinary document: its syntax tree, several times its text.
   expect(documentBytes(parse(SUBSCRIPTION))).toBeGreaterThan(10 * SUBSCRIPTION.length);
 });
 
 it('keeps documents up to its bytes, the least recently used leaving first', async () => {
-  const store = new DocumentsByBytes(2.5 * 1024 * 1024);
+  const store = new DocumentsByBytes(5 * 1024 * 1024);
   const padded = (n: number) => parse(`{ __typename } #${String(n).repeat(1_000_000)}`);
   for (const n of [1, 2]) await store.set(`k${n}`, padded(n));
   expect(await store.get('k1')).toBeDefined(); // now the most recently used
-  await store.set('k3', padded(3)); // over 2.5 MiB with three: the least recently used goes
+  await store.set('k3', padded(3)); // over 5 MiB with three (two bytes a character): the least recently used goes
   expect(await store.get('k2')).toBeUndefined();
   expect(await store.get('k1')).toBeDefined();
   expect(await store.get('k3')).toBeDefined();
