@@ -72,7 +72,7 @@ export interface RoomLoader<V> {
 export interface GraphQLContext {
   /** The one the token claims (over WebSocket, the socket's) until `pendingViewer` settles (`confirmViewer`, `viewer.ts`). */
   viewer: Viewer | null;
-  /** The check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did): an HTTP request's, a WebSocket query's or mutation's (not a subscription's). */
+  /** The check of the claimed viewer's session until it settles (`confirmViewer`; unset once it did): an HTTP request's, or any WebSocket operation's (a subscription's before it reads anything, `subscribeShared`). */
   pendingViewer?: SessionCheck;
   /** Over HTTP, the request's bearer token was refused (malformed, expired, its session ended): it runs signed out, and its answer says so (`answerStatusPlugin`). */
   tokenRefused?: boolean;
