@@ -28,6 +28,8 @@ export interface ChatLinkOptions {
   fetch?: typeof fetch;
   /** How often the socket is pinged; a missing pong within half of it drops and reconnects the socket (ms). Default 10000. */
   keepAliveMs?: number;
+  /** How long opening the WebSocket, and then the server's acknowledgement, may each take before the socket is given up and tried again (ms). Default 10000. */
+  connectTimeoutMs?: number;
   /** How long a session refresh over HTTP waits for its answer before it is tried again (ms). Default 10000. */
   refreshTimeoutMs?: number;
 }

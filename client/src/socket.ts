@@ -5,18 +5,31 @@ import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, isCloseEvent } 
 import type { ChatLinkOptions } from './link';
 import { REFRESH_SESSION, type RefreshAnswer, type SessionKeeper } from './session';
 
+/** How long opening the WebSocket, then its acknowledgement, may take by default before it is given up and tried again (ms). */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
+/** A socket as graphql-ws hands it to its listeners: the kit only unhooks its message handler. */
+interface SocketLike {
+  onmessage: unknown;
+}
+
 /** The graphql-ws client: retries everything but a refused session, keeps the socket alive, refreshes over it. */
 export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
-  let open: { readyState: number; OPEN?: number } | undefined;
+  let open: SocketLike | undefined;
+  /** The socket opened last, acknowledged or not (graphql-ws's `opened`). */
+  let opened: SocketLike | undefined;
   let pongTimer: ReturnType<typeof setTimeout> | undefined;
   const pending = new Set<() => void>();
   const keepAliveMs = options.keepAliveMs ?? 10_000;
+  const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const client: Client = createClient({
     url: options.wsUrl,
-    webSocketImpl: options.webSocketImpl,
+    webSocketImpl: withHandshakeTimeout((options.webSocketImpl ?? globalThis.WebSocket) as typeof WebSocket | undefined, connectTimeoutMs),
     lazy: true,
     lazyCloseTimeout: 3000,
     keepAlive: keepAliveMs,
+    // A server that opened the socket but never acknowledges it (its process stopped) is given up.
+    connectionAckWaitTimeout: connectTimeoutMs,
     retryAttempts: Infinity,
     shouldRetry: (errOrClose) =>
       !(errOrClose instanceof SessionEndedError) && // thrown by connectionParams: the session is over
@@ -27,9 +40,13 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
       return token ? { authorization: `Bearer ${token}` } : {};
     },
     on: {
-      connected: (socket) => (open = socket as typeof open),
+      opened: (socket) => (opened = socket as SocketLike),
+      connected: (socket) => (open = socket as SocketLike),
       closed: () => {
-        open = undefined;
+        // A socket given up (`terminate`) is only closing: under Node.js `ws` still hands it frames,
+        // which graphql-ws would pass to the subscriptions now resuming on the next socket.
+        if (opened) opened.onmessage = null;
+        open = opened = undefined;
         clearTimeout(pongTimer);
         // A refresh in flight must not be re-sent on the next socket: its token may already be spent.
         for (const abandon of [...pending]) abandon();
@@ -80,4 +97,24 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
   };
 
   return { client, refresh, dispose: () => clearTimeout(pongTimer) };
+}
+
+/**
+ * `Impl` whose sockets give up an opening handshake not answered within `ms`: neither the
+ * browser's WebSocket nor `ws` does (a stopped process whose kernel still accepts connections
+ * holds it for minutes). Closed while connecting, the socket fails as an unreachable server's
+ * would (1006), which graphql-ws retries.
+ */
+function withHandshakeTimeout(Impl: typeof WebSocket | undefined, ms: number): typeof WebSocket | undefined {
+  if (!Impl) return undefined; // graphql-ws says it needs an implementation
+  const { CONNECTING } = Impl;
+  return class extends Impl {
+    constructor(...args: ConstructorParameters<typeof WebSocket>) {
+      super(...args);
+      const timer = setTimeout(() => this.readyState === CONNECTING && this.close(), ms);
+      const settled = () => clearTimeout(timer);
+      this.addEventListener('open', settled);
+      this.addEventListener('close', settled);
+    }
+  };
 }

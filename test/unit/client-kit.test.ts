@@ -11,6 +11,7 @@ import type { Client } from 'graphql-ws';
 import type { SessionKeeper } from '../../client/src/session';
 import { subscribe } from '../../client/src/subscription';
 import { createSocket } from '../../client/src/socket';
+import net from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { waitFor } from '../support/fakes';
 
@@ -179,6 +180,110 @@ describe("createSocket's refresh over the open socket", () => {
       ws.dispose();
       await ws.client.dispose();
       server.close();
+    }
+  });
+});
+
+describe("createSocket's connection", () => {
+  const keeper = { token: async () => 'a-token' } as unknown as SessionKeeper;
+  const servers: Array<() => void> = [];
+  afterEach(() => {
+    for (const close of servers.splice(0)) close();
+  });
+  const closing = (server: WebSocketServer) => () => {
+    for (const socket of server.clients) socket.terminate();
+    server.close();
+  };
+
+  /** A graphql-transport-ws server that acknowledges and answers every subscription with `{ from: name }` once. */
+  function answering(name: string): number {
+    const server = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    servers.push(closing(server));
+    server.on('connection', (socket) => {
+      socket.on('message', (data) => {
+        const message = JSON.parse(String(data)) as { type: string; id?: string };
+        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+        if (message.type === 'ping') socket.send(JSON.stringify({ type: 'pong' }));
+        if (message.type === 'subscribe') socket.send(JSON.stringify({ id: message.id, type: 'next', payload: { data: { from: name } } }));
+      });
+    });
+    return (server.address() as { port: number }).port;
+  }
+
+  /** Connects through `urls` in turn (the last one stays) and collects what one subscription receives. */
+  function subscribeThrough(urls: string[], extra: Record<string, unknown> = {}) {
+    let connects = 0;
+    const ws = createSocket({ httpUrl: 'http://unused', wsUrl: () => urls[Math.min(connects++, urls.length - 1)], session: null as never, webSocketImpl: WebSocket, retry: { initialDelayMs: 10, maxDelayMs: 20 }, ...extra } as never, keeper);
+    const received: Array<{ data: unknown; afterClose: boolean }> = [];
+    let closed = false;
+    ws.client.on('closed', () => (closed = true));
+    const stop = ws.client.subscribe({ query: 'subscription { from }' }, { next: (r) => received.push({ data: r.data, afterClose: closed }), error: () => undefined, complete: () => undefined });
+    return {
+      received,
+      connects: () => connects,
+      stop: async () => {
+        stop();
+        ws.dispose();
+        await ws.client.dispose();
+      },
+    };
+  }
+
+  it('gives up an opening handshake that is never answered (a stopped process whose kernel still accepts) and connects again', async () => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => held.push(socket)); // accepts, never answers the upgrade
+    servers.push(() => {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentUrl = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const kit = subscribeThrough([silentUrl, `ws://127.0.0.1:${answering('second')}`], { connectTimeoutMs: 300 });
+    try {
+      await waitFor(() => kit.received.length > 0, 'an event through the second server', 5000); // before: nothing, ever
+      expect(kit.received.map((r) => r.data)).toEqual([{ from: 'second' }]);
+      expect(kit.connects()).toBe(2);
+    } finally {
+      await kit.stop();
+    }
+  });
+
+  it('gives up a socket the server opened but never acknowledges, and connects again', async () => {
+    const mute = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' }); // no connection_ack
+    servers.push(closing(mute));
+    const kit = subscribeThrough([`ws://127.0.0.1:${(mute.address() as { port: number }).port}`, `ws://127.0.0.1:${answering('second')}`], { connectTimeoutMs: 300 });
+    try {
+      await waitFor(() => kit.received.length > 0, 'an event through the second server', 5000);
+      expect(kit.received.map((r) => r.data)).toEqual([{ from: 'second' }]);
+    } finally {
+      await kit.stop();
+    }
+  });
+
+  it('passes on nothing a socket it gave up still receives (its keep-alive unanswered: the server no longer reads, yet writes)', async () => {
+    const deaf = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    servers.push(closing(deaf));
+    const writers: Array<ReturnType<typeof setInterval>> = [];
+    deaf.on('connection', (socket) => {
+      socket.on('message', (data) => {
+        const message = JSON.parse(String(data)) as { type: string; id?: string };
+        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+        if (message.type === 'subscribe') {
+          // From here on it reads nothing (no pong, no close handshake) and keeps writing.
+          (socket as unknown as { _socket: net.Socket })._socket.pause();
+          writers.push(setInterval(() => socket.send(JSON.stringify({ id: message.id, type: 'next', payload: { data: { from: 'deaf' } } })), 5));
+        }
+      });
+    });
+    const kit = subscribeThrough([`ws://127.0.0.1:${(deaf.address() as { port: number }).port}`, `ws://127.0.0.1:${answering('second')}`], { keepAliveMs: 200 });
+    try {
+      await waitFor(() => kit.received.some((r) => (r.data as { from: string }).from === 'second'), 'an event through the second server', 5000);
+      await new Promise((r) => setTimeout(r, 200)); // the deaf server writes on meanwhile
+      expect(kit.received.filter((r) => r.afterClose && (r.data as { from: string }).from === 'deaf')).toEqual([]);
+      expect(kit.received.some((r) => !r.afterClose)).toBe(true); // it did deliver while the socket was the kit's
+    } finally {
+      for (const w of writers) clearInterval(w);
+      await kit.stop();
     }
   });
 });
