@@ -5,7 +5,7 @@
  */
 export { createChatLink, type ChatLink, type ChatLinkOptions } from './link';
 export { chatCacheConfig } from './cache';
-export type { Session, SessionSource } from './session';
+export type { Session, SessionLock, SessionSource } from './session';
 export type { RetryOptions } from './backoff';
 export { possibleTypes } from './cache-policies';
 export * from './generated/graphql';

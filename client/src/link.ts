@@ -4,7 +4,7 @@ import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
 import { Observable } from 'rxjs';
 import type { RetryOptions } from './backoff';
 import { SessionEndedError, unauthenticated } from './errors';
-import { SessionKeeper, type Session, type SessionSource } from './session';
+import { SessionKeeper, type Session, type SessionLock, type SessionSource } from './session';
 import { createSocket } from './socket';
 import { subscribe } from './subscription';
 
@@ -18,8 +18,14 @@ export interface ChatLinkOptions {
   session: SessionSource;
   /** A WebSocket implementation, e.g. the `ws` package under Node.js; the browser's `WebSocket` by default. */
   webSocketImpl?: unknown;
-  /** Told after each refresh, to store the new tokens (the old refresh token no longer works). */
-  onSessionChange?: (session: Session) => void;
+  /** Told after each refresh, to store the new tokens (the old refresh token no longer works); a promise returned is awaited. */
+  onSessionChange?: (session: Session) => unknown;
+  /**
+   * Makes the refreshes of a stored session shared by several tabs or processes take turns. By
+   * default the Web Locks API where the runtime has it (browsers); elsewhere pass one (e.g. a file
+   * lock) if processes share a stored session.
+   */
+  sessionLock?: SessionLock;
   /** Told once when the server refuses or revokes the session (log in again). */
   onSessionEnd?: (reason: string) => void;
   /** Backoff between reconnects. Default: from 250 ms doubling to 10 s, with jitter. */
@@ -70,6 +76,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
     httpUrl: options.httpUrl,
     fetch: fetchImpl,
     refreshTimeoutMs: options.refreshTimeoutMs,
+    lock: options.sessionLock,
     onSessionChange: options.onSessionChange,
     onSessionEnd: (reason) => {
       for (const end of active) end(reason);
@@ -82,6 +89,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   const running = new Set<() => void>();
   const ws = createSocket(options, keeper);
   keeper.socketRefresh = ws.refresh;
+  keeper.socketOpen = ws.isOpen;
   // An answer that says the token it carried was refused (revoked elsewhere, account deleted),
   // whatever the operation — one that needs no session (`me`) answers null without an error: the
   // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not).

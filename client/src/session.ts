@@ -35,12 +35,27 @@ export const REFRESH_SESSION = `mutation RefreshSession($refreshToken: String!) 
  */
 export const REFRESH_TIMEOUT_MS = 10_000;
 
+/**
+ * Runs `refresh` while holding the lock `name` for every tab or process that shares the stored
+ * session (the Web Locks API's `navigator.locks.request` has this shape).
+ */
+export type SessionLock = <T>(name: string, refresh: () => Promise<T>) => Promise<T>;
+
+/** The browser's Web Locks, where there are any (secure contexts; not Node.js 20). */
+function webLocks(): SessionLock | undefined {
+  const locks = (globalThis as { navigator?: { locks?: { request: SessionLock } } }).navigator?.locks;
+  return locks ? (name, refresh) => locks.request(name, refresh) : undefined;
+}
+
 interface KeeperOptions {
   httpUrl: string;
   fetch: typeof fetch;
   /** How long a refresh over HTTP waits for its answer (ms); REFRESH_TIMEOUT_MS by default. */
   refreshTimeoutMs?: number;
-  onSessionChange?: (session: Session) => void;
+  /** Serialises the refreshes of a shared stored session; the Web Locks API by default where present. */
+  lock?: SessionLock;
+  /** Told of each new session; a promise returned is awaited (the store written) before another tab may refresh. */
+  onSessionChange?: (session: Session) => unknown;
   onSessionEnd?: (reason: string) => void;
 }
 
@@ -75,6 +90,8 @@ export class SessionKeeper {
   private disposed = false;
   /** Set by the link: how to refresh over its WebSocket while one is open. */
   socketRefresh?: SocketRefresh;
+  /** Set by the link: whether its WebSocket is open (a refresh over it renews it). */
+  socketOpen?: () => boolean;
 
   constructor(private readonly source: SessionSource, private readonly options: KeeperOptions) {}
 
@@ -90,10 +107,10 @@ export class SessionKeeper {
   }
 
   /** Replaces the session (after a logIn, or null after signing out); a new session is live again. */
-  set(session: Session | null, receivedNow = true): void {
+  set(session: Session | null): void {
     this.loaded = Promise.resolve();
     this.endedReason = undefined;
-    this.adopt(session, receivedNow);
+    this.adopt(session, Date.now());
   }
 
   /**
@@ -140,12 +157,17 @@ export class SessionKeeper {
   private load(): Promise<void> {
     this.loaded ??= (async () => {
       const session = typeof this.source === 'function' ? await this.source() : this.source;
-      if (!this.current) this.adopt(session ?? null, false);
+      if (!this.current) this.adopt(session ?? null);
     })();
     return this.loaded;
   }
 
-  private adopt(session: Session | null, receivedNow: boolean): void {
+  /**
+   * Makes `session` the current one. `requestedAt`: when the request that returned it was sent, on
+   * this machine's clock (the server issued it after that); absent for a stored session, whose
+   * `expiresAt` is then trusted.
+   */
+  private adopt(session: Session | null, requestedAt?: number): void {
     clearTimeout(this.timer);
     this.current = session;
     if (!session) return;
@@ -153,8 +175,9 @@ export class SessionKeeper {
     const serverExpiry = session.expiresAt ? Date.parse(session.expiresAt) : exp ? exp * 1000 : Date.now() + 60_000;
     // exp and iat are whole seconds: a token issued late in a second has up to 1 s less than exp − iat.
     const lifetime = exp && iat ? Math.max((exp - iat) * 500, (exp - iat - 1) * 1000) : Math.max(1000, serverExpiry - Date.now());
-    // A token just received lives `lifetime` from now whatever this machine's clock says.
-    this.expiresAtLocal = receivedNow && exp && iat ? Date.now() + lifetime : serverExpiry;
+    // A token just issued lives `lifetime` from its request whatever this machine's clock says
+    // (from the answer's arrival it would be counted too long by the round trip).
+    this.expiresAtLocal = requestedAt !== undefined && exp && iat ? requestedAt + lifetime : serverExpiry;
     this.margin = Math.min(60_000, lifetime / 3) * (1 + Math.random() * 0.2); // jitter: tabs sharing a session rarely refresh together
     this.schedule(this.expiresAtLocal - this.margin - Date.now());
   }
@@ -174,19 +197,37 @@ export class SessionKeeper {
 
   private async runRefresh(): Promise<Session> {
     await this.load();
+    if (typeof this.source !== 'function') return this.refreshOnce(undefined);
+    // A stored session may be shared with other tabs or processes: their refreshes take turns
+    // (the lock), each first reading the store, so none spends a refresh token another already
+    // spent (which revokes the session). The lock is the page's origin's: one name for the API.
+    const lock = this.options.lock ?? webLocks();
+    const read = this.source;
+    if (!lock) return this.refreshOnce(read);
+    return lock(`chat-api session refresh ${this.options.httpUrl}`, () => this.refreshOnce(read, true));
+  }
+
+  /**
+   * One refresh: of the current session, or of a newer one another tab or process stored
+   * (`read`). `locked`: no one else refreshes meanwhile.
+   */
+  private async refreshOnce(read: (() => Promise<Session | null> | Session | null) | undefined, locked = false): Promise<Session> {
     if (this.endedReason) throw new SessionEndedError(this.endedReason);
     let current = this.current;
     if (!current) throw new SessionEndedError('Not signed in');
-    // Another tab or process sharing the stored session may have refreshed it already: a newer one
-    // in the store is adopted instead of spending a refresh token twice (which revokes the session).
-    if (typeof this.source === 'function') {
-      const stored = await Promise.resolve(this.source()).catch(() => null);
-      if (stored && (claimsOf(stored.token).exp ?? 0) > (claimsOf(current.token).exp ?? 0)) {
-        this.adopt(stored, false);
-        if (Date.now() < this.expiresAtLocal - this.margin) return stored;
-        current = stored;
-      }
+    const stored = read && (await Promise.resolve(read()).catch(() => null));
+    // Another's: a different refresh token expiring no earlier (`exp` is in whole seconds, so two
+    // refreshes within a second tie).
+    if (stored && stored.refreshToken !== current.refreshToken && (claimsOf(stored.token).exp ?? 0) >= (claimsOf(current.token).exp ?? 0)) {
+      // Refreshed elsewhere: adopted instead of spent again. Its token serves HTTP at once, but
+      // an open WebSocket still carries the older one, which only a refresh over it renews (the
+      // server would close it `Token expired`): that refresh is safe while the lock is held.
+      this.adopt(stored);
+      const renewSocket = locked && !!this.socketOpen?.();
+      if (!renewSocket && Date.now() < this.expiresAtLocal - this.margin) return stored;
+      current = stored;
     }
+    const requestedAt = Date.now();
     const answer = await (this.socketRefresh?.(current.refreshToken) ?? this.refreshOverHttp(current.refreshToken));
     // Replaced meanwhile (`set()`: a new sign-in, or signed out): the answer is the old session's,
     // and neither its new tokens nor its refusal say anything of the session now.
@@ -205,9 +246,13 @@ export class SessionKeeper {
       throw new Error(message);
     }
     const session: Session = { token: next.token, refreshToken: next.refreshToken, expiresAt: next.expiresAt };
-    this.adopt(session, true);
+    this.adopt(session, requestedAt);
     this.refreshedAt = Date.now();
-    this.options.onSessionChange?.(session);
+    try {
+      await this.options.onSessionChange?.(session); // stored before the lock passes to another tab
+    } catch {
+      // The application's store failed: the session stands (its old refresh token is spent).
+    }
     return session;
   }
 

@@ -96,7 +96,7 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     });
   };
 
-  return { client, refresh, dispose: () => clearTimeout(pongTimer) };
+  return { client, refresh, isOpen: () => !!open, dispose: () => clearTimeout(pongTimer) };
 }
 
 /**

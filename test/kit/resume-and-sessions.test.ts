@@ -2,7 +2,7 @@
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
 // reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
 import { parse } from 'graphql';
-import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, SendMessageDocument } from '../../client';
+import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
 import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
@@ -343,6 +343,40 @@ describe('sessions through the kit', () => {
     expect(device.changes.length).toBeGreaterThanOrEqual(1);
     expect(device.sockets()).toBe(1);
     expect(messages.errors).toEqual([]);
+  });
+
+  it('shares one stored session between two tabs started together on an expired token: refreshes take turns (the session lock), none is spent twice, no socket closes for auth', async () => {
+    const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
+    await new Promise((r) => setTimeout(r, Date.parse(ada.session.expiresAt!) - Date.now() + 500)); // the browser was closed meanwhile
+    // The store both tabs read and write (localStorage), and the lock they share (Web Locks in a browser).
+    let stored = ada.session;
+    let turns: Promise<unknown> = Promise.resolve();
+    const sessionLock: SessionLock = (_name, refresh) => {
+      const turn = turns.then(refresh);
+      turns = turn.catch(() => undefined);
+      return turn;
+    };
+    const tab = () => kitClient(short.url, short.wsUrl, async () => stored, { sessionLock, onSessionChange: (s) => void (stored = s) });
+    const tabs = [tab(), tab()];
+    const seen = tabs.map((t) => watchMessages(t, roomId));
+    await waitFor(() => short.app.hubs.listeners(roomId) === 2, 10_000);
+    const started = Date.now();
+    let sent = 0;
+    while (Date.now() - started < 15_000) {
+      sent++;
+      await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `tick ${sent}` } } });
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    await Promise.all(seen.map((m) => m.until(() => m.items.length >= sent)));
+    console.log(JSON.stringify({ scenario: 'two tabs, one stored session, 5 s tokens for 15 s', sent, sockets: tabs.map((t) => t.sockets()) }));
+    for (const [i, t] of tabs.entries()) {
+      expect({ tab: i, ended: t.ended, errors: seen[i].errors }).toEqual({ tab: i, ended: [], errors: [] });
+      expect(tally(seen[i].items.map((m) => m.seq), sent)).toEqual({ delivered: sent, lost: 0, duplicated: 0, outOfOrder: 0 });
+      // Its socket renewed in place each time it took the other tab's session (before: closed `Token expired`).
+      expect({ tab: i, sockets: t.sockets() }).toEqual({ tab: i, sockets: 1 });
+    }
+    expect((await gql(short.url, `{ me { id } }`, {}, stored.token)).data.me).toEqual({ id: ada.id }); // the session stands
   });
 
   it('fails a subscription at once as UNAUTHENTICATED when signed out, without ending anything', async () => {

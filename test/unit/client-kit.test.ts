@@ -8,7 +8,7 @@ import { backoffDelay } from '../../client/src/backoff';
 import { ResumeTracker, resumableFieldOf, withResumeSelections } from '../../client/src/resume';
 import type { ApolloLink } from '@apollo/client';
 import type { Client } from 'graphql-ws';
-import type { SessionKeeper } from '../../client/src/session';
+import { SessionKeeper, type Session } from '../../client/src/session';
 import { subscribe } from '../../client/src/subscription';
 import { createSocket } from '../../client/src/socket';
 import net from 'node:net';
@@ -285,5 +285,39 @@ describe("createSocket's connection", () => {
       for (const w of writers) clearInterval(w);
       await kit.stop();
     }
+  });
+});
+
+describe('SessionKeeper', () => {
+  afterEach(() => {
+    jest.useRealTimers();
+    jest.restoreAllMocks();
+  });
+
+  it("counts a refreshed token's lifetime from when its request was sent, not from its answer (a slow round trip)", async () => {
+    jest.useFakeTimers({ now: 1_700_000_000_000 });
+    jest.spyOn(Math, 'random').mockReturnValue(0); // no jitter on the refresh margin
+    const seconds = () => Math.floor(Date.now() / 1000);
+    const session = (iat: number, n: number): Session => ({
+      token: `${b64('{"alg":"none"}')}.${b64(JSON.stringify({ iat, exp: iat + 30 }))}.x`,
+      refreshToken: `refresh-${n}`,
+      expiresAt: new Date((iat + 30) * 1000).toISOString(),
+    });
+    const requests: number[] = [];
+    const slowServer = (async () => {
+      requests.push(Date.now());
+      await new Promise((r) => setTimeout(r, 5000)); // the answer takes 5 s; the token was issued as it left
+      return new Response(JSON.stringify({ data: { refreshSession: session(seconds(), requests.length) } }));
+    }) as typeof fetch;
+    const keeper = new SessionKeeper(session(seconds() - 30, 0), { httpUrl: 'http://unused', fetch: slowServer });
+    const sentAt = Date.now();
+    const token = keeper.token(); // expired: refreshes first
+    await jest.advanceTimersByTimeAsync(5000);
+    await token;
+    // Lifetime 29 s (30 s of claims, less their rounding), refreshed a third of it before the end:
+    // 19.3 s after the request was sent (before: 24.3 s, after the answer came).
+    await jest.advanceTimersByTimeAsync(15_000);
+    expect(requests.map((at) => at - sentAt)).toEqual([0, 19_333]);
+    keeper.dispose();
   });
 });
