@@ -43,12 +43,14 @@ export class SubscriptionService {
   /**
    * Where a cursor points in both orders: a message cursor is the moment that message was
    * inserted (the client has every message up to it); an event cursor, that change and the
-   * messages the client had by then. A cursor past
+   * messages the client had by then; the empty string, the room's start. A cursor past
    * the room's end (forged, or from a room that was reset) is refused: it would wait silently.
    * So is an event cursor whose messages go past the room's newest one.
    */
   private async resumeAfter(roomId: string, cursor: string, order: FeedStart['order']): Promise<FeedStart> {
-    const point = decodeResumeCursor(cursor, roomId, 'after');
+    // "": Apollo Client's `relayStylePagination` names an empty page's end so; the room was empty
+    // when read, so everything in it since is after it: the room's start (seq 0).
+    const point = cursor === '' ? { seq: 0 } : decodeResumeCursor(cursor, roomId, 'after');
     refuseBeyondHead(point, await this.store.head(roomId), 'after');
     if (point.seq === undefined) {
       return order === 'messages' ? { order, after: { seq: point.added.upTo } } : { order, after: { change: point.change, added: point.added } };

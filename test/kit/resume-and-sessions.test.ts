@@ -2,7 +2,7 @@
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
 // reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
 import { parse } from 'graphql';
-import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, SendMessageDocument, type SessionLock } from '../../client';
+import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
 import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
@@ -65,6 +65,25 @@ describe('resume through reconnects', () => {
     await new Promise((r) => setTimeout(r, 300)); // anything repeated late would show now
     expect(tally(seqs, TOTAL)).toEqual({ delivered: TOTAL, lost: 0, duplicated: 0, outOfOrder: 0 });
     subscription.unsubscribe();
+  });
+
+  it("subscribes from an empty room's history page (Apollo's endCursor \"\") without missing what was sent meanwhile", async () => {
+    const [ada, bob] = await Promise.all([signUpSession(server.url), signUpSession(server.url)]);
+    const { roomId, memberKit: sender } = await roomOf(ada, bob);
+    const reader = kitClient(server.url, proxy.url, ada.session);
+    const page = await reader.client.query({ query: MessagesDocument, variables: { roomId, last: 50 } });
+    const after = page.data!.messages.pageInfo.endCursor;
+    expect(after).toBe(''); // relayStylePagination's name for an empty page's end (the server answered null)
+    await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'sent while the page was shown' } } });
+    const messages = watchMessages(reader, roomId, after!);
+    const events = watchEvents(reader, roomId, after!);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 2);
+    await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'sent after subscribing' } } });
+    await messages.until(() => messages.items.length >= 2);
+    await events.until(() => messageSeqs(events.items).length >= 2);
+    expect(messages.items.map((m) => m.seq)).toEqual([1, 2]); // before: refused BAD_USER_INPUT
+    expect(messageSeqs(events.items)).toEqual([1, 2]);
+    expect([...messages.errors, ...events.errors]).toEqual([]);
   });
 
   it('delivers every message and event exactly once, in order, through closes 1001, 1011, 1012, 1013, a drop (1006) and a refused reconnect', async () => {
