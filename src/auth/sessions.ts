@@ -331,16 +331,17 @@ export class SessionService {
   viewerOf(header: unknown): { claimed: Viewer | null; check?: SessionCheck; standing: boolean } {
     const claimed = this.tokens.fromAuthorization(header) ?? null;
     if (!claimed) return { claimed, standing: false };
-    const standing = this.standing.has(claimed.sessionId);
-    return { claimed, check: new SessionCheck(claimed, this.checkOf, this.recordOf, standing), standing };
+    const check = this.checkFor(claimed);
+    return { claimed, check, standing: check.standing };
   }
 
   /**
-   * The check of an operation's session on a WebSocket whose session was found standing when it
-   * connected: made as an HTTP request's is (`viewerOf`), after the operation arrived, so a
-   * revocation whose signal this instance missed still takes effect at the socket's next operation.
+   * The check of `viewer`'s session for one request or operation, made after it arrived: an HTTP
+   * request's (`viewerOf`), or an operation's on a WebSocket whose session was found standing when
+   * it connected, so that a revocation whose signal this instance missed still takes effect at the
+   * socket's next operation.
    */
-  checkOfSocket(viewer: Viewer): SessionCheck {
+  checkFor(viewer: Viewer): SessionCheck {
     return new SessionCheck(viewer, this.checkOf, this.recordOf, this.standing.has(viewer.sessionId));
   }
 

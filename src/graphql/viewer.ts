@@ -15,7 +15,7 @@ import type { GraphQLContext } from './context';
  * but those whose statement checks the session itself (`checkedInStatement`).
  * A session that ended leaves the request signed out, as if it carried no token. Rejects when the
  * database cannot answer (SERVICE_UNAVAILABLE). Over WebSocket each operation checks the socket's
- * session the same way (`SessionService.checkOfSocket`; a query waits in the socket's `execute`, a
+ * session the same way (`SessionService.checkFor`; a query waits in the socket's `execute`, a
  * subscription in `subscribeShared`), and a session found ended closes its sockets (4403) once
  * they are answered.
  */

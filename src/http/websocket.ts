@@ -113,9 +113,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       context: (ctx, id, _payload, args) => {
         const viewer = ctx.extra.viewer ?? null;
         // Each operation checks the socket's session as an HTTP request does, after it arrived
-        // (`checkOfSocket`; a subscription before it reads anything, `subscribeShared`): a
+        // (`checkFor`; a subscription before it reads anything, `subscribeShared`): a
         // revocation whose signal this instance missed ends the socket here.
-        const check = viewer ? deps.sessions.checkOfSocket(viewer) : undefined;
+        const check = viewer ? deps.sessions.checkFor(viewer) : undefined;
         const context = deps.context(viewer, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth, check);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
