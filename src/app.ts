@@ -12,6 +12,7 @@ import { RoomService } from './chat/room-service';
 import { RoomStore } from './chat/room-store';
 import { SubscriptionService } from './chat/subscription-service';
 import type { Config } from './config';
+import { DatabaseClock } from './db/clock';
 import { openDatabase, type Database } from './db/data-source';
 import { DataDirLockedError } from './db/embedded';
 import { createContextFactory, type Services } from './graphql/context';
@@ -60,7 +61,17 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   sessions.start();
   const metrics = new Metrics();
   const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
-  const messageStore = new MessageStore(db.dataSource, pubsub, log, () => metrics.rateLimited.inc({ budget: 'send-room' }));
+  // A send's statement begun past the moment the server answers it SERVICE_UNAVAILABLE inserts nothing.
+  const clock = new DatabaseClock(db.dataSource, log);
+  clock.start();
+  const messageStore = new MessageStore(
+    db.dataSource,
+    pubsub,
+    log,
+    () => metrics.rateLimited.inc({ budget: 'send-room' }),
+    () => clock.deadline(config.databaseTimeoutMs),
+    () => void clock.sample(),
+  );
   const messages: MessageService = new MessageService(
     db.dataSource,
     messageStore,
@@ -145,6 +156,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
         await hubs.close();
         activity.stop();
         sessions.close();
+        clock.stop();
         await pubsub.close();
         await db.close();
       })();

@@ -5,7 +5,7 @@ import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
 import { isUniqueViolation } from '../db/errors';
-import { badUserInput, rateLimited, unauthenticated } from '../errors';
+import { AppError, ErrorCode, badUserInput, rateLimited, unauthenticated } from '../errors';
 import { notMember } from './access';
 
 /** What a new message is made of. */
@@ -67,6 +67,7 @@ const sendStatement = (reply: boolean) =>
        WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
          AND ($14::uuid IS NULL OR ${SESSION_STANDS('$14', '$2')})
+         AND ($15::timestamptz IS NULL OR statement_timestamp() < $15::timestamptz)
        RETURNING last_seq, last_change - ${reply ? 1 : 0} AS change),
      added AS (
        INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
@@ -119,6 +120,13 @@ export class MessageStore {
     private readonly log: Logger,
     /** Told of each send a room's budget refused (metrics). */
     private readonly onRoomLimited: () => void = () => undefined,
+    /**
+     * When a send's statement must have begun by, on the database's clock (`DatabaseClock`), or
+     * null for no bound: past it, the server has answered the send SERVICE_UNAVAILABLE already.
+     */
+    private readonly sendDeadline: () => string | null = () => null,
+    /** Told when a send's statement began past its deadline (the clock may have been stepped: read it again). */
+    private readonly onLateSend: () => void = () => undefined,
   ) {
     this.columns = db.getMetadata(MessageEntity).columns.map((c) => ({ databaseName: c.databaseName, propertyName: c.propertyName, time: c.type === 'timestamptz' }));
     const returned = new Set(MESSAGE_COLUMNS.split(', '));
@@ -147,6 +155,10 @@ export class MessageStore {
     { asMember = false, limit, session }: { asMember?: boolean; limit?: RoomSendLimit; session?: SessionToCheck } = {},
   ): Promise<MessageEntity[]> {
     for (let attempt = 0; ; attempt++) {
+      // A statement that reaches PostgreSQL only after the server gave up on it (a frozen or
+      // stalled database thawing) inserts nothing: its send was answered SERVICE_UNAVAILABLE, and
+      // "a send that fails publishes nothing" (docs/guarantees.md, guarantee 3).
+      const deadline = this.sendDeadline();
       const rows = await runPrepared<Array<Record<string, unknown>>>(manager, fields.parentId ? SEND_REPLY : SEND, [
         fields.roomId,
         fields.authorId,
@@ -162,6 +174,7 @@ export class MessageStore {
         limit?.points ?? null,
         limit?.windowS ?? null,
         session?.viewer.sessionId ?? null,
+        deadline,
       ]).catch((err: unknown) => {
         // The index refused the row: the statement had got as far as inserting it, the session standing.
         if (isUniqueViolation(err)) session?.settle(true);
@@ -171,19 +184,26 @@ export class MessageStore {
         session?.settle(true);
         return rows.map((row) => this.fromRow(row.message as Record<string, unknown>)).sort((a, b) => a.changeSeq - b.changeSeq);
       }
-      if (!limit && !session) throw notMember();
-      // The session ended, not a member, or no place left in the budget's window: tell which (a
-      // stranger learns nothing). One row also for a room that does not exist, so the session is told.
-      const [state]: Array<{ session: boolean; member: boolean; retry_after_ms: number | null }> = await manager.query(
-        `SELECT $5::uuid IS NULL OR ${SESSION_STANDS('$5', '$2')} AS session, EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
-           CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms
+      if (!limit && !session && !deadline) throw notMember();
+      // The session ended, not a member, no place left in the budget's window, or begun too late:
+      // tell which (a stranger learns nothing). One row also for a room that does not exist, so
+      // the session is told.
+      const [state]: Array<{ session: boolean; room: boolean; member: boolean; retry_after_ms: number | null; late: boolean }> = await manager.query(
+        `SELECT $5::uuid IS NULL OR ${SESSION_STANDS('$5', '$2')} AS session, rooms.id IS NOT NULL AS room,
+           EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
+           CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms,
+           $6::timestamptz IS NOT NULL AND statement_timestamp() >= $6::timestamptz AS late
          FROM (SELECT) one LEFT JOIN rooms ON rooms.id = $1`,
-        [fields.roomId, fields.authorId, limit?.points ?? null, limit?.windowS ?? null, session?.viewer.sessionId ?? null],
+        [fields.roomId, fields.authorId, limit?.points ?? null, limit?.windowS ?? null, session?.viewer.sessionId ?? null, deadline],
       );
       session?.settle(state.session);
       if (!state.session) throw unauthenticated();
-      if (!state.member) throw notMember();
+      if (!state.room || (asMember && !state.member)) throw notMember();
       if (state.retry_after_ms !== null && state.retry_after_ms > 0) throw this.roomLimited(state.retry_after_ms);
+      if (state.late) {
+        this.onLateSend();
+        throw new AppError(ErrorCode.ServiceUnavailable, 'The database answered too late; send it again with the same clientId');
+      }
       if (attempt > 0) throw notMember(); // neither, twice: the member was removed meanwhile
       // The window ended between the two statements: send again.
     }

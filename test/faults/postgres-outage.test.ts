@@ -281,10 +281,14 @@ it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stoppe
       // loaded machine): the pipelined connections once gave up only after a fixed 5 s.
       expect(ms).toBeLessThan(timeoutMs + 2000 + 1500);
     }
-    // Thawed: the same socket and the pool serve again, without a restart. A refused send whose
-    // statement PostgreSQL had already received commits as it thaws: sent again with their
+    // Thawed: the same socket and the pool serve again, without a restart. The refused sends left
+    // nothing: PostgreSQL received their statements frozen and began them, as it thawed, past
+    // their deadline (before: both committed then, and were delivered). Sent again with their
     // clientIds, each is there once.
     await waitFor(async () => (await wsQuery(ws, ROOM, { r: roomId })).data?.room?.id === roomId, 15_000);
+    await new Promise((r) => setTimeout(r, 1000)); // the statements received frozen have run by now
+    expect((await sql<{ body: string }>(pg.url, `SELECT body FROM messages WHERE room_id = $1 ORDER BY seq`, [roomId])).map((m) => m.body)).toEqual(['before the freeze']);
+    expect(live.results.length).toBe(1);
     const settled: number[] = [];
     for (const input of frozenSends) settled.push((await gql(c.url, SEND, { i: input }, ada.token)).data?.sendMessage.seq);
     expect([...settled].sort()).toEqual([2, 3]);

@@ -1,4 +1,6 @@
 import { codeOf, createRoom, gql, must, send, signUp, startServer, unique, type TestServer } from '../support/harness';
+import { MessageStore } from '../../src/chat/message-store';
+import type { AppError } from '../../src/errors';
 
 let server: TestServer;
 let url: string;
@@ -252,4 +254,24 @@ describe('persist, then publish (API.md guarantee 3)', () => {
       insert.mockRestore();
     }
   });
+
+  it("inserts nothing for a send whose statement begins past its deadline (the server has answered it SERVICE_UNAVAILABLE by then), and sends until it", async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const { dataSource } = server.app.db;
+    // Deadlines on the database's own clock: one past, one a few seconds ahead.
+    const [{ past, ahead }] = (await dataSource.query(`SELECT (clock_timestamp() - interval '1 second')::text AS past, (clock_timestamp() + interval '5 seconds')::text AS ahead`)) as Array<{ past: string; ahead: string }>;
+    let deadline = past;
+    let lateSends = 0;
+    const store = new MessageStore(dataSource, server.app.pubsub, server.app.log, undefined, () => deadline, () => lateSends++);
+    const fields = { roomId, authorId: ada.id, body: 'late', parentId: null, clientId: 'late-1' };
+    const late = await store.insert(dataSource.manager, fields, { asMember: true }).then(() => undefined, (e: unknown) => e);
+    expect((late as AppError).code).toBe('SERVICE_UNAVAILABLE');
+    expect(lateSends).toBe(1);
+    expect(await dataSource.query(`SELECT seq FROM messages WHERE room_id = $1`, [roomId])).toEqual([]); // nothing, not even a seq taken
+    deadline = ahead;
+    const [sent] = await store.insert(dataSource.manager, fields, { asMember: true });
+    expect(sent.seq).toBe(1);
+  });
 });
+
