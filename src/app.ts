@@ -61,9 +61,10 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
   sessions.start();
   const metrics = new Metrics();
   const limits = new RateLimits(config.redisUrl, (budget) => metrics.rateLimited.inc({ budget }));
-  // A send's statement begun past the moment the server answers it SERVICE_UNAVAILABLE inserts nothing.
+  // A send's statement begun past the moment the server answers it SERVICE_UNAVAILABLE inserts
+  // nothing. (The embedded database runs in this process: nothing there gives up on a statement.)
   const clock = new DatabaseClock(db.dataSource, log);
-  clock.start();
+  if (config.databaseUrl) clock.start();
   const messageStore = new MessageStore(
     db.dataSource,
     pubsub,
