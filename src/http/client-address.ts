@@ -16,8 +16,9 @@ export function createClientAddress(trust: boolean | number | string[]): ClientA
   const trusted =
     trust === true ? () => true : trust === false ? () => false : typeof trust === 'number' ? (_a: string, i: number) => i < trust : proxyAddr.compile(trust);
   // Addresses come again and again (a client's every request, a proxy's clients), and reading one
-  // with ipaddr.js takes microseconds: each written form is read once.
-  const spelled = new LRUCache<string, string>({ max: 10_000 });
+  // with ipaddr.js takes microseconds: each written form is read once. Bounded by bytes too: what
+  // a trusted X-Forwarded-For carries is written by clients, and an address is short.
+  const spelled = new LRUCache<string, string>({ max: 10_000, maxSize: SPELLINGS_BYTES, sizeCalculation: (address, written) => 2 * (written.length + address.length) });
   return (req) => {
     if (!req.socket?.remoteAddress) return 'unknown';
     const written = proxyAddr(req, trusted);
@@ -26,6 +27,9 @@ export function createClientAddress(trust: boolean | number | string[]): ClientA
     return address;
   };
 }
+
+/** The most the read spellings of addresses hold (UTF-16 bytes): some 10,000 ordinary ones. */
+const SPELLINGS_BYTES = 1024 * 1024;
 
 /**
  * How many leading bits of an IPv6 address name one client: its network, as a home or an office is
