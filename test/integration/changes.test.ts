@@ -418,11 +418,15 @@ describe('roomEvents and the change log', () => {
     const otherRoom = await createRoom(server.url, member);
     const client = wsClient(server.wsUrl, member);
     const forged = (tag: string, room: string, n: number) => Buffer.from(`${tag}:${room}:${n}`).toString('base64url');
-    for (const after of [forged('e1', otherRoom, 1), forged('e1', roomId, 99), forged('m1', roomId, 99), forged('x1', roomId, 1), 'garbage', '']) {
+    for (const after of [forged('e1', otherRoom, 1), forged('e1', roomId, 99), forged('m1', roomId, 99), forged('x1', roomId, 1), 'garbage', ' ']) {
       const sub = collect(client, ROOM_EVENTS, { roomId, after });
       await sub.done.catch(() => undefined);
       expect([after, sub.results[0]?.errors?.[0].extensions]).toMatchObject([after, { code: 'BAD_USER_INPUT', field: 'after' }]);
     }
+    // The empty string (relayStylePagination's endCursor of an empty page) is the room's start.
+    const fromStart = collect(client, ROOM_EVENTS, { roomId, after: '' });
+    await fromStart.until((r) => r.length === 1);
+    expect(fromStart.results.map((r) => [r.data?.roomEvents.__typename, r.data?.roomEvents.message.body])).toEqual([['MessageAdded', 'original text']]);
     await client.dispose();
   });
 });
