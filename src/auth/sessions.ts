@@ -236,8 +236,8 @@ export class SessionService {
    * lock, so the second counts as reuse. Sent over a WebSocket of the same session, renews that socket.
    *
    * A rotation the client never hears of would leave it holding the retired token, and its next
-   * refresh would end the session as reuse. So the rotation commits only while `answerable` (its
-   * transport) says the answer will still reach the client (a closing socket waits for it), and
+   * refresh would end the session as reuse. So the rotation, and a revocation for reuse, commit
+   * only while `answerable` (its transport) says the answer will still reach the client (a closing socket waits for it), and
    * waits at most `REFRESH_LOCK_WAIT_MS` for its session's row: held longer (a stalled racing
    * refresh), it changes nothing and is answered SERVICE_UNAVAILABLE, to be retried as it was.
    */
@@ -251,7 +251,11 @@ export class SessionService {
       )) as Array<{ user_id: string; refresh_hash: Buffer; expired: boolean; revoked_at: Date | null }>;
       if (!row || row.revoked_at || row.expired) return { kind: 'refused' as const };
       if (!timingSafeEqual(Buffer.from(row.refresh_hash), hashOf(secret))) {
-        // Not the session's current secret: one it already rotated away (copied), so end the session.
+        // Not the session's current secret: one it already rotated away (copied), so end the
+        // session. Unless no one can hear the answer: a refresh its client gave up (an instance
+        // that stalled) and sent again elsewhere, where it rotated the secret this one carries;
+        // whoever sent it learns nothing from it, so it ends nothing.
+        if (answerable && !answerable()) throw refreshUnanswerable();
         await markRevoked(m, sessionId, 'refresh token reused');
         return { kind: 'reused' as const, sessionId };
       }

@@ -329,6 +329,26 @@ describe('a refreshSession running on a socket that is about to close', () => {
     expect(again.data.refreshSession.user.id).toBe(ada.id);
   });
 
+  it('ends nothing when a refresh token already rotated arrives with no one left to answer (a refresh its client gave up and sent again elsewhere)', async () => {
+    const ada = await signUpTokens();
+    // The client's retry, elsewhere, rotated the token; the refresh it gave up (its instance
+    // stalled) runs only now, with the token rotated away, and its client is gone.
+    const rotated = (await refresh(ada.refreshToken)).data.refreshSession;
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    const release = await heldRefresh(socket, ada.refreshToken);
+    try {
+      socket.close();
+      await socket.whenClosed;
+      await new Promise((r) => setTimeout(r, 100));
+    } finally {
+      await release();
+    }
+    await new Promise((r) => setTimeout(r, 300)); // the one given up runs on
+    const again = await refresh(rotated.refreshToken);
+    expect(again.errors).toBeUndefined(); // before: "Session ended or refresh token unknown" (revoked as reuse)
+    expect(again.data.refreshSession.user.id).toBe(ada.id);
+  });
+
   it('gives up waiting for a held session row after a second, changing nothing (SERVICE_UNAVAILABLE, answered before the socket closes)', async () => {
     const stopping = await startServer();
     const ada = await signUpTokens();
