@@ -131,7 +131,8 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
       for (const end of [...running]) end(); // no subscription may reconnect a disposed link
       keeper.dispose();
       ws.dispose();
-      await ws.client.dispose();
+      // graphql-ws's dispose rethrows a connection attempt's failure (the server unreachable): disposed all the same.
+      await Promise.resolve(ws.client.dispose()).catch(() => undefined);
     },
   });
 }

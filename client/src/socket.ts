@@ -19,6 +19,7 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
   /** The socket opened last, acknowledged or not (graphql-ws's `opened`). */
   let opened: SocketLike | undefined;
   let pongTimer: ReturnType<typeof setTimeout> | undefined;
+  let ackTimer: ReturnType<typeof setTimeout> | undefined;
   const pending = new Set<() => void>();
   const keepAliveMs = options.keepAliveMs ?? 10_000;
   const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
@@ -28,8 +29,6 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     lazy: true,
     lazyCloseTimeout: 3000,
     keepAlive: keepAliveMs,
-    // A server that opened the socket but never acknowledges it (its process stopped) is given up.
-    connectionAckWaitTimeout: connectTimeoutMs,
     retryAttempts: Infinity,
     shouldRetry: (errOrClose) =>
       !(errOrClose instanceof SessionEndedError) && // thrown by connectionParams: the session is over
@@ -40,9 +39,19 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
       return token ? { authorization: `Bearer ${token}` } : {};
     },
     on: {
-      opened: (socket) => (opened = socket as SocketLike),
-      connected: (socket) => (open = socket as SocketLike),
+      opened: (socket) => {
+        opened = socket as SocketLike;
+        // A server that opened the socket but never acknowledges it (its process stopped) is given
+        // up at once: graphql-ws's own acknowledgement timeout closes the socket and waits for
+        // the close handshake the silent server never answers (30 s in `ws`, 60 s in Chromium).
+        ackTimer = setTimeout(() => client.terminate(), connectTimeoutMs);
+      },
+      connected: (socket) => {
+        clearTimeout(ackTimer);
+        open = socket as SocketLike;
+      },
       closed: () => {
+        clearTimeout(ackTimer);
         // A socket given up (`terminate`) is only closing: under Node.js `ws` still hands it frames,
         // which graphql-ws would pass to the subscriptions now resuming on the next socket.
         if (opened) opened.onmessage = null;
@@ -96,7 +105,15 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     });
   };
 
-  return { client, refresh, isOpen: () => !!open, dispose: () => clearTimeout(pongTimer) };
+  return {
+    client,
+    refresh,
+    isOpen: () => !!open,
+    dispose: () => {
+      clearTimeout(pongTimer);
+      clearTimeout(ackTimer);
+    },
+  };
 }
 
 /**

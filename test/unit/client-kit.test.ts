@@ -6,7 +6,8 @@ import { Kind, parse, print, type OperationDefinitionNode } from 'graphql';
 import { createSchema } from '../../src/graphql/schema';
 import { backoffDelay } from '../../client/src/backoff';
 import { ResumeTracker, resumableFieldOf, withResumeSelections } from '../../client/src/resume';
-import type { ApolloLink } from '@apollo/client';
+import { ApolloClient, InMemoryCache, type ApolloLink } from '@apollo/client';
+import { createChatLink } from '../../client/src/link';
 import type { Client } from 'graphql-ws';
 import { SessionKeeper, type Session } from '../../client/src/session';
 import { subscribe } from '../../client/src/subscription';
@@ -248,8 +249,10 @@ describe("createSocket's connection", () => {
     }
   });
 
-  it('gives up a socket the server opened but never acknowledges, and connects again', async () => {
-    const mute = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' }); // no connection_ack
+  it('gives up a socket the server opened but never acknowledges (nor answers its close), and connects again', async () => {
+    const mute = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    // No connection_ack, and no reading at all: a close handshake goes unanswered too.
+    mute.on('connection', (socket) => (socket as unknown as { _socket: net.Socket })._socket.pause());
     servers.push(closing(mute));
     const kit = subscribeThrough([`ws://127.0.0.1:${(mute.address() as { port: number }).port}`, `ws://127.0.0.1:${answering('second')}`], { connectTimeoutMs: 300 });
     try {
@@ -321,3 +324,21 @@ describe('SessionKeeper', () => {
     keeper.dispose();
   });
 });
+
+describe('createChatLink', () => {
+  it('disposes of itself while its WebSocket cannot connect (the server unreachable), without rejecting', async () => {
+    const closed = net.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve)); // nothing listens there now
+    const link = createChatLink({ httpUrl: 'http://unused', wsUrl: `ws://127.0.0.1:${port}`, session: { token: 'a.b.c', refreshToken: 'r' }, webSocketImpl: WebSocket });
+    const client = new ApolloClient({ link, cache: new InMemoryCache() });
+    const errors: unknown[] = [];
+    const subscription = client.subscribe({ query: parse('subscription { anything }') }).subscribe({ error: (e) => errors.push(e) });
+    await new Promise((r) => setTimeout(r, 200)); // its first attempt refused
+    await expect(link.dispose()).resolves.toBeUndefined(); // before: rejected with the close event (1006)
+    subscription.unsubscribe();
+    client.stop();
+  });
+});
+
