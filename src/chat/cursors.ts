@@ -20,6 +20,13 @@ export function encodeEventCursor(roomId: string, change: number, added: string)
   return Buffer.from(`e1:${roomId}:${change}:${added}`).toString('base64url');
 }
 
+/**
+ * True when a cursor argument names no position: absent, null, or the empty string, which Apollo
+ * Client's `relayStylePagination` gives as the end of a page with no edges (`after: ""` reads from
+ * the start, `before: ""` from the end, as without them).
+ */
+export const noCursor = (cursor: string | null | undefined): cursor is null | undefined | '' => !cursor;
+
 /** Where a resume cursor points: after a message (by seq) or after a change (with what the client had). */
 export type ResumePoint = { seq: number; change?: undefined; added?: undefined } | { change: number; added: AddedSet; seq?: undefined };
 

@@ -4,6 +4,7 @@ import { RoomEntity, UserEntity } from '../db/entities';
 import { badUserInput } from '../errors';
 import { isUuid, pageSize, parseInput, searchText, storable } from '../validation';
 import { requireViewer } from './access';
+import { noCursor } from './cursors';
 import type { RoomModel } from './models';
 import { connection, type Connection } from './pages';
 
@@ -51,7 +52,7 @@ export class DirectoryService {
     requireViewer(viewer);
     const text = args.query == null ? null : parseInput(searchText, args.query, 'query');
     const limit = parseInput(pageSize(MAX_PAGE), args.first ?? DEFAULT_PAGE, 'first');
-    const after = args.after == null ? null : decodeDirectoryCursor(args.after);
+    const after = noCursor(args.after) ? null : decodeDirectoryCursor(args.after);
     const q = this.db.getRepository(RoomEntity).createQueryBuilder('r').addSelect('lower(r.name)', 'sort_name').where(`r.kind = 'PUBLIC'`);
     if (text) q.andWhere('lower(r.name) LIKE lower(:pattern)', { pattern: `%${literal(text)}%` });
     if (after) q.andWhere('(lower(r.name), r.id) > (:name, :id)', after);

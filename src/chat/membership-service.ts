@@ -7,7 +7,7 @@ import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { roomTopic, userTopic, type PubSub } from '../pubsub';
 import { isUuid, pageSize, parseInput } from '../validation';
 import { notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
-import { decodeRoomCursor, encodeRoomCursor } from './cursors';
+import { decodeRoomCursor, encodeRoomCursor, noCursor } from './cursors';
 import { connection, type Connection } from './pages';
 
 /** A member as `Room.members` lists them. */
@@ -122,7 +122,7 @@ export class MembershipService {
   async list(viewer: Viewer | null, room: RoomEntity, args: { first?: number | null; after?: string | null }): Promise<Connection<MemberModel>> {
     const { id: viewerId } = requireViewer(viewer);
     const first = args.first == null ? 20 : parseInput(pageSize(100), args.first, 'first');
-    const afterId = args.after == null ? 0 : decodeRoomCursor(args.after, 'after');
+    const afterId = noCursor(args.after) ? 0 : decodeRoomCursor(args.after, 'after');
     if (room.kind !== 'PUBLIC' && !(await this.db.getRepository(MembershipEntity).existsBy({ roomId: room.id, userId: viewerId }))) {
       throw forbidden('You are not a member of this room, or it does not exist');
     }

@@ -7,7 +7,7 @@ import { badUserInput, conflict, ErrorCode, hasCode } from '../errors';
 import type { Logger } from '../logger';
 import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchText, sendMessageInput } from '../validation';
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
-import { decodeMessageCursor, encodeMessageCursor } from './cursors';
+import { decodeMessageCursor, encodeMessageCursor, noCursor } from './cursors';
 import type { MessageModel } from './models';
 import type { MessageStore, RoomSendLimit } from './message-store';
 import { connection, type Connection } from './pages';
@@ -160,8 +160,8 @@ export class MessageService {
   async page(viewer: Viewer | null, roomId: string, args: PageArgs): Promise<Connection<MessageModel>> {
     await requireMember(this.db.manager, viewer, roomId);
     if (args.first != null && args.last != null) throw badUserInput('Pass first or last, not both', 'last');
-    const after = args.after == null ? undefined : decodeMessageCursor(args.after, roomId, 'after');
-    const before = args.before == null ? undefined : decodeMessageCursor(args.before, roomId, 'before');
+    const after = noCursor(args.after) ? undefined : decodeMessageCursor(args.after, roomId, 'after');
+    const before = noCursor(args.before) ? undefined : decodeMessageCursor(args.before, roomId, 'before');
     if (args.threadId != null && !isUuid(args.threadId)) throw badUserInput('threadId is not a message id', 'threadId');
     const threadId = args.threadId == null ? null : await this.threadRootOf(roomId, args.threadId, 'threadId');
     const forward = args.first != null || (args.last == null && after !== undefined);
@@ -207,7 +207,7 @@ export class MessageService {
     const { id: userId } = requireViewer(viewer);
     const text = parseInput(searchText, args.query, 'query');
     const limit = parseInput(pageSize(MAX_SEARCH_PAGE), args.first ?? DEFAULT_SEARCH_PAGE, 'first');
-    const after = args.after == null ? undefined : decodeSearchCursor(args.after);
+    const after = noCursor(args.after) ? undefined : decodeSearchCursor(args.after);
     if (args.roomId != null) await requireMember(this.db.manager, viewer, args.roomId);
     const rows: Array<Record<string, unknown> & { rank_text: string; created_text: string }> = await this.db.query(
       `WITH hits AS (

@@ -6,7 +6,7 @@ import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
 import { requireAllowed, requireMember, requireViewer } from './access';
-import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor, refuseBeyondHead } from './cursors';
+import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor, noCursor, refuseBeyondHead } from './cursors';
 import type { MembershipService } from './membership-service';
 import type { RoomStore } from './room-store';
 import type { RoomModel } from './models';
@@ -121,7 +121,7 @@ export class RoomService {
   async list(viewer: Viewer | null, args: { first?: number | null; after?: string | null }): Promise<Connection<RoomModel>> {
     const { id: userId } = requireViewer(viewer);
     const first = args.first == null ? 20 : parseInput(pageSize(100), args.first, 'first');
-    const afterId = args.after == null ? 0 : decodeRoomCursor(args.after, 'after');
+    const afterId = noCursor(args.after) ? 0 : decodeRoomCursor(args.after, 'after');
     const { entities, raw } = await this.db
       .getRepository(RoomEntity)
       .createQueryBuilder('r')

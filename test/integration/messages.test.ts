@@ -161,6 +161,12 @@ describe('messages (history pages)', () => {
     expect(p3.messages.pageInfo.hasNextPage).toBe(false);
   });
 
+  it('reads the empty string as no cursor (relayStylePagination\'s end of an empty page): after "" from the start, before "" from the end', async () => {
+    expect(seqs(await must(url, PAGE, { roomId, first: 2, after: '' }, ada.token))).toEqual([1, 2]);
+    expect(seqs(await must(url, PAGE, { roomId, last: 2, before: '' }, ada.token))).toEqual([6, 7]);
+    expect(codeOf(await gql(url, PAGE, { roomId, first: 2, after: ' ' }, ada.token))).toBe('BAD_USER_INPUT');
+  });
+
   it('pages backwards with last/before, oldest first within the page', async () => {
     const p1 = await must(url, PAGE, { roomId, last: 3 }, ada.token);
     expect(seqs(p1)).toEqual([5, 6, 7]);

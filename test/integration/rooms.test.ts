@@ -330,7 +330,7 @@ describe('rooms (connection)', () => {
     ['first: 101', { first: 101 }, 'first'],
     ['first: -1', { first: -1 }, 'first'],
     ['a garbage cursor', { after: 'garbage!' }, 'after'],
-    ['an empty cursor', { after: '' }, 'after'],
+    ['a blank cursor', { after: ' ' }, 'after'],
     ['a message cursor', { after: Buffer.from(`m1:${UNKNOWN_ID}:1`).toString('base64url') }, 'after'],
     ['a room cursor beyond the integer range', { after: Buffer.from('r1:9999999999').toString('base64url') }, 'after'],
   ])('refuses %s with BAD_USER_INPUT', async (_n, args, field) => {
@@ -339,6 +339,10 @@ describe('rooms (connection)', () => {
 
   it('is UNAUTHENTICATED without a token', async () => {
     expect(codeOf(await gql(url, ROOMS))).toBe('UNAUTHENTICATED');
+  });
+
+  it('reads after: "" as no cursor (relayStylePagination\'s end of an empty page): the first page', async () => {
+    expect((await must(url, ROOMS, { first: 2, after: '' }, ada.token)).rooms).toEqual((await must(url, ROOMS, { first: 2 }, ada.token)).rooms);
   });
 });
 
