@@ -38,13 +38,21 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /**
+ * A statement not handed to any connection: every one of its kind has left a statement unanswered
+ * too long (`pipelined.ts`). Nothing was sent, so nothing can commit later.
+ */
+export class NotAnsweringError extends Error {
+  override readonly name = 'NotAnsweringError';
+}
+
+/**
  * True when the statement's connection is gone or going: refused, reset, terminated, or silent past
  * its `query_timeout`. (After a cancelled statement, `isStatementCancelled`, the connection is still good.)
  */
 export function isConnectionLost(err: unknown): boolean {
   const e = err as { name?: string; message?: string };
   return (
-    ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
+    ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError', 'NotAnsweringError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
     // …, a host name that does not resolve (now), a password or login PostgreSQL refuses (rotated, NOLOGIN: an operator's to mend)
     ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P03', '08006', '08001', '08003', '28P01', '28000'].includes(codeOf(err)) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)

@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Writable } from 'node:stream';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
-import { isConnectionLost, isLockNotAvailable } from './errors';
+import { isConnectionLost, isLockNotAvailable, NotAnsweringError } from './errors';
 import type { PreparedStatement } from './prepared';
 
 /**
@@ -65,8 +65,14 @@ export class PipelinedStatements {
       client.on('error', (err) => log.warn({ err: err.message }, 'a pipelined database connection failed; the next statement opens another'));
       return client;
     };
-    this.reads = new Lane(connectionsPerKind, open({}));
-    this.writes = new Lane(connectionsPerKind, open({ lock_timeout: LOCK_WAIT_MS }));
+    // A connection is given up `query_timeout` after the oldest statement it left unanswered was
+    // sent, and every statement behind it fails then. A send's statement inserts nothing once begun
+    // `statement_timeout` after it was sent (`MessageStore.insert`): so no statement is handed to a
+    // connection whose oldest unanswered one is older than the difference, or it could be answered
+    // (failed) before its own deadline and still commit when the database runs it later.
+    const acceptWithinMs = config.query_timeout && config.statement_timeout ? config.query_timeout - config.statement_timeout : Infinity;
+    this.reads = new Lane(connectionsPerKind, open({}), acceptWithinMs);
+    this.writes = new Lane(connectionsPerKind, open({ lock_timeout: LOCK_WAIT_MS }), acceptWithinMs);
   }
 
   /**
@@ -95,8 +101,8 @@ const STALLED_MS = 100;
 
 interface Slot {
   client: Client;
-  /** Statements handed to it and not yet answered. */
-  inFlight: number;
+  /** When each statement handed to it and not yet answered was handed (`performance.now()`), oldest first: it answers them in order. */
+  sent: number[];
   /** When it last answered a statement, or was handed one while idle (`performance.now()`). */
   answeredAt: number;
   /** Statements handed to it in this tick are held back to go out together when the tick ends. */
@@ -131,6 +137,8 @@ class Lane {
   constructor(
     size: number,
     private readonly open: () => Client,
+    /** Longest a connection's oldest unanswered statement may have waited for it to take another (ms). */
+    private readonly acceptWithinMs: number,
   ) {
     this.slots = new Array<Slot | undefined>(size).fill(undefined);
   }
@@ -138,7 +146,8 @@ class Lane {
   async run(statement: PreparedStatement, values: unknown[]): Promise<unknown> {
     if (this.closed) throw new Error('Connection terminated: the database is closed');
     const slot = this.pick();
-    if (slot.inFlight++ === 0) slot.answeredAt = performance.now();
+    const now = performance.now();
+    if (slot.sent.push(now) === 1) slot.answeredAt = now;
     gather(slot);
     try {
       return (await slot.client.query({ name: statement.name, text: statement.text, values })).rows;
@@ -147,7 +156,7 @@ class Lane {
       if (isConnectionLost(err)) slot.drop();
       throw err;
     } finally {
-      slot.inFlight--;
+      slot.sent.shift();
       slot.answeredAt = performance.now();
     }
   }
@@ -155,7 +164,9 @@ class Lane {
   /**
    * The slot with the fewest statements in flight among those answering, opening a connection
    * where one is missing or has ended: one that has answered nothing for `STALLED_MS` while it had
-   * statements in flight (held up by a lock, or its backend stalled) is taken only when all are.
+   * statements in flight (held up by a lock, or its backend stalled) is taken only when all are,
+   * and one whose oldest unanswered statement was handed to it over `acceptWithinMs` ago never
+   * (NotAnsweringError when none is left: SERVICE_UNAVAILABLE, nothing sent).
    */
   private pick(): Slot {
     const now = performance.now();
@@ -163,20 +174,22 @@ class Lane {
     let bestStalled = true;
     for (let i = 0; i < this.slots.length; i++) {
       const slot = this.slots[i] ?? this.connect(i);
-      const stalled = slot.inFlight > 0 && now - slot.answeredAt > STALLED_MS;
-      if (!best || (bestStalled && !stalled) || (stalled === bestStalled && slot.inFlight < best.inFlight)) {
+      if (slot.sent.length > 0 && now - slot.sent[0] > this.acceptWithinMs) continue;
+      const stalled = slot.sent.length > 0 && now - slot.answeredAt > STALLED_MS;
+      if (!best || (bestStalled && !stalled) || (stalled === bestStalled && slot.sent.length < best.sent.length)) {
         best = slot;
         bestStalled = stalled;
       }
     }
-    return best!;
+    if (!best) throw new NotAnsweringError('The database has left a statement unanswered too long on every connection');
+    return best;
   }
 
   private connect(i: number): Slot {
     const client = this.open();
     const slot: Slot = {
       client,
-      inFlight: 0,
+      sent: [],
       answeredAt: 0,
       gathering: false,
       drop: () => {

@@ -166,6 +166,40 @@ it('passes over a connection whose statement does not answer, and gives that con
   expect((await pipelined.run<Array<{ n: number }>>(STALLING, [1]))[0].n).toBe(0);
 }, 20_000);
 
+it('hands nothing to a connection whose oldest unanswered statement waits longer than query_timeout less statement_timeout: fails it at once, unsent, when every connection is so', async () => {
+  // query_timeout 500 ms past statement_timeout: a statement handed to a connection stalled longer
+  // would fail with it (its oldest statement given up) before its own deadline, yet could still run later.
+  const guarded = new PipelinedStatements({ connectionString: pg.url, connectionTimeoutMillis: 3000, statement_timeout: 10_000, query_timeout: 10_500 }, createLogger('silent'));
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  try {
+    await Promise.all([guarded.run(READ, [1]), guarded.run(READ, [2])]); // both connections up
+    const holder = await startHolder('LOCK TABLE pipelined_stall IN ACCESS EXCLUSIVE MODE');
+    let stalled: Array<Promise<unknown>> = [];
+    let accepted: Promise<unknown> | undefined;
+    let refused: unknown;
+    let refusedAfterMs = Infinity;
+    try {
+      stalled = [guarded.run(STALLING, [1]), guarded.run(STALLING, [2])]; // one on each connection
+      await sleep(250);
+      accepted = guarded.run(READ, [3]); // within 500 ms of the oldest: handed over, answered after them
+      await sleep(400);
+      const started = Date.now();
+      refused = await guarded.run(READ, [4]).then(() => undefined, (err: unknown) => err);
+      refusedAfterMs = Date.now() - started;
+    } finally {
+      await holder.release();
+    }
+    expect((refused as Error | undefined)?.name).toBe('NotAnsweringError');
+    expect(isConnectionError(refused)).toBe(true); // answered SERVICE_UNAVAILABLE
+    expect(refusedAfterMs).toBeLessThan(200); // at once, not when a connection is given up
+    expect((await Promise.all(stalled)).map((rows) => (rows as Array<{ n: number }>)[0].n)).toEqual([0, 0]);
+    expect(((await accepted) as Array<{ n: number }>)[0].n).toBe(3);
+    expect((await guarded.run<Array<{ n: number }>>(READ, [5]))[0].n).toBe(5); // answering again: taken again
+  } finally {
+    await guarded.close();
+  }
+}, 20_000);
+
 it('fails alone a statement PostgreSQL cancels past its statement_timeout, and keeps its connection', async () => {
   const timed = new PipelinedStatements(
     { connectionString: pg.url, connectionTimeoutMillis: 3000, statement_timeout: 300, query_timeout: UNANSWERED_MS },

@@ -301,6 +301,52 @@ it('answers SERVICE_UNAVAILABLE, never hangs, while PostgreSQL is frozen (stoppe
   }
 }, 60_000);
 
+it('refuses at once, unsent, a send that would wait behind statements the frozen PostgreSQL left unanswered too long: it was never stored, not even after the thaw', async () => {
+  // DATABASE_TIMEOUT_MS 3 s: a pipelined connection is given up 5 s after its oldest unanswered
+  // statement went out, failing the ones behind it; a send's deadline is 3 s after it was sent.
+  const c = await spawnServer('E', { DATABASE_URL: pg.url, REDIS_URL: sharedUrls().redisUrl, DATABASE_TIMEOUT_MS: '3000' });
+  await c.ready();
+  const ada = await signUp(c.url);
+  const roomId = await createRoom(c.url, ada);
+  const SEND = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { seq } }`;
+  const ws = wsClient(c.wsUrl, ada);
+  const live = collect(ws, MESSAGE_ADDED, { roomId, after: '' }); // from the room's start
+  try {
+    // Both send connections up, and the subscription running.
+    await Promise.all(['warm 1', 'warm 2'].map((body) => gql(c.url, SEND, { i: { roomId, body } }, ada.token)));
+    await live.until((r) => r.length === 2);
+    const frozen = await postgresProcesses(pg.url);
+    signal(frozen, 'SIGSTOP');
+    let behind: { code: unknown; ms: number };
+    let stuck: Array<Promise<unknown>>;
+    try {
+      const frozenAt = Date.now();
+      stuck = [gql(c.url, SEND, { i: { roomId, body: 'stuck 1', clientId: 'stuck-1' } }, ada.token)];
+      await new Promise((r) => setTimeout(r, 50));
+      stuck.push(gql(c.url, SEND, { i: { roomId, body: 'stuck 2', clientId: 'stuck-2' } }, ada.token)); // one on each connection
+      await new Promise((r) => setTimeout(r, 3500 - (Date.now() - frozenAt)));
+      const sentAt = Date.now();
+      const answer = await gql(c.url, SEND, { i: { roomId, body: 'behind', clientId: 'behind' } }, ada.token);
+      behind = { code: answer.errors?.[0]?.extensions?.code, ms: Date.now() - sentAt };
+      await Promise.all(stuck); // failed with their connections, 5 s after they went out
+      await new Promise((r) => setTimeout(r, 600)); // the thaw comes after that, within the send's deadline (6.5 s)
+    } finally {
+      signal(frozen, 'SIGCONT');
+    }
+    expect(behind.code).toBe('SERVICE_UNAVAILABLE');
+    expect(behind.ms).toBeLessThan(1000); // at once (before: when the connection ahead of it was given up, at 5 s)
+    await waitFor(async () => (await gql(c.url, `query($r: ID!) { room(id: $r) { id } }`, { r: roomId }, ada.token)).data?.room?.id === roomId, 15_000);
+    await new Promise((r) => setTimeout(r, 1000)); // what PostgreSQL received frozen has run by now
+    // Nothing of the three: the two stuck ones began past their deadlines, the third was never sent
+    // (before: it committed at the thaw, seq 3, and was delivered).
+    expect((await sql<{ body: string }>(pg.url, `SELECT body FROM messages WHERE room_id = $1 ORDER BY body`, [roomId])).map((m) => m.body)).toEqual(['warm 1', 'warm 2']);
+    expect(live.results.length).toBe(2);
+  } finally {
+    await ws.dispose();
+    await c.kill();
+  }
+}, 60_000);
+
 it('answers the requests still waiting for a frozen PostgreSQL SERVICE_UNAVAILABLE (HTTP 503, an error message over WebSocket) when a shutdown has waited for them long enough, rather than cutting them off', async () => {
   // A database timeout longer than the shutdown: the requests would wait past the process's end.
   // A short shutdown: its windows shrink with it (a fixed 2 s for the sockets once outlasted it).
