@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { isIPv6 } from 'node:net';
 import ipaddr from 'ipaddr.js';
@@ -28,6 +29,9 @@ export function createClientAddress(trust: boolean | number | string[]): ClientA
   };
 }
 
+/** The longest non-address kept as it is written (an IPv6 address with a zone and a port fits). */
+const MAX_SPELLING = 64;
+
 /** The most the read spellings of addresses hold (UTF-16 bytes): some 10,000 ordinary ones. */
 const SPELLINGS_BYTES = 1024 * 1024;
 
@@ -48,7 +52,9 @@ function normalise(written: string): string {
   const host = /^\[([^\]]+)\](?::\d+)?$/.exec(written)?.[1] ?? /^([\d.]+):\d+$/.exec(written)?.[1] ?? written;
   // The URL parser spells IPv6 one way, IPv4 tails included (ipaddr.js takes those after ::ffff: only).
   const address = isIPv6(host) ? new URL(`http://[${host.split('%')[0]}]/`).hostname.slice(1, -1) : host;
-  if (!ipaddr.isValid(address)) return address.toLowerCase();
+  // Not an address (a trusted proxy passed on what a client wrote): a budget key all the same,
+  // of bounded length, for it is kept in Redis for the budget's window.
+  if (!ipaddr.isValid(address)) return address.length <= MAX_SPELLING ? address.toLowerCase() : `sha256:${createHash('sha256').update(address.toLowerCase()).digest('base64url')}`;
   const ip = ipaddr.process(address);
   if (ip.kind() === 'ipv4') return ip.toString();
   const network = ip.toByteArray().map((byte, i) => (i < IPV6_CLIENT_PREFIX / 8 ? byte : 0));

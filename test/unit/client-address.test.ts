@@ -29,3 +29,13 @@ it('keeps at most about a megabyte of the spellings it read, however long the on
   const grownMb = (process.memoryUsage().heapUsed - before) / 2 ** 20;
   expect(grownMb).toBeLessThan(8); // before: 47 MB (3,000 kept, by count alone)
 });
+
+it('keys what is not an address by a digest of bounded length when it is long (a budget key kept in Redis), one key per value', () => {
+  const address = createClientAddress(true);
+  const long = (c: string) => request(c.repeat(16 * 1024));
+  expect(address(long('a'))).toMatch(/^sha256:[\w-]{43}$/);
+  expect(address(long('a'))).toBe(address(long('A')));
+  expect(address(long('b'))).not.toBe(address(long('a')));
+  expect(address(request('not-an-address'))).toBe('not-an-address');
+});
+
