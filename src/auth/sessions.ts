@@ -237,9 +237,10 @@ export class SessionService {
    *
    * A rotation the client never hears of would leave it holding the retired token, and its next
    * refresh would end the session as reuse. So the rotation, and a revocation for reuse, commit
-   * only while `answerable` (its transport) says the answer will still reach the client (a closing socket waits for it), and
-   * waits at most `REFRESH_LOCK_WAIT_MS` for its session's row: held longer (a stalled racing
-   * refresh), it changes nothing and is answered SERVICE_UNAVAILABLE, to be retried as it was.
+   * only while `answerable` (its transport) says the answer will still reach the client (a
+   * closing socket waits for it), and the refresh waits at most `REFRESH_LOCK_WAIT_MS` for its
+   * session's row: held longer (a stalled racing refresh), it changes nothing and is answered
+   * SERVICE_UNAVAILABLE, to be retried as it was.
    */
   async refresh(raw: unknown, socket?: SocketAuth, answerable?: () => boolean): Promise<SessionTokens & { user: UserEntity }> {
     const { sessionId, secret } = parseRefreshToken(raw);
