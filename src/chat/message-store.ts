@@ -67,7 +67,7 @@ const sendStatement = (reply: boolean) =>
        WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
          AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
          AND ($14::uuid IS NULL OR ${SESSION_STANDS('$14', '$2')})
-         AND ($15::timestamptz IS NULL OR statement_timestamp() < $15::timestamptz)
+         AND ($15::timestamptz IS NULL OR clock_timestamp() < $15::timestamptz)
        RETURNING last_seq, last_change - ${reply ? 1 : 0} AS change),
      added AS (
        INSERT INTO messages (room_id, seq, created_change, change_seq, author_id, body, parent_id, client_id, status, asked_message_id, asked_by, stream_owner, mentions)
@@ -157,7 +157,11 @@ export class MessageStore {
     for (let attempt = 0; ; attempt++) {
       // A statement that reaches PostgreSQL only after the server gave up on it (a frozen or
       // stalled database thawing) inserts nothing: its send was answered SERVICE_UNAVAILABLE, and
-      // "a send that fails publishes nothing" (docs/guarantees.md, guarantee 3).
+      // "a send that fails publishes nothing" (docs/guarantees.md, guarantee 3). The deadline is
+      // read by the clock when the room's row qualifies, after any wait for its lock (PostgreSQL
+      // checks the row again once the lock is granted, its holder having changed it, as every
+      // writer to a room does), so a statement begun in time that waited through a freeze
+      // inserts nothing either; what remains is a freeze between that check and the commit.
       const deadline = this.sendDeadline();
       const rows = await runPrepared<Array<Record<string, unknown>>>(manager, fields.parentId ? SEND_REPLY : SEND, [
         fields.roomId,
@@ -192,7 +196,7 @@ export class MessageStore {
         `SELECT $5::uuid IS NULL OR ${SESSION_STANDS('$5', '$2')} AS session, rooms.id IS NOT NULL AS room,
            EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2) AS member,
            CASE WHEN send_window_count >= $3 THEN ceil(extract(epoch FROM send_window_started_at + make_interval(secs => $4::integer) - clock_timestamp()) * 1000)::integer END AS retry_after_ms,
-           $6::timestamptz IS NOT NULL AND statement_timestamp() >= $6::timestamptz AS late
+           $6::timestamptz IS NOT NULL AND clock_timestamp() >= $6::timestamptz AS late
          FROM (SELECT) one LEFT JOIN rooms ON rooms.id = $1`,
         [fields.roomId, fields.authorId, limit?.points ?? null, limit?.windowS ?? null, session?.viewer.sessionId ?? null, deadline],
       );

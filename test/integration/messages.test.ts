@@ -279,5 +279,23 @@ describe('persist, then publish (API.md guarantee 3)', () => {
     const [sent] = await store.insert(dataSource.manager, fields, { asMember: true });
     expect(sent.seq).toBe(1);
   });
+
+  it('inserts nothing for a send whose statement began in time but waited for its room past the deadline (a lock held through a freeze)', async () => {
+    const ada = await signUp(url);
+    const roomId = await createRoom(url, ada);
+    const { dataSource } = server.app.db;
+    const holder = dataSource.createQueryRunner();
+    await holder.connect();
+    await holder.startTransaction();
+    await holder.query('UPDATE rooms SET name = name WHERE id = $1', [roomId]); // as a send frozen mid-statement holds it
+    const [{ deadline }] = (await dataSource.query(`SELECT (clock_timestamp() + interval '500 milliseconds')::text AS deadline`)) as Array<{ deadline: string }>;
+    const store = new MessageStore(dataSource, server.app.pubsub, server.app.log, undefined, () => deadline);
+    const sending = store.insert(dataSource.manager, { roomId, authorId: ada.id, body: 'waited', parentId: null, clientId: 'waited-1' }, { asMember: true }).then(() => undefined, (e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 1000)); // past the deadline, still waiting for the room
+    await holder.commitTransaction();
+    await holder.release();
+    expect(((await sending) as AppError | undefined)?.code).toBe('SERVICE_UNAVAILABLE'); // before: stored, its statement had begun in time
+    expect(await dataSource.query(`SELECT seq FROM messages WHERE room_id = $1`, [roomId])).toEqual([]);
+  });
 });
 
