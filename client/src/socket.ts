@@ -20,12 +20,14 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
   let opened: SocketLike | undefined;
   let pongTimer: ReturnType<typeof setTimeout> | undefined;
   let ackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The socket made last, whatever its state. */
+  let latest: WebSocket | undefined;
   const pending = new Set<() => void>();
   const keepAliveMs = options.keepAliveMs ?? 10_000;
   const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
   const client: Client = createClient({
     url: options.wsUrl,
-    webSocketImpl: withHandshakeTimeout((options.webSocketImpl ?? globalThis.WebSocket) as typeof WebSocket | undefined, connectTimeoutMs),
+    webSocketImpl: withHandshakeTimeout((options.webSocketImpl ?? globalThis.WebSocket) as typeof WebSocket | undefined, connectTimeoutMs, (socket) => (latest = socket)),
     lazy: true,
     lazyCloseTimeout: 3000,
     keepAlive: keepAliveMs,
@@ -109,25 +111,30 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
     client,
     refresh,
     isOpen: () => !!open,
+    /** Stops the timers and gives up a connection under way, which graphql-ws's `dispose` would wait for. */
     dispose: () => {
       clearTimeout(pongTimer);
       clearTimeout(ackTimer);
+      if (open) return; // graphql-ws closes it
+      if (opened) client.terminate(); // opened, not acknowledged
+      else if (latest && latest.readyState === latest.CONNECTING) latest.close(); // its handshake unanswered
     },
   };
 }
 
 /**
- * `Impl` whose sockets give up an opening handshake not answered within `ms`: neither the
+ * `Impl` whose sockets (each told to `made`) give up an opening handshake not answered within `ms`: neither the
  * browser's WebSocket nor `ws` does (a stopped process whose kernel still accepts connections
  * holds it for minutes). Closed while connecting, the socket fails as an unreachable server's
  * would (1006), which graphql-ws retries.
  */
-function withHandshakeTimeout(Impl: typeof WebSocket | undefined, ms: number): typeof WebSocket | undefined {
+function withHandshakeTimeout(Impl: typeof WebSocket | undefined, ms: number, made: (socket: WebSocket) => void): typeof WebSocket | undefined {
   if (!Impl) return undefined; // graphql-ws says it needs an implementation
   const { CONNECTING } = Impl;
   return class extends Impl {
     constructor(...args: ConstructorParameters<typeof WebSocket>) {
       super(...args);
+      made(this);
       const timer = setTimeout(() => this.readyState === CONNECTING && this.close(), ms);
       const settled = () => clearTimeout(timer);
       this.addEventListener('open', settled);

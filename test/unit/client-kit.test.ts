@@ -326,6 +326,39 @@ describe('SessionKeeper', () => {
 });
 
 describe('createChatLink', () => {
+  /** A link subscribed through a server at `port`, disposed once its connection is under way: how long `dispose()` took. */
+  async function disposeWhileConnecting(port: number): Promise<number> {
+    // Timeouts far beyond the test's: only the dispose itself may end the attempt.
+    const link = createChatLink({ httpUrl: 'http://unused', wsUrl: `ws://127.0.0.1:${port}`, session: { token: 'a.b.c', refreshToken: 'r' }, webSocketImpl: WebSocket, connectTimeoutMs: 60_000, keepAliveMs: 120_000 });
+    const client = new ApolloClient({ link, cache: new InMemoryCache() });
+    const subscription = client.subscribe({ query: parse('subscription { anything }') }).subscribe({ error: () => undefined });
+    await new Promise((r) => setTimeout(r, 300)); // the attempt is under way
+    const started = Date.now();
+    await link.dispose();
+    subscription.unsubscribe();
+    client.stop();
+    return Date.now() - started;
+  }
+
+  it('gives up a connection under way when disposed: a handshake never answered, or a socket never acknowledged', async () => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => held.push(socket)); // never answers the upgrade
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const mute = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    mute.on('connection', (socket) => (socket as unknown as { _socket: net.Socket })._socket.pause()); // no ack, reads nothing
+    try {
+      // Before: until the attempt's own timeout (here a minute; by default 10 s, and for a socket
+      // opened but not acknowledged until the keep-alive gave it up).
+      expect(await disposeWhileConnecting((silent.address() as net.AddressInfo).port)).toBeLessThan(5000);
+      expect(await disposeWhileConnecting((mute.address() as { port: number }).port)).toBeLessThan(5000);
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+      for (const socket of mute.clients) socket.terminate();
+      mute.close();
+    }
+  }, 30_000);
+
   it('disposes of itself while its WebSocket cannot connect (the server unreachable), without rejecting', async () => {
     const closed = net.createServer();
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
