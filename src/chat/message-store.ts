@@ -4,7 +4,7 @@ import { prepare, runPrepared } from '../db/prepared';
 import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
-import { isUniqueViolation } from '../db/errors';
+import { isUnanswered, isUniqueViolation } from '../db/errors';
 import { AppError, ErrorCode, badUserInput, rateLimited, unauthenticated } from '../errors';
 import { notMember } from './access';
 
@@ -182,6 +182,9 @@ export class MessageStore {
       ]).catch((err: unknown) => {
         // The index refused the row: the statement had got as far as inserting it, the session standing.
         if (isUniqueViolation(err)) session?.settle(true);
+        // Sent and never answered: had the database checked its deadline before it stopped
+        // answering, the send commits when it answers again; only its clientId can tell.
+        if (isUnanswered(err)) throw new AppError(ErrorCode.ServiceUnavailable, 'The database stopped answering during this send, which may yet be stored: send it again with the same clientId to know');
         throw err;
       });
       if (rows.length > 0) {

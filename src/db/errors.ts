@@ -37,6 +37,11 @@ export function isConnectionError(err: unknown): boolean {
   return isConnectionLost(err) || isStatementCancelled(err) || NOT_NOW.test(codeOf(err));
 }
 
+/** True when a statement was sent and its answer never came within the client's `query_timeout` (a database that stopped answering). */
+export function isUnanswered(err: unknown): boolean {
+  return /Query read timeout/.test((err as { message?: string })?.message ?? '');
+}
+
 /**
  * A statement not handed to any connection: every one of its kind has left a statement unanswered
  * too long (`pipelined.ts`). Nothing was sent, so nothing can commit later.

@@ -2,8 +2,7 @@ import { HeaderMap, type ApolloServerPlugin } from '@apollo/server';
 import { MapperKind, mapSchema } from '@graphql-tools/utils';
 import type { GraphQLFieldResolver, GraphQLSchema } from 'graphql';
 import type { SessionToCheck } from '../auth/sessions';
-import { isConnectionError } from '../db/errors';
-import { ErrorCode, unauthenticated } from '../errors';
+import { ErrorCode, isUnavailable, unauthenticated } from '../errors';
 import type { GraphQLContext } from './context';
 
 /**
@@ -67,7 +66,7 @@ export async function checkedInStatement<T>(ctx: GraphQLContext, work: (session?
   try {
     result = await work(session);
   } catch (err) {
-    if (!answered && isConnectionError(err)) {
+    if (!answered && isUnavailable(err)) {
       // The statement that was to check the session could not be served: a check that failed.
       ctx.viewer = null;
       ctx.pendingViewer = undefined;

@@ -319,6 +319,7 @@ it('refuses at once, unsent, a send that would wait behind statements the frozen
     signal(frozen, 'SIGSTOP');
     let behind: { code: unknown; ms: number };
     let stuck: Array<Promise<unknown>>;
+    let stuckAnswers: Array<Awaited<ReturnType<typeof gql>>> = [];
     try {
       const frozenAt = Date.now();
       stuck = [gql(c.url, SEND, { i: { roomId, body: 'stuck 1', clientId: 'stuck-1' } }, ada.token)];
@@ -328,13 +329,16 @@ it('refuses at once, unsent, a send that would wait behind statements the frozen
       const sentAt = Date.now();
       const answer = await gql(c.url, SEND, { i: { roomId, body: 'behind', clientId: 'behind' } }, ada.token);
       behind = { code: answer.errors?.[0]?.extensions?.code, ms: Date.now() - sentAt };
-      await Promise.all(stuck); // failed with their connections, 5 s after they went out
+      stuckAnswers = (await Promise.all(stuck)) as Array<Awaited<ReturnType<typeof gql>>>; // failed with their connections, 5 s after they went out
       await new Promise((r) => setTimeout(r, 600)); // the thaw comes after that, within the send's deadline (6.5 s)
     } finally {
       signal(frozen, 'SIGCONT');
     }
     expect(behind.code).toBe('SERVICE_UNAVAILABLE');
     expect(behind.ms).toBeLessThan(1000); // at once (before: when the connection ahead of it was given up, at 5 s)
+    // A send whose statement went out unanswered says its outcome is not known; one never sent does not.
+    expect(stuckAnswers.map((a) => a.errors?.[0]?.extensions?.code)).toEqual(['SERVICE_UNAVAILABLE', 'SERVICE_UNAVAILABLE']);
+    expect(stuckAnswers.map((a) => /may yet be stored.*same clientId/.test(a.errors?.[0]?.message ?? ''))).toContain(true);
     await waitFor(async () => (await gql(c.url, `query($r: ID!) { room(id: $r) { id } }`, { r: roomId }, ada.token)).data?.room?.id === roomId, 15_000);
     await new Promise((r) => setTimeout(r, 1000)); // what PostgreSQL received frozen has run by now
     // Nothing of the three: the two stuck ones began past their deadlines, the third was never sent
