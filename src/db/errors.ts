@@ -57,7 +57,7 @@ export class NotAnsweringError extends Error {
 export function isConnectionLost(err: unknown): boolean {
   const e = err as { name?: string; message?: string };
   return (
-    ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError', 'NotAnsweringError'].includes(e?.name ?? '') || // TypeORM, after the connection dropped mid-query or mid-transaction
+    ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError', 'NotAnsweringError'].includes(e?.name ?? '') || // TypeORM's, after the connection dropped mid-query or mid-transaction; ours, a statement no connection would take
     // …, a host name that does not resolve (now), a password or login PostgreSQL refuses (rotated, NOLOGIN: an operator's to mend)
     ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P03', '08006', '08001', '08003', '28P01', '28000'].includes(codeOf(err)) ||
     /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
