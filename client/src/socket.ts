@@ -8,19 +8,13 @@ import { REFRESH_SESSION, type RefreshAnswer, type SessionKeeper } from './sessi
 /** How long opening the WebSocket, then its acknowledgement, may take by default before it is given up and tried again (ms). */
 export const CONNECT_TIMEOUT_MS = 10_000;
 
-/** A socket as graphql-ws hands it to its listeners: the kit only unhooks its message handler. */
-interface SocketLike {
-  onmessage: unknown;
-}
-
 /** The graphql-ws client: retries everything but a refused session, keeps the socket alive, refreshes over it. */
 export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
-  let open: SocketLike | undefined;
-  /** The socket opened last, acknowledged or not (graphql-ws's `opened`). */
-  let opened: SocketLike | undefined;
+  /** The server acknowledged the socket (graphql-ws's `connected`), and it has not closed since. */
+  let acknowledged = false;
   let pongTimer: ReturnType<typeof setTimeout> | undefined;
   let ackTimer: ReturnType<typeof setTimeout> | undefined;
-  /** The socket made last, whatever its state. */
+  /** The socket made last, whatever its state (a new one is made only once it has closed). */
   let latest: WebSocket | undefined;
   const pending = new Set<() => void>();
   const keepAliveMs = options.keepAliveMs ?? 10_000;
@@ -41,23 +35,22 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
       return token ? { authorization: `Bearer ${token}` } : {};
     },
     on: {
-      opened: (socket) => {
-        opened = socket as SocketLike;
+      opened: () => {
         // A server that opened the socket but never acknowledges it (its process stopped) is given
         // up at once: graphql-ws's own acknowledgement timeout closes the socket and waits for
         // the close handshake the silent server never answers (30 s in `ws`, 60 s in Chromium).
         ackTimer = setTimeout(() => client.terminate(), connectTimeoutMs);
       },
-      connected: (socket) => {
+      connected: () => {
         clearTimeout(ackTimer);
-        open = socket as SocketLike;
+        acknowledged = true;
       },
       closed: () => {
         clearTimeout(ackTimer);
         // A socket given up (`terminate`) is only closing: under Node.js `ws` still hands it frames,
         // which graphql-ws would pass to the subscriptions now resuming on the next socket.
-        if (opened) opened.onmessage = null;
-        open = opened = undefined;
+        if (latest) latest.onmessage = null;
+        acknowledged = false;
         clearTimeout(pongTimer);
         // A refresh in flight must not be re-sent on the next socket: its token may already be spent.
         for (const abandon of [...pending]) abandon();
@@ -75,7 +68,7 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
 
   /** `refreshSession` on the open socket (so the server renews it), or undefined when none is open. */
   const refresh = (refreshToken: string): Promise<RefreshAnswer> | undefined => {
-    if (!open) return undefined;
+    if (!acknowledged) return undefined;
     return new Promise<RefreshAnswer>((resolve, reject) => {
       let answer: RefreshAnswer | undefined;
       // An answer already received stands, whatever happens to the socket after it (its `complete`
@@ -110,14 +103,14 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
   return {
     client,
     refresh,
-    isOpen: () => !!open,
+    isOpen: () => acknowledged,
     /** Stops the timers and gives up a connection under way, which graphql-ws's `dispose` would wait for. */
     dispose: () => {
       clearTimeout(pongTimer);
       clearTimeout(ackTimer);
-      if (open) return; // graphql-ws closes it
-      if (opened) client.terminate(); // opened, not acknowledged
-      else if (latest && latest.readyState === latest.CONNECTING) latest.close(); // its handshake unanswered
+      if (acknowledged || !latest) return; // graphql-ws closes an acknowledged one
+      if (latest.readyState === latest.OPEN) client.terminate(); // opened, not acknowledged
+      else if (latest.readyState === latest.CONNECTING) latest.close(); // its handshake unanswered
     },
   };
 }

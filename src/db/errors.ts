@@ -60,6 +60,7 @@ export function isConnectionLost(err: unknown): boolean {
     ['QueryRunnerAlreadyReleasedError', 'QueryRunnerProviderAlreadyReleasedError', 'NotAnsweringError'].includes(e?.name ?? '') || // TypeORM's, after the connection dropped mid-query or mid-transaction; ours, a statement no connection would take
     // …, a host name that does not resolve (now), a password or login PostgreSQL refuses (rotated, NOLOGIN: an operator's to mend)
     ['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', '57P01', '57P03', '08006', '08001', '08003', '28P01', '28000'].includes(codeOf(err)) ||
-    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED|Query read timeout/i.test(e?.message ?? '') // the last: a pipelined statement unanswered (`pipelined.ts`)
+    /timeout exceeded when trying to connect|Connection terminated|connect ECONNREFUSED/i.test(e?.message ?? '') ||
+    isUnanswered(err) // a pipelined statement unanswered (`pipelined.ts`)
   );
 }

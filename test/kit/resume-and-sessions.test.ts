@@ -5,7 +5,7 @@ import { parse } from 'graphql';
 import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
-import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type SignedUp } from './support';
+import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type KitClient, type SignedUp } from './support';
 
 jest.setTimeout(90_000);
 
@@ -173,6 +173,18 @@ describe('resume through reconnects', () => {
   });
 });
 
+/** Sends a message into `roomId` every half second for `ms` through `sender`'s kit; resolves to how many. */
+async function tickFor(sender: KitClient, roomId: string, ms: number): Promise<number> {
+  const started = Date.now();
+  let sent = 0;
+  while (Date.now() - started < ms) {
+    sent++;
+    await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `tick ${sent}` } } });
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return sent;
+}
+
 describe('sessions through the kit', () => {
   let short: TestServer;
   let other: TestServer;
@@ -191,13 +203,7 @@ describe('sessions through the kit', () => {
     const reader = kitClient(short.url, short.wsUrl, ada.session);
     const events = watchEvents(reader, roomId);
     await waitFor(() => short.app.hubs.listeners(roomId) === 1);
-    const started = Date.now();
-    let sent = 0;
-    while (Date.now() - started < 30_000) {
-      sent++;
-      await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `tick ${sent}` } } });
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    const sent = await tickFor(sender, roomId, 30_000);
     await events.until(() => events.items.length >= sent);
     const me = await reader.client.query({ query: MeDocument, fetchPolicy: 'network-only' });
 
@@ -380,13 +386,7 @@ describe('sessions through the kit', () => {
     const tabs = [tab(), tab()];
     const seen = tabs.map((t) => watchMessages(t, roomId));
     await waitFor(() => short.app.hubs.listeners(roomId) === 2, 10_000);
-    const started = Date.now();
-    let sent = 0;
-    while (Date.now() - started < 15_000) {
-      sent++;
-      await sender.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: `tick ${sent}` } } });
-      await new Promise((r) => setTimeout(r, 500));
-    }
+    const sent = await tickFor(sender, roomId, 15_000);
     await Promise.all(seen.map((m) => m.until(() => m.items.length >= sent)));
     console.log(JSON.stringify({ scenario: 'two tabs, one stored session, 5 s tokens for 15 s', sent, sockets: tabs.map((t) => t.sockets()) }));
     for (const [i, t] of tabs.entries()) {
