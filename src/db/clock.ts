@@ -20,6 +20,8 @@ interface Sample {
  */
 export class DatabaseClock {
   private samples: Sample[] = [];
+  /** The offset of the reading with the shortest round trip among `samples` (ms), once there is one. */
+  private offsetMs?: number;
   private timer?: ReturnType<typeof setInterval>;
   private sampling?: Promise<void>;
 
@@ -43,8 +45,7 @@ export class DatabaseClock {
    * parameter), or null before the clock was first read.
    */
   deadline(inMs: number): string | null {
-    const best = this.best();
-    return best ? new Date(Date.now() + best.offsetMs + inMs).toISOString() : null;
+    return this.offsetMs === undefined ? null : new Date(Date.now() + this.offsetMs + inMs).toISOString();
   }
 
   /** Reads the database's clock once (at most one reading at a time); never throws. */
@@ -60,14 +61,9 @@ export class DatabaseClock {
       const after = Date.now();
       this.samples.push({ offsetMs: Number(row.ms) - (before + after) / 2, roundTripMs: after - before });
       if (this.samples.length > KEEP_SAMPLES) this.samples.shift();
+      this.offsetMs = this.samples.reduce((best, s) => (s.roundTripMs < best.roundTripMs ? s : best)).offsetMs;
     } catch (err) {
       this.log.debug({ err: (err as Error).message }, 'could not read the database clock; trying again later');
     }
-  }
-
-  private best(): Sample | undefined {
-    let best: Sample | undefined;
-    for (const s of this.samples) if (!best || s.roundTripMs < best.roundTripMs) best = s;
-    return best;
   }
 }
