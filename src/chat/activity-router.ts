@@ -6,14 +6,25 @@ import { within } from '../within';
 import { roomIdsDigest, type RoomStore, type UserMembership } from './room-store';
 import { NOTHING_TO_SETTLE } from './room-hub';
 
+/**
+ * A room's read state as one feed has told it: the viewer's read position and the room's last seq
+ * (at least the newest message the feed delivered, and never below the read position). Both only
+ * grow, so a client applying a feed's events in order never sees an unread count go back.
+ */
+export interface ReadState {
+  lastReadSeq: number;
+  lastSeq: number;
+}
+
 /** What a viewer's own feed (`myEvents`) carries. */
 export type MyFeedEvent =
-  /** A new message, with the viewer's read position in its room at that moment. */
-  | { kind: 'activity'; message: MessageWire; lastReadSeq: number }
+  /** A new message, with the room's read state in this feed once it came. */
+  | { kind: 'activity'; message: MessageWire; readState: ReadState }
   | { kind: 'mentioned'; message: MessageWire }
   | { kind: 'added'; roomId: string }
   | { kind: 'removed'; roomId: string }
-  | { kind: 'read'; roomId: string };
+  /** The viewer's read position moved: the room's read state in this feed since (none for a room the feed does not hold). */
+  | { kind: 'read'; roomId: string; readState?: ReadState };
 
 /**
  * How many events a feed may have waiting for its reader (a heal after an outage delivers a room's
@@ -33,8 +44,8 @@ const CHECK_BATCH = 1000;
 
 interface Feed {
   viewerId: string;
-  /** The viewer's rooms and their read position in each (kept current by read signals and own sends). */
-  rooms: Map<string, number>;
+  /** The viewer's rooms and the read state told in each (kept current by read signals, new messages and own sends). */
+  rooms: Map<string, ReadState>;
   /** The router's clock when a signal last changed `rooms` (a check that read before then skips the feed). */
   changed: number;
   /**
@@ -136,7 +147,9 @@ export class ActivityRouter {
       };
       // Listen to the viewer's own topic before reading their rooms, so a room joined meanwhile is
       // not missed; a subscribe stuck behind a dead Redis does not hold the feed (the check heals).
-      const subscribing = this.pubsub.subscribe(userTopic(viewerId), (signal) => this.onUserSignal(feed, signal));
+      // What comes during the read is told after it: a room left meanwhile may be among those read.
+      let early: UserSignal[] | undefined = [];
+      const subscribing = this.pubsub.subscribe(userTopic(viewerId), (signal) => (early ? early.push(signal) : this.onUserSignal(feed, signal)));
       const offUser = subscribing.catch((err) => {
         this.log.warn({ err: (err as Error).message }, 'viewer topic subscription failed; the feed heals by timer');
         return undefined;
@@ -145,6 +158,9 @@ export class ActivityRouter {
       try {
         for (const row of await this.store.userMemberships([viewerId])) this.index(feed, row.room_id, row.last_read_seq, row.last_seq);
         feed.changed = ++this.clock; // a check that read before this has not seen these rooms
+        const signals = early;
+        early = undefined;
+        for (const signal of signals) this.onUserSignal(feed, signal);
         this.openFeeds.add(feed);
         await stop;
       } finally {
@@ -223,7 +239,7 @@ export class ActivityRouter {
       if (known === undefined) {
         this.join(feed, row.room_id, row.last_read_seq);
         feed.push({ kind: 'added', roomId: row.room_id });
-      } else if (row.last_read_seq > known) {
+      } else if (row.last_read_seq > known.lastReadSeq) {
         this.onUserSignal(feed, { kind: 'read', roomId: row.room_id, lastReadSeq: row.last_read_seq });
       }
     }
@@ -314,9 +330,18 @@ export class ActivityRouter {
 
   /** A new message for one feed: its activity, and its mention of the viewer. */
   private tell(feed: Feed, message: MessageWire, mentioned: MyFeedEvent = { kind: 'mentioned', message }): void {
-    if (message.authorId === feed.viewerId) feed.rooms.set(message.roomId, message.seq); // sending reads up to it
-    feed.push({ kind: 'activity', message, lastReadSeq: feed.rooms.get(message.roomId) ?? 0 });
+    const readState = this.advance(feed, message.roomId, message.authorId === feed.viewerId ? message.seq : 0, message.seq); // sending reads up to it
+    feed.push({ kind: 'activity', message, readState });
     if (message.mentions.includes(feed.viewerId)) feed.push(mentioned);
+  }
+
+  /** Moves the feed's read state of the room forward (never back) to `lastReadSeq` and `lastSeq`; what it is then. */
+  private advance(feed: Feed, roomId: string, lastReadSeq: number, lastSeq: number): ReadState {
+    const known = feed.rooms.get(roomId) ?? { lastReadSeq: 0, lastSeq: 0 };
+    const read = Math.max(known.lastReadSeq, lastReadSeq);
+    const state = { lastReadSeq: read, lastSeq: Math.max(known.lastSeq, lastSeq, read) };
+    feed.rooms.set(roomId, state);
+    return state;
   }
 
   /**
@@ -367,14 +392,16 @@ export class ActivityRouter {
     // A joiner has read the room up to where it was when they joined: that is where its messages start.
     if (signal.kind === 'added' && !feed.rooms.has(signal.roomId)) this.join(feed, signal.roomId, signal.lastReadSeq);
     if (signal.kind === 'removed') this.unindex(feed, signal.roomId);
-    if (signal.kind === 'read' && feed.rooms.has(signal.roomId)) {
-      feed.rooms.set(signal.roomId, Math.max(feed.rooms.get(signal.roomId)!, signal.lastReadSeq));
+    if (signal.kind === 'read') {
+      const readState = feed.rooms.has(signal.roomId) ? this.advance(feed, signal.roomId, signal.lastReadSeq, 0) : undefined;
+      feed.push({ kind: 'read', roomId: signal.roomId, readState });
+      return;
     }
     feed.push({ kind: signal.kind, roomId: signal.roomId });
   }
 
   private index(feed: Feed, roomId: string, lastReadSeq: number, lastSeq: number): void {
-    feed.rooms.set(roomId, Math.max(lastReadSeq, feed.rooms.get(roomId) ?? 0));
+    this.advance(feed, roomId, lastReadSeq, lastSeq);
     let route = this.byRoom.get(roomId);
     if (!route) this.byRoom.set(roomId, (route = { roomId, feeds: new Set(), routed: lastSeq, early: new Map(), filling: false }));
     route.feeds.add(feed);

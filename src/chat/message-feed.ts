@@ -32,6 +32,8 @@ export interface FeedOptions {
   start: FeedStart;
   /** The room's hub, attached to when the feed starts and released when it ends (retried while the database is down). */
   acquire(): Promise<{ hub: RoomHub; release: () => void }>;
+  /** Whether the subscriber is a member now, read from the database (asked once the feed listens to the hub). */
+  isMember(): Promise<boolean>;
 }
 
 /** How many events may wait for a slow reader before the feed falls back to the database. */
@@ -202,8 +204,33 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     await sleep(RETRY_MS, undefined, { signal: this.stopping.signal }).catch(() => undefined);
   }
 
-  /** Acquires the hub (retrying while the database is unreachable) and places the feed's start. */
+  /**
+   * Listens to the hub, then makes sure the viewer is still a member (docs/guarantees.md, guarantee
+   * 6): a removal signalled between the subscription's access check and now went unheard, and one
+   * committed after this read reaches the listener. Nothing is delivered before it answers.
+   */
   private async attach() {
+    const attached = await this.listen();
+    if (attached && (await this.stillMember()) === false) this.revoked = true;
+    return attached;
+  }
+
+  /** Whether the viewer is a member now, retried while the database is unreachable (undefined: stopped meanwhile). */
+  private async stillMember(): Promise<boolean | undefined> {
+    const { options } = this;
+    while (!this.stopped) {
+      try {
+        return await options.isMember();
+      } catch (err) {
+        options.log.warn({ err: (err as Error).message, roomId: options.roomId }, 'feed could not read its viewer\'s membership; retrying');
+        await this.retryWait();
+      }
+    }
+    return undefined;
+  }
+
+  /** Acquires the hub (retrying while the database is unreachable), listens to it and places the feed's start. */
+  private async listen() {
     const { options } = this;
     for (;;) {
       try {

@@ -1,3 +1,4 @@
+import DataLoader from 'dataloader';
 import type { Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, unsubscribeWhenSettled, type MessageModel, type MessageWire, type PubSub, type RoomSignal } from '../pubsub';
 import { within } from '../within';
@@ -301,6 +302,14 @@ export class HubRegistry {
   private readonly windows = new ReplayWindows();
   /** A check was asked for while one ran (a reconnect during the timed one). */
   private again = false;
+  /** Fresh reads of (room, user) memberships, one for every feed that starts in the same turn of the event loop. */
+  private readonly membership = new DataLoader<[roomId: string, userId: string], boolean>(
+    async (pairs) => {
+      const found = await this.store.memberships([...pairs]);
+      return pairs.map(([roomId, userId]) => found.has(membershipKey(roomId, userId)));
+    },
+    { cache: false, maxBatchSize: CHECK_BATCH, batchScheduleFn: (read) => setImmediate(read) },
+  );
 
   constructor(
     private readonly store: RoomStore,
@@ -387,6 +396,11 @@ export class HubRegistry {
       throw err;
     }
     return { hub: current.hub, release };
+  }
+
+  /** Whether the user is a member of the room now: read from the database, with the other feeds starting meanwhile. */
+  isMember(roomId: string, userId: string): Promise<boolean> {
+    return this.membership.load([roomId, userId]);
   }
 
   /** Every hub reads what it may have missed (signals are lost while pub/sub is down): the timed check, now. */

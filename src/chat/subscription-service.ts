@@ -37,6 +37,7 @@ export class SubscriptionService {
       viewerId: userId,
       start: start as FeedStart,
       acquire: () => this.hubs.acquire(roomId),
+      isMember: () => this.hubs.isMember(roomId, userId),
     });
   }
 

@@ -63,6 +63,33 @@ describe('membership changes reach live subscriptions', () => {
     await client.dispose();
   });
 
+  it('ends a subscription whose member leaves after its access check and before it listens (that signal went unheard)', async () => {
+    const c = await startServer({ HEAL_INTERVAL_MS: '60000' }); // no timed check to heal it meanwhile
+    try {
+      const [owner, bob] = await Promise.all([signUp(c.url), signUp(c.url)]);
+      const roomId = await createRoom(c.url, owner);
+      await must(c.url, JOIN, { r: roomId }, bob.token);
+      // The subscription's hub is acquired only once the leave has been answered and signalled.
+      let left!: () => void;
+      const leave = new Promise<void>((resolve) => (left = resolve));
+      const acquire = c.app.hubs.acquire.bind(c.app.hubs);
+      let acquiring: Promise<unknown> | undefined;
+      jest.spyOn(c.app.hubs, 'acquire').mockImplementationOnce((id) => (acquiring = leave.then(() => acquire(id))) as ReturnType<typeof acquire>);
+      const client = wsClient(c.wsUrl, bob);
+      const sub = collect(client, MESSAGE_ADDED, { roomId });
+      await waitFor(() => acquiring !== undefined); // past its access check
+      await must(c.url, LEAVE, { r: roomId }, bob.token);
+      left();
+      await acquiring;
+      await send(c.url, owner, roomId, 'after');
+      await sub.until((r) => r.length === 1);
+      expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+      await client.dispose();
+    } finally {
+      await c.stop();
+    }
+  });
+
   it.each([
     ['the owner leaving', 'owner-leave', 'CONFLICT'],
     ['a non-member leaving', 'outsider-leave', 'FORBIDDEN'],

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { allows, permissionTable, PERMISSIONS, type RoomAction } from '../../src/chat/access';
 import type { Role } from '../../src/db/entities/membership';
+import { userTopic, type MessageWire, type UserSignal } from '../../src/pubsub';
+import type { UserMembership } from '../../src/chat/room-store';
 import { codeOf, collect, createRoom, gql, must, send, signUp, useServer, unique, waitFor, wsClient, type TestUser } from '../support/harness';
 
 // People and rooms (issue 11): the directory, direct rooms, roles and their permission matrix,
@@ -390,6 +392,74 @@ describe('myEvents', () => {
     await send(server.url, ada, rooms[0], 'one more, to show nothing came from the room bob left');
     await feed.until((r) => r.length >= 9);
     expect(feed.results).toHaveLength(9);
+    await client.dispose();
+  });
+
+  it('never moves a room\'s read state back: a read elsewhere ahead of the messages this feed delivered', async () => {
+    const READ_STATES = `subscription { myEvents { __typename
+      ... on RoomActivity { room { lastSeq lastReadSeq unreadCount } message { seq } }
+      ... on ReadStateChanged { room { lastSeq lastReadSeq unreadCount } } } }`;
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await join(bob, roomId);
+    const client = wsClient(server.wsUrl, bob);
+    const feed = collect(client, READ_STATES);
+    await waitFor(() => server.app.services.activity.size === 1);
+    await send(server.url, ada, roomId, 'one');
+    await feed.until((r) => r.length === 1);
+    // Messages 2 and 3 reach this instance's feeds only after bob has read them on another device.
+    const router = server.app.services.activity as unknown as { route(message: MessageWire): void };
+    const held: MessageWire[] = [];
+    const route = jest.spyOn(router, 'route').mockImplementation((message) => void held.push(message));
+    await send(server.url, ada, roomId, 'two');
+    const three = await send(server.url, ada, roomId, 'three');
+    await waitFor(() => held.length === 2);
+    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: three.cursor }, bob.token);
+    await feed.until((r) => r.length === 2);
+    route.mockRestore();
+    for (const message of held) router.route(message);
+    await feed.until((r) => r.length === 4);
+    const read = { lastSeq: 3, lastReadSeq: 3, unreadCount: 0 };
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'RoomActivity', room: { lastSeq: 1, lastReadSeq: 0, unreadCount: 1 }, message: { seq: 1 } },
+      { __typename: 'ReadStateChanged', room: read },
+      { __typename: 'RoomActivity', room: read, message: { seq: 2 } },
+      { __typename: 'RoomActivity', room: read, message: { seq: 3 } },
+    ]);
+    await client.dispose();
+  });
+
+  it('does not follow a room left while the feed starts (the leave signalled during its read of the viewer\'s rooms)', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const [left, kept] = await Promise.all([createRoom(server.url, ada), createRoom(server.url, ada)]);
+    for (const roomId of [left, kept]) await join(bob, roomId);
+    const signals: UserSignal[] = [];
+    const off = await server.app.pubsub.subscribe(userTopic(bob.id), (signal) => signals.push(signal));
+    // The feed's read of bob's rooms answers only once his leave has been signalled to this instance.
+    const store = (server.app.services.activity as unknown as { store: { userMemberships(ids: string[]): Promise<UserMembership[]> } }).store;
+    const userMemberships = store.userMemberships.bind(store);
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    const read = jest.spyOn(store, 'userMemberships').mockImplementationOnce(async (ids) => {
+      const rows = await userMemberships(ids);
+      await answered;
+      return rows;
+    });
+    const client = wsClient(server.wsUrl, bob);
+    const feed = collect(client, MY_EVENTS);
+    await waitFor(() => read.mock.calls.length === 1);
+    await must(server.url, LEAVE, { r: left }, bob.token);
+    await waitFor(() => signals.some((s) => s.kind === 'removed'));
+    answer();
+    await waitFor(() => server.app.services.activity.size === 1);
+    await send(server.url, ada, left, 'after bob left');
+    await send(server.url, ada, kept, 'in the room bob kept');
+    await feed.until((r) => r.length === 2);
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'RemovedFromRoom', roomId: left },
+      { __typename: 'RoomActivity', room: { id: kept, unreadCount: 1 }, message: { body: 'in the room bob kept' } },
+    ]);
+    await off();
     await client.dispose();
   });
 

@@ -291,7 +291,8 @@ async function world(messages = 0) {
   const open = (start: FeedStart, acquireHub?: () => Promise<{ hub: RoomHub; release: () => void }>) => {
     const release = jest.fn();
     const acquire = jest.fn(acquireHub ?? (async () => ({ hub, release })));
-    const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire });
+    const isMember = async () => (await store.asStore().members(ROOM, ['alice'])).has('alice');
+    const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire, isMember });
     const feed = mode === 'iterated' ? made.events() : pushed(made);
     feeds.push(feed);
     return { feed, reader: new Reader(feed, hub), acquire, release };
@@ -605,6 +606,44 @@ describe('MessageFeed: the viewer\'s removal', () => {
     await removeViewer();
     for (let i = 0; i < 1001; i++) await publish({ kind: 'delta', messageId: `${ROOM}-m1`, index: i, text: 'x' });
     expect(await reader.drain(500)).toEqual(['revoked']);
+  });
+
+  it('yields revoked, and none of what follows, when the viewer was removed before it listened (the signal went unheard)', async () => {
+    const { store, hub, send, removeViewer, open } = await world(2);
+    const { reader, release } = open(afterSeq(2));
+    store.removeMember(ROOM, 'alice');
+    await removeViewer(); // after the subscription's access check, before the feed listens
+    await send(2); // after the removal: must not reach the removed viewer
+    expect(await reader.drain()).toEqual(['revoked']);
+    expect(release).toHaveBeenCalledTimes(1);
+    expect(hub.size).toBe(0);
+  });
+
+  it('delivers nothing, replay or live, before its membership read answers', async () => {
+    const { store, send, open } = await world(2);
+    const answer = store.hold('members');
+    const { reader } = open(afterSeq(0));
+    const first = reader.next(5000); // attaches
+    await waitFor(() => store.callsOf('members').length === 1, 'the membership read');
+    await send(1);
+    expect(await within(first, 300)).toBe('timeout'); // neither the replay (1, 2) nor the live 3
+    store.removeMember(ROOM, 'alice'); // the read, held, now answers that the viewer is gone
+    answer();
+    expect(label((await first).value as FeedEvent)).toBe('revoked');
+    expect(await reader.drain()).toEqual([]);
+  });
+
+  it('retries a membership read the database failed, listening meanwhile, then goes on with what came', async () => {
+    const { store, log, send, open } = await world(2);
+    let failures = 1;
+    store.failIf = (method) => method === 'members' && failures-- > 0;
+    const { reader, acquire, release } = open(MESSAGES_FROM_NOW);
+    await reader.attach();
+    await waitFor(() => log.warn.mock.calls.length === 1, 'the failed membership read');
+    await send(1); // while it waits to retry
+    expect(await reader.take(1, RETRY_MS + 1500)).toEqual([3]);
+    expect(acquire).toHaveBeenCalledTimes(1);
+    expect(release).not.toHaveBeenCalled();
   });
 
   it('yields revoked when a heal finds the viewer is no longer a member (a lost removal signal)', async () => {

@@ -1,4 +1,4 @@
-import type { MyFeedEvent } from '../../chat/activity-router';
+import type { MyFeedEvent, ReadState } from '../../chat/activity-router';
 import { requireViewer } from '../../chat/access';
 import { forbidden } from '../../errors';
 import type { GraphQLContext } from '../context';
@@ -7,14 +7,16 @@ import type { Resolvers } from '../generated';
 /** A room of the viewer's own feed, as it is now (FORBIDDEN when it is gone). */
 const roomOf = (roomId: string, ctx: GraphQLContext) => ctx.loaders.room.load(roomId).then((room) => room ?? Promise.reject(forbidden()));
 
+/** A room of the viewer's own feed with its read state as the feed told it (as it is now without one). */
+const roomAt = (roomId: string, readState: ReadState | undefined, ctx: GraphQLContext) =>
+  readState ? roomOf(roomId, ctx).then((room) => ({ ...room, readState })) : roomOf(roomId, ctx);
+
 /** A feed event as a `MyEvent` union member. */
 function toMyEvent(event: MyFeedEvent, ctx: GraphQLContext) {
   switch (event.kind) {
-    case 'activity': {
-      // The room as that message found it: the viewer's unread count then, not at delivery.
-      const readState = { lastSeq: event.message.seq, lastReadSeq: event.lastReadSeq };
-      return { __typename: 'RoomActivity' as const, room: roomOf(event.message.roomId, ctx).then((room) => ({ ...room, readState })), message: event.message };
-    }
+    case 'activity':
+      // The room's read state as the feed told it then, not at delivery (docs/guarantees.md, "The viewer's feed").
+      return { __typename: 'RoomActivity' as const, room: roomAt(event.message.roomId, event.readState, ctx), message: event.message };
     case 'mentioned':
       return { __typename: 'Mentioned' as const, message: event.message };
     case 'added':
@@ -22,7 +24,7 @@ function toMyEvent(event: MyFeedEvent, ctx: GraphQLContext) {
     case 'removed':
       return { __typename: 'RemovedFromRoom' as const, roomId: event.roomId };
     case 'read':
-      return { __typename: 'ReadStateChanged' as const, room: roomOf(event.roomId, ctx) };
+      return { __typename: 'ReadStateChanged' as const, room: roomAt(event.roomId, event.readState, ctx) };
   }
 }
 
