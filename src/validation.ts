@@ -54,15 +54,23 @@ const username = z
  */
 export const couldBeUsername = (name: string) => username.safeParse(name).success;
 
+/** At most 256 characters, counted as people count them (`chars`), like every other text. */
+const passwordLength = (s: string) => chars(s) <= 256;
+const PASSWORD_LENGTH_MESSAGE = 'must be at most 256 characters';
+
 export const signUpInput = z.object({
   username,
-  password: z.string().min(8, 'must be at least 8 characters').max(256, 'must be at most 256 characters').refine(storable, NUL_MESSAGE),
+  password: z
+    .string()
+    .refine((s) => chars(s) >= 8, 'must be at least 8 characters')
+    .refine(passwordLength, PASSWORD_LENGTH_MESSAGE)
+    .refine(storable, NUL_MESSAGE),
   displayName: nameText(64).nullish(),
 });
 
 export const logInInput = z.object({
   username: z.string().max(32, 'must be at most 32 characters').refine(storable, NUL_MESSAGE),
-  password: z.string().max(256, 'must be at most 256 characters'),
+  password: z.string().refine(passwordLength, PASSWORD_LENGTH_MESSAGE),
 });
 
 /** The assistant's system prompt for a room. */

@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import { ApolloServer, HeaderMap } from '@apollo/server';
@@ -29,6 +30,12 @@ export async function createHttpServer(deps: TransportDeps) {
   // trivial request's CPU); `app` serves everything else, `/graphql` included, as it always did.
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
+  // A client that asks before sending its body (`Expect: 100-continue`) is told at once when it is too large.
+  httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (declaredTooLarge(req)) return void refuseTooLarge(res, (err) => answerError(err as HttpError, res));
+    res.writeContinue();
+    httpServer.emit('request', req, res);
+  });
   // The request id of each failed operation's errors, noted before Apollo formats them: by the
   // errors Apollo hands the plugins and then formatError (one object per request: a thrown error
   // may be shared by many, a pipelined connection's failure say), or for a context that failed, by
@@ -80,7 +87,7 @@ export async function createHttpServer(deps: TransportDeps) {
   // A page on another origin reads these headers of an answer only when they are exposed: the
   // request id of an error, when to retry a 503, and that its token was refused (the client kit reads it).
   const withCors = cors({ origin: deps.corsOrigins, maxAge: 600, exposedHeaders: ['x-request-id', 'retry-after', 'www-authenticate'] });
-  const parseJson = express.json({ limit: MAX_REQUEST_BYTES });
+  const parseJson = express.json({ limit: MAX_REQUEST_BYTES, verify: refuseInvalidUtf8 });
   const tagRequest = (res: http.ServerResponse) => {
     res.setHeader('x-request-id', randomUUID());
     res.setHeader('cache-control', 'no-store'); // what Apollo's cache-control plugin answered for every operation here
@@ -117,6 +124,7 @@ export async function createHttpServer(deps: TransportDeps) {
   /** `/graphql` after CORS: a request id, the JSON body, Apollo; anything that fails goes to `fail`. */
   const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {
     tagRequest(res);
+    if (declaredTooLarge(req)) return void refuseTooLarge(res, fail);
     answering.add(res);
     parseJson(req, res, (err?: unknown) => {
       const done = () => void answering.delete(res);
@@ -181,6 +189,26 @@ export async function createHttpServer(deps: TransportDeps) {
       await closed;
     },
   };
+}
+
+/**
+ * Whether a request declares a body over the limit. The JSON parser refuses it too, but only once
+ * the client has sent all of it (it reads the rest to keep the connection), however large.
+ */
+function declaredTooLarge(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) > MAX_REQUEST_BYTES;
+}
+
+/** 413 at once, and the connection closed after the answer: the body it declared is not read. */
+function refuseTooLarge(res: http.ServerResponse, answer: (err: HttpError) => void): void {
+  res.setHeader('connection', 'close');
+  answer(Object.assign(new Error('request entity too large'), { status: 413, type: 'entity.too.large' }));
+}
+
+/** The JSON parser's `verify`: a body that says UTF-8 and is not is refused (the parser would put U+FFFD for what it cannot read, and store that). */
+function refuseInvalidUtf8(_req: http.IncomingMessage, _res: http.ServerResponse, body: Buffer, encoding: string): void {
+  if (encoding === 'utf-8' && !isUtf8(body)) throw Object.assign(new Error('Body is not valid UTF-8'), { status: 400, type: 'entity.verify.failed' });
 }
 
 /** An Authorization header that presents a bearer token (RFC 6750): only such a token can be refused as invalid. */

@@ -34,6 +34,9 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
  * the socket stays up), bounds subscriptions per socket, executes subscription events once per
  * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001, each once the queries and mutations running on it are answered.
  */
+/** When an address with `WS_PER_ADDRESS` sockets open may try again (ms). */
+const SOCKETS_FULL_RETRY_MS = 5000;
+
 export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
@@ -48,8 +51,12 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     }
     guard.verify({ origin: req.headers.origin, req }, (ok, status, message) => {
       if (!ok) {
-        const body = JSON.stringify({ errors: [{ message, extensions: { code: status === 429 ? ErrorCode.RateLimited : ErrorCode.Forbidden } }] });
-        socket.end(`HTTP/1.1 ${status} ${message}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        // A full address frees a place when one of its sockets closes: try again in a moment.
+        const full = status === 429;
+        const extensions = full ? { code: ErrorCode.RateLimited, retryAfterMs: SOCKETS_FULL_RETRY_MS } : { code: ErrorCode.Forbidden };
+        const body = JSON.stringify({ errors: [{ message, extensions }] });
+        const retryAfter = full ? `Retry-After: ${SOCKETS_FULL_RETRY_MS / 1000}\r\n` : '';
+        socket.end(`HTTP/1.1 ${status} ${message}\r\nConnection: close\r\n${retryAfter}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
         return;
       }
       wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));

@@ -113,6 +113,9 @@ describe('signUp', () => {
     const cases = [
       { username: short, password: 'p'.repeat(8) },
       { username: long, password: 'p'.repeat(256), displayName: 'd'.repeat(64) },
+      // Characters as people count them: an emoji is one (two UTF-16 code units)
+      { username: username(), password: '😀'.repeat(8) },
+      { username: username(), password: '😀'.repeat(256) },
     ];
     for (const input of cases) {
       const result = await signUpWith(input);
@@ -140,6 +143,8 @@ describe('signUp', () => {
   it.each([
     ['a 7-character password', { password: 'p'.repeat(7) }, 'password'],
     ['a 257-character password', { password: 'p'.repeat(257) }, 'password'],
+    ['a password of 7 emoji (14 UTF-16 code units)', { password: '😀'.repeat(7) }, 'password'],
+    ['a password of 257 emoji', { password: '😀'.repeat(257) }, 'password'],
     ['a password with a NUL character', { password: 'correct\u0000horse' }, 'password'],
     ['a blank displayName', { displayName: '   ' }, 'displayName'],
     ['a 65-character displayName', { displayName: 'd'.repeat(65) }, 'displayName'],

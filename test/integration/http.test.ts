@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from '../faults/support/backing';
 import { collect, createRoom, gql, send, signUp, startServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
@@ -47,6 +47,36 @@ const readyzWhen = (origin: string, ok: (r: Awaited<ReturnType<typeof readyz>>) 
   });
 
 /** Asserts that a response body is JSON errors with a code and nothing internal. */
+/**
+ * Writes `request` on a raw TCP connection and reads until the server closes it or 5 s pass;
+ * `reply` may answer what has come so far (once) with more to write.
+ */
+function exchange(request: string, reply?: (text: string) => string | undefined): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(server.url);
+    const socket = connect(Number(url.port), url.hostname, () => socket.write(request));
+    let text = '';
+    let replied = false;
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve({ text, closed: false });
+    }, 5000);
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+      const more = replied ? undefined : reply?.(text);
+      if (more !== undefined) {
+        replied = true;
+        socket.write(more);
+      }
+    });
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text, closed: true });
+    });
+    socket.on('error', reject);
+  });
+}
+
 function expectCleanErrors(text: string) {
   const body = JSON.parse(text) as GqlResult;
   expect(body.errors?.length).toBeGreaterThan(0);
@@ -314,6 +344,40 @@ describe('GraphQL over HTTP', () => {
     const res = await post(JSON.stringify({ query: '{ me { id } }', variables: { pad: 'x'.repeat(1_100_000) } }));
     expect(res.status).toBe(413);
     expectCleanErrors(await res.text());
+  });
+
+  it('answers a body declared over the size limit with 413 at once, unread, and closes the connection', async () => {
+    const head = (length: number, more = '') =>
+      `POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n${more}\r\n`;
+    // 50 MiB declared, none of it sent: the answer comes without waiting for it.
+    const declared = await exchange(head(50 * 1024 * 1024));
+    expect(declared.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(declared.closed).toBe(true);
+    expectCleanErrors(declared.text.slice(declared.text.indexOf('\r\n\r\n') + 4));
+    // Asked first (Expect: 100-continue), a body too large is refused without a 100 Continue; one within the limit is let in.
+    const asked = await exchange(head(5_000_000, 'Expect: 100-continue\r\n'));
+    expect(asked.text).toMatch(/^HTTP\/1\.1 413 /);
+    const body = '{"query":"{ __typename }"}';
+    const small = await exchange(head(body.length, 'Expect: 100-continue\r\nConnection: close\r\n'), (text) => (text.startsWith('HTTP/1.1 100 Continue') ? body : undefined));
+    expect(small.text).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+    // A body of exactly 1 MiB is read and answered.
+    const limit = await post(`{"query":"{ __typename }","pad":"${'x'.repeat(1024 * 1024 - 35)}"}`);
+    expect(limit.status).toBe(200);
+  });
+
+  it('refuses a body that is not valid UTF-8 with BAD_REQUEST, and stores nothing of it', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const query = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id body } }';
+    const before = Buffer.from(JSON.stringify({ query, variables: { i: { roomId, body: 'hi' } } }));
+    const at = before.indexOf('"hi"') + 3;
+    const body = Buffer.concat([before.subarray(0, at), Buffer.from([0xff, 0xc3, 0x28]), before.subarray(at)]);
+    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ada.token}` }, body });
+    expect(res.status).toBe(400);
+    const answer = expectCleanErrors(await res.text());
+    expect(answer.errors![0]).toMatchObject({ message: 'Body is not valid UTF-8', extensions: { code: 'BAD_REQUEST' } });
+    const history = await gql(server.url, 'query($r: ID!) { messages(roomId: $r) { edges { node { body } } } }', { r: roomId }, ada.token);
+    expect(history.data?.messages.edges).toEqual([]);
   });
 
   it('answers an unknown field with GRAPHQL_VALIDATION_FAILED', async () => {

@@ -8,17 +8,24 @@ import { rawSocket } from '../support/transports';
 const address = () => `10.${[...randomBytes(3)].join('.')}`;
 
 /** Resolves to the HTTP status of a refused upgrade, or 101 when the socket opened. */
-function upgradeStatus(wsUrl: string, headers: Record<string, string>): Promise<number> {
+/** The answer to a WebSocket upgrade: 101 when it opened (then closed at once), else the refusal's status, headers and JSON body. */
+function upgradeAnswer(wsUrl: string, headers: Record<string, string>): Promise<{ status: number; headers?: Record<string, unknown>; body?: any }> {
   return new Promise((resolve, reject) => {
     const socket = new WebSocket(wsUrl, 'graphql-transport-ws', { headers });
     socket.once('open', () => {
       socket.close();
-      resolve(101);
+      resolve({ status: 101 });
     });
-    socket.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+    socket.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: JSON.parse(text) }));
+    });
     socket.once('error', reject);
   });
 }
+
+const upgradeStatus = async (wsUrl: string, headers: Record<string, string>) => (await upgradeAnswer(wsUrl, headers)).status;
 
 describe('CORS_ORIGINS', () => {
   let server: TestServer;
@@ -96,7 +103,9 @@ describe('sockets per user and per address', () => {
       await rawSocket(server.wsUrl, ada.token, { 'x-forwarded-for': from }),
       await rawSocket(server.wsUrl, bob.token, { 'x-forwarded-for': from }),
     ];
-    expect(await upgradeStatus(server.wsUrl, { 'x-forwarded-for': from })).toBe(429);
+    const refused = await upgradeAnswer(server.wsUrl, { 'x-forwarded-for': from });
+    expect(refused).toMatchObject({ status: 429, headers: { 'retry-after': '5' } });
+    expect(refused.body.errors[0].extensions).toEqual({ code: 'RATE_LIMITED', retryAfterMs: 5000 });
     expect(await upgradeStatus(server.wsUrl, { 'x-forwarded-for': address() })).toBe(101);
     open[2].close();
     await open[2].whenClosed;
