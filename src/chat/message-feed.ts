@@ -139,7 +139,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     if (this.looping || this.finished) return;
     this.looping = true;
     try {
-      this.attached ??= await this.attach();
+      if (!this.attached) await this.attach();
       const { attached } = this;
       if (!attached) return;
       while (!this.stopped && !this.revoked) {
@@ -209,10 +209,8 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    * 6): a removal signalled between the subscription's access check and now went unheard, and one
    * committed after this read reaches the listener. Nothing is delivered before it answers.
    */
-  private async attach() {
-    const attached = await this.listen();
-    if (attached && (await this.stillMember()) === false) this.revoked = true;
-    return attached;
+  private async attach(): Promise<void> {
+    if ((await this.listen()) && (await this.stillMember()) === false) this.revoked = true;
   }
 
   /** Whether the viewer is a member now, retried while the database is unreachable (undefined: stopped meanwhile). */
@@ -229,13 +227,14 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     return undefined;
   }
 
-  /** Acquires the hub (retrying while the database is unreachable), listens to it and places the feed's start. */
-  private async listen() {
+  /** Acquires the hub (retrying while the database is unreachable), listens to it and places the feed's start; false when stopped first. */
+  private async listen(): Promise<boolean> {
     const { options } = this;
     for (;;) {
       try {
         const attached = await options.acquire();
         const { hub } = attached;
+        this.attached = attached; // before it listens: the listener reads it from the first event on
         hub.add(this.listener, options.viewerId);
         const { start } = options;
         if (start.order === 'changes') {
@@ -244,11 +243,11 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
         } else {
           this.position = start.after?.seq ?? hub.lastSeq;
         }
-        return attached;
+        return true;
       } catch (err) {
         options.log.warn({ err: (err as Error).message, roomId: options.roomId }, 'feed could not reach its room hub; retrying');
         await this.retryWait();
-        if (this.stopped) return undefined;
+        if (this.stopped) return false;
       }
     }
   }

@@ -278,7 +278,14 @@ export class RoomHub {
 
   private fanOut(event: HubEvent): void {
     // No copy of the listeners per event: a Map's iteration skips one removed meanwhile.
-    for (const listener of this.listeners.keys()) listener(event);
+    for (const listener of this.listeners.keys()) {
+      try {
+        listener(event);
+      } catch (err) {
+        // A listener's fault must not cost the ones after it this event: they would miss it for good.
+        this.log.error({ err, roomId: this.roomId }, 'a room hub listener failed');
+      }
+    }
   }
 }
 

@@ -288,10 +288,13 @@ async function world(messages = 0) {
   const feedReads = (method: Method) => store.callsOf(method).filter((args) => args[3] === 200);
 
   /** A feed for alice from `start`; nothing is attached until it is read (or `attach()`ed). */
-  const open = (start: FeedStart, acquireHub?: () => Promise<{ hub: RoomHub; release: () => void }>) => {
+  const open = (
+    start: FeedStart,
+    acquireHub?: () => Promise<{ hub: RoomHub; release: () => void }>,
+    isMember = async () => (await store.asStore().members(ROOM, ['alice'])).has('alice'),
+  ) => {
     const release = jest.fn();
     const acquire = jest.fn(acquireHub ?? (async () => ({ hub, release })));
-    const isMember = async () => (await store.asStore().members(ROOM, ['alice'])).has('alice');
     const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire, isMember });
     const feed = mode === 'iterated' ? made.events() : pushed(made);
     feeds.push(feed);
@@ -631,6 +634,21 @@ describe('MessageFeed: the viewer\'s removal', () => {
     answer();
     expect(label((await first).value as FeedEvent)).toBe('revoked');
     expect(await reader.drain()).toEqual([]);
+  });
+
+  it('takes the events that come while its membership read is out, and so do the room\'s other feeds', async () => {
+    const { log, send, open } = await world(2);
+    let answer!: (member: boolean) => void;
+    const starting = open(afterSeq(0), undefined, () => new Promise<boolean>((resolve) => (answer = resolve)));
+    const first = starting.reader.next(5000); // listens first, then waits for its membership read
+    await waitFor(() => answer !== undefined, 'the membership read');
+    const live = open(MESSAGES_FROM_NOW);
+    await live.reader.attach();
+    await send(1);
+    expect(await live.reader.take(1)).toEqual([3]);
+    answer(true);
+    expect([label((await first).value as FeedEvent), ...(await starting.reader.take(2))]).toEqual([1, 2, 3]);
+    expect([log.warn, log.error].flatMap((f) => f.mock.calls)).toEqual([]);
   });
 
   it('retries a membership read the database failed, listening meanwhile, then goes on with what came', async () => {
