@@ -38,6 +38,7 @@ export async function createAssistant(
   const store = new ReplyStore(db, messages, pubsub, log, config.instanceId);
   const runner = new ReplyRunner(db, store, pubsub, log, {
     stallTimeoutMs: config.assistantStallTimeoutMs,
+    startTimeoutMs: config.openaiTimeoutMs,
     contextChars: config.assistantContextChars,
     onEnd: (status) => metrics.assistantReplies.inc({ status }),
   });

@@ -9,8 +9,12 @@ export interface ChatTurn {
  * OpenAI-compatible endpoint (`openai-model.ts`); tests run it against a local fake server.
  */
 export interface ChatModel {
-  /** Streams the reply; stops (without error) when `signal` aborts; throws on upstream failure. */
-  stream(turns: ChatTurn[], signal: AbortSignal): AsyncIterable<string>;
+  /**
+   * Streams the reply; stops (without error) when `signal` aborts; throws on upstream failure,
+   * also when the answer ends without finishing. Calls `started` once the response has begun
+   * (before that, the provider's own timeout and retries apply).
+   */
+  stream(turns: ChatTurn[], signal: AbortSignal, started?: () => void): AsyncIterable<string>;
   /** A sentence a person can read for an error thrown by `stream`. */
   describeFailure(err: unknown): string;
 }

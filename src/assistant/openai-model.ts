@@ -28,15 +28,21 @@ export class OpenAIChatModel implements ChatModel {
     });
   }
 
-  async *stream(turns: ChatTurn[], signal: AbortSignal): AsyncIterable<string> {
+  async *stream(turns: ChatTurn[], signal: AbortSignal, started?: () => void): AsyncIterable<string> {
     const stream = await this.client.chat.completions.create(
       { model: this.options.model, messages: turns, stream: true },
       { signal },
     );
+    started?.();
+    let finished = false;
     for await (const chunk of stream) {
-      const text = chunk.choices[0]?.delta?.content;
+      const choice = chunk.choices[0];
+      if (choice?.finish_reason) finished = true;
+      const text = choice?.delta?.content;
       if (text) yield text;
     }
+    // A stream ended without saying why (a proxy or the provider closed it mid-answer) is cut short, not complete.
+    if (!finished && !signal.aborted) throw new UnfinishedAnswerError();
   }
 
   describeFailure(err: unknown): string {
@@ -49,6 +55,24 @@ export class OpenAIChatModel implements ChatModel {
       return err.status ? `The model provider failed (HTTP ${err.status})` : 'The model provider reported an error mid-reply';
     }
     if (err instanceof SyntaxError) return 'The model provider sent a response that could not be read';
+    if (err instanceof UnfinishedAnswerError) return 'The model provider ended its answer before finishing it';
+    if (isConnectionLost(err)) return 'The connection to the model provider was lost mid-reply';
     return 'The assistant failed unexpectedly';
   }
+}
+
+/** The answer's stream ended without a finish reason. */
+class UnfinishedAnswerError extends Error {
+  constructor() {
+    super('the stream ended without a finish_reason');
+  }
+}
+
+/**
+ * A response body cut off by the network: fetch (undici) fails it with a `TypeError: terminated`
+ * whose cause is the socket's error. Read by shape: Node's fetch makes its errors in its own realm.
+ */
+function isConnectionLost(err: unknown): boolean {
+  const { name, message, cause } = (err ?? {}) as { name?: string; message?: string; cause?: { code?: string } };
+  return (name === 'TypeError' && message === 'terminated') || cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET';
 }

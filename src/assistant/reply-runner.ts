@@ -9,13 +9,16 @@ import type { ReplyEnd, ReplyStore } from './reply-store';
 import { ReplyText } from './reply-text';
 
 export interface RunnerOptions {
+  /** The longest silence of a stream once it has started. */
   stallTimeoutMs: number;
+  /** The longest wait for the answer to start, the provider's retries (and a 429's Retry-After) included. */
+  startTimeoutMs: number;
   contextChars: number;
   /** Told each reply's final status (for metrics). */
   onEnd?: (status: MessageStatus) => void;
 }
 
-type StopReason = 'cancelled' | 'stalled' | 'shutdown';
+type StopReason = 'cancelled' | 'stalled' | 'late' | 'shutdown';
 
 const MAX_THREAD = 200;
 /** How often a streaming reply proves it is alive (also while the model is silent). */
@@ -95,17 +98,17 @@ export class ReplyRunner {
       cancel,
       signal,
     );
-    let stall: NodeJS.Timeout | undefined;
+    // Until the answer starts, the wait for it is bounded as a whole; from then on, each silence.
+    let stall = setTimeout(() => controller.abort('late' satisfies StopReason), this.options.startTimeoutMs);
     const resetStall = () => {
       clearTimeout(stall);
       stall = setTimeout(() => controller.abort('stalled' satisfies StopReason), this.options.stallTimeoutMs);
     };
     const heartbeat = setInterval(() => void streamed.touch().catch(() => undefined), HEARTBEAT_MS);
-    resetStall();
     let failure: unknown;
     try {
       const turns = await this.context(reply);
-      for await (const piece of model.stream(turns, signal)) {
+      for await (const piece of model.stream(turns, signal, resetStall)) {
         if (signal.aborted) break;
         resetStall();
         streamed.push(piece);
@@ -122,8 +125,11 @@ export class ReplyRunner {
       return;
     }
     const text = { text: streamed.text, deltaCount: streamed.count };
-    if (signal.aborted && signal.reason === 'stalled') {
-      const why = `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`;
+    if (signal.aborted && (signal.reason === 'stalled' || signal.reason === 'late')) {
+      const why =
+        signal.reason === 'stalled'
+          ? `The model sent nothing for ${formatDuration(this.options.stallTimeoutMs)}`
+          : `The model provider did not start answering within ${formatDuration(this.options.startTimeoutMs)}`;
       return this.end(reply, { status: 'FAILED', ...text, reason: why, note: why });
     }
     if (signal.aborted) {

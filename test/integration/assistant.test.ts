@@ -59,6 +59,10 @@ const SCRIPTS: Record<string, Script> = {
   '[[malformed]]': { kind: 'malformed', chunks: ['so far ', 'so good'] },
   '[[echo-mention]]': { kind: 'stream', chunks: ['Ask ', '@assistant', ' again'] },
   '[[cap]]': { kind: 'stall', chunks: ['waiting'] },
+  '[[cut]]': { kind: 'cut', chunks: ['cut ', 'short'] },
+  '[[reset]]': { kind: 'reset', chunks: ['dropped ', 'line'] },
+  '[[silent]]': { kind: 'silent' },
+  '[[429-long]]': { kind: 'error', status: 429, times: 1, retryAfterMs: 1500, then: { kind: 'stream', chunks: ['worth ', 'the wait'] } },
 };
 const FALLBACK = 'Hello, world!'; // FakeOpenAI's answer when no key matches
 
@@ -484,6 +488,42 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(done.deltaCount).toBe(2);
     await waitFor(() => abortedFor(key) === 1);
     expect(await messageById(server.url, ada, roomId, question.id)).toMatchObject({ body: question.body, status: 'COMPLETE' });
+  });
+
+  it.each([
+    ['ends its answer without a finish reason (a proxy cut it short)', '[[cut]]', 'cut short', 'The model provider ended its answer before finishing it'],
+    ['resets the connection mid-answer', '[[reset]]', 'dropped line', 'The connection to the model provider was lost mid-reply'],
+  ])('ends FAILED, keeping the partial text, with a reason that says so, when the provider %s', async (_name, script, partial, reason) => {
+    const ada = await signUp(a.url);
+    const roomId = await makeRoom(a.url, ada);
+    const question = await send(a.url, ada, roomId, `Go on ${script} ${unique('k')}`);
+    const reply = await ask(a.url, ada, question.id);
+    const done = await settled(a.url, ada, roomId, reply.id);
+    expect(done).toMatchObject({ status: 'FAILED', statusReason: reason });
+    expect(done.body.startsWith(partial)).toBe(true);
+    expect(await messageById(a.url, ada, roomId, question.id)).toMatchObject({ body: question.body, status: 'COMPLETE' });
+  });
+
+  it('waits out a 429\'s Retry-After longer than ASSISTANT_STALL_TIMEOUT_MS (the stall timer runs once the answer has started), and completes', async () => {
+    const server = await serverWith(withModel({ ASSISTANT_STALL_TIMEOUT_MS: '500' }));
+    const ada = await signUp(server.url);
+    const roomId = await makeRoom(server.url, ada);
+    const key = `[[429-long]] ${unique('k')}`;
+    const question = await send(server.url, ada, roomId, `Busy for a while? ${key}`);
+    const reply = await ask(server.url, ada, question.id);
+    expect(await settled(server.url, ada, roomId, reply.id)).toMatchObject({ status: 'COMPLETE', body: 'worth the wait', statusReason: null });
+    expect(fake.requestsFor(key)).toHaveLength(2);
+  });
+
+  it('ends FAILED when the answer has not started within OPENAI_TIMEOUT_MS, the SDK\'s retries included', async () => {
+    const server = await serverWith(withModel({ OPENAI_TIMEOUT_MS: '1000', ASSISTANT_STALL_TIMEOUT_MS: '60000' }));
+    const ada = await signUp(server.url);
+    const roomId = await makeRoom(server.url, ada);
+    const question = await send(server.url, ada, roomId, `Anyone there? [[silent]] ${unique('k')}`);
+    const reply = await ask(server.url, ada, question.id);
+    const done = await settled(server.url, ada, roomId, reply.id);
+    expect(done.status).toBe('FAILED');
+    expect(done.statusReason).toMatch(/did not (start answering within 1 s|answer in time)/);
   });
 
   it('ends FAILED, keeping the partial text, when the provider reports an error mid-stream', async () => {

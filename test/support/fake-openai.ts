@@ -3,8 +3,14 @@ import http from 'node:http';
 /** One scripted answer of the fake model. */
 export type Script =
   | { kind: 'stream'; chunks: string[]; delayMs?: number }
-  | { kind: 'error'; status: number; times?: number; then?: Script }
+  | { kind: 'error'; status: number; times?: number; then?: Script; retryAfterMs?: number }
   | { kind: 'stall'; chunks: string[] }
+  /** Sends no headers at all, ever. */
+  | { kind: 'silent' }
+  /** Ends the response cleanly after the chunks, without a finish reason or `[DONE]` (a proxy that cut it). */
+  | { kind: 'cut'; chunks: string[] }
+  /** Resets the connection after the chunks. */
+  | { kind: 'reset'; chunks: string[] }
   | { kind: 'midstream-error'; chunks: string[] }
   | { kind: 'malformed'; chunks: string[] };
 
@@ -69,12 +75,14 @@ export class FakeOpenAI {
       const sent = this.errorsSent.get(key) ?? 0;
       if (script.times === undefined || sent < script.times) {
         this.errorsSent.set(key, sent + 1);
-        res.writeHead(script.status, { 'content-type': 'application/json', 'retry-after-ms': '10', 'retry-after': '0' });
+        const retryAfterMs = script.retryAfterMs ?? 10;
+        res.writeHead(script.status, { 'content-type': 'application/json', 'retry-after-ms': String(retryAfterMs), 'retry-after': String(Math.ceil(retryAfterMs / 1000)) });
         res.end(JSON.stringify({ error: { message: `scripted ${script.status}`, type: 'server_error' } }));
         return;
       }
       return this.play(key, script.then ?? this.fallback, res);
     }
+    if (script.kind === 'silent') return; // the connection stays open, unanswered
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
     const event = (content: string | null, finish: string | null = null) =>
       `data: ${JSON.stringify({
@@ -90,6 +98,8 @@ export class FakeOpenAI {
       if (script.kind === 'stream' && script.delayMs) await new Promise((r) => setTimeout(r, script.delayMs));
     }
     if (script.kind === 'stall') return; // keep the connection open, send nothing more
+    if (script.kind === 'cut') return void res.end();
+    if (script.kind === 'reset') return void setTimeout(() => res.socket?.destroy(), 20); // after the chunks have gone out
     if (script.kind === 'midstream-error') {
       res.end(`data: ${JSON.stringify({ error: { message: 'model crashed', type: 'server_error' } })}\n\n`);
       return;
