@@ -160,11 +160,17 @@ export class ReplayWindows {
     return window;
   }
 
-  /** A check of a kept window for the feeds that ask before it begins: its messages if none changed since its read, else CHANGED (and the window is dropped). */
+  /**
+   * A check of a kept window for the feeds that ask before it begins: its messages if none changed
+   * since its read, else CHANGED (and the window is dropped). One holding an assistant reply still
+   * streaming is read again in any case: the reply saves its growing text outside the change log
+   * (`ReplyStore.savePartial`), and a feed resuming mid-reply goes on from the text saved (`deltaCount`).
+   */
   private check(key: string, window: Window, source: ReplaySource): Serving {
     return this.begin(window, async () => {
       const messages = await window.rows;
-      if (messages.length > 0 && (await source.changedSince(window.seenUpTo, messages.map((m) => m.seq)))) {
+      const streaming = messages.some((m) => m.status === 'STREAMING');
+      if (streaming || (messages.length > 0 && (await source.changedSince(window.seenUpTo, messages.map((m) => m.seq))))) {
         if (this.windows.peek(key) === window) this.windows.delete(key);
         throw CHANGED;
       }

@@ -93,6 +93,22 @@ describe('ReplayWindows', () => {
     expect(reads).toHaveLength(2);
   });
 
+  it('reads a kept window again while it holds an assistant reply still streaming (its text is saved outside the change log)', async () => {
+    const windows = new ReplayWindows();
+    const { source, reads, checks } = room(50);
+    const streaming: ReplaySource = {
+      ...source,
+      read: async (from, to) => (await source.read(from, to)).map((m) => (m.seq === 50 ? { ...m, status: 'STREAMING' as const } : m)),
+    };
+    await windows.read('r', 'messages', 0, 50, streaming);
+    await windows.read('r', 'messages', 0, 50, streaming);
+    expect(reads).toEqual([
+      [0, 50],
+      [0, 50],
+    ]);
+    expect(checks).toEqual([]);
+  });
+
   it('checks a window whose read was under way when a feed asked, once that read is done', async () => {
     const windows = new ReplayWindows();
     const { source, reads, checks, change } = room(50);
