@@ -5,6 +5,7 @@ import type { Role } from '../db/entities/membership';
 import { conflict, forbidden, notFound } from '../errors';
 import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { roomTopic, userTopic, type PubSub } from '../pubsub';
+import { within } from '../within';
 import { isUuid, pageSize, parseInput } from '../validation';
 import { notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
 import { decodeRoomCursor, encodeRoomCursor, noCursor } from './cursors';
@@ -71,7 +72,7 @@ export class MembershipService {
       if (actor === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
       return removeMembership(tx, roomId, membership.userId);
     });
-    if (left) this.tell(roomId, membership.userId, null, 'removed');
+    if (left) await this.tell(roomId, membership.userId, null, 'removed');
   }
 
   /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
@@ -88,7 +89,7 @@ export class MembershipService {
       if (userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
       return removeMembership(tx, roomId, userId);
     });
-    if (removed) this.tell(roomId, userId, null, 'removed');
+    if (removed) await this.tell(roomId, userId, null, 'removed');
   }
 
   /**
@@ -115,7 +116,7 @@ export class MembershipService {
         { userId: membership.userId, role: 'ADMIN' as Role },
       ];
     });
-    for (const c of changed) this.tell(roomId, c.userId, c.role);
+    await Promise.all(changed.map((c) => this.tell(roomId, c.userId, c.role)));
   }
 
   /** The room's members in the order they came, as a Relay page: for members, and for anyone signed in when the room is PUBLIC. */
@@ -141,7 +142,7 @@ export class MembershipService {
        ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
       [roomId, userId],
     );
-    if (rows.length > 0) this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
+    if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
   }
 
   private async isDirect(roomId: string): Promise<boolean> {
@@ -151,14 +152,22 @@ export class MembershipService {
   /**
    * Tells the room (MemberChanged; a removal ends the user's subscriptions) and, when the user came
    * (with their read position) or went, the user (AddedToRoom, RemovedFromRoom). Failures are logged.
+   * Resolves once pub/sub has taken the signals, so that what anyone does after the change's answer
+   * — a message sent into the room — reaches every instance after them (a removed member's
+   * subscriptions end before it); or after SIGNAL_WAIT_MS (pub/sub down or slow: the timed checks heal).
    */
-  tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): void {
+  tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): Promise<void> {
     const warn = (err: unknown) => this.publishFailed({ err: (err as Error).message, roomId });
-    this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role }).catch(warn);
-    if (came === 'removed') this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }).catch(warn);
-    else if (came) this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }).catch(warn);
+    const signals = [this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role })];
+    if (came === 'removed') signals.push(this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }));
+    else if (came) signals.push(this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }));
+    const told = Promise.all(signals.map((signal) => signal.catch(warn))).then(() => undefined);
+    return within(told, SIGNAL_WAIT_MS, undefined);
   }
 }
+
+/** How long a membership change's answer waits for pub/sub to take its signals. */
+const SIGNAL_WAIT_MS = 1000;
 
 /**
  * The roles of the acting member and of the member acted on, their rows locked until `tx` ends.

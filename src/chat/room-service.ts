@@ -101,7 +101,7 @@ export class RoomService {
       return rows[0].id;
     });
     const roomId = created ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
-    if (created) for (const userId of [me, other.id]) this.members.tell(roomId, userId, 'MEMBER', { added: 0 });
+    if (created) await Promise.all([me, other.id].map((userId) => this.members.tell(roomId, userId, 'MEMBER', { added: 0 })));
     return this.viewAs(viewer, roomId);
   }
 

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { collect, createRoom, codeOf, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 
 let a: TestServer;
@@ -88,6 +89,27 @@ describe('membership changes reach live subscriptions', () => {
     } finally {
       await c.stop();
     }
+  });
+
+  it('answers a leave once its signal is out: a message sent right after the answer never reaches the member who left', async () => {
+    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await createRoom(a.url, owner);
+    await must(a.url, JOIN, { r: roomId }, bob.token);
+    const client = wsClient(b.wsUrl, bob);
+    const sub = collect(client, MESSAGE_ADDED, { roomId });
+    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    // a's publishes leave late, as from a busy instance whose pub/sub connection has commands queued.
+    const publish = a.app.pubsub.publish.bind(a.app.pubsub);
+    const late = jest.spyOn(a.app.pubsub, 'publish').mockImplementation(async (topic, payload) => {
+      await sleep(300);
+      return publish(topic, payload);
+    });
+    await must(a.url, LEAVE, { r: roomId }, bob.token);
+    late.mockRestore();
+    await send(b.url, owner, roomId, 'sent once the leave was answered');
+    await sub.done;
+    expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+    await client.dispose();
   });
 
   it.each([
