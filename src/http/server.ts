@@ -32,9 +32,16 @@ export async function createHttpServer(deps: TransportDeps) {
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
   // A client that asks before sending its body (`Expect: 100-continue`) is told at once when it is too large.
   httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (declaredTooLarge(req)) return void refuseTooLarge(res, (err) => answerError(err as HttpError, res));
-    res.writeContinue();
-    httpServer.emit('request', req, res);
+    if (!declaredTooLarge(req)) {
+      res.writeContinue();
+      return void httpServer.emit('request', req, res);
+    }
+    const fail = (err: unknown) => answerError(err as HttpError, res);
+    withCors(req, res, (err?: unknown) => {
+      if (err) return fail(err);
+      tagRequest(res);
+      refuseTooLarge(res, fail);
+    });
   });
   // The request id of each failed operation's errors, noted before Apollo formats them: by the
   // errors Apollo hands the plugins and then formatError (one object per request: a thrown error

@@ -357,6 +357,7 @@ describe('GraphQL over HTTP', () => {
     // Asked first (Expect: 100-continue), a body too large is refused without a 100 Continue; one within the limit is let in.
     const asked = await exchange(head(5_000_000, 'Expect: 100-continue\r\n'));
     expect(asked.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(asked.text).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i); // tagged as every answer of /graphql is
     const body = '{"query":"{ __typename }"}';
     const small = await exchange(head(body.length, 'Expect: 100-continue\r\nConnection: close\r\n'), (text) => (text.startsWith('HTTP/1.1 100 Continue') ? body : undefined));
     expect(small.text).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
