@@ -25,6 +25,9 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   clientAddress?: string;
 };
 
+/** When an address with `WS_PER_ADDRESS` sockets open may try again (ms). */
+const SOCKETS_FULL_RETRY_MS = 5000;
+
 /**
  * graphql-ws on `/graphql` of the HTTP server: refuses foreign browser origins and too many
  * sockets per address and per user (`SocketGuard`), authenticates in `connection_init` through
@@ -34,9 +37,6 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
  * the socket stays up), bounds subscriptions per socket, executes subscription events once per
  * operation (`subscribeShared`), and masks errors as over HTTP. `dispose()` closes every socket with 1001, each once the queries and mutations running on it are answered.
  */
-/** When an address with `WS_PER_ADDRESS` sockets open may try again (ms). */
-const SOCKETS_FULL_RETRY_MS = 5000;
-
 export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
