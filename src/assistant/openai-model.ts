@@ -56,7 +56,7 @@ export class OpenAIChatModel implements ChatModel {
     }
     if (err instanceof SyntaxError) return 'The model provider sent a response that could not be read';
     if (err instanceof UnfinishedAnswerError) return 'The model provider ended its answer before finishing it';
-    if (isConnectionLost(err)) return 'The connection to the model provider was lost mid-reply';
+    if (isCutOff(err)) return 'The connection to the model provider was lost mid-reply';
     return 'The assistant failed unexpectedly';
   }
 }
@@ -72,7 +72,7 @@ class UnfinishedAnswerError extends Error {
  * A response body cut off by the network: fetch (undici) fails it with a `TypeError: terminated`
  * whose cause is the socket's error. Read by shape: Node's fetch makes its errors in its own realm.
  */
-function isConnectionLost(err: unknown): boolean {
+function isCutOff(err: unknown): boolean {
   const { name, message, cause } = (err ?? {}) as { name?: string; message?: string; cause?: { code?: string } };
   return (name === 'TypeError' && message === 'terminated') || cause?.code === 'ECONNRESET' || cause?.code === 'UND_ERR_SOCKET';
 }

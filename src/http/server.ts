@@ -30,18 +30,11 @@ export async function createHttpServer(deps: TransportDeps) {
   // trivial request's CPU); `app` serves everything else, `/graphql` included, as it always did.
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
-  // A client that asks before sending its body (`Expect: 100-continue`) is told at once when it is too large.
+  // A client that asks before sending its body (`Expect: 100-continue`) is not asked for one too
+  // large: the request goes on without it, and `graphql` refuses it unread, as any other.
   httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    if (!declaredTooLarge(req)) {
-      res.writeContinue();
-      return void httpServer.emit('request', req, res);
-    }
-    const fail = (err: unknown) => answerError(err as HttpError, res);
-    withCors(req, res, (err?: unknown) => {
-      if (err) return fail(err);
-      tagRequest(res);
-      refuseTooLarge(res, fail);
-    });
+    if (!declaredTooLarge(req)) res.writeContinue();
+    httpServer.emit('request', req, res);
   });
   // The request id of each failed operation's errors, noted before Apollo formats them: by the
   // errors Apollo hands the plugins and then formatError (one object per request: a thrown error

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { collect, createRoom, codeOf, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { collect, createRoom, codeOf, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type Collected, type TestServer } from '../support/harness';
 
 let a: TestServer;
 let b: TestServer;
@@ -12,11 +12,29 @@ const LEAVE = `mutation($r: ID!) { leaveRoom(roomId: $r) }`;
 const REMOVE = `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`;
 const JOIN = `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`;
 
+/** An owner's PUBLIC room on `server`, which bob has joined. */
+async function roomWithBob(server: TestServer) {
+  const [owner, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+  const roomId = await createRoom(server.url, owner);
+  await must(server.url, JOIN, { r: roomId }, bob.token);
+  return { owner, bob, roomId };
+}
+
+/** `roomWithBob` on `a`, bob's `messageAdded` running on `b`. */
+async function bobSubscribedOnB() {
+  const room = await roomWithBob(a);
+  const client = wsClient(b.wsUrl, room.bob);
+  const sub = collect(client, MESSAGE_ADDED, { roomId: room.roomId });
+  await waitFor(() => b.app.hubs.listeners(room.roomId) === 1);
+  return { ...room, client, sub };
+}
+
+/** What a `messageAdded` subscription received: each message's body, or the code it ended with. */
+const outcomes = (sub: Collected<any>) => sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code);
+
 describe('membership changes reach live subscriptions', () => {
   it('ends a member’s subscriptions on every instance with FORBIDDEN when they leave, and nothing later reaches them', async () => {
-    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
-    const roomId = await createRoom(a.url, owner);
-    await must(a.url, JOIN, { r: roomId }, bob.token);
+    const { owner, bob, roomId } = await roomWithBob(a);
     const [ca, cb] = [wsClient(a.wsUrl, bob), wsClient(b.wsUrl, bob)];
     const [onA, onB] = [collect(ca, MESSAGE_ADDED, { roomId }), collect(cb, MESSAGE_ADDED, { roomId })];
     await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
@@ -25,9 +43,7 @@ describe('membership changes reach live subscriptions', () => {
     expect((await must(a.url, LEAVE, { r: roomId }, bob.token)).leaveRoom).toBe(true);
     await Promise.all([onA.done, onB.done]);
     await send(b.url, owner, roomId, 'after');
-    for (const sub of [onA, onB]) {
-      expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['before', 'FORBIDDEN']);
-    }
+    for (const sub of [onA, onB]) expect(outcomes(sub)).toEqual(['before', 'FORBIDDEN']);
     expect(codeOf(await gql(a.url, `query($r: ID!) { messages(roomId: $r) { edges { cursor } } }`, { r: roomId }, bob.token))).toBe('FORBIDDEN');
     await Promise.all([ca.dispose(), cb.dispose()]);
   });
@@ -50,12 +66,7 @@ describe('membership changes reach live subscriptions', () => {
   });
 
   it('ends the subscription even when the removal signal is lost (the hub re-checks memberships)', async () => {
-    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
-    const roomId = await createRoom(a.url, owner);
-    await must(a.url, JOIN, { r: roomId }, bob.token);
-    const client = wsClient(b.wsUrl, bob);
-    const sub = collect(client, MESSAGE_ADDED, { roomId });
-    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    const { bob, roomId, client, sub } = await bobSubscribedOnB();
     const publish = jest.spyOn(a.app.pubsub, 'publish').mockRejectedValueOnce(new Error('pub/sub down'));
     await must(a.url, LEAVE, { r: roomId }, bob.token);
     publish.mockRestore();
@@ -67,9 +78,7 @@ describe('membership changes reach live subscriptions', () => {
   it('ends a subscription whose member leaves after its access check and before it listens (that signal went unheard)', async () => {
     const c = await startServer({ HEAL_INTERVAL_MS: '60000' }); // no timed check to heal it meanwhile
     try {
-      const [owner, bob] = await Promise.all([signUp(c.url), signUp(c.url)]);
-      const roomId = await createRoom(c.url, owner);
-      await must(c.url, JOIN, { r: roomId }, bob.token);
+      const { owner, bob, roomId } = await roomWithBob(c);
       // The subscription's hub is acquired only once the leave has been answered and signalled.
       let left!: () => void;
       const leave = new Promise<void>((resolve) => (left = resolve));
@@ -84,7 +93,7 @@ describe('membership changes reach live subscriptions', () => {
       await acquiring;
       await send(c.url, owner, roomId, 'after');
       await sub.until((r) => r.length === 1);
-      expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+      expect(outcomes(sub)).toEqual(['FORBIDDEN']);
       await client.dispose();
     } finally {
       await c.stop();
@@ -92,12 +101,7 @@ describe('membership changes reach live subscriptions', () => {
   });
 
   it('answers a leave once its signal is out: a message sent right after the answer never reaches the member who left', async () => {
-    const [owner, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
-    const roomId = await createRoom(a.url, owner);
-    await must(a.url, JOIN, { r: roomId }, bob.token);
-    const client = wsClient(b.wsUrl, bob);
-    const sub = collect(client, MESSAGE_ADDED, { roomId });
-    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    const { owner, bob, roomId, client, sub } = await bobSubscribedOnB();
     // a's publishes leave late, as from a busy instance whose pub/sub connection has commands queued.
     const publish = a.app.pubsub.publish.bind(a.app.pubsub);
     const late = jest.spyOn(a.app.pubsub, 'publish').mockImplementation(async (topic, payload) => {
@@ -108,7 +112,7 @@ describe('membership changes reach live subscriptions', () => {
     late.mockRestore();
     await send(b.url, owner, roomId, 'sent once the leave was answered');
     await sub.done;
-    expect(sub.results.map((r) => r.data?.messageAdded?.body ?? r.errors?.[0].extensions?.code)).toEqual(['FORBIDDEN']);
+    expect(outcomes(sub)).toEqual(['FORBIDDEN']);
     await client.dispose();
   });
 

@@ -388,6 +388,19 @@ describe('RoomHub', () => {
     expect(store.calls.length).toBe(callsBefore);
   });
 
+  it('goes on past a listener that throws: the listeners after it get the change, and the fault is logged', async () => {
+    const { hub, log, send } = await startHub({ messages: 0 });
+    hub.add(() => {
+      throw new TypeError('a faulty listener');
+    }, 'alice');
+    const b = listen(hub, 'bob');
+    await send(2);
+    await waitFor(() => b.length === 2, 'both changes to bob');
+    expect(labels(b)).toEqual(['added 1@1', 'added 2@2']);
+    expect(log.error).toHaveBeenCalledTimes(2);
+    expect(log.warn).not.toHaveBeenCalled(); // not taken for a failed read
+  });
+
   it('remove() stops delivery to that listener only', async () => {
     const { hub, send } = await startHub({ messages: 0 });
     const a = listen(hub, 'alice');
