@@ -125,6 +125,8 @@ export async function createHttpServer(deps: TransportDeps) {
   const graphql = (req: ParsedRequest, res: http.ServerResponse, fail: (err: unknown) => void) => {
     tagRequest(res);
     if (declaredTooLarge(req)) return void refuseTooLarge(res, fail);
+    if (req.headers['transfer-encoding'] !== undefined) refuseAtLimit(req, () => refuseTooLarge(res, fail));
+    if (req.method === 'GET' && !readableQueryString(req.url)) return void fail(Object.assign(new Error('Query string is not valid percent-encoded UTF-8'), { status: 400 }));
     answering.add(res);
     parseJson(req, res, (err?: unknown) => {
       const done = () => void answering.delete(res);
@@ -145,8 +147,8 @@ export async function createHttpServer(deps: TransportDeps) {
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
-  app.use('/graphql', graphiql(deps.introspection));
-  app.use('/graphql', (req, res, next) => graphql(req, res, next));
+  // `/graphql` in any letter case, with or without a trailing slash (as the WebSocket upgrade takes it); not the paths under it.
+  app.all('/graphql', graphiql(deps.introspection), (req, res, next) => graphql(req, res, next));
   app.use((_req, res) => {
     res.status(404).json({ errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] });
   });
@@ -198,6 +200,36 @@ export async function createHttpServer(deps: TransportDeps) {
 function declaredTooLarge(req: http.IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return length !== undefined && Number(length) > MAX_REQUEST_BYTES;
+}
+
+/**
+ * A body sent without its length (chunked) is refused once it passes the limit: the JSON parser
+ * would read and discard the rest before answering, however long the client goes on sending.
+ */
+function refuseAtLimit(req: http.IncomingMessage, refuse: () => void): void {
+  let received = 0;
+  const count = (chunk: Buffer) => {
+    received += chunk.length;
+    if (received <= MAX_REQUEST_BYTES) return;
+    req.off('data', count);
+    refuse();
+  };
+  req.on('data', count);
+}
+
+/**
+ * Whether a GET's query string decodes to text: a query parser puts U+FFFD for a byte that is
+ * not UTF-8 (`%FF`), and the operation would run on other text than was sent.
+ */
+function readableQueryString(url: string | undefined): boolean {
+  const query = url?.indexOf('?') ?? -1;
+  if (query < 0) return true;
+  try {
+    decodeURIComponent(url!.slice(query + 1));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** 413 at once, and the connection closed after the answer: the body it declared is not read. */

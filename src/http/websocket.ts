@@ -25,6 +25,16 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   clientAddress?: string;
 };
 
+/**
+ * Whether an upgrade asks for `/graphql` as HTTP's router takes it: in any letter case, with or
+ * without a trailing slash and a query string. Read from the request target as written: a target
+ * the URL parser refuses (`//[/graphql`) is not `/graphql`, and no parser is needed to say so.
+ */
+function asksForGraphQL(target: string | undefined): boolean {
+  const path = (target ?? '').split('?', 1)[0].toLowerCase();
+  return path === '/graphql' || path === '/graphql/';
+}
+
 /** When an address with `WS_PER_ADDRESS` sockets open may try again (ms). */
 const SOCKETS_FULL_RETRY_MS = 5000;
 
@@ -45,7 +55,16 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (new URL(req.url ?? '/', 'http://localhost').pathname !== '/graphql') {
+    try {
+      admitUpgrade(req, socket, head);
+    } catch (err) {
+      // Nothing catches what an 'upgrade' listener throws: it would end the process, every client's connection with it.
+      log.warn({ err }, 'WebSocket upgrade request refused');
+      socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    }
+  };
+  const admitUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (!asksForGraphQL(req.url)) {
       socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       return;
     }

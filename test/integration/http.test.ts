@@ -332,6 +332,9 @@ describe('GraphQL over HTTP', () => {
       expect(hot.id).toBe(true);
       for (const path of ['/graphql/', '/GraphQL', '/graphql?x=1']) expect(await answer(path, body)).toEqual(hot);
     }
+    // Nothing is served under it, as over WebSocket.
+    const under = await answer('/graphql/x', '{"query":"{ __typename }"}');
+    expect([under.status, JSON.parse(under.body)]).toEqual([404, { errors: [{ message: 'Not found', extensions: { code: 'NOT_FOUND' } }] }]);
   });
 
   it('answers a missing required variable with BAD_USER_INPUT', async () => {
@@ -364,6 +367,38 @@ describe('GraphQL over HTTP', () => {
     // A body of exactly 1 MiB is read and answered.
     const limit = await post(`{"query":"{ __typename }","pad":"${'x'.repeat(1024 * 1024 - 35)}"}`);
     expect(limit.status).toBe(200);
+  });
+
+  it('answers a chunked body 413 once it passes the size limit, without waiting for its end, and reads one within it', async () => {
+    const head = 'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n';
+    const chunk = (text: string) => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+    // Over the limit by one chunk, and never ended: the answer comes all the same.
+    const pad = `{"query":"{ __typename }","pad":"${'x'.repeat(1024 * 1024)}`;
+    const over = await exchange(head + chunk(pad.slice(0, 600_000)) + chunk(pad.slice(600_000)));
+    expect(over.text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(over.text).toMatch(/\r\nx-request-id: [0-9a-f-]{36}\r\n/i);
+    expect(over.closed).toBe(true);
+    expectCleanErrors(over.text.slice(over.text.indexOf('\r\n\r\n') + 4));
+    // Within it, in pieces: read and answered.
+    const body = `{"query":"{ __typename }","pad":"${'y'.repeat(1024 * 1024 - 35)}"}`;
+    const within = await exchange(head.replace('\r\n\r\n', '\r\nConnection: close\r\n\r\n') + chunk(body.slice(0, 500_000)) + chunk(body.slice(500_000)) + '0\r\n\r\n');
+    expect(within.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(within.text).toContain('"__typename":"Query"');
+  });
+
+  it('refuses a GET whose query string is not percent-encoded UTF-8 with BAD_REQUEST, and runs one that is', async () => {
+    const get = async (search: string) => {
+      const res = await fetch(`${server.url}?${search}`, { headers: { 'apollo-require-preflight': 'true' } });
+      const text = await res.text();
+      return { status: res.status, body: res.status === 200 ? JSON.parse(text) : expectCleanErrors(text) };
+    };
+    /** The operation asking for type `name`, percent-encoded; `raw` goes into the encoded name as written. */
+    const operation = (name: string, raw = '') => `query=${encodeURIComponent(`{ __type(name: "${name}`)}${raw}${encodeURIComponent('") { name } }')}`;
+    for (const bad of [operation('Room', '%FF'), operation('Ro', '%C3'), `${operation('Room')}&x=%E2%82`, operation('Room', '%zz')]) {
+      expect(await get(bad)).toEqual({ status: 400, body: { errors: [{ message: 'Query string is not valid percent-encoded UTF-8', extensions: { code: 'BAD_REQUEST' } }] } });
+    }
+    expect(await get(operation('Room'))).toEqual({ status: 200, body: { data: { __type: { name: 'Room' } } } });
+    expect(await get(operation('Ré'))).toEqual({ status: 200, body: { data: { __type: null } } });
   });
 
   it('refuses a body that is not valid UTF-8 with BAD_REQUEST, and stores nothing of it', async () => {

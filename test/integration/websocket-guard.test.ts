@@ -1,13 +1,13 @@
 // The WebSocket transport's bounds outside GraphQL (issue 9, points 2 and 5): CORS_ORIGINS at the
 // upgrade, sockets per user and per address, and a reader that stops reading is cut off.
 import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import WebSocket from 'ws';
 import { createRoom, send, signUp, startServer, unique, waitFor, type TestServer } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
 const address = () => `10.${[...randomBytes(3)].join('.')}`;
 
-/** Resolves to the HTTP status of a refused upgrade, or 101 when the socket opened. */
 /** The answer to a WebSocket upgrade: 101 when it opened (then closed at once), else the refusal's status, headers and JSON body. */
 function upgradeAnswer(wsUrl: string, headers: Record<string, string>): Promise<{ status: number; headers?: Record<string, unknown>; body?: any }> {
   return new Promise((resolve, reject) => {
@@ -65,6 +65,46 @@ describe('CORS_ORIGINS', () => {
     expect(bot.closed()).toBeUndefined();
     bot.close();
     expect((await fetch(strict.url.replace('/graphql', '/healthz'))).status).toBe(200);
+  });
+});
+
+/** The status line of the answer to a WebSocket upgrade of `target`, written as is on a raw TCP connection. */
+function upgradeLine(wsUrl: string, target: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(wsUrl);
+    const socket = connect(Number(url.port), url.hostname, () =>
+      socket.write(
+        `GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n` +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: graphql-transport-ws\r\n\r\n',
+      ),
+    );
+    let text = '';
+    socket.on('data', (chunk: Buffer) => {
+      text += chunk.toString('latin1');
+      if (text.includes('\r\n')) {
+        socket.destroy();
+        resolve(text.slice(0, text.indexOf('\r\n')));
+      }
+    });
+    socket.on('close', () => resolve(text));
+    socket.on('error', reject);
+  });
+}
+
+describe('the path of an upgrade', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(() => server.stop());
+
+  it('opens a socket on /graphql as HTTP spells it, answers 404 elsewhere, and a target no URL parser reads leaves the server serving', async () => {
+    for (const target of ['/graphql', '/graphql/', '/GraphQL', '/graphql?x=1']) expect([target, await upgradeLine(server.wsUrl, target)]).toEqual([target, 'HTTP/1.1 101 Switching Protocols']);
+    for (const target of ['/', '/graphqlx', '/graphql/x', '/healthz']) expect([target, await upgradeLine(server.wsUrl, target)]).toEqual([target, 'HTTP/1.1 404 Not Found']);
+    // Targets `new URL` throws on: the listener that threw ended the process.
+    for (const target of ['//[/graphql', 'http://[::1/graphql', 'http://a:b:c/graphql']) expect(await upgradeLine(server.wsUrl, target)).toMatch(/^HTTP\/1\.1 4\d\d /);
+    expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
+    expect(await upgradeStatus(server.wsUrl, {})).toBe(101);
   });
 });
 
