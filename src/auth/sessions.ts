@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import DataLoader from 'dataloader';
 import { LRUCache } from 'lru-cache';
 import type { DataSource, EntityManager } from 'typeorm';
@@ -36,7 +36,7 @@ const REFRESH_LOCK_WAIT_MS = 1000;
 const refreshUnanswerable = () =>
   new AppError(ErrorCode.ServiceUnavailable, 'The refresh could not be completed now; nothing changed: retry with the same refresh token');
 
-/** A refresh token: `<session id>.<43 base64url characters: 32 random bytes>`. */
+/** A refresh token: `<session id>.<43 base64url characters: 32 bytes, a generation, a nonce and a tag (`SessionService`)>`. */
 const REFRESH_TOKEN = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.([A-Za-z0-9_-]{43})$/i;
 
 /**
@@ -60,14 +60,22 @@ export const MAX_UNPUBLISHED = 10_000;
 /** How often revocations pub/sub did not take are tried again (also at once when pub/sub reconnects). */
 const REPUBLISH_RETRY_MS = 1000;
 
-const newSecret = () => randomBytes(32).toString('base64url');
 const hashOf = (secret: string) => createHash('sha256').update(secret, 'utf8').digest();
+
+/** Bytes of a refresh secret's parts: its generation, a random nonce, its tag (32 in all: 43 base64url characters). */
+const GENERATION_BYTES = 4;
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
 
 /**
  * Sessions: short access tokens carrying a session id, and rotating refresh tokens
  * (`<session id>.<secret>`) of which the session row keeps only the current secret's sha-256.
- * `refresh` rotates; presenting any other secret for the session — one already rotated away —
- * revokes the whole session (theft detection). A revoked or deleted session fails every check at
+ * A secret names the generation of the session it was issued for (0 at sign-in, one more at each
+ * refresh) and carries a tag only this server makes (`secretFor`). `refresh` rotates; presenting a
+ * secret the session already rotated away — tagged for one of its earlier generations — revokes the
+ * whole session (theft detection), and any other secret is unknown and ends nothing: the session
+ * id is in every access token, so anyone who has seen one could otherwise end the session with a
+ * made-up secret. A revoked or deleted session fails every check at
  * once (`isLive` reads the database), and `onRevoked` listeners on every instance hear of it
  * through pub/sub to close its sockets.
  */
@@ -221,12 +229,33 @@ export class SessionService {
 
   /** Starts a session for the user (sign-up, log-in), inside the caller's transaction when given. */
   async create(userId: string, manager: EntityManager = this.db.manager): Promise<SessionTokens> {
-    const secret = newSecret();
-    const [{ id }] = (await manager.query(
-      `INSERT INTO sessions (user_id, refresh_hash, refresh_expires_at) VALUES ($1, $2, now() + make_interval(secs => $3)) RETURNING id`,
-      [userId, hashOf(secret), this.refreshTtlSeconds],
-    )) as Array<{ id: string }>;
+    const id = randomUUID();
+    const secret = this.secretFor(id, 0);
+    await manager.query(
+      `INSERT INTO sessions (id, user_id, refresh_hash, refresh_expires_at, generation) VALUES ($1, $2, $3, now() + make_interval(secs => $4), 0)`,
+      [id, userId, hashOf(secret), this.refreshTtlSeconds],
+    );
     return { ...this.tokens.issue(userId, id), refreshToken: `${id}.${secret}` };
+  }
+
+  /** A new refresh secret for generation `generation` of session `sessionId`: the generation, a random nonce, and their tag. */
+  private secretFor(sessionId: string, generation: number): string {
+    const head = Buffer.alloc(GENERATION_BYTES + NONCE_BYTES);
+    head.writeUInt32BE(generation);
+    randomBytes(NONCE_BYTES).copy(head, GENERATION_BYTES);
+    return Buffer.concat([head, this.tagOf(sessionId, head)]).toString('base64url');
+  }
+
+  /** The generation of session `sessionId` that `secret` was issued for, or undefined for a secret this server did not issue for it. */
+  private generationOf(sessionId: string, secret: string): number | undefined {
+    const bytes = Buffer.from(secret, 'base64url');
+    if (bytes.length !== GENERATION_BYTES + NONCE_BYTES + TAG_BYTES) return undefined;
+    const head = bytes.subarray(0, GENERATION_BYTES + NONCE_BYTES);
+    return timingSafeEqual(bytes.subarray(head.length), this.tagOf(sessionId, head)) ? head.readUInt32BE(0) : undefined;
+  }
+
+  private tagOf(sessionId: string, head: Buffer): Buffer {
+    return this.tokens.refreshTag(Buffer.concat([Buffer.from(sessionId, 'utf8'), head])).subarray(0, TAG_BYTES);
   }
 
   /**
@@ -247,20 +276,23 @@ export class SessionService {
     const outcome = await this.db.transaction(async (m) => {
       await m.query(`SET LOCAL lock_timeout = ${REFRESH_LOCK_WAIT_MS}`);
       const [row] = (await m.query(
-        `SELECT user_id, refresh_hash, refresh_expires_at < now() AS expired, revoked_at FROM sessions WHERE id = $1 FOR UPDATE`,
+        `SELECT user_id, refresh_hash, refresh_expires_at < now() AS expired, revoked_at, generation FROM sessions WHERE id = $1 FOR UPDATE`,
         [sessionId],
-      )) as Array<{ user_id: string; refresh_hash: Buffer; expired: boolean; revoked_at: Date | null }>;
+      )) as Array<{ user_id: string; refresh_hash: Buffer; expired: boolean; revoked_at: Date | null; generation: number }>;
       if (!row || row.revoked_at || row.expired) return { kind: 'refused' as const };
       if (!timingSafeEqual(Buffer.from(row.refresh_hash), hashOf(secret))) {
-        // Not the session's current secret: one it already rotated away (copied), so end the
-        // session. Unless no one can hear the answer: a refresh its client gave up (an instance
-        // that stalled) and sent again elsewhere, where it rotated the secret this one carries;
-        // whoever sent it learns nothing from it, so it ends nothing.
+        // Not the session's current secret. Made up (or issued before secrets were tagged): unknown, nothing ends.
+        const issued = this.generationOf(sessionId, secret);
+        if (issued === undefined || issued >= row.generation) return { kind: 'refused' as const };
+        // One the session already rotated away (copied), so end the session. Unless no one can
+        // hear the answer: a refresh its client gave up (an instance that stalled) and sent again
+        // elsewhere, where it rotated the secret this one carries; whoever sent it learns nothing
+        // from it, so it ends nothing.
         if (answerable && !answerable()) throw refreshUnanswerable();
         await markRevoked(m, sessionId, 'refresh token reused');
         return { kind: 'reused' as const, sessionId };
       }
-      const next = newSecret();
+      const next = this.secretFor(sessionId, row.generation + 1);
       await m.query(
         `UPDATE sessions SET refresh_hash = $2, refresh_expires_at = now() + make_interval(secs => $3), generation = generation + 1, refreshed_at = now() WHERE id = $1`,
         [sessionId, hashOf(next), this.refreshTtlSeconds],

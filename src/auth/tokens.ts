@@ -1,4 +1,4 @@
-import { createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
+import { createHmac, createSecretKey, randomUUID, type KeyObject } from 'node:crypto';
 import jwt from 'jsonwebtoken';
 import { LRUCache } from 'lru-cache';
 
@@ -34,8 +34,17 @@ export class TokenService {
    */
   private readonly verified = new LRUCache<string, Viewer>({ max: VERIFIED_TOKENS });
 
+  /** The key of refresh secrets' tags (`refreshTag`), derived from the signing key and used for nothing else. */
+  private readonly refreshKey: KeyObject;
+
   constructor(secret: string, readonly ttlSeconds: number) {
     this.secret = createSecretKey(Buffer.from(secret, 'utf8'));
+    this.refreshKey = createSecretKey(createHmac('sha256', this.secret).update('chat-api refresh secret tag').digest());
+  }
+
+  /** A MAC of `data` that only this server's key makes: a refresh secret's proof that it was issued here (`SessionService`). */
+  refreshTag(data: Buffer): Buffer {
+    return createHmac('sha256', this.refreshKey).update(data).digest();
   }
 
   /** An access token for the user in `sessionId`, and the moment it expires. */

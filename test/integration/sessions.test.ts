@@ -71,12 +71,33 @@ describe('refreshSession', () => {
     expect(codeOf(await refresh(second.refreshToken))).toBeUndefined();
   });
 
-  it('treats a made-up secret for a real session as reuse: the session ends', async () => {
+  it('ends nothing for a secret it never issued for the session: the session id is in every access token, the secret is not', async () => {
     const ada = await signUpTokens();
-    const [sessionId] = ada.refreshToken.split('.');
-    expect(codeOf(await refresh(`${sessionId}.${'B'.repeat(43)}`))).toBe('UNAUTHENTICATED');
-    expect(codeOf(await refresh(ada.refreshToken))).toBe('UNAUTHENTICATED');
-    expect((await gql(server.url, ME, {}, ada.token)).data.me).toBeNull();
+    const bob = await signUpTokens();
+    const [sessionId, secret] = ada.refreshToken.split('.');
+    const bobs = (await refresh(bob.refreshToken)).data.refreshSession.refreshToken.split('.')[1];
+    const flipped = Buffer.from(secret, 'base64url');
+    flipped[31] ^= 1; // the tag's last byte
+    const madeUp = [
+      'B'.repeat(43),
+      bobs, // issued, and used, for another session
+      flipped.toString('base64url'),
+    ];
+    for (const other of madeUp) {
+      const answer = await refresh(`${sessionId}.${other}`);
+      expect(answer.errors?.[0]).toMatchObject({ message: 'Session ended or refresh token unknown: sign in again', extensions: { code: 'UNAUTHENTICATED' } });
+    }
+    expect((await must(server.url, ME, {}, ada.token)).me.id).toBe(ada.id);
+    expect(codeOf(await refresh(ada.refreshToken))).toBeUndefined();
+  });
+
+  it('revokes the session for a secret it rotated away generations ago', async () => {
+    const ada = await signUpTokens();
+    let current = ada.refreshToken;
+    for (let i = 0; i < 3; i++) current = (await refresh(current)).data.refreshSession.refreshToken;
+    const reuse = await refresh(ada.refreshToken);
+    expect(reuse.errors?.[0]).toMatchObject({ message: 'This refresh token was already used: the session is revoked, sign in again', extensions: { code: 'UNAUTHENTICATED' } });
+    expect(codeOf(await refresh(current))).toBe('UNAUTHENTICATED');
   });
 
   it('keeps one row per session however often it is refreshed', async () => {
