@@ -60,16 +60,23 @@ export function decodeMessageCursor(cursor: string, roomId: string, field: strin
   return decode(cursor, roomId, field, ['m1'], 'a message cursor').n;
 }
 
-function decode(cursor: string, roomId: string, field: string, tags: string[], what: string, extraParts = 0) {
+/** The room and seq of a message cursor of any room; BAD_USER_INPUT on `field` for anything else. */
+export function decodeAnyMessageCursor(cursor: string, field: string): { roomId: string; seq: number } {
+  const { room, n } = decode(cursor, undefined, field, ['m1'], 'a message cursor');
+  return { roomId: room.toLowerCase(), seq: n };
+}
+
+/** A cursor's parts, of `roomId` when given. */
+function decode(cursor: string, roomId: string | undefined, field: string, tags: string[], what: string, extraParts = 0) {
   const [tag, room, nText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
   const n = Number(nText);
   if (!tags.includes(tag) || rest.length > extraParts || !isUuid(room) || !/^\d{1,10}$/.test(nText ?? '') || n > 2 ** 31 - 1) {
     throw badUserInput(`${field} is not ${what}`, field);
   }
-  if (room.toLowerCase() !== roomId.toLowerCase()) {
+  if (roomId !== undefined && room.toLowerCase() !== roomId.toLowerCase()) {
     throw badUserInput(`${field} is a cursor of another room`, field);
   }
-  return { tag, n, rest };
+  return { tag, room, n, rest };
 }
 
 /** Cursor of a room in the viewer's list: the position of the viewer's membership. */

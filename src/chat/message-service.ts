@@ -7,7 +7,7 @@ import { badUserInput, conflict, ErrorCode, hasCode } from '../errors';
 import type { Logger } from '../logger';
 import { editMessageInput, isUuid, pageSize, parseInput, reactionInput, searchText, sendMessageInput } from '../validation';
 import { notMember, requireDeletable, requireEditable, requireMember, requireReadableMessage, requireViewer } from './access';
-import { decodeMessageCursor, encodeMessageCursor, noCursor } from './cursors';
+import { decodeAnyMessageCursor, decodeMessageCursor, encodeMessageCursor, noCursor } from './cursors';
 import type { MessageModel } from './models';
 import type { MessageStore, RoomSendLimit } from './message-store';
 import { connection, type Connection } from './pages';
@@ -24,31 +24,6 @@ const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 const DEFAULT_SEARCH_PAGE = 20;
 const MAX_SEARCH_PAGE = 50;
-/**
- * Where a search result stands in the order of the results (best match first, then newest, then by
- * id): its rank as PostgreSQL prints it (a `real`, printed so that it reads back exactly), its
- * creation time in µs since the epoch, and its id. A page after a cursor starts after that result,
- * however many matching messages were sent meanwhile: no result twice, none skipped.
- */
-interface SearchPosition {
-  rank: string;
-  createdUs: string;
-  id: string;
-}
-
-const encodeSearchCursor = ({ rank, createdUs, id }: SearchPosition) => Buffer.from(`s2:${rank}:${createdUs}:${id}`).toString('base64url');
-
-/** Within what PostgreSQL's `real` (a rank's type) reads without an out-of-range error. */
-const isReal = (n: number) => n === 0 || (n >= 1e-37 && n <= 1e37);
-
-function decodeSearchCursor(cursor: string): SearchPosition {
-  const [tag, rank, createdUs, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== 's2' || rest.length || !/^\d{1,10}(\.\d{1,12})?(e[-+]\d{1,2})?$/.test(rank ?? '') || !isReal(Number(rank)) || !/^\d{1,17}$/.test(createdUs ?? '') || !isUuid(id ?? '')) {
-    throw badUserInput('after is not a search cursor', 'after');
-  }
-  return { rank, createdUs, id };
-}
-
 /**
  * Sending, changing and reading messages: validate, authorize (`access.ts`), write through the
  * `MessageStore` (which numbers and publishes every change), present.
@@ -197,8 +172,13 @@ export class MessageService {
 
   /**
    * Full-text search over the messages of the viewer's rooms (or of one of them: FORBIDDEN unless
-   * a member), best match first, never a deleted one: `websearch_to_tsquery` over the generated,
-   * GIN-indexed `search` column, as a Relay page whose cursors are positions in the results.
+   * a member), best match first, then newest, then by id; never a deleted one:
+   * `websearch_to_tsquery` over the generated, GIN-indexed `search` column, as a Relay page whose
+   * cursors are the messages' own (`Message.cursor`, as for every `MessageConnection`). A page
+   * `after` a result starts after the place that result has in the order now (its rank for the
+   * query, read again from its text), however many matching messages were sent meanwhile: no
+   * result twice, none skipped. A result deleted or edited out of the search since, or one the
+   * viewer cannot read, has no place: BAD_USER_INPUT, search again.
    */
   async search(
     viewer: Viewer | null,
@@ -207,26 +187,30 @@ export class MessageService {
     const { id: userId } = requireViewer(viewer);
     const text = parseInput(searchText, args.query, 'query');
     const limit = parseInput(pageSize(MAX_SEARCH_PAGE), args.first ?? DEFAULT_SEARCH_PAGE, 'first');
-    const after = noCursor(args.after) ? undefined : decodeSearchCursor(args.after);
+    const after = noCursor(args.after) ? undefined : decodeAnyMessageCursor(args.after, 'after');
     if (args.roomId != null) await requireMember(this.db.manager, viewer, args.roomId);
-    const rows: Array<Record<string, unknown> & { rank_text: string; created_text: string }> = await this.db.query(
-      `WITH hits AS (
-         SELECT m.*, ts_rank(m.search, q) AS search_rank, (extract(epoch FROM m.created_at) * 1000000)::bigint AS created_us
-         FROM messages m
-           JOIN memberships mb ON mb.room_id = m.room_id AND mb.user_id = $1,
-           websearch_to_tsquery('english', $2) q
-         WHERE m.search @@ q AND m.deleted_at IS NULL AND ($3::uuid IS NULL OR m.room_id = $3::uuid))
-       SELECT *, search_rank::text AS rank_text, created_us::text AS created_text FROM hits
-       WHERE $5::real IS NULL OR search_rank < $5::real
-         OR (search_rank = $5::real AND (created_us < $6::bigint OR (created_us = $6::bigint AND id > $7::uuid)))
-       ORDER BY search_rank DESC, created_us DESC, id
-       LIMIT $4`,
-      [userId, text, args.roomId ?? null, limit + 1, after?.rank ?? null, after?.createdUs ?? null, after?.id ?? null],
+    if (after && args.roomId != null && after.roomId !== args.roomId.toLowerCase()) throw badUserInput('after is a cursor of another room', 'after');
+    // One row at least: whether the result `after` names has a place, then the page (none: nulls).
+    const rows: Array<Record<string, unknown> & { anchors: number }> = await this.db.query(
+      `WITH q AS (SELECT websearch_to_tsquery('english', $2) AS q),
+       hits AS (
+         SELECT m.*, ts_rank(m.search, q.q) AS search_rank FROM messages m
+           JOIN memberships mb ON mb.room_id = m.room_id AND mb.user_id = $1, q
+         WHERE m.search @@ q.q AND m.deleted_at IS NULL AND ($3::uuid IS NULL OR m.room_id = $3::uuid)),
+       anchor AS (SELECT search_rank, created_at, id FROM hits WHERE room_id = $5::uuid AND seq = $6::integer)
+       SELECT (SELECT count(*) FROM anchor)::integer AS anchors, page.* FROM (SELECT) one LEFT JOIN LATERAL (
+         SELECT hits.* FROM hits
+         WHERE $5::uuid IS NULL OR EXISTS (SELECT FROM anchor a WHERE hits.search_rank < a.search_rank
+           OR (hits.search_rank = a.search_rank AND (hits.created_at < a.created_at OR (hits.created_at = a.created_at AND hits.id > a.id))))
+         ORDER BY hits.search_rank DESC, hits.created_at DESC, hits.id
+         LIMIT $4) page ON true`,
+      [userId, text, args.roomId ?? null, limit + 1, after?.roomId ?? null, after?.seq ?? null],
     );
-    const items = rows.map((row) => ({
-      node: this.store.fromRow(row),
-      cursor: encodeSearchCursor({ rank: row.rank_text, createdUs: row.created_text, id: row.id as string }),
-    }));
+    if (after && rows[0].anchors === 0) throw badUserInput('after is not a result of this search (deleted or edited since): search again', 'after');
+    const items = rows.filter((row) => row.id !== null).map((row) => {
+      const node = this.store.fromRow(row);
+      return { node, cursor: encodeMessageCursor(node.roomId, node.seq) };
+    });
     return connection(items, limit, { hasPreviousPage: after !== undefined });
   }
 

@@ -439,7 +439,7 @@ export type Query = {
   room?: Maybe<Room>;
   /** The rooms the viewer is a member of, in the order joined. */
   rooms: RoomConnection;
-  /** Full-text search over the messages of the viewer's rooms (or of one of them), best match first; deleted messages are never found. The query is written as in a web search: words, `"a phrase"`, `-excluded`, `or`. Edge cursors are places in the order of the results (pass as `after` for the next page: it starts after that result, however many matching messages were sent meanwhile), not message cursors. */
+  /** Full-text search over the messages of the viewer's rooms (or of one of them), best match first; deleted messages are never found. The query is written as in a web search: words, `"a phrase"`, `-excluded`, `or`. Edge cursors are the messages' own cursors (`Message.cursor`); pass one as `after` for the next page: it starts after the place that result has in the order now, however many matching messages were sent meanwhile. A result deleted or edited out of the search since, or one the viewer can no longer read, has no place: `BAD_USER_INPUT` on `after`, search again. */
   searchMessages: MessageConnection;
   /** People whose username or display name starts with `query` (any case), an exact username first: for direct rooms and invitations. Never the assistant. */
   users: Array<User>;

@@ -307,7 +307,7 @@ describe('mentions', () => {
 
 describe('searchMessages', () => {
   const SEARCH = `query($q: String!, $r: ID, $first: Int, $after: String) { searchMessages(query: $q, roomId: $r, first: $first, after: $after) {
-    edges { cursor node { id body room { id } } } pageInfo { hasNextPage hasPreviousPage endCursor } } }`;
+    edges { cursor node { id body cursor room { id } } } pageInfo { hasNextPage hasPreviousPage endCursor } } }`;
   const search = async (user: TestUser, q: string, extra: Record<string, unknown> = {}) =>
     (await must(server.url, SEARCH, { q, ...extra }, user.token)).searchMessages.edges.map((e: any) => e.node.body);
 
@@ -341,13 +341,29 @@ describe('searchMessages', () => {
     const page3 = (await must(server.url, SEARCH, { q: word, first: 2, after: page2.pageInfo.endCursor }, ada.token)).searchMessages;
     const all = [...page1.edges, ...page2.edges, ...page3.edges].map((e: any) => e.node.id);
     expect(new Set(all).size).toBe(5);
+    // Each edge's cursor is its message's own, as in every MessageConnection.
+    for (const edge of [...page1.edges, ...page2.edges, ...page3.edges]) expect(edge.cursor).toBe(edge.node.cursor);
     expect([page1.pageInfo.hasNextPage, page3.pageInfo.hasNextPage, page2.pageInfo.hasPreviousPage]).toEqual([true, false, true]);
     // New matches between pages (ranked as high, newer) neither repeat a result nor push one out.
     const first = (await must(server.url, SEARCH, { q: word, first: 2 }, ada.token)).searchMessages;
     for (let i = 5; i < 8; i++) await send(server.url, ada, roomId, `${word} number ${i}`);
     const rest = (await must(server.url, SEARCH, { q: word, first: 10, after: first.pageInfo.endCursor }, ada.token)).searchMessages;
     expect([...first.edges, ...rest.edges].map((e: any) => e.node.id)).toEqual(all);
-    for (const [vars, field] of [[{ q: '' }, 'query'], [{ q: 'x'.repeat(101) }, 'query'], [{ q: word, first: 51 }, 'first'], [{ q: word, after: 'garbage' }, 'after'], [{ q: word, after: Buffer.from('s2:1:2:x').toString('base64url') }, 'after'], [{ q: word, after: Buffer.from('s1:2').toString('base64url') }, 'after'], ...['1e+99', '1e-99', '1e38'].map((rank) => [{ q: word, after: Buffer.from(`s2:${rank}:1:00000000-0000-0000-0000-000000000000`).toString('base64url') }, 'after'] as const)] as const) {
+    // A result deleted, or edited out of the search, has no place to start after; nor has a message of a room the viewer is not in.
+    const [gone, edited] = rest.edges.slice(-2).map((e: any) => e.node);
+    await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: gone.id }, ada.token);
+    await must(server.url, `mutation($m: ID!) { editMessage(input: { messageId: $m, body: "nothing to find" }) { id } }`, { m: edited.id }, ada.token);
+    const bob = await signUp(server.url);
+    const elsewhere = await createRoom(server.url, bob, 'PRIVATE');
+    const hidden = await send(server.url, bob, elsewhere, `${word} hidden`);
+    for (const cursor of [gone.cursor, edited.cursor, hidden.cursor]) {
+      const result = await gql(server.url, SEARCH, { q: word, after: cursor }, ada.token);
+      expect(result.errors?.[0]).toMatchObject({ message: 'after is not a result of this search (deleted or edited since): search again', extensions: { code: 'BAD_USER_INPUT', field: 'after' } });
+    }
+    const roomCursor = Buffer.from('r1:2').toString('base64url');
+    const otherRoom = await gql(server.url, SEARCH, { q: word, r: roomId, after: Buffer.from(`m1:${elsewhere}:1`).toString('base64url') }, ada.token);
+    expect(otherRoom.errors?.[0].message).toBe('after is a cursor of another room');
+    for (const [vars, field] of [[{ q: '' }, 'query'], [{ q: 'x'.repeat(101) }, 'query'], [{ q: word, first: 51 }, 'first'], [{ q: word, after: 'garbage' }, 'after'], [{ q: word, after: roomCursor }, 'after'], [{ q: word, after: Buffer.from('m1:x:2').toString('base64url') }, 'after'], [{ q: word, after: Buffer.from(`m1:${roomId}:99999999999`).toString('base64url') }, 'after']] as const) {
       const result = await gql(server.url, SEARCH, vars, ada.token);
       expect([codeOf(result), result.errors?.[0].extensions?.field]).toEqual(['BAD_USER_INPUT', field]);
     }
