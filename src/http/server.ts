@@ -1,20 +1,21 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import { ApolloServer, HeaderMap } from '@apollo/server';
 import { ApolloServerPluginDrainHttpServer } from '@apollo/server/plugin/drainHttpServer';
 import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
-import { maskError, shuttingDownAnswer } from '../errors';
+import { ErrorCode, maskError, shuttingDownAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { answerStatusPlugin, CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
 import { DocumentsByBytes, HTTP_DOCUMENT_BYTES } from '../graphql/document-bytes';
 import { graphiql } from './graphiql';
 import { healthz, readyz } from './health';
-import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
+import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transport';
 import { attachWebSockets } from './websocket';
 
 /**
@@ -30,6 +31,7 @@ export async function createHttpServer(deps: TransportDeps) {
   // trivial request's CPU); `app` serves everything else, `/graphql` included, as it always did.
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
+  httpServer.on('clientError', answerClientError);
   // A client that asks before sending its body (`Expect: 100-continue`) is not asked for one too
   // large: the request goes on without it, and `graphql` refuses it unread, as any other.
   httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -241,6 +243,25 @@ function refuseTooLarge(res: http.ServerResponse, answer: (err: HttpError) => vo
 /** The JSON parser's `verify`: a body that says UTF-8 and is not is refused (the parser would put U+FFFD for what it cannot read, and store that). */
 function refuseInvalidUtf8(_req: http.IncomingMessage, _res: http.ServerResponse, body: Buffer, encoding: string): void {
   if (encoding === 'utf-8' && !isUtf8(body)) throw Object.assign(new Error('Body is not valid UTF-8'), { status: 400, type: 'entity.verify.failed' });
+}
+
+/** What Node's parser refuses, by its error's code: the status Node would answer, and what to say. */
+const CLIENT_ERRORS: Record<string, [number, string]> = {
+  HPE_HEADER_OVERFLOW: [431, 'The request line and headers are too large (over 16 KiB): send a long query by POST'],
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: [413, 'Chunk extensions too large'],
+  ERR_HTTP_REQUEST_TIMEOUT: [408, 'The request did not arrive in time'],
+};
+
+/**
+ * A request Node's HTTP parser refused (malformed, headers too large, too slow): answered as Node
+ * would, with the JSON errors of every other answer instead of an empty body. Nothing is written
+ * to a connection whose answer to an earlier request has begun (it would corrupt that answer).
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) return void socket.destroy();
+  const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Malformed HTTP request'];
+  socket.end(rawErrorAnswer(status, message, { code: ErrorCode.BadRequest }));
 }
 
 /** An Authorization header that presents a bearer token (RFC 6750): only such a token can be refused as invalid. */

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import type { GraphQLSchema } from 'graphql';
 import type { SessionCheck, SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
@@ -10,6 +11,16 @@ import type { ReadinessProbes } from './health';
 
 /** The largest message a client may send, over HTTP and WebSocket alike. */
 export const MAX_REQUEST_BYTES = 1024 * 1024;
+
+/**
+ * An HTTP answer written straight to a connection (where no `ServerResponse` exists: a refused
+ * WebSocket upgrade, a request Node's parser refused), with the JSON errors of every other answer;
+ * the connection is closed after it.
+ */
+export function rawErrorAnswer(status: number, message: string, extensions: { code: string } & Record<string, unknown>, headers = ''): string {
+  const body = JSON.stringify({ errors: [{ message, extensions }] });
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\n${headers}Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
 
 /** WebSocket close codes this server uses besides graphql-ws's own. */
 export enum CloseCode {

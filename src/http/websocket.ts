@@ -13,7 +13,7 @@ import { serveGraphQLOverWebSocket, type WsTransportExtra } from './graphql-ws-s
 import { SocketGuard } from './socket-guard';
 import { sendMessages } from './ws-frames';
 import { CLOSE_GOING_AWAY, holdForAnswer, operationAnswered, sessionEnded, SocketSessions, type SocketExtra } from './socket-sessions';
-import { MAX_REQUEST_BYTES, type TransportDeps } from './transport';
+import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transport';
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
@@ -60,7 +60,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     } catch (err) {
       // Nothing catches what an 'upgrade' listener throws: it would end the process, every client's connection with it.
       log.warn({ err }, 'WebSocket upgrade request refused');
-      socket.end(`HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+      socket.end(rawErrorAnswer(400, 'Bad WebSocket upgrade request', { code: ErrorCode.BadRequest }));
     }
   };
   const admitUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -73,9 +73,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         // A full address frees a place when one of its sockets closes: try again in a moment.
         const full = status === 429;
         const extensions = full ? { code: ErrorCode.RateLimited, retryAfterMs: SOCKETS_FULL_RETRY_MS } : { code: ErrorCode.Forbidden };
-        const body = JSON.stringify({ errors: [{ message, extensions }] });
-        const retryAfter = full ? `Retry-After: ${SOCKETS_FULL_RETRY_MS / 1000}\r\n` : '';
-        socket.end(`HTTP/1.1 ${status} ${message}\r\nConnection: close\r\n${retryAfter}Content-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`);
+        socket.end(rawErrorAnswer(status ?? 400, message ?? 'Refused', extensions, full ? `Retry-After: ${SOCKETS_FULL_RETRY_MS / 1000}\r\n` : ''));
         return;
       }
       wsServer.handleUpgrade(req, socket, head, (ws) => wsServer.emit('connection', ws, req));

@@ -401,6 +401,19 @@ describe('GraphQL over HTTP', () => {
     expect(await get(operation('Ré'))).toEqual({ status: 200, body: { data: { __type: null } } });
   });
 
+  it('answers what the HTTP parser refuses with its status and JSON errors, not an empty body', async () => {
+    const long = await fetch(`${server.url}?query=${encodeURIComponent(`{ room(id: "${'x'.repeat(20_000)}") { id } }`)}`, { headers: { 'apollo-require-preflight': 'true' } });
+    expect(long.status).toBe(431);
+    expect(expectCleanErrors(await long.text()).errors![0]).toEqual({ message: 'The request line and headers are too large (over 16 KiB): send a long query by POST', extensions: { code: 'BAD_REQUEST' } });
+    for (const request of ['GARBAGE\r\n\r\n', 'POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n']) {
+      const answer = await exchange(request);
+      expect(answer.text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+      expect(answer.closed).toBe(true);
+      expect(expectCleanErrors(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)).errors![0]).toEqual({ message: 'Malformed HTTP request', extensions: { code: 'BAD_REQUEST' } });
+    }
+    expect((await post('{"query":"{ __typename }"}')).status).toBe(200);
+  });
+
   it('refuses a body that is not valid UTF-8 with BAD_REQUEST, and stores nothing of it', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
