@@ -548,7 +548,7 @@ export type Room = {
   kind: RoomKind;
   /** The newest message (possibly a deleted one's tombstone, or a thread reply), or null for an empty room or when the viewer is not a member. */
   lastMessage?: Maybe<Message>;
-  /** The `seq` of the newest message the viewer has read (see `markRead`; sending moves it too). 0 when the viewer is not a member. */
+  /** The `seq` of the newest message the viewer has read (see `markRead`; sending moves it too). `lastSeq` when the viewer is not a member: there is nothing for them to read. */
   lastReadSeq: Scalars['Int']['output'];
   /** The `seq` of the newest message (0 when empty). Messages are numbered 1, 2, 3, … without gaps. */
   lastSeq: Scalars['Int']['output'];
@@ -560,7 +560,7 @@ export type Room = {
   mentionCount: Scalars['Int']['output'];
   /** Display name, 1 to 100 characters. For a DIRECT room: the other person's display name. */
   name: Scalars['String']['output'];
-  /** Exactly how many messages have a `seq` above `lastReadSeq` (deleted ones included): `lastSeq - lastReadSeq`. 0 when the viewer is not a member. */
+  /** Exactly how many messages have a `seq` above `lastReadSeq` (deleted ones included): `lastSeq - lastReadSeq`, so 0 when the viewer is not a member. */
   unreadCount: Scalars['Int']['output'];
   /** The viewer's role, or null when the viewer is not a member. */
   viewerRole?: Maybe<Role>;

@@ -32,7 +32,7 @@ export const roomResolvers: Resolvers = {
     // docs/guarantees.md, guarantee 9: lastSeq, lastReadSeq, unreadCount and lastMessage come from one
     // snapshot of the room's head and the viewer's read position, so one answer never contradicts itself.
     lastSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastSeq ?? room.lastSeq,
-    lastReadSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastReadSeq ?? 0,
+    lastReadSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastReadSeq ?? room.lastSeq, // an outsider has nothing to read
     unreadCount: async (room, _, ctx) => {
       const state = await readState(room, ctx);
       return state ? Math.max(0, state.lastSeq - state.lastReadSeq) : 0;
