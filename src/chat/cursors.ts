@@ -80,15 +80,25 @@ function decode(cursor: string, roomId: string | undefined, field: string, tags:
 }
 
 /** Cursor of a room in the viewer's list: the position of the viewer's membership. */
-export function encodeRoomCursor(membershipId: number): string {
-  return Buffer.from(`r1:${membershipId}`).toString('base64url');
-}
+export const encodeRoomCursor = (membershipId: number) => encodePosition('r1', membershipId);
 
 /** The membership position of a room cursor; BAD_USER_INPUT on `field` for anything else. */
-export function decodeRoomCursor(cursor: string, field: string): number {
+export const decodeRoomCursor = (cursor: string, field: string) => decodePosition(cursor, 'r1', field, 'a room cursor');
+
+/** Cursor of a member in a room's list: the position of their membership (told from a room cursor, which holds the same kind of number). */
+export const encodeMemberCursor = (membershipId: number) => encodePosition('p1', membershipId);
+
+/** The membership position of a member cursor; BAD_USER_INPUT on `field` for anything else. */
+export const decodeMemberCursor = (cursor: string, field: string) => decodePosition(cursor, 'p1', field, 'a member cursor');
+
+function encodePosition(tag: string, position: number): string {
+  return Buffer.from(`${tag}:${position}`).toString('base64url');
+}
+
+function decodePosition(cursor: string, expected: string, field: string, what: string): number {
   const [tag, idText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== 'r1' || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
-    throw badUserInput(`${field} is not a valid room cursor`, field);
+  if (tag !== expected || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
+    throw badUserInput(`${field} is not ${what}`, field);
   }
   return Number(idText);
 }

@@ -1,4 +1,4 @@
-import { decodeMessageCursor, decodeRoomCursor, encodeMessageCursor, encodeRoomCursor } from '../../src/chat/cursors';
+import { decodeMemberCursor, decodeMessageCursor, decodeRoomCursor, encodeMemberCursor, encodeMessageCursor, encodeRoomCursor } from '../../src/chat/cursors';
 import { AppError } from '../../src/errors';
 
 const ROOM = '3f2504e0-4f89-41d3-9a0c-0305e82c3301';
@@ -74,9 +74,26 @@ describe('room cursors', () => {
     ['a negative position', b64('r1:-1')],
     ['an extra segment', b64('r1:1:2')],
     ['a position beyond the integer range', b64(`r1:${2 ** 31}`)],
+    ['a member cursor', encodeMemberCursor(1)],
   ])('refuse %s with BAD_USER_INPUT on the given field', (_name, cursor) => {
     const error = thrown(() => decodeRoomCursor(cursor, 'after'));
     expect(error.code).toBe('BAD_USER_INPUT');
     expect(error.extensions.field).toBe('after');
+    expect(error.message).toBe('after is not a room cursor');
+  });
+});
+
+describe('member cursors', () => {
+  it('round-trip a membership position', () => {
+    for (const id of [1, 99, 2 ** 31 - 1]) expect(decodeMemberCursor(encodeMemberCursor(id), 'after')).toBe(id);
+  });
+
+  it.each([
+    ['garbage', 'garbage!'],
+    ['a room cursor', encodeRoomCursor(1)],
+    ['a position beyond the integer range', b64(`p1:${2 ** 31}`)],
+  ])('refuse %s with BAD_USER_INPUT on the given field', (_name, cursor) => {
+    const error = thrown(() => decodeMemberCursor(cursor, 'after'));
+    expect([error.code, error.extensions.field, error.message]).toEqual(['BAD_USER_INPUT', 'after', 'after is not a member cursor']);
   });
 });
