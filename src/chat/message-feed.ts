@@ -76,8 +76,15 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
   private position = 0;
   /** Messages delivered as added (changes order, while not following the hub). */
   private added = new AddedSet(0);
+  /**
+   * Until the feed first caught up (roomEvents only): the replies still streaming its replay
+   * carried, read after it listened; the others it is told of then (`streamingNow`).
+   */
+  private replayedStreaming?: Set<string>;
 
-  constructor(private readonly options: FeedOptions) {}
+  constructor(private readonly options: FeedOptions) {
+    if (options.start.order === 'changes') this.replayedStreaming = new Set();
+  }
 
   /** Starts the feed into `sink`: it attaches to the room's hub, replays, then goes live. */
   startPush(sink: PushSink<FeedEvent>): () => void {
@@ -150,6 +157,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
           this.synced = true;
           await this.deliverAll(this.catchUp(upto));
           if (this.position < upto) this.synced = false;
+          else if (this.replayedStreaming) await this.deliverAll(this.streamingNow(attached.hub, this.replayedStreaming));
           continue;
         }
         const next = this.queue.shift();
@@ -320,8 +328,37 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
       return read.event(message, 'added', String(message.seq));
     }
     this.position = message.changeSeq;
+    if (message.status === 'STREAMING') this.replayedStreaming?.add(message.id);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
     return read.event(message, kind, this.added.snapshot());
+  }
+
+  /**
+   * Once the feed has first caught up (roomEvents): each reply still streaming that its replay did
+   * not carry, as it stands now — read after the feed listened — at the feed's position
+   * (docs/guarantees.md, guarantee 7). A client that read the reply from history, or had it before
+   * it reconnected, missed the deltas published meanwhile; this text holds them (each piece is
+   * saved before it is published), and the deltas it then receives go on from its `deltaCount`.
+   * A reply with a change still to come is told by that change.
+   */
+  private async *streamingNow(hub: RoomHub, replayed: Set<string>): AsyncGenerator<FeedEvent> {
+    this.replayedStreaming = undefined;
+    let replies: MessageModel[] | undefined;
+    while (!replies) {
+      try {
+        replies = await hub.streaming();
+      } catch (err) {
+        this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read the replies streaming; retrying');
+        await this.retryWait();
+        if (this.stopped) return;
+      }
+    }
+    for (const reply of replies) {
+      if (this.stopped || this.revoked) return;
+      if (replayed.has(reply.id) || reply.changeSeq > this.position) continue;
+      const kind = this.added.mark(reply.seq) ? 'updated' : 'added';
+      yield { kind, change: this.position, added: this.added.snapshot(), message: reply };
+    }
   }
 
   /**

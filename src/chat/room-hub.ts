@@ -122,6 +122,20 @@ export class RoomHub {
     });
   }
 
+  /**
+   * The room's replies still streaming, read after this call: the feeds that ask in one turn of the
+   * event loop share one read, begun once that turn is over (after each of them listened).
+   */
+  streaming(): Promise<MessageModel[]> {
+    this.streamingRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+      this.streamingRead = undefined; // whoever asks from now on gets a read begun after they asked
+      return this.store.streaming(this.roomId);
+    });
+    return this.streamingRead;
+  }
+
+  private streamingRead?: Promise<MessageModel[]>;
+
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
   add(listener: HubListener, userId: string): void {
     this.listeners.set(listener, userId);

@@ -64,6 +64,11 @@ export class RoomStore {
   }
 
   /** The room's newest seq and latest change number (0 and 0 for an empty or unknown room). */
+  /** The room's assistant replies still streaming, with the text they have saved so far (few: the index of streaming replies finds them). */
+  async streaming(roomId: string): Promise<MessageModel[]> {
+    return this.db.getRepository(MessageEntity).createQueryBuilder('m').where("m.room_id = :roomId AND m.status = 'STREAMING'", { roomId }).orderBy('m.seq', 'ASC').getMany();
+  }
+
   async head(roomId: string): Promise<RoomHead> {
     const room = await this.db.getRepository(RoomEntity).findOne({ where: { id: roomId }, select: { lastSeq: true, lastChange: true } });
     return { lastSeq: room?.lastSeq ?? 0, lastChange: room?.lastChange ?? 0 };

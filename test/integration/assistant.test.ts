@@ -854,6 +854,36 @@ describe('streaming across instances', () => {
   });
 });
 
+describe('a client that reads history first, then subscribes (the README\'s order)', () => {
+  it('is told the reply as it stands when its subscription starts, so the deltas it missed meanwhile are in its text', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await makeRoom(a.url, ada);
+    await join(a.url, bob, roomId);
+    const question = await send(a.url, ada, roomId, `Mid-stream ${'[[mid]]'} ${unique('k')}`);
+    const early = await subscribe(a, ada, roomId);
+    const reply = await ask(a.url, ada, question.id);
+    const seen = await settled(b.url, bob, roomId, reply.id, (m) => m.deltaCount >= 1); // history, read on b
+    // Deltas past what it read go by before its subscription listens: it never receives them.
+    await early.until(() => deltasOf(early, reply.id).some((d) => d.index >= seen.deltaCount + 2));
+    const sub = await subscribe(b, bob, roomId);
+    await endedIn(sub, reply.id, 'COMPLETE');
+    // README's recipe: a message event gives the reply's state; a delta is appended when it is the next piece.
+    const m = { body: seen.body, deltaCount: seen.deltaCount };
+    let beforeEnd: typeof m | undefined;
+    for (const e of eventsOf(sub)) {
+      if (e?.__typename === 'AssistantDelta' && e.messageId === reply.id && e.index === m.deltaCount) {
+        m.body += e.text;
+        m.deltaCount++;
+      } else if (e?.__typename === 'MessageUpdated' && e.message.id === reply.id) {
+        if (e.message.status === 'COMPLETE') beforeEnd ??= { ...m };
+        Object.assign(m, { body: e.message.body, deltaCount: e.message.deltaCount });
+      }
+    }
+    expect(updatesOf(sub, reply.id)[0].message).toMatchObject({ status: 'STREAMING' }); // the reply as it stood, first
+    expect(beforeEnd).toEqual({ body: MID_CHUNKS.join(''), deltaCount: MID_CHUNKS.length });
+  });
+});
+
 describe('the @assistant mention', () => {
   it('gets a reply in the thread of a message mentioning @assistant in an assistant-enabled room, without askAssistant', async () => {
     const ada = await signUpAs(a.url, 'Ada');

@@ -1,7 +1,7 @@
 import type { MessageModel } from '../../src/chat/models';
 import { membershipKey, type RoomHead, type RoomStore } from '../../src/chat/room-store';
 
-export type Method = 'range' | 'changes' | 'changedSince' | 'head' | 'heads' | 'insertChange' | 'seqAt' | 'members' | 'memberships';
+export type Method = 'range' | 'changes' | 'changedSince' | 'streaming' | 'head' | 'heads' | 'insertChange' | 'seqAt' | 'members' | 'memberships';
 
 /**
  * Fields of a message that the hub and feeds pass along without reading. Spread into each new
@@ -89,6 +89,13 @@ export class FakeStore {
     return after;
   }
 
+  /** Saves a streaming reply's text so far, outside the change log (as `ReplyStore.savePartial`): no change number. */
+  saveStreaming(roomId: string, seq: number, body: string, deltaCount: number): MessageModel {
+    const room = this.room(roomId);
+    room.messages[seq - 1] = { ...room.messages[seq - 1], status: 'STREAMING', body, deltaCount };
+    return room.messages[seq - 1];
+  }
+
   /** A stored message in its current state, without recording a call. */
   get(roomId: string, seq: number): MessageModel {
     return this.room(roomId).messages[seq - 1];
@@ -136,6 +143,11 @@ export class FakeStore {
   async changedSince(roomId: string, afterChange: number, seqs: number[]): Promise<boolean> {
     await this.enter('changedSince', [roomId, afterChange, [...seqs]]);
     return this.messagesOf(roomId).some((m) => m.changeSeq > afterChange && seqs.includes(m.seq));
+  }
+
+  async streaming(roomId: string): Promise<MessageModel[]> {
+    await this.enter('streaming', [roomId]);
+    return this.messagesOf(roomId).filter((m) => m.status === 'STREAMING');
   }
 
   async head(roomId: string): Promise<RoomHead> {

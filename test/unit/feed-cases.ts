@@ -728,6 +728,50 @@ describe('MessageFeed: deltas', () => {
   });
 });
 
+describe('MessageFeed: replies still streaming', () => {
+  it('tells a feed resuming mid-reply the reply as it stands, read after the feed listened, then the deltas after it', async () => {
+    const { store, publish, open } = await world(2);
+    const { id } = store.saveStreaming(ROOM, 2, 'Hel', 3); // added before the cursor: the replay does not carry it
+    const release = store.hold('streaming');
+    const { reader } = open(afterChange(2));
+    await reader.attach();
+    await waitFor(() => store.callsOf('streaming').length === 1, 'the read of the replies streaming');
+    // While it reads, the reply grows: each piece saved, then published.
+    store.saveStreaming(ROOM, 2, 'Hello', 4);
+    await publish({ kind: 'delta', messageId: id, index: 3, text: 'lo' });
+    release();
+    const [now, delta] = await reader.events(2);
+    expect(tag(now)).toBe('updated 2@2'); // at the feed's position: it is no change of the log
+    expect(now).toMatchObject({ message: { body: 'Hello', deltaCount: 4, status: 'STREAMING' } });
+    expect(delta).toMatchObject({ kind: 'delta', index: 3 }); // already in that text: a client taking deltas from deltaCount on skips it
+    await publish({ kind: 'delta', messageId: id, index: 4, text: '!' });
+    expect((await reader.next()).value).toMatchObject({ kind: 'delta', index: 4 });
+  });
+
+  it('tells a feed without a cursor too, and each reply once: one its replay carried, or with a change still to come, is told by that', async () => {
+    const { store, send, edit, open } = await world(3);
+    store.saveStreaming(ROOM, 1, 'One', 1);
+    store.saveStreaming(ROOM, 3, 'Three', 1);
+    const fresh = open(CHANGES_FROM_NOW).reader;
+    expect(await fresh.tags(2)).toEqual(['updated 1@3', 'updated 3@3']);
+    const resumed = open(afterChange(2)).reader; // the replay carries 3 (added at change 3), not 1
+    expect(await resumed.tags(2)).toEqual(['added 3@3', 'updated 1@3']);
+    await send();
+    expect(await resumed.take(1)).toEqual([4]);
+    // A reply changed after the hub's position: its change tells it, not a snapshot.
+    const hold = store.hold('changes');
+    const late = open(afterChange(3)).reader;
+    await late.attach();
+    await edit(1);
+    hold();
+    expect(await late.tags(3)).toEqual(['added 4@4', 'updated 3@4', 'updated 1@5']);
+    const messagesOrder = open(MESSAGES_FROM_NOW).reader;
+    await messagesOrder.attach();
+    await send();
+    expect(await messagesOrder.take(1)).toEqual([5]); // messageAdded carries no reply text
+  });
+});
+
 // ---------------------------------------------------------------------------------------------
 // Ending
 // ---------------------------------------------------------------------------------------------
