@@ -36,7 +36,9 @@ function watchRoom() {
     const item = document.createElement('li');
     item.dataset.seq = String(event.message.seq);
     item.textContent = `${event.message.author.displayName}: ${event.message.body}`;
-    list.append(item);
+    // By seq: a resume replays in change order, so a message changed while the socket was down comes after newer ones.
+    const next = [...list.children].find((li) => Number((li as HTMLElement).dataset.seq) > event.message.seq);
+    list.insertBefore(item, next ?? null);
   });
 }
 

@@ -1,9 +1,10 @@
 import { ApolloLink, HttpLink } from '@apollo/client';
 import { getMainDefinition, isSubscriptionOperation } from '@apollo/client/utilities';
 import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
-import { Observable } from 'rxjs';
+import { map, Observable } from 'rxjs';
 import type { RetryOptions } from './backoff';
 import { SessionEndedError, unauthenticated } from './errors';
+import { NewestMessages } from './newest';
 import { SessionKeeper, type Session, type SessionLock, type SessionSource } from './session';
 import { createSocket } from './socket';
 import { subscribe } from './subscription';
@@ -28,6 +29,12 @@ export interface ChatLinkOptions {
   sessionLock?: SessionLock;
   /** Told once when the server refuses or revokes the session (log in again). */
   onSessionEnd?: (reason: string) => void;
+  /**
+   * Told each time the WebSocket is acknowledged again after it was lost. `roomEvents` and
+   * `messageAdded` resume by themselves; `myEvents` starts afresh, so read `rooms` again then
+   * (unread counts changed while the socket was down).
+   */
+  onReconnected?: () => void;
   /** Backoff between reconnects. Default: from 250 ms doubling to 10 s, with jitter. */
   retry?: RetryOptions;
   /** `fetch` for HTTP; the global one by default. */
@@ -68,7 +75,8 @@ function signsIn(query: DocumentNode): boolean {
  * or below it is dropped, and reconnecting goes on (backoff with jitter) through 1001, 1006, 1011,
  * 1012, 1013, a refused connection and a stream the server ended with SERVICE_UNAVAILABLE. The session is refreshed in-band before it expires (over
  * the open socket, which renews it in place, else over HTTP). A refused or revoked session reaches
- * the application at once as an `UNAUTHENTICATED` error, never after retries.
+ * the application at once as an `UNAUTHENTICATED` error, never after retries. A message's state
+ * older than one the link has already given never reaches the cache (`NewestMessages`).
  */
 export function createChatLink(options: ChatLinkOptions): ChatLink {
   const fetchImpl = options.fetch ?? ((...args: Parameters<typeof fetch>) => fetch(...args));
@@ -120,7 +128,11 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   ).concat(new HttpLink({ uri: options.httpUrl, fetch: answersRefusal }));
 
   const subscriptions = new ApolloLink((operation) => subscribe(operation, ws.client, keeper, { active, running }, options.retry));
-  const link = ApolloLink.split(({ query }) => isSubscriptionOperation(query), subscriptions, http) as ChatLink;
+  const newest = new NewestMessages();
+  const link = ApolloLink.from([
+    new ApolloLink((operation, forward) => forward(operation).pipe(map((result) => newest.apply(result)))),
+    ApolloLink.split(({ query }) => isSubscriptionOperation(query), subscriptions, http),
+  ]) as ChatLink;
   return Object.assign(link, {
     session: () => keeper.session(),
     setSession: (session: Session | null) => {

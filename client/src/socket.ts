@@ -19,6 +19,8 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
   const pending = new Set<() => void>();
   const keepAliveMs = options.keepAliveMs ?? 10_000;
   const connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+  /** A socket was acknowledged before: the next acknowledgement is a reconnect. */
+  let connectedBefore = false;
   const client: Client = createClient({
     url: options.wsUrl,
     webSocketImpl: withHandshakeTimeout((options.webSocketImpl ?? globalThis.WebSocket) as typeof WebSocket | undefined, connectTimeoutMs, (socket) => (latest = socket)),
@@ -44,6 +46,8 @@ export function createSocket(options: ChatLinkOptions, keeper: SessionKeeper) {
       connected: () => {
         clearTimeout(ackTimer);
         acknowledged = true;
+        if (connectedBefore) options.onReconnected?.();
+        connectedBefore = true;
       },
       closed: () => {
         clearTimeout(ackTimer);

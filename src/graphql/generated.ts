@@ -171,6 +171,8 @@ export type Message = {
   status: MessageStatus;
   /** Why an assistant reply ended FAILED or CANCELLED, in words a person can read; null otherwise. */
   statusReason?: Maybe<Scalars['String']['output']>;
+  /** The room's change number of this state of the message: its insert, or its latest edit, deletion, reaction change, reply in its thread or assistant reply's end. A newer state has a higher version, so a cache that hears of one message by several subscriptions (`roomEvents`, `myEvents`) keeps the newest state whatever order they arrive in (the client kit's cache does). A streaming reply's growing text keeps its version: compare `deltaCount`. */
+  version: Scalars['Int']['output'];
 };
 
 /** A new message was committed in the room (or, when resuming, a message added since the cursor, in its current state). */
@@ -950,6 +952,7 @@ export type MessageResolvers<ContextType = GraphQLContext, ParentType extends Re
   seq?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
   status?: Resolver<ResolversTypes['MessageStatus'], ParentType, ContextType>;
   statusReason?: Resolver<Maybe<ResolversTypes['String']>, ParentType, ContextType>;
+  version?: Resolver<ResolversTypes['Int'], ParentType, ContextType>;
 }>;
 
 export type MessageAddedResolvers<ContextType = GraphQLContext, ParentType extends ResolversParentTypes['MessageAdded'] = ResolversParentTypes['MessageAdded']> = ResolversObject<{

@@ -8,6 +8,7 @@ import { backoffDelay } from '../../client/src/backoff';
 import { ResumeTracker, resumableFieldOf, withResumeSelections } from '../../client/src/resume';
 import { ApolloClient, InMemoryCache, type ApolloLink } from '@apollo/client';
 import { createChatLink } from '../../client/src/link';
+import { NewestMessages } from '../../client/src/newest';
 import type { Client } from 'graphql-ws';
 import { SessionKeeper, type Session } from '../../client/src/session';
 import { subscribe } from '../../client/src/subscription';
@@ -92,6 +93,37 @@ describe('withResumeSelections', () => {
     const literal = withResumeSelections(parse(`subscription { messageAdded(roomId: "r", after: "c1") { body } }`), 'messageAdded');
     expect(print(literal.document)).toContain(`messageAdded(roomId: "r", after: $${literal.afterVariable})`);
     expect(literal.initialAfter).toBe('c1');
+  });
+});
+
+describe('NewestMessages (a message\'s older state never replaces a newer one)', () => {
+  const msg = (id: string, version: number, body: string, extra: Record<string, unknown> = {}) => ({ __typename: 'Message', id, version, body, ...extra });
+
+  it('gives, in place of a state older than one seen, the newest seen with the same selection; newer and unversioned states pass', () => {
+    const newest = new NewestMessages();
+    const edited = msg('m1', 5, 'edited', { author: { __typename: 'User', id: 'u1' } });
+    expect(newest.apply({ data: { messageUpdated: { message: edited } } })).toEqual({ data: { messageUpdated: { message: edited } } });
+    // A RoomActivity that left before the edit, arriving after it (myEvents and roomEvents race).
+    const stale = { data: { myEvents: { __typename: 'RoomActivity', room: { id: 'r1', unreadCount: 3 }, message: msg('m1', 3, 'as sent', { author: { __typename: 'User', id: 'u1' } }) } } };
+    expect(newest.apply(stale)).toEqual({ data: { myEvents: { __typename: 'RoomActivity', room: { id: 'r1', unreadCount: 3 }, message: edited } } });
+    expect(stale.data.myEvents.message.body).toBe('as sent'); // the result given is not changed in place
+    // Another selection of it cannot be filled from what was seen: it passes as it came.
+    expect(newest.apply({ data: { x: msg('m1', 3, 'as sent') } })).toEqual({ data: { x: msg('m1', 3, 'as sent') } });
+    // Newer passes and becomes the newest; so does a message without a version, and anything in a list.
+    const deleted = msg('m1', 7, '', { author: { __typename: 'User', id: 'u1' } });
+    expect(newest.apply({ data: { list: [deleted, { __typename: 'Message', id: 'm2', body: 'no version' }] } })).toEqual({ data: { list: [deleted, { __typename: 'Message', id: 'm2', body: 'no version' }] } });
+    expect(newest.apply({ data: { list: [msg('m1', 5, 'edited', { author: { __typename: 'User', id: 'u1' } })] } })).toEqual({ data: { list: [deleted] } });
+    // At one version (a streaming reply's text growing) fewer pieces are older.
+    newest.apply({ data: { r: msg('m3', 9, 'Hello', { deltaCount: 2 }) } });
+    expect(newest.apply({ data: { r: msg('m3', 9, 'He', { deltaCount: 1 }) } })).toEqual({ data: { r: msg('m3', 9, 'Hello', { deltaCount: 2 }) } });
+    expect(newest.apply({ errors: [{ message: 'x' }] })).toEqual({ errors: [{ message: 'x' }] });
+  });
+
+  it('remembers a bounded number of messages, the least recently seen going first', () => {
+    const newest = new NewestMessages(2);
+    for (const id of ['a', 'b', 'c']) newest.apply({ data: { m: msg(id, 5, 'new') } });
+    expect(newest.apply({ data: { m: msg('a', 1, 'old') } })).toEqual({ data: { m: msg('a', 1, 'old') } }); // forgotten
+    expect(newest.apply({ data: { m: msg('c', 1, 'old') } })).toEqual({ data: { m: msg('c', 5, 'new') } });
   });
 });
 
@@ -249,6 +281,29 @@ describe("createSocket's connection", () => {
     }
   });
 
+  it('tells onReconnected each time the socket is acknowledged again, not the first time', async () => {
+    const first = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
+    servers.push(closing(first));
+    first.on('connection', (socket) => {
+      socket.on('message', (data) => {
+        const message = JSON.parse(String(data)) as { type: string; id?: string };
+        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
+        if (message.type === 'subscribe') {
+          socket.send(JSON.stringify({ id: message.id, type: 'next', payload: { data: { from: 'first' } } }));
+          socket.terminate(); // then the connection is lost
+        }
+      });
+    });
+    let reconnects = 0;
+    const kit = subscribeThrough([`ws://127.0.0.1:${(first.address() as { port: number }).port}`, `ws://127.0.0.1:${answering('second')}`], { onReconnected: () => reconnects++ });
+    try {
+      await waitFor(() => kit.received.length === 2, 'an event through each server', 5000);
+      expect(reconnects).toBe(1);
+    } finally {
+      await kit.stop();
+    }
+  });
+
   it('gives up a socket the server opened but never acknowledges (nor answers its close), and connects again', async () => {
     const mute = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
     // No connection_ack, and no reading at all: a close handshake goes unanswered too.
@@ -358,6 +413,22 @@ describe('createChatLink', () => {
       mute.close();
     }
   }, 30_000);
+
+  it('keeps an older state of a message that comes after a newer one out of the cache', async () => {
+    const answers = [
+      { data: { a: { __typename: 'Message', id: 'm1', version: 5, body: 'edited' } } },
+      { data: { b: { __typename: 'Message', id: 'm1', version: 3, body: 'as sent' } } },
+    ];
+    const fetchStub = (async () => new Response(JSON.stringify(answers.shift()), { headers: { 'content-type': 'application/json' } })) as typeof fetch;
+    const link = createChatLink({ httpUrl: 'http://unused', wsUrl: 'ws://unused', webSocketImpl: WebSocket, session: { token: 'a.b.c', refreshToken: 'r', expiresAt: new Date(Date.now() + 3_600_000).toISOString() }, fetch: fetchStub });
+    const client = new ApolloClient({ link, cache: new InMemoryCache() });
+    await client.query({ query: parse('{ a { id version body } }') });
+    const later = await client.query({ query: parse('{ b { id version body } }') });
+    expect(later.data).toEqual({ b: { __typename: 'Message', id: 'm1', version: 5, body: 'edited' } });
+    expect((client.cache.extract() as Record<string, unknown>)['Message:m1']).toMatchObject({ version: 5, body: 'edited' });
+    client.stop();
+    await link.dispose();
+  });
 
   it('disposes of itself while its WebSocket cannot connect (the server unreachable), without rejecting', async () => {
     const closed = net.createServer();

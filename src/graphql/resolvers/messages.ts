@@ -54,6 +54,7 @@ export const messageResolvers: Resolvers = {
   Message: {
     room: (m, _, ctx) => ctx.loaders.room.load(m.roomId).then((room) => room ?? Promise.reject(forbidden())),
     cursor: (m) => encodeMessageCursor(m.roomId, m.seq),
+    version: (m) => m.changeSeq,
     author: (m, _, ctx) => ctx.loaders.user.load(m.authorId).then((u) => u ?? Promise.reject(new Error('author missing'))),
     parent: (m, _, ctx) => (m.parentId ? ctx.loaders.message.load(m.parentId) : null),
     deleted: (m) => m.deletedAt != null,
