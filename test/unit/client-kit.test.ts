@@ -228,8 +228,8 @@ describe("createSocket's connection", () => {
     server.close();
   };
 
-  /** A graphql-transport-ws server that acknowledges and answers every subscription with `{ from: name }` once. */
-  function answering(name: string): number {
+  /** A graphql-transport-ws server that acknowledges and answers every subscription with `{ from: name }` once (then, with `cut`, drops the connection). */
+  function answering(name: string, cut = false): number {
     const server = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
     servers.push(closing(server));
     server.on('connection', (socket) => {
@@ -238,6 +238,7 @@ describe("createSocket's connection", () => {
         if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
         if (message.type === 'ping') socket.send(JSON.stringify({ type: 'pong' }));
         if (message.type === 'subscribe') socket.send(JSON.stringify({ id: message.id, type: 'next', payload: { data: { from: name } } }));
+        if (message.type === 'subscribe' && cut) socket.terminate();
       });
     });
     return (server.address() as { port: number }).port;
@@ -282,20 +283,8 @@ describe("createSocket's connection", () => {
   });
 
   it('tells onReconnected each time the socket is acknowledged again, not the first time', async () => {
-    const first = new WebSocketServer({ port: 0, handleProtocols: () => 'graphql-transport-ws' });
-    servers.push(closing(first));
-    first.on('connection', (socket) => {
-      socket.on('message', (data) => {
-        const message = JSON.parse(String(data)) as { type: string; id?: string };
-        if (message.type === 'connection_init') socket.send(JSON.stringify({ type: 'connection_ack' }));
-        if (message.type === 'subscribe') {
-          socket.send(JSON.stringify({ id: message.id, type: 'next', payload: { data: { from: 'first' } } }));
-          socket.terminate(); // then the connection is lost
-        }
-      });
-    });
     let reconnects = 0;
-    const kit = subscribeThrough([`ws://127.0.0.1:${(first.address() as { port: number }).port}`, `ws://127.0.0.1:${answering('second')}`], { onReconnected: () => reconnects++ });
+    const kit = subscribeThrough([`ws://127.0.0.1:${answering('first', true)}`, `ws://127.0.0.1:${answering('second')}`], { onReconnected: () => reconnects++ });
     try {
       await waitFor(() => kit.received.length === 2, 'an event through each server', 5000);
       expect(reconnects).toBe(1);
