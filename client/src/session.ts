@@ -120,10 +120,22 @@ export class SessionKeeper {
    */
   async token(): Promise<string | null> {
     await this.load();
-    if (this.endedReason) throw new SessionEndedError(this.endedReason);
+    if (this.endedReason && !(await this.signedInAgain())) throw new SessionEndedError(this.endedReason);
     if (!this.current) return null;
     if (Date.now() >= this.expiresAtLocal - this.margin) return (await this.refresh()).token;
     return this.current.token;
+  }
+
+  /**
+   * After the session ended, whether the store holds another one now (the user signed in again,
+   * in another tab say): it is taken, as `set` would.
+   */
+  private async signedInAgain(): Promise<boolean> {
+    if (typeof this.source !== 'function') return false;
+    const stored = await this.source();
+    if (!stored || stored.refreshToken === this.current?.refreshToken) return false;
+    this.set(stored);
+    return true;
   }
 
   /** Refreshes now (one refresh at a time: concurrent callers share it). */

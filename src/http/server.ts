@@ -185,6 +185,7 @@ export async function createHttpServer(deps: TransportDeps) {
       const late = setTimeout(() => {
         for (const res of answering) {
           res.setHeader('connection', 'close');
+          res.setHeader('retry-after', '1'); // as every other 503 of this server: at once, elsewhere
           sendJson(res, 503, { errors: [shuttingDownAnswer] });
         }
       }, Math.max(0, deps.shutdown.drainMs - LATE_ANSWER_MARGIN_MS));

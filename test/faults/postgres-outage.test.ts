@@ -366,6 +366,10 @@ it('answers the requests still waiting for a frozen PostgreSQL SERVICE_UNAVAILAB
   signal(frozen, 'SIGSTOP');
   try {
     const sends = Array.from({ length: 4 }, (_, i) => gql(c.url, SEND, { i: { roomId, body: `waiting ${i}`, clientId: `late-${i}` } }, ada.token).catch((err: Error) => ({ status: 0, error: err.message })));
+    const retryAfter = fetch(c.url, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${ada.token}` }, body: JSON.stringify({ query: SEND, variables: { i: { roomId, body: 'waiting', clientId: 'late-header' } } }) }).then(
+      (res) => [res.status, res.headers.get('retry-after')],
+      (err: Error) => err.message,
+    );
     const overSocket = collect(ws, SEND, { i: { roomId, body: 'waiting on the socket', clientId: 'late-ws' } }).done.then(
       () => 'answered',
       (errors: Array<{ extensions?: { code?: string } }>) => errors.map((e) => e.extensions?.code),
@@ -376,6 +380,7 @@ it('answers the requests still waiting for a frozen PostgreSQL SERVICE_UNAVAILAB
     const answers = await Promise.all(sends);
     const answeredAfterMs = Date.now() - stoppedAt;
     expect(answers.map((a) => [a.status, 'errors' in a ? a.errors?.[0].extensions?.code : a])).toEqual(Array(4).fill([503, 'SERVICE_UNAVAILABLE']));
+    expect(await retryAfter).toEqual([503, '1']); // as every other 503: try again at once, elsewhere
     expect(await overSocket).toEqual(['SERVICE_UNAVAILABLE']); // an error message for the operation, before the 1001
     expect(answeredAfterMs).toBeLessThan(2000); // before the process's own deadline
     expect(c.running).toBe(true); // answered while the instance still stops

@@ -11,6 +11,7 @@ import { createChatLink } from '../../client/src/link';
 import { NewestMessages } from '../../client/src/newest';
 import type { Client } from 'graphql-ws';
 import { SessionKeeper, type Session } from '../../client/src/session';
+import { SessionEndedError } from '../../client/src/errors';
 import { subscribe } from '../../client/src/subscription';
 import { createSocket } from '../../client/src/socket';
 import net from 'node:net';
@@ -365,6 +366,18 @@ describe('SessionKeeper', () => {
     // 19.3 s after the request was sent (before: 24.3 s, after the answer came).
     await jest.advanceTimersByTimeAsync(15_000);
     expect(requests.map((at) => at - sentAt)).toEqual([0, 19_333]);
+    keeper.dispose();
+  });
+
+  it('takes, once its session has ended, one the store holds since (signed in again in another tab)', async () => {
+    const stored = { current: { token: 'first.a.b', refreshToken: 'r1', expiresAt: new Date(Date.now() + 3_600_000).toISOString() } as Session };
+    const keeper = new SessionKeeper(async () => stored.current, { httpUrl: 'http://unused', fetch: (async () => new Response('{}')) as typeof fetch });
+    expect(await keeper.token()).toBe('first.a.b');
+    keeper.end('Session ended');
+    await expect(keeper.token()).rejects.toBeInstanceOf(SessionEndedError); // the store still holds the ended one
+    stored.current = { token: 'second.a.b', refreshToken: 'r2', expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
+    expect(await keeper.token()).toBe('second.a.b');
+    expect(keeper.ended).toBeUndefined();
     keeper.dispose();
   });
 });
