@@ -98,6 +98,7 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   const ws = createSocket(options, keeper);
   keeper.socketRefresh = ws.refresh;
   keeper.socketOpen = ws.isOpen;
+  keeper.onSignIn = () => ws.client.terminate(); // the next connection authenticates as the new session, as after setSession
   // An answer that says the token it carried was refused (revoked elsewhere, account deleted),
   // whatever the operation — one that needs no session (`me`) answers null without an error: the
   // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not).

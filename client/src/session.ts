@@ -60,14 +60,17 @@ interface KeeperOptions {
 }
 
 /** The `exp` and `iat` claims of an access token (seconds), or nothing when it cannot be read. */
-function claimsOf(token: string): { exp?: number; iat?: number } {
+function claimsOf(token: string): { exp?: number; iat?: number; sid?: string } {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '='))) as { exp?: number; iat?: number };
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), '='))) as { exp?: number; iat?: number; sid?: string };
   } catch {
     return {};
   }
 }
+
+/** Whether `a`'s access token expires no earlier than `b`'s: issued no earlier (`exp` is in whole seconds: two within a second tie). */
+const issuedNoEarlier = (a: Session, b: Session) => (claimsOf(a.token).exp ?? 0) >= (claimsOf(b.token).exp ?? 0);
 
 /**
  * Keeps the session: hands out an access token that is valid for a while yet, refreshes it in-band
@@ -120,23 +123,30 @@ export class SessionKeeper {
    */
   async token(): Promise<string | null> {
     await this.load();
-    if (this.endedReason && !(await this.signedInAgain())) throw new SessionEndedError(this.endedReason);
+    await this.takeNewSignIn();
+    if (this.endedReason) throw new SessionEndedError(this.endedReason);
     if (!this.current) return null;
     if (Date.now() >= this.expiresAtLocal - this.margin) return (await this.refresh()).token;
     return this.current.token;
   }
 
   /**
-   * After the session ended, whether the store holds another one now (the user signed in again,
-   * in another tab say): it is taken, as `set` would.
+   * A session the store holds that another sign-in made (in another tab, say: another session id,
+   * issued no earlier than this one) is taken, as `set` would, whether or not this one is known to
+   * have ended: the store is read at every operation. Newer tokens of this same session are the
+   * refresh's to take (`refreshOnce`), which also renews the open socket.
    */
-  private async signedInAgain(): Promise<boolean> {
-    if (typeof this.source !== 'function') return false;
-    const stored = await this.source();
-    if (!stored || stored.refreshToken === this.current?.refreshToken) return false;
+  private async takeNewSignIn(): Promise<void> {
+    if (typeof this.source !== 'function') return;
+    const stored = await Promise.resolve(this.source()).catch(() => null);
+    if (!stored || stored.refreshToken === this.current?.refreshToken) return;
+    if (this.current && (claimsOf(stored.token).sid === claimsOf(this.current.token).sid || !issuedNoEarlier(stored, this.current))) return;
     this.set(stored);
-    return true;
+    this.onSignIn?.();
   }
+
+  /** Set by the link: a session of another sign-in was taken from the store (its socket must reconnect as it). */
+  onSignIn?: () => void;
 
   /** Refreshes now (one refresh at a time: concurrent callers share it). */
   refresh(): Promise<Session> {
@@ -230,7 +240,7 @@ export class SessionKeeper {
     const stored = read && (await Promise.resolve(read()).catch(() => null));
     // Another's: a different refresh token expiring no earlier (`exp` is in whole seconds, so two
     // refreshes within a second tie).
-    if (stored && stored.refreshToken !== current.refreshToken && (claimsOf(stored.token).exp ?? 0) >= (claimsOf(current.token).exp ?? 0)) {
+    if (stored && stored.refreshToken !== current.refreshToken && issuedNoEarlier(stored, current)) {
       // Refreshed elsewhere: adopted instead of spent again. Its token serves HTTP at once, but
       // an open WebSocket still carries the older one, which only a refresh over it renews (the
       // server would close it `Token expired`): that refresh is safe while the lock is held.

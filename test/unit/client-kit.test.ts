@@ -369,14 +369,30 @@ describe('SessionKeeper', () => {
     keeper.dispose();
   });
 
-  it('takes, once its session has ended, one the store holds since (signed in again in another tab)', async () => {
-    const stored = { current: { token: 'first.a.b', refreshToken: 'r1', expiresAt: new Date(Date.now() + 3_600_000).toISOString() } as Session };
+  it('takes a session of another sign-in the store holds (another tab), ended or not; a newer token of its own session is the refresh\'s to take', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 3600;
+    const session = (sid: string, n: number, expires = exp): Session => ({ token: `${b64('{"alg":"none"}')}.${b64(JSON.stringify({ sid, exp: expires }))}.${n}`, refreshToken: `r${n}`, expiresAt: new Date(expires * 1000).toISOString() });
+    const stored = { current: session('s1', 1) };
     const keeper = new SessionKeeper(async () => stored.current, { httpUrl: 'http://unused', fetch: (async () => new Response('{}')) as typeof fetch });
-    expect(await keeper.token()).toBe('first.a.b');
+    let signIns = 0;
+    keeper.onSignIn = () => signIns++;
+    expect(await keeper.token()).toBe(stored.current.token);
+    // Another tab refreshed this session: not taken here (the refresh takes it, renewing the socket).
+    const own = stored.current.token;
+    stored.current = session('s1', 2, exp + 10);
+    expect(await keeper.token()).toBe(own);
+    // Another tab logged out and in again: taken at the next operation, before anything fails.
+    stored.current = session('s2', 3, exp + 20);
+    expect(await keeper.token()).toBe(stored.current.token);
+    expect(signIns).toBe(1);
+    // An older sign-in left in the store is not.
+    stored.current = session('s0', 4, exp - 100);
+    expect(await keeper.token()).toBe(session('s2', 3, exp + 20).token);
+    // Ended, then signed in again elsewhere.
     keeper.end('Session ended');
-    await expect(keeper.token()).rejects.toBeInstanceOf(SessionEndedError); // the store still holds the ended one
-    stored.current = { token: 'second.a.b', refreshToken: 'r2', expiresAt: new Date(Date.now() + 3_600_000).toISOString() };
-    expect(await keeper.token()).toBe('second.a.b');
+    await expect(keeper.token()).rejects.toBeInstanceOf(SessionEndedError);
+    stored.current = session('s3', 5, exp + 30);
+    expect(await keeper.token()).toBe(stored.current.token);
     expect(keeper.ended).toBeUndefined();
     keeper.dispose();
   });
