@@ -255,14 +255,17 @@ const CLIENT_ERRORS: Record<string, [number, string]> = {
 
 /**
  * A request Node's HTTP parser refused (malformed, headers too large, too slow): answered as Node
- * would, with the JSON errors of every other answer instead of an empty body. Nothing is written
- * to a connection whose answer to an earlier request has begun (it would corrupt that answer).
+ * would, with the JSON errors of every other answer instead of an empty body, then the connection
+ * closed. Pipelined behind a request still being answered, it is answered after that answer
+ * (written in its place, it would lose the answer to a request that ran: a send, retried, stored twice).
  */
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse })._httpMessage;
-  if (err.code === 'ECONNRESET' || !socket.writable || inFlight?.headersSent) return void socket.destroy();
+  if (err.code === 'ECONNRESET' || !socket.writable) return void socket.destroy();
   const [status, message] = CLIENT_ERRORS[err.code ?? ''] ?? [400, 'Malformed HTTP request'];
-  socket.end(rawErrorAnswer(status, message, { code: ErrorCode.BadRequest }));
+  const answer = () => (socket.writable ? socket.end(rawErrorAnswer(status, message, { code: ErrorCode.BadRequest })) : socket.destroy());
+  const inFlight = (socket as Duplex & { _httpMessage?: http.ServerResponse | null })._httpMessage;
+  if (inFlight && !inFlight.writableFinished) inFlight.once('close', answer);
+  else answer();
 }
 
 /** An Authorization header that presents a bearer token (RFC 6750): only such a token can be refused as invalid. */

@@ -31,8 +31,16 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
  * the URL parser refuses (`//[/graphql`) is not `/graphql`, and no parser is needed to say so.
  */
 function asksForGraphQL(target: string | undefined): boolean {
-  const path = (target ?? '').split('?', 1)[0].toLowerCase();
+  const path = (target ?? '').replace(ABSOLUTE_FORM, '').split(/[?#]/, 1)[0].toLowerCase();
   return path === '/graphql' || path === '/graphql/';
+}
+
+/** The scheme and authority of a target in absolute form (`http://host:port/graphql`), which HTTP's router also takes. */
+const ABSOLUTE_FORM = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+
+/** An upgrade socket's error listener: the client went away; nothing is left to answer. */
+function destroyQuietly(this: Duplex): void {
+  this.destroy();
 }
 
 /** When an address with `WS_PER_ADDRESS` sockets open may try again (ms). */
@@ -55,6 +63,10 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node hands over an upgrade's socket with no error listener: a client that resets it while it
+    // is answered (a refusal written to a closed connection) would raise an unhandled 'error' and
+    // end the process. `ws` listens itself once it takes the socket.
+    socket.on('error', destroyQuietly);
     try {
       admitUpgrade(req, socket, head);
     } catch (err) {
@@ -64,8 +76,13 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     }
   };
   const admitUpgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      // Node cannot serve a request that asks to upgrade to anything else as a plain one (its body is not read): say so.
+      socket.end(rawErrorAnswer(400, `Upgrade to ${JSON.stringify(req.headers.upgrade ?? '')} is not supported here: send the request without Upgrade`, { code: ErrorCode.BadRequest }));
+      return;
+    }
     if (!asksForGraphQL(req.url)) {
-      socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.end(rawErrorAnswer(404, 'Not found', { code: 'NOT_FOUND' }));
       return;
     }
     guard.verify({ origin: req.headers.origin, req }, (ok, status, message) => {

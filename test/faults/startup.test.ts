@@ -1,6 +1,7 @@
 // Starting the real process (`src/main.ts`) as deployed: what an operator sees when it cannot
 // start, and a stop asked for while it starts. Every line it writes is JSON.
 import { execFileSync, spawn } from 'node:child_process';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -74,3 +75,23 @@ it('stops gracefully, exit 0, when asked to while it opens the embedded database
     rmSync(dataDir, { recursive: true, force: true });
   }
 }, 120_000);
+
+it('stays up when clients reset the connections of upgrades it refuses, while it answers them (an unhandled socket error ended the process)', async () => {
+  const c = await spawnServer('refused upgrades reset', { DATABASE_URL: sharedUrls().databaseUrl, REDIS_URL: '' });
+  await c.ready();
+  const url = new URL(c.url);
+  for (let i = 0; i < 150; i++) {
+    const target = ['/graphql/x', '/healthz', 'http://x/nothing'][i % 3];
+    await new Promise<void>((resolve) => {
+      const socket = connect(Number(url.port), url.hostname, () => {
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        socket.resetAndDestroy(); // RST at once: the refusal is written to a connection that is gone
+        resolve();
+      });
+      socket.on('error', () => resolve());
+    });
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  expect(c.running).toBe(true);
+  expect((await fetch(c.url.replace('/graphql', '/healthz'))).status).toBe(200);
+}, 60_000);

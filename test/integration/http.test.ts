@@ -412,6 +412,11 @@ describe('GraphQL over HTTP', () => {
       expect(expectCleanErrors(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)).errors![0]).toEqual({ message: 'Malformed HTTP request', extensions: { code: 'BAD_REQUEST' } });
     }
     expect((await post('{"query":"{ __typename }"}')).status).toBe(200);
+    // Pipelined behind a request still being answered: that answer first, then the refusal.
+    const body = '{"query":"{ __typename }"}';
+    const pipelined = await exchange(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}GARBAGE\r\n\r\n`);
+    expect(pipelined.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*"__typename":"Query"[\s\S]*HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(pipelined.closed).toBe(true);
   });
 
   it('refuses a body that is not valid UTF-8 with BAD_REQUEST, and stores nothing of it', async () => {

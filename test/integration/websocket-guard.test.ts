@@ -99,12 +99,27 @@ describe('the path of an upgrade', () => {
   afterAll(() => server.stop());
 
   it('opens a socket on /graphql as HTTP spells it, answers 404 elsewhere, and a target no URL parser reads leaves the server serving', async () => {
-    for (const target of ['/graphql', '/graphql/', '/GraphQL', '/graphql?x=1']) expect([target, await upgradeLine(server.wsUrl, target)]).toEqual([target, 'HTTP/1.1 101 Switching Protocols']);
+    for (const target of ['/graphql', '/graphql/', '/GraphQL', '/graphql?x=1', 'http://localhost/graphql', 'HTTP://X:80/GRAPHQL/', '/graphql#a']) {
+      expect([target, await upgradeLine(server.wsUrl, target)]).toEqual([target, 'HTTP/1.1 101 Switching Protocols']);
+    }
     for (const target of ['/', '/graphqlx', '/graphql/x', '/healthz']) expect([target, await upgradeLine(server.wsUrl, target)]).toEqual([target, 'HTTP/1.1 404 Not Found']);
     // Targets `new URL` throws on: the listener that threw ended the process.
-    for (const target of ['//[/graphql', 'http://[::1/graphql', 'http://a:b:c/graphql']) expect(await upgradeLine(server.wsUrl, target)).toMatch(/^HTTP\/1\.1 4\d\d /);
+    for (const target of ['//[/graphql', 'http://[::1/graphql', 'http://a:b:c/graphql']) expect(await upgradeLine(server.wsUrl, target)).toMatch(/^HTTP\/1\.1 (101|4\d\d) /);
     expect((await fetch(server.url.replace('/graphql', '/healthz'))).status).toBe(200);
     expect(await upgradeStatus(server.wsUrl, {})).toBe(101);
+  });
+
+  it('answers an upgrade to anything but WebSocket 400 with JSON errors', async () => {
+    const url = new URL(server.wsUrl);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(url.port), url.hostname, () => socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n'));
+      let text = '';
+      socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual({ errors: [{ message: 'Upgrade to "h2c" is not supported here: send the request without Upgrade', extensions: { code: 'BAD_REQUEST' } }] });
   });
 });
 
