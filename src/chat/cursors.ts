@@ -85,11 +85,13 @@ export const encodeRoomCursor = (membershipId: number) => encodePosition('r1', m
 /** The membership position of a room cursor; BAD_USER_INPUT on `field` for anything else. */
 export const decodeRoomCursor = (cursor: string, field: string) => decodePosition(cursor, 'r1', field, 'a room cursor');
 
-/** Cursor of a member in a room's list: the position of their membership (told from a room cursor, which holds the same kind of number). */
-export const encodeMemberCursor = (membershipId: number) => encodePosition('p1', membershipId);
+/** Cursor of a member in room `roomId`'s list: the position of their membership (told from a room cursor, which holds the same kind of number). */
+export function encodeMemberCursor(roomId: string, membershipId: number): string {
+  return Buffer.from(`p2:${roomId}:${membershipId}`).toString('base64url');
+}
 
-/** The membership position of a member cursor; BAD_USER_INPUT on `field` for anything else. */
-export const decodeMemberCursor = (cursor: string, field: string) => decodePosition(cursor, 'p1', field, 'a member cursor');
+/** The membership position of a member cursor of `roomId`; BAD_USER_INPUT on `field` for anything else (a cursor of another room's list too). */
+export const decodeMemberCursor = (cursor: string, roomId: string, field: string) => decode(cursor, roomId, field, ['p2'], 'a member cursor').n;
 
 function encodePosition(tag: string, position: number): string {
   return Buffer.from(`${tag}:${position}`).toString('base64url');

@@ -123,7 +123,7 @@ export class MembershipService {
   async list(viewer: Viewer | null, room: RoomEntity, args: { first?: number | null; after?: string | null }): Promise<Connection<MemberModel>> {
     const { id: viewerId } = requireViewer(viewer);
     const first = args.first == null ? 20 : parseInput(pageSize(100), args.first, 'first');
-    const afterId = noCursor(args.after) ? 0 : decodeMemberCursor(args.after, 'after');
+    const afterId = noCursor(args.after) ? 0 : decodeMemberCursor(args.after, room.id, 'after');
     if (room.kind !== 'PUBLIC' && !(await this.db.getRepository(MembershipEntity).existsBy({ roomId: room.id, userId: viewerId }))) {
       throw forbidden('You are not a member of this room, or it does not exist');
     }
@@ -131,7 +131,7 @@ export class MembershipService {
       `SELECT id, user_id, role FROM memberships WHERE room_id = $1 AND id > $2 ORDER BY id LIMIT $3`,
       [room.id, afterId, first + 1],
     );
-    const items = rows.map((r) => ({ node: { userId: r.user_id, role: r.role }, cursor: encodeMemberCursor(r.id) }));
+    const items = rows.map((r) => ({ node: { userId: r.user_id, role: r.role }, cursor: encodeMemberCursor(room.id, r.id) }));
     return connection(items, first, { hasPreviousPage: afterId > 0 });
   }
 

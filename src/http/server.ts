@@ -32,6 +32,10 @@ export async function createHttpServer(deps: TransportDeps) {
   const httpServer = http.createServer((req, res) => (req.method === 'POST' && isGraphQLPath(req.url) ? postGraphQL(req, res) : app(req, res)));
   httpServer.keepAliveTimeout = deps.httpKeepAliveMs;
   httpServer.on('clientError', answerClientError);
+  // An `Expect` other than 100-continue: Node's own answer is a bare 417.
+  httpServer.on('checkExpectation', (_req: http.IncomingMessage, res: http.ServerResponse) =>
+    sendJson(res, 417, { errors: [{ message: 'Only Expect: 100-continue is understood', extensions: { code: ErrorCode.BadRequest } }] }),
+  );
   // A client that asks before sending its body (`Expect: 100-continue`) is not asked for one too
   // large: the request goes on without it, and `graphql` refuses it unread, as any other.
   httpServer.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {

@@ -412,6 +412,9 @@ describe('GraphQL over HTTP', () => {
       expect(expectCleanErrors(answer.text.slice(answer.text.indexOf('\r\n\r\n') + 4)).errors![0]).toEqual({ message: 'Malformed HTTP request', extensions: { code: 'BAD_REQUEST' } });
     }
     expect((await post('{"query":"{ __typename }"}')).status).toBe(200);
+    const expectation = await exchange('POST /graphql HTTP/1.1\r\nHost: x\r\nExpect: foo\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    expect(expectation.text).toMatch(/^HTTP\/1\.1 417 /);
+    expect(expectCleanErrors(expectation.text.slice(expectation.text.indexOf('\r\n\r\n') + 4)).errors![0]).toEqual({ message: 'Only Expect: 100-continue is understood', extensions: { code: 'BAD_REQUEST' } });
     // Pipelined behind a request still being answered: that answer first, then the refusal.
     const body = '{"query":"{ __typename }"}';
     const pipelined = await exchange(`POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}GARBAGE\r\n\r\n`);

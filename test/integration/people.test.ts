@@ -120,6 +120,12 @@ describe('publicRooms and members', () => {
     const privateRoom = await createRoom(server.url, owner, 'PRIVATE');
     const asMember = await must(server.url, `query($id: ID!) { room(id: $id) { members { edges { node { role } } } } }`, { id: privateRoom }, owner.token);
     expect(asMember.room.members.edges).toEqual([{ node: { role: 'OWNER' } }]);
+    // A page's cursor goes on in its own room's list only.
+    const PAGE = `query($id: ID!, $after: String) { room(id: $id) { members(first: 2, after: $after) { edges { node { user { id } } } } } }`;
+    const next = await must(server.url, PAGE, { id: roomId, after: room.members.pageInfo.endCursor }, owner.token);
+    expect(next.room.members.edges.map((e: any) => e.node.user.id)).toEqual([carol.id]);
+    const elsewhere = await gql(server.url, PAGE, { id: privateRoom, after: room.members.pageInfo.endCursor }, owner.token);
+    expect(elsewhere.errors?.[0]).toMatchObject({ message: 'after is a cursor of another room', extensions: { code: 'BAD_USER_INPUT', field: 'after' } });
   });
 
   async function roomName(user: TestUser, roomId: string): Promise<string> {

@@ -74,7 +74,7 @@ describe('room cursors', () => {
     ['a negative position', b64('r1:-1')],
     ['an extra segment', b64('r1:1:2')],
     ['a position beyond the integer range', b64(`r1:${2 ** 31}`)],
-    ['a member cursor', encodeMemberCursor(1)],
+    ['a member cursor', encodeMemberCursor(ROOM, 1)],
   ])('refuse %s with BAD_USER_INPUT on the given field', (_name, cursor) => {
     const error = thrown(() => decodeRoomCursor(cursor, 'after'));
     expect(error.code).toBe('BAD_USER_INPUT');
@@ -84,16 +84,17 @@ describe('room cursors', () => {
 });
 
 describe('member cursors', () => {
-  it('round-trip a membership position', () => {
-    for (const id of [1, 99, 2 ** 31 - 1]) expect(decodeMemberCursor(encodeMemberCursor(id), 'after')).toBe(id);
+  it('round-trip a membership position in its room', () => {
+    for (const id of [1, 99, 2 ** 31 - 1]) expect(decodeMemberCursor(encodeMemberCursor(ROOM, id), ROOM, 'after')).toBe(id);
   });
 
   it.each([
-    ['garbage', 'garbage!'],
-    ['a room cursor', encodeRoomCursor(1)],
-    ['a position beyond the integer range', b64(`p1:${2 ** 31}`)],
-  ])('refuse %s with BAD_USER_INPUT on the given field', (_name, cursor) => {
-    const error = thrown(() => decodeMemberCursor(cursor, 'after'));
-    expect([error.code, error.extensions.field, error.message]).toEqual(['BAD_USER_INPUT', 'after', 'after is not a member cursor']);
+    ['garbage', 'garbage!', 'after is not a member cursor'],
+    ['a room cursor', encodeRoomCursor(1), 'after is not a member cursor'],
+    ['a position beyond the integer range', b64(`p2:${ROOM}:${2 ** 31}`), 'after is not a member cursor'],
+    ['a cursor of another room\'s members', encodeMemberCursor('00000000-0000-4000-8000-000000000000', 1), 'after is a cursor of another room'],
+  ])('refuse %s with BAD_USER_INPUT on the given field', (_name, cursor, message) => {
+    const error = thrown(() => decodeMemberCursor(cursor, ROOM, 'after'));
+    expect([error.code, error.extensions.field, error.message]).toEqual(['BAD_USER_INPUT', 'after', message]);
   });
 });
