@@ -59,7 +59,7 @@ interface KeeperOptions {
   onSessionEnd?: (reason: string) => void;
 }
 
-/** The `exp` and `iat` claims of an access token (seconds), or nothing when it cannot be read. */
+/** The `exp` and `iat` (seconds) and `sid` claims of an access token, or nothing when it cannot be read. */
 function claimsOf(token: string): { exp?: number; iat?: number; sid?: string } {
   try {
     const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
@@ -137,10 +137,14 @@ export class SessionKeeper {
    * refresh's to take (`refreshOnce`), which also renews the open socket.
    */
   private async takeNewSignIn(): Promise<void> {
-    if (typeof this.source !== 'function') return;
-    const stored = await Promise.resolve(this.source()).catch(() => null);
-    if (!stored || stored.refreshToken === this.current?.refreshToken) return;
-    if (this.current && (claimsOf(stored.token).sid === claimsOf(this.current.token).sid || !issuedNoEarlier(stored, this.current))) return;
+    // Signed out (`setSession(null)`): only the application signs in again.
+    if (typeof this.source !== 'function' || !this.current) return;
+    const read = this.source;
+    const stored = await Promise.resolve()
+      .then(() => read())
+      .catch(() => null);
+    if (!stored || !this.current || stored.refreshToken === this.current.refreshToken) return;
+    if (claimsOf(stored.token).sid === claimsOf(this.current.token).sid || !issuedNoEarlier(stored, this.current)) return;
     this.set(stored);
     this.onSignIn?.();
   }

@@ -394,6 +394,10 @@ describe('SessionKeeper', () => {
     stored.current = session('s3', 5, exp + 30);
     expect(await keeper.token()).toBe(stored.current.token);
     expect(keeper.ended).toBeUndefined();
+    // Signed out by the application: what the store still holds does not sign it in again.
+    keeper.set(null);
+    stored.current = session('s4', 6, exp + 40);
+    expect(await keeper.token()).toBeNull();
     keeper.dispose();
   });
 });
