@@ -80,27 +80,23 @@ function decode(cursor: string, roomId: string | undefined, field: string, tags:
 }
 
 /** Cursor of a room in the viewer's list: the position of the viewer's membership. */
-export const encodeRoomCursor = (membershipId: number) => encodePosition('r1', membershipId);
+export function encodeRoomCursor(membershipId: number): string {
+  return Buffer.from(`r1:${membershipId}`).toString('base64url');
+}
 
 /** The membership position of a room cursor; BAD_USER_INPUT on `field` for anything else. */
-export const decodeRoomCursor = (cursor: string, field: string) => decodePosition(cursor, 'r1', field, 'a room cursor');
+export function decodeRoomCursor(cursor: string, field: string): number {
+  const [tag, idText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
+  if (tag !== 'r1' || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
+    throw badUserInput(`${field} is not a room cursor`, field);
+  }
+  return Number(idText);
+}
 
-/** Cursor of a member in room `roomId`'s list: the position of their membership (told from a room cursor, which holds the same kind of number). */
+/** Cursor of a member in room `roomId`'s list: the position of their membership, in that room. */
 export function encodeMemberCursor(roomId: string, membershipId: number): string {
   return Buffer.from(`p2:${roomId}:${membershipId}`).toString('base64url');
 }
 
 /** The membership position of a member cursor of `roomId`; BAD_USER_INPUT on `field` for anything else (a cursor of another room's list too). */
 export const decodeMemberCursor = (cursor: string, roomId: string, field: string) => decode(cursor, roomId, field, ['p2'], 'a member cursor').n;
-
-function encodePosition(tag: string, position: number): string {
-  return Buffer.from(`${tag}:${position}`).toString('base64url');
-}
-
-function decodePosition(cursor: string, expected: string, field: string, what: string): number {
-  const [tag, idText, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split(':');
-  if (tag !== expected || rest.length || !/^\d{1,10}$/.test(idText ?? '') || Number(idText) > 2 ** 31 - 1) {
-    throw badUserInput(`${field} is not ${what}`, field);
-  }
-  return Number(idText);
-}

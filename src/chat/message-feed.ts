@@ -34,6 +34,8 @@ export interface FeedOptions {
   acquire(): Promise<{ hub: RoomHub; release: () => void }>;
   /** Whether the subscriber is a member now, read from the database (asked once the feed listens to the hub). */
   isMember(): Promise<boolean>;
+  /** The room's replies still streaming, read from the database (asked once the feed has caught up: roomEvents only). */
+  streaming(): Promise<MessageModel[]>;
 }
 
 /** How many events may wait for a slow reader before the feed falls back to the database. */
@@ -157,7 +159,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
           this.synced = true;
           await this.deliverAll(this.catchUp(upto));
           if (this.position < upto) this.synced = false;
-          else if (this.replayedStreaming) await this.deliverAll(this.streamingNow(attached.hub, this.replayedStreaming));
+          else if (this.replayedStreaming) await this.deliverAll(this.streamingNow(this.replayedStreaming));
           continue;
         }
         const next = this.queue.shift();
@@ -341,12 +343,12 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    * saved before it is published), and the deltas it then receives go on from its `deltaCount`.
    * A reply with a change still to come is told by that change.
    */
-  private async *streamingNow(hub: RoomHub, replayed: Set<string>): AsyncGenerator<FeedEvent> {
+  private async *streamingNow(replayed: Set<string>): AsyncGenerator<FeedEvent> {
     this.replayedStreaming = undefined;
     let replies: MessageModel[] | undefined;
     while (!replies) {
       try {
-        replies = await hub.streaming();
+        replies = await this.options.streaming();
       } catch (err) {
         this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read the replies streaming; retrying');
         await this.retryWait();

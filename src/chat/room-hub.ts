@@ -122,20 +122,6 @@ export class RoomHub {
     });
   }
 
-  /**
-   * The room's replies still streaming, read after this call: the feeds that ask in one turn of the
-   * event loop share one read, begun once that turn is over (after each of them listened).
-   */
-  streaming(): Promise<MessageModel[]> {
-    this.streamingRead ??= new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
-      this.streamingRead = undefined; // whoever asks from now on gets a read begun after they asked
-      return this.store.streaming(this.roomId);
-    });
-    return this.streamingRead;
-  }
-
-  private streamingRead?: Promise<MessageModel[]>;
-
   /** Adds a listener for `userId`; from this call on it receives every fan-out, starting after `position`. */
   add(listener: HubListener, userId: string): void {
     this.listeners.set(listener, userId);
@@ -332,6 +318,15 @@ export class HubRegistry {
     { cache: false, maxBatchSize: CHECK_BATCH, batchScheduleFn: (read) => setImmediate(read) },
   );
 
+  /** Fresh reads of rooms' streaming replies, one for every feed that starts in the same turn of the event loop. */
+  private readonly streamingReplies = new DataLoader<string, MessageModel[]>(
+    async (roomIds) => {
+      const replies = await this.store.streaming([...roomIds]);
+      return roomIds.map((roomId) => replies.filter((reply) => reply.roomId === roomId));
+    },
+    { cache: false, maxBatchSize: CHECK_BATCH, batchScheduleFn: (read) => setImmediate(read) },
+  );
+
   constructor(
     private readonly store: RoomStore,
     private readonly pubsub: PubSub,
@@ -417,6 +412,11 @@ export class HubRegistry {
       throw err;
     }
     return { hub: current.hub, release };
+  }
+
+  /** The room's replies still streaming, read after this call, with those of the other feeds starting meanwhile (in any room). */
+  streaming(roomId: string): Promise<MessageModel[]> {
+    return this.streamingReplies.load(roomId);
   }
 
   /** Whether the user is a member of the room now: read from the database, with the other feeds starting meanwhile. */

@@ -64,9 +64,10 @@ export class RoomStore {
   }
 
   /** The room's newest seq and latest change number (0 and 0 for an empty or unknown room). */
-  /** The room's assistant replies still streaming, with the text they have saved so far (few: the index of streaming replies finds them). */
-  async streaming(roomId: string): Promise<MessageModel[]> {
-    return this.db.getRepository(MessageEntity).createQueryBuilder('m').where("m.room_id = :roomId AND m.status = 'STREAMING'", { roomId }).orderBy('m.seq', 'ASC').getMany();
+  /** The assistant replies still streaming in these rooms, with the text they have saved so far (few: the index of streaming replies finds them). */
+  async streaming(roomIds: string[]): Promise<MessageModel[]> {
+    if (roomIds.length === 0) return [];
+    return this.db.getRepository(MessageEntity).createQueryBuilder('m').where("m.room_id IN (:...roomIds) AND m.status = 'STREAMING'", { roomIds }).orderBy('m.seq', 'ASC').getMany();
   }
 
   async head(roomId: string): Promise<RoomHead> {

@@ -38,6 +38,7 @@ export class SubscriptionService {
       start: start as FeedStart,
       acquire: () => this.hubs.acquire(roomId),
       isMember: () => this.hubs.isMember(roomId, userId),
+      streaming: () => this.hubs.streaming(roomId),
     });
   }
 

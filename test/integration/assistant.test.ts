@@ -217,6 +217,17 @@ async function subscribe(server: TestServer, user: TestUser, roomId: string): Pr
   return sub;
 }
 
+/** Ada asks in a room Bob is in, with a roomEvents subscriber on a from the start: a 40-piece reply, 50 ms apart. */
+async function midStreamReply() {
+  const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+  const roomId = await makeRoom(a.url, ada);
+  await join(a.url, bob, roomId);
+  const question = await send(a.url, ada, roomId, `Mid-stream ${'[[mid]]'} ${unique('k')}`);
+  const early = await subscribe(a, ada, roomId);
+  const reply = await ask(a.url, ada, question.id);
+  return { ada, bob, roomId, early, reply };
+}
+
 const eventsOf = (sub: Collected) => sub.results.map((r) => r.data?.roomEvents);
 const deltasOf = (sub: Collected, replyId: string) => eventsOf(sub).filter((e) => e?.__typename === 'AssistantDelta' && e.messageId === replyId);
 const updatesOf = (sub: Collected, replyId: string) => eventsOf(sub).filter((e) => e?.__typename === 'MessageUpdated' && e.message.id === replyId);
@@ -825,12 +836,7 @@ describe('streaming across instances', () => {
   });
 
   it('lets a client that connects mid-stream read body and deltaCount from history and continue with the deltas from deltaCount to the same final body', async () => {
-    const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
-    const roomId = await makeRoom(a.url, ada);
-    await join(a.url, bob, roomId);
-    const question = await send(a.url, ada, roomId, `Mid-stream ${'[[mid]]'} ${unique('k')}`);
-    const early = await subscribe(a, ada, roomId);
-    const reply = await ask(a.url, ada, question.id);
+    const { ada, bob, roomId, early, reply } = await midStreamReply();
     // Join at the moment that matters: the history holds some text, and a delta past it has
     // already been published (before the late client is there to get it).
     const saved = await settled(a.url, ada, roomId, reply.id, (m) => m.deltaCount >= 1);
@@ -856,12 +862,7 @@ describe('streaming across instances', () => {
 
 describe('a client that reads history first, then subscribes (the README\'s order)', () => {
   it('is told the reply as it stands when its subscription starts, so the deltas it missed meanwhile are in its text', async () => {
-    const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
-    const roomId = await makeRoom(a.url, ada);
-    await join(a.url, bob, roomId);
-    const question = await send(a.url, ada, roomId, `Mid-stream ${'[[mid]]'} ${unique('k')}`);
-    const early = await subscribe(a, ada, roomId);
-    const reply = await ask(a.url, ada, question.id);
+    const { bob, roomId, early, reply } = await midStreamReply();
     const seen = await settled(b.url, bob, roomId, reply.id, (m) => m.deltaCount >= 1); // history, read on b
     // Deltas past what it read go by before its subscription listens: it never receives them.
     await early.until(() => deltasOf(early, reply.id).some((d) => d.index >= seen.deltaCount + 2));

@@ -44,6 +44,22 @@ const counted = (query: jest.SpyInstance) => query.mock.calls.filter(([sql]) => 
 
 const changeOf = (cursor: string) => Number(Buffer.from(cursor, 'base64url').toString('utf8').split(':')[2]);
 
+describe('Message.version', () => {
+  it('is the message\'s latest change number: each edit, reaction and deletion raises it, a change that changes nothing does not', async () => {
+    const { member, roomId, message } = await roomWithMember();
+    const VERSION = `query($r: ID!) { messages(roomId: $r, last: 1) { edges { node { version } } } }`;
+    const version = async () => (await must(server.url, VERSION, { r: roomId }, member.token)).messages.edges[0].node.version as number;
+    const versions = [await version()];
+    expect(versions[0]).toBe(await lastChange(roomId));
+    for (const change of [() => edit(member, message.id, 'v2'), () => edit(member, message.id, 'v2'), () => react(member, message.id, '👍'), () => del(member, message.id)]) {
+      await change();
+      versions.push(await version());
+    }
+    expect(versions.map((v) => v - versions[0])).toEqual([0, 1, 1, 2, 3]);
+    expect(versions.at(-1)).toBe(await lastChange(roomId));
+  });
+});
+
 describe('editMessage', () => {
   it('lets the author change the body, sets editedAt, and takes one change; the same body again changes nothing', async () => {
     const { member, roomId, message } = await roomWithMember();

@@ -145,9 +145,9 @@ export class FakeStore {
     return this.messagesOf(roomId).some((m) => m.changeSeq > afterChange && seqs.includes(m.seq));
   }
 
-  async streaming(roomId: string): Promise<MessageModel[]> {
-    await this.enter('streaming', [roomId]);
-    return this.messagesOf(roomId).filter((m) => m.status === 'STREAMING');
+  async streaming(roomIds: string[]): Promise<MessageModel[]> {
+    await this.enter('streaming', [[...roomIds]]);
+    return roomIds.flatMap((roomId) => this.messagesOf(roomId).filter((m) => m.status === 'STREAMING'));
   }
 
   async head(roomId: string): Promise<RoomHead> {

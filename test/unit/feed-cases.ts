@@ -295,7 +295,8 @@ async function world(messages = 0) {
   ) => {
     const release = jest.fn();
     const acquire = jest.fn(acquireHub ?? (async () => ({ hub, release })));
-    const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire, isMember });
+    const streaming = () => store.asStore().streaming([ROOM]);
+    const made = new MessageFeed({ log: log as unknown as Logger, roomId: ROOM, viewerId: 'alice', start, acquire, isMember, streaming });
     const feed = mode === 'iterated' ? made.events() : pushed(made);
     feeds.push(feed);
     return { feed, reader: new Reader(feed, hub), acquire, release };
