@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import type { MessageStore } from '../chat/message-store';
+import type { ChangeBy, MessageStore } from '../chat/message-store';
 import { MessageEntity } from '../db/entities';
 import type { MessageStatus } from '../db/entities/message';
 import { rateLimited } from '../errors';
@@ -80,8 +80,8 @@ export class ReplyStore {
       .catch((err) => this.log.debug({ err: (err as Error).message, messageId: reply.id }, 'delta publish failed'));
   }
 
-  /** Ends a STREAMING reply as one change of its room's log; null when it had already ended. */
-  async end(reply: Pick<MessageModel, 'id' | 'roomId'>, end: ReplyEnd): Promise<MessageEntity | null> {
+  /** Ends a STREAMING reply as one change of its room's log (`by` a member cancelling it: see `MessageStore.inRoom`); null when it had already ended. */
+  async end(reply: Pick<MessageModel, 'id' | 'roomId'>, end: ReplyEnd, by?: ChangeBy): Promise<MessageEntity | null> {
     const [ended] = await this.messages.inRoom(reply.roomId, async (_tx, apply) => {
       await apply(
         `UPDATE messages SET status = $2, status_reason = $3, delta_count = COALESCE($5, delta_count), updated_at = now(), change_seq = $7,
@@ -91,7 +91,7 @@ export class ReplyStore {
          WHERE id = $1 AND status = 'STREAMING' RETURNING *`,
         [reply.id, end.status, end.reason, end.text ?? null, end.deltaCount ?? null, end.note ?? null],
       );
-    });
+    }, by);
     return ended ?? null;
   }
 

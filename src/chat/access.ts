@@ -32,6 +32,22 @@ export async function requireMember(manager: EntityManager, viewer: Viewer | nul
 }
 
 /**
+ * The user's membership of the room, read in `tx` under a row lock held until `tx` ends (FOR KEY
+ * SHARE): a removal or a role change (`lockMembers` locks the row FOR UPDATE first) waits for a
+ * change made under it to commit, and a change that comes while one is under way reads the row
+ * once it has committed. So what a member is answered to have lost — the room, or a role — they
+ * cannot do after that answer (docs/guarantees.md, guarantee 6). Taken before the room's row, as
+ * the send's statement takes them, so that the two are always locked in the same order.
+ */
+export async function lockedMembership(tx: EntityManager, roomId: string, userId: string): Promise<Pick<MembershipEntity, 'userId' | 'role'> | undefined> {
+  const [row]: Array<{ role: Role }> = await tx.query('SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2 FOR KEY SHARE', [roomId, userId]);
+  return row && { userId, role: row.role };
+}
+
+/** The one FORBIDDEN answer for a message that is missing, foreign, malformed, or in a room the viewer is not in. */
+export const unreadableMessage = (field = 'messageId') => forbidden(`${field} does not name a message you can read`);
+
+/**
  * What each role may do in a room beyond reading, writing, editing and deleting its own messages,
  * reacting and leaving. A DIRECT room has no OWNER or ADMIN (both people are MEMBERs), so nobody
  * may do any of this there; nor can anyone join or be added to it.
@@ -105,7 +121,7 @@ export async function requireReadableMessage(
   field = 'messageId',
 ): Promise<{ message: MessageEntity; membership: MembershipEntity }> {
   requireViewer(viewer);
-  const unreadable = () => forbidden(`${field} does not name a message you can read`);
+  const unreadable = () => unreadableMessage(field);
   const message = isUuid(messageId) ? await manager.getRepository(MessageEntity).findOneBy({ id: messageId }) : null;
   if (!message) throw unreadable();
   const membership = await requireMember(manager, viewer, message.roomId).catch((err) => {
@@ -115,17 +131,17 @@ export async function requireReadableMessage(
 }
 
 /** Only the author edits a message (so never an assistant reply), and never a deleted one. */
-export function requireEditable(message: MessageModel, membership: MembershipEntity): void {
+export function requireEditable(message: MessageModel, membership: Pick<MembershipEntity, 'userId'>): void {
   if (message.authorId !== membership.userId) throw forbidden('Only the author can edit a message');
   if (message.deletedAt) throw conflict('This message was deleted', 'messageId');
 }
 
 /** The author deletes a message; others need `deleteOthersMessages`. */
-export function requireDeletable(message: MessageModel, membership: MembershipEntity): void {
+export function requireDeletable(message: MessageModel, membership: Pick<MembershipEntity, 'userId' | 'role'>): void {
   if (message.authorId !== membership.userId) requireAllowed(membership, 'deleteOthersMessages');
 }
 
 /** The asker cancels an assistant reply; others need `cancelOthersReplies`. */
-export function requireCancellable(reply: MessageEntity, membership: MembershipEntity): void {
+export function requireCancellable(reply: Pick<MessageEntity, 'askedBy'>, membership: Pick<MembershipEntity, 'userId' | 'role'>): void {
   if (reply.askedBy !== membership.userId) requireAllowed(membership, 'cancelOthersReplies');
 }

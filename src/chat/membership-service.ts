@@ -7,7 +7,7 @@ import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { roomTopic, userTopic, type PubSub } from '../pubsub';
 import { within } from '../within';
 import { isUuid, pageSize, parseInput } from '../validation';
-import { notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
+import { lockedMembership, notMember, requireAllowed, requireMember, requireRemovable, requireViewer } from './access';
 import { decodeMemberCursor, encodeMemberCursor, noCursor } from './cursors';
 import { connection, type Connection } from './pages';
 
@@ -56,10 +56,11 @@ export class MembershipService {
 
   /** An OWNER or ADMIN adds a user (not to a DIRECT room). No such user: NOT_FOUND. */
   async addMember(viewer: Viewer | null, roomId: string, userId: string): Promise<void> {
-    requireAllowed(await requireMember(this.db.manager, viewer, roomId), 'addMembers');
+    const actor = await requireMember(this.db.manager, viewer, roomId);
+    requireAllowed(actor, 'addMembers');
     const user = isUuid(userId) ? await this.db.getRepository(UserEntity).findOneBy({ id: userId }) : null;
     if (!user || user.isAssistant) throw notFound('No user has this id');
-    await this.add(roomId, userId);
+    await this.add(roomId, userId, actor.userId);
   }
 
   /** The viewer leaves. The OWNER hands over first, and a DIRECT room cannot be left (CONFLICT). */
@@ -135,13 +136,25 @@ export class MembershipService {
     return connection(items, first, { hasPreviousPage: afterId > 0 });
   }
 
-  /** Adds a MEMBER who has read what was sent before they came (no backlog of unread); a second time is no change. */
-  private async add(roomId: string, userId: string): Promise<void> {
-    const rows: Array<{ last_read_seq: number }> = await this.db.query(
-      `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
-       ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
-      [roomId, userId],
-    );
+  /**
+   * Adds a MEMBER who has read what was sent before they came (no backlog of unread); a second
+   * time is no change. Added `by` a member: only while their role allows it (`lockedMembership`).
+   */
+  private async add(roomId: string, userId: string, by?: string): Promise<void> {
+    const insert = (manager: EntityManager): Promise<Array<{ last_read_seq: number }>> =>
+      manager.query(
+        `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
+         ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
+        [roomId, userId],
+      );
+    const rows = by
+      ? await this.db.transaction(async (tx) => {
+          const actor = await lockedMembership(tx, roomId, by);
+          if (!actor) throw notMember(); // removed meanwhile
+          requireAllowed(actor, 'addMembers'); // demoted meanwhile
+          return insert(tx);
+        })
+      : await insert(this.db.manager);
     if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
   }
 

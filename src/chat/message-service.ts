@@ -106,7 +106,7 @@ export class MessageService {
     const input = parseInput(editMessageInput, raw);
     const { message, membership } = await requireReadableMessage(this.db.manager, viewer, input.messageId);
     requireEditable(message, membership);
-    const edited = await this.store.edit(message, input.body);
+    const edited = await this.store.edit(message, input.body, { userId: membership.userId, allowed: (now) => requireEditable(message, now) });
     if (edited.deletedAt) throw conflict('This message was deleted', 'messageId'); // deleted while the edit waited
     return edited;
   }
@@ -115,7 +115,7 @@ export class MessageService {
   async delete(viewer: Viewer | null, messageId: string): Promise<MessageModel> {
     const { message, membership } = await requireReadableMessage(this.db.manager, viewer, messageId);
     requireDeletable(message, membership);
-    return this.store.delete(message, 'Deleted');
+    return this.store.delete(message, 'Deleted', { userId: membership.userId, allowed: (now) => requireDeletable(message, now) });
   }
 
   /** A member adds (`on`) or removes the viewer's reaction; a repeat is no change. */

@@ -5,8 +5,9 @@ import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
 import { isUnanswered, isUniqueViolation } from '../db/errors';
-import { AppError, ErrorCode, badUserInput, rateLimited, unauthenticated } from '../errors';
-import { notMember } from './access';
+import { AppError, ErrorCode, badUserInput, conflict, rateLimited, unauthenticated } from '../errors';
+import { lockedMembership, notMember, unreadableMessage } from './access';
+import type { MembershipEntity } from '../db/entities';
 
 /** What a new message is made of. */
 export type NewMessage = Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
@@ -64,7 +65,7 @@ const sendStatement = (reply: boolean) =>
        UPDATE rooms SET last_seq = last_seq + 1, last_change = last_change + ${reply ? 2 : 1},
          send_window_started_at = CASE WHEN $12::integer IS NULL OR ${WINDOW_OPEN} THEN send_window_started_at ELSE now() END,
          send_window_count = CASE WHEN $12::integer IS NULL THEN send_window_count WHEN ${WINDOW_OPEN} THEN send_window_count + 1 ELSE 1 END
-       WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2))
+       WHERE id = $1 AND (NOT $9::boolean OR EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 FOR KEY SHARE))
          AND ($12::integer IS NULL OR NOT ${WINDOW_OPEN} OR send_window_count < $12::integer)
          AND ($14::uuid IS NULL OR ${SESSION_STANDS('$14', '$2')})
          AND ($15::timestamptz IS NULL OR clock_timestamp() < $15::timestamptz)
@@ -91,6 +92,13 @@ const sendStatement = (reply: boolean) =>
   );
 const SEND = sendStatement(false);
 const SEND_REPLY = sendStatement(true);
+
+/** A member changing a message, and what their membership must allow (checked again under its lock: `MessageStore.inRoom`). */
+export interface ChangeBy {
+  userId: string;
+  /** Throws when the membership, as it is when the change is made, does not allow it. */
+  allowed(membership: Pick<MembershipEntity, 'userId' | 'role'>): void;
+}
 
 /** Most different emoji one message may carry. */
 export const MAX_REACTION_KINDS = 50;
@@ -142,8 +150,9 @@ export class MessageStore {
    * room row stays locked only while it runs. A reply also bumps its thread root's `replyCount`
    * and `lastReplyAt` as the next change. A unique violation (a used clientId, an already answered
    * message) fails the whole statement, so nothing is consumed. With `asMember` the author's
-   * membership is checked in the same statement (FORBIDDEN without it), so a member removed a
-   * moment earlier cannot send, and the author's read position moves to the new message. With
+   * membership is checked in the same statement (FORBIDDEN without it) under its lock
+   * (`lockedMembership`), so no send of a member commits after their removal was answered, and the
+   * author's read position moves to the new message. With
    * `limit`, the send also takes a place in the room's send budget, in the same statement, under
    * the room row's lock: only a member's send takes one, and none is left, RATE_LIMITED (a
    * stranger is answered FORBIDDEN whatever the budget).
@@ -220,11 +229,18 @@ export class MessageStore {
    * Runs `work` in a transaction holding the room row's lock; each row it changes through `apply`
    * takes the next change number, and the room's `last_change` is advanced once at the end. The
    * changed rows are published after commit, in change order. An UPDATE that matches nothing
-   * takes no number, so a repeated change is no change.
+   * takes no number, so a repeated change is no change. A change `by` a member is made only if
+   * their membership, read under its lock before the room's (`lockedMembership`), still allows it:
+   * removed meanwhile, FORBIDDEN as for a message they cannot read.
    */
-  async inRoom(roomId: string, work: (tx: EntityManager, apply: ApplyChange) => Promise<void>): Promise<MessageEntity[]> {
+  async inRoom(roomId: string, work: (tx: EntityManager, apply: ApplyChange) => Promise<void>, by?: ChangeBy): Promise<MessageEntity[]> {
     const changed: MessageEntity[] = [];
     await this.db.transaction(async (tx) => {
+      if (by) {
+        const membership = await lockedMembership(tx, roomId, by.userId);
+        if (!membership) throw unreadableMessage();
+        by.allowed(membership);
+      }
       const [room]: Array<{ last_change: number }> = await tx.query('SELECT last_change FROM rooms WHERE id = $1 FOR UPDATE', [roomId]);
       if (!room) return;
       let last = room.last_change;
@@ -244,14 +260,18 @@ export class MessageStore {
   }
 
   /** A new body for a message that is not deleted; a body equal to the current one is no change. */
-  async edit(message: MessageModel, body: string): Promise<MessageModel> {
-    const [edited] = await this.inRoom(message.roomId, async (_tx, apply) => {
-      await apply(
-        `UPDATE messages SET body = $2, edited_at = now(), change_seq = $4, updated_at = now(), mentions = ${MENTIONED('messages.room_id', 'messages.author_id', '$3')}
-         WHERE id = $1 AND deleted_at IS NULL AND body <> $2 RETURNING *`,
-        [message.id, body, mentionedNames(body)],
-      );
-    });
+  async edit(message: MessageModel, body: string, by: ChangeBy): Promise<MessageModel> {
+    const [edited] = await this.inRoom(
+      message.roomId,
+      async (_tx, apply) => {
+        await apply(
+          `UPDATE messages SET body = $2, edited_at = now(), change_seq = $4, updated_at = now(), mentions = ${MENTIONED('messages.room_id', 'messages.author_id', '$3')}
+           WHERE id = $1 AND deleted_at IS NULL AND body <> $2 RETURNING *`,
+          [message.id, body, mentionedNames(body)],
+        );
+      },
+      by,
+    );
     return edited ?? this.current(message.id);
   }
 
@@ -260,7 +280,7 @@ export class MessageStore {
    * CANCELLED). `seq` and the thread's replies stay; the root of a deleted reply is recounted as
    * the next change. Deleting a tombstone again is no change.
    */
-  async delete(message: MessageModel, reason: string): Promise<MessageModel> {
+  async delete(message: MessageModel, reason: string, by: ChangeBy): Promise<MessageModel> {
     const [deleted] = await this.inRoom(message.roomId, async (tx, apply) => {
       const row = await apply(
         `UPDATE messages SET body = '', reactions = '[]', mentions = '{}', deleted_at = now(), updated_at = now(), change_seq = $3,
@@ -280,14 +300,15 @@ export class MessageStore {
           [row.parentId],
         );
       }
-    });
+    }, by);
     return deleted ?? this.current(message.id);
   }
 
   /**
    * Adds (`on`) or removes one user's reaction. The reactions table's natural key (message, user,
    * emoji) decides, so a repeat or a racing twin changes nothing and takes no change number; a
-   * deleted message takes no new reaction. At most MAX_REACTION_KINDS emoji per message.
+   * deleted message takes no new reaction (CONFLICT, also when it was deleted after the caller
+   * read it). At most MAX_REACTION_KINDS emoji per message. The user must be a member when it is made.
    */
   async react(message: MessageModel, userId: string, emoji: string, on: boolean): Promise<MessageModel> {
     const [changed] = await this.inRoom(message.roomId, async (tx, apply) => {
@@ -299,13 +320,18 @@ export class MessageStore {
             [message.id, userId, emoji],
           )
         : (await tx.query('DELETE FROM reactions WHERE message_id = $1 AND user_id = $2 AND emoji = $3 RETURNING emoji', [message.id, userId, emoji]))[0];
-      if (rows.length === 0) return;
+      if (rows.length === 0) {
+        // A repeat, or a message deleted since the caller read it (a deletion takes the room's lock, held here).
+        const [now]: Array<{ deleted: boolean }> = on ? await tx.query('SELECT deleted_at IS NOT NULL AS deleted FROM messages WHERE id = $1', [message.id]) : [];
+        if (now?.deleted) throw conflict('This message was deleted', 'messageId');
+        return;
+      }
       if (on) {
         const [{ kinds }] = await tx.query('SELECT count(DISTINCT emoji)::int AS kinds FROM reactions WHERE message_id = $1', [message.id]);
         if (kinds > MAX_REACTION_KINDS) throw badUserInput(`A message takes at most ${MAX_REACTION_KINDS} different reactions`, 'emoji');
       }
       await apply(`UPDATE messages SET reactions = ${REACTION_SUMMARY}, change_seq = $2, updated_at = now() WHERE id = $1 RETURNING *`, [message.id]);
-    });
+    }, { userId, allowed: () => undefined });
     return changed ?? this.current(message.id);
   }
 

@@ -5,7 +5,7 @@ import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
-import { requireAllowed, requireMember, requireViewer } from './access';
+import { lockedMembership, notMember, requireAllowed, requireMember, requireViewer } from './access';
 import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor, noCursor, refuseBeyondHead } from './cursors';
 import type { MembershipService } from './membership-service';
 import type { RoomStore } from './room-store';
@@ -43,14 +43,25 @@ export class RoomService {
   /** Renames the room (OWNER, ADMIN) and changes its assistant settings (OWNER); see `access.ts`. */
   async update(viewer: Viewer | null, raw: unknown): Promise<RoomModel> {
     const input = parseInput(updateRoomInput, raw);
+    const allowed = (membership: Pick<MembershipEntity, 'role'>) => {
+      if (input.name != null) requireAllowed(membership, 'rename');
+      if (input.assistantEnabled != null || input.assistantInstructions != null) requireAllowed(membership, 'configureAssistant');
+    };
     const membership = await requireMember(this.db.manager, viewer, input.roomId);
-    if (input.name != null) requireAllowed(membership, 'rename');
-    if (input.assistantEnabled != null || input.assistantInstructions != null) requireAllowed(membership, 'configureAssistant');
+    allowed(membership);
     const changes: Partial<RoomEntity> = {};
     if (input.name != null) changes.name = input.name;
     if (input.assistantEnabled != null) changes.assistantEnabled = input.assistantEnabled;
     if (input.assistantInstructions != null) changes.assistantInstructions = input.assistantInstructions.trim() || null;
-    if (Object.keys(changes).length > 0) await this.db.getRepository(RoomEntity).update({ id: input.roomId }, changes);
+    if (Object.keys(changes).length > 0) {
+      // Made only while the role still allows it (`lockedMembership`): not by a member demoted or removed meanwhile.
+      await this.db.transaction(async (tx) => {
+        const now = await lockedMembership(tx, input.roomId, membership.userId);
+        if (!now) throw notMember();
+        allowed(now);
+        await tx.getRepository(RoomEntity).update({ id: input.roomId }, changes);
+      });
+    }
     return this.viewAs(viewer, input.roomId);
   }
 

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { collect, createRoom, codeOf, gql, MESSAGE_ADDED, must, send, signUp, startServer, waitFor, wsClient, type Collected, type TestServer } from '../support/harness';
+import { collect, createRoom, codeOf, gql, holdRow, MESSAGE_ADDED, must, reachTheLock, send, signUp, startServer, waitFor, wsClient, type Collected, type TestServer } from '../support/harness';
 
 let a: TestServer;
 let b: TestServer;
@@ -138,5 +138,77 @@ describe('membership changes reach live subscriptions', () => {
     expect(codeOf(await result())).toBe(code);
     const roles = await must(a.url, `query($r: ID!) { room(id: $r) { viewerRole } }`, { r: roomId }, bob.token);
     expect(roles.room.viewerRole).toBe('MEMBER');
+  });
+});
+
+describe('a change racing a removal or a role change (docs/guarantees.md, guarantee 6)', () => {
+  const SEND = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`;
+  const REACT = `mutation($i: ReactionInput!) { addReaction(input: $i) { id } }`;
+  const EDIT = `mutation($i: EditMessageInput!) { editMessage(input: $i) { id } }`;
+  const DELETE = `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`;
+  const ADD = `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`;
+  const RENAME = `mutation($i: UpdateRoomInput!) { updateRoom(input: $i) { id } }`;
+  const SET_ROLE = `mutation($r: ID!, $u: ID!, $role: Role!) { setMemberRole(roomId: $r, userId: $u, role: $role) { id } }`;
+  const membership = 'SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 FOR UPDATE';
+
+  it('answers a removal only once what the member had begun is made: nothing of theirs commits after that answer', async () => {
+    const { owner, bob, roomId } = await roomWithBob(a);
+    const [own, mine] = [await send(a.url, owner, roomId, 'the owner’s'), await send(a.url, bob, roomId, 'bob’s')];
+    const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [roomId]); // a busy room: every change waits for its row
+    const begun = [
+      gql(a.url, SEND, { i: { roomId, body: 'sent as he is removed' } }, bob.token),
+      gql(b.url, REACT, { i: { messageId: own.id, emoji: '👍' } }, bob.token),
+      gql(b.url, EDIT, { i: { messageId: mine.id, body: 'edited as he is removed' } }, bob.token),
+    ];
+    await reachTheLock();
+    let removed = false;
+    const removal = must(a.url, REMOVE, { r: roomId, u: bob.id }, owner.token).then(() => (removed = true));
+    await reachTheLock();
+    expect(removed).toBe(false); // it waits for bob's changes under way, which wait for the room
+    await release();
+    await removal;
+    for (const result of await Promise.all(begun)) expect(result.errors).toBeUndefined(); // made before the removal's answer
+  });
+
+  it('refuses what a member began before a removal or a demotion that committed while it waited', async () => {
+    const { owner, bob, roomId } = await roomWithBob(a);
+    const carol = await signUp(a.url);
+    await must(a.url, SET_ROLE, { r: roomId, u: bob.id, role: 'ADMIN' }, owner.token);
+    const own = await send(a.url, owner, roomId, 'the owner’s');
+    // Bob's changes pass their first checks, then wait for his membership, which is demoted meanwhile.
+    let release = await holdRow(membership, [roomId, bob.id]);
+    const asAdmin = [
+      gql(a.url, DELETE, { m: own.id }, bob.token),
+      gql(b.url, ADD, { r: roomId, u: carol.id }, bob.token),
+      gql(a.url, RENAME, { i: { roomId, name: 'renamed by a demoted admin' } }, bob.token),
+    ];
+    await reachTheLock();
+    await release([`UPDATE memberships SET role = 'MEMBER' WHERE room_id = $1 AND user_id = $2`, [roomId, bob.id]]);
+    expect((await Promise.all(asAdmin)).map(codeOf)).toEqual(['FORBIDDEN', 'FORBIDDEN', 'FORBIDDEN']);
+    // Then removed while his send and reaction wait.
+    release = await holdRow(membership, [roomId, bob.id]);
+    const asMember = [gql(a.url, SEND, { i: { roomId, body: 'sent by a removed member' } }, bob.token), gql(b.url, REACT, { i: { messageId: own.id, emoji: '👍' } }, bob.token)];
+    await reachTheLock();
+    await release(['DELETE FROM memberships WHERE room_id = $1 AND user_id = $2', [roomId, bob.id]]);
+    expect((await Promise.all(asMember)).map(codeOf)).toEqual(['FORBIDDEN', 'FORBIDDEN']);
+    const now = await must(
+      a.url,
+      `query($r: ID!) { messages(roomId: $r) { edges { node { body deleted reactions { emoji } } } } room(id: $r) { name members { edges { node { user { id } } } } } }`,
+      { r: roomId },
+      owner.token,
+    );
+    expect(now.messages.edges.map((e: any) => e.node)).toEqual([{ body: 'the owner’s', deleted: false, reactions: [] }]);
+    expect(now.room.name).not.toBe('renamed by a demoted admin');
+    expect(now.room.members.edges.map((e: any) => e.node.user.id)).toEqual([owner.id]); // carol never came in, bob is gone
+  });
+
+  it('answers CONFLICT to a reaction on a message deleted while the reaction waited, and stores none', async () => {
+    const { owner, bob, roomId } = await roomWithBob(a);
+    const own = await send(a.url, owner, roomId, 'soon deleted');
+    const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [roomId]);
+    const reacting = gql(b.url, REACT, { i: { messageId: own.id, emoji: '👍' } }, bob.token);
+    await reachTheLock();
+    await release([`UPDATE messages SET deleted_at = now(), body = '' WHERE id = $1`, [own.id]]);
+    expect(codeOf(await reacting)).toBe('CONFLICT');
   });
 });

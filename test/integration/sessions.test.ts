@@ -2,9 +2,8 @@
 // revokes the session, logOut ends it, a socket is renewed in place by refreshSession sent on it,
 // and a deleted user's tokens are UNAUTHENTICATED over HTTP and closed with 4403 over WebSocket.
 import { createClient } from 'graphql-ws';
-import { Client as PgClient } from 'pg';
 import WebSocket from 'ws';
-import { codeOf, collect, createRoom, gql, must, send, signUp, startServer, unique, useServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
+import { codeOf, collect, createRoom, gql, holdRow, must, reachTheLock, send, signUp, startServer, unique, useServer, waitFor, wsClient, type GqlResult, type TestServer } from '../support/harness';
 import { rawSocket, type RawSocket } from '../support/transports';
 
 let server: TestServer;
@@ -183,24 +182,6 @@ describe('logOut sent on a WebSocket', () => {
   });
 });
 
-/**
- * Takes a row lock from a connection of the test's own (`sql` names the row, `FOR UPDATE`), which
- * holds up whatever else needs that row until `release`.
- */
-async function holdRow(sql: string, params: unknown[]): Promise<() => Promise<void>> {
-  const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
-  db.on('error', () => undefined); // a test that failed before releasing it: the database goes at teardown
-  await db.connect();
-  await db.query('BEGIN');
-  await db.query(sql, params);
-  return async () => {
-    await db.query('COMMIT');
-    await db.end();
-  };
-}
-
-/** Lets an operation just sent reach the lock that holds it up. */
-const reachTheLock = () => new Promise((r) => setTimeout(r, 300));
 
 describe('a socket whose session ended while a mutation runs on it', () => {
   it('answers the mutation, then closes with 4403, and delivers no subscription event meanwhile', async () => {

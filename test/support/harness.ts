@@ -246,3 +246,24 @@ export const MESSAGE_ADDED = `subscription($roomId: ID!, $after: String) {
 
 /** The seqs of collected `messageAdded` results. */
 export const seqsOf = (results: ExecutionResult<any>[]) => results.map((r) => r.data?.messageAdded?.seq);
+
+/**
+ * Takes a row lock from a connection of the test's own (`sql` names the row, `FOR UPDATE`), which
+ * holds up whatever else needs that row until `release`; the statements given to `release` run
+ * in the lock's transaction before it commits (a change the held-up operations then find).
+ */
+export async function holdRow(sql: string, params: unknown[]): Promise<(...then: Array<[sql: string, params: unknown[]]>) => Promise<void>> {
+  const db = new PgClient({ connectionString: process.env.TEST_DATABASE_URL });
+  db.on('error', () => undefined); // a test that failed before releasing it: the database goes at teardown
+  await db.connect();
+  await db.query('BEGIN');
+  await db.query(sql, params);
+  return async (...then) => {
+    for (const [statement, values] of then) await db.query(statement, values);
+    await db.query('COMMIT');
+    await db.end();
+  };
+}
+
+/** Lets an operation just sent reach the lock that holds it up. */
+export const reachTheLock = () => new Promise((r) => setTimeout(r, 300));
