@@ -1,7 +1,8 @@
 import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { requireCancellable, requireReadableMessage, requireViewer } from '../chat/access';
-import { MembershipEntity, MessageEntity, RoomEntity, UserEntity } from '../db/entities';
+import type { ChangeBy } from '../chat/message-store';
+import { MessageEntity, RoomEntity, UserEntity } from '../db/entities';
 import { AppError, badUserInput, conflict, ErrorCode } from '../errors';
 import type { Logger } from '../logger';
 import { assistantControlTopic, type MessageModel, type PubSub } from '../pubsub';
@@ -86,7 +87,7 @@ export class AssistantService {
     requireCancellable(reply, membership);
     if (reply.status !== 'STREAMING') return reply;
     const user = await this.db.getRepository(UserEntity).findOneByOrFail({ id: membership.userId });
-    const by = { userId: membership.userId, allowed: (now: Pick<MembershipEntity, 'role' | 'userId'>) => requireCancellable(reply, now) };
+    const by: ChangeBy = { userId: membership.userId, allowed: (now) => requireCancellable(reply, now) };
     const ended = await this.store.end(reply, { status: 'CANCELLED', reason: `Cancelled by @${user.username}` }, by);
     if (ended && !this.runner.abort(reply.id, 'cancelled')) {
       await this.pubsub.publish(assistantControlTopic, { kind: 'cancel', messageId: reply.id }).catch(() => undefined);

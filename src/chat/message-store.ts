@@ -1,5 +1,5 @@
 import type { DataSource, EntityManager } from 'typeorm';
-import { MessageEntity } from '../db/entities';
+import { MessageEntity, type MembershipEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
 import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
@@ -7,7 +7,6 @@ import type { SessionToCheck } from '../auth/sessions';
 import { isUnanswered, isUniqueViolation } from '../db/errors';
 import { AppError, ErrorCode, badUserInput, conflict, rateLimited, unauthenticated } from '../errors';
 import { lockedMembership, notMember, unreadableMessage } from './access';
-import type { MembershipEntity } from '../db/entities';
 
 /** What a new message is made of. */
 export type NewMessage = Pick<MessageEntity, 'roomId' | 'authorId' | 'body' | 'parentId' | 'clientId'> &
