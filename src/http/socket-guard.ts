@@ -116,13 +116,17 @@ export class SocketGuard {
       watched.set(socket, { initDue: now + CONNECTION_INIT_WAIT_MS, connection: req.socket, flushed: 0, since: 0, pingDue: now + keepAliveMs, pinged: false });
       socket.on('pong', answered);
     });
-    this.sweep = setInterval(() => {
+    const sweep = () => {
       const now = Date.now();
       for (const socket of wsServer.clients) {
         const seen = watched.get(socket);
         if (seen && checkInitialised(socket, seen, now) && this.checkReader(socket, seen, now)) this.checkAlive(socket, seen, now);
       }
-    }, Math.min(1000, Math.max(50, limits.stallTimeoutMs / 4), keepAliveMs));
+    };
+    // After the event loop's turn of reading sockets (timers run before it): when the loop was held
+    // up past a deadline (a long collection, a stalled host), what the clients sent meanwhile — a
+    // `connection_init`, a pong — is read before the sweep judges them for not having sent it.
+    this.sweep = setInterval(() => setImmediate(sweep), Math.min(1000, Math.max(50, limits.stallTimeoutMs / 4), keepAliveMs));
     this.sweep.unref();
   }
 

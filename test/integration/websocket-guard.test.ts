@@ -228,4 +228,16 @@ describe('a socket that does not initialise', () => {
     expect(late.closed()).toBeUndefined();
     late.close();
   });
+
+  it('is not closed for a connection_init that came in time while the server’s event loop was held up past its deadline', async () => {
+    const ada = await signUp(server.url);
+    const socket = await rawSocket(server.wsUrl, null);
+    socket.send({ type: 'connection_init', payload: { authorization: `Bearer ${ada.token}` } }); // in the kernel's buffers at once
+    const heldUntil = Date.now() + 3500; // the server runs in this process: nothing of it runs meanwhile
+    while (Date.now() < heldUntil);
+    await socket.next((f) => f.type === 'connection_ack');
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(socket.closed()).toBeUndefined();
+    socket.close();
+  });
 });
