@@ -1,4 +1,5 @@
 import type { DataSource } from 'typeorm';
+import { lockedMembership, unreadableMessage } from '../chat/access';
 import type { ChangeBy, MessageStore } from '../chat/message-store';
 import { MessageEntity } from '../db/entities';
 import type { MessageStatus } from '../db/entities/message';
@@ -39,10 +40,12 @@ export class ReplyStore {
    * Inserts the STREAMING reply to `asked` in its thread (a unique index keeps it one per asked
    * message: a racing twin fails) and publishes it. RATE_LIMITED when the asker already has
    * `maxStreaming` replies streaming (exact across instances: asks of one asker queue on a lock).
+   * Only while the asker is a member (`lockedMembership`): removed meanwhile, FORBIDDEN.
    */
   async insert(asked: MessageEntity, askerId: string, assistantId: string, maxStreaming: number): Promise<MessageEntity> {
     const changes = await this.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`assistant:${askerId}`]);
+      if (!(await lockedMembership(tx, asked.roomId, askerId))) throw unreadableMessage();
       const [{ count }] = await tx.query(`SELECT count(*)::int AS count FROM messages WHERE asked_by = $1 AND status = 'STREAMING'`, [askerId]);
       if (count >= maxStreaming) throw rateLimited(2000, `At most ${maxStreaming} assistant replies may stream at once`);
       return this.messages.insert(tx, {

@@ -14,7 +14,9 @@ import {
   codeOf,
   collect,
   gql,
+  holdRow,
   must,
+  reachTheLock,
   send,
   signUp,
   startServer,
@@ -356,6 +358,21 @@ describe('askAssistant', () => {
     }
     expect(new Set(answers).size).toBe(1); // an existing message in a foreign room looks like a missing one
     expect(await lastSeq(a.url, ada, privateRoom)).toBe(secret.seq);
+    expect(fake.requestsFor(key)).toHaveLength(0);
+  });
+
+  it('answers FORBIDDEN, writing nothing, to an ask whose asker was removed from the room while it waited', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await makeRoom(a.url, ada);
+    await join(a.url, bob, roomId);
+    const key = `[[${unique('removed')}]]`;
+    const question = await send(a.url, ada, roomId, `Asked by one who is leaving ${key}`);
+    const release = await holdRow('SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 FOR UPDATE', [roomId, bob.id]);
+    const asking = gql(b.url, ASK, { m: question.id }, bob.token); // passes its first read, then waits for bob's membership
+    await reachTheLock();
+    await release(['DELETE FROM memberships WHERE room_id = $1 AND user_id = $2', [roomId, bob.id]]);
+    expect(codeOf(await asking)).toBe('FORBIDDEN');
+    expect(await lastSeq(a.url, ada, roomId)).toBe(question.seq);
     expect(fake.requestsFor(key)).toHaveLength(0);
   });
 });
