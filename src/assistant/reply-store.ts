@@ -45,7 +45,7 @@ export class ReplyStore {
   async insert(asked: MessageEntity, askerId: string, assistantId: string, maxStreaming: number): Promise<MessageEntity> {
     const changes = await this.db.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`assistant:${askerId}`]);
-      if (!(await lockedMembership(tx, asked.roomId, askerId))) throw unreadableMessage();
+      await lockedMembership(tx, asked.roomId, askerId, unreadableMessage);
       const [{ count }] = await tx.query(`SELECT count(*)::int AS count FROM messages WHERE asked_by = $1 AND status = 'STREAMING'`, [askerId]);
       if (count >= maxStreaming) throw rateLimited(2000, `At most ${maxStreaming} assistant replies may stream at once`);
       return this.messages.insert(tx, {

@@ -33,15 +33,22 @@ export async function requireMember(manager: EntityManager, viewer: Viewer | nul
 
 /**
  * The user's membership of the room, read in `tx` under a row lock held until `tx` ends (FOR KEY
- * SHARE): a removal or a role change (`lockMembers` locks the row FOR UPDATE first) waits for a
- * change made under it to commit, and a change that comes while one is under way reads the row
- * once it has committed. So what a member is answered to have lost — the room, or a role — they
- * cannot do after that answer (docs/guarantees.md, guarantee 6). Taken before the room's row, as
- * the send's statement takes them, so that the two are always locked in the same order.
+ * SHARE); none, `missing()` is thrown (FORBIDDEN as for a room they are not in, by default). A
+ * removal or a role change (`lockMembers` locks the row FOR UPDATE first) waits for a change made
+ * under it to commit, and a change that comes while one is under way reads the row once it has
+ * committed. So what a member is answered to have lost — the room, or a role — they cannot do
+ * after that answer (docs/guarantees.md, guarantee 6). Taken before the room's row, as the send's
+ * statement takes them, so that the two are always locked in the same order.
  */
-export async function lockedMembership(tx: EntityManager, roomId: string, userId: string): Promise<Pick<MembershipEntity, 'userId' | 'role'> | undefined> {
+export async function lockedMembership(
+  tx: EntityManager,
+  roomId: string,
+  userId: string,
+  missing: () => Error = notMember,
+): Promise<Pick<MembershipEntity, 'userId' | 'role'>> {
   const [row]: Array<{ role: Role }> = await tx.query('SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2 FOR KEY SHARE', [roomId, userId]);
-  return row && { userId, role: row.role };
+  if (!row) throw missing();
+  return { userId, role: row.role };
 }
 
 /** The one FORBIDDEN answer for a message that is missing, foreign, malformed, or in a room the viewer is not in. */

@@ -149,9 +149,7 @@ export class MembershipService {
       );
     const rows = by
       ? await this.db.transaction(async (tx) => {
-          const actor = await lockedMembership(tx, roomId, by);
-          if (!actor) throw notMember(); // removed meanwhile
-          requireAllowed(actor, 'addMembers'); // demoted meanwhile
+          requireAllowed(await lockedMembership(tx, roomId, by), 'addMembers'); // not removed or demoted meanwhile
           return insert(tx);
         })
       : await insert(this.db.manager);

@@ -235,11 +235,7 @@ export class MessageStore {
   async inRoom(roomId: string, work: (tx: EntityManager, apply: ApplyChange) => Promise<void>, by?: ChangeBy): Promise<MessageEntity[]> {
     const changed: MessageEntity[] = [];
     await this.db.transaction(async (tx) => {
-      if (by) {
-        const membership = await lockedMembership(tx, roomId, by.userId);
-        if (!membership) throw unreadableMessage();
-        by.allowed(membership);
-      }
+      if (by) by.allowed(await lockedMembership(tx, roomId, by.userId, unreadableMessage));
       const [room]: Array<{ last_change: number }> = await tx.query('SELECT last_change FROM rooms WHERE id = $1 FOR UPDATE', [roomId]);
       if (!room) return;
       let last = room.last_change;

@@ -5,7 +5,7 @@ import { MembershipEntity, RoomEntity, UserEntity } from '../db/entities';
 import { badUserInput, forbidden, notFound } from '../errors';
 import { userTopic, type PubSub } from '../pubsub';
 import { createRoomInput, isUuid, pageSize, parseInput, updateRoomInput } from '../validation';
-import { lockedMembership, notMember, requireAllowed, requireMember, requireViewer } from './access';
+import { lockedMembership, requireAllowed, requireMember, requireViewer } from './access';
 import { decodeResumeCursor, decodeRoomCursor, encodeRoomCursor, noCursor, refuseBeyondHead } from './cursors';
 import type { MembershipService } from './membership-service';
 import type { RoomStore } from './room-store';
@@ -56,9 +56,7 @@ export class RoomService {
     if (Object.keys(changes).length > 0) {
       // Made only while the role still allows it (`lockedMembership`): not by a member demoted or removed meanwhile.
       await this.db.transaction(async (tx) => {
-        const now = await lockedMembership(tx, input.roomId, membership.userId);
-        if (!now) throw notMember();
-        allowed(now);
+        allowed(await lockedMembership(tx, input.roomId, membership.userId));
         await tx.getRepository(RoomEntity).update({ id: input.roomId }, changes);
       });
     }
