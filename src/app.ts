@@ -84,7 +84,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     { points: config.sendsPerRoomPer10s, windowS: 10 },
   );
   const store = new RoomStore(db.dataSource);
-  const members = new MembershipService(db.dataSource, pubsub, log);
+  const members = new MembershipService(db.dataSource, pubsub, log, (roomId, userId) => ephemeral.typing.end(roomId, userId));
   const settleRevocations = () => sessions.settleRevocations();
   const activity = new ActivityRouter(store, pubsub, log, config.healIntervalMs, settleRevocations);
   activity.start();

@@ -38,6 +38,11 @@ export class MembershipService {
     private readonly db: DataSource,
     private readonly pubsub: PubSub,
     log: Logger,
+    /**
+     * Told once a member who left or was removed is told to the room (`TypingService.end`: their
+     * typing there ends now, not when it expires); never fails the change.
+     */
+    private readonly gone: (roomId: string, userId: string) => Promise<void> = async () => undefined,
   ) {
     this.publishFailed = warnAtMostEvery(log, REPEATED_WARNING_MS, 'publish failed; hubs notice removals by timer');
   }
@@ -73,7 +78,7 @@ export class MembershipService {
       if (actor === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
       return removeMembership(tx, roomId, membership.userId);
     });
-    if (left) await this.tell(roomId, membership.userId, null, 'removed');
+    if (left) await this.told(roomId, membership.userId);
   }
 
   /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
@@ -90,7 +95,7 @@ export class MembershipService {
       if (userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
       return removeMembership(tx, roomId, userId);
     });
-    if (removed) await this.tell(roomId, userId, null, 'removed');
+    if (removed) await this.told(roomId, userId);
   }
 
   /**
@@ -154,6 +159,12 @@ export class MembershipService {
         })
       : await insert(this.db.manager);
     if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
+  }
+
+  /** A member left or was removed: the room and the user are told, then what else ends with them (`gone`). */
+  private async told(roomId: string, userId: string): Promise<void> {
+    await this.tell(roomId, userId, null, 'removed');
+    await this.gone(roomId, userId);
   }
 
   private async isDirect(roomId: string): Promise<boolean> {

@@ -25,6 +25,8 @@ const FILL_BATCH = 500;
 /** How long a signal that came ahead of its turn waits for the ones before it before the gap is read. */
 const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
+/** Removed users a hub remembers (`RoomHub.gone`). */
+const MAX_GONE = 10_000;
 
 /** Without sessions to settle (a hub alone, in tests). */
 export const NOTHING_TO_SETTLE = async (): Promise<void> => undefined;
@@ -61,6 +63,11 @@ export class RoomHub {
   private stopped = false;
   /** After a pub/sub reconnect, until the registry's check has told the removals it missed: changes are held (`hold`). */
   private held = false;
+  /**
+   * Users whose last membership signal here was their removal (at most MAX_GONE, the oldest
+   * forgotten): a `setTyping(true)` that raced their removal is not passed on after it.
+   */
+  private readonly gone = new Set<string>();
 
   constructor(
     readonly roomId: string,
@@ -195,7 +202,18 @@ export class RoomHub {
 
   /** Tells the listeners that each of `users` was removed (a feed of theirs ends on it). */
   private revoke(users: string[]): void {
-    for (const userId of users) this.fanOut({ kind: 'membership', userId, role: null });
+    for (const userId of users) {
+      this.wentOrCame(userId, true);
+      this.fanOut({ kind: 'membership', userId, role: null });
+    }
+  }
+
+  /** Keeps `gone` as the membership signals say: the user left or was removed (`went`), or is a member again. */
+  private wentOrCame(userId: string, went: boolean): void {
+    this.gone.delete(userId); // a removal again: the newest
+    if (!went) return;
+    this.gone.add(userId);
+    if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
   }
 
   async stop(): Promise<void> {
@@ -218,6 +236,8 @@ export class RoomHub {
   }
 
   private async handle(signal: RoomSignal): Promise<void> {
+    if (signal.kind === 'membership') this.wentOrCame(signal.userId, signal.role === null);
+    else if (signal.kind === 'typing' && signal.typing && this.gone.has(signal.userId)) return; // begun before they left, told after
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;
     if (change <= this.position) return; // duplicate, or already read from the database

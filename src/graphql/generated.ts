@@ -261,7 +261,7 @@ export type Mutation = {
   sendMessage: Message;
   /** The room's OWNER makes a member ADMIN or MEMBER, or hands OWNER over (the old OWNER becomes ADMIN, so a room has one OWNER). Members see a `MemberChanged`. A user who is not a member is `NOT_FOUND`; the OWNER's own role is `CONFLICT`. */
   setMemberRole: Room;
-  /** Tells the room's `roomEvents` subscribers that the viewer is typing (`typing: true`) or stopped (`typing: false`); members only (`FORBIDDEN` otherwise, the same answer for a room that does not exist). Call it with `true` while the user types — repeats within a second cost nothing and emit nothing new — and with `false` when they send or clear the text. Typing ends by itself a few seconds after the last `true`. Always returns true. */
+  /** Tells the room's `roomEvents` subscribers that the viewer is typing (`typing: true`) or stopped (`typing: false`); members only (`FORBIDDEN` otherwise, the same answer for a room that does not exist). Call it with `true` while the user types — repeats within a second cost nothing and emit nothing new — and with `false` when they send or clear the text. Typing ends by itself a few seconds after the last `true`, and at once when the member leaves or is removed. Always returns true. */
   setTyping: Scalars['Boolean']['output'];
   /** Creates an account and signs it in. A taken username is `CONFLICT`; an invalid one is `BAD_USER_INPUT`. */
   signUp: AuthPayload;

@@ -100,12 +100,26 @@ export class TypingService {
 
   private async stop(viewer: Viewer | null, roomId: string, userId: string): Promise<boolean> {
     await requireMember(this.options.db.manager, viewer, roomId);
+    await this.clear(roomId, userId);
+    return true;
+  }
+
+  /**
+   * The user left the room or was removed (`MembershipService`, after the room was told): their
+   * typing there ends now, `TypingChanged` false if they were typing, rather than when it expires.
+   * Never throws: a store that is down lets it expire.
+   */
+  async end(roomId: string, userId: string): Promise<void> {
+    await this.clear(roomId, userId).catch((err: unknown) => this.options.log.warn({ err: (err as Error).message, roomId }, 'could not end the typing of a member who left; it expires'));
+  }
+
+  /** Ends the user's typing in the room: forgets its timer and throttle, and publishes the stop if they were typing. */
+  private async clear(roomId: string, userId: string): Promise<void> {
     const key = `${roomId}:${userId}`;
     this.recent.delete(key);
     clearTimeout(this.timers.get(key));
     this.timers.delete(key);
     if (await this.options.store.stopTyping(roomId, userId).catch(unavailable)) await this.publish(roomId, userId, false);
-    return true;
   }
 
   /** Ends the typing when its deadline passes, unless refreshed meanwhile (then waits for the new deadline). */

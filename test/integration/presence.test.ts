@@ -116,6 +116,30 @@ describe('typing and presence on two instances sharing PostgreSQL and Redis', ()
     expect(typingOf(onB, ada)).toEqual([true, false]);
   });
 
+  it('ends the typing of a member who is removed or leaves with the change, after MemberChanged, on every instance', async () => {
+    const [ada, bob, cal, dee] = await Promise.all([signUp(a.url), signUp(a.url), signUp(a.url), signUp(b.url)]);
+    const roomId = await roomWith(a.url, [ada, bob, cal, dee]);
+    const withMembers = ROOM_EVENTS.replace('... on TypingChanged', '... on MemberChanged { role user { id } } ... on TypingChanged');
+    const onB = collect(client(b, dee), withMembers, { roomId });
+    await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+    const changesOf = (user: TestUser) =>
+      eventsOf(onB)
+        .filter((e) => e?.user?.id === user.id && e.__typename !== 'PresenceChanged')
+        .map((e) => (e.__typename === 'TypingChanged' ? `typing ${e.typing}` : `role ${(e as { role?: string }).role ?? null}`));
+
+    await setTyping(a, bob, roomId, true);
+    await setTyping(a, cal, roomId, true);
+    await onB.until(() => typingOf(onB, bob).length >= 1 && typingOf(onB, cal).length >= 1);
+    await must(a.url, `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`, { r: roomId, u: bob.id }, ada.token);
+    await must(a.url, `mutation($r: ID!) { leaveRoom(roomId: $r) }`, { r: roomId }, cal.token);
+    // Answered with their typing over (it would have lasted TYPING_TTL_MS otherwise).
+    expect(await redis.zscore('typing:deadlines', `${roomId}:${bob.id}`)).toBeNull();
+    expect(await redis.zscore('typing:deadlines', `${roomId}:${cal.id}`)).toBeNull();
+    await onB.until(() => typingOf(onB, bob).length >= 2 && typingOf(onB, cal).length >= 2);
+    expect(changesOf(bob)).toEqual(['typing true', 'role null', 'typing false']);
+    expect(changesOf(cal)).toEqual(['typing true', 'role null', 'typing false']);
+  });
+
   it("shows a user online from their first socket on any instance until their last closes, and answers online() from both", async () => {
     const [ada, bob] = await Promise.all([signUp(a.url), signUp(b.url)]);
     const roomId = await roomWith(a.url, [ada, bob]);

@@ -254,6 +254,24 @@ describe('RoomHub', () => {
     expect(hub.position).toBe(2);
   });
 
+  it("passes no typing of a user after the signal of their removal (a setTyping that raced it) until they are a member again; their stop passes", async () => {
+    const { hub, signal } = await startHub({ messages: 1 });
+    const seen = listen(hub, 'alice');
+    const typing = (userId: string, on: boolean): RoomSignal => ({ kind: 'typing', userId, typing: on });
+    const signals: RoomSignal[] = [
+      typing('bob', true),
+      { kind: 'membership', userId: 'bob', role: null },
+      typing('bob', true), // checked before the removal, published after it
+      typing('carol', true),
+      typing('bob', false),
+      { kind: 'membership', userId: 'bob', role: 'MEMBER' },
+      typing('bob', true),
+    ];
+    for (const s of signals) await signal(s);
+    await waitFor(() => seen.length === signals.length - 1, 'all signals but one');
+    expect(seen).toEqual(signals.filter((_, i) => i !== 2));
+  });
+
   it('heal() reads and fans out a missed tail', async () => {
     const { hub, store, send } = await startHub({ messages: 2 });
     const seen = listen(hub, 'alice');
