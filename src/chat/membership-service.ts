@@ -161,10 +161,13 @@ export class MembershipService {
     if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
   }
 
-  /** A member left or was removed: the room and the user are told, then what else ends with them (`gone`). */
+  /**
+   * A member left or was removed: the room and the user are told, then what else ends with them
+   * (`gone`); the answer waits for both no longer than for the signals alone (SIGNAL_WAIT_MS).
+   */
   private async told(roomId: string, userId: string): Promise<void> {
-    await this.tell(roomId, userId, null, 'removed');
-    await this.gone(roomId, userId);
+    const done = this.tell(roomId, userId, null, 'removed').then(() => this.gone(roomId, userId));
+    await within(done, SIGNAL_WAIT_MS, undefined);
   }
 
   private async isDirect(roomId: string): Promise<boolean> {
