@@ -25,8 +25,11 @@ const FILL_BATCH = 500;
 /** How long a signal that came ahead of its turn waits for the ones before it before the gap is read. */
 const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
-/** Removed users a hub remembers (`RoomHub.gone`). */
-const MAX_GONE = 10_000;
+/**
+ * Removed users a hub remembers (`RoomHub.gone`): a typing start races a removal by milliseconds,
+ * so the latest removals are the ones that matter.
+ */
+const MAX_GONE = 1000;
 
 /** Without sessions to settle (a hub alone, in tests). */
 export const NOTHING_TO_SETTLE = async (): Promise<void> => undefined;
