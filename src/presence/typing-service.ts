@@ -2,7 +2,7 @@ import type { DataSource } from 'typeorm';
 import type { Viewer } from '../auth/tokens';
 import { notMember, requireMember } from '../chat/access';
 import { unauthenticated } from '../errors';
-import type { Logger } from '../logger';
+import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
 import type { PubSub } from '../pubsub';
 import type { RateLimit } from '../rate-limit';
 import { isUuid } from '../validation';
@@ -49,9 +49,12 @@ export class TypingService {
   private closed = false;
 
   private readonly publishSignal: ReturnType<typeof quietPublisher>;
+  /** Logs a typing `end` could not end, once a second at most (while Redis is down every removal fails it). */
+  private readonly endFailed: (fields: Record<string, unknown>) => void;
 
   constructor(private readonly options: TypingOptions) {
     this.publishSignal = quietPublisher(options.pubsub, options.log);
+    this.endFailed = warnAtMostEvery(options.log, REPEATED_WARNING_MS, 'could not end the typing of a member who left; it expires');
     this.now = options.now ?? Date.now;
     this.throttleMs = Math.min(TYPING_THROTTLE_MS, options.ttlMs / 2); // a throttled repeat must not outlive the typing
     this.sweeper = setInterval(() => void this.sweep(), options.ttlMs);
@@ -110,7 +113,7 @@ export class TypingService {
    * Never throws: a store that is down lets it expire.
    */
   async end(roomId: string, userId: string): Promise<void> {
-    await this.clear(roomId, userId).catch((err: unknown) => this.options.log.warn({ err: (err as Error).message, roomId }, 'could not end the typing of a member who left; it expires'));
+    await this.clear(roomId, userId).catch((err: unknown) => this.endFailed({ err: (err as Error).message, roomId }));
   }
 
   /** Ends the user's typing in the room: forgets its timer and throttle, and publishes the stop if they were typing. */
