@@ -96,6 +96,17 @@ export class TypingService {
   private async start(viewer: Viewer | null, roomId: string, userId: string): Promise<boolean> {
     await requireMember(this.options.db.manager, viewer, roomId);
     const fresh = await this.options.store.startTyping(roomId, userId, this.options.ttlMs).catch(unavailable);
+    if (fresh) {
+      // A removal answered after the check above has ended their typing (`end`) before this wrote it
+      // again: a typing that starts here is kept only for a member still (a refresh is not: the
+      // removal's `end` comes after its write, or the write finds nothing and starts one).
+      try {
+        await requireMember(this.options.db.manager, viewer, roomId);
+      } catch (err) {
+        await this.options.store.stopTyping(roomId, userId).catch(() => undefined); // else it expires
+        throw err;
+      }
+    }
     this.schedule(roomId, userId, this.options.ttlMs);
     if (fresh) await this.publish(roomId, userId, true);
     return true;

@@ -169,10 +169,11 @@ describe('TypingService', () => {
         clock.advance(150);
         expect(await typing.set({ id: ada, sessionId: 's' }, ROOM, true)).toBe(true);
       }
-      expect({ lookups: db.lookups, calls }).toEqual({ lookups: 1, calls: ['startTyping'] });
+      // A start reads the membership again once it has written the typing (`TypingService.start`).
+      expect({ lookups: db.lookups, calls }).toEqual({ lookups: 2, calls: ['startTyping'] });
       clock.advance(1000); // past the window: one refresh reaches the store, and emits nothing new
       await typing.set({ id: ada, sessionId: 's' }, ROOM, true);
-      expect({ lookups: db.lookups, calls }).toEqual({ lookups: 2, calls: ['startTyping', 'startTyping'] });
+      expect({ lookups: db.lookups, calls }).toEqual({ lookups: 3, calls: ['startTyping', 'startTyping'] });
       await typing.set({ id: ada, sessionId: 's' }, ROOM, false);
       expect(seen).toEqual([
         { kind: 'typing', room: ROOM, userId: ada, typing: true },
@@ -194,6 +195,28 @@ describe('TypingService', () => {
       }
       await expect(typing.set(null, ROOM, true)).rejects.toMatchObject({ extensions: { code: 'UNAUTHENTICATED' } });
       expect(calls).toEqual([]);
+    } finally {
+      typing.close();
+    }
+  });
+
+  it('keeps no typing written after a removal ended it (a setTyping that passed its check before the removal): FORBIDDEN, no start told', async () => {
+    const ada = userId();
+    const members = [ada];
+    const { pubsub, typing } = setUp(members);
+    const store = (typing as unknown as { options: { store: EphemeralStore } }).options.store;
+    const write = store.startTyping.bind(store);
+    // The removal lands between the check and the write: the membership goes, then its `end` runs.
+    store.startTyping = async (...args) => {
+      members.splice(0);
+      await typing.end(ROOM, ada);
+      return write(...args);
+    };
+    const seen = await recordSignals(pubsub, [ROOM]);
+    try {
+      await expect(typing.set({ id: ada, sessionId: 's' }, ROOM, true)).rejects.toMatchObject({ extensions: { code: 'FORBIDDEN' } });
+      expect(await store.stopTyping(ROOM, ada)).toBe(false); // nothing left to expire later
+      expect(seen).toEqual([]);
     } finally {
       typing.close();
     }
