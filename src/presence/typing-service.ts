@@ -97,9 +97,9 @@ export class TypingService {
     await requireMember(this.options.db.manager, viewer, roomId);
     const fresh = await this.options.store.startTyping(roomId, userId, this.options.ttlMs).catch(unavailable);
     if (fresh) {
-      // A removal answered after the check above has ended their typing (`end`) before this wrote it
-      // again: a typing that starts here is kept only for a member still (a refresh is not: the
-      // removal's `end` comes after its write, or the write finds nothing and starts one).
+      // A removal may have been answered between the check above and this write, its `end` finding
+      // nothing to end yet: a typing this write started is kept only for a member still. (A refresh
+      // needs no second read: its typing was there, so a removal's `end` comes after it and ends it.)
       try {
         await requireMember(this.options.db.manager, viewer, roomId);
       } catch (err) {
