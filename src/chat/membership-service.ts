@@ -78,7 +78,7 @@ export class MembershipService {
       if (actor === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
       return removeMembership(tx, roomId, membership.userId);
     });
-    if (left) await this.told(roomId, membership.userId);
+    if (left) await this.tellGone(roomId, membership.userId);
   }
 
   /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
@@ -95,7 +95,7 @@ export class MembershipService {
       if (userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
       return removeMembership(tx, roomId, userId);
     });
-    if (removed) await this.told(roomId, userId);
+    if (removed) await this.tellGone(roomId, userId);
   }
 
   /**
@@ -165,7 +165,7 @@ export class MembershipService {
    * A member left or was removed: the room and the user are told, then what else ends with them
    * (`gone`); the answer waits for both no longer than for the signals alone (SIGNAL_WAIT_MS).
    */
-  private async told(roomId: string, userId: string): Promise<void> {
+  private async tellGone(roomId: string, userId: string): Promise<void> {
     const done = this.tell(roomId, userId, null, 'removed').then(() => this.gone(roomId, userId));
     await within(done, SIGNAL_WAIT_MS, undefined);
   }

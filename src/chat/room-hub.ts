@@ -206,15 +206,15 @@ export class RoomHub {
   /** Tells the listeners that each of `users` was removed (a feed of theirs ends on it). */
   private revoke(users: string[]): void {
     for (const userId of users) {
-      this.wentOrCame(userId, true);
+      this.noteMembership(userId, true);
       this.fanOut({ kind: 'membership', userId, role: null });
     }
   }
 
-  /** Keeps `gone` as the membership signals say: the user left or was removed (`went`), or is a member again. */
-  private wentOrCame(userId: string, went: boolean): void {
+  /** Keeps `gone` as the membership signals say: the user left or was removed (`removed`), or is a member again. */
+  private noteMembership(userId: string, removed: boolean): void {
     this.gone.delete(userId); // a removal again: the newest
-    if (!went) return;
+    if (!removed) return;
     this.gone.add(userId);
     if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
   }
@@ -239,7 +239,7 @@ export class RoomHub {
   }
 
   private async handle(signal: RoomSignal): Promise<void> {
-    if (signal.kind === 'membership') this.wentOrCame(signal.userId, signal.role === null);
+    if (signal.kind === 'membership') this.noteMembership(signal.userId, signal.role === null);
     else if (signal.kind === 'typing' && signal.typing && this.gone.has(signal.userId)) return; // begun before they left, told after
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;

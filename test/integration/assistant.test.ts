@@ -50,6 +50,7 @@ const SCRIPTS: Record<string, Script> = {
   '[[cancel-asker]]': { kind: 'stream', chunks: SLOW_CHUNKS, delayMs: 80 },
   '[[cancel-owner]]': { kind: 'stream', chunks: SLOW_CHUNKS, delayMs: 80 },
   '[[cancel-remote]]': { kind: 'stream', chunks: SLOW_CHUNKS, delayMs: 80 },
+  '[[cancel-removed]]': { kind: 'stream', chunks: SLOW_CHUNKS, delayMs: 80 },
   '[[shutdown]]': { kind: 'stream', chunks: SLOW_CHUNKS, delayMs: 80 },
   '[[crash]]': { kind: 'stream', chunks: pieces(200, 'c'), delayMs: 100 },
   '[[live-during-sweep]]': { kind: 'stream', chunks: pieces(15, 'l'), delayMs: 40 },
@@ -799,6 +800,23 @@ describe('cancelAssistant', () => {
     await waitFor(() => abortedFor(key) === 1);
     const done = await settled(a.url, bob, roomId, reply.id, (m) => m.status === 'CANCELLED' && m.body.length > 0);
     expect(SLOW_CHUNKS.join('').startsWith(done.body)).toBe(true);
+  });
+
+  it('answers FORBIDDEN, ending nothing, to a cancel by an asker removed from the room while it waited', async () => {
+    const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+    const roomId = await makeRoom(a.url, ada);
+    await join(a.url, bob, roomId);
+    const key = `[[cancel-removed]] ${unique('k')}`;
+    const question = await send(a.url, bob, roomId, `Bob asks ${key}`);
+    const reply = await ask(a.url, bob, question.id);
+    await settled(a.url, ada, roomId, reply.id, (m) => m.deltaCount >= 1);
+    const release = await holdRow('SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 FOR UPDATE', [roomId, bob.id]);
+    const cancelling = gql(a.url, CANCEL, { m: reply.id }, bob.token); // passes its first read, then waits for bob's membership
+    await reachTheLock();
+    await release(['DELETE FROM memberships WHERE room_id = $1 AND user_id = $2', [roomId, bob.id]]);
+    expect(codeOf(await cancelling)).toBe('FORBIDDEN');
+    expect((await messageById(a.url, ada, roomId, reply.id)).status).toBe('STREAMING');
+    expect(abortedFor(key)).toBe(0);
   });
 
   it('stops, from instance b, a reply streaming on instance a', async () => {

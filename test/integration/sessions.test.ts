@@ -182,7 +182,6 @@ describe('logOut sent on a WebSocket', () => {
   });
 });
 
-
 describe('a socket whose session ended while a mutation runs on it', () => {
   it('answers the mutation, then closes with 4403, and delivers no subscription event meanwhile', async () => {
     const own = await startServer(); // tokens that outlive the test's steps
