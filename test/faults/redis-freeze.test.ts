@@ -120,13 +120,13 @@ it('counts pub/sub down once Redis has not answered, also on an instance with no
       // refused, nothing stored), and the socket closes once it is answered — unless a heal's
       // check of the sockets' sessions closed it first (then the send never ran).
       const overSocket = collect(ws, SEND, { input: { roomId, body: 'over the logged-out socket', clientId: 'c-ws' } });
-      await overSocket.done.catch(() => undefined);
+      const overSocketEnd = await overSocket.done.then(() => 'complete', (err: unknown) => err);
       expect([[['UNAUTHENTICATED']], []]).toContainEqual(overSocket.results.map((r) => r.errors?.map((e) => e.extensions?.code)));
       expect(await server.app.db.dataSource.query(`SELECT 1 FROM messages WHERE client_id = 'c-ws'`)).toEqual([]);
       await send(server.url, ada, roomId, 'after the logOut');
       // Before: the other instance took Redis for up, so it did not check its sockets' sessions
       // before its heals, and delivered what followed the logOut until its sweep closed them.
-      await waitFor(() => closes.length === 1, 10_000);
+      await waitFor(() => closes.length === 1, 10_000, () => JSON.stringify({ overSocket: overSocket.results, overSocketEnd, otherLog: otherLines.join('').slice(-3000) }));
       expect(closes).toEqual([4403]);
       expect(bodies(sub)).not.toContain('after the logOut');
     } finally {
