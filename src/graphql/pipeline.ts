@@ -5,6 +5,7 @@ import {
   getVariableValues,
   GraphQLError,
   parse,
+  print,
   specifiedRules,
   validate,
   type DocumentNode,
@@ -35,6 +36,32 @@ function admittedDocuments(schema: GraphQLSchema, rules: OperationRules): LRUCac
   let documents = byRules.get(rules);
   if (!documents) byRules.set(rules, (documents = new LRUCache({ max: ADMITTED_DOCUMENTS, maxSize: ADMITTED_DOCUMENT_BYTES, sizeCalculation: documentBytes })));
   return documents;
+}
+
+/** A document as a live subscription keeps it (`subscriptionDocument`), and about what it holds in bytes. */
+export interface KeptDocument {
+  document: DocumentNode;
+  bytes: number;
+}
+
+const kept = new WeakMap<DocumentNode, KeptDocument>();
+
+/**
+ * The document a subscription runs with for its life: the admitted one printed and parsed again
+ * without locations, made once per admitted document (the subscriptions of one query text share
+ * it). It keeps nothing of what the client sent: not the text with its comments and padding, not
+ * the parser's tokens (each comment line one), nor names sliced from that text, which would keep
+ * the text whole. Its nodes carry no locations, so an error in one of its events has a `path` but
+ * no `locations`. Its `bytes` count its syntax tree and the printed text its names are sliced from.
+ */
+export function subscriptionDocument(document: DocumentNode): KeptDocument {
+  let compact = kept.get(document);
+  if (!compact) {
+    const text = print(document);
+    const reparsed = parse(text, { noLocation: true });
+    kept.set(document, (compact = { document: reparsed, bytes: documentBytes(reparsed) + 2 * text.length }));
+  }
+  return compact;
 }
 
 /**

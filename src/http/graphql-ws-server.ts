@@ -11,6 +11,11 @@ const FROM_CLIENTS = new Set(['connection_init', 'ping', 'pong', 'subscribe', 'c
 export interface WsTransportExtra {
   socket: WebSocket;
   request: http.IncomingMessage;
+  /**
+   * The length of the message being handed to graphql-ws, for `onSubscribe` (which graphql-ws calls
+   * before anything of its own awaits): a subscription's handler keeps its message for its life.
+   */
+  messageLength?: number;
 }
 
 /**
@@ -135,6 +140,7 @@ class SocketTransport<E extends object> {
   handleText(text: string): Promise<void> {
     if (!this.handle) return Promise.resolve();
     const serverOnly = serverOnlyType(text);
+    this.extra.messageLength = text.length;
     return this.handle(text).then(undefined, (err: unknown) => this.failed(err, serverOnly));
   }
 

@@ -6,7 +6,7 @@ import type { Context, SubscribePayload } from 'graphql-ws';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
-import { prepareOperation } from '../graphql/pipeline';
+import { prepareOperation, subscriptionDocument, type KeptDocument } from '../graphql/pipeline';
 import { confirmViewer } from '../graphql/viewer';
 import { subscribeShared, type FrameSink } from '../graphql/shared-subscribe';
 import { serveGraphQLOverWebSocket, type WsTransportExtra } from './graphql-ws-server';
@@ -17,10 +17,59 @@ import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transpo
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+/** What the subscriptions of one WebSocket may hold together, in bytes (`SocketSubscriptions`). */
+export const MAX_SUBSCRIPTION_BYTES_PER_SOCKET = 2 * 1024 * 1024;
+
+/**
+ * A socket's running subscriptions, and about what they hold in memory: each its `subscribe`
+ * message (graphql-ws keeps it for the operation's life; two bytes a character, as
+ * `documentBytes` counts), and each distinct document once (`subscriptionDocument`). Without
+ * this bound, one user's sockets could keep gigabytes: a message of 1 MiB per subscription, its
+ * document padded with a comment that no token limit counts (README.md, "Operation limits").
+ */
+class SocketSubscriptions {
+  private readonly running = new Map<string, { kept: KeptDocument; messageBytes: number }>();
+  /** Each document in use, and by how many of the socket's subscriptions. */
+  private readonly documents = new Map<KeptDocument, number>();
+  private bytes = 0;
+
+  get size(): number {
+    return this.running.size;
+  }
+
+  has(id: string): boolean {
+    return this.running.has(id);
+  }
+
+  /** Adds subscription `id` unless what the socket's subscriptions hold would then pass the bound. */
+  add(id: string, kept: KeptDocument, messageLength: number): boolean {
+    const uses = this.documents.get(kept) ?? 0;
+    const messageBytes = 2 * messageLength;
+    const bytes = this.bytes + messageBytes + (uses ? 0 : kept.bytes);
+    if (bytes > MAX_SUBSCRIPTION_BYTES_PER_SOCKET) return false;
+    this.bytes = bytes;
+    this.documents.set(kept, uses + 1);
+    this.running.set(id, { kept, messageBytes });
+    return true;
+  }
+
+  delete(id: string): void {
+    const held = this.running.get(id);
+    if (!held) return;
+    this.running.delete(id);
+    this.bytes -= held.messageBytes;
+    const uses = this.documents.get(held.kept)! - 1;
+    if (uses > 0) this.documents.set(held.kept, uses);
+    else {
+      this.documents.delete(held.kept);
+      this.bytes -= held.kept.bytes;
+    }
+  }
+}
 
 type WsExtra = Omit<SocketExtra, 'socket'> & {
-  /** Ids of this socket's running subscriptions. */
-  subscriptionIds?: Set<string>;
+  /** This socket's running subscriptions. */
+  subscriptions?: SocketSubscriptions;
   /** The client's address, read from the upgrade request at `connection_init` (the request is not kept). */
   clientAddress?: string;
 };
@@ -106,17 +155,28 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     if (socket.readyState !== socket.OPEN) return [closedConnection()]; // closed at once (nothing was running): nothing more runs on it
     const prepared = prepareOperation(deps.schema, deps.rules, payload);
     if (Array.isArray(prepared)) return prepared;
-    // graphql-ws keeps the message for the operation's life: let it hold the query text its
-    // admitted document was parsed from, one string for all the operations that send it.
-    const text = prepared.document.loc?.source.body;
-    if (text !== undefined && text === payload.query) (payload as { query: string }).query = text;
     if (isSubscription(prepared)) {
-      const ids = (ctx.extra.subscriptionIds ??= new Set());
-      if (ids.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
+      const subscriptions = (ctx.extra.subscriptions ??= new SocketSubscriptions());
+      if (subscriptions.size >= MAX_SUBSCRIPTIONS_PER_SOCKET) {
         return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
       }
-      ids.add(id);
+      const kept = subscriptionDocument(prepared.document);
+      if (!subscriptions.add(id, kept, ctx.extra.messageLength ?? 0)) {
+        return [
+          new AppError(
+            ErrorCode.BadRequest,
+            `The subscriptions of one connection may hold at most ${MAX_SUBSCRIPTION_BYTES_PER_SOCKET / 1024 / 1024} MiB (their messages, and each document once): complete some, or send a smaller document`,
+          ),
+        ];
+      }
+      prepared.document = kept.document;
+      // graphql-ws keeps the message for the operation's life: not the text the client sent.
+      (payload as { query: string }).query = '';
     } else {
+      // graphql-ws keeps the message until the answer: let it hold the query text its admitted
+      // document was parsed from, one string for all the operations that send it.
+      const text = prepared.document.loc?.source.body;
+      if (text !== undefined && text === payload.query) (payload as { query: string }).query = text;
       (ctx.extra.answering ??= new Set()).add(id);
     }
     return prepared;
@@ -148,7 +208,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
       onSubscribe: (ctx, id, payload) => admit(ctx, id, payload), // each operation then checks the socket's session (`context`)
       onComplete: (ctx, id) => {
-        ctx.extra.subscriptionIds?.delete(id);
+        ctx.extra.subscriptions?.delete(id);
         operationAnswered(ctx.extra, id);
       },
       context: (ctx, id, _payload, args) => {
@@ -170,12 +230,12 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
           ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }
           : undefined,
       onError: (ctx, id, _payload, errors) => {
-        ctx.extra.subscriptionIds?.delete(id);
+        ctx.extra.subscriptions?.delete(id);
         return errors.map((e) => maskError(e, randomUUID(), log));
       },
     },
     log,
-    (extra, id) => extra.subscriptionIds?.has(id) === true || extra.answering?.has(id) === true,
+    (extra, id) => extra.subscriptions?.has(id) === true || extra.answering?.has(id) === true,
   );
 
   return {

@@ -2,7 +2,10 @@ import { createHash } from 'node:crypto';
 // Operation limits (issue 9, point 1): one pipeline for HTTP and WebSocket, each limit with its
 // boundary on both sides and on both transports, and a bad operation over WebSocket answered with
 // an `error` message carrying HTTP's code while the socket and its other subscriptions stay up.
+import { parse } from 'graphql';
 import WebSocket from 'ws';
+import { subscriptionDocument } from '../../src/graphql/pipeline';
+import { MAX_SUBSCRIPTION_BYTES_PER_SOCKET } from '../../src/http/websocket';
 import { collect, createRoom, gql, MESSAGE_ADDED, send, signUp, startServer, unique, waitFor, wsClient, type TestServer, type TestUser } from '../support/harness';
 import { bothTransports, rawSocket } from '../support/transports';
 
@@ -345,6 +348,53 @@ describe('subscriptions per socket', () => {
     subs.forEach((s) => s.stop());
     await waitFor(() => server.app.hubs.listeners(room) === 0);
     await client.dispose();
+  });
+
+  it("bounds what one socket's subscriptions hold: their messages, and each document once, without its comments", async () => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    const raw = await rawSocket(server.wsUrl, user.token);
+    const body = 'subscription($r: ID!) { roomEvents(roomId: $r) { __typename } }';
+    // A comment no token limit counts pads each message; the document a subscription keeps drops it.
+    const message = (id: string, padding: number, tag = id) =>
+      JSON.stringify({ id, type: 'subscribe', payload: { query: `# ${tag} ${'x'.repeat(padding)}\n${body}`, variables: { r: room } } });
+    const { bytes: kept } = subscriptionDocument(parse(body));
+    const subscribe = (id: string, padding: number, tag?: string) => {
+      raw.socket.send(message(id, padding, tag));
+      return id;
+    };
+    const refusal = async (id: string) => (await raw.next((f) => f.id === id && f.type === 'error', 10_000)).payload?.[0]?.extensions?.code;
+    const padFor = (id: string, held: number, tag?: string) => held / 2 - message(id, 0, tag).length; // two bytes a character
+    try {
+      // Exactly at the bound: runs (a message just under 1 MiB, so two bytes a character reach 2 MiB).
+      subscribe('a', padFor('a', MAX_SUBSCRIPTION_BYTES_PER_SOCKET - kept));
+      await waitFor(() => server.app.hubs.listeners(room) === 1, 10_000);
+      // Anything more, even the smallest: refused, and the socket stays up.
+      expect(await refusal(subscribe('tiny', 0))).toBe('BAD_REQUEST');
+      raw.send({ id: 'a', type: 'complete' });
+      await waitFor(() => server.app.hubs.listeners(room) === 0, 10_000);
+      // One character past the bound: refused.
+      expect(await refusal(subscribe('b', padFor('b', MAX_SUBSCRIPTION_BYTES_PER_SOCKET - kept) + 1))).toBe('BAD_REQUEST');
+      // Two subscriptions of one text share its document: counted once, both run.
+      const pad = Math.floor((MAX_SUBSCRIPTION_BYTES_PER_SOCKET - kept) / 4) - message('c', 0, 'cd').length;
+      subscribe('c', pad, 'cd');
+      subscribe('d', pad, 'cd');
+      await waitFor(() => server.app.hubs.listeners(room) === 2, 10_000);
+      raw.send({ id: 'c', type: 'complete' });
+      raw.send({ id: 'd', type: 'complete' });
+      await waitFor(() => server.app.hubs.listeners(room) === 0, 10_000);
+      // What they held was given back: a small subscription runs and gets its events.
+      const sub = collect(wsClient(server.wsUrl, user), MESSAGE_ADDED, { roomId: room });
+      subscribe('e', 0);
+      await waitFor(() => server.app.hubs.listeners(room) === 2, 10_000);
+      await send(server.url, user, room, 'after');
+      await sub.until((r) => r.length === 1);
+      await raw.next((f) => f.id === 'e' && f.type === 'next' && f.payload?.data?.roomEvents?.__typename === 'MessageAdded');
+      sub.stop();
+      expect(raw.closed()).toBeUndefined();
+    } finally {
+      raw.close();
+    }
   });
 
   it('closes a socket that sends a message over 1 MiB, and the server goes on', async () => {

@@ -1,7 +1,9 @@
 // What a parsed document holds (src/graphql/document-bytes.ts): the measure that bounds the caches
-// of parsed documents (Apollo's store over HTTP, the admitted documents over WebSocket).
-import { parse } from 'graphql';
+// of parsed documents (Apollo's store over HTTP, the admitted documents over WebSocket), and the
+// document a live subscription keeps (src/graphql/pipeline.ts).
+import { parse, print, visit } from 'graphql';
 import { documentBytes, DocumentsByBytes } from '../../src/graphql/document-bytes';
+import { subscriptionDocument } from '../../src/graphql/pipeline';
 
 const SUBSCRIPTION = 'subscription($r: ID!) { messageAdded(roomId: $r) { id seq body author { username } } }';
 
@@ -30,4 +32,18 @@ it('keeps documents up to its bytes, the least recently used leaving first', asy
   expect(await store.get('s0')).toBeDefined();
   expect(await store.delete('s0')).toBe(true);
   expect(await store.get('s0')).toBeUndefined();
+});
+
+it('gives a live subscription a document that keeps nothing of the text it was sent as', () => {
+  const alias = 'aVeryLongAliasSlicedFromTheText';
+  const sent = parse(`#${'x'.repeat(100_000)}\n${'#\n'.repeat(10_000)}subscription($r: ID!) { ${alias}: roomEvents(roomId: $r) { __typename } }`);
+  const kept = subscriptionDocument(sent);
+  expect(subscriptionDocument(sent)).toBe(kept); // made once per admitted document
+  expect(print(kept.document)).toBe(print(sent));
+  // No locations anywhere: nothing links back to the text or the parser's tokens (comments included).
+  let located = 0;
+  visit(kept.document, { enter: (node) => void (node.loc && located++) });
+  expect(located).toBe(0);
+  expect(kept.bytes).toBeLessThan(documentBytes(sent) / 100);
+  expect(kept.bytes).toBe(documentBytes(kept.document) + 2 * print(sent).length);
 });
