@@ -78,7 +78,7 @@ export class MembershipService {
       if (actor === 'OWNER') throw conflict('The OWNER cannot leave: hand OWNER over to another member first (setMemberRole)', 'roomId');
       return removeMembership(tx, roomId, membership.userId);
     });
-    if (left) await this.tellGone(roomId, membership.userId);
+    if (left !== undefined) await this.tellGone(roomId, membership.userId, left);
   }
 
   /** An OWNER or ADMIN removes a member (only the OWNER an ADMIN; nobody the OWNER). Not a member: NOT_FOUND. */
@@ -95,7 +95,7 @@ export class MembershipService {
       if (userId === membership.userId) throw conflict('Use leaveRoom to leave a room', 'userId');
       return removeMembership(tx, roomId, userId);
     });
-    if (removed) await this.tellGone(roomId, userId);
+    if (removed !== undefined) await this.tellGone(roomId, userId, removed);
   }
 
   /**
@@ -115,14 +115,16 @@ export class MembershipService {
       if (!target) throw notFound('That user is not a member of this room');
       if (target === role) return [];
       await tx.query(`UPDATE memberships SET role = $3 WHERE room_id = $1 AND user_id = $2`, [roomId, userId, role]);
-      if (role !== 'OWNER') return [{ userId, role }];
-      await tx.query(`UPDATE memberships SET role = 'ADMIN' WHERE room_id = $1 AND user_id = $2`, [roomId, membership.userId]);
-      return [
-        { userId, role },
-        { userId: membership.userId, role: 'ADMIN' as Role },
-      ];
+      if (role === 'OWNER') await tx.query(`UPDATE memberships SET role = 'ADMIN' WHERE room_id = $1 AND user_id = $2`, [roomId, membership.userId]);
+      const change = await nextChange(tx); // the last step, under both rows' locks
+      return role === 'OWNER'
+        ? [
+            { userId, role, change },
+            { userId: membership.userId, role: 'ADMIN' as Role, change },
+          ]
+        : [{ userId, role, change }];
     });
-    await Promise.all(changed.map((c) => this.tell(roomId, c.userId, c.role)));
+    await Promise.all(changed.map((c) => this.tell(roomId, c.userId, c.role, c.change)));
   }
 
   /** The room's members in the order they came, as a Relay page: for members, and for anyone signed in when the room is PUBLIC. */
@@ -146,10 +148,10 @@ export class MembershipService {
    * time is no change. Added `by` a member: only while their role allows it (`lockedMembership`).
    */
   private async add(roomId: string, userId: string, by?: string): Promise<void> {
-    const insert = (manager: EntityManager): Promise<Array<{ last_read_seq: number }>> =>
+    const insert = (manager: EntityManager): Promise<Array<{ last_read_seq: number; change: string }>> =>
       manager.query(
         `INSERT INTO memberships (room_id, user_id, role, last_read_seq) SELECT id, $2, 'MEMBER', last_seq FROM rooms WHERE id = $1
-         ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq`,
+         ON CONFLICT (room_id, user_id) DO NOTHING RETURNING last_read_seq, nextval('membership_changes') AS change`,
         [roomId, userId],
       );
     const rows = by
@@ -158,15 +160,15 @@ export class MembershipService {
           return insert(tx);
         })
       : await insert(this.db.manager);
-    if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', { added: rows[0].last_read_seq });
+    if (rows.length > 0) await this.tell(roomId, userId, 'MEMBER', Number(rows[0].change), { added: rows[0].last_read_seq });
   }
 
   /**
    * A member left or was removed: the room and the user are told, then what else ends with them
    * (`gone`); the answer waits for both no longer than for the signals alone (SIGNAL_WAIT_MS).
    */
-  private async tellGone(roomId: string, userId: string): Promise<void> {
-    const done = this.tell(roomId, userId, null, 'removed').then(() => this.gone(roomId, userId));
+  private async tellGone(roomId: string, userId: string, change: number): Promise<void> {
+    const done = this.tell(roomId, userId, null, change, 'removed').then(() => this.gone(roomId, userId));
     await within(done, SIGNAL_WAIT_MS, undefined);
   }
 
@@ -180,10 +182,12 @@ export class MembershipService {
    * Resolves once pub/sub has taken the signals, so that what anyone does after the change's answer
    * — a message sent into the room — reaches every instance after them (a removed member's
    * subscriptions end before it); or after SIGNAL_WAIT_MS (pub/sub down or slow: the timed checks heal).
+   * `change`: the change's number (`nextChange`), so that hubs pass no change older than one they
+   * passed, whichever instance's publish reaches them first.
    */
-  tell(roomId: string, userId: string, role: Role | null, came?: { added: number } | 'removed'): Promise<void> {
+  tell(roomId: string, userId: string, role: Role | null, change: number, came?: { added: number } | 'removed'): Promise<void> {
     const warn = (err: unknown) => this.publishFailed({ err: (err as Error).message, roomId });
-    const signals = [this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role })];
+    const signals = [this.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId, role, change })];
     if (came === 'removed') signals.push(this.pubsub.publish(userTopic(userId), { kind: 'removed', roomId }));
     else if (came) signals.push(this.pubsub.publish(userTopic(userId), { kind: 'added', roomId, lastReadSeq: came.added }));
     const told = Promise.all(signals.map((signal) => signal.catch(warn))).then(() => undefined);
@@ -211,8 +215,18 @@ async function lockMembers(tx: EntityManager, roomId: string, actorId: string, t
   return { actor: roleOf(actorId), target: roleOf(targetId) };
 }
 
-/** Deletes a membership; whether there was one. The hubs' periodic check covers a lost signal. */
-async function removeMembership(tx: EntityManager, roomId: string, userId: string): Promise<boolean> {
-  const [rows] = await tx.query('DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 RETURNING id', [roomId, userId]);
-  return rows.length > 0;
+/** Deletes a membership: the change's number (`nextChange`), undefined when there was none. The hubs' periodic check covers a lost signal. */
+async function removeMembership(tx: EntityManager, roomId: string, userId: string): Promise<number | undefined> {
+  const [rows] = await tx.query(`DELETE FROM memberships WHERE room_id = $1 AND user_id = $2 RETURNING nextval('membership_changes') AS change`, [roomId, userId]);
+  return rows.length > 0 ? Number(rows[0].change) : undefined;
+}
+
+/**
+ * The next membership change number (`membership_changes`), taken by a change as its last step,
+ * under the row locks that order it against every other change of the same member: for any one
+ * member, the numbers follow the order the changes commit in (docs/guarantees.md, guarantee 5).
+ */
+async function nextChange(tx: EntityManager): Promise<number> {
+  const [{ change }] = await tx.query(`SELECT nextval('membership_changes') AS change`);
+  return Number(change);
 }

@@ -26,8 +26,9 @@ const FILL_BATCH = 500;
 const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
 /**
- * Removed users a hub remembers (`RoomHub.gone`): a typing start races a removal by milliseconds,
- * so the latest removals are the ones that matter.
+ * Users a hub remembers the last membership signals of (`RoomHub.gone`, `memberChanges`): a typing
+ * start races a removal, and two instances' publishes cross, by milliseconds, so the latest are
+ * the ones that matter.
  */
 const MAX_GONE = 1000;
 
@@ -71,6 +72,13 @@ export class RoomHub {
    * forgotten): a `setTyping(true)` that raced their removal is not passed on after it.
    */
   private readonly gone = new Set<string>();
+  /**
+   * Per user, the number of the newest membership change passed on here (at most MAX_GONE users,
+   * the oldest forgotten): two instances may publish two changes of one member in either order,
+   * and an older one that comes later is not passed on (`stale`), so the last `MemberChanged` a
+   * subscriber gets is the member's role now.
+   */
+  private memberChanges?: Map<string, number>;
 
   constructor(
     readonly roomId: string,
@@ -219,6 +227,18 @@ export class RoomHub {
     if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
   }
 
+  /** Whether a membership change of the user newer than `change` was passed on here; notes `change` as the newest otherwise. */
+  private stale(userId: string, change: number | undefined): boolean {
+    if (change === undefined) return false; // a timed check's finding: the database's state now
+    const changes = (this.memberChanges ??= new Map());
+    const newest = changes.get(userId);
+    if (newest !== undefined && change <= newest) return true;
+    changes.delete(userId); // to the end: the most recent
+    changes.set(userId, change);
+    if (changes.size > MAX_GONE) changes.delete(changes.keys().next().value!);
+    return false;
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.reorderTimer);
@@ -239,8 +259,10 @@ export class RoomHub {
   }
 
   private async handle(signal: RoomSignal): Promise<void> {
-    if (signal.kind === 'membership') this.noteMembership(signal.userId, signal.role === null);
-    else if (signal.kind === 'typing' && signal.typing && this.gone.has(signal.userId)) return; // begun before they left, told after
+    if (signal.kind === 'membership') {
+      if (this.stale(signal.userId, signal.change)) return;
+      this.noteMembership(signal.userId, signal.role === null);
+    } else if (signal.kind === 'typing' && signal.typing && this.gone.has(signal.userId)) return; // begun before they left, told after
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;
     if (change <= this.position) return; // duplicate, or already read from the database

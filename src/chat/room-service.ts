@@ -106,11 +106,14 @@ export class RoomService {
       // Made here, so the address pays for it (RATE_LIMITED undoes the insert). Whoever opens the
       // pair meanwhile waits at the unique key for this transaction, then finds the room and pays nothing.
       await this.roomsPerAddress.consume(clientAddress);
-      await tx.query(`INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'MEMBER'), ($1, $3, 'MEMBER')`, [rows[0].id, me, other.id]);
-      return rows[0].id;
+      const members: Array<{ user_id: string; change: string }> = await tx.query(
+        `INSERT INTO memberships (room_id, user_id, role) VALUES ($1, $2, 'MEMBER'), ($1, $3, 'MEMBER') RETURNING user_id, nextval('membership_changes') AS change`,
+        [rows[0].id, me, other.id],
+      );
+      return { roomId: rows[0].id, members };
     });
-    const roomId = created ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
-    if (created) await Promise.all([me, other.id].map((userId) => this.members.tell(roomId, userId, 'MEMBER', { added: 0 })));
+    const roomId = created?.roomId ?? (await this.db.query('SELECT id FROM rooms WHERE direct_key = $1', [key]))[0].id;
+    if (created) await Promise.all(created.members.map((m) => this.members.tell(roomId, m.user_id, 'MEMBER', Number(m.change), { added: 0 })));
     return this.viewAs(viewer, roomId);
   }
 

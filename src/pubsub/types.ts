@@ -9,8 +9,12 @@ export type RoomSignal =
   /** A message at its latest change (`message.changeSeq`): its insert (published on the activity topic), or a later change. */
   | { kind: 'change'; message: MessageWire }
   | { kind: 'delta'; messageId: string; index: number; text: string }
-  /** A user joined, was added, changed role (`role`), or left or was removed (`role: null`). */
-  | { kind: 'membership'; userId: string; role: Role | null }
+  /**
+   * A user joined, was added, changed role (`role`), or left or was removed (`role: null`).
+   * `change`: its number (`membership_changes`), in commit order for any one member; none from a
+   * hub's own timed check.
+   */
+  | { kind: 'membership'; userId: string; role: Role | null; change?: number }
   /** Ephemeral (docs/guarantees.md, guarantee 11): never in the change log, never replayed. */
   | { kind: 'typing'; userId: string; typing: boolean }
   | { kind: 'presence'; userId: string; online: boolean };

@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { roomTopic } from '../../src/pubsub';
 import { collect, createRoom, codeOf, gql, holdRow, MESSAGE_ADDED, must, reachTheLock, send, signUp, startServer, waitFor, wsClient, type Collected, type TestServer } from '../support/harness';
 
 let a: TestServer;
@@ -11,6 +12,7 @@ afterAll(() => Promise.all([a.stop(), b.stop()]));
 const LEAVE = `mutation($r: ID!) { leaveRoom(roomId: $r) }`;
 const REMOVE = `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`;
 const JOIN = `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`;
+const SET_ROLE = `mutation($r: ID!, $u: ID!, $role: Role!) { setMemberRole(roomId: $r, userId: $u, role: $role) { id } }`;
 
 /** An owner's PUBLIC room on `server`, which bob has joined. */
 async function roomWithBob(server: TestServer) {
@@ -141,6 +143,32 @@ describe('membership changes reach live subscriptions', () => {
   });
 });
 
+describe('MemberChanged in the order the changes committed (docs/guarantees.md, guarantee 5)', () => {
+  it("passes on no change older than one it passed, whichever instance's publish comes first", async () => {
+    const { owner, bob, roomId } = await roomWithBob(a);
+    const carol = await signUp(a.url);
+    await must(a.url, JOIN, { r: roomId }, carol.token);
+    const client = wsClient(b.wsUrl, carol);
+    const events = collect(client, `subscription($r: ID!) { roomEvents(roomId: $r) { ... on MemberChanged { role user { id } } } }`, { r: roomId });
+    const roles = () => events.results.map((r) => r.data?.roomEvents).filter((e) => e?.user?.id === bob.id).map((e) => e.role);
+    try {
+      await waitFor(() => b.app.hubs.listeners(roomId) === 1);
+      await must(a.url, SET_ROLE, { r: roomId, u: bob.id, role: 'ADMIN' }, owner.token);
+      await must(b.url, SET_ROLE, { r: roomId, u: bob.id, role: 'MEMBER' }, owner.token);
+      await waitFor(() => roles().length === 2);
+      // The ADMIN change's signal, had it crossed the MEMBER one on its way: older, not passed on.
+      await a.app.pubsub.publish(roomTopic(roomId), { kind: 'membership', userId: bob.id, role: 'ADMIN', change: 1 });
+      await must(a.url, REMOVE, { r: roomId, u: bob.id }, owner.token);
+      await waitFor(() => roles().length >= 3);
+      await sleep(200);
+      expect(roles()).toEqual(['ADMIN', 'MEMBER', null]);
+    } finally {
+      events.stop();
+      await client.dispose();
+    }
+  });
+});
+
 describe('a change racing a removal or a role change (docs/guarantees.md, guarantee 6)', () => {
   const SEND = `mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }`;
   const REACT = `mutation($i: ReactionInput!) { addReaction(input: $i) { id } }`;
@@ -148,7 +176,6 @@ describe('a change racing a removal or a role change (docs/guarantees.md, guaran
   const DELETE = `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`;
   const ADD = `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`;
   const RENAME = `mutation($i: UpdateRoomInput!) { updateRoom(input: $i) { id } }`;
-  const SET_ROLE = `mutation($r: ID!, $u: ID!, $role: Role!) { setMemberRole(roomId: $r, userId: $u, role: $role) { id } }`;
   const membership = 'SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2 FOR UPDATE';
 
   it('answers a removal only once what the member had begun is made: nothing of theirs commits after that answer', async () => {

@@ -88,7 +88,7 @@ it('logs the failed publishes of membership changes once per window (Redis down 
   const { log, lines } = capture();
   const down = { publish: () => Promise.reject(new Error('Connection is closed.')) } as unknown as PubSub;
   const memberships = new MembershipService({} as DataSource, down, log);
-  for (let i = 0; i < 12; i++) memberships.tell(`room-${i}`, 'u', 'MEMBER', { added: 0 });
+  for (let i = 0; i < 12; i++) memberships.tell(`room-${i}`, 'u', 'MEMBER', i + 1, { added: 0 });
   await new Promise((r) => setImmediate(r));
   const logged = lines.map((line) => JSON.parse(line));
   expect(logged.map(({ msg, roomId }) => ({ msg, roomId }))).toEqual([{ msg: 'publish failed; hubs notice removals by timer', roomId: 'room-0' }]);

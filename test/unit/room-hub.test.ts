@@ -272,6 +272,30 @@ describe('RoomHub', () => {
     expect(seen).toEqual(signals.filter((_, i) => i !== 2));
   });
 
+  it("passes no membership change older than one it passed for that member (two instances' publishes crossed), nor one twice", async () => {
+    const { hub, signal } = await startHub({ messages: 1 });
+    const seen = listen(hub, 'alice');
+    const member = (userId: string, role: 'ADMIN' | 'MEMBER' | null, change?: number): RoomSignal => ({
+      kind: 'membership',
+      userId,
+      role,
+      ...(change === undefined ? {} : { change }),
+    });
+    const signals: RoomSignal[] = [
+      member('bob', 'ADMIN', 10),
+      member('bob', 'ADMIN', 12), // committed after 11, published before it
+      member('bob', 'MEMBER', 11), // older than the last passed: not passed
+      member('carol', 'MEMBER', 11), // another member: their own order
+      member('bob', 'ADMIN', 12), // the same change again: not passed
+      member('bob', null), // a timed check's finding (no number): passed
+      member('bob', 'MEMBER', 13),
+    ];
+    for (const s of signals) await signal(s);
+    await waitFor(() => seen.length === 5, 'five signals');
+    await settled(hub);
+    expect(seen).toEqual([signals[0], signals[1], signals[3], signals[5], signals[6]]);
+  });
+
   it('heal() reads and fans out a missed tail', async () => {
     const { hub, store, send } = await startHub({ messages: 2 });
     const seen = listen(hub, 'alice');
