@@ -156,6 +156,19 @@ export class RoomService {
     if (!room) throw forbidden();
     return room;
   }
+
+  /**
+   * The answer of a membership change the viewer made (`joinRoom`, `addMember`, `removeMember`,
+   * `setMemberRole`): the room as the viewer sees it now — also when they left it, or were removed,
+   * between their change's commit and this read (on another device or instance). Their change was
+   * made; `FORBIDDEN` would say it was refused. Read as an outsider then: no `viewerRole`, nothing
+   * unread, and the fields only members may read refused on their own.
+   */
+  async viewAfterChange(viewer: Viewer | null, roomId: string): Promise<RoomModel> {
+    const room = (await this.get(viewer, roomId)) ?? (viewer ? await this.db.getRepository(RoomEntity).findOneBy({ id: roomId }) : null);
+    if (!room) throw forbidden();
+    return room;
+  }
 }
 
 /** What names the one direct room of two users, whichever of them opens it. */

@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { roomTopic } from '../../src/pubsub';
+import { jest } from '@jest/globals';
 import { collect, createRoom, codeOf, gql, holdRow, MESSAGE_ADDED, must, reachTheLock, send, signUp, startServer, waitFor, wsClient, type Collected, type TestServer } from '../support/harness';
 
 let a: TestServer;
@@ -166,6 +167,40 @@ describe('MemberChanged in the order the changes committed (docs/guarantees.md, 
       events.stop();
       await client.dispose();
     }
+  });
+});
+
+describe('the answer of a membership change its maker left the room right after', () => {
+  it.each([
+    ['setMemberRole', 'setRole'],
+    ['addMember', 'addMember'],
+  ] as const)('answers %s with the room, not FORBIDDEN, when the change committed and its maker left before the answer was read', async (mutation, method) => {
+    const { owner, bob, roomId } = await roomWithBob(a);
+    const carol = await signUp(a.url);
+    // setMemberRole: the OWNER hands over and, as ADMIN then, leaves on another device; addMember: an ADMIN adds carol and leaves.
+    const maker = mutation === 'setMemberRole' ? owner : bob;
+    if (mutation === 'addMember') await must(a.url, SET_ROLE, { r: roomId, u: bob.id, role: 'ADMIN' }, owner.token);
+    const members = a.app.services.members;
+    const made = members[method].bind(members) as (...args: unknown[]) => Promise<void>;
+    const spy = jest.spyOn(members, method).mockImplementation(async (...args: unknown[]) => {
+      await made(...args);
+      await must(b.url, LEAVE, { r: roomId }, maker.token); // committed before the answer is read
+    });
+    try {
+      const answer =
+        mutation === 'setMemberRole'
+          ? await gql(a.url, `mutation($r: ID!, $u: ID!) { setMemberRole(roomId: $r, userId: $u, role: OWNER) { id viewerRole unreadCount } }`, { r: roomId, u: bob.id }, maker.token)
+          : await gql(a.url, `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id viewerRole unreadCount } }`, { r: roomId, u: carol.id }, maker.token);
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(answer.errors).toBeUndefined();
+      expect(answer.data).toEqual({ [mutation]: { id: roomId, viewerRole: null, unreadCount: 0 } });
+    } finally {
+      spy.mockRestore();
+    }
+    const [{ role }] = await a.app.db.dataSource.query(`SELECT role FROM memberships WHERE room_id = $1 AND user_id = $2`, [roomId, mutation === 'setMemberRole' ? bob.id : carol.id]);
+    expect(role).toBe(mutation === 'setMemberRole' ? 'OWNER' : 'MEMBER');
+    // What only members may read is still refused to the one who left.
+    expect(codeOf(await gql(a.url, `query($r: ID!) { room(id: $r) { id } messages(roomId: $r) { edges { cursor } } }`, { r: roomId }, maker.token))).toBe('FORBIDDEN');
   });
 });
 

@@ -15,14 +15,14 @@ export const roomResolvers: Resolvers = {
   },
   Mutation: {
     createRoom: (_, { input }, ctx) => ctx.services.rooms.create(ctx.viewer, input),
-    joinRoom: (_, { roomId }, ctx) => ctx.services.members.join(ctx.viewer, roomId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+    joinRoom: (_, { roomId }, ctx) => ctx.services.members.join(ctx.viewer, roomId).then(() => ctx.services.rooms.viewAfterChange(ctx.viewer, roomId)),
     addMember: (_, { roomId, userId }, ctx) =>
-      ctx.services.members.addMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+      ctx.services.members.addMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAfterChange(ctx.viewer, roomId)),
     leaveRoom: (_, { roomId }, ctx) => ctx.services.members.leave(ctx.viewer, roomId).then(() => true),
     removeMember: (_, { roomId, userId }, ctx) =>
-      ctx.services.members.removeMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+      ctx.services.members.removeMember(ctx.viewer, roomId, userId).then(() => ctx.services.rooms.viewAfterChange(ctx.viewer, roomId)),
     setMemberRole: (_, { roomId, userId, role }, ctx) =>
-      ctx.services.members.setRole(ctx.viewer, roomId, userId, role).then(() => ctx.services.rooms.viewAs(ctx.viewer, roomId)),
+      ctx.services.members.setRole(ctx.viewer, roomId, userId, role).then(() => ctx.services.rooms.viewAfterChange(ctx.viewer, roomId)),
     openDirectRoom: (_, { userId }, ctx) => ctx.services.rooms.openDirect(ctx.viewer, userId, ctx.clientAddress),
     markRead: (_, { roomId, cursor }, ctx) => ctx.services.rooms.markRead(ctx.viewer, roomId, cursor),
   },
