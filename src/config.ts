@@ -49,10 +49,12 @@ export interface Config {
   logInAttemptsPerUsernamePer15Min: number;
   /** Failed log-ins from one client address, whatever the usernames, per 15 minutes. Default 100. */
   logInFailuresPerAddressPer15Min: number;
-  /** Mutations of any kind one user may make per 10 seconds (`setTyping` has its own budget). Default 30. */
+  /** Mutations of any kind one user may make per 10 seconds (`setTyping` and `markRead` have their own budgets). Default 30. */
   mutationsPerUserPer10s: number;
   /** `setTyping` calls one user may make per 10 seconds that reach the typing store (a repeat within a second is free). Default 30. */
   typingPerUserPer10s: number;
+  /** `markRead` calls one user may make per 10 seconds (their own budget: marking messages read as they arrive never holds up a send). Default 100. */
+  readsPerUserPer10s: number;
   /** Messages one user may send per 10 seconds (the burst). Default 10. */
   sendsPerUserPer10s: number;
   /** Messages one user may send per hour (the sustained rate). Default 600. */
@@ -167,6 +169,7 @@ const envSchema = z.object({
   LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN: int(1, 1_000_000_000).default(100),
   MUTATIONS_PER_USER_PER_10S: int(1, 1_000_000_000).default(30),
   TYPING_PER_USER_PER_10S: int(1, 1_000_000_000).default(30),
+  READS_PER_USER_PER_10S: int(1, 1_000_000_000).default(100),
   SENDS_PER_USER_PER_10S: int(1, 1_000_000_000).default(10),
   SENDS_PER_USER_PER_HOUR: int(1, 1_000_000_000).default(600),
   SENDS_PER_ROOM_PER_10S: int(1, 1_000_000_000).default(50),
@@ -253,6 +256,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logInFailuresPerAddressPer15Min: e.LOGIN_FAILURES_PER_ADDRESS_PER_15_MIN,
     mutationsPerUserPer10s: e.MUTATIONS_PER_USER_PER_10S,
     typingPerUserPer10s: e.TYPING_PER_USER_PER_10S,
+    readsPerUserPer10s: e.READS_PER_USER_PER_10S,
     sendsPerUserPer10s: e.SENDS_PER_USER_PER_10S,
     sendsPerUserPerHour: e.SENDS_PER_USER_PER_HOUR,
     sendsPerRoomPer10s: e.SENDS_PER_ROOM_PER_10S,

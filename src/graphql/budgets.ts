@@ -25,8 +25,13 @@ export interface Budgets {
    * accounts, each attempt a deliberately slow hash. A success gives its point back.
    */
   logInsPerAddress: RateLimit;
-  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come), but `setTyping`. */
+  /** Every mutation of a signed-in user, whatever it is (joins, leaves, settings, and those to come), but `setTyping` and `markRead`. */
   mutationsPerUser: RateLimit;
+  /**
+   * `markRead` calls per user, instead of `mutationsPerUser`: a client that marks each message
+   * read as it arrives in a busy room must not have its user's sends refused for it.
+   */
+  readsPerUser: RateLimit;
   /**
    * `setTyping` calls that reach the typing store, per user: spent by the typing service, so that a
    * repeat it answers from memory costs nothing, and typing on every keystroke leaves the mutation
@@ -38,7 +43,9 @@ export interface Budgets {
 type Args = Record<string, any>;
 /** A mutation's own budgets: the ones it spends before it runs, and what it does around its run. */
 interface Hook {
-  /** The signed-in caller's budgets besides `mutationsPerUser`, spent with theirs. */
+  /** The signed-in caller's budget for any mutation, if not `mutationsPerUser`. */
+  budget?: RateLimit;
+  /** The signed-in caller's budgets besides that one, spent with it. */
   userBudgets?: RateLimit[];
   /** Budgets of other keys (address, username), spent with the caller's (with Redis: one round trip). */
   spends?(args: Args, ctx: GraphQLContext): Array<Promise<void>>;
@@ -94,8 +101,9 @@ const BUDGETED_BY_SERVICE = new Set(['setTyping']);
 
 /**
  * The schema with each mutation spending its budgets before it runs, whichever transport it
- * came by: every mutation of a signed-in user but `logOut` spends `mutationsPerUser`, and some
- * have budgets of their own, declared here, so no service has to remember them. Budgets are spent
+ * came by: every mutation of a signed-in user but `logOut` spends `mutationsPerUser` (`markRead`
+ * its own instead), and some have budgets of their own, declared here, so no service has to
+ * remember them. Budgets are spent
  * by every attempt, refused or not (an attack counts). (A room's budget counts only the sends it
  * accepted: the send's statement takes it, see `MessageStore.insert`.)
  */
@@ -109,6 +117,7 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       // A retry of a send that went through (its answer was lost) answers the first message (guarantee 4).
       refused: (args, ctx) => ctx.services.messages.sent(ctx.viewer, args.input),
     },
+    markRead: { budget: budgets.readsPerUser },
     // openDirectRoom spends the same budget where it makes a room (`RoomService.openDirect`), not when it opens one.
     createRoom: { spends: (_args, ctx) => [budgets.roomsPerAddress.consume(ctx.clientAddress)] },
     signUp: { spends: (_args, ctx) => [budgets.signUpsPerAddress.consume(ctx.clientAddress)] },
@@ -127,7 +136,7 @@ export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSch
       const hook: Hook = hooks[name] ?? {};
       const resolve = field.resolve;
       if (!resolve || UNBUDGETED.has(name) || BUDGETED_BY_SERVICE.has(name)) return field;
-      const userBudgets = [budgets.mutationsPerUser, ...(hook.userBudgets ?? [])];
+      const userBudgets = [hook.budget ?? budgets.mutationsPerUser, ...(hook.userBudgets ?? [])];
       const checkedLater = CHECKED_IN_STATEMENT.has(name);
       const budgeted: GraphQLFieldResolver<unknown, GraphQLContext> = async (source, args, ctx, info) => {
         const claimed = ctx.viewer;
@@ -164,6 +173,7 @@ export function createBudgets(config: Config, limits: RateLimits): Budgets {
     logInsPerUsernameAndAddress: limits.create('login', config.logInAttemptsPer15Min, 15 * 60, 'Too many log-in attempts for this username; retry later'),
     mutationsPerUser: limits.create('mutation-user', config.mutationsPerUserPer10s, 10, 'Too many changes at once; slow down'),
     typingPerUser: limits.create('typing-user', config.typingPerUserPer10s, 10, 'Too many typing changes at once; slow down'),
+    readsPerUser: limits.create('read-user', config.readsPerUserPer10s, 10, 'Too many read positions at once; slow down'),
     logInsPerAddress: limits.create('login-address', config.logInFailuresPerAddressPer15Min, 15 * 60, 'Too many failed log-ins from this address; retry later'),
   };
 }

@@ -23,7 +23,7 @@ let server: TestServer;
 let twin: TestServer;
 let hourly: TestServer;
 let hourlyTwin: TestServer;
-const HOURLY = { TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6', TYPING_PER_USER_PER_10S: '3' };
+const HOURLY = { TRUST_PROXY: 'true', SENDS_PER_USER_PER_HOUR: '4', MUTATIONS_PER_USER_PER_10S: '6', TYPING_PER_USER_PER_10S: '3', READS_PER_USER_PER_10S: '8' };
 beforeAll(async () => {
   [server, twin, hourly, hourlyTwin] = await Promise.all([startServer(SMALL_BUDGETS), startServer(SMALL_BUDGETS), startServer(HOURLY), startServer(HOURLY)]);
 });
@@ -217,6 +217,23 @@ describe('mutations of any kind', () => {
     const joins: GqlResult[] = [];
     for (let i = 0; i < 6; i++) joins.push(await join());
     expect(codes(joins)).toEqual(['ok', 'ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
+  });
+
+  it('lets a user make READS_PER_USER_PER_10S markRead calls on either instance, then answers RATE_LIMITED, and never spends the mutation budget on them', async () => {
+    const ada = await signUpFrom(hourly);
+    const room = await createRoomFrom(hourly, ada); // 1 of MUTATIONS_PER_USER_PER_10S = 6
+    const sent = await post(hourly, address(), 'mutation($input: SendMessageInput!) { sendMessage(input: $input) { cursor } }', { input: { roomId: room, body: 'x' } }, ada.token); // 2
+    const cursor = sent.data.sendMessage.cursor;
+    const read = (target: TestServer) => post(target, address(), 'mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { lastReadSeq } }', { r: room, c: cursor }, ada.token);
+    const reads: GqlResult[] = [];
+    for (let i = 0; i < 9; i++) reads.push(await read(i % 2 ? hourlyTwin : hourly));
+    expect(codes(reads)).toEqual([...Array(8).fill('ok'), 'RATE_LIMITED']);
+    expectRateLimited(reads[8]);
+    // Nine markRead calls, and the user still has 4 of 6 mutations.
+    const join = () => post(hourly, address(), 'mutation($r: ID!) { joinRoom(roomId: $r) { id } }', { r: room }, ada.token);
+    const joins: GqlResult[] = [];
+    for (let i = 0; i < 5; i++) joins.push(await join());
+    expect(codes(joins)).toEqual(['ok', 'ok', 'ok', 'ok', 'RATE_LIMITED']);
   });
 
   it('never refuses logOut: a session can be ended however many mutations were made with it', async () => {

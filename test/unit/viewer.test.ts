@@ -48,6 +48,7 @@ function setUp(mutationsPerUser = 1) {
     logInsPerAddress: budget('log-in-address'),
     mutationsPerUser: budget('mutations', mutationsPerUser),
     typingPerUser: budget('typing'),
+    readsPerUser: budget('reads'),
   };
   const signedIn = (ctx: GraphQLContext) => {
     events.push(`run as ${ctx.viewer ? 'ada' : 'nobody'}`);
