@@ -263,5 +263,9 @@ describe('limits and budgets', () => {
     expect(() => loadConfig({ ...base, SENDS_PER_USER_PER_10S: '0' })).toThrow(/SENDS_PER_USER_PER_10S/);
     expect(() => loadConfig({ ...base, TYPING_PER_USER_PER_10S: '0' })).toThrow(/TYPING_PER_USER_PER_10S/);
     expect(loadConfig({ ...base, TYPING_PER_USER_PER_10S: '1' }).typingPerUserPer10s).toBe(1);
+    expect(() => loadConfig({ ...base, READS_PER_USER_PER_10S: '0' })).toThrow(/READS_PER_USER_PER_10S/);
+    expect(() => loadConfig({ ...base, READS_PER_USER_PER_10S: 'many' })).toThrow(/READS_PER_USER_PER_10S/);
+    expect(loadConfig({ ...base, READS_PER_USER_PER_10S: '1' }).readsPerUserPer10s).toBe(1);
+    expect(loadConfig(base).readsPerUserPer10s).toBe(100);
   });
 });
