@@ -125,6 +125,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     clientAddress: createClientAddress(config.trustProxy),
     webSockets: {
       perUser: config.wsPerUser,
+      messagesPerUserPerSecond: config.wsMessagesPerUserPerSecond,
       perAddress: config.wsPerAddress,
       maxBufferedBytes: config.wsMaxBufferedBytes,
       stallTimeoutMs: config.wsStallTimeoutMs,

@@ -108,7 +108,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
-  const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
+  const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress, undefined, () => deps.metrics.webSocketsPaused.inc());
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -236,6 +236,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     },
     log,
     (extra, id) => extra.subscriptions?.has(id) === true || extra.answering?.has(id) === true,
+    (socket) => guard.messageFrom(socket),
   );
 
   return {

@@ -169,6 +169,45 @@ describe('sockets per user and per address', () => {
   });
 });
 
+describe('messages per user per second', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ WS_MESSAGES_PER_USER_PER_S: '20' });
+  });
+  afterAll(() => server.stop());
+
+  /** How many times a socket's reads were paused, from `/metrics`. */
+  const pauses = async () => Number(/^chat_websocket_paused_total (\d+)/m.exec(await (await fetch(server.url.replace('/graphql', '/metrics'))).text())?.[1]);
+  /** Sends `count` `me` queries on `socket` in one go; resolves once each is answered with the user's id. */
+  const queries = async (socket: Awaited<ReturnType<typeof rawSocket>>, count: number, userId: string, tag: string) => {
+    for (let i = 0; i < count; i++) socket.send({ id: `${tag}${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+    const answers = [];
+    for (let i = 0; i < count; i++) answers.push(await socket.next((f) => f.id === `${tag}${i}` && f.type === 'next'));
+    expect(answers.map((f) => f.payload.data.me.id)).toEqual(Array(count).fill(userId));
+  };
+
+  it("pauses the reads of a user's sockets past WS_MESSAGES_PER_USER_PER_S for the rest of the second, and answers every message", async () => {
+    const [ada, bob, cy] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
+    const before = await pauses();
+    // At the limit: nothing paused.
+    const adaSocket = await rawSocket(server.wsUrl, ada.token);
+    await queries(adaSocket, 20, ada.id, 'a');
+    expect(await pauses()).toBe(before);
+    // One past it: paused once, and nothing lost or refused.
+    const bobSocket = await rawSocket(server.wsUrl, bob.token);
+    await queries(bobSocket, 21, bob.id, 'b');
+    expect(await pauses()).toBe(before + 1);
+    // All of a user's sockets together: 10 and 11.
+    const [cy1, cy2] = [await rawSocket(server.wsUrl, cy.token), await rawSocket(server.wsUrl, cy.token)];
+    await Promise.all([queries(cy1, 10, cy.id, 'c'), queries(cy2, 11, cy.id, 'd')]);
+    expect(await pauses()).toBe(before + 2);
+    for (const socket of [adaSocket, bobSocket, cy1, cy2]) {
+      expect(socket.closed()).toBeUndefined();
+      socket.close();
+    }
+  });
+});
+
 describe('a reader that stops reading', () => {
   let server: TestServer;
   beforeAll(async () => {
