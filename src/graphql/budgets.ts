@@ -103,9 +103,9 @@ const BUDGETED_BY_SERVICE = new Set(['setTyping']);
  * The schema with each mutation spending its budgets before it runs, whichever transport it
  * came by: every mutation of a signed-in user but `logOut` spends `mutationsPerUser` (`markRead`
  * its own instead), and some have budgets of their own, declared here, so no service has to
- * remember them. Budgets are spent
- * by every attempt, refused or not (an attack counts). (A room's budget counts only the sends it
- * accepted: the send's statement takes it, see `MessageStore.insert`.)
+ * remember them. Budgets are spent by every attempt, refused or not (an attack counts). (A room's
+ * budget counts only the sends it accepted: the send's statement takes it, see
+ * `MessageStore.insert`.)
  */
 export function withBudgets(schema: GraphQLSchema, budgets: Budgets): GraphQLSchema {
   const logInKey = (args: Args, ctx: GraphQLContext) =>

@@ -126,8 +126,11 @@ it('counts pub/sub down once Redis has not answered, also on an instance with no
       await send(server.url, ada, roomId, 'after the logOut');
       // Before: the other instance took Redis for up, so it did not check its sockets' sessions
       // before its heals, and delivered what followed the logOut until its sweep closed them.
-      await waitFor(() => closes.length === 1, 10_000, () => JSON.stringify({ overSocket: overSocket.results, overSocketEnd, otherLog: otherLines.join('').slice(-3000) }));
-      expect(closes).toEqual([4403]);
+      // (When a check closed the socket before the send, the lazy client opened another for it,
+      // which the revoked token got closed too: two closes, both 4403.)
+      await waitFor(() => closes.length >= 1, 10_000, () => JSON.stringify({ overSocket: overSocket.results, overSocketEnd: String(overSocketEnd), otherLog: otherLines.join('').slice(-3000) }));
+      expect(closes.length).toBeLessThanOrEqual(2);
+      expect(closes.every((code) => code === 4403)).toBe(true);
       expect(bodies(sub)).not.toContain('after the logOut');
     } finally {
       process.kill(redisPid, 'SIGCONT');
