@@ -34,12 +34,6 @@ export class Metrics {
     labelNames: ['budget'] as const,
     registers: [this.registry],
   });
-  /** WebSockets whose reads were paused because their user sent messages faster than `WS_MESSAGES_PER_USER_PER_S`. */
-  readonly webSocketsPaused = new Counter({
-    name: 'chat_websocket_paused_total',
-    help: 'WebSockets whose reads were paused for the rest of a second: their user sent messages faster than WS_MESSAGES_PER_USER_PER_S',
-    registers: [this.registry],
-  });
   /** Assistant replies that ended here, by final status. */
   readonly assistantReplies = new Counter({
     name: 'chat_assistant_replies_total',

@@ -40,8 +40,6 @@ export function serveGraphQLOverWebSocket<E extends object>(
   log: Logger,
   /** Whether the socket's operation `id` is still running (graphql-ws has not yet called `onComplete` for it). */
   running: (extra: E & WsTransportExtra, id: string) => boolean,
-  /** Told of each message a client sends, before it is handled (`SocketGuard.messageFrom`). */
-  messageFrom: (socket: WebSocket) => void = () => undefined,
 ): { dispose(): Promise<void> } {
   const server = makeServer(options);
   wsServer.options.handleProtocols = handleProtocols;
@@ -49,7 +47,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
     log.error({ err }, 'the WebSocket server failed; closing its sockets');
     for (const client of wsServer.clients) client.close(CloseCode.InternalServerError, 'Internal server error');
   });
-  const shared: Shared<E> = { log, running, messageFrom };
+  const shared: Shared<E> = { log, running };
   wsServer.on('connection', (socket: WebSocket, request: http.IncomingMessage) => {
     const transport = new SocketTransport<E>(socket, { socket, request } as E & WsTransportExtra, shared);
     transports.set(socket, transport);
@@ -71,7 +69,6 @@ export function serveGraphQLOverWebSocket<E extends object>(
 interface Shared<E extends object> {
   log: Logger;
   running: (extra: E & WsTransportExtra, id: string) => boolean;
-  messageFrom: (socket: WebSocket) => void;
 }
 
 /** Each socket's transport, for the listeners every socket shares (`this` is the socket). */
@@ -128,7 +125,6 @@ class SocketTransport<E extends object> {
   }
 
   received(text: string): void {
-    this.shared.messageFrom(this.socket);
     if (!this.reuse && text.includes('"complete"')) {
       this.reuse = new ReusedIds(this.socket, (t) => this.handleText(t), (id) => this.shared.running(this.extra, id));
     }

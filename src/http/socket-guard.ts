@@ -1,6 +1,5 @@
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { RateLimiterMemory, type RateLimiterRes } from 'rate-limiter-flexible';
 import type { WebSocket, WebSocketServer } from 'ws';
 import type { ClientAddress } from './client-address';
 import { CloseCode, type WebSocketLimits } from './transport';
@@ -78,8 +77,6 @@ interface Watched {
 export class SocketGuard {
   private readonly byAddress = new Counts();
   private readonly byUser = new Counts();
-  /** Messages per user per second, over all their sockets on this instance (`messageFrom`). */
-  private readonly messages: RateLimiterMemory;
   private readonly origins: Set<string> | '*';
   private readonly sweep: NodeJS.Timeout;
   private readonly watched = new WeakMap<WebSocket, Watched>();
@@ -95,11 +92,8 @@ export class SocketGuard {
     corsOrigins: '*' | string[],
     private readonly clientAddress: ClientAddress,
     private readonly keepAliveMs = KEEP_ALIVE_MS,
-    /** Told each time a socket's reads pause (`messageFrom`). */
-    private readonly onPause: () => void = () => undefined,
   ) {
     this.origins = corsOrigins === '*' ? '*' : new Set(corsOrigins.map(originOf));
-    this.messages = new RateLimiterMemory({ points: limits.messagesPerUserPerSecond, duration: 1 });
     const { watched, addresses, byAddress, byUser } = this;
     this.givesAddress = function () {
       const address = addresses.get(this);
@@ -163,27 +157,6 @@ export class SocketGuard {
    * Counts an authenticated socket against its user; when the user already holds `perUser`
    * sockets here, closes it with 4429 and answers false.
    */
-  /**
-   * A message from the socket's client: spends one of the messages its user's sockets on this
-   * instance may send in a second, together (`messagesPerUserPerSecond`). Past them, the socket's
-   * reads pause for the rest of that second: a client that floods operations (queries, subscribe
-   * and complete) waits, nothing of it is lost or refused, and other users' operations are not held
-   * up behind its. Before the socket is admitted for a user it spends nothing (its
-   * `connection_init` has `CONNECTION_INIT_WAIT_MS`).
-   */
-  messageFrom(socket: WebSocket): void {
-    const userId = this.watched.get(socket)?.userId;
-    if (userId === undefined || socket.isPaused) return;
-    this.messages.consume(userId).catch((refused: RateLimiterRes) => this.pauseFor(socket, refused.msBeforeNext));
-  }
-
-  private pauseFor(socket: WebSocket, ms: number): void {
-    if (socket.readyState !== socket.OPEN || socket.isPaused) return;
-    socket.pause();
-    this.onPause();
-    setTimeout(resumeReads, Math.max(1, ms), socket).unref();
-  }
-
   admitUser(socket: WebSocket, userId: string): boolean {
     // The guard's connection listener is the server's first: it saw every socket graphql-ws serves.
     const seen = this.watched.get(socket);
@@ -253,9 +226,4 @@ function originOf(value: string): string {
   } catch {
     return value.trim().toLowerCase();
   }
-}
-
-/** Resumes a socket's reads (`SocketGuard.pauseFor`), also one closing meanwhile: its client's close frame must be read. */
-function resumeReads(socket: WebSocket): void {
-  socket.resume(); // nothing for a closed socket
 }

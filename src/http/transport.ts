@@ -34,8 +34,8 @@ export enum CloseCode {
 export interface WebSocketLimits {
   /** Open sockets per user on this instance. */
   perUser: number;
-  /** Messages a user's sockets on this instance may send in a second, together (`SocketGuard.messageFrom`). */
-  messagesPerUserPerSecond: number;
+  /** Operations a user's sockets on this instance may start a second, together, over windows of 3 s (`websocket.ts`). */
+  operationsPerUserPerSecond: number;
   /** Open sockets per client address on this instance. */
   perAddress: number;
   /** Bytes that may wait to be sent to one socket. */

@@ -3,8 +3,9 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import type { Context, SubscribePayload } from 'graphql-ws';
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { AppError, ErrorCode, maskError, shuttingDown, unauthenticated } from '../errors';
+import { AppError, ErrorCode, maskError, rateLimited, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { prepareOperation, subscriptionDocument, type KeptDocument } from '../graphql/pipeline';
 import { confirmViewer } from '../graphql/viewer';
@@ -17,6 +18,8 @@ import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transpo
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+/** The window over which a user's operations a second are counted: bursts of up to this many seconds' worth pass. */
+const OPERATION_WINDOW_S = 3;
 /** What the subscriptions of one WebSocket may hold together, in bytes (`SocketSubscriptions`). */
 export const MAX_SUBSCRIPTION_BYTES_PER_SOCKET = 2 * 1024 * 1024;
 
@@ -108,7 +111,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   const { log } = deps;
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
-  const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress, undefined, () => deps.metrics.webSocketsPaused.inc());
+  const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
+  const operations = new RateLimiterMemory({ points: OPERATION_WINDOW_S * deps.webSockets.operationsPerUserPerSecond, duration: OPERATION_WINDOW_S });
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -148,8 +152,14 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
-  /** An operation's admission (`onSubscribe`): the socket's state, the pipeline shared with HTTP, the subscriptions' bound. */
-  const admit = (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
+  /**
+   * An operation's admission (`onSubscribe`): its user's operations a second, the socket's state,
+   * the pipeline shared with HTTP, the subscriptions' bound.
+   */
+  const admit = async (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
+    const messageLength = ctx.extra.messageLength ?? 0; // the message being handed over now, before anything awaits
+    const refused = await operationRefused(ctx.extra.viewer?.id);
+    if (refused) return [refused];
     const { closing, socket } = ctx.extra;
     if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
     if (socket.readyState !== socket.OPEN) return [closedConnection()]; // closed at once (nothing was running): nothing more runs on it
@@ -161,7 +171,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
       }
       const kept = subscriptionDocument(prepared.document);
-      if (!subscriptions.add(id, kept, ctx.extra.messageLength ?? 0)) {
+      if (!subscriptions.add(id, kept, messageLength)) {
         return [
           new AppError(
             ErrorCode.BadRequest,
@@ -170,8 +180,12 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         ];
       }
       prepared.document = kept.document;
-      // graphql-ws keeps the message for the operation's life: not the text the client sent.
-      (payload as { query: string }).query = '';
+      // graphql-ws keeps the message for the operation's life: only what the subscription runs
+      // with — not the text the client sent, its extensions, or variables it does not declare
+      // (a parsed JSON value takes many times its text: 300,000 `{}` some 19 MB).
+      const variables = declaredVariables(kept.document, prepared.operationName, prepared.variableValues);
+      Object.assign(payload, { query: '', variables, extensions: undefined });
+      prepared.variableValues = variables;
     } else {
       // graphql-ws keeps the message until the answer: let it hold the query text its admitted
       // document was parsed from, one string for all the operations that send it.
@@ -180,6 +194,24 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       (ctx.extra.answering ??= new Set()).add(id);
     }
     return prepared;
+  };
+  /**
+   * Spends one of the user's operations on this instance's sockets (`WS_OPERATIONS_PER_USER_PER_S`,
+   * over windows of OPERATION_WINDOW_S): past them, the operation is answered RATE_LIMITED with
+   * `retryAfterMs` and not run, so that a client flooding operations — queries, subscriptions
+   * opened and completed — costs the server a refusal each, not an execution, and does not hold
+   * up everyone else's. Decided before the operation is parsed.
+   */
+  const operationRefused = async (userId: string | undefined) => {
+    if (userId === undefined) return undefined;
+    try {
+      await operations.consume(userId);
+      return undefined;
+    } catch (res) {
+      if (!(res instanceof RateLimiterRes)) throw res;
+      deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
+      return rateLimited(res.msBeforeNext, 'Too many operations on your WebSockets at once; slow down');
+    }
   };
   const cleanup = serveGraphQLOverWebSocket<WsExtra>(
     wsServer,
@@ -236,7 +268,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     },
     log,
     (extra, id) => extra.subscriptions?.has(id) === true || extra.answering?.has(id) === true,
-    (socket) => guard.messageFrom(socket),
   );
 
   return {
@@ -313,3 +344,13 @@ function flatRequestId(): string {
 
 const isSubscription = (args: { document: DocumentNode; operationName?: string | null }) =>
   getOperationAST(args.document, args.operationName)?.operation === 'subscription';
+
+/** Of `values`, those the operation declares (for a subscription: scalars, its root field's arguments). */
+function declaredVariables(document: DocumentNode, operationName: string | null | undefined, values: ExecutionArgs['variableValues']): Record<string, unknown> {
+  const declared: Record<string, unknown> = {};
+  for (const definition of getOperationAST(document, operationName)?.variableDefinitions ?? []) {
+    const name = definition.variable.name.value;
+    if (values && Object.hasOwn(values, name)) declared[name] = values[name];
+  }
+  return declared;
+}

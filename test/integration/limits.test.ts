@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 // Operation limits (issue 9, point 1): one pipeline for HTTP and WebSocket, each limit with its
 // boundary on both sides and on both transports, and a bad operation over WebSocket answered with
 // an `error` message carrying HTTP's code while the socket and its other subscriptions stay up.
@@ -32,6 +34,10 @@ beforeAll(async () => {
 afterAll(() => Promise.all([server.stop(), tight.stop()]));
 
 const repeat = (n: number, f: (i: number) => string) => Array.from({ length: n }, (_, i) => f(i)).join(' ');
+
+/** A full collection, for reading what the server (in this process) keeps. */
+v8.setFlagsFromString('--expose-gc');
+const collectGarbage = runInNewContext('gc') as () => void;
 
 describe('each limit: exactly at it runs, one past it is refused, on both transports', () => {
   const cases: Array<[limit: string, at: string, past: string, code: string]> = [
@@ -394,6 +400,32 @@ describe('subscriptions per socket', () => {
       expect(raw.closed()).toBeUndefined();
     } finally {
       raw.close();
+    }
+  });
+
+  it('keeps of a subscribe message only what the subscription runs with: not its extensions, nor variables it does not declare', async () => {
+    const user = await signUp(server.url);
+    const room = await createRoom(server.url, user);
+    // A parsed JSON value takes many times its text: 150,000 `{}` twice in a message of ~900 KB, some 15 MB kept per subscription before.
+    const junk = `[${'{},'.repeat(149_999)}{}]`;
+    const message = `{"id":"s","type":"subscribe","payload":{"query":"subscription($r: ID!) { roomEvents(roomId: $r) { __typename } }","variables":{"r":"${room}","junk":${junk}},"extensions":{"junk":${junk}}}}`;
+    collectGarbage();
+    const before = process.memoryUsage().heapUsed;
+    const sockets = [];
+    for (let i = 0; i < 4; i++) {
+      const raw = await rawSocket(server.wsUrl, user.token);
+      raw.socket.send(message);
+      sockets.push(raw);
+    }
+    try {
+      await waitFor(() => server.app.hubs.listeners(room) === 4, 10_000);
+      collectGarbage();
+      // Each keeps its message's text (~0.9 MB, counted by the bound) and little else.
+      expect(process.memoryUsage().heapUsed - before).toBeLessThan(4 * 2 * 1024 * 1024);
+      await send(server.url, user, room, 'still live');
+      for (const raw of sockets) await raw.next((f) => f.id === 's' && f.type === 'next' && f.payload?.data?.roomEvents?.__typename === 'MessageAdded');
+    } finally {
+      sockets.forEach((raw) => raw.close());
     }
   });
 

@@ -169,38 +169,43 @@ describe('sockets per user and per address', () => {
   });
 });
 
-describe('messages per user per second', () => {
+describe('operations per user per second', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startServer({ WS_MESSAGES_PER_USER_PER_S: '20' });
+    server = await startServer({ WS_OPERATIONS_PER_USER_PER_S: '10' }); // 30 over a 3 s window
   });
   afterAll(() => server.stop());
 
-  /** How many times a socket's reads were paused, from `/metrics`. */
-  const pauses = async () => Number(/^chat_websocket_paused_total (\d+)/m.exec(await (await fetch(server.url.replace('/graphql', '/metrics'))).text())?.[1]);
-  /** Sends `count` `me` queries on `socket` in one go; resolves once each is answered with the user's id. */
+  /** Sends `count` `me` queries on `socket` at once; what each was answered, in order: `ok` or its error's code. */
   const queries = async (socket: Awaited<ReturnType<typeof rawSocket>>, count: number, userId: string, tag: string) => {
     for (let i = 0; i < count; i++) socket.send({ id: `${tag}${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
-    const answers = [];
-    for (let i = 0; i < count; i++) answers.push(await socket.next((f) => f.id === `${tag}${i}` && f.type === 'next'));
-    expect(answers.map((f) => f.payload.data.me.id)).toEqual(Array(count).fill(userId));
+    const outcomes: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const frame = await socket.next((f) => f.id === `${tag}${i}` && (f.type === 'next' || f.type === 'error'));
+      if (frame.type === 'next') expect(frame.payload.data.me.id).toBe(userId);
+      else expect(frame.payload[0].extensions.retryAfterMs).toBeGreaterThan(0);
+      outcomes.push(frame.type === 'next' ? 'ok' : frame.payload[0].extensions.code);
+    }
+    return outcomes;
   };
+  const refusals = (outcomes: string[]) => outcomes.filter((o) => o !== 'ok');
 
-  it("pauses the reads of a user's sockets past WS_MESSAGES_PER_USER_PER_S for the rest of the second, and answers every message", async () => {
+  it("answers RATE_LIMITED, running nothing, to the operations of a user's sockets past WS_OPERATIONS_PER_USER_PER_S; the socket stays up", async () => {
     const [ada, bob, cy] = await Promise.all([signUp(server.url), signUp(server.url), signUp(server.url)]);
-    const before = await pauses();
-    // At the limit: nothing paused.
+    // At the limit (a window's 30): all run.
     const adaSocket = await rawSocket(server.wsUrl, ada.token);
-    await queries(adaSocket, 20, ada.id, 'a');
-    expect(await pauses()).toBe(before);
-    // One past it: paused once, and nothing lost or refused.
+    expect(refusals(await queries(adaSocket, 30, ada.id, 'a'))).toEqual([]);
+    // One past it: that one refused.
     const bobSocket = await rawSocket(server.wsUrl, bob.token);
-    await queries(bobSocket, 21, bob.id, 'b');
-    expect(await pauses()).toBe(before + 1);
-    // All of a user's sockets together: 10 and 11.
+    expect(refusals(await queries(bobSocket, 31, bob.id, 'b'))).toEqual(['RATE_LIMITED']);
+    // All of a user's sockets together: 15 and 16.
     const [cy1, cy2] = [await rawSocket(server.wsUrl, cy.token), await rawSocket(server.wsUrl, cy.token)];
-    await Promise.all([queries(cy1, 10, cy.id, 'c'), queries(cy2, 11, cy.id, 'd')]);
-    expect(await pauses()).toBe(before + 2);
+    const [one, two] = await Promise.all([queries(cy1, 15, cy.id, 'c'), queries(cy2, 16, cy.id, 'd')]);
+    expect(refusals([...one, ...two])).toEqual(['RATE_LIMITED']);
+    // `complete` and graphql-ws pings are not counted, and the refused sockets serve again once the window has passed.
+    for (let i = 0; i < 50; i++) bobSocket.send({ type: 'ping' });
+    await waitFor(() => bobSocket.frames.filter((f) => f.type === 'pong').length === 50);
+    expect(await waitFor(async () => ((await queries(bobSocket, 1, bob.id, `again${Date.now()}`))[0] === 'ok' ? true : undefined), 10_000)).toBe(true);
     for (const socket of [adaSocket, bobSocket, cy1, cy2]) {
       expect(socket.closed()).toBeUndefined();
       socket.close();
