@@ -125,7 +125,7 @@ export async function createApp(config: Config, log: Logger = createLogger(confi
     clientAddress: createClientAddress(config.trustProxy),
     webSockets: {
       perUser: config.wsPerUser,
-      operationsPerUserPerSecond: config.wsOperationsPerUserPerSecond,
+      operationsPerSocketPerSecond: config.wsOperationsPerSocketPerSecond,
       perAddress: config.wsPerAddress,
       maxBufferedBytes: config.wsMaxBufferedBytes,
       stallTimeoutMs: config.wsStallTimeoutMs,

@@ -67,8 +67,8 @@ export interface Config {
   signUpsPerAddressPerHour: number;
   /** Open WebSockets per user on this instance. Default 20. */
   wsPerUser: number;
-  /** Operations one user's WebSockets on this instance may start a second, together, over 3 s (bursts up to three seconds' worth); past that RATE_LIMITED. Default 100. */
-  wsOperationsPerUserPerSecond: number;
+  /** Operations one WebSocket may start a second, counted over 3 s (bursts up to three seconds' worth); past that RATE_LIMITED. Default 100. */
+  wsOperationsPerSocketPerSecond: number;
   /** Open WebSockets per client address on this instance. Default 200. */
   wsPerAddress: number;
   /** A WebSocket with more than this many bytes waiting to be sent is closed. Default 4 MiB. */
@@ -178,7 +178,7 @@ const envSchema = z.object({
   ROOMS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000_000).default(30),
   SIGNUPS_PER_ADDRESS_PER_HOUR: int(1, 1_000_000_000).default(20),
   WS_PER_USER: int(1, 1_000_000_000).default(20),
-  WS_OPERATIONS_PER_USER_PER_S: int(1, 1_000_000_000).default(100),
+  WS_OPERATIONS_PER_SOCKET_PER_S: int(1, 1_000_000_000).default(100),
   WS_PER_ADDRESS: int(1, 1_000_000_000).default(200),
   WS_MAX_BUFFERED_BYTES: int(1024, 1024 ** 3).default(4 * 1024 * 1024),
   WS_STALL_TIMEOUT_MS: int(100, 600_000).default(10_000),
@@ -266,7 +266,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     roomsPerAddressPerHour: e.ROOMS_PER_ADDRESS_PER_HOUR,
     signUpsPerAddressPerHour: e.SIGNUPS_PER_ADDRESS_PER_HOUR,
     wsPerUser: e.WS_PER_USER,
-    wsOperationsPerUserPerSecond: e.WS_OPERATIONS_PER_USER_PER_S,
+    wsOperationsPerSocketPerSecond: e.WS_OPERATIONS_PER_SOCKET_PER_S,
     wsPerAddress: e.WS_PER_ADDRESS,
     wsMaxBufferedBytes: e.WS_MAX_BUFFERED_BYTES,
     wsStallTimeoutMs: e.WS_STALL_TIMEOUT_MS,

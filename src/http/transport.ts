@@ -34,8 +34,8 @@ export enum CloseCode {
 export interface WebSocketLimits {
   /** Open sockets per user on this instance. */
   perUser: number;
-  /** Operations a user's sockets on this instance may start a second, together, over windows of 3 s (`websocket.ts`). */
-  operationsPerUserPerSecond: number;
+  /** Operations a socket may start a second, over windows of 3 s (`websocket.ts`). */
+  operationsPerSocketPerSecond: number;
   /** Open sockets per client address on this instance. */
   perAddress: number;
   /** Bytes that may wait to be sent to one socket. */

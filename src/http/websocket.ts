@@ -75,6 +75,8 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   subscriptions?: SocketSubscriptions;
   /** The client's address, read from the upgrade request at `connection_init` (the request is not kept). */
   clientAddress?: string;
+  /** The socket's key in the operations limiter (`operationRefused`). */
+  operationsKey?: string;
 };
 
 /**
@@ -112,7 +114,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
   const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
-  const operations = new RateLimiterMemory({ points: OPERATION_WINDOW_S * deps.webSockets.operationsPerUserPerSecond, duration: OPERATION_WINDOW_S });
+  const operations = new RateLimiterMemory({ points: OPERATION_WINDOW_S * deps.webSockets.operationsPerSocketPerSecond, duration: OPERATION_WINDOW_S });
+  /** Names each socket for `operations` (its first operation's turn). */
+  let socketsNamed = 0;
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -153,12 +157,12 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
   /**
-   * An operation's admission (`onSubscribe`): its user's operations a second, the socket's state,
+   * An operation's admission (`onSubscribe`): the socket's operations a second, its state,
    * the pipeline shared with HTTP, the subscriptions' bound.
    */
   const admit = async (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
     const messageLength = ctx.extra.messageLength ?? 0; // the message being handed over now, before anything awaits
-    const refused = await operationRefused(ctx.extra.viewer?.id);
+    const refused = await operationRefused((ctx.extra.operationsKey ??= String(++socketsNamed)));
     if (refused) return [refused];
     const { closing, socket } = ctx.extra;
     if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
@@ -196,21 +200,22 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     return prepared;
   };
   /**
-   * Spends one of the user's operations on this instance's sockets (`WS_OPERATIONS_PER_USER_PER_S`,
-   * over windows of OPERATION_WINDOW_S): past them, the operation is answered RATE_LIMITED with
-   * `retryAfterMs` and not run, so that a client flooding operations — queries, subscriptions
-   * opened and completed — costs the server a refusal each, not an execution, and does not hold
-   * up everyone else's. Decided before the operation is parsed.
+   * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, over windows of
+   * OPERATION_WINDOW_S): past them, the operation is answered RATE_LIMITED with `retryAfterMs` and
+   * not run, so that a client flooding operations — queries, subscriptions opened and completed —
+   * costs the server a refusal each, not an execution, and does not hold up everyone else's.
+   * Counted per socket, not per user: a user's sockets are bounded by `WS_PER_USER`, and a client
+   * opening a socket per view (or a load test with one account) subscribes once on each. Decided
+   * before the operation's document is parsed.
    */
-  const operationRefused = async (userId: string | undefined) => {
-    if (userId === undefined) return undefined;
+  const operationRefused = async (socketKey: string) => {
     try {
-      await operations.consume(userId);
+      await operations.consume(socketKey);
       return undefined;
     } catch (res) {
       if (!(res instanceof RateLimiterRes)) throw res;
       deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
-      return rateLimited(res.msBeforeNext, 'Too many operations on your WebSockets at once; slow down');
+      return rateLimited(res.msBeforeNext, 'Too many operations on this WebSocket at once; slow down');
     }
   };
   const cleanup = serveGraphQLOverWebSocket<WsExtra>(

@@ -267,8 +267,8 @@ describe('limits and budgets', () => {
     expect(() => loadConfig({ ...base, READS_PER_USER_PER_10S: 'many' })).toThrow(/READS_PER_USER_PER_10S/);
     expect(loadConfig({ ...base, READS_PER_USER_PER_10S: '1' }).readsPerUserPer10s).toBe(1);
     expect(loadConfig(base).readsPerUserPer10s).toBe(100);
-    expect(() => loadConfig({ ...base, WS_OPERATIONS_PER_USER_PER_S: '0' })).toThrow(/WS_OPERATIONS_PER_USER_PER_S/);
-    expect(loadConfig({ ...base, WS_OPERATIONS_PER_USER_PER_S: '1' }).wsOperationsPerUserPerSecond).toBe(1);
-    expect(loadConfig(base).wsOperationsPerUserPerSecond).toBe(100);
+    expect(() => loadConfig({ ...base, WS_OPERATIONS_PER_SOCKET_PER_S: '0' })).toThrow(/WS_OPERATIONS_PER_SOCKET_PER_S/);
+    expect(loadConfig({ ...base, WS_OPERATIONS_PER_SOCKET_PER_S: '1' }).wsOperationsPerSocketPerSecond).toBe(1);
+    expect(loadConfig(base).wsOperationsPerSocketPerSecond).toBe(100);
   });
 });

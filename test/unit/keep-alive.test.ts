@@ -7,7 +7,7 @@ import { waitFor } from '../support/harness';
 
 const INTERVAL_MS = 300;
 /** Bounds that cut nobody here: only the keep-alive acts (the sweep then runs every 50 ms). */
-const LIMITS = { perAddress: 1000, perUser: 1000, operationsPerUserPerSecond: 1000, maxBufferedBytes: 1 << 20, stallTimeoutMs: 200 };
+const LIMITS = { perAddress: 1000, perUser: 1000, operationsPerSocketPerSecond: 1000, maxBufferedBytes: 1 << 20, stallTimeoutMs: 200 };
 
 let server: Server;
 let wss: WebSocketServer;
