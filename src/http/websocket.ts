@@ -3,7 +3,6 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import type { Context, SubscribePayload } from 'graphql-ws';
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, rateLimited, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
@@ -18,8 +17,8 @@ import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transpo
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
-/** The window over which a user's operations a second are counted: bursts of up to this many seconds' worth pass. */
-const OPERATION_WINDOW_S = 3;
+/** A socket's operations a second may come in a burst of up to this many seconds' worth (a client opening its subscriptions). */
+const OPERATION_BURST_S = 3;
 /** What the subscriptions of one WebSocket may hold together, in bytes (`SocketSubscriptions`). */
 export const MAX_SUBSCRIPTION_BYTES_PER_SOCKET = 2 * 1024 * 1024;
 
@@ -75,8 +74,8 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   subscriptions?: SocketSubscriptions;
   /** The client's address, read from the upgrade request at `connection_init` (the request is not kept). */
   clientAddress?: string;
-  /** The socket's key in the operations limiter (`operationRefused`). */
-  operationsKey?: string;
+  /** The operations the socket may start now, and when that was reckoned (`operationRefused`). */
+  operationTokens?: { tokens: number; at: number };
 };
 
 /**
@@ -114,9 +113,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   // No permessage-deflate (ws's default, said here on purpose): compressing each frame per socket costs more CPU than the bytes saved on a chat event.
   const wsServer = new WebSocketServer({ noServer: true, maxPayload: MAX_REQUEST_BYTES, perMessageDeflate: false });
   const guard = new SocketGuard(wsServer, deps.webSockets, deps.corsOrigins, deps.clientAddress);
-  const operations = new RateLimiterMemory({ points: OPERATION_WINDOW_S * deps.webSockets.operationsPerSocketPerSecond, duration: OPERATION_WINDOW_S });
-  /** Names each socket for `operations` (its first operation's turn). */
-  let socketsNamed = 0;
   /** Set when the instance stops: no socket is initialised any more (the HTTP server accepts no new connection). */
   let stopping = false;
   const upgrade = (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -160,9 +156,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
    * An operation's admission (`onSubscribe`): the socket's operations a second, its state,
    * the pipeline shared with HTTP, the subscriptions' bound.
    */
-  const admit = async (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
-    const messageLength = ctx.extra.messageLength ?? 0; // the message being handed over now, before anything awaits
-    const refused = await operationRefused((ctx.extra.operationsKey ??= String(++socketsNamed)));
+  const admit = (ctx: Context<Record<string, unknown> | undefined, WsExtra & WsTransportExtra>, id: string, payload: SubscribePayload) => {
+    const refused = operationRefused(ctx.extra);
     if (refused) return [refused];
     const { closing, socket } = ctx.extra;
     if (closing) return [closing.code === CLOSE_GOING_AWAY ? shuttingDown() : unauthenticated(closing.reason)]; // closing once its running operations are answered
@@ -175,7 +170,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         return [new AppError(ErrorCode.BadRequest, `At most ${MAX_SUBSCRIPTIONS_PER_SOCKET} subscriptions per connection`)];
       }
       const kept = subscriptionDocument(prepared.document);
-      if (!subscriptions.add(id, kept, messageLength)) {
+      if (!subscriptions.add(id, kept, ctx.extra.messageLength ?? 0)) {
         return [
           new AppError(
             ErrorCode.BadRequest,
@@ -200,23 +195,29 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
     return prepared;
   };
   /**
-   * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, over windows of
-   * OPERATION_WINDOW_S): past them, the operation is answered RATE_LIMITED with `retryAfterMs` and
-   * not run, so that a client flooding operations — queries, subscriptions opened and completed —
-   * costs the server a refusal each, not an execution, and does not hold up everyone else's.
-   * Counted per socket, not per user: a user's sockets are bounded by `WS_PER_USER`, and a client
-   * opening a socket per view (or a load test with one account) subscribes once on each. Decided
-   * before the operation's document is parsed.
+   * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
+   * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
+   * `retryAfterMs` and not run, so that a client flooding operations — queries, subscriptions
+   * opened and completed — costs the server a refusal each, not an execution, and does not hold up
+   * everyone else's. Counted per socket, not per user: a user's sockets are bounded by
+   * `WS_PER_USER`, and a client opening a socket per view (or a load with one account) subscribes
+   * once on each. Decided at once, before the operation's document is parsed: graphql-ws keeps an
+   * operation's id as running from `onSubscribe` on, and a `complete` and a `subscribe` reusing the
+   * id right behind it must find it so (`ReusedIds`); a limiter that answers through a promise
+   * (rate-limiter-flexible's) would leave a gap there, in which the reused id ran twice.
    */
-  const operationRefused = async (socketKey: string) => {
-    try {
-      await operations.consume(socketKey);
+  const operationRefused = (extra: WsExtra) => {
+    const rate = deps.webSockets.operationsPerSocketPerSecond;
+    const now = Date.now();
+    const bucket = (extra.operationTokens ??= { tokens: OPERATION_BURST_S * rate, at: now });
+    bucket.tokens = Math.min(OPERATION_BURST_S * rate, bucket.tokens + ((now - bucket.at) * rate) / 1000);
+    bucket.at = now;
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
       return undefined;
-    } catch (res) {
-      if (!(res instanceof RateLimiterRes)) throw res;
-      deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
-      return rateLimited(res.msBeforeNext, 'Too many operations on this WebSocket at once; slow down');
     }
+    deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
+    return rateLimited(((1 - bucket.tokens) * 1000) / rate, 'Too many operations on this WebSocket at once; slow down');
   };
   const cleanup = serveGraphQLOverWebSocket<WsExtra>(
     wsServer,

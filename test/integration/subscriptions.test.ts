@@ -154,6 +154,22 @@ describe('an operation id used again', () => {
     raw.close();
   });
 
+  it('runs one subscription when a subscribe, its complete and a subscribe reusing the id come in one read', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const raw = await rawSocket(server.wsUrl, ada.token);
+    together(raw, [subscribe('s', roomId), { id: 's', type: 'complete' }, subscribe('s', roomId)]);
+    await waitFor(() => server.app.hubs.listeners(roomId) === 1);
+    await send(server.url, ada, roomId, 'once');
+    await raw.next((f) => f.id === 's' && f.type === 'next');
+    await send(server.url, ada, roomId, 'twice');
+    await raw.next((f) => f.id === 's' && f.type === 'next' && f.payload.data.messageAdded.seq === 2);
+    expect(raw.frames.filter((f) => f.id === 's' && f.type === 'next').map((f) => f.payload.data.messageAdded.seq)).toEqual([1, 2]);
+    expect(server.app.hubs.listeners(roomId)).toBe(1);
+    raw.close();
+    await waitFor(() => server.app.hubs.listeners(roomId) === 0); // nothing left behind
+  });
+
   it('still closes the socket with 4409 for an id that is running', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
