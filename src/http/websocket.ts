@@ -74,7 +74,7 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   subscriptions?: SocketSubscriptions;
   /** The client's address, read from the upgrade request at `connection_init` (the request is not kept). */
   clientAddress?: string;
-  /** The operations the socket may start now, and when that was reckoned (`operationRefused`). */
+  /** The operations the socket may start now, and when that was reckoned (`performance.now()`, `operationRefused`). */
   operationTokens?: { tokens: number; at: number };
 };
 
@@ -208,7 +208,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
    */
   const operationRefused = (extra: WsExtra) => {
     const rate = deps.webSockets.operationsPerSocketPerSecond;
-    const now = Date.now();
+    const now = performance.now(); // monotonic: a clock stepped back takes no tokens away
     const bucket = (extra.operationTokens ??= { tokens: OPERATION_BURST_S * rate, at: now });
     bucket.tokens = Math.min(OPERATION_BURST_S * rate, bucket.tokens + ((now - bucket.at) * rate) / 1000);
     bucket.at = now;
