@@ -26,11 +26,11 @@ const FILL_BATCH = 500;
 const REORDER_MS = 50;
 const SUBSCRIBE_WAIT_MS = 2000;
 /**
- * Users a hub remembers the last membership signals of (`RoomHub.gone`, `memberChanges`): a typing
- * start races a removal, and two instances' publishes cross, by milliseconds, so the latest are
- * the ones that matter.
+ * Users a hub remembers the last membership signal of (`RoomHub.lastMembership`): a typing start
+ * races a removal, and two instances' publishes cross, by milliseconds, so the latest are the ones
+ * that matter.
  */
-const MAX_GONE = 1000;
+const MAX_MEMBERSHIPS_NOTED = 1000;
 
 /** Without sessions to settle (a hub alone, in tests). */
 export const NOTHING_TO_SETTLE = async (): Promise<void> => undefined;
@@ -68,17 +68,13 @@ export class RoomHub {
   /** After a pub/sub reconnect, until the registry's check has told the removals it missed: changes are held (`hold`). */
   private held = false;
   /**
-   * Users whose last membership signal here was their removal (at most MAX_GONE, the oldest
-   * forgotten): a `setTyping(true)` that raced their removal is not passed on after it.
+   * Per user, the last membership signal passed on here (at most MAX_MEMBERSHIPS_NOTED users, the
+   * least recently signalled forgotten): whether it was their removal — a `setTyping(true)` that
+   * raced it is not passed on after it — and the newest change number passed — two instances may
+   * publish two changes of one member in either order, and an older one that comes later is not
+   * passed on (`stale`), so the last `MemberChanged` a subscriber gets is the member's role now.
    */
-  private readonly gone = new Set<string>();
-  /**
-   * Per user, the number of the newest membership change passed on here (at most MAX_GONE users,
-   * the oldest forgotten): two instances may publish two changes of one member in either order,
-   * and an older one that comes later is not passed on (`stale`), so the last `MemberChanged` a
-   * subscriber gets is the member's role now.
-   */
-  private memberChanges?: Map<string, number>;
+  private readonly lastMembership = new Map<string, { removed: boolean; change?: number }>();
 
   constructor(
     readonly roomId: string,
@@ -219,24 +215,21 @@ export class RoomHub {
     }
   }
 
-  /** Keeps `gone` as the membership signals say: the user left or was removed (`removed`), or is a member again. */
-  private noteMembership(userId: string, removed: boolean): void {
-    this.gone.delete(userId); // a removal again: the newest
-    if (!removed) return;
-    this.gone.add(userId);
-    if (this.gone.size > MAX_GONE) this.gone.delete(this.gone.values().next().value!);
+  /**
+   * Notes a membership signal passed on: the user left or was removed (`removed`), or is a member
+   * (again, or in another role); `change`, its number (none from a timed check: the newest passed stays).
+   */
+  private noteMembership(userId: string, removed: boolean, change?: number): void {
+    const last = this.lastMembership.get(userId);
+    this.lastMembership.delete(userId); // to the end: the most recent
+    this.lastMembership.set(userId, { removed, change: change ?? last?.change });
+    if (this.lastMembership.size > MAX_MEMBERSHIPS_NOTED) this.lastMembership.delete(this.lastMembership.keys().next().value!);
   }
 
-  /** Whether a membership change of the user newer than `change` was passed on here; notes `change` as the newest otherwise. */
+  /** Whether a membership change of the user as new as `change` or newer was passed on here (a timed check's finding, without a number, never is stale). */
   private stale(userId: string, change: number | undefined): boolean {
-    if (change === undefined) return false; // a timed check's finding: the database's state now
-    const changes = (this.memberChanges ??= new Map());
-    const newest = changes.get(userId);
-    if (newest !== undefined && change <= newest) return true;
-    changes.delete(userId); // to the end: the most recent
-    changes.set(userId, change);
-    if (changes.size > MAX_GONE) changes.delete(changes.keys().next().value!);
-    return false;
+    const newest = this.lastMembership.get(userId)?.change;
+    return change !== undefined && newest !== undefined && change <= newest;
   }
 
   async stop(): Promise<void> {
@@ -261,8 +254,8 @@ export class RoomHub {
   private async handle(signal: RoomSignal): Promise<void> {
     if (signal.kind === 'membership') {
       if (this.stale(signal.userId, signal.change)) return;
-      this.noteMembership(signal.userId, signal.role === null);
-    } else if (signal.kind === 'typing' && signal.typing && this.gone.has(signal.userId)) return; // begun before they left, told after
+      this.noteMembership(signal.userId, signal.role === null, signal.change);
+    } else if (signal.kind === 'typing' && signal.typing && this.lastMembership.get(signal.userId)?.removed) return; // begun before they left, told after
     if (signal.kind !== 'change') return this.fanOut(signal);
     const change = signal.message.changeSeq;
     if (change <= this.position) return; // duplicate, or already read from the database

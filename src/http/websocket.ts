@@ -153,6 +153,31 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
   /**
+   * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
+   * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
+   * `retryAfterMs` and not run, so that a client flooding operations — queries, subscriptions
+   * opened and completed — costs the server a refusal each, not an execution, and does not hold up
+   * everyone else's. Counted per socket, not per user: a user's sockets are bounded by
+   * `WS_PER_USER`, and a client opening a socket per view (or a load with one account) subscribes
+   * once on each. Decided at once, before the operation's document is parsed: graphql-ws keeps an
+   * operation's id as running from `onSubscribe` on, and a `complete` and a `subscribe` reusing the
+   * id right behind it must find it so (`ReusedIds`); a limiter that answers through a promise
+   * (rate-limiter-flexible's) would leave a gap there, in which the reused id ran twice.
+   */
+  const operationRefused = (extra: WsExtra) => {
+    const rate = deps.webSockets.operationsPerSocketPerSecond;
+    const now = performance.now(); // monotonic: a clock stepped back takes no tokens away
+    const bucket = (extra.operationTokens ??= { tokens: OPERATION_BURST_S * rate, at: now });
+    bucket.tokens = Math.min(OPERATION_BURST_S * rate, bucket.tokens + ((now - bucket.at) * rate) / 1000);
+    bucket.at = now;
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      return undefined;
+    }
+    deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
+    return rateLimited(((1 - bucket.tokens) * 1000) / rate, 'Too many operations on this WebSocket at once; slow down');
+  };
+  /**
    * An operation's admission (`onSubscribe`): the socket's operations a second, its state,
    * the pipeline shared with HTTP, the subscriptions' bound.
    */
@@ -193,31 +218,6 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       (ctx.extra.answering ??= new Set()).add(id);
     }
     return prepared;
-  };
-  /**
-   * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
-   * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
-   * `retryAfterMs` and not run, so that a client flooding operations — queries, subscriptions
-   * opened and completed — costs the server a refusal each, not an execution, and does not hold up
-   * everyone else's. Counted per socket, not per user: a user's sockets are bounded by
-   * `WS_PER_USER`, and a client opening a socket per view (or a load with one account) subscribes
-   * once on each. Decided at once, before the operation's document is parsed: graphql-ws keeps an
-   * operation's id as running from `onSubscribe` on, and a `complete` and a `subscribe` reusing the
-   * id right behind it must find it so (`ReusedIds`); a limiter that answers through a promise
-   * (rate-limiter-flexible's) would leave a gap there, in which the reused id ran twice.
-   */
-  const operationRefused = (extra: WsExtra) => {
-    const rate = deps.webSockets.operationsPerSocketPerSecond;
-    const now = performance.now(); // monotonic: a clock stepped back takes no tokens away
-    const bucket = (extra.operationTokens ??= { tokens: OPERATION_BURST_S * rate, at: now });
-    bucket.tokens = Math.min(OPERATION_BURST_S * rate, bucket.tokens + ((now - bucket.at) * rate) / 1000);
-    bucket.at = now;
-    if (bucket.tokens >= 1) {
-      bucket.tokens -= 1;
-      return undefined;
-    }
-    deps.metrics.rateLimited.inc({ budget: 'ws-operations' });
-    return rateLimited(((1 - bucket.tokens) * 1000) / rate, 'Too many operations on this WebSocket at once; slow down');
   };
   const cleanup = serveGraphQLOverWebSocket<WsExtra>(
     wsServer,
