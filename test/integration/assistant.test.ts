@@ -1083,6 +1083,28 @@ describe('limits and availability', () => {
     await settled(server.url, ada, roomId, afterCancel.id);
   });
 
+  it('sends a mention whose author is at ASSISTANT_MAX_STREAMING_PER_USER without a reply, which askAssistant starts later', async () => {
+    const server = await serverWith(withModel({ ASSISTANT_MAX_STREAMING_PER_USER: '1' }));
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await makeRoom(server.url, ada, { assistantEnabled: true });
+    await join(server.url, bob, roomId);
+    const holding = await send(server.url, ada, roomId, `hold on ${'[[cap]]'} ${unique('k')}`);
+    const streaming = await ask(server.url, ada, holding.id);
+    const key = `[[${unique('over')}]]`;
+    const mention = await send(server.url, ada, roomId, `@assistant are you there? ${key}`);
+    // Bob's ask, sent after the mention and ended, is handled after it.
+    const bobs = await send(server.url, bob, roomId, 'a question of bob');
+    await settled(server.url, bob, roomId, (await ask(server.url, bob, bobs.id)).id);
+    expect(assistantMessages(await history(server.url, ada, roomId)).map((m) => m.parent)).toEqual([{ id: holding.id }, { id: bobs.id }]);
+    expect(fake.requestsFor(key)).toHaveLength(0);
+
+    await must(server.url, CANCEL, { m: streaming.id }, ada.token);
+    const reply = await ask(server.url, ada, mention.id);
+    expect(reply.status).toBe('STREAMING');
+    expect(await settled(server.url, ada, roomId, reply.id)).toMatchObject({ status: 'COMPLETE', parent: { id: mention.id } });
+    expect(fake.requestsFor(key)).toHaveLength(1);
+  });
+
   it('answers ASSISTANT_UNAVAILABLE without OPENAI_API_KEY, writing nothing, and ignores mentions', async () => {
     const server = await serverWith({ OPENAI_API_KEY: undefined, OPENAI_BASE_URL: fake.url });
     const ada = await signUp(server.url);
