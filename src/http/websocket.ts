@@ -3,6 +3,7 @@ import type http from 'node:http';
 import type { Duplex } from 'node:stream';
 import { execute, getOperationAST, GraphQLError, type DocumentNode, type ExecutionArgs, type ExecutionResult, type FormattedExecutionResult } from 'graphql';
 import type { Context, SubscribePayload } from 'graphql-ws';
+import pLimit from 'p-limit';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { AppError, ErrorCode, maskError, rateLimited, shuttingDown, unauthenticated } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
@@ -17,6 +18,14 @@ import { MAX_REQUEST_BYTES, rawErrorAnswer, type TransportDeps } from './transpo
 
 /** Subscriptions one WebSocket may hold at once (queries and mutations in flight do not count). */
 export const MAX_SUBSCRIPTIONS_PER_SOCKET = 100;
+
+/**
+ * Queries and mutations one WebSocket runs at once; its others wait their turn, in the order they
+ * came. A client's burst (a view opening, a flood within `WS_OPERATIONS_PER_SOCKET_PER_S`) then
+ * holds at most this many of the database pool's connections and of the event loop's turns, and
+ * other users' operations go in between.
+ */
+export const RUNNING_OPERATIONS_PER_SOCKET = 8;
 /** A socket's operations a second may come in a burst of up to this many seconds' worth (a client opening its subscriptions). */
 const OPERATION_BURST_S = 3;
 /** What the subscriptions of one WebSocket may hold together, in bytes (`SocketSubscriptions`). */
@@ -76,6 +85,8 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   clientAddress?: string;
   /** The operations the socket may start now, and when that was reckoned (`performance.now()`, `operationRefused`). */
   operationTokens?: { tokens: number; at: number };
+  /** Runs the socket's queries and mutations, `RUNNING_OPERATIONS_PER_SOCKET` at once (made at its first). */
+  turns?: pLimit.Limit;
 };
 
 /**
@@ -152,6 +163,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
+  /** The socket of each query and mutation, by its context (for its turn, `WsExtra.turns`). */
+  const socketOf = new WeakMap<object, WsExtra & WsTransportExtra>();
   /**
    * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
    * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
@@ -258,11 +271,21 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         const context = deps.context(viewer, flatRequestId(), ctx.extra.clientAddress!, ctx.extra.auth, check);
         // A subscription's events are written straight to the socket (one serialisation per event
         // per operation); queries and mutations answer through graphql-ws as usual.
-        if (isSubscription(args)) context.frames = new SocketFrames(ctx.extra, id, log);
-        else context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
+        if (isSubscription(args)) {
+          context.frames = new SocketFrames(ctx.extra, id, log);
+        } else {
+          context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
+          ctx.extra.turns ??= pLimit(RUNNING_OPERATIONS_PER_SOCKET);
+          socketOf.set(context, ctx.extra);
+        }
         return context;
       },
-      execute: executeConfirmed,
+      execute: (args) => {
+        const extra = socketOf.get(args.contextValue as object);
+        if (!extra?.turns) return executeConfirmed(args);
+        // One that waited while its socket closed is not run: no one would hear its answer.
+        return extra.turns(() => (extra.socket.readyState === extra.socket.OPEN ? executeConfirmed(args) : { errors: [closedConnection()] }));
+      },
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors
           ? { ...result, errors: result.errors.map((e) => maskError(e, (args.contextValue as GraphQLContext).requestId, log)) }

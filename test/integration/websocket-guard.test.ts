@@ -2,7 +2,9 @@
 // upgrade, sockets per user and per address, and a reader that stops reading is cut off.
 import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
+import { jest } from '@jest/globals';
 import WebSocket from 'ws';
+import { RUNNING_OPERATIONS_PER_SOCKET } from '../../src/http/websocket';
 import { createRoom, send, signUp, startServer, unique, waitFor, type TestServer } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
@@ -209,6 +211,73 @@ describe('operations per user per second', () => {
     for (const socket of [adaSocket, bobSocket, cy1, cy2]) {
       expect(socket.closed()).toBeUndefined();
       socket.close();
+    }
+  });
+});
+
+describe('queries and mutations of one socket', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer();
+  });
+  afterAll(() => server.stop());
+
+  /** Every `me` waits until `release()`; `began` lists whose began, in order. */
+  const holdMe = () => {
+    const auth = server.app.services.auth;
+    const me = auth.me.bind(auth);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const began: string[] = [];
+    const held = jest.spyOn(auth, 'me').mockImplementation(async (viewer) => {
+      began.push(viewer!.id);
+      await released;
+      return me(viewer);
+    });
+    return { began, release, restore: () => held.mockRestore() };
+  };
+
+  it(`runs ${RUNNING_OPERATIONS_PER_SOCKET} of a socket's at once and the others in their turn, another socket's going in between`, async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const [adaSocket, bobSocket] = await Promise.all([rawSocket(server.wsUrl, ada.token), rawSocket(server.wsUrl, bob.token)]);
+    const { began, release, restore } = holdMe();
+    try {
+      const count = RUNNING_OPERATIONS_PER_SOCKET + 12;
+      for (let i = 0; i < count; i++) adaSocket.send({ id: `a${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      bobSocket.send({ id: 'b', type: 'subscribe', payload: { query: '{ me { id } }' } });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET + 1);
+      expect(began).toEqual([...Array(RUNNING_OPERATIONS_PER_SOCKET).fill(ada.id), bob.id]);
+      release();
+      for (let i = 0; i < count; i++) expect((await adaSocket.next((f) => f.id === `a${i}` && f.type === 'next')).payload.data.me.id).toBe(ada.id);
+      expect((await bobSocket.next((f) => f.id === 'b' && f.type === 'next')).payload.data.me.id).toBe(bob.id);
+      expect(began).toHaveLength(count + 1);
+    } finally {
+      restore();
+      adaSocket.close();
+      bobSocket.close();
+    }
+  });
+
+  it('does not run those still waiting their turn when their socket closes', async () => {
+    const ada = await signUp(server.url);
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    const { began, release, restore } = holdMe();
+    try {
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET + 5; i++) socket.send({ id: `a${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      socket.close();
+      await socket.whenClosed;
+      release();
+      // Had they run, they would have begun as the held ones ended: before a new socket's query (its
+      // upgrade, connection_init and session check first) is answered.
+      const after = await rawSocket(server.wsUrl, ada.token);
+      after.send({ id: 'x', type: 'subscribe', payload: { query: '{ me { id } }' } });
+      expect((await after.next((f) => f.id === 'x' && f.type === 'next')).payload.data.me.id).toBe(ada.id);
+      after.close();
+      expect(began).toHaveLength(RUNNING_OPERATIONS_PER_SOCKET + 1);
+    } finally {
+      restore();
     }
   });
 });
