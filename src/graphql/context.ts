@@ -39,6 +39,9 @@ export interface ViewerMembership {
   lastSeq: number;
 }
 
+/** A read state: how far the viewer has read a room, and the room's head, as of one moment. */
+export type ReadPosition = Pick<ViewerMembership, 'lastReadSeq' | 'lastSeq'>;
+
 /**
  * Batched lookups for one operation, so a page of messages or a list of rooms costs one query per
  * kind. The loaders under `viewer` answer for the operation's viewer: a result that reads them
@@ -56,8 +59,11 @@ export interface Loaders {
   viewer: {
     /** The viewer's membership of each room (null when not a member or signed out). */
     membership: RoomLoader<ViewerMembership | null>;
-    /** The viewer's unread messages mentioning them, per room. */
-    mentionCount: RoomLoader<number>;
+    /**
+     * The messages mentioning the viewer in a room between a read position and a head (seqs
+     * `lastReadSeq` + 1 to `lastSeq`, not deleted): their unread mentions as of that read state.
+     */
+    mentionCount: { load(roomId: string, state: ReadPosition): Promise<number> };
     /** For a DIRECT room: the other person's display name. */
     peerName: RoomLoader<string | null>;
   };
@@ -244,14 +250,20 @@ function viewerLoaders(db: DataSource): ViewerLoaders {
     (r) => ({ role: r.role, lastReadSeq: r.last_read_seq, lastSeq: r.last_seq }),
     null,
   );
-  const mentionCount = byPair<{ user_id: string; room_id: string; n: number }, number>(
-    `SELECT m.user_id, m.room_id, count(*)::int AS n FROM memberships m
-     JOIN messages msg ON msg.room_id = m.room_id AND msg.seq > m.last_read_seq
-     WHERE (m.user_id, m.room_id) IN (${PAIRS}) AND msg.mentions @> ARRAY[m.user_id] AND msg.deleted_at IS NULL
-     GROUP BY m.user_id, m.room_id`,
-    (r) => r.n,
-    0,
-  );
+  // Keyed `room user lastReadSeq lastSeq`: counted in the read state the answer shows (guarantee 9), not read again.
+  const mentionCount = new DataLoader<string, number>(async (keys) => {
+    const ranges = keys.map((key) => key.split(' '));
+    const rows: Array<{ key: string; n: number }> = await db.query(
+      `SELECT concat_ws(' ', p.room_id, p.user_id, p.after, p.upto) AS key, count(*)::int AS n
+       FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[]) AS p(room_id, user_id, after, upto)
+       JOIN messages msg ON msg.room_id = p.room_id AND msg.seq > p.after AND msg.seq <= p.upto
+       WHERE msg.mentions @> ARRAY[p.user_id] AND msg.deleted_at IS NULL
+       GROUP BY p.room_id, p.user_id, p.after, p.upto`,
+      [0, 1, 2, 3].map((i) => ranges.map((range) => (i < 2 ? range[i] : Number(range[i])))),
+    );
+    const byKey = new Map(rows.map((r) => [r.key, r.n]));
+    return keys.map((key) => byKey.get(key) ?? 0);
+  });
   // The other member of a DIRECT room: the first member who is not the viewer.
   const peerName = byPair<{ user_id: string; room_id: string; display_name: string }, string | null>(
     `SELECT DISTINCT ON (p.user_id, p.room_id) p.user_id, p.room_id, u.display_name
@@ -265,7 +277,9 @@ function viewerLoaders(db: DataSource): ViewerLoaders {
       const key = (roomId: string) => membershipKey(roomId, viewer?.id ?? NOBODY);
       return {
         membership: { load: (roomId) => (viewer ? membership.load(key(roomId)) : Promise.resolve(null)) },
-        mentionCount: { load: (roomId) => (viewer ? mentionCount.load(key(roomId)) : Promise.resolve(0)) },
+        mentionCount: {
+          load: (roomId, state) => (viewer && state.lastSeq > state.lastReadSeq ? mentionCount.load(`${key(roomId)} ${state.lastReadSeq} ${state.lastSeq}`) : Promise.resolve(0)),
+        },
         peerName: { load: (roomId) => peerName.load(key(roomId)) },
       };
     },

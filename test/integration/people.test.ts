@@ -454,6 +454,31 @@ describe('myEvents', () => {
     await client.dispose();
   });
 
+  it('counts mentionCount within the read state an event shows: no mention past its lastSeq', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await join(bob, roomId);
+    const client = wsClient(server.wsUrl, bob);
+    const feed = collect(client, `subscription { myEvents { ... on RoomActivity { room { lastSeq unreadCount mentionCount } message { seq } } } }`);
+    await waitFor(() => server.app.services.activity.size === 1);
+    // Both messages are stored before the first one's event is told.
+    const router = server.app.services.activity as unknown as { route(message: MessageWire): void };
+    const held: MessageWire[] = [];
+    const pass = router.route.bind(router);
+    const route = jest.spyOn(router, 'route').mockImplementation((message) => (message.roomId === roomId ? void held.push(message) : pass(message)));
+    await send(server.url, ada, roomId, 'plain');
+    await send(server.url, ada, roomId, `@${bob.username} look`);
+    await waitFor(() => held.length === 2, 10_000, () => JSON.stringify(held.map((m) => m.seq)));
+    route.mockRestore();
+    for (const message of held) router.route(message);
+    await feed.until((r) => r.length === 2);
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { room: { lastSeq: 1, unreadCount: 1, mentionCount: 0 }, message: { seq: 1 } },
+      { room: { lastSeq: 2, unreadCount: 2, mentionCount: 1 }, message: { seq: 2 } },
+    ]);
+    await client.dispose();
+  });
+
   it('does not follow a room left while the feed starts (the leave signalled during its read of the viewer\'s rooms)', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const [left, kept] = await Promise.all([createRoom(server.url, ada), createRoom(server.url, ada)]);

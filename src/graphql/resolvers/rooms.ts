@@ -29,7 +29,7 @@ export const roomResolvers: Resolvers = {
   Room: {
     name: async (room, _, ctx) => (room.kind === 'DIRECT' ? ((await ctx.loaders.viewer.peerName.load(room.id)) ?? room.name) : room.name),
     viewerRole: async (room, _, ctx) => (await ctx.loaders.viewer.membership.load(room.id))?.role ?? null,
-    // docs/guarantees.md, guarantee 9: lastSeq, lastReadSeq, unreadCount and lastMessage come from one
+    // docs/guarantees.md, guarantee 9: lastSeq, lastReadSeq, unreadCount, lastMessage and mentionCount come from one
     // snapshot of the room's head and the viewer's read position, so one answer never contradicts itself.
     lastSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastSeq ?? room.lastSeq,
     lastReadSeq: async (room, _, ctx) => (await readState(room, ctx))?.lastReadSeq ?? room.lastSeq, // an outsider has nothing to read
@@ -42,7 +42,10 @@ export const roomResolvers: Resolvers = {
       const state = await readState(room, ctx);
       return state && state.lastSeq > 0 ? ctx.loaders.messageAt.load(`${room.id}@${state.lastSeq}`) : null;
     },
-    mentionCount: (room, _, ctx) => ctx.loaders.viewer.mentionCount.load(room.id),
+    mentionCount: async (room, _, ctx) => {
+      const state = await readState(room, ctx);
+      return state ? ctx.loaders.viewer.mentionCount.load(room.id, state) : 0;
+    },
     memberCount: (room, _, ctx) => ctx.loaders.memberCount.load(room.id),
     members: (room, args, ctx) => ctx.services.members.list(ctx.viewer, room, args),
   },
