@@ -87,7 +87,14 @@ export class MessageService {
   async sent(viewer: Viewer | null, raw: unknown): Promise<MessageEntity | undefined> {
     const parsed = sendMessageInput.safeParse(raw);
     if (!viewer || !parsed.success || !parsed.data.clientId || !isUuid(parsed.data.roomId)) return undefined;
-    return this.firstSent(parsed.data.roomId, viewer.id, parsed.data.clientId);
+    const { roomId, clientId } = parsed.data;
+    const found = await this.firstSent(roomId, viewer.id, clientId);
+    if (found) return found;
+    // A racing attempt with this clientId may be the one that took the budget's last place, its
+    // statement not yet committed: the sends under way in the room (each holds the room's row
+    // until it commits, `MessageStore.insert`) are waited for, then it is read again.
+    await this.db.query('SELECT 1 FROM rooms WHERE id = $1 FOR SHARE', [roomId]);
+    return this.firstSent(roomId, viewer.id, clientId);
   }
 
   /** `authorId`'s message with `clientId` in the room, while they are still a member of it. */

@@ -3,7 +3,7 @@
 // so the budgets per address of one test are not spent by another.
 import { randomBytes } from 'node:crypto';
 import Redis from 'ioredis';
-import { unique, startServer, waitFor, type GqlResult, type TestServer, type TestUser } from '../support/harness';
+import { holdRow, reachTheLock, unique, startServer, waitFor, type GqlResult, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
 const SMALL_BUDGETS = {
@@ -172,6 +172,22 @@ describe('sends', () => {
     // The sender's own budget (3): spent by Bob's three attempts above (key-1, key-2, key-1) — a new send is refused, a retry answered.
     expectRateLimited(await send(bob, server, 'key-3'));
     expect((await send(bob, twin, 'key-1')).data.sendMessage.id).toBe(firstId);
+  });
+  it('answers a retry refused by the sender’s budget with the message of the attempt that took its last place, still committing', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    const send = (target: TestServer, clientId: string) => post(target, address(), SEND, { input: { roomId: room, body: 'k', clientId } }, ada.token);
+    for (const clientId of ['a-1', 'a-2']) expect(codes([await send(server, clientId)])).toEqual(['ok']);
+    // The third send (the budget's last place) waits at the room's row, as behind a busy room's sends.
+    const release = await holdRow('SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE', [room]);
+    const third = send(server, 'a-3');
+    await reachTheLock();
+    const retry = send(twin, 'a-3'); // the budget is spent: refused, it answers the third's message once that commits
+    await reachTheLock();
+    await release();
+    const [made, retried] = await Promise.all([third, retry]);
+    expect(retried.data.sendMessage.id).toBe(made.data.sendMessage.id);
+    expectRateLimited(await send(twin, 'a-4'));
   });
   it('answers a former member retrying their send with nothing of the room, whatever their budget holds', async () => {
     const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
