@@ -23,7 +23,10 @@ export type MyFeedEvent =
   | { kind: 'mentioned'; message: MessageWire }
   | { kind: 'added'; roomId: string }
   | { kind: 'removed'; roomId: string }
-  /** The viewer's read position moved: the room's read state in this feed since (none for a room the feed does not hold). */
+  /**
+   * The viewer's read position moved, or the unread mentions of a room did with no new message (an
+   * edit or a deletion): the room's read state in this feed since (none for a room the feed does not hold).
+   */
   | { kind: 'read'; roomId: string; readState?: ReadState };
 
 /**
@@ -388,6 +391,14 @@ export class ActivityRouter {
   }
 
   private onUserSignal(feed: Feed, signal: UserSignal): void {
+    if (signal.kind === 'read' && signal.mentionsAt !== undefined) {
+      // The room's read state again, its mentionCount counted anew: only for a message this feed
+      // has told and the viewer not read (a later one's activity counts it when it comes).
+      const known = feed.rooms.get(signal.roomId);
+      const at = signal.mentionsAt;
+      if (known && at > known.lastReadSeq && at <= known.lastSeq) feed.push({ kind: 'read', roomId: signal.roomId, readState: { ...known } });
+      return; // no change of the feed's rooms or read positions
+    }
     feed.changed = ++this.clock;
     // A joiner has read the room up to where it was when they joined: that is where its messages start.
     if (signal.kind === 'added' && !feed.rooms.has(signal.roomId)) this.join(feed, signal.roomId, signal.lastReadSeq);

@@ -2,7 +2,7 @@ import type { DataSource, EntityManager } from 'typeorm';
 import { MessageEntity, type MembershipEntity } from '../db/entities';
 import { prepare, runPrepared } from '../db/prepared';
 import { REPEATED_WARNING_MS, warnAtMostEvery, type Logger } from '../logger';
-import { activityTopic, roomTopic, toWire, type MessageModel, type PubSub } from '../pubsub';
+import { activityTopic, roomTopic, toWire, userTopic, type MessageModel, type PubSub } from '../pubsub';
 import type { SessionToCheck } from '../auth/sessions';
 import { isUnanswered, isUniqueViolation } from '../db/errors';
 import { AppError, ErrorCode, badUserInput, conflict, rateLimited, unauthenticated } from '../errors';
@@ -256,9 +256,11 @@ export class MessageStore {
 
   /** A new body for a message that is not deleted; a body equal to the current one is no change. */
   async edit(message: MessageModel, body: string, by: ChangeBy): Promise<MessageModel> {
+    let mentioned: string[] = [];
     const [edited] = await this.inRoom(
       message.roomId,
-      async (_tx, apply) => {
+      async (tx, apply) => {
+        mentioned = await this.mentionsOf(tx, message.id);
         await apply(
           `UPDATE messages SET body = $2, edited_at = now(), change_seq = $4, updated_at = now(), mentions = ${MENTIONED('messages.room_id', 'messages.author_id', '$3')}
            WHERE id = $1 AND deleted_at IS NULL AND body <> $2 RETURNING *`,
@@ -267,6 +269,7 @@ export class MessageStore {
       },
       by,
     );
+    if (edited) this.tellMentions(edited, mentioned);
     return edited ?? this.current(message.id);
   }
 
@@ -276,7 +279,9 @@ export class MessageStore {
    * the next change. Deleting a tombstone again is no change.
    */
   async delete(message: MessageModel, reason: string, by: ChangeBy): Promise<MessageModel> {
+    let mentioned: string[] = [];
     const [deleted] = await this.inRoom(message.roomId, async (tx, apply) => {
+      mentioned = await this.mentionsOf(tx, message.id);
       const row = await apply(
         `UPDATE messages SET body = '', reactions = '[]', mentions = '{}', deleted_at = now(), updated_at = now(), change_seq = $3,
            status = CASE WHEN status = 'STREAMING' THEN 'CANCELLED' ELSE status END,
@@ -296,7 +301,28 @@ export class MessageStore {
         );
       }
     }, by);
+    if (deleted) this.tellMentions(deleted, mentioned);
     return deleted ?? this.current(message.id);
+  }
+
+  /** Whom message `id` mentions now (read in the change's transaction, under the room's lock, before the change). */
+  private async mentionsOf(tx: EntityManager, id: string): Promise<string[]> {
+    const [row]: Array<{ mentions: string[] }> = await tx.query('SELECT mentions FROM messages WHERE id = $1', [id]);
+    return row?.mentions ?? [];
+  }
+
+  /**
+   * Tells each user whom a committed edit or deletion of `message` mentions where it did not, or no
+   * longer mentions, on their own topic: their unread mention count in the room may have changed
+   * with no new message (their feeds tell it, `ActivityRouter`). Like every signal, never awaited.
+   */
+  private tellMentions(message: MessageModel, before: readonly string[]): void {
+    const after = new Set(message.mentions);
+    const was = new Set(before);
+    const changed = [...before.filter((id) => !after.has(id)), ...message.mentions.filter((id) => !was.has(id))];
+    for (const userId of changed) {
+      this.pubsub.publish(userTopic(userId), { kind: 'read', roomId: message.roomId, lastReadSeq: 0, mentionsAt: message.seq }).catch((err: unknown) => this.publishFailed({ err: (err as Error).message, roomId: message.roomId }));
+    }
   }
 
   /**

@@ -23,7 +23,12 @@ export type RoomSignal =
 export type UserSignal =
   | { kind: 'added'; roomId: string; lastReadSeq: number }
   | { kind: 'removed'; roomId: string }
-  | { kind: 'read'; roomId: string; lastReadSeq: number };
+  /**
+   * The user's read position moved to `lastReadSeq`; or, with `mentionsAt` (and `lastReadSeq` 0),
+   * an edit or a deletion of message `mentionsAt` mentions them where it did not, or no longer does
+   * (an instance that does not know `mentionsAt` tells the read state as it is: what it did before).
+   */
+  | { kind: 'read'; roomId: string; lastReadSeq: number; mentionsAt?: number };
 
 /** A new message of any room, for the viewers' own feeds (`myEvents`). */
 export interface Activity {

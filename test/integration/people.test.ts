@@ -479,6 +479,40 @@ describe('myEvents', () => {
     await client.dispose();
   });
 
+  it('tells the room again (ReadStateChanged) when an edit or a deletion changes its unread mentions, and not for a message read', async () => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await join(bob, roomId);
+    const client = wsClient(server.wsUrl, bob);
+    const feed = collect(client, `subscription { myEvents { __typename ... on RoomActivity { message { seq } } ... on ReadStateChanged { room { lastSeq lastReadSeq mentionCount } } } }`);
+    await waitFor(() => server.app.services.activity.size === 1);
+    const edit = (id: string, body: string) => must(server.url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { id } }`, { i: { messageId: id, body } }, ada.token);
+    const remove = (id: string) => must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: id }, ada.token);
+    const read = await send(server.url, ada, roomId, `@${bob.username} one`);
+    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: read.cursor }, bob.token);
+    const [two, three] = [await send(server.url, ada, roomId, `@${bob.username} two`), await send(server.url, ada, roomId, 'three')];
+    await feed.until((r) => r.length === 6);
+    await edit(read.id, 'one, mentioning no one'); // read already: bob's count stays
+    await remove(two.id);
+    await edit(three.id, `three, now for @${bob.username}`);
+    await edit(three.id, 'three again'); // text only
+    await send(server.url, ada, roomId, 'four');
+    await feed.until((r) => r.length === 10);
+    expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
+      { __typename: 'RoomActivity', message: { seq: 1 } },
+      { __typename: 'Mentioned' },
+      { __typename: 'ReadStateChanged', room: { lastSeq: 1, lastReadSeq: 1, mentionCount: 0 } },
+      { __typename: 'RoomActivity', message: { seq: 2 } },
+      { __typename: 'Mentioned' },
+      { __typename: 'RoomActivity', message: { seq: 3 } },
+      { __typename: 'ReadStateChanged', room: { lastSeq: 3, lastReadSeq: 1, mentionCount: 0 } }, // two deleted
+      { __typename: 'ReadStateChanged', room: { lastSeq: 3, lastReadSeq: 1, mentionCount: 1 } }, // three mentions bob (no Mentioned: an edit)
+      { __typename: 'ReadStateChanged', room: { lastSeq: 3, lastReadSeq: 1, mentionCount: 0 } }, // and no longer
+      { __typename: 'RoomActivity', message: { seq: 4 } },
+    ]);
+    await client.dispose();
+  });
+
   it('does not follow a room left while the feed starts (the leave signalled during its read of the viewer\'s rooms)', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const [left, kept] = await Promise.all([createRoom(server.url, ada), createRoom(server.url, ada)]);
