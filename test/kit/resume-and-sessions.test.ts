@@ -2,7 +2,7 @@
 // through every close code a proxy can produce, sessions refreshed in-band, logOut and refresh-token
 // reuse from another device on another instance, and the kit's errors (docs/guarantees.md, "Sessions and the client kit").
 import { parse } from 'graphql';
-import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, SendMessageDocument, type SessionLock } from '../../client';
+import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, MyEventsDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
 import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type KitClient, type SignedUp } from './support';
@@ -404,6 +404,22 @@ describe('sessions through the kit', () => {
     await events.until(() => events.errors.length > 0, 5000);
     expect(codeOf(events.errors[0])).toBe('UNAUTHENTICATED');
     expect(device.sockets()).toBe(0);
+    expect(device.ended).toEqual([]);
+  });
+
+  it('ends a running myEvents as UNAUTHENTICATED when the application signs out, without telling onSessionEnd', async () => {
+    const ada = await signUpSession(short.url);
+    let stored: typeof ada.session | null = ada.session; // the application's store, as the README keeps it
+    const device = kitClient(short.url, short.wsUrl, async () => stored, { onSessionChange: (s) => (stored = s) });
+    const errors: unknown[] = [];
+    device.client.subscribe({ query: MyEventsDocument }).subscribe({ next: ({ error }) => void (error && errors.push(error)), error: (e) => void errors.push(e) });
+    await waitFor(() => device.sockets() === 1);
+    await new Promise((r) => setTimeout(r, 1500));
+    stored = null;
+    device.link.setSession(null);
+    await waitFor(() => errors.length > 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(codeOf(errors[0])).toBe('UNAUTHENTICATED');
     expect(device.ended).toEqual([]);
   });
 
