@@ -99,14 +99,19 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   keeper.socketRefresh = ws.refresh;
   keeper.socketOpen = ws.isOpen;
   keeper.onSignIn = () => ws.client.terminate(); // the next connection authenticates as the new session, as after setSession
-  // An answer that says the token it carried was refused (revoked elsewhere, account deleted),
+  // An answer that says the token it carried was refused (revoked elsewhere, account deleted, or
+  // expired on the way: an instance that stalled took the request up only after its expiry),
   // whatever the operation — one that needs no session (`me`) answers null without an error: the
-  // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not).
-  const answersRefusal: typeof fetch = (input, init) =>
-    fetchImpl(input, init).then((response) => {
-      if (response.headers.get('www-authenticate')?.includes('invalid_token')) keeper.refresh().catch(() => undefined);
-      return response;
-    });
+  // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not), and when
+  // it does, sends the request again, once, with the new token (the refused one ran signed out).
+  const answersRefusal: typeof fetch = async (input, init) => {
+    const response = await fetchImpl(input, init);
+    if (!response.headers.get('www-authenticate')?.includes('invalid_token')) return response;
+    const headers = { ...(init?.headers as Record<string, string> | undefined) };
+    const renewed = await keeper.refresh().catch(() => undefined);
+    if (!renewed || headers.authorization === undefined || headers.authorization === `Bearer ${renewed.token}`) return response;
+    return fetchImpl(input, { ...init, headers: { ...headers, authorization: `Bearer ${renewed.token}` } });
+  };
 
   const http = new ApolloLink((operation, forward) =>
     new Observable<ApolloLink.Result>((observer) => {

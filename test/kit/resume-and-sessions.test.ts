@@ -423,6 +423,29 @@ describe('sessions through the kit', () => {
     expect(device.ended).toEqual([]);
   });
 
+  it('sends a request again with a refreshed token when its token expired on the way (an instance that stalled took it up late), not UNAUTHENTICATED', async () => {
+    const ada = await signUpSession(short.url);
+    const roomId = (await must(short.url, `mutation { createRoom(input: { name: "r", kind: PUBLIC }) { id } }`, {}, ada.session.token)).createRoom.id;
+    let held = false;
+    // The first send reaches the server only once the token it carries has expired.
+    const late: typeof fetch = async (input, init) => {
+      const auth = (init?.headers as Record<string, string> | undefined)?.authorization;
+      if (!held && auth && String(init?.body).includes('SendMessage')) {
+        held = true;
+        const { exp } = JSON.parse(Buffer.from(auth.split('.')[1], 'base64url').toString('utf8')) as { exp: number };
+        await new Promise((r) => setTimeout(r, exp * 1000 + 1100 - Date.now()));
+      }
+      return fetch(input, init);
+    };
+    const device = kitClient(short.url, short.wsUrl, ada.session, { fetch: late });
+    const sent = await device.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'late but sent', clientId: 'late-1' } } });
+    expect(held).toBe(true);
+    expect(sent.data?.sendMessage.body).toBe('late but sent');
+    expect(device.ended).toEqual([]);
+    const history = await must(short.url, `query($r: ID!) { messages(roomId: $r) { edges { node { body } } } }`, { r: roomId }, (await device.link.session())!.token);
+    expect(history.messages.edges).toEqual([{ node: { body: 'late but sent' } }]);
+  });
+
   it('surfaces a refused session at once as UNAUTHENTICATED, not after retries', async () => {
     const ada = await signUpSession(short.url);
     const roomId = (await must(short.url, `mutation { createRoom(input: { name: "r", kind: PUBLIC }) { id } }`, {}, ada.session.token)).createRoom.id;
