@@ -41,8 +41,14 @@ export const conflict = (message: string, field?: string) =>
   new AppError(ErrorCode.Conflict, message, field ? { field } : {});
 /** What an operation is answered when this instance stops before it could be (another instance takes it). */
 export const shuttingDown = () => new AppError(ErrorCode.ServiceUnavailable, 'This server is shutting down; reconnect and send it again');
-/** `shuttingDown()` as written in an answer the transports make themselves when a stop cuts an operation short. */
-export const shuttingDownAnswer = shuttingDown().toJSON();
+/**
+ * What the transports answer an operation a stop cut short while it ran (waiting for a frozen
+ * database, say): a change it was making may yet be committed, so a send is sent again with its clientId.
+ */
+export const cutShortAnswer = new AppError(
+  ErrorCode.ServiceUnavailable,
+  'This server shut down while this was under way, so it may yet be done: reconnect and send it again (a send with the same clientId answers its message)',
+).toJSON();
 export const rateLimited = (retryAfterMs: number, message = 'Too many requests; retry later') =>
   new AppError(ErrorCode.RateLimited, message, { retryAfterMs: Math.max(1, Math.ceil(retryAfterMs)) });
 

@@ -8,7 +8,7 @@ import { ApolloServerPluginCacheControlDisabled, ApolloServerPluginLandingPageDi
 import cors from 'cors';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { GraphQLError } from 'graphql';
-import { ErrorCode, maskError, shuttingDownAnswer } from '../errors';
+import { ErrorCode, maskError, cutShortAnswer } from '../errors';
 import type { GraphQLContext } from '../graphql/context';
 import { limitsPlugin } from '../graphql/pipeline';
 import { answerStatusPlugin, CHECKED_IN_STATEMENT, checkFailed, confirmedViewerPlugin } from '../graphql/viewer';
@@ -190,7 +190,7 @@ export async function createHttpServer(deps: TransportDeps) {
         for (const res of answering) {
           res.setHeader('connection', 'close');
           res.setHeader('retry-after', '1'); // as every other 503 of this server: at once, elsewhere
-          sendJson(res, 503, { errors: [shuttingDownAnswer] });
+          sendJson(res, 503, { errors: [cutShortAnswer] });
         }
       }, Math.max(0, deps.shutdown.drainMs - LATE_ANSWER_MARGIN_MS));
       await apollo.stop(); // its drain ends the idle connections and waits for in-flight requests

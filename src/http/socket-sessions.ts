@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import { shuttingDownAnswer } from '../errors';
+import { cutShortAnswer } from '../errors';
 
 /** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
@@ -75,7 +75,7 @@ function closeAs(extra: SocketExtra, closing: Closing): void {
  */
 function closeNow(extra: SocketExtra, code: number, reason: string): void {
   if (code === CLOSE_GOING_AWAY && extra.socket.readyState === extra.socket.OPEN) {
-    const payload = [shuttingDownAnswer];
+    const payload = [cutShortAnswer];
     for (const id of extra.answering ?? []) extra.socket.send(JSON.stringify({ id, type: 'error', payload }));
   }
   extra.socket.close(code, reason);

@@ -283,8 +283,15 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       execute: (args) => {
         const extra = socketOf.get(args.contextValue as object);
         if (!extra?.turns) return executeConfirmed(args);
-        // One that waited while its socket closed is not run: no one would hear its answer.
-        return extra.turns(() => (extra.socket.readyState === extra.socket.OPEN ? executeConfirmed(args) : { errors: [closedConnection()] }));
+        return extra.turns(() => {
+          // One that waited while its socket closed is not run: no one would hear its answer; nor
+          // while the instance stops, as one sent then (begun now, it could be made after the stop
+          // answered it cut short). A socket closing for its session runs it signed out, as before
+          // (and one closing for an expired token its refreshSession, which keeps it open).
+          if (extra.socket.readyState !== extra.socket.OPEN) return { errors: [closedConnection()] };
+          if (extra.closing?.code === CLOSE_GOING_AWAY) return { errors: [shuttingDown()] };
+          return executeConfirmed(args);
+        });
       },
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { jest } from '@jest/globals';
 import WebSocket from 'ws';
 import { RUNNING_OPERATIONS_PER_SOCKET } from '../../src/http/websocket';
-import { createRoom, send, signUp, startServer, unique, waitFor, type TestServer } from '../support/harness';
+import { createRoom, must, send, signUp, startServer, unique, waitFor, type TestServer } from '../support/harness';
 import { rawSocket } from '../support/transports';
 
 const address = () => `10.${[...randomBytes(3)].join('.')}`;
@@ -256,6 +256,44 @@ describe('queries and mutations of one socket', () => {
       restore();
       adaSocket.close();
       bobSocket.close();
+    }
+  });
+
+  it('does not run those still waiting their turn when the instance stops: answered that it shuts down, nothing made', async () => {
+    const stopping = await startServer();
+    const ada = await signUp(stopping.url);
+    const roomId = await createRoom(stopping.url, ada);
+    const socket = await rawSocket(stopping.wsUrl, ada.token);
+    const auth = stopping.app.services.auth;
+    const me = auth.me.bind(auth);
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let began = 0;
+    const held = jest.spyOn(auth, 'me').mockImplementation(async (viewer) => {
+      began++;
+      await released;
+      return me(viewer);
+    });
+    try {
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      await waitFor(() => began === RUNNING_OPERATIONS_PER_SOCKET);
+      const stopped = stopping.stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
+      release();
+      for (let i = 0; i < 3; i++) {
+        const answer = await socket.next((f) => f.id === `s${i}` && (f.type === 'next' || f.type === 'error'));
+        expect(answer.type === 'error' ? answer.payload[0].extensions.code : answer.payload.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+      }
+      await stopped;
+      const reader = await startServer(); // the same database
+      try {
+        expect((await must(reader.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token)).room.lastSeq).toBe(0);
+      } finally {
+        await reader.stop();
+      }
+    } finally {
+      held.mockRestore();
     }
   });
 
