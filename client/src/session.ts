@@ -103,6 +103,11 @@ export class SessionKeeper {
     return this.endedReason;
   }
 
+  /** Whether the application has given a session (and not signed out with `set(null)` since); false before loading. */
+  get signedIn(): boolean {
+    return this.current !== null;
+  }
+
   /** The session now (after loading), or null when signed out. */
   async session(): Promise<Session | null> {
     await this.load();

@@ -73,6 +73,8 @@ export function subscribe(
         return finish(new CombinedGraphQLErrors({ data: null, errors }));
       }
       if (isCloseEvent(err) && AUTH_CLOSE_CODES.has(err.code)) {
+        // Signed out by the application (`setSession(null)`) meanwhile: nothing of the server's ended.
+        if (!keeper.signedIn) return endSession('Signed out: give the link a session (setSession) to subscribe again');
         if (err.reason !== 'Token expired') return keeper.end(err.reason || 'The server refused the session');
         // Expired before a refresh renewed it (e.g. the machine slept): refresh (once for all the
         // subscriptions this close ended), then resume.
