@@ -24,6 +24,9 @@ const DEFAULT_PAGE = 50;
 const MAX_PAGE = 200;
 const DEFAULT_SEARCH_PAGE = 20;
 const MAX_SEARCH_PAGE = 50;
+/** How long a retried send refused by a budget waits for a racing attempt with its clientId to reach the database (`MessageService.sent`). */
+const RACING_SEND_GRACE_MS = 250;
+
 /**
  * Sending, changing and reading messages: validate, authorize (`access.ts`), write through the
  * `MessageStore` (which numbers and publishes every change), present.
@@ -88,13 +91,21 @@ export class MessageService {
     const parsed = sendMessageInput.safeParse(raw);
     if (!viewer || !parsed.success || !parsed.data.clientId || !isUuid(parsed.data.roomId)) return undefined;
     const { roomId, clientId } = parsed.data;
-    const found = await this.firstSent(roomId, viewer.id, clientId);
-    if (found) return found;
     // A racing attempt with this clientId may be the one that took the budget's last place, its
-    // statement not yet committed: the sends under way in the room (each holds the room's row
-    // until it commits, `MessageStore.insert`) are waited for, then it is read again.
-    await this.db.query('SELECT 1 FROM rooms WHERE id = $1 FOR SHARE', [roomId]);
-    return this.firstSent(roomId, viewer.id, clientId);
+    // statement not yet committed, or not yet at the database: the sends under way in the room
+    // (each holds the room's row until it commits, `MessageStore.insert`) are waited for, and once
+    // more after RACING_SEND_GRACE_MS, each time before it is read again. (A refusal with a new
+    // clientId is answered that much later: its sender is over their budget anyway.)
+    const read = () => this.firstSent(roomId, viewer.id, clientId);
+    const sendsUnderWay = () => this.db.query('SELECT 1 FROM rooms WHERE id = $1 FOR SHARE', [roomId]);
+    const found = await read();
+    if (found) return found;
+    await sendsUnderWay();
+    const committed = await read();
+    if (committed) return committed;
+    await new Promise((resolve) => setTimeout(resolve, RACING_SEND_GRACE_MS));
+    await sendsUnderWay();
+    return read();
   }
 
   /** `authorId`'s message with `clientId` in the room, while they are still a member of it. */

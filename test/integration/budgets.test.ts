@@ -2,6 +2,7 @@
 // retryAfterMs. Behind TRUST_PROXY, each test names its own client addresses in X-Forwarded-For,
 // so the budgets per address of one test are not spent by another.
 import { randomBytes } from 'node:crypto';
+import { jest } from '@jest/globals';
 import Redis from 'ioredis';
 import { holdRow, reachTheLock, unique, startServer, waitFor, type GqlResult, type TestServer, type TestUser } from '../support/harness';
 import { rawSocket } from '../support/transports';
@@ -188,6 +189,37 @@ describe('sends', () => {
     const [made, retried] = await Promise.all([third, retry]);
     expect(retried.data.sendMessage.id).toBe(made.data.sendMessage.id);
     expectRateLimited(await send(twin, 'a-4'));
+  });
+  it('answers a retry refused by the sender’s budget with the message of the attempt that took its last place, reaching the database after the retry', async () => {
+    const ada = await signUpFrom(server);
+    const room = await createRoomFrom(server, ada);
+    const send = (clientId: string) => post(server, address(), SEND, { input: { roomId: room, body: 'k', clientId } }, ada.token);
+    for (const clientId of ['b-1', 'b-2']) expect(codes([await send(clientId)])).toEqual(['ok']);
+    // The third send (the budget's last place) goes to the database only once the retry was refused and had read.
+    const messages = server.app.services.messages as unknown as { store: { insert(...args: unknown[]): Promise<unknown> }; sent(...args: unknown[]): Promise<unknown> };
+    const insert = messages.store.insert.bind(messages.store);
+    let refusedRead!: () => void;
+    const retryRead = new Promise<void>((resolve) => (refusedRead = resolve));
+    const late = jest.spyOn(messages.store, 'insert').mockImplementationOnce(async (...args) => {
+      await retryRead;
+      return insert(...args);
+    });
+    const sent = messages.sent.bind(messages);
+    const refused = jest.spyOn(messages, 'sent').mockImplementationOnce((...args) => {
+      const answer = sent(...args);
+      setTimeout(refusedRead, 20); // its first reads found nothing
+      return answer;
+    });
+    try {
+      const third = send('b-3');
+      await waitFor(() => late.mock.calls.length === 1);
+      const [made, retried] = await Promise.all([third, send('b-3')]);
+      expect(refused).toHaveBeenCalledTimes(1);
+      expect(retried.data.sendMessage.id).toBe(made.data.sendMessage.id);
+    } finally {
+      late.mockRestore();
+      refused.mockRestore();
+    }
   });
   it('answers a former member retrying their send with nothing of the room, whatever their budget holds', async () => {
     const [ada, bob] = await Promise.all([signUpFrom(server), signUpFrom(server)]);
