@@ -99,18 +99,23 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
   keeper.socketRefresh = ws.refresh;
   keeper.socketOpen = ws.isOpen;
   keeper.onSignIn = () => ws.client.terminate(); // the next connection authenticates as the new session, as after setSession
-  // An answer that says the token it carried was refused (revoked elsewhere, account deleted, or
-  // expired on the way: an instance that stalled took the request up only after its expiry),
+  // An answer that says the token it carried was refused (revoked elsewhere, account deleted),
   // whatever the operation — one that needs no session (`me`) answers null without an error: the
-  // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not), and when
-  // it does, sends the request again, once, with the new token (the refused one ran signed out).
+  // kit finds out whether the session stands (a refresh; `onSessionEnd` if it does not). A token
+  // refused only for its age (an instance that stalled took the request up after its expiry, or a
+  // refresh replaced it meanwhile) is renewed, and the request sent again once with the new one.
   const answersRefusal: typeof fetch = async (input, init) => {
     const response = await fetchImpl(input, init);
     if (!response.headers.get('www-authenticate')?.includes('invalid_token')) return response;
     const headers = { ...(init?.headers as Record<string, string> | undefined) };
-    const renewed = await keeper.refresh().catch(() => undefined);
-    if (!renewed || headers.authorization === undefined || headers.authorization === `Bearer ${renewed.token}`) return response;
-    return fetchImpl(input, { ...init, headers: { ...headers, authorization: `Bearer ${renewed.token}` } });
+    const sent = headers.authorization?.replace(/^Bearer /, '');
+    if (!sent || !keeper.outdated(sent)) {
+      keeper.refresh().catch(() => undefined);
+      return response;
+    }
+    const token = await keeper.token().catch(() => null); // refreshed when due
+    if (!token || token === sent) return response;
+    return fetchImpl(input, { ...init, headers: { ...headers, authorization: `Bearer ${token}` } });
   };
 
   const http = new ApolloLink((operation, forward) =>

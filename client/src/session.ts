@@ -108,6 +108,14 @@ export class SessionKeeper {
     return this.current !== null;
   }
 
+  /**
+   * Whether `token`, refused by the server, may have been refused only for its age: a refresh
+   * replaced it since, or it has expired by this machine's reckoning (not a session that ended).
+   */
+  outdated(token: string): boolean {
+    return this.current !== null && (token !== this.current.token || Date.now() >= this.expiresAtLocal);
+  }
+
   /** The session now (after loading), or null when signed out. */
   async session(): Promise<Session | null> {
     await this.load();
