@@ -253,13 +253,14 @@ function viewerLoaders(db: DataSource): ViewerLoaders {
   // Keyed `room user lastReadSeq lastSeq`: counted in the read state the answer shows (guarantee 9), not read again.
   const mentionCount = new DataLoader<string, number>(async (keys) => {
     const ranges = keys.map((key) => key.split(' '));
+    const column = (i: number) => ranges.map((range) => range[i]);
     const rows: Array<{ key: string; n: number }> = await db.query(
       `SELECT concat_ws(' ', p.room_id, p.user_id, p.after, p.upto) AS key, count(*)::int AS n
        FROM unnest($1::uuid[], $2::uuid[], $3::int[], $4::int[]) AS p(room_id, user_id, after, upto)
        JOIN messages msg ON msg.room_id = p.room_id AND msg.seq > p.after AND msg.seq <= p.upto
        WHERE msg.mentions @> ARRAY[p.user_id] AND msg.deleted_at IS NULL
        GROUP BY p.room_id, p.user_id, p.after, p.upto`,
-      [0, 1, 2, 3].map((i) => ranges.map((range) => (i < 2 ? range[i] : Number(range[i])))),
+      [column(0), column(1), column(2).map(Number), column(3).map(Number)],
     );
     const byKey = new Map(rows.map((r) => [r.key, r.n]));
     return keys.map((key) => byKey.get(key) ?? 0);
