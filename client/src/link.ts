@@ -113,7 +113,12 @@ export function createChatLink(options: ChatLinkOptions): ChatLink {
       keeper.refresh().catch(() => undefined);
       return response;
     }
-    const token = await keeper.token().catch(() => null); // refreshed when due
+    // Refreshed when due; once more if that refresh failed (one in-band over a socket the same
+    // stall closed: the next goes over HTTP), not if the session ended.
+    const token = await keeper
+      .token()
+      .catch((err: unknown) => (err instanceof SessionEndedError ? null : keeper.token()))
+      .catch(() => null);
     if (!token || token === sent) return response;
     return fetchImpl(input, { ...init, headers: { ...headers, authorization: `Bearer ${token}` } });
   };
