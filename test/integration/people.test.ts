@@ -13,6 +13,7 @@ const server = useServer();
 
 const JOIN = `mutation($r: ID!) { joinRoom(roomId: $r) { id } }`;
 const ADD = `mutation($r: ID!, $u: ID!) { addMember(roomId: $r, userId: $u) { id } }`;
+const MARK_READ = `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`;
 const REMOVE = `mutation($r: ID!, $u: ID!) { removeMember(roomId: $r, userId: $u) { id } }`;
 const SET_ROLE = `mutation($r: ID!, $u: ID!, $role: Role!) { setMemberRole(roomId: $r, userId: $u, role: $role) { id viewerRole } }`;
 const UPDATE = `mutation($input: UpdateRoomInput!) { updateRoom(input: $input) { id name assistantEnabled } }`;
@@ -303,7 +304,7 @@ describe('mentions', () => {
     expect((await sent(`mail ${bob.username}@example.com, not a mention`)).mentions).toEqual([]);
     const second = await sent(`@${bob.username}, again`);
     expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 2, unreadCount: 3 });
-    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: first.cursor }, bob.token);
+    await must(server.url, MARK_READ, { r: roomId, c: first.cursor }, bob.token);
     expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 1, unreadCount: 2 });
     await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: second.id }, ada.token);
     expect((await must(server.url, ROOM, { id: roomId }, bob.token)).room).toEqual({ mentionCount: 0, unreadCount: 2 });
@@ -386,6 +387,36 @@ describe('myEvents', () => {
     ... on RemovedFromRoom { roomId }
     ... on ReadStateChanged { room { id lastReadSeq unreadCount } } } }`;
 
+  /** Ada's room with Bob in it, and Bob's myEvents selecting `query`, open. */
+  const bobsFeed = async (query: string) => {
+    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
+    const roomId = await createRoom(server.url, ada);
+    await join(bob, roomId);
+    const client = wsClient(server.wsUrl, bob);
+    const feed = collect(client, query);
+    await waitFor(() => server.app.services.activity.size === 1);
+    return { ada, bob, roomId, client, feed };
+  };
+
+  /**
+   * Holds the room's new messages from this instance's feeds (only this room's: the test Redis
+   * carries the activity of every suite's servers): `held(count)` waits until `count` have come,
+   * `routeHeld()` hands them on, in order.
+   */
+  const holdActivity = (roomId: string) => {
+    const router = server.app.services.activity as unknown as { route(message: MessageWire): void };
+    const held: MessageWire[] = [];
+    const pass = router.route.bind(router);
+    const route = jest.spyOn(router, 'route').mockImplementation((message) => (message.roomId === roomId ? void held.push(message) : pass(message)));
+    return {
+      held: (count: number) => waitFor(() => held.length === count, 10_000, () => JSON.stringify(held.map((m) => m.seq))),
+      routeHeld: () => {
+        route.mockRestore();
+        for (const message of held) router.route(message);
+      },
+    };
+  };
+
   it('tells the viewer of activity, mentions, rooms joined and left, and reads on another device, on one subscription', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const rooms = await Promise.all(Array.from({ length: 3 }, () => createRoom(server.url, ada)));
@@ -398,7 +429,7 @@ describe('myEvents', () => {
     const dm = (await must(server.url, OPEN_DM, { u: bob.id }, ada.token)).openDirectRoom.id;
     await send(server.url, ada, dm, 'psst');
     const read = await send(server.url, ada, rooms[2], 'second news');
-    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: rooms[2], c: read.cursor }, bob.token);
+    await must(server.url, MARK_READ, { r: rooms[2], c: read.cursor }, bob.token);
     await must(server.url, REMOVE, { r: rooms[1], u: bob.id }, ada.token);
     await send(server.url, ada, rooms[1], 'after bob left');
     await feed.until((r) => r.length >= 8);
@@ -422,27 +453,17 @@ describe('myEvents', () => {
     const READ_STATES = `subscription { myEvents { __typename
       ... on RoomActivity { room { lastSeq lastReadSeq unreadCount } message { seq } }
       ... on ReadStateChanged { room { lastSeq lastReadSeq unreadCount } } } }`;
-    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
-    const roomId = await createRoom(server.url, ada);
-    await join(bob, roomId);
-    const client = wsClient(server.wsUrl, bob);
-    const feed = collect(client, READ_STATES);
-    await waitFor(() => server.app.services.activity.size === 1);
+    const { ada, bob, roomId, client, feed } = await bobsFeed(READ_STATES);
     await send(server.url, ada, roomId, 'one');
     await feed.until((r) => r.length === 1);
     // Messages 2 and 3 reach this instance's feeds only after bob has read them on another device.
-    const router = server.app.services.activity as unknown as { route(message: MessageWire): void };
-    const held: MessageWire[] = [];
-    // Only this room's: the test Redis carries the activity of every suite's servers.
-    const pass = router.route.bind(router);
-    const route = jest.spyOn(router, 'route').mockImplementation((message) => (message.roomId === roomId ? void held.push(message) : pass(message)));
+    const activity = holdActivity(roomId);
     await send(server.url, ada, roomId, 'two');
     const three = await send(server.url, ada, roomId, 'three');
-    await waitFor(() => held.length === 2, 10_000, () => JSON.stringify(held.map((m) => m.seq)));
-    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: three.cursor }, bob.token);
+    await activity.held(2);
+    await must(server.url, MARK_READ, { r: roomId, c: three.cursor }, bob.token);
     await feed.until((r) => r.length === 2);
-    route.mockRestore();
-    for (const message of held) router.route(message);
+    activity.routeHeld();
     await feed.until((r) => r.length === 4);
     const read = { lastSeq: 3, lastReadSeq: 3, unreadCount: 0 };
     expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
@@ -455,22 +476,13 @@ describe('myEvents', () => {
   });
 
   it('counts mentionCount within the read state an event shows: no mention past its lastSeq', async () => {
-    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
-    const roomId = await createRoom(server.url, ada);
-    await join(bob, roomId);
-    const client = wsClient(server.wsUrl, bob);
-    const feed = collect(client, `subscription { myEvents { ... on RoomActivity { room { lastSeq unreadCount mentionCount } message { seq } } } }`);
-    await waitFor(() => server.app.services.activity.size === 1);
+    const { ada, bob, roomId, client, feed } = await bobsFeed(`subscription { myEvents { ... on RoomActivity { room { lastSeq unreadCount mentionCount } message { seq } } } }`);
     // Both messages are stored before the first one's event is told.
-    const router = server.app.services.activity as unknown as { route(message: MessageWire): void };
-    const held: MessageWire[] = [];
-    const pass = router.route.bind(router);
-    const route = jest.spyOn(router, 'route').mockImplementation((message) => (message.roomId === roomId ? void held.push(message) : pass(message)));
+    const activity = holdActivity(roomId);
     await send(server.url, ada, roomId, 'plain');
     await send(server.url, ada, roomId, `@${bob.username} look`);
-    await waitFor(() => held.length === 2, 10_000, () => JSON.stringify(held.map((m) => m.seq)));
-    route.mockRestore();
-    for (const message of held) router.route(message);
+    await activity.held(2);
+    activity.routeHeld();
     await feed.until((r) => r.length === 2);
     expect(feed.results.map((r) => r.data!.myEvents)).toEqual([
       { room: { lastSeq: 1, unreadCount: 1, mentionCount: 0 }, message: { seq: 1 } },
@@ -480,16 +492,13 @@ describe('myEvents', () => {
   });
 
   it('tells the room again (ReadStateChanged) when an edit or a deletion changes its unread mentions, and not for a message read', async () => {
-    const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
-    const roomId = await createRoom(server.url, ada);
-    await join(bob, roomId);
-    const client = wsClient(server.wsUrl, bob);
-    const feed = collect(client, `subscription { myEvents { __typename ... on RoomActivity { message { seq } } ... on ReadStateChanged { room { lastSeq lastReadSeq mentionCount } } } }`);
-    await waitFor(() => server.app.services.activity.size === 1);
+    const { ada, bob, roomId, client, feed } = await bobsFeed(
+      `subscription { myEvents { __typename ... on RoomActivity { message { seq } } ... on ReadStateChanged { room { lastSeq lastReadSeq mentionCount } } } }`,
+    );
     const edit = (id: string, body: string) => must(server.url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { id } }`, { i: { messageId: id, body } }, ada.token);
     const remove = (id: string) => must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: id }, ada.token);
     const read = await send(server.url, ada, roomId, `@${bob.username} one`);
-    await must(server.url, `mutation($r: ID!, $c: String!) { markRead(roomId: $r, cursor: $c) { id } }`, { r: roomId, c: read.cursor }, bob.token);
+    await must(server.url, MARK_READ, { r: roomId, c: read.cursor }, bob.token);
     const [two, three] = [await send(server.url, ada, roomId, `@${bob.username} two`), await send(server.url, ada, roomId, 'three')];
     await feed.until((r) => r.length === 6);
     await edit(read.id, 'one, mentioning no one'); // read already: bob's count stays

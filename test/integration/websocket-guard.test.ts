@@ -222,9 +222,9 @@ describe('queries and mutations of one socket', () => {
   });
   afterAll(() => server.stop());
 
-  /** Every `me` waits until `release()`; `began` lists whose began, in order. */
-  const holdMe = () => {
-    const auth = server.app.services.auth;
+  /** Every `me` of `on` waits until `release()`; `began` lists whose began, in order. */
+  const holdMe = (on: TestServer = server) => {
+    const auth = on.app.services.auth;
     const me = auth.me.bind(auth);
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
@@ -264,21 +264,12 @@ describe('queries and mutations of one socket', () => {
     const ada = await signUp(stopping.url);
     const roomId = await createRoom(stopping.url, ada);
     const socket = await rawSocket(stopping.wsUrl, ada.token);
-    const auth = stopping.app.services.auth;
-    const me = auth.me.bind(auth);
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    let began = 0;
-    const held = jest.spyOn(auth, 'me').mockImplementation(async (viewer) => {
-      began++;
-      await released;
-      return me(viewer);
-    });
+    const { began, release, restore } = holdMe(stopping);
     try {
       for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
       const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
       for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
-      await waitFor(() => began === RUNNING_OPERATIONS_PER_SOCKET);
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
       const stopped = stopping.stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
       release();
       for (let i = 0; i < 3; i++) {
@@ -293,7 +284,7 @@ describe('queries and mutations of one socket', () => {
         await reader.stop();
       }
     } finally {
-      held.mockRestore();
+      restore();
     }
   });
 
