@@ -446,6 +446,31 @@ describe('sessions through the kit', () => {
     expect(history.messages.edges).toEqual([{ node: { body: 'late but sent' } }]);
   });
 
+  it('sends a request whose token expired on the way again also when the first refresh for it fails (the next one serves)', async () => {
+    const ada = await signUpSession(short.url);
+    const roomId = (await must(short.url, `mutation { createRoom(input: { name: "r", kind: PUBLIC }) { id } }`, {}, ada.session.token)).createRoom.id;
+    let held = false;
+    let refused = false; // the held send's refusal has come back
+    let failNext = 1; // refreshes that fail (the network) once it has
+    const late: typeof fetch = async (input, init) => {
+      const body = String(init?.body);
+      if (body.includes('RefreshSession') && (!refused || failNext-- > 0)) throw new TypeError('fetch failed');
+      const auth = (init?.headers as Record<string, string> | undefined)?.authorization;
+      if (held || !auth || !body.includes('SendMessage')) return fetch(input, init);
+      held = true;
+      const { exp } = JSON.parse(Buffer.from(auth.split('.')[1], 'base64url').toString('utf8')) as { exp: number };
+      await new Promise((r) => setTimeout(r, exp * 1000 + 1100 - Date.now()));
+      const answer = await fetch(input, init);
+      refused = true;
+      return answer;
+    };
+    const device = kitClient(short.url, short.wsUrl, ada.session, { fetch: late });
+    const sent = await device.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'after a failed refresh', clientId: 'late-2' } } });
+    expect(failNext).toBeLessThan(1); // a refresh failed after the refusal
+    expect(sent.data?.sendMessage.body).toBe('after a failed refresh');
+    expect(device.ended).toEqual([]);
+  });
+
   it('surfaces a refused session at once as UNAUTHENTICATED, not after retries', async () => {
     const ada = await signUpSession(short.url);
     const roomId = (await must(short.url, `mutation { createRoom(input: { name: "r", kind: PUBLIC }) { id } }`, {}, ada.session.token)).createRoom.id;
