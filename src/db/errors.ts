@@ -15,7 +15,7 @@ export function isLockNotAvailable(err: unknown): boolean {
   return codeOf(err) === '55P03';
 }
 
-/** True for PostgreSQL's query_canceled (57014): here, a statement that ran past `statement_timeout`; its connection is still good. */
+/** True for PostgreSQL's query_canceled (57014): a statement that ran past `statement_timeout`, or was cancelled otherwise; it changed nothing, and its connection is still good. */
 export function isStatementCancelled(err: unknown): boolean {
   return codeOf(err) === '57014';
 }

@@ -2,7 +2,7 @@ import pLimit from 'p-limit';
 import type { Writable } from 'node:stream';
 import { Client, type ClientConfig } from 'pg';
 import type { Logger } from '../logger';
-import { isConnectionLost, isLockNotAvailable, NotAnsweringError } from './errors';
+import { isConnectionLost, isLockNotAvailable, isStatementCancelled, NotAnsweringError } from './errors';
 import type { PreparedStatement } from './prepared';
 
 /**
@@ -79,14 +79,19 @@ export class PipelinedStatements {
    * Runs `statement` with `values`; resolves to its rows. One that would wait for a row lock longer
    * than `LOCK_WAIT_MS` (the room of a send being changed in a transaction) gives up its place
    * without having changed anything, and runs through `elsewhere` (the pool), where its wait holds
-   * up nobody else (at most `MAX_WAITING_ELSEWHERE` at once).
+   * up nobody else (at most `MAX_WAITING_ELSEWHERE` at once). So does one PostgreSQL cancelled
+   * (57014): a full run saw a send on these connections cancelled "due to user request" after
+   * 59 ms, where nothing cancels statements but the `lock_timeout` (most likely a lock wait's
+   * timeout reported so, its timer firing as the lock was granted); and one that ran past
+   * `statement_timeout` is a send begun past its deadline by the time it runs again, which inserts
+   * nothing (`MessageStore.insert`). Either way the statement's own transaction rolled back.
    */
   async run<T = unknown>(statement: PreparedStatement, values: unknown[], elsewhere?: () => Promise<T>): Promise<T> {
     if (!statement.locks) return (await this.reads.run(statement, values)) as T;
     try {
       return (await this.writes.run(statement, values)) as T;
     } catch (err) {
-      if (elsewhere && isLockNotAvailable(err)) return this.waitingElsewhere(elsewhere);
+      if (elsewhere && (isLockNotAvailable(err) || isStatementCancelled(err))) return this.waitingElsewhere(elsewhere);
       throw err;
     }
   }

@@ -1,7 +1,7 @@
 // The pipelined connections that run the hot prepared statements (src/db/pipelined.ts), against a
 // private PostgreSQL whose backends are terminated and which is stopped here: every statement gets
 // its own result or error; one that would wait for a row lock goes elsewhere (the pool) instead of
-// holding up the statements behind it; a connection that does not answer is passed over and given
+// holding up the statements behind it, and so does one PostgreSQL cancelled; a connection that does not answer is passed over and given
 // up, while one whose statement PostgreSQL cancelled (statement_timeout) is kept; a failed or
 // unreachable connection fails its statements with a connection error (answered
 // SERVICE_UNAVAILABLE) and is replaced by the next statement.
@@ -16,6 +16,8 @@ import { sql, startPostgres, type PrivatePostgres } from './support/backing';
 const READ = prepare('test_pipelined_read', 'SELECT $1::integer AS n, pg_backend_pid() AS pid');
 const INSERT = prepare('test_pipelined_insert', 'INSERT INTO pipelined_items (id) VALUES ($1) RETURNING id', { locks: true });
 const LOCKING = prepare('test_pipelined_lock', 'UPDATE pipelined_items SET id = id WHERE id = $1 RETURNING id', { locks: true });
+/** Inserts after sleeping $2 seconds: a statement on the connections for those that take locks, running long enough to be cancelled. */
+const SLOW_INSERT = prepare('test_pipelined_slow_insert', 'INSERT INTO pipelined_items (id) SELECT $1 FROM pg_sleep($2) RETURNING id', { locks: true });
 /** Takes no row lock, but stalls while another transaction holds `pipelined_stall` (a stand-in for a backend that stops answering). */
 const STALLING = prepare('test_pipelined_stall', 'SELECT count(*)::integer AS n FROM pipelined_stall WHERE $1::integer IS NOT NULL');
 
@@ -146,6 +148,33 @@ it('fails a statement that would wait for a row lock with lock_not_available whe
     await holder.release();
   }
 });
+
+it('sends a statement PostgreSQL cancelled elsewhere too, which finds nothing of its first run (a full run saw a lock wait cancelled "due to user request")', async () => {
+  const pool = new Pool({ connectionString: pg.url });
+  const viaPool = async () => (await pool.query({ name: SLOW_INSERT.name, text: SLOW_INSERT.text, values: [40, 0] })).rows;
+  try {
+    const cancelled = [pipelined.run(SLOW_INSERT, [40, 30], viaPool), pipelined.run(SLOW_INSERT, [41, 30]).then(() => 'answered', (err: { code?: string }) => err.code)];
+    await cancelAll(SLOW_INSERT.text, 2);
+    // Inserted on the pool, without a unique violation: the cancelled run inserted nothing.
+    expect(await cancelled[0]).toEqual([{ id: 40 }]);
+    expect(await cancelled[1]).toBe('57014'); // nowhere else to go
+    expect(await sql(pg.url, 'SELECT id FROM pipelined_items WHERE id IN (40, 41)')).toEqual([{ id: 40 }]);
+  } finally {
+    await pool.end();
+  }
+});
+
+/** Cancels (pg_cancel_backend) the `count` statements running `text` once they all run. */
+async function cancelAll(text: string, count: number): Promise<void> {
+  for (;;) {
+    const running = await sql<{ pid: number }>(pg.url, `SELECT pid FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [text]);
+    if (running.length === count) {
+      await sql(pg.url, 'SELECT pg_cancel_backend(pid) FROM unnest($1::integer[]) pid', [running.map((r) => r.pid)]);
+      return;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
 
 it('passes over a connection whose statement does not answer, and gives that connection up after its query_timeout', async () => {
   const holder = await startHolder('LOCK TABLE pipelined_stall IN ACCESS EXCLUSIVE MODE');
