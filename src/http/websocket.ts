@@ -163,8 +163,11 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
-  /** The socket of each query and mutation, by its context (for its turn, `WsExtra.turns`). */
-  const socketOf = new WeakMap<object, WsExtra & WsTransportExtra>();
+  /**
+   * The socket of each query and mutation, by its context (for its turn, `WsExtra.turns`), and
+   * whether the client has completed it (graphql-ws forgets an operation's id then).
+   */
+  const socketOf = new WeakMap<object, { extra: WsExtra & WsTransportExtra; completed: () => boolean }>();
   /**
    * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
    * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
@@ -276,19 +279,22 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         } else {
           context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
           ctx.extra.turns ??= pLimit(RUNNING_OPERATIONS_PER_SOCKET);
-          socketOf.set(context, ctx.extra);
+          socketOf.set(context, { extra: ctx.extra, completed: () => !(id in ctx.subscriptions) });
         }
         return context;
       },
       execute: (args) => {
-        const extra = socketOf.get(args.contextValue as object);
-        if (!extra?.turns) return executeConfirmed(args);
-        return extra.turns(() => {
+        const operation = socketOf.get(args.contextValue as object);
+        if (!operation?.extra.turns) return executeConfirmed(args);
+        const { extra, completed } = operation;
+        return operation.extra.turns(() => {
           // One that waited while its socket closed is not run: no one would hear its answer; nor
-          // while the instance stops, as one sent then (begun now, it could be made after the stop
+          // one the client completed meanwhile (cancelled: its answer is not sent); nor while the
+          // instance stops, as one sent then (begun now, it could be made after the stop
           // answered it cut short). A socket closing for its session runs it signed out, as before
           // (and one closing for an expired token its refreshSession, which keeps it open).
           if (extra.socket.readyState !== extra.socket.OPEN) return { errors: [closedConnection()] };
+          if (completed()) return { errors: [completedByClient()] };
           if (extra.closing?.code === CLOSE_GOING_AWAY) return { errors: [shuttingDown()] };
           return executeConfirmed(args);
         });
@@ -337,6 +343,8 @@ function executeConfirmed(args: ExecutionArgs): Promise<ExecutionResult> | Retur
 
 /** What an operation that arrived on a socket closed meanwhile answers (the client hears the close). */
 const closedConnection = () => new AppError(ErrorCode.BadRequest, 'This connection is closed');
+/** Never sent: graphql-ws sends nothing for an operation its client completed. */
+const completedByClient = () => new AppError(ErrorCode.BadRequest, 'Completed by the client before it ran');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;

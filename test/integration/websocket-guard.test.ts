@@ -215,6 +215,8 @@ describe('operations per user per second', () => {
   });
 });
 
+const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
+
 describe('queries and mutations of one socket', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -267,7 +269,6 @@ describe('queries and mutations of one socket', () => {
     const { began, release, restore } = holdMe(stopping);
     try {
       for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
-      const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
       for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
       const stopped = stopping.stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
@@ -285,6 +286,28 @@ describe('queries and mutations of one socket', () => {
       }
     } finally {
       restore();
+    }
+  });
+
+  it('does not run one still waiting its turn that its client completed (cancelled): nothing made, nothing answered', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    const { began, release, restore } = holdMe();
+    try {
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      socket.send({ id: 's1', type: 'complete' });
+      release();
+      for (const i of [0, 2]) expect((await socket.next((f) => f.id === `s${i}` && f.type === 'next')).payload.data.sendMessage.id).toBeTruthy();
+      const page = await must(server.url, `query($r: ID!) { room(id: $r) { lastSeq } messages(roomId: $r, last: 10) { edges { node { clientId } } } }`, { r: roomId }, ada.token);
+      expect(page.room.lastSeq).toBe(2);
+      expect(page.messages.edges.map((e: { node: { clientId: string } }) => e.node.clientId).sort()).toEqual(['queued-0', 'queued-2']); // run at once: in either order
+      expect(socket.frames.filter((f) => f.id === 's1')).toEqual([]);
+    } finally {
+      restore();
+      socket.close();
     }
   });
 
