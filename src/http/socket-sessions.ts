@@ -3,7 +3,7 @@ import type { WebSocket } from 'ws';
 import type { SessionService, SocketAuth } from '../auth/sessions';
 import type { TokenService, Viewer } from '../auth/tokens';
 import type { Logger } from '../logger';
-import { cutShortAnswer } from '../errors';
+import { cutShortAnswer, shuttingDown } from '../errors';
 
 /** WebSocket close code for a missing, invalid, expired or revoked session (graphql-ws's Forbidden). */
 export const CLOSE_FORBIDDEN = 4403;
@@ -25,6 +25,8 @@ export interface SocketExtra {
   auth?: SocketAuth;
   /** Ids of the queries and mutations running on the socket (not subscriptions). */
   answering?: Set<string>;
+  /** Those of `answering` that have begun to execute (the others wait their turn, `websocket.ts`). */
+  begun?: Set<string>;
   /** Set while the socket waits for their answers to close (its session ended, its token expired, the instance stops). */
   closing?: Closing;
   /** Operations whose answer the socket has promised to carry (`holdForAnswer`): it does not close before. */
@@ -71,12 +73,13 @@ function closeAs(extra: SocketExtra, closing: Closing): void {
  * Closes the socket. When the instance stops (1001), each query or mutation still running on it
  * (past the grace: waiting for a frozen database, say) is first answered SERVICE_UNAVAILABLE, an
  * `error` message of the protocol: the client learns it failed and sends it again elsewhere (a
- * send with its clientId), rather than guessing from the close.
+ * send with its clientId), rather than guessing from the close. One that had begun may yet be
+ * done; one still waiting its turn was not run and will not be (its socket is closed by then).
  */
 function closeNow(extra: SocketExtra, code: number, reason: string): void {
   if (code === CLOSE_GOING_AWAY && extra.socket.readyState === extra.socket.OPEN) {
-    const payload = [cutShortAnswer];
-    for (const id of extra.answering ?? []) extra.socket.send(JSON.stringify({ id, type: 'error', payload }));
+    const notRun = [shuttingDown().toJSON()];
+    for (const id of extra.answering ?? []) extra.socket.send(JSON.stringify({ id, type: 'error', payload: extra.begun?.has(id) ? [cutShortAnswer] : notRun }));
   }
   extra.socket.close(code, reason);
 }
@@ -99,6 +102,7 @@ export function holdForAnswer(extra: SocketExtra, id: string): boolean {
 /** Operation `id` on the socket has completed (graphql-ws `onComplete`: its `complete` goes out right after). */
 export function operationAnswered(extra: SocketExtra, id: string): void {
   extra.holding?.delete(id);
+  extra.begun?.delete(id);
   if (!extra.answering?.delete(id)) return; // a subscription
   const { closing } = extra;
   if (extra.answering.size === 0 && closing) setImmediate(closeAs, extra, closing);

@@ -167,7 +167,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
    * The socket of each query and mutation, by its context (for its turn, `WsExtra.turns`), and
    * whether the client has completed it (graphql-ws forgets an operation's id then).
    */
-  const socketOf = new WeakMap<object, { extra: WsExtra & WsTransportExtra; completed: () => boolean }>();
+  const socketOf = new WeakMap<object, { extra: WsExtra & WsTransportExtra; id: string; completed: () => boolean }>();
   /**
    * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
    * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
@@ -279,14 +279,14 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         } else {
           context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
           ctx.extra.turns ??= pLimit(RUNNING_OPERATIONS_PER_SOCKET);
-          socketOf.set(context, { extra: ctx.extra, completed: () => !(id in ctx.subscriptions) });
+          socketOf.set(context, { extra: ctx.extra, id, completed: () => !(id in ctx.subscriptions) });
         }
         return context;
       },
       execute: (args) => {
         const operation = socketOf.get(args.contextValue as object);
         if (!operation?.extra.turns) return executeConfirmed(args);
-        const { extra, completed } = operation;
+        const { extra, id, completed } = operation;
         return operation.extra.turns(() => {
           // One that waited while its socket closed is not run: no one would hear its answer; nor
           // one the client completed meanwhile (cancelled: its answer is not sent); nor while the
@@ -296,6 +296,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
           if (extra.socket.readyState !== extra.socket.OPEN) return { errors: [closedConnection()] };
           if (completed()) return { errors: [completedByClient()] };
           if (extra.closing?.code === CLOSE_GOING_AWAY) return { errors: [shuttingDown()] };
+          (extra.begun ??= new Set()).add(id);
           return executeConfirmed(args);
         });
       },

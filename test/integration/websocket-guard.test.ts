@@ -289,6 +289,39 @@ describe('queries and mutations of one socket', () => {
     }
   });
 
+  it('answers at the stop\'s deadline those still running that they may yet be done, and those still waiting their turn that they were not run', async () => {
+    const stopping = await startServer({ SHUTDOWN_TIMEOUT_MS: '2000' }); // 0.5 s for the sockets' answers
+    const ada = await signUp(stopping.url);
+    const roomId = await createRoom(stopping.url, ada);
+    const socket = await rawSocket(stopping.wsUrl, ada.token);
+    const { began, release, restore } = holdMe(stopping); // held past the deadline, as by a frozen database
+    try {
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      const stopped = stopping.stop();
+      const answer = async (id: string) => {
+        const frame = await socket.next((f) => f.id === id && (f.type === 'next' || f.type === 'error'));
+        expect(frame.type).toBe('error');
+        expect(frame.payload[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
+        return frame.payload[0].message as string;
+      };
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) expect(await answer(`q${i}`)).toMatch(/may yet be done/);
+      for (let i = 0; i < 3; i++) expect(await answer(`s${i}`)).toMatch(/^This server is shutting down; reconnect and send it again/);
+      await socket.whenClosed;
+      release();
+      await stopped;
+      const reader = await startServer(); // the same database
+      try {
+        expect((await must(reader.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token)).room.lastSeq).toBe(0);
+      } finally {
+        await reader.stop();
+      }
+    } finally {
+      restore();
+    }
+  });
+
   it('does not run one still waiting its turn that its client completed (cancelled): nothing made, nothing answered', async () => {
     const ada = await signUp(server.url);
     const roomId = await createRoom(server.url, ada);
