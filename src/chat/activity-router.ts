@@ -88,7 +88,8 @@ interface Route {
  * `healIntervalMs` the router compares a digest of each viewer's rooms with the database's, then
  * reads the heads of its rooms and routes any missed tail; after a pub/sub reconnect it re-reads
  * every viewer's memberships before it routes anything new. A room joined or left (or, after a
- * reconnect, read) whose signal was lost is told as if the signal had come.
+ * reconnect, read) whose signal was lost is told as if the signal had come; after a reconnect,
+ * so is each room with unread messages (its unread mentions may have changed unsignalled).
  */
 export class ActivityRouter {
   private readonly byRoom = new Map<string, Route>();
@@ -203,7 +204,7 @@ export class ActivityRouter {
         }
         const byViewer = new Map<string, UserMembership[]>(part.map((feed) => [feed.viewerId, []]));
         for (const row of await this.store.userMemberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
-        for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!);
+        for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!, everything);
       }
       if (everything && this.again !== 'everything') this.resume();
       const routes = [...this.byRoom.values()];
@@ -233,8 +234,13 @@ export class ActivityRouter {
     for (const route of this.byRoom.values()) if (!route.filling) this.drain(route);
   }
 
-  /** Tells `feed` of each room it did not know it joined, left, or read further in, as its signal would have. */
-  private reconcile(feed: Feed, rows: UserMembership[]): void {
+  /**
+   * Tells `feed` of each room it did not know it joined, left, or read further in, as its signal
+   * would have. After a reconnect (`everything`), also of each room where it told unread messages:
+   * a signal that an edit or a deletion changed the room's unread mentions (`mentionsAt`) may have
+   * been lost, and the room's read state told again counts them anew.
+   */
+  private reconcile(feed: Feed, rows: UserMembership[], everything: boolean): void {
     const now = new Map(rows.map((row) => [row.room_id, row]));
     for (const roomId of [...feed.rooms.keys()]) if (!now.has(roomId)) this.onUserSignal(feed, { kind: 'removed', roomId });
     for (const row of rows) {
@@ -244,6 +250,8 @@ export class ActivityRouter {
         feed.push({ kind: 'added', roomId: row.room_id });
       } else if (row.last_read_seq > known.lastReadSeq) {
         this.onUserSignal(feed, { kind: 'read', roomId: row.room_id, lastReadSeq: row.last_read_seq });
+      } else if (everything && known.lastSeq > known.lastReadSeq) {
+        feed.push({ kind: 'read', roomId: row.room_id, readState: { ...known } });
       }
     }
   }

@@ -522,6 +522,39 @@ describe('myEvents', () => {
     await client.dispose();
   });
 
+  it('tells each room with unread messages again after a pub/sub reconnect, whose signal of a changed mention count may have been lost', async () => {
+    const { ada, bob, roomId, client, feed } = await bobsFeed(
+      `subscription { myEvents { __typename ... on RoomActivity { message { seq } } ... on ReadStateChanged { room { id lastSeq lastReadSeq mentionCount } } } }`,
+    );
+    const [other, read] = await Promise.all([createRoom(server.url, ada), createRoom(server.url, ada)]);
+    await Promise.all([join(bob, other), join(bob, read)]);
+    await feed.until((r) => r.length === 2); // the two rooms joined
+    const mention = await send(server.url, ada, roomId, `@${bob.username} look`);
+    await send(server.url, ada, other, 'unread, no mention');
+    const seen = await send(server.url, ada, read, 'read');
+    await must(server.url, MARK_READ, { r: read, c: seen.cursor }, bob.token);
+    await feed.until((r) => r.length === 7); // three activities, a Mentioned, the read
+    // The signal of the deletion is lost (as pub/sub loses what comes while it reconnects).
+    const router = server.app.services.activity as unknown as { onUserSignal(feed: unknown, signal: UserSignal): void; check(everything: boolean): Promise<void> };
+    const pass = router.onUserSignal.bind(router);
+    const lost = jest.spyOn(router, 'onUserSignal').mockImplementation((f, signal) => (signal.kind === 'read' && signal.mentionsAt !== undefined ? undefined : pass(f, signal)));
+    try {
+      await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: mention.id }, ada.token);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(feed.results).toHaveLength(7);
+    } finally {
+      lost.mockRestore();
+    }
+    await router.check(true); // what a pub/sub reconnect runs
+    await feed.until((r) => r.length === 9);
+    const told = feed.results.slice(7).map((r) => r.data!.myEvents.room);
+    expect(told.sort((a: { id: string }, b: { id: string }) => (a.id === roomId ? -1 : b.id === roomId ? 1 : 0))).toEqual([
+      { id: roomId, lastSeq: 1, lastReadSeq: 0, mentionCount: 0 },
+      { id: other, lastSeq: 1, lastReadSeq: 0, mentionCount: 0 },
+    ]);
+    await client.dispose();
+  });
+
   it('does not follow a room left while the feed starts (the leave signalled during its read of the viewer\'s rooms)', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const [left, kept] = await Promise.all([createRoom(server.url, ada), createRoom(server.url, ada)]);
