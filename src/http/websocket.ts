@@ -285,9 +285,9 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
       execute: (args) => {
         const operation = socketOf.get(args.contextValue as object);
-        if (!operation?.extra.turns) return executeConfirmed(args);
+        if (!operation) return executeConfirmed(args); // a subscription
         const { extra, id, completed } = operation;
-        return operation.extra.turns(() => {
+        return extra.turns!(() => {
           // One that waited while its socket closed is not run: no one would hear its answer; nor
           // one the client completed meanwhile (cancelled: its answer is not sent); nor while the
           // instance stops, as one sent then (begun now, it could be made after the stop
