@@ -197,21 +197,21 @@ describe('sessions through the kit', () => {
     await Promise.all([short?.stop(), other?.stop()]);
   });
 
-  it('keeps a subscription open 30 s on 5-second access tokens: refreshed in-band on the same socket, nothing lost', async () => {
+  it('keeps a subscription open 16 s on 5-second access tokens: refreshed in-band on the same socket, again and again, nothing lost', async () => {
     const [ada, bob] = await Promise.all([signUpSession(short.url), signUpSession(short.url)]);
     const { roomId, memberKit: sender } = await roomOf(ada, bob, short);
     const reader = kitClient(short.url, short.wsUrl, ada.session);
     const events = watchEvents(reader, roomId);
     await waitFor(() => short.app.hubs.listeners(roomId) === 1);
-    const sent = await tickFor(sender, roomId, 30_000);
+    const sent = await tickFor(sender, roomId, 16_000);
     await events.until(() => events.items.length >= sent);
     const me = await reader.client.query({ query: MeDocument, fetchPolicy: 'network-only' });
 
-    console.log(JSON.stringify({ scenario: '5 s tokens for 30 s', sent, delivered: events.items.length, refreshes: reader.changes.length, sockets: reader.sockets() }));
+    console.log(JSON.stringify({ scenario: '5 s tokens for 16 s', sent, delivered: events.items.length, refreshes: reader.changes.length, sockets: reader.sockets() }));
     expect(tally(messageSeqs(events.items), sent)).toEqual({ delivered: sent, lost: 0, duplicated: 0, outOfOrder: 0 });
     expect(reader.sockets()).toBe(1); // never closed for auth
     expect(events.errors).toEqual([]);
-    expect(reader.changes.length).toBeGreaterThanOrEqual(5);
+    expect(reader.changes.length).toBeGreaterThanOrEqual(3);
     expect(new Set(reader.changes.map((s) => s.refreshToken)).size).toBe(reader.changes.length);
     expect(me.data!.me!.id).toBe(ada.id);
     expect(reader.ended).toEqual([]);
