@@ -38,8 +38,12 @@ export function serveGraphQLOverWebSocket<E extends object>(
   wsServer: WebSocketServer,
   options: ServerOptions<Record<string, unknown> | undefined, E & WsTransportExtra>,
   log: Logger,
-  /** Whether the socket's operation `id` is still running (graphql-ws has not yet called `onComplete` for it). */
-  running: (extra: E & WsTransportExtra, id: string) => boolean,
+  operations: {
+    /** Whether the socket's operation `id` is still running (graphql-ws has not yet called `onComplete` for it). */
+    running: (extra: E & WsTransportExtra, id: string) => boolean;
+    /** Told when the client completes its operation `id` while it runs, once graphql-ws has been told. */
+    completedByClient: (extra: E & WsTransportExtra, id: string) => void;
+  },
 ): { dispose(): Promise<void> } {
   const server = makeServer(options);
   wsServer.options.handleProtocols = handleProtocols;
@@ -47,7 +51,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
     log.error({ err }, 'the WebSocket server failed; closing its sockets');
     for (const client of wsServer.clients) client.close(CloseCode.InternalServerError, 'Internal server error');
   });
-  const shared: Shared<E> = { log, running };
+  const shared: Shared<E> = { log, ...operations };
   wsServer.on('connection', (socket: WebSocket, request: http.IncomingMessage) => {
     const transport = new SocketTransport<E>(socket, { socket, request } as E & WsTransportExtra, shared);
     transports.set(socket, transport);
@@ -69,6 +73,7 @@ export function serveGraphQLOverWebSocket<E extends object>(
 interface Shared<E extends object> {
   log: Logger;
   running: (extra: E & WsTransportExtra, id: string) => boolean;
+  completedByClient: (extra: E & WsTransportExtra, id: string) => void;
 }
 
 /** Each socket's transport, for the listeners every socket shares (`this` is the socket). */
@@ -126,7 +131,12 @@ class SocketTransport<E extends object> {
 
   received(text: string): void {
     if (!this.reuse && text.includes('"complete"')) {
-      this.reuse = new ReusedIds(this.socket, (t) => this.handleText(t), (id) => this.shared.running(this.extra, id));
+      this.reuse = new ReusedIds(
+        this.socket,
+        (t) => this.handleText(t),
+        (id) => this.shared.running(this.extra, id),
+        (id) => this.shared.completedByClient(this.extra, id),
+      );
     }
     if (this.reuse) this.reuse.received(text);
     else void this.handleText(text);
@@ -168,7 +178,10 @@ const REUSE_WAIT_MS = 5000;
  * and the new one is cancelled. So a `subscribe` whose id the client completed while that
  * operation still ran waits until it has ended (`running` says no more, then one turn of the event
  * loop for the handler's last steps; at most REUSE_WAIT_MS), and the socket's later messages wait
- * behind it, in order. Made for a socket when its client first sends `complete`.
+ * behind it, in order. The operation is told it was completed (`completedByClient`) right after
+ * graphql-ws, so that one that would go on (a query or mutation waiting its turn, or waiting for
+ * the database) can end at once rather than hold the id, and the socket, that long. Made for a
+ * socket when its client first sends `complete`.
  */
 class ReusedIds {
   /** Ids the client completed while they ran, each with the end of the wait for them. */
@@ -180,6 +193,7 @@ class ReusedIds {
     private readonly socket: WebSocket,
     private readonly handle: (text: string) => Promise<void>,
     private readonly running: (id: string) => boolean,
+    private readonly completedByClient: (id: string) => void,
   ) {}
 
   received(text: string): void {
@@ -202,10 +216,12 @@ class ReusedIds {
     }
     const { type } = message;
     const id: string = message.id;
-    if (type === 'complete' && this.running(id)) this.completed(id);
+    const cancelling = type === 'complete' && this.running(id);
+    if (cancelling) this.completed(id);
     const waitFor = type === 'subscribe' ? this.ending?.get(id) : undefined;
     if (waitFor) return this.dispatchAfter(waitFor, text);
     void this.handle(text);
+    if (cancelling) this.completedByClient(id);
     return undefined;
   }
 

@@ -87,7 +87,19 @@ type WsExtra = Omit<SocketExtra, 'socket'> & {
   operationTokens?: { tokens: number; at: number };
   /** Runs the socket's queries and mutations, `RUNNING_OPERATIONS_PER_SOCKET` at once (made at its first). */
   turns?: pLimit.Limit;
+  /** Its queries and mutations under way, by id (made at its first). */
+  operations?: Map<string, Operation>;
 };
+
+/** A query or mutation of a socket, from its context on (`socketOf`). */
+interface Operation {
+  extra: WsExtra & WsTransportExtra;
+  id: string;
+  /** Its client completed it: it is not run if it has not begun. */
+  cancelled: boolean;
+  /** Ends its execution at once (once it is executing): the client completed it. */
+  end?: (result: ExecutionResult) => void;
+}
 
 /**
  * Whether an upgrade asks for `/graphql` as HTTP's router takes it: in any letter case, with or
@@ -163,11 +175,8 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
   httpServer.on('upgrade', upgrade);
 
   const socketSessions = new SocketSessions(deps.tokens, deps.sessions, log, deps.sessionSweepMs);
-  /**
-   * The socket of each query and mutation, by its context (for its turn, `WsExtra.turns`), and
-   * whether the client has completed it (graphql-ws forgets an operation's id then).
-   */
-  const socketOf = new WeakMap<object, { extra: WsExtra & WsTransportExtra; id: string; completed: () => boolean }>();
+  /** Each query and mutation, by its context (for its turn, `WsExtra.turns`). */
+  const socketOf = new WeakMap<object, Operation>();
   /**
    * Spends one of the socket's operations (`WS_OPERATIONS_PER_SOCKET_PER_S`, a token bucket holding
    * OPERATION_BURST_S seconds' worth): past them, the operation is answered RATE_LIMITED with
@@ -279,25 +288,37 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         } else {
           context.holdForAnswer = () => holdForAnswer(ctx.extra, id);
           ctx.extra.turns ??= pLimit(RUNNING_OPERATIONS_PER_SOCKET);
-          socketOf.set(context, { extra: ctx.extra, id, completed: () => !(id in ctx.subscriptions) });
+          // Completed already (while its document was read): graphql-ws has forgotten its id, which
+          // the client may not use again before this one ends (`ReusedIds`).
+          const operation: Operation = { extra: ctx.extra, id, cancelled: !(id in ctx.subscriptions) };
+          socketOf.set(context, operation);
+          (ctx.extra.operations ??= new Map()).set(id, operation);
         }
         return context;
       },
       execute: (args) => {
         const operation = socketOf.get(args.contextValue as object);
         if (!operation) return executeConfirmed(args); // a subscription
-        const { extra, id, completed } = operation;
-        return extra.turns!(() => {
+        const { extra, id } = operation;
+        if (operation.cancelled) return { errors: [completedByClient()] };
+        const turn = extra.turns!(() => {
           // One that waited while its socket closed is not run: no one would hear its answer; nor
-          // one the client completed meanwhile (cancelled: its answer is not sent); nor while the
-          // instance stops, as one sent then (begun now, it could be made after the stop
-          // answered it cut short). A socket closing for its session runs it signed out, as before
-          // (and one closing for an expired token its refreshSession, which keeps it open).
+          // one the client completed meanwhile (cancelled); nor while the instance stops, as one
+          // sent then (begun now, it could be made after the stop answered it cut short). A socket
+          // closing for its session runs it signed out, as before (and one closing for an expired
+          // token its refreshSession, which keeps it open).
           if (extra.socket.readyState !== extra.socket.OPEN) return { errors: [closedConnection()] };
-          if (completed()) return { errors: [completedByClient()] };
+          if (operation.cancelled) return { errors: [completedByClient()] };
           if (extra.closing?.code === CLOSE_GOING_AWAY) return { errors: [shuttingDown()] };
           (extra.begun ??= new Set()).add(id);
           return executeConfirmed(args);
+        });
+        // Ended at once when its client completes it, waiting or begun (`cancelled`), so that its
+        // id is free for the client to use again at once (graphql-ws sends nothing for it): one
+        // begun goes on to its end in its turn, its answer dropped.
+        const ended = new Promise<ExecutionResult>((resolve) => (operation.end = resolve));
+        return Promise.race([turn, ended]).finally(() => {
+          if (extra.operations?.get(id) === operation) extra.operations.delete(id);
         });
       },
       onNext: (_ctx, _id, _payload, args, result) =>
@@ -310,7 +331,15 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
       },
     },
     log,
-    (extra, id) => extra.subscriptions?.has(id) === true || extra.answering?.has(id) === true,
+    {
+      running: (extra, id) => extra.subscriptions?.has(id) === true || extra.answering?.has(id) === true,
+      completedByClient: (extra, id) => {
+        const operation = extra.operations?.get(id);
+        if (!operation) return; // a subscription (graphql-ws ends it), or not yet executing
+        operation.cancelled = true;
+        operation.end?.({ errors: [completedByClient()] });
+      },
+    },
   );
 
   return {
@@ -344,7 +373,7 @@ function executeConfirmed(args: ExecutionArgs): Promise<ExecutionResult> | Retur
 
 /** What an operation that arrived on a socket closed meanwhile answers (the client hears the close). */
 const closedConnection = () => new AppError(ErrorCode.BadRequest, 'This connection is closed');
-/** Never sent: graphql-ws sends nothing for an operation its client completed. */
+/** What a query or mutation its client completed ends with; never sent: graphql-ws sends nothing for it. */
 const completedByClient = () => new AppError(ErrorCode.BadRequest, 'Completed by the client before it ran');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */

@@ -299,6 +299,8 @@ describe('queries and mutations of one socket', () => {
       for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
       for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      socket.send({ id: 's2', type: 'complete' }); // cancelled: answered nothing
+      socket.send({ id: 'q7', type: 'complete' }); // begun, its answer dropped
       const stopped = stopping.stop();
       const answer = async (id: string) => {
         const frame = await socket.next((f) => f.id === id && (f.type === 'next' || f.type === 'error'));
@@ -306,9 +308,10 @@ describe('queries and mutations of one socket', () => {
         expect(frame.payload[0].extensions.code).toBe('SERVICE_UNAVAILABLE');
         return frame.payload[0].message as string;
       };
-      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) expect(await answer(`q${i}`)).toMatch(/may yet be done/);
-      for (let i = 0; i < 3; i++) expect(await answer(`s${i}`)).toMatch(/^This server is shutting down; reconnect and send it again/);
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET - 1; i++) expect(await answer(`q${i}`)).toMatch(/may yet be done/);
+      for (let i = 0; i < 2; i++) expect(await answer(`s${i}`)).toMatch(/^This server is shutting down; reconnect and send it again/);
       await socket.whenClosed;
+      expect(socket.frames.filter((f) => f.id === 's2' || f.id === 'q7')).toEqual([]);
       release();
       await stopped;
       const reader = await startServer(); // the same database
@@ -338,6 +341,40 @@ describe('queries and mutations of one socket', () => {
       expect(page.room.lastSeq).toBe(2);
       expect(page.messages.edges.map((e: { node: { clientId: string } }) => e.node.clientId).sort()).toEqual(['queued-0', 'queued-2']); // run at once: in either order
       expect(socket.frames.filter((f) => f.id === 's1')).toEqual([]);
+    } finally {
+      restore();
+      socket.close();
+    }
+  });
+
+  it('frees at once the id of one its client completed, waiting or begun, for the client to use again: the new one answered under it, once', async () => {
+    const ada = await signUp(server.url);
+    const roomId = await createRoom(server.url, ada);
+    const socket = await rawSocket(server.wsUrl, ada.token);
+    const { began, release, restore } = holdMe();
+    try {
+      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+      const sendAs = (clientId: string) => ({ query: SEND, variables: { i: { roomId, body: clientId, clientId } } });
+      socket.send({ id: 'x', type: 'subscribe', payload: sendAs('old') });
+      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+      // A waiting send and a begun query completed, their ids used again at once; then a ping,
+      // which waits behind the reused ids' subscribes, in order.
+      socket.send({ id: 'x', type: 'complete' });
+      socket.send({ id: 'x', type: 'subscribe', payload: sendAs('new') });
+      socket.send({ id: 'q0', type: 'complete' });
+      socket.send({ id: 'q0', type: 'subscribe', payload: { query: '{ __typename }' } });
+      socket.send({ type: 'ping' });
+      await socket.next((f) => f.type === 'pong', 3000); // not held until the completed ones' ends
+      expect(began).toHaveLength(RUNNING_OPERATIONS_PER_SOCKET); // still held
+      release();
+      expect((await socket.next((f) => f.id === 'x' && f.type === 'next')).payload.data.sendMessage.id).toBeTruthy();
+      expect((await socket.next((f) => f.id === 'q0' && f.type === 'next')).payload.data).toEqual({ __typename: 'Query' });
+      for (let i = 1; i < RUNNING_OPERATIONS_PER_SOCKET; i++) await socket.next((f) => f.id === `q${i}` && f.type === 'complete');
+      await socket.next((f) => f.id === 'x' && f.type === 'complete');
+      await socket.next((f) => f.id === 'q0' && f.type === 'complete');
+      const page = await must(server.url, `query($r: ID!) { messages(roomId: $r, last: 10) { edges { node { clientId } } } }`, { r: roomId }, ada.token);
+      expect(page.messages.edges.map((e: { node: { clientId: string } }) => e.node.clientId)).toEqual(['new']);
+      expect(socket.frames.filter((f) => f.id === 'x' || f.id === 'q0').map((f) => `${f.id} ${f.type}`).sort()).toEqual(['q0 complete', 'q0 next', 'x complete', 'x next']);
     } finally {
       restore();
       socket.close();
