@@ -300,7 +300,13 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         const operation = socketOf.get(args.contextValue as object);
         if (!operation) return executeConfirmed(args); // a subscription
         const { extra, id } = operation;
-        if (operation.cancelled) return { errors: [completedByClient()] };
+        const forget = () => {
+          if (extra.operations?.get(id) === operation) extra.operations.delete(id);
+        };
+        if (operation.cancelled) {
+          forget();
+          return { errors: [completedByClient()] };
+        }
         const turn = extra.turns!(() => {
           // One that waited while its socket closed is not run: no one would hear its answer; nor
           // one the client completed meanwhile (cancelled); nor while the instance stops, as one
@@ -317,9 +323,7 @@ export function attachWebSockets(httpServer: http.Server, deps: TransportDeps) {
         // id is free for the client to use again at once (graphql-ws sends nothing for it): one
         // begun goes on to its end in its turn, its answer dropped.
         const ended = new Promise<ExecutionResult>((resolve) => (operation.end = resolve));
-        return Promise.race([turn, ended]).finally(() => {
-          if (extra.operations?.get(id) === operation) extra.operations.delete(id);
-        });
+        return Promise.race([turn, ended]).finally(forget);
       },
       onNext: (_ctx, _id, _payload, args, result) =>
         result.errors
@@ -374,7 +378,7 @@ function executeConfirmed(args: ExecutionArgs): Promise<ExecutionResult> | Retur
 /** What an operation that arrived on a socket closed meanwhile answers (the client hears the close). */
 const closedConnection = () => new AppError(ErrorCode.BadRequest, 'This connection is closed');
 /** What a query or mutation its client completed ends with; never sent: graphql-ws sends nothing for it. */
-const completedByClient = () => new AppError(ErrorCode.BadRequest, 'Completed by the client before it ran');
+const completedByClient = () => new AppError(ErrorCode.BadRequest, 'Completed by the client');
 
 /** Unsent bytes on a socket above which a subscription takes no more live events until its frames have gone out. */
 const FRAME_HIGH_WATER_BYTES = 64 * 1024;
