@@ -217,6 +217,15 @@ describe('operations per user per second', () => {
 
 const SEND = 'mutation($i: SendMessageInput!) { sendMessage(input: $i) { id } }';
 
+/**
+ * Takes every turn of `socket` with `me` queries (q0…, held by `holdMe`) and queues three sends
+ * into `roomId` behind them (s0…s2, clientIds queued-0…queued-2).
+ */
+function fillTurns(socket: Awaited<ReturnType<typeof rawSocket>>, roomId: string): void {
+  for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
+  for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+}
+
 describe('queries and mutations of one socket', () => {
   let server: TestServer;
   beforeAll(async () => {
@@ -268,8 +277,7 @@ describe('queries and mutations of one socket', () => {
     const socket = await rawSocket(stopping.wsUrl, ada.token);
     const { began, release, restore } = holdMe(stopping);
     try {
-      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
-      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      fillTurns(socket, roomId);
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
       const stopped = stopping.stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
       release();
@@ -296,8 +304,7 @@ describe('queries and mutations of one socket', () => {
     const socket = await rawSocket(stopping.wsUrl, ada.token);
     const { began, release, restore } = holdMe(stopping); // held past the deadline, as by a frozen database
     try {
-      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
-      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      fillTurns(socket, roomId);
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
       socket.send({ id: 's2', type: 'complete' }); // cancelled: answered nothing
       socket.send({ id: 'q7', type: 'complete' }); // begun, its answer dropped
@@ -331,8 +338,7 @@ describe('queries and mutations of one socket', () => {
     const socket = await rawSocket(server.wsUrl, ada.token);
     const { began, release, restore } = holdMe();
     try {
-      for (let i = 0; i < RUNNING_OPERATIONS_PER_SOCKET; i++) socket.send({ id: `q${i}`, type: 'subscribe', payload: { query: '{ me { id } }' } });
-      for (let i = 0; i < 3; i++) socket.send({ id: `s${i}`, type: 'subscribe', payload: { query: SEND, variables: { i: { roomId, body: `queued ${i}`, clientId: `queued-${i}` } } } });
+      fillTurns(socket, roomId);
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
       socket.send({ id: 's1', type: 'complete' });
       release();
