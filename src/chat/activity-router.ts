@@ -104,6 +104,11 @@ export class ActivityRouter {
   private again?: 'timed' | 'everything';
   /** After a pub/sub reconnect, until the memberships are read again: new messages wait in `early`. */
   private paused = false;
+  /**
+   * Feeds not yet told in full (`reconcile`) since a pub/sub reconnect: a signal that changed one
+   * while its viewer's rooms were read leaves it here for the next check, whatever its digest.
+   */
+  private readonly unhealed = new Set<Feed>();
 
   constructor(
     private readonly store: RoomStore,
@@ -169,6 +174,7 @@ export class ActivityRouter {
         await stop;
       } finally {
         this.openFeeds.delete(feed);
+        this.unhealed.delete(feed);
         for (const roomId of [...feed.rooms.keys()]) this.unindex(feed, roomId);
         unsubscribeWhenSettled(offUser);
       }
@@ -176,15 +182,19 @@ export class ActivityRouter {
   }
 
   /**
-   * Compares each open feed's rooms with its viewer's memberships (a digest of the room ids, or with
-   * `everything`, after a reconnect, every membership and read position) and tells a feed that
-   * differs what it missed — a removal first, so the room's later messages do not reach it; then
+   * Compares each open feed's rooms with its viewer's memberships (a digest of the room ids, or,
+   * with `everything` after a reconnect and for the feeds not yet read in full since (`unhealed`),
+   * every membership and read position) and tells a feed that differs what it missed — a removal
+   * first, so the room's later messages do not reach it; then
    * reads the heads of every routed room and routes what pub/sub did not bring. A failed read is
    * retried at the next interval. After a reconnect, new messages wait until the memberships are
    * read (`paused`).
    */
   async check(everything = false): Promise<void> {
-    if (everything) this.paused = true;
+    if (everything) {
+      this.paused = true;
+      for (const feed of this.openFeeds) this.unhealed.add(feed);
+    }
     if (this.checking) {
       // What changed since the running check began is read right after it.
       this.again = this.again === 'everything' || everything ? 'everything' : 'timed';
@@ -199,12 +209,13 @@ export class ActivityRouter {
         let part = feeds.slice(i, i + CHECK_BATCH);
         if (!everything) {
           const digests = await this.store.roomDigests([...new Set(part.map((feed) => feed.viewerId))]);
-          part = part.filter((feed) => digests.get(feed.viewerId) !== roomIdsDigest(feed.rooms.keys()));
+          part = part.filter((feed) => this.unhealed.has(feed) || digests.get(feed.viewerId) !== roomIdsDigest(feed.rooms.keys()));
           if (part.length === 0) continue;
         }
         const byViewer = new Map<string, UserMembership[]>(part.map((feed) => [feed.viewerId, []]));
         for (const row of await this.store.userMemberships([...byViewer.keys()])) byViewer.get(row.user_id)!.push(row);
-        for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!, everything);
+        // A feed a signal changed meanwhile is left to the next check (what was read may be older than it).
+        for (const feed of part) if (this.openFeeds.has(feed) && feed.changed <= since) this.reconcile(feed, byViewer.get(feed.viewerId)!, this.unhealed.delete(feed));
       }
       if (everything && this.again !== 'everything') this.resume();
       const routes = [...this.byRoom.values()];
@@ -236,11 +247,11 @@ export class ActivityRouter {
 
   /**
    * Tells `feed` of each room it did not know it joined, left, or read further in, as its signal
-   * would have. After a reconnect (`everything`), also of each room where it told unread messages:
-   * a signal that an edit or a deletion changed the room's unread mentions (`mentionsAt`) may have
-   * been lost, and the room's read state told again counts them anew.
+   * would have. In full (the first time since a reconnect, `unhealed`), also of each room where it
+   * told unread messages: a signal that an edit or a deletion changed the room's unread mentions
+   * (`mentionsAt`) may have been lost, and the room's read state told again counts them anew.
    */
-  private reconcile(feed: Feed, rows: UserMembership[], everything: boolean): void {
+  private reconcile(feed: Feed, rows: UserMembership[], full: boolean): void {
     const now = new Map(rows.map((row) => [row.room_id, row]));
     for (const roomId of [...feed.rooms.keys()]) if (!now.has(roomId)) this.onUserSignal(feed, { kind: 'removed', roomId });
     for (const row of rows) {
@@ -250,7 +261,7 @@ export class ActivityRouter {
         feed.push({ kind: 'added', roomId: row.room_id });
       } else if (row.last_read_seq > known.lastReadSeq) {
         this.onUserSignal(feed, { kind: 'read', roomId: row.room_id, lastReadSeq: row.last_read_seq });
-      } else if (everything && known.lastSeq > known.lastReadSeq) {
+      } else if (full && known.lastSeq > known.lastReadSeq) {
         feed.push({ kind: 'read', roomId: row.room_id, readState: { ...known } });
       }
     }

@@ -417,6 +417,41 @@ describe('myEvents', () => {
     };
   };
 
+  /** The activity router's internals these tests drive: its checks (a reconnect's with `everything`), the signals it is told. */
+  type Router = {
+    onUserSignal(feed: unknown, signal: UserSignal): void;
+    check(everything?: boolean): Promise<void>;
+    store: { userMemberships(userIds: string[]): Promise<unknown[]> };
+    timer?: NodeJS.Timeout;
+    checking: boolean;
+    healIntervalMs: number;
+  };
+
+  /** Runs `steps` with no timed check of the router's own: they run the checks themselves. */
+  const withoutTimedChecks = async (steps: (router: Router) => Promise<void>) => {
+    const router = server.app.services.activity as unknown as Router;
+    clearInterval(router.timer);
+    await waitFor(() => !router.checking);
+    try {
+      await steps(router);
+    } finally {
+      router.timer = setInterval(() => void router.check(), router.healIntervalMs);
+      router.timer.unref();
+    }
+  };
+
+  /** Deletes `messageId` as `by`, the signal of the mentions it changes lost (as pub/sub loses what comes while it reconnects). */
+  const deleteUnheard = async (router: Router, by: TestUser, messageId: string) => {
+    const pass = router.onUserSignal.bind(router);
+    const lost = jest.spyOn(router, 'onUserSignal').mockImplementation((f, signal) => (signal.kind === 'read' && signal.mentionsAt !== undefined ? undefined : pass(f, signal)));
+    try {
+      await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: messageId }, by.token);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // the signal has come and gone
+    } finally {
+      lost.mockRestore();
+    }
+  };
+
   it('tells the viewer of activity, mentions, rooms joined and left, and reads on another device, on one subscription', async () => {
     const [ada, bob] = await Promise.all([signUp(server.url), signUp(server.url)]);
     const rooms = await Promise.all(Array.from({ length: 3 }, () => createRoom(server.url, ada)));
@@ -534,24 +569,53 @@ describe('myEvents', () => {
     const seen = await send(server.url, ada, read, 'read');
     await must(server.url, MARK_READ, { r: read, c: seen.cursor }, bob.token);
     await feed.until((r) => r.length === 7); // three activities, a Mentioned, the read
-    // The signal of the deletion is lost (as pub/sub loses what comes while it reconnects).
-    const router = server.app.services.activity as unknown as { onUserSignal(feed: unknown, signal: UserSignal): void; check(everything: boolean): Promise<void> };
-    const pass = router.onUserSignal.bind(router);
-    const lost = jest.spyOn(router, 'onUserSignal').mockImplementation((f, signal) => (signal.kind === 'read' && signal.mentionsAt !== undefined ? undefined : pass(f, signal)));
-    try {
-      await must(server.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: mention.id }, ada.token);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+    await withoutTimedChecks(async (router) => {
+      await deleteUnheard(router, ada, mention.id);
       expect(feed.results).toHaveLength(7);
-    } finally {
-      lost.mockRestore();
-    }
-    await router.check(true); // what a pub/sub reconnect runs
-    await feed.until((r) => r.length === 9);
+      await router.check(true); // what a pub/sub reconnect runs
+      await feed.until((r) => r.length === 9);
+    });
     const told = feed.results.slice(7).map((r) => r.data!.myEvents.room);
     expect(told.sort((a: { id: string }, b: { id: string }) => (a.id === roomId ? -1 : b.id === roomId ? 1 : 0))).toEqual([
       { id: roomId, lastSeq: 1, lastReadSeq: 0, mentionCount: 0 },
       { id: other, lastSeq: 1, lastReadSeq: 0, mentionCount: 0 },
     ]);
+    await client.dispose();
+  });
+
+  it('tells the rooms with unread messages at the next check to a feed a signal changed while the reconnect\'s check read its rooms', async () => {
+    const { ada, bob, roomId, client, feed } = await bobsFeed(
+      `subscription { myEvents { __typename ... on RoomActivity { message { seq } } ... on ReadStateChanged { room { id lastSeq lastReadSeq mentionCount } } } }`,
+    );
+    const other = await createRoom(server.url, ada);
+    await join(bob, other);
+    await feed.until((r) => r.length === 1); // the room joined
+    const mention = await send(server.url, ada, roomId, `@${bob.username} look`);
+    const seen = await send(server.url, ada, other, 'read on another device during the check');
+    await feed.until((r) => r.length === 4);
+    await withoutTimedChecks(async (router) => {
+      await deleteUnheard(router, ada, mention.id);
+      // While the reconnect's check reads bob's rooms, bob reads the other room elsewhere: its signal changes the feed.
+      const read = router.store.userMemberships.bind(router.store);
+      const during = jest.spyOn(router.store, 'userMemberships').mockImplementationOnce(async (userIds) => {
+        await must(server.url, MARK_READ, { r: other, c: seen.cursor }, bob.token);
+        await feed.until((r) => r.length === 5);
+        return read(userIds);
+      });
+      try {
+        await router.check(true);
+      } finally {
+        during.mockRestore();
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(feed.results.map((r) => r.data!.myEvents.room?.id)).toEqual([undefined, undefined, undefined, undefined, other]); // not yet told
+      await router.check(); // the next timed check
+      await feed.until((r) => r.length === 6);
+      expect(feed.results[5].data!.myEvents.room).toEqual({ id: roomId, lastSeq: 1, lastReadSeq: 0, mentionCount: 0 });
+      await router.check();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(feed.results).toHaveLength(6); // once
+    });
     await client.dispose();
   });
 
