@@ -270,8 +270,13 @@ describe('queries and mutations of one socket', () => {
     }
   });
 
-  it('does not run those still waiting their turn when the instance stops: answered that it shuts down, nothing made', async () => {
-    const stopping = await startServer();
+  /**
+   * A server of its own whose socket's turns are full (`fillTurns`, the `me` queries held by
+   * `holdMe`) when `steps` stop it; afterwards nothing was stored in the room (read by another
+   * server on the same database).
+   */
+  const stopWithTurnsFull = async (env: Record<string, string>, steps: (socket: Awaited<ReturnType<typeof rawSocket>>, stop: () => Promise<void>, release: () => void) => Promise<void>) => {
+    const stopping = await startServer(env);
     const ada = await signUp(stopping.url);
     const roomId = await createRoom(stopping.url, ada);
     const socket = await rawSocket(stopping.wsUrl, ada.token);
@@ -279,13 +284,7 @@ describe('queries and mutations of one socket', () => {
     try {
       fillTurns(socket, roomId);
       await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
-      const stopped = stopping.stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
-      release();
-      for (let i = 0; i < 3; i++) {
-        const answer = await socket.next((f) => f.id === `s${i}` && (f.type === 'next' || f.type === 'error'));
-        expect(answer.type === 'error' ? answer.payload[0].extensions.code : answer.payload.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
-      }
-      await stopped;
+      await steps(socket, () => stopping.stop(), release);
       const reader = await startServer(); // the same database
       try {
         expect((await must(reader.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token)).room.lastSeq).toBe(0);
@@ -295,20 +294,26 @@ describe('queries and mutations of one socket', () => {
     } finally {
       restore();
     }
+  };
+
+  it('does not run those still waiting their turn when the instance stops: answered that it shuts down, nothing made', async () => {
+    await stopWithTurnsFull({}, async (socket, stop, release) => {
+      const stopped = stop(); // its sockets are closing once this returns (the stop's first, synchronous, step)
+      release();
+      for (let i = 0; i < 3; i++) {
+        const answer = await socket.next((f) => f.id === `s${i}` && (f.type === 'next' || f.type === 'error'));
+        expect(answer.type === 'error' ? answer.payload[0].extensions.code : answer.payload.errors?.[0]?.extensions?.code).toBe('SERVICE_UNAVAILABLE');
+      }
+      await stopped;
+    });
   });
 
   it('answers at the stop\'s deadline those still running that they may yet be done, and those still waiting their turn that they were not run', async () => {
-    const stopping = await startServer({ SHUTDOWN_TIMEOUT_MS: '2000' }); // 0.5 s for the sockets' answers
-    const ada = await signUp(stopping.url);
-    const roomId = await createRoom(stopping.url, ada);
-    const socket = await rawSocket(stopping.wsUrl, ada.token);
-    const { began, release, restore } = holdMe(stopping); // held past the deadline, as by a frozen database
-    try {
-      fillTurns(socket, roomId);
-      await waitFor(() => began.length === RUNNING_OPERATIONS_PER_SOCKET);
+    // 0.5 s for the sockets' answers; the `me` queries held past it, as by a frozen database.
+    await stopWithTurnsFull({ SHUTDOWN_TIMEOUT_MS: '2000' }, async (socket, stop, release) => {
       socket.send({ id: 's2', type: 'complete' }); // cancelled: answered nothing
       socket.send({ id: 'q7', type: 'complete' }); // begun, its answer dropped
-      const stopped = stopping.stop();
+      const stopped = stop();
       const answer = async (id: string) => {
         const frame = await socket.next((f) => f.id === id && (f.type === 'next' || f.type === 'error'));
         expect(frame.type).toBe('error');
@@ -321,15 +326,7 @@ describe('queries and mutations of one socket', () => {
       expect(socket.frames.filter((f) => f.id === 's2' || f.id === 'q7')).toEqual([]);
       release();
       await stopped;
-      const reader = await startServer(); // the same database
-      try {
-        expect((await must(reader.url, `query($r: ID!) { room(id: $r) { lastSeq } }`, { r: roomId }, ada.token)).room.lastSeq).toBe(0);
-      } finally {
-        await reader.stop();
-      }
-    } finally {
-      restore();
-    }
+    });
   });
 
   it('does not run one still waiting its turn that its client completed (cancelled): nothing made, nothing answered', async () => {
