@@ -83,6 +83,15 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    * carried, read after it listened; the others it is told of then (`streamingNow`).
    */
   private replayedStreaming?: Set<string>;
+  /**
+   * roomEvents: for each reply streaming that this feed has told, the index of the delta its
+   * client appends next — the `deltaCount` it was told, plus the deltas passed since
+   * (docs/guarantees.md, guarantee 7). A delta below it is in the text told already (one in flight
+   * while the reply was read) and is not passed; one above it means deltas were lost on the way
+   * (pub/sub reconnected, or this feed's buffer shed them for a slow reader), and the reply is
+   * told again as it stands first (`retell`). Made when a feed first tells a streaming reply.
+   */
+  private deltaNext?: Map<string, number>;
 
   constructor(private readonly options: FeedOptions) {
     if (options.start.order === 'changes') this.replayedStreaming = new Set();
@@ -166,6 +175,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
         if (!next) return this.goLive(attached.hub);
         const gap = this.gapBefore(next);
         if (gap) await this.deliverAll(this.catchUp(gap));
+        else if (this.deltaGap(next)) await this.deliverAll(this.retell(next.messageId));
         if (this.stopped || this.revoked) continue; // the gap read was cut short: nothing after it goes out
         const event = this.accept(next);
         if (event) await this.deliver(event);
@@ -273,7 +283,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     }
     // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
     if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
-    if (this.live && !this.gapBefore(event)) {
+    if (this.live && !this.gapBefore(event) && !this.deltaGap(event)) {
       const taken = this.accept(event);
       const wait = taken && this.sink!.live(taken, hub);
       if (wait) this.leaveLive(hub, wait);
@@ -281,7 +291,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     }
     if (this.queue.length >= MAX_BUFFER) this.shed();
     this.queue.push(event);
-    if (this.live) this.leaveLive(hub); // a message ahead of a gap: the loop reads the gap first
+    if (this.live) this.leaveLive(hub); // a message ahead of a gap, or a delta past lost ones: the loop reads what is missing first
   };
 
   /** Too slow a reader: drop buffered changes (read again from the database), then the oldest deltas. */
@@ -331,6 +341,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     }
     this.position = message.changeSeq;
     if (message.status === 'STREAMING') this.replayedStreaming?.add(message.id);
+    this.told(message);
     const kind = this.added.mark(message.seq) ? 'updated' : 'added';
     return read.event(message, kind, this.added.snapshot());
   }
@@ -358,9 +369,48 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     for (const reply of replies) {
       if (this.stopped || this.revoked) return;
       if (replayed.has(reply.id) || reply.changeSeq > this.position) continue;
-      const kind = this.added.mark(reply.seq) ? 'updated' : 'added';
-      yield { kind, change: this.position, added: this.added.snapshot(), message: reply };
+      yield this.asItStands(reply);
     }
+  }
+
+  /**
+   * A reply whose deltas were lost on the way to this feed (`deltaNext`), told again as it stands:
+   * read now, it holds every delta published so far (each piece is saved before it is published),
+   * and the deltas go on from its `deltaCount`. Not told when a change of it is still to come (that
+   * change tells it), nor when it has ended (its end does, with the whole text). Without the
+   * database, the deltas pass as they come, as before.
+   */
+  private async *retell(messageId: string): AsyncGenerator<FeedEvent> {
+    let replies: MessageModel[];
+    try {
+      replies = await this.options.streaming();
+    } catch (err) {
+      this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read a reply whose deltas it lost');
+      this.deltaNext?.delete(messageId);
+      return;
+    }
+    if (this.stopped || this.revoked || !this.deltaNext?.has(messageId)) return;
+    const reply = replies.find((r) => r.id === messageId);
+    this.deltaNext.set(messageId, reply?.deltaCount ?? Infinity);
+    if (reply && reply.changeSeq <= this.position) yield this.asItStands(reply);
+  }
+
+  /** A reply still streaming as read from the database, told at the feed's position (no change of the log: its cursor is the one before). */
+  private asItStands(reply: MessageModel): ChangeEvent {
+    this.told(reply);
+    const kind = this.added.mark(reply.seq) ? 'updated' : 'added';
+    return sharedEvent(reply, kind, this.position, this.added.snapshot());
+  }
+
+  /** Notes what the feed's client now has of a message it tells (`deltaNext`). */
+  private told(message: MessageModel): void {
+    if (message.status === 'STREAMING') (this.deltaNext ??= new Map()).set(message.id, message.deltaCount);
+    else if (this.deltaNext?.delete(message.id) && this.deltaNext.size === 0) this.deltaNext = undefined;
+  }
+
+  /** A delta past the next one this feed's client appends: deltas were lost on the way (`retell`). */
+  private deltaGap(event: HubEvent): event is Extract<HubEvent, { kind: 'delta' }> {
+    return event.kind === 'delta' && this.deltaNext !== undefined && event.index > (this.deltaNext.get(event.messageId) ?? event.index);
   }
 
   /**
@@ -378,11 +428,13 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    * differs from the hub's (a message this feed never carried) — its own copy.
    */
   private accept(event: LiveEvent): FeedEvent | undefined {
+    if (event.kind === 'delta') return this.deltaNext ? this.passDelta(event) : event;
     if (event.kind !== 'added' && event.kind !== 'updated') return event;
     const { message } = event;
     if (this.options.start.order === 'changes') {
       if (event.change <= this.position) return undefined;
       this.position = event.change;
+      if (message.status === 'STREAMING' || this.deltaNext) this.told(message);
       if (this.follows) return event;
       const kind = this.added.mark(message.seq) ? 'updated' : 'added';
       const added = this.added.snapshot();
@@ -392,6 +444,15 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     this.position = message.seq;
     return event.kind === 'added' ? event : asAdded(event);
   }
+
+  /** Whether a delta goes to this feed's client (`deltaNext`): not one in the text it was told already. */
+  private passDelta(event: Extract<HubEvent, { kind: 'delta' }>): FeedEvent | undefined {
+    const next = this.deltaNext!.get(event.messageId);
+    if (next === undefined) return event;
+    if (event.index < next) return undefined;
+    this.deltaNext!.set(event.messageId, event.index + 1);
+    return event;
+  }
 }
 
 /** A message's first appearance in messages order that the hub carries as `updated` (its insert was superseded), one copy per event for every feed, so they still share its execution. */
@@ -400,4 +461,15 @@ function asAdded(event: ChangeEvent): ChangeEvent {
   let copy = addedCopies.get(event);
   if (!copy) addedCopies.set(event, (copy = { ...event, kind: 'added' }));
   return copy;
+}
+
+/** The events telling replies as they stand, by reply read and view: the feeds served by one read share them, so a subscription executes each once. */
+const toldEvents = new WeakMap<MessageModel, Map<string, ChangeEvent>>();
+function sharedEvent(reply: MessageModel, kind: ChangeEvent['kind'], change: number, added: string): ChangeEvent {
+  let events = toldEvents.get(reply);
+  if (!events) toldEvents.set(reply, (events = new Map()));
+  const view = `${kind} ${change} ${added}`;
+  let event = events.get(view);
+  if (!event) events.set(view, (event = { kind, change, added, message: reply }));
+  return event;
 }

@@ -7,7 +7,8 @@
 // A private Redis: the kills must not reach the other test files' connections.
 import { Writable } from 'node:stream';
 import Redis from 'ioredis';
-import { signUp, startServer, waitFor, type TestServer } from '../support/harness';
+import { FakeOpenAI } from '../support/fake-openai';
+import { collect, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { ChangeTraffic } from './support/changes';
 import { changeReport, tallyAdded } from './support/change-tally';
@@ -18,7 +19,11 @@ import { burst, Ledger, pause, roomWith, spread, Subscriber, settle, Subscribers
 const BURST = 2000;
 const HEAL_INTERVAL_MS = 300;
 
+/** The assistant's answer in the reply test: 60 pieces, 40 ms apart. */
+const REPLY = Array.from({ length: 60 }, (_, i) => `p${i} `);
+
 let redis: PrivateRedis;
+let fake: FakeOpenAI;
 let a: TestServer;
 let b: TestServer;
 let admin: Redis | undefined;
@@ -36,7 +41,10 @@ const logTo = new Writable({
 
 beforeAll(async () => {
   redis = await startRedis();
-  const env = { REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS), LOG_LEVEL: 'warn' };
+  fake = new FakeOpenAI({ '[[long]]': { kind: 'stream', chunks: REPLY, delayMs: 40 } });
+  await fake.start();
+  const model = { OPENAI_API_KEY: 'sk-test-pubsub-kill', OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'fake' };
+  const env = { REDIS_URL: redis.url, HEAL_INTERVAL_MS: String(HEAL_INTERVAL_MS), LOG_LEVEL: 'warn', ...model };
   [a, b] = await Promise.all([startServer(env, logTo), startServer(env, logTo)]);
 }, 60_000);
 
@@ -45,6 +53,7 @@ afterAll(async () => {
   await Promise.all([a?.stop(), b?.stop()]);
   admin?.disconnect();
   naive?.disconnect();
+  await fake?.stop();
   await redis?.destroy();
 }, 60_000);
 
@@ -149,3 +158,57 @@ it('delivers every message and every change once and in order to subscribers on 
   expectClean(line);
   expectCleanChanges(line);
 }, 90_000);
+
+it('streams an assistant reply on through pub/sub kills: a roomEvents subscriber on either instance is told the reply again past the deltas lost, and README\'s recipe has the whole text before its end', async () => {
+  const [ada, bob] = await Promise.all([signUp(a.url), signUp(a.url)]);
+  const roomId = await roomWith(a.url, [ada, bob]);
+  const query = `subscription($roomId: ID!) { roomEvents(roomId: $roomId) { __typename
+    ... on MessageAdded { message { id status body deltaCount } }
+    ... on MessageUpdated { message { id status body deltaCount } }
+    ... on AssistantDelta { messageId index text } } }`;
+  const clients = [wsClient(a.wsUrl, bob), wsClient(b.wsUrl, bob)];
+  try {
+    const subs = clients.map((client) => collect(client, query, { roomId }));
+    await waitFor(() => a.app.hubs.listeners(roomId) === 1 && b.app.hubs.listeners(roomId) === 1);
+    const question = await send(a.url, ada, roomId, 'Tell me [[long]]');
+    const reply = (await must(a.url, `mutation($m: ID!) { askAssistant(input: { messageId: $m }) { id } }`, { m: question.id }, ada.token)).askAssistant;
+    const events = (i: number) => subs[i].results.map((r) => r.data?.roomEvents).filter((e) => (e.message?.id ?? e.messageId) === reply.id);
+    const ended = (i: number) => events(i).some((e) => e.message && e.message.status !== 'STREAMING');
+    admin ??= new Redis(redis.url);
+    let kills = 0;
+    while (!(ended(0) && ended(1))) {
+      await pause(250 + Math.random() * 250); // the interval between kills, not a wait for a result
+      if (!ended(0) || !ended(1)) kills += Math.sign(Number(await admin!.call('CLIENT', 'KILL', 'TYPE', 'pubsub')));
+    }
+    const text = REPLY.join('');
+    let retold = 0;
+    for (const i of [0, 1]) {
+      // README's recipe: a message event gives the reply's state; a delta is appended when it is the next piece.
+      let m: { body: string; deltaCount: number } | undefined;
+      let beforeEnd: typeof m;
+      let received = 0; // the deltas that reached it before the end: one past the last index
+      for (const e of events(i)) {
+        if (e.__typename === 'AssistantDelta') {
+          received = Math.max(received, e.index + 1);
+          if (!m) continue; // ahead of the reply's own event (they come by different topics): the recipe skips it
+          expect({ instance: i, index: e.index, has: e.index < m.deltaCount }).toEqual({ instance: i, index: e.index, has: false }); // none in the text it has
+          if (e.index === m.deltaCount) m = { body: m.body + e.text, deltaCount: m.deltaCount + 1 };
+        } else if (e.message.status === 'STREAMING') {
+          if (m) retold++; // told again past deltas lost
+          m = { body: e.message.body, deltaCount: e.message.deltaCount };
+        } else {
+          beforeEnd ??= m;
+          m = { body: e.message.body, deltaCount: e.message.deltaCount };
+        }
+      }
+      // Live to the end: every delta that came is in the text (before: none after the first loss was
+      // appended), and what the end adds is at most the deltas lost after the last one that came.
+      expect({ instance: i, beforeEnd: beforeEnd!.deltaCount >= received, body: text.startsWith(beforeEnd!.body) }).toEqual({ instance: i, beforeEnd: true, body: true });
+      expect({ instance: i, received: received > REPLY.length / 2, final: m }).toEqual({ instance: i, received: true, final: { body: text, deltaCount: REPLY.length } });
+    }
+    expect(kills).toBeGreaterThanOrEqual(3);
+    expect(retold).toBeGreaterThan(0);
+  } finally {
+    await Promise.all(clients.map((client) => client.dispose()));
+  }
+}, 60_000);

@@ -265,9 +265,9 @@ async function world(messages = 0) {
     await untilFannedOut();
     return messages;
   };
-  /** Commits an edit of message `seq` and publishes it, then waits until the hub fanned it out. */
-  const edit = async (seq: number): Promise<MessageModel> => {
-    const message = store.change(ROOM, seq);
+  /** Commits an edit of message `seq` (or the change `patch` says) and publishes it, then waits until the hub fanned it out. */
+  const edit = async (seq: number, patch?: Partial<MessageModel>): Promise<MessageModel> => {
+    const message = store.change(ROOM, seq, patch);
     await change(message);
     await untilFannedOut();
     return message;
@@ -741,12 +741,55 @@ describe('MessageFeed: replies still streaming', () => {
     store.saveStreaming(ROOM, 2, 'Hello', 4);
     await publish({ kind: 'delta', messageId: id, index: 3, text: 'lo' });
     release();
-    const [now, delta] = await reader.events(2);
+    const [now] = await reader.events(1);
     expect(tag(now)).toBe('updated 2@2'); // at the feed's position: it is no change of the log
     expect(now).toMatchObject({ message: { body: 'Hello', deltaCount: 4, status: 'STREAMING' } });
-    expect(delta).toMatchObject({ kind: 'delta', index: 3 }); // already in that text: a client taking deltas from deltaCount on skips it
     await publish({ kind: 'delta', messageId: id, index: 4, text: '!' });
+    // Not delta 3, in flight while the reply was read: it is in the text told.
     expect((await reader.next()).value).toMatchObject({ kind: 'delta', index: 4 });
+  });
+
+  it('tells a reply again as it stands when deltas were lost on the way (pub/sub reconnected), then goes on from its deltaCount', async () => {
+    const { store, edit, publish, open } = await world(1);
+    const { reader } = open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 }); // the reply, told live
+    store.saveStreaming(ROOM, 1, 'a', 1);
+    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
+    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    // Pieces 1 and 2 are saved and their deltas lost on the way; piece 3 is saved, then its delta comes.
+    const reads = store.callsOf('streaming').length; // the one of its first catch-up
+    const release = store.hold('streaming');
+    store.saveStreaming(ROOM, 1, 'abcd', 4);
+    await publish({ kind: 'delta', messageId: id, index: 3, text: 'd' });
+    const next = reader.events(1); // a client waiting for its next event
+    await waitFor(() => store.callsOf('streaming').length === reads + 1, 'the read of the reply');
+    store.saveStreaming(ROOM, 1, 'abcde', 5);
+    await publish({ kind: 'delta', messageId: id, index: 4, text: 'e' }); // while it is read
+    release();
+    const [now] = await next;
+    expect(tag(now)).toBe('updated 1@2'); // at the feed's position: it is no change of the log
+    expect(now).toMatchObject({ message: { body: 'abcde', deltaCount: 5 } });
+    await publish({ kind: 'delta', messageId: id, index: 5, text: 'f' });
+    expect((await reader.next()).value).toMatchObject({ kind: 'delta', index: 5 }); // not 3 or 4: they are in the text told
+    expect(store.callsOf('streaming')).toHaveLength(reads + 1);
+  });
+
+  it('passes no delta of a reply that ended while its deltas were lost: its end, still to come, tells the whole text', async () => {
+    const { store, edit, change, publish, open } = await world(1);
+    const { reader } = open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 });
+    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
+    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    const reads = store.callsOf('streaming').length;
+    const end = store.change(ROOM, 1, { status: 'COMPLETE', body: 'abc', deltaCount: 3 }); // committed, its signal on the way
+    await publish({ kind: 'delta', messageId: id, index: 2, text: 'c' });
+    await change(end);
+    const [told] = await reader.events(1);
+    expect(tag(told)).toBe('updated 1@3');
+    expect(told).toMatchObject({ message: { status: 'COMPLETE', body: 'abc' } });
+    expect(store.callsOf('streaming')).toHaveLength(reads + 1); // it found the reply ended
   });
 
   it('tells a feed without a cursor too, and each reply once: one its replay carried, or with a change still to come, is told by that', async () => {
