@@ -115,10 +115,8 @@ export class ReplyStore {
     );
     let ended = 0;
     for (const { id, room_id: roomId } of orphans) {
-      const reply = await this.end(
-        { id, roomId },
-        { status: 'FAILED', reason: 'The server stopped while the assistant was replying', note: 'The assistant stopped: its server went away' },
-      );
+      const why = 'The server stopped while the assistant was replying';
+      const reply = await this.end({ id, roomId }, { status: 'FAILED', reason: why, note: why }); // the body says what statusReason says, as for every other end
       if (reply) ended++;
     }
     if (ended) this.log.warn({ count: ended }, 'marked orphaned assistant replies FAILED');

@@ -640,6 +640,7 @@ describe('failures end the reply, never leave it STREAMING', () => {
     expect(swept.status).toBe('FAILED');
     expectReadable(swept.statusReason);
     expect(swept.body.startsWith('cut off')).toBe(true);
+    expect(swept.body.endsWith(`[${swept.statusReason}]`)).toBe(true); // the note in the text says what statusReason says
     const liveDone = await settled(a.url, ada, roomId, live.id);
     expect(liveDone).toMatchObject({ status: 'COMPLETE', body: pieces(15, 'l').join(''), statusReason: null });
   });
@@ -678,7 +679,7 @@ describe('failures end the reply, never leave it STREAMING', () => {
   it('leaves STREAMING, in the timed sweep, a fresh reply of its own instance that is not running yet', async () => {
     // Between a reply's insert and its runner's start the reply is this instance's, STREAMING, and not
     // among the running ones: the sweep every few seconds must not take it for one a crashed run left
-    // (only the sweep at start does that), else a live reply ends FAILED "its server went away".
+    // (only the sweep at start does that), else a live reply ends FAILED "The server stopped while the assistant was replying".
     const ada = await signUp(a.url);
     const roomId = await makeRoom(a.url, ada);
     const [assistant] = await a.app.db.dataSource.query(`SELECT id FROM users WHERE is_assistant`);
