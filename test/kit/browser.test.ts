@@ -62,7 +62,7 @@ afterAll(async () => {
   await killAllServers();
 }, 60_000);
 
-it('signs in, subscribes, and keeps receiving through a SIGTERM and a SIGKILL restart of the server, with no gap', async () => {
+it('signs in, subscribes, and keeps receiving through a SIGTERM and a SIGKILL restart of the server, with no gap, then shows an edit and a deletion in place', async () => {
   const [reader, sender]: TestUser[] = await Promise.all([signUp(api.url), signUp(api.url)]);
   const roomId = await roomWith(api.url, [sender, reader]);
   const page = await browser.newPage();
@@ -101,6 +101,14 @@ it('signs in, subscribes, and keeps receiving through a SIGTERM and a SIGKILL re
   await sendSome(5);
   await waitFor(async () => (await seqsOnPage()).length >= sent, 60_000, () => `page shows ${sent} expected`);
   await pause(500);
+
+  // Changes reach the page as well: an edit in place, a deletion as a tombstone in its place.
+  const edges = (await must(api.url, `query($r: ID!) { messages(roomId: $r, last: 100) { edges { node { id seq } } } }`, { r: roomId }, sender.token)).messages.edges;
+  const idOf = (seq: number) => edges.find((e: { node: { seq: number } }) => e.node.seq === seq).node.id;
+  await must(api.url, `mutation($i: EditMessageInput!) { editMessage(input: $i) { id } }`, { i: { messageId: idOf(3), body: 'message 3, edited' } }, sender.token);
+  await must(api.url, `mutation($m: ID!) { deleteMessage(messageId: $m) { id } }`, { m: idOf(4) }, sender.token);
+  const textOf = (seq: number) => page.textContent(`#messages li[data-seq="${seq}"]`);
+  await waitFor(async () => (await textOf(3))?.endsWith(': message 3, edited') && (await textOf(4))?.endsWith(': (deleted)'), 20_000, () => "the page to show the edit of 3 and the deletion of 4");
 
   const seqs = await seqsOnPage();
   console.log(JSON.stringify({ scenario: 'example page in Chromium through two restarts', sent, shown: seqs.length }));
