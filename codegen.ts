@@ -45,7 +45,8 @@ const config: CodegenConfig = {
       preset: 'client',
       documents: ['client/operations/*.graphql'],
       presetConfig: { fragmentMasking: false },
-      config: { useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string' }, skipTypename: false },
+      // Imports with `.js`, as the kit's own: its ESM build (`dist/esm`) must load in Node's ESM too, not only in bundlers.
+      config: { useTypeImports: true, enumsAsTypes: true, scalars: { DateTime: 'string' }, skipTypename: false, importExtension: '.js' },
     },
   },
 };

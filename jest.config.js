@@ -7,6 +7,8 @@ module.exports = {
   globalTeardown: '<rootDir>/test/support/global-teardown.js',
   testTimeout: 30000,
   maxWorkers: 2,
+  // The client kit's sources import each other with `.js` (its ESM build must load in Node's ESM): the tests import those sources.
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: {
     '^.+\\.(t|j)sx?$': ['@swc/jest', {
       jsc: {

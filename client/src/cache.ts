@@ -1,6 +1,6 @@
 import type { FieldPolicy, InMemoryCacheConfig, TypePolicies } from '@apollo/client';
 import { relayStylePagination } from '@apollo/client/utilities';
-import { connectionFields, possibleTypes } from './cache-policies';
+import { connectionFields, possibleTypes } from './cache-policies.js';
 
 /** Relay pagination for every connection field of the schema, keyed by its non-paging arguments. */
 function connectionPolicies(): TypePolicies {

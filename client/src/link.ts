@@ -2,12 +2,12 @@ import { ApolloLink, HttpLink } from '@apollo/client';
 import { getMainDefinition, isSubscriptionOperation } from '@apollo/client/utilities';
 import { Kind, OperationTypeNode, type DocumentNode } from 'graphql';
 import { map, Observable } from 'rxjs';
-import type { RetryOptions } from './backoff';
-import { SessionEndedError, unauthenticated } from './errors';
-import { NewestMessages } from './newest';
-import { SessionKeeper, type Session, type SessionLock, type SessionSource } from './session';
-import { createSocket } from './socket';
-import { subscribe } from './subscription';
+import type { RetryOptions } from './backoff.js';
+import { SessionEndedError, unauthenticated } from './errors.js';
+import { NewestMessages } from './newest.js';
+import { SessionKeeper, type Session, type SessionLock, type SessionSource } from './session.js';
+import { createSocket } from './socket.js';
+import { subscribe } from './subscription.js';
 
 /** Options of `createChatLink` (README, "Connect from Apollo Client"). */
 export interface ChatLinkOptions {

@@ -1,4 +1,4 @@
-import { SessionEndedError, hasUnauthenticated } from './errors';
+import { SessionEndedError, hasUnauthenticated } from './errors.js';
 import type { GraphQLFormattedError } from 'graphql';
 
 /** What `signUp`, `logIn` and `refreshSession` return, as the kit keeps it. */

@@ -1,9 +1,9 @@
 import type { GraphQLFormattedError } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
-import { backoffDelay } from './backoff';
-import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, isCloseEvent } from './errors';
-import type { ChatLinkOptions } from './link';
-import { REFRESH_SESSION, type RefreshAnswer, type SessionKeeper } from './session';
+import { backoffDelay } from './backoff.js';
+import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, isCloseEvent } from './errors.js';
+import type { ChatLinkOptions } from './link.js';
+import { REFRESH_SESSION, type RefreshAnswer, type SessionKeeper } from './session.js';
 
 /** How long opening the WebSocket, then its acknowledgement, may take by default before it is given up and tried again (ms). */
 export const CONNECT_TIMEOUT_MS = 10_000;

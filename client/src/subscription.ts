@@ -4,10 +4,10 @@ import { print } from '@apollo/client/utilities';
 import type { GraphQLFormattedError } from 'graphql';
 import type { Client, SubscribePayload } from 'graphql-ws';
 import { Observable } from 'rxjs';
-import { backoffDelay, type RetryOptions } from './backoff';
-import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, hasUnauthenticated, isCloseEvent, unauthenticated } from './errors';
-import { ResumeTracker, resumableFieldOf, withResumeSelections } from './resume';
-import type { SessionKeeper } from './session';
+import { backoffDelay, type RetryOptions } from './backoff.js';
+import { AUTH_CLOSE_CODES, FATAL_CLOSE_CODES, SessionEndedError, hasUnauthenticated, isCloseEvent, unauthenticated } from './errors.js';
+import { ResumeTracker, resumableFieldOf, withResumeSelections } from './resume.js';
+import type { SessionKeeper } from './session.js';
 
 /** The link's running subscriptions: ended with UNAUTHENTICATED when the session ends, completed on dispose. */
 export interface Running {

@@ -1,6 +1,7 @@
 // The kit's example page (client/example), bundled with esbuild and loaded in headless Chromium:
 // sign in, subscribe to a room, restart the server under it (SIGTERM, then SIGKILL, on the same
-// port), and keep receiving with no gap and no duplicate (README, "Connect from Apollo Client").
+// port), keep receiving with no gap and no duplicate, then show an edit and a deletion in place
+// (README, "Connect from Apollo Client").
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
