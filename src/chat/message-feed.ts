@@ -38,6 +38,8 @@ export interface FeedOptions {
   streaming(): Promise<MessageModel[]>;
 }
 
+/** Ended replies a feed remembers as ended (`MessageFeed.ended`), besides those still streaming. */
+const REPLIES_ENDED_NOTED = 64;
 /** How many events may wait for a slow reader before the feed falls back to the database. */
 const MAX_BUFFER = 1000;
 const RETRY_MS = 1000;
@@ -86,10 +88,11 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
   /**
    * roomEvents: for each reply streaming that this feed has told, the index of the delta its
    * client appends next — the `deltaCount` it was told, plus the deltas passed since
-   * (docs/guarantees.md, guarantee 7). A delta below it is in the text told already (one in flight
-   * while the reply was read) and is not passed; one above it means deltas were lost on the way
-   * (pub/sub reconnected, or this feed's buffer shed them for a slow reader), and the reply is
-   * told again as it stands first (`retell`). Made when a feed first tells a streaming reply.
+   * (docs/guarantees.md, guarantee 7); Infinity for one it has told ended (`ended`). Only that
+   * delta passes: one below it is in the text told already (one in flight while the reply was
+   * read); one above it means deltas were lost on the way (pub/sub reconnected, or this feed's
+   * buffer shed them for a slow reader), and the reply is told again as it stands first
+   * (`retell`). Made when a feed first tells a reply that streams or streamed.
    */
   private deltaNext?: Map<string, number>;
 
@@ -385,14 +388,15 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     try {
       replies = await this.options.streaming();
     } catch (err) {
-      this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read a reply whose deltas it lost');
-      this.deltaNext?.delete(messageId);
+      // Its deltas wait for the next one's read: none past the gap goes out meanwhile (`passDelta`).
+      this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read a reply whose deltas it lost; reading it again at its next delta');
       return;
     }
     if (this.stopped || this.revoked || !this.deltaNext?.has(messageId)) return;
     const reply = replies.find((r) => r.id === messageId);
-    this.deltaNext.set(messageId, reply?.deltaCount ?? Infinity);
-    if (reply && reply.changeSeq <= this.position) yield this.asItStands(reply);
+    if (!reply) return this.ended(messageId); // its end, still to come, tells the whole text
+    this.deltaNext.set(messageId, reply.deltaCount);
+    if (reply.changeSeq <= this.position) yield this.asItStands(reply);
   }
 
   /** A reply still streaming as read from the database, told at the feed's position (no change of the log: its cursor is the one before). */
@@ -405,7 +409,22 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
   /** Notes what the feed's client now has of a message it tells (`deltaNext`). */
   private told(message: MessageModel): void {
     if (message.status === 'STREAMING') (this.deltaNext ??= new Map()).set(message.id, message.deltaCount);
-    else if (this.deltaNext?.delete(message.id) && this.deltaNext.size === 0) this.deltaNext = undefined;
+    else if (message.deltaCount > 0 || this.deltaNext?.has(message.id)) this.ended(message.id);
+  }
+
+  /**
+   * A reply that streamed has ended as this feed's client knows it: none of its deltas goes out
+   * after that (a slow reader's buffer keeps deltas it sheds changes for, and those come after the
+   * end its catch-up read). The most recent REPLIES_ENDED_NOTED are remembered.
+   */
+  private ended(messageId: string): void {
+    const next = (this.deltaNext ??= new Map());
+    next.delete(messageId); // to the end: the most recent
+    next.set(messageId, Infinity);
+    if (next.size <= REPLIES_ENDED_NOTED) return;
+    for (const [id, index] of next) {
+      if (index === Infinity) return void next.delete(id);
+    }
   }
 
   /** A delta past the next one this feed's client appends: deltas were lost on the way (`retell`). */
@@ -445,12 +464,14 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     return event.kind === 'added' ? event : asAdded(event);
   }
 
-  /** Whether a delta goes to this feed's client (`deltaNext`): not one in the text it was told already. */
+  /** Whether a delta goes to this feed's client (`deltaNext`): only the next piece of the text it was told. */
   private passDelta(event: Extract<HubEvent, { kind: 'delta' }>): FeedEvent | undefined {
     const next = this.deltaNext!.get(event.messageId);
     if (next === undefined) return event;
-    if (event.index < next) return undefined;
-    this.deltaNext!.set(event.messageId, event.index + 1);
+    // Below it: in the text told. Above it: past lost ones, and the reply could not be told again
+    // (`retell`): its client could not append it; the next delta tries again.
+    if (event.index !== next) return undefined;
+    this.deltaNext!.set(event.messageId, next + 1);
     return event;
   }
 }

@@ -775,6 +775,50 @@ describe('MessageFeed: replies still streaming', () => {
     expect(store.callsOf('streaming')).toHaveLength(reads + 1);
   });
 
+  it('passes no delta past lost ones while the reply cannot be read, and tells it once it can', async () => {
+    const { store, edit, publish, open } = await world(1);
+    const { reader } = open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 });
+    store.saveStreaming(ROOM, 1, 'a', 1);
+    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
+    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    const reads = store.callsOf('streaming').length;
+    store.down = true; // pieces 1 and 2 lost on the way, and the database unreachable as 3 and 4 come
+    for (const [index, body] of [[3, 'abcd'], [4, 'abcde']] as const) {
+      store.saveStreaming(ROOM, 1, body, index + 1);
+      await publish({ kind: 'delta', messageId: id, index, text: body.at(-1)! });
+    }
+    const next = reader.events(1); // a client waiting for its next event
+    await waitFor(() => store.callsOf('streaming').length === reads + 2, 'a read at each delta');
+    store.down = false;
+    store.saveStreaming(ROOM, 1, 'abcdef', 6);
+    await publish({ kind: 'delta', messageId: id, index: 5, text: 'f' });
+    const [now] = await next;
+    expect(tag(now)).toBe('updated 1@2');
+    expect(now).toMatchObject({ message: { body: 'abcdef', deltaCount: 6 } }); // deltas 3 and 4 never went out: they could not be appended
+    await publish({ kind: 'delta', messageId: id, index: 6, text: 'g' });
+    expect((await reader.next()).value).toMatchObject({ kind: 'delta', index: 6 });
+  });
+
+  it('passes no delta after a reply\'s end to a reader so slow its buffer was shed (the deltas it kept came after the end its catch-up read)', async () => {
+    const { store, edit, change, publish, open } = await world(1);
+    const { reader } = open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 });
+    expect(await reader.tags(1)).toEqual(['updated 1@2']);
+    // The reader reads nothing while 1,200 deltas and then the reply's end come: its buffer overflows.
+    for (let index = 0; index < 1200; index++) await publish({ kind: 'delta', messageId: id, index, text: 'x' });
+    await change(store.change(ROOM, 1, { status: 'COMPLETE', body: 'x'.repeat(1200), deltaCount: 1200 }));
+    let end: FeedEvent | undefined;
+    for (let i = 0; i <= 1201 && !end; i++) {
+      const event = (await reader.next()).value as FeedEvent;
+      if (event.kind === 'updated') end = event;
+    }
+    expect(end).toMatchObject({ message: { status: 'COMPLETE', deltaCount: 1200 } });
+    await expect(reader.next(300)).rejects.toThrow('no feed event'); // none after the end
+  });
+
   it('passes no delta of a reply that ended while its deltas were lost: its end, still to come, tells the whole text', async () => {
     const { store, edit, change, publish, open } = await world(1);
     const { reader } = open(CHANGES_FROM_NOW);
