@@ -15,8 +15,8 @@ const EXTRA_SELECTIONS: Record<ResumableField, readonly SelectionNode[]> = {
   messageAdded: selectionsOf(`{ __typename id seq cursor }`),
   roomEvents: selectionsOf(`{
     __typename
-    ... on MessageAdded { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id seq cursor } }
-    ... on MessageUpdated { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id } }
+    ... on MessageAdded { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id seq cursor status deltaCount } }
+    ... on MessageUpdated { ${EVENT_CURSORS ? 'cursor' : ''} message { __typename id status deltaCount } }
     ... on AssistantDelta { messageId index }
   }`),
 };
@@ -96,13 +96,23 @@ function positionOf(cursor: string): { kind: string; n: number } | undefined {
   }
 }
 
-type Event = { __typename?: string; cursor?: string; seq?: number; message?: { cursor?: string; seq?: number }; messageId?: string; index?: number };
+type Event = {
+  __typename?: string;
+  cursor?: string;
+  seq?: number;
+  message?: { id?: string; cursor?: string; seq?: number; status?: string; deltaCount?: number };
+  messageId?: string;
+  index?: number;
+};
 
 /**
  * The position of one resumable subscription: the cursor of the last event the application
  * received, which becomes `after` on every re-subscribe, and the filter that drops anything at or
  * below it (by `seq` for `messageAdded`, by the change number for `roomEvents`; a set of seen
- * cursors where a cursor cannot be read), and repeated assistant deltas.
+ * cursors where a cursor cannot be read), and repeated assistant deltas. But for a reply still
+ * streaming told again as it stands: the server tells it at the position of the event before it
+ * (no change of the log) after a resume and when deltas were lost (the API's README, "AI
+ * assistant"), and the application needs it to append the deltas that follow.
  */
 export class ResumeTracker {
   /** The cursor to resume after; undefined until the first event (then the caller's `after` stands). */
@@ -128,7 +138,7 @@ export class ResumeTracker {
     if (!cursor) return true;
     const position = positionOf(cursor);
     if (position && this.last && position.kind === this.last.kind) {
-      if (position.n <= this.last.n) return false;
+      if (position.n < this.last.n || (position.n === this.last.n && !this.retold(event, cursor))) return false;
     } else if (this.seen.has(cursor)) {
       return false;
     }
@@ -136,6 +146,16 @@ export class ResumeTracker {
     this.seen.add(cursor);
     if (this.seen.size > 10_000) this.seen.clear();
     this.cursor = cursor;
+    return true;
+  }
+
+  /** A streaming reply told again at the last event's position with more of its text: once each. */
+  private retold(event: Event, cursor: string): boolean {
+    const { message } = event;
+    if (message?.status !== 'STREAMING' || (event.__typename !== 'MessageUpdated' && event.__typename !== 'MessageAdded')) return false;
+    const told = `${cursor} ${message.id} ${message.deltaCount}`;
+    if (this.seen.has(told)) return false;
+    this.seen.add(told);
     return true;
   }
 }

@@ -4,8 +4,9 @@
 import { parse } from 'graphql';
 import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, MyEventsDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
+import { FakeOpenAI } from '../support/fake-openai';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
-import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, type KitClient, type SignedUp } from './support';
+import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, watchRoomEvents, type KitClient, type SignedUp } from './support';
 
 jest.setTimeout(90_000);
 
@@ -131,6 +132,53 @@ describe('resume through reconnects', () => {
     expect(messages.items.map((m) => m.body)).toEqual(Array.from({ length: TOTAL }, (_, i) => `m${i + 1}`));
     expect([...messages.errors, ...events.errors]).toEqual([]);
     expect(proxy.connections).toBeGreaterThanOrEqual(faults.length + 1);
+  });
+
+  it('keeps an assistant reply streaming on the screen through a dropped connection: the reply told again on the resume reaches the application, and README\'s recipe appends on', async () => {
+    const REPLY = Array.from({ length: 60 }, (_, i) => `k${i} `);
+    const fake = new FakeOpenAI({ '[[kit-long]]': { kind: 'stream', chunks: REPLY, delayMs: 50 } });
+    await fake.start();
+    const s = await startServer({ OPENAI_API_KEY: 'sk-test-kit', OPENAI_BASE_URL: fake.url, OPENAI_MODEL: 'fake' });
+    const p = await startWsProxy(s.wsUrl);
+    try {
+      const [ada, bob] = await Promise.all([signUpSession(s.url), signUpSession(s.url)]);
+      const { roomId, memberKit: asker } = await roomOf(ada, bob, s);
+      const reader = kitClient(s.url, p.url, ada.session);
+      const events = watchRoomEvents(reader, roomId);
+      await waitFor(() => s.app.hubs.listeners(roomId) === 1);
+      const question = await asker.client.mutate({ mutation: SendMessageDocument, variables: { input: { roomId, body: 'Tell me [[kit-long]]' } } });
+      const token = (await asker.link.session())!.token;
+      const reply = (await must(s.url, `mutation($m: ID!) { askAssistant(input: { messageId: $m }) { id } }`, { m: question.data!.sendMessage.id }, token)).askAssistant;
+      const ofReply = () => events.items.filter((e) => (e.message?.id ?? e.messageId) === reply.id);
+      await events.until(() => ofReply().filter((e) => e.__typename === 'AssistantDelta').length >= 10);
+      const before = p.connections;
+      p.dropAll(); // deltas go by while it reconnects
+      await waitFor(() => p.connections > before, 30_000);
+      await events.until(() => ofReply().some((e) => e.message && e.message.status !== 'STREAMING'));
+      // README's recipe.
+      let m: { body: string; deltaCount: number } | undefined;
+      let beforeEnd: typeof m;
+      let received = 0;
+      let retold = 0;
+      for (const e of ofReply()) {
+        if (e.__typename === 'AssistantDelta') {
+          received = Math.max(received, e.index + 1);
+          if (m && e.index === m.deltaCount) m = { body: m.body + e.text, deltaCount: m.deltaCount + 1 };
+          continue;
+        }
+        if (e.message.status === 'STREAMING' && m) retold++;
+        if (e.message.status !== 'STREAMING') beforeEnd ??= m;
+        m = { body: e.message.body, deltaCount: e.message.deltaCount };
+      }
+      expect({ retold: retold > 0, live: beforeEnd!.deltaCount >= received, text: REPLY.join('').startsWith(beforeEnd!.body) }).toEqual({ retold: true, live: true, text: true });
+      expect(m).toEqual({ body: REPLY.join(''), deltaCount: REPLY.length });
+      expect(events.errors).toEqual([]);
+    } finally {
+      await closeKitClients();
+      await p.stop();
+      await s.stop();
+      await fake.stop();
+    }
   });
 
   it('notices a half-open connection by its missing keep-alive pong, reconnects and resumes', async () => {

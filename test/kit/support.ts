@@ -151,6 +151,9 @@ export const watchEvents = (kit: KitClient, roomId: string, after?: string) =>
     body: d.roomEvents.message?.body,
   }));
 
+/** `roomEvents` through the kit: each event as the application received it (deltas included). */
+export const watchRoomEvents = (kit: KitClient, roomId: string) => watch<Record<string, any>>(kit, RoomEventsDocument, { roomId }, (d) => d.roomEvents);
+
 /**
  * What a roomEvents subscriber must show: every message added exactly once, change numbers strictly
  * increasing (nothing twice, nothing out of order), and the last state it saw of each message equal

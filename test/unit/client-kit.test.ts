@@ -63,6 +63,16 @@ describe('ResumeTracker', () => {
     expect(tracker.accept(null)).toBe(true);
   });
 
+  it('lets a streaming reply told again at the last position through, once per text (a resume mid-reply, deltas lost), and nothing else there', () => {
+    const tracker = new ResumeTracker('roomEvents', 'events');
+    const cursor = b64(`e1:${room}:9:91`);
+    const told = (deltaCount: number, status = 'STREAMING', typename = 'MessageUpdated') => ({ events: { __typename: typename, cursor, message: { id: 'r', status, deltaCount } } });
+    expect(tracker.accept(told(3))).toBe(true); // the event at 9 itself
+    expect([told(24), told(24), told(30, 'STREAMING', 'MessageAdded'), told(30, 'COMPLETE')].map((x) => tracker.accept(x))).toEqual([true, false, true, false]);
+    expect(tracker.accept({ events: { __typename: 'MessageUpdated', cursor: b64(`e1:${room}:8:92`), message: { id: 'r', status: 'STREAMING', deltaCount: 40 } } })).toBe(false); // below it
+    expect(tracker.cursor).toBe(cursor);
+  });
+
   it('falls back to the seen set for cursors it cannot read', () => {
     const tracker = new ResumeTracker('messageAdded', 'messageAdded');
     const odd = { messageAdded: { cursor: 'opaque-one' } };
