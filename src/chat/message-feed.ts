@@ -38,8 +38,14 @@ export interface FeedOptions {
   streaming(): Promise<MessageModel[]>;
 }
 
-/** Ended replies a feed remembers as ended (`MessageFeed.ended`), besides those still streaming. */
-const REPLIES_ENDED_NOTED = 64;
+/**
+ * Replies a feed tracks the deltas of at most (`MessageFeed.deltaNext`): each is forgotten when
+ * its end passes the feed from the hub, so this bounds only those whose end a slow reader's buffer
+ * shed (the least recent forgotten first).
+ */
+const REPLIES_TRACKED = 1000;
+/** In `deltaNext`: deltas of the reply came on the way, and the feed has not told the reply yet. */
+const UNTOLD = -1;
 /** How many events may wait for a slow reader before the feed falls back to the database. */
 const MAX_BUFFER = 1000;
 const RETRY_MS = 1000;
@@ -86,15 +92,20 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    */
   private replayedStreaming?: Set<string>;
   /**
-   * roomEvents: for each reply streaming that this feed has told, the index of the delta its
-   * client appends next — the `deltaCount` it was told, plus the deltas passed since
-   * (docs/guarantees.md, guarantee 7); Infinity for one it has told ended (`ended`). Only that
-   * delta passes: one below it is in the text told already (one in flight while the reply was
-   * read); one above it means deltas were lost on the way (pub/sub reconnected, or this feed's
-   * buffer shed them for a slow reader), and the reply is told again as it stands first
-   * (`retell`). Made when a feed first tells a reply that streams or streamed.
+   * roomEvents: for each reply whose deltas come to this feed, the index of the delta its client
+   * appends next — the `deltaCount` it was told, plus the deltas passed since (docs/guarantees.md,
+   * guarantee 7); UNTOLD before the feed has told the reply (its deltas pass as they come);
+   * Infinity once it has told its end (none passes). Only that delta passes: one below it is in
+   * the text told already (one in flight while the reply was read); one above it means deltas
+   * were lost on the way (pub/sub reconnected, or this feed's buffer shed them for a slow reader),
+   * and the reply is told again as it stands first (`retell`). A reply is tracked from its first
+   * delta or its telling as streaming on, and forgotten when its end comes from the hub: its
+   * deltas, published before it on the same topic, have all come by then (a slow reader's buffer
+   * holds them ahead of it, after the end its catch-up read).
    */
   private deltaNext?: Map<string, number>;
+  /** A read for `retell` failed and has not succeeded since (its warning is logged once). */
+  private retellFailing = false;
 
   constructor(private readonly options: FeedOptions) {
     if (options.start.order === 'changes') this.replayedStreaming = new Set();
@@ -286,6 +297,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     }
     // Ephemeral signals (deltas, member changes, typing, presence) are for roomEvents only (docs/guarantees.md, guarantee 11).
     if (event.kind !== 'added' && event.kind !== 'updated' && this.options.start.order === 'messages') return;
+    if (event.kind === 'delta' && !this.deltaNext?.has(event.messageId)) this.track(event.messageId, UNTOLD);
     if (this.live && !this.gapBefore(event) && !this.deltaGap(event)) {
       const taken = this.accept(event);
       const wait = taken && this.sink!.live(taken, hub);
@@ -389,13 +401,15 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
       replies = await this.options.streaming();
     } catch (err) {
       // Its deltas wait for the next one's read: none past the gap goes out meanwhile (`passDelta`).
-      this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read a reply whose deltas it lost; reading it again at its next delta');
+      if (!this.retellFailing) this.options.log.warn({ err: (err as Error).message, roomId: this.options.roomId }, 'feed could not read a reply whose deltas it lost; reading it again at its next delta');
+      this.retellFailing = true;
       return;
     }
+    this.retellFailing = false;
     if (this.stopped || this.revoked || !this.deltaNext?.has(messageId)) return;
     const reply = replies.find((r) => r.id === messageId);
-    if (!reply) return this.ended(messageId); // its end, still to come, tells the whole text
-    this.deltaNext.set(messageId, reply.deltaCount);
+    this.deltaNext.set(messageId, reply?.deltaCount ?? Infinity); // ended: its end, still to come, tells the whole text
+    if (!reply) return;
     if (reply.changeSeq <= this.position) yield this.asItStands(reply);
   }
 
@@ -406,30 +420,28 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     return sharedEvent(reply, kind, this.position, this.added.snapshot());
   }
 
-  /** Notes what the feed's client now has of a message it tells (`deltaNext`). */
+  /** Notes what the feed's client now has of a message it tells (`deltaNext`): a reply streaming, or the end of one tracked. */
   private told(message: MessageModel): void {
-    if (message.status === 'STREAMING') (this.deltaNext ??= new Map()).set(message.id, message.deltaCount);
-    else if (message.deltaCount > 0 || this.deltaNext?.has(message.id)) this.ended(message.id);
+    if (message.status === 'STREAMING') this.track(message.id, message.deltaCount);
+    else if (this.deltaNext?.has(message.id)) this.deltaNext.set(message.id, Infinity);
   }
 
-  /**
-   * A reply that streamed has ended as this feed's client knows it: none of its deltas goes out
-   * after that (a slow reader's buffer keeps deltas it sheds changes for, and those come after the
-   * end its catch-up read). The most recent REPLIES_ENDED_NOTED are remembered.
-   */
-  private ended(messageId: string): void {
-    const next = (this.deltaNext ??= new Map());
-    next.delete(messageId); // to the end: the most recent
-    next.set(messageId, Infinity);
-    if (next.size <= REPLIES_ENDED_NOTED) return;
-    for (const [id, index] of next) {
-      if (index === Infinity) return void next.delete(id);
-    }
+  private track(messageId: string, next: number): void {
+    const tracked = (this.deltaNext ??= new Map());
+    tracked.set(messageId, next);
+    if (tracked.size > REPLIES_TRACKED) tracked.delete(tracked.keys().next().value!);
+  }
+
+  /** A reply's end (or a later change) came from the hub: none of its deltas comes after it (`deltaNext`). */
+  private forget(messageId: string): void {
+    if (this.deltaNext?.delete(messageId) && this.deltaNext.size === 0) this.deltaNext = undefined;
   }
 
   /** A delta past the next one this feed's client appends: deltas were lost on the way (`retell`). */
   private deltaGap(event: HubEvent): event is Extract<HubEvent, { kind: 'delta' }> {
-    return event.kind === 'delta' && this.deltaNext !== undefined && event.index > (this.deltaNext.get(event.messageId) ?? event.index);
+    if (event.kind !== 'delta') return false;
+    const next = this.deltaNext?.get(event.messageId);
+    return next !== undefined && next !== UNTOLD && event.index > next;
   }
 
   /**
@@ -451,9 +463,11 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
     if (event.kind !== 'added' && event.kind !== 'updated') return event;
     const { message } = event;
     if (this.options.start.order === 'changes') {
+      const ended = message.status !== 'STREAMING';
+      if (ended && this.deltaNext) this.forget(message.id);
       if (event.change <= this.position) return undefined;
       this.position = event.change;
-      if (message.status === 'STREAMING' || this.deltaNext) this.told(message);
+      if (!ended) this.told(message);
       if (this.follows) return event;
       const kind = this.added.mark(message.seq) ? 'updated' : 'added';
       const added = this.added.snapshot();
@@ -467,7 +481,7 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
   /** Whether a delta goes to this feed's client (`deltaNext`): only the next piece of the text it was told. */
   private passDelta(event: Extract<HubEvent, { kind: 'delta' }>): FeedEvent | undefined {
     const next = this.deltaNext!.get(event.messageId);
-    if (next === undefined) return event;
+    if (next === undefined || next === UNTOLD) return event;
     // Below it: in the text told. Above it: past lost ones, and the reply could not be told again
     // (`retell`): its client could not append it; the next delta tries again.
     if (event.index !== next) return undefined;

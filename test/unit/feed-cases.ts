@@ -819,6 +819,29 @@ describe('MessageFeed: replies still streaming', () => {
     await expect(reader.next(300)).rejects.toThrow('no feed event'); // none after the end
   });
 
+  it('passes no delta after its end to a slow reader however many replies ended while it did not read (70 here)', async () => {
+    const REPLIES = 70;
+    const { store, edit, change, publish, open } = await world(REPLIES);
+    const { reader } = open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const ids: string[] = [];
+    for (let seq = 1; seq <= REPLIES; seq++) ids.push((await edit(seq, { status: 'STREAMING', body: '', deltaCount: 0 })).id);
+    // The reader reads nothing while 20 deltas of each reply and then the replies' ends come: its buffer overflows.
+    for (let index = 0; index < 20; index++) for (const id of ids) await publish({ kind: 'delta', messageId: id, index, text: 'x' });
+    for (let seq = 1; seq <= REPLIES; seq++) await change(store.change(ROOM, seq, { status: 'COMPLETE', body: 'x'.repeat(20), deltaCount: 20 }));
+    const ended = new Set<string>();
+    const late: string[] = [];
+    for (;;) {
+      const result = await reader.next(500).catch(() => undefined);
+      if (!result || result.done) break;
+      const event = result.value;
+      if (event.kind === 'updated' && event.message.status === 'COMPLETE') ended.add(event.message.id);
+      if (event.kind === 'delta' && ended.has(event.messageId)) late.push(`${event.messageId}#${event.index}`);
+    }
+    expect(ended.size).toBe(REPLIES);
+    expect(late).toEqual([]);
+  });
+
   it('passes no delta of a reply that ended while its deltas were lost: its end, still to come, tells the whole text', async () => {
     const { store, edit, change, publish, open } = await world(1);
     const { reader } = open(CHANGES_FROM_NOW);
