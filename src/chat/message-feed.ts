@@ -392,8 +392,8 @@ export class MessageFeed implements PushStream<FeedEvent>, AsyncIterable<FeedEve
    * A reply whose deltas were lost on the way to this feed (`deltaNext`), told again as it stands:
    * read now, it holds every delta published so far (each piece is saved before it is published),
    * and the deltas go on from its `deltaCount`. Not told when a change of it is still to come (that
-   * change tells it), nor when it has ended (its end does, with the whole text). Without the
-   * database, the deltas pass as they come, as before.
+   * change tells it), nor when it has ended (its end does, with the whole text). While it cannot
+   * be read, none of its deltas passes (`passDelta`): the next one's read tries again.
    */
   private async *retell(messageId: string): AsyncGenerator<FeedEvent> {
     let replies: MessageModel[];
