@@ -111,7 +111,7 @@ type Event = {
  * below it (by `seq` for `messageAdded`, by the change number for `roomEvents`; a set of seen
  * cursors where a cursor cannot be read), and repeated assistant deltas. But for a reply still
  * streaming told again as it stands: the server tells it at the position of the event before it
- * (no change of the log) after a resume and when deltas were lost (the API's README, "AI
+ * (no change of the log) after a resume and when deltas were lost (the API's README, "The
  * assistant"), and the application needs it to append the deltas that follow.
  */
 export class ResumeTracker {
