@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import Redis from 'ioredis';
 import { FakeOpenAI } from '../support/fake-openai';
 import { collect, must, send, signUp, startServer, waitFor, wsClient, type TestServer } from '../support/harness';
+import { followReply } from '../support/reply-recipe';
 import { sharedUrls, startRedis, type PrivateRedis } from './support/backing';
 import { ChangeTraffic } from './support/changes';
 import { changeReport, tallyAdded } from './support/change-tally';
@@ -183,28 +184,13 @@ it('streams an assistant reply on through pub/sub kills: a roomEvents subscriber
     const text = REPLY.join('');
     let retold = 0;
     for (const i of [0, 1]) {
-      // README's recipe: a message event gives the reply's state; a delta is appended when it is the next piece.
-      let m: { body: string; deltaCount: number } | undefined;
-      let beforeEnd: typeof m;
-      let received = 0; // the deltas that reached it before the end: one past the last index
-      for (const e of events(i)) {
-        if (e.__typename === 'AssistantDelta') {
-          received = Math.max(received, e.index + 1);
-          if (!m) continue; // ahead of the reply's own event (they come by different topics): the recipe skips it
-          expect({ instance: i, index: e.index, has: e.index < m.deltaCount }).toEqual({ instance: i, index: e.index, has: false }); // none in the text it has
-          if (e.index === m.deltaCount) m = { body: m.body + e.text, deltaCount: m.deltaCount + 1 };
-        } else if (e.message.status === 'STREAMING') {
-          if (m) retold++; // told again past deltas lost
-          m = { body: e.message.body, deltaCount: e.message.deltaCount };
-        } else {
-          beforeEnd ??= m;
-          m = { body: e.message.body, deltaCount: e.message.deltaCount };
-        }
-      }
+      const { beforeEnd, final, received, retold: told, inText } = followReply(events(i));
+      retold += told; // told again past deltas lost
+      expect({ instance: i, inText }).toEqual({ instance: i, inText: [] }); // no delta already in the text it had
       // Live to the end: every delta that came is in the text (before: none after the first loss was
       // appended), and what the end adds is at most the deltas lost after the last one that came.
       expect({ instance: i, beforeEnd: beforeEnd!.deltaCount >= received, body: text.startsWith(beforeEnd!.body) }).toEqual({ instance: i, beforeEnd: true, body: true });
-      expect({ instance: i, received: received > REPLY.length / 2, final: m }).toEqual({ instance: i, received: true, final: { body: text, deltaCount: REPLY.length } });
+      expect({ instance: i, received: received > REPLY.length / 2, final }).toEqual({ instance: i, received: true, final: { body: text, deltaCount: REPLY.length } });
     }
     expect(kills).toBeGreaterThanOrEqual(3);
     expect(retold).toBeGreaterThan(0);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { DEFAULT_INSTRUCTIONS } from '../../src/assistant/context';
 import { ReplyStore } from '../../src/assistant/reply-store';
 import { FakeOpenAI, type Script } from '../support/fake-openai';
+import { followReply } from '../support/reply-recipe';
 import {
   codeOf,
   collect,
@@ -904,18 +905,9 @@ describe('a client that reads history first, then subscribes (the README\'s orde
     await early.until(() => deltasOf(early, reply.id).some((d) => d.index >= seen.deltaCount + 2));
     const sub = await subscribe(b, bob, roomId);
     await endedIn(sub, reply.id, 'COMPLETE');
-    // README's recipe: a message event gives the reply's state; a delta is appended when it is the next piece.
-    const m = { body: seen.body, deltaCount: seen.deltaCount };
-    let beforeEnd: typeof m | undefined;
-    for (const e of eventsOf(sub)) {
-      if (e?.__typename === 'AssistantDelta' && e.messageId === reply.id && e.index === m.deltaCount) {
-        m.body += e.text;
-        m.deltaCount++;
-      } else if (e?.__typename === 'MessageUpdated' && e.message.id === reply.id) {
-        if (e.message.status === 'COMPLETE') beforeEnd ??= { ...m };
-        Object.assign(m, { body: e.message.body, deltaCount: e.message.deltaCount });
-      }
-    }
+    // README's recipe, from the text read in history.
+    const ofReply = eventsOf(sub).filter((e) => (e?.__typename === 'AssistantDelta' ? e.messageId : e?.__typename === 'MessageUpdated' && e.message.id) === reply.id);
+    const { beforeEnd } = followReply(ofReply, { body: seen.body, deltaCount: seen.deltaCount });
     expect(updatesOf(sub, reply.id)[0].message).toMatchObject({ status: 'STREAMING' }); // the reply as it stood, first
     expect(beforeEnd).toEqual({ body: MID_CHUNKS.join(''), deltaCount: MID_CHUNKS.length });
   });

@@ -5,6 +5,7 @@ import { parse } from 'graphql';
 import { CreateRoomDocument, JoinRoomDocument, LogInDocument, MeDocument, MessagesDocument, MyEventsDocument, SendMessageDocument, type SessionLock } from '../../client';
 import { codeOf as httpCodeOf, gql, must, startServer, waitFor, type TestServer } from '../support/harness';
 import { FakeOpenAI } from '../support/fake-openai';
+import { followReply } from '../support/reply-recipe';
 import { startWsProxy, type WsProxy } from '../support/ws-proxy';
 import { closeKitClients, codeOf, kitClient, logInSession, messageSeqs, PASSWORD, signUpSession, tally, watchEvents, watchMessages, watchRoomEvents, type KitClient, type SignedUp } from './support';
 
@@ -155,23 +156,9 @@ describe('resume through reconnects', () => {
       p.dropAll(); // deltas go by while it reconnects
       await waitFor(() => p.connections > before, 30_000);
       await events.until(() => ofReply().some((e) => e.message && e.message.status !== 'STREAMING'));
-      // README's recipe.
-      let m: { body: string; deltaCount: number } | undefined;
-      let beforeEnd: typeof m;
-      let received = 0;
-      let retold = 0;
-      for (const e of ofReply()) {
-        if (e.__typename === 'AssistantDelta') {
-          received = Math.max(received, e.index + 1);
-          if (m && e.index === m.deltaCount) m = { body: m.body + e.text, deltaCount: m.deltaCount + 1 };
-          continue;
-        }
-        if (e.message.status === 'STREAMING' && m) retold++;
-        if (e.message.status !== 'STREAMING') beforeEnd ??= m;
-        m = { body: e.message.body, deltaCount: e.message.deltaCount };
-      }
+      const { beforeEnd, final, received, retold } = followReply(ofReply());
       expect({ retold: retold > 0, live: beforeEnd!.deltaCount >= received, text: REPLY.join('').startsWith(beforeEnd!.body) }).toEqual({ retold: true, live: true, text: true });
-      expect(m).toEqual({ body: REPLY.join(''), deltaCount: REPLY.length });
+      expect(final).toEqual({ body: REPLY.join(''), deltaCount: REPLY.length });
       expect(events.errors).toEqual([]);
     } finally {
       await closeKitClients();

@@ -730,6 +730,18 @@ describe('MessageFeed: deltas', () => {
 });
 
 describe('MessageFeed: replies still streaming', () => {
+  /** A feed from now on (message 1 the reply), told the reply streaming and its first delta, live. */
+  async function toldStreaming() {
+    const w = await world(1);
+    const { reader } = w.open(CHANGES_FROM_NOW);
+    await reader.attach();
+    const { id } = await w.edit(1, { status: 'STREAMING', body: '', deltaCount: 0 }); // the reply, told live
+    w.store.saveStreaming(ROOM, 1, 'a', 1);
+    await w.publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
+    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    return { ...w, reader, id };
+  }
+
   it('tells a feed resuming mid-reply the reply as it stands, read after the feed listened, then the deltas after it', async () => {
     const { store, publish, open } = await world(2);
     const { id } = store.saveStreaming(ROOM, 2, 'Hel', 3); // added before the cursor: the replay does not carry it
@@ -750,13 +762,7 @@ describe('MessageFeed: replies still streaming', () => {
   });
 
   it('tells a reply again as it stands when deltas were lost on the way (pub/sub reconnected), then goes on from its deltaCount', async () => {
-    const { store, edit, publish, open } = await world(1);
-    const { reader } = open(CHANGES_FROM_NOW);
-    await reader.attach();
-    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 }); // the reply, told live
-    store.saveStreaming(ROOM, 1, 'a', 1);
-    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
-    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    const { store, publish, reader, id } = await toldStreaming();
     // Pieces 1 and 2 are saved and their deltas lost on the way; piece 3 is saved, then its delta comes.
     const reads = store.callsOf('streaming').length; // the one of its first catch-up
     const release = store.hold('streaming');
@@ -776,13 +782,7 @@ describe('MessageFeed: replies still streaming', () => {
   });
 
   it('passes no delta past lost ones while the reply cannot be read, and tells it once it can', async () => {
-    const { store, edit, publish, open } = await world(1);
-    const { reader } = open(CHANGES_FROM_NOW);
-    await reader.attach();
-    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 });
-    store.saveStreaming(ROOM, 1, 'a', 1);
-    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
-    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    const { store, publish, reader, id } = await toldStreaming();
     const reads = store.callsOf('streaming').length;
     store.down = true; // pieces 1 and 2 lost on the way, and the database unreachable as 3 and 4 come
     for (const [index, body] of [[3, 'abcd'], [4, 'abcde']] as const) {
@@ -843,12 +843,7 @@ describe('MessageFeed: replies still streaming', () => {
   });
 
   it('passes no delta of a reply that ended while its deltas were lost: its end, still to come, tells the whole text', async () => {
-    const { store, edit, change, publish, open } = await world(1);
-    const { reader } = open(CHANGES_FROM_NOW);
-    await reader.attach();
-    const { id } = await edit(1, { status: 'STREAMING', body: '', deltaCount: 0 });
-    await publish({ kind: 'delta', messageId: id, index: 0, text: 'a' });
-    expect(await reader.tags(2)).toEqual(['updated 1@2', 'delta']);
+    const { store, change, publish, reader, id } = await toldStreaming();
     const reads = store.callsOf('streaming').length;
     const end = store.change(ROOM, 1, { status: 'COMPLETE', body: 'abc', deltaCount: 3 }); // committed, its signal on the way
     await publish({ kind: 'delta', messageId: id, index: 2, text: 'c' });
